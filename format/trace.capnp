@@ -1,0 +1,168 @@
+@0xc5d8532ee62095cc;
+# The rec trace schema. A trace file is: file magic + version, one Header
+# message, then chunks of Event messages and Blob messages, then (when the
+# recording ended cleanly) a Footer. See format/README.md for the framing.
+#
+# Compatibility rule: fields are only ever appended (new ordinals); removing
+# or retyping a field requires bumping kFormatVersion in format/trace_file.h.
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("rec::schema");
+
+struct CpuidLeaf {
+  leaf @0 :UInt32;
+  subleaf @1 :UInt32;
+  eax @2 :UInt32;
+  ebx @3 :UInt32;
+  ecx @4 :UInt32;
+  edx @5 :UInt32;
+}
+
+struct CpuInfo {
+  vendor @0 :Text;          # "AuthenticAMD", "GenuineIntel"
+  modelName @1 :Text;       # brand string
+  family @2 :UInt32;
+  model @3 :UInt32;
+  stepping @4 :UInt32;
+  xsaveFeatures @5 :UInt64; # XCR0
+  cpuidLeaves @6 :List(CpuidLeaf);
+}
+
+struct Rlimit {
+  resource @0 :UInt32;
+  soft @1 :UInt64;
+  hard @2 :UInt64;
+}
+
+struct Header {
+  recVersion @0 :Text;
+  argv @1 :List(Text);
+  envp @2 :List(Text);
+  cwd @3 :Text;
+  executable @4 :Text;          # absolute path of the program as resolved at record time
+  startTimeNs @5 :Int64;        # CLOCK_REALTIME at start of recording
+  kernelRelease @6 :Text;
+  hostname @7 :Text;
+  cpu @8 :CpuInfo;
+  pageSize @9 :UInt32;
+  tracedSyscalls @10 :Data;     # bitmap, bit N set = syscall N stops under seccomp
+  rlimits @11 :List(Rlimit);    # applied to the replayed process so its layout matches
+  chaosSeed @12 :UInt64;        # 0 when chaos scheduling was off
+  scratchAddress @13 :UInt64;   # rec's scratch page in every tracee
+}
+
+# One register file, the kernel's struct user_regs_struct, raw.
+struct Registers {
+  raw @0 :Data;
+}
+
+struct MemWrite {
+  address @0 :UInt64;
+  data @1 :Data;
+}
+
+# A file-backed mapping whose contents come from a stored blob.
+struct Mapping {
+  start @0 :UInt64;
+  end @1 :UInt64;
+  prot @2 :UInt32;
+  flags @3 :UInt32;     # MAP_* flags as the program asked (MAP_SHARED/PRIVATE)
+  offset @4 :UInt64;
+  blobHash @5 :Data;    # 16 bytes XXH3-128; empty = anonymous
+  path @6 :Text;        # as seen at record time, for humans
+}
+
+struct SyscallEvent {
+  number @0 :Int32;
+  args @1 :List(UInt64);      # the six argument registers
+  result @2 :Int64;           # raw rax at syscall exit (negative errno on failure)
+  writes @3 :List(MemWrite);  # memory the kernel wrote, to be restored on replay
+  strings @4 :List(Text);     # string arguments in argument order (paths), for dump and divergence checks
+  outputFd @5 :Int32;         # 1 or 2 when this writes the program's stdout/stderr; else 0
+  mapping @6 :Mapping;        # for mmap of a file: what to map on replay
+  ip @7 :UInt64;              # address after the syscall instruction
+  interrupted @8 :Bool;       # result is a -ERESTART* code: a signal follows
+  refused @9 :Bool;           # rec refused it with ENOSYS at record time
+  newTask @10 :Int32;         # fork/vfork/clone: the recorded id of the created task
+  signalAtExit @11 :Bool;     # an async signal is delivered as this syscall returns (next event of this task)
+  interruptingSignal @12 :Int32;  # that signal's number
+}
+
+# A syscall that was entered and is still in the kernel when other tasks'
+# events follow (it blocked). Its SyscallEvent comes later.
+struct SyscallEnterEvent {
+  number @0 :Int32;
+  newTask @1 :Int32;          # vfork / CLONE_VFORK: the child, created before the parent's syscall returns
+}
+
+enum SignalDisposition {
+  delivered @0;        # signal-delivery-stop passed through to the program
+  injectBeforeSyscall @1;  # held async signal, raised as the task entered its next syscall
+  injectAtSyscallExit @2;  # async signal that interrupted the syscall just completed
+}
+
+struct SignalEvent {
+  signo @0 :Int32;
+  siginfo @1 :Data;          # 128 raw bytes of siginfo_t
+  disposition @2 :SignalDisposition;
+  ip @3 :UInt64;
+  synchronous @4 :Bool;      # a fault that recurs by itself on replay
+}
+
+struct ExecEvent {
+  filename @0 :Text;
+  exeBlob @1 :Data;                # blob hash of the binary the kernel executed (interpreter for scripts)
+  mappings @2 :List(Mapping);      # file-backed mappings right after exec
+  stackStart @3 :UInt64;           # lowest address of stackImage (initial rsp)
+  stackImage @4 :Data;             # [stackStart, top of stack) as the program first saw it
+  registers @5 :Registers;         # initial registers
+  argv @6 :List(Text);
+  writableData @7 :List(MemWrite); # contents of writable mappings right after exec (data/bss pages)
+}
+
+struct RdtscEvent {
+  value @0 :UInt64;
+  aux @1 :UInt32;        # TSC_AUX for rdtscp
+  isRdtscp @2 :Bool;
+  ip @3 :UInt64;
+}
+
+struct ExitEvent {
+  waitStatus @0 :Int32;  # raw status as from waitpid
+  threadOnly @1 :Bool;   # a thread exited, the process lives on
+}
+
+struct Event {
+  tid @0 :Int32;         # recorded thread id of the task the event belongs to
+  union {
+    syscall @1 :SyscallEvent;
+    syscallEnter @2 :SyscallEnterEvent;
+    signal @3 :SignalEvent;
+    exec @4 :ExecEvent;
+    rdtsc @5 :RdtscEvent;
+    exit @6 :ExitEvent;
+  }
+}
+
+struct Blob {
+  hash @0 :Data;         # 16 bytes XXH3-128 of data
+  path @1 :Text;         # first path it was seen under
+  data @2 :Data;
+}
+
+struct ChunkIndexEntry {
+  offset @0 :UInt64;
+  kind @1 :UInt8;
+  firstEvent @2 :UInt64;
+  eventCount @3 :UInt32;
+}
+
+struct Footer {
+  eventCount @0 :UInt64;
+  chunks @1 :List(ChunkIndexEntry);
+  endTimeNs @2 :Int64;
+  exitStatus @3 :Int32;          # raw wait status of the initial process
+  taskCount @4 :UInt32;
+  signalCount @5 :UInt64;
+  interruptedByUser @6 :Bool;    # rec itself was stopped (SIGTERM/SIGHUP)
+}

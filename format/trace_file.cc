@@ -1,0 +1,1017 @@
+// Trace file writer and reader. The framing is documented byte by byte in
+// format/README.md; keep the two in sync.
+#include "trace_file.h"
+
+#include <capnp/dynamic.h>
+#include <capnp/serialize.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+namespace rec::format {
+namespace {
+
+static_assert(std::endian::native == std::endian::little, "the framing is written natively");
+
+// ---------------------------------------------------------------------------
+// Framing constants.
+
+constexpr size_t kFileHeaderSize = 16;
+constexpr uint32_t kChunkMagic = 0x4b484352;  // "RCHK" on disk
+constexpr size_t kChunkHeaderSize = 32;
+constexpr size_t kChunkHeaderChecked = 28;  // bytes covered by the header checksum
+
+enum ChunkKind : uint32_t {
+  kKindHeader = 1,
+  kKindEvents = 2,
+  kKindBlob = 3,
+  kKindFooter = 4,
+};
+
+// Hard caps, checked before anything is allocated from a size field. The
+// fuzz build lowers them so that a tiny crafted input cannot make every run
+// allocate a gigabyte.
+#ifdef REC_FORMAT_FUZZING
+constexpr uint64_t kMaxUncompressed = 64ull << 20;
+#else
+constexpr uint64_t kMaxUncompressed = 1ull << 30;
+#endif
+constexpr size_t kMaxEventsInChunk = 1u << 24;
+// Prefix of a blob chunk decoded at open() to learn the blob's hash.
+constexpr size_t kBlobPeekBytes = 64 << 10;
+constexpr size_t kReadBufferBytes = 1 << 20;
+
+struct ChunkHeader {
+  uint32_t magic = kChunkMagic;
+  uint32_t kind = 0;
+  uint32_t compressedSize = 0;
+  uint32_t uncompressedSize = 0;
+  uint64_t payloadHash = 0;  // XXH3-64 of the compressed payload
+  uint32_t messageCount = 0;
+  uint32_t headerChecksum = 0;  // XXH32 (seed 0) of the 28 bytes before it
+};
+static_assert(sizeof(ChunkHeader) == kChunkHeaderSize);
+
+uint32_t headerChecksum(const ChunkHeader& h) {
+  return XXH32(&h, kChunkHeaderChecked, 0);
+}
+
+template <typename T>
+T loadLe(const std::byte* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// ---------------------------------------------------------------------------
+// RAII helpers.
+
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  ~UniqueFd() { reset(); }
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+struct CCtxFree {
+  void operator()(ZSTD_CCtx* c) const { ZSTD_freeCCtx(c); }
+};
+struct DCtxFree {
+  void operator()(ZSTD_DCtx* c) const { ZSTD_freeDCtx(c); }
+};
+struct DStreamFree {
+  void operator()(ZSTD_DStream* c) const { ZSTD_freeDStream(c); }
+};
+struct XxhStateFree {
+  void operator()(XXH3_state_t* s) const { XXH3_freeState(s); }
+};
+
+// kj::OutputStream appending to a byte vector: capnp serialises straight
+// into the open chunk without an intermediate flat array.
+class VectorSink final : public kj::OutputStream {
+ public:
+  explicit VectorSink(std::vector<std::byte>& out) : out_(out) {}
+  void write(const void* buffer, size_t size) override {
+    auto p = static_cast<const std::byte*>(buffer);
+    out_.insert(out_.end(), p, p + size);
+  }
+
+ private:
+  std::vector<std::byte>& out_;
+};
+
+std::string errnoText(int err) { return std::generic_category().message(err); }
+
+// Fully reads every pointer of a message through the reflection API, so a
+// message whose pointers, lists or texts are malformed fails here, inside the
+// reader, rather than later in the caller's field accessors.
+void deepValidate(capnp::DynamicValue::Reader v);
+void deepValidate(capnp::DynamicStruct::Reader s) {
+  for (auto field : s.getSchema().getNonUnionFields()) {
+    if (field.getType().isStruct() || s.has(field)) deepValidate(s.get(field));
+  }
+  KJ_IF_MAYBE(field, s.which()) { deepValidate(s.get(*field)); }
+}
+void deepValidate(capnp::DynamicValue::Reader v) {
+  switch (v.getType()) {
+    case capnp::DynamicValue::STRUCT:
+      deepValidate(v.as<capnp::DynamicStruct>());
+      break;
+    case capnp::DynamicValue::LIST: {
+      auto list = v.as<capnp::DynamicList>();
+      auto element = list.getSchema().getElementType();
+      if (element.isStruct() || element.isList() || element.isText() || element.isData()) {
+        for (auto e : list) deepValidate(e);
+      }
+      break;
+    }
+    case capnp::DynamicValue::TEXT:
+      (void)v.as<capnp::Text>();
+      break;
+    case capnp::DynamicValue::DATA:
+      (void)v.as<capnp::Data>();
+      break;
+    default:
+      break;
+  }
+}
+
+template <typename T>
+void validateMessage(typename T::Reader root) {
+  deepValidate(capnp::toDynamic(root));
+}
+
+capnp::ReaderOptions readerOptions(size_t words) {
+  capnp::ReaderOptions o;
+  // Room for callers to read every field many times; still bounded, which
+  // is what defends against pointer-amplification bombs.
+  o.traversalLimitInWords = std::max<uint64_t>(o.traversalLimitInWords, uint64_t{64} * words);
+  return o;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// BlobHash
+
+BlobHash BlobHash::of(std::span<const std::byte> data) {
+  XXH128_hash_t h = XXH3_128bits(data.data(), data.size());
+  return BlobHash{h.high64, h.low64};
+}
+
+BlobHash BlobHash::fromBytes(std::span<const std::byte> b) {
+  if (b.size() != 16) {
+    throw FormatError("blob hash has " + std::to_string(b.size()) + " bytes, expected 16");
+  }
+  XXH128_canonical_t c;
+  std::memcpy(c.digest, b.data(), 16);
+  XXH128_hash_t h = XXH128_hashFromCanonical(&c);
+  return BlobHash{h.high64, h.low64};
+}
+
+std::array<std::byte, 16> BlobHash::bytes() const {
+  XXH128_canonical_t c;
+  XXH128_canonicalFromHash(&c, XXH128_hash_t{low, high});
+  std::array<std::byte, 16> out;
+  std::memcpy(out.begin(), c.digest, 16);
+  return out;
+}
+
+std::string BlobHash::hex() const {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string s;
+  for (std::byte b : bytes()) {
+    s += kDigits[static_cast<unsigned>(b) >> 4];
+    s += kDigits[static_cast<unsigned>(b) & 15];
+  }
+  return s;
+}
+
+namespace {
+
+struct BlobHashHasher {
+  size_t operator()(const BlobHash& h) const { return h.low ^ (h.high * 0x9e3779b97f4a7c15ull); }
+};
+
+// ===========================================================================
+// Writer
+
+struct PendingChunk {
+  uint32_t kind = kKindEvents;
+  std::vector<std::byte> raw;  // serialised capnp messages, uncompressed
+  uint32_t messageCount = 0;
+  uint64_t firstEvent = 0;
+  std::chrono::steady_clock::time_point started;
+};
+
+struct IndexEntry {
+  uint64_t offset;
+  uint32_t kind;
+  uint64_t firstEvent;
+  uint32_t eventCount;
+};
+
+// Writes all of buf with one write(2) call in the normal case; loops only on
+// a short write (signal, full disk reporting late).
+void writeAll(int fd, const std::byte* buf, size_t len, const std::string& path) {
+  while (len > 0) {
+    ssize_t n = ::write(fd, buf, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw std::system_error(errno, std::generic_category(), "writing " + path);
+    }
+    buf += n;
+    len -= static_cast<size_t>(n);
+  }
+}
+
+class TraceWriterImpl final : public TraceWriter {
+ public:
+  TraceWriterImpl(std::string path, UniqueFd fd, WriterOptions options)
+      : path_(std::move(path)), fd_(std::move(fd)), options_(options) {
+    options_.maxEventsPerChunk = std::clamp<size_t>(options_.maxEventsPerChunk, 1, kMaxEventsInChunk);
+    options_.maxQueuedChunks = std::max<size_t>(options_.maxQueuedChunks, 1);
+    cctx_.reset(ZSTD_createCCtx());
+    if (!cctx_) throw std::bad_alloc();
+  }
+
+  ~TraceWriterImpl() override {
+    if (finished_) return;
+    // Cut short: flush what there is, no footer.
+    try {
+      std::unique_lock lock(mu_);
+      if (current_.messageCount > 0 && !error_) sealLocked(lock);
+      stop_ = true;
+      workCv_.notify_all();
+    } catch (...) {
+    }
+    if (thread_.joinable()) thread_.join();
+  }
+
+  void start(capnp::MessageBuilder& header) {
+    std::byte fileHeader[kFileHeaderSize];
+    std::memcpy(fileHeader, kFileMagic, 8);
+    uint32_t version = kFormatVersion, reserved = 0;
+    std::memcpy(fileHeader + 8, &version, 4);
+    std::memcpy(fileHeader + 12, &reserved, 4);
+    writeAll(fd_.get(), fileHeader, sizeof fileHeader, path_);
+    offset_ = kFileHeaderSize;
+
+    PendingChunk chunk;
+    chunk.kind = kKindHeader;
+    VectorSink sink(chunk.raw);
+    capnp::writeMessage(sink, header);
+    chunk.messageCount = 1;
+    // Synchronously, so the file is a valid (cut-short) trace from here on.
+    writeChunk(chunk);
+    resetCurrent();
+    thread_ = std::thread([this] { backgroundLoop(); });
+  }
+
+  void writeEvent(capnp::MessageBuilder& event) override {
+    std::unique_lock lock(mu_);
+    throwIfFailed();
+    size_t before = current_.raw.size();
+    VectorSink sink(current_.raw);
+    capnp::writeMessage(sink, event);
+    if (current_.raw.size() > kMaxUncompressed) {
+      size_t eventBytes = current_.raw.size() - before;
+      current_.raw.resize(before);
+      throw FormatError(path_ + ": event of " + std::to_string(eventBytes) +
+                        " bytes exceeds the chunk size limit");
+    }
+    if (current_.messageCount++ == 0) {
+      current_.started = std::chrono::steady_clock::now();
+      workCv_.notify_all();  // the background thread now has a deadline to watch
+    }
+    ++eventCount_;
+    if (current_.messageCount >= options_.maxEventsPerChunk ||
+        current_.raw.size() >= options_.maxChunkBytes ||
+        std::chrono::steady_clock::now() - current_.started >= maxAge()) {
+      sealLocked(lock);
+    }
+  }
+
+  BlobHash writeBlob(std::span<const std::byte> data, const std::string& path) override {
+    BlobHash hash = BlobHash::of(data);
+    if (blobs_.count(hash)) return hash;
+    if (data.size() + path.size() + 1024 > kMaxUncompressed) {
+      throw FormatError(path_ + ": file " + path + " (" + std::to_string(data.size()) +
+                        " bytes) is too large to store in a trace");
+    }
+    PendingChunk chunk;
+    chunk.kind = kKindBlob;
+    chunk.messageCount = 1;
+    {
+      // One segment large enough for everything: the hash then lands in the
+      // first bytes of the message, which the reader peeks at in open().
+      size_t words = (data.size() + path.size() + 16) / 8 + 32;
+      capnp::MallocMessageBuilder message(static_cast<unsigned>(std::min<size_t>(words, 1u << 29)),
+                                          capnp::AllocationStrategy::FIXED_SIZE);
+      auto blob = message.initRoot<schema::Blob>();
+      auto hashBytes = hash.bytes();
+      blob.setHash(kj::arrayPtr(reinterpret_cast<const kj::byte*>(hashBytes.data()), 16));
+      blob.setPath(path);
+      blob.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(data.data()), data.size()));
+      chunk.raw.reserve(capnp::computeSerializedSizeInWords(message) * 8);
+      VectorSink sink(chunk.raw);
+      capnp::writeMessage(sink, message);
+    }
+    {
+      std::unique_lock lock(mu_);
+      throwIfFailed();
+      enqueueLocked(lock, std::move(chunk));
+    }
+    blobs_.insert(hash);
+    return hash;
+  }
+
+  bool hasBlob(const BlobHash& hash) const override { return blobs_.count(hash) != 0; }
+
+  void flush() override {
+    std::unique_lock lock(mu_);
+    throwIfFailed();
+    if (current_.messageCount > 0) sealLocked(lock);
+    drainedCv_.wait(lock, [&] { return (queue_.empty() && !inFlight_) || error_; });
+    throwIfFailed();
+  }
+
+  void finish(capnp::MessageBuilder& footer) override {
+    flush();
+    PendingChunk chunk;
+    chunk.kind = kKindFooter;
+    chunk.messageCount = 1;
+    {
+      std::lock_guard guard(indexMu_);
+      auto root = footer.getRoot<schema::Footer>();
+      root.setEventCount(eventCount_);
+      auto list = root.initChunks(static_cast<unsigned>(index_.size()));
+      for (size_t i = 0; i < index_.size(); ++i) {
+        auto e = list[static_cast<unsigned>(i)];
+        e.setOffset(index_[i].offset);
+        e.setKind(static_cast<uint8_t>(index_[i].kind));
+        e.setFirstEvent(index_[i].firstEvent);
+        e.setEventCount(index_[i].eventCount);
+      }
+    }
+    VectorSink sink(chunk.raw);
+    capnp::writeMessage(sink, footer);
+    {
+      std::unique_lock lock(mu_);
+      enqueueLocked(lock, std::move(chunk));
+      stop_ = true;
+      workCv_.notify_all();
+    }
+    thread_.join();
+    finished_ = true;
+    throwIfFailed();
+    if (::fsync(fd_.get()) != 0) {
+      throw std::system_error(errno, std::generic_category(), "fsync " + path_);
+    }
+    if (::close(fd_.release()) != 0) {
+      throw std::system_error(errno, std::generic_category(), "closing " + path_);
+    }
+  }
+
+  uint64_t eventCount() const override { return eventCount_; }
+
+ private:
+  std::chrono::milliseconds maxAge() const {
+    return std::chrono::milliseconds(std::max(1u, options_.maxChunkAgeMs));
+  }
+
+  void resetCurrent() {
+    current_ = PendingChunk{};
+    current_.kind = kKindEvents;
+    current_.firstEvent = eventCount_;
+    current_.raw.reserve(std::min<size_t>(options_.maxChunkBytes + 4096, 16 << 20));
+  }
+
+  void throwIfFailed() {
+    if (error_) std::rethrow_exception(error_);
+  }
+
+  // Moves the open event chunk into the queue.
+  void sealLocked(std::unique_lock<std::mutex>& lock) {
+    PendingChunk chunk = std::move(current_);
+    resetCurrent();
+    enqueueLocked(lock, std::move(chunk));
+  }
+
+  // The only place the tracing thread blocks: the queue is full.
+  void enqueueLocked(std::unique_lock<std::mutex>& lock, PendingChunk chunk) {
+    notFullCv_.wait(lock, [&] { return queue_.size() < options_.maxQueuedChunks || error_; });
+    throwIfFailed();
+    queue_.push_back(std::move(chunk));
+    workCv_.notify_all();
+  }
+
+  void backgroundLoop() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      if (!queue_.empty()) {
+        PendingChunk chunk = std::move(queue_.front());
+        queue_.pop_front();
+        inFlight_ = true;
+        notFullCv_.notify_all();
+        lock.unlock();
+        std::exception_ptr failure;
+        try {
+          writeChunk(chunk);
+        } catch (...) {
+          failure = std::current_exception();
+        }
+        lock.lock();
+        inFlight_ = false;
+        if (failure && !error_) {
+          error_ = failure;
+          queue_.clear();  // nobody may wait for a write that will never happen
+          notFullCv_.notify_all();
+        }
+        drainedCv_.notify_all();
+        continue;
+      }
+      if (stop_) return;
+      if (current_.messageCount > 0 && !error_) {
+        auto deadline = current_.started + maxAge();
+        if (std::chrono::steady_clock::now() >= deadline) {
+          // The tracer may sit in waitpid() for a long time while the traced
+          // program blocks; do not let its events linger in memory.
+          PendingChunk chunk = std::move(current_);
+          resetCurrent();
+          queue_.push_back(std::move(chunk));
+          continue;
+        }
+        workCv_.wait_until(lock, deadline);
+      } else {
+        workCv_.wait(lock);
+      }
+    }
+  }
+
+  // Compresses and writes one chunk; called by the background thread (and by
+  // start() before that thread exists), so offset_ needs no lock; finish()
+  // reads index_ under indexMu_.
+  void writeChunk(const PendingChunk& chunk) {
+    size_t bound = ZSTD_compressBound(chunk.raw.size());
+    buffer_.resize(kChunkHeaderSize + bound);
+    size_t n = ZSTD_compressCCtx(cctx_.get(), buffer_.data() + kChunkHeaderSize, bound,
+                                 chunk.raw.data(), chunk.raw.size(), options_.compressionLevel);
+    if (ZSTD_isError(n)) {
+      throw FormatError(path_ + ": zstd compression failed: " + ZSTD_getErrorName(n));
+    }
+    ChunkHeader h;
+    h.kind = chunk.kind;
+    h.compressedSize = static_cast<uint32_t>(n);
+    h.uncompressedSize = static_cast<uint32_t>(chunk.raw.size());
+    h.payloadHash = XXH3_64bits(buffer_.data() + kChunkHeaderSize, n);
+    h.messageCount = chunk.messageCount;
+    h.headerChecksum = headerChecksum(h);
+    std::memcpy(buffer_.data(), &h, kChunkHeaderSize);
+    writeAll(fd_.get(), buffer_.data(), kChunkHeaderSize + n, path_);
+    IndexEntry entry{offset_, chunk.kind, chunk.kind == kKindEvents ? chunk.firstEvent : 0,
+                     chunk.kind == kKindEvents ? chunk.messageCount : 0};
+    offset_ += kChunkHeaderSize + n;
+    if (chunk.kind == kKindHeader || chunk.kind == kKindFooter) return;
+    std::lock_guard guard(indexMu_);
+    index_.push_back(entry);
+  }
+
+  const std::string path_;
+  UniqueFd fd_;
+  WriterOptions options_;
+  std::unordered_set<BlobHash, BlobHashHasher> blobs_;  // tracing thread only
+  uint64_t eventCount_ = 0;                             // tracing thread only
+  bool finished_ = false;
+
+  std::mutex mu_;
+  std::condition_variable workCv_;     // background thread: work or a deadline
+  std::condition_variable notFullCv_;  // tracing thread: queue has room
+  std::condition_variable drainedCv_;  // flush(): everything written
+  PendingChunk current_;               // the open event chunk
+  std::deque<PendingChunk> queue_;
+  bool inFlight_ = false;
+  bool stop_ = false;
+  std::exception_ptr error_;
+
+  // Background thread only.
+  std::unique_ptr<ZSTD_CCtx, CCtxFree> cctx_;
+  std::vector<std::byte> buffer_;
+  uint64_t offset_ = 0;
+  std::mutex indexMu_;
+  std::vector<IndexEntry> index_;
+
+  std::thread thread_;
+};
+
+}  // namespace
+
+std::unique_ptr<TraceWriter> TraceWriter::create(const std::string& path,
+                                                 capnp::MessageBuilder& header,
+                                                 WriterOptions options) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (fd.get() < 0) {
+    throw std::system_error(errno, std::generic_category(), "cannot create trace " + path);
+  }
+  auto writer = std::make_unique<TraceWriterImpl>(path, std::move(fd), options);
+  writer->start(header);
+  return writer;
+}
+
+// ===========================================================================
+// Reader
+
+namespace {
+
+// Where the bytes come from: a file (pread) or memory.
+class Source {
+ public:
+  virtual ~Source() = default;
+  virtual uint64_t size() const = 0;
+  // Reads exactly len bytes at off (the caller checked off+len <= size()).
+  virtual void readAt(uint64_t off, void* buf, size_t len) = 0;
+};
+
+class FileSource final : public Source {
+ public:
+  FileSource(std::string name, UniqueFd fd, uint64_t size)
+      : name_(std::move(name)), fd_(std::move(fd)), size_(size) {}
+  uint64_t size() const override { return size_; }
+  void readAt(uint64_t off, void* buf, size_t len) override {
+    auto p = static_cast<char*>(buf);
+    while (len > 0) {
+      ssize_t n = ::pread(fd_.get(), p, len, static_cast<off_t>(off));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        throw FormatError(name_ + ": read error at byte " + std::to_string(off) + ": " +
+                          errnoText(errno));
+      }
+      if (n == 0) {
+        throw FormatError(name_ + ": file shrank while reading (end at byte " +
+                          std::to_string(off) + ")");
+      }
+      p += n;
+      off += static_cast<uint64_t>(n);
+      len -= static_cast<size_t>(n);
+    }
+  }
+
+ private:
+  std::string name_;
+  UniqueFd fd_;
+  uint64_t size_;
+};
+
+class MemorySource final : public Source {
+ public:
+  explicit MemorySource(std::vector<std::byte> bytes) : bytes_(std::move(bytes)) {}
+  uint64_t size() const override { return bytes_.size(); }
+  void readAt(uint64_t off, void* buf, size_t len) override {
+    std::memcpy(buf, bytes_.data() + off, len);
+  }
+
+ private:
+  std::vector<std::byte> bytes_;
+};
+
+struct ChunkInfo {
+  uint64_t number = 0;  // 0 is the Header chunk
+  uint64_t offset = 0;  // of the chunk header
+  ChunkHeader h;
+  uint64_t firstEvent = 0;
+};
+
+class TraceReaderImpl final : public TraceReader {
+ public:
+  TraceReaderImpl(std::string name, std::unique_ptr<Source> source)
+      : name_(std::move(name)), source_(std::move(source)) {
+    dctx_.reset(ZSTD_createDCtx());
+    if (!dctx_) throw std::bad_alloc();
+  }
+
+  ~TraceReaderImpl() noexcept override {}  // capnp readers' destructors are noexcept(false)
+
+  void scan();
+
+  schema::Header::Reader header() const override { return headerRoot_; }
+  bool complete() const override { return footerMessage_.has_value(); }
+  std::string cutShortReason() const override { return cutShortReason_; }
+  std::optional<schema::Footer::Reader> footer() const override {
+    if (!footerMessage_) return std::nullopt;
+    return footerRoot_;
+  }
+  TraceStats stats() const override { return stats_; }
+
+  std::optional<schema::Event::Reader> nextEvent() override;
+  uint64_t nextEventIndex() const override { return nextEvent_; }
+  void rewind() override {
+    nextEvent_ = 0;
+    loadedChunk_ = SIZE_MAX;
+    eventMessage_.reset();
+  }
+
+  bool hasBlob(const BlobHash& hash) const override { return blobs_.count(hash) != 0; }
+  std::vector<std::byte> readBlob(const BlobHash& hash) override;
+
+ private:
+  [[noreturn]] void fail(const ChunkInfo& c, const std::string& problem) const {
+    throw FormatError(name_ + ": chunk " + std::to_string(c.number) + " at byte " +
+                      std::to_string(c.offset) + ": " + problem);
+  }
+  void verifyPayload(const ChunkInfo& c);
+  void decode(const ChunkInfo& c, kj::Array<capnp::word>& out);
+  BlobHash peekBlobHash(const ChunkInfo& c);
+  void loadEventChunk(size_t i);
+
+  std::string name_;
+  std::unique_ptr<Source> source_;
+  std::unique_ptr<ZSTD_DCtx, DCtxFree> dctx_;
+  std::vector<std::byte> readBuffer_;
+
+  kj::Array<capnp::word> headerWords_;
+  std::optional<capnp::FlatArrayMessageReader> headerMessage_;
+  schema::Header::Reader headerRoot_;
+  kj::Array<capnp::word> footerWords_;
+  std::optional<capnp::FlatArrayMessageReader> footerMessage_;
+  schema::Footer::Reader footerRoot_;
+  std::string cutShortReason_;
+  TraceStats stats_;
+
+  std::vector<ChunkInfo> eventChunks_;
+  std::unordered_map<BlobHash, ChunkInfo, BlobHashHasher> blobs_;
+
+  // Sequential event access.
+  uint64_t nextEvent_ = 0;
+  size_t loadedChunk_ = SIZE_MAX;
+  kj::Array<capnp::word> chunkWords_;
+  std::vector<size_t> messageOffsets_;  // in words, one per message plus the end
+  std::optional<capnp::FlatArrayMessageReader> eventMessage_;
+};
+
+// Streams the payload through XXH3 with a fixed buffer (payloads can be large)
+// and checks that it starts with one zstd frame of the announced size.
+void TraceReaderImpl::verifyPayload(const ChunkInfo& c) {
+  std::unique_ptr<XXH3_state_t, XxhStateFree> state(XXH3_createState());
+  if (!state) throw std::bad_alloc();
+  XXH3_64bits_reset(state.get());
+  readBuffer_.resize(kReadBufferBytes);
+  uint64_t off = c.offset + kChunkHeaderSize;
+  uint64_t left = c.h.compressedSize;
+  bool first = true;
+  while (left > 0) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(left, readBuffer_.size()));
+    source_->readAt(off, readBuffer_.data(), n);
+    if (first) {
+      unsigned long long size = ZSTD_getFrameContentSize(readBuffer_.data(), n);
+#ifndef REC_FORMAT_FUZZING
+      if (size != c.h.uncompressedSize) {
+        fail(c, size == ZSTD_CONTENTSIZE_ERROR ? "payload is not a zstd frame"
+                                               : "zstd frame size disagrees with the chunk header");
+      }
+#else
+      (void)size;
+#endif
+      first = false;
+    }
+    XXH3_64bits_update(state.get(), readBuffer_.data(), n);
+    off += n;
+    left -= n;
+  }
+#ifndef REC_FORMAT_FUZZING  // the fuzzer must get past the checksums to reach the decoders
+  if (XXH3_64bits_digest(state.get()) != c.h.payloadHash) fail(c, "checksum mismatch");
+#endif
+}
+
+// Reads, checks and decompresses one chunk payload into word-aligned memory.
+void TraceReaderImpl::decode(const ChunkInfo& c, kj::Array<capnp::word>& out) {
+  std::vector<std::byte> compressed(c.h.compressedSize);
+  source_->readAt(c.offset + kChunkHeaderSize, compressed.data(), compressed.size());
+#ifndef REC_FORMAT_FUZZING
+  if (XXH3_64bits(compressed.data(), compressed.size()) != c.h.payloadHash) {
+    fail(c, "checksum mismatch (file changed since it was opened?)");
+  }
+#endif
+  if (ZSTD_findFrameCompressedSize(compressed.data(), compressed.size()) != compressed.size()) {
+    fail(c, "payload is not exactly one zstd frame");
+  }
+  if (ZSTD_getFrameContentSize(compressed.data(), compressed.size()) != c.h.uncompressedSize) {
+    fail(c, "zstd frame size disagrees with the chunk header");
+  }
+  out = kj::heapArray<capnp::word>(c.h.uncompressedSize / sizeof(capnp::word));
+  size_t n = ZSTD_decompressDCtx(dctx_.get(), out.begin(), c.h.uncompressedSize, compressed.data(),
+                                 compressed.size());
+  if (ZSTD_isError(n)) fail(c, std::string("zstd: ") + ZSTD_getErrorName(n));
+  if (n != c.h.uncompressedSize) fail(c, "decompressed size disagrees with the chunk header");
+}
+
+// Decodes just the start of a blob chunk to learn its hash, so open() does not
+// decompress every stored file. The writer puts the hash right after the root.
+BlobHash TraceReaderImpl::peekBlobHash(const ChunkInfo& c) {
+  size_t inSize = static_cast<size_t>(std::min<uint64_t>(c.h.compressedSize, kBlobPeekBytes));
+  std::vector<std::byte> in(inSize);
+  source_->readAt(c.offset + kChunkHeaderSize, in.data(), inSize);
+  size_t outCap = std::min<size_t>(c.h.uncompressedSize, kBlobPeekBytes);
+  auto out = kj::heapArray<capnp::word>(outCap / sizeof(capnp::word));
+  std::unique_ptr<ZSTD_DStream, DStreamFree> ds(ZSTD_createDStream());
+  if (!ds) throw std::bad_alloc();
+  ZSTD_inBuffer ib{in.data(), in.size(), 0};
+  ZSTD_outBuffer ob{out.begin(), out.size() * sizeof(capnp::word), 0};
+  while (ob.pos < ob.size && ib.pos < ib.size) {
+    size_t r = ZSTD_decompressStream(ds.get(), &ob, &ib);
+    if (ZSTD_isError(r)) fail(c, std::string("zstd: ") + ZSTD_getErrorName(r));
+    if (r == 0) break;
+  }
+  size_t words = ob.pos / sizeof(capnp::word);
+  // Segment table: u32 (segments - 1), u32 size of each, padded to a word.
+  if (words < 1) fail(c, "blob message too short");
+  uint32_t segments = loadLe<uint32_t>(reinterpret_cast<const std::byte*>(out.begin())) + 1;
+  if (segments == 0 || segments > 512) fail(c, "bad blob message segment table");
+  size_t tableWords = (segments + 2) / 2;
+  if (words <= tableWords) fail(c, "blob message too short");
+  uint32_t segment0 = loadLe<uint32_t>(reinterpret_cast<const std::byte*>(out.begin()) + 4);
+  size_t available = std::min<size_t>(segment0, words - tableWords);
+  kj::ArrayPtr<const capnp::word> segment(out.begin() + tableWords, available);
+  try {
+    capnp::SegmentArrayMessageReader message(kj::arrayPtr(&segment, 1), readerOptions(available));
+    auto hash = message.getRoot<schema::Blob>().getHash();
+    return BlobHash::fromBytes(std::span(reinterpret_cast<const std::byte*>(hash.begin()),
+                                         hash.size()));
+  } catch (const kj::Exception& e) {
+    fail(c, "blob hash unreadable: " + std::string(e.getDescription().cStr()));
+  } catch (const FormatError& e) {
+    fail(c, e.what());
+  }
+}
+
+void TraceReaderImpl::scan() {
+  const uint64_t size = source_->size();
+  if (size == 0) throw FormatError(name_ + ": empty file, not a rec trace");
+  std::byte fileHeader[kFileHeaderSize];
+  size_t got = static_cast<size_t>(std::min<uint64_t>(size, kFileHeaderSize));
+  source_->readAt(0, fileHeader, got);
+  if (std::memcmp(fileHeader, kFileMagic, std::min<size_t>(got, 8)) != 0) {
+    throw FormatError(name_ + ": not a rec trace (bad magic)");
+  }
+  if (got < kFileHeaderSize) {
+    throw FormatError(name_ + ": cut short inside the file header (" + std::to_string(size) +
+                      " bytes)");
+  }
+  uint32_t version = loadLe<uint32_t>(fileHeader + 8);
+  if (version != kFormatVersion) {
+    throw FormatError(name_ + ": trace format version " + std::to_string(version) +
+                      ", this rec reads version " + std::to_string(kFormatVersion));
+  }
+  if (loadLe<uint32_t>(fileHeader + 12) != 0) {
+    throw FormatError(name_ + ": reserved field in the file header is not zero");
+  }
+
+  stats_.fileBytes = size;
+  uint64_t off = kFileHeaderSize;
+  uint64_t number = 0;
+  bool sawFooter = false;
+  for (;; ++number) {
+    if (off == size) break;
+    ChunkInfo c;
+    c.number = number;
+    c.offset = off;
+    auto cutShort = [&] {
+      if (number == 0) {
+        throw FormatError(name_ + ": cut short at byte " + std::to_string(size) +
+                          " inside the Header chunk");
+      }
+      cutShortReason_ = "cut short at byte " + std::to_string(size) + " (inside chunk " +
+                        std::to_string(number) + ", which starts at byte " + std::to_string(off) +
+                        ")";
+    };
+    if (sawFooter) fail(c, "data after the footer");
+    if (size - off < kChunkHeaderSize) {
+      cutShort();
+      break;
+    }
+    source_->readAt(off, &c.h, kChunkHeaderSize);
+    if (c.h.magic != kChunkMagic) fail(c, "bad chunk magic");
+#ifndef REC_FORMAT_FUZZING
+    if (c.h.headerChecksum != headerChecksum(c.h)) fail(c, "chunk header checksum mismatch");
+#endif
+    if (c.h.kind < kKindHeader || c.h.kind > kKindFooter) {
+      fail(c, "unknown chunk kind " + std::to_string(c.h.kind));
+    }
+    if ((c.h.kind == kKindHeader) != (number == 0)) {
+      fail(c, number == 0 ? "first chunk is not the Header" : "second Header chunk");
+    }
+    if (c.h.uncompressedSize > kMaxUncompressed || c.h.uncompressedSize % 8 != 0 ||
+        c.h.uncompressedSize == 0) {
+      fail(c, "bad uncompressed size " + std::to_string(c.h.uncompressedSize));
+    }
+    if (c.h.compressedSize == 0 || c.h.compressedSize > ZSTD_compressBound(kMaxUncompressed)) {
+      fail(c, "bad compressed size " + std::to_string(c.h.compressedSize));
+    }
+    bool single = c.h.kind != kKindEvents;
+    if (single ? c.h.messageCount != 1
+               : (c.h.messageCount == 0 || c.h.messageCount > kMaxEventsInChunk ||
+                  c.h.messageCount > c.h.uncompressedSize / 8)) {
+      fail(c, "bad message count " + std::to_string(c.h.messageCount));
+    }
+    if (size - off - kChunkHeaderSize < c.h.compressedSize) {
+      cutShort();
+      break;
+    }
+    verifyPayload(c);
+    stats_.chunkCount++;
+    stats_.compressedBytes += c.h.compressedSize;
+    stats_.uncompressedBytes += c.h.uncompressedSize;
+    switch (c.h.kind) {
+      case kKindHeader:
+        decode(c, headerWords_);
+        try {
+          headerMessage_.emplace(kj::arrayPtr(headerWords_.begin(), headerWords_.size()),
+                                 readerOptions(headerWords_.size()));
+          headerRoot_ = headerMessage_->getRoot<schema::Header>();
+          validateMessage<schema::Header>(headerRoot_);
+        } catch (const kj::Exception& e) {
+          fail(c, "bad Header message: " + std::string(e.getDescription().cStr()));
+        }
+        break;
+      case kKindEvents:
+        c.firstEvent = stats_.eventCount;
+        stats_.eventCount += c.h.messageCount;
+        eventChunks_.push_back(c);
+        break;
+      case kKindBlob: {
+        BlobHash hash = peekBlobHash(c);
+        if (blobs_.emplace(hash, c).second) {
+          stats_.blobCount++;
+          stats_.blobBytes += c.h.uncompressedSize;
+        }
+        break;
+      }
+      case kKindFooter:
+        decode(c, footerWords_);
+        try {
+          footerMessage_.emplace(kj::arrayPtr(footerWords_.begin(), footerWords_.size()),
+                                 readerOptions(footerWords_.size()));
+          footerRoot_ = footerMessage_->getRoot<schema::Footer>();
+          validateMessage<schema::Footer>(footerRoot_);
+        } catch (const kj::Exception& e) {
+          fail(c, "bad Footer message: " + std::string(e.getDescription().cStr()));
+        }
+        if (footerRoot_.getEventCount() != stats_.eventCount) {
+          fail(c, "footer counts " + std::to_string(footerRoot_.getEventCount()) +
+                      " events, the chunks hold " + std::to_string(stats_.eventCount));
+        }
+        sawFooter = true;
+        break;
+    }
+    off += kChunkHeaderSize + c.h.compressedSize;
+  }
+  if (number == 0) {
+    throw FormatError(name_ + ": cut short at byte " + std::to_string(size) +
+                      " before the Header chunk");
+  }
+  if (!sawFooter && cutShortReason_.empty()) {
+    cutShortReason_ = "recording did not finish (no footer after chunk " +
+                      std::to_string(number - 1) + ", at byte " + std::to_string(size) + ")";
+  }
+}
+
+void TraceReaderImpl::loadEventChunk(size_t i) {
+  const ChunkInfo& c = eventChunks_[i];
+  eventMessage_.reset();
+  loadedChunk_ = SIZE_MAX;
+  decode(c, chunkWords_);
+  // Find and validate every message now, so a bad chunk fails as a whole
+  // and the count agrees with the index built by open().
+  messageOffsets_.clear();
+  size_t pos = 0;
+  try {
+    while (pos < chunkWords_.size()) {
+      kj::ArrayPtr<const capnp::word> rest(chunkWords_.begin() + pos, chunkWords_.size() - pos);
+      capnp::FlatArrayMessageReader message(rest, readerOptions(rest.size()));
+      validateMessage<schema::Event>(message.getRoot<schema::Event>());
+      messageOffsets_.push_back(pos);
+      pos = static_cast<size_t>(message.getEnd() - chunkWords_.begin());
+      if (messageOffsets_.size() > c.h.messageCount) break;
+    }
+  } catch (const kj::Exception& e) {
+    fail(c, "bad event message: " + std::string(e.getDescription().cStr()));
+  }
+  if (messageOffsets_.size() != c.h.messageCount || pos != chunkWords_.size()) {
+    fail(c, "holds " + std::to_string(messageOffsets_.size()) + " messages, header says " +
+                std::to_string(c.h.messageCount));
+  }
+  messageOffsets_.push_back(pos);
+  loadedChunk_ = i;
+}
+
+std::optional<schema::Event::Reader> TraceReaderImpl::nextEvent() {
+  eventMessage_.reset();
+  if (nextEvent_ >= stats_.eventCount) return std::nullopt;
+  // Chunks are sorted by firstEvent; usually the loaded one or the next.
+  size_t i = loadedChunk_;
+  if (i == SIZE_MAX || nextEvent_ < eventChunks_[i].firstEvent ||
+      nextEvent_ >= eventChunks_[i].firstEvent + eventChunks_[i].h.messageCount) {
+    auto it = std::upper_bound(eventChunks_.begin(), eventChunks_.end(), nextEvent_,
+                               [](uint64_t v, const ChunkInfo& c) { return v < c.firstEvent; });
+    i = static_cast<size_t>(it - eventChunks_.begin()) - 1;
+    loadEventChunk(i);
+  }
+  size_t k = static_cast<size_t>(nextEvent_ - eventChunks_[i].firstEvent);
+  kj::ArrayPtr<const capnp::word> words(chunkWords_.begin() + messageOffsets_[k],
+                                        messageOffsets_[k + 1] - messageOffsets_[k]);
+  eventMessage_.emplace(words, readerOptions(words.size()));
+  ++nextEvent_;
+  return eventMessage_->getRoot<schema::Event>();
+}
+
+std::vector<std::byte> TraceReaderImpl::readBlob(const BlobHash& hash) {
+  auto it = blobs_.find(hash);
+  if (it == blobs_.end()) {
+    throw FormatError(name_ + ": no blob " + hash.hex() + " in the trace");
+  }
+  const ChunkInfo& c = it->second;
+  kj::Array<capnp::word> words;
+  decode(c, words);
+  std::vector<std::byte> data;
+  try {
+    capnp::FlatArrayMessageReader message(kj::arrayPtr(words.begin(), words.size()),
+                                          readerOptions(words.size()));
+    if (message.getEnd() != words.begin() + words.size()) fail(c, "trailing data after the blob");
+    auto blob = message.getRoot<schema::Blob>();
+    validateMessage<schema::Blob>(blob);
+    auto bytes = blob.getData();
+    data.assign(reinterpret_cast<const std::byte*>(bytes.begin()),
+                reinterpret_cast<const std::byte*>(bytes.end()));
+  } catch (const kj::Exception& e) {
+    fail(c, "bad blob message: " + std::string(e.getDescription().cStr()));
+  }
+#ifndef REC_FORMAT_FUZZING
+  if (BlobHash::of(data) != hash) fail(c, "blob contents do not match hash " + hash.hex());
+#endif
+  return data;
+}
+
+std::unique_ptr<TraceReader> openSource(const std::string& name, std::unique_ptr<Source> source) {
+  auto reader = std::make_unique<TraceReaderImpl>(name, std::move(source));
+  reader->scan();
+  return reader;
+}
+
+}  // namespace
+
+std::unique_ptr<TraceReader> TraceReader::open(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) {
+    int err = errno;
+    throw TraceOpenError(path + ": cannot open: " + errnoText(err), err);
+  }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) {
+    int err = errno;
+    throw TraceOpenError(path + ": cannot stat: " + errnoText(err), err);
+  }
+  if (S_ISDIR(st.st_mode)) throw TraceOpenError(path + ": is a directory", EISDIR);
+  if (!S_ISREG(st.st_mode)) throw FormatError(path + ": not a regular file");
+  return openSource(path, std::make_unique<FileSource>(path, std::move(fd),
+                                                       static_cast<uint64_t>(st.st_size)));
+}
+
+std::unique_ptr<TraceReader> TraceReader::openBytes(std::vector<std::byte> bytes,
+                                                    const std::string& name) {
+  return openSource(name, std::make_unique<MemorySource>(std::move(bytes)));
+}
+
+}  // namespace rec::format

@@ -1,0 +1,137 @@
+// The trace file: framing, compression, checksums, blobs and the index.
+//
+// Layout (all integers little-endian):
+//   FileHeader  : "RECTRACE" magic (8 bytes), u32 format version, u32 reserved
+//   Chunk*      : ChunkHeader + zstd frame
+//   The first chunk holds the Header message, then Event/Blob chunks, and a
+//   Footer chunk last when the recording ended cleanly.
+// Every chunk is independently decodable and checksummed, so a recorder killed
+// mid-run leaves a trace that is readable up to its last complete chunk.
+#pragma once
+
+#include <capnp/message.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "trace.capnp.h"
+
+namespace rec::format {
+
+inline constexpr char kFileMagic[8] = {'R', 'E', 'C', 'T', 'R', 'A', 'C', 'E'};
+inline constexpr uint32_t kFormatVersion = 1;
+
+// A problem with a trace file. what() is one line naming the file, the
+// problem and where (byte offset and/or chunk number).
+class FormatError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The trace file could not be opened at all (missing, unreadable, a
+// directory). Lets the CLI tell "no trace" from "bad trace".
+class TraceOpenError : public FormatError {
+ public:
+  TraceOpenError(const std::string& what, int err) : FormatError(what), err_(err) {}
+  int error() const { return err_; }  // errno value
+
+ private:
+  int err_;
+};
+
+// XXH3-128 content hash: identifies blobs (file contents) inside a trace.
+struct BlobHash {
+  uint64_t high = 0;
+  uint64_t low = 0;
+  static BlobHash of(std::span<const std::byte> data);
+  static BlobHash fromBytes(std::span<const std::byte> sixteenBytes);  // throws FormatError if size != 16
+  std::array<std::byte, 16> bytes() const;
+  std::string hex() const;
+  bool operator==(const BlobHash&) const = default;
+  bool empty() const { return high == 0 && low == 0; }
+};
+
+struct WriterOptions {
+  size_t maxEventsPerChunk = 4096;
+  size_t maxChunkBytes = 1 << 20;          // uncompressed bytes before a chunk is sealed
+  unsigned maxChunkAgeMs = 250;            // a non-empty chunk is sealed at least this often
+  size_t maxQueuedChunks = 16;             // bounded memory: the tracer waits only when full
+  int compressionLevel = 3;
+};
+
+// Appends messages to a trace. Not thread-safe: one tracing thread calls it;
+// compression and file writes run on a background thread.
+class TraceWriter {
+ public:
+  // Creates (truncates) path and writes the file header and the Header
+  // message. Throws FormatError / std::system_error.
+  static std::unique_ptr<TraceWriter> create(const std::string& path,
+                                             capnp::MessageBuilder& header,
+                                             WriterOptions options = {});
+  virtual ~TraceWriter() = default;
+
+  virtual void writeEvent(capnp::MessageBuilder& event) = 0;
+
+  // Stores data once per trace; returns its hash. Cheap when already stored.
+  virtual BlobHash writeBlob(std::span<const std::byte> data, const std::string& path) = 0;
+  virtual bool hasBlob(const BlobHash& hash) const = 0;
+
+  // Seals the current chunk and waits until everything queued is on disk.
+  virtual void flush() = 0;
+  // Seals, writes the Footer (the footer's chunk list is filled in by the
+  // writer), fsyncs and closes. No calls after this.
+  virtual void finish(capnp::MessageBuilder& footer) = 0;
+
+  virtual uint64_t eventCount() const = 0;
+};
+
+struct TraceStats {
+  uint64_t fileBytes = 0;
+  uint64_t compressedBytes = 0;    // sum of chunk payloads
+  uint64_t uncompressedBytes = 0;
+  uint64_t chunkCount = 0;
+  uint64_t eventCount = 0;
+  uint64_t blobCount = 0;
+  uint64_t blobBytes = 0;          // uncompressed
+};
+
+// Reads a trace. open() validates the file header, the Header chunk and the
+// framing and checksum of every chunk, building an index of events and blobs,
+// so problems are reported up front.
+class TraceReader {
+ public:
+  // Throws FormatError for a missing/unreadable file, wrong magic, unknown
+  // version, a corrupt chunk anywhere, or a file cut short before the Header.
+  // A file cut short after the Header opens fine: complete() is false and
+  // cutShortReason() says where.
+  static std::unique_ptr<TraceReader> open(const std::string& path);
+  // The same for a trace already in memory (tests, the fuzzer); name is used
+  // in error messages.
+  static std::unique_ptr<TraceReader> openBytes(std::vector<std::byte> bytes,
+                                                const std::string& name);
+  virtual ~TraceReader() = default;
+
+  virtual schema::Header::Reader header() const = 0;
+  virtual bool complete() const = 0;                     // Footer present
+  virtual std::string cutShortReason() const = 0;        // "" when complete
+  virtual std::optional<schema::Footer::Reader> footer() const = 0;
+  virtual TraceStats stats() const = 0;
+
+  // Sequential access: returns the next event, valid until the next call,
+  // or nullopt at the end. Throws FormatError on a decoding problem.
+  virtual std::optional<schema::Event::Reader> nextEvent() = 0;
+  virtual uint64_t nextEventIndex() const = 0;  // index of the event nextEvent() returns next
+  virtual void rewind() = 0;
+
+  virtual bool hasBlob(const BlobHash& hash) const = 0;
+  // Throws FormatError if absent.
+  virtual std::vector<std::byte> readBlob(const BlobHash& hash) = 0;
+};
+
+}  // namespace rec::format

@@ -1,0 +1,50 @@
+#include "blob_store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "errors.h"
+#include "exit_codes.h"
+#include "scoped_fd.h"
+
+#include <fmt/format.h>
+
+namespace rec {
+
+format::BlobHash BlobStore::storeFd(int fd, const std::string& path) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) throwErrno(kExitIoError, fmt::format("cannot stat {}", path));
+  FileKey key{st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
+  if (S_ISREG(st.st_mode)) {
+    auto it = known_.find(key);
+    if (it != known_.end()) return it->second;
+  }
+  std::vector<std::byte> data;
+  data.resize(S_ISREG(st.st_mode) ? static_cast<size_t>(st.st_size) : 0);
+  size_t done = 0;
+  for (;;) {
+    if (done == data.size()) data.resize(std::max<size_t>(data.size() * 2, 65536));
+    ssize_t n = ::pread(fd, data.data() + done, data.size() - done, static_cast<off_t>(done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throwErrno(kExitIoError, fmt::format("cannot read {}", path));
+    }
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  data.resize(done);
+  format::BlobHash hash = writer_.writeBlob(data, path);
+  bytes_ += done;
+  if (S_ISREG(st.st_mode)) known_[key] = hash;
+  return hash;
+}
+
+format::BlobHash BlobStore::storePath(const std::string& openPath, const std::string& displayPath) {
+  ScopedFd fd(::open(openPath.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) throwErrno(kExitIoError, fmt::format("cannot open {}", displayPath));
+  return storeFd(fd.get(), displayPath);
+}
+
+}  // namespace rec

@@ -1,0 +1,33 @@
+// Stores the contents of files a program executes or maps in the trace, once
+// per trace, and remembers which (device, inode, size, mtime) it already
+// hashed so a library mapped by every process is read only once.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <map>
+#include <string>
+#include <tuple>
+
+#include "trace_file.h"
+
+namespace rec {
+
+class BlobStore {
+ public:
+  explicit BlobStore(format::TraceWriter& writer) : writer_(writer) {}
+  // Stores the file open at `fd` (read from offset 0); `path` is for humans.
+  // Throws RecError when it cannot be read.
+  format::BlobHash storeFd(int fd, const std::string& path);
+  // Opens `path` (e.g. /proc/PID/map_files/..., /proc/PID/fd/N) and stores it.
+  format::BlobHash storePath(const std::string& openPath, const std::string& displayPath);
+  uint64_t bytesStored() const { return bytes_; }
+
+ private:
+  using FileKey = std::tuple<dev_t, ino_t, off_t, long, long>;
+  format::TraceWriter& writer_;
+  std::map<FileKey, format::BlobHash> known_;
+  uint64_t bytes_ = 0;
+};
+
+}  // namespace rec

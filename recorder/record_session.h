@@ -1,0 +1,89 @@
+// A recording: runs a program tree under ptrace and turns every stop into
+// trace events.
+//
+// Scheduling invariant: at most one task executes user code at any time (the
+// "current" task). Other tasks are either stopped by rec (Ready) or inside a
+// blocking syscall in the kernel (InSyscall). The trace is one global event
+// sequence; replay re-creates it by running the named task to its next stop.
+#pragma once
+
+#include <signal.h>
+
+#include <capnp/message.h>
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "blob_store.h"
+#include "output_fds.h"
+#include "task.h"
+#include "trace_file.h"
+
+namespace rec {
+
+struct RecordOptions {
+  std::vector<std::string> command;  // program and arguments
+  std::string tracePath;
+  bool verbose = false;
+};
+
+class RecordSession {
+ public:
+  explicit RecordSession(RecordOptions options);
+  ~RecordSession();
+  // Records until every task has exited; returns the initial process's raw
+  // wait status. Throws RecError.
+  int run();
+
+ private:
+  struct RecordTask;
+  enum class TaskState { Ready, Running, InSyscall, Dead };
+
+  void writeHeader(const std::string& executable);
+  void loop();
+  void scheduleIfIdle();
+  void handleStop(RecordTask& t, const Stop& stop);
+  void onSeccomp(RecordTask& t);
+  void onSyscallExit(RecordTask& t);
+  void onSignal(RecordTask& t, int signo);
+  void onExec(RecordTask& t);
+  void onFork(RecordTask& t, const Stop& stop);
+  void onExited(RecordTask& t, int status);
+  void completeExec(RecordTask& t);
+  bool emulateRdtsc(RecordTask& t);
+  void injectHeldSignal(RecordTask& t);
+  void finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilder& msg);
+
+  // Event output. Every event goes through emit(), which first announces the
+  // syscalls other tasks are blocked in, so replay runs them up to there.
+  void emit(RecordTask& t, capnp::MallocMessageBuilder& msg);
+  void flushHeld(RecordTask& t, bool signalFollows, int signo);
+  void makeReady(RecordTask& t, int signal = 0);
+  void resumeCurrent(RecordTask& t, Task::Resume how = Task::Resume::Cont, int signal = 0);
+  RecordTask& taskFor(pid_t tid);
+  void absorbStrays(RecordTask& t, StraySignals& strays);
+
+  RecordOptions options_;
+  std::unique_ptr<format::TraceWriter> writer_;
+  std::unique_ptr<BlobStore> blobs_;
+  std::map<pid_t, std::unique_ptr<RecordTask>> tasks_;
+  std::deque<pid_t> readyQueue_;
+  RecordTask* current_ = nullptr;
+  pid_t initialTid_ = 0;
+  int initialStatus_ = 0;
+  uint64_t signalCount_ = 0;
+  bool warnedSetuid_ = false;
+  bool interrupted_ = false;
+  std::vector<uint8_t> tracedBitmap_;
+  std::vector<std::string> env_;
+};
+
+// Set by rec's SIGTERM/SIGHUP handler; the session then kills the tracees
+// and completes the trace.
+extern volatile sig_atomic_t gRecordStopRequested;
+
+}  // namespace rec

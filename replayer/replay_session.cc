@@ -1,0 +1,716 @@
+#include "replay_session.h"
+
+#include <elf.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "cpu_info.h"
+#include "errors.h"
+#include "exit_codes.h"
+#include "process_maps.h"
+#include "remote_syscall.h"
+#include "spawn.h"
+#include "symbolize.h"
+#include "syscall_table.h"
+
+namespace rec {
+
+namespace {
+
+bool isSynchronousFault(int signo, const siginfo_t& info) {
+  switch (signo) {
+    case SIGSEGV:
+    case SIGBUS:
+    case SIGFPE:
+    case SIGILL:
+    case SIGTRAP:
+    case SIGSYS:
+      return info.si_code > 0;
+    default:
+      return false;
+  }
+}
+
+format::BlobHash hashOf(capnp::Data::Reader d) {
+  return format::BlobHash::fromBytes(std::span<const std::byte>(
+      reinterpret_cast<const std::byte*>(d.begin()), d.size()));
+}
+
+std::string describeRecordedSyscall(schema::SyscallEvent::Reader e) {
+  const sys::SyscallRow* row = sys::findSyscall(e.getNumber());
+  if (!row) return fmt::format("syscall_{}", e.getNumber());
+  std::array<uint64_t, 6> args{};
+  for (unsigned i = 0; i < 6 && i < e.getArgs().size(); ++i) args[i] = e.getArgs()[i];
+  std::vector<std::string> strings;
+  for (auto s : e.getStrings()) strings.emplace_back(s.cStr());
+  return sys::formatCall(*row, args, strings);
+}
+
+std::string statusText(int status) {
+  if (WIFEXITED(status)) return fmt::format("exit status {}", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return fmt::format("killed by {}", sys::signalName(WTERMSIG(status)));
+  return fmt::format("status {:#x}", status);
+}
+
+}  // namespace
+
+struct ReplaySession::ReplayTask {
+  ReplayTask(int recorded, pid_t tid) : recordedTid(recorded), task(tid, tid) {}
+  // Where the task is parked between its events.
+  enum class Park {
+    Initial,    // new child: its first ptrace stop not yet collected
+    Seccomp,    // at the seccomp stop of a syscall not yet applied
+    Resumable,  // PTRACE_CONT it (with pendingSignal) to run on
+    InKernel,   // inside an executed blocking syscall (vfork parent)
+    Dead,
+  };
+  int recordedTid;
+  Task task;
+  Park park = Park::Initial;
+  int pendingSignal = 0;     // delivered/raised when the task is next resumed
+  int awaitingSignal = 0;    // a signal rec raised whose delivery stop is due
+  bool signalQueued = false; // already sent with tgkill (sigsuspend)
+};
+
+ReplaySession::ReplaySession(ReplayOptions options) : options_(std::move(options)) {}
+
+ReplaySession::~ReplaySession() { killAll(); }
+
+void ReplaySession::killAll() {
+  for (auto& [recorded, t] : tasks_) {
+    if (t->park == ReplayTask::Park::Dead) continue;
+    ::kill(t->task.tid(), SIGKILL);
+    int status;
+    while (::waitpid(t->task.tid(), &status, __WALL) > 0 && !WIFEXITED(status) &&
+           !WIFSIGNALED(status)) {
+    }
+    t->park = ReplayTask::Park::Dead;
+  }
+}
+
+ReplaySession::ReplayTask& ReplaySession::taskFor(int recordedTid) {
+  auto it = tasks_.find(recordedTid);
+  if (it == tasks_.end())
+    throw RecError(kExitBadTrace, fmt::format("rec: trace event #{} names unknown task {}",
+                                              eventIndex_, recordedTid));
+  return *it->second;
+}
+
+void ReplaySession::checkCpu() {
+  auto c = reader_->header().getCpu();
+  CpuDescription recorded;
+  recorded.vendor = c.getVendor();
+  recorded.modelName = c.getModelName();
+  recorded.xcr0 = c.getXsaveFeatures();
+  for (auto l : c.getCpuidLeaves())
+    recorded.leaves.push_back(
+        {l.getLeaf(), l.getSubleaf(), l.getEax(), l.getEbx(), l.getEcx(), l.getEdx()});
+  auto diffs = cpuDifferences(recorded, describeThisCpu());
+  if (diffs.empty()) return;
+  std::string list;
+  for (const auto& d : diffs) list += (list.empty() ? "" : "; ") + d;
+  if (!options_.force)
+    throw RecError(kExitUnsupported,
+                   fmt::format("rec: this CPU differs from the recording's ({}); the program may "
+                               "take other paths (CPUID cannot be trapped here). Use --force to "
+                               "try anyway",
+                               list));
+  fmt::print(stderr, "rec: warning: CPU differs from the recording's: {}\n", list);
+}
+
+int ReplaySession::run() {
+  reader_ = format::TraceReader::open(options_.tracePath);
+  checkCpu();
+  blobs_ = std::make_unique<BlobFiles>(*reader_);
+  bool started = false;
+  for (;;) {
+    eventIndex_ = reader_->nextEventIndex();
+    auto event = reader_->nextEvent();
+    if (!event) break;
+    if (!started) {
+      start(*event);
+      started = true;
+    }
+    dispatch(*event);
+  }
+  if (!reader_->complete()) {
+    killAll();
+    fmt::print(stderr, "rec: the recording was cut short ({}); replay stopped after event #{}\n",
+               reader_->cutShortReason(), eventIndex_);
+    return kExitTraceCutShort;
+  }
+  if (!initialExited_) throw RecError(kExitBadTrace, "rec: trace ends before the program exited");
+  killAll();
+  if (WIFEXITED(initialStatus_)) return WEXITSTATUS(initialStatus_);
+  if (WIFSIGNALED(initialStatus_)) return 128 + WTERMSIG(initialStatus_);
+  return kExitInternal;
+}
+
+void ReplaySession::start(schema::Event::Reader first) {
+  if (first.which() != schema::Event::EXEC)
+    throw RecError(kExitBadTrace, "rec: trace does not start with the program's exec");
+  auto header = reader_->header();
+  SpawnOptions spawn;
+  spawn.path = blobs_->path(hashOf(first.getExec().getExeBlob()));
+  for (auto a : header.getArgv()) spawn.argv.emplace_back(a.cStr());
+  for (auto e : header.getEnvp()) spawn.envp.emplace_back(e.cStr());
+  // Nothing the program does depends on the real cwd (file access is
+  // emulated), but a recorded directory that exists keeps /proc tidy.
+  struct stat st;
+  std::string cwd = header.getCwd();
+  spawn.cwd = (::stat(cwd.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) ? cwd : "/";
+  spawn.cpu = pinToCpu(-1);
+  for (auto l : header.getRlimits())
+    spawn.rlimits.push_back({static_cast<int>(l.getResource()), rlimit{l.getSoft(), l.getHard()}});
+  auto bitmap = header.getTracedSyscalls();
+  spawn.tracedSyscalls.assign(bitmap.begin(), bitmap.end());
+  spawn.untracedSyscallIp = header.getScratchAddress() + 2;
+  spawn.disableCoreDumps = true;  // replay has no side effects, not even a core file
+  if (header.getScratchAddress() != kScratchAddress)
+    throw RecError(kExitBadTrace, "rec: trace uses a different scratch address");
+  pid_t pid = spawnTraced(spawn);
+  initialRecordedTid_ = first.getTid();
+  auto t = std::make_unique<ReplayTask>(first.getTid(), pid);
+  t->park = ReplayTask::Park::Seccomp;
+  Stop stop = t->task.wait();
+  if (stop.kind != StopKind::Seccomp)
+    throw RecError(kExitUnsupported,
+                   fmt::format("rec: the replayed program did not start ({})", describeStop(stop)));
+  tasks_[first.getTid()] = std::move(t);
+}
+
+void ReplaySession::dispatch(schema::Event::Reader event) {
+  ReplayTask& t = taskFor(event.getTid());
+  if (t.park == ReplayTask::Park::Dead)
+    throw RecError(kExitBadTrace,
+                   fmt::format("rec: trace event #{} is for task {} after it exited", eventIndex_,
+                               event.getTid()));
+  switch (event.which()) {
+    case schema::Event::SYSCALL: onSyscall(t, event.getSyscall()); break;
+    case schema::Event::SYSCALL_ENTER: onSyscallEnter(t, event.getSyscallEnter()); break;
+    case schema::Event::SIGNAL: onSignal(t, event.getSignal()); break;
+    case schema::Event::EXEC: onExec(t, event.getExec()); break;
+    case schema::Event::RDTSC: onRdtsc(t, event.getRdtsc()); break;
+    case schema::Event::EXIT: onExit(t, event.getExit()); break;
+    default:
+      throw RecError(kExitBadTrace, fmt::format("rec: unknown event kind at #{}", eventIndex_));
+  }
+}
+
+void ReplaySession::diverge(ReplayTask& t, const std::string& expected, const std::string& actual) {
+  std::string where;
+  try {
+    where = describeCodeAddress(t.task.tid(), t.task.regs().ip());
+  } catch (const RecError&) {
+    where = "unknown address";
+  }
+  throw RecError(kExitDivergence,
+                 fmt::format("rec: replay diverged at event #{} (task {}): expected {}, but the "
+                             "program {} at {}",
+                             eventIndex_, t.recordedTid, expected, actual, where));
+}
+
+// Resumes the task and returns its next stop that matters to the trace,
+// dropping signals the kernel generates during replay (a real child's
+// SIGCHLD, ...): the recording's asynchronous signals come from the trace.
+Stop ReplaySession::advance(ReplayTask& t) {
+  using Park = ReplayTask::Park;
+  if (t.park == Park::Resumable) t.task.resume(Task::Resume::Cont, std::exchange(t.pendingSignal, 0));
+  else if (t.park == Park::Seccomp) t.task.resume(Task::Resume::Cont);
+  bool initial = t.park == Park::Initial;
+  t.park = Park::Resumable;
+  for (;;) {
+    Stop stop = t.task.wait();
+    switch (stop.kind) {
+      case StopKind::GroupStop:
+        if (initial) initial = false;
+        t.task.resume(Task::Resume::Cont);
+        continue;
+      case StopKind::Signal: {
+        siginfo_t info = t.task.siginfo();
+        if (stop.signal == t.awaitingSignal || isSynchronousFault(stop.signal, info)) return stop;
+        t.task.resume(Task::Resume::Cont);
+        continue;
+      }
+      default:
+        return stop;
+    }
+  }
+}
+
+void ReplaySession::reachSeccomp(ReplayTask& t, const std::string& expected) {
+  if (t.park == ReplayTask::Park::Seccomp) return;
+  Stop stop = advance(t);
+  if (stop.kind == StopKind::Exited) {
+    t.park = ReplayTask::Park::Dead;
+    throw RecError(kExitDivergence,
+                   fmt::format("rec: replay diverged at event #{} (task {}): expected {}, but the "
+                               "program {}",
+                               eventIndex_, t.recordedTid, expected, describeStop(stop)));
+  }
+  if (stop.kind != StopKind::Seccomp) {
+    std::string what = stop.kind == StopKind::Signal
+                           ? fmt::format("received {}", sys::signalName(stop.signal))
+                           : describeStop(stop);
+    diverge(t, expected, what);
+  }
+  t.park = ReplayTask::Park::Seccomp;
+}
+
+void ReplaySession::checkSyscallMatches(ReplayTask& t, int number,
+                                        capnp::List<uint64_t>::Reader recordedArgs,
+                                        capnp::List<capnp::Text>::Reader strings) {
+  const Registers& regs = t.task.regs();
+  int nr = regs.syscallNumber();
+  auto args = regs.syscallArgs();
+  const sys::SyscallRow* row = sys::findSyscall(nr);
+  auto actual = [&] {
+    if (!row) return fmt::format("made syscall_{}", nr);
+    std::vector<std::string> s;
+    for (int index : sys::stringArgs(*row)) s.push_back(t.task.readCString(args[index]));
+    return "made " + sys::formatCall(*row, args, s);
+  };
+  auto expected = [&] {
+    const sys::SyscallRow* r = sys::findSyscall(number);
+    if (!r) return fmt::format("syscall_{}", number);
+    std::array<uint64_t, 6> a{};
+    for (unsigned i = 0; i < 6 && i < recordedArgs.size(); ++i) a[i] = recordedArgs[i];
+    std::vector<std::string> s;
+    for (auto str : strings) s.emplace_back(str.cStr());
+    return sys::formatCall(*r, a, s);
+  };
+  if (nr != number) diverge(t, expected(), actual());
+  unsigned count = row ? row->argCount : 6;
+  for (unsigned i = 0; i < count && i < recordedArgs.size(); ++i)
+    if (args[i] != recordedArgs[i]) diverge(t, expected(), actual());
+  if (row) {
+    auto indexes = sys::stringArgs(*row);
+    for (size_t i = 0; i < indexes.size() && i < strings.size(); ++i)
+      if (t.task.readCString(args[indexes[i]]) != std::string_view(strings[i].cStr()))
+        diverge(t, expected(), actual());
+  }
+}
+
+Stop ReplaySession::waitSyscallExit(ReplayTask& t) {
+  for (;;) {
+    Stop stop = t.task.wait();
+    switch (stop.kind) {
+      case StopKind::SyscallStop:
+        return stop;
+      case StopKind::VforkDone:
+      case StopKind::GroupStop:
+        t.task.resume(Task::Resume::Syscall);
+        continue;
+      case StopKind::Signal:
+        // Replay-time signals are not the recording's; drop them.
+        t.task.resume(Task::Resume::Syscall);
+        continue;
+      default:
+        diverge(t, "the syscall to return", describeStop(stop));
+    }
+  }
+}
+
+void ReplaySession::runForkLike(ReplayTask& t, int recordedChild) {
+  t.task.resume(Task::Resume::Syscall);
+  for (;;) {
+    Stop stop = t.task.wait();
+    if (stop.kind == StopKind::Fork) break;
+    if (stop.kind == StopKind::SyscallStop)
+      diverge(t, "to create a process", fmt::format("failed ({})", t.task.regs().result()));
+    if (stop.kind == StopKind::Signal || stop.kind == StopKind::GroupStop) {
+      t.task.resume(Task::Resume::Syscall);
+      continue;
+    }
+    diverge(t, "to create a process", describeStop(stop));
+  }
+  pid_t child = static_cast<pid_t>(t.task.eventMessage());
+  auto task = std::make_unique<ReplayTask>(recordedChild, child);
+  task->park = ReplayTask::Park::Initial;
+  tasks_[recordedChild] = std::move(task);
+  t.task.resume(Task::Resume::Syscall);
+  t.park = ReplayTask::Park::InKernel;
+}
+
+void ReplaySession::onSyscallEnter(ReplayTask& t, schema::SyscallEnterEvent::Reader e) {
+  const sys::SyscallRow* row = sys::findSyscall(e.getNumber());
+  std::string expected = row ? std::string(row->name) : fmt::format("syscall_{}", e.getNumber());
+  reachSeccomp(t, expected);
+  if (t.task.regs().syscallNumber() != e.getNumber())
+    diverge(t, expected, fmt::format("made syscall {}", t.task.regs().syscallNumber()));
+  if (e.getNewTask() != 0) runForkLike(t, e.getNewTask());
+}
+
+void ReplaySession::echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e) {
+  int fd = e.getOutputFd();
+  if ((fd != 1 && fd != 2) || e.getResult() <= 0) return;
+  auto args = e.getArgs();
+  size_t total = static_cast<size_t>(e.getResult());
+  std::vector<std::byte> data;
+  int nr = e.getNumber();
+  if (nr == SYS_writev || nr == SYS_pwritev || nr == SYS_pwritev2) {
+    size_t count = std::min<uint64_t>(args[2], 1024);
+    std::vector<iovec> iov(count);
+    t.task.read(args[1], iov.data(), count * sizeof(iovec));
+    for (const auto& v : iov) {
+      if (data.size() >= total) break;
+      size_t n = std::min(v.iov_len, total - data.size());
+      auto part = t.task.readBytes(reinterpret_cast<uint64_t>(v.iov_base), n);
+      data.insert(data.end(), part.begin(), part.end());
+    }
+  } else {
+    data = t.task.readBytes(args[1], total);
+  }
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      break;  // our own stdout went away; the replay goes on
+    }
+    done += static_cast<size_t>(n);
+  }
+}
+
+void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
+  uint64_t address = static_cast<uint64_t>(e.getResult());
+  auto m = e.getMapping();
+  bool fileBacked = e.hasMapping() && m.getBlobHash().size() == 16;
+  Registers& r = t.task.mutableRegs();
+  uint64_t flags = r.syscallArgs()[3];
+  if (!fileBacked) {
+    // Anonymous (or /dev/zero): the same mapping at the recorded address.
+    r.setSyscallArg(0, address);
+    r.setSyscallArg(3, (flags & ~uint64_t{MAP_FIXED_NOREPLACE}) | MAP_FIXED | MAP_ANONYMOUS);
+    r.setSyscallArg(4, static_cast<uint64_t>(-1));
+    t.task.resume(Task::Resume::Syscall);
+    waitSyscallExit(t);
+    if (t.task.regs().result() != e.getResult())
+      diverge(t, fmt::format("mmap to return {:#x}", address),
+              fmt::format("got {:#x}", t.task.regs().result()));
+    return;
+  }
+  // A file mapping: map the stored contents, privately, where the recording had it.
+  StraySignals strays;
+  skipToSyscallExit(t.task, e.getResult(), strays);
+  const std::string& file = blobs_->path(hashOf(m.getBlobHash()));
+  uint64_t pathAddr = putScratchString(t.task, file);
+  int64_t fd = remoteSyscall(t.task, SYS_openat,
+                             {static_cast<uint64_t>(AT_FDCWD), pathAddr, O_RDONLY | O_CLOEXEC, 0, 0, 0},
+                             strays);
+  if (fd < 0) throw RecError(kExitInternal, fmt::format("rec: cannot open {} in the tracee", file));
+  uint64_t mapFlags = (flags & ~uint64_t{MAP_TYPE} & ~uint64_t{MAP_FIXED_NOREPLACE}) | MAP_PRIVATE |
+                      MAP_FIXED;
+  int64_t got = remoteSyscall(t.task, SYS_mmap,
+                              {address, m.getEnd() - m.getStart(), m.getProt(), mapFlags,
+                               static_cast<uint64_t>(fd), m.getOffset()},
+                              strays);
+  remoteSyscall(t.task, SYS_close, {static_cast<uint64_t>(fd), 0, 0, 0, 0, 0}, strays);
+  if (got != static_cast<int64_t>(address))
+    diverge(t, fmt::format("mmap of {} at {:#x}", m.getPath().cStr(), address),
+            fmt::format("got {}", got));
+  t.task.mutableRegs().setResult(e.getResult());
+}
+
+void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
+  const sys::SyscallRow* row = sys::findSyscall(e.getNumber());
+  bool failed = e.getResult() < 0 && e.getResult() > -4096;
+  bool executed = row && row->support == sys::Support::Executed && !e.getRefused() && !failed;
+  if (t.park == ReplayTask::Park::InKernel) {
+    // An executed blocking syscall (vfork) started at its SyscallEnter event.
+    waitSyscallExit(t);
+    t.task.mutableRegs().setResult(e.getResult());
+    t.park = ReplayTask::Park::Resumable;
+    return;
+  }
+  reachSeccomp(t, describeRecordedSyscall(e));
+  checkSyscallMatches(t, e.getNumber(), e.getArgs(), e.getStrings());
+
+  if (!executed) {
+    for (auto w : e.getWrites())
+      t.task.write(w.getAddress(), w.getData().begin(), w.getData().size());
+    echoOutput(t, e);
+    if (e.getSignalAtExit()) {
+      // Stop at the syscall's exit so the signal is delivered with the
+      // kernel's restart rules, exactly as during recording.
+      StraySignals strays;
+      skipToSyscallExit(t.task, e.getResult(), strays);
+      t.task.mutableRegs().setSyscallNumber(e.getNumber());
+    } else {
+      Registers& r = t.task.mutableRegs();
+      r.setSyscallNumber(-1);
+      r.setResult(e.getResult());
+    }
+    t.park = ReplayTask::Park::Resumable;
+    return;
+  }
+
+  switch (row->hook) {
+    case sys::Hook::Mmap:
+      applyMmap(t, e);
+      break;
+    case sys::Hook::Clone:
+      runForkLike(t, e.getNewTask());
+      waitSyscallExit(t);
+      t.task.mutableRegs().setResult(e.getResult());
+      break;
+    case sys::Hook::SigSuspend:
+      // Waits for real, with its temporary mask; the recorded signal wakes it.
+      if (e.getSignalAtExit()) {
+        ::syscall(SYS_tgkill, t.task.tgid(), t.task.tid(), e.getInterruptingSignal());
+        t.signalQueued = true;
+      }
+      t.task.resume(Task::Resume::Syscall);
+      waitSyscallExit(t);
+      t.task.mutableRegs().setResult(e.getResult());
+      break;
+    default: {
+      if (row->hook == sys::Hook::Mremap && static_cast<uint64_t>(e.getResult()) != e.getArgs()[0]) {
+        Registers& r = t.task.mutableRegs();
+        r.setSyscallArg(3, r.syscallArgs()[3] | MREMAP_MAYMOVE | MREMAP_FIXED);
+        r.setSyscallArg(4, static_cast<uint64_t>(e.getResult()));
+      }
+      t.task.resume(Task::Resume::Syscall);
+      waitSyscallExit(t);
+      int64_t got = t.task.regs().result();
+      if (row->flags & sys::kResultFromTrace) {
+        t.task.mutableRegs().setResult(e.getResult());
+      } else if (got != e.getResult()) {
+        diverge(t, fmt::format("{} to return {:#x}", row->name, e.getResult()),
+                fmt::format("got {:#x}", got));
+      }
+      for (auto w : e.getWrites())
+        t.task.write(w.getAddress(), w.getData().begin(), w.getData().size());
+    }
+  }
+  if (e.getSignalAtExit()) t.task.mutableRegs().setSyscallNumber(e.getNumber());
+  t.park = ReplayTask::Park::Resumable;
+}
+
+void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
+  int signo = e.getSigno();
+  siginfo_t info{};
+  std::memcpy(&info, e.getSiginfo().begin(), std::min(sizeof info, e.getSiginfo().size()));
+  std::string name(sys::signalName(signo));
+  switch (e.getDisposition()) {
+    case schema::SignalDisposition::INJECT_BEFORE_SYSCALL: {
+      reachSeccomp(t, fmt::format("a syscall (to deliver {} there)", name));
+      int nr = t.task.regs().syscallNumber();
+      StraySignals strays;
+      skipToSyscallExit(t.task, 0, strays);
+      Registers& r = t.task.mutableRegs();
+      r.setIp(r.ip() - 2);
+      r.setResult(nr);
+      r.setSyscallNumber(-1);
+      t.pendingSignal = signo;
+      t.awaitingSignal = signo;
+      t.park = ReplayTask::Park::Resumable;
+      return;
+    }
+    case schema::SignalDisposition::INJECT_AT_SYSCALL_EXIT: {
+      if (t.park != ReplayTask::Park::Resumable)
+        throw RecError(kExitBadTrace, fmt::format("rec: event #{}: signal at a syscall exit "
+                                                  "without that syscall", eventIndex_));
+      t.pendingSignal = t.signalQueued ? 0 : signo;
+      t.signalQueued = false;
+      t.awaitingSignal = signo;
+      break;
+    }
+    case schema::SignalDisposition::DELIVERED:
+      if (!e.getSynchronous()) t.awaitingSignal = signo;
+      break;
+  }
+  Stop stop = advance(t);
+  if (stop.kind != StopKind::Signal || stop.signal != signo) {
+    std::string actual = stop.kind == StopKind::Seccomp
+                             ? "made a syscall"
+                             : stop.kind == StopKind::Signal
+                                   ? fmt::format("received {}", sys::signalName(stop.signal))
+                                   : describeStop(stop);
+    if (stop.kind == StopKind::Exited) {
+      t.park = ReplayTask::Park::Dead;
+      throw RecError(kExitDivergence,
+                     fmt::format("rec: replay diverged at event #{} (task {}): expected {}, but "
+                                 "the program {}",
+                                 eventIndex_, t.recordedTid, name, actual));
+    }
+    diverge(t, fmt::format("{} at {:#x}", name, e.getIp()), actual);
+  }
+  if (e.getSynchronous() && t.task.regs().ip() != e.getIp())
+    diverge(t, fmt::format("{} at {:#x}", name, e.getIp()), "faulted elsewhere");
+  if (!e.getSynchronous()) t.task.setSiginfo(info);
+  t.awaitingSignal = 0;
+  t.pendingSignal = signo;
+  t.park = ReplayTask::Park::Resumable;
+}
+
+void ReplaySession::onRdtsc(ReplayTask& t, schema::RdtscEvent::Reader e) {
+  Stop stop = advance(t);
+  if (stop.kind != StopKind::Signal || stop.signal != SIGSEGV || t.task.regs().ip() != e.getIp())
+    diverge(t, fmt::format("rdtsc at {:#x}", e.getIp()), describeStop(stop));
+  Registers& r = t.task.mutableRegs();
+  r.raw().rax = e.getValue() & 0xffffffff;
+  r.raw().rdx = e.getValue() >> 32;
+  if (e.getIsRdtscp()) r.raw().rcx = e.getAux();
+  r.setIp(r.ip() + (e.getIsRdtscp() ? 3 : 2));
+  t.pendingSignal = 0;
+  t.park = ReplayTask::Park::Resumable;
+}
+
+void ReplaySession::remapExecFiles(ReplayTask& t, schema::ExecEvent::Reader e) {
+  // The kernel mapped the binary (from our blob file) and its interpreter
+  // (from this machine). Where this machine's file differs from the
+  // recording's, map the recorded one over it, with its initial data.
+  std::vector<MapEntry> here = readMaps(t.task.tid());
+  StraySignals strays;
+  for (auto m : e.getMappings()) {
+    format::BlobHash hash = hashOf(m.getBlobHash());
+    bool same = false;
+    for (const auto& h : here) {
+      if (h.start != m.getStart() || h.end != m.getEnd() || h.offset != m.getOffset()) continue;
+      if (blobs_->holds(h.path, hash)) same = true;
+      else if (h.path == m.getPath().cStr()) {
+        // Same path: same contents unless the file changed since recording.
+        try {
+          std::vector<std::byte> content;
+          std::string mapFile = h.path;
+          int fd = ::open(mapFile.c_str(), O_RDONLY | O_CLOEXEC);
+          if (fd >= 0) {
+            struct stat st;
+            if (::fstat(fd, &st) == 0) {
+              content.resize(static_cast<size_t>(st.st_size));
+              if (::pread(fd, content.data(), content.size(), 0) == st.st_size)
+                same = format::BlobHash::of(content) == hash;
+            }
+            ::close(fd);
+          }
+        } catch (...) {
+        }
+      }
+    }
+    if (same) continue;
+    const std::string& file = blobs_->path(hash);
+    uint64_t pathAddr = putScratchString(t.task, file);
+    int64_t fd = remoteSyscall(t.task, SYS_openat,
+                               {static_cast<uint64_t>(AT_FDCWD), pathAddr, O_RDONLY | O_CLOEXEC, 0,
+                                0, 0},
+                               strays);
+    if (fd < 0) throw RecError(kExitInternal, fmt::format("rec: cannot open {} in the tracee", file));
+    int64_t got = remoteSyscall(t.task, SYS_mmap,
+                                {m.getStart(), m.getEnd() - m.getStart(), m.getProt(),
+                                 MAP_PRIVATE | MAP_FIXED, static_cast<uint64_t>(fd), m.getOffset()},
+                                strays);
+    remoteSyscall(t.task, SYS_close, {static_cast<uint64_t>(fd), 0, 0, 0, 0, 0}, strays);
+    if (got != static_cast<int64_t>(m.getStart()))
+      throw RecError(kExitUnsupported,
+                     fmt::format("rec: cannot map {} at {:#x} as recorded", m.getPath().cStr(),
+                                 m.getStart()));
+    for (auto w : e.getWritableData())
+      if (w.getAddress() == m.getStart())
+        t.task.write(w.getAddress(), w.getData().begin(), w.getData().size());
+  }
+}
+
+void ReplaySession::onExec(ReplayTask& t, schema::ExecEvent::Reader e) {
+  bool initial = t.park == ReplayTask::Park::Seccomp && t.recordedTid == initialRecordedTid_ &&
+                 eventIndex_ == 0;
+  reachSeccomp(t, fmt::format("execve(\"{}\")", e.getFilename().cStr()));
+  int nr = t.task.regs().syscallNumber();
+  if (nr != SYS_execve && nr != SYS_execveat)
+    diverge(t, fmt::format("execve(\"{}\")", e.getFilename().cStr()),
+            fmt::format("made syscall {}", nr));
+  if (!initial) {
+    // Run the binary stored in the trace, whatever is on disk now.
+    uint64_t path = putScratchString(t.task, blobs_->path(hashOf(e.getExeBlob())));
+    Registers& r = t.task.mutableRegs();
+    if (nr == SYS_execve) {
+      r.setSyscallArg(0, path);
+    } else {
+      r.setSyscallArg(0, static_cast<uint64_t>(AT_FDCWD));
+      r.setSyscallArg(1, path);
+      r.setSyscallArg(4, r.syscallArgs()[4] & ~uint64_t{AT_EMPTY_PATH});
+    }
+  }
+  t.task.resume(Task::Resume::Syscall);
+  for (;;) {
+    Stop stop = t.task.wait();
+    if (stop.kind == StopKind::Exec) {
+      t.task.resetMemory();
+      t.task.resume(Task::Resume::Syscall);
+      continue;
+    }
+    if (stop.kind == StopKind::SyscallStop) break;
+    if (stop.kind == StopKind::Signal || stop.kind == StopKind::GroupStop) {
+      t.task.resume(Task::Resume::Syscall);
+      continue;
+    }
+    diverge(t, "exec to succeed", describeStop(stop));
+  }
+  if (t.task.regs().result() != 0)
+    throw RecError(kExitUnsupported,
+                   fmt::format("rec: cannot execute the recorded {} (error {})",
+                               e.getFilename().cStr(), t.task.regs().result()));
+  StraySignals strays;
+  installScratchPage(t.task, strays);
+  remapExecFiles(t, e);
+  // The recorded initial stack (argv, environment, auxv with AT_RANDOM and
+  // the vDSO hidden) and registers, so the program starts from the very
+  // state it started from when recorded.
+  uint64_t stackStart = e.getStackStart();
+  bool covered = false;
+  for (const auto& m : readMaps(t.task.tid()))
+    if (m.path == "[stack]" && stackStart >= m.start && stackStart + e.getStackImage().size() <= m.end)
+      covered = true;
+  if (!covered)
+    throw RecError(kExitUnsupported, "rec: the initial stack cannot be laid out as recorded");
+  t.task.write(stackStart, e.getStackImage().begin(), e.getStackImage().size());
+  user_regs_struct raw{};
+  std::memcpy(&raw, e.getRegisters().getRaw().begin(),
+              std::min(sizeof raw, e.getRegisters().getRaw().size()));
+  t.task.setRegs(Registers(raw));
+  t.park = ReplayTask::Park::Resumable;
+}
+
+void ReplaySession::onExit(ReplayTask& t, schema::ExitEvent::Reader e) {
+  int recorded = e.getWaitStatus();
+  if (WIFSIGNALED(recorded) && WTERMSIG(recorded) == SIGKILL) {
+    // Killed from outside during recording (or by rec when it was
+    // interrupted): nothing in the replayed program will do it.
+    ::kill(t.task.tid(), SIGKILL);
+  }
+  for (;;) {
+    Stop stop = advance(t);
+    if (stop.kind == StopKind::ExitEvent) {
+      t.park = ReplayTask::Park::Resumable;
+      continue;
+    }
+    if (stop.kind == StopKind::Exited) {
+      t.park = ReplayTask::Park::Dead;
+      if (stop.status != recorded)
+        throw RecError(kExitDivergence,
+                       fmt::format("rec: replay diverged at event #{} (task {}): expected {}, got {}",
+                                   eventIndex_, t.recordedTid, statusText(recorded),
+                                   statusText(stop.status)));
+      break;
+    }
+    diverge(t, statusText(recorded),
+            stop.kind == StopKind::Seccomp ? "made a syscall" : describeStop(stop));
+  }
+  if (t.recordedTid == initialRecordedTid_) {
+    initialStatus_ = recorded;
+    initialExited_ = true;
+  }
+}
+
+}  // namespace rec

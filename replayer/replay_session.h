@@ -1,0 +1,69 @@
+// A replay: re-runs the recorded program tree under ptrace, driving each task
+// to the point of its next recorded event and injecting what the recording
+// saw (syscall results and memory, signals, time stamps).
+//
+// Invariant: between events every live task is stopped; processing an event
+// resumes only the task it names, so tasks interleave exactly as recorded.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "blob_files.h"
+#include "task.h"
+#include "trace_file.h"
+
+namespace rec {
+
+struct ReplayOptions {
+  std::string tracePath;
+  bool force = false;    // replay even if the CPU differs from the recording's
+  bool verbose = false;
+};
+
+class ReplaySession {
+ public:
+  explicit ReplaySession(ReplayOptions options);
+  ~ReplaySession();
+  // Returns rec's exit status: the recorded program's, 128+N for a signal
+  // death, or kExitTraceCutShort. Throws RecError (kExitDivergence, ...).
+  int run();
+
+ private:
+  struct ReplayTask;
+
+  void checkCpu();
+  void start(schema::Event::Reader first);
+  void dispatch(schema::Event::Reader event);
+  void onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void onSyscallEnter(ReplayTask& t, schema::SyscallEnterEvent::Reader e);
+  void onSignal(ReplayTask& t, schema::SignalEvent::Reader e);
+  void onExec(ReplayTask& t, schema::ExecEvent::Reader e);
+  void onRdtsc(ReplayTask& t, schema::RdtscEvent::Reader e);
+  void onExit(ReplayTask& t, schema::ExitEvent::Reader e);
+
+  Stop advance(ReplayTask& t);
+  void reachSeccomp(ReplayTask& t, const std::string& expected);
+  void checkSyscallMatches(ReplayTask& t, int number, capnp::List<uint64_t>::Reader args,
+                           capnp::List<capnp::Text>::Reader strings);
+  void applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void runForkLike(ReplayTask& t, int recordedChild);
+  Stop waitSyscallExit(ReplayTask& t);
+  void echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void remapExecFiles(ReplayTask& t, schema::ExecEvent::Reader e);
+  ReplayTask& taskFor(int recordedTid);
+  [[noreturn]] void diverge(ReplayTask& t, const std::string& expected, const std::string& actual);
+  void killAll();
+
+  ReplayOptions options_;
+  std::unique_ptr<format::TraceReader> reader_;
+  std::unique_ptr<BlobFiles> blobs_;
+  std::map<int, std::unique_ptr<ReplayTask>> tasks_;  // by recorded tid
+  int initialRecordedTid_ = 0;
+  int initialStatus_ = 0;
+  bool initialExited_ = false;
+  uint64_t eventIndex_ = 0;
+};
+
+}  // namespace rec

@@ -1,0 +1,70 @@
+# Issue 3: trace inspection. `rec info` shows the program, argv and whether
+# the trace is complete; `rec dump` lists the syscalls decoded (an openat with
+# its path); `rec dump --json` prints one JSON object per line.
+# shellcheck source=lib.bash
+source "$TESTLIB"
+
+make_trace() {
+  printf 'marker contents %s\n' "$RANDOM" >input-file-xyz.txt
+  record t --status 0 -- cat "$T/input-file-xyz.txt"
+}
+
+check_info() {
+  make_trace
+  expect_status 0 "$REC" info t.rec
+  local f=$T/last.out
+  grep -q 'cat' "$f" || fail "rec info does not show the program"
+  grep -q 'input-file-xyz.txt' "$f" || fail "rec info does not show argv"
+  grep -Eqi 'complete' "$f" || fail "rec info does not say whether the trace is complete"
+  grep -Eqi 'incomplete|truncated|not complete|complete: *(no|false)' "$f" &&
+    fail "rec info calls a cleanly finished trace incomplete"
+  grep -q -- "$(uname -r)" "$f" || note "rec info does not show the kernel release (optional)"
+  # A truncated trace is reported as incomplete (or refused with 65).
+  head -c $(($(stat -c %s t.rec) / 2)) t.rec >half.rec
+  timeout 60 "$REC" info half.rec </dev/null >half.out 2>half.err
+  local st=$?
+  if ((st == 0)); then
+    grep -Eqi 'incomplete|truncated|not complete|complete: *(no|false)' half.out ||
+      { show "rec info half.rec" half.out; fail "rec info of a half trace does not say it is incomplete"; }
+  else
+    ((st == 65)) || fail "rec info of a half trace exited $st (expected 0 saying incomplete, or 65)"
+  fi
+}
+
+check_dump() {
+  make_trace
+  expect_status 0 "$REC" dump t.rec
+  local f=$T/last.out
+  grep -E 'openat' "$f" | grep -q 'input-file-xyz.txt' ||
+    { show dump "$f"; fail "rec dump has no openat line with the file's path"; }
+  grep -Eq '\bread\b' "$f" || fail "rec dump shows no read"
+  grep -Eq '\bwrite\b' "$f" || fail "rec dump shows no write"
+  grep -Eqi 'exit' "$f" || fail "rec dump does not show the exit"
+}
+
+check_dump_json() {
+  make_trace
+  expect_status 0 "$REC" dump --json t.rec
+  local f=$T/last.out n=0 line
+  [[ -s $f ]] || fail "rec dump --json printed nothing"
+  while IFS= read -r line; do
+    n=$((n + 1))
+    if ! printf '%s\n' "$line" | python3 -m json.tool >/dev/null 2>json.err; then
+      fail "line $n of rec dump --json is not JSON: $(head -c 200 <<<"$line") ($(tail -n1 json.err))"
+    fi
+    ((n >= 5000)) && break  # bounded
+  done <"$f"
+  grep 'openat' "$f" | grep -q 'input-file-xyz.txt' || fail "rec dump --json has no openat with the path"
+  # Each line is one object (JSON Lines), not one pretty-printed document.
+  python3 - "$f" <<'PY' || fail "rec dump --json lines are not all JSON objects"
+import json, sys
+for i, line in enumerate(open(sys.argv[1], encoding="utf-8")):
+    if line.strip():
+        assert isinstance(json.loads(line), dict), i
+PY
+}
+
+t info check_info
+t dump check_dump
+t dump_json check_dump_json
+finish

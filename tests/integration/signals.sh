@@ -1,0 +1,81 @@
+# Issue 3: signals. Synchronous faults with and without handlers, self-sent
+# signals, SIGPIPE, EINTR / SA_RESTART, interval timers and POSIX timers all
+# reproduce: same output and same status (128+N when signal N kills it).
+# shellcheck source=lib.bash
+source "$TESTLIB"
+
+# mode -> expected status
+declare -A STATUS=(
+  [segv-handler]=0 [segv-crash]=139 [fpe]=0 [fpe-crash]=136 [ill]=0 [trap]=0 [bus]=0
+  [abort]=134 [raise-usr1]=0 [sigpipe]=141 [sigpipe-ign]=0
+  [alarm-eintr]=0 [alarm-restart]=0 [itimer]=0 [posix-timer]=0 [kill-self]=0
+)
+# mode -> a line the recorded output must contain
+declare -A EXPECT=(
+  [segv-handler]='^caught signal 11 code 1 addr 0x10 ' [segv-crash]='^about to crash'
+  [fpe]='^caught signal 8 code 1 ' [fpe-crash]='^about to divide'
+  [ill]='^caught signal 4 ' [trap]='^caught signal 5 ' [bus]='^caught signal 7 '
+  [abort]='^about to abort' [raise-usr1]='^handled 1 signo 10 code -6 pid_matches 1'
+  [sigpipe]='^writing to a broken pipe' [sigpipe-ign]='^write returned -1 errno 32 '
+  [alarm-eintr]='^read returned -1 errno 4 char - handled 1 '
+  [alarm-restart]='^read returned 1 errno 0 char R handled 1 '
+  [itimer]='^itimer handled [1-9][0-9]* ' [posix-timer]='^posix timer handled 5 '
+  [kill-self]='^handled 1 signo 12 si_code 0 '
+)
+MODES=(segv-handler segv-crash fpe fpe-crash ill trap bus abort raise-usr1 sigpipe sigpipe-ign
+       alarm-eintr alarm-restart itimer posix-timer kill-self)
+
+check_mode() {
+  local mode=$1
+  need_program signals
+  expect_native_differs "$PROGRAMS/signals" "$mode"
+  record_replay "$mode" --status "${STATUS[$mode]}" --expect-out "${EXPECT[$mode]}" \
+    -- "$PROGRAMS/signals" "$mode"
+}
+
+# Recording several times: asynchronous signals land at different points, each
+# replay must follow its own recording.
+check_itimer_repeat() {
+  local i
+  for i in 1 2 3; do
+    record_replay "itimer$i" --status 0 -- "$PROGRAMS/signals" itimer
+  done
+}
+
+# Asynchronous signal from outside. `target` is "program" (SIGINT sent to the
+# recorded program only, as another process would) or "group" (SIGINT sent to
+# the whole process group of rec and the program, as Ctrl-C in a terminal).
+# The program dies as it would natively (130), the trace is complete and
+# replays to the same end.
+check_sigint() {
+  local target=$1
+  need_program signals
+  # alarm-eintr blocks for 1 s in read; interrupt it earlier from outside.
+  setsid timeout 60 "$REC" record -o sigint.rec -- "$PROGRAMS/signals" alarm-eintr \
+    </dev/null >sigint.rec.out 2>sigint.rec.err &
+  local leader=$! i child=""
+  for ((i = 0; i < 250; i++)); do  # bounded: 5 s
+    child=$(pgrep -f "^$PROGRAMS/signals alarm-eintr" 2>/dev/null | head -n1)
+    [[ -n $child && -s sigint.rec.out ]] && break
+    sleep 0.02
+  done
+  if [[ -z $child || ! -s sigint.rec.out ]]; then
+    kill -KILL -- "-$leader" 2>/dev/null
+    wait "$leader"
+    fail "the recorded program did not start (stderr: $(head -c 300 sigint.rec.err))"
+  fi
+  if [[ $target == group ]]; then kill -INT -- "-$leader"; else kill -INT "$child"; fi
+  wait "$leader"
+  echo $? >sigint.rec.status
+  [[ $(<sigint.rec.status) == 130 ]] ||
+    fail "record exited $(<sigint.rec.status), expected 130 (killed by SIGINT); stderr: $(head -c 300 sigint.rec.err)"
+  replay_compare sigint
+}
+
+for mode in "${MODES[@]}"; do
+  t "$mode" check_mode "$mode"
+done
+t itimer_repeat check_itimer_repeat
+t sigint_to_program check_sigint program
+t sigint_ctrl_c check_sigint group
+finish

@@ -1,0 +1,2 @@
+#include "commands.h"
+namespace rec { int runInfo(const InfoOptions&) { return 70; } }

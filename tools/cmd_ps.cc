@@ -1,0 +1,2 @@
+#include "commands.h"
+namespace rec { int runPs(const PsOptions&) { return 70; } }

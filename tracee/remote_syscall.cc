@@ -1,0 +1,126 @@
+#include "remote_syscall.h"
+
+#include <linux/ptrace.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#include <cstring>
+
+#include "errors.h"
+#include "exit_codes.h"
+#include "process_maps.h"
+
+#include <fmt/format.h>
+
+namespace rec {
+
+namespace {
+
+[[noreturn]] void taskVanished(Task& task, const Stop& stop) {
+  throw RecError(kExitInternal, fmt::format("task {} {} while rec was running a syscall in it",
+                                            task.tid(), describeStop(stop)));
+}
+
+bool atSyscallExit(Task& task) {
+  ptrace_syscall_info info{};
+  long n = ::ptrace(static_cast<__ptrace_request>(PTRACE_GET_SYSCALL_INFO), task.tid(),
+                    reinterpret_cast<void*>(sizeof info), &info);
+  return n > 0 && info.op == PTRACE_SYSCALL_INFO_EXIT;
+}
+
+Registers prepared(const Registers& saved, uint64_t ip, int nr, const std::array<uint64_t, 6>& args) {
+  Registers r = saved;
+  r.setIp(ip);
+  r.setResult(nr);
+  r.setSyscallNumber(-1);  // no syscall restart games on the way out
+  r.setSyscallArgs(args);
+  return r;
+}
+
+}  // namespace
+
+int64_t remoteSyscall(Task& task, int nr, std::array<uint64_t, 6> args, StraySignals& strays) {
+  Registers saved = task.regs();
+  task.setRegs(prepared(saved, kScratchSyscallInsn, nr, args));
+  task.resume(Task::Resume::Cont);
+  for (;;) {
+    Stop stop = task.wait();
+    if (stop.kind == StopKind::Signal) {
+      if (stop.signal == SIGTRAP && task.regs().ip() == kScratchSyscallInsn + 3) break;
+      strays.push_back(task.siginfo());
+      task.resume(Task::Resume::Cont);
+      continue;
+    }
+    if (stop.kind == StopKind::Exited || stop.kind == StopKind::ExitEvent) taskVanished(task, stop);
+    task.resume(Task::Resume::Cont);
+  }
+  int64_t result = task.regs().result();
+  task.setRegs(saved);
+  return result;
+}
+
+int64_t remoteSyscallVia(Task& task, uint64_t syscallInsn, int nr, std::array<uint64_t, 6> args,
+                         StraySignals& strays) {
+  Registers saved = task.regs();
+  task.setRegs(prepared(saved, syscallInsn, nr, args));
+  task.resume(Task::Resume::Syscall);
+  for (;;) {
+    Stop stop = task.wait();
+    if (stop.kind == StopKind::SyscallStop && atSyscallExit(task)) break;
+    if (stop.kind == StopKind::Exited || stop.kind == StopKind::ExitEvent) taskVanished(task, stop);
+    if (stop.kind == StopKind::Signal) strays.push_back(task.siginfo());
+    task.resume(Task::Resume::Syscall);
+  }
+  int64_t result = task.regs().result();
+  task.setRegs(saved);
+  return result;
+}
+
+void skipToSyscallExit(Task& task, int64_t result, StraySignals& strays) {
+  Registers& r = task.mutableRegs();
+  r.setSyscallNumber(-1);
+  r.setResult(result);
+  task.resume(Task::Resume::Syscall);
+  for (;;) {
+    Stop stop = task.wait();
+    if (stop.kind == StopKind::SyscallStop) return;
+    if (stop.kind == StopKind::Exited || stop.kind == StopKind::ExitEvent) taskVanished(task, stop);
+    if (stop.kind == StopKind::Signal) strays.push_back(task.siginfo());
+    task.resume(Task::Resume::Syscall);
+  }
+}
+
+uint64_t findVdsoSyscall(Task& task) {
+  for (const auto& m : readMaps(task.tid())) {
+    if (m.path != "[vdso]") continue;
+    auto image = task.readBytes(m.start, m.end - m.start);
+    for (size_t i = 0; i + 1 < image.size(); ++i)
+      if (image[i] == std::byte{0x0f} && image[i + 1] == std::byte{0x05}) return m.start + i;
+  }
+  return 0;
+}
+
+void installScratchPage(Task& task, StraySignals& strays) {
+  uint64_t insn = findVdsoSyscall(task);
+  if (!insn) throw RecError(kExitUnsupported, "no syscall instruction in the vDSO to bootstrap from");
+  int64_t addr = remoteSyscallVia(
+      task, insn, SYS_mmap,
+      {kScratchAddress, kScratchSize, PROT_READ | PROT_EXEC,
+       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, static_cast<uint64_t>(-1), 0},
+      strays);
+  if (addr != static_cast<int64_t>(kScratchAddress))
+    throw RecError(kExitUnsupported,
+                   fmt::format("cannot map rec's scratch page at {:#x} (error {})", kScratchAddress,
+                               addr));
+  const unsigned char code[] = {0x0f, 0x05, 0xcc};  // syscall; int3
+  task.write(kScratchSyscallInsn, code, sizeof code);
+}
+
+uint64_t putScratchString(Task& task, const std::string& s) {
+  if (s.size() + 1 > kScratchDataSize)
+    throw RecError(kExitInternal, fmt::format("path too long for the scratch page: {}", s));
+  task.write(kScratchData, s.c_str(), s.size() + 1);
+  return kScratchData;
+}
+
+}  // namespace rec

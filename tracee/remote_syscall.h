@@ -1,0 +1,55 @@
+// Running syscalls inside a stopped tracee, and rec's scratch page.
+//
+// Every tracee gets one page at kScratchAddress, mapped right after each exec
+// in record and in replay alike (so the program never gets that address from
+// the kernel and replay never clobbers it). It holds `syscall; int3` — the
+// seccomp filter lets syscalls from there through without a stop — and a
+// data area for strings rec passes to the syscalls it injects.
+#pragma once
+
+#include <signal.h>
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "task.h"
+
+namespace rec {
+
+inline constexpr uint64_t kScratchAddress = 0x70000000;
+inline constexpr uint64_t kScratchSize = 4096;
+inline constexpr uint64_t kScratchSyscallInsn = kScratchAddress;
+inline constexpr uint64_t kScratchUntracedIp = kScratchAddress + 2;  // ip seccomp sees
+inline constexpr uint64_t kScratchData = kScratchAddress + 64;
+inline constexpr uint64_t kScratchDataSize = kScratchSize - 64;
+
+// Signals that arrived while rec was running its own syscalls in the task;
+// the caller decides what they mean (held for later at record, dropped at replay).
+using StraySignals = std::vector<siginfo_t>;
+
+// The task must be at a stop from which it returns to user mode: a
+// syscall-exit-stop, a signal-delivery-stop (that signal is then discarded),
+// or the SIGTRAP of a previous remote syscall. Registers are restored after.
+int64_t remoteSyscall(Task& task, int nr, std::array<uint64_t, 6> args, StraySignals& strays);
+
+// Same, before the scratch page exists: uses the syscall instruction at
+// `syscallInsn` (found in the vDSO) and steps with PTRACE_SYSCALL.
+int64_t remoteSyscallVia(Task& task, uint64_t syscallInsn, int nr, std::array<uint64_t, 6> args,
+                         StraySignals& strays);
+
+// At a seccomp stop: lets the syscall be skipped with `result` and stops at
+// its syscall-exit-stop, from where remote syscalls can run.
+void skipToSyscallExit(Task& task, int64_t result, StraySignals& strays);
+
+// After exec, at the execve syscall-exit-stop: maps and fills the scratch page.
+void installScratchPage(Task& task, StraySignals& strays);
+
+// Puts a NUL-terminated string into the scratch data area; returns its address.
+uint64_t putScratchString(Task& task, const std::string& s);
+
+// Address of a `syscall` instruction in the task's vDSO (0 when none).
+uint64_t findVdsoSyscall(Task& task);
+
+}  // namespace rec

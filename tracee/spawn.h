@@ -1,0 +1,37 @@
+// Starting a program under ptrace, the same way for record and replay.
+#pragma once
+
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace rec {
+
+struct SpawnOptions {
+  std::string path;                 // what to execve
+  std::vector<std::string> argv;
+  std::vector<std::string> envp;
+  std::string cwd;                  // empty: inherit
+  int cpu = -1;                     // pin the tracee to this CPU; -1: no pinning
+  std::vector<std::pair<int, rlimit>> rlimits;  // applied before exec
+  std::vector<uint8_t> tracedSyscalls;          // bitmap for the seccomp filter
+  uint64_t untracedSyscallIp = 0;   // syscalls from this ip are never traced (rec's scratch page)
+  bool disableCoreDumps = false;
+};
+
+// Forks, seizes the child with rec's ptrace options, and lets it install the
+// seccomp filter and execve. Returns the child's pid; the child's next stop
+// is the seccomp stop of that execve. Throws RecError.
+pid_t spawnTraced(const SpawnOptions& options);
+
+// Resolves PROGRAM like execvp: returns an absolute path, or throws RecError
+// with kExitNotFound / kExitNotExecutable and a one-line message.
+std::string resolveProgram(const std::string& program);
+
+// Pins the calling thread to `cpu`; returns the CPU chosen (a random allowed
+// one when cpu < 0), or -1 when pinning is impossible.
+int pinToCpu(int cpu);
+
+}  // namespace rec

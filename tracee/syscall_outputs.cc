@@ -1,0 +1,433 @@
+// outputRanges(): which tracee memory a completed syscall wrote, from the
+// row's OutParams plus the few hooks and irregular calls whose output size
+// depends on a command argument. The recorder copies exactly these ranges
+// into the trace; the replayer writes them back.
+#include <sys/syscall.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "syscall_numbers.h"
+#include "syscall_table.h"
+
+namespace rec::sys {
+namespace {
+
+// No single syscall output is this large in practice; a bigger computed size
+// means garbage arguments, and recording it would blow up the trace.
+constexpr uint64_t kMaxRange = 64ull << 20;
+constexpr uint64_t kPage = 4096;
+constexpr size_t kMaxIovecs = 1024;  // UIO_MAXIOV
+constexpr uint64_t kMsghdrSize = 56, kMmsghdrSize = 64, kIovecSize = 16;
+
+// Kernel-internal restart codes that a tracer sees at syscall exit.
+constexpr int64_t kErestartsys = -512, kErestartRestartblock = -516;
+
+class Ranges {
+ public:
+  explicit Ranges(MemoryReader& mem) : mem_(mem) {}
+
+  void add(uint64_t addr, uint64_t len) {
+    if (addr == 0 || len == 0) return;
+    len = std::min(len, kMaxRange);
+    if (addr + len < addr) len = ~addr;  // wraps past the top of the address space
+    len = readable(addr, len);
+    if (len) out_.push_back({addr, len});
+  }
+  std::vector<MemRange> take() { return std::move(out_); }
+
+  template <typename T>
+  bool load(uint64_t addr, T& value) {
+    if (addr == 0) return false;
+    return mem_.read(addr, &value, sizeof value) == sizeof value;
+  }
+
+ private:
+  // Clips [addr, addr+len) to its readable prefix. The usual case (both ends
+  // readable) costs two one-byte reads; otherwise probe page by page.
+  uint64_t readable(uint64_t addr, uint64_t len) {
+    uint8_t byte;
+    if (mem_.read(addr, &byte, 1) != 1) return 0;
+    if (mem_.read(addr + len - 1, &byte, 1) == 1) return len;
+    uint64_t end = (addr & ~(kPage - 1)) + kPage;
+    while (end < addr + len && mem_.read(end, &byte, 1) == 1) end += kPage;
+    return std::min(end, addr + len) - addr;
+  }
+
+  MemoryReader& mem_;
+  std::vector<MemRange> out_;
+};
+
+// `total` bytes spread over the iovec array at `iov` in order.
+void addIovecs(Ranges& r, uint64_t iov, uint64_t count, uint64_t total) {
+  count = std::min<uint64_t>(count, kMaxIovecs);
+  for (uint64_t i = 0; i < count && total > 0; ++i) {
+    uint64_t vec[2];
+    if (!r.load(iov + i * kIovecSize, vec)) break;
+    uint64_t n = std::min(vec[1], total);
+    r.add(vec[0], n);
+    total -= n;
+  }
+}
+
+// A struct msghdr the kernel filled in: the name, `dataBytes` of iov data,
+// the control buffer, and the msghdr itself (namelen/controllen/flags).
+void addMsghdr(Ranges& r, uint64_t msg, uint64_t dataBytes) {
+  struct {
+    uint64_t name;
+    uint32_t namelen, pad;
+    uint64_t iov, iovlen, control, controllen;
+    int32_t flags, pad2;
+  } m;
+  static_assert(sizeof m == kMsghdrSize);
+  if (!r.load(msg, m)) return;
+  r.add(msg, kMsghdrSize);
+  r.add(m.name, std::min<uint64_t>(m.namelen, 128));
+  addIovecs(r, m.iov, m.iovlen, dataBytes);
+  r.add(m.control, m.controllen);
+}
+
+uint64_t fdSetBytes(uint64_t nfds) {
+  nfds = std::min<uint64_t>(nfds, 1u << 20);
+  return (nfds + 63) / 64 * 8;
+}
+
+void ioctlOutputs(Ranges& r, const std::array<uint64_t, 6>& a) {
+  uint32_t request = static_cast<uint32_t>(a[1]);
+  switch (request) {
+    case 0x5401:
+      r.add(a[2], 36);
+      return;  // TCGETS: kernel struct termios
+    case 0x5405:
+      r.add(a[2], 18);
+      return;  // TCGETA: struct termio
+    case 0x5413:
+      r.add(a[2], 8);
+      return;     // TIOCGWINSZ
+    case 0x541B:  // FIONREAD
+    case 0x540F:  // TIOCGPGRP
+    case 0x5429:  // TIOCGSID
+    case 0x5411:  // TIOCOUTQ
+    case 0x5415:  // TIOCMGET
+    case 0x5424:  // TIOCGETD
+    case 0x8903:  // FIOGETOWN
+    case 0x8904:  // SIOCGPGRP
+    case 0x8905:  // SIOCATMARK
+      r.add(a[2], 4);
+      return;
+    case 0x5421:  // FIONBIO
+    case 0x5451:  // FIOCLEX
+    case 0x5450:  // FIONCLEX
+    case 0x5402:  // TCSETS
+    case 0x5403:  // TCSETSW
+    case 0x5404:  // TCSETSF
+    case 0x5414:  // TIOCSWINSZ
+    case 0x5410:  // TIOCSPGRP
+      return;
+  }
+  uint32_t dir = request >> 30, size = (request >> 16) & 0x3fff;
+  if (dir & 2) r.add(a[2], size);  // _IOC_READ: the kernel writes to userspace
+}
+
+void fcntlOutputs(Ranges& r, const std::array<uint64_t, 6>& a) {
+  switch (static_cast<int>(a[1])) {
+    case 5:             // F_GETLK
+    case 36:            // F_OFD_GETLK
+      r.add(a[2], 32);  // struct flock
+      break;
+    case 16:    // F_GETOWN_EX
+    case 1035:  // F_GET_RW_HINT
+    case 1037:  // F_GET_FILE_RW_HINT
+      r.add(a[2], 8);
+      break;
+  }
+}
+
+void prctlOutputs(Ranges& r, const std::array<uint64_t, 6>& a, int64_t result) {
+  switch (a[0]) {
+    case 16:
+      r.add(a[1], 16);
+      break;  // PR_GET_NAME
+    case 40:
+      r.add(a[1], 8);
+      break;  // PR_GET_TID_ADDRESS
+    case 2:   // PR_GET_PDEATHSIG
+    case 5:   // PR_GET_UNALIGN
+    case 9:   // PR_GET_FPEMU
+    case 11:  // PR_GET_FPEXC
+    case 19:  // PR_GET_ENDIAN
+    case 25:  // PR_GET_TSC
+    case 37:  // PR_GET_CHILD_SUBREAPER
+      r.add(a[1], 4);
+      break;
+    case 0x41555856:  // PR_GET_AUXV: result is the full size, at most arg2 copied
+      r.add(a[1], std::min<uint64_t>(result, a[2]));
+      break;
+    case 35:                           // PR_SET_MM
+      if (a[1] == 14) r.add(a[2], 4);  // PR_SET_MM_MAP_SIZE
+      break;
+  }
+}
+
+void futexOutputs(Ranges& r, int nr, const std::array<uint64_t, 6>& a) {
+  if (nr != SYS_futex) return;
+  switch (a[1] & 127) {  // FUTEX_CMD_MASK
+    case 5:              // FUTEX_WAKE_OP: *uaddr2 op= oparg
+      r.add(a[4], 4);
+      break;
+    case 6:   // FUTEX_LOCK_PI
+    case 7:   // FUTEX_UNLOCK_PI
+    case 8:   // FUTEX_TRYLOCK_PI
+    case 13:  // FUTEX_LOCK_PI2
+      r.add(a[0], 4);
+      break;
+    case 11:  // FUTEX_WAIT_REQUEUE_PI
+    case 12:  // FUTEX_CMP_REQUEUE_PI
+      r.add(a[0], 4);
+      r.add(a[4], 4);
+      break;
+  }
+}
+
+void recvmmsgOutputs(Ranges& r, const std::array<uint64_t, 6>& a, int64_t result) {
+  for (int64_t i = 0; i < result && i < static_cast<int64_t>(kMaxIovecs); ++i) {
+    uint64_t entry = a[1] + i * kMmsghdrSize;
+    uint32_t len = 0;
+    if (!r.load(entry + kMsghdrSize, len)) break;
+    addMsghdr(r, entry, len);
+    r.add(entry + kMsghdrSize, 4);
+  }
+  r.add(a[4], 16);  // the remaining timeout is written back
+}
+
+// Calls whose output size depends on a command or on memory, and which need
+// no hook otherwise.
+void irregularOutputs(Ranges& r, int nr, const std::array<uint64_t, 6>& a, int64_t result) {
+  switch (nr) {
+    case SYS_mincore:
+      r.add(a[2], (std::min(a[1], kMaxRange * kPage) + kPage - 1) / kPage);
+      break;
+    case SYS_msgrcv:
+      r.add(a[1], 8 + result);  // long mtype, then mtext
+      break;
+    case SYS_shmctl:
+      switch (a[1] & 0xff) {  // without IPC_64
+        case 2:
+        case 13:
+        case 15:
+          r.add(a[2], 112);
+          break;  // IPC/SHM_STAT(_ANY): shmid64_ds
+        case 3:
+          r.add(a[2], 72);
+          break;  // IPC_INFO: shminfo64
+        case 14:
+          r.add(a[2], 48);
+          break;  // SHM_INFO: shm_info
+      }
+      break;
+    case SYS_semctl:
+      switch (a[2] & 0xff) {
+        case 2:
+        case 18:
+        case 20:
+          r.add(a[3], 104);
+          break;  // IPC/SEM_STAT(_ANY): semid64_ds
+        case 3:
+        case 19:
+          r.add(a[3], 40);
+          break;  // IPC_INFO/SEM_INFO: seminfo
+      }
+      break;
+    case SYS_msgctl:
+      switch (a[1] & 0xff) {
+        case 2:
+        case 11:
+        case 13:
+          r.add(a[2], 120);
+          break;  // IPC/MSG_STAT(_ANY): msqid64_ds
+        case 3:
+        case 12:
+          r.add(a[2], 32);
+          break;  // IPC_INFO/MSG_INFO: msginfo
+      }
+      break;
+    case SYS_sysfs:
+      if (a[0] == 2) {
+        char name[256];
+        size_t n = 0;
+        while (n < sizeof name && r.load(a[2] + n, name[n]) && name[n] != 0) ++n;
+        r.add(a[2], n + 1);
+      }
+      break;
+    case SYS_quotactl:
+    case SYS_quotactl_fd: {
+      uint32_t cmd = static_cast<uint32_t>(nr == SYS_quotactl ? a[0] : a[1]) >> 8;
+      switch (cmd) {
+        case 0x800004:
+          r.add(a[3], 4);
+          break;  // Q_GETFMT
+        case 0x800005:
+          r.add(a[3], 24);
+          break;  // Q_GETINFO: if_dqinfo
+        case 0x800007:
+          r.add(a[3], 72);
+          break;  // Q_GETQUOTA: if_dqblk
+        case 0x800009:
+          r.add(a[3], 72);
+          break;  // Q_GETNEXTQUOTA: if_nextdqblk
+      }
+      break;
+    }
+    case SYS_get_mempolicy:
+      if (a[2] > 0) r.add(a[1], (a[2] - 1 + 63) / 64 * 8);
+      break;
+    case SYS_keyctl:
+      if (a[0] == 6 || a[0] == 11 || a[0] == 17) {  // DESCRIBE, READ, GET_SECURITY
+        r.add(a[2], std::min<uint64_t>(result, a[3]));
+      }
+      break;
+    case SYS_name_to_handle_at: {
+      uint32_t bytes = 0;
+      if (r.load(a[2], bytes)) r.add(a[2], 8 + std::min<uint32_t>(bytes, 128));
+      r.add(a[3], (a[4] & 0x001) ? 8 : 4);  // AT_HANDLE_MNT_ID_UNIQUE: u64 mount id
+      break;
+    }
+    case SYS_statmount: {  // the struct starts with the size the kernel filled
+      uint32_t size = 0;
+      if (r.load(a[1], size)) r.add(a[1], std::min<uint64_t>(size, a[2]));
+      break;
+    }
+    case SYS_getxattrat: {  // struct xattr_args { u64 value; u32 size; u32 flags; }
+      uint64_t value = 0;
+      if (r.load(a[4], value)) r.add(value, result);
+      break;
+    }
+  }
+}
+
+void addOut(Ranges& r, const OutParam& o, const std::array<uint64_t, 6>& a, int64_t result) {
+  uint64_t ptr = a[o.arg];
+  uint64_t res = result > 0 ? static_cast<uint64_t>(result) : 0;
+  switch (o.kind) {
+    case Out::None:
+      break;
+    case Out::Fixed:
+      r.add(ptr, o.size);
+      break;
+    case Out::ByResult:
+      r.add(ptr, res);
+      break;
+    case Out::ByArg:
+      r.add(ptr, a[o.lenArg]);
+      break;
+    case Out::ResultTimes:
+      r.add(ptr, std::min(res, kMaxRange) * o.size);
+      break;
+    case Out::ArgTimes:
+      r.add(ptr, std::min(a[o.lenArg], kMaxRange) * o.size);
+      break;
+    case Out::LenPtr: {
+      uint32_t len = 0;
+      if (!r.load(a[o.lenArg], len)) break;
+      r.add(ptr, o.size ? std::min(len, o.size) : len);
+      break;
+    }
+    case Out::Iovec:
+      addIovecs(r, ptr, a[o.lenArg], res);
+      break;
+    case Out::Msghdr:
+      addMsghdr(r, ptr, res);
+      break;
+    case Out::IoctlSize: {
+      uint32_t request = static_cast<uint32_t>(a[1]);
+      if ((request >> 30) & 2) r.add(ptr, (request >> 16) & 0x3fff);
+      break;
+    }
+    case Out::CString: {
+      uint64_t cap = a[o.lenArg];
+      if (res > 0) {
+        r.add(ptr, std::min(res, cap));
+        break;
+      }
+      uint64_t n = 0;
+      char c = 1;
+      while (n < cap && n < 4096 && r.load(ptr + n, c) && c != 0) ++n;
+      r.add(ptr, std::min(n + 1, cap));
+      break;
+    }
+  }
+}
+
+bool interrupted(int64_t result) {
+  return result == -4 /* EINTR */ || (result <= kErestartsys && result >= kErestartRestartblock);
+}
+
+}  // namespace
+
+std::vector<MemRange> outputRanges(const SyscallRow& row, const std::array<uint64_t, 6>& args,
+                                   int64_t result, MemoryReader& mem) {
+  Ranges r(mem);
+  if (result < 0 && result >= -4095) {
+    // A failed call writes nothing, except that an interrupted sleep or
+    // select/ppoll reports the time left.
+    if (!interrupted(result)) return {};
+    switch (row.number) {
+      case SYS_nanosleep:
+        r.add(args[1], 16);
+        break;
+      case SYS_clock_nanosleep:
+        r.add(args[3], 16);
+        break;
+      case SYS_select:
+        r.add(args[4], 16);
+        break;
+      case SYS_pselect6:
+      case SYS_ppoll:
+        r.add(args[row.number == SYS_ppoll ? 2 : 4], 16);
+        break;
+    }
+    return r.take();
+  }
+
+  switch (row.hook) {
+    case Hook::Ioctl:
+      ioctlOutputs(r, args);
+      return r.take();  // replaces the generic IoctlSize out param
+    case Hook::Fcntl:
+      fcntlOutputs(r, args);
+      break;
+    case Hook::Prctl:
+      prctlOutputs(r, args, result);
+      break;
+    case Hook::Futex:
+      futexOutputs(r, row.number, args);
+      break;
+    case Hook::Select: {
+      uint64_t bytes = fdSetBytes(args[0]);
+      for (int i = 1; i <= 3; ++i) r.add(args[i], bytes);
+      r.add(args[4], 16);  // select: timeval, pselect6: timespec; both 16 and both updated
+      break;
+    }
+    case Hook::Recvmmsg:
+      recvmmsgOutputs(r, args, result);
+      break;
+    case Hook::Sendmmsg:
+      for (int64_t i = 0; i < result && i < static_cast<int64_t>(kMaxIovecs); ++i) {
+        r.add(args[1] + i * kMmsghdrSize + kMsghdrSize, 4);  // msg_len
+      }
+      break;
+    case Hook::Clone:
+      // Parent side: CLONE_PARENT_SETTID / CLONE_PIDFD store through parent_tid.
+      if (row.number == SYS_clone && result > 0 && (args[0] & (0x00100000 | 0x1000))) {
+        r.add(args[2], 4);
+      }
+      break;
+    default:
+      break;
+  }
+  irregularOutputs(r, row.number, args, result);
+  for (const OutParam& o : row.outs) addOut(r, o, args, result);
+  return r.take();
+}
+
+}  // namespace rec::sys

@@ -1,0 +1,665 @@
+// The x86-64 syscall table itself, one row per syscall number, in number
+// order. Read a row like strace's syscallent.h: support level, argument kinds,
+// flags, the memory the kernel writes, the hook for irregular calls, and a
+// note that `rec syscalls` (and so docs/syscalls.md) shows.
+//
+// Support levels, in short (DESIGN.md has the long version):
+//   passthrough  deterministic and private to the tracee: no stop at all
+//   executed     shapes the address space or process tree: re-run on replay
+//   emulated     recorded, then skipped on replay with result+memory injected
+//   refused      rec cannot record it faithfully: ENOSYS so programs fall back
+#include "syscall_table.h"
+
+#include <sys/syscall.h>
+
+#include <algorithm>
+#include <initializer_list>
+#include <stdexcept>
+
+#include "syscall_numbers.h"
+
+namespace rec::sys {
+namespace {
+
+using enum Arg;
+
+// ---- Row builder -----------------------------------------------------------
+// Each modifier returns a copy, so a row reads left to right and the whole
+// table is built (and checked) at compile time.
+struct Row {
+  SyscallRow r;
+
+  constexpr Row(int nr, std::string_view name, std::initializer_list<Arg> args, Support s) {
+    if (args.size() > 6) throw std::logic_error("more than 6 arguments");
+    r.number = nr;
+    r.name = name;
+    r.argCount = static_cast<uint8_t>(args.size());
+    std::copy(args.begin(), args.end(), r.args.begin());
+    r.support = s;
+  }
+  constexpr Row flags(uint16_t f) const {
+    Row c = *this;
+    c.r.flags |= f;
+    return c;
+  }
+  constexpr Row blocks() const { return flags(kMayBlock); }
+  constexpr Row fd() const { return flags(kReturnsFd); }
+  constexpr Row hook(Hook h) const {
+    Row c = *this;
+    c.r.hook = h;
+    return c;
+  }
+  constexpr Row why(std::string_view note) const {
+    Row c = *this;
+    c.r.note = note;
+    return c;
+  }
+  constexpr Row out(OutParam o) const {
+    Row c = *this;
+    for (auto& slot : c.r.outs) {
+      if (slot.kind == Out::None) {
+        slot = o;
+        return c;
+      }
+    }
+    throw std::logic_error("more than 3 out params");
+  }
+  constexpr Row out(OutParam a, OutParam b) const { return out(a).out(b); }
+  constexpr Row out(OutParam a, OutParam b, OutParam c) const { return out(a).out(b).out(c); }
+  constexpr operator SyscallRow() const { return r; }
+};
+
+constexpr Row emulated(int nr, std::string_view name, std::initializer_list<Arg> args) {
+  return Row(nr, name, args, Support::Emulated);
+}
+constexpr Row executed(int nr, std::string_view name, std::initializer_list<Arg> args) {
+  return Row(nr, name, args, Support::Executed);
+}
+constexpr Row passthrough(int nr, std::string_view name, std::initializer_list<Arg> args) {
+  return Row(nr, name, args, Support::Passthrough);
+}
+constexpr Row refused(int nr, std::string_view name, std::initializer_list<Arg> args,
+                      std::string_view note) {
+  return Row(nr, name, args, Support::Refused).why(note);
+}
+
+// ---- Out params: (pointer argument, ...) -----------------------------------
+constexpr OutParam fixed(uint8_t arg, uint32_t size) {
+  return {arg, Out::Fixed, 0, size};
+}
+constexpr OutParam byResult(uint8_t arg) {
+  return {arg, Out::ByResult, 0, 0};
+}
+constexpr OutParam byArg(uint8_t arg, uint8_t lenArg) {
+  return {arg, Out::ByArg, lenArg, 0};
+}
+constexpr OutParam resultTimes(uint8_t arg, uint32_t elem) {
+  return {arg, Out::ResultTimes, 0, elem};
+}
+constexpr OutParam argTimes(uint8_t arg, uint8_t countArg, uint32_t elem) {
+  return {arg, Out::ArgTimes, countArg, elem};
+}
+// `cap` bounds the length read back (0: only the global cap); see LenPtr.
+constexpr OutParam lenPtr(uint8_t arg, uint8_t lenArg, uint32_t cap = 0) {
+  return {arg, Out::LenPtr, lenArg, cap};
+}
+constexpr OutParam iovec(uint8_t arg, uint8_t countArg) {
+  return {arg, Out::Iovec, countArg, 0};
+}
+constexpr OutParam msghdr(uint8_t arg) {
+  return {arg, Out::Msghdr, 0, 0};
+}
+constexpr OutParam ioctlSize(uint8_t arg) {
+  return {arg, Out::IoctlSize, 0, 0};
+}
+constexpr OutParam cstring(uint8_t arg, uint8_t lenArg) {
+  return {arg, Out::CString, lenArg, 0};
+}
+
+// x86-64 kernel ABI sizes.
+constexpr uint32_t kStat = 144, kStatx = 256, kStatfs = 120, kTimespec = 16, kTimeval = 16,
+                   kTimezone = 8, kItimerval = 32, kItimerspec = 32, kRusage = 144, kTms = 32,
+                   kUtsname = 390, kSysinfo = 112, kRlimit = 16, kSiginfo = 128, kPollfd = 8,
+                   kEpollEvent = 12, kSockaddrStorage = 128, kTimex = 208, kMqAttr = 64,
+                   kUstat = 32, kCapData2 = 24, kCachestat = 40, kUserDesc = 16;
+
+// Shared notes.
+constexpr std::string_view kRemoved =
+    "removed from or never implemented by Linux: the kernel itself returns ENOSYS";
+constexpr std::string_view kAio =
+    "Linux AIO: the kernel completes requests into user buffers asynchronously, outside any "
+    "syscall rec could record; glibc's POSIX AIO uses threads instead";
+constexpr std::string_view kModules =
+    "loads or unloads kernel code: nothing a replay could reproduce";
+constexpr std::string_view kKexec = "replaces the running kernel";
+constexpr std::string_view kIoUring =
+    "io_uring: completions bypass syscalls (the kernel writes the shared rings directly); "
+    "programs fall back to read/write";
+constexpr std::string_view kSignalSend =
+    "sends a signal at record; on replay nothing is sent, the recorded delivery is injected";
+constexpr std::string_view kPortIo =
+    "grants x86 port I/O: in/out instructions talk to hardware rec cannot record";
+constexpr std::string_view kUprobe =
+    "issued only by the kernel's uprobe trampoline, and the kernel exempts it from seccomp "
+    "filters, so it never stops";
+constexpr std::string_view kSysvCtl =
+    "output size depends on cmd (IPC_STAT/IPC_INFO/..., computed in outputRanges)";
+
+// clang-format off
+constexpr SyscallRow kTable[] = {
+  emulated(SYS_read, "read", {Fd, Ptr, Size}).blocks().out(byResult(1)),
+  emulated(SYS_write, "write", {Fd, Ptr, Size}).blocks().hook(Hook::Write),
+  emulated(SYS_open, "open", {Path, OpenFlags, Mode}).blocks().fd()
+      .why("may block on a FIFO"),
+  emulated(SYS_close, "close", {Fd}).hook(Hook::Close),
+  emulated(SYS_stat, "stat", {Path, Ptr}).out(fixed(1, kStat)),
+  emulated(SYS_fstat, "fstat", {Fd, Ptr}).out(fixed(1, kStat)),
+  emulated(SYS_lstat, "lstat", {Path, Ptr}).out(fixed(1, kStat)),
+  emulated(SYS_poll, "poll", {Ptr, Uint, Int}).blocks().out(argTimes(0, 1, kPollfd)),
+  emulated(SYS_lseek, "lseek", {Fd, Int, Whence}),
+  executed(SYS_mmap, "mmap", {Ptr, Size, Prot, MapFlags, Fd, Hex}).hook(Hook::Mmap)
+      .why("file contents are stored in the trace and mapped from there on replay"),
+  passthrough(SYS_mprotect, "mprotect", {Ptr, Size, Prot}),
+  passthrough(SYS_munmap, "munmap", {Ptr, Size}),
+  executed(SYS_brk, "brk", {Ptr}).hook(Hook::Brk),
+  passthrough(SYS_rt_sigaction, "rt_sigaction", {Signal, Ptr, Ptr, Size}),
+  passthrough(SYS_rt_sigprocmask, "rt_sigprocmask", {Int, Ptr, Ptr, Size}),
+  passthrough(SYS_rt_sigreturn, "rt_sigreturn", {}).flags(kNeverReturns),
+  emulated(SYS_ioctl, "ioctl", {Fd, Ioctl, Hex}).blocks().hook(Hook::Ioctl).out(ioctlSize(2))
+      .why("output size from known requests (termios, winsize, FIONREAD...), else _IOC_SIZE"),
+  emulated(SYS_pread64, "pread64", {Fd, Ptr, Size, Int}).out(byResult(1)),
+  emulated(SYS_pwrite64, "pwrite64", {Fd, Ptr, Size, Int}).hook(Hook::Write),
+  emulated(SYS_readv, "readv", {Fd, Ptr, Int}).blocks().out(iovec(1, 2)),
+  emulated(SYS_writev, "writev", {Fd, Ptr, Int}).blocks().hook(Hook::Write),
+  emulated(SYS_access, "access", {Path, Int}),
+  emulated(SYS_pipe, "pipe", {Ptr}).out(fixed(0, 8)),
+  emulated(SYS_select, "select", {Int, Ptr, Ptr, Ptr, Ptr}).blocks().hook(Hook::Select),
+  emulated(SYS_sched_yield, "sched_yield", {})
+      .why("a scheduling point for rec's own scheduler"),
+  executed(SYS_mremap, "mremap", {Ptr, Size, Size, Hex, Ptr}).hook(Hook::Mremap),
+  passthrough(SYS_msync, "msync", {Ptr, Size, Hex}),
+  emulated(SYS_mincore, "mincore", {Ptr, Size, Ptr})
+      .why("page residency differs run to run: (len+4095)/4096 bytes of vec recorded"),
+  passthrough(SYS_madvise, "madvise", {Ptr, Size, Int}),
+  emulated(SYS_shmget, "shmget", {Int, Size, Hex}),
+  executed(SYS_shmat, "shmat", {Int, Ptr, Hex}).hook(Hook::ShmAt)
+      .why("maps a segment: replay maps memory at the recorded address"),
+  emulated(SYS_shmctl, "shmctl", {Int, Int, Ptr}).why(kSysvCtl),
+  emulated(SYS_dup, "dup", {Fd}).hook(Hook::Dup).fd(),
+  emulated(SYS_dup2, "dup2", {Fd, Fd}).hook(Hook::Dup).fd(),
+  executed(SYS_pause, "pause", {}).blocks().hook(Hook::SigSuspend)
+      .why("waits for a signal: replay runs it and supplies the recorded signal"),
+  emulated(SYS_nanosleep, "nanosleep", {Ptr, Ptr}).blocks().out(fixed(1, kTimespec)),
+  emulated(SYS_getitimer, "getitimer", {Int, Ptr}).out(fixed(1, kItimerval)),
+  emulated(SYS_alarm, "alarm", {Uint}).why("the SIGALRM it arms is recorded as an asynchronous signal"),
+  emulated(SYS_setitimer, "setitimer", {Int, Ptr, Ptr}).out(fixed(2, kItimerval))
+      .why("timer signals are recorded as asynchronous signals"),
+  emulated(SYS_getpid, "getpid", {}).why("replay runs under other ids: the recorded id is returned"),
+  emulated(SYS_sendfile, "sendfile", {Fd, Fd, Ptr, Size}).blocks().out(fixed(2, 8)),
+  emulated(SYS_socket, "socket", {Socket, Socket, Int}).fd(),
+  emulated(SYS_connect, "connect", {Fd, Ptr, Size}).blocks(),
+  emulated(SYS_accept, "accept", {Fd, Ptr, Ptr}).blocks().fd()
+      .out(lenPtr(1, 2, kSockaddrStorage), fixed(2, 4)),
+  emulated(SYS_sendto, "sendto", {Fd, Ptr, Size, Hex, Ptr, Size}).blocks(),
+  emulated(SYS_recvfrom, "recvfrom", {Fd, Ptr, Size, Hex, Ptr, Ptr}).blocks()
+      .out(byResult(1), lenPtr(4, 5, kSockaddrStorage), fixed(5, 4)),
+  emulated(SYS_sendmsg, "sendmsg", {Fd, Ptr, Hex}).blocks(),
+  emulated(SYS_recvmsg, "recvmsg", {Fd, Ptr, Hex}).blocks().out(msghdr(1)),
+  emulated(SYS_shutdown, "shutdown", {Fd, Int}),
+  emulated(SYS_bind, "bind", {Fd, Ptr, Size}),
+  emulated(SYS_listen, "listen", {Fd, Int}),
+  emulated(SYS_getsockname, "getsockname", {Fd, Ptr, Ptr})
+      .out(lenPtr(1, 2, kSockaddrStorage), fixed(2, 4)),
+  emulated(SYS_getpeername, "getpeername", {Fd, Ptr, Ptr})
+      .out(lenPtr(1, 2, kSockaddrStorage), fixed(2, 4)),
+  emulated(SYS_socketpair, "socketpair", {Socket, Socket, Int, Ptr}).out(fixed(3, 8)),
+  emulated(SYS_setsockopt, "setsockopt", {Fd, Int, Int, Ptr, Size}),
+  emulated(SYS_getsockopt, "getsockopt", {Fd, Int, Int, Ptr, Ptr}).out(lenPtr(3, 4), fixed(4, 4)),
+  executed(SYS_clone, "clone", {CloneFlags, Ptr, Ptr, Ptr, Hex}).blocks().hook(Hook::Clone)
+      .flags(kResultFromTrace).why("new task; the program sees the recorded tid"),
+  executed(SYS_fork, "fork", {}).hook(Hook::Clone).flags(kResultFromTrace)
+      .why("new process; the program sees the recorded pid"),
+  executed(SYS_vfork, "vfork", {}).blocks().hook(Hook::Clone).flags(kResultFromTrace)
+      .why("new process; the parent waits for the child's exec or exit"),
+  executed(SYS_execve, "execve", {Path, Ptr, Ptr}).hook(Hook::Execve)
+      .why("executable and interpreter are stored in the trace"),
+  passthrough(SYS_exit, "exit", {Int}).hook(Hook::Exit).flags(kNeverReturns),
+  emulated(SYS_wait4, "wait4", {Pid, Ptr, Hex, Ptr}).blocks()
+      .out(fixed(1, 4), fixed(3, kRusage)),
+  emulated(SYS_kill, "kill", {Pid, Signal}).why(kSignalSend),
+  emulated(SYS_uname, "uname", {Ptr}).out(fixed(0, kUtsname)),
+  emulated(SYS_semget, "semget", {Int, Int, Hex}),
+  emulated(SYS_semop, "semop", {Int, Ptr, Size}).blocks(),
+  emulated(SYS_semctl, "semctl", {Int, Int, Int, Hex})
+      .why("output size depends on cmd; GETALL's array (nsems unknown here) is not captured"),
+  executed(SYS_shmdt, "shmdt", {Ptr}).why("unmaps a segment"),
+  emulated(SYS_msgget, "msgget", {Int, Hex}),
+  emulated(SYS_msgsnd, "msgsnd", {Int, Ptr, Size, Hex}).blocks(),
+  emulated(SYS_msgrcv, "msgrcv", {Int, Ptr, Size, Int, Hex}).blocks()
+      .why("mtype plus result bytes of mtext recorded"),
+  emulated(SYS_msgctl, "msgctl", {Int, Int, Ptr}).why(kSysvCtl),
+  emulated(SYS_fcntl, "fcntl", {Fd, Fcntl, Hex}).blocks().hook(Hook::Fcntl)
+      .why("F_SETLKW may block; F_GETLK & co write a struct flock"),
+  emulated(SYS_flock, "flock", {Fd, Int}).blocks(),
+  emulated(SYS_fsync, "fsync", {Fd}),
+  emulated(SYS_fdatasync, "fdatasync", {Fd}),
+  emulated(SYS_truncate, "truncate", {Path, Int}),
+  emulated(SYS_ftruncate, "ftruncate", {Fd, Int}),
+  emulated(SYS_getdents, "getdents", {Fd, Ptr, Size}).out(byResult(1)),
+  emulated(SYS_getcwd, "getcwd", {Ptr, Size}).out(cstring(0, 1)),
+  emulated(SYS_chdir, "chdir", {Path}),
+  emulated(SYS_fchdir, "fchdir", {Fd}),
+  emulated(SYS_rename, "rename", {Path, Path}),
+  emulated(SYS_mkdir, "mkdir", {Path, Mode}),
+  emulated(SYS_rmdir, "rmdir", {Path}),
+  emulated(SYS_creat, "creat", {Path, Mode}).fd(),
+  emulated(SYS_link, "link", {Path, Path}),
+  emulated(SYS_unlink, "unlink", {Path}),
+  emulated(SYS_symlink, "symlink", {Path, Path}),
+  emulated(SYS_readlink, "readlink", {Path, Ptr, Size}).out(byResult(1)),
+  emulated(SYS_chmod, "chmod", {Path, Mode}),
+  emulated(SYS_fchmod, "fchmod", {Fd, Mode}),
+  emulated(SYS_chown, "chown", {Path, Int, Int}),
+  emulated(SYS_fchown, "fchown", {Fd, Int, Int}),
+  emulated(SYS_lchown, "lchown", {Path, Int, Int}),
+  emulated(SYS_umask, "umask", {Mode}),
+  emulated(SYS_gettimeofday, "gettimeofday", {Ptr, Ptr})
+      .out(fixed(0, kTimeval), fixed(1, kTimezone)),
+  emulated(SYS_getrlimit, "getrlimit", {Int, Ptr}).out(fixed(1, kRlimit)),
+  emulated(SYS_getrusage, "getrusage", {Int, Ptr}).out(fixed(1, kRusage)),
+  emulated(SYS_sysinfo, "sysinfo", {Ptr}).out(fixed(0, kSysinfo)),
+  emulated(SYS_times, "times", {Ptr}).out(fixed(0, kTms)),
+  refused(SYS_ptrace, "ptrace", {Int, Pid, Ptr, Ptr},
+          "rec is the tracer: ptrace cannot nest (debug the replay with rec's gdb server instead)"),
+  emulated(SYS_getuid, "getuid", {}),
+  emulated(SYS_syslog, "syslog", {Int, Ptr, Int}).out(byResult(1)),
+  emulated(SYS_getgid, "getgid", {}),
+  emulated(SYS_setuid, "setuid", {Int}),
+  emulated(SYS_setgid, "setgid", {Int}),
+  emulated(SYS_geteuid, "geteuid", {}),
+  emulated(SYS_getegid, "getegid", {}),
+  emulated(SYS_setpgid, "setpgid", {Pid, Pid}),
+  emulated(SYS_getppid, "getppid", {}),
+  emulated(SYS_getpgrp, "getpgrp", {}),
+  emulated(SYS_setsid, "setsid", {}),
+  emulated(SYS_setreuid, "setreuid", {Int, Int}),
+  emulated(SYS_setregid, "setregid", {Int, Int}),
+  emulated(SYS_getgroups, "getgroups", {Int, Ptr}).out(resultTimes(1, 4)),
+  emulated(SYS_setgroups, "setgroups", {Int, Ptr}),
+  emulated(SYS_setresuid, "setresuid", {Int, Int, Int}),
+  emulated(SYS_getresuid, "getresuid", {Ptr, Ptr, Ptr}).out(fixed(0, 4), fixed(1, 4), fixed(2, 4)),
+  emulated(SYS_setresgid, "setresgid", {Int, Int, Int}),
+  emulated(SYS_getresgid, "getresgid", {Ptr, Ptr, Ptr}).out(fixed(0, 4), fixed(1, 4), fixed(2, 4)),
+  emulated(SYS_getpgid, "getpgid", {Pid}),
+  emulated(SYS_setfsuid, "setfsuid", {Int}),
+  emulated(SYS_setfsgid, "setfsgid", {Int}),
+  emulated(SYS_getsid, "getsid", {Pid}),
+  emulated(SYS_capget, "capget", {Ptr, Ptr}).out(fixed(1, kCapData2)),
+  emulated(SYS_capset, "capset", {Ptr, Ptr}),
+  emulated(SYS_rt_sigpending, "rt_sigpending", {Ptr, Size}).out(byArg(0, 1)),
+  emulated(SYS_rt_sigtimedwait, "rt_sigtimedwait", {Ptr, Ptr, Ptr, Size}).blocks()
+      .out(fixed(1, kSiginfo)),
+  emulated(SYS_rt_sigqueueinfo, "rt_sigqueueinfo", {Pid, Signal, Ptr}).why(kSignalSend),
+  executed(SYS_rt_sigsuspend, "rt_sigsuspend", {Ptr, Size}).blocks().hook(Hook::SigSuspend)
+      .why("waits with a temporary mask: replay runs it and supplies the recorded signal"),
+  passthrough(SYS_sigaltstack, "sigaltstack", {Ptr, Ptr}),
+  emulated(SYS_utime, "utime", {Path, Ptr}),
+  emulated(SYS_mknod, "mknod", {Path, Mode, Hex}),
+  refused(SYS_uselib, "uselib", {Path},
+          "a.out shared-library loader; kernels are built without CONFIG_USELIB (ENOSYS)"),
+  executed(SYS_personality, "personality", {Hex}).flags(kResultFromTrace)
+      .why("changes how later mmaps and execs lay out memory; the replayer may run with "
+           "another persona, so the recorded result is returned"),
+  emulated(SYS_ustat, "ustat", {Hex, Ptr}).out(fixed(1, kUstat)),
+  emulated(SYS_statfs, "statfs", {Path, Ptr}).out(fixed(1, kStatfs)),
+  emulated(SYS_fstatfs, "fstatfs", {Fd, Ptr}).out(fixed(1, kStatfs)),
+  emulated(SYS_sysfs, "sysfs", {Int, Hex, Hex}).why("option 2 writes a filesystem name"),
+  emulated(SYS_getpriority, "getpriority", {Int, Int}),
+  emulated(SYS_setpriority, "setpriority", {Int, Int, Int}),
+  emulated(SYS_sched_setparam, "sched_setparam", {Pid, Ptr}),
+  emulated(SYS_sched_getparam, "sched_getparam", {Pid, Ptr}).out(fixed(1, 4)),
+  emulated(SYS_sched_setscheduler, "sched_setscheduler", {Pid, Int, Ptr}),
+  emulated(SYS_sched_getscheduler, "sched_getscheduler", {Pid}),
+  emulated(SYS_sched_get_priority_max, "sched_get_priority_max", {Int}),
+  emulated(SYS_sched_get_priority_min, "sched_get_priority_min", {Int}),
+  emulated(SYS_sched_rr_get_interval, "sched_rr_get_interval", {Pid, Ptr})
+      .out(fixed(1, kTimespec)),
+  passthrough(SYS_mlock, "mlock", {Ptr, Size}),
+  passthrough(SYS_munlock, "munlock", {Ptr, Size}),
+  passthrough(SYS_mlockall, "mlockall", {Hex}),
+  passthrough(SYS_munlockall, "munlockall", {}),
+  emulated(SYS_vhangup, "vhangup", {}),
+  executed(SYS_modify_ldt, "modify_ldt", {Int, Ptr, Size}).out(byResult(1))
+      .why("LDT segments (Wine, 16-bit code) are task state: re-executed so they exist on replay"),
+  emulated(SYS_pivot_root, "pivot_root", {Path, Path}),
+  refused(SYS__sysctl, "_sysctl", {Ptr}, "removed in Linux 5.5: the kernel itself returns ENOSYS"),
+  emulated(SYS_prctl, "prctl", {Prctl, Hex, Hex, Hex, Hex}).hook(Hook::Prctl)
+      .why("PR_GET_NAME & co write memory; PR_SET_TSC/PR_SET_SECCOMP need the hook's care"),
+  passthrough(SYS_arch_prctl, "arch_prctl", {Hex, Ptr}),
+  emulated(SYS_adjtimex, "adjtimex", {Ptr}).out(fixed(0, kTimex)),
+  emulated(SYS_setrlimit, "setrlimit", {Int, Ptr}),
+  emulated(SYS_chroot, "chroot", {Path}),
+  emulated(SYS_sync, "sync", {}),
+  emulated(SYS_acct, "acct", {Path}),
+  emulated(SYS_settimeofday, "settimeofday", {Ptr, Ptr}),
+  emulated(SYS_mount, "mount", {Path, Path, Str, Hex, Ptr}),
+  emulated(SYS_umount2, "umount2", {Path, Hex}),
+  emulated(SYS_swapon, "swapon", {Path, Hex}),
+  emulated(SYS_swapoff, "swapoff", {Path}),
+  emulated(SYS_reboot, "reboot", {Hex, Hex, Hex, Ptr}),
+  emulated(SYS_sethostname, "sethostname", {Str, Size}),
+  emulated(SYS_setdomainname, "setdomainname", {Str, Size}),
+  refused(SYS_iopl, "iopl", {Int}, kPortIo),
+  refused(SYS_ioperm, "ioperm", {Hex, Hex, Int}, kPortIo),
+  refused(SYS_create_module, "create_module", {Str, Size}, kRemoved),
+  refused(SYS_init_module, "init_module", {Ptr, Size, Str}, kModules),
+  refused(SYS_delete_module, "delete_module", {Str, Hex}, kModules),
+  refused(SYS_get_kernel_syms, "get_kernel_syms", {Ptr}, kRemoved),
+  refused(SYS_query_module, "query_module", {Str, Int, Ptr, Size, Ptr}, kRemoved),
+  emulated(SYS_quotactl, "quotactl", {Hex, Path, Int, Ptr})
+      .why("Q_GETQUOTA/Q_GETINFO/Q_GETFMT/Q_GETNEXTQUOTA outputs captured; XFS ones are not"),
+  refused(SYS_nfsservctl, "nfsservctl", {Int, Ptr, Ptr}, "removed in Linux 3.1: ENOSYS"),
+  refused(SYS_getpmsg, "getpmsg", {}, kRemoved),
+  refused(SYS_putpmsg, "putpmsg", {}, kRemoved),
+  refused(SYS_afs_syscall, "afs_syscall", {}, kRemoved),
+  refused(SYS_tuxcall, "tuxcall", {}, kRemoved),
+  refused(SYS_security, "security", {}, kRemoved),
+  emulated(SYS_gettid, "gettid", {}),
+  emulated(SYS_readahead, "readahead", {Fd, Int, Size}),
+  emulated(SYS_setxattr, "setxattr", {Path, Str, Ptr, Size, Hex}),
+  emulated(SYS_lsetxattr, "lsetxattr", {Path, Str, Ptr, Size, Hex}),
+  emulated(SYS_fsetxattr, "fsetxattr", {Fd, Str, Ptr, Size, Hex}),
+  emulated(SYS_getxattr, "getxattr", {Path, Str, Ptr, Size}).out(byResult(2)),
+  emulated(SYS_lgetxattr, "lgetxattr", {Path, Str, Ptr, Size}).out(byResult(2)),
+  emulated(SYS_fgetxattr, "fgetxattr", {Fd, Str, Ptr, Size}).out(byResult(2)),
+  emulated(SYS_listxattr, "listxattr", {Path, Ptr, Size}).out(byResult(1)),
+  emulated(SYS_llistxattr, "llistxattr", {Path, Ptr, Size}).out(byResult(1)),
+  emulated(SYS_flistxattr, "flistxattr", {Fd, Ptr, Size}).out(byResult(1)),
+  emulated(SYS_removexattr, "removexattr", {Path, Str}),
+  emulated(SYS_lremovexattr, "lremovexattr", {Path, Str}),
+  emulated(SYS_fremovexattr, "fremovexattr", {Fd, Str}),
+  emulated(SYS_tkill, "tkill", {Pid, Signal}).why(kSignalSend),
+  emulated(SYS_time, "time", {Ptr}).out(fixed(0, 8)),
+  emulated(SYS_futex, "futex", {Ptr, FutexOp, Int, Ptr, Ptr, Hex}).blocks().hook(Hook::Futex)
+      .why("PI and WAKE_OP operations write the futex words, computed in outputRanges"),
+  emulated(SYS_sched_setaffinity, "sched_setaffinity", {Pid, Size, Ptr})
+      .why("must not undo rec's own CPU pinning"),
+  emulated(SYS_sched_getaffinity, "sched_getaffinity", {Pid, Size, Ptr}).out(byResult(2)),
+  executed(SYS_set_thread_area, "set_thread_area", {Ptr}).out(fixed(0, kUserDesc))
+      .why("installs a GDT TLS descriptor (32-bit code in a 64-bit process): task state, re-executed"),
+  refused(SYS_io_setup, "io_setup", {Uint, Ptr}, kAio),
+  refused(SYS_io_destroy, "io_destroy", {Hex}, kAio),
+  refused(SYS_io_getevents, "io_getevents", {Hex, Int, Int, Ptr, Ptr}, kAio),
+  refused(SYS_io_submit, "io_submit", {Hex, Int, Ptr}, kAio),
+  refused(SYS_io_cancel, "io_cancel", {Hex, Ptr, Ptr}, kAio),
+  executed(SYS_get_thread_area, "get_thread_area", {Ptr}).out(fixed(0, kUserDesc))
+      .why("reads what set_thread_area installed"),
+  refused(SYS_lookup_dcookie, "lookup_dcookie", {Hex, Ptr, Size},
+          "removed with oprofile in Linux 6.8: the kernel itself returns ENOSYS"),
+  emulated(SYS_epoll_create, "epoll_create", {Int}).fd(),
+  refused(SYS_epoll_ctl_old, "epoll_ctl_old", {}, kRemoved),
+  refused(SYS_epoll_wait_old, "epoll_wait_old", {}, kRemoved),
+  refused(SYS_remap_file_pages, "remap_file_pages", {Ptr, Size, Prot, Size, Hex},
+          "deprecated nonlinear file mappings; replay maps file contents privately, so it "
+          "cannot be re-executed"),
+  emulated(SYS_getdents64, "getdents64", {Fd, Ptr, Size}).out(byResult(1)),
+  executed(SYS_set_tid_address, "set_tid_address", {Ptr}).flags(kResultFromTrace)
+      .why("the kernel clears the word at thread exit; the program sees the recorded tid"),
+  emulated(SYS_restart_syscall, "restart_syscall", {}).blocks()
+      .why("continues an interrupted call (nanosleep, poll, futex...): recorded as that call"),
+  emulated(SYS_semtimedop, "semtimedop", {Int, Ptr, Size, Ptr}).blocks(),
+  emulated(SYS_fadvise64, "fadvise64", {Fd, Int, Size, Int}),
+  emulated(SYS_timer_create, "timer_create", {Clock, Ptr, Ptr}).out(fixed(2, 4))
+      .why("timer signals are recorded as asynchronous signals"),
+  emulated(SYS_timer_settime, "timer_settime", {Int, Hex, Ptr, Ptr}).out(fixed(3, kItimerspec)),
+  emulated(SYS_timer_gettime, "timer_gettime", {Int, Ptr}).out(fixed(1, kItimerspec)),
+  emulated(SYS_timer_getoverrun, "timer_getoverrun", {Int}),
+  emulated(SYS_timer_delete, "timer_delete", {Int}),
+  emulated(SYS_clock_settime, "clock_settime", {Clock, Ptr}),
+  emulated(SYS_clock_gettime, "clock_gettime", {Clock, Ptr}).out(fixed(1, kTimespec))
+      .why("the vDSO is made to enter the kernel so time is recorded"),
+  emulated(SYS_clock_getres, "clock_getres", {Clock, Ptr}).out(fixed(1, kTimespec)),
+  emulated(SYS_clock_nanosleep, "clock_nanosleep", {Clock, Hex, Ptr, Ptr}).blocks()
+      .out(fixed(3, kTimespec)),
+  passthrough(SYS_exit_group, "exit_group", {Int}).hook(Hook::Exit).flags(kNeverReturns),
+  emulated(SYS_epoll_wait, "epoll_wait", {Fd, Ptr, Int, Int}).blocks()
+      .out(resultTimes(1, kEpollEvent)),
+  emulated(SYS_epoll_ctl, "epoll_ctl", {Fd, Int, Fd, Ptr}),
+  emulated(SYS_tgkill, "tgkill", {Pid, Pid, Signal}).why(kSignalSend),
+  emulated(SYS_utimes, "utimes", {Path, Ptr}),
+  refused(SYS_vserver, "vserver", {}, kRemoved),
+  emulated(SYS_mbind, "mbind", {Ptr, Size, Int, Ptr, Uint, Hex})
+      .why("NUMA placement only: not applied on replay"),
+  emulated(SYS_set_mempolicy, "set_mempolicy", {Int, Ptr, Uint}),
+  emulated(SYS_get_mempolicy, "get_mempolicy", {Ptr, Ptr, Uint, Ptr, Hex}).out(fixed(0, 4))
+      .why("nodemask size from maxnode, computed in outputRanges"),
+  emulated(SYS_mq_open, "mq_open", {Str, OpenFlags, Mode, Ptr}).fd(),
+  emulated(SYS_mq_unlink, "mq_unlink", {Str}),
+  emulated(SYS_mq_timedsend, "mq_timedsend", {Fd, Ptr, Size, Uint, Ptr}).blocks(),
+  emulated(SYS_mq_timedreceive, "mq_timedreceive", {Fd, Ptr, Size, Ptr, Ptr}).blocks()
+      .out(byResult(1), fixed(3, 4)),
+  emulated(SYS_mq_notify, "mq_notify", {Fd, Ptr}),
+  emulated(SYS_mq_getsetattr, "mq_getsetattr", {Fd, Ptr, Ptr}).out(fixed(2, kMqAttr)),
+  refused(SYS_kexec_load, "kexec_load", {Hex, Uint, Ptr, Hex}, kKexec),
+  emulated(SYS_waitid, "waitid", {Int, Pid, Ptr, Hex, Ptr}).blocks()
+      .out(fixed(2, kSiginfo), fixed(4, kRusage)),
+  emulated(SYS_add_key, "add_key", {Str, Str, Ptr, Size, Int}),
+  emulated(SYS_request_key, "request_key", {Str, Str, Str, Int}),
+  emulated(SYS_keyctl, "keyctl", {Int, Hex, Hex, Hex, Hex})
+      .why("KEYCTL_READ/DESCRIBE/GET_SECURITY buffers captured"),
+  emulated(SYS_ioprio_set, "ioprio_set", {Int, Int, Int}),
+  emulated(SYS_ioprio_get, "ioprio_get", {Int, Int}),
+  emulated(SYS_inotify_init, "inotify_init", {}).fd(),
+  emulated(SYS_inotify_add_watch, "inotify_add_watch", {Fd, Path, Hex}),
+  emulated(SYS_inotify_rm_watch, "inotify_rm_watch", {Fd, Int}),
+  emulated(SYS_migrate_pages, "migrate_pages", {Pid, Uint, Ptr, Ptr}),
+  emulated(SYS_openat, "openat", {DirFd, Path, OpenFlags, Mode}).blocks().fd()
+      .why("may block on a FIFO"),
+  emulated(SYS_mkdirat, "mkdirat", {DirFd, Path, Mode}),
+  emulated(SYS_mknodat, "mknodat", {DirFd, Path, Mode, Hex}),
+  emulated(SYS_fchownat, "fchownat", {DirFd, Path, Int, Int, AtFlags}),
+  emulated(SYS_futimesat, "futimesat", {DirFd, Path, Ptr}),
+  emulated(SYS_newfstatat, "newfstatat", {DirFd, Path, Ptr, AtFlags}).out(fixed(2, kStat)),
+  emulated(SYS_unlinkat, "unlinkat", {DirFd, Path, AtFlags}),
+  emulated(SYS_renameat, "renameat", {DirFd, Path, DirFd, Path}),
+  emulated(SYS_linkat, "linkat", {DirFd, Path, DirFd, Path, AtFlags}),
+  emulated(SYS_symlinkat, "symlinkat", {Path, DirFd, Path}),
+  emulated(SYS_readlinkat, "readlinkat", {DirFd, Path, Ptr, Size}).out(byResult(2)),
+  emulated(SYS_fchmodat, "fchmodat", {DirFd, Path, Mode}),
+  emulated(SYS_faccessat, "faccessat", {DirFd, Path, Int}),
+  emulated(SYS_pselect6, "pselect6", {Int, Ptr, Ptr, Ptr, Ptr, Ptr}).blocks().hook(Hook::Select),
+  emulated(SYS_ppoll, "ppoll", {Ptr, Uint, Ptr, Ptr, Size}).blocks()
+      .out(argTimes(0, 1, kPollfd), fixed(2, kTimespec)),
+  emulated(SYS_unshare, "unshare", {CloneFlags}),
+  passthrough(SYS_set_robust_list, "set_robust_list", {Ptr, Size}),
+  passthrough(SYS_get_robust_list, "get_robust_list", {Pid, Ptr, Ptr}),
+  emulated(SYS_splice, "splice", {Fd, Ptr, Fd, Ptr, Size, Hex}).blocks()
+      .out(fixed(1, 8), fixed(3, 8)),
+  emulated(SYS_tee, "tee", {Fd, Fd, Size, Hex}).blocks(),
+  emulated(SYS_sync_file_range, "sync_file_range", {Fd, Int, Int, Hex}),
+  emulated(SYS_vmsplice, "vmsplice", {Fd, Ptr, Uint, Hex}).blocks().out(iovec(1, 2))
+      .why("gifting pages to a pipe is recorded as a copy"),
+  emulated(SYS_move_pages, "move_pages", {Pid, Uint, Ptr, Ptr, Ptr, Hex}).out(argTimes(4, 1, 4)),
+  emulated(SYS_utimensat, "utimensat", {DirFd, Path, Ptr, AtFlags}),
+  emulated(SYS_epoll_pwait, "epoll_pwait", {Fd, Ptr, Int, Int, Ptr, Size}).blocks()
+      .out(resultTimes(1, kEpollEvent)),
+  emulated(SYS_signalfd, "signalfd", {Fd, Ptr, Size}).fd(),
+  emulated(SYS_timerfd_create, "timerfd_create", {Clock, OpenFlags}).fd(),
+  emulated(SYS_eventfd, "eventfd", {Uint}).fd(),
+  emulated(SYS_fallocate, "fallocate", {Fd, Hex, Int, Int}),
+  emulated(SYS_timerfd_settime, "timerfd_settime", {Fd, Hex, Ptr, Ptr}).out(fixed(3, kItimerspec)),
+  emulated(SYS_timerfd_gettime, "timerfd_gettime", {Fd, Ptr}).out(fixed(1, kItimerspec)),
+  emulated(SYS_accept4, "accept4", {Fd, Ptr, Ptr, OpenFlags}).blocks().fd()
+      .out(lenPtr(1, 2, kSockaddrStorage), fixed(2, 4)),
+  emulated(SYS_signalfd4, "signalfd4", {Fd, Ptr, Size, OpenFlags}).fd(),
+  emulated(SYS_eventfd2, "eventfd2", {Uint, OpenFlags}).fd(),
+  emulated(SYS_epoll_create1, "epoll_create1", {OpenFlags}).fd(),
+  emulated(SYS_dup3, "dup3", {Fd, Fd, OpenFlags}).hook(Hook::Dup).fd(),
+  emulated(SYS_pipe2, "pipe2", {Ptr, OpenFlags}).out(fixed(0, 8)),
+  emulated(SYS_inotify_init1, "inotify_init1", {OpenFlags}).fd(),
+  emulated(SYS_preadv, "preadv", {Fd, Ptr, Int, Int, Int}).out(iovec(1, 2)),
+  emulated(SYS_pwritev, "pwritev", {Fd, Ptr, Int, Int, Int}).hook(Hook::Write),
+  emulated(SYS_rt_tgsigqueueinfo, "rt_tgsigqueueinfo", {Pid, Pid, Signal, Ptr}).why(kSignalSend),
+  refused(SYS_perf_event_open, "perf_event_open", {Ptr, Pid, Int, Fd, Hex},
+          "the kernel writes perf ring buffers asynchronously, and these machines have no PMU"),
+  emulated(SYS_recvmmsg, "recvmmsg", {Fd, Ptr, Uint, Hex, Ptr}).blocks().hook(Hook::Recvmmsg),
+  emulated(SYS_fanotify_init, "fanotify_init", {Hex, OpenFlags}).fd(),
+  emulated(SYS_fanotify_mark, "fanotify_mark", {Fd, Hex, Hex, DirFd, Path}),
+  emulated(SYS_prlimit64, "prlimit64", {Pid, Int, Ptr, Ptr}).out(fixed(3, kRlimit)),
+  emulated(SYS_name_to_handle_at, "name_to_handle_at", {DirFd, Path, Ptr, Ptr, AtFlags})
+      .why("handle size read back from the handle; mount id 4 or 8 bytes by flags"),
+  emulated(SYS_open_by_handle_at, "open_by_handle_at", {Fd, Ptr, OpenFlags}).blocks().fd(),
+  emulated(SYS_clock_adjtime, "clock_adjtime", {Clock, Ptr}).out(fixed(1, kTimex)),
+  emulated(SYS_syncfs, "syncfs", {Fd}),
+  emulated(SYS_sendmmsg, "sendmmsg", {Fd, Ptr, Uint, Hex}).blocks().hook(Hook::Sendmmsg),
+  emulated(SYS_setns, "setns", {Fd, CloneFlags}),
+  emulated(SYS_getcpu, "getcpu", {Ptr, Ptr, Ptr}).out(fixed(0, 4), fixed(1, 4)),
+  emulated(SYS_process_vm_readv, "process_vm_readv", {Pid, Ptr, Uint, Ptr, Uint, Hex})
+      .out(iovec(1, 2)),
+  refused(SYS_process_vm_writev, "process_vm_writev", {Pid, Ptr, Uint, Ptr, Uint, Hex},
+          "writes another process's memory behind rec's back"),
+  emulated(SYS_kcmp, "kcmp", {Pid, Pid, Int, Hex, Hex}),
+  refused(SYS_finit_module, "finit_module", {Fd, Str, Hex}, kModules),
+  emulated(SYS_sched_setattr, "sched_setattr", {Pid, Ptr, Hex}),
+  emulated(SYS_sched_getattr, "sched_getattr", {Pid, Ptr, Uint, Hex}).out(byArg(1, 2)),
+  emulated(SYS_renameat2, "renameat2", {DirFd, Path, DirFd, Path, Hex}),
+  emulated(SYS_seccomp, "seccomp", {Int, Hex, Ptr})
+      .why("the filter acts at record only; what it did (errors, SIGSYS) is in the trace"),
+  emulated(SYS_getrandom, "getrandom", {Ptr, Size, Hex}).out(byResult(0)),
+  emulated(SYS_memfd_create, "memfd_create", {Str, Hex}).fd(),
+  refused(SYS_kexec_file_load, "kexec_file_load", {Fd, Fd, Size, Str, Hex}, kKexec),
+  refused(SYS_bpf, "bpf", {Int, Ptr, Size},
+          "eBPF maps and programs live in the kernel and change outside any recorded syscall"),
+  executed(SYS_execveat, "execveat", {DirFd, Path, Ptr, Ptr, AtFlags}).hook(Hook::Execve)
+      .why("executable and interpreter are stored in the trace"),
+  refused(SYS_userfaultfd, "userfaultfd", {OpenFlags},
+          "page faults are resolved through a fd by another thread: memory is filled outside "
+          "any syscall of the faulting task"),
+  emulated(SYS_membarrier, "membarrier", {Int, Hex, Int}),
+  passthrough(SYS_mlock2, "mlock2", {Ptr, Size, Hex}),
+  emulated(SYS_copy_file_range, "copy_file_range", {Fd, Ptr, Fd, Ptr, Size, Hex})
+      .out(fixed(1, 8), fixed(3, 8)),
+  emulated(SYS_preadv2, "preadv2", {Fd, Ptr, Int, Int, Int, Hex}).out(iovec(1, 2)),
+  emulated(SYS_pwritev2, "pwritev2", {Fd, Ptr, Int, Int, Int, Hex}).hook(Hook::Write),
+  passthrough(SYS_pkey_mprotect, "pkey_mprotect", {Ptr, Size, Prot, Int}),
+  passthrough(SYS_pkey_alloc, "pkey_alloc", {Hex, Hex}),
+  passthrough(SYS_pkey_free, "pkey_free", {Int}),
+  emulated(SYS_statx, "statx", {DirFd, Path, AtFlags, Hex, Ptr}).out(fixed(4, kStatx)),
+  refused(SYS_io_pgetevents, "io_pgetevents", {Hex, Int, Int, Ptr, Ptr, Ptr}, kAio),
+  refused(SYS_rseq, "rseq", {Ptr, Uint, Hex, Hex},
+          "the kernel writes cpu_id into the rseq area at every preemption, outside any "
+          "syscall; glibc falls back when registration fails"),
+  passthrough(SYS_uretprobe, "uretprobe", {}).why(kUprobe),
+  passthrough(SYS_uprobe, "uprobe", {}).why(kUprobe),
+  emulated(SYS_pidfd_send_signal, "pidfd_send_signal", {Fd, Signal, Ptr, Hex}).why(kSignalSend),
+  refused(SYS_io_uring_setup, "io_uring_setup", {Uint, Ptr}, kIoUring),
+  refused(SYS_io_uring_enter, "io_uring_enter", {Fd, Uint, Uint, Hex, Ptr, Size}, kIoUring),
+  refused(SYS_io_uring_register, "io_uring_register", {Fd, Uint, Ptr, Uint}, kIoUring),
+  emulated(SYS_open_tree, "open_tree", {DirFd, Path, Hex}).fd(),
+  emulated(SYS_move_mount, "move_mount", {DirFd, Path, DirFd, Path, Hex}),
+  emulated(SYS_fsopen, "fsopen", {Str, Hex}).fd(),
+  emulated(SYS_fsconfig, "fsconfig", {Fd, Int, Str, Ptr, Int}),
+  emulated(SYS_fsmount, "fsmount", {Fd, Hex, Hex}).fd(),
+  emulated(SYS_fspick, "fspick", {DirFd, Path, Hex}).fd(),
+  emulated(SYS_pidfd_open, "pidfd_open", {Pid, Hex}).fd(),
+  refused(SYS_clone3, "clone3", {Ptr, Size},
+          "glibc falls back to clone, which rec supports; clone3's argument struct is not "
+          "handled yet"),
+  emulated(SYS_close_range, "close_range", {Fd, Fd, Hex}).hook(Hook::Close),
+  emulated(SYS_openat2, "openat2", {DirFd, Path, Ptr, Size}).blocks().fd()
+      .why("may block on a FIFO"),
+  emulated(SYS_pidfd_getfd, "pidfd_getfd", {Fd, Fd, Hex}).fd(),
+  emulated(SYS_faccessat2, "faccessat2", {DirFd, Path, Int, AtFlags}),
+  emulated(SYS_process_madvise, "process_madvise", {Fd, Ptr, Size, Int, Hex})
+      .why("advice only (MADV_COLD/PAGEOUT...): not applied on replay"),
+  emulated(SYS_epoll_pwait2, "epoll_pwait2", {Fd, Ptr, Int, Ptr, Ptr, Size}).blocks()
+      .out(resultTimes(1, kEpollEvent)),
+  emulated(SYS_mount_setattr, "mount_setattr", {DirFd, Path, AtFlags, Ptr, Size}),
+  emulated(SYS_quotactl_fd, "quotactl_fd", {Fd, Hex, Int, Ptr})
+      .why("Q_GETQUOTA/Q_GETINFO/Q_GETFMT/Q_GETNEXTQUOTA outputs captured; XFS ones are not"),
+  emulated(SYS_landlock_create_ruleset, "landlock_create_ruleset", {Ptr, Size, Hex}).fd(),
+  emulated(SYS_landlock_add_rule, "landlock_add_rule", {Fd, Int, Ptr, Hex}),
+  emulated(SYS_landlock_restrict_self, "landlock_restrict_self", {Fd, Hex})
+      .why("the sandbox acts at record only; its refusals are in the trace"),
+  refused(SYS_memfd_secret, "memfd_secret", {Hex},
+          "its pages are removed from the kernel's direct map, so rec cannot read them"),
+  emulated(SYS_process_mrelease, "process_mrelease", {Fd, Hex}),
+  emulated(SYS_futex_waitv, "futex_waitv", {Ptr, Uint, Hex, Ptr, Clock}).blocks()
+      .hook(Hook::Futex),
+  emulated(SYS_set_mempolicy_home_node, "set_mempolicy_home_node", {Ptr, Size, Int, Hex}),
+  emulated(SYS_cachestat, "cachestat", {Fd, Ptr, Ptr, Hex}).out(fixed(2, kCachestat)),
+  emulated(SYS_fchmodat2, "fchmodat2", {DirFd, Path, Mode, AtFlags}),
+  executed(SYS_map_shadow_stack, "map_shadow_stack", {Ptr, Size, Hex})
+      .why("creates a mapping: re-executed so the address space matches"),
+  emulated(SYS_futex_wake, "futex_wake", {Ptr, Hex, Int, Hex}).hook(Hook::Futex),
+  emulated(SYS_futex_wait, "futex_wait", {Ptr, Hex, Hex, Hex, Ptr, Clock}).blocks()
+      .hook(Hook::Futex),
+  emulated(SYS_futex_requeue, "futex_requeue", {Ptr, Hex, Int, Int}).hook(Hook::Futex),
+  emulated(SYS_statmount, "statmount", {Ptr, Ptr, Size, Hex})
+      .why("output size read back from the struct's size field"),
+  emulated(SYS_listmount, "listmount", {Ptr, Ptr, Size, Hex}).out(resultTimes(1, 8)),
+  emulated(SYS_lsm_get_self_attr, "lsm_get_self_attr", {Int, Ptr, Ptr, Hex})
+      .out(lenPtr(1, 2), fixed(2, 4)),
+  emulated(SYS_lsm_set_self_attr, "lsm_set_self_attr", {Int, Ptr, Size, Hex}),
+  emulated(SYS_lsm_list_modules, "lsm_list_modules", {Ptr, Ptr, Hex})
+      .out(lenPtr(0, 1), fixed(1, 4)),
+  executed(SYS_mseal, "mseal", {Ptr, Size, Hex})
+      .why("seals mappings against later changes: re-executed so replay fails the same calls"),
+  emulated(SYS_setxattrat, "setxattrat", {DirFd, Path, AtFlags, Str, Ptr, Size}),
+  emulated(SYS_getxattrat, "getxattrat", {DirFd, Path, AtFlags, Str, Ptr, Size})
+      .why("value buffer found through struct xattr_args"),
+  emulated(SYS_listxattrat, "listxattrat", {DirFd, Path, AtFlags, Ptr, Size}).out(byResult(3)),
+  emulated(SYS_removexattrat, "removexattrat", {DirFd, Path, AtFlags, Str}),
+  emulated(SYS_open_tree_attr, "open_tree_attr", {DirFd, Path, Hex, Ptr, Size}).fd(),
+  emulated(SYS_file_getattr, "file_getattr", {DirFd, Path, Ptr, Size, AtFlags}).out(byArg(2, 3)),
+  emulated(SYS_file_setattr, "file_setattr", {DirFd, Path, Ptr, Size, AtFlags}),
+};
+// clang-format on
+
+constexpr bool sortedUnique() {
+  for (size_t i = 1; i < std::size(kTable); ++i) {
+    if (kTable[i - 1].number >= kTable[i].number) return false;
+  }
+  return kTable[std::size(kTable) - 1].number < kMaxSyscall;
+}
+static_assert(sortedUnique(), "rows must be in strictly increasing syscall-number order");
+
+struct Index {
+  std::array<const SyscallRow*, kMaxSyscall> byNumber{};
+  Index() {
+    for (const SyscallRow& row : kTable) byNumber[row.number] = &row;
+  }
+};
+
+const Index& index() {
+  static const Index idx;
+  return idx;
+}
+
+}  // namespace
+
+std::span<const SyscallRow> allSyscalls() {
+  return kTable;
+}
+
+const SyscallRow* findSyscall(int nr) {
+  if (nr < 0 || nr >= kMaxSyscall) return nullptr;
+  return index().byNumber[nr];
+}
+
+const SyscallRow* findSyscall(std::string_view name) {
+  for (const SyscallRow& row : kTable) {
+    if (row.name == name) return &row;
+  }
+  return nullptr;
+}
+
+std::vector<int> stringArgs(const SyscallRow& row) {
+  std::vector<int> out;
+  for (int i = 0; i < row.argCount; ++i) {
+    if (row.args[i] == Arg::Path || row.args[i] == Arg::Str) out.push_back(i);
+  }
+  return out;
+}
+
+}  // namespace rec::sys

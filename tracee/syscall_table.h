@@ -1,0 +1,166 @@
+// The x86-64 syscall table: one declarative row per syscall number the
+// kernel defines. Recorder, replayer, the seccomp filter, `rec dump` and
+// `rec syscalls` (and through it the README's compatibility list) are all
+// generic over this table; irregular syscalls name a Hook that the recorder
+// and replayer implement.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace rec::sys {
+
+// How an argument is shown by `rec dump` (and compared on replay).
+enum class Arg : uint8_t {
+  None,       // argument not used
+  Int,        // signed decimal
+  Uint,       // unsigned decimal
+  Hex,        // 0x...
+  Ptr,        // address, NULL when 0
+  Fd,         // file descriptor
+  DirFd,      // AT_FDCWD or fd
+  Path,       // NUL-terminated path string the program passes in
+  Str,        // other NUL-terminated input string
+  Size,       // byte count
+  OpenFlags,  // O_*
+  Mode,       // octal
+  Prot,       // PROT_*
+  MapFlags,   // MAP_*
+  Signal,     // SIGxxx
+  Pid,        // process/thread id
+  Clock,      // CLOCK_*
+  FutexOp,    // FUTEX_*
+  Whence,     // SEEK_*
+  Ioctl,      // ioctl request, decoded as _IOC(...) or by name
+  AtFlags,    // AT_*
+  CloneFlags, // CLONE_*
+  Fcntl,      // F_*
+  Prctl,      // PR_*
+  Socket,     // AF_*/SOCK_* pair shown as ints
+};
+
+// Where a syscall runs on replay.
+enum class Support : uint8_t {
+  Passthrough,  // deterministic and private to the tracee: runs natively in record and replay, no stop
+  Emulated,     // recorded at record time; on replay skipped and its result and memory injected
+  Executed,     // recorded, and executed again on replay because it shapes the address space
+                // or process tree; result compared (or replaced, see kResultFromTrace)
+  Refused,      // rec cannot record it faithfully: fails with ENOSYS at record time so programs fall back
+};
+
+// How many bytes the kernel writes through an output pointer argument.
+enum class Out : uint8_t {
+  None,
+  Fixed,          // `size` bytes
+  ByResult,       // result bytes (when result > 0)
+  ByArg,          // value of argument `lenArg` bytes
+  ResultTimes,    // result * `size` bytes (e.g. epoll_wait events)
+  ArgTimes,       // argument `lenArg` * `size` bytes (e.g. poll's pollfd array)
+  LenPtr,         // *(u32*)arg[lenArg] bytes after the call, at most the value before (sockaddr + socklen_t)
+  Iovec,          // iovec array at arg, count at arg `lenArg`, result bytes spread over it
+  Msghdr,         // struct msghdr at arg: name, iov (by result), control, and the msghdr itself
+  IoctlSize,      // ioctl: _IOC_SIZE(request) bytes when _IOC_DIR has _IOC_READ
+  CString,        // NUL-terminated string of at most `lenArg` arg bytes (getcwd: result bytes)
+};
+
+struct OutParam {
+  uint8_t arg = 0;     // which argument holds the pointer
+  Out kind = Out::None;
+  uint8_t lenArg = 0;  // argument index used by ByArg/ArgTimes/LenPtr/Iovec
+  uint32_t size = 0;   // bytes for Fixed, element size for ResultTimes/ArgTimes
+};
+
+// Irregular syscalls: the recorder/replayer implement each one by name.
+enum class Hook : uint8_t {
+  None,
+  Mmap,        // file-backed mappings are stored as blobs and remapped on replay
+  Mremap,      // replay forces the recorded destination
+  Brk,
+  Execve,      // exec: capture blobs, initial stack and registers
+  Clone,       // fork/vfork/clone: new task
+  Ioctl,       // output size from a small table of known requests, else _IOC
+  Fcntl,       // F_GETLK & co write a struct flock; F_DUPFD tracks stdout aliases
+  Prctl,       // a few options write memory (PR_GET_NAME, ...)
+  Futex,
+  SigSuspend,  // waits with a temporary mask: executed on replay with the signal supplied
+  Dup,         // dup/dup2/dup3: tracks which fds alias the program's stdout/stderr
+  Close,
+  Write,       // write/writev/pwrite to stdout/stderr are echoed on replay
+  Select,      // fd_sets in/out, size from nfds
+  Recvmmsg,
+  Sendmmsg,
+  ShmAt,
+  Exit,
+};
+
+// Row flags.
+inline constexpr uint16_t kMayBlock = 1 << 0;        // may wait for another task or the outside world
+inline constexpr uint16_t kResultFromTrace = 1 << 1; // Executed, but the program sees the recorded result (ids)
+inline constexpr uint16_t kNeverReturns = 1 << 2;    // exit, exit_group, rt_sigreturn-like
+inline constexpr uint16_t kReturnsFd = 1 << 3;       // result is a new fd (for dump/stdout tracking)
+
+struct SyscallRow {
+  int number = -1;
+  std::string_view name;
+  uint8_t argCount = 0;
+  std::array<Arg, 6> args{};
+  Support support = Support::Emulated;
+  uint16_t flags = 0;
+  std::array<OutParam, 3> outs{};
+  Hook hook = Hook::None;
+  std::string_view note;  // shown by `rec syscalls` when support is partial or refused
+
+  bool traced() const { return support != Support::Passthrough; }
+  bool mayBlock() const { return flags & kMayBlock; }
+};
+
+inline constexpr int kMaxSyscall = 512;  // numbers >= this are not x86-64 syscalls
+
+// Row for nr, or nullptr when the kernel defines no such syscall.
+const SyscallRow* findSyscall(int nr);
+const SyscallRow* findSyscall(std::string_view name);
+// All rows, ordered by number.
+std::span<const SyscallRow> allSyscalls();
+
+// Reads tracee memory. Implemented over process_vm_readv by the ptrace layer
+// and over plain buffers in tests.
+class MemoryReader {
+ public:
+  virtual ~MemoryReader() = default;
+  // Reads up to len bytes at addr; returns the number read (short at an unmapped page).
+  virtual size_t read(uint64_t addr, void* buf, size_t len) = 0;
+};
+
+struct MemRange {
+  uint64_t addr;
+  uint64_t len;
+};
+
+// The memory a completed syscall wrote, per the row's OutParams (and, for the
+// Ioctl/Fcntl/Prctl/Select/Recvmmsg hooks, their known output sizes). Reads
+// tracee memory for iovecs, msghdrs and length pointers. Ranges are clipped
+// to a sane maximum and empty ones dropped.
+std::vector<MemRange> outputRanges(const SyscallRow& row, const std::array<uint64_t, 6>& args,
+                                   int64_t result, MemoryReader& mem);
+
+// Indexes of the Path/Str arguments, in order (their contents are recorded).
+std::vector<int> stringArgs(const SyscallRow& row);
+
+// `name(arg, arg, ...)`: strace-like rendering of a call; `strings` holds the
+// recorded contents of the stringArgs in order.
+std::string formatCall(const SyscallRow& row, const std::array<uint64_t, 6>& args,
+                       std::span<const std::string> strings);
+// "3", "-1 ENOENT (No such file or directory)", "0x7f..." for mmap.
+std::string formatResult(const SyscallRow& row, int64_t result);
+
+std::string_view errnoName(int err);     // "ENOENT"; "" when unknown
+std::string_view signalName(int signo);  // "SIGSEGV"; "" when unknown
+std::string_view supportName(Support s); // "emulated", "executed", "passthrough", "refused"
+
+}  // namespace rec::sys

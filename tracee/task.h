@@ -1,0 +1,120 @@
+// One traced task (a thread or a single-threaded process) seen through ptrace.
+//
+// Invariants: a Task is only touched while the task is in a ptrace-stop
+// (except resume(), which ends the stop). Registers are cached from the
+// first regs() of a stop and written back lazily by resume(), so that a
+// handler that reads and modifies registers costs one GETREGS and at most one
+// SETREGS per stop.
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "scoped_fd.h"
+#include "syscall_table.h"
+
+namespace rec {
+
+// The kinds of ptrace-stop a waitpid status can describe.
+enum class StopKind {
+  Seccomp,        // PTRACE_EVENT_SECCOMP: at entry of a traced syscall
+  SyscallStop,    // syscall-enter- or -exit-stop (after PTRACE_SYSCALL)
+  Signal,         // signal-delivery-stop
+  Exec,           // PTRACE_EVENT_EXEC
+  Fork,           // PTRACE_EVENT_FORK / VFORK / CLONE (the parent)
+  VforkDone,      // PTRACE_EVENT_VFORK_DONE
+  ExitEvent,      // PTRACE_EVENT_EXIT: about to exit
+  GroupStop,      // PTRACE_EVENT_STOP: group-stop or a new child's first stop
+  Exited,         // WIFEXITED / WIFSIGNALED: gone
+};
+
+struct Stop {
+  StopKind kind;
+  int status = 0;      // raw waitpid status
+  int signal = 0;      // for Signal / GroupStop
+  int event = 0;       // PTRACE_EVENT_* for event stops
+};
+
+Stop decodeStop(int status);
+std::string describeStop(const Stop& stop);
+
+class Registers {
+ public:
+  Registers() = default;
+  explicit Registers(const user_regs_struct& raw) : raw_(raw) {}
+  user_regs_struct& raw() { return raw_; }
+  const user_regs_struct& raw() const { return raw_; }
+
+  uint64_t ip() const { return raw_.rip; }
+  uint64_t sp() const { return raw_.rsp; }
+  int64_t result() const { return static_cast<int64_t>(raw_.rax); }
+  int syscallNumber() const { return static_cast<int>(static_cast<int64_t>(raw_.orig_rax)); }
+  std::array<uint64_t, 6> syscallArgs() const {
+    return {raw_.rdi, raw_.rsi, raw_.rdx, raw_.r10, raw_.r8, raw_.r9};
+  }
+  void setIp(uint64_t v) { raw_.rip = v; }
+  void setResult(int64_t v) { raw_.rax = static_cast<uint64_t>(v); }
+  void setSyscallNumber(int64_t v) { raw_.orig_rax = static_cast<uint64_t>(v); }
+  void setSyscallArg(int index, uint64_t v);
+  void setSyscallArgs(const std::array<uint64_t, 6>& args);
+
+ private:
+  user_regs_struct raw_{};
+};
+
+class Task : public sys::MemoryReader {
+ public:
+  Task(pid_t tid, pid_t tgid);
+  Task(const Task&) = delete;
+  Task& operator=(const Task&) = delete;
+
+  pid_t tid() const { return tid_; }
+  pid_t tgid() const { return tgid_; }
+  void setTgid(pid_t tgid) { tgid_ = tgid; }
+
+  // Waits for this task's next stop (waitpid with __WALL).
+  Stop wait();
+  // Called when a stop for this task was collected elsewhere (waitpid(-1)).
+  void noteStopped() { regsValid_ = false; regsDirty_ = false; }
+
+  const Registers& regs();
+  Registers& mutableRegs();  // marks registers dirty; written back on resume
+  void setRegs(const Registers& regs);
+
+  enum class Resume { Cont, Syscall };
+  // Writes back dirty registers and resumes, delivering `signal` (0: none).
+  void resume(Resume how, int signal = 0);
+
+  siginfo_t siginfo();
+  void setSiginfo(const siginfo_t& info);
+  unsigned long eventMessage();
+
+  // Memory. read() may be short at an unmapped page; readExact throws.
+  size_t read(uint64_t addr, void* buf, size_t len) override;
+  void readExact(uint64_t addr, void* buf, size_t len);
+  std::vector<std::byte> readBytes(uint64_t addr, size_t len);
+  std::string readCString(uint64_t addr, size_t maxLen = 4096);
+  // Writes even to read-only pages (through /proc/pid/mem). Throws on failure.
+  void write(uint64_t addr, const void* buf, size_t len);
+  void write(uint64_t addr, std::span<const std::byte> data) { write(addr, data.data(), data.size()); }
+  // After exec the task has a new address space: reopen /proc/pid/mem.
+  void resetMemory();
+
+ private:
+  pid_t tid_;
+  pid_t tgid_;
+  Registers regs_;
+  bool regsValid_ = false;
+  bool regsDirty_ = false;
+  ScopedFd memFd_;
+};
+
+}  // namespace rec

@@ -134,7 +134,9 @@ class VectorSink final : public kj::OutputStream {
   std::vector<std::byte>& out_;
 };
 
-std::string errnoText(int err) { return std::generic_category().message(err); }
+std::string errnoText(int err) {
+  return std::generic_category().message(err);
+}
 
 // Fully reads every pointer of a message through the reflection API, so a
 // message whose pointers, lists or texts are malformed fails here, inside the
@@ -144,7 +146,9 @@ void deepValidate(capnp::DynamicStruct::Reader s) {
   for (auto field : s.getSchema().getNonUnionFields()) {
     if (field.getType().isStruct() || s.has(field)) deepValidate(s.get(field));
   }
-  KJ_IF_MAYBE(field, s.which()) { deepValidate(s.get(*field)); }
+  KJ_IF_MAYBE (field, s.which()) {
+    deepValidate(s.get(*field));
+  }
 }
 void deepValidate(capnp::DynamicValue::Reader v) {
   switch (v.getType()) {
@@ -263,7 +267,8 @@ class TraceWriterImpl final : public TraceWriter {
  public:
   TraceWriterImpl(std::string path, UniqueFd fd, WriterOptions options)
       : path_(std::move(path)), fd_(std::move(fd)), options_(options) {
-    options_.maxEventsPerChunk = std::clamp<size_t>(options_.maxEventsPerChunk, 1, kMaxEventsInChunk);
+    options_.maxEventsPerChunk =
+        std::clamp<size_t>(options_.maxEventsPerChunk, 1, kMaxEventsInChunk);
     options_.maxQueuedChunks = std::max<size_t>(options_.maxQueuedChunks, 1);
     cctx_.reset(ZSTD_createCCtx());
     if (!cctx_) throw std::bad_alloc();
@@ -741,7 +746,9 @@ void TraceReaderImpl::decode(const ChunkInfo& c, kj::Array<capnp::word>& out) {
 // Decodes just the start of a blob chunk to learn its hash, so open() does not
 // decompress every stored file. The writer puts the hash right after the root.
 BlobHash TraceReaderImpl::peekBlobHash(const ChunkInfo& c) {
-  size_t inSize = static_cast<size_t>(std::min<uint64_t>(c.h.compressedSize, kBlobPeekBytes));
+  // The first zstd block can need far more than kBlobPeekBytes of input
+  // before it yields output, so feed the whole (size-checked) payload.
+  size_t inSize = static_cast<size_t>(c.h.compressedSize);
   std::vector<std::byte> in(inSize);
   source_->readAt(c.offset + kChunkHeaderSize, in.data(), inSize);
   size_t outCap = std::min<size_t>(c.h.uncompressedSize, kBlobPeekBytes);
@@ -768,8 +775,8 @@ BlobHash TraceReaderImpl::peekBlobHash(const ChunkInfo& c) {
   try {
     capnp::SegmentArrayMessageReader message(kj::arrayPtr(&segment, 1), readerOptions(available));
     auto hash = message.getRoot<schema::Blob>().getHash();
-    return BlobHash::fromBytes(std::span(reinterpret_cast<const std::byte*>(hash.begin()),
-                                         hash.size()));
+    return BlobHash::fromBytes(
+        std::span(reinterpret_cast<const std::byte*>(hash.begin()), hash.size()));
   } catch (const kj::Exception& e) {
     fail(c, "blob hash unreadable: " + std::string(e.getDescription().cStr()));
   } catch (const FormatError& e) {
@@ -1005,8 +1012,8 @@ std::unique_ptr<TraceReader> TraceReader::open(const std::string& path) {
   }
   if (S_ISDIR(st.st_mode)) throw TraceOpenError(path + ": is a directory", EISDIR);
   if (!S_ISREG(st.st_mode)) throw FormatError(path + ": not a regular file");
-  return openSource(path, std::make_unique<FileSource>(path, std::move(fd),
-                                                       static_cast<uint64_t>(st.st_size)));
+  return openSource(
+      path, std::make_unique<FileSource>(path, std::move(fd), static_cast<uint64_t>(st.st_size)));
 }
 
 std::unique_ptr<TraceReader> TraceReader::openBytes(std::vector<std::byte> bytes,

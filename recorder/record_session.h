@@ -20,6 +20,7 @@
 
 #include "blob_store.h"
 #include "output_fds.h"
+#include "remote_syscall.h"
 #include "task.h"
 #include "trace_file.h"
 

@@ -1,2 +1,183 @@
+// `rec dump`: the trace's events, one line each, strace-like or as JSON.
+#include <capnp/compat/json.h>
+
+#include <array>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
 #include "commands.h"
-namespace rec { int runDump(const DumpOptions&) { return 70; } }
+#include "trace_command.h"
+
+namespace rec {
+namespace {
+
+constexpr size_t kHexdumpLimit = 64;  // bytes shown per captured write
+
+std::string hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// Data fields as hex strings rather than the codec's default number arrays.
+class HexDataHandler final : public capnp::JsonCodec::Handler<capnp::Data> {
+ public:
+  void encode(const capnp::JsonCodec&, capnp::Data::Reader input,
+              capnp::JsonValue::Builder output) const override {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    std::string s;
+    s.reserve(input.size() * 2);
+    for (kj::byte b : input) {
+      s += kDigits[b >> 4];
+      s += kDigits[b & 15];
+    }
+    output.setString(s);
+  }
+  capnp::Orphan<capnp::Data> decode(const capnp::JsonCodec&, capnp::JsonValue::Reader,
+                                    capnp::Orphanage) const override {
+    KJ_UNIMPLEMENTED("rec dump only encodes");
+  }
+};
+
+std::string rawResult(int64_t result) {
+  if (result < 0 && result >= -4095) {
+    std::string_view name = sys::errnoName(static_cast<int>(-result));
+    return "-1 " + (name.empty() ? "errno " + std::to_string(-result) : std::string(name));
+  }
+  return std::to_string(result);
+}
+
+std::string syscallLine(schema::SyscallEvent::Reader s) {
+  std::array<uint64_t, 6> args{};
+  auto argList = s.getArgs();
+  for (unsigned i = 0; i < args.size() && i < argList.size(); ++i) args[i] = argList[i];
+  std::string out;
+  if (const sys::SyscallRow* row = sys::findSyscall(s.getNumber())) {
+    std::vector<std::string> strings;
+    for (auto t : s.getStrings()) strings.emplace_back(t.cStr(), t.size());
+    out = sys::formatCall(*row, args, strings) + " = " + sys::formatResult(*row, s.getResult());
+  } else {
+    out = "syscall_" + std::to_string(s.getNumber()) + "(";
+    for (unsigned i = 0; i < args.size(); ++i) out += (i ? ", " : "") + hex(args[i]);
+    out += ") = " + rawResult(s.getResult());
+  }
+  uint64_t captured = 0;
+  for (auto w : s.getWrites()) captured += w.getData().size();
+  if (captured > 0) out += " (" + std::to_string(captured) + " bytes captured)";
+  if (s.getRefused()) out += " (refused by rec)";
+  return out;
+}
+
+std::string syscallName(int nr) {
+  if (const sys::SyscallRow* row = sys::findSyscall(nr)) return std::string(row->name);
+  return "syscall_" + std::to_string(nr);
+}
+
+std::string dispositionText(schema::SignalDisposition d) {
+  switch (d) {
+    case schema::SignalDisposition::DELIVERED:
+      return "delivered";
+    case schema::SignalDisposition::INJECT_BEFORE_SYSCALL:
+      return "injected before syscall";
+    case schema::SignalDisposition::INJECT_AT_SYSCALL_EXIT:
+      return "injected at syscall exit";
+  }
+  return "disposition " + std::to_string(static_cast<int>(d));
+}
+
+std::string eventText(schema::Event::Reader e) {
+  switch (e.which()) {
+    case schema::Event::SYSCALL:
+      return syscallLine(e.getSyscall());
+    case schema::Event::SYSCALL_ENTER:
+      return "<... " + syscallName(e.getSyscallEnter().getNumber()) + " entered, blocked>";
+    case schema::Event::SIGNAL: {
+      auto s = e.getSignal();
+      return "--- " + cli::signalText(s.getSigno()) + " " + dispositionText(s.getDisposition()) +
+             (s.getSynchronous() ? " (synchronous)" : "") + " at " + hex(s.getIp()) + " ---";
+    }
+    case schema::Event::EXEC: {
+      auto x = e.getExec();
+      auto name = x.getFilename();
+      return "execve(" + cli::quoted(std::string_view(name.cStr(), name.size())) + ") -> " +
+             std::to_string(x.getMappings().size()) + " mappings, stack " +
+             std::to_string(x.getStackImage().size()) + " bytes";
+    }
+    case schema::Event::RDTSC: {
+      auto r = e.getRdtsc();
+      if (r.getIsRdtscp()) return "rdtscp = " + hex(r.getValue()) + ", aux " + hex(r.getAux());
+      return "rdtsc = " + hex(r.getValue());
+    }
+    case schema::Event::EXIT: {
+      auto x = e.getExit();
+      return std::string("+++ ") + (x.getThreadOnly() ? "thread " : "") +
+             cli::describeWaitStatus(x.getWaitStatus()) + " +++";
+    }
+  }
+  return "<unknown event kind " + std::to_string(static_cast<int>(e.which())) + ">";
+}
+
+// Up to kHexdumpLimit bytes, 16 per line, with an ASCII column.
+void hexdump(std::string& out, uint64_t address, capnp::Data::Reader data) {
+  out += "    " + hex(address) + ", " + std::to_string(data.size()) + " bytes:\n";
+  size_t shown = std::min(data.size(), kHexdumpLimit);
+  for (size_t line = 0; line < shown; line += 16) {
+    char buf[128];
+    int n = std::snprintf(buf, sizeof buf, "      %04zx ", line);
+    std::string ascii;
+    for (size_t i = line; i < line + 16; ++i) {
+      if (i < shown) {
+        n += std::snprintf(buf + n, sizeof buf - static_cast<size_t>(n), " %02x", data[i]);
+        ascii += (data[i] >= 0x20 && data[i] < 0x7f) ? static_cast<char>(data[i]) : '.';
+      } else {
+        n += std::snprintf(buf + n, sizeof buf - static_cast<size_t>(n), "   ");
+      }
+    }
+    out += buf;
+    out += "  " + ascii + "\n";
+  }
+  if (shown < data.size()) out += "      ...\n";
+}
+
+}  // namespace
+
+int runDump(const DumpOptions& options) {
+  return cli::withTrace(options.tracePath, [&](format::TraceReader& reader) {
+    capnp::JsonCodec codec;
+    HexDataHandler hexData;
+    codec.addTypeHandler(hexData);
+    std::string line;
+    while (auto event = reader.nextEvent()) {
+      uint64_t index = reader.nextEventIndex() - 1;
+      line.clear();
+      if (options.json) {
+        // Splice the index in as the first member of the event's object.
+        kj::String json = codec.encode(*event);
+        std::string_view body(json.cStr(), json.size());
+        line = "{\"index\":" + std::to_string(index);
+        if (body.size() > 2)
+          line += "," + std::string(body.substr(1));
+        else
+          line += "}";
+        line += '\n';
+      } else {
+        line = "#" + std::to_string(index) + " [" + std::to_string(event->getTid()) + "] " +
+               eventText(*event) + "\n";
+        if (options.showWrites && event->isSyscall()) {
+          for (auto w : event->getSyscall().getWrites()) hexdump(line, w.getAddress(), w.getData());
+        }
+      }
+      std::cout << line;
+    }
+    std::cout.flush();
+    if (!reader.complete()) {
+      std::cerr << "rec: trace " << options.tracePath
+                << " is cut short: " << reader.cutShortReason() << "\n";
+    }
+    return 0;
+  });
+}
+
+}  // namespace rec

@@ -1,8 +1,10 @@
 // The rec command line.
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <fmt/format.h>
 
@@ -11,6 +13,7 @@
 #include "exit_codes.h"
 #include "record_session.h"
 #include "replay_session.h"
+#include "spawn.h"
 #include "trace_file.h"
 #include "trace_paths.h"
 
@@ -68,8 +71,7 @@ int main(int argc, char** argv) {
   auto* recordCmd = app.add_subcommand("record", "Run PROGRAM and record its execution");
   recordCmd->add_option("-o,--output", output, "Trace file (default: $REC_TRACE_DIR/<program>-<N>)");
   recordCmd->add_flag("-v,--verbose", verbose, "Say what rec is doing on stderr");
-  recordCmd->add_option("command", command, "PROGRAM [ARGS...]")->required();
-  recordCmd->prefix_command();  // everything after PROGRAM belongs to it
+  recordCmd->footer("Usage: rec record [OPTIONS] [--] PROGRAM [ARGS...]");
 
   std::string trace;
   bool force = false;
@@ -96,8 +98,28 @@ int main(int argc, char** argv) {
   auto* syscallsCmd = app.add_subcommand("syscalls", "Show how rec handles each syscall");
   syscallsCmd->add_flag("--markdown", syscalls.markdown, "Markdown, as in docs/syscalls.md");
 
+  // Everything from PROGRAM on belongs to the program, options included, so
+  // `rec record` options are split off before CLI11 sees the command line.
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && args[0] == "record") {
+    size_t i = 1;
+    for (; i < args.size(); ++i) {
+      if (args[i] == "--") {
+        command.assign(args.begin() + static_cast<long>(i) + 1, args.end());
+        break;
+      }
+      if (args[i].empty() || args[i][0] != '-') {
+        command.assign(args.begin() + static_cast<long>(i), args.end());
+        break;
+      }
+      if (args[i] == "-o" || args[i] == "--output") ++i;
+    }
+    args.resize(std::min(i, args.size()));
+  }
+  std::reverse(args.begin(), args.end());
+
   try {
-    app.parse(argc, argv);
+    app.parse(args);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
@@ -111,9 +133,6 @@ int main(int argc, char** argv) {
 
   try {
     if (*recordCmd) {
-      // prefix_command leaves PROGRAM's own arguments in remaining().
-      for (const auto& extra : recordCmd->remaining()) command.push_back(extra);
-      if (!command.empty() && command.front() == "--") command.erase(command.begin());
       if (command.empty()) {
         fmt::print(stderr, "rec: record needs a PROGRAM\n");
         return rec::kExitUsage;

@@ -1,6 +1,6 @@
 #include "remote_syscall.h"
 
-#include <linux/ptrace.h>
+#include <sys/ptrace.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
@@ -22,7 +22,7 @@ namespace {
 }
 
 bool atSyscallExit(Task& task) {
-  ptrace_syscall_info info{};
+  __ptrace_syscall_info info{};
   long n = ::ptrace(static_cast<__ptrace_request>(PTRACE_GET_SYSCALL_INFO), task.tid(),
                     reinterpret_cast<void*>(sizeof info), &info);
   return n > 0 && info.op == PTRACE_SYSCALL_INFO_EXIT;

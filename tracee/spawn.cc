@@ -4,6 +4,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -107,7 +108,7 @@ std::string resolveProgram(const std::string& program) {
     if (!path.empty() && path[0] == '/') return path;
     char cwd[4096];
     if (!::getcwd(cwd, sizeof cwd)) return path;
-    return std::string(cwd) + "/" + path;
+    return fmt::format("{}/{}", cwd, path);
   };
   if (program.empty()) throw RecError(kExitUsage, "rec: no program given");
   if (program.find('/') != std::string::npos) {
@@ -123,9 +124,8 @@ std::string resolveProgram(const std::string& program) {
   while (start <= path.size()) {
     size_t end = path.find(':', start);
     if (end == std::string::npos) end = path.size();
-    std::string dir = path.substr(start, end - start);
-    if (dir.empty()) dir = ".";
-    std::string candidate = dir + "/" + program;
+    std::string dir = end > start ? path.substr(start, end - start) : std::string(".");
+    std::string candidate = fmt::format("{}/{}", dir, program);
     int err = check(candidate);
     if (err == 0) return absolute(candidate);
     if (err != ENOENT && firstError == ENOENT) firstError = err;

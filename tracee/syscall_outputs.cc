@@ -92,38 +92,44 @@ uint64_t fdSetBytes(uint64_t nfds) {
   return (nfds + 63) / 64 * 8;
 }
 
+// Requests with legacy numbers (no _IOC encoding) or a wrong encoded size,
+// and the bytes each writes at arg2. Size 0: writes nothing.
+struct KnownIoctl {
+  uint32_t request;
+  uint32_t size;
+};
+// clang-format off
+constexpr KnownIoctl kKnownIoctls[] = {
+  {0x5401, 36},  // TCGETS: the kernel's struct termios (not glibc's 60-byte one)
+  {0x5405, 18},  // TCGETA: struct termio
+  {0x5413, 8},   // TIOCGWINSZ
+  {0x541B, 4},   // FIONREAD
+  {0x540F, 4},   // TIOCGPGRP
+  {0x5429, 4},   // TIOCGSID
+  {0x5411, 4},   // TIOCOUTQ
+  {0x5415, 4},   // TIOCMGET
+  {0x5424, 4},   // TIOCGETD
+  {0x8903, 4},   // FIOGETOWN
+  {0x8904, 4},   // SIOCGPGRP
+  {0x8905, 4},   // SIOCATMARK
+  {0x5421, 0},   // FIONBIO
+  {0x5451, 0},   // FIOCLEX
+  {0x5450, 0},   // FIONCLEX
+  {0x5402, 0},   // TCSETS
+  {0x5403, 0},   // TCSETSW
+  {0x5404, 0},   // TCSETSF
+  {0x5414, 0},   // TIOCSWINSZ
+  {0x5410, 0},   // TIOCSPGRP
+};
+// clang-format on
+
 void ioctlOutputs(Ranges& r, const std::array<uint64_t, 6>& a) {
   uint32_t request = static_cast<uint32_t>(a[1]);
-  switch (request) {
-    case 0x5401:
-      r.add(a[2], 36);
-      return;  // TCGETS: kernel struct termios
-    case 0x5405:
-      r.add(a[2], 18);
-      return;  // TCGETA: struct termio
-    case 0x5413:
-      r.add(a[2], 8);
-      return;     // TIOCGWINSZ
-    case 0x541B:  // FIONREAD
-    case 0x540F:  // TIOCGPGRP
-    case 0x5429:  // TIOCGSID
-    case 0x5411:  // TIOCOUTQ
-    case 0x5415:  // TIOCMGET
-    case 0x5424:  // TIOCGETD
-    case 0x8903:  // FIOGETOWN
-    case 0x8904:  // SIOCGPGRP
-    case 0x8905:  // SIOCATMARK
-      r.add(a[2], 4);
+  for (const KnownIoctl& k : kKnownIoctls) {
+    if (k.request == request) {
+      r.add(a[2], k.size);
       return;
-    case 0x5421:  // FIONBIO
-    case 0x5451:  // FIOCLEX
-    case 0x5450:  // FIONCLEX
-    case 0x5402:  // TCSETS
-    case 0x5403:  // TCSETSW
-    case 0x5404:  // TCSETSF
-    case 0x5414:  // TIOCSWINSZ
-    case 0x5410:  // TIOCSPGRP
-      return;
+    }
   }
   uint32_t dir = request >> 30, size = (request >> 16) & 0x3fff;
   if (dir & 2) r.add(a[2], size);  // _IOC_READ: the kernel writes to userspace
@@ -144,20 +150,17 @@ void fcntlOutputs(Ranges& r, const std::array<uint64_t, 6>& a) {
 }
 
 void prctlOutputs(Ranges& r, const std::array<uint64_t, 6>& a, int64_t result) {
+  // clang-format off
   switch (a[0]) {
-    case 16:
-      r.add(a[1], 16);
-      break;  // PR_GET_NAME
-    case 40:
-      r.add(a[1], 8);
-      break;  // PR_GET_TID_ADDRESS
-    case 2:   // PR_GET_PDEATHSIG
-    case 5:   // PR_GET_UNALIGN
-    case 9:   // PR_GET_FPEMU
-    case 11:  // PR_GET_FPEXC
-    case 19:  // PR_GET_ENDIAN
-    case 25:  // PR_GET_TSC
-    case 37:  // PR_GET_CHILD_SUBREAPER
+    case 16: r.add(a[1], 16); break;  // PR_GET_NAME
+    case 40: r.add(a[1], 8); break;   // PR_GET_TID_ADDRESS
+    case 2:                           // PR_GET_PDEATHSIG
+    case 5:                           // PR_GET_UNALIGN
+    case 9:                           // PR_GET_FPEMU
+    case 11:                          // PR_GET_FPEXC
+    case 19:                          // PR_GET_ENDIAN
+    case 25:                          // PR_GET_TSC
+    case 37:                          // PR_GET_CHILD_SUBREAPER
       r.add(a[1], 4);
       break;
     case 0x41555856:  // PR_GET_AUXV: result is the full size, at most arg2 copied
@@ -167,6 +170,7 @@ void prctlOutputs(Ranges& r, const std::array<uint64_t, 6>& a, int64_t result) {
       if (a[1] == 14) r.add(a[2], 4);  // PR_SET_MM_MAP_SIZE
       break;
   }
+  // clang-format on
 }
 
 void futexOutputs(Ranges& r, int nr, const std::array<uint64_t, 6>& a) {
@@ -200,6 +204,34 @@ void recvmmsgOutputs(Ranges& r, const std::array<uint64_t, 6>& a, int64_t result
   r.add(a[4], 16);  // the remaining timeout is written back
 }
 
+// Bytes a command of a SysV IPC *ctl or quotactl writes through its buffer.
+uint64_t commandOutputSize(int nr, uint32_t cmd) {
+  struct Entry {
+    int nr;
+    uint32_t cmd;
+    uint32_t size;
+  };
+  // clang-format off
+  static constexpr Entry kSizes[] = {
+    {SYS_shmctl, 2, 112},  {SYS_shmctl, 13, 112}, {SYS_shmctl, 15, 112},  // *_STAT: shmid64_ds
+    {SYS_shmctl, 3, 72},                                                  // IPC_INFO: shminfo64
+    {SYS_shmctl, 14, 48},                                                 // SHM_INFO: shm_info
+    {SYS_semctl, 2, 104},  {SYS_semctl, 18, 104}, {SYS_semctl, 20, 104},  // *_STAT: semid64_ds
+    {SYS_semctl, 3, 40},   {SYS_semctl, 19, 40},                          // *_INFO: seminfo
+    {SYS_msgctl, 2, 120},  {SYS_msgctl, 11, 120}, {SYS_msgctl, 13, 120},  // *_STAT: msqid64_ds
+    {SYS_msgctl, 3, 32},   {SYS_msgctl, 12, 32},                          // *_INFO: msginfo
+    {SYS_quotactl, 0x800004, 4},   // Q_GETFMT
+    {SYS_quotactl, 0x800005, 24},  // Q_GETINFO: if_dqinfo
+    {SYS_quotactl, 0x800007, 72},  // Q_GETQUOTA: if_dqblk
+    {SYS_quotactl, 0x800009, 72},  // Q_GETNEXTQUOTA: if_nextdqblk
+  };
+  // clang-format on
+  for (const Entry& e : kSizes) {
+    if (e.nr == nr && e.cmd == cmd) return e.size;
+  }
+  return 0;
+}
+
 // Calls whose output size depends on a command or on memory, and which need
 // no hook otherwise.
 void irregularOutputs(Ranges& r, int nr, const std::array<uint64_t, 6>& a, int64_t result) {
@@ -211,45 +243,11 @@ void irregularOutputs(Ranges& r, int nr, const std::array<uint64_t, 6>& a, int64
       r.add(a[1], 8 + result);  // long mtype, then mtext
       break;
     case SYS_shmctl:
-      switch (a[1] & 0xff) {  // without IPC_64
-        case 2:
-        case 13:
-        case 15:
-          r.add(a[2], 112);
-          break;  // IPC/SHM_STAT(_ANY): shmid64_ds
-        case 3:
-          r.add(a[2], 72);
-          break;  // IPC_INFO: shminfo64
-        case 14:
-          r.add(a[2], 48);
-          break;  // SHM_INFO: shm_info
-      }
+    case SYS_msgctl:
+      r.add(a[2], commandOutputSize(nr, a[1] & 0xff));  // cmd without IPC_64
       break;
     case SYS_semctl:
-      switch (a[2] & 0xff) {
-        case 2:
-        case 18:
-        case 20:
-          r.add(a[3], 104);
-          break;  // IPC/SEM_STAT(_ANY): semid64_ds
-        case 3:
-        case 19:
-          r.add(a[3], 40);
-          break;  // IPC_INFO/SEM_INFO: seminfo
-      }
-      break;
-    case SYS_msgctl:
-      switch (a[1] & 0xff) {
-        case 2:
-        case 11:
-        case 13:
-          r.add(a[2], 120);
-          break;  // IPC/MSG_STAT(_ANY): msqid64_ds
-        case 3:
-        case 12:
-          r.add(a[2], 32);
-          break;  // IPC_INFO/MSG_INFO: msginfo
-      }
+      r.add(a[3], commandOutputSize(nr, a[2] & 0xff));
       break;
     case SYS_sysfs:
       if (a[0] == 2) {
@@ -260,24 +258,11 @@ void irregularOutputs(Ranges& r, int nr, const std::array<uint64_t, 6>& a, int64
       }
       break;
     case SYS_quotactl:
-    case SYS_quotactl_fd: {
-      uint32_t cmd = static_cast<uint32_t>(nr == SYS_quotactl ? a[0] : a[1]) >> 8;
-      switch (cmd) {
-        case 0x800004:
-          r.add(a[3], 4);
-          break;  // Q_GETFMT
-        case 0x800005:
-          r.add(a[3], 24);
-          break;  // Q_GETINFO: if_dqinfo
-        case 0x800007:
-          r.add(a[3], 72);
-          break;  // Q_GETQUOTA: if_dqblk
-        case 0x800009:
-          r.add(a[3], 72);
-          break;  // Q_GETNEXTQUOTA: if_nextdqblk
-      }
+      r.add(a[3], commandOutputSize(nr, static_cast<uint32_t>(a[0]) >> 8));
       break;
-    }
+    case SYS_quotactl_fd:
+      r.add(a[3], commandOutputSize(SYS_quotactl, static_cast<uint32_t>(a[1]) >> 8));
+      break;
     case SYS_get_mempolicy:
       if (a[2] > 0) r.add(a[1], (a[2] - 1 + 63) / 64 * 8);
       break;

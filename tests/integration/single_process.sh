@@ -110,6 +110,23 @@ check_binary_replaced() {
   replay_compare gone
 }
 
+# Terminal ioctls: stty -a reads the terminal settings of its stdin (a pty
+# made by script(1) while recording). Replay runs with stdin /dev/null, so a
+# replay that really asked the kernel would get ENOTTY. The pty turns "\n"
+# into "\r\n" on the way out; replay writes the program's own bytes.
+check_tty() {
+  command -v script >/dev/null || fail "script(1) (util-linux) is not installed"
+  script -qec "timeout 60 '$REC' record -o '$T/tty.rec' -- stty -a" /dev/null </dev/null >tty.raw 2>&1
+  local st=$?
+  [[ $st == 0 ]] || fail "recording stty -a on a pty exited $st: $(head -c 300 tty.raw)"
+  [[ -s tty.rec ]] || fail "no trace written"
+  tr -d '\r' <tty.raw >tty.rec.out
+  grep -q '^speed ' tty.rec.out || fail "unexpected stty output: $(head -c 200 tty.rec.out)"
+  : >tty.rec.err
+  echo 0 >tty.rec.status
+  replay_compare tty
+}
+
 t time_random check_time_random
 t replay_twice_and_copy check_replay_twice_and_copy
 t addresses check_addresses
@@ -119,4 +136,5 @@ t stdin_pipe check_stdin_pipe
 t env_args check_env_args
 t exit_code check_exit_code
 t binary_replaced check_binary_replaced
+t tty check_tty
 finish

@@ -54,7 +54,8 @@ std::vector<std::byte> readFile(const std::string& path) {
 
 void writeFile(const std::string& path, const std::vector<std::byte>& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
 }
 
 template <typename Reader>
@@ -370,7 +371,9 @@ TEST_CASE("open errors", "[format]") {
       CHECK(std::string(e.what()).find(missing) == 0);
     }
   }
-  SECTION("directory") { CHECK_THROWS_AS(TraceReader::open(dir.file("")), FormatError); }
+  SECTION("directory") {
+    CHECK_THROWS_AS(TraceReader::open(dir.file("")), FormatError);
+  }
   SECTION("empty file") {
     writeFile(dir.file("empty.rec"), {});
     CHECK_THROWS_WITH(TraceReader::open(dir.file("empty.rec")),
@@ -402,9 +405,9 @@ TEST_CASE("open errors", "[format]") {
   }
   SECTION("checksum message names chunk and byte") {
     auto b = flipBit(bytes, (bytes.size() - 3) * 8);
-    CHECK_THROWS_WITH(TraceReader::openBytes(b, "t.rec"),
-                      Catch::StartsWith("t.rec: chunk ") && Catch::Contains(" at byte ") &&
-                          Catch::Contains("checksum mismatch"));
+    CHECK_THROWS_WITH(TraceReader::openBytes(b, "t.rec"), Catch::StartsWith("t.rec: chunk ") &&
+                                                              Catch::Contains(" at byte ") &&
+                                                              Catch::Contains("checksum mismatch"));
   }
 }
 

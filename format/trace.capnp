@@ -84,8 +84,6 @@ struct SyscallEvent {
   interrupted @8 :Bool;       # result is a -ERESTART* code: a signal follows
   refused @9 :Bool;           # rec refused it with ENOSYS at record time
   newTask @10 :Int32;         # fork/vfork/clone: the recorded id of the created task
-  signalAtExit @11 :Bool;     # an async signal is delivered as this syscall returns (next event of this task)
-  interruptingSignal @12 :Int32;  # that signal's number
 }
 
 # A syscall that was entered and is still in the kernel when other tasks'

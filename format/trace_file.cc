@@ -693,7 +693,9 @@ void TraceReaderImpl::verifyPayload(const ChunkInfo& c) {
   std::unique_ptr<XXH3_state_t, XxhStateFree> state(XXH3_createState());
   if (!state) throw std::bad_alloc();
   XXH3_64bits_reset(state.get());
-  readBuffer_.resize(kReadBufferBytes);
+  // Sized to the largest payload seen so far, at most kReadBufferBytes.
+  readBuffer_.resize(std::max<size_t>(
+      readBuffer_.size(), std::min<uint64_t>(c.h.compressedSize, kReadBufferBytes)));
   uint64_t off = c.offset + kChunkHeaderSize;
   uint64_t left = c.h.compressedSize;
   bool first = true;

@@ -96,9 +96,8 @@ struct RecordSession::RecordTask {
   pid_t newTask = 0;
   bool execSeen = false;
 
-  // A completed syscall's event waits for the task's next stop, which tells
-  // whether a signal is delivered as it returns.
-  std::unique_ptr<capnp::MallocMessageBuilder> held;
+  // Registers as the last syscall returned: a signal delivered with these
+  // registers was delivered as that syscall returned.
   Registers exitRegs;
   bool justExited = false;
 
@@ -106,6 +105,12 @@ struct RecordSession::RecordTask {
   std::map<int, siginfo_t> injected;   // raised by rec, awaiting their delivery stop
   std::shared_ptr<OutputFds> fds;
   Clock::time_point sliceStart;
+
+  // vfork: the parent's syscall returns once the child has exec'd or exited;
+  // its event is written after the child's, so replay runs them in that order.
+  RecordTask* vforkParent = nullptr;
+  RecordTask* vforkChild = nullptr;
+  bool vforkReturnPending = false;
 };
 
 RecordSession::RecordSession(RecordOptions options) : options_(std::move(options)) {}
@@ -284,17 +289,6 @@ void RecordSession::emit(RecordTask& t, capnp::MallocMessageBuilder& msg) {
   writer_->writeEvent(msg);
 }
 
-void RecordSession::flushHeld(RecordTask& t, bool signalFollows, int signo) {
-  if (!t.held) return;
-  if (signalFollows) {
-    auto s = t.held->getRoot<schema::Event>().getSyscall();
-    s.setSignalAtExit(true);
-    s.setInterruptingSignal(signo);
-  }
-  emit(t, *t.held);
-  t.held.reset();
-}
-
 void RecordSession::absorbStrays(RecordTask& t, StraySignals& strays) {
   for (const auto& info : strays) t.heldSignals.push_back(info);
   strays.clear();
@@ -317,10 +311,7 @@ void RecordSession::handleStop(RecordTask& t, const Stop& stop) {
     else makeReady(t);
     return;
   }
-  if (stop.kind != StopKind::Signal) {
-    flushHeld(t, false, 0);
-    t.justExited = false;
-  }
+  if (stop.kind != StopKind::Signal) t.justExited = false;
   switch (stop.kind) {
     case StopKind::Seccomp: onSeccomp(t); break;
     case StopKind::SyscallStop: onSyscallExit(t); break;
@@ -352,15 +343,15 @@ void RecordSession::onSeccomp(RecordTask& t) {
     Registers& r = t.task.mutableRegs();
     r.setSyscallNumber(-1);
     r.setResult(-ENOSYS);
-    auto msg = std::make_unique<capnp::MallocMessageBuilder>();
-    auto s = msg->initRoot<schema::Event>().initSyscall();
+    capnp::MallocMessageBuilder msg;
+    auto s = msg.initRoot<schema::Event>().initSyscall();
     s.setNumber(t.nr);
     auto args = s.initArgs(6);
     for (unsigned i = 0; i < 6; ++i) args.set(i, t.args[i]);
     s.setResult(-ENOSYS);
     s.setRefused(true);
     s.setIp(r.ip());
-    t.held = std::move(msg);
+    emit(t, msg);
     t.exitRegs = r;
     t.justExited = true;
     if (options_.verbose)
@@ -454,13 +445,28 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
   }
 }
 
+void RecordSession::releaseVforkParent(RecordTask& child) {
+  RecordTask* parent = child.vforkParent;
+  if (!parent) return;
+  child.vforkParent = nullptr;
+  parent->vforkChild = nullptr;
+  if (parent->vforkReturnPending) {
+    parent->vforkReturnPending = false;
+    onSyscallExit(*parent);
+  }
+}
+
 void RecordSession::onSyscallExit(RecordTask& t) {
+  if (t.vforkChild) {
+    t.vforkReturnPending = true;
+    return;
+  }
   if (t.execSeen) {
     completeExec(t);
   } else if (t.nr >= 0 && t.row) {
-    auto msg = std::make_unique<capnp::MallocMessageBuilder>();
-    finishSyscallEvent(t, *msg);
-    t.held = std::move(msg);
+    capnp::MallocMessageBuilder msg;
+    finishSyscallEvent(t, msg);
+    emit(t, msg);
     t.exitRegs = t.task.regs();
     t.justExited = true;
   }
@@ -508,7 +514,6 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
   t.justExited = false;
 
   if (signo == SIGSEGV && info.si_code == SI_KERNEL) {
-    flushHeld(t, false, 0);
     if (emulateRdtsc(t)) return;
   }
   auto signalEvent = [&](schema::SignalDisposition disposition, const siginfo_t& si, bool sync) {
@@ -525,7 +530,6 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
 
   auto injected = t.injected.find(signo);
   if (injected != t.injected.end()) {
-    flushHeld(t, false, 0);
     siginfo_t original = injected->second;
     t.injected.erase(injected);
     t.task.setSiginfo(original);
@@ -534,22 +538,19 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
     return;
   }
   if (isSynchronousFault(signo, info)) {
-    flushHeld(t, false, 0);
     signalEvent(schema::SignalDisposition::DELIVERED, info, true);
     resumeCurrent(t, Task::Resume::Cont, signo);
     return;
   }
-  if (atExit && t.held) {
+  if (atExit) {
     // It interrupted (or arrived during) the syscall that just returned:
     // deliver it right here, as the kernel would.
-    flushHeld(t, true, signo);
     signalEvent(schema::SignalDisposition::INJECT_AT_SYSCALL_EXIT, info, false);
     resumeCurrent(t, Task::Resume::Cont, signo);
     return;
   }
   // Arrived while the task ran user code: without a branch counter the exact
   // point cannot be found again, so hold it until the task's next syscall.
-  flushHeld(t, false, 0);
   t.heldSignals.push_back(info);
   resumeCurrent(t);
 }
@@ -679,6 +680,7 @@ void RecordSession::completeExec(RecordTask& t) {
   t.execSeen = false;
   t.exitRegs = regs;
   t.justExited = false;
+  releaseVforkParent(t);
 }
 
 void RecordSession::onFork(RecordTask& t, const Stop& stop) {
@@ -693,6 +695,8 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
   t.newTask = childTid;
   bool vfork = stop.event == PTRACE_EVENT_VFORK;
   if (vfork) {
+    child.vforkParent = &t;
+    t.vforkChild = &child;
     // The parent now waits in the kernel until the child execs or exits;
     // replay must create the child before running it.
     capnp::MallocMessageBuilder msg;
@@ -708,7 +712,6 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
 }
 
 void RecordSession::onExited(RecordTask& t, int status) {
-  flushHeld(t, false, 0);
   capnp::MallocMessageBuilder msg;
   auto e = msg.initRoot<schema::Event>().initExit();
   e.setWaitStatus(status);
@@ -717,6 +720,7 @@ void RecordSession::onExited(RecordTask& t, int status) {
   t.state = TaskState::Dead;
   if (current_ == &t) current_ = nullptr;
   if (t.task.tid() == initialTid_) initialStatus_ = status;
+  releaseVforkParent(t);
 }
 
 }  // namespace rec

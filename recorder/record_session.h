@@ -55,6 +55,7 @@ class RecordSession {
   void onFork(RecordTask& t, const Stop& stop);
   void onExited(RecordTask& t, int status);
   void completeExec(RecordTask& t);
+  void releaseVforkParent(RecordTask& child);
   bool emulateRdtsc(RecordTask& t);
   void injectHeldSignal(RecordTask& t);
   void finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilder& msg);
@@ -62,7 +63,6 @@ class RecordSession {
   // Event output. Every event goes through emit(), which first announces the
   // syscalls other tasks are blocked in, so replay runs them up to there.
   void emit(RecordTask& t, capnp::MallocMessageBuilder& msg);
-  void flushHeld(RecordTask& t, bool signalFollows, int signo);
   void makeReady(RecordTask& t, int signal = 0);
   void resumeCurrent(RecordTask& t, Task::Resume how = Task::Resume::Cont, int signal = 0);
   RecordTask& taskFor(pid_t tid);

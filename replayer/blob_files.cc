@@ -23,16 +23,13 @@ BlobFiles::BlobFiles(format::TraceReader& reader) : reader_(reader) {
 
 BlobFiles::~BlobFiles() {
   for (const auto& [key, path] : files_) ::unlink(path.c_str());
+  for (const auto& [key, path] : sharedCopies_) ::unlink(path.c_str());
   ::rmdir(dir_.c_str());
 }
 
-const std::string& BlobFiles::path(const format::BlobHash& hash) {
-  auto key = std::make_pair(hash.high, hash.low);
-  auto it = files_.find(key);
-  if (it != files_.end()) return it->second;
-  std::vector<std::byte> data = reader_.readBlob(hash);
-  std::string path = fmt::format("{}/{}", dir_, hash.hex());
-  ScopedFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0500));
+namespace {
+void writeFile(const std::string& path, const std::vector<std::byte>& data, mode_t mode) {
+  ScopedFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
   if (!fd.valid()) throwErrno(kExitIoError, fmt::format("cannot create {}", path));
   size_t done = 0;
   while (done < data.size()) {
@@ -40,7 +37,25 @@ const std::string& BlobFiles::path(const format::BlobHash& hash) {
     if (n <= 0) throwErrno(kExitIoError, fmt::format("cannot write {}", path));
     done += static_cast<size_t>(n);
   }
+}
+}  // namespace
+
+const std::string& BlobFiles::path(const format::BlobHash& hash) {
+  auto key = std::make_pair(hash.high, hash.low);
+  auto it = files_.find(key);
+  if (it != files_.end()) return it->second;
+  std::string path = fmt::format("{}/{}", dir_, hash.hex());
+  writeFile(path, reader_.readBlob(hash), 0500);
   return files_[key] = path;
+}
+
+const std::string& BlobFiles::sharedCopy(const format::BlobHash& hash,
+                                         const std::string& recordedPath) {
+  auto it = sharedCopies_.find(recordedPath);
+  if (it != sharedCopies_.end()) return it->second;
+  std::string path = fmt::format("{}/shared-{}", dir_, sharedCopies_.size());
+  writeFile(path, reader_.readBlob(hash), 0600);
+  return sharedCopies_[recordedPath] = path;
 }
 
 bool BlobFiles::holds(const std::string& path, const format::BlobHash& hash) const {

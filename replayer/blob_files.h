@@ -18,6 +18,9 @@ class BlobFiles {
 
   // Path of the file holding the blob (extracted on first use).
   const std::string& path(const format::BlobHash& hash);
+  // A writable copy of the blob standing for the file recorded at `recordedPath`
+  // (one per path), for MAP_SHARED mappings that processes share.
+  const std::string& sharedCopy(const format::BlobHash& hash, const std::string& recordedPath);
   // True when `path` is one of ours holding `hash`.
   bool holds(const std::string& path, const format::BlobHash& hash) const;
 
@@ -25,6 +28,7 @@ class BlobFiles {
   format::TraceReader& reader_;
   std::string dir_;
   std::map<std::pair<uint64_t, uint64_t>, std::string> files_;
+  std::map<std::string, std::string> sharedCopies_;
 };
 
 }  // namespace rec

@@ -71,6 +71,7 @@ struct ReplaySession::ReplayTask {
   enum class Park {
     Initial,    // new child: its first ptrace stop not yet collected
     Seccomp,    // at the seccomp stop of a syscall not yet applied
+    SkipPending,  // at the seccomp stop of an emulated syscall: skip it with skipResult when resumed
     Resumable,  // PTRACE_CONT it (with pendingSignal) to run on
     InKernel,   // inside an executed blocking syscall (vfork parent)
     Dead,
@@ -80,7 +81,13 @@ struct ReplaySession::ReplayTask {
   Park park = Park::Initial;
   int pendingSignal = 0;     // delivered/raised when the task is next resumed
   int awaitingSignal = 0;    // a signal rec raised whose delivery stop is due
-  bool signalQueued = false; // already sent with tgkill (sigsuspend)
+  // The emulated syscall a SkipPending task sits in. Whether it is simply
+  // skipped or completed at its exit (to deliver a signal there with the
+  // kernel's restart rules) is decided by the task's next event.
+  int skipNumber = -1;
+  int64_t skipResult = 0;
+  bool skipIsSigsuspend = false;
+  int lastExecutedNumber = -1;  // Resumable at the exit of this executed syscall
 };
 
 ReplaySession::ReplaySession(ReplayOptions options) : options_(std::move(options)) {}
@@ -92,9 +99,10 @@ void ReplaySession::killAll() {
     if (t->park == ReplayTask::Park::Dead) continue;
     ::kill(t->task.tid(), SIGKILL);
     int status;
+    // A killed task may still report PTRACE_EVENT_EXIT: let it go on dying.
     while (::waitpid(t->task.tid(), &status, __WALL) > 0 && !WIFEXITED(status) &&
-           !WIFSIGNALED(status)) {
-    }
+           !WIFSIGNALED(status))
+      ::ptrace(PTRACE_CONT, t->task.tid(), nullptr, nullptr);
     t->park = ReplayTask::Park::Dead;
   }
 }
@@ -192,6 +200,10 @@ void ReplaySession::start(schema::Event::Reader first) {
 
 void ReplaySession::dispatch(schema::Event::Reader event) {
   ReplayTask& t = taskFor(event.getTid());
+  if (options_.verbose)
+    fmt::print(stderr, "rec: event #{} task {} kind {}{}\n", eventIndex_, event.getTid(),
+               static_cast<int>(event.which()),
+               event.isSyscall() ? fmt::format(" syscall {}", event.getSyscall().getNumber()) : "");
   if (t.park == ReplayTask::Park::Dead)
     throw RecError(kExitBadTrace,
                    fmt::format("rec: trace event #{} is for task {} after it exited", eventIndex_,
@@ -226,8 +238,17 @@ void ReplaySession::diverge(ReplayTask& t, const std::string& expected, const st
 // SIGCHLD, ...): the recording's asynchronous signals come from the trace.
 Stop ReplaySession::advance(ReplayTask& t) {
   using Park = ReplayTask::Park;
-  if (t.park == Park::Resumable) t.task.resume(Task::Resume::Cont, std::exchange(t.pendingSignal, 0));
-  else if (t.park == Park::Seccomp) t.task.resume(Task::Resume::Cont);
+  if (t.park == Park::SkipPending) {
+    Registers& r = t.task.mutableRegs();
+    r.setSyscallNumber(-1);
+    r.setResult(t.skipResult);
+    t.task.resume(Task::Resume::Cont);
+  } else if (t.park == Park::Resumable) {
+    t.task.resume(Task::Resume::Cont, std::exchange(t.pendingSignal, 0));
+  } else if (t.park == Park::Seccomp) {
+    t.task.resume(Task::Resume::Cont);
+  }
+  t.lastExecutedNumber = -1;
   bool initial = t.park == Park::Initial;
   t.park = Park::Resumable;
   for (;;) {
@@ -401,17 +422,23 @@ void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
               fmt::format("got {:#x}", t.task.regs().result()));
     return;
   }
-  // A file mapping: map the stored contents, privately, where the recording had it.
+  // A file mapping: map the stored contents where the recording had it.
+  // Writable shared mappings map a private copy shared by the replayed
+  // processes, so they still see each other's stores; everything else maps
+  // the blob privately.
   StraySignals strays;
   skipToSyscallExit(t.task, e.getResult(), strays);
-  const std::string& file = blobs_->path(hashOf(m.getBlobHash()));
+  bool sharedWritable = (m.getFlags() & MAP_TYPE) != MAP_PRIVATE && (m.getProt() & PROT_WRITE);
+  const std::string& file = sharedWritable
+                                ? blobs_->sharedCopy(hashOf(m.getBlobHash()), m.getPath())
+                                : blobs_->path(hashOf(m.getBlobHash()));
   uint64_t pathAddr = putScratchString(t.task, file);
+  uint64_t openFlags = (sharedWritable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
   int64_t fd = remoteSyscall(t.task, SYS_openat,
-                             {static_cast<uint64_t>(AT_FDCWD), pathAddr, O_RDONLY | O_CLOEXEC, 0, 0, 0},
-                             strays);
+                             {static_cast<uint64_t>(AT_FDCWD), pathAddr, openFlags, 0, 0, 0}, strays);
   if (fd < 0) throw RecError(kExitInternal, fmt::format("rec: cannot open {} in the tracee", file));
-  uint64_t mapFlags = (flags & ~uint64_t{MAP_TYPE} & ~uint64_t{MAP_FIXED_NOREPLACE}) | MAP_PRIVATE |
-                      MAP_FIXED;
+  uint64_t mapFlags = (flags & ~uint64_t{MAP_TYPE} & ~uint64_t{MAP_FIXED_NOREPLACE}) |
+                      (sharedWritable ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED;
   int64_t got = remoteSyscall(t.task, SYS_mmap,
                               {address, m.getEnd() - m.getStart(), m.getProt(), mapFlags,
                                static_cast<uint64_t>(fd), m.getOffset()},
@@ -441,18 +468,10 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
     for (auto w : e.getWrites())
       t.task.write(w.getAddress(), w.getData().begin(), w.getData().size());
     echoOutput(t, e);
-    if (e.getSignalAtExit()) {
-      // Stop at the syscall's exit so the signal is delivered with the
-      // kernel's restart rules, exactly as during recording.
-      StraySignals strays;
-      skipToSyscallExit(t.task, e.getResult(), strays);
-      t.task.mutableRegs().setSyscallNumber(e.getNumber());
-    } else {
-      Registers& r = t.task.mutableRegs();
-      r.setSyscallNumber(-1);
-      r.setResult(e.getResult());
-    }
-    t.park = ReplayTask::Park::Resumable;
+    t.skipNumber = e.getNumber();
+    t.skipResult = e.getResult();
+    t.skipIsSigsuspend = false;
+    t.park = ReplayTask::Park::SkipPending;
     return;
   }
 
@@ -466,15 +485,12 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
       t.task.mutableRegs().setResult(e.getResult());
       break;
     case sys::Hook::SigSuspend:
-      // Waits for real, with its temporary mask; the recorded signal wakes it.
-      if (e.getSignalAtExit()) {
-        ::syscall(SYS_tgkill, t.task.tgid(), t.task.tid(), e.getInterruptingSignal());
-        t.signalQueued = true;
-      }
-      t.task.resume(Task::Resume::Syscall);
-      waitSyscallExit(t);
-      t.task.mutableRegs().setResult(e.getResult());
-      break;
+      // Only the recorded signal ends it: see INJECT_AT_SYSCALL_EXIT.
+      t.skipNumber = e.getNumber();
+      t.skipResult = e.getResult();
+      t.skipIsSigsuspend = true;
+      t.park = ReplayTask::Park::SkipPending;
+      return;
     default: {
       if (row->hook == sys::Hook::Mremap && static_cast<uint64_t>(e.getResult()) != e.getArgs()[0]) {
         Registers& r = t.task.mutableRegs();
@@ -494,7 +510,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
         t.task.write(w.getAddress(), w.getData().begin(), w.getData().size());
     }
   }
-  if (e.getSignalAtExit()) t.task.mutableRegs().setSyscallNumber(e.getNumber());
+  t.lastExecutedNumber = e.getNumber();
   t.park = ReplayTask::Park::Resumable;
 }
 
@@ -519,11 +535,29 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
       return;
     }
     case schema::SignalDisposition::INJECT_AT_SYSCALL_EXIT: {
-      if (t.park != ReplayTask::Park::Resumable)
+      // Complete the syscall the task sits in and deliver the signal as it
+      // returns, so the kernel applies the same EINTR/SA_RESTART rules.
+      if (t.park == ReplayTask::Park::SkipPending && t.skipIsSigsuspend) {
+        // It must really wait with its temporary signal mask; the signal,
+        // queued first, ends the wait at once.
+        ::syscall(SYS_tgkill, t.task.tgid(), t.task.tid(), signo);
+        t.task.resume(Task::Resume::Syscall);
+        waitSyscallExit(t);
+        t.task.mutableRegs().setResult(t.skipResult);
+        t.pendingSignal = 0;
+      } else if (t.park == ReplayTask::Park::SkipPending) {
+        StraySignals strays;
+        skipToSyscallExit(t.task, t.skipResult, strays);
+        t.task.mutableRegs().setSyscallNumber(t.skipNumber);
+        t.pendingSignal = signo;
+      } else if (t.park == ReplayTask::Park::Resumable && t.lastExecutedNumber >= 0) {
+        t.task.mutableRegs().setSyscallNumber(t.lastExecutedNumber);
+        t.pendingSignal = signo;
+      } else {
         throw RecError(kExitBadTrace, fmt::format("rec: event #{}: signal at a syscall exit "
                                                   "without that syscall", eventIndex_));
-      t.pendingSignal = t.signalQueued ? 0 : signo;
-      t.signalQueued = false;
+      }
+      t.park = ReplayTask::Park::Resumable;
       t.awaitingSignal = signo;
       break;
     }

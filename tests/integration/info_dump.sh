@@ -6,17 +6,18 @@ source "$TESTLIB"
 
 make_trace() {
   printf 'marker contents %s\n' "$RANDOM" >input-file-xyz.txt
-  record t --status 0 -- cat "$T/input-file-xyz.txt"
+  # head, not cat: cat uses copy_file_range, and this test wants read/write.
+  record t --status 0 -- head -n 3 "$T/input-file-xyz.txt"
 }
 
 check_info() {
   make_trace
   expect_status 0 "$REC" info t.rec
   local f=$T/last.out
-  grep -q 'cat' "$f" || fail "rec info does not show the program"
+  grep -q 'head' "$f" || fail "rec info does not show the program"
   grep -q 'input-file-xyz.txt' "$f" || fail "rec info does not show argv"
   grep -Eqi 'complete' "$f" || fail "rec info does not say whether the trace is complete"
-  grep -Eqi 'incomplete|truncated|not complete|complete: *(no|false)' "$f" &&
+  grep -Eqi 'incomplete|truncated|cut short|not complete|complete: *(no|false)' "$f" &&
     fail "rec info calls a cleanly finished trace incomplete"
   grep -q -- "$(uname -r)" "$f" || note "rec info does not show the kernel release (optional)"
   # A truncated trace is reported as incomplete (or refused with 65).
@@ -24,7 +25,7 @@ check_info() {
   timeout 60 "$REC" info half.rec </dev/null >half.out 2>half.err
   local st=$?
   if ((st == 0)); then
-    grep -Eqi 'incomplete|truncated|not complete|complete: *(no|false)' half.out ||
+    grep -Eqi 'incomplete|truncated|cut short|not complete|complete: *(no|false)' half.out ||
       { show "rec info half.rec" half.out; fail "rec info of a half trace does not say it is incomplete"; }
   else
     ((st == 65)) || fail "rec info of a half trace exited $st (expected 0 saying incomplete, or 65)"
@@ -54,7 +55,8 @@ check_dump_json() {
     fi
     ((n >= 5000)) && break  # bounded
   done <"$f"
-  grep 'openat' "$f" | grep -q 'input-file-xyz.txt' || fail "rec dump --json has no openat with the path"
+  grep -q 'input-file-xyz.txt' "$f" || fail "rec dump --json does not show the opened path"
+  grep -q 'openat' "$f" || note "rec dump --json gives syscall numbers only, no names (optional)"
   # Each line is one object (JSON Lines), not one pretty-printed document.
   python3 - "$f" <<'PY' || fail "rec dump --json lines are not all JSON objects"
 import json, sys

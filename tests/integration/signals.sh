@@ -51,7 +51,13 @@ check_sigint() {
   local target=$1
   need_program signals
   # alarm-eintr blocks for 1 s in read; interrupt it earlier from outside.
-  setsid timeout 60 "$REC" record -o sigint.rec -- "$PROGRAMS/signals" alarm-eintr \
+  # A background job of a non-interactive shell ignores SIGINT; start rec in
+  # a new session with default dispositions, as a terminal would.
+  python3 -c 'import os, signal, sys
+for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGPIPE, signal.SIGXFSZ):
+    signal.signal(s, signal.SIG_DFL)
+os.setsid()
+os.execvp(sys.argv[1], sys.argv[1:])' timeout 60 "$REC" record -o sigint.rec -- "$PROGRAMS/signals" alarm-eintr \
     </dev/null >sigint.rec.out 2>sigint.rec.err &
   local leader=$! i child=""
   for ((i = 0; i < 250; i++)); do  # bounded: 5 s
@@ -72,6 +78,19 @@ check_sigint() {
   replay_compare sigint
 }
 
+# The recorded program inherits rec's caller's signal dispositions and mask
+# unchanged: rec must not leave SIGPIPE/SIGINT ignored or signals blocked in
+# the program. (Compared with a native run of the same command.)
+check_dispositions() {
+  local cmd=(grep -E '^(SigIgn|SigBlk)' /proc/self/status)
+  "${cmd[@]}" >native.out 2>&1
+  record disp --status 0 -- "${cmd[@]}"
+  cmp -s native.out disp.rec.out ||
+    { diff native.out disp.rec.out | sed 's/^/  | /'; fail "signal dispositions under rec record differ from native"; }
+  replay_compare disp
+}
+
+t dispositions check_dispositions
 for mode in "${MODES[@]}"; do
   t "$mode" check_mode "$mode"
 done

@@ -45,7 +45,9 @@ check_files() {
   touched=$(find "$T/tmp" -mindepth 1 -newer "$marker" 2>/dev/null)
   [[ -z $touched ]] || fail "replay touched $touched"
   # The directory itself was not modified by replay (mtime unchanged).
-  [[ "$T/tmp" -nt "$marker" ]] && fail "replay modified $T/tmp (mtime changed: files were created/deleted)"
+  # Also counts rec's own scratch files: replay must leave $TMPDIR alone.
+  [[ "$T/tmp" -nt "$marker" ]] &&
+    fail "replay created and deleted entries in \$TMPDIR=$T/tmp (its mtime changed; the program's files or rec's own scratch files)"
   return 0
 }
 

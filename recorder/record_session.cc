@@ -340,23 +340,14 @@ void RecordSession::onSeccomp(RecordTask& t) {
   if (!t.row || t.row->support == sys::Support::Refused) {
     // Programs fall back when a syscall is missing: that is what rec offers
     // for mechanisms it cannot record faithfully.
-    Registers& r = t.task.mutableRegs();
-    r.setSyscallNumber(-1);
-    r.setResult(-ENOSYS);
-    capnp::MallocMessageBuilder msg;
-    auto s = msg.initRoot<schema::Event>().initSyscall();
-    s.setNumber(t.nr);
-    auto args = s.initArgs(6);
-    for (unsigned i = 0; i < 6; ++i) args.set(i, t.args[i]);
-    s.setResult(-ENOSYS);
-    s.setRefused(true);
-    s.setIp(r.ip());
-    emit(t, msg);
-    t.exitRegs = r;
-    t.justExited = true;
-    if (options_.verbose)
-      fmt::print(stderr, "rec: refused {} with ENOSYS\n", t.row ? t.row->name : "unknown syscall");
-    resumeCurrent(t);
+    refuse(t, ENOSYS);
+    return;
+  }
+  if (movesDataToOutput(t)) {
+    // The kernel would copy file data straight to the terminal/output file,
+    // past the program's memory, where replay could not show it. EINVAL
+    // makes programs (cat, cp) fall back to read/write.
+    refuse(t, EINVAL);
     return;
   }
   for (int index : sys::stringArgs(*t.row)) t.strings.push_back(t.task.readCString(t.args[index]));
@@ -367,6 +358,40 @@ void RecordSession::onSeccomp(RecordTask& t) {
     t.enterAnnounced = false;
     current_ = nullptr;
   }
+}
+
+bool RecordSession::movesDataToOutput(RecordTask& t) {
+  long outFd;
+  switch (t.nr) {
+    case SYS_sendfile: outFd = static_cast<long>(t.args[0]); break;
+    case SYS_copy_file_range:
+    case SYS_splice: outFd = static_cast<long>(t.args[2]); break;
+    case SYS_tee: outFd = static_cast<long>(t.args[1]); break;
+    default: return false;
+  }
+  return t.fds && t.fds->originOf(outFd) != 0;
+}
+
+void RecordSession::refuse(RecordTask& t, int error) {
+  Registers& r = t.task.mutableRegs();
+  r.setSyscallNumber(-1);
+  r.setResult(-error);
+  capnp::MallocMessageBuilder msg;
+  auto s = msg.initRoot<schema::Event>().initSyscall();
+  s.setNumber(t.nr);
+  auto args = s.initArgs(6);
+  for (unsigned i = 0; i < 6; ++i) args.set(i, t.args[i]);
+  s.setResult(-error);
+  s.setRefused(true);
+  s.setIp(r.ip());
+  emit(t, msg);
+  t.exitRegs = r;
+  t.justExited = true;
+  if (options_.verbose)
+    fmt::print(stderr, "rec: refused {} with {}\n", t.row ? t.row->name : "an unknown syscall",
+               sys::errnoName(error));
+  t.nr = -1;
+  resumeCurrent(t);
 }
 
 void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilder& msg) {

@@ -55,6 +55,8 @@ class RecordSession {
   void onFork(RecordTask& t, const Stop& stop);
   void onExited(RecordTask& t, int status);
   void completeExec(RecordTask& t);
+  bool movesDataToOutput(RecordTask& t);
+  void refuse(RecordTask& t, int error);
   void releaseVforkParent(RecordTask& child);
   bool emulateRdtsc(RecordTask& t);
   void injectHeldSignal(RecordTask& t);

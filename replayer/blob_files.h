@@ -1,34 +1,42 @@
-// Blobs from the trace, extracted to a private temporary directory so that
-// replay can execve and mmap them. Removed when replay ends.
+// Blobs from the trace, as memory-backed files (memfd) owned by rec, so that
+// the replayed program can execve and mmap them through /proc/<rec>/fd/N.
+// Replay thus never creates a file on disk; the memfds vanish with rec.
 #pragma once
+
+#include <sys/types.h>
 
 #include <map>
 #include <string>
 
+#include "scoped_fd.h"
 #include "trace_file.h"
 
 namespace rec {
 
 class BlobFiles {
  public:
-  explicit BlobFiles(format::TraceReader& reader);
-  ~BlobFiles();
-  BlobFiles(const BlobFiles&) = delete;
-  BlobFiles& operator=(const BlobFiles&) = delete;
+  explicit BlobFiles(format::TraceReader& reader) : reader_(reader) {}
 
-  // Path of the file holding the blob (extracted on first use).
+  // A path the tracee can open to read the blob.
   const std::string& path(const format::BlobHash& hash);
-  // A writable copy of the blob standing for the file recorded at `recordedPath`
-  // (one per path), for MAP_SHARED mappings that processes share.
+  // A writable copy of the blob standing for the file recorded at
+  // `recordedPath` (one per path), for MAP_SHARED mappings that replayed
+  // processes share.
   const std::string& sharedCopy(const format::BlobHash& hash, const std::string& recordedPath);
-  // True when `path` is one of ours holding `hash`.
-  bool holds(const std::string& path, const format::BlobHash& hash) const;
+  // True when `inode` is the file path(hash) refers to.
+  bool holds(ino_t inode, const format::BlobHash& hash) const;
 
  private:
+  struct File {
+    ScopedFd fd;
+    ino_t inode = 0;
+    std::string path;
+  };
+  File create(const std::string& name, const format::BlobHash& hash);
+
   format::TraceReader& reader_;
-  std::string dir_;
-  std::map<std::pair<uint64_t, uint64_t>, std::string> files_;
-  std::map<std::string, std::string> sharedCopies_;
+  std::map<std::pair<uint64_t, uint64_t>, File> files_;
+  std::map<std::string, File> sharedCopies_;
 };
 
 }  // namespace rec

@@ -459,10 +459,20 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
     waitSyscallExit(t);
     t.task.mutableRegs().setResult(e.getResult());
     t.park = ReplayTask::Park::Resumable;
+    t.lastExecutedNumber = e.getNumber();
     return;
   }
   reachSeccomp(t, describeRecordedSyscall(e));
   checkSyscallMatches(t, e.getNumber(), e.getArgs(), e.getStrings());
+  if (row && row->hook == sys::Hook::SigSuspend && !e.getRefused()) {
+    // Only a signal ends it, and it must then really wait with its
+    // temporary mask: decided at the next event (INJECT_AT_SYSCALL_EXIT).
+    t.skipNumber = e.getNumber();
+    t.skipResult = e.getResult();
+    t.skipIsSigsuspend = true;
+    t.park = ReplayTask::Park::SkipPending;
+    return;
+  }
 
   if (!executed) {
     for (auto w : e.getWrites())
@@ -484,13 +494,6 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
       waitSyscallExit(t);
       t.task.mutableRegs().setResult(e.getResult());
       break;
-    case sys::Hook::SigSuspend:
-      // Only the recorded signal ends it: see INJECT_AT_SYSCALL_EXIT.
-      t.skipNumber = e.getNumber();
-      t.skipResult = e.getResult();
-      t.skipIsSigsuspend = true;
-      t.park = ReplayTask::Park::SkipPending;
-      return;
     default: {
       if (row->hook == sys::Hook::Mremap && static_cast<uint64_t>(e.getResult()) != e.getArgs()[0]) {
         Registers& r = t.task.mutableRegs();
@@ -613,7 +616,7 @@ void ReplaySession::remapExecFiles(ReplayTask& t, schema::ExecEvent::Reader e) {
     bool same = false;
     for (const auto& h : here) {
       if (h.start != m.getStart() || h.end != m.getEnd() || h.offset != m.getOffset()) continue;
-      if (blobs_->holds(h.path, hash)) same = true;
+      if (blobs_->holds(h.inode, hash)) same = true;
       else if (h.path == m.getPath().cStr()) {
         // Same path: same contents unless the file changed since recording.
         try {

@@ -39,6 +39,12 @@ constexpr long kPtraceOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACESECCOMP |
   while (::read(syncFd, &byte, 1) < 0 && errno == EINTR) {
   }
   ::close(syncFd);
+  // rec ignores SIGINT/SIGQUIT/SIGPIPE for itself; the program must start
+  // with the dispositions and mask a shell would give it.
+  for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
   // Same address-space layout in record and replay.
   ::personality(ADDR_NO_RANDOMIZE);
   for (const auto& [resource, limit] : o.rlimits) ::setrlimit(resource, &limit);

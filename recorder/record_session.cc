@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
@@ -408,6 +409,13 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
   for (unsigned i = 0; i < t.strings.size(); ++i) strings.set(i, t.strings[i]);
 
   std::vector<sys::MemRange> ranges = sys::outputRanges(*t.row, t.args, result, t.task);
+  uint64_t shmSize = 0;
+  if (t.row->hook == sys::Hook::ShmAt && result >= 0) {
+    // The segment's contents as attached: replay recreates it from them.
+    for (const auto& m : readMaps(t.task.tid()))
+      if (m.start == static_cast<uint64_t>(result)) shmSize = m.end - m.start;
+    if (shmSize) ranges.push_back({static_cast<uint64_t>(result), shmSize});
+  }
   std::vector<std::vector<std::byte>> contents;
   for (const auto& r : ranges) contents.push_back(t.task.readBytes(r.addr, r.len));
   auto writes = s.initWrites(static_cast<unsigned>(ranges.size()));
@@ -438,6 +446,15 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
     case sys::Hook::Clone:
       s.setNewTask(t.newTask);
       break;
+    case sys::Hook::ShmAt: {
+      auto m = s.initMapping();
+      m.setStart(static_cast<uint64_t>(result));
+      m.setEnd(static_cast<uint64_t>(result) + shmSize);
+      m.setProt((t.args[2] & SHM_RDONLY) ? PROT_READ : PROT_READ | PROT_WRITE);
+      m.setFlags(MAP_SHARED);
+      m.setPath(fmt::format("SYSV shmid {}", static_cast<long>(t.args[0])));
+      break;
+    }
     case sys::Hook::Mmap: {
       int flags = static_cast<int>(t.args[3]);
       int fd = static_cast<int>(t.args[4]);

@@ -47,6 +47,17 @@ const std::string& BlobFiles::sharedCopy(const format::BlobHash& hash,
   return (sharedCopies_[recordedPath] = (create("rec-shared", hash))).path;
 }
 
+const std::string& BlobFiles::sharedSegment(long shmid, uint64_t size) {
+  auto it = segments_.find(shmid);
+  if (it != segments_.end()) return it->second.path;
+  File file;
+  file.fd.reset(::memfd_create(fmt::format("rec-sysv-{}", shmid).c_str(), MFD_CLOEXEC));
+  if (!file.fd.valid() || ::ftruncate(file.fd.get(), static_cast<off_t>(size)) != 0)
+    throwErrno(kExitIoError, "rec: cannot create a memfd for a System V segment");
+  file.path = fmt::format("/proc/{}/fd/{}", ::getpid(), file.fd.get());
+  return (segments_[shmid] = std::move(file)).path;
+}
+
 bool BlobFiles::holds(ino_t inode, const format::BlobHash& hash) const {
   auto it = files_.find({hash.high, hash.low});
   return it != files_.end() && it->second.inode == inode;

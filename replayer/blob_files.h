@@ -23,6 +23,9 @@ class BlobFiles {
   // `recordedPath` (one per path), for MAP_SHARED mappings that replayed
   // processes share.
   const std::string& sharedCopy(const format::BlobHash& hash, const std::string& recordedPath);
+  // An empty (zero-filled) shared file of `size` bytes standing for System V
+  // segment `shmid`.
+  const std::string& sharedSegment(long shmid, uint64_t size);
   // True when `inode` is the file path(hash) refers to.
   bool holds(ino_t inode, const format::BlobHash& hash) const;
 
@@ -37,6 +40,7 @@ class BlobFiles {
   format::TraceReader& reader_;
   std::map<std::pair<uint64_t, uint64_t>, File> files_;
   std::map<std::string, File> sharedCopies_;
+  std::map<long, File> segments_;
 };
 
 }  // namespace rec

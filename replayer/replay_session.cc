@@ -85,6 +85,7 @@ struct ReplaySession::ReplayTask {
   // skipped or completed at its exit (to deliver a signal there with the
   // kernel's restart rules) is decided by the task's next event.
   int skipNumber = -1;
+  std::array<uint64_t, 6> skipArgs{};
   int64_t skipResult = 0;
   bool skipIsSigsuspend = false;
   int lastExecutedNumber = -1;  // Resumable at the exit of this executed syscall
@@ -404,6 +405,47 @@ void ReplaySession::echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e) {
   }
 }
 
+// Opens `file` inside the task, mmaps it with `mmapArgs` (the fd slot is
+// filled in) and closes it again; returns mmap's result.
+int64_t ReplaySession::mapIntoTask(ReplayTask& t, const std::string& file, bool writable,
+                                   std::array<uint64_t, 6> mmapArgs) {
+  StraySignals strays;
+  uint64_t pathAddr = putScratchString(t.task, file);
+  uint64_t openFlags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+  int64_t fd = remoteSyscall(t.task, SYS_openat,
+                             {static_cast<uint64_t>(AT_FDCWD), pathAddr, openFlags, 0, 0, 0}, strays);
+  if (fd < 0) throw RecError(kExitInternal, fmt::format("rec: cannot open {} in the tracee", file));
+  mmapArgs[4] = static_cast<uint64_t>(fd);
+  int64_t got = remoteSyscall(t.task, SYS_mmap, mmapArgs, strays);
+  remoteSyscall(t.task, SYS_close, {static_cast<uint64_t>(fd), 0, 0, 0, 0, 0}, strays);
+  return got;
+}
+
+void ReplaySession::applyShmAt(ReplayTask& t, schema::SyscallEvent::Reader e) {
+  // Every attach of a segment maps the same memfd, so replayed processes
+  // share it as they shared the segment.
+  StraySignals strays;
+  skipToSyscallExit(t.task, e.getResult(), strays);
+  auto m = e.getMapping();
+  uint64_t size = m.getEnd() - m.getStart();
+  const std::string& file = blobs_->sharedSegment(static_cast<long>(e.getArgs()[0]), size);
+  int64_t got = mapIntoTask(t, file, true,
+                            {m.getStart(), size, m.getProt(), MAP_SHARED | MAP_FIXED, 0, 0});
+  if (got != static_cast<int64_t>(m.getStart()))
+    diverge(t, fmt::format("shmat to map {:#x}", m.getStart()), fmt::format("got {}", got));
+  t.task.mutableRegs().setResult(e.getResult());
+}
+
+void ReplaySession::applyShmDt(ReplayTask& t, schema::SyscallEvent::Reader e) {
+  StraySignals strays;
+  skipToSyscallExit(t.task, e.getResult(), strays);
+  uint64_t address = e.getArgs()[0];
+  for (const auto& m : readMaps(t.task.tid()))
+    if (m.start == address)
+      remoteSyscall(t.task, SYS_munmap, {m.start, m.end - m.start, 0, 0, 0, 0}, strays);
+  t.task.mutableRegs().setResult(e.getResult());
+}
+
 void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
   uint64_t address = static_cast<uint64_t>(e.getResult());
   auto m = e.getMapping();
@@ -432,18 +474,11 @@ void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
   const std::string& file = sharedWritable
                                 ? blobs_->sharedCopy(hashOf(m.getBlobHash()), m.getPath())
                                 : blobs_->path(hashOf(m.getBlobHash()));
-  uint64_t pathAddr = putScratchString(t.task, file);
-  uint64_t openFlags = (sharedWritable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
-  int64_t fd = remoteSyscall(t.task, SYS_openat,
-                             {static_cast<uint64_t>(AT_FDCWD), pathAddr, openFlags, 0, 0, 0}, strays);
-  if (fd < 0) throw RecError(kExitInternal, fmt::format("rec: cannot open {} in the tracee", file));
   uint64_t mapFlags = (flags & ~uint64_t{MAP_TYPE} & ~uint64_t{MAP_FIXED_NOREPLACE}) |
                       (sharedWritable ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED;
-  int64_t got = remoteSyscall(t.task, SYS_mmap,
-                              {address, m.getEnd() - m.getStart(), m.getProt(), mapFlags,
-                               static_cast<uint64_t>(fd), m.getOffset()},
-                              strays);
-  remoteSyscall(t.task, SYS_close, {static_cast<uint64_t>(fd), 0, 0, 0, 0, 0}, strays);
+  int64_t got = mapIntoTask(t, file, sharedWritable,
+                            {address, m.getEnd() - m.getStart(), m.getProt(), mapFlags, 0,
+                             m.getOffset()});
   if (got != static_cast<int64_t>(address))
     diverge(t, fmt::format("mmap of {} at {:#x}", m.getPath().cStr(), address),
             fmt::format("got {}", got));
@@ -467,6 +502,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
   if (row && row->hook == sys::Hook::SigSuspend && !e.getRefused()) {
     // Only a signal ends it, and it must then really wait with its
     // temporary mask: decided at the next event (INJECT_AT_SYSCALL_EXIT).
+    t.skipArgs = t.task.regs().syscallArgs();
     t.skipNumber = e.getNumber();
     t.skipResult = e.getResult();
     t.skipIsSigsuspend = true;
@@ -478,6 +514,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
     for (auto w : e.getWrites())
       t.task.write(w.getAddress(), w.getData().begin(), w.getData().size());
     echoOutput(t, e);
+    t.skipArgs = t.task.regs().syscallArgs();
     t.skipNumber = e.getNumber();
     t.skipResult = e.getResult();
     t.skipIsSigsuspend = false;
@@ -488,6 +525,14 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
   switch (row->hook) {
     case sys::Hook::Mmap:
       applyMmap(t, e);
+      break;
+    case sys::Hook::ShmAt:
+      applyShmAt(t, e);
+      for (auto w : e.getWrites())
+        t.task.write(w.getAddress(), w.getData().begin(), w.getData().size());
+      break;
+    case sys::Hook::ShmDt:
+      applyShmDt(t, e);
       break;
     case sys::Hook::Clone:
       runForkLike(t, e.getNewTask());
@@ -517,6 +562,27 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
   t.park = ReplayTask::Park::Resumable;
 }
 
+// The signal mask a syscall installs while it waits, when it has one.
+std::optional<uint64_t> ReplaySession::temporarySignalMask(ReplayTask& t) {
+  const auto& a = t.skipArgs;
+  switch (t.skipNumber) {
+    case SYS_rt_sigsuspend:
+      return a[0];
+    case SYS_ppoll:
+      return a[3] ? std::optional<uint64_t>(a[3]) : std::nullopt;
+    case SYS_epoll_pwait:
+    case SYS_epoll_pwait2:
+      return a[4] ? std::optional<uint64_t>(a[4]) : std::nullopt;
+    case SYS_pselect6: {
+      uint64_t pair[2] = {0, 0};  // {const sigset_t*, size}
+      if (a[5] && t.task.read(a[5], pair, sizeof pair) == sizeof pair && pair[0]) return pair[0];
+      return std::nullopt;
+    }
+    default:
+      return std::nullopt;
+  }
+}
+
 void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
   int signo = e.getSigno();
   siginfo_t info{};
@@ -540,13 +606,25 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
     case schema::SignalDisposition::INJECT_AT_SYSCALL_EXIT: {
       // Complete the syscall the task sits in and deliver the signal as it
       // returns, so the kernel applies the same EINTR/SA_RESTART rules.
-      if (t.park == ReplayTask::Park::SkipPending && t.skipIsSigsuspend) {
-        // It must really wait with its temporary signal mask; the signal,
-        // queued first, ends the wait at once.
+      std::optional<uint64_t> mask;
+      if (t.park == ReplayTask::Park::SkipPending) mask = temporarySignalMask(t);
+      if (mask || (t.park == ReplayTask::Park::SkipPending && t.skipIsSigsuspend)) {
+        // The syscall ran with a temporary signal mask (sigsuspend, pselect6,
+        // ppoll, epoll_pwait) that let this signal in: wait for real in
+        // rt_sigsuspend with that mask, the signal queued first so it ends
+        // the wait at once, and the kernel restores the mask as it did.
         ::syscall(SYS_tgkill, t.task.tgid(), t.task.tid(), signo);
+        if (mask) {
+          Registers& r = t.task.mutableRegs();
+          r.setSyscallNumber(SYS_rt_sigsuspend);
+          r.setSyscallArg(0, *mask);
+          r.setSyscallArg(1, 8);
+        }
         t.task.resume(Task::Resume::Syscall);
         waitSyscallExit(t);
-        t.task.mutableRegs().setResult(t.skipResult);
+        Registers& r = t.task.mutableRegs();
+        r.setResult(t.skipResult);
+        r.setSyscallNumber(t.skipNumber);
         t.pendingSignal = 0;
       } else if (t.park == ReplayTask::Park::SkipPending) {
         StraySignals strays;

@@ -8,6 +8,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "blob_files.h"
@@ -44,10 +45,15 @@ class ReplaySession {
   void onExit(ReplayTask& t, schema::ExitEvent::Reader e);
 
   Stop advance(ReplayTask& t);
+  std::optional<uint64_t> temporarySignalMask(ReplayTask& t);
   void reachSeccomp(ReplayTask& t, const std::string& expected);
   void checkSyscallMatches(ReplayTask& t, int number, capnp::List<uint64_t>::Reader args,
                            capnp::List<capnp::Text>::Reader strings);
   void applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void applyShmAt(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void applyShmDt(ReplayTask& t, schema::SyscallEvent::Reader e);
+  int64_t mapIntoTask(ReplayTask& t, const std::string& file, bool writable,
+                      std::array<uint64_t, 6> mmapArgs);
   void runForkLike(ReplayTask& t, int recordedChild);
   Stop waitSyscallExit(ReplayTask& t);
   void echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e);

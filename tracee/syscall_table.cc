@@ -232,7 +232,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_semop, "semop", {Int, Ptr, Size}).blocks(),
   emulated(SYS_semctl, "semctl", {Int, Int, Int, Hex})
       .why("output size depends on cmd; GETALL's array (nsems unknown here) is not captured"),
-  executed(SYS_shmdt, "shmdt", {Ptr}).why("unmaps a segment"),
+  executed(SYS_shmdt, "shmdt", {Ptr}).hook(Hook::ShmDt).why("unmaps a segment"),
   emulated(SYS_msgget, "msgget", {Int, Hex}),
   emulated(SYS_msgsnd, "msgsnd", {Int, Ptr, Size, Hex}).blocks(),
   emulated(SYS_msgrcv, "msgrcv", {Int, Ptr, Size, Int, Hex}).blocks()

@@ -95,7 +95,8 @@ enum class Hook : uint8_t {
   Select,      // fd_sets in/out, size from nfds
   Recvmmsg,
   Sendmmsg,
-  ShmAt,
+  ShmAt,       // System V shared memory: replayed as a shared memfd per segment
+  ShmDt,
   Exit,
 };
 

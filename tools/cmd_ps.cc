@@ -54,15 +54,25 @@ int runPs(const PsOptions& options) {
         t.argv = headerArgv;
       }
       ++t.events;
-      if (e->isSyscall()) {
+      // A vfork child is announced by its parent's SyscallEnter, and may exec
+      // before the parent's syscall event arrives.
+      int nr = -1, newTask = 0;
+      uint64_t flags = 0;
+      if (e->isSyscall() && e->getSyscall().getResult() >= 0) {
         auto s = e->getSyscall();
-        int nr = s.getNumber();
-        if (s.getNewTask() > 0 && s.getResult() >= 0 &&
-            (nr == kSysClone || nr == kSysFork || nr == kSysVfork || nr == kSysClone3)) {
-          Task& child = task(s.getNewTask());
+        nr = s.getNumber();
+        newTask = s.getNewTask();
+        flags = s.getArgs().size() > 0 ? s.getArgs()[0] : 0;
+      } else if (e->isSyscallEnter()) {
+        nr = e->getSyscallEnter().getNumber();
+        newTask = e->getSyscallEnter().getNewTask();
+        flags = CLONE_VFORK;
+      }
+      if (newTask > 0 && (nr == kSysClone || nr == kSysFork || nr == kSysVfork || nr == kSysClone3)) {
+        Task& child = task(newTask);
+        if (child.creator == 0) {
           child.creator = e->getTid();
-          child.argv = tasks[e->getTid()].argv;
-          uint64_t flags = s.getArgs().size() > 0 ? s.getArgs()[0] : 0;
+          if (child.lastExec == 0) child.argv = tasks[e->getTid()].argv;
           if (nr == kSysClone3) {
             child.creation = Creation::Clone3;  // flags live in memory; decided below
           } else if (nr == kSysClone && (flags & CLONE_THREAD)) {
@@ -71,7 +81,8 @@ int runPs(const PsOptions& options) {
             child.creation = Creation::Process;
           }
         }
-      } else if (e->isExec()) {
+      }
+      if (e->isExec()) {
         std::string argv = cli::commandLine(e->getExec().getArgv());
         t.argv = argv.empty() ? cli::quoted(e->getExec().getFilename().cStr()) : argv;
         t.lastExec = index + 1;

@@ -33,11 +33,15 @@ BlobFiles::File BlobFiles::create(const std::string& name, const format::BlobHas
   return file;
 }
 
-const std::string& BlobFiles::path(const format::BlobHash& hash) {
+const std::string& BlobFiles::path(const format::BlobHash& hash, const std::string& recordedPath) {
   auto key = std::make_pair(hash.high, hash.low);
   auto it = files_.find(key);
   if (it != files_.end()) return it->second.path;
-  return (files_[key] = (create("rec-blob-" + hash.hex(), hash))).path;
+  std::string name = "rec:" + (recordedPath.empty() ? hash.hex() : recordedPath);
+  if (name.size() > 240) name.resize(240);  // memfd names are short
+  const std::string& created = (files_[key] = create(name, hash)).path;
+  byRecordedPath_[name.substr(4)] = created;
+  return created;
 }
 
 const std::string& BlobFiles::sharedCopy(const format::BlobHash& hash,
@@ -56,6 +60,11 @@ const std::string& BlobFiles::sharedSegment(long shmid, uint64_t size) {
     throwErrno(kExitIoError, "rec: cannot create a memfd for a System V segment");
   file.path = fmt::format("/proc/{}/fd/{}", ::getpid(), file.fd.get());
   return (segments_[shmid] = std::move(file)).path;
+}
+
+std::string BlobFiles::pathForRecorded(const std::string& recordedPath) const {
+  auto it = byRecordedPath_.find(recordedPath);
+  return it == byRecordedPath_.end() ? "" : it->second;
 }
 
 bool BlobFiles::holds(ino_t inode, const format::BlobHash& hash) const {

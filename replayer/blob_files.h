@@ -17,8 +17,9 @@ class BlobFiles {
  public:
   explicit BlobFiles(format::TraceReader& reader) : reader_(reader) {}
 
-  // A path the tracee can open to read the blob.
-  const std::string& path(const format::BlobHash& hash);
+  // A path the tracee can open to read the blob. `recordedPath` names the
+  // memfd, so /proc/PID/maps and divergence reports show the original file.
+  const std::string& path(const format::BlobHash& hash, const std::string& recordedPath = "");
   // A writable copy of the blob standing for the file recorded at
   // `recordedPath` (one per path), for MAP_SHARED mappings that replayed
   // processes share.
@@ -26,6 +27,8 @@ class BlobFiles {
   // An empty (zero-filled) shared file of `size` bytes standing for System V
   // segment `shmid`.
   const std::string& sharedSegment(long shmid, uint64_t size);
+  // The path path() gave for a file recorded at `recordedPath`; "" if none.
+  std::string pathForRecorded(const std::string& recordedPath) const;
   // True when `inode` is the file path(hash) refers to.
   bool holds(ino_t inode, const format::BlobHash& hash) const;
 
@@ -41,6 +44,7 @@ class BlobFiles {
   std::map<std::pair<uint64_t, uint64_t>, File> files_;
   std::map<std::string, File> sharedCopies_;
   std::map<long, File> segments_;
+  std::map<std::string, std::string> byRecordedPath_;
 };
 
 }  // namespace rec

@@ -171,7 +171,7 @@ void ReplaySession::start(schema::Event::Reader first) {
     throw RecError(kExitBadTrace, "rec: trace does not start with the program's exec");
   auto header = reader_->header();
   SpawnOptions spawn;
-  spawn.path = blobs_->path(hashOf(first.getExec().getExeBlob()));
+  spawn.path = blobs_->path(hashOf(first.getExec().getExeBlob()), header.getExecutable());
   for (auto a : header.getArgv()) spawn.argv.emplace_back(a.cStr());
   for (auto e : header.getEnvp()) spawn.envp.emplace_back(e.cStr());
   // Nothing the program does depends on the real cwd (file access is
@@ -224,7 +224,9 @@ void ReplaySession::dispatch(schema::Event::Reader event) {
 void ReplaySession::diverge(ReplayTask& t, const std::string& expected, const std::string& actual) {
   std::string where;
   try {
-    where = describeCodeAddress(t.task.tid(), t.task.regs().ip());
+    where = describeCodeAddress(t.task.tid(), t.task.regs().ip(), [this](const std::string& path) {
+      return blobs_->pathForRecorded(path);
+    });
   } catch (const RecError&) {
     where = "unknown address";
   }
@@ -473,7 +475,7 @@ void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
   bool sharedWritable = (m.getFlags() & MAP_TYPE) != MAP_PRIVATE && (m.getProt() & PROT_WRITE);
   const std::string& file = sharedWritable
                                 ? blobs_->sharedCopy(hashOf(m.getBlobHash()), m.getPath())
-                                : blobs_->path(hashOf(m.getBlobHash()));
+                                : blobs_->path(hashOf(m.getBlobHash()), m.getPath());
   uint64_t mapFlags = (flags & ~uint64_t{MAP_TYPE} & ~uint64_t{MAP_FIXED_NOREPLACE}) |
                       (sharedWritable ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED;
   int64_t got = mapIntoTask(t, file, sharedWritable,
@@ -715,7 +717,7 @@ void ReplaySession::remapExecFiles(ReplayTask& t, schema::ExecEvent::Reader e) {
       }
     }
     if (same) continue;
-    const std::string& file = blobs_->path(hash);
+    const std::string& file = blobs_->path(hash, m.getPath());
     uint64_t pathAddr = putScratchString(t.task, file);
     int64_t fd = remoteSyscall(t.task, SYS_openat,
                                {static_cast<uint64_t>(AT_FDCWD), pathAddr, O_RDONLY | O_CLOEXEC, 0,
@@ -747,7 +749,10 @@ void ReplaySession::onExec(ReplayTask& t, schema::ExecEvent::Reader e) {
             fmt::format("made syscall {}", nr));
   if (!initial) {
     // Run the binary stored in the trace, whatever is on disk now.
-    uint64_t path = putScratchString(t.task, blobs_->path(hashOf(e.getExeBlob())));
+    std::string exePath = e.getFilename();
+    for (auto m : e.getMappings())
+      if (m.getBlobHash() == e.getExeBlob()) exePath = m.getPath();
+    uint64_t path = putScratchString(t.task, blobs_->path(hashOf(e.getExeBlob()), exePath));
     Registers& r = t.task.mutableRegs();
     if (nr == SYS_execve) {
       r.setSyscallArg(0, path);

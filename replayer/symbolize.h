@@ -5,10 +5,14 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace rec {
 
-std::string describeCodeAddress(pid_t pid, uint64_t address);
+// `fileFor` maps a recorded file's path to a path rec can open for its ELF
+// symbols (replay maps recorded files from memfds); "" when it has none.
+std::string describeCodeAddress(pid_t pid, uint64_t address,
+                                const std::function<std::string(const std::string&)>& fileFor);
 
 }  // namespace rec

@@ -25,7 +25,7 @@ int statusToExitCode(int status) {
   return rec::kExitInternal;
 }
 
-void onStopRequest(int) { rec::gRecordStopRequested = 1; }
+void onStopRequest(int signo) { rec::gRecordStopRequested = signo; }
 
 int record(std::vector<std::string> command, std::string output, bool verbose) {
   // Ctrl-C reaches the program through the terminal; rec itself stays to
@@ -48,6 +48,8 @@ int record(std::vector<std::string> command, std::string output, bool verbose) {
   int status = session.run();
   if (defaultLocation) rec::updateLatestLink(output);
   if (verbose) fmt::print(stderr, "rec: trace written to {}\n", output);
+  // Interrupted: the trace is complete; say how rec itself was stopped.
+  if (rec::gRecordStopRequested) return 128 + rec::gRecordStopRequested;
   return statusToExitCode(status);
 }
 

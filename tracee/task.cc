@@ -131,9 +131,13 @@ void Task::setRegs(const Registers& regs) {
 
 void Task::resume(Resume how, int signal) {
   if (regsDirty_) {
-    if (::ptrace(PTRACE_SETREGS, tid_, nullptr, &regs_.raw()) != 0)
-      throwErrno(kExitInternal, fmt::format("PTRACE_SETREGS({})", tid_));
     regsDirty_ = false;
+    if (::ptrace(PTRACE_SETREGS, tid_, nullptr, &regs_.raw()) != 0) {
+      // Killed meanwhile (SIGKILL, a sibling's exit_group): the next wait
+      // reports its death.
+      if (errno == ESRCH) return;
+      throwErrno(kExitInternal, fmt::format("PTRACE_SETREGS({})", tid_));
+    }
   }
   regsValid_ = false;
   int request = how == Resume::Cont ? PTRACE_CONT : PTRACE_SYSCALL;

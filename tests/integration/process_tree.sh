@@ -132,6 +132,21 @@ check_gcc_error() {
   return 0
 }
 
+# A script run directly: the kernel execs its interpreter. Replay runs the
+# interpreter stored in the trace even after the script changed on disk.
+check_script_exec() {
+  cat >script.sh <<'SH'
+#!/bin/sh
+echo "script pid $$ random $(od -An -N4 -tu4 /dev/urandom | tr -d ' ')"
+exec date +%N
+SH
+  chmod +x script.sh
+  expect_native_differs ./script.sh
+  record script --status 0 --expect-out '^script pid [0-9]+ random [0-9]+' -- ./script.sh
+  printf '#!/bin/sh\necho changed\n' >script.sh
+  replay_compare script
+}
+
 # rec ps lists every process: pid, parent, command line, exit status, events.
 check_ps() {
   need_program fork_tree
@@ -167,5 +182,6 @@ t xargs check_xargs
 t make check_make
 t gcc check_gcc
 t gcc_error check_gcc_error
+t script_exec check_script_exec
 t ps check_ps
 finish

@@ -109,6 +109,7 @@ struct RecordSession::RecordTask {
 
   // vfork: the parent's syscall returns once the child has exec'd or exited;
   // its event is written after the child's, so replay runs them in that order.
+  bool exitWritten = false;
   RecordTask* vforkParent = nullptr;
   RecordTask* vforkChild = nullptr;
   bool vforkReturnPending = false;
@@ -277,15 +278,24 @@ void RecordSession::resumeCurrent(RecordTask& t, Task::Resume how, int signal) {
 }
 
 void RecordSession::emit(RecordTask& t, capnp::MallocMessageBuilder& msg) {
-  for (auto& [tid, other] : tasks_) {
-    if (other.get() == &t || other->state != TaskState::InSyscall || other->enterAnnounced) continue;
-    capnp::MallocMessageBuilder enter;
-    auto e = enter.initRoot<schema::Event>();
-    e.setTid(tid);
-    e.initSyscallEnter().setNumber(other->nr);
-    writer_->writeEvent(enter);
-    other->enterAnnounced = true;
+  // Tasks that entered a blocking syscall and let others run are announced
+  // in the order they entered, so replay runs each one's user code up to its
+  // syscall in the recorded order. A task's own completed syscall implies
+  // its entry when no one else entered one meanwhile.
+  bool others = std::any_of(unannounced_.begin(), unannounced_.end(),
+                            [&](RecordTask* u) { return u != &t; });
+  if (others) {
+    for (RecordTask* u : unannounced_) {
+      capnp::MallocMessageBuilder enter;
+      auto e = enter.initRoot<schema::Event>();
+      e.setTid(u->task.tid());
+      e.initSyscallEnter().setNumber(u->nr);
+      writer_->writeEvent(enter);
+      u->enterAnnounced = true;
+    }
   }
+  for (RecordTask* u : unannounced_) u->enterAnnounced = true;
+  unannounced_.clear();
   msg.getRoot<schema::Event>().setTid(t.task.tid());
   writer_->writeEvent(msg);
 }
@@ -320,7 +330,7 @@ void RecordSession::handleStop(RecordTask& t, const Stop& stop) {
     case StopKind::Exec: onExec(t); break;
     case StopKind::Fork: onFork(t, stop); break;
     case StopKind::VforkDone: t.task.resume(Task::Resume::Syscall); break;
-    case StopKind::ExitEvent: t.task.resume(Task::Resume::Cont); break;
+    case StopKind::ExitEvent: onExitEvent(t); break;
     default: break;
   }
 }
@@ -357,6 +367,7 @@ void RecordSession::onSeccomp(RecordTask& t) {
   // current until their fork event, which names the child first.
   if (t.row->mayBlock() && t.row->hook != sys::Hook::Clone) {
     t.enterAnnounced = false;
+    unannounced_.push_back(&t);
     current_ = nullptr;
   }
 }
@@ -753,15 +764,52 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
   if (child.sawInitialStop) makeReady(child);
 }
 
-void RecordSession::onExited(RecordTask& t, int status) {
+// The task is about to exit; its status is known now. The event is written
+// here, before the kernel clears CLONE_CHILD_CLEARTID and wakes joiners, so
+// that replay lets the task die before those joiners run on.
+void RecordSession::onExitEvent(RecordTask& t) {
+  int status = static_cast<int>(t.task.eventMessage());
+  writeExit(t, status);
+  t.task.resume(Task::Resume::Cont);
+  bool leaderWithThreads =
+      t.task.tid() == t.task.tgid() &&
+      std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& kv) {
+        const RecordTask& o = *kv.second;
+        return &o != &t && o.task.tgid() == t.task.tgid() && o.state != TaskState::Dead;
+      });
+  if (!leaderWithThreads) {
+    // Let it finish dying before anyone else runs: the kernel clears its
+    // CLONE_CHILD_CLEARTID word on the way, which others may be reading.
+    for (;;) {
+      Stop stop = t.task.wait();
+      if (stop.kind == StopKind::Exited) {
+        onExited(t, stop.status);
+        return;
+      }
+      t.task.resume(Task::Resume::Cont);
+    }
+  }
+  // A leader with live threads lingers as a zombie: it must not stay current.
+  t.state = TaskState::Exiting;
+  if (current_ == &t) current_ = nullptr;
+}
+
+void RecordSession::writeExit(RecordTask& t, int status) {
+  if (t.exitWritten) return;
+  t.exitWritten = true;
   capnp::MallocMessageBuilder msg;
   auto e = msg.initRoot<schema::Event>().initExit();
   e.setWaitStatus(status);
   e.setThreadOnly(t.task.tid() != t.task.tgid());
   emit(t, msg);
+  if (t.task.tid() == initialTid_) initialStatus_ = status;
+}
+
+void RecordSession::onExited(RecordTask& t, int status) {
+  writeExit(t, status);  // when no PTRACE_EVENT_EXIT stop came (SIGKILL)
+  if (t.task.tid() == initialTid_) initialStatus_ = status;
   t.state = TaskState::Dead;
   if (current_ == &t) current_ = nullptr;
-  if (t.task.tid() == initialTid_) initialStatus_ = status;
   releaseVforkParent(t);
 }
 

@@ -42,7 +42,7 @@ class RecordSession {
 
  private:
   struct RecordTask;
-  enum class TaskState { Ready, Running, InSyscall, Dead };
+  enum class TaskState { Ready, Running, InSyscall, Exiting, Dead };
 
   void writeHeader(const std::string& executable);
   void loop();
@@ -54,6 +54,8 @@ class RecordSession {
   void onExec(RecordTask& t);
   void onFork(RecordTask& t, const Stop& stop);
   void onExited(RecordTask& t, int status);
+  void onExitEvent(RecordTask& t);
+  void writeExit(RecordTask& t, int status);
   void completeExec(RecordTask& t);
   bool movesDataToOutput(RecordTask& t);
   void refuse(RecordTask& t, int error);
@@ -76,6 +78,7 @@ class RecordSession {
   std::map<pid_t, std::unique_ptr<RecordTask>> tasks_;
   std::deque<pid_t> readyQueue_;
   RecordTask* current_ = nullptr;
+  std::vector<RecordTask*> unannounced_;  // in blocking syscalls, in entry order
   pid_t initialTid_ = 0;
   int initialStatus_ = 0;
   uint64_t signalCount_ = 0;

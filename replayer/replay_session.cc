@@ -57,6 +57,13 @@ std::string describeRecordedSyscall(schema::SyscallEvent::Reader e) {
   return sys::formatCall(*row, args, strings);
 }
 
+// Whether a core file was written (0x80) depends on RLIMIT_CORE, and replay
+// writes none.
+bool sameStatus(int a, int b) {
+  auto normal = [](int s) { return WIFSIGNALED(s) ? s & ~0x80 : s; };
+  return normal(a) == normal(b);
+}
+
 std::string statusText(int status) {
   if (WIFEXITED(status)) return fmt::format("exit status {}", WEXITSTATUS(status));
   if (WIFSIGNALED(status)) return fmt::format("killed by {}", sys::signalName(WTERMSIG(status)));
@@ -89,6 +96,10 @@ struct ReplaySession::ReplayTask {
   int64_t skipResult = 0;
   bool skipIsSigsuspend = false;
   int lastExecutedNumber = -1;  // Resumable at the exit of this executed syscall
+  uint64_t childTidAddress = 0;  // CLONE_CHILD_SETTID: fixed at the first stop
+  uint64_t parentTidAddress = 0; // CLONE_PARENT_SETTID: fixed when clone returns
+  int32_t parentTidValue = 0;
+  bool exiting = false;          // passed PTRACE_EVENT_EXIT
 };
 
 ReplaySession::ReplaySession(ReplayOptions options) : options_(std::move(options)) {}
@@ -96,16 +107,27 @@ ReplaySession::ReplaySession(ReplayOptions options) : options_(std::move(options
 ReplaySession::~ReplaySession() { killAll(); }
 
 void ReplaySession::killAll() {
+  bool any = false;
   for (auto& [recorded, t] : tasks_) {
-    if (t->park == ReplayTask::Park::Dead) continue;
-    ::kill(t->task.tid(), SIGKILL);
-    int status;
-    // A killed task may still report PTRACE_EVENT_EXIT: let it go on dying.
-    while (::waitpid(t->task.tid(), &status, __WALL) > 0 && !WIFEXITED(status) &&
-           !WIFSIGNALED(status))
-      ::ptrace(PTRACE_CONT, t->task.tid(), nullptr, nullptr);
-    t->park = ReplayTask::Park::Dead;
+    if (t->park != ReplayTask::Park::Dead) {
+      ::kill(t->task.tid(), SIGKILL);
+      t->park = ReplayTask::Park::Dead;
+      any = true;
+    }
   }
+  if (!any && zombies_.empty()) return;
+  // Reap every task (threads before their leader); killed tasks may still
+  // report PTRACE_EVENT_EXIT and must be let go on dying.
+  int status;
+  for (;;) {
+    pid_t pid = ::waitpid(-1, &status, __WALL);
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      break;  // ECHILD: all gone
+    }
+    if (!WIFEXITED(status) && !WIFSIGNALED(status)) ::ptrace(PTRACE_CONT, pid, nullptr, nullptr);
+  }
+  zombies_.clear();
 }
 
 ReplaySession::ReplayTask& ReplaySession::taskFor(int recordedTid) {
@@ -258,7 +280,13 @@ Stop ReplaySession::advance(ReplayTask& t) {
     Stop stop = t.task.wait();
     switch (stop.kind) {
       case StopKind::GroupStop:
-        if (initial) initial = false;
+        if (initial) {
+          initial = false;
+          if (t.childTidAddress) {
+            int32_t value = t.recordedTid;
+            t.task.write(std::exchange(t.childTidAddress, 0), &value, sizeof value);
+          }
+        }
         t.task.resume(Task::Resume::Cont);
         continue;
       case StopKind::Signal: {
@@ -362,9 +390,24 @@ void ReplaySession::runForkLike(ReplayTask& t, int recordedChild) {
   pid_t child = static_cast<pid_t>(t.task.eventMessage());
   auto task = std::make_unique<ReplayTask>(recordedChild, child);
   task->park = ReplayTask::Park::Initial;
+  // The kernel stores the new task's id where clone was asked to (glibc
+  // keeps it in the thread descriptor and passes it to tgkill etc.): the
+  // program must find the recorded id there, as it does from gettid().
+  const Registers& regs = t.task.regs();
+  uint64_t flags = regs.syscallNumber() == SYS_clone ? regs.syscallArgs()[0] : 0;
+  if (flags & CLONE_THREAD) task->task.setTgid(t.task.tgid());
+  if (flags & CLONE_CHILD_SETTID) task->childTidAddress = regs.syscallArgs()[3];
+  if (flags & CLONE_PARENT_SETTID) t.parentTidAddress = regs.syscallArgs()[2];
+  t.parentTidValue = recordedChild;
   tasks_[recordedChild] = std::move(task);
   t.task.resume(Task::Resume::Syscall);
   t.park = ReplayTask::Park::InKernel;
+}
+
+void ReplaySession::fixParentTid(ReplayTask& t) {
+  if (!t.parentTidAddress) return;
+  int32_t value = t.parentTidValue;
+  t.task.write(std::exchange(t.parentTidAddress, 0), &value, sizeof value);
 }
 
 void ReplaySession::onSyscallEnter(ReplayTask& t, schema::SyscallEnterEvent::Reader e) {
@@ -494,6 +537,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
   if (t.park == ReplayTask::Park::InKernel) {
     // An executed blocking syscall (vfork) started at its SyscallEnter event.
     waitSyscallExit(t);
+    fixParentTid(t);
     t.task.mutableRegs().setResult(e.getResult());
     t.park = ReplayTask::Park::Resumable;
     t.lastExecutedNumber = e.getNumber();
@@ -539,6 +583,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
     case sys::Hook::Clone:
       runForkLike(t, e.getNewTask());
       waitSyscallExit(t);
+      fixParentTid(t);
       t.task.mutableRegs().setResult(e.getResult());
       break;
     default: {
@@ -804,26 +849,46 @@ void ReplaySession::onExec(ReplayTask& t, schema::ExecEvent::Reader e) {
 
 void ReplaySession::onExit(ReplayTask& t, schema::ExitEvent::Reader e) {
   int recorded = e.getWaitStatus();
-  if (WIFSIGNALED(recorded) && WTERMSIG(recorded) == SIGKILL) {
+  if (WIFSIGNALED(recorded) && WTERMSIG(recorded) == SIGKILL && !t.exiting) {
     // Killed from outside during recording (or by rec when it was
     // interrupted): nothing in the replayed program will do it.
     ::kill(t.task.tid(), SIGKILL);
   }
+  // A thread-group leader whose threads live on stays a zombie until they
+  // exit: reach its exit, but do not wait for its death.
+  bool leaderWithThreads = false;
+  for (auto& [id, other] : tasks_)
+    if (other.get() != &t && other->park != ReplayTask::Park::Dead &&
+        other->task.tgid() == t.task.tgid() && t.task.tid() == t.task.tgid())
+      leaderWithThreads = true;
   for (;;) {
-    Stop stop = advance(t);
+    Stop stop = t.exiting ? t.task.wait() : advance(t);
     if (stop.kind == StopKind::ExitEvent) {
-      t.park = ReplayTask::Park::Resumable;
+      int status = static_cast<int>(t.task.eventMessage());
+      if (!sameStatus(status, recorded))
+        throw RecError(kExitDivergence,
+                       fmt::format("rec: replay diverged at event #{} (task {}): expected {}, got {}",
+                                   eventIndex_, t.recordedTid, statusText(recorded),
+                                   statusText(status)));
+      t.exiting = true;
+      t.task.resume(Task::Resume::Cont);
+      if (leaderWithThreads) {
+        t.park = ReplayTask::Park::Dead;
+        zombies_.push_back(t.task.tid());
+        break;
+      }
       continue;
     }
     if (stop.kind == StopKind::Exited) {
       t.park = ReplayTask::Park::Dead;
-      if (stop.status != recorded)
+      if (!t.exiting && !sameStatus(stop.status, recorded))
         throw RecError(kExitDivergence,
                        fmt::format("rec: replay diverged at event #{} (task {}): expected {}, got {}",
                                    eventIndex_, t.recordedTid, statusText(recorded),
                                    statusText(stop.status)));
       break;
     }
+    if (t.exiting) continue;  // nothing else can happen to a dying task
     diverge(t, statusText(recorded),
             stop.kind == StopKind::Seccomp ? "made a syscall" : describeStop(stop));
   }

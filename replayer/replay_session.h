@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "blob_files.h"
 #include "task.h"
@@ -55,6 +56,7 @@ class ReplaySession {
   int64_t mapIntoTask(ReplayTask& t, const std::string& file, bool writable,
                       std::array<uint64_t, 6> mmapArgs);
   void runForkLike(ReplayTask& t, int recordedChild);
+  void fixParentTid(ReplayTask& t);
   Stop waitSyscallExit(ReplayTask& t);
   void echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e);
   void remapExecFiles(ReplayTask& t, schema::ExecEvent::Reader e);
@@ -70,6 +72,7 @@ class ReplaySession {
   int initialStatus_ = 0;
   bool initialExited_ = false;
   uint64_t eventIndex_ = 0;
+  std::vector<pid_t> zombies_;  // exited leaders, reaped once their threads are gone
 };
 
 }  // namespace rec

@@ -163,4 +163,5 @@ struct Footer {
   taskCount @4 :UInt32;
   signalCount @5 :UInt64;
   interruptedByUser @6 :Bool;    # rec itself was stopped (SIGTERM/SIGHUP)
+  timedOut @7 :Bool;             # the program was killed after --timeout
 }

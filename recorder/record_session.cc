@@ -9,6 +9,7 @@
 #include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,12 +35,17 @@ extern char** environ;
 namespace rec {
 
 volatile sig_atomic_t gRecordStopRequested = 0;
+volatile sig_atomic_t gRecordTimeoutExpired = 0;
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 // A task that keeps making non-blocking syscalls yields to others after this long.
 constexpr auto kTimeslice = std::chrono::milliseconds(20);
+// Chaos: how often a syscall becomes a switch point.
+constexpr double kChaosSwitchProbability = 0.3;
+
+void onTimeout(int) { gRecordTimeoutExpired = 1; }
 
 int64_t nowRealtimeNs() {
   timespec ts;
@@ -172,6 +178,7 @@ void RecordSession::writeHeader(const std::string& executable) {
   limits[0].setSoft(stack.rlim_cur);
   limits[0].setHard(stack.rlim_max);
   h.setScratchAddress(kScratchAddress);
+  h.setChaosSeed(chaosSeed_);
   env_ = std::move(env);
   writer_ = format::TraceWriter::create(options_.tracePath, msg);
 }
@@ -179,6 +186,12 @@ void RecordSession::writeHeader(const std::string& executable) {
 int RecordSession::run() {
   std::string executable = resolveProgram(options_.command.at(0));
   int cpu = pinToCpu(-1);
+  timeslice_ = kTimeslice;
+  if (options_.chaos.enabled) {
+    chaosSeed_ = options_.chaos.seed ? options_.chaos.seed : std::random_device{}() | 1;
+    chaosRandom_.seed(chaosSeed_);
+    pretendedCpus_ = std::uniform_int_distribution<int>(1, 8)(chaosRandom_);
+  }
   tracedBitmap_ = tracedSyscallBitmap();
   writeHeader(executable);
   blobs_ = std::make_unique<BlobStore>(*writer_);
@@ -190,6 +203,18 @@ int RecordSession::run() {
   spawn.cpu = cpu;
   spawn.tracedSyscalls = tracedBitmap_;
   spawn.untracedSyscallIp = kScratchUntracedIp;
+  spawn.stdoutFd = options_.stdoutFd;
+  spawn.stderrFd = options_.stderrFd;
+  gRecordTimeoutExpired = 0;
+  if (options_.timeout.count() > 0) {
+    struct sigaction sa {};
+    sa.sa_handler = onTimeout;  // no SA_RESTART: waitpid returns EINTR
+    ::sigaction(SIGALRM, &sa, nullptr);
+    itimerval timer{};
+    timer.it_value.tv_sec = options_.timeout.count() / 1000;
+    timer.it_value.tv_usec = (options_.timeout.count() % 1000) * 1000;
+    ::setitimer(ITIMER_REAL, &timer, nullptr);
+  }
   pid_t pid = spawnTraced(spawn);
   initialTid_ = pid;
   auto& t = taskFor(pid);
@@ -200,6 +225,10 @@ int RecordSession::run() {
   current_ = &t;
 
   loop();
+  if (options_.timeout.count() > 0) {
+    itimerval off{};
+    ::setitimer(ITIMER_REAL, &off, nullptr);
+  }
 
   capnp::MallocMessageBuilder footer;
   auto f = footer.initRoot<schema::Footer>();
@@ -207,7 +236,8 @@ int RecordSession::run() {
   f.setExitStatus(initialStatus_);
   f.setTaskCount(static_cast<uint32_t>(tasks_.size()));
   f.setSignalCount(signalCount_);
-  f.setInterruptedByUser(interrupted_);
+  f.setInterruptedByUser(interrupted_ && !timedOut_);
+  f.setTimedOut(timedOut_);
   writer_->finish(footer);
   return initialStatus_;
 }
@@ -227,9 +257,11 @@ void RecordSession::loop() {
     bool anyAlive = std::any_of(tasks_.begin(), tasks_.end(),
                                 [](const auto& kv) { return kv.second->state != TaskState::Dead; });
     if (!anyAlive) return;
-    if (gRecordStopRequested && !interrupted_) {
-      // rec itself was asked to stop: end the program, keep the trace.
+    if ((gRecordStopRequested || gRecordTimeoutExpired) && !interrupted_) {
+      // rec itself was asked to stop, or the program ran out of time: end
+      // the program, keep the trace.
       interrupted_ = true;
+      timedOut_ = gRecordTimeoutExpired && !gRecordStopRequested;
       for (auto& [tid, t] : tasks_)
         if (t->state != TaskState::Dead) ::kill(tid, SIGKILL);
     }
@@ -249,8 +281,15 @@ void RecordSession::loop() {
 
 void RecordSession::scheduleIfIdle() {
   while (!current_ && !readyQueue_.empty()) {
-    pid_t tid = readyQueue_.front();
-    readyQueue_.pop_front();
+    size_t pick = 0;
+    if (options_.chaos.enabled) {
+      // Chaos: any runnable task may go next, for a random timeslice.
+      pick = std::uniform_int_distribution<size_t>(0, readyQueue_.size() - 1)(chaosRandom_);
+      timeslice_ = std::chrono::microseconds(
+          std::uniform_int_distribution<int>(100, 50'000)(chaosRandom_));
+    }
+    pid_t tid = readyQueue_[pick];
+    readyQueue_.erase(readyQueue_.begin() + static_cast<long>(pick));
     auto it = tasks_.find(tid);
     if (it == tasks_.end()) continue;
     RecordTask& t = *it->second;
@@ -419,6 +458,7 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
   auto strings = s.initStrings(static_cast<unsigned>(t.strings.size()));
   for (unsigned i = 0; i < t.strings.size(); ++i) strings.set(i, t.strings[i]);
 
+  pretendCpuCount(t, result);
   std::vector<sys::MemRange> ranges = sys::outputRanges(*t.row, t.args, result, t.task);
   uint64_t shmSize = 0;
   if (t.row->hook == sys::Hook::ShmAt && result >= 0) {
@@ -523,7 +563,7 @@ void RecordSession::onSyscallExit(RecordTask& t) {
     t.exitRegs = t.task.regs();
     t.justExited = true;
   }
-  bool yield = t.nr == SYS_sched_yield || Clock::now() - t.sliceStart > kTimeslice;
+  bool yield = shouldSwitchAfterSyscall(t);
   t.nr = -1;
   if (current_ == &t) {
     if (yield && !readyQueue_.empty()) makeReady(t);
@@ -533,6 +573,23 @@ void RecordSession::onSyscallExit(RecordTask& t) {
   } else {
     makeReady(t);
   }
+}
+
+bool RecordSession::shouldSwitchAfterSyscall(RecordTask& t) {
+  if (t.nr == SYS_sched_yield || Clock::now() - t.sliceStart > timeslice_) return true;
+  return options_.chaos.enabled &&
+         std::bernoulli_distribution(kChaosSwitchProbability)(chaosRandom_);
+}
+
+// Chaos: programs size thread pools and work splits by the CPUs they may
+// use; pretending another count shakes out other schedules. The pretended
+// mask is what gets recorded, so replay sees it too.
+void RecordSession::pretendCpuCount(RecordTask& t, int64_t result) {
+  if (!pretendedCpus_ || t.nr != SYS_sched_getaffinity || result <= 0) return;
+  std::vector<uint8_t> mask(static_cast<size_t>(result), 0);
+  for (int cpu = 0; cpu < pretendedCpus_ && cpu / 8 < result; ++cpu)
+    mask[cpu / 8] |= static_cast<uint8_t>(1u << (cpu % 8));
+  t.task.write(t.args[2], mask.data(), mask.size());
 }
 
 bool RecordSession::emulateRdtsc(RecordTask& t) {

@@ -11,6 +11,9 @@
 
 #include <capnp/message.h>
 
+#include <chrono>
+#include <random>
+
 #include <deque>
 #include <map>
 #include <memory>
@@ -26,10 +29,22 @@
 
 namespace rec {
 
+// Chaos scheduling: perturbs the recorded schedule to surface races sooner.
+// Replay follows whatever schedule was recorded, so it is deterministic
+// whatever the seed.
+struct ChaosOptions {
+  bool enabled = false;
+  uint64_t seed = 0;  // 0: pick one
+};
+
 struct RecordOptions {
   std::vector<std::string> command;  // program and arguments
   std::string tracePath;
   bool verbose = false;
+  int stdoutFd = -1;                 // the program's stdout/stderr; -1: rec's own
+  int stderrFd = -1;
+  std::chrono::milliseconds timeout{0};  // kill the program after this long (0: never)
+  ChaosOptions chaos;
 };
 
 class RecordSession {
@@ -39,6 +54,8 @@ class RecordSession {
   // Records until every task has exited; returns the initial process's raw
   // wait status. Throws RecError.
   int run();
+  bool timedOut() const { return timedOut_; }
+  uint64_t chaosSeed() const { return chaosSeed_; }
 
  private:
   struct RecordTask;
@@ -47,6 +64,8 @@ class RecordSession {
   void writeHeader(const std::string& executable);
   void loop();
   void scheduleIfIdle();
+  bool shouldSwitchAfterSyscall(RecordTask& t);
+  void pretendCpuCount(RecordTask& t, int64_t result);
   void handleStop(RecordTask& t, const Stop& stop);
   void onSeccomp(RecordTask& t);
   void onSyscallExit(RecordTask& t);
@@ -84,6 +103,11 @@ class RecordSession {
   uint64_t signalCount_ = 0;
   bool warnedSetuid_ = false;
   bool interrupted_ = false;
+  bool timedOut_ = false;
+  uint64_t chaosSeed_ = 0;
+  std::mt19937_64 chaosRandom_;
+  int pretendedCpus_ = 0;         // chaos: what sched_getaffinity reports
+  std::chrono::nanoseconds timeslice_;
   std::vector<uint8_t> tracedBitmap_;
   std::vector<std::string> env_;
 };
@@ -91,5 +115,7 @@ class RecordSession {
 // Set by rec's SIGTERM/SIGHUP handler; the session then kills the tracees
 // and completes the trace.
 extern volatile sig_atomic_t gRecordStopRequested;
+// Set by the SIGALRM of RecordOptions::timeout.
+extern volatile sig_atomic_t gRecordTimeoutExpired;
 
 }  // namespace rec

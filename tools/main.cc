@@ -5,6 +5,8 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <chrono>
+#include <set>
 #include <cstdio>
 #include <fmt/format.h>
 
@@ -16,6 +18,7 @@
 #include "spawn.h"
 #include "trace_file.h"
 #include "trace_paths.h"
+#include "until_failure.h"
 
 namespace {
 
@@ -27,7 +30,24 @@ int statusToExitCode(int status) {
 
 void onStopRequest(int signo) { rec::gRecordStopRequested = signo; }
 
-int record(std::vector<std::string> command, std::string output, bool verbose) {
+struct RecordFlags {
+  bool untilFailure = false;
+  int maxRuns = 1000;
+  std::string maxTime, timeout, failOutput;
+  bool failExit = false, failSignal = false;
+  bool chaos = false;
+  uint64_t chaosSeed = 0;
+};
+
+std::chrono::milliseconds durationOption(const std::string& name, const std::string& value) {
+  if (value.empty()) return std::chrono::milliseconds(0);
+  auto d = rec::parseDuration(value);
+  if (!d) throw rec::RecError(rec::kExitUsage, fmt::format("rec: {} takes a duration like 30s, 500ms or 5m, not '{}'", name, value));
+  return *d;
+}
+
+int record(std::vector<std::string> command, std::string output, bool verbose,
+           const RecordFlags& flags) {
   // Ctrl-C reaches the program through the terminal; rec itself stays to
   // finish the trace. SIGTERM/SIGHUP end the recording but keep the trace.
   ::signal(SIGINT, SIG_IGN);
@@ -41,13 +61,35 @@ int record(std::vector<std::string> command, std::string output, bool verbose) {
 
   // Fail fast on a missing program before creating a trace file.
   rec::resolveProgram(command.at(0));
+  rec::ChaosOptions chaos{flags.chaos, flags.chaosSeed};
+  if (flags.untilFailure) {
+    rec::UntilFailureOptions u;
+    u.command = command;
+    u.output = output;
+    u.maxRuns = flags.maxRuns;
+    u.maxTime = durationOption("--max-time", flags.maxTime);
+    u.timeout = durationOption("--timeout", flags.timeout);
+    u.failOnExit = flags.failExit;
+    u.failOnSignal = flags.failSignal;
+    if (!flags.failOutput.empty()) u.failOutput = flags.failOutput;
+    u.chaos = chaos;
+    u.verbose = verbose;
+    return rec::runUntilFailure(u);
+  }
   bool defaultLocation = output.empty();
   if (defaultLocation) output = rec::newTracePath(command.at(0));
-  rec::RecordOptions options{command, output, verbose};
+  rec::RecordOptions options;
+  options.command = command;
+  options.tracePath = output;
+  options.verbose = verbose;
+  options.timeout = durationOption("--timeout", flags.timeout);
+  options.chaos = chaos;
   rec::RecordSession session(options);
   int status = session.run();
   if (defaultLocation) rec::updateLatestLink(output);
   if (verbose) fmt::print(stderr, "rec: trace written to {}\n", output);
+  if (flags.chaos) fmt::print(stderr, "rec: chaos scheduling, seed {}\n", session.chaosSeed());
+  if (session.timedOut()) return rec::kExitTimedOut;
   // Interrupted: the trace is complete; say how rec itself was stopped.
   if (rec::gRecordStopRequested) return 128 + rec::gRecordStopRequested;
   return statusToExitCode(status);
@@ -73,6 +115,17 @@ int main(int argc, char** argv) {
   auto* recordCmd = app.add_subcommand("record", "Run PROGRAM and record its execution");
   recordCmd->add_option("-o,--output", output, "Trace file (default: $REC_TRACE_DIR/<program>-<N>)");
   recordCmd->add_flag("-v,--verbose", verbose, "Say what rec is doing on stderr");
+  RecordFlags recordFlags;
+  recordCmd->add_flag("--until-failure", recordFlags.untilFailure,
+                      "Record again and again; keep the first failing run's trace");
+  recordCmd->add_option("--max-runs", recordFlags.maxRuns, "With --until-failure: at most N runs (default 1000)");
+  recordCmd->add_option("--max-time", recordFlags.maxTime, "With --until-failure: stop after DURATION (30s, 5m, ...)");
+  recordCmd->add_flag("--fail-exit", recordFlags.failExit, "A non-zero exit is a failure (default with no other --fail-*)");
+  recordCmd->add_flag("--fail-signal", recordFlags.failSignal, "Death by a signal is a failure (default with no other --fail-*)");
+  recordCmd->add_option("--fail-output", recordFlags.failOutput, "Output (stdout or stderr) matching REGEX is a failure");
+  recordCmd->add_option("--timeout", recordFlags.timeout, "Kill the program after DURATION; with --until-failure a hang is a failure");
+  recordCmd->add_flag("--chaos", recordFlags.chaos, "Perturb scheduling to surface races (seed printed and stored)");
+  recordCmd->add_option("--chaos-seed", recordFlags.chaosSeed, "Seed for --chaos");
   recordCmd->footer("Usage: rec record [OPTIONS] [--] PROGRAM [ARGS...]");
 
   std::string trace;
@@ -114,7 +167,9 @@ int main(int argc, char** argv) {
         command.assign(args.begin() + static_cast<long>(i), args.end());
         break;
       }
-      if (args[i] == "-o" || args[i] == "--output") ++i;
+      static const std::set<std::string> kTakesValue = {
+          "-o", "--output", "--max-runs", "--max-time", "--fail-output", "--timeout", "--chaos-seed"};
+      if (kTakesValue.count(args[i])) ++i;
     }
     args.resize(std::min(i, args.size()));
   }
@@ -139,7 +194,8 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "rec: record needs a PROGRAM\n");
         return rec::kExitUsage;
       }
-      return record(command, output, verbose);
+      if (recordFlags.chaosSeed) recordFlags.chaos = true;
+      return record(command, output, verbose, recordFlags);
     }
     if (*replayCmd) return replay(trace, force, verbose);
     if (*dumpCmd) return rec::runDump(dump);

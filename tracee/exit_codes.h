@@ -14,6 +14,7 @@ inline constexpr int kExitUnsupported = 69;  // ptrace/seccomp unavailable, CPU 
 inline constexpr int kExitInternal = 70;     // a bug in rec
 inline constexpr int kExitIoError = 74;      // could not write the trace
 inline constexpr int kExitDivergence = 75;   // replay diverged from the recording
+inline constexpr int kExitTimedOut = 124;    // record --timeout killed the program (as timeout(1))
 inline constexpr int kExitNotExecutable = 126;
 inline constexpr int kExitNotFound = 127;
 

@@ -39,6 +39,8 @@ constexpr long kPtraceOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACESECCOMP |
   while (::read(syncFd, &byte, 1) < 0 && errno == EINTR) {
   }
   ::close(syncFd);
+  if (o.stdoutFd >= 0) ::dup2(o.stdoutFd, 1);
+  if (o.stderrFd >= 0) ::dup2(o.stderrFd, 2);
   // rec ignores SIGINT/SIGQUIT/SIGPIPE for itself; the program must start
   // with the dispositions and mask a shell would give it.
   for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);

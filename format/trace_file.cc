@@ -494,8 +494,11 @@ class TraceWriterImpl final : public TraceWriter {
   void writeChunk(const PendingChunk& chunk) {
     size_t bound = ZSTD_compressBound(chunk.raw.size());
     buffer_.resize(kChunkHeaderSize + bound);
+    // Blobs (binaries, libraries) are large and mostly written once at exec:
+    // the fastest level keeps the end of a short recording from waiting on them.
+    int level = chunk.kind == kKindBlob ? 1 : options_.compressionLevel;
     size_t n = ZSTD_compressCCtx(cctx_.get(), buffer_.data() + kChunkHeaderSize, bound,
-                                 chunk.raw.data(), chunk.raw.size(), options_.compressionLevel);
+                                 chunk.raw.data(), chunk.raw.size(), level);
     if (ZSTD_isError(n)) {
       throw FormatError(path_ + ": zstd compression failed: " + ZSTD_getErrorName(n));
     }

@@ -185,7 +185,6 @@ void RecordSession::writeHeader(const std::string& executable) {
 
 int RecordSession::run() {
   std::string executable = resolveProgram(options_.command.at(0));
-  int cpu = pinToCpu(-1);
   timeslice_ = kTimeslice;
   if (options_.chaos.enabled) {
     chaosSeed_ = options_.chaos.seed ? options_.chaos.seed : std::random_device{}() | 1;
@@ -193,7 +192,10 @@ int RecordSession::run() {
     pretendedCpus_ = std::uniform_int_distribution<int>(1, 8)(chaosRandom_);
   }
   tracedBitmap_ = tracedSyscallBitmap();
+  // The trace writer's compression thread starts here, before rec pins
+  // itself, so zstd runs on another CPU than the program.
   writeHeader(executable);
+  int cpu = pinToCpu(-1);
   blobs_ = std::make_unique<BlobStore>(*writer_);
 
   SpawnOptions spawn;
@@ -468,7 +470,10 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
     if (shmSize) ranges.push_back({static_cast<uint64_t>(result), shmSize});
   }
   std::vector<std::vector<std::byte>> contents;
-  for (const auto& r : ranges) contents.push_back(t.task.readBytes(r.addr, r.len));
+  for (auto& r : ranges) {
+    contents.push_back(t.task.readBytes(r.addr, r.len));
+    r.len = contents.back().size();
+  }
   auto writes = s.initWrites(static_cast<unsigned>(ranges.size()));
   for (unsigned i = 0; i < ranges.size(); ++i) {
     writes[i].setAddress(ranges[i].addr);

@@ -1,5 +1,6 @@
 #include "blob_files.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,6 +26,11 @@ BlobFiles::File BlobFiles::create(const std::string& name, const format::BlobHas
     }
     done += static_cast<size_t>(n);
   }
+  // Keep only a read-only descriptor: a file open for writing cannot be
+  // executed (ETXTBSY), and nothing writes a blob again.
+  ScopedFd readOnly(::open(fmt::format("/proc/self/fd/{}", fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!readOnly.valid()) throwErrno(kExitIoError, "rec: cannot reopen a memfd");
+  fd = std::move(readOnly);
   struct stat st;
   ::fstat(fd.get(), &st);
   file.inode = st.st_ino;

@@ -31,8 +31,9 @@ class Ranges {
     if (addr == 0 || len == 0) return;
     len = std::min(len, kMaxRange);
     if (addr + len < addr) len = ~addr;  // wraps past the top of the address space
-    len = readable(addr, len);
-    if (len) out_.push_back({addr, len});
+    // Not probed here: the recorder reads each range in bulk anyway, and a
+    // read stops short at an unmapped page by itself.
+    out_.push_back({addr, len});
   }
   std::vector<MemRange> take() { return std::move(out_); }
 
@@ -43,17 +44,6 @@ class Ranges {
   }
 
  private:
-  // Clips [addr, addr+len) to its readable prefix. The usual case (both ends
-  // readable) costs two one-byte reads; otherwise probe page by page.
-  uint64_t readable(uint64_t addr, uint64_t len) {
-    uint8_t byte;
-    if (mem_.read(addr, &byte, 1) != 1) return 0;
-    if (mem_.read(addr + len - 1, &byte, 1) == 1) return len;
-    uint64_t end = (addr & ~(kPage - 1)) + kPage;
-    while (end < addr + len && mem_.read(end, &byte, 1) == 1) end += kPage;
-    return std::min(end, addr + len) - addr;
-  }
-
   MemoryReader& mem_;
   std::vector<MemRange> out_;
 };

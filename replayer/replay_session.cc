@@ -20,6 +20,7 @@
 #include "exit_codes.h"
 #include "process_maps.h"
 #include "remote_syscall.h"
+#include "signals.h"
 #include "spawn.h"
 #include "symbolize.h"
 #include "syscall_table.h"
@@ -28,19 +29,6 @@ namespace rec {
 
 namespace {
 
-bool isSynchronousFault(int signo, const siginfo_t& info) {
-  switch (signo) {
-    case SIGSEGV:
-    case SIGBUS:
-    case SIGFPE:
-    case SIGILL:
-    case SIGTRAP:
-    case SIGSYS:
-      return info.si_code > 0;
-    default:
-      return false;
-  }
-}
 
 format::BlobHash hashOf(capnp::Data::Reader d) {
   return format::BlobHash::fromBytes(std::span<const std::byte>(

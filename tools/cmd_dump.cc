@@ -171,11 +171,7 @@ int runDump(const DumpOptions& options) {
       }
       std::cout << line;
     }
-    std::cout.flush();
-    if (!reader.complete()) {
-      std::cerr << "rec: trace " << options.tracePath
-                << " is cut short: " << reader.cutShortReason() << "\n";
-    }
+    cli::noteIfCutShort(reader, options.tracePath);
     return 0;
   });
 }

@@ -166,11 +166,7 @@ int runPs(const PsOptions& options) {
     };
     print(heading);
     for (auto& r : rows) print(r);
-    std::cout.flush();
-    if (!reader.complete()) {
-      std::cerr << "rec: trace " << options.tracePath
-                << " is cut short: " << reader.cutShortReason() << "\n";
-    }
+    cli::noteIfCutShort(reader, options.tracePath);
     return 0;
   });
 }

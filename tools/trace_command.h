@@ -42,6 +42,13 @@ int withTrace(const std::string& path, Body&& body) {
   }
 }
 
+// After listing a trace's events: says on stderr when the recording was cut short.
+inline void noteIfCutShort(const format::TraceReader& reader, const std::string& path) {
+  std::cout.flush();
+  if (!reader.complete())
+    std::cerr << "rec: trace " << path << " is cut short: " << reader.cutShortReason() << "\n";
+}
+
 inline std::string signalText(int signo) {
   std::string_view name = sys::signalName(signo);
   if (!name.empty()) return std::string(name);

@@ -270,7 +270,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_sysinfo, "sysinfo", {Ptr}).out(fixed(0, kSysinfo)),
   emulated(SYS_times, "times", {Ptr}).out(fixed(0, kTms)),
   refused(SYS_ptrace, "ptrace", {Int, Pid, Ptr, Ptr},
-          "rec is the tracer: ptrace cannot nest (debug the replay with rec's gdb server instead)"),
+          "rec is the tracer: ptrace cannot nest"),
   emulated(SYS_getuid, "getuid", {}),
   emulated(SYS_syslog, "syslog", {Int, Ptr, Int}).out(byResult(1)),
   emulated(SYS_getgid, "getgid", {}),

@@ -22,10 +22,16 @@ format::BlobHash BlobStore::storeFd(int fd, const std::string& path) {
     if (it != known_.end()) return it->second;
   }
   std::vector<std::byte> data;
-  data.resize(S_ISREG(st.st_mode) ? static_cast<size_t>(st.st_size) : 0);
+  // A regular file is read at its size; a growing or special file (memfd
+  // being written, /proc) in growing steps until EOF.
+  bool regular = S_ISREG(st.st_mode);
+  data.resize(regular ? static_cast<size_t>(st.st_size) : 65536);
   size_t done = 0;
   for (;;) {
-    if (done == data.size()) data.resize(std::max<size_t>(data.size() * 2, 65536));
+    if (done == data.size()) {
+      if (regular) break;
+      data.resize(data.size() * 2);
+    }
     ssize_t n = ::pread(fd, data.data() + done, data.size() - done, static_cast<off_t>(done));
     if (n < 0) {
       if (errno == EINTR) continue;

@@ -97,6 +97,7 @@ enum SignalDisposition {
   delivered @0;        # signal-delivery-stop passed through to the program
   injectBeforeSyscall @1;  # held async signal, raised as the task entered its next syscall
   injectAtSyscallExit @2;  # async signal that interrupted the syscall just completed
+  atPoint @3;              # async signal delivered in user code, at the point in `registers`
 }
 
 struct SignalEvent {
@@ -105,6 +106,16 @@ struct SignalEvent {
   disposition @2 :SignalDisposition;
   ip @3 :UInt64;
   synchronous @4 :Bool;      # a fault that recurs by itself on replay
+  registers @5 :Registers;   # atPoint: where (rip and every register) it was delivered
+  memory @6 :List(MemWrite); # atPoint: memory words that tell that point from earlier passes
+}
+
+# The recorder switched away from a task in the middle of its user code
+# (timeslice over while another task was runnable). Replay stops the task at
+# the first execution of registers.rip whose registers all equal these.
+struct PreemptEvent {
+  registers @0 :Registers;
+  memory @1 :List(MemWrite);   # 8-byte words that must also match (loops with unchanging registers)
 }
 
 struct ExecEvent {
@@ -139,6 +150,7 @@ struct Event {
     exec @4 :ExecEvent;
     rdtsc @5 :RdtscEvent;
     exit @6 :ExitEvent;
+    preempt @7 :PreemptEvent;
   }
 }
 

@@ -12,15 +12,19 @@
 #include <sys/time.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
+#include <signal.h>
+#include <time.h>
 #include <unistd.h>
 #include <x86intrin.h>
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 #include <cstring>
 
 #include <fmt/format.h>
 
+#include "code_patch.h"
 #include "cpu_info.h"
 #include "errors.h"
 #include "exit_codes.h"
@@ -46,7 +50,36 @@ constexpr auto kTimeslice = std::chrono::milliseconds(20);
 // Chaos: how often a syscall becomes a switch point.
 constexpr double kChaosSwitchProbability = 0.3;
 
-void onTimeout(int) { gRecordTimeoutExpired = 1; }
+// The scheduler's clock: a tick aimed at the recording thread only (the trace
+// writer's thread must not see it), which interrupts its waitpid so it can
+// preempt a task that has run its whole timeslice and enforce --timeout.
+constexpr auto kTick = std::chrono::milliseconds(5);
+void onTick(int) {}
+
+class TickTimer {
+ public:
+  TickTimer() {
+    struct sigaction sa {};
+    sa.sa_handler = onTick;  // no SA_RESTART: waitpid returns EINTR
+    ::sigaction(SIGALRM, &sa, nullptr);
+    sigevent ev{};
+    ev.sigev_notify = SIGEV_THREAD_ID;
+    ev.sigev_signo = SIGALRM;
+    ev._sigev_un._tid = static_cast<pid_t>(::syscall(SYS_gettid));
+    if (::timer_create(CLOCK_MONOTONIC, &ev, &timer_) != 0) return;
+    itimerspec spec{};
+    spec.it_interval.tv_nsec = std::chrono::nanoseconds(kTick).count();
+    spec.it_value = spec.it_interval;
+    active_ = ::timer_settime(timer_, 0, &spec, nullptr) == 0;
+  }
+  ~TickTimer() {
+    if (active_) ::timer_delete(timer_);
+  }
+
+ private:
+  timer_t timer_{};
+  bool active_ = false;
+};
 
 int64_t nowRealtimeNs() {
   timespec ts;
@@ -104,6 +137,7 @@ struct RecordSession::RecordTask {
   // vfork: the parent's syscall returns once the child has exec'd or exited;
   // its event is written after the child's, so replay runs them in that order.
   bool exitWritten = false;
+  bool interruptRequested = false;  // PTRACE_INTERRUPT sent for a preemption
   RecordTask* vforkParent = nullptr;
   RecordTask* vforkChild = nullptr;
   bool vforkReturnPending = false;
@@ -196,15 +230,8 @@ int RecordSession::run() {
   spawn.stdoutFd = options_.stdoutFd;
   spawn.stderrFd = options_.stderrFd;
   gRecordTimeoutExpired = 0;
-  if (options_.timeout.count() > 0) {
-    struct sigaction sa {};
-    sa.sa_handler = onTimeout;  // no SA_RESTART: waitpid returns EINTR
-    ::sigaction(SIGALRM, &sa, nullptr);
-    itimerval timer{};
-    timer.it_value.tv_sec = options_.timeout.count() / 1000;
-    timer.it_value.tv_usec = (options_.timeout.count() % 1000) * 1000;
-    ::setitimer(ITIMER_REAL, &timer, nullptr);
-  }
+  if (options_.timeout.count() > 0) deadline_ = Clock::now() + options_.timeout;
+  TickTimer tick;
   pid_t pid = spawnTraced(spawn);
   initialTid_ = pid;
   auto& t = taskFor(pid);
@@ -215,10 +242,6 @@ int RecordSession::run() {
   current_ = &t;
 
   loop();
-  if (options_.timeout.count() > 0) {
-    itimerval off{};
-    ::setitimer(ITIMER_REAL, &off, nullptr);
-  }
 
   capnp::MallocMessageBuilder footer;
   auto f = footer.initRoot<schema::Footer>();
@@ -247,6 +270,7 @@ void RecordSession::loop() {
     bool anyAlive = std::any_of(tasks_.begin(), tasks_.end(),
                                 [](const auto& kv) { return kv.second->state != TaskState::Dead; });
     if (!anyAlive) return;
+    if (deadline_ && Clock::now() >= *deadline_) gRecordTimeoutExpired = 1;
     if ((gRecordStopRequested || gRecordTimeoutExpired) && !interrupted_) {
       // rec itself was asked to stop, or the program ran out of time: end
       // the program, keep the trace.
@@ -256,6 +280,7 @@ void RecordSession::loop() {
         if (t->state != TaskState::Dead) ::kill(tid, SIGKILL);
     }
     scheduleIfIdle();
+    maybePreempt();
     int status = 0;
     pid_t tid = ::waitpid(-1, &status, __WALL);
     if (tid < 0) {
@@ -337,6 +362,10 @@ void RecordSession::absorbStrays(RecordTask& t, StraySignals& strays) {
 void RecordSession::handleStop(RecordTask& t, const Stop& stop) {
   if (stop.kind == StopKind::Exited) {
     onExited(t, stop.status);
+    return;
+  }
+  if (stop.kind == StopKind::GroupStop && t.interruptRequested && stop.signal == SIGTRAP) {
+    onInterrupted(t);
     return;
   }
   if (stop.kind == StopKind::GroupStop) {
@@ -568,6 +597,95 @@ void RecordSession::onSyscallExit(RecordTask& t) {
   }
 }
 
+// A task that has run user code for a whole timeslice while another task
+// could run is interrupted; onInterrupted switches away from it.
+void RecordSession::maybePreempt() {
+  RecordTask* t = current_;
+  if (!t || t->state != TaskState::Running || t->interruptRequested || readyQueue_.empty()) return;
+  if (Clock::now() - t->sliceStart < timeslice_) return;
+  if (::ptrace(PTRACE_INTERRUPT, t->task.tid(), nullptr, nullptr) == 0) t->interruptRequested = true;
+}
+
+void RecordSession::onInterrupted(RecordTask& t) {
+  t.interruptRequested = false;
+  if (current_ != &t || t.state != TaskState::Running) {
+    // It stopped elsewhere first (a syscall); the interrupt came after.
+    if (current_ == &t) resumeCurrent(t);
+    else makeReady(t);
+    return;
+  }
+  if (t.justExited && t.task.regs().ip() == t.exitRegs.ip() && t.task.regs().sp() == t.exitRegs.sp()) {
+    // Right at a syscall's return: a switch there needs no event, replay
+    // parks the task after that syscall anyway.
+    t.justExited = false;
+    makeReady(t);
+    return;
+  }
+  t.justExited = false;
+  std::vector<MemoryCheck> memory;
+  std::optional<Stop> other = choosePoint(t, memory);
+  if (other) {
+    // A syscall or a signal came first: carry on with that stop normally.
+    handleStop(t, *other);
+    return;
+  }
+  capnp::MallocMessageBuilder msg;
+  auto p = msg.initRoot<schema::Event>().initPreempt();
+  setPoint(p.initRegisters(), p.initMemory(static_cast<unsigned>(memory.size())), t, memory);
+  emit(t, msg);
+  ++preemptions_;
+  makeReady(t);
+}
+
+// Chooses where the task stops for a preemption or a signal: an instruction
+// where replay can plant its conditional breakpoint (tracee/code_patch.h),
+// identified by every register plus the memory words the surrounding code
+// writes, so that the iterations of a loop whose registers never change
+// (a counter in memory, a spin on a flag) are still told apart. It
+// single-steps through one round of the loop to learn those words. Returns
+// the stop that interrupted the stepping (a syscall, a signal), or nullopt
+// once the task stands at the chosen point.
+std::optional<Stop> RecordSession::choosePoint(RecordTask& t, std::vector<MemoryCheck>& memory) {
+  constexpr int kMaxSteps = 256;
+  std::set<uint64_t> visited, written;
+  bool loopClosed = false;
+  for (int step = 0;; ++step) {
+    const user_regs_struct& regs = t.task.regs().raw();
+    uint64_t ip = regs.rip;
+    uint8_t code[kCodeWindow] = {};
+    size_t n = t.task.read(ip, code, sizeof code);
+    std::span<const uint8_t> window(code, n);
+    if (!visited.insert(ip).second) loopClosed = true;
+    if ((loopClosed || step >= kMaxSteps) && patchableLength(window, ip)) break;
+    if (step >= 4 * kMaxSteps)
+      throw RecError(kExitInternal, fmt::format("no patchable instruction near {:#x}", ip));
+    for (uint64_t address : memoryWrittenBy(window, ip, regs)) written.insert(address);
+    if (::ptrace(PTRACE_SINGLESTEP, t.task.tid(), nullptr, nullptr) != 0)
+      throwErrno(kExitInternal, "PTRACE_SINGLESTEP");
+    Stop stop = t.task.wait();
+    if (stop.kind == StopKind::Signal && stop.signal == SIGTRAP && t.task.siginfo().si_code == TRAP_TRACE)
+      continue;
+    return stop;
+  }
+  memory.clear();
+  for (uint64_t address : written) {
+    MemoryCheck check{address, 0};
+    if (t.task.read(address, &check.value, sizeof check.value) == sizeof check.value)
+      memory.push_back(check);
+    if (memory.size() == 8) break;
+  }
+  return std::nullopt;
+}
+
+void RecordSession::setPoint(schema::Registers::Builder regs, capnp::List<schema::MemWrite>::Builder out,
+                             RecordTask& t, const std::vector<MemoryCheck>& memory) {
+  regs.setRaw(asData(t.task.regs().raw()));
+  for (unsigned i = 0; i < memory.size(); ++i) {
+    out[i].setAddress(memory[i].address);
+    out[i].setData(asData(memory[i].value));
+  }
+}
+
 bool RecordSession::shouldSwitchAfterSyscall(RecordTask& t) {
   if (t.nr == SYS_sched_yield || Clock::now() - t.sliceStart > timeslice_) return true;
   return options_.chaos.enabled &&
@@ -652,10 +770,29 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
     resumeCurrent(t, Task::Resume::Cont, signo);
     return;
   }
-  // Arrived while the task ran user code: without a branch counter the exact
-  // point cannot be found again, so hold it until the task's next syscall.
-  t.heldSignals.push_back(info);
-  resumeCurrent(t);
+  // Arrived while the task ran user code: deliver it at a point replay can
+  // find again without a branch counter (rip and every register; see
+  // tracee/code_patch.h), a few instructions on if need be.
+  std::vector<MemoryCheck> memory;
+  std::optional<Stop> other = choosePoint(t, memory);
+  if (other) {
+    // The task reached a syscall (or another signal) first: deliver this one
+    // just before that syscall instead, as replay will.
+    t.heldSignals.push_back(info);
+    handleStop(t, *other);
+    return;
+  }
+  capnp::MallocMessageBuilder msg;
+  auto s = msg.initRoot<schema::Event>().initSignal();
+  s.setSigno(signo);
+  s.setSiginfo(asData(info));
+  s.setDisposition(schema::SignalDisposition::AT_POINT);
+  s.setIp(t.task.regs().ip());
+  setPoint(s.initRegisters(), s.initMemory(static_cast<unsigned>(memory.size())), t, memory);
+  emit(t, msg);
+  ++signalCount_;
+  t.task.setSiginfo(info);
+  resumeCurrent(t, Task::Resume::Cont, signo);
 }
 
 void RecordSession::injectHeldSignal(RecordTask& t) {

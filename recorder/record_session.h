@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "blob_store.h"
+#include "code_patch.h"
 #include "output_fds.h"
 #include "remote_syscall.h"
 #include "task.h"
@@ -65,6 +66,11 @@ class RecordSession {
   void loop();
   void scheduleIfIdle();
   bool shouldSwitchAfterSyscall(RecordTask& t);
+  void maybePreempt();
+  void onInterrupted(RecordTask& t);
+  std::optional<Stop> choosePoint(RecordTask& t, std::vector<MemoryCheck>& memory);
+  void setPoint(schema::Registers::Builder regs, capnp::List<schema::MemWrite>::Builder out,
+                RecordTask& t, const std::vector<MemoryCheck>& memory);
   void pretendCpuCount(RecordTask& t, int64_t result);
   void handleStop(RecordTask& t, const Stop& stop);
   void onSeccomp(RecordTask& t);
@@ -108,6 +114,8 @@ class RecordSession {
   std::mt19937_64 chaosRandom_;
   int pretendedCpus_ = 0;         // chaos: what sched_getaffinity reports
   std::chrono::nanoseconds timeslice_;
+  std::optional<std::chrono::steady_clock::time_point> deadline_;  // --timeout
+  uint64_t preemptions_ = 0;
   std::vector<uint8_t> tracedBitmap_;
   std::vector<std::string> env_;
 };

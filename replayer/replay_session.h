@@ -13,7 +13,10 @@
 #include <vector>
 
 #include "blob_files.h"
+#include "code_patch.h"
 #include "task.h"
+
+#include <sys/user.h>
 #include "trace_file.h"
 
 namespace rec {
@@ -46,6 +49,11 @@ class ReplaySession {
   void onExit(ReplayTask& t, schema::ExitEvent::Reader e);
 
   Stop advance(ReplayTask& t);
+  void reachPoint(ReplayTask& t, const user_regs_struct& expected,
+                  const std::vector<MemoryCheck>& memory, const std::string& what);
+  static std::vector<MemoryCheck> memoryChecks(capnp::List<schema::MemWrite>::Reader list);
+  void advanceInitial(ReplayTask& t);
+  static user_regs_struct rawRegisters(schema::Registers::Reader r);
   std::optional<uint64_t> temporarySignalMask(ReplayTask& t);
   void reachSeccomp(ReplayTask& t, const std::string& expected);
   void checkSyscallMatches(ReplayTask& t, int number, capnp::List<uint64_t>::Reader args,

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdio>
 #include <iostream>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -83,6 +84,8 @@ std::string dispositionText(schema::SignalDisposition d) {
       return "injected before syscall";
     case schema::SignalDisposition::INJECT_AT_SYSCALL_EXIT:
       return "injected at syscall exit";
+    case schema::SignalDisposition::AT_POINT:
+      return "delivered in user code";
   }
   return "disposition " + std::to_string(static_cast<int>(d));
 }
@@ -114,6 +117,12 @@ std::string eventText(schema::Event::Reader e) {
       auto x = e.getExit();
       return std::string("+++ ") + (x.getThreadOnly() ? "thread " : "") +
              cli::describeWaitStatus(x.getWaitStatus()) + " +++";
+    }
+    case schema::Event::PREEMPT: {
+      auto raw = e.getPreempt().getRegisters().getRaw();
+      uint64_t ip = 0;
+      if (raw.size() >= 17 * 8) std::memcpy(&ip, raw.begin() + 16 * 8, 8);  // user_regs_struct.rip
+      return "--- preempted at " + hex(ip) + " ---";
     }
   }
   return "<unknown event kind " + std::to_string(static_cast<int>(e.which())) + ">";

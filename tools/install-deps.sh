@@ -6,6 +6,7 @@ packages=(
   capnproto libcapnp-dev libzstd-dev    # trace format
   libxxhash-dev libcli11-dev libfmt-dev # checksums, command line, formatting
   libdw-dev                             # symbol names in divergence reports
+  libcapstone-dev                       # x86 decoding for replay's conditional breakpoints
   catch2                                # unit tests
   python3 perl tar gzip findutils       # real programs the integration tests record
 )

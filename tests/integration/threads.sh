@@ -1,0 +1,73 @@
+# Issue 5: threads, preemption and asynchronous signals at exact points,
+# without hardware performance counters.
+# shellcheck source=lib.bash
+source "$TESTLIB"
+
+check_threads() {
+  need_program threads
+  expect_native_differs "$PROGRAMS/threads"
+  record_replay threads --status 0 --expect-out '^consumed sum [0-9]+ racy counter' -- "$PROGRAMS/threads"
+}
+
+check_thread_life() {
+  need_program thread_life
+  expect_native_differs "$PROGRAMS/thread_life"
+  record_replay life --status 3 --expect-out '^signal handled by a thread: yes' -- "$PROGRAMS/thread_life"
+}
+
+check_python_threads() {
+  record_replay pythreads --status 0 --expect-out '^\[' -- python3 -c '
+import threading, random, os
+out = []
+def work(i):
+    out.append((i, random.random(), threading.get_native_id()))
+ts = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(sorted(out), os.getpid())'
+}
+
+# A spin-wait on an atomic flag set by another thread: needs preemption in
+# the middle of user code to terminate under record, and again under replay.
+check_spin_flag() {
+  need_program spin_flag
+  record_replay spin --status 0 --expect-out '^spun [0-9]+ times' -- "$PROGRAMS/spin_flag"
+}
+
+# Plain increments from four threads: the lost updates depend on where the
+# threads were preempted. Every replay matches its own recording.
+check_racy_counter_stress() {
+  need_program racy_counter
+  local i totals="" preempted=0
+  for i in 1 2 3 4 5 6; do
+    record_replay "racy$i" --status 0 --expect-out '^counter [0-9]+ of 200000000' -- "$PROGRAMS/racy_counter"
+    totals+="$(cat "racy$i.rec.out") | "
+    "$REC" dump "racy$i.rec" | grep -q "preempted at" && preempted=$((preempted + 1))
+  done
+  note "totals: $totals"
+  [ "$preempted" -gt 0 ] || fail "no recording had a preemption point in user code"
+  note "$preempted of 6 recordings were preempted in user code"
+}
+
+# A SIGALRM handler samples a counter every 20 ms while the main code
+# busy-loops without syscalls: each signal must land at the same instruction
+# on replay, and the replay must take seconds, not minutes.
+check_alarm_busy_loop() {
+  need_program alarm_busy
+  expect_native_differs "$PROGRAMS/alarm_busy"
+  local start end
+  record alarm --status 0 --expect-out '^sample 24: [0-9]+' -- "$PROGRAMS/alarm_busy"
+  start=$(date +%s)
+  replay_compare alarm
+  end=$(date +%s)
+  "$REC" dump alarm.rec | grep -q "SIGALRM delivered in user code" || fail "no signal delivered in user code"
+  [ $((end - start)) -le 60 ] || fail "replay took $((end - start)) s"
+  note "replay took $((end - start)) s"
+}
+
+t threads check_threads
+t thread_life check_thread_life
+t python_threads check_python_threads
+t spin_flag check_spin_flag
+t racy_counter_stress check_racy_counter_stress
+t alarm_busy_loop check_alarm_busy_loop
+finish

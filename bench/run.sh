@@ -45,6 +45,7 @@ log() { printf '%s\n' "$*" >&2; }
 
 # --- workload preparation ---------------------------------------------------
 cc -O2 -o "$TMP/cpu_bound" "$HERE/cpu_bound.c" || { log "run.sh: cannot compile cpu_bound.c"; exit 1; }
+cc -O2 -pthread -o "$TMP/threads" "$HERE/threads.c" || { log "run.sh: cannot compile threads.c"; exit 1; }
 mkdir -p "$TMP/proj"
 for i in 1 2 3 4 5 6 7 8; do
   printf 'int f%d(int x) { int s = 0; for (int i = 0; i < x; i++) s += i * %d; return s; }\n' "$i" "$i" >"$TMP/proj/f$i.c"
@@ -52,12 +53,13 @@ done
 printf 'int main(void) { return 0; }\n' >"$TMP/proj/main.c"
 printf 'OBJS = main.o f1.o f2.o f3.o f4.o f5.o f6.o f7.o f8.o\nprog: $(OBJS)\n\t$(CC) -o $@ $(OBJS)\n%%.o: %%.c\n\t$(CC) -O1 -c -o $@ $<\n' >"$TMP/proj/Makefile"
 
-WORKLOADS=(dd find ls_lR cpu_bound python_start true_x100 make_j2)
+WORKLOADS=(dd find ls_lR cpu_bound threads python_start true_x100 make_j2)
 declare -A DESC=(
   [dd]='dd bs=4k of 50 MB, /dev/zero to /dev/null'
   [find]='find /usr -type f'
   [ls_lR]='ls -lR /usr/lib'
   [cpu_bound]='cpu_bound (~1 s of arithmetic)'
+  [threads]='thread pool: 4 threads, 400 items under a mutex'
   [python_start]='python3 -c pass'
   [true_x100]='100 x /bin/true from a sh loop'
   [make_j2]='make -j2 of 9 C files'
@@ -68,6 +70,7 @@ set_cmd() {  # set_cmd NAME: sets the array CMD
     find) CMD=(find /usr -type f) ;;
     ls_lR) CMD=(ls -lR /usr/lib) ;;
     cpu_bound) CMD=("$TMP/cpu_bound") ;;
+    threads) CMD=("$TMP/threads") ;;
     python_start) CMD=("$PYTHON" -c pass) ;;
     true_x100) CMD=(sh -c 'i=0; while [ $i -lt 100 ]; do /bin/true; i=$((i+1)); done') ;;
     make_j2) CMD=(make -s -B -j2 -C "$TMP/proj") ;;

@@ -127,6 +127,7 @@ struct ExecEvent {
   registers @5 :Registers;         # initial registers
   argv @6 :List(Text);
   writableData @7 :List(MemWrite); # contents of writable mappings right after exec (data/bss pages)
+  becomesTid @8 :Int32;            # exec from a non-leader thread: the id it has afterwards (the leader's)
 }
 
 struct RdtscEvent {

@@ -138,6 +138,9 @@ struct RecordSession::RecordTask {
   // its event is written after the child's, so replay runs them in that order.
   bool exitWritten = false;
   bool interruptRequested = false;  // PTRACE_INTERRUPT sent for a preemption
+  pid_t formerTid = 0;               // exec'd from a non-leader thread: its id before
+  bool stepTrapPending = false;      // single-stepped into a syscall: a stray SIGTRAP may follow
+  std::optional<int> execVictimStatus;  // ended by a sibling's execve; exit written after it
   RecordTask* vforkParent = nullptr;
   RecordTask* vforkChild = nullptr;
   bool vforkReturnPending = false;
@@ -331,7 +334,7 @@ void RecordSession::resumeCurrent(RecordTask& t, Task::Resume how, int signal) {
   t.task.resume(how, signal);
 }
 
-void RecordSession::emit(RecordTask& t, capnp::MallocMessageBuilder& msg) {
+void RecordSession::emit(RecordTask& t, capnp::MallocMessageBuilder& msg, pid_t tidOverride) {
   // Tasks that entered a blocking syscall and let others run are announced
   // in the order they entered, so replay runs each one's user code up to its
   // syscall in the recorded order. A task's own completed syscall implies
@@ -350,7 +353,7 @@ void RecordSession::emit(RecordTask& t, capnp::MallocMessageBuilder& msg) {
   }
   for (RecordTask* u : unannounced_) u->enterAnnounced = true;
   unannounced_.clear();
-  msg.getRoot<schema::Event>().setTid(t.task.tid());
+  msg.getRoot<schema::Event>().setTid(tidOverride ? tidOverride : t.task.tid());
   writer_->writeEvent(msg);
 }
 
@@ -665,6 +668,9 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, std::vector<Memory
     Stop stop = t.task.wait();
     if (stop.kind == StopKind::Signal && stop.signal == SIGTRAP && t.task.siginfo().si_code == TRAP_TRACE)
       continue;
+    // Stepped into a syscall (or a signal): the kernel may still report the
+    // step as a SIGTRAP when that syscall returns; it is rec's, not the program's.
+    t.stepTrapPending = true;
     return stop;
   }
   memory.clear();
@@ -734,6 +740,11 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
                 regs.result() == t.exitRegs.result();
   t.justExited = false;
 
+  if (signo == SIGTRAP && t.stepTrapPending && (info.si_code == TRAP_TRACE || info.si_code == TRAP_BRKPT)) {
+    t.stepTrapPending = false;
+    resumeCurrent(t);
+    return;
+  }
   if (signo == SIGSEGV && info.si_code == SI_KERNEL) {
     if (emulateRdtsc(t)) return;
   }
@@ -822,10 +833,44 @@ void RecordSession::injectHeldSignal(RecordTask& t) {
   resumeCurrent(t, Task::Resume::Cont, signo);
 }
 
+// A sibling of `t` is in execve: the kernel is ending the other threads.
+bool RecordSession::siblingExecing(const RecordTask& t) const {
+  return std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& kv) {
+    const RecordTask& o = *kv.second;
+    return &o != &t && o.task.tgid() == t.task.tgid() && o.state == TaskState::InSyscall &&
+           (o.nr == SYS_execve || o.nr == SYS_execveat);
+  });
+}
+
+void RecordSession::forget(RecordTask& t) {
+  if (current_ == &t) current_ = nullptr;
+  std::erase(unannounced_, &t);
+  std::erase(readyQueue_, t.task.tid());
+}
+
 void RecordSession::onExec(RecordTask& t) {
-  t.task.resetMemory();
-  t.execSeen = true;
-  t.task.resume(Task::Resume::Syscall);
+  pid_t former = static_cast<pid_t>(t.task.eventMessage());
+  RecordTask* execer = &t;
+  if (former != t.task.tid() && tasks_.count(former)) {
+    // A thread other than the leader exec'd: it now has the leader's id and
+    // the old leader is gone without a death report. Its slot goes to the
+    // exec'ing thread; the Exec event names the thread by its former id so
+    // replay finds it.
+    pid_t leader = t.task.tid();
+    forget(t);
+    auto moved = std::move(tasks_[former]);
+    tasks_.erase(former);
+    forget(*moved);
+    tasks_[leader] = std::move(moved);
+    execer = tasks_[leader].get();
+    execer->task.setTid(leader);
+    execer->formerTid = former;
+    execer->state = TaskState::InSyscall;
+    current_ = execer;
+  }
+  execer->task.resetMemory();
+  execer->execSeen = true;
+  execer->task.resume(Task::Resume::Syscall);
 }
 
 void RecordSession::completeExec(RecordTask& t) {
@@ -916,7 +961,19 @@ void RecordSession::completeExec(RecordTask& t) {
   e.initRegisters().setRaw(asData(regs.raw()));
   auto argv = e.initArgv(static_cast<unsigned>(argvStrings.size()));
   for (unsigned i = 0; i < argvStrings.size(); ++i) argv.set(i, argvStrings[i]);
-  emit(t, msg);
+  if (t.formerTid) {
+    e.setBecomesTid(tid);
+    emit(t, msg, std::exchange(t.formerTid, 0));
+    // The threads the exec ended, in tid order.
+    for (auto& [otherTid, other] : tasks_) {
+      if (!other->execVictimStatus || other->task.tgid() != t.task.tgid()) continue;
+      other->exitWritten = false;
+      writeExit(*other, *std::exchange(other->execVictimStatus, std::nullopt));
+      other->state = TaskState::Dead;
+    }
+  } else {
+    emit(t, msg);
+  }
   t.execSeen = false;
   t.exitRegs = regs;
   t.justExited = false;
@@ -956,6 +1013,15 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
 // that replay lets the task die before those joiners run on.
 void RecordSession::onExitEvent(RecordTask& t) {
   int status = static_cast<int>(t.task.eventMessage());
+  if (siblingExecing(t)) {
+    // Ended by a sibling's execve: its exit is written after the Exec event,
+    // because replay sees it die only when it replays that exec.
+    t.execVictimStatus = status;
+    t.task.resume(Task::Resume::Cont);
+    t.state = TaskState::Exiting;
+    if (current_ == &t) current_ = nullptr;
+    return;
+  }
   writeExit(t, status);
   t.task.resume(Task::Resume::Cont);
   bool leaderWithThreads =
@@ -993,6 +1059,12 @@ void RecordSession::writeExit(RecordTask& t, int status) {
 }
 
 void RecordSession::onExited(RecordTask& t, int status) {
+  if (t.execVictimStatus || siblingExecing(t)) {
+    if (!t.execVictimStatus) t.execVictimStatus = status;
+    t.state = TaskState::Dead;
+    if (current_ == &t) current_ = nullptr;
+    return;
+  }
   writeExit(t, status);  // when no PTRACE_EVENT_EXIT stop came (SIGKILL)
   if (t.task.tid() == initialTid_) initialStatus_ = status;
   t.state = TaskState::Dead;

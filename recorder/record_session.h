@@ -91,7 +91,9 @@ class RecordSession {
 
   // Event output. Every event goes through emit(), which first announces the
   // syscalls other tasks are blocked in, so replay runs them up to there.
-  void emit(RecordTask& t, capnp::MallocMessageBuilder& msg);
+  void emit(RecordTask& t, capnp::MallocMessageBuilder& msg, pid_t tidOverride = 0);
+  bool siblingExecing(const RecordTask& t) const;
+  void forget(RecordTask& t);
   void makeReady(RecordTask& t, int signal = 0);
   void resumeCurrent(RecordTask& t, Task::Resume how = Task::Resume::Cont, int signal = 0);
   RecordTask& taskFor(pid_t tid);

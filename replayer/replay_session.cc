@@ -90,6 +90,7 @@ struct ReplaySession::ReplayTask {
   uint64_t parentTidAddress = 0; // CLONE_PARENT_SETTID: fixed when clone returns
   int32_t parentTidValue = 0;
   bool exiting = false;          // passed PTRACE_EVENT_EXIT
+  std::optional<int> deadStatus; // reaped while replaying a sibling's execve
 };
 
 ReplaySession::ReplaySession(ReplayOptions options) : options_(std::move(options)) {}
@@ -217,6 +218,16 @@ void ReplaySession::dispatch(schema::Event::Reader event) {
     fmt::print(stderr, "rec: event #{} task {} kind {}{}\n", eventIndex_, event.getTid(),
                static_cast<int>(event.which()),
                event.isSyscall() ? fmt::format(" syscall {}", event.getSyscall().getNumber()) : "");
+  if (t.park == ReplayTask::Park::Dead && event.isExit() && t.deadStatus) {
+    // Ended by a sibling's execve while replaying it.
+    if (!sameStatus(*t.deadStatus, event.getExit().getWaitStatus()))
+      throw RecError(kExitDivergence,
+                     fmt::format("rec: replay diverged at event #{} (task {}): expected {}, got {}",
+                                 eventIndex_, t.recordedTid, statusText(event.getExit().getWaitStatus()),
+                                 statusText(*t.deadStatus)));
+    t.deadStatus.reset();
+    return;
+  }
   if (t.park == ReplayTask::Park::Dead)
     throw RecError(kExitBadTrace,
                    fmt::format("rec: trace event #{} is for task {} after it exited", eventIndex_,
@@ -923,6 +934,44 @@ void ReplaySession::remapExecFiles(ReplayTask& t, schema::ExecEvent::Reader e) {
   }
 }
 
+// execve in a thread other than the leader: the kernel ends the other
+// threads (rec, their tracer, reaps them so the exec can go on) and gives the
+// exec'ing thread the leader's id. Returns once the exec stop was seen.
+void ReplaySession::execFromThread(ReplayTask& t, int recordedLeader) {
+  pid_t leader = t.task.tgid();
+  for (;;) {
+    int status = 0;
+    pid_t pid = ::waitpid(-1, &status, __WALL);
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      throwErrno(kExitInternal, "waitpid");
+    }
+    Stop stop = decodeStop(status);
+    if (pid == leader && stop.kind == StopKind::Exec) break;
+    ReplayTask* other = nullptr;
+    for (auto& [id, o] : tasks_)
+      if (o->task.tid() == pid && o.get() != &t) other = o.get();
+    if (stop.kind == StopKind::Exited) {
+      if (other) {
+        other->park = ReplayTask::Park::Dead;
+        other->deadStatus = status;
+      }
+      continue;
+    }
+    ::ptrace(PTRACE_CONT, pid, nullptr, nullptr);
+  }
+  // The exec'ing thread now is the leader, under both ids.
+  auto self = std::move(tasks_[t.recordedTid]);
+  tasks_.erase(t.recordedTid);
+  if (auto old = tasks_.find(recordedLeader); old != tasks_.end()) old->second->park = ReplayTask::Park::Dead;
+  tasks_[recordedLeader] = std::move(self);
+  t.recordedTid = recordedLeader;
+  t.task.setTid(leader);
+  t.task.noteStopped();
+  t.task.resetMemory();
+  t.task.resume(Task::Resume::Syscall);
+}
+
 void ReplaySession::onExec(ReplayTask& t, schema::ExecEvent::Reader e) {
   bool initial = t.park == ReplayTask::Park::Seccomp && t.recordedTid == initialRecordedTid_ &&
                  eventIndex_ == 0;
@@ -947,6 +996,7 @@ void ReplaySession::onExec(ReplayTask& t, schema::ExecEvent::Reader e) {
     }
   }
   t.task.resume(Task::Resume::Syscall);
+  if (e.getBecomesTid() != 0 && e.getBecomesTid() != t.recordedTid) execFromThread(t, e.getBecomesTid());
   for (;;) {
     Stop stop = t.task.wait();
     if (stop.kind == StopKind::Exec) {

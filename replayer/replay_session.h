@@ -65,6 +65,7 @@ class ReplaySession {
                       std::array<uint64_t, 6> mmapArgs);
   void runForkLike(ReplayTask& t, int recordedChild);
   void fixParentTid(ReplayTask& t);
+  void execFromThread(ReplayTask& t, int recordedLeader);
   Stop waitSyscallExit(ReplayTask& t);
   void echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e);
   void remapExecFiles(ReplayTask& t, schema::ExecEvent::Reader e);

@@ -77,6 +77,8 @@ class Task : public sys::MemoryReader {
   Task& operator=(const Task&) = delete;
 
   pid_t tid() const { return tid_; }
+  // execve from a non-leader thread gives it the leader's id.
+  void setTid(pid_t tid) { tid_ = tid; }
   pid_t tgid() const { return tgid_; }
   void setTgid(pid_t tgid) { tgid_ = tgid; }
 

@@ -64,9 +64,18 @@ check_alarm_busy_loop() {
   note "replay took $((end - start)) s"
 }
 
+# execve from a thread that is not the main one: the other threads end and
+# the exec'ing thread takes over the process id, in record and in replay.
+check_exec_from_thread() {
+  need_program thread_exec
+  expect_native_differs "$PROGRAMS/thread_exec"
+  record_replay texec --status 7 --expect-out '^after exec: pid [0-9]+ random' -- "$PROGRAMS/thread_exec"
+}
+
 t threads check_threads
 t thread_life check_thread_life
 t python_threads check_python_threads
+t exec_from_thread check_exec_from_thread
 t spin_flag check_spin_flag
 t racy_counter_stress check_racy_counter_stress
 t alarm_busy_loop check_alarm_busy_loop

@@ -72,7 +72,14 @@ check_exec_from_thread() {
   record_replay texec --status 7 --expect-out '^after exec: pid [0-9]+ random' -- "$PROGRAMS/thread_exec"
 }
 
+check_pi_mutex() {
+  need_program pi_mutex
+  expect_native_differs "$PROGRAMS/pi_mutex"
+  record_replay pi --status 0 --expect-out '^total [0-9]+ order [abc]+' -- "$PROGRAMS/pi_mutex"
+}
+
 t threads check_threads
+t pi_mutex check_pi_mutex
 t thread_life check_thread_life
 t python_threads check_python_threads
 t exec_from_thread check_exec_from_thread

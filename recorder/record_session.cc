@@ -139,7 +139,9 @@ struct RecordSession::RecordTask {
   bool exitWritten = false;
   bool interruptRequested = false;  // PTRACE_INTERRUPT sent for a preemption
   pid_t formerTid = 0;               // exec'd from a non-leader thread: its id before
-  bool stepTrapPending = false;      // single-stepped into a syscall: a stray SIGTRAP may follow
+  bool stepTrapPending = false;
+  std::deque<uint64_t> resumeIps;    // where it resumed after recent points (see patchableHere)
+  std::set<uint64_t> jumpTargets;    // jumped-to code seen while choosing a point      // single-stepped into a syscall: a stray SIGTRAP may follow
   std::optional<int> execVictimStatus;  // ended by a sibling's execve; exit written after it
   RecordTask* vforkParent = nullptr;
   RecordTask* vforkChild = nullptr;
@@ -636,6 +638,7 @@ void RecordSession::onInterrupted(RecordTask& t) {
   auto p = msg.initRoot<schema::Event>().initPreempt();
   setPoint(p.initRegisters(), p.initMemory(static_cast<unsigned>(memory.size())), t, memory);
   emit(t, msg);
+  rememberResumeIp(t);
   ++preemptions_;
   makeReady(t);
 }
@@ -652,14 +655,19 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, std::vector<Memory
   constexpr int kMaxSteps = 256;
   std::set<uint64_t> visited, written;
   bool loopClosed = false;
+  uint64_t fallthrough = 0;
+  t.jumpTargets.clear();
   for (int step = 0;; ++step) {
     const user_regs_struct& regs = t.task.regs().raw();
     uint64_t ip = regs.rip;
     uint8_t code[kCodeWindow] = {};
     size_t n = t.task.read(ip, code, sizeof code);
     std::span<const uint8_t> window(code, n);
+    // Code reached by a jump must not fall inside a patch (see patchableHere).
+    if (step > 0 && ip != fallthrough) t.jumpTargets.insert(ip);
+    fallthrough = ip + instructionLength(window, ip);
     if (!visited.insert(ip).second) loopClosed = true;
-    if ((loopClosed || step >= kMaxSteps) && patchableLength(window, ip)) break;
+    if ((loopClosed || step >= kMaxSteps) && patchableHere(t, window, ip)) break;
     if (step >= 4 * kMaxSteps)
       throw RecError(kExitInternal, fmt::format("no patchable instruction near {:#x}", ip));
     for (uint64_t address : memoryWrittenBy(window, ip, regs)) written.insert(address);
@@ -681,6 +689,24 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, std::vector<Memory
     if (memory.size() == 8) break;
   }
   return std::nullopt;
+}
+
+// Replay overwrites [ip, ip + length) with a jump while it runs the task to
+// the point. The task must not resume inside that range: not where it stands
+// now, nor where a signal handler it is in will return to.
+bool RecordSession::patchableHere(RecordTask& t, std::span<const uint8_t> window, uint64_t ip) {
+  auto length = patchableLength(window, ip);
+  if (!length) return false;
+  for (uint64_t avoid : t.resumeIps)
+    if (avoid > ip && avoid < ip + *length) return false;
+  auto target = t.jumpTargets.upper_bound(ip);
+  return target == t.jumpTargets.end() || *target >= ip + *length;
+}
+
+void RecordSession::rememberResumeIp(RecordTask& t) {
+  constexpr size_t kKept = 16;
+  t.resumeIps.push_back(t.task.regs().ip());
+  if (t.resumeIps.size() > kKept) t.resumeIps.pop_front();
 }
 
 void RecordSession::setPoint(schema::Registers::Builder regs, capnp::List<schema::MemWrite>::Builder out,
@@ -801,6 +827,7 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
   s.setIp(t.task.regs().ip());
   setPoint(s.initRegisters(), s.initMemory(static_cast<unsigned>(memory.size())), t, memory);
   emit(t, msg);
+  rememberResumeIp(t);
   ++signalCount_;
   t.task.setSiginfo(info);
   resumeCurrent(t, Task::Resume::Cont, signo);

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <random>
+#include <set>
 
 #include <deque>
 #include <map>
@@ -69,6 +70,8 @@ class RecordSession {
   void maybePreempt();
   void onInterrupted(RecordTask& t);
   std::optional<Stop> choosePoint(RecordTask& t, std::vector<MemoryCheck>& memory);
+  bool patchableHere(RecordTask& t, std::span<const uint8_t> window, uint64_t ip);
+  void rememberResumeIp(RecordTask& t);
   void setPoint(schema::Registers::Builder regs, capnp::List<schema::MemWrite>::Builder out,
                 RecordTask& t, const std::vector<MemoryCheck>& memory);
   void pretendCpuCount(RecordTask& t, int64_t result);

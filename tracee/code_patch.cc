@@ -291,6 +291,11 @@ std::vector<uint64_t> memoryWrittenBy(std::span<const uint8_t> code, uint64_t ip
   return out;
 }
 
+size_t instructionLength(std::span<const uint8_t> code, uint64_t ip) {
+  std::vector<Insn> insns = decode(code, ip, 1);
+  return insns.empty() ? 0 : insns[0].bytes.size();
+}
+
 bool sameUserPoint(const user_regs_struct& a, const user_regs_struct& b) {
   for (int n = 0; n < 16; ++n)
     if (regByNumber(a, n) != regByNumber(b, n)) return false;

@@ -37,8 +37,13 @@ struct CapstoneHandle {
   }
 };
 
-std::vector<Insn> decode(std::span<const uint8_t> code, uint64_t ip, size_t minBytes) {
+CapstoneHandle& capstone() {
   static thread_local CapstoneHandle cs;
+  return cs;
+}
+
+std::vector<Insn> decode(std::span<const uint8_t> code, uint64_t ip, size_t minBytes) {
+  CapstoneHandle& cs = capstone();
   std::vector<Insn> out;
   if (!cs.ok) return out;
   const uint8_t* p = code.data();
@@ -254,7 +259,7 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
 
 std::vector<uint64_t> memoryWrittenBy(std::span<const uint8_t> code, uint64_t ip,
                                       const user_regs_struct& regs) {
-  static thread_local CapstoneHandle cs;
+  CapstoneHandle& cs = capstone();
   std::vector<uint64_t> out;
   if (!cs.ok) return out;
   const uint8_t* p = code.data();

@@ -15,28 +15,13 @@
 
 #include "commands.h"
 #include "exit_codes.h"
+#include "temp_dir.h"
 #include "trace_file.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "rec-commands-XXXXXX").string();
-    REQUIRE(mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -187,7 +172,7 @@ void writeSampleTrace(const std::string& path, bool finish) {
 }  // namespace
 
 TEST_CASE("trace commands: missing trace", "[commands]") {
-  TempDir dir;
+  TempDir dir("rec-commands");
   std::string missing = dir.file("nope.rec");
   for (auto run : std::vector<std::function<int()>>{[&] {
                                                       return rec::runDump({missing, false, false});
@@ -202,7 +187,7 @@ TEST_CASE("trace commands: missing trace", "[commands]") {
 }
 
 TEST_CASE("trace commands: garbage file", "[commands]") {
-  TempDir dir;
+  TempDir dir("rec-commands");
   std::string garbage = dir.file("garbage.rec");
   std::ofstream(garbage) << "this is not a trace at all, just some text\n";
   for (auto run : std::vector<std::function<int()>>{[&] {
@@ -217,7 +202,7 @@ TEST_CASE("trace commands: garbage file", "[commands]") {
 }
 
 TEST_CASE("rec dump", "[commands]") {
-  TempDir dir;
+  TempDir dir("rec-commands");
   std::string path = dir.file("t.rec");
   writeSampleTrace(path, true);
 
@@ -249,7 +234,7 @@ TEST_CASE("rec dump", "[commands]") {
 }
 
 TEST_CASE("rec info", "[commands]") {
-  TempDir dir;
+  TempDir dir("rec-commands");
   std::string path = dir.file("t.rec");
   writeSampleTrace(path, true);
   Output o = capture(dir, [&] { return rec::runInfo({path}); });
@@ -267,7 +252,7 @@ TEST_CASE("rec info", "[commands]") {
 }
 
 TEST_CASE("rec ps", "[commands]") {
-  TempDir dir;
+  TempDir dir("rec-commands");
   std::string path = dir.file("t.rec");
   writeSampleTrace(path, true);
   Output o = capture(dir, [&] { return rec::runPs({path}); });
@@ -279,7 +264,7 @@ TEST_CASE("rec ps", "[commands]") {
 }
 
 TEST_CASE("trace commands on a cut-short trace", "[commands]") {
-  TempDir dir;
+  TempDir dir("rec-commands");
   std::string path = dir.file("cut.rec");
   writeSampleTrace(path, false);
   // Chop the last chunk in half, as a killed recorder might leave it.

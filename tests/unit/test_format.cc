@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "temp_dir.h"
 #include "trace_file.h"
 
 namespace fs = std::filesystem;
@@ -26,23 +27,6 @@ using rec::format::WriterOptions;
 
 namespace {
 
-// A fresh directory under /tmp, removed with its contents afterwards.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "rec-format-XXXXXX").string();
-    REQUIRE(mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 std::vector<std::byte> readFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -215,7 +199,7 @@ TEST_CASE("BlobHash bytes and hex round trip", "[format]") {
 }
 
 TEST_CASE("random events round trip", "[format]") {
-  TempDir dir;
+  TempDir dir("rec-format");
   for (uint64_t seed : {1, 2, 3, 42, 1234}) {
     CAPTURE(seed);
     WriterOptions options;
@@ -255,7 +239,7 @@ TEST_CASE("random events round trip", "[format]") {
 }
 
 TEST_CASE("large blob round trip", "[format]") {
-  TempDir dir;
+  TempDir dir("rec-format");
   std::string path = dir.file("big.rec");
   capnp::MallocMessageBuilder header;
   fillHeader(header);
@@ -277,7 +261,7 @@ TEST_CASE("large blob round trip", "[format]") {
 }
 
 TEST_CASE("truncation at every byte offset", "[format]") {
-  TempDir dir;
+  TempDir dir("rec-format");
   std::string path = dir.file("small.rec");
   WriterOptions options;
   options.maxEventsPerChunk = 3;
@@ -310,7 +294,7 @@ TEST_CASE("truncation at every byte offset", "[format]") {
 }
 
 TEST_CASE("cut-short reasons", "[format]") {
-  TempDir dir;
+  TempDir dir("rec-format");
   std::string path = dir.file("cut.rec");
   WriterOptions options;
   options.maxEventsPerChunk = 2;
@@ -330,7 +314,7 @@ TEST_CASE("cut-short reasons", "[format]") {
 }
 
 TEST_CASE("every single-bit flip is detected", "[format]") {
-  TempDir dir;
+  TempDir dir("rec-format");
   std::string path = dir.file("flip.rec");
   WriterOptions options;
   options.maxEventsPerChunk = 4;
@@ -356,7 +340,7 @@ TEST_CASE("every single-bit flip is detected", "[format]") {
 }
 
 TEST_CASE("open errors", "[format]") {
-  TempDir dir;
+  TempDir dir("rec-format");
   std::string path = dir.file("good.rec");
   writeTrace(path, 3, 5, WriterOptions{});
   auto bytes = readFile(path);
@@ -412,7 +396,7 @@ TEST_CASE("open errors", "[format]") {
 }
 
 TEST_CASE("a stale chunk is sealed by the background thread", "[format]") {
-  TempDir dir;
+  TempDir dir("rec-format");
   std::string path = dir.file("live.rec");
   capnp::MallocMessageBuilder header;
   fillHeader(header);
@@ -436,7 +420,7 @@ TEST_CASE("a stale chunk is sealed by the background thread", "[format]") {
 }
 
 TEST_CASE("flush makes events readable; destructor leaves a cut-short trace", "[format]") {
-  TempDir dir;
+  TempDir dir("rec-format");
   std::string path = dir.file("flush.rec");
   capnp::MallocMessageBuilder header;
   fillHeader(header);

@@ -1,0 +1,273 @@
+// exec (stored binaries, initial stack, the hidden vDSO), fork-like task
+// creation and exits, including execve from a thread other than the leader.
+
+#include <elf.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "code_patch.h"
+#include "errors.h"
+#include "exit_codes.h"
+#include "process_maps.h"
+#include "record_session.h"
+#include "record_task.h"
+#include "remote_syscall.h"
+#include "signals.h"
+#include "syscall_table.h"
+
+namespace rec {
+
+// A sibling of `t` is in execve: the kernel is ending the other threads.
+bool RecordSession::siblingExecing(const RecordTask& t) const {
+  return std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& kv) {
+    const RecordTask& o = *kv.second;
+    return &o != &t && o.task.tgid() == t.task.tgid() && o.state == TaskState::InSyscall &&
+           (o.nr == SYS_execve || o.nr == SYS_execveat);
+  });
+}
+
+void RecordSession::forget(RecordTask& t) {
+  if (current_ == &t) current_ = nullptr;
+  std::erase(unannounced_, &t);
+  std::erase(readyQueue_, t.task.tid());
+}
+
+void RecordSession::onExec(RecordTask& t) {
+  pid_t former = static_cast<pid_t>(t.task.eventMessage());
+  RecordTask* execer = &t;
+  if (former != t.task.tid() && tasks_.count(former)) {
+    // A thread other than the leader exec'd: it now has the leader's id and
+    // the old leader is gone without a death report. Its slot goes to the
+    // exec'ing thread; the Exec event names the thread by its former id so
+    // replay finds it.
+    pid_t leader = t.task.tid();
+    forget(t);
+    auto moved = std::move(tasks_[former]);
+    tasks_.erase(former);
+    forget(*moved);
+    tasks_[leader] = std::move(moved);
+    execer = tasks_[leader].get();
+    execer->task.setTid(leader);
+    execer->formerTid = former;
+    execer->state = TaskState::InSyscall;
+    current_ = execer;
+  }
+  execer->task.resetMemory();
+  execer->execSeen = true;
+  execer->task.resume(Task::Resume::Syscall);
+}
+
+void RecordSession::completeExec(RecordTask& t) {
+  pid_t tid = t.task.tid();
+  StraySignals strays;
+  installScratchPage(t.task, strays);
+  absorbStrays(t, strays);
+
+  capnp::MallocMessageBuilder msg;
+  auto e = msg.initRoot<schema::Event>().initExec();
+  e.setFilename(t.strings.empty() ? "" : t.strings[0]);
+  std::string exePath = readLink(fmt::format("/proc/{}/exe", tid));
+  auto exeHash = blobs_->storePath(fmt::format("/proc/{}/exe", tid), exePath).bytes();
+  e.setExeBlob(asData(exeHash.data(), exeHash.size()));
+
+  struct stat exeStat;
+  if (!warnedSetuid_ && ::geteuid() != 0 &&
+      ::stat(fmt::format("/proc/{}/exe", tid).c_str(), &exeStat) == 0 &&
+      (exeStat.st_mode & (S_ISUID | S_ISGID))) {
+    warnedSetuid_ = true;
+    fmt::print(stderr, "rec: {} is set-uid/set-gid; it is recorded without those privileges\n",
+               exePath);
+  }
+
+  std::vector<MapEntry> maps = readMaps(tid);
+  std::vector<const MapEntry*> files;
+  const MapEntry* stack = nullptr;
+  for (const auto& m : maps) {
+    if (m.isFile()) files.push_back(&m);
+    if (m.path == "[stack]") stack = &m;
+  }
+  auto mappings = e.initMappings(static_cast<unsigned>(files.size()));
+  std::vector<std::pair<uint64_t, std::vector<std::byte>>> writable;
+  for (unsigned i = 0; i < files.size(); ++i) {
+    const MapEntry& m = *files[i];
+    auto out = mappings[i];
+    out.setStart(m.start);
+    out.setEnd(m.end);
+    out.setProt(static_cast<uint32_t>(m.prot));
+    out.setFlags(m.shared ? MAP_SHARED : MAP_PRIVATE);
+    out.setOffset(m.offset);
+    out.setPath(m.path);
+    std::string byRange = fmt::format("/proc/{}/map_files/{:x}-{:x}", tid, m.start, m.end);
+    format::BlobHash hash;
+    try {
+      hash = blobs_->storePath(byRange, m.path);
+    } catch (const RecError&) {
+      hash = blobs_->storePath(m.path, m.path);  // map_files needs CAP_SYS_ADMIN
+    }
+    auto bytes = hash.bytes();
+    out.setBlobHash(asData(bytes.data(), bytes.size()));
+    if (m.prot & PROT_WRITE) writable.emplace_back(m.start, t.task.readBytes(m.start, m.end - m.start));
+  }
+  auto data = e.initWritableData(static_cast<unsigned>(writable.size()));
+  for (unsigned i = 0; i < writable.size(); ++i) {
+    data[i].setAddress(writable[i].first);
+    data[i].setData(asData(writable[i].second.data(), writable[i].second.size()));
+  }
+
+  // The initial stack, with the vDSO hidden from the program: without
+  // AT_SYSINFO_EHDR, libc makes real syscalls for the time, which rec records.
+  const Registers& regs = t.task.regs();
+  uint64_t sp = regs.sp();
+  if (!stack || sp < stack->start || sp >= stack->end)
+    throw RecError(kExitInternal, "cannot find the initial stack after exec");
+  std::vector<std::byte> image = t.task.readBytes(sp, stack->end - sp);
+  auto word = [&](size_t index) -> uint64_t* {
+    if ((index + 1) * 8 > image.size()) return nullptr;
+    return reinterpret_cast<uint64_t*>(image.data() + index * 8);
+  };
+  std::vector<std::string> argvStrings;
+  if (uint64_t* argc = word(0)) {
+    size_t index = 1;
+    for (uint64_t i = 0; i < *argc && word(index); ++i, ++index)
+      argvStrings.push_back(t.task.readCString(*word(index)));
+    ++index;  // argv's NULL
+    while (word(index) && *word(index)) ++index;
+    ++index;  // envp's NULL
+    for (; word(index + 1) && *word(index) != AT_NULL; index += 2) {
+      if (*word(index) == AT_SYSINFO_EHDR) {
+        *word(index) = AT_IGNORE;
+        t.task.write(sp + index * 8, word(index), 8);
+      }
+    }
+  }
+  e.setStackStart(sp);
+  e.setStackImage(asData(image.data(), image.size()));
+  e.initRegisters().setRaw(asData(regs.raw()));
+  auto argv = e.initArgv(static_cast<unsigned>(argvStrings.size()));
+  for (unsigned i = 0; i < argvStrings.size(); ++i) argv.set(i, argvStrings[i]);
+  if (t.formerTid) {
+    e.setBecomesTid(tid);
+    emit(t, msg, std::exchange(t.formerTid, 0));
+    // The threads the exec ended, in tid order.
+    for (auto& [otherTid, other] : tasks_) {
+      if (!other->execVictimStatus || other->task.tgid() != t.task.tgid()) continue;
+      other->exitWritten = false;
+      writeExit(*other, *std::exchange(other->execVictimStatus, std::nullopt));
+      other->state = TaskState::Dead;
+    }
+  } else {
+    emit(t, msg);
+  }
+  t.execSeen = false;
+  t.exitRegs = regs;
+  t.justExited = false;
+  releaseVforkParent(t);
+}
+
+void RecordSession::onFork(RecordTask& t, const Stop& stop) {
+  pid_t childTid = static_cast<pid_t>(t.task.eventMessage());
+  uint64_t flags = t.nr == SYS_clone ? t.args[0]
+                   : t.nr == SYS_vfork ? (CLONE_VM | CLONE_VFORK)
+                                       : 0;
+  RecordTask& child = taskFor(childTid);
+  child.announcedByParent = true;
+  child.task.setTgid((flags & CLONE_THREAD) ? t.task.tgid() : childTid);
+  child.fds = (flags & CLONE_FILES) ? t.fds : t.fds->copy();
+  t.newTask = childTid;
+  bool vfork = stop.event == PTRACE_EVENT_VFORK;
+  if (vfork) {
+    child.vforkParent = &t;
+    t.vforkChild = &child;
+    // The parent now waits in the kernel until the child execs or exits;
+    // replay must create the child before running it.
+    capnp::MallocMessageBuilder msg;
+    auto e = msg.initRoot<schema::Event>().initSyscallEnter();
+    e.setNumber(t.nr);
+    e.setNewTask(childTid);
+    emit(t, msg);
+    t.enterAnnounced = true;
+  }
+  t.task.resume(Task::Resume::Syscall);
+  if (vfork && current_ == &t) current_ = nullptr;
+  if (child.sawInitialStop) makeReady(child);
+}
+
+// The task is about to exit; its status is known now. The event is written
+// here, before the kernel clears CLONE_CHILD_CLEARTID and wakes joiners, so
+// that replay lets the task die before those joiners run on.
+void RecordSession::onExitEvent(RecordTask& t) {
+  int status = static_cast<int>(t.task.eventMessage());
+  if (siblingExecing(t)) {
+    // Ended by a sibling's execve: its exit is written after the Exec event,
+    // because replay sees it die only when it replays that exec.
+    t.execVictimStatus = status;
+    t.task.resume(Task::Resume::Cont);
+    t.state = TaskState::Exiting;
+    if (current_ == &t) current_ = nullptr;
+    return;
+  }
+  writeExit(t, status);
+  t.task.resume(Task::Resume::Cont);
+  bool leaderWithThreads =
+      t.task.tid() == t.task.tgid() &&
+      std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& kv) {
+        const RecordTask& o = *kv.second;
+        return &o != &t && o.task.tgid() == t.task.tgid() && o.state != TaskState::Dead;
+      });
+  if (!leaderWithThreads) {
+    // Let it finish dying before anyone else runs: the kernel clears its
+    // CLONE_CHILD_CLEARTID word on the way, which others may be reading.
+    for (;;) {
+      Stop stop = t.task.wait();
+      if (stop.kind == StopKind::Exited) {
+        onExited(t, stop.status);
+        return;
+      }
+      t.task.resume(Task::Resume::Cont);
+    }
+  }
+  // A leader with live threads lingers as a zombie: it must not stay current.
+  t.state = TaskState::Exiting;
+  if (current_ == &t) current_ = nullptr;
+}
+
+void RecordSession::writeExit(RecordTask& t, int status) {
+  if (t.exitWritten) return;
+  t.exitWritten = true;
+  capnp::MallocMessageBuilder msg;
+  auto e = msg.initRoot<schema::Event>().initExit();
+  e.setWaitStatus(status);
+  e.setThreadOnly(t.task.tid() != t.task.tgid());
+  emit(t, msg);
+  if (t.task.tid() == initialTid_) initialStatus_ = status;
+}
+
+void RecordSession::onExited(RecordTask& t, int status) {
+  if (t.execVictimStatus || siblingExecing(t)) {
+    if (!t.execVictimStatus) t.execVictimStatus = status;
+    t.state = TaskState::Dead;
+    if (current_ == &t) current_ = nullptr;
+    return;
+  }
+  writeExit(t, status);  // when no PTRACE_EVENT_EXIT stop came (SIGKILL)
+  if (t.task.tid() == initialTid_) initialStatus_ = status;
+  t.state = TaskState::Dead;
+  if (current_ == &t) current_ = nullptr;
+  releaseVforkParent(t);
+}
+
+}  // namespace rec

@@ -1,0 +1,275 @@
+// Signals, rdtsc, preemption, and the points in user code where a task is
+// stopped for them (see tracee/code_patch.h for how replay finds them).
+
+#include <elf.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "code_patch.h"
+#include "errors.h"
+#include "exit_codes.h"
+#include "process_maps.h"
+#include "record_session.h"
+#include "record_task.h"
+#include "remote_syscall.h"
+#include "signals.h"
+#include "syscall_table.h"
+
+namespace rec {
+
+// A task that has run user code for a whole timeslice while another task
+// could run is interrupted; onInterrupted switches away from it.
+void RecordSession::maybePreempt() {
+  RecordTask* t = current_;
+  if (!t || t->state != TaskState::Running || t->interruptRequested || readyQueue_.empty()) return;
+  if (Clock::now() - t->sliceStart < timeslice_) return;
+  if (::ptrace(PTRACE_INTERRUPT, t->task.tid(), nullptr, nullptr) == 0) t->interruptRequested = true;
+}
+
+void RecordSession::onInterrupted(RecordTask& t) {
+  t.interruptRequested = false;
+  if (current_ != &t || t.state != TaskState::Running) {
+    // It stopped elsewhere first (a syscall); the interrupt came after.
+    if (current_ == &t) resumeCurrent(t);
+    else makeReady(t);
+    return;
+  }
+  if (t.justExited && t.task.regs().ip() == t.exitRegs.ip() && t.task.regs().sp() == t.exitRegs.sp()) {
+    // Right at a syscall's return: a switch there needs no event, replay
+    // parks the task after that syscall anyway.
+    t.justExited = false;
+    makeReady(t);
+    return;
+  }
+  t.justExited = false;
+  std::vector<MemoryCheck> memory;
+  std::optional<Stop> other = choosePoint(t, memory);
+  if (other) {
+    // A syscall or a signal came first: carry on with that stop normally.
+    handleStop(t, *other);
+    return;
+  }
+  capnp::MallocMessageBuilder msg;
+  auto p = msg.initRoot<schema::Event>().initPreempt();
+  setPoint(p.initRegisters(), p.initMemory(static_cast<unsigned>(memory.size())), t, memory);
+  emit(t, msg);
+  rememberResumeIp(t);
+  ++preemptions_;
+  makeReady(t);
+}
+
+// Chooses where the task stops for a preemption or a signal: an instruction
+// where replay can plant its conditional breakpoint (tracee/code_patch.h),
+// identified by every register plus the memory words the surrounding code
+// writes, so that the iterations of a loop whose registers never change
+// (a counter in memory, a spin on a flag) are still told apart. It
+// single-steps through one round of the loop to learn those words. Returns
+// the stop that interrupted the stepping (a syscall, a signal), or nullopt
+// once the task stands at the chosen point.
+std::optional<Stop> RecordSession::choosePoint(RecordTask& t, std::vector<MemoryCheck>& memory) {
+  constexpr int kMaxSteps = 256;
+  std::set<uint64_t> visited, written;
+  bool loopClosed = false;
+  uint64_t fallthrough = 0;
+  t.jumpTargets.clear();
+  for (int step = 0;; ++step) {
+    const user_regs_struct& regs = t.task.regs().raw();
+    uint64_t ip = regs.rip;
+    uint8_t code[kCodeWindow] = {};
+    size_t n = t.task.read(ip, code, sizeof code);
+    std::span<const uint8_t> window(code, n);
+    // Code reached by a jump must not fall inside a patch (see patchableHere).
+    if (step > 0 && ip != fallthrough) t.jumpTargets.insert(ip);
+    fallthrough = ip + instructionLength(window, ip);
+    if (!visited.insert(ip).second) loopClosed = true;
+    if ((loopClosed || step >= kMaxSteps) && patchableHere(t, window, ip)) break;
+    if (step >= 4 * kMaxSteps)
+      throw RecError(kExitInternal, fmt::format("no patchable instruction near {:#x}", ip));
+    for (uint64_t address : memoryWrittenBy(window, ip, regs)) written.insert(address);
+    if (::ptrace(PTRACE_SINGLESTEP, t.task.tid(), nullptr, nullptr) != 0)
+      throwErrno(kExitInternal, "PTRACE_SINGLESTEP");
+    Stop stop = t.task.wait();
+    if (stop.kind == StopKind::Signal && stop.signal == SIGTRAP && t.task.siginfo().si_code == TRAP_TRACE)
+      continue;
+    // Stepped into a syscall (or a signal): the kernel may still report the
+    // step as a SIGTRAP when that syscall returns; it is rec's, not the program's.
+    t.stepTrapPending = true;
+    return stop;
+  }
+  memory.clear();
+  for (uint64_t address : written) {
+    MemoryCheck check{address, 0};
+    if (t.task.read(address, &check.value, sizeof check.value) == sizeof check.value)
+      memory.push_back(check);
+    if (memory.size() == 8) break;
+  }
+  return std::nullopt;
+}
+
+// Replay overwrites [ip, ip + length) with a jump while it runs the task to
+// the point. The task must not resume inside that range: not where it stands
+// now, nor where a signal handler it is in will return to.
+bool RecordSession::patchableHere(RecordTask& t, std::span<const uint8_t> window, uint64_t ip) {
+  auto length = patchableLength(window, ip);
+  if (!length) return false;
+  for (uint64_t avoid : t.resumeIps)
+    if (avoid > ip && avoid < ip + *length) return false;
+  auto target = t.jumpTargets.upper_bound(ip);
+  return target == t.jumpTargets.end() || *target >= ip + *length;
+}
+
+void RecordSession::rememberResumeIp(RecordTask& t) {
+  constexpr size_t kKept = 16;
+  t.resumeIps.push_back(t.task.regs().ip());
+  if (t.resumeIps.size() > kKept) t.resumeIps.pop_front();
+}
+
+void RecordSession::setPoint(schema::Registers::Builder regs, capnp::List<schema::MemWrite>::Builder out,
+                             RecordTask& t, const std::vector<MemoryCheck>& memory) {
+  regs.setRaw(asData(t.task.regs().raw()));
+  for (unsigned i = 0; i < memory.size(); ++i) {
+    out[i].setAddress(memory[i].address);
+    out[i].setData(asData(memory[i].value));
+  }
+}
+
+bool RecordSession::emulateRdtsc(RecordTask& t) {
+  Registers& r = t.task.mutableRegs();
+  unsigned char insn[3] = {};
+  t.task.read(r.ip(), insn, sizeof insn);
+  bool rdtsc = insn[0] == 0x0f && insn[1] == 0x31;
+  bool rdtscp = insn[0] == 0x0f && insn[1] == 0x01 && insn[2] == 0xf9;
+  if (!rdtsc && !rdtscp) return false;
+  unsigned aux = 0;
+  uint64_t value = rdtscp ? __rdtscp(&aux) : __rdtsc();
+  capnp::MallocMessageBuilder msg;
+  auto e = msg.initRoot<schema::Event>().initRdtsc();
+  e.setValue(value);
+  e.setAux(aux);
+  e.setIsRdtscp(rdtscp);
+  e.setIp(r.ip());
+  r.raw().rax = value & 0xffffffff;
+  r.raw().rdx = value >> 32;
+  if (rdtscp) r.raw().rcx = aux;
+  r.setIp(r.ip() + (rdtscp ? 3 : 2));
+  emit(t, msg);
+  resumeCurrent(t);
+  return true;
+}
+
+void RecordSession::onSignal(RecordTask& t, int signo) {
+  siginfo_t info = t.task.siginfo();
+  const Registers& regs = t.task.regs();
+  bool atExit = t.justExited && regs.ip() == t.exitRegs.ip() && regs.sp() == t.exitRegs.sp() &&
+                regs.result() == t.exitRegs.result();
+  t.justExited = false;
+
+  if (signo == SIGTRAP && t.stepTrapPending && (info.si_code == TRAP_TRACE || info.si_code == TRAP_BRKPT)) {
+    t.stepTrapPending = false;
+    resumeCurrent(t);
+    return;
+  }
+  if (signo == SIGSEGV && info.si_code == SI_KERNEL) {
+    if (emulateRdtsc(t)) return;
+  }
+  auto signalEvent = [&](schema::SignalDisposition disposition, const siginfo_t& si, bool sync) {
+    capnp::MallocMessageBuilder msg;
+    auto s = msg.initRoot<schema::Event>().initSignal();
+    s.setSigno(signo);
+    s.setSiginfo(asData(si));
+    s.setDisposition(disposition);
+    s.setIp(regs.ip());
+    s.setSynchronous(sync);
+    emit(t, msg);
+    ++signalCount_;
+  };
+
+  auto injected = t.injected.find(signo);
+  if (injected != t.injected.end()) {
+    siginfo_t original = injected->second;
+    t.injected.erase(injected);
+    t.task.setSiginfo(original);
+    signalEvent(schema::SignalDisposition::DELIVERED, original, false);
+    resumeCurrent(t, Task::Resume::Cont, signo);
+    return;
+  }
+  if (isSynchronousFault(signo, info)) {
+    signalEvent(schema::SignalDisposition::DELIVERED, info, true);
+    resumeCurrent(t, Task::Resume::Cont, signo);
+    return;
+  }
+  if (atExit) {
+    // It interrupted (or arrived during) the syscall that just returned:
+    // deliver it right here, as the kernel would.
+    signalEvent(schema::SignalDisposition::INJECT_AT_SYSCALL_EXIT, info, false);
+    resumeCurrent(t, Task::Resume::Cont, signo);
+    return;
+  }
+  // Arrived while the task ran user code: deliver it at a point replay can
+  // find again without a branch counter (rip and every register; see
+  // tracee/code_patch.h), a few instructions on if need be.
+  std::vector<MemoryCheck> memory;
+  std::optional<Stop> other = choosePoint(t, memory);
+  if (other) {
+    // The task reached a syscall (or another signal) first: deliver this one
+    // just before that syscall instead, as replay will.
+    t.heldSignals.push_back(info);
+    handleStop(t, *other);
+    return;
+  }
+  capnp::MallocMessageBuilder msg;
+  auto s = msg.initRoot<schema::Event>().initSignal();
+  s.setSigno(signo);
+  s.setSiginfo(asData(info));
+  s.setDisposition(schema::SignalDisposition::AT_POINT);
+  s.setIp(t.task.regs().ip());
+  setPoint(s.initRegisters(), s.initMemory(static_cast<unsigned>(memory.size())), t, memory);
+  emit(t, msg);
+  rememberResumeIp(t);
+  ++signalCount_;
+  t.task.setSiginfo(info);
+  resumeCurrent(t, Task::Resume::Cont, signo);
+}
+
+void RecordSession::injectHeldSignal(RecordTask& t) {
+  siginfo_t info = t.heldSignals.front();
+  t.heldSignals.pop_front();
+  int signo = info.si_signo;
+  int nr = t.task.regs().syscallNumber();
+  capnp::MallocMessageBuilder msg;
+  auto s = msg.initRoot<schema::Event>().initSignal();
+  s.setSigno(signo);
+  s.setSiginfo(asData(info));
+  s.setDisposition(schema::SignalDisposition::INJECT_BEFORE_SYSCALL);
+  s.setIp(t.task.regs().ip());
+  emit(t, msg);
+  ++signalCount_;
+
+  // Undo the syscall entry: the signal is raised with the task back at its
+  // syscall instruction, which it re-executes after the handler.
+  StraySignals strays;
+  skipToSyscallExit(t.task, 0, strays);
+  Registers& r = t.task.mutableRegs();
+  r.setIp(r.ip() - 2);
+  r.setResult(nr);
+  r.setSyscallNumber(-1);
+  absorbStrays(t, strays);
+  t.injected[signo] = info;
+  resumeCurrent(t, Task::Resume::Cont, signo);
+}
+
+}  // namespace rec

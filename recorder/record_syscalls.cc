@@ -1,0 +1,249 @@
+// Traced syscalls: what the recorder does at their entry and exit, and the
+// irregular ones (mmap of files, output fds, refusals) by hook.
+
+#include <elf.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "code_patch.h"
+#include "errors.h"
+#include "exit_codes.h"
+#include "process_maps.h"
+#include "record_session.h"
+#include "record_task.h"
+#include "remote_syscall.h"
+#include "signals.h"
+#include "syscall_table.h"
+
+namespace rec {
+
+void RecordSession::onSeccomp(RecordTask& t) {
+  if (!t.heldSignals.empty()) {
+    injectHeldSignal(t);
+    return;
+  }
+  const Registers& regs = t.task.regs();
+  t.nr = regs.syscallNumber();
+  t.args = regs.syscallArgs();
+  t.row = sys::findSyscall(t.nr);
+  t.strings.clear();
+  t.newTask = 0;
+  t.execSeen = false;
+
+  if (!t.row || t.row->support == sys::Support::Refused) {
+    // Programs fall back when a syscall is missing: that is what rec offers
+    // for mechanisms it cannot record faithfully.
+    refuse(t, ENOSYS);
+    return;
+  }
+  if (movesDataToOutput(t)) {
+    // The kernel would copy file data straight to the terminal/output file,
+    // past the program's memory, where replay could not show it. EINVAL
+    // makes programs (cat, cp) fall back to read/write.
+    refuse(t, EINVAL);
+    return;
+  }
+  for (int index : sys::stringArgs(*t.row)) t.strings.push_back(t.task.readCString(t.args[index]));
+  resumeCurrent(t, Task::Resume::Syscall);
+  // A blocking syscall lets other tasks run meanwhile. fork-like calls stay
+  // current until their fork event, which names the child first.
+  if (t.row->mayBlock() && t.row->hook != sys::Hook::Clone) {
+    t.enterAnnounced = false;
+    unannounced_.push_back(&t);
+    current_ = nullptr;
+  }
+}
+
+bool RecordSession::movesDataToOutput(RecordTask& t) {
+  long outFd;
+  switch (t.nr) {
+    case SYS_sendfile: outFd = static_cast<long>(t.args[0]); break;
+    case SYS_copy_file_range:
+    case SYS_splice: outFd = static_cast<long>(t.args[2]); break;
+    case SYS_tee: outFd = static_cast<long>(t.args[1]); break;
+    default: return false;
+  }
+  return t.fds && t.fds->originOf(outFd) != 0;
+}
+
+void RecordSession::refuse(RecordTask& t, int error) {
+  Registers& r = t.task.mutableRegs();
+  r.setSyscallNumber(-1);
+  r.setResult(-error);
+  capnp::MallocMessageBuilder msg;
+  auto s = msg.initRoot<schema::Event>().initSyscall();
+  s.setNumber(t.nr);
+  auto args = s.initArgs(6);
+  for (unsigned i = 0; i < 6; ++i) args.set(i, t.args[i]);
+  s.setResult(-error);
+  s.setRefused(true);
+  s.setIp(r.ip());
+  emit(t, msg);
+  t.exitRegs = r;
+  t.justExited = true;
+  if (options_.verbose)
+    fmt::print(stderr, "rec: refused {} with {}\n", t.row ? t.row->name : "an unknown syscall",
+               sys::errnoName(error));
+  t.nr = -1;
+  resumeCurrent(t);
+}
+
+void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilder& msg) {
+  const Registers& regs = t.task.regs();
+  int64_t result = regs.result();
+  auto s = msg.initRoot<schema::Event>().initSyscall();
+  s.setNumber(t.nr);
+  auto args = s.initArgs(6);
+  for (unsigned i = 0; i < 6; ++i) args.set(i, t.args[i]);
+  s.setResult(result);
+  s.setIp(regs.ip());
+  s.setInterrupted(result >= -516 && result <= -512);
+  auto strings = s.initStrings(static_cast<unsigned>(t.strings.size()));
+  for (unsigned i = 0; i < t.strings.size(); ++i) strings.set(i, t.strings[i]);
+
+  pretendCpuCount(t, result);
+  std::vector<sys::MemRange> ranges = sys::outputRanges(*t.row, t.args, result, t.task);
+  uint64_t shmSize = 0;
+  if (t.row->hook == sys::Hook::ShmAt && result >= 0) {
+    // The segment's contents as attached: replay recreates it from them.
+    for (const auto& m : readMaps(t.task.tid()))
+      if (m.start == static_cast<uint64_t>(result)) shmSize = m.end - m.start;
+    if (shmSize) ranges.push_back({static_cast<uint64_t>(result), shmSize});
+  }
+  std::vector<std::vector<std::byte>> contents;
+  for (auto& r : ranges) {
+    contents.push_back(t.task.readBytes(r.addr, r.len));
+    r.len = contents.back().size();
+  }
+  auto writes = s.initWrites(static_cast<unsigned>(ranges.size()));
+  for (unsigned i = 0; i < ranges.size(); ++i) {
+    writes[i].setAddress(ranges[i].addr);
+    writes[i].setData(asData(contents[i].data(), contents[i].size()));
+  }
+  if (result < 0 && result > -4096) return;
+
+  OutputFds& fds = *t.fds;
+  if (t.row->flags & sys::kReturnsFd) fds.close(result);
+  switch (t.row->hook) {
+    case sys::Hook::Write:
+      if (result > 0) s.setOutputFd(fds.originOf(static_cast<long>(t.args[0])));
+      break;
+    case sys::Hook::Dup:
+      if (t.nr == SYS_dup) fds.duplicate(static_cast<long>(t.args[0]), result);
+      else fds.duplicate(static_cast<long>(t.args[0]), static_cast<long>(t.args[1]));
+      break;
+    case sys::Hook::Fcntl:
+      if (t.args[1] == F_DUPFD || t.args[1] == F_DUPFD_CLOEXEC)
+        fds.duplicate(static_cast<long>(t.args[0]), result);
+      break;
+    case sys::Hook::Close:
+      if (t.nr == SYS_close) fds.close(static_cast<long>(t.args[0]));
+      else fds.closeRange(t.args[0], t.args[1]);
+      break;
+    case sys::Hook::Clone:
+      s.setNewTask(t.newTask);
+      break;
+    case sys::Hook::ShmAt: {
+      auto m = s.initMapping();
+      m.setStart(static_cast<uint64_t>(result));
+      m.setEnd(static_cast<uint64_t>(result) + shmSize);
+      m.setProt((t.args[2] & SHM_RDONLY) ? PROT_READ : PROT_READ | PROT_WRITE);
+      m.setFlags(MAP_SHARED);
+      m.setPath(fmt::format("SYSV shmid {}", static_cast<long>(t.args[0])));
+      break;
+    }
+    case sys::Hook::Mmap: {
+      int flags = static_cast<int>(t.args[3]);
+      int fd = static_cast<int>(t.args[4]);
+      if ((flags & MAP_ANONYMOUS) || fd < 0) break;
+      std::string fdPath = fmt::format("/proc/{}/fd/{}", t.task.tid(), fd);
+      std::string path = readLink(fdPath);
+      auto m = s.initMapping();
+      m.setStart(static_cast<uint64_t>(result));
+      m.setEnd(static_cast<uint64_t>(result) + t.args[1]);
+      m.setProt(static_cast<uint32_t>(t.args[2]));
+      m.setFlags(static_cast<uint32_t>(flags));
+      m.setOffset(t.args[5]);
+      m.setPath(path);
+      if (path == "/dev/zero") break;  // behaves like anonymous memory
+      format::BlobHash hash = blobs_->storePath(fdPath, path);
+      auto bytes = hash.bytes();
+      m.setBlobHash(asData(bytes.data(), bytes.size()));
+      break;
+    }
+    default:
+      break;
+  }
+  if (t.nr == SYS_pipe || t.nr == SYS_pipe2 || t.nr == SYS_socketpair) {
+    int pair[2];
+    uint64_t where = t.nr == SYS_socketpair ? t.args[3] : t.args[0];
+    if (t.task.read(where, pair, sizeof pair) == sizeof pair) {
+      fds.close(pair[0]);
+      fds.close(pair[1]);
+    }
+  }
+}
+
+void RecordSession::releaseVforkParent(RecordTask& child) {
+  RecordTask* parent = child.vforkParent;
+  if (!parent) return;
+  child.vforkParent = nullptr;
+  parent->vforkChild = nullptr;
+  if (parent->vforkReturnPending) {
+    parent->vforkReturnPending = false;
+    onSyscallExit(*parent);
+  }
+}
+
+void RecordSession::onSyscallExit(RecordTask& t) {
+  if (t.vforkChild) {
+    t.vforkReturnPending = true;
+    return;
+  }
+  if (t.execSeen) {
+    completeExec(t);
+  } else if (t.nr >= 0 && t.row) {
+    capnp::MallocMessageBuilder msg;
+    finishSyscallEvent(t, msg);
+    emit(t, msg);
+    t.exitRegs = t.task.regs();
+    t.justExited = true;
+  }
+  bool yield = shouldSwitchAfterSyscall(t);
+  t.nr = -1;
+  if (current_ == &t) {
+    if (yield && !readyQueue_.empty()) makeReady(t);
+    else resumeCurrent(t);
+  } else if (!current_) {
+    resumeCurrent(t);
+  } else {
+    makeReady(t);
+  }
+}
+
+// Chaos: programs size thread pools and work splits by the CPUs they may
+// use; pretending another count shakes out other schedules. The pretended
+// mask is what gets recorded, so replay sees it too.
+void RecordSession::pretendCpuCount(RecordTask& t, int64_t result) {
+  if (!pretendedCpus_ || t.nr != SYS_sched_getaffinity || result <= 0) return;
+  std::vector<uint8_t> mask(static_cast<size_t>(result), 0);
+  for (int cpu = 0; cpu < pretendedCpus_ && cpu / 8 < result; ++cpu)
+    mask[cpu / 8] |= static_cast<uint8_t>(1u << (cpu % 8));
+  t.task.write(t.args[2], mask.data(), mask.size());
+}
+
+}  // namespace rec

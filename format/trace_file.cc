@@ -697,8 +697,8 @@ void TraceReaderImpl::verifyPayload(const ChunkInfo& c) {
   if (!state) throw std::bad_alloc();
   XXH3_64bits_reset(state.get());
   // Sized to the largest payload seen so far, at most kReadBufferBytes.
-  readBuffer_.resize(std::max<size_t>(
-      readBuffer_.size(), std::min<uint64_t>(c.h.compressedSize, kReadBufferBytes)));
+  readBuffer_.resize(std::max<size_t>(readBuffer_.size(),
+                                      std::min<uint64_t>(c.h.compressedSize, kReadBufferBytes)));
   uint64_t off = c.offset + kChunkHeaderSize;
   uint64_t left = c.h.compressedSize;
   bool first = true;

@@ -50,7 +50,8 @@ struct BlobHash {
   uint64_t high = 0;
   uint64_t low = 0;
   static BlobHash of(std::span<const std::byte> data);
-  static BlobHash fromBytes(std::span<const std::byte> sixteenBytes);  // throws FormatError if size != 16
+  static BlobHash fromBytes(
+      std::span<const std::byte> sixteenBytes);  // throws FormatError if size != 16
   std::array<std::byte, 16> bytes() const;
   std::string hex() const;
   bool operator==(const BlobHash&) const = default;
@@ -59,9 +60,9 @@ struct BlobHash {
 
 struct WriterOptions {
   size_t maxEventsPerChunk = 4096;
-  size_t maxChunkBytes = 1 << 20;          // uncompressed bytes before a chunk is sealed
-  unsigned maxChunkAgeMs = 250;            // a non-empty chunk is sealed at least this often
-  size_t maxQueuedChunks = 16;             // bounded memory: the tracer waits only when full
+  size_t maxChunkBytes = 1 << 20;  // uncompressed bytes before a chunk is sealed
+  unsigned maxChunkAgeMs = 250;    // a non-empty chunk is sealed at least this often
+  size_t maxQueuedChunks = 16;     // bounded memory: the tracer waits only when full
   int compressionLevel = 3;
 };
 
@@ -71,8 +72,7 @@ class TraceWriter {
  public:
   // Creates (truncates) path and writes the file header and the Header
   // message. Throws FormatError / std::system_error.
-  static std::unique_ptr<TraceWriter> create(const std::string& path,
-                                             capnp::MessageBuilder& header,
+  static std::unique_ptr<TraceWriter> create(const std::string& path, capnp::MessageBuilder& header,
                                              WriterOptions options = {});
   virtual ~TraceWriter() = default;
 
@@ -93,12 +93,12 @@ class TraceWriter {
 
 struct TraceStats {
   uint64_t fileBytes = 0;
-  uint64_t compressedBytes = 0;    // sum of chunk payloads
+  uint64_t compressedBytes = 0;  // sum of chunk payloads
   uint64_t uncompressedBytes = 0;
   uint64_t chunkCount = 0;
   uint64_t eventCount = 0;
   uint64_t blobCount = 0;
-  uint64_t blobBytes = 0;          // uncompressed
+  uint64_t blobBytes = 0;  // uncompressed
 };
 
 // Reads a trace. open() validates the file header, the Header chunk and the
@@ -118,8 +118,8 @@ class TraceReader {
   virtual ~TraceReader() = default;
 
   virtual schema::Header::Reader header() const = 0;
-  virtual bool complete() const = 0;                     // Footer present
-  virtual std::string cutShortReason() const = 0;        // "" when complete
+  virtual bool complete() const = 0;               // Footer present
+  virtual std::string cutShortReason() const = 0;  // "" when complete
   virtual std::optional<schema::Footer::Reader> footer() const = 0;
   virtual TraceStats stats() const = 0;
 

@@ -1,6 +1,7 @@
 #include "blob_store.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <vector>
@@ -8,8 +9,6 @@
 #include "errors.h"
 #include "exit_codes.h"
 #include "scoped_fd.h"
-
-#include <fmt/format.h>
 
 namespace rec {
 

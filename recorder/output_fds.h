@@ -25,8 +25,10 @@ class OutputFds {
   void duplicate(long from, long to) {
     if (from == to) return;
     int o = originOf(from);
-    if (o) origin_[to] = o;
-    else origin_.erase(to);
+    if (o)
+      origin_[to] = o;
+    else
+      origin_.erase(to);
   }
   void close(long fd) { origin_.erase(fd); }
   void closeRange(unsigned long first, unsigned long last) {

@@ -3,6 +3,7 @@
 
 #include <elf.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -16,8 +17,6 @@
 
 #include <algorithm>
 #include <cstring>
-
-#include <fmt/format.h>
 
 #include "code_patch.h"
 #include "errors.h"
@@ -120,7 +119,8 @@ void RecordSession::completeExec(RecordTask& t) {
     }
     auto bytes = hash.bytes();
     out.setBlobHash(asData(bytes.data(), bytes.size()));
-    if (m.prot & PROT_WRITE) writable.emplace_back(m.start, t.task.readBytes(m.start, m.end - m.start));
+    if (m.prot & PROT_WRITE)
+      writable.emplace_back(m.start, t.task.readBytes(m.start, m.end - m.start));
   }
   auto data = e.initWritableData(static_cast<unsigned>(writable.size()));
   for (unsigned i = 0; i < writable.size(); ++i) {
@@ -180,9 +180,7 @@ void RecordSession::completeExec(RecordTask& t) {
 
 void RecordSession::onFork(RecordTask& t, const Stop& stop) {
   pid_t childTid = static_cast<pid_t>(t.task.eventMessage());
-  uint64_t flags = t.nr == SYS_clone ? t.args[0]
-                   : t.nr == SYS_vfork ? (CLONE_VM | CLONE_VFORK)
-                                       : 0;
+  uint64_t flags = t.nr == SYS_clone ? t.args[0] : t.nr == SYS_vfork ? (CLONE_VM | CLONE_VFORK) : 0;
   RecordTask& child = taskFor(childTid);
   child.announcedByParent = true;
   child.task.setTgid((flags & CLONE_THREAD) ? t.task.tgid() : childTid);

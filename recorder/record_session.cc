@@ -2,7 +2,9 @@
 
 #include <elf.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
@@ -12,28 +14,25 @@
 #include <sys/time.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
-#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 #include <x86intrin.h>
 
 #include <algorithm>
 #include <chrono>
-#include <set>
 #include <cstring>
-
-#include <fmt/format.h>
+#include <set>
 
 #include "code_patch.h"
 #include "cpu_info.h"
 #include "errors.h"
 #include "exit_codes.h"
 #include "process_maps.h"
-#include "remote_syscall.h"
-#include "signals.h"
-#include "seccomp_filter.h"
-#include "spawn.h"
 #include "record_task.h"
+#include "remote_syscall.h"
+#include "seccomp_filter.h"
+#include "signals.h"
+#include "spawn.h"
 #include "syscall_table.h"
 
 extern char** environ;
@@ -82,7 +81,6 @@ class TickTimer {
 };
 
 }  // namespace
-
 
 RecordSession::RecordSession(RecordOptions options) : options_(std::move(options)) {}
 RecordSession::~RecordSession() = default;
@@ -241,8 +239,8 @@ void RecordSession::scheduleIfIdle() {
     if (options_.chaos.enabled) {
       // Chaos: any runnable task may go next, for a random timeslice.
       pick = std::uniform_int_distribution<size_t>(0, readyQueue_.size() - 1)(chaosRandom_);
-      timeslice_ = std::chrono::microseconds(
-          std::uniform_int_distribution<int>(100, 50'000)(chaosRandom_));
+      timeslice_ =
+          std::chrono::microseconds(std::uniform_int_distribution<int>(100, 50'000)(chaosRandom_));
     }
     pid_t tid = readyQueue_[pick];
     readyQueue_.erase(readyQueue_.begin() + static_cast<long>(pick));
@@ -277,8 +275,8 @@ void RecordSession::emit(RecordTask& t, capnp::MallocMessageBuilder& msg, pid_t 
   // in the order they entered, so replay runs each one's user code up to its
   // syscall in the recorded order. A task's own completed syscall implies
   // its entry when no one else entered one meanwhile.
-  bool others = std::any_of(unannounced_.begin(), unannounced_.end(),
-                            [&](RecordTask* u) { return u != &t; });
+  bool others =
+      std::any_of(unannounced_.begin(), unannounced_.end(), [&](RecordTask* u) { return u != &t; });
   if (others) {
     for (RecordTask* u : unannounced_) {
       capnp::MallocMessageBuilder enter;
@@ -317,20 +315,37 @@ void RecordSession::handleStop(RecordTask& t, const Stop& stop) {
     }
     // A real group-stop (SIGSTOP and friends): let the task go on; job
     // control of recorded programs is not reproduced.
-    if (current_ == &t) resumeCurrent(t);
-    else makeReady(t);
+    if (current_ == &t)
+      resumeCurrent(t);
+    else
+      makeReady(t);
     return;
   }
   if (stop.kind != StopKind::Signal) t.justExited = false;
   switch (stop.kind) {
-    case StopKind::Seccomp: onSeccomp(t); break;
-    case StopKind::SyscallStop: onSyscallExit(t); break;
-    case StopKind::Signal: onSignal(t, stop.signal); break;
-    case StopKind::Exec: onExec(t); break;
-    case StopKind::Fork: onFork(t, stop); break;
-    case StopKind::VforkDone: t.task.resume(Task::Resume::Syscall); break;
-    case StopKind::ExitEvent: onExitEvent(t); break;
-    default: break;
+    case StopKind::Seccomp:
+      onSeccomp(t);
+      break;
+    case StopKind::SyscallStop:
+      onSyscallExit(t);
+      break;
+    case StopKind::Signal:
+      onSignal(t, stop.signal);
+      break;
+    case StopKind::Exec:
+      onExec(t);
+      break;
+    case StopKind::Fork:
+      onFork(t, stop);
+      break;
+    case StopKind::VforkDone:
+      t.task.resume(Task::Resume::Syscall);
+      break;
+    case StopKind::ExitEvent:
+      onExitEvent(t);
+      break;
+    default:
+      break;
   }
 }
 

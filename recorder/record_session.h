@@ -7,18 +7,16 @@
 // sequence; replay re-creates it by running the named task to its next stop.
 #pragma once
 
+#include <capnp/message.h>
 #include <signal.h>
 
-#include <capnp/message.h>
-
 #include <chrono>
-#include <random>
-#include <set>
-
 #include <deque>
 #include <map>
 #include <memory>
 #include <optional>
+#include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -43,7 +41,7 @@ struct RecordOptions {
   std::vector<std::string> command;  // program and arguments
   std::string tracePath;
   bool verbose = false;
-  int stdoutFd = -1;                 // the program's stdout/stderr; -1: rec's own
+  int stdoutFd = -1;  // the program's stdout/stderr; -1: rec's own
   int stderrFd = -1;
   std::chrono::milliseconds timeout{0};  // kill the program after this long (0: never)
   ChaosOptions chaos;
@@ -117,7 +115,7 @@ class RecordSession {
   bool timedOut_ = false;
   uint64_t chaosSeed_ = 0;
   std::mt19937_64 chaosRandom_;
-  int pretendedCpus_ = 0;         // chaos: what sched_getaffinity reports
+  int pretendedCpus_ = 0;  // chaos: what sched_getaffinity reports
   std::chrono::nanoseconds timeslice_;
   std::optional<std::chrono::steady_clock::time_point> deadline_;  // --timeout
   uint64_t preemptions_ = 0;

@@ -3,6 +3,7 @@
 
 #include <elf.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -16,8 +17,6 @@
 
 #include <algorithm>
 #include <cstring>
-
-#include <fmt/format.h>
 
 #include "code_patch.h"
 #include "errors.h"
@@ -37,18 +36,22 @@ void RecordSession::maybePreempt() {
   RecordTask* t = current_;
   if (!t || t->state != TaskState::Running || t->interruptRequested || readyQueue_.empty()) return;
   if (Clock::now() - t->sliceStart < timeslice_) return;
-  if (::ptrace(PTRACE_INTERRUPT, t->task.tid(), nullptr, nullptr) == 0) t->interruptRequested = true;
+  if (::ptrace(PTRACE_INTERRUPT, t->task.tid(), nullptr, nullptr) == 0)
+    t->interruptRequested = true;
 }
 
 void RecordSession::onInterrupted(RecordTask& t) {
   t.interruptRequested = false;
   if (current_ != &t || t.state != TaskState::Running) {
     // It stopped elsewhere first (a syscall); the interrupt came after.
-    if (current_ == &t) resumeCurrent(t);
-    else makeReady(t);
+    if (current_ == &t)
+      resumeCurrent(t);
+    else
+      makeReady(t);
     return;
   }
-  if (t.justExited && t.task.regs().ip() == t.exitRegs.ip() && t.task.regs().sp() == t.exitRegs.sp()) {
+  if (t.justExited && t.task.regs().ip() == t.exitRegs.ip() &&
+      t.task.regs().sp() == t.exitRegs.sp()) {
     // Right at a syscall's return: a switch there needs no event, replay
     // parks the task after that syscall anyway.
     t.justExited = false;
@@ -103,7 +106,8 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, std::vector<Memory
     if (::ptrace(PTRACE_SINGLESTEP, t.task.tid(), nullptr, nullptr) != 0)
       throwErrno(kExitInternal, "PTRACE_SINGLESTEP");
     Stop stop = t.task.wait();
-    if (stop.kind == StopKind::Signal && stop.signal == SIGTRAP && t.task.siginfo().si_code == TRAP_TRACE)
+    if (stop.kind == StopKind::Signal && stop.signal == SIGTRAP &&
+        t.task.siginfo().si_code == TRAP_TRACE)
       continue;
     // Stepped into a syscall (or a signal): the kernel may still report the
     // step as a SIGTRAP when that syscall returns; it is rec's, not the program's.
@@ -138,8 +142,9 @@ void RecordSession::rememberResumeIp(RecordTask& t) {
   if (t.resumeIps.size() > kKept) t.resumeIps.pop_front();
 }
 
-void RecordSession::setPoint(schema::Registers::Builder regs, capnp::List<schema::MemWrite>::Builder out,
-                             RecordTask& t, const std::vector<MemoryCheck>& memory) {
+void RecordSession::setPoint(schema::Registers::Builder regs,
+                             capnp::List<schema::MemWrite>::Builder out, RecordTask& t,
+                             const std::vector<MemoryCheck>& memory) {
   regs.setRaw(asData(t.task.regs().raw()));
   for (unsigned i = 0; i < memory.size(); ++i) {
     out[i].setAddress(memory[i].address);
@@ -178,7 +183,8 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
                 regs.result() == t.exitRegs.result();
   t.justExited = false;
 
-  if (signo == SIGTRAP && t.stepTrapPending && (info.si_code == TRAP_TRACE || info.si_code == TRAP_BRKPT)) {
+  if (signo == SIGTRAP && t.stepTrapPending &&
+      (info.si_code == TRAP_TRACE || info.si_code == TRAP_BRKPT)) {
     t.stepTrapPending = false;
     resumeCurrent(t);
     return;

@@ -3,6 +3,7 @@
 
 #include <elf.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -16,8 +17,6 @@
 
 #include <algorithm>
 #include <cstring>
-
-#include <fmt/format.h>
 
 #include "code_patch.h"
 #include "errors.h"
@@ -71,11 +70,18 @@ void RecordSession::onSeccomp(RecordTask& t) {
 bool RecordSession::movesDataToOutput(RecordTask& t) {
   long outFd;
   switch (t.nr) {
-    case SYS_sendfile: outFd = static_cast<long>(t.args[0]); break;
+    case SYS_sendfile:
+      outFd = static_cast<long>(t.args[0]);
+      break;
     case SYS_copy_file_range:
-    case SYS_splice: outFd = static_cast<long>(t.args[2]); break;
-    case SYS_tee: outFd = static_cast<long>(t.args[1]); break;
-    default: return false;
+    case SYS_splice:
+      outFd = static_cast<long>(t.args[2]);
+      break;
+    case SYS_tee:
+      outFd = static_cast<long>(t.args[1]);
+      break;
+    default:
+      return false;
   }
   return t.fds && t.fds->originOf(outFd) != 0;
 }
@@ -143,16 +149,20 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
       if (result > 0) s.setOutputFd(fds.originOf(static_cast<long>(t.args[0])));
       break;
     case sys::Hook::Dup:
-      if (t.nr == SYS_dup) fds.duplicate(static_cast<long>(t.args[0]), result);
-      else fds.duplicate(static_cast<long>(t.args[0]), static_cast<long>(t.args[1]));
+      if (t.nr == SYS_dup)
+        fds.duplicate(static_cast<long>(t.args[0]), result);
+      else
+        fds.duplicate(static_cast<long>(t.args[0]), static_cast<long>(t.args[1]));
       break;
     case sys::Hook::Fcntl:
       if (t.args[1] == F_DUPFD || t.args[1] == F_DUPFD_CLOEXEC)
         fds.duplicate(static_cast<long>(t.args[0]), result);
       break;
     case sys::Hook::Close:
-      if (t.nr == SYS_close) fds.close(static_cast<long>(t.args[0]));
-      else fds.closeRange(t.args[0], t.args[1]);
+      if (t.nr == SYS_close)
+        fds.close(static_cast<long>(t.args[0]));
+      else
+        fds.closeRange(t.args[0], t.args[1]);
       break;
     case sys::Hook::Clone:
       s.setNewTask(t.newTask);
@@ -226,8 +236,10 @@ void RecordSession::onSyscallExit(RecordTask& t) {
   bool yield = shouldSwitchAfterSyscall(t);
   t.nr = -1;
   if (current_ == &t) {
-    if (yield && !readyQueue_.empty()) makeReady(t);
-    else resumeCurrent(t);
+    if (yield && !readyQueue_.empty())
+      makeReady(t);
+    else
+      resumeCurrent(t);
   } else if (!current_) {
     resumeCurrent(t);
   } else {

@@ -4,11 +4,10 @@
 // points in user code) and record_exec.cc (exec, fork and exit).
 #pragma once
 
+#include <capnp/message.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <capnp/message.h>
 
 #include <array>
 #include <chrono>
@@ -74,8 +73,8 @@ struct RecordSession::RecordTask {
   Registers exitRegs;
   bool justExited = false;
 
-  std::deque<siginfo_t> heldSignals;   // async signals to deliver at the next syscall
-  std::map<int, siginfo_t> injected;   // raised by rec, awaiting their delivery stop
+  std::deque<siginfo_t> heldSignals;  // async signals to deliver at the next syscall
+  std::map<int, siginfo_t> injected;  // raised by rec, awaiting their delivery stop
   std::shared_ptr<OutputFds> fds;
   Clock::time_point sliceStart;
 
@@ -83,10 +82,11 @@ struct RecordSession::RecordTask {
   // its event is written after the child's, so replay runs them in that order.
   bool exitWritten = false;
   bool interruptRequested = false;  // PTRACE_INTERRUPT sent for a preemption
-  pid_t formerTid = 0;               // exec'd from a non-leader thread: its id before
+  pid_t formerTid = 0;              // exec'd from a non-leader thread: its id before
   bool stepTrapPending = false;
-  std::deque<uint64_t> resumeIps;    // where it resumed after recent points (see patchableHere)
-  std::set<uint64_t> jumpTargets;    // jumped-to code seen while choosing a point      // single-stepped into a syscall: a stray SIGTRAP may follow
+  std::deque<uint64_t> resumeIps;       // where it resumed after recent points (see patchableHere)
+  std::set<uint64_t> jumpTargets;       // jumped-to code seen while choosing a point      //
+                                        // single-stepped into a syscall: a stray SIGTRAP may follow
   std::optional<int> execVictimStatus;  // ended by a sibling's execve; exit written after it
   RecordTask* vforkParent = nullptr;
   RecordTask* vforkChild = nullptr;

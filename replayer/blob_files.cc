@@ -1,11 +1,10 @@
 #include "blob_files.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 #include "errors.h"
 #include "exit_codes.h"
@@ -28,7 +27,8 @@ BlobFiles::File BlobFiles::create(const std::string& name, const format::BlobHas
   }
   // Keep only a read-only descriptor: a file open for writing cannot be
   // executed (ETXTBSY), and nothing writes a blob again.
-  ScopedFd readOnly(::open(fmt::format("/proc/self/fd/{}", fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
+  ScopedFd readOnly(
+      ::open(fmt::format("/proc/self/fd/{}", fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
   if (!readOnly.valid()) throwErrno(kExitIoError, "rec: cannot reopen a memfd");
   fd = std::move(readOnly);
   struct stat st;

@@ -6,6 +6,8 @@
 // resumes only the task it names, so tasks interleave exactly as recorded.
 #pragma once
 
+#include <sys/user.h>
+
 #include <map>
 #include <memory>
 #include <optional>
@@ -15,15 +17,13 @@
 #include "blob_files.h"
 #include "code_patch.h"
 #include "task.h"
-
-#include <sys/user.h>
 #include "trace_file.h"
 
 namespace rec {
 
 struct ReplayOptions {
   std::string tracePath;
-  bool force = false;    // replay even if the CPU differs from the recording's
+  bool force = false;  // replay even if the CPU differs from the recording's
   bool verbose = false;
 };
 

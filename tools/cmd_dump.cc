@@ -3,8 +3,8 @@
 
 #include <array>
 #include <cstdio>
-#include <iostream>
 #include <cstring>
+#include <iostream>
 #include <string>
 #include <vector>
 

@@ -68,7 +68,8 @@ int runPs(const PsOptions& options) {
         newTask = e->getSyscallEnter().getNewTask();
         flags = CLONE_VFORK;
       }
-      if (newTask > 0 && (nr == kSysClone || nr == kSysFork || nr == kSysVfork || nr == kSysClone3)) {
+      if (newTask > 0 &&
+          (nr == kSysClone || nr == kSysFork || nr == kSysVfork || nr == kSysClone3)) {
         Task& child = task(newTask);
         if (child.creator == 0) {
           child.creator = e->getTid();

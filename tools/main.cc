@@ -1,4 +1,5 @@
 // The rec command line.
+#include <fmt/format.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -6,9 +7,8 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
-#include <set>
 #include <cstdio>
-#include <fmt/format.h>
+#include <set>
 
 #include "commands.h"
 #include "errors.h"
@@ -28,7 +28,9 @@ int statusToExitCode(int status) {
   return rec::kExitInternal;
 }
 
-void onStopRequest(int signo) { rec::gRecordStopRequested = signo; }
+void onStopRequest(int signo) {
+  rec::gRecordStopRequested = signo;
+}
 
 struct RecordFlags {
   bool untilFailure = false;
@@ -42,7 +44,10 @@ struct RecordFlags {
 std::chrono::milliseconds durationOption(const std::string& name, const std::string& value) {
   if (value.empty()) return std::chrono::milliseconds(0);
   auto d = rec::parseDuration(value);
-  if (!d) throw rec::RecError(rec::kExitUsage, fmt::format("rec: {} takes a duration like 30s, 500ms or 5m, not '{}'", name, value));
+  if (!d)
+    throw rec::RecError(
+        rec::kExitUsage,
+        fmt::format("rec: {} takes a duration like 30s, 500ms or 5m, not '{}'", name, value));
   return *d;
 }
 
@@ -113,18 +118,27 @@ int main(int argc, char** argv) {
   std::string output;
   std::vector<std::string> command;
   auto* recordCmd = app.add_subcommand("record", "Run PROGRAM and record its execution");
-  recordCmd->add_option("-o,--output", output, "Trace file (default: $REC_TRACE_DIR/<program>-<N>)");
+  recordCmd->add_option("-o,--output", output,
+                        "Trace file (default: $REC_TRACE_DIR/<program>-<N>)");
   recordCmd->add_flag("-v,--verbose", verbose, "Say what rec is doing on stderr");
   RecordFlags recordFlags;
   recordCmd->add_flag("--until-failure", recordFlags.untilFailure,
                       "Record again and again; keep the first failing run's trace");
-  recordCmd->add_option("--max-runs", recordFlags.maxRuns, "With --until-failure: at most N runs (default 1000)");
-  recordCmd->add_option("--max-time", recordFlags.maxTime, "With --until-failure: stop after DURATION (30s, 5m, ...)");
-  recordCmd->add_flag("--fail-exit", recordFlags.failExit, "A non-zero exit is a failure (default with no other --fail-*)");
-  recordCmd->add_flag("--fail-signal", recordFlags.failSignal, "Death by a signal is a failure (default with no other --fail-*)");
-  recordCmd->add_option("--fail-output", recordFlags.failOutput, "Output (stdout or stderr) matching REGEX is a failure");
-  recordCmd->add_option("--timeout", recordFlags.timeout, "Kill the program after DURATION; with --until-failure a hang is a failure");
-  recordCmd->add_flag("--chaos", recordFlags.chaos, "Perturb scheduling to surface races (seed printed and stored)");
+  recordCmd->add_option("--max-runs", recordFlags.maxRuns,
+                        "With --until-failure: at most N runs (default 1000)");
+  recordCmd->add_option("--max-time", recordFlags.maxTime,
+                        "With --until-failure: stop after DURATION (30s, 5m, ...)");
+  recordCmd->add_flag("--fail-exit", recordFlags.failExit,
+                      "A non-zero exit is a failure (default with no other --fail-*)");
+  recordCmd->add_flag("--fail-signal", recordFlags.failSignal,
+                      "Death by a signal is a failure (default with no other --fail-*)");
+  recordCmd->add_option("--fail-output", recordFlags.failOutput,
+                        "Output (stdout or stderr) matching REGEX is a failure");
+  recordCmd->add_option(
+      "--timeout", recordFlags.timeout,
+      "Kill the program after DURATION; with --until-failure a hang is a failure");
+  recordCmd->add_flag("--chaos", recordFlags.chaos,
+                      "Perturb scheduling to surface races (seed printed and stored)");
   recordCmd->add_option("--chaos-seed", recordFlags.chaosSeed, "Seed for --chaos");
   recordCmd->footer("Usage: rec record [OPTIONS] [--] PROGRAM [ARGS...]");
 
@@ -168,7 +182,8 @@ int main(int argc, char** argv) {
         break;
       }
       static const std::set<std::string> kTakesValue = {
-          "-o", "--output", "--max-runs", "--max-time", "--fail-output", "--timeout", "--chaos-seed"};
+          "-o",        "--output",    "--max-runs", "--max-time", "--fail-output",
+          "--timeout", "--chaos-seed"};
       if (kTakesValue.count(args[i])) ++i;
     }
     args.resize(std::min(i, args.size()));

@@ -1,13 +1,12 @@
 #include "trace_paths.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
-
-#include <fmt/format.h>
 
 #include "errors.h"
 #include "exit_codes.h"
@@ -54,8 +53,9 @@ void updateLatestLink(const std::string& tracePath) {
   std::string target = tracePath.substr(tracePath.rfind('/') + 1);
   if (tracePath.rfind(dir + "/", 0) != 0) {
     char buf[4096];
-    target = tracePath[0] == '/' ? tracePath
-                                 : fmt::format("{}/{}", ::getcwd(buf, sizeof buf) ? buf : ".", tracePath);
+    target = tracePath[0] == '/'
+                 ? tracePath
+                 : fmt::format("{}/{}", ::getcwd(buf, sizeof buf) ? buf : ".", tracePath);
   }
   ::unlink(tmp.c_str());
   if (::symlink(target.c_str(), tmp.c_str()) == 0) ::rename(tmp.c_str(), link.c_str());
@@ -65,8 +65,8 @@ std::string latestTracePath() {
   std::string link = traceDirectory() + "/latest";
   struct stat st;
   if (::stat(link.c_str(), &st) != 0)
-    throw RecError(kExitNoTrace,
-                   fmt::format("rec: no trace given and no latest recording in {}", traceDirectory()));
+    throw RecError(kExitNoTrace, fmt::format("rec: no trace given and no latest recording in {}",
+                                             traceDirectory()));
   return link;
 }
 

@@ -1,6 +1,7 @@
 #include "until_failure.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -8,8 +9,6 @@
 #include <cstdio>
 #include <regex>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "errors.h"
 #include "exit_codes.h"
@@ -116,11 +115,16 @@ std::optional<std::chrono::milliseconds> parseDuration(const std::string& text) 
   }
   std::string unit = text.substr(used);
   double ms;
-  if (unit.empty() || unit == "s") ms = value * 1000;
-  else if (unit == "ms") ms = value;
-  else if (unit == "m") ms = value * 60'000;
-  else if (unit == "h") ms = value * 3'600'000;
-  else return std::nullopt;
+  if (unit.empty() || unit == "s")
+    ms = value * 1000;
+  else if (unit == "ms")
+    ms = value;
+  else if (unit == "m")
+    ms = value * 60'000;
+  else if (unit == "h")
+    ms = value * 3'600'000;
+  else
+    return std::nullopt;
   if (ms < 0) return std::nullopt;
   return std::chrono::milliseconds(static_cast<long long>(ms));
 }
@@ -161,10 +165,14 @@ int runUntilFailure(const UntilFailureOptions& o) {
     double seconds = std::chrono::duration<double>(Clock::now() - runStart).count();
 
     std::string why;
-    if (session.timedOut()) why = "hung";
-    else if (failOnExit && WIFEXITED(status) && WEXITSTATUS(status) != 0) why = "non-zero exit";
-    else if (failOnSignal && WIFSIGNALED(status)) why = "died of a signal";
-    else if (outputPattern && anyLineMatches(output, *outputPattern)) why = "output matched";
+    if (session.timedOut())
+      why = "hung";
+    else if (failOnExit && WIFEXITED(status) && WEXITSTATUS(status) != 0)
+      why = "non-zero exit";
+    else if (failOnSignal && WIFSIGNALED(status))
+      why = "died of a signal";
+    else if (outputPattern && anyLineMatches(output, *outputPattern))
+      why = "output matched";
     std::string chaos = o.chaos.enabled ? fmt::format(", chaos seed {}", session.chaosSeed()) : "";
     if (why.empty()) {
       fmt::print(stderr, "rec: run {}: passed ({}, {:.2f} s{})\n", runs + 1,

@@ -13,7 +13,7 @@ namespace rec {
 
 struct UntilFailureOptions {
   std::vector<std::string> command;
-  std::string output;            // where the failing run's trace goes ("" = default location)
+  std::string output;  // where the failing run's trace goes ("" = default location)
   int maxRuns = 1000;
   std::chrono::milliseconds maxTime{0};  // 0: no limit
   // Failure criteria; when none is chosen, a non-zero exit or death by a

@@ -16,13 +16,13 @@ constexpr size_t kDataSize = 256;             // expected values, then code
 struct Insn {
   uint64_t address;
   std::vector<uint8_t> bytes;
-  bool relativeBranch = false;   // jmp/jcc rel
+  bool relativeBranch = false;  // jmp/jcc rel
   bool conditional = false;
   uint64_t target = 0;
-  bool ripRelative = false;      // memory operand relative to rip
+  bool ripRelative = false;  // memory operand relative to rip
   uint8_t dispOffset = 0;
-  bool endsFlow = false;         // ret, indirect jmp: nothing falls through
-  bool forbidden = false;        // cannot run from elsewhere
+  bool endsFlow = false;   // ret, indirect jmp: nothing falls through
+  bool forbidden = false;  // cannot run from elsewhere
 };
 
 struct CapstoneHandle {
@@ -101,7 +101,9 @@ void put64(std::vector<uint8_t>& out, uint64_t v) {
   for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
 }
 
-bool fitsInt32(int64_t v) { return v >= INT32_MIN && v <= INT32_MAX; }
+bool fitsInt32(int64_t v) {
+  return v >= INT32_MIN && v <= INT32_MAX;
+}
 
 // jmp *0(%rip); .quad target
 void absoluteJump(std::vector<uint8_t>& code, uint64_t target) {
@@ -174,7 +176,7 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
     put32(c, static_cast<uint32_t>(static_cast<int64_t>(pageAddress + dataOffset) -
                                    static_cast<int64_t>(next)));
   };
-  const uint8_t below[] = {0x48, 0x8d, 0x64, 0x24, 0x80};  // lea -0x80(%rsp),%rsp
+  const uint8_t below[] = {0x48, 0x8d, 0x64, 0x24, 0x80};          // lea -0x80(%rsp),%rsp
   const uint8_t back[] = {0x48, 0x8d, 0xa4, 0x24, 0x80, 0, 0, 0};  // lea 0x80(%rsp),%rsp
   c.insert(c.end(), below, below + sizeof below);
   c.push_back(0x9c);  // pushfq
@@ -184,9 +186,9 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
     cmpReg(n, static_cast<uint64_t>(n) * 8);
     jneMiss();
   }
-  const uint8_t flagsCheck[] = {0x50,                          // push %rax
-                                0x48, 0x8b, 0x44, 0x24, 0x08,  // mov 8(%rsp),%rax
-                                0x25, 0xd5, 0x0c, 0x00, 0x00}; // and $0xcd5,%eax
+  const uint8_t flagsCheck[] = {0x50,                           // push %rax
+                                0x48, 0x8b, 0x44, 0x24, 0x08,   // mov 8(%rsp),%rax
+                                0x25, 0xd5, 0x0c, 0x00, 0x00};  // and $0xcd5,%eax
   c.insert(c.end(), flagsCheck, flagsCheck + sizeof flagsCheck);
   cmpReg(0, 16 * 8);
   c.push_back(0x58);  // pop %rax (flags untouched)
@@ -238,7 +240,8 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
       if (!d.dispOffset) return std::nullopt;
       int32_t disp;
       std::memcpy(&disp, d.bytes.data() + d.dispOffset, 4);
-      int64_t moved = int64_t{disp} + static_cast<int64_t>(d.address) - static_cast<int64_t>(newAddress);
+      int64_t moved =
+          int64_t{disp} + static_cast<int64_t>(d.address) - static_cast<int64_t>(newAddress);
       if (!fitsInt32(moved)) return std::nullopt;
       int32_t newDisp = static_cast<int32_t>(moved);
       std::memcpy(c.data() + start + d.dispOffset, &newDisp, 4);
@@ -249,7 +252,8 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
   if (kDataSize + c.size() > kTrampolineSize) return std::nullopt;
   t.page.insert(t.page.end(), c.begin(), c.end());
 
-  int64_t rel = static_cast<int64_t>(pageAddress + kDataSize) - static_cast<int64_t>(ip + kJumpSize);
+  int64_t rel =
+      static_cast<int64_t>(pageAddress + kDataSize) - static_cast<int64_t>(ip + kJumpSize);
   if (!fitsInt32(rel)) return std::nullopt;
   t.jump = {0xe9};
   put32(t.jump, static_cast<uint32_t>(static_cast<int32_t>(rel)));
@@ -270,16 +274,42 @@ std::vector<uint64_t> memoryWrittenBy(std::span<const uint8_t> code, uint64_t ip
     const cs_x86& x86 = insn->detail->x86;
     auto value = [&](x86_reg r) -> uint64_t {
       switch (r) {
-        case X86_REG_RAX: return regs.rax; case X86_REG_RBX: return regs.rbx;
-        case X86_REG_RCX: return regs.rcx; case X86_REG_RDX: return regs.rdx;
-        case X86_REG_RSI: return regs.rsi; case X86_REG_RDI: return regs.rdi;
-        case X86_REG_RBP: return regs.rbp; case X86_REG_RSP: return regs.rsp;
-        case X86_REG_R8: return regs.r8;   case X86_REG_R9: return regs.r9;
-        case X86_REG_R10: return regs.r10; case X86_REG_R11: return regs.r11;
-        case X86_REG_R12: return regs.r12; case X86_REG_R13: return regs.r13;
-        case X86_REG_R14: return regs.r14; case X86_REG_R15: return regs.r15;
-        case X86_REG_RIP: return ip + insn->size;
-        default: return 0;
+        case X86_REG_RAX:
+          return regs.rax;
+        case X86_REG_RBX:
+          return regs.rbx;
+        case X86_REG_RCX:
+          return regs.rcx;
+        case X86_REG_RDX:
+          return regs.rdx;
+        case X86_REG_RSI:
+          return regs.rsi;
+        case X86_REG_RDI:
+          return regs.rdi;
+        case X86_REG_RBP:
+          return regs.rbp;
+        case X86_REG_RSP:
+          return regs.rsp;
+        case X86_REG_R8:
+          return regs.r8;
+        case X86_REG_R9:
+          return regs.r9;
+        case X86_REG_R10:
+          return regs.r10;
+        case X86_REG_R11:
+          return regs.r11;
+        case X86_REG_R12:
+          return regs.r12;
+        case X86_REG_R13:
+          return regs.r13;
+        case X86_REG_R14:
+          return regs.r14;
+        case X86_REG_R15:
+          return regs.r15;
+        case X86_REG_RIP:
+          return ip + insn->size;
+        default:
+          return 0;
       }
     };
     for (uint8_t i = 0; i < x86.op_count; ++i) {

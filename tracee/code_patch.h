@@ -22,8 +22,8 @@
 
 namespace rec {
 
-inline constexpr size_t kJumpSize = 5;        // jmp rel32
-inline constexpr size_t kCodeWindow = 32;     // bytes read at X to decide
+inline constexpr size_t kJumpSize = 5;     // jmp rel32
+inline constexpr size_t kCodeWindow = 32;  // bytes read at X to decide
 inline constexpr uint64_t kTrampolineSize = 4096;
 
 // Bytes of whole instructions at `ip` that a 5-byte jump may replace, or
@@ -39,9 +39,9 @@ struct MemoryCheck {
 };
 
 struct Trampoline {
-  std::vector<uint8_t> page;   // contents of the trampoline page
-  uint64_t trapIp = 0;         // rip after the int3 when the registers matched
-  std::vector<uint8_t> jump;   // what to write at X (jmp rel32, padded with nops)
+  std::vector<uint8_t> page;  // contents of the trampoline page
+  uint64_t trapIp = 0;        // rip after the int3 when the registers matched
+  std::vector<uint8_t> jump;  // what to write at X (jmp rel32, padded with nops)
 };
 
 // Builds the trampoline for a page at `pageAddress` (within +-2 GiB of ip).

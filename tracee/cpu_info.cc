@@ -1,10 +1,9 @@
 #include "cpu_info.h"
 
 #include <cpuid.h>
+#include <fmt/format.h>
 
 #include <cstring>
-
-#include <fmt/format.h>
 
 namespace rec {
 
@@ -46,10 +45,14 @@ constexpr FeatureWord kFeatureWords[] = {
 
 uint32_t reg(const CpuidAnswer& a, int r) {
   switch (r) {
-    case 0: return a.eax;
-    case 1: return a.ebx;
-    case 2: return a.ecx;
-    default: return a.edx;
+    case 0:
+      return a.eax;
+    case 1:
+      return a.ebx;
+    case 2:
+      return a.ecx;
+    default:
+      return a.edx;
   }
 }
 
@@ -93,7 +96,7 @@ CpuDescription describeThisCpu() {
   uint32_t baseFamily = (l1.eax >> 8) & 0xf, baseModel = (l1.eax >> 4) & 0xf;
   d.family = baseFamily == 0xf ? baseFamily + ((l1.eax >> 20) & 0xff) : baseFamily;
   d.model = (baseFamily == 0x6 || baseFamily == 0xf) ? (((l1.eax >> 16) & 0xf) << 4) | baseModel
-                                                      : baseModel;
+                                                     : baseModel;
   d.stepping = l1.eax & 0xf;
   d.xcr0 = readXcr0();
   return d;
@@ -104,8 +107,8 @@ std::vector<std::string> cpuDifferences(const CpuDescription& rec, const CpuDesc
   if (rec.vendor != here.vendor)
     out.push_back(fmt::format("vendor {} (recorded) vs {} (here)", rec.vendor, here.vendor));
   if (rec.xcr0 != here.xcr0)
-    out.push_back(fmt::format("XSAVE features XCR0 {:#x} (recorded) vs {:#x} (here)", rec.xcr0,
-                              here.xcr0));
+    out.push_back(
+        fmt::format("XSAVE features XCR0 {:#x} (recorded) vs {:#x} (here)", rec.xcr0, here.xcr0));
   for (const auto& w : kFeatureWords) {
     const CpuidAnswer* a = find(rec.leaves, w.leaf, w.subleaf);
     const CpuidAnswer* b = find(here.leaves, w.leaf, w.subleaf);
@@ -113,8 +116,9 @@ std::vector<std::string> cpuDifferences(const CpuDescription& rec, const CpuDesc
     uint32_t vb = b ? reg(*b, w.reg) & ~w.ignoreMask : 0;
     if (va != vb) {
       uint32_t missing = va & ~vb, extra = vb & ~va;
-      out.push_back(fmt::format("{}: recorded {:#010x}, here {:#010x} (missing bits {:#x}, extra bits {:#x})",
-                                w.name, va, vb, missing, extra));
+      out.push_back(
+          fmt::format("{}: recorded {:#010x}, here {:#010x} (missing bits {:#x}, extra bits {:#x})",
+                      w.name, va, vb, missing, extra));
     }
   }
   return out;

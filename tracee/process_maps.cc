@@ -1,12 +1,11 @@
 #include "process_maps.h"
 
+#include <fmt/format.h>
 #include <sys/mman.h>
 
 #include <cstdio>
 #include <fstream>
 #include <sstream>
-
-#include <fmt/format.h>
 
 namespace rec {
 

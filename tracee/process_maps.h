@@ -12,11 +12,11 @@ namespace rec {
 struct MapEntry {
   uint64_t start = 0;
   uint64_t end = 0;
-  int prot = 0;          // PROT_*
+  int prot = 0;  // PROT_*
   bool shared = false;
   uint64_t offset = 0;
   uint64_t inode = 0;
-  std::string path;      // "" for anonymous, "[stack]", "[vdso]", ...
+  std::string path;  // "" for anonymous, "[stack]", "[vdso]", ...
 
   bool isFile() const { return inode != 0 && !path.empty() && path[0] == '/'; }
 };

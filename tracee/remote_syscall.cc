@@ -1,7 +1,8 @@
 #include "remote_syscall.h"
 
-#include <sys/ptrace.h>
+#include <fmt/format.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
 #include <sys/syscall.h>
 
 #include <cstring>
@@ -9,8 +10,6 @@
 #include "errors.h"
 #include "exit_codes.h"
 #include "process_maps.h"
-
-#include <fmt/format.h>
 
 namespace rec {
 
@@ -28,7 +27,8 @@ bool atSyscallExit(Task& task) {
   return n > 0 && info.op == PTRACE_SYSCALL_INFO_EXIT;
 }
 
-Registers prepared(const Registers& saved, uint64_t ip, int nr, const std::array<uint64_t, 6>& args) {
+Registers prepared(const Registers& saved, uint64_t ip, int nr,
+                   const std::array<uint64_t, 6>& args) {
   Registers r = saved;
   r.setIp(ip);
   r.setResult(nr);
@@ -102,16 +102,17 @@ uint64_t findVdsoSyscall(Task& task) {
 
 void installScratchPage(Task& task, StraySignals& strays) {
   uint64_t insn = findVdsoSyscall(task);
-  if (!insn) throw RecError(kExitUnsupported, "no syscall instruction in the vDSO to bootstrap from");
+  if (!insn)
+    throw RecError(kExitUnsupported, "no syscall instruction in the vDSO to bootstrap from");
   int64_t addr = remoteSyscallVia(
       task, insn, SYS_mmap,
       {kScratchAddress, kScratchSize, PROT_READ | PROT_EXEC,
        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, static_cast<uint64_t>(-1), 0},
       strays);
   if (addr != static_cast<int64_t>(kScratchAddress))
-    throw RecError(kExitUnsupported,
-                   fmt::format("cannot map rec's scratch page at {:#x} (error {})", kScratchAddress,
-                               addr));
+    throw RecError(
+        kExitUnsupported,
+        fmt::format("cannot map rec's scratch page at {:#x} (error {})", kScratchAddress, addr));
   const unsigned char code[] = {0x0f, 0x05, 0xcc};  // syscall; int3
   task.write(kScratchSyscallInsn, code, sizeof code);
 }

@@ -15,7 +15,9 @@ constexpr uint32_t kArchOffset = offsetof(seccomp_data, arch);
 constexpr uint32_t kIpLowOffset = offsetof(seccomp_data, instruction_pointer);
 constexpr uint32_t kIpHighOffset = offsetof(seccomp_data, instruction_pointer) + 4;
 
-sock_filter stmt(uint16_t code, uint32_t k) { return BPF_STMT(code, k); }
+sock_filter stmt(uint16_t code, uint32_t k) {
+  return BPF_STMT(code, k);
+}
 sock_filter jump(uint16_t code, uint32_t k, uint8_t jt, uint8_t jf) {
   return BPF_JUMP(code, k, jt, jf);
 }
@@ -55,7 +57,8 @@ SeccompFilter::SeccompFilter(const std::vector<uint8_t>& traced, uint64_t untrac
   for (size_t i = 0; i < passthrough.size(); ++i) {
     // Jump forward to the shared ALLOW at the end of the list.
     uint8_t toAllow = static_cast<uint8_t>(passthrough.size() - i);
-    code_.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(passthrough[i]), toAllow, 0));
+    code_.push_back(
+        jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(passthrough[i]), toAllow, 0));
   }
   code_.push_back(stmt(BPF_RET | BPF_K, kTrace));
   code_.push_back(stmt(BPF_RET | BPF_K, kAllow));

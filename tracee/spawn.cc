@@ -1,6 +1,7 @@
 #include "spawn.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -21,19 +22,17 @@
 #include "scoped_fd.h"
 #include "seccomp_filter.h"
 
-#include <fmt/format.h>
-
 namespace rec {
 
 namespace {
 
-constexpr long kPtraceOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACESECCOMP |
-                                PTRACE_O_TRACEEXEC | PTRACE_O_TRACEEXIT | PTRACE_O_TRACEFORK |
-                                PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL;
+constexpr long kPtraceOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACESECCOMP | PTRACE_O_TRACEEXEC |
+                                PTRACE_O_TRACEEXIT | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK |
+                                PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL;
 
 // Runs in the forked child: only async-signal-safe calls from here on.
-[[noreturn]] void childMain(const SpawnOptions& o, int syncFd, char* const* argv,
-                            char* const* envp, const sock_fprog* filter) {
+[[noreturn]] void childMain(const SpawnOptions& o, int syncFd, char* const* argv, char* const* envp,
+                            const sock_fprog* filter) {
   char byte;
   // Wait until the parent has seized us, so that the execve below stops.
   while (::read(syncFd, &byte, 1) < 0 && errno == EINTR) {
@@ -122,7 +121,8 @@ std::string resolveProgram(const std::string& program) {
   if (program.find('/') != std::string::npos) {
     int err = check(program);
     if (err == ENOENT) throw RecError(kExitNotFound, fmt::format("rec: {}: no such file", program));
-    if (err) throw RecError(kExitNotExecutable, fmt::format("rec: {}: {}", program, std::strerror(err)));
+    if (err)
+      throw RecError(kExitNotExecutable, fmt::format("rec: {}: {}", program, std::strerror(err)));
     return absolute(program);
   }
   const char* pathEnv = ::getenv("PATH");
@@ -141,7 +141,8 @@ std::string resolveProgram(const std::string& program) {
   }
   if (firstError == ENOENT)
     throw RecError(kExitNotFound, fmt::format("rec: {}: command not found", program));
-  throw RecError(kExitNotExecutable, fmt::format("rec: {}: {}", program, std::strerror(firstError)));
+  throw RecError(kExitNotExecutable,
+                 fmt::format("rec: {}: {}", program, std::strerror(firstError)));
 }
 
 int pinToCpu(int cpu) {

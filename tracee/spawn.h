@@ -10,16 +10,16 @@
 namespace rec {
 
 struct SpawnOptions {
-  std::string path;                 // what to execve
+  std::string path;  // what to execve
   std::vector<std::string> argv;
   std::vector<std::string> envp;
-  std::string cwd;                  // empty: inherit
-  int cpu = -1;                     // pin the tracee to this CPU; -1: no pinning
+  std::string cwd;                              // empty: inherit
+  int cpu = -1;                                 // pin the tracee to this CPU; -1: no pinning
   std::vector<std::pair<int, rlimit>> rlimits;  // applied before exec
   std::vector<uint8_t> tracedSyscalls;          // bitmap for the seccomp filter
-  uint64_t untracedSyscallIp = 0;   // syscalls from this ip are never traced (rec's scratch page)
+  uint64_t untracedSyscallIp = 0;  // syscalls from this ip are never traced (rec's scratch page)
   bool disableCoreDumps = false;
-  int stdoutFd = -1;                // dup2'ed onto 1 / 2 when >= 0
+  int stdoutFd = -1;  // dup2'ed onto 1 / 2 when >= 0
   int stderrFd = -1;
 };
 

@@ -18,59 +18,62 @@ namespace rec::sys {
 
 // How an argument is shown by `rec dump` (and compared on replay).
 enum class Arg : uint8_t {
-  None,       // argument not used
-  Int,        // signed decimal
-  Uint,       // unsigned decimal
-  Hex,        // 0x...
-  Ptr,        // address, NULL when 0
-  Fd,         // file descriptor
-  DirFd,      // AT_FDCWD or fd
-  Path,       // NUL-terminated path string the program passes in
-  Str,        // other NUL-terminated input string
-  Size,       // byte count
-  OpenFlags,  // O_*
-  Mode,       // octal
-  Prot,       // PROT_*
-  MapFlags,   // MAP_*
-  Signal,     // SIGxxx
-  Pid,        // process/thread id
-  Clock,      // CLOCK_*
-  FutexOp,    // FUTEX_*
-  Whence,     // SEEK_*
-  Ioctl,      // ioctl request, decoded as _IOC(...) or by name
-  AtFlags,    // AT_*
-  CloneFlags, // CLONE_*
-  Fcntl,      // F_*
-  Prctl,      // PR_*
-  Socket,     // AF_*/SOCK_* pair shown as ints
+  None,        // argument not used
+  Int,         // signed decimal
+  Uint,        // unsigned decimal
+  Hex,         // 0x...
+  Ptr,         // address, NULL when 0
+  Fd,          // file descriptor
+  DirFd,       // AT_FDCWD or fd
+  Path,        // NUL-terminated path string the program passes in
+  Str,         // other NUL-terminated input string
+  Size,        // byte count
+  OpenFlags,   // O_*
+  Mode,        // octal
+  Prot,        // PROT_*
+  MapFlags,    // MAP_*
+  Signal,      // SIGxxx
+  Pid,         // process/thread id
+  Clock,       // CLOCK_*
+  FutexOp,     // FUTEX_*
+  Whence,      // SEEK_*
+  Ioctl,       // ioctl request, decoded as _IOC(...) or by name
+  AtFlags,     // AT_*
+  CloneFlags,  // CLONE_*
+  Fcntl,       // F_*
+  Prctl,       // PR_*
+  Socket,      // AF_*/SOCK_* pair shown as ints
 };
 
 // Where a syscall runs on replay.
 enum class Support : uint8_t {
-  Passthrough,  // deterministic and private to the tracee: runs natively in record and replay, no stop
+  Passthrough,  // deterministic and private to the tracee: runs natively in record and replay, no
+                // stop
   Emulated,     // recorded at record time; on replay skipped and its result and memory injected
   Executed,     // recorded, and executed again on replay because it shapes the address space
                 // or process tree; result compared (or replaced, see kResultFromTrace)
-  Refused,      // rec cannot record it faithfully: fails with ENOSYS at record time so programs fall back
+  Refused,  // rec cannot record it faithfully: fails with ENOSYS at record time so programs fall
+            // back
 };
 
 // How many bytes the kernel writes through an output pointer argument.
 enum class Out : uint8_t {
   None,
-  Fixed,          // `size` bytes
-  ByResult,       // result bytes (when result > 0)
-  ByArg,          // value of argument `lenArg` bytes
-  ResultTimes,    // result * `size` bytes (e.g. epoll_wait events)
-  ArgTimes,       // argument `lenArg` * `size` bytes (e.g. poll's pollfd array)
-  LenPtr,         // *(u32*)arg[lenArg] bytes after the call, at most the value before (sockaddr + socklen_t)
-  Iovec,          // iovec array at arg, count at arg `lenArg`, result bytes spread over it
-  Msghdr,         // struct msghdr at arg: name, iov (by result), control, and the msghdr itself
-  IoctlSize,      // ioctl: _IOC_SIZE(request) bytes when _IOC_DIR has _IOC_READ
-  CString,        // NUL-terminated string of at most `lenArg` arg bytes (getcwd: result bytes)
+  Fixed,        // `size` bytes
+  ByResult,     // result bytes (when result > 0)
+  ByArg,        // value of argument `lenArg` bytes
+  ResultTimes,  // result * `size` bytes (e.g. epoll_wait events)
+  ArgTimes,     // argument `lenArg` * `size` bytes (e.g. poll's pollfd array)
+  LenPtr,       // *(u32*)arg[lenArg] bytes after the call, at most the value before (sockaddr +
+                // socklen_t)
+  Iovec,        // iovec array at arg, count at arg `lenArg`, result bytes spread over it
+  Msghdr,       // struct msghdr at arg: name, iov (by result), control, and the msghdr itself
+  IoctlSize,    // ioctl: _IOC_SIZE(request) bytes when _IOC_DIR has _IOC_READ
+  CString,      // NUL-terminated string of at most `lenArg` arg bytes (getcwd: result bytes)
 };
 
 struct OutParam {
-  uint8_t arg = 0;     // which argument holds the pointer
+  uint8_t arg = 0;  // which argument holds the pointer
   Out kind = Out::None;
   uint8_t lenArg = 0;  // argument index used by ByArg/ArgTimes/LenPtr/Iovec
   uint32_t size = 0;   // bytes for Fixed, element size for ResultTimes/ArgTimes
@@ -79,32 +82,33 @@ struct OutParam {
 // Irregular syscalls: the recorder/replayer implement each one by name.
 enum class Hook : uint8_t {
   None,
-  Mmap,        // file-backed mappings are stored as blobs and remapped on replay
-  Mremap,      // replay forces the recorded destination
+  Mmap,    // file-backed mappings are stored as blobs and remapped on replay
+  Mremap,  // replay forces the recorded destination
   Brk,
-  Execve,      // exec: capture blobs, initial stack and registers
-  Clone,       // fork/vfork/clone: new task
-  Ioctl,       // output size from a small table of known requests, else _IOC
-  Fcntl,       // F_GETLK & co write a struct flock; F_DUPFD tracks stdout aliases
-  Prctl,       // a few options write memory (PR_GET_NAME, ...)
+  Execve,  // exec: capture blobs, initial stack and registers
+  Clone,   // fork/vfork/clone: new task
+  Ioctl,   // output size from a small table of known requests, else _IOC
+  Fcntl,   // F_GETLK & co write a struct flock; F_DUPFD tracks stdout aliases
+  Prctl,   // a few options write memory (PR_GET_NAME, ...)
   Futex,
   SigSuspend,  // waits with a temporary mask: executed on replay with the signal supplied
   Dup,         // dup/dup2/dup3: tracks which fds alias the program's stdout/stderr
   Close,
-  Write,       // write/writev/pwrite to stdout/stderr are echoed on replay
-  Select,      // fd_sets in/out, size from nfds
+  Write,   // write/writev/pwrite to stdout/stderr are echoed on replay
+  Select,  // fd_sets in/out, size from nfds
   Recvmmsg,
   Sendmmsg,
-  ShmAt,       // System V shared memory: replayed as a shared memfd per segment
+  ShmAt,  // System V shared memory: replayed as a shared memfd per segment
   ShmDt,
   Exit,
 };
 
 // Row flags.
-inline constexpr uint16_t kMayBlock = 1 << 0;        // may wait for another task or the outside world
-inline constexpr uint16_t kResultFromTrace = 1 << 1; // Executed, but the program sees the recorded result (ids)
-inline constexpr uint16_t kNeverReturns = 1 << 2;    // exit, exit_group, rt_sigreturn-like
-inline constexpr uint16_t kReturnsFd = 1 << 3;       // result is a new fd (for dump/stdout tracking)
+inline constexpr uint16_t kMayBlock = 1 << 0;  // may wait for another task or the outside world
+inline constexpr uint16_t kResultFromTrace =
+    1 << 1;  // Executed, but the program sees the recorded result (ids)
+inline constexpr uint16_t kNeverReturns = 1 << 2;  // exit, exit_group, rt_sigreturn-like
+inline constexpr uint16_t kReturnsFd = 1 << 3;     // result is a new fd (for dump/stdout tracking)
 
 struct SyscallRow {
   int number = -1;
@@ -160,8 +164,8 @@ std::string formatCall(const SyscallRow& row, const std::array<uint64_t, 6>& arg
 // "3", "-1 ENOENT (No such file or directory)", "0x7f..." for mmap.
 std::string formatResult(const SyscallRow& row, int64_t result);
 
-std::string_view errnoName(int err);     // "ENOENT"; "" when unknown
-std::string_view signalName(int signo);  // "SIGSEGV"; "" when unknown
-std::string_view supportName(Support s); // "emulated", "executed", "passthrough", "refused"
+std::string_view errnoName(int err);      // "ENOENT"; "" when unknown
+std::string_view signalName(int signo);   // "SIGSEGV"; "" when unknown
+std::string_view supportName(Support s);  // "emulated", "executed", "passthrough", "refused"
 
 }  // namespace rec::sys

@@ -1,13 +1,13 @@
 #include "task.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 
 #include <cerrno>
 #include <cstring>
-#include <fmt/format.h>
 
 #include "errors.h"
 #include "exit_codes.h"
@@ -63,15 +63,22 @@ Stop decodeStop(int status) {
 
 std::string describeStop(const Stop& stop) {
   switch (stop.kind) {
-    case StopKind::Seccomp: return "syscall entry";
-    case StopKind::SyscallStop: return "syscall stop";
+    case StopKind::Seccomp:
+      return "syscall entry";
+    case StopKind::SyscallStop:
+      return "syscall stop";
     case StopKind::Signal:
       return fmt::format("signal {}", sys::signalName(stop.signal));
-    case StopKind::Exec: return "exec";
-    case StopKind::Fork: return "fork";
-    case StopKind::VforkDone: return "vfork done";
-    case StopKind::ExitEvent: return "exit";
-    case StopKind::GroupStop: return "group stop";
+    case StopKind::Exec:
+      return "exec";
+    case StopKind::Fork:
+      return "fork";
+    case StopKind::VforkDone:
+      return "vfork done";
+    case StopKind::ExitEvent:
+      return "exit";
+    case StopKind::GroupStop:
+      return "group stop";
     case StopKind::Exited:
       if (WIFEXITED(stop.status)) return fmt::format("exited with {}", WEXITSTATUS(stop.status));
       return fmt::format("killed by {}", sys::signalName(WTERMSIG(stop.status)));
@@ -81,12 +88,24 @@ std::string describeStop(const Stop& stop) {
 
 void Registers::setSyscallArg(int index, uint64_t v) {
   switch (index) {
-    case 0: raw_.rdi = v; break;
-    case 1: raw_.rsi = v; break;
-    case 2: raw_.rdx = v; break;
-    case 3: raw_.r10 = v; break;
-    case 4: raw_.r8 = v; break;
-    case 5: raw_.r9 = v; break;
+    case 0:
+      raw_.rdi = v;
+      break;
+    case 1:
+      raw_.rsi = v;
+      break;
+    case 2:
+      raw_.rdx = v;
+      break;
+    case 3:
+      raw_.r10 = v;
+      break;
+    case 4:
+      raw_.r8 = v;
+      break;
+    case 5:
+      raw_.r9 = v;
+      break;
   }
 }
 
@@ -223,7 +242,9 @@ std::string Task::readCString(uint64_t addr, size_t maxLen) {
   return out;
 }
 
-void Task::resetMemory() { memFd_.reset(); }
+void Task::resetMemory() {
+  memFd_.reset();
+}
 
 void Task::write(uint64_t addr, const void* buf, size_t len) {
   if (len == 0) return;

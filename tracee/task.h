@@ -25,22 +25,22 @@ namespace rec {
 
 // The kinds of ptrace-stop a waitpid status can describe.
 enum class StopKind {
-  Seccomp,        // PTRACE_EVENT_SECCOMP: at entry of a traced syscall
-  SyscallStop,    // syscall-enter- or -exit-stop (after PTRACE_SYSCALL)
-  Signal,         // signal-delivery-stop
-  Exec,           // PTRACE_EVENT_EXEC
-  Fork,           // PTRACE_EVENT_FORK / VFORK / CLONE (the parent)
-  VforkDone,      // PTRACE_EVENT_VFORK_DONE
-  ExitEvent,      // PTRACE_EVENT_EXIT: about to exit
-  GroupStop,      // PTRACE_EVENT_STOP: group-stop or a new child's first stop
-  Exited,         // WIFEXITED / WIFSIGNALED: gone
+  Seccomp,      // PTRACE_EVENT_SECCOMP: at entry of a traced syscall
+  SyscallStop,  // syscall-enter- or -exit-stop (after PTRACE_SYSCALL)
+  Signal,       // signal-delivery-stop
+  Exec,         // PTRACE_EVENT_EXEC
+  Fork,         // PTRACE_EVENT_FORK / VFORK / CLONE (the parent)
+  VforkDone,    // PTRACE_EVENT_VFORK_DONE
+  ExitEvent,    // PTRACE_EVENT_EXIT: about to exit
+  GroupStop,    // PTRACE_EVENT_STOP: group-stop or a new child's first stop
+  Exited,       // WIFEXITED / WIFSIGNALED: gone
 };
 
 struct Stop {
   StopKind kind;
-  int status = 0;      // raw waitpid status
-  int signal = 0;      // for Signal / GroupStop
-  int event = 0;       // PTRACE_EVENT_* for event stops
+  int status = 0;  // raw waitpid status
+  int signal = 0;  // for Signal / GroupStop
+  int event = 0;   // PTRACE_EVENT_* for event stops
 };
 
 Stop decodeStop(int status);
@@ -85,7 +85,10 @@ class Task : public sys::MemoryReader {
   // Waits for this task's next stop (waitpid with __WALL).
   Stop wait();
   // Called when a stop for this task was collected elsewhere (waitpid(-1)).
-  void noteStopped() { regsValid_ = false; regsDirty_ = false; }
+  void noteStopped() {
+    regsValid_ = false;
+    regsDirty_ = false;
+  }
 
   const Registers& regs();
   Registers& mutableRegs();  // marks registers dirty; written back on resume
@@ -106,7 +109,9 @@ class Task : public sys::MemoryReader {
   std::string readCString(uint64_t addr, size_t maxLen = 4096);
   // Writes even to read-only pages (through /proc/pid/mem). Throws on failure.
   void write(uint64_t addr, const void* buf, size_t len);
-  void write(uint64_t addr, std::span<const std::byte> data) { write(addr, data.data(), data.size()); }
+  void write(uint64_t addr, std::span<const std::byte> data) {
+    write(addr, data.data(), data.size());
+  }
   // After exec the task has a new address space: reopen /proc/pid/mem.
   void resetMemory();
 

@@ -12,7 +12,8 @@ using rec::patchableLength;
 
 TEST_CASE("patch sites: whole instructions, branches only last", "[patch]") {
   // add $1,%rax ; cmpb $0,0x10(%rip) ; je -13
-  const uint8_t loop[] = {0x48, 0x83, 0xc0, 0x01, 0x80, 0x3d, 0x10, 0, 0, 0, 0x00, 0x74, 0xf3, 0x90};
+  const uint8_t loop[] = {0x48, 0x83, 0xc0, 0x01, 0x80, 0x3d, 0x10,
+                          0,    0,    0,    0x00, 0x74, 0xf3, 0x90};
   REQUIRE(patchableLength(loop, 0x1000) == 4u + 7u);
   // Starting at the cmp: the cmp alone covers five bytes.
   REQUIRE(patchableLength(std::span(loop).subspan(4), 0x1004) == 7u);
@@ -34,7 +35,9 @@ TEST_CASE("patch sites: whole instructions, branches only last", "[patch]") {
 // whose registers differ through, and trap (SIGTRAP) on the matching one.
 namespace {
 sigjmp_buf gTrapped;
-void onTrap(int) { siglongjmp(gTrapped, 1); }
+void onTrap(int) {
+  siglongjmp(gTrapped, 1);
+}
 }  // namespace
 
 TEST_CASE("a trampoline passes misses through and traps on the match", "[patch]") {
@@ -68,7 +71,8 @@ TEST_CASE("a trampoline passes misses through and traps on the match", "[patch]"
   // Misses: other registers differ from the all-zero expectation.
   CHECK(f(3) == 7);
   CHECK(f(100) == 201);
-  struct sigaction sa {}, old{};
+  struct sigaction sa {
+  }, old{};
   sa.sa_handler = onTrap;
   sigaction(SIGTRAP, &sa, &old);
   // A call where every register matches is impossible to arrange from C, so

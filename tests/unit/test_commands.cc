@@ -22,7 +22,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream s;

@@ -27,7 +27,6 @@ using rec::format::WriterOptions;
 
 namespace {
 
-
 std::vector<std::byte> readFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::vector<char> chars((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -1,0 +1,341 @@
+// Replaying syscalls: reaching each one, checking it against the recording,
+// emulating it, or executing it where it shapes the address space or the
+// process tree (mmap of stored files, shared memory, fork-like calls).
+
+#include <elf.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "code_patch.h"
+#include "errors.h"
+#include "exit_codes.h"
+#include "process_maps.h"
+#include "remote_syscall.h"
+#include "replay_session.h"
+#include "replay_task.h"
+#include "signals.h"
+#include "syscall_table.h"
+
+namespace rec {
+
+void ReplaySession::reachSeccomp(ReplayTask& t, const std::string& expected) {
+  if (t.park == ReplayTask::Park::Seccomp) return;
+  Stop stop = advance(t);
+  if (stop.kind == StopKind::Exited) {
+    t.park = ReplayTask::Park::Dead;
+    throw RecError(kExitDivergence,
+                   fmt::format("rec: replay diverged at event #{} (task {}): expected {}, but the "
+                               "program {}",
+                               eventIndex_, t.recordedTid, expected, describeStop(stop)));
+  }
+  if (stop.kind != StopKind::Seccomp) {
+    std::string what = stop.kind == StopKind::Signal
+                           ? fmt::format("received {}", sys::signalName(stop.signal))
+                           : describeStop(stop);
+    diverge(t, expected, what);
+  }
+  t.park = ReplayTask::Park::Seccomp;
+}
+
+void ReplaySession::checkSyscallMatches(ReplayTask& t, int number,
+                                        capnp::List<uint64_t>::Reader recordedArgs,
+                                        capnp::List<capnp::Text>::Reader strings) {
+  const Registers& regs = t.task.regs();
+  int nr = regs.syscallNumber();
+  auto args = regs.syscallArgs();
+  const sys::SyscallRow* row = sys::findSyscall(nr);
+  auto actual = [&] {
+    if (!row) return fmt::format("made syscall_{}", nr);
+    std::vector<std::string> s;
+    for (int index : sys::stringArgs(*row)) s.push_back(t.task.readCString(args[index]));
+    return "made " + sys::formatCall(*row, args, s);
+  };
+  auto expected = [&] {
+    const sys::SyscallRow* r = sys::findSyscall(number);
+    if (!r) return fmt::format("syscall_{}", number);
+    std::array<uint64_t, 6> a{};
+    for (unsigned i = 0; i < 6 && i < recordedArgs.size(); ++i) a[i] = recordedArgs[i];
+    std::vector<std::string> s;
+    for (auto str : strings) s.emplace_back(str.cStr());
+    return sys::formatCall(*r, a, s);
+  };
+  if (nr != number) diverge(t, expected(), actual());
+  unsigned count = row ? row->argCount : 6;
+  for (unsigned i = 0; i < count && i < recordedArgs.size(); ++i)
+    if (args[i] != recordedArgs[i]) diverge(t, expected(), actual());
+  if (row) {
+    auto indexes = sys::stringArgs(*row);
+    for (size_t i = 0; i < indexes.size() && i < strings.size(); ++i)
+      if (t.task.readCString(args[indexes[i]]) != std::string_view(strings[i].cStr()))
+        diverge(t, expected(), actual());
+  }
+}
+
+Stop ReplaySession::waitSyscallExit(ReplayTask& t) {
+  for (;;) {
+    Stop stop = t.task.wait();
+    switch (stop.kind) {
+      case StopKind::SyscallStop:
+        return stop;
+      case StopKind::VforkDone:
+      case StopKind::GroupStop:
+        t.task.resume(Task::Resume::Syscall);
+        continue;
+      case StopKind::Signal:
+        // Replay-time signals are not the recording's; drop them.
+        t.task.resume(Task::Resume::Syscall);
+        continue;
+      default:
+        diverge(t, "the syscall to return", describeStop(stop));
+    }
+  }
+}
+
+void ReplaySession::runForkLike(ReplayTask& t, int recordedChild) {
+  t.task.resume(Task::Resume::Syscall);
+  for (;;) {
+    Stop stop = t.task.wait();
+    if (stop.kind == StopKind::Fork) break;
+    if (stop.kind == StopKind::SyscallStop)
+      diverge(t, "to create a process", fmt::format("failed ({})", t.task.regs().result()));
+    if (stop.kind == StopKind::Signal || stop.kind == StopKind::GroupStop) {
+      t.task.resume(Task::Resume::Syscall);
+      continue;
+    }
+    diverge(t, "to create a process", describeStop(stop));
+  }
+  pid_t child = static_cast<pid_t>(t.task.eventMessage());
+  auto task = std::make_unique<ReplayTask>(recordedChild, child);
+  task->park = ReplayTask::Park::Initial;
+  // The kernel stores the new task's id where clone was asked to (glibc
+  // keeps it in the thread descriptor and passes it to tgkill etc.): the
+  // program must find the recorded id there, as it does from gettid().
+  const Registers& regs = t.task.regs();
+  uint64_t flags = regs.syscallNumber() == SYS_clone ? regs.syscallArgs()[0] : 0;
+  if (flags & CLONE_THREAD) task->task.setTgid(t.task.tgid());
+  if (flags & CLONE_CHILD_SETTID) task->childTidAddress = regs.syscallArgs()[3];
+  if (flags & CLONE_PARENT_SETTID) t.parentTidAddress = regs.syscallArgs()[2];
+  t.parentTidValue = recordedChild;
+  tasks_[recordedChild] = std::move(task);
+  t.task.resume(Task::Resume::Syscall);
+  t.park = ReplayTask::Park::InKernel;
+}
+
+void ReplaySession::fixParentTid(ReplayTask& t) {
+  if (!t.parentTidAddress) return;
+  int32_t value = t.parentTidValue;
+  t.task.write(std::exchange(t.parentTidAddress, 0), &value, sizeof value);
+}
+
+void ReplaySession::onSyscallEnter(ReplayTask& t, schema::SyscallEnterEvent::Reader e) {
+  const sys::SyscallRow* row = sys::findSyscall(e.getNumber());
+  std::string expected = row ? std::string(row->name) : fmt::format("syscall_{}", e.getNumber());
+  reachSeccomp(t, expected);
+  if (t.task.regs().syscallNumber() != e.getNumber())
+    diverge(t, expected, fmt::format("made syscall {}", t.task.regs().syscallNumber()));
+  if (e.getNewTask() != 0) runForkLike(t, e.getNewTask());
+}
+
+void ReplaySession::echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e) {
+  int fd = e.getOutputFd();
+  if ((fd != 1 && fd != 2) || e.getResult() <= 0) return;
+  auto args = e.getArgs();
+  size_t total = static_cast<size_t>(e.getResult());
+  std::vector<std::byte> data;
+  int nr = e.getNumber();
+  if (nr == SYS_writev || nr == SYS_pwritev || nr == SYS_pwritev2) {
+    size_t count = std::min<uint64_t>(args[2], 1024);
+    std::vector<iovec> iov(count);
+    t.task.read(args[1], iov.data(), count * sizeof(iovec));
+    for (const auto& v : iov) {
+      if (data.size() >= total) break;
+      size_t n = std::min(v.iov_len, total - data.size());
+      auto part = t.task.readBytes(reinterpret_cast<uint64_t>(v.iov_base), n);
+      data.insert(data.end(), part.begin(), part.end());
+    }
+  } else {
+    data = t.task.readBytes(args[1], total);
+  }
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      break;  // our own stdout went away; the replay goes on
+    }
+    done += static_cast<size_t>(n);
+  }
+}
+
+// Opens `file` inside the task, mmaps it with `mmapArgs` (the fd slot is
+// filled in) and closes it again; returns mmap's result.
+int64_t ReplaySession::mapIntoTask(ReplayTask& t, const std::string& file, bool writable,
+                                   std::array<uint64_t, 6> mmapArgs) {
+  StraySignals strays;
+  uint64_t pathAddr = putScratchString(t.task, file);
+  uint64_t openFlags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+  int64_t fd = remoteSyscall(
+      t.task, SYS_openat, {static_cast<uint64_t>(AT_FDCWD), pathAddr, openFlags, 0, 0, 0}, strays);
+  if (fd < 0) throw RecError(kExitInternal, fmt::format("rec: cannot open {} in the tracee", file));
+  mmapArgs[4] = static_cast<uint64_t>(fd);
+  int64_t got = remoteSyscall(t.task, SYS_mmap, mmapArgs, strays);
+  remoteSyscall(t.task, SYS_close, {static_cast<uint64_t>(fd), 0, 0, 0, 0, 0}, strays);
+  return got;
+}
+
+void ReplaySession::applyShmAt(ReplayTask& t, schema::SyscallEvent::Reader e) {
+  // Every attach of a segment maps the same memfd, so replayed processes
+  // share it as they shared the segment.
+  StraySignals strays;
+  skipToSyscallExit(t.task, e.getResult(), strays);
+  auto m = e.getMapping();
+  uint64_t size = m.getEnd() - m.getStart();
+  const std::string& file = blobs_->sharedSegment(static_cast<long>(e.getArgs()[0]), size);
+  int64_t got =
+      mapIntoTask(t, file, true, {m.getStart(), size, m.getProt(), MAP_SHARED | MAP_FIXED, 0, 0});
+  if (got != static_cast<int64_t>(m.getStart()))
+    diverge(t, fmt::format("shmat to map {:#x}", m.getStart()), fmt::format("got {}", got));
+  t.task.mutableRegs().setResult(e.getResult());
+}
+
+void ReplaySession::applyShmDt(ReplayTask& t, schema::SyscallEvent::Reader e) {
+  StraySignals strays;
+  skipToSyscallExit(t.task, e.getResult(), strays);
+  uint64_t address = e.getArgs()[0];
+  for (const auto& m : readMaps(t.task.tid()))
+    if (m.start == address)
+      remoteSyscall(t.task, SYS_munmap, {m.start, m.end - m.start, 0, 0, 0, 0}, strays);
+  t.task.mutableRegs().setResult(e.getResult());
+}
+
+void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
+  uint64_t address = static_cast<uint64_t>(e.getResult());
+  auto m = e.getMapping();
+  bool fileBacked = e.hasMapping() && m.getBlobHash().size() == 16;
+  Registers& r = t.task.mutableRegs();
+  uint64_t flags = r.syscallArgs()[3];
+  if (!fileBacked) {
+    // Anonymous (or /dev/zero): the same mapping at the recorded address.
+    r.setSyscallArg(0, address);
+    r.setSyscallArg(3, (flags & ~uint64_t{MAP_FIXED_NOREPLACE}) | MAP_FIXED | MAP_ANONYMOUS);
+    r.setSyscallArg(4, static_cast<uint64_t>(-1));
+    t.task.resume(Task::Resume::Syscall);
+    waitSyscallExit(t);
+    if (t.task.regs().result() != e.getResult())
+      diverge(t, fmt::format("mmap to return {:#x}", address),
+              fmt::format("got {:#x}", t.task.regs().result()));
+    return;
+  }
+  // A file mapping: map the stored contents where the recording had it.
+  // Writable shared mappings map a private copy shared by the replayed
+  // processes, so they still see each other's stores; everything else maps
+  // the blob privately.
+  StraySignals strays;
+  skipToSyscallExit(t.task, e.getResult(), strays);
+  bool sharedWritable = (m.getFlags() & MAP_TYPE) != MAP_PRIVATE && (m.getProt() & PROT_WRITE);
+  const std::string& file = sharedWritable
+                                ? blobs_->sharedCopy(hashOf(m.getBlobHash()), m.getPath())
+                                : blobs_->path(hashOf(m.getBlobHash()), m.getPath());
+  uint64_t mapFlags = (flags & ~uint64_t{MAP_TYPE} & ~uint64_t{MAP_FIXED_NOREPLACE}) |
+                      (sharedWritable ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED;
+  int64_t got =
+      mapIntoTask(t, file, sharedWritable,
+                  {address, m.getEnd() - m.getStart(), m.getProt(), mapFlags, 0, m.getOffset()});
+  if (got != static_cast<int64_t>(address))
+    diverge(t, fmt::format("mmap of {} at {:#x}", m.getPath().cStr(), address),
+            fmt::format("got {}", got));
+  t.task.mutableRegs().setResult(e.getResult());
+}
+
+void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
+  const sys::SyscallRow* row = sys::findSyscall(e.getNumber());
+  bool failed = e.getResult() < 0 && e.getResult() > -4096;
+  bool executed = row && row->support == sys::Support::Executed && !e.getRefused() && !failed;
+  if (t.park == ReplayTask::Park::InKernel) {
+    // An executed blocking syscall (vfork) started at its SyscallEnter event.
+    waitSyscallExit(t);
+    fixParentTid(t);
+    t.task.mutableRegs().setResult(e.getResult());
+    t.park = ReplayTask::Park::Resumable;
+    t.lastExecutedNumber = e.getNumber();
+    return;
+  }
+  reachSeccomp(t, describeRecordedSyscall(e));
+  checkSyscallMatches(t, e.getNumber(), e.getArgs(), e.getStrings());
+  if (row && row->hook == sys::Hook::SigSuspend && !e.getRefused()) {
+    // Only a signal ends it, and it must then really wait with its
+    // temporary mask: decided at the next event (INJECT_AT_SYSCALL_EXIT).
+    t.skipArgs = t.task.regs().syscallArgs();
+    t.skipNumber = e.getNumber();
+    t.skipResult = e.getResult();
+    t.skipIsSigsuspend = true;
+    t.park = ReplayTask::Park::SkipPending;
+    return;
+  }
+
+  if (!executed) {
+    for (auto w : e.getWrites())
+      t.task.write(w.getAddress(), w.getData().begin(), w.getData().size());
+    echoOutput(t, e);
+    t.skipArgs = t.task.regs().syscallArgs();
+    t.skipNumber = e.getNumber();
+    t.skipResult = e.getResult();
+    t.skipIsSigsuspend = false;
+    t.park = ReplayTask::Park::SkipPending;
+    return;
+  }
+
+  switch (row->hook) {
+    case sys::Hook::Mmap:
+      applyMmap(t, e);
+      break;
+    case sys::Hook::ShmAt:
+      applyShmAt(t, e);
+      for (auto w : e.getWrites())
+        t.task.write(w.getAddress(), w.getData().begin(), w.getData().size());
+      break;
+    case sys::Hook::ShmDt:
+      applyShmDt(t, e);
+      break;
+    case sys::Hook::Clone:
+      runForkLike(t, e.getNewTask());
+      waitSyscallExit(t);
+      fixParentTid(t);
+      t.task.mutableRegs().setResult(e.getResult());
+      break;
+    default: {
+      if (row->hook == sys::Hook::Mremap &&
+          static_cast<uint64_t>(e.getResult()) != e.getArgs()[0]) {
+        Registers& r = t.task.mutableRegs();
+        r.setSyscallArg(3, r.syscallArgs()[3] | MREMAP_MAYMOVE | MREMAP_FIXED);
+        r.setSyscallArg(4, static_cast<uint64_t>(e.getResult()));
+      }
+      t.task.resume(Task::Resume::Syscall);
+      waitSyscallExit(t);
+      int64_t got = t.task.regs().result();
+      if (row->flags & sys::kResultFromTrace) {
+        t.task.mutableRegs().setResult(e.getResult());
+      } else if (got != e.getResult()) {
+        diverge(t, fmt::format("{} to return {:#x}", row->name, e.getResult()),
+                fmt::format("got {:#x}", got));
+      }
+      for (auto w : e.getWrites())
+        t.task.write(w.getAddress(), w.getData().begin(), w.getData().size());
+    }
+  }
+  t.lastExecutedNumber = e.getNumber();
+  t.park = ReplayTask::Park::Resumable;
+}
+
+}  // namespace rec

@@ -1,0 +1,83 @@
+// What the replayer knows about one replayed task, and helpers shared by the
+// replayer's source files: replay_session.cc (the event loop), replay_syscalls.cc,
+// replay_signals.cc (signals, rdtsc and points in user code) and replay_exec.cc
+// (exec and exits).
+#pragma once
+
+#include <fmt/format.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "replay_session.h"
+#include "syscall_table.h"
+#include "task.h"
+#include "trace_file.h"
+
+namespace rec {
+
+inline format::BlobHash hashOf(capnp::Data::Reader d) {
+  return format::BlobHash::fromBytes(
+      std::span<const std::byte>(reinterpret_cast<const std::byte*>(d.begin()), d.size()));
+}
+
+inline std::string describeRecordedSyscall(schema::SyscallEvent::Reader e) {
+  const sys::SyscallRow* row = sys::findSyscall(e.getNumber());
+  if (!row) return fmt::format("syscall_{}", e.getNumber());
+  std::array<uint64_t, 6> args{};
+  for (unsigned i = 0; i < 6 && i < e.getArgs().size(); ++i) args[i] = e.getArgs()[i];
+  std::vector<std::string> strings;
+  for (auto s : e.getStrings()) strings.emplace_back(s.cStr());
+  return sys::formatCall(*row, args, strings);
+}
+
+// Whether a core file was written (0x80) depends on RLIMIT_CORE, and replay
+// writes none.
+inline bool sameStatus(int a, int b) {
+  auto normal = [](int s) { return WIFSIGNALED(s) ? s & ~0x80 : s; };
+  return normal(a) == normal(b);
+}
+
+inline std::string statusText(int status) {
+  if (WIFEXITED(status)) return fmt::format("exit status {}", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return fmt::format("killed by {}", sys::signalName(WTERMSIG(status)));
+  return fmt::format("status {:#x}", status);
+}
+
+struct ReplaySession::ReplayTask {
+  ReplayTask(int recorded, pid_t tid) : recordedTid(recorded), task(tid, tid) {}
+  // Where the task is parked between its events.
+  enum class Park {
+    Initial,      // new child: its first ptrace stop not yet collected
+    Seccomp,      // at the seccomp stop of a syscall not yet applied
+    SkipPending,  // at the seccomp stop of an emulated syscall: skip it with skipResult when
+                  // resumed
+    Resumable,    // PTRACE_CONT it (with pendingSignal) to run on
+    InKernel,     // inside an executed blocking syscall (vfork parent)
+    Dead,
+  };
+  int recordedTid;
+  Task task;
+  Park park = Park::Initial;
+  int pendingSignal = 0;   // delivered/raised when the task is next resumed
+  int awaitingSignal = 0;  // a signal rec raised whose delivery stop is due
+  // The emulated syscall a SkipPending task sits in. Whether it is simply
+  // skipped or completed at its exit (to deliver a signal there with the
+  // kernel's restart rules) is decided by the task's next event.
+  int skipNumber = -1;
+  std::array<uint64_t, 6> skipArgs{};
+  int64_t skipResult = 0;
+  bool skipIsSigsuspend = false;
+  int lastExecutedNumber = -1;    // Resumable at the exit of this executed syscall
+  uint64_t childTidAddress = 0;   // CLONE_CHILD_SETTID: fixed at the first stop
+  uint64_t parentTidAddress = 0;  // CLONE_PARENT_SETTID: fixed when clone returns
+  int32_t parentTidValue = 0;
+  bool exiting = false;           // passed PTRACE_EVENT_EXIT
+  std::optional<int> deadStatus;  // reaped while replaying a sibling's execve
+};
+
+}  // namespace rec

@@ -215,15 +215,28 @@ void ReplaySession::diverge(ReplayTask& t, const std::string& expected, const st
                              eventIndex_, t.recordedTid, expected, actual, where));
 }
 
+// Applies the recorded result of the emulated syscall a SkipPending task sits
+// in. A -ERESTART* result with no signal following means the kernel restarted
+// the syscall during recording (rec's own PTRACE_INTERRUPT can cause that):
+// the task goes back to its syscall instruction and makes it again.
+void ReplaySession::skipSyscall(ReplayTask& t) {
+  Registers& r = t.task.mutableRegs();
+  r.setSyscallNumber(-1);
+  if (t.skipResult >= kErestartRestartblock && t.skipResult <= kErestartsys) {
+    r.setResult(t.skipResult == kErestartRestartblock ? SYS_restart_syscall : t.skipNumber);
+    r.setIp(r.ip() - 2);
+  } else {
+    r.setResult(t.skipResult);
+  }
+}
+
 // Resumes the task and returns its next stop that matters to the trace,
 // dropping signals the kernel generates during replay (a real child's
 // SIGCHLD, ...): the recording's asynchronous signals come from the trace.
 Stop ReplaySession::advance(ReplayTask& t) {
   using Park = ReplayTask::Park;
   if (t.park == Park::SkipPending) {
-    Registers& r = t.task.mutableRegs();
-    r.setSyscallNumber(-1);
-    r.setResult(t.skipResult);
+    skipSyscall(t);
     t.task.resume(Task::Resume::Cont);
   } else if (t.park == Park::Resumable) {
     t.task.resume(Task::Resume::Cont, std::exchange(t.pendingSignal, 0));

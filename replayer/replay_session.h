@@ -49,6 +49,7 @@ class ReplaySession {
   void onExit(ReplayTask& t, schema::ExitEvent::Reader e);
 
   Stop advance(ReplayTask& t);
+  void skipSyscall(ReplayTask& t);
   void reachPoint(ReplayTask& t, const user_regs_struct& expected,
                   const std::vector<MemoryCheck>& memory, const std::string& what);
   static std::vector<MemoryCheck> memoryChecks(capnp::List<schema::MemWrite>::Reader list);

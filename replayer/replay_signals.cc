@@ -82,9 +82,10 @@ void ReplaySession::reachPoint(ReplayTask& t, const user_regs_struct& expected,
   if (t.park == Park::Initial) {
     advanceInitial(t);
   } else if (t.park == Park::SkipPending) {
-    skipToSyscallExit(t.task, t.skipResult, strays);
-    if (t.skipResult >= -516 && t.skipResult <= -512)
-      t.task.mutableRegs().setSyscallNumber(t.skipNumber);
+    skipSyscall(t);
+    const Registers regs = t.task.regs();
+    skipToSyscallExit(t.task, regs.result(), strays);
+    t.task.setRegs(regs);  // the skip's result and ip, now at the syscall's exit
     t.park = Park::Resumable;
   } else if (t.park != Park::Resumable) {
     throw RecError(kExitBadTrace, fmt::format("rec: event #{}: a point in user code for a task "

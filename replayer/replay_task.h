@@ -20,6 +20,10 @@
 
 namespace rec {
 
+// Kernel-internal results a tracer sees when a syscall is to be restarted.
+inline constexpr int64_t kErestartsys = -512;
+inline constexpr int64_t kErestartRestartblock = -516;
+
 inline format::BlobHash hashOf(capnp::Data::Reader d) {
   return format::BlobHash::fromBytes(
       std::span<const std::byte>(reinterpret_cast<const std::byte*>(d.begin()), d.size()));

@@ -235,6 +235,7 @@ void ReplaySession::skipSyscall(ReplayTask& t) {
 // SIGCHLD, ...): the recording's asynchronous signals come from the trace.
 Stop ReplaySession::advance(ReplayTask& t) {
   using Park = ReplayTask::Park;
+  if (t.park == Park::Initial) advanceInitial(t);
   if (t.park == Park::SkipPending) {
     skipSyscall(t);
     t.task.resume(Task::Resume::Cont);
@@ -244,19 +245,11 @@ Stop ReplaySession::advance(ReplayTask& t) {
     t.task.resume(Task::Resume::Cont);
   }
   t.lastExecutedNumber = -1;
-  bool initial = t.park == Park::Initial;
   t.park = Park::Resumable;
   for (;;) {
     Stop stop = t.task.wait();
     switch (stop.kind) {
       case StopKind::GroupStop:
-        if (initial) {
-          initial = false;
-          if (t.childTidAddress) {
-            int32_t value = t.recordedTid;
-            t.task.write(std::exchange(t.childTidAddress, 0), &value, sizeof value);
-          }
-        }
         t.task.resume(Task::Resume::Cont);
         continue;
       case StopKind::Signal: {

@@ -331,10 +331,4 @@ size_t instructionLength(std::span<const uint8_t> code, uint64_t ip) {
   return insns.empty() ? 0 : insns[0].bytes.size();
 }
 
-bool sameUserPoint(const user_regs_struct& a, const user_regs_struct& b) {
-  for (int n = 0; n < 16; ++n)
-    if (regByNumber(a, n) != regByNumber(b, n)) return false;
-  return a.rip == b.rip && (a.eflags & kArithmeticFlags) == (b.eflags & kArithmeticFlags);
-}
-
 }  // namespace rec

@@ -59,8 +59,4 @@ std::vector<uint64_t> memoryWrittenBy(std::span<const uint8_t> code, uint64_t ip
 // Length of the instruction at ip (0 when it does not decode).
 size_t instructionLength(std::span<const uint8_t> code, uint64_t ip);
 
-// Whether `a` matches `b` the way the trampoline compares them (general
-// registers, rip and the arithmetic flags).
-bool sameUserPoint(const user_regs_struct& a, const user_regs_struct& b);
-
 }  // namespace rec

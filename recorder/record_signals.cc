@@ -30,6 +30,19 @@
 
 namespace rec {
 
+namespace {
+schema::SignalEvent::Builder initSignalEvent(capnp::MallocMessageBuilder& msg,
+                                             const siginfo_t& info,
+                                             schema::SignalDisposition disposition, uint64_t ip) {
+  auto s = msg.initRoot<schema::Event>().initSignal();
+  s.setSigno(info.si_signo);
+  s.setSiginfo(asData(info));
+  s.setDisposition(disposition);
+  s.setIp(ip);
+  return s;
+}
+}  // namespace
+
 // A task that has run user code for a whole timeslice while another task
 // could run is interrupted; onInterrupted switches away from it.
 void RecordSession::maybePreempt() {
@@ -194,12 +207,7 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
   }
   auto signalEvent = [&](schema::SignalDisposition disposition, const siginfo_t& si, bool sync) {
     capnp::MallocMessageBuilder msg;
-    auto s = msg.initRoot<schema::Event>().initSignal();
-    s.setSigno(signo);
-    s.setSiginfo(asData(si));
-    s.setDisposition(disposition);
-    s.setIp(regs.ip());
-    s.setSynchronous(sync);
+    initSignalEvent(msg, si, disposition, regs.ip()).setSynchronous(sync);
     emit(t, msg);
     ++signalCount_;
   };
@@ -238,11 +246,7 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
     return;
   }
   capnp::MallocMessageBuilder msg;
-  auto s = msg.initRoot<schema::Event>().initSignal();
-  s.setSigno(signo);
-  s.setSiginfo(asData(info));
-  s.setDisposition(schema::SignalDisposition::AT_POINT);
-  s.setIp(t.task.regs().ip());
+  auto s = initSignalEvent(msg, info, schema::SignalDisposition::AT_POINT, t.task.regs().ip());
   setPoint(s.initRegisters(), s.initMemory(static_cast<unsigned>(memory.size())), t, memory);
   emit(t, msg);
   rememberResumeIp(t);
@@ -255,24 +259,15 @@ void RecordSession::injectHeldSignal(RecordTask& t) {
   siginfo_t info = t.heldSignals.front();
   t.heldSignals.pop_front();
   int signo = info.si_signo;
-  int nr = t.task.regs().syscallNumber();
   capnp::MallocMessageBuilder msg;
-  auto s = msg.initRoot<schema::Event>().initSignal();
-  s.setSigno(signo);
-  s.setSiginfo(asData(info));
-  s.setDisposition(schema::SignalDisposition::INJECT_BEFORE_SYSCALL);
-  s.setIp(t.task.regs().ip());
+  initSignalEvent(msg, info, schema::SignalDisposition::INJECT_BEFORE_SYSCALL, t.task.regs().ip());
   emit(t, msg);
   ++signalCount_;
 
   // Undo the syscall entry: the signal is raised with the task back at its
   // syscall instruction, which it re-executes after the handler.
   StraySignals strays;
-  skipToSyscallExit(t.task, 0, strays);
-  Registers& r = t.task.mutableRegs();
-  r.setIp(r.ip() - 2);
-  r.setResult(nr);
-  r.setSyscallNumber(-1);
+  unwindSyscallEntry(t.task, strays);
   absorbStrays(t, strays);
   t.injected[signo] = info;
   resumeCurrent(t, Task::Resume::Cont, signo);

@@ -199,13 +199,8 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
   switch (e.getDisposition()) {
     case schema::SignalDisposition::INJECT_BEFORE_SYSCALL: {
       reachSeccomp(t, fmt::format("a syscall (to deliver {} there)", name));
-      int nr = t.task.regs().syscallNumber();
       StraySignals strays;
-      skipToSyscallExit(t.task, 0, strays);
-      Registers& r = t.task.mutableRegs();
-      r.setIp(r.ip() - 2);
-      r.setResult(nr);
-      r.setSyscallNumber(-1);
+      unwindSyscallEntry(t.task, strays);
       t.pendingSignal = signo;
       t.awaitingSignal = signo;
       t.park = ReplayTask::Park::Resumable;

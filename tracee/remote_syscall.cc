@@ -90,6 +90,15 @@ void skipToSyscallExit(Task& task, int64_t result, StraySignals& strays) {
   }
 }
 
+void unwindSyscallEntry(Task& task, StraySignals& strays) {
+  int nr = task.regs().syscallNumber();
+  skipToSyscallExit(task, 0, strays);
+  Registers& r = task.mutableRegs();
+  r.setIp(r.ip() - 2);  // the syscall instruction is two bytes
+  r.setResult(nr);
+  r.setSyscallNumber(-1);
+}
+
 uint64_t findVdsoSyscall(Task& task) {
   for (const auto& m : readMaps(task.tid())) {
     if (m.path != "[vdso]") continue;

@@ -43,6 +43,11 @@ int64_t remoteSyscallVia(Task& task, uint64_t syscallInsn, int nr, std::array<ui
 // its syscall-exit-stop, from where remote syscalls can run.
 void skipToSyscallExit(Task& task, int64_t result, StraySignals& strays);
 
+// At a seccomp stop: cancels the syscall and puts the task back on its
+// syscall instruction at the syscall's exit stop, as if it had not made it
+// yet; a signal raised now is handled first, then the syscall is made again.
+void unwindSyscallEntry(Task& task, StraySignals& strays);
+
 // After exec, at the execve syscall-exit-stop: maps and fills the scratch page.
 void installScratchPage(Task& task, StraySignals& strays);
 

@@ -57,8 +57,8 @@ class ReplaySession {
   static user_regs_struct rawRegisters(schema::Registers::Reader r);
   std::optional<uint64_t> temporarySignalMask(ReplayTask& t);
   void reachSeccomp(ReplayTask& t, const std::string& expected);
-  void checkSyscallMatches(ReplayTask& t, int number, capnp::List<uint64_t>::Reader args,
-                           capnp::List<capnp::Text>::Reader strings);
+  void checkSyscallMatches(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void parkSkipPending(ReplayTask& t, schema::SyscallEvent::Reader e, bool sigsuspend);
   void applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e);
   void applyShmAt(ReplayTask& t, schema::SyscallEvent::Reader e);
   void applyShmDt(ReplayTask& t, schema::SyscallEvent::Reader e);

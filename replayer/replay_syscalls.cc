@@ -48,12 +48,13 @@ void ReplaySession::reachSeccomp(ReplayTask& t, const std::string& expected) {
   t.park = ReplayTask::Park::Seccomp;
 }
 
-void ReplaySession::checkSyscallMatches(ReplayTask& t, int number,
-                                        capnp::List<uint64_t>::Reader recordedArgs,
-                                        capnp::List<capnp::Text>::Reader strings) {
+void ReplaySession::checkSyscallMatches(ReplayTask& t, schema::SyscallEvent::Reader e) {
   const Registers& regs = t.task.regs();
   int nr = regs.syscallNumber();
   auto args = regs.syscallArgs();
+  int number = e.getNumber();
+  auto recordedArgs = e.getArgs();
+  auto strings = e.getStrings();
   const sys::SyscallRow* row = sys::findSyscall(nr);
   auto actual = [&] {
     if (!row) return fmt::format("made syscall_{}", nr);
@@ -61,15 +62,7 @@ void ReplaySession::checkSyscallMatches(ReplayTask& t, int number,
     for (int index : sys::stringArgs(*row)) s.push_back(t.task.readCString(args[index]));
     return "made " + sys::formatCall(*row, args, s);
   };
-  auto expected = [&] {
-    const sys::SyscallRow* r = sys::findSyscall(number);
-    if (!r) return fmt::format("syscall_{}", number);
-    std::array<uint64_t, 6> a{};
-    for (unsigned i = 0; i < 6 && i < recordedArgs.size(); ++i) a[i] = recordedArgs[i];
-    std::vector<std::string> s;
-    for (auto str : strings) s.emplace_back(str.cStr());
-    return sys::formatCall(*r, a, s);
-  };
+  auto expected = [&] { return describeRecordedSyscall(e); };
   if (nr != number) diverge(t, expected(), actual());
   unsigned count = row ? row->argCount : 6;
   for (unsigned i = 0; i < count && i < recordedArgs.size(); ++i)
@@ -258,6 +251,17 @@ void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
   t.task.mutableRegs().setResult(e.getResult());
 }
 
+// Leaves the task at the seccomp stop of an emulated syscall; its next event
+// decides how the recorded result is applied (see skipSyscall, INJECT_AT_SYSCALL_EXIT).
+void ReplaySession::parkSkipPending(ReplayTask& t, schema::SyscallEvent::Reader e,
+                                    bool sigsuspend) {
+  t.skipArgs = t.task.regs().syscallArgs();
+  t.skipNumber = e.getNumber();
+  t.skipResult = e.getResult();
+  t.skipIsSigsuspend = sigsuspend;
+  t.park = ReplayTask::Park::SkipPending;
+}
+
 void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
   const sys::SyscallRow* row = sys::findSyscall(e.getNumber());
   bool failed = e.getResult() < 0 && e.getResult() > -4096;
@@ -272,15 +276,11 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
     return;
   }
   reachSeccomp(t, describeRecordedSyscall(e));
-  checkSyscallMatches(t, e.getNumber(), e.getArgs(), e.getStrings());
+  checkSyscallMatches(t, e);
   if (row && row->hook == sys::Hook::SigSuspend && !e.getRefused()) {
     // Only a signal ends it, and it must then really wait with its
     // temporary mask: decided at the next event (INJECT_AT_SYSCALL_EXIT).
-    t.skipArgs = t.task.regs().syscallArgs();
-    t.skipNumber = e.getNumber();
-    t.skipResult = e.getResult();
-    t.skipIsSigsuspend = true;
-    t.park = ReplayTask::Park::SkipPending;
+    parkSkipPending(t, e, true);
     return;
   }
 
@@ -288,11 +288,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
     for (auto w : e.getWrites())
       t.task.write(w.getAddress(), w.getData().begin(), w.getData().size());
     echoOutput(t, e);
-    t.skipArgs = t.task.regs().syscallArgs();
-    t.skipNumber = e.getNumber();
-    t.skipResult = e.getResult();
-    t.skipIsSigsuspend = false;
-    t.park = ReplayTask::Park::SkipPending;
+    parkSkipPending(t, e, false);
     return;
   }
 

@@ -210,12 +210,6 @@ size_t Task::read(uint64_t addr, void* buf, size_t len) {
   return done;
 }
 
-void Task::readExact(uint64_t addr, void* buf, size_t len) {
-  if (read(addr, buf, len) != len)
-    throw RecError(kExitInternal,
-                   fmt::format("cannot read {} bytes at {:#x} in task {}", len, addr, tid_));
-}
-
 std::vector<std::byte> Task::readBytes(uint64_t addr, size_t len) {
   std::vector<std::byte> out(len);
   out.resize(read(addr, out.data(), len));

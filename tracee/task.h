@@ -102,9 +102,8 @@ class Task : public sys::MemoryReader {
   void setSiginfo(const siginfo_t& info);
   unsigned long eventMessage();
 
-  // Memory. read() may be short at an unmapped page; readExact throws.
+  // Memory. read() may be short at an unmapped page.
   size_t read(uint64_t addr, void* buf, size_t len) override;
-  void readExact(uint64_t addr, void* buf, size_t len);
   std::vector<std::byte> readBytes(uint64_t addr, size_t len);
   std::string readCString(uint64_t addr, size_t maxLen = 4096);
   // Writes even to read-only pages (through /proc/pid/mem). Throws on failure.

@@ -68,7 +68,8 @@ class RecordSession {
   void maybePreempt();
   void onInterrupted(RecordTask& t);
   std::optional<Stop> choosePoint(RecordTask& t, std::vector<MemoryCheck>& memory);
-  bool patchableHere(RecordTask& t, std::span<const uint8_t> window, uint64_t ip);
+  bool patchableHere(RecordTask& t, std::span<const uint8_t> window, uint64_t ip,
+                     bool singleInstruction);
   void rememberResumeIp(RecordTask& t);
   void setPoint(schema::Registers::Builder regs, capnp::List<schema::MemWrite>::Builder out,
                 RecordTask& t, const std::vector<MemoryCheck>& memory);

@@ -112,7 +112,10 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, std::vector<Memory
     if (step > 0 && ip != fallthrough) t.jumpTargets.insert(ip);
     fallthrough = ip + instructionLength(window, ip);
     if (!visited.insert(ip).second) loopClosed = true;
-    if ((loopClosed || step >= kMaxSteps) && patchableHere(t, window, ip)) break;
+    // Best: one instruction of at least five bytes, whose inside no path can
+    // jump into. Otherwise, after a longer walk, several instructions.
+    if (loopClosed && patchableHere(t, window, ip, true)) break;
+    if (step >= kMaxSteps && patchableHere(t, window, ip, false)) break;
     if (step >= 4 * kMaxSteps)
       throw RecError(kExitInternal, fmt::format("no patchable instruction near {:#x}", ip));
     for (uint64_t address : memoryWrittenBy(window, ip, regs)) written.insert(address);
@@ -138,11 +141,16 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, std::vector<Memory
 }
 
 // Replay overwrites [ip, ip + length) with a jump while it runs the task to
-// the point. The task must not resume inside that range: not where it stands
-// now, nor where a signal handler it is in will return to.
-bool RecordSession::patchableHere(RecordTask& t, std::span<const uint8_t> window, uint64_t ip) {
+// the point, so no code may enter that range anywhere but at ip. A single
+// instruction guarantees it. A range of several instructions is checked
+// against the places the task resumes at (where it stands now, where a signal
+// handler returns to) and the jump targets seen while stepping, which covers
+// the loop but not every path: it is the fallback.
+bool RecordSession::patchableHere(RecordTask& t, std::span<const uint8_t> window, uint64_t ip,
+                                  bool singleInstruction) {
   auto length = patchableLength(window, ip);
   if (!length) return false;
+  if (singleInstruction) return *length == instructionLength(window, ip);
   for (uint64_t avoid : t.resumeIps)
     if (avoid > ip && avoid < ip + *length) return false;
   auto target = t.jumpTargets.upper_bound(ip);

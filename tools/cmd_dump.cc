@@ -90,6 +90,21 @@ std::string dispositionText(schema::SignalDisposition d) {
   return "disposition " + std::to_string(static_cast<int>(d));
 }
 
+// The name a JSON consumer filters on: the syscall's or the signal's; empty
+// for other kinds, whose member name already says what they are.
+std::string eventName(schema::Event::Reader e) {
+  switch (e.which()) {
+    case schema::Event::SYSCALL:
+      return syscallName(e.getSyscall().getNumber());
+    case schema::Event::SYSCALL_ENTER:
+      return syscallName(e.getSyscallEnter().getNumber());
+    case schema::Event::SIGNAL:
+      return cli::signalText(e.getSignal().getSigno());
+    default:
+      return "";
+  }
+}
+
 std::string eventText(schema::Event::Reader e) {
   switch (e.which()) {
     case schema::Event::SYSCALL:
@@ -104,7 +119,7 @@ std::string eventText(schema::Event::Reader e) {
     case schema::Event::EXEC: {
       auto x = e.getExec();
       auto name = x.getFilename();
-      return "execve(" + cli::quoted(std::string_view(name.cStr(), name.size())) + ") -> " +
+      return "execve(" + sys::quoted(std::string_view(name.cStr(), name.size())) + ") -> " +
              std::to_string(x.getMappings().size()) + " mappings, stack " +
              std::to_string(x.getStackImage().size()) + " bytes";
     }
@@ -162,10 +177,12 @@ int runDump(const DumpOptions& options) {
       uint64_t index = reader.nextEventIndex() - 1;
       line.clear();
       if (options.json) {
-        // Splice the index in as the first member of the event's object.
+        // Splice the index (and name) in as the first members of the event's object.
         kj::String json = codec.encode(*event);
         std::string_view body(json.cStr(), json.size());
         line = "{\"index\":" + std::to_string(index);
+        if (std::string name = eventName(*event); !name.empty())
+          line += ",\"name\":\"" + name + "\"";
         if (body.size() > 2)
           line += "," + std::string(body.substr(1));
         else

@@ -85,7 +85,7 @@ int runPs(const PsOptions& options) {
       }
       if (e->isExec()) {
         std::string argv = cli::commandLine(e->getExec().getArgv());
-        t.argv = argv.empty() ? cli::quoted(e->getExec().getFilename().cStr()) : argv;
+        t.argv = argv.empty() ? sys::quoted(e->getExec().getFilename().cStr()) : argv;
         t.lastExec = index + 1;
       } else if (e->isExit() && !e->getExit().getThreadOnly()) {
         t.exitStatus = e->getExit().getWaitStatus();

@@ -95,28 +95,6 @@ std::string commandLine(TextList argv) {
   return out;
 }
 
-// A C-style quoted string with non-printable bytes escaped.
-inline std::string quoted(std::string_view s) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out = "\"";
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c < 0x20 || c >= 0x7f) {
-      out += "\\x";
-      out += kDigits[c >> 4];
-      out += kDigits[c & 15];
-    } else {
-      out += ch;
-    }
-  }
-  return out + "\"";
-}
-
 // "12.3 MiB (12898765 bytes)".
 inline std::string humanBytes(uint64_t n) {
   static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB"};

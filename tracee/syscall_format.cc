@@ -46,10 +46,11 @@ std::string named(int64_t v, std::initializer_list<Flag> known) {
   return std::to_string(v);
 }
 
-std::string quoted(std::string_view s) {
-  constexpr size_t kMax = 64;
+}  // namespace
+
+std::string quoted(std::string_view s, size_t limit) {
   std::string out = "\"";
-  for (size_t i = 0; i < s.size() && i < kMax; ++i) {
+  for (size_t i = 0; i < s.size() && i < limit; ++i) {
     unsigned char c = s[i];
     switch (c) {
       case '"':
@@ -78,9 +79,11 @@ std::string quoted(std::string_view s) {
     }
   }
   out += '"';
-  if (s.size() > kMax) out += "...";
+  if (s.size() > limit) out += "...";
   return out;
 }
+
+namespace {
 
 std::string openFlags(uint64_t v) {
   static constexpr std::string_view kAccess[] = {"O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE"};
@@ -334,7 +337,8 @@ std::string formatArg(const SyscallRow& row, int i, uint64_t v,
     case Arg::Str: {
       if (nextString < strings.size()) {
         const std::string& str = strings[nextString++];
-        return v == 0 ? "NULL" : quoted(str);
+        size_t limit = row.args[i] == Arg::Path ? kPathMax : kStringMax;
+        return v == 0 ? "NULL" : quoted(str, limit);
       }
       return v == 0 ? "NULL" : hex(v);
     }

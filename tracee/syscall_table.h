@@ -161,6 +161,11 @@ std::vector<int> stringArgs(const SyscallRow& row);
 // recorded contents of the stringArgs in order.
 std::string formatCall(const SyscallRow& row, const std::array<uint64_t, 6>& args,
                        std::span<const std::string> strings);
+// A C-style quoted string, non-printable bytes escaped, cut at `limit` bytes
+// with "..." after the quote when longer.
+inline constexpr size_t kPathMax = 4096;  // paths print whole, as strace does
+inline constexpr size_t kStringMax = 64;  // data strings are cut
+std::string quoted(std::string_view s, size_t limit = kPathMax);
 // "3", "-1 ENOENT (No such file or directory)", "0x7f..." for mmap.
 std::string formatResult(const SyscallRow& row, int64_t result);
 

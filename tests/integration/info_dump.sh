@@ -46,23 +46,19 @@ check_dump() {
 check_dump_json() {
   make_trace
   expect_status 0 "$REC" dump --json t.rec
-  local f=$T/last.out n=0 line
+  local f=$T/last.out
   [[ -s $f ]] || fail "rec dump --json printed nothing"
-  while IFS= read -r line; do
-    n=$((n + 1))
-    if ! printf '%s\n' "$line" | python3 -m json.tool >/dev/null 2>json.err; then
-      fail "line $n of rec dump --json is not JSON: $(head -c 200 <<<"$line") ($(tail -n1 json.err))"
-    fi
-    ((n >= 5000)) && break  # bounded
-  done <"$f"
   grep -q 'input-file-xyz.txt' "$f" || fail "rec dump --json does not show the opened path"
-  grep -q 'openat' "$f" || note "rec dump --json gives syscall numbers only, no names (optional)"
+  grep -q '"name":"openat"' "$f" || fail "rec dump --json does not name the syscalls"
   # Each line is one object (JSON Lines), not one pretty-printed document.
   python3 - "$f" <<'PY' || fail "rec dump --json lines are not all JSON objects"
 import json, sys
-for i, line in enumerate(open(sys.argv[1], encoding="utf-8")):
+for i, line in enumerate(open(sys.argv[1], encoding="utf-8"), 1):
     if line.strip():
-        assert isinstance(json.loads(line), dict), i
+        try:
+            assert isinstance(json.loads(line), dict)
+        except Exception as e:
+            sys.exit(f"line {i}: {e!r}: {line[:200]}")
 PY
 }
 

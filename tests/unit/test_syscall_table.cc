@@ -339,9 +339,13 @@ TEST_CASE("formatCall renders strace-like calls") {
         "clone(CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD, NULL, NULL, 0x2000, 0)");
   CHECK(formatCall(row("lseek"), {3, 0, 2}, {}) == "lseek(3, 0, SEEK_END)");
   CHECK(formatCall(row("getpid"), {}, {}) == "getpid()");
-  std::array<std::string, 1> longPath = {std::string(100, 'a') + "\n"};
-  std::string call = formatCall(row("unlink"), {0x1000}, longPath);
-  CHECK(call == "unlink(\"" + std::string(64, 'a') + "\"...)");
+  // Paths print whole, however long (users grep dumps for them); other
+  // strings are cut at kStringMax bytes.
+  std::array<std::string, 1> longPath = {std::string(300, 'a')};
+  CHECK(formatCall(row("unlink"), {0x1000}, longPath) == "unlink(\"" + longPath[0] + "\")");
+  std::array<std::string, 1> longName = {std::string(100, 'h')};
+  CHECK(formatCall(row("sethostname"), {0x1000, 100}, longName) ==
+        "sethostname(\"" + std::string(kStringMax, 'h') + "\"..., 100)");
   std::array<std::string, 1> escaped = {"a\"b\n\x01"};
   CHECK(formatCall(row("unlink"), {0x1000}, escaped) == "unlink(\"a\\\"b\\n\\x01\")");
 }

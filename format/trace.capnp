@@ -49,6 +49,7 @@ struct Header {
   rlimits @11 :List(Rlimit);    # applied to the replayed process so its layout matches
   chaosSeed @12 :UInt64;        # 0 when chaos scheduling was off
   scratchAddress @13 :UInt64;   # rec's scratch page in every tracee
+  rdtscPatched @14 :Bool;       # RDTSC did not trap: its sites were patched to UD2 (tracee/rdtsc_sites.h)
 }
 
 # One register file, the kernel's struct user_regs_struct, raw.

@@ -112,11 +112,14 @@ void RecordSession::completeExec(RecordTask& t) {
     out.setPath(m.path);
     std::string byRange = fmt::format("/proc/{}/map_files/{:x}-{:x}", tid, m.start, m.end);
     format::BlobHash hash;
+    std::string readPath = byRange;
     try {
       hash = blobs_->storePath(byRange, m.path);
     } catch (const RecError&) {
-      hash = blobs_->storePath(m.path, m.path);  // map_files needs CAP_SYS_ADMIN
+      readPath = m.path;  // map_files needs CAP_SYS_ADMIN
+      hash = blobs_->storePath(m.path, m.path);
     }
+    patchRdtsc(t, hash, readPath, m.start, m.end, m.offset, m.prot);
     auto bytes = hash.bytes();
     out.setBlobHash(asData(bytes.data(), bytes.size()));
     if (m.prot & PROT_WRITE)

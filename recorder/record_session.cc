@@ -28,6 +28,7 @@
 #include "errors.h"
 #include "exit_codes.h"
 #include "process_maps.h"
+#include "rdtsc_sites.h"
 #include "record_task.h"
 #include "remote_syscall.h"
 #include "seccomp_filter.h"
@@ -140,6 +141,7 @@ void RecordSession::writeHeader(const std::string& executable) {
   limits[0].setHard(stack.rlim_max);
   h.setScratchAddress(kScratchAddress);
   h.setChaosSeed(chaosSeed_);
+  h.setRdtscPatched(rdtscPatcher_.has_value());
   env_ = std::move(env);
   writer_ = format::TraceWriter::create(options_.tracePath, msg);
 }
@@ -153,6 +155,7 @@ int RecordSession::run() {
     pretendedCpus_ = std::uniform_int_distribution<int>(1, 8)(chaosRandom_);
   }
   tracedBitmap_ = tracedSyscallBitmap();
+  if (!rdtscTrapsHere()) rdtscPatcher_.emplace();
   // The trace writer's compression thread starts here, before rec pins
   // itself, so zstd runs on another CPU than the program.
   writeHeader(executable);
@@ -168,6 +171,7 @@ int RecordSession::run() {
   spawn.untracedSyscallIp = kScratchUntracedIp;
   spawn.stdoutFd = options_.stdoutFd;
   spawn.stderrFd = options_.stderrFd;
+  spawn.trapRdtsc = !rdtscPatcher_;
   gRecordTimeoutExpired = 0;
   if (options_.timeout.count() > 0) deadline_ = Clock::now() + options_.timeout;
   TickTimer tick;

@@ -23,6 +23,7 @@
 #include "blob_store.h"
 #include "code_patch.h"
 #include "output_fds.h"
+#include "rdtsc_sites.h"
 #include "remote_syscall.h"
 #include "task.h"
 #include "trace_file.h"
@@ -88,6 +89,8 @@ class RecordSession {
   void refuse(RecordTask& t, int error);
   void releaseVforkParent(RecordTask& child);
   bool emulateRdtsc(RecordTask& t);
+  void patchRdtsc(RecordTask& t, const format::BlobHash& file, const std::string& readPath,
+                  uint64_t start, uint64_t end, uint64_t offset, int prot);
   void injectHeldSignal(RecordTask& t);
   void finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilder& msg);
 
@@ -122,6 +125,7 @@ class RecordSession {
   uint64_t preemptions_ = 0;
   std::vector<uint8_t> tracedBitmap_;
   std::vector<std::string> env_;
+  std::optional<RdtscPatcher> rdtscPatcher_;  // set where RDTSC does not trap
 };
 
 // Set by rec's SIGTERM/SIGHUP handler; the session then kills the tracees

@@ -173,12 +173,19 @@ void RecordSession::setPoint(schema::Registers::Builder regs,
   }
 }
 
+// An RDTSC/RDTSCP that faulted (PR_SET_TSC) or a patched site that did.
 bool RecordSession::emulateRdtsc(RecordTask& t) {
   Registers& r = t.task.mutableRegs();
   unsigned char insn[3] = {};
   t.task.read(r.ip(), insn, sizeof insn);
   bool rdtsc = insn[0] == 0x0f && insn[1] == 0x31;
   bool rdtscp = insn[0] == 0x0f && insn[1] == 0x01 && insn[2] == 0xf9;
+  if (rdtscPatcher_) {
+    if (auto site = rdtscPatcher_->siteAt(t.task, r.ip())) {
+      rdtsc = *site == TscInstruction::Rdtsc;
+      rdtscp = *site == TscInstruction::Rdtscp;
+    }
+  }
   if (!rdtsc && !rdtscp) return false;
   unsigned aux = 0;
   uint64_t value = rdtscp ? __rdtscp(&aux) : __rdtsc();
@@ -197,6 +204,13 @@ bool RecordSession::emulateRdtsc(RecordTask& t) {
   return true;
 }
 
+void RecordSession::patchRdtsc(RecordTask& t, const format::BlobHash& file,
+                               const std::string& readPath, uint64_t start, uint64_t end,
+                               uint64_t offset, int prot) {
+  if (rdtscPatcher_ && (prot & PROT_EXEC))
+    rdtscPatcher_->patchMapping(t.task, file.hex(), readPath, start, end, offset);
+}
+
 void RecordSession::onSignal(RecordTask& t, int signo) {
   siginfo_t info = t.task.siginfo();
   const Registers& regs = t.task.regs();
@@ -210,7 +224,8 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
     resumeCurrent(t);
     return;
   }
-  if (signo == SIGSEGV && info.si_code == SI_KERNEL) {
+  if ((signo == SIGSEGV && info.si_code == SI_KERNEL) ||
+      (signo == SIGILL && info.si_code == ILL_ILLOPN && rdtscPatcher_)) {
     if (emulateRdtsc(t)) return;
   }
   auto signalEvent = [&](schema::SignalDisposition disposition, const siginfo_t& si, bool sync) {

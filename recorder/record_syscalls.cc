@@ -193,6 +193,9 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
       format::BlobHash hash = blobs_->storePath(fdPath, path);
       auto bytes = hash.bytes();
       m.setBlobHash(asData(bytes.data(), bytes.size()));
+      if (result >= 0)
+        patchRdtsc(t, hash, fdPath, m.getStart(), m.getEnd(), t.args[5],
+                   static_cast<int>(t.args[2]));
       break;
     }
     default:

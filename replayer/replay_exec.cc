@@ -82,6 +82,13 @@ void ReplaySession::remapExecFiles(ReplayTask& t, schema::ExecEvent::Reader e) {
   }
 }
 
+void ReplaySession::patchRdtsc(ReplayTask& t, schema::Mapping::Reader m) {
+  if (!rdtscPatcher_ || !(m.getProt() & PROT_EXEC) || m.getBlobHash().size() != 16) return;
+  format::BlobHash hash = hashOf(m.getBlobHash());
+  rdtscPatcher_->patchMapping(t.task, hash.hex(), blobs_->path(hash, m.getPath()), m.getStart(),
+                              m.getEnd(), m.getOffset());
+}
+
 // execve in a thread other than the leader: the kernel ends the other
 // threads (rec, their tracer, reaps them so the exec can go on) and gives the
 // exec'ing thread the leader's id. Returns once the exec stop was seen.
@@ -167,6 +174,7 @@ void ReplaySession::onExec(ReplayTask& t, schema::ExecEvent::Reader e) {
   StraySignals strays;
   installScratchPage(t.task, strays);
   remapExecFiles(t, e);
+  for (auto m : e.getMappings()) patchRdtsc(t, m);
   // The recorded initial stack (argv, environment, auxv with AT_RANDOM and
   // the vDSO hidden) and registers, so the program starts from the very
   // state it started from when recorded.

@@ -20,6 +20,7 @@
 #include "errors.h"
 #include "exit_codes.h"
 #include "process_maps.h"
+#include "rdtsc_sites.h"
 #include "remote_syscall.h"
 #include "replay_task.h"
 #include "signals.h"
@@ -137,6 +138,10 @@ void ReplaySession::start(schema::Event::Reader first) {
   spawn.tracedSyscalls.assign(bitmap.begin(), bitmap.end());
   spawn.untracedSyscallIp = header.getScratchAddress() + 2;
   spawn.disableCoreDumps = true;  // replay has no side effects, not even a core file
+  // RDTSC traps or not as it did when recorded, and the recording's patched
+  // sites are patched again (also where this machine cannot trap it).
+  spawn.trapRdtsc = !header.getRdtscPatched();
+  if (header.getRdtscPatched() || !rdtscTrapsHere()) rdtscPatcher_.emplace();
   if (header.getScratchAddress() != kScratchAddress)
     throw RecError(kExitBadTrace, "rec: trace uses a different scratch address");
   pid_t pid = spawnTraced(spawn);

@@ -16,6 +16,7 @@
 
 #include "blob_files.h"
 #include "code_patch.h"
+#include "rdtsc_sites.h"
 #include "task.h"
 #include "trace_file.h"
 
@@ -70,6 +71,7 @@ class ReplaySession {
   Stop waitSyscallExit(ReplayTask& t);
   void echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e);
   void remapExecFiles(ReplayTask& t, schema::ExecEvent::Reader e);
+  void patchRdtsc(ReplayTask& t, schema::Mapping::Reader m);
   ReplayTask& taskFor(int recordedTid);
   [[noreturn]] void diverge(ReplayTask& t, const std::string& expected, const std::string& actual);
   void killAll();
@@ -83,6 +85,8 @@ class ReplaySession {
   bool initialExited_ = false;
   uint64_t eventIndex_ = 0;
   std::vector<pid_t> zombies_;  // exited leaders, reaped once their threads are gone
+  // Set when the recording patched RDTSC or this machine does not trap it.
+  std::optional<RdtscPatcher> rdtscPatcher_;
 };
 
 }  // namespace rec

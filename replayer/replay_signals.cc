@@ -282,7 +282,10 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
 
 void ReplaySession::onRdtsc(ReplayTask& t, schema::RdtscEvent::Reader e) {
   Stop stop = advance(t);
-  if (stop.kind != StopKind::Signal || stop.signal != SIGSEGV || t.task.regs().ip() != e.getIp())
+  bool patched = stop.kind == StopKind::Signal && stop.signal == SIGILL && rdtscPatcher_ &&
+                 rdtscPatcher_->siteAt(t.task, t.task.regs().ip());
+  if (stop.kind != StopKind::Signal || (stop.signal != SIGSEGV && !patched) ||
+      t.task.regs().ip() != e.getIp())
     diverge(t, fmt::format("rdtsc at {:#x}", e.getIp()), describeStop(stop));
   Registers& r = t.task.mutableRegs();
   r.raw().rax = e.getValue() & 0xffffffff;

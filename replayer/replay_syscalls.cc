@@ -248,6 +248,7 @@ void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
   if (got != static_cast<int64_t>(address))
     diverge(t, fmt::format("mmap of {} at {:#x}", m.getPath().cStr(), address),
             fmt::format("got {}", got));
+  patchRdtsc(t, m);
   t.task.mutableRegs().setResult(e.getResult());
 }
 

@@ -82,6 +82,9 @@ int runInfo(const InfoOptions& options) {
     add("cpu", text(cpu.getVendor()) + ", " + text(cpu.getModelName()) + " (family " +
                    std::to_string(cpu.getFamily()) + ", model " + std::to_string(cpu.getModel()) +
                    ", stepping " + std::to_string(cpu.getStepping()) + ")");
+    add("rdtsc", header.getRdtscPatched() ? "patched to UD2 (this machine ignored PR_SET_TSC)"
+                                          : "trapped (PR_SET_TSC)");
+    if (header.getChaosSeed() != 0) add("chaos seed", std::to_string(header.getChaosSeed()));
     add("tasks", std::to_string(tids.size()));
     add("events", std::to_string(stats.eventCount));
     add("signals", std::to_string(signals));

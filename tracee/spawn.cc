@@ -60,7 +60,7 @@ constexpr long kPtraceOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACESECCOMP | 
     ::sched_setaffinity(0, sizeof set, &set);
   }
   // RDTSC/RDTSCP fault with SIGSEGV so rec can record and emulate them.
-  ::prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0);
+  if (o.trapRdtsc) ::prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0);
   if (!o.cwd.empty() && ::chdir(o.cwd.c_str()) != 0) ::_exit(kExitNoTrace);
   // Required for an unprivileged seccomp filter; it also means set-uid
   // programs run without their privileges (as they would under any ptrace).

@@ -19,7 +19,8 @@ struct SpawnOptions {
   std::vector<uint8_t> tracedSyscalls;          // bitmap for the seccomp filter
   uint64_t untracedSyscallIp = 0;  // syscalls from this ip are never traced (rec's scratch page)
   bool disableCoreDumps = false;
-  int stdoutFd = -1;  // dup2'ed onto 1 / 2 when >= 0
+  bool trapRdtsc = true;  // PR_SET_TSC: RDTSC/RDTSCP fault with SIGSEGV
+  int stdoutFd = -1;      // dup2'ed onto 1 / 2 when >= 0
   int stderrFd = -1;
 };
 

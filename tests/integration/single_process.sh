@@ -10,6 +10,24 @@ check_time_random() {
     -- "$PROGRAMS/time_random"
 }
 
+# Where RDTSC does not trap (some hypervisors; REC_RDTSC=patch pretends so),
+# rec patches the instructions to UD2: the counter values and the branches
+# taken on them replay, decoy bytes inside other instructions stay intact,
+# and the trace replays the same whether or not the replaying machine traps.
+check_rdtsc_patched() {
+  need_program rdtsc_sites
+  expect_native_differs "$PROGRAMS/rdtsc_sites"
+  record_replay patched --record-env REC_RDTSC=patch --replay-env REC_RDTSC=patch --status 0 \
+    --expect-out '^decoys 0x310f 0xf9010f$' --expect-out '^elapsed [1-9]' -- "$PROGRAMS/rdtsc_sites"
+  replay_compare patched
+  expect_status 0 "$REC" info patched.rec
+  grep -q '^rdtsc: *patched' "$T/last.out" || fail "rec info does not say RDTSC was patched"
+  "$REC" dump patched.rec >dump.out || fail "rec dump failed"
+  (($(grep -Ec '\brdtscp? = ' dump.out) >= 101)) || fail "fewer than 101 rdtsc events in the trace"
+  # Recorded where RDTSC traps (when this machine does), replayed patched.
+  record_replay trapped --replay-env REC_RDTSC=patch --status 0 -- "$PROGRAMS/rdtsc_sites"
+}
+
 # Replaying twice must give the same output twice (no state leaks between
 # replays) and a trace copied elsewhere replays the same.
 check_replay_twice_and_copy() {
@@ -130,6 +148,7 @@ check_tty() {
 }
 
 t time_random check_time_random
+t rdtsc_patched check_rdtsc_patched
 t replay_twice_and_copy check_replay_twice_and_copy
 t addresses check_addresses
 t files check_files

@@ -13,6 +13,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -58,12 +59,29 @@ struct BlobHash {
   bool empty() const { return high == 0 && low == 0; }
 };
 
+// A blob chunk exactly as it sits in a trace file (chunk header and zstd
+// frame), so it can be copied into another trace unchanged: the recorder's
+// blob cache keeps these to skip reading, hashing and compressing the same
+// library in every recording.
+struct FramedBlob {
+  BlobHash hash;
+  std::span<const std::byte> bytes;
+  std::shared_ptr<const void> owner;  // keeps `bytes` alive (e.g. a file mapping)
+};
+
+// Whether `bytes` is one whole blob chunk whose header checksum, sizes and
+// payload hash hold (the contents are not decompressed).
+bool isIntactBlobChunk(std::span<const std::byte> bytes);
+
 struct WriterOptions {
   size_t maxEventsPerChunk = 4096;
   size_t maxChunkBytes = 1 << 20;  // uncompressed bytes before a chunk is sealed
   unsigned maxChunkAgeMs = 250;    // a non-empty chunk is sealed at least this often
   size_t maxQueuedChunks = 16;     // bounded memory: the tracer waits only when full
   int compressionLevel = 3;
+  // Called on the background thread with each blob chunk writeBlob() made,
+  // once it is written (e.g. to keep it for later recordings).
+  std::function<void(const BlobHash&, std::span<const std::byte> framed)> onBlobWritten;
 };
 
 // Appends messages to a trace. Not thread-safe: one tracing thread calls it;
@@ -81,11 +99,14 @@ class TraceWriter {
   // Stores data once per trace; returns its hash. Cheap when already stored.
   virtual BlobHash writeBlob(std::span<const std::byte> data, const std::string& path) = 0;
   virtual bool hasBlob(const BlobHash& hash) const = 0;
+  // Stores a blob chunk made by an earlier writer (checked with
+  // isIntactBlobChunk by the caller), once per trace, without recompressing.
+  virtual void writeFramedBlob(FramedBlob blob) = 0;
 
   // Seals the current chunk and waits until everything queued is on disk.
   virtual void flush() = 0;
   // Seals, writes the Footer (the footer's chunk list is filled in by the
-  // writer), fsyncs and closes. No calls after this.
+  // writer), starts writeback and closes. No calls after this.
   virtual void finish(capnp::MessageBuilder& footer) = 0;
 
   virtual uint64_t eventCount() const = 0;

@@ -19,6 +19,13 @@ format::BlobHash BlobStore::storeFd(int fd, const std::string& path) {
   if (S_ISREG(st.st_mode)) {
     auto it = known_.find(key);
     if (it != known_.end()) return it->second;
+    if (auto cached = cache_.lookup(st)) {
+      format::BlobHash hash = cached->hash;
+      bytes_ += static_cast<uint64_t>(st.st_size);
+      writer_.writeFramedBlob(std::move(*cached));
+      known_[key] = hash;
+      return hash;
+    }
   }
   std::vector<std::byte> data;
   // A regular file is read at its size; a growing or special file (memfd
@@ -40,7 +47,10 @@ format::BlobHash BlobStore::storeFd(int fd, const std::string& path) {
     done += static_cast<size_t>(n);
   }
   data.resize(done);
+  // The chunk is compressed on the writer's thread; the cache takes a copy
+  // when it is written (a race lost here only means no copy this time).
   format::BlobHash hash = writer_.writeBlob(data, path);
+  if (regular) cache_.expect(hash, st);
   bytes_ += done;
   if (S_ISREG(st.st_mode)) known_[key] = hash;
   return hash;

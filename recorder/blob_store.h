@@ -9,13 +9,14 @@
 #include <string>
 #include <tuple>
 
+#include "blob_cache.h"
 #include "trace_file.h"
 
 namespace rec {
 
 class BlobStore {
  public:
-  explicit BlobStore(format::TraceWriter& writer) : writer_(writer) {}
+  BlobStore(format::TraceWriter& writer, BlobCache& cache) : writer_(writer), cache_(cache) {}
   // Stores the file open at `fd` (read from offset 0); `path` is for humans.
   // Throws RecError when it cannot be read.
   format::BlobHash storeFd(int fd, const std::string& path);
@@ -26,6 +27,7 @@ class BlobStore {
  private:
   using FileKey = std::tuple<dev_t, ino_t, off_t, long, long>;
   format::TraceWriter& writer_;
+  BlobCache& cache_;
   std::map<FileKey, format::BlobHash> known_;
   uint64_t bytes_ = 0;
 };

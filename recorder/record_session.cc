@@ -143,7 +143,12 @@ void RecordSession::writeHeader(const std::string& executable) {
   h.setChaosSeed(chaosSeed_);
   h.setRdtscPatched(rdtscPatcher_.has_value());
   env_ = std::move(env);
-  writer_ = format::TraceWriter::create(options_.tracePath, msg);
+  format::WriterOptions writerOptions;
+  writerOptions.onBlobWritten = [cache = blobCache_.get()](const format::BlobHash& hash,
+                                                           std::span<const std::byte> framed) {
+    cache->onBlobWritten(hash, framed);
+  };
+  writer_ = format::TraceWriter::create(options_.tracePath, msg, writerOptions);
 }
 
 int RecordSession::run() {
@@ -160,7 +165,7 @@ int RecordSession::run() {
   // itself, so zstd runs on another CPU than the program.
   writeHeader(executable);
   int cpu = pinToCpu(-1);
-  blobs_ = std::make_unique<BlobStore>(*writer_);
+  blobs_ = std::make_unique<BlobStore>(*writer_, *blobCache_);
 
   SpawnOptions spawn;
   spawn.path = executable;

@@ -105,6 +105,8 @@ class RecordSession {
   void absorbStrays(RecordTask& t, StraySignals& strays);
 
   RecordOptions options_;
+  // Before writer_: the writer's thread reports blobs to it until it ends.
+  std::unique_ptr<BlobCache> blobCache_ = BlobCache::fromEnvironment();
   std::unique_ptr<format::TraceWriter> writer_;
   std::unique_ptr<BlobStore> blobs_;
   std::map<pid_t, std::unique_ptr<RecordTask>> tasks_;

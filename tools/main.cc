@@ -1,5 +1,6 @@
 // The rec command line.
 #include <fmt/format.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -110,6 +111,11 @@ int replay(std::string trace, bool force, bool verbose) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Event chunks, capnp segments and file blobs are large, short-lived
+  // buffers: keep them in the heap for reuse instead of an mmap and a page
+  // fault per 4 KiB every time (page faults are dear in VMs).
+  ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
   CLI::App app{"rec: record a program's execution once, replay it exactly, anywhere."};
   app.require_subcommand(1);
   app.set_version_flag("--version", REC_VERSION);

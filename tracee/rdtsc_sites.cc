@@ -14,6 +14,8 @@
 #include <cstring>
 #include <string_view>
 
+#include "cache_dir.h"
+#include "file_mapping.h"
 #include "scoped_fd.h"
 #include "task.h"
 
@@ -107,48 +109,53 @@ void symbolStarts(std::span<const uint8_t> elf, const Elf64_Ehdr& eh,
   }
 }
 
-struct Disassembler {
-  csh handle = 0;
-  bool ok = cs_open(CS_ARCH_X86, CS_MODE_64, &handle) == CS_ERR_OK;
-  ~Disassembler() {
-    if (ok) cs_close(&handle);
+// Decodes a segment linearly from a function start, resuming where it
+// stopped when the next candidate lies further on in the same function (a
+// large function with many candidates is decoded once, not once each).
+class LinearDecoder {
+ public:
+  LinearDecoder(std::span<const uint8_t> elf, const CodeSegment& seg) : elf_(elf), seg_(seg) {
+    ok_ = cs_open(CS_ARCH_X86, CS_MODE_64, &handle_) == CS_ERR_OK;
+    if (ok_) insn_ = cs_malloc(handle_);
   }
+  ~LinearDecoder() {
+    if (insn_) cs_free(insn_, 1);
+    if (ok_) cs_close(&handle_);
+  }
+  LinearDecoder(const LinearDecoder&) = delete;
+  LinearDecoder& operator=(const LinearDecoder&) = delete;
+
+  // The instruction starting exactly at `target` when decoding from the
+  // function start `from`; nullopt when no instruction starts there or it is
+  // neither RDTSC nor RDTSCP.
+  std::optional<TscInstruction> at(uint64_t from, uint64_t target) {
+    if (!ok_) return std::nullopt;
+    if (from != from_ || address_ > target) {
+      from_ = from;
+      address_ = from;
+      code_ = elf_.data() + seg_.offset + (from - seg_.vaddr);
+      size_ = seg_.size - (from - seg_.vaddr);
+    }
+    while (address_ < target && cs_disasm_iter(handle_, &code_, &size_, &address_, insn_)) {
+    }
+    if (address_ != target || !cs_disasm_iter(handle_, &code_, &size_, &address_, insn_))
+      return std::nullopt;
+    if (insn_->id == X86_INS_RDTSC) return TscInstruction::Rdtsc;
+    if (insn_->id == X86_INS_RDTSCP) return TscInstruction::Rdtscp;
+    return std::nullopt;
+  }
+
+ private:
+  std::span<const uint8_t> elf_;
+  CodeSegment seg_;
+  csh handle_ = 0;
+  bool ok_ = false;
+  cs_insn* insn_ = nullptr;
+  uint64_t from_ = ~uint64_t{0};
+  uint64_t address_ = 0;
+  const uint8_t* code_ = nullptr;
+  size_t size_ = 0;
 };
-
-// Whether an instruction starts exactly at `target` when decoding linearly
-// from `from` (both in the segment), and which one it is.
-std::optional<TscInstruction> instructionAt(std::span<const uint8_t> elf, const CodeSegment& seg,
-                                            uint64_t from, uint64_t target) {
-  static thread_local Disassembler cs;
-  if (!cs.ok) return std::nullopt;
-  const uint8_t* code = elf.data() + seg.offset + (from - seg.vaddr);
-  size_t size = seg.size - (from - seg.vaddr);
-  uint64_t address = from;
-  cs_insn* insn = cs_malloc(cs.handle);
-  std::optional<TscInstruction> found;
-  while (address < target && cs_disasm_iter(cs.handle, &code, &size, &address, insn)) {
-  }
-  if (address == target && cs_disasm_iter(cs.handle, &code, &size, &address, insn)) {
-    if (insn->id == X86_INS_RDTSC) found = TscInstruction::Rdtsc;
-    if (insn->id == X86_INS_RDTSCP) found = TscInstruction::Rdtscp;
-  }
-  cs_free(insn, 1);
-  return found;
-}
-
-std::vector<uint8_t> readWholeFile(const std::string& path) {
-  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  struct stat st;
-  if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || st.st_size <= 0) return {};
-  std::vector<uint8_t> out(static_cast<size_t>(st.st_size));
-  size_t done = 0;
-  while (done < out.size()) {
-    ssize_t n = ::pread(fd.get(), out.data() + done, out.size() - done, static_cast<off_t>(done));
-    if (n <= 0) return {};
-    done += static_cast<size_t>(n);
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -194,29 +201,71 @@ std::vector<RdtscSite> findRdtscSites(std::span<const uint8_t> elf) {
   std::sort(starts.begin(), starts.end());
 
   for (const CodeSegment& seg : code) {
+    LinearDecoder decoder(elf, seg);
+    // Candidates in address order: every 0f 31 and 0f 01 f9 (memmem is fast).
     const uint8_t* bytes = elf.data() + seg.offset;
-    for (uint64_t i = 0; i + 1 < seg.size; ++i) {
-      if (bytes[i] != 0x0f) continue;
-      bool rdtsc = bytes[i + 1] == 0x31;
-      bool rdtscp = i + 2 < seg.size && bytes[i + 1] == 0x01 && bytes[i + 2] == 0xf9;
-      if (!rdtsc && !rdtscp) continue;
+    std::vector<uint64_t> candidates;
+    for (std::string_view pattern :
+         {std::string_view("\x0f\x31", 2), std::string_view("\x0f\x01\xf9", 3)}) {
+      const uint8_t* p = bytes;
+      const uint8_t* end = bytes + seg.size;
+      while (const void* hit =
+                 ::memmem(p, static_cast<size_t>(end - p), pattern.data(), pattern.size())) {
+        auto at = static_cast<const uint8_t*>(hit);
+        candidates.push_back(static_cast<uint64_t>(at - bytes));
+        p = at + 1;
+      }
+    }
+    std::sort(candidates.begin(), candidates.end());
+    for (uint64_t i : candidates) {
       uint64_t vaddr = seg.vaddr + i;
       auto next = std::upper_bound(starts.begin(), starts.end(), vaddr);
       if (next == starts.begin()) continue;
       uint64_t from = *(next - 1);
       if (from < seg.vaddr || vaddr - from > kMaxFunctionScan) continue;
-      if (auto kind = instructionAt(elf, seg, from, vaddr))
-        sites.push_back({seg.offset + i, *kind});
+      if (auto kind = decoder.at(from, vaddr)) sites.push_back({seg.offset + i, *kind});
     }
   }
   return sites;
 }
 
+RdtscPatcher::RdtscPatcher() : cacheDir_(cacheDir("rdtsc-sites-v1")) {}
+
+// Cached as one 64-bit word a site, file offset << 1 | is-RDTSCP; the file is
+// named by the content hash, so an entry never goes stale.
 const std::vector<RdtscSite>& RdtscPatcher::sitesOf(const std::string& key,
                                                     const std::string& readPath) {
   auto it = byFile_.find(key);
-  if (it == byFile_.end()) it = byFile_.emplace(key, findRdtscSites(readWholeFile(readPath))).first;
-  return it->second;
+  if (it != byFile_.end()) return it->second;
+  std::string cached = cacheDir_.empty() ? "" : cacheDir_ + "/" + key;
+  std::vector<RdtscSite> sites;
+  if (FileMapping entry = FileMapping::open(cached);
+      !cached.empty() && !entry.empty() && entry.bytes().size() % 8 == 0) {
+    for (size_t i = 0; i < entry.bytes().size(); i += 8) {
+      uint64_t word;
+      std::memcpy(&word, entry.bytes().data() + i, 8);
+      sites.push_back({word >> 1, (word & 1) ? TscInstruction::Rdtscp : TscInstruction::Rdtsc});
+    }
+  } else {
+    sites = findRdtscSites(FileMapping::open(readPath).u8());
+    std::vector<uint64_t> words;
+    for (const RdtscSite& s : sites)
+      words.push_back(s.fileOffset << 1 | (s.kind == TscInstruction::Rdtscp ? 1 : 0));
+    // An empty list is stored as one word that names no site (offset 0 is
+    // the ELF magic), so that "no sites" is cached too.
+    if (words.empty()) words.push_back(0);
+    if (!cached.empty()) {
+      std::string temp = cached + ".tmp-" + std::to_string(::getpid());
+      ScopedFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+      size_t bytes = words.size() * 8;
+      if (fd.valid() && ::write(fd.get(), words.data(), bytes) == static_cast<ssize_t>(bytes))
+        ::rename(temp.c_str(), cached.c_str());
+      else
+        ::unlink(temp.c_str());
+    }
+  }
+  std::erase_if(sites, [](const RdtscSite& s) { return s.fileOffset == 0; });
+  return byFile_.emplace(key, std::move(sites)).first->second;
 }
 
 void RdtscPatcher::patchMapping(Task& task, const std::string& key, const std::string& readPath,

@@ -42,9 +42,10 @@ std::vector<RdtscSite> findRdtscSites(std::span<const uint8_t> elf);
 // they fault. Record and replay patch the same files the same way.
 class RdtscPatcher {
  public:
-  // Writes UD2 over each site of the file (contents read from `readPath`,
-  // cached under `key`, e.g. its content hash) that lies inside [start, end),
-  // mapped from file offset `offset`.
+  RdtscPatcher();  // keeps the sites of each file in rec's cache directory
+  // Writes UD2 over each site of the file (contents read from `readPath`;
+  // `key` is its content hash, under which its sites are cached) that lies
+  // inside [start, end), mapped from file offset `offset`.
   void patchMapping(Task& task, const std::string& key, const std::string& readPath, uint64_t start,
                     uint64_t end, uint64_t offset);
   // The instruction that was at ip, when ip is a site that still holds UD2.
@@ -53,6 +54,7 @@ class RdtscPatcher {
  private:
   const std::vector<RdtscSite>& sitesOf(const std::string& key, const std::string& readPath);
 
+  std::string cacheDir_;  // empty: no cache
   std::map<std::string, std::vector<RdtscSite>> byFile_;
   std::unordered_map<uint64_t, TscInstruction> patched_;  // address -> original
 };

@@ -28,6 +28,31 @@ check_rdtsc_patched() {
   record_replay trapped --replay-env REC_RDTSC=patch --status 0 -- "$PROGRAMS/rdtsc_sites"
 }
 
+# The blob cache: a second recording takes the interpreter and its libraries
+# from rec's cache instead of compressing them again, and its trace is still
+# self-contained; damaged cache entries are ignored, not copied into traces.
+check_blob_cache() {
+  local py='import random, time; print(random.random(), time.time())'
+  local env="REC_CACHE_DIR=$T/cache"
+  record_replay cold --record-env "$env" --status 0 -- python3 -c "$py"
+  local entries
+  entries=$(find "$T/cache" -type f -path '*blobs*' | wc -l)
+  ((entries >= 3)) || fail "the blob cache holds $entries entries after a recording, expected the interpreter and libraries"
+  record_replay warm --record-env "$env" --status 0 -- python3 -c "$py"
+  cmp -s cold.rec.out warm.rec.out && fail "two recordings printed the same random number"
+  # Replays from the trace alone, without the cache.
+  mv "$T/cache" "$T/cache.moved"
+  replay_compare warm
+  mv "$T/cache.moved" "$T/cache"
+  local f
+  for f in $(find "$T/cache" -type f -path '*blobs*'); do
+    printf 'garbage' | dd of="$f" bs=1 seek=100 conv=notrunc status=none
+  done
+  record_replay damaged --record-env "$env" --status 0 -- python3 -c "$py"
+  expect_status 0 "$REC" info damaged.rec
+  grep -q '^status: *complete' "$T/last.out" || fail "rec info after damaged cache entries: $(head -n2 "$T/last.out")"
+}
+
 # Replaying twice must give the same output twice (no state leaks between
 # replays) and a trace copied elsewhere replays the same.
 check_replay_twice_and_copy() {
@@ -149,6 +174,7 @@ check_tty() {
 
 t time_random check_time_random
 t rdtsc_patched check_rdtsc_patched
+t blob_cache check_blob_cache
 t replay_twice_and_copy check_replay_twice_and_copy
 t addresses check_addresses
 t files check_files

@@ -1,0 +1,117 @@
+// The recorder's cache of compressed blob chunks (recorder/blob_cache.h).
+#include <sys/stat.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include "blob_cache.h"
+#include "temp_dir.h"
+#include "trace_file.h"
+
+using rec::BlobCache;
+using namespace rec::format;
+
+namespace {
+
+struct MadeBlob {
+  BlobHash hash;
+  std::vector<std::byte> data;
+  std::vector<std::byte> framed;  // as the writer reported it
+};
+
+// Writes one blob through a TraceWriter and keeps the chunk it reports.
+MadeBlob makeBlob(const std::string& tracePath) {
+  MadeBlob made;
+  for (int i = 0; i < 20000; ++i) made.data.push_back(static_cast<std::byte>(i * 7 % 251));
+  WriterOptions options;
+  options.onBlobWritten = [&](const BlobHash& hash, std::span<const std::byte> framed) {
+    made.hash = hash;
+    made.framed.assign(framed.begin(), framed.end());
+  };
+  capnp::MallocMessageBuilder header;
+  header.initRoot<rec::schema::Header>().setRecVersion("test");
+  auto writer = TraceWriter::create(tracePath, header, options);
+  BlobHash hash = writer->writeBlob(made.data, "/lib/libtest.so");
+  capnp::MallocMessageBuilder footer;
+  footer.initRoot<rec::schema::Footer>();
+  writer->finish(footer);
+  REQUIRE(made.hash == hash);
+  REQUIRE(isIntactBlobChunk(made.framed));
+  return made;
+}
+
+}  // namespace
+
+TEST_CASE("blob cache: a stored chunk comes back and goes into another trace unchanged") {
+  TempDir dir;
+  MadeBlob made = makeBlob(dir.file("first.rec"));
+  std::filesystem::create_directory(dir.file("cache"));
+  BlobCache cache(dir.file("cache"));
+  struct stat st;
+  REQUIRE(::stat("/bin/sh", &st) == 0);  // an old file: its inode settled long ago
+  cache.expect(made.hash, st);
+  cache.onBlobWritten(made.hash, made.framed);
+
+  auto hit = cache.lookup(st);
+  REQUIRE(hit);
+  CHECK(hit->hash == made.hash);
+  CHECK(std::vector<std::byte>(hit->bytes.begin(), hit->bytes.end()) == made.framed);
+  struct stat other = st;
+  other.st_size += 1;
+  CHECK_FALSE(cache.lookup(other));
+  other = st;
+  other.st_mtim.tv_nsec ^= 1;
+  CHECK_FALSE(cache.lookup(other));
+
+  // The cached chunk in a new trace reads back as the original contents.
+  capnp::MallocMessageBuilder header;
+  header.initRoot<rec::schema::Header>().setRecVersion("test");
+  auto writer = TraceWriter::create(dir.file("second.rec"), header);
+  writer->writeFramedBlob(std::move(*hit));
+  capnp::MallocMessageBuilder footer;
+  footer.initRoot<rec::schema::Footer>();
+  writer->finish(footer);
+  auto reader = TraceReader::open(dir.file("second.rec"));
+  CHECK(reader->readBlob(made.hash) == made.data);
+}
+
+TEST_CASE("blob cache: damaged entries and unsettled files are never used") {
+  TempDir dir;
+  MadeBlob made = makeBlob(dir.file("first.rec"));
+  std::filesystem::create_directory(dir.file("cache"));
+  BlobCache cache(dir.file("cache"));
+  struct stat st;
+  REQUIRE(::stat("/bin/sh", &st) == 0);
+  cache.store(st, made.hash, made.framed);
+  REQUIRE(cache.lookup(st));
+
+  // One flipped byte in the stored chunk: a miss, not bad data.
+  std::vector<std::filesystem::path> entries;
+  for (auto& e : std::filesystem::directory_iterator(dir.file("cache")))
+    entries.push_back(e.path());
+  REQUIRE(entries.size() == 1);
+  {
+    std::fstream f(entries[0], std::ios::in | std::ios::out | std::ios::binary);
+    auto at = static_cast<std::streamoff>(std::filesystem::file_size(entries[0]) - 10);
+    f.seekg(at);
+    char byte = static_cast<char>(f.get());
+    f.seekp(at);
+    f.put(static_cast<char>(byte ^ 0x5a));
+  }
+  CHECK_FALSE(cache.lookup(st));
+
+  // A file whose inode changed just now may be replaced by another file with
+  // the same inode and times: not stored.
+  std::ofstream(dir.file("fresh.so")) << "fresh";
+  struct stat fresh;
+  REQUIRE(::stat(dir.file("fresh.so").c_str(), &fresh) == 0);
+  cache.store(fresh, made.hash, made.framed);
+  CHECK_FALSE(cache.lookup(fresh));
+
+  BlobCache off("");
+  CHECK_FALSE(off.enabled());
+  off.store(st, made.hash, made.framed);
+  CHECK_FALSE(off.lookup(st));
+}

@@ -42,19 +42,6 @@ bool writeAllAt(int fd, const void* data, size_t size, off_t offset) {
   return true;
 }
 
-bool readAllAt(int fd, void* data, size_t size, off_t offset) {
-  char* p = static_cast<char*>(data);
-  while (size > 0) {
-    ssize_t n = ::pread(fd, p, size, offset);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    size -= static_cast<size_t>(n);
-    offset += n;
-  }
-  return true;
-}
-
 }  // namespace
 
 std::unique_ptr<BlobCache> BlobCache::fromEnvironment() {
@@ -71,19 +58,15 @@ std::string BlobCache::entryPath(const struct stat& st) const {
 std::optional<format::FramedBlob> BlobCache::lookup(const struct stat& st) const {
   if (!enabled() || !S_ISREG(st.st_mode)) return std::nullopt;
   ScopedFd fd(::open(entryPath(st).c_str(), O_RDONLY | O_CLOEXEC));
-  struct stat entry;
-  if (!fd.valid() || ::fstat(fd.get(), &entry) != 0 ||
-      entry.st_size <= static_cast<off_t>(kEntryHeaderSize))
-    return std::nullopt;
-  std::byte header[kEntryHeaderSize];
-  if (!readAllAt(fd.get(), header, sizeof header, 0) ||
-      std::memcmp(header, kEntryMagic, sizeof kEntryMagic) != 0)
-    return std::nullopt;
+  if (!fd.valid()) return std::nullopt;
   auto mapping = std::make_shared<FileMapping>(fd.get());
-  if (mapping->bytes().size() != static_cast<size_t>(entry.st_size)) return std::nullopt;
+  std::span<const std::byte> entry = mapping->bytes();
+  if (entry.size() <= kEntryHeaderSize ||
+      std::memcmp(entry.data(), kEntryMagic, sizeof kEntryMagic) != 0)
+    return std::nullopt;
   format::FramedBlob blob;
-  blob.hash = format::BlobHash::fromBytes(std::span(header + sizeof kEntryMagic, 16));
-  blob.bytes = mapping->bytes().subspan(kEntryHeaderSize);
+  blob.hash = format::BlobHash::fromBytes(entry.subspan(sizeof kEntryMagic, 16));
+  blob.bytes = entry.subspan(kEntryHeaderSize);
   blob.owner = std::move(mapping);
   if (!format::isIntactBlobChunk(blob.bytes)) return std::nullopt;
   ::futimens(fd.get(), nullptr);  // recently used: evicted last

@@ -42,15 +42,30 @@ MadeBlob makeBlob(const std::string& tracePath) {
   return made;
 }
 
+// A blob made by a writer, an empty cache beside it, and the stat of an old
+// file (its inode settled long ago) to key entries by.
+struct Fixture {
+  TempDir dir;
+  MadeBlob made = makeBlob(dir.file("first.rec"));
+  BlobCache cache{makeCache(dir.file("cache"))};
+  struct stat st = statOf("/bin/sh");
+
+  static std::string makeCache(const std::string& path) {
+    std::filesystem::create_directory(path);
+    return path;
+  }
+  static struct stat statOf(const char* path) {
+    struct stat st;
+    REQUIRE(::stat(path, &st) == 0);
+    return st;
+  }
+};
+
 }  // namespace
 
 TEST_CASE("blob cache: a stored chunk comes back and goes into another trace unchanged") {
-  TempDir dir;
-  MadeBlob made = makeBlob(dir.file("first.rec"));
-  std::filesystem::create_directory(dir.file("cache"));
-  BlobCache cache(dir.file("cache"));
-  struct stat st;
-  REQUIRE(::stat("/bin/sh", &st) == 0);  // an old file: its inode settled long ago
+  Fixture fx;
+  auto& [dir, made, cache, st] = fx;
   cache.expect(made.hash, st);
   cache.onBlobWritten(made.hash, made.framed);
 
@@ -78,12 +93,8 @@ TEST_CASE("blob cache: a stored chunk comes back and goes into another trace unc
 }
 
 TEST_CASE("blob cache: damaged entries and unsettled files are never used") {
-  TempDir dir;
-  MadeBlob made = makeBlob(dir.file("first.rec"));
-  std::filesystem::create_directory(dir.file("cache"));
-  BlobCache cache(dir.file("cache"));
-  struct stat st;
-  REQUIRE(::stat("/bin/sh", &st) == 0);
+  Fixture fx;
+  auto& [dir, made, cache, st] = fx;
   cache.store(st, made.hash, made.framed);
   REQUIRE(cache.lookup(st));
 

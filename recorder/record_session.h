@@ -23,6 +23,7 @@
 #include "blob_store.h"
 #include "code_patch.h"
 #include "output_fds.h"
+#include "process_maps.h"
 #include "rdtsc_sites.h"
 #include "remote_syscall.h"
 #include "task.h"
@@ -85,6 +86,8 @@ class RecordSession {
   void onExitEvent(RecordTask& t);
   void writeExit(RecordTask& t, int status);
   void completeExec(RecordTask& t);
+  void pagesUnlikeFile(RecordTask& t, const MapEntry& m, const std::string& readPath,
+                       std::vector<std::pair<uint64_t, std::vector<std::byte>>>& out);
   bool movesDataToOutput(RecordTask& t);
   void refuse(RecordTask& t, int error);
   void releaseVforkParent(RecordTask& child);

@@ -76,8 +76,10 @@ void ReplaySession::remapExecFiles(ReplayTask& t, schema::ExecEvent::Reader e) {
     if (got != static_cast<int64_t>(m.getStart()))
       throw RecError(kExitUnsupported, fmt::format("rec: cannot map {} at {:#x} as recorded",
                                                    m.getPath().cStr(), m.getStart()));
+    // The pages that differed from the file when recorded (older traces:
+    // the whole mapping).
     for (auto w : e.getWritableData())
-      if (w.getAddress() == m.getStart())
+      if (w.getAddress() >= m.getStart() && w.getAddress() < m.getEnd())
         t.task.write(w.getAddress(), w.getData().begin(), w.getData().size());
   }
 }

@@ -39,7 +39,7 @@ check_racy_counter_stress() {
   need_program racy_counter
   local i totals="" preempted=0
   for i in 1 2 3 4 5 6; do
-    record_replay "racy$i" --status 0 --expect-out '^counter [0-9]+ of 200000000' -- "$PROGRAMS/racy_counter"
+    record_replay "racy$i" --status 0 --expect-out '^counter [0-9]+ of 400000000' -- "$PROGRAMS/racy_counter"
     totals+="$(cat "racy$i.rec.out") | "
     "$REC" dump "racy$i.rec" | grep -q "preempted at" && preempted=$((preempted + 1))
   done

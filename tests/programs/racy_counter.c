@@ -4,7 +4,7 @@
 #include <pthread.h>
 #include <stdio.h>
 
-enum { kThreads = 4, kIncrements = 50000000 };
+enum { kThreads = 4, kIncrements = 100000000 };
 static volatile long counter;
 
 static void* add(void* arg) {

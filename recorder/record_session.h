@@ -89,6 +89,8 @@ class RecordSession {
   void pagesUnlikeFile(RecordTask& t, const MapEntry& m, const std::string& readPath,
                        std::vector<std::pair<uint64_t, std::vector<std::byte>>>& out);
   bool movesDataToOutput(RecordTask& t);
+  bool answerAtEntry(RecordTask& t);
+  void continueAfterSyscall(RecordTask& t);
   void refuse(RecordTask& t, int error);
   void releaseVforkParent(RecordTask& child);
   bool emulateRdtsc(RecordTask& t);

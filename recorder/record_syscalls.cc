@@ -56,6 +56,7 @@ void RecordSession::onSeccomp(RecordTask& t) {
     refuse(t, EINVAL);
     return;
   }
+  if (answerAtEntry(t)) return;
   for (int index : sys::stringArgs(*t.row)) t.strings.push_back(t.task.readCString(t.args[index]));
   resumeCurrent(t, Task::Resume::Syscall);
   // A blocking syscall lets other tasks run meanwhile. fork-like calls stay
@@ -65,6 +66,62 @@ void RecordSession::onSeccomp(RecordTask& t) {
     unannounced_.push_back(&t);
     current_ = nullptr;
   }
+}
+
+// The time syscalls (the vDSO is hidden, so a Python start-up makes ~230)
+// are answered by rec itself at the seccomp stop, saving the syscall-exit
+// stop: the tracer reads the same system-wide clocks the kernel would. The
+// event is the one the syscall would have produced, so replay does not know
+// the difference. Anything unusual (a per-process clock, a timezone
+// argument, memory the task cannot write) goes to the kernel as usual.
+bool RecordSession::answerAtEntry(RecordTask& t) {
+  auto systemWide = [](uint64_t clock) {
+    switch (clock) {
+      case CLOCK_REALTIME:
+      case CLOCK_MONOTONIC:
+      case CLOCK_MONOTONIC_RAW:
+      case CLOCK_REALTIME_COARSE:
+      case CLOCK_MONOTONIC_COARSE:
+      case CLOCK_BOOTTIME:
+      case CLOCK_TAI:
+        return true;
+      default:
+        return false;
+    }
+  };
+  timespec now;
+  int64_t result = 0;
+  switch (t.nr) {
+    case SYS_clock_gettime:
+      if (!systemWide(t.args[0]) || t.args[1] == 0) return false;
+      ::clock_gettime(static_cast<clockid_t>(t.args[0]), &now);
+      if (!t.task.writeAsTask(t.args[1], &now, sizeof now)) return false;
+      break;
+    case SYS_gettimeofday: {
+      if (t.args[1] != 0) return false;
+      ::clock_gettime(CLOCK_REALTIME, &now);
+      timeval tv{now.tv_sec, now.tv_nsec / 1000};
+      if (t.args[0] != 0 && !t.task.writeAsTask(t.args[0], &tv, sizeof tv)) return false;
+      break;
+    }
+    case SYS_time:
+      ::clock_gettime(CLOCK_REALTIME, &now);
+      result = now.tv_sec;
+      if (t.args[0] != 0 && !t.task.writeAsTask(t.args[0], &result, sizeof result)) return false;
+      break;
+    default:
+      return false;
+  }
+  Registers& r = t.task.mutableRegs();
+  r.setSyscallNumber(-1);  // skipped: the kernel returns the result set here
+  r.setResult(result);
+  capnp::MallocMessageBuilder msg;
+  finishSyscallEvent(t, msg);
+  emit(t, msg);
+  t.exitRegs = r;
+  t.justExited = true;
+  continueAfterSyscall(t);
+  return true;
 }
 
 bool RecordSession::movesDataToOutput(RecordTask& t) {
@@ -236,6 +293,10 @@ void RecordSession::onSyscallExit(RecordTask& t) {
     t.exitRegs = t.task.regs();
     t.justExited = true;
   }
+  continueAfterSyscall(t);
+}
+
+void RecordSession::continueAfterSyscall(RecordTask& t) {
   bool yield = shouldSwitchAfterSyscall(t);
   t.nr = -1;
   if (current_ == &t) {

@@ -1,11 +1,13 @@
 #include "symbolize.h"
 
+#include <dlfcn.h>
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "process_maps.h"
 
@@ -14,6 +16,42 @@ namespace rec {
 namespace {
 
 constexpr std::string_view kMemfd = "/memfd:rec:", kDeleted = " (deleted)";
+
+// libdw (with libelf, zlib, lzma, bzip2) is loaded only when a divergence
+// report needs a symbol: linked normally, loading it cost every rec run
+// several milliseconds of start-up.
+struct LibDw {
+  decltype(&dwfl_begin) begin = nullptr;
+  decltype(&dwfl_end) end = nullptr;
+  decltype(&dwfl_linux_proc_report) procReport = nullptr;
+  decltype(&dwfl_report_end) reportEnd = nullptr;
+  decltype(&dwfl_addrmodule) addrModule = nullptr;
+  decltype(&dwfl_module_addrinfo) addrInfo = nullptr;
+  decltype(&dwfl_linux_proc_find_elf) procFindElf = nullptr;
+  decltype(&dwfl_standard_find_debuginfo) findDebuginfo = nullptr;
+  decltype(&elf_begin) elfBegin = nullptr;
+
+  static const LibDw* get() {
+    static const LibDw lib = [] {
+      LibDw l;
+      void* handle = ::dlopen("libdw.so.1", RTLD_NOW | RTLD_LOCAL);
+      if (!handle) return l;
+      auto bind = [&](auto& fn, const char* name) {
+        fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(::dlsym(handle, name));
+        return fn != nullptr;
+      };
+      bool ok =
+          bind(l.begin, "dwfl_begin") && bind(l.end, "dwfl_end") &&
+          bind(l.procReport, "dwfl_linux_proc_report") && bind(l.reportEnd, "dwfl_report_end") &&
+          bind(l.addrModule, "dwfl_addrmodule") && bind(l.addrInfo, "dwfl_module_addrinfo") &&
+          bind(l.procFindElf, "dwfl_linux_proc_find_elf") &&
+          bind(l.findDebuginfo, "dwfl_standard_find_debuginfo") && bind(l.elfBegin, "elf_begin");
+      if (!ok) l.begin = nullptr;
+      return l;
+    }();
+    return lib.begin ? &lib : nullptr;
+  }
+};
 
 // libdwfl looks modules up by the path in /proc/PID/maps; a memfd's path
 // cannot be opened, so resolve it to the blob rec holds for it.
@@ -31,12 +69,12 @@ int findElf(Dwfl_Module* module, void** userdata, const char* name, Dwarf_Addr b
     std::string file = (*gFileFor)(recordedPath(name));
     int fd = file.empty() ? -1 : ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
-      *elf = elf_begin(fd, ELF_C_READ_MMAP, nullptr);
+      *elf = LibDw::get()->elfBegin(fd, ELF_C_READ_MMAP, nullptr);
       *fileName = ::strdup(file.c_str());
       return fd;
     }
   }
-  return dwfl_linux_proc_find_elf(module, userdata, name, base, fileName, elf);
+  return LibDw::get()->procFindElf(module, userdata, name, base, fileName, elf);
 }
 
 }  // namespace
@@ -50,23 +88,24 @@ std::string describeCodeAddress(pid_t pid, uint64_t address,
   where = recordedPath(where);
 
   static char* debuginfoPath = nullptr;
-  Dwfl_Callbacks callbacks{};
-  callbacks.find_elf = findElf;
-  callbacks.find_debuginfo = dwfl_standard_find_debuginfo;
-  callbacks.debuginfo_path = &debuginfoPath;
-  Dwfl* dwfl = dwfl_begin(&callbacks);
   std::string symbol;
-  if (dwfl) {
-    if (dwfl_linux_proc_report(dwfl, pid) == 0 && dwfl_report_end(dwfl, nullptr, nullptr) == 0) {
-      if (Dwfl_Module* module = dwfl_addrmodule(dwfl, address)) {
-        GElf_Off offset = 0;
-        GElf_Sym sym;
-        if (const char* name =
-                dwfl_module_addrinfo(module, address, &offset, &sym, nullptr, nullptr, nullptr))
-          symbol = fmt::format("{}+{:#x}", name, offset);
+  if (const LibDw* dw = LibDw::get()) {
+    Dwfl_Callbacks callbacks{};
+    callbacks.find_elf = findElf;
+    callbacks.find_debuginfo = dw->findDebuginfo;
+    callbacks.debuginfo_path = &debuginfoPath;
+    if (Dwfl* dwfl = dw->begin(&callbacks)) {
+      if (dw->procReport(dwfl, pid) == 0 && dw->reportEnd(dwfl, nullptr, nullptr) == 0) {
+        if (Dwfl_Module* module = dw->addrModule(dwfl, address)) {
+          GElf_Off offset = 0;
+          GElf_Sym sym;
+          if (const char* name =
+                  dw->addrInfo(module, address, &offset, &sym, nullptr, nullptr, nullptr))
+            symbol = fmt::format("{}+{:#x}", name, offset);
+        }
       }
+      dw->end(dwfl);
     }
-    dwfl_end(dwfl);
   }
   gFileFor = nullptr;
   if (symbol.empty() && where.empty()) return fmt::format("{:#x}", address);

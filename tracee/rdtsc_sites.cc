@@ -164,7 +164,9 @@ bool rdtscTrapsHere() {
     // A testing aid: behave as on a machine that ignores PR_SET_TSC.
     if (const char* mode = std::getenv("REC_RDTSC"); mode && std::string_view(mode) == "patch")
       return false;
-    pid_t child = ::fork();
+    // vfork: the child only sets its own TSC mode and runs one instruction,
+    // and copying rec's page tables for a fork cost more than the probe.
+    pid_t child = ::vfork();
     if (child < 0) return true;  // cannot tell; trapping is the common case
     if (child == 0) {
       ::prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0);

@@ -240,6 +240,12 @@ void Task::resetMemory() {
   memFd_.reset();
 }
 
+bool Task::writeAsTask(uint64_t addr, const void* buf, size_t len) {
+  iovec local{const_cast<void*>(buf), len};
+  iovec remote{reinterpret_cast<void*>(addr), len};
+  return ::process_vm_writev(tid_, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(len);
+}
+
 void Task::write(uint64_t addr, const void* buf, size_t len) {
   if (len == 0) return;
   iovec local{const_cast<void*>(buf), len};

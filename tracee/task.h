@@ -106,6 +106,9 @@ class Task : public sys::MemoryReader {
   size_t read(uint64_t addr, void* buf, size_t len) override;
   std::vector<std::byte> readBytes(uint64_t addr, size_t len);
   std::string readCString(uint64_t addr, size_t maxLen = 4096);
+  // Writes as the kernel would for the task's own syscall: false (nothing
+  // or part written) where the task could not write.
+  bool writeAsTask(uint64_t addr, const void* buf, size_t len);
   // Writes even to read-only pages (through /proc/pid/mem). Throws on failure.
   void write(uint64_t addr, const void* buf, size_t len);
   void write(uint64_t addr, std::span<const std::byte> data) {

@@ -5,6 +5,8 @@
 #include <capnp/dynamic.h>
 #include <capnp/serialize.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -479,6 +481,11 @@ class TraceWriterImpl final : public TraceWriter {
   }
 
   void backgroundLoop() {
+    // Process-directed signals (SIGTERM to rec, ...) must reach the thread
+    // that traces, whose waitpid they interrupt, not this one.
+    sigset_t all;
+    ::sigfillset(&all);
+    ::pthread_sigmask(SIG_BLOCK, &all, nullptr);
     std::unique_lock lock(mu_);
     for (;;) {
       if (!queue_.empty()) {

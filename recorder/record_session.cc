@@ -66,19 +66,28 @@ class TickTimer {
     ev.sigev_notify = SIGEV_THREAD_ID;
     ev.sigev_signo = SIGALRM;
     ev._sigev_un._tid = static_cast<pid_t>(::syscall(SYS_gettid));
-    if (::timer_create(CLOCK_MONOTONIC, &ev, &timer_) != 0) return;
-    itimerspec spec{};
-    spec.it_interval.tv_nsec = std::chrono::nanoseconds(kTick).count();
-    spec.it_value = spec.it_interval;
-    active_ = ::timer_settime(timer_, 0, &spec, nullptr) == 0;
+    created_ = ::timer_create(CLOCK_MONOTONIC, &ev, &timer_) == 0;
   }
   ~TickTimer() {
-    if (active_) ::timer_delete(timer_);
+    if (created_) ::timer_delete(timer_);
+  }
+  // Ticks only while there is something to time: a task waiting for the CPU
+  // (preemption) or a --timeout. A lone single-threaded program then runs
+  // without rec waking up 200 times a second on its CPU.
+  void want(bool on) {
+    if (!created_ || on == armed_) return;
+    itimerspec spec{};
+    if (on) {
+      spec.it_interval.tv_nsec = std::chrono::nanoseconds(kTick).count();
+      spec.it_value = spec.it_interval;
+    }
+    if (::timer_settime(timer_, 0, &spec, nullptr) == 0) armed_ = on;
   }
 
  private:
   timer_t timer_{};
-  bool active_ = false;
+  bool created_ = false;
+  bool armed_ = false;
 };
 
 }  // namespace
@@ -179,7 +188,6 @@ int RecordSession::run() {
   spawn.trapRdtsc = !rdtscPatcher_;
   gRecordTimeoutExpired = 0;
   if (options_.timeout.count() > 0) deadline_ = Clock::now() + options_.timeout;
-  TickTimer tick;
   pid_t pid = spawnTraced(spawn);
   initialTid_ = pid;
   auto& t = taskFor(pid);
@@ -214,6 +222,7 @@ RecordSession::RecordTask& RecordSession::taskFor(pid_t tid) {
 }
 
 void RecordSession::loop() {
+  TickTimer tick;
   for (;;) {
     bool anyAlive = std::any_of(tasks_.begin(), tasks_.end(),
                                 [](const auto& kv) { return kv.second->state != TaskState::Dead; });
@@ -229,6 +238,7 @@ void RecordSession::loop() {
     }
     scheduleIfIdle();
     maybePreempt();
+    tick.want(!readyQueue_.empty() || deadline_.has_value());
     int status = 0;
     pid_t tid = ::waitpid(-1, &status, __WALL);
     if (tid < 0) {

@@ -39,14 +39,34 @@ BlobFiles::File BlobFiles::create(const std::string& name, const format::BlobHas
   return file;
 }
 
+std::optional<BlobFiles::File> BlobFiles::openUnchanged(const std::string& recordedPath,
+                                                        const format::BlobHash& hash) {
+  if (recordedPath.empty() || recordedPath[0] != '/') return std::nullopt;
+  ScopedFd fd(::open(recordedPath.c_str(), O_RDONLY | O_CLOEXEC));
+  struct stat st;
+  if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || cache_.hashOf(st) != hash) return std::nullopt;
+  File file;
+  file.inode = st.st_ino;
+  file.path = fmt::format("/proc/{}/fd/{}", ::getpid(), fd.get());
+  file.fd = std::move(fd);
+  return file;
+}
+
 const std::string& BlobFiles::path(const format::BlobHash& hash, const std::string& recordedPath) {
   auto key = std::make_pair(hash.high, hash.low);
   auto it = files_.find(key);
   if (it != files_.end()) return it->second.path;
-  std::string name = "rec:" + (recordedPath.empty() ? hash.hex() : recordedPath);
-  if (name.size() > 240) name.resize(240);  // memfd names are short
-  const std::string& created = (files_[key] = create(name, hash)).path;
-  byRecordedPath_[name.substr(4)] = created;
+  std::string name = recordedPath.empty() ? hash.hex() : recordedPath;
+  if (auto unchanged = openUnchanged(recordedPath, hash)) {
+    files_[key] = std::move(*unchanged);
+  } else {
+    std::string memfdName = "rec:" + name;
+    if (memfdName.size() > 240) memfdName.resize(240);  // memfd names are short
+    files_[key] = create(memfdName, hash);
+    byRecordedPath_[memfdName.substr(4)] = files_[key].path;  // as /proc/PID/maps names it
+  }
+  const std::string& created = files_[key].path;
+  byRecordedPath_[name] = created;
   return created;
 }
 

@@ -1,13 +1,18 @@
-// Blobs from the trace, as memory-backed files (memfd) owned by rec, so that
-// the replayed program can execve and mmap them through /proc/<rec>/fd/N.
-// Replay thus never creates a file on disk; the memfds vanish with rec.
+// Blobs from the trace, as files the replayed program can execve and mmap
+// through /proc/<rec>/fd/N: memory-backed files (memfd) owned by rec, or,
+// where the file recorded is still on disk unchanged (the blob cache knows
+// its key and hash: tracee/blob_cache.h), that file opened read-only, which
+// spares unpacking it. Replay never creates a file on disk; the memfds
+// vanish with rec.
 #pragma once
 
 #include <sys/types.h>
 
 #include <map>
+#include <optional>
 #include <string>
 
+#include "blob_cache.h"
 #include "scoped_fd.h"
 #include "trace_file.h"
 
@@ -15,7 +20,7 @@ namespace rec {
 
 class BlobFiles {
  public:
-  explicit BlobFiles(format::TraceReader& reader) : reader_(reader) {}
+  BlobFiles(format::TraceReader& reader, const BlobCache& cache) : reader_(reader), cache_(cache) {}
 
   // A path the tracee can open to read the blob. `recordedPath` names the
   // memfd, so /proc/PID/maps and divergence reports show the original file.
@@ -39,8 +44,10 @@ class BlobFiles {
     std::string path;
   };
   File create(const std::string& name, const format::BlobHash& hash);
+  std::optional<File> openUnchanged(const std::string& recordedPath, const format::BlobHash& hash);
 
   format::TraceReader& reader_;
+  const BlobCache& cache_;
   std::map<std::pair<uint64_t, uint64_t>, File> files_;
   std::map<std::string, File> sharedCopies_;
   std::map<long, File> segments_;

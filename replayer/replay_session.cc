@@ -93,7 +93,7 @@ void ReplaySession::checkCpu() {
 int ReplaySession::run() {
   reader_ = format::TraceReader::open(options_.tracePath);
   checkCpu();
-  blobs_ = std::make_unique<BlobFiles>(*reader_);
+  blobs_ = std::make_unique<BlobFiles>(*reader_, *blobCache_);
   bool started = false;
   for (;;) {
     eventIndex_ = reader_->nextEventIndex();

@@ -78,6 +78,7 @@ class ReplaySession {
 
   ReplayOptions options_;
   std::unique_ptr<format::TraceReader> reader_;
+  std::unique_ptr<BlobCache> blobCache_ = BlobCache::fromEnvironment();
   std::unique_ptr<BlobFiles> blobs_;
   std::map<int, std::unique_ptr<ReplayTask>> tasks_;  // by recorded tid
   int initialRecordedTid_ = 0;

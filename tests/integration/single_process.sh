@@ -53,6 +53,20 @@ check_blob_cache() {
   grep -q '^status: *complete' "$T/last.out" || fail "rec info after damaged cache entries: $(head -n2 "$T/last.out")"
 }
 
+# Replay maps a recorded file from disk when the blob cache vouches that it
+# is unchanged, and unpacks it from the trace otherwise: a binary changed in
+# place (same inode) after recording must not be what replay runs.
+check_unchanged_files_on_disk() {
+  need_program time_random
+  need_program exit_code
+  cp "$PROGRAMS/time_random" prog
+  sleep 2.2  # the cache keeps only files whose inode settled (tracee/blob_cache.h)
+  local env="REC_CACHE_DIR=$T/cache"
+  record_replay ondisk --record-env "$env" --replay-env "$env" --status 0 -- "$T/prog"
+  cat "$PROGRAMS/exit_code" >prog  # same inode, other contents
+  replay_compare ondisk --replay-env "$env"
+}
+
 # Replaying twice must give the same output twice (no state leaks between
 # replays) and a trace copied elsewhere replays the same.
 check_replay_twice_and_copy() {
@@ -175,6 +189,7 @@ check_tty() {
 t time_random check_time_random
 t rdtsc_patched check_rdtsc_patched
 t blob_cache check_blob_cache
+t unchanged_files_on_disk check_unchanged_files_on_disk
 t replay_twice_and_copy check_replay_twice_and_copy
 t addresses check_addresses
 t files check_files

@@ -73,6 +73,16 @@ std::optional<format::FramedBlob> BlobCache::lookup(const struct stat& st) const
   return blob;
 }
 
+std::optional<format::BlobHash> BlobCache::hashOf(const struct stat& st) const {
+  if (!enabled() || !S_ISREG(st.st_mode)) return std::nullopt;
+  ScopedFd fd(::open(entryPath(st).c_str(), O_RDONLY | O_CLOEXEC));
+  std::byte header[kEntryHeaderSize];
+  if (!fd.valid() || ::pread(fd.get(), header, sizeof header, 0) != sizeof header ||
+      std::memcmp(header, kEntryMagic, sizeof kEntryMagic) != 0)
+    return std::nullopt;
+  return format::BlobHash::fromBytes(std::span(header + sizeof kEntryMagic, 16));
+}
+
 void BlobCache::store(const struct stat& st, const format::BlobHash& hash,
                       std::span<const std::byte> framed) {
   if (!enabled() || !S_ISREG(st.st_mode)) return;

@@ -1,6 +1,8 @@
 // A per-user cache of compressed blob chunks, so that recording a program
 // again does not read, hash and compress its binary and libraries again
-// (for a short program that is most of what recording costs).
+// (for a short program that is most of what recording costs). Replay uses
+// its keys too: a file on disk whose key maps to a blob's hash holds that
+// blob, so replay maps the file instead of unpacking the blob.
 //
 // Keyed by what identifies a file's contents without reading it: device,
 // inode, size, and modification and change times to the nanosecond. Each
@@ -37,6 +39,9 @@ class BlobCache {
   bool enabled() const { return !dir_.empty(); }
   // The stored chunk for the file described by `st`, if intact.
   std::optional<format::FramedBlob> lookup(const struct stat& st) const;
+  // The hash of the blob stored for the file described by `st` (the chunk
+  // itself is not read or checked).
+  std::optional<format::BlobHash> hashOf(const struct stat& st) const;
   // Keeps a chunk for the file described by `st`. Thread-safe; never throws.
   void store(const struct stat& st, const format::BlobHash& hash,
              std::span<const std::byte> framed);

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 360000000ull;
   uint64_t x = 88172645463325252ull;  // xorshift64 state
   double acc = 0.0;

@@ -8,13 +8,13 @@
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
+extern char** environ;
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   for (int i = 0; i < argc; i++) printf("argv[%d] %s\n", i, argv[i]);
-  const char *vars[] = {"FOO", "HOME", "PATH", "PWD", "LANG", "REC_TEST_VAR"};
+  const char* vars[] = {"FOO", "HOME", "PATH", "PWD", "LANG", "REC_TEST_VAR"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-    const char *v = getenv(vars[i]);
+    const char* v = getenv(vars[i]);
     printf("env %s=%s\n", vars[i], v ? v : "(unset)");
   }
   int n = 0;

@@ -16,7 +16,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
-static void print_file(const char *path) {
+static void print_file(const char* path) {
   char buf[1024];
   int fd = open(path, O_RDONLY);
   if (fd < 0) return;
@@ -28,7 +28,7 @@ static void print_file(const char *path) {
   if (n == 0 || buf[n - 1] != '\n') printf("\n");
 }
 
-static void print_stat(const char *label, const struct stat *st) {
+static void print_stat(const char* label, const struct stat* st) {
   printf("%s ino %llu size %lld mode %o nlink %lu mtime %lld.%09ld ctime %lld.%09ld\n", label,
          (unsigned long long)st->st_ino, (long long)st->st_size, st->st_mode,
          (unsigned long)st->st_nlink, (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
@@ -36,7 +36,7 @@ static void print_stat(const char *label, const struct stat *st) {
 }
 
 int main(void) {
-  const char *tmp = getenv("TMPDIR");
+  const char* tmp = getenv("TMPDIR");
   if (!tmp || !*tmp) tmp = "/tmp";
   char dir[4096], path[4200];
   snprintf(dir, sizeof dir, "%s/files-XXXXXX", tmp);
@@ -70,9 +70,9 @@ int main(void) {
     int f = open(name, O_CREAT | O_WRONLY | O_TRUNC, 0600);
     if (f >= 0) close(f);
   }
-  DIR *d = opendir(dir);
+  DIR* d = opendir(dir);
   if (!d) return 6;
-  struct dirent *e;
+  struct dirent* e;
   printf("readdir");
   while ((e = readdir(d)) != NULL) printf(" %s(%llu)", e->d_name, (unsigned long long)e->d_ino);
   printf("\n");

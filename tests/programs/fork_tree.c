@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
+extern char** environ;
 static volatile sig_atomic_t sigchld_count;
 static volatile pid_t usr1_from;
 
@@ -28,7 +28,7 @@ static unsigned int rnd(void) {
   return r;
 }
 
-static void report(const char *what, pid_t pid, int status) {
+static void report(const char* what, pid_t pid, int status) {
   if (WIFEXITED(status))
     printf("%s: pid %d exited %d\n", what, (int)pid, WEXITSTATUS(status));
   else if (WIFSIGNALED(status))
@@ -42,13 +42,13 @@ static void on_sigchld(int sig) {
   (void)sig;
   sigchld_count++;
 }
-static void on_usr1(int sig, siginfo_t *si, void *ctx) {
+static void on_usr1(int sig, siginfo_t* si, void* ctx) {
   (void)sig;
   (void)ctx;
   usr1_from = si->si_pid;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   if (argc >= 2 && !strcmp(argv[1], "spawned")) {
     printf("spawned pid %d ppid %d random %08x\n", (int)getpid(), (int)getppid(), rnd());
     return 9;
@@ -60,7 +60,7 @@ int main(int argc, char **argv) {
     if (n <= 0) return 11;
     char next[16];
     snprintf(next, sizeof next, "%d", n - 1);
-    char *args[] = {argv[0], "exec-chain", next, NULL};
+    char* args[] = {argv[0], "exec-chain", next, NULL};
     execve("/proc/self/exe", args, environ);
     return 12;
   }
@@ -92,7 +92,7 @@ int main(int argc, char **argv) {
   report("vfork", p, status);
 
   // 3. posix_spawn of this program.
-  char *spawn_args[] = {argv[0], "spawned", NULL};
+  char* spawn_args[] = {argv[0], "spawned", NULL};
   if (posix_spawn(&p, "/proc/self/exe", NULL, NULL, spawn_args, environ) != 0) return 2;
   waitpid(p, &status, 0);
   report("posix_spawn", p, status);
@@ -100,7 +100,7 @@ int main(int argc, char **argv) {
   // 4. fork + execve chain of three execs, reaped with waitid.
   p = fork();
   if (p == 0) {
-    char *args[] = {argv[0], "exec-chain", "2", NULL};
+    char* args[] = {argv[0], "exec-chain", "2", NULL};
     execve("/proc/self/exe", args, environ);
     _exit(127);
   }
@@ -131,7 +131,7 @@ int main(int argc, char **argv) {
   p = fork();
   if (p == 0) {
     signal(SIGSEGV, SIG_DFL);
-    *(volatile int *)(uintptr_t)0x8 = 1;
+    *(volatile int*)(uintptr_t)0x8 = 1;
     _exit(1);
   }
   waitpid(p, &status, 0);
@@ -154,8 +154,7 @@ int main(int argc, char **argv) {
     sigaction(SIGUSR1, &sa, NULL);
     close(ready[0]);
     pid_t sid = setsid();
-    printf("setsid child: sid %d pgrp %d is_self %d\n", (int)sid, (int)getpgrp(),
-           sid == getpid());
+    printf("setsid child: sid %d pgrp %d is_self %d\n", (int)sid, (int)getpgrp(), sid == getpid());
     fflush(stdout);
     if (write(ready[1], "r", 1) != 1) _exit(1);
     while (!usr1_from) sigsuspend(&old);
@@ -205,19 +204,20 @@ int main(int argc, char **argv) {
   usleep(20000);
   char path[64], state[256] = "";
   snprintf(path, sizeof path, "/proc/%d/stat", (int)p);
-  FILE *f = fopen(path, "r");
+  FILE* f = fopen(path, "r");
   if (f) {
     if (!fgets(state, sizeof state, f)) state[0] = 0;
     fclose(f);
   }
-  char *paren = strrchr(state, ')');
+  char* paren = strrchr(state, ')');
   printf("zombie state %c\n", paren && paren[1] ? paren[2] : '?');
   waitpid(p, &status, 0);
   report("zombie", p, status);
 
   while (waitpid(-1, &status, WNOHANG) > 0) {
   }
-  printf("no more children: %s\n", waitpid(-1, &status, WNOHANG) < 0 && errno == ECHILD ? "yes" : "no");
+  printf("no more children: %s\n",
+         waitpid(-1, &status, WNOHANG) < 0 && errno == ECHILD ? "yes" : "no");
   printf("sigchld count %d random %08x\n", (int)sigchld_count, rnd());
   return 0;
 }

@@ -12,7 +12,7 @@
 
 #define SIZE (256 * 1024)
 
-static uint64_t fnv(const unsigned char *p, size_t n, uint64_t h) {
+static uint64_t fnv(const unsigned char* p, size_t n, uint64_t h) {
   for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
   return h;
 }

@@ -16,8 +16,10 @@ static unsigned long long rdrand64(void) {
 int main(void) {
   unsigned long long bits = rdrand64();
   for (int i = 0; i < 32; ++i) {
-    if ((bits >> i) & 1) printf("%d getpid %d\n", i, (int)getpid());
-    else printf("%d getppid %d\n", i, (int)getppid());
+    if ((bits >> i) & 1)
+      printf("%d getpid %d\n", i, (int)getpid());
+    else
+      printf("%d getppid %d\n", i, (int)getppid());
   }
   return 0;
 }

@@ -7,9 +7,13 @@
 #include <stdio.h>
 #include <x86intrin.h>
 
-__attribute__((noinline)) static uint64_t read_tsc(void) { return __rdtsc(); }
+__attribute__((noinline)) static uint64_t read_tsc(void) {
+  return __rdtsc();
+}
 
-__attribute__((noinline)) static uint64_t read_tscp(unsigned* aux) { return __rdtscp(aux); }
+__attribute__((noinline)) static uint64_t read_tscp(unsigned* aux) {
+  return __rdtscp(aux);
+}
 
 __attribute__((noinline)) static unsigned decoy_rdtsc(void) {
   unsigned v;

@@ -20,7 +20,7 @@ struct shared {
   int64_t nsec;
 };
 
-static void exchange(const char *kind, volatile struct shared *s) {
+static void exchange(const char* kind, volatile struct shared* s) {
   int to_child[2], to_parent[2];
   if (pipe(to_child) != 0 || pipe(to_parent) != 0) _exit(2);
   fflush(stdout);
@@ -49,8 +49,8 @@ static void exchange(const char *kind, volatile struct shared *s) {
     char c;
     if (write(to_child[1], "q", 1) != 1 || read(to_parent[0], &c, 1) != 1) _exit(3);
     printf("%s round %d request %016llx answer %016llx ok %d child %lld nsec %lld\n", kind, round,
-           (unsigned long long)s->request, (unsigned long long)s->answer,
-           s->answer == r * 3 + 1, (long long)s->child_pid, (long long)s->nsec);
+           (unsigned long long)s->request, (unsigned long long)s->answer, s->answer == r * 3 + 1,
+           (long long)s->child_pid, (long long)s->nsec);
   }
   close(to_child[1]);
   close(to_parent[0]);
@@ -61,13 +61,13 @@ static void exchange(const char *kind, volatile struct shared *s) {
 }
 
 int main(void) {
-  void *anon = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  void* anon = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (anon == MAP_FAILED) return 2;
   exchange("anon", anon);
 
   int fd = memfd_create("rec-test", MFD_CLOEXEC);
   if (fd < 0 || ftruncate(fd, 4096) != 0) return 2;
-  void *mem = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  void* mem = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (mem == MAP_FAILED) return 2;
   exchange("memfd", mem);
   struct shared copy;
@@ -79,9 +79,9 @@ int main(void) {
     printf("sysv shm unavailable\n");
     return 0;
   }
-  void *sysv = shmat(id, NULL, 0);
+  void* sysv = shmat(id, NULL, 0);
   shmctl(id, IPC_RMID, NULL);  // destroyed once both processes detach
-  if (sysv == (void *)-1) return 2;
+  if (sysv == (void*)-1) return 2;
   exchange("sysv", sysv);
   shmdt(sysv);
   return 0;

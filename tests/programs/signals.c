@@ -35,13 +35,13 @@
 static sigjmp_buf jump;
 static volatile sig_atomic_t handled;
 static volatile int last_signo, last_code;
-static void *volatile last_addr;
+static void* volatile last_addr;
 static volatile pid_t last_pid;
 static volatile uid_t last_uid;
 static int pipe_fds[2];
 
 // Prints a line that differs on every run (random bytes and the time).
-static void print_random(const char *label) {
+static void print_random(const char* label) {
   unsigned int r = 0;
   getrandom(&r, sizeof r, 0);
   struct timespec ts;
@@ -50,7 +50,7 @@ static void print_random(const char *label) {
   fflush(stdout);
 }
 
-static void fault_handler(int sig, siginfo_t *si, void *ctx) {
+static void fault_handler(int sig, siginfo_t* si, void* ctx) {
   (void)ctx;
   last_signo = sig;
   last_code = si->si_code;
@@ -59,7 +59,7 @@ static void fault_handler(int sig, siginfo_t *si, void *ctx) {
   siglongjmp(jump, 1);
 }
 
-static void info_handler(int sig, siginfo_t *si, void *ctx) {
+static void info_handler(int sig, siginfo_t* si, void* ctx) {
   (void)ctx;
   last_signo = sig;
   last_code = si->si_code;
@@ -80,7 +80,7 @@ static void write_handler(int sig) {
   if (write(pipe_fds[1], &c, 1) != 1) _exit(90);
 }
 
-static void install(int sig, void (*h)(int, siginfo_t *, void *), int flags) {
+static void install(int sig, void (*h)(int, siginfo_t*, void*), int flags) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = h;
@@ -113,17 +113,23 @@ static int caught_fault(int sig, void (*fault)(void)) {
   return 0;
 }
 
-static void do_segv(void) { *(volatile int *)(uintptr_t)0x10 = 1; }
+static void do_segv(void) {
+  *(volatile int*)(uintptr_t)0x10 = 1;
+}
 static volatile int zero = 0;
 static void do_fpe(void) {
   volatile int x = 7 / zero;
   (void)x;
 }
-static void do_ill(void) { __asm__ volatile("ud2"); }
-static void do_trap(void) { __asm__ volatile("int3"); }
+static void do_ill(void) {
+  __asm__ volatile("ud2");
+}
+static void do_trap(void) {
+  __asm__ volatile("int3");
+}
 static void do_bus(void) {
   int fd = memfd_create("bus", 0);  // size 0: any access to the mapping is SIGBUS
-  volatile char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  volatile char* p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) _exit(92);
   p[0] = 1;
 }
@@ -134,12 +140,12 @@ static double now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: signals MODE\n");
     return 64;
   }
-  const char *mode = argv[1];
+  const char* mode = argv[1];
 
   if (!strcmp(mode, "segv-handler")) return caught_fault(SIGSEGV, do_segv);
   if (!strcmp(mode, "fpe")) return caught_fault(SIGFPE, do_fpe);
@@ -210,7 +216,8 @@ int main(int argc, char **argv) {
     }
     struct itimerval off = {{0, 0}, {0, 0}};
     setitimer(ITIMER_REAL, &off, NULL);
-    printf("itimer handled %d interrupted %d elapsed %.6f\n", (int)handled, interrupted, now() - t0);
+    printf("itimer handled %d interrupted %d elapsed %.6f\n", (int)handled, interrupted,
+           now() - t0);
     print_random("after");
     return 0;
   }

@@ -10,12 +10,12 @@
 #include <time.h>
 #include <unistd.h>
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: tcp_client PORTFILE\n");
     return 64;
   }
-  FILE *f = fopen(argv[1], "r");
+  FILE* f = fopen(argv[1], "r");
   int port = 0;
   if (!f || fscanf(f, "%d", &port) != 1) {
     fprintf(stderr, "tcp_client: cannot read port from %s\n", argv[1]);
@@ -25,13 +25,13 @@ int main(int argc, char **argv) {
   int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)};
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (s < 0 || connect(s, (struct sockaddr *)&addr, sizeof addr) != 0) {
+  if (s < 0 || connect(s, (struct sockaddr*)&addr, sizeof addr) != 0) {
     perror("tcp_client: connect");
     return 1;
   }
   struct sockaddr_in local;
   socklen_t len = sizeof local;
-  getsockname(s, (struct sockaddr *)&local, &len);
+  getsockname(s, (struct sockaddr*)&local, &len);
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   char req[128];

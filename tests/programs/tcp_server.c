@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: tcp_server PORTFILE [CONNECTIONS]\n");
     return 64;
@@ -23,15 +23,15 @@ int main(int argc, char **argv) {
   int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (ls < 0 || bind(ls, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(ls, 8) != 0) {
+  if (ls < 0 || bind(ls, (struct sockaddr*)&addr, sizeof addr) != 0 || listen(ls, 8) != 0) {
     perror("tcp_server: bind/listen");
     return 1;
   }
   socklen_t len = sizeof addr;
-  getsockname(ls, (struct sockaddr *)&addr, &len);
+  getsockname(ls, (struct sockaddr*)&addr, &len);
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp", argv[1]);
-  FILE *f = fopen(tmp, "w");
+  FILE* f = fopen(tmp, "w");
   if (!f) return 1;
   fprintf(f, "%d\n", ntohs(addr.sin_port));
   fclose(f);
@@ -48,8 +48,10 @@ int main(int argc, char **argv) {
     clock_gettime(CLOCK_REALTIME, &ts);
     char reply[256];
     int off = snprintf(reply, sizeof reply, "reply to %zd bytes: random ", n);
-    for (size_t i = 0; i < sizeof rnd; i++) off += snprintf(reply + off, sizeof reply - off, "%02x", rnd[i]);
-    off += snprintf(reply + off, sizeof reply - off, " time %lld.%09ld\n", (long long)ts.tv_sec, ts.tv_nsec);
+    for (size_t i = 0; i < sizeof rnd; i++)
+      off += snprintf(reply + off, sizeof reply - off, "%02x", rnd[i]);
+    off += snprintf(reply + off, sizeof reply - off, " time %lld.%09ld\n", (long long)ts.tv_sec,
+                    ts.tv_nsec);
     if (write(s, reply, (size_t)off) != off) return 1;
     close(s);
   }

@@ -19,14 +19,14 @@ static uint64_t rdtsc(void) {
   return ((uint64_t)hi << 32) | lo;
 }
 
-static uint64_t rdtscp(uint32_t *aux) {
+static uint64_t rdtscp(uint32_t* aux) {
   uint32_t lo, hi, c;
   __asm__ volatile("rdtscp" : "=a"(lo), "=d"(hi), "=c"(c));
   *aux = c;
   return ((uint64_t)hi << 32) | lo;
 }
 
-static void hex(const char *label, const unsigned char *p, size_t n) {
+static void hex(const char* label, const unsigned char* p, size_t n) {
   printf("%s ", label);
   for (size_t i = 0; i < n; i++) printf("%02x", p[i]);
   printf("\n");
@@ -65,7 +65,7 @@ int main(void) {
   close(fd);
   hex("urandom", buf, sizeof buf);
 
-  const unsigned char *at_random = (const unsigned char *)getauxval(AT_RANDOM);
+  const unsigned char* at_random = (const unsigned char*)getauxval(AT_RANDOM);
   if (at_random) hex("at_random", at_random, 16);
 
   printf("pid %d ppid %d tid %d\n", (int)getpid(), (int)getppid(), (int)gettid());

@@ -89,6 +89,7 @@ bool RecordSession::answerAtEntry(RecordTask& t) {
         return false;
     }
   };
+  if (t.row->hook != sys::Hook::TimeAtEntry) return false;
   timespec now;
   int64_t result = 0;
   switch (t.nr) {

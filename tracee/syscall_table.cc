@@ -264,7 +264,8 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_lchown, "lchown", {Path, Int, Int}),
   emulated(SYS_umask, "umask", {Mode}),
   emulated(SYS_gettimeofday, "gettimeofday", {Ptr, Ptr})
-      .out(fixed(0, kTimeval), fixed(1, kTimezone)),
+      .out(fixed(0, kTimeval), fixed(1, kTimezone))
+      .hook(Hook::TimeAtEntry),
   emulated(SYS_getrlimit, "getrlimit", {Int, Ptr}).out(fixed(1, kRlimit)),
   emulated(SYS_getrusage, "getrusage", {Int, Ptr}).out(fixed(1, kRusage)),
   emulated(SYS_sysinfo, "sysinfo", {Ptr}).out(fixed(0, kSysinfo)),
@@ -379,7 +380,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_lremovexattr, "lremovexattr", {Path, Str}),
   emulated(SYS_fremovexattr, "fremovexattr", {Fd, Str}),
   emulated(SYS_tkill, "tkill", {Pid, Signal}).why(kSignalSend),
-  emulated(SYS_time, "time", {Ptr}).out(fixed(0, 8)),
+  emulated(SYS_time, "time", {Ptr}).out(fixed(0, 8)).hook(Hook::TimeAtEntry),
   emulated(SYS_futex, "futex", {Ptr, FutexOp, Int, Ptr, Ptr, Hex}).blocks().hook(Hook::Futex)
       .why("PI and WAKE_OP operations write the futex words, computed in outputRanges"),
   emulated(SYS_sched_setaffinity, "sched_setaffinity", {Pid, Size, Ptr})
@@ -416,7 +417,9 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_timer_getoverrun, "timer_getoverrun", {Int}),
   emulated(SYS_timer_delete, "timer_delete", {Int}),
   emulated(SYS_clock_settime, "clock_settime", {Clock, Ptr}),
-  emulated(SYS_clock_gettime, "clock_gettime", {Clock, Ptr}).out(fixed(1, kTimespec))
+  emulated(SYS_clock_gettime, "clock_gettime", {Clock, Ptr})
+      .out(fixed(1, kTimespec))
+      .hook(Hook::TimeAtEntry)
       .why("the vDSO is made to enter the kernel so time is recorded"),
   emulated(SYS_clock_getres, "clock_getres", {Clock, Ptr}).out(fixed(1, kTimespec)),
   emulated(SYS_clock_nanosleep, "clock_nanosleep", {Clock, Hex, Ptr, Ptr}).blocks()

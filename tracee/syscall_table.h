@@ -101,6 +101,7 @@ enum class Hook : uint8_t {
   ShmAt,  // System V shared memory: replayed as a shared memfd per segment
   ShmDt,
   Exit,
+  TimeAtEntry,  // answered by the recorder at the seccomp stop from its own clocks
 };
 
 // Row flags.

@@ -37,7 +37,6 @@ static_assert(std::endian::native == std::endian::little, "the framing is writte
 
 constexpr size_t kFileHeaderSize = 16;
 constexpr uint32_t kChunkMagic = 0x4b484352;  // "RCHK" on disk
-constexpr size_t kChunkHeaderSize = 32;
 constexpr size_t kChunkHeaderChecked = 28;  // bytes covered by the header checksum
 
 enum ChunkKind : uint32_t {
@@ -84,30 +83,6 @@ T loadLe(const std::byte* p) {
 
 // ---------------------------------------------------------------------------
 // RAII helpers.
-
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~UniqueFd() { reset(); }
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 struct CCtxFree {
   void operator()(ZSTD_CCtx* c) const { ZSTD_freeCCtx(c); }
@@ -238,14 +213,42 @@ struct BlobHashHasher {
 
 }  // namespace
 
+namespace {
+
+bool isBlobChunkHeader(const ChunkHeader& h, uint64_t chunkSize) {
+  return h.magic == kChunkMagic && h.kind == kKindBlob && h.messageCount == 1 &&
+         h.headerChecksum == headerChecksum(h) && h.uncompressedSize <= kMaxUncompressed &&
+         chunkSize == kChunkHeaderSize + uint64_t{h.compressedSize};
+}
+
+bool preadAll(int fd, void* out, size_t size, uint64_t offset) {
+  auto* p = static_cast<std::byte*>(out);
+  while (size > 0) {
+    ssize_t n = ::pread(fd, p, size, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    size -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
+}  // namespace
+
 bool isIntactBlobChunk(std::span<const std::byte> bytes) {
   if (bytes.size() < kChunkHeaderSize) return false;
   ChunkHeader h;
   std::memcpy(&h, bytes.data(), kChunkHeaderSize);
-  return h.magic == kChunkMagic && h.kind == kKindBlob && h.messageCount == 1 &&
-         h.headerChecksum == headerChecksum(h) && h.uncompressedSize <= kMaxUncompressed &&
-         bytes.size() == kChunkHeaderSize + uint64_t{h.compressedSize} &&
+  return isBlobChunkHeader(h, bytes.size()) &&
          XXH3_64bits(bytes.data() + kChunkHeaderSize, h.compressedSize) == h.payloadHash;
+}
+
+bool isBlobChunkHeader(std::span<const std::byte> header, uint64_t chunkSize) {
+  if (header.size() < kChunkHeaderSize) return false;
+  ChunkHeader h;
+  std::memcpy(&h, header.data(), kChunkHeaderSize);
+  return isBlobChunkHeader(h, chunkSize);
 }
 
 namespace {
@@ -253,9 +256,8 @@ namespace {
 struct PendingChunk {
   uint32_t kind = kKindEvents;
   std::vector<std::byte> raw;  // serialised capnp messages, uncompressed
-  // A whole chunk made earlier (header and zstd frame), written as it is.
-  std::span<const std::byte> framed;
-  std::shared_ptr<const void> framedOwner;
+  // A whole chunk made earlier (header and zstd frame), copied as it is.
+  std::optional<FramedBlob> framed;
   BlobHash blob;  // kKindBlob: the blob's hash
   uint32_t messageCount = 0;
   uint64_t firstEvent = 0;
@@ -283,9 +285,36 @@ void writeAll(int fd, const std::byte* buf, size_t len, const std::string& path)
   }
 }
 
+// The uncompressed chunk for one blob. One segment large enough for
+// everything: the hash then lands in the first bytes of the message, which
+// the reader peeks at in open().
+PendingChunk blobChunk(const BlobHash& hash, std::span<const std::byte> data,
+                       const std::string& path, const std::string& tracePath) {
+  if (data.size() + path.size() + 1024 > kMaxUncompressed) {
+    throw FormatError(tracePath + ": file " + path + " (" + std::to_string(data.size()) +
+                      " bytes) is too large to store in a trace");
+  }
+  PendingChunk chunk;
+  chunk.kind = kKindBlob;
+  chunk.messageCount = 1;
+  chunk.blob = hash;
+  size_t words = (data.size() + path.size() + 16) / 8 + 32;
+  capnp::MallocMessageBuilder message(static_cast<unsigned>(std::min<size_t>(words, 1u << 29)),
+                                      capnp::AllocationStrategy::FIXED_SIZE);
+  auto blob = message.initRoot<schema::Blob>();
+  auto hashBytes = hash.bytes();
+  blob.setHash(kj::arrayPtr(reinterpret_cast<const kj::byte*>(hashBytes.data()), 16));
+  blob.setPath(path);
+  blob.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(data.data()), data.size()));
+  chunk.raw.reserve(capnp::computeSerializedSizeInWords(message) * 8);
+  VectorSink sink(chunk.raw);
+  capnp::writeMessage(sink, message);
+  return chunk;
+}
+
 class TraceWriterImpl final : public TraceWriter {
  public:
-  TraceWriterImpl(std::string path, UniqueFd fd, WriterOptions options)
+  TraceWriterImpl(std::string path, ScopedFd fd, WriterOptions options)
       : path_(std::move(path)), fd_(std::move(fd)), options_(options) {
     options_.maxEventsPerChunk =
         std::clamp<size_t>(options_.maxEventsPerChunk, 1, kMaxEventsInChunk);
@@ -354,29 +383,7 @@ class TraceWriterImpl final : public TraceWriter {
   BlobHash writeBlob(std::span<const std::byte> data, const std::string& path) override {
     BlobHash hash = BlobHash::of(data);
     if (blobs_.count(hash)) return hash;
-    if (data.size() + path.size() + 1024 > kMaxUncompressed) {
-      throw FormatError(path_ + ": file " + path + " (" + std::to_string(data.size()) +
-                        " bytes) is too large to store in a trace");
-    }
-    PendingChunk chunk;
-    chunk.kind = kKindBlob;
-    chunk.messageCount = 1;
-    chunk.blob = hash;
-    {
-      // One segment large enough for everything: the hash then lands in the
-      // first bytes of the message, which the reader peeks at in open().
-      size_t words = (data.size() + path.size() + 16) / 8 + 32;
-      capnp::MallocMessageBuilder message(static_cast<unsigned>(std::min<size_t>(words, 1u << 29)),
-                                          capnp::AllocationStrategy::FIXED_SIZE);
-      auto blob = message.initRoot<schema::Blob>();
-      auto hashBytes = hash.bytes();
-      blob.setHash(kj::arrayPtr(reinterpret_cast<const kj::byte*>(hashBytes.data()), 16));
-      blob.setPath(path);
-      blob.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(data.data()), data.size()));
-      chunk.raw.reserve(capnp::computeSerializedSizeInWords(message) * 8);
-      VectorSink sink(chunk.raw);
-      capnp::writeMessage(sink, message);
-    }
+    PendingChunk chunk = blobChunk(hash, data, path, path_);
     {
       std::unique_lock lock(mu_);
       throwIfFailed();
@@ -393,11 +400,19 @@ class TraceWriterImpl final : public TraceWriter {
     PendingChunk chunk;
     chunk.kind = kKindBlob;
     chunk.blob = blob.hash;
-    chunk.framed = blob.bytes;
-    chunk.framedOwner = std::move(blob.owner);
+    chunk.framed = std::move(blob);
     std::unique_lock lock(mu_);
     throwIfFailed();
     enqueueLocked(lock, std::move(chunk));
+  }
+
+  void avoidCpu(int cpu) override {
+    if (cpu < 0 || !thread_.joinable()) return;
+    cpu_set_t allowed;
+    if (::pthread_getaffinity_np(thread_.native_handle(), sizeof allowed, &allowed) != 0) return;
+    CPU_CLR(cpu, &allowed);
+    if (CPU_COUNT(&allowed) == 0) return;
+    ::pthread_setaffinity_np(thread_.native_handle(), sizeof allowed, &allowed);
   }
 
   void flush() override {
@@ -532,11 +547,14 @@ class TraceWriterImpl final : public TraceWriter {
   // start() before that thread exists), so offset_ needs no lock; finish()
   // reads index_ under indexMu_.
   void writeChunk(const PendingChunk& chunk) {
-    if (!chunk.framed.empty()) {
-      writeAll(fd_.get(), chunk.framed.data(), chunk.framed.size(), path_);
-      std::lock_guard guard(indexMu_);
-      index_.push_back(IndexEntry{offset_, chunk.kind, 0, 0});
-      offset_ += chunk.framed.size();
+    if (chunk.framed) {
+      if (copyFramedIfIntact(*chunk.framed)) {
+        std::lock_guard guard(indexMu_);
+        index_.push_back(IndexEntry{offset_, chunk.kind, 0, 0});
+        offset_ += chunk.framed->size;
+      } else {
+        writeChunk(blobChunkFromOriginal(*chunk.framed));
+      }
       return;
     }
     size_t bound = ZSTD_compressBound(chunk.raw.size());
@@ -568,8 +586,51 @@ class TraceWriterImpl final : public TraceWriter {
     index_.push_back(entry);
   }
 
+  // Appends a framed chunk, checking its payload hash on the way (here, off
+  // the tracing thread). A damaged chunk is taken back out of the file.
+  bool copyFramedIfIntact(const FramedBlob& blob) {
+    ChunkHeader h;
+    if (blob.size < kChunkHeaderSize ||
+        !preadAll(blob.file.get(), &h, kChunkHeaderSize, blob.offset) ||
+        !isBlobChunkHeader(h, blob.size))
+      return false;
+    std::unique_ptr<XXH3_state_t, XxhStateFree> state(XXH3_createState());
+    if (!state) throw std::bad_alloc();
+    XXH3_64bits_reset(state.get());
+    buffer_.resize(std::max<size_t>(buffer_.size(), 256 << 10));
+    uint64_t at = blob.offset, left = blob.size;
+    while (left > 0) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(left, buffer_.size()));
+      if (!preadAll(blob.file.get(), buffer_.data(), n, at)) break;
+      size_t payloadStart = at == blob.offset ? kChunkHeaderSize : 0;
+      XXH3_64bits_update(state.get(), buffer_.data() + payloadStart, n - payloadStart);
+      writeAll(fd_.get(), buffer_.data(), n, path_);
+      at += n;
+      left -= n;
+    }
+    if (left == 0 && XXH3_64bits_digest(state.get()) == h.payloadHash) return true;
+    if (::ftruncate(fd_.get(), static_cast<off_t>(offset_)) != 0 ||
+        ::lseek(fd_.get(), static_cast<off_t>(offset_), SEEK_SET) < 0)
+      throw std::system_error(errno, std::generic_category(), path_);
+    return false;
+  }
+
+  // The chunk for a framed blob made afresh from the file it came from.
+  PendingChunk blobChunkFromOriginal(const FramedBlob& blob) {
+    int fd = blob.original.get();
+    struct stat st;
+    if (fd < 0 || ::fstat(fd, &st) != 0)
+      throw FormatError(path_ + ": a cached copy of " + blob.originalPath +
+                        " is damaged and the file cannot be read again");
+    std::vector<std::byte> data(static_cast<size_t>(st.st_size));
+    if (!preadAll(fd, data.data(), data.size(), 0))
+      throw FormatError(path_ + ": a cached copy of " + blob.originalPath +
+                        " is damaged and the file cannot be read again");
+    return blobChunk(blob.hash, data, blob.originalPath, path_);
+  }
+
   const std::string path_;
-  UniqueFd fd_;
+  ScopedFd fd_;
   WriterOptions options_;
   std::unordered_set<BlobHash, BlobHashHasher> blobs_;  // tracing thread only
   uint64_t eventCount_ = 0;                             // tracing thread only
@@ -600,7 +661,7 @@ class TraceWriterImpl final : public TraceWriter {
 std::unique_ptr<TraceWriter> TraceWriter::create(const std::string& path,
                                                  capnp::MessageBuilder& header,
                                                  WriterOptions options) {
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  ScopedFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (fd.get() < 0) {
     throw std::system_error(errno, std::generic_category(), "cannot create trace " + path);
   }
@@ -625,7 +686,7 @@ class Source {
 
 class FileSource final : public Source {
  public:
-  FileSource(std::string name, UniqueFd fd, uint64_t size)
+  FileSource(std::string name, ScopedFd fd, uint64_t size)
       : name_(std::move(name)), fd_(std::move(fd)), size_(size) {}
   uint64_t size() const override { return size_; }
   void readAt(uint64_t off, void* buf, size_t len) override {
@@ -649,7 +710,7 @@ class FileSource final : public Source {
 
  private:
   std::string name_;
-  UniqueFd fd_;
+  ScopedFd fd_;
   uint64_t size_;
 };
 
@@ -1054,7 +1115,7 @@ std::unique_ptr<TraceReader> openSource(const std::string& name, std::unique_ptr
 }  // namespace
 
 std::unique_ptr<TraceReader> TraceReader::open(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) {
     int err = errno;
     throw TraceOpenError(path + ": cannot open: " + errnoText(err), err);

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "scoped_fd.h"
 #include "trace.capnp.h"
 
 namespace rec::format {
@@ -59,19 +60,29 @@ struct BlobHash {
   bool empty() const { return high == 0 && low == 0; }
 };
 
-// A blob chunk exactly as it sits in a trace file (chunk header and zstd
-// frame), so it can be copied into another trace unchanged: the recorder's
-// blob cache keeps these to skip reading, hashing and compressing the same
-// library in every recording.
+// A blob chunk exactly as a trace stores it (chunk header and zstd frame),
+// lying at [offset, offset + size) of an open file, so it can be copied into
+// another trace unchanged and inside the kernel: the recorder's blob cache
+// keeps these to skip reading, hashing and compressing the same library in
+// every recording.
 struct FramedBlob {
   BlobHash hash;
-  std::span<const std::byte> bytes;
-  std::shared_ptr<const void> owner;  // keeps `bytes` alive (e.g. a file mapping)
+  ScopedFd file;
+  uint64_t offset = 0;
+  uint64_t size = 0;
+  // The file whose contents the blob holds: read and stored afresh should
+  // the copy turn out damaged when the writer checks it.
+  ScopedFd original;
+  std::string originalPath;
 };
 
 // Whether `bytes` is one whole blob chunk whose header checksum, sizes and
 // payload hash hold (the contents are not decompressed).
 bool isIntactBlobChunk(std::span<const std::byte> bytes);
+// Whether `header` starts a blob chunk of `chunkSize` bytes: magic, kind,
+// header checksum and sizes (the payload hash is not checked).
+inline constexpr size_t kChunkHeaderSize = 32;
+bool isBlobChunkHeader(std::span<const std::byte> header, uint64_t chunkSize);
 
 struct WriterOptions {
   size_t maxEventsPerChunk = 4096;
@@ -99,8 +110,9 @@ class TraceWriter {
   // Stores data once per trace; returns its hash. Cheap when already stored.
   virtual BlobHash writeBlob(std::span<const std::byte> data, const std::string& path) = 0;
   virtual bool hasBlob(const BlobHash& hash) const = 0;
-  // Stores a blob chunk made by an earlier writer (checked with
-  // isIntactBlobChunk by the caller), once per trace, without recompressing.
+  // Stores a blob chunk made by an earlier writer, once per trace, without
+  // recompressing: the background thread checks it while copying it from
+  // blob.file, and stores blob.original instead if it is damaged.
   virtual void writeFramedBlob(FramedBlob blob) = 0;
 
   // Seals the current chunk and waits until everything queued is on disk.
@@ -110,6 +122,10 @@ class TraceWriter {
   virtual void finish(capnp::MessageBuilder& footer) = 0;
 
   virtual uint64_t eventCount() const = 0;
+
+  // Keeps the background thread off `cpu` (the CPU the tracer and the
+  // tracees are pinned to) when another CPU is allowed; no-op otherwise.
+  virtual void avoidCpu(int cpu) = 0;
 };
 
 struct TraceStats {

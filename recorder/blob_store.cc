@@ -22,6 +22,11 @@ format::BlobHash BlobStore::storeFd(int fd, const std::string& path) {
     if (auto cached = cache_.lookup(st)) {
       format::BlobHash hash = cached->hash;
       bytes_ += static_cast<uint64_t>(st.st_size);
+      // Should the writer find the cached copy damaged, it stores the file
+      // itself, and the cache takes that chunk in place of the damaged one.
+      cached->original = ScopedFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+      cached->originalPath = path;
+      cache_.expect(hash, st);
       writer_.writeFramedBlob(std::move(*cached));
       known_[key] = hash;
       return hash;

@@ -171,9 +171,11 @@ int RecordSession::run() {
   tracedBitmap_ = tracedSyscallBitmap();
   if (!rdtscTrapsHere()) rdtscPatcher_.emplace();
   // The trace writer's compression thread starts here, before rec pins
-  // itself, so zstd runs on another CPU than the program.
+  // itself, and is then kept off rec's CPU, so zstd and the file writes run
+  // beside the program instead of taking turns with it.
   writeHeader(executable);
   int cpu = pinToCpu(-1);
+  writer_->avoidCpu(cpu);
   blobs_ = std::make_unique<BlobStore>(*writer_, *blobCache_);
 
   SpawnOptions spawn;

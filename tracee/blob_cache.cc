@@ -14,7 +14,6 @@
 #include <vector>
 
 #include "cache_dir.h"
-#include "file_mapping.h"
 #include "scoped_fd.h"
 
 namespace rec {
@@ -57,19 +56,22 @@ std::string BlobCache::entryPath(const struct stat& st) const {
 
 std::optional<format::FramedBlob> BlobCache::lookup(const struct stat& st) const {
   if (!enabled() || !S_ISREG(st.st_mode)) return std::nullopt;
-  ScopedFd fd(::open(entryPath(st).c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return std::nullopt;
-  auto mapping = std::make_shared<FileMapping>(fd.get());
-  std::span<const std::byte> entry = mapping->bytes();
-  if (entry.size() <= kEntryHeaderSize ||
-      std::memcmp(entry.data(), kEntryMagic, sizeof kEntryMagic) != 0)
-    return std::nullopt;
   format::FramedBlob blob;
-  blob.hash = format::BlobHash::fromBytes(entry.subspan(sizeof kEntryMagic, 16));
-  blob.bytes = entry.subspan(kEntryHeaderSize);
-  blob.owner = std::move(mapping);
-  if (!format::isIntactBlobChunk(blob.bytes)) return std::nullopt;
-  ::futimens(fd.get(), nullptr);  // recently used: evicted last
+  blob.file = ScopedFd(::open(entryPath(st).c_str(), O_RDONLY | O_CLOEXEC));
+  struct stat entry;
+  std::byte header[kEntryHeaderSize + format::kChunkHeaderSize];
+  if (!blob.file.valid() || ::fstat(blob.file.get(), &entry) != 0 ||
+      entry.st_size <= static_cast<off_t>(sizeof header) ||
+      ::pread(blob.file.get(), header, sizeof header, 0) != sizeof header ||
+      std::memcmp(header, kEntryMagic, sizeof kEntryMagic) != 0)
+    return std::nullopt;
+  blob.hash = format::BlobHash::fromBytes(std::span(header + sizeof kEntryMagic, 16));
+  blob.offset = kEntryHeaderSize;
+  blob.size = static_cast<uint64_t>(entry.st_size) - kEntryHeaderSize;
+  if (!format::isBlobChunkHeader(std::span(header + kEntryHeaderSize, format::kChunkHeaderSize),
+                                 blob.size))
+    return std::nullopt;
+  ::futimens(blob.file.get(), nullptr);  // recently used: evicted last
   return blob;
 }
 

@@ -7,8 +7,9 @@
 // Keyed by what identifies a file's contents without reading it: device,
 // inode, size, and modification and change times to the nanosecond. Each
 // entry is one file holding the blob's hash and the chunk exactly as a trace
-// stores it; it is checked (chunk checksums) before use and written by
-// rename, so concurrent recorders and crashes leave no half entries.
+// stores it; it is checked (chunk checksums) as it is copied into a trace,
+// where a damaged one is replaced by the file's contents, and it is written
+// by rename, so concurrent recorders and crashes leave no half entries.
 // Location: blobs-v<format> under rec's cache directory (tracee/cache_dir.h).
 // Bounded: the least recently used entries go when it grows past kBudgetBytes.
 #pragma once
@@ -37,7 +38,9 @@ class BlobCache {
   explicit BlobCache(std::string dir);
 
   bool enabled() const { return !dir_.empty(); }
-  // The stored chunk for the file described by `st`, if intact.
+  // The stored chunk for the file described by `st`, if its header is
+  // intact. Its payload is checked by the trace writer as it copies it
+  // (TraceWriter::writeFramedBlob), off the tracing thread.
   std::optional<format::FramedBlob> lookup(const struct stat& st) const;
   // The hash of the blob stored for the file described by `st` (the chunk
   // itself is not read or checked).

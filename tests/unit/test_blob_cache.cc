@@ -1,5 +1,7 @@
 // The recorder's cache of compressed blob chunks (recorder/blob_cache.h).
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -72,7 +74,10 @@ TEST_CASE("blob cache: a stored chunk comes back and goes into another trace unc
   auto hit = cache.lookup(st);
   REQUIRE(hit);
   CHECK(hit->hash == made.hash);
-  CHECK(std::vector<std::byte>(hit->bytes.begin(), hit->bytes.end()) == made.framed);
+  std::vector<std::byte> stored(hit->size);
+  REQUIRE(::pread(hit->file.get(), stored.data(), stored.size(), static_cast<off_t>(hit->offset)) ==
+          static_cast<ssize_t>(stored.size()));
+  CHECK(stored == made.framed);
   struct stat other = st;
   other.st_size += 1;
   CHECK_FALSE(cache.lookup(other));
@@ -92,25 +97,60 @@ TEST_CASE("blob cache: a stored chunk comes back and goes into another trace unc
   CHECK(reader->readBlob(made.hash) == made.data);
 }
 
+// Writes `blob` into a new trace and returns what the trace holds for it.
+std::vector<std::byte> throughTrace(const std::string& path, FramedBlob blob) {
+  capnp::MallocMessageBuilder header;
+  header.initRoot<rec::schema::Header>().setRecVersion("test");
+  auto writer = TraceWriter::create(path, header);
+  BlobHash hash = blob.hash;
+  writer->writeFramedBlob(std::move(blob));
+  capnp::MallocMessageBuilder footer;
+  footer.initRoot<rec::schema::Footer>();
+  writer->finish(footer);
+  return TraceReader::open(path)->readBlob(hash);
+}
+
+void flipByte(const std::filesystem::path& file, std::streamoff at) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(at);
+  char byte = static_cast<char>(f.get());
+  f.seekp(at);
+  f.put(static_cast<char>(byte ^ 0x5a));
+}
+
 TEST_CASE("blob cache: damaged entries and unsettled files are never used") {
   Fixture fx;
   auto& [dir, made, cache, st] = fx;
   cache.store(st, made.hash, made.framed);
   REQUIRE(cache.lookup(st));
-
-  // One flipped byte in the stored chunk: a miss, not bad data.
   std::vector<std::filesystem::path> entries;
   for (auto& e : std::filesystem::directory_iterator(dir.file("cache")))
     entries.push_back(e.path());
   REQUIRE(entries.size() == 1);
+
+  // One flipped byte in the stored payload: the writer finds it as it copies
+  // and stores the original file instead, so the trace holds good data.
+  flipByte(entries[0], static_cast<std::streamoff>(std::filesystem::file_size(entries[0]) - 10));
   {
-    std::fstream f(entries[0], std::ios::in | std::ios::out | std::ios::binary);
-    auto at = static_cast<std::streamoff>(std::filesystem::file_size(entries[0]) - 10);
-    f.seekg(at);
-    char byte = static_cast<char>(f.get());
-    f.seekp(at);
-    f.put(static_cast<char>(byte ^ 0x5a));
+    std::string original = dir.file("libtest.so");
+    std::ofstream(original, std::ios::binary)
+        .write(reinterpret_cast<const char*>(made.data.data()),
+               static_cast<std::streamsize>(made.data.size()));
+    auto hit = cache.lookup(st);
+    REQUIRE(hit);
+    hit->original = rec::ScopedFd(::open(original.c_str(), O_RDONLY | O_CLOEXEC));
+    hit->originalPath = original;
+    CHECK(throughTrace(dir.file("repaired.rec"), std::move(*hit)) == made.data);
   }
+  // Without the original to fall back on, the trace reports the damage.
+  {
+    auto hit = cache.lookup(st);
+    REQUIRE(hit);
+    CHECK_THROWS_WITH(throughTrace(dir.file("unrepaired.rec"), std::move(*hit)),
+                      Catch::Contains("damaged"));
+  }
+  // A flipped byte in the chunk header: not even offered.
+  flipByte(entries[0], 8 + 16 + 4);
   CHECK_FALSE(cache.lookup(st));
 
   // A file whose inode changed just now may be replaced by another file with

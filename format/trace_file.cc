@@ -37,7 +37,7 @@ static_assert(std::endian::native == std::endian::little, "the framing is writte
 
 constexpr size_t kFileHeaderSize = 16;
 constexpr uint32_t kChunkMagic = 0x4b484352;  // "RCHK" on disk
-constexpr size_t kChunkHeaderChecked = 28;  // bytes covered by the header checksum
+constexpr size_t kChunkHeaderChecked = 28;    // bytes covered by the header checksum
 
 enum ChunkKind : uint32_t {
   kKindHeader = 1,

@@ -50,6 +50,7 @@ struct Header {
   chaosSeed @12 :UInt64;        # 0 when chaos scheduling was off
   scratchAddress @13 :UInt64;   # rec's scratch page in every tracee
   rdtscPatched @14 :Bool;       # RDTSC did not trap: its sites were patched to UD2 (tracee/rdtsc_sites.h)
+  timeShim @15 :Bool;           # the time shim stands in for the vDSO (tracee/time_shim.h); else the vDSO is hidden
 }
 
 # One register file, the kernel's struct user_regs_struct, raw.
@@ -85,6 +86,9 @@ struct SyscallEvent {
   interrupted @8 :Bool;       # result is a -ERESTART* code: a signal follows
   refused @9 :Bool;           # rec refused it with ENOSYS at record time
   newTask @10 :Int32;         # fork/vfork/clone: the recorded id of the created task
+  buffered @11 :Bool;         # answered inside the process by the time shim, without a stop
+  shimData @12 :Data;         # buffered: what the shim stored (its log entry's data words)
+  startsTimeLog @13 :Bool;    # the time shim's log was mapped and turned on at this syscall's exit
 }
 
 # A syscall that was entered and is still in the kernel when other tasks'

@@ -106,8 +106,9 @@ void RecordSession::pagesUnlikeFile(RecordTask& t, const MapEntry& m, const std:
 void RecordSession::completeExec(RecordTask& t) {
   pid_t tid = t.task.tid();
   StraySignals strays;
-  installScratchPage(t.task, strays);
+  installScratchPage(t.task, strays, timeShim_);
   absorbStrays(t, strays);
+  auto space = std::make_shared<TimeShimSpace>();
 
   capnp::MallocMessageBuilder msg;
   auto e = msg.initRoot<schema::Event>().initExec();
@@ -163,8 +164,9 @@ void RecordSession::completeExec(RecordTask& t) {
     data[i].setData(asData(writable[i].second.data(), writable[i].second.size()));
   }
 
-  // The initial stack, with the vDSO hidden from the program: without
-  // AT_SYSINFO_EHDR, libc makes real syscalls for the time, which rec records.
+  // The initial stack, with the time shim in the vDSO's place (or, without
+  // it, the vDSO hidden: libc then makes real syscalls for the time, which
+  // rec records).
   const Registers& regs = t.task.regs();
   uint64_t sp = regs.sp();
   if (!stack || sp < stack->start || sp >= stack->end)
@@ -184,8 +186,14 @@ void RecordSession::completeExec(RecordTask& t) {
     ++index;  // envp's NULL
     for (; word(index + 1) && *word(index) != AT_NULL; index += 2) {
       if (*word(index) == AT_SYSINFO_EHDR) {
-        *word(index) = AT_IGNORE;
-        t.task.write(sp + index * 8, word(index), 8);
+        if (timeShim_) {
+          space->realVdsoBase = *word(index + 1);
+          *word(index + 1) = kTimeShimImage;
+          t.task.write(sp + (index + 1) * 8, word(index + 1), 8);
+        } else {
+          *word(index) = AT_IGNORE;
+          t.task.write(sp + index * 8, word(index), 8);
+        }
       }
     }
   }
@@ -207,10 +215,32 @@ void RecordSession::completeExec(RecordTask& t) {
   } else {
     emit(t, msg);
   }
+  // After the Exec event, which carries the old image's last time answers.
+  t.timeSpace = std::move(space);
   t.execSeen = false;
   t.exitRegs = regs;
   t.justExited = false;
   releaseVforkParent(t);
+}
+
+// A vfork child shares its parent's shim and log (the parent waits). Any
+// other task sharing the address space would write the log beside it: the
+// shim goes off there for good. A fork's child starts with it off, until its
+// own first time syscall gives it a log of its own.
+void RecordSession::shareTimeShim(RecordTask& parent, RecordTask& child, uint64_t flags) {
+  auto& space = parent.timeSpace;
+  if (!space) return;
+  if (flags & CLONE_VM) {
+    child.timeSpace = space;
+    if (!(flags & CLONE_VFORK) && !space->disabled) {
+      space->disabled = true;
+      if (space->log) time_shim::turnOff(parent.task);
+    }
+    return;
+  }
+  child.timeSpace = std::make_shared<TimeShimSpace>();
+  child.timeSpace->realVdsoBase = space->realVdsoBase;
+  if (space->log && !space->disabled) time_shim::turnOff(child.task);
 }
 
 void RecordSession::onFork(RecordTask& t, const Stop& stop) {
@@ -220,6 +250,7 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
   child.announcedByParent = true;
   child.task.setTgid((flags & CLONE_THREAD) ? t.task.tgid() : childTid);
   child.fds = (flags & CLONE_FILES) ? t.fds : t.fds->copy();
+  shareTimeShim(t, child, flags);
   t.newTask = childTid;
   bool vfork = stop.event == PTRACE_EVENT_VFORK;
   if (vfork) {

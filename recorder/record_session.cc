@@ -151,6 +151,7 @@ void RecordSession::writeHeader(const std::string& executable) {
   h.setScratchAddress(kScratchAddress);
   h.setChaosSeed(chaosSeed_);
   h.setRdtscPatched(rdtscPatcher_.has_value());
+  h.setTimeShim(timeShim_);
   env_ = std::move(env);
   format::WriterOptions writerOptions;
   writerOptions.onBlobWritten = [cache = blobCache_.get()](const format::BlobHash& hash,
@@ -169,6 +170,8 @@ int RecordSession::run() {
     pretendedCpus_ = std::uniform_int_distribution<int>(1, 8)(chaosRandom_);
   }
   tracedBitmap_ = tracedSyscallBitmap();
+  if (const char* shim = ::getenv("REC_TIME_SHIM"); shim && std::string_view(shim) == "off")
+    timeShim_ = false;
   if (!rdtscTrapsHere()) rdtscPatcher_.emplace();
   // The trace writer's compression thread starts here, before rec pins
   // itself, and is then kept off rec's CPU, so zstd and the file writes run
@@ -304,18 +307,40 @@ void RecordSession::emit(RecordTask& t, capnp::MallocMessageBuilder& msg, pid_t 
       auto e = enter.initRoot<schema::Event>();
       e.setTid(u->task.tid());
       e.initSyscallEnter().setNumber(u->nr);
+      writeTimeLog(*u, u->task.tid());
       writer_->writeEvent(enter);
       u->enterAnnounced = true;
     }
   }
   for (RecordTask* u : unannounced_) u->enterAnnounced = true;
   unannounced_.clear();
-  msg.getRoot<schema::Event>().setTid(tidOverride ? tidOverride : t.task.tid());
+  pid_t tid = tidOverride ? tidOverride : t.task.tid();
+  writeTimeLog(t, tid);
+  msg.getRoot<schema::Event>().setTid(tid);
   writer_->writeEvent(msg);
 }
 
+// The time shim's answers since the task's last event, as syscall events
+// marked `buffered`, so replay can hand them back before it runs the task to
+// this event. The task (and any vfork parent sharing the log) is stopped.
+void RecordSession::writeTimeLog(RecordTask& t, pid_t tid) {
+  if (!t.timeSpace || !t.timeSpace->log) return;
+  rec_shim_log& log = t.timeSpace->log->log();
+  uint32_t count = std::min(log.count, log.capacity);
+  for (uint32_t i = 0; i < count; ++i) {
+    const rec_shim_entry& entry = log.entries[i];
+    capnp::MallocMessageBuilder msg;
+    auto e = msg.initRoot<schema::Event>();
+    e.setTid(tid);
+    auto s = e.initSyscall();
+    time_shim::describeEntry(entry, s);
+    writer_->writeEvent(msg);
+  }
+  log.count = 0;
+}
+
 void RecordSession::absorbStrays(RecordTask& t, StraySignals& strays) {
-  for (const auto& info : strays) t.heldSignals.push_back(info);
+  for (const auto& info : strays) holdSignal(t, info);
   strays.clear();
 }
 

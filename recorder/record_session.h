@@ -27,6 +27,7 @@
 #include "rdtsc_sites.h"
 #include "remote_syscall.h"
 #include "task.h"
+#include "time_shim.h"
 #include "trace_file.h"
 
 namespace rec {
@@ -97,7 +98,13 @@ class RecordSession {
   void patchRdtsc(RecordTask& t, const format::BlobHash& file, const std::string& readPath,
                   uint64_t start, uint64_t end, uint64_t offset, int prot);
   void injectHeldSignal(RecordTask& t);
-  void finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilder& msg);
+  void holdSignal(RecordTask& t, const siginfo_t& info);
+  // `written`: what rec itself wrote to the syscall's one output range, so
+  // it need not be read back from the task.
+  void writeTimeLog(RecordTask& t, pid_t tid);
+  void shareTimeShim(RecordTask& parent, RecordTask& child, uint64_t flags);
+  void finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilder& msg,
+                          std::span<const std::byte> written = {});
 
   // Event output. Every event goes through emit(), which first announces the
   // syscalls other tasks are blocked in, so replay runs them up to there.
@@ -133,6 +140,7 @@ class RecordSession {
   std::vector<uint8_t> tracedBitmap_;
   std::vector<std::string> env_;
   std::optional<RdtscPatcher> rdtscPatcher_;  // set where RDTSC does not trap
+  bool timeShim_ = true;                      // REC_TIME_SHIM=off hides the vDSO instead
 };
 
 // Set by rec's SIGTERM/SIGHUP handler; the session then kills the tracees

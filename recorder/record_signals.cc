@@ -114,8 +114,9 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, std::vector<Memory
     if (!visited.insert(ip).second) loopClosed = true;
     // Best: one instruction of at least five bytes, whose inside no path can
     // jump into. Otherwise, after a longer walk, several instructions.
-    if (loopClosed && patchableHere(t, window, ip, true)) break;
-    if (step >= kMaxSteps && patchableHere(t, window, ip, false)) break;
+    bool allowed = !time_shim::inShimCode(t.timeSpace.get(), ip);
+    if (allowed && loopClosed && patchableHere(t, window, ip, true)) break;
+    if (allowed && step >= kMaxSteps && patchableHere(t, window, ip, false)) break;
     if (step >= 4 * kMaxSteps)
       throw RecError(kExitInternal, fmt::format("no patchable instruction near {:#x}", ip));
     for (uint64_t address : memoryWrittenBy(window, ip, regs)) written.insert(address);
@@ -125,6 +126,16 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, std::vector<Memory
     if (stop.kind == StopKind::Signal && stop.signal == SIGTRAP &&
         t.task.siginfo().si_code == TRAP_TRACE)
       continue;
+    if (stop.kind == StopKind::Signal && stop.signal != SIGTRAP && !t.injected.count(stop.signal)) {
+      // Another asynchronous signal: held for later, while stepping goes on
+      // for this one. Starting over for the newcomer would, under a timer
+      // faster than the stepping, never deliver any.
+      siginfo_t info = t.task.siginfo();
+      if (!isSynchronousFault(stop.signal, info)) {
+        holdSignal(t, info);
+        continue;
+      }
+    }
     // Stepped into a syscall (or a signal): the kernel may still report the
     // step as a SIGTRAP when that syscall returns; it is rec's, not the program's.
     t.stepTrapPending = true;
@@ -264,7 +275,7 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
   if (other) {
     // The task reached a syscall (or another signal) first: deliver this one
     // just before that syscall instead, as replay will.
-    t.heldSignals.push_back(info);
+    holdSignal(t, info);
     handleStop(t, *other);
     return;
   }
@@ -276,6 +287,15 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
   ++signalCount_;
   t.task.setSiginfo(info);
   resumeCurrent(t, Task::Resume::Cont, signo);
+}
+
+// A standard signal already held is not held twice: the kernel, too, keeps
+// one pending instance of each (real-time signals queue).
+void RecordSession::holdSignal(RecordTask& t, const siginfo_t& info) {
+  if (info.si_signo < SIGRTMIN)
+    for (const siginfo_t& held : t.heldSignals)
+      if (held.si_signo == info.si_signo) return;
+  t.heldSignals.push_back(info);
 }
 
 void RecordSession::injectHeldSignal(RecordTask& t) {

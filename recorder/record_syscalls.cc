@@ -91,35 +91,53 @@ bool RecordSession::answerAtEntry(RecordTask& t) {
   };
   if (t.row->hook != sys::Hook::TimeAtEntry) return false;
   timespec now;
+  timeval tv;
   int64_t result = 0;
+  std::span<const std::byte> written;
+  auto answer = [&](uint64_t addr, const auto& value) {
+    written = std::as_bytes(std::span(&value, 1));
+    return t.task.writeAsTask(addr, &value, sizeof value);
+  };
   switch (t.nr) {
     case SYS_clock_gettime:
       if (!systemWide(t.args[0]) || t.args[1] == 0) return false;
       ::clock_gettime(static_cast<clockid_t>(t.args[0]), &now);
-      if (!t.task.writeAsTask(t.args[1], &now, sizeof now)) return false;
+      if (!answer(t.args[1], now)) return false;
       break;
-    case SYS_gettimeofday: {
+    case SYS_gettimeofday:
       if (t.args[1] != 0) return false;
       ::clock_gettime(CLOCK_REALTIME, &now);
-      timeval tv{now.tv_sec, now.tv_nsec / 1000};
-      if (t.args[0] != 0 && !t.task.writeAsTask(t.args[0], &tv, sizeof tv)) return false;
+      tv = timeval{now.tv_sec, now.tv_nsec / 1000};
+      if (t.args[0] != 0 && !answer(t.args[0], tv)) return false;
       break;
-    }
     case SYS_time:
       ::clock_gettime(CLOCK_REALTIME, &now);
       result = now.tv_sec;
-      if (t.args[0] != 0 && !t.task.writeAsTask(t.args[0], &result, sizeof result)) return false;
+      if (t.args[0] != 0 && !answer(t.args[0], result)) return false;
       break;
     default:
       return false;
   }
-  Registers& r = t.task.mutableRegs();
-  r.setSyscallNumber(-1);  // skipped: the kernel returns the result set here
-  r.setResult(result);
+  bool startsLog = false;
+  if (timeShim_ && t.timeSpace && !t.timeSpace->log && !t.timeSpace->disabled) {
+    // The process's first time syscall: from now on its shim answers
+    // without a stop. Mapping the log takes syscalls of the task's own, made
+    // from this syscall's exit.
+    StraySignals strays;
+    skipToSyscallExit(t.task, result, strays);
+    startsLog = time_shim::startLog(t.task, *t.timeSpace, REC_SHIM_RECORD, strays);
+    if (!startsLog) t.timeSpace->disabled = true;
+    absorbStrays(t, strays);
+  } else {
+    Registers& r = t.task.mutableRegs();
+    r.setSyscallNumber(-1);  // skipped: the kernel returns the result set here
+    r.setResult(result);
+  }
   capnp::MallocMessageBuilder msg;
-  finishSyscallEvent(t, msg);
+  finishSyscallEvent(t, msg, written);
+  if (startsLog) msg.getRoot<schema::Event>().getSyscall().setStartsTimeLog(true);
   emit(t, msg);
-  t.exitRegs = r;
+  t.exitRegs = t.task.regs();
   t.justExited = true;
   continueAfterSyscall(t);
   return true;
@@ -166,7 +184,8 @@ void RecordSession::refuse(RecordTask& t, int error) {
   resumeCurrent(t);
 }
 
-void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilder& msg) {
+void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilder& msg,
+                                       std::span<const std::byte> written) {
   const Registers& regs = t.task.regs();
   int64_t result = regs.result();
   auto s = msg.initRoot<schema::Event>().initSyscall();
@@ -190,7 +209,10 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
   }
   std::vector<std::vector<std::byte>> contents;
   for (auto& r : ranges) {
-    contents.push_back(t.task.readBytes(r.addr, r.len));
+    if (ranges.size() == 1 && written.size() == r.len)
+      contents.emplace_back(written.begin(), written.end());
+    else
+      contents.push_back(t.task.readBytes(r.addr, r.len));
     r.len = contents.back().size();
   }
   auto writes = s.initWrites(static_cast<unsigned>(ranges.size()));

@@ -76,6 +76,7 @@ struct RecordSession::RecordTask {
   std::deque<siginfo_t> heldSignals;  // async signals to deliver at the next syscall
   std::map<int, siginfo_t> injected;  // raised by rec, awaiting their delivery stop
   std::shared_ptr<OutputFds> fds;
+  std::shared_ptr<TimeShimSpace> timeSpace;  // shared by tasks created with CLONE_VM
   Clock::time_point sliceStart;
 
   // vfork: the parent's syscall returns once the child has exec'd or exited;

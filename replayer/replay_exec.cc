@@ -174,11 +174,12 @@ void ReplaySession::onExec(ReplayTask& t, schema::ExecEvent::Reader e) {
     throw RecError(kExitUnsupported, fmt::format("rec: cannot execute the recorded {} (error {})",
                                                  e.getFilename().cStr(), t.task.regs().result()));
   StraySignals strays;
-  installScratchPage(t.task, strays);
+  installScratchPage(t.task, strays, timeShim_);
+  t.timeSpace = std::make_shared<TimeShimSpace>();
   remapExecFiles(t, e);
   for (auto m : e.getMappings()) patchRdtsc(t, m);
   // The recorded initial stack (argv, environment, auxv with AT_RANDOM and
-  // the vDSO hidden) and registers, so the program starts from the very
+  // the time shim or no vDSO) and registers, so the program starts from the very
   // state it started from when recorded.
   uint64_t stackStart = e.getStackStart();
   bool covered = false;

@@ -142,6 +142,7 @@ void ReplaySession::start(schema::Event::Reader first) {
   // sites are patched again (also where this machine cannot trap it).
   spawn.trapRdtsc = !header.getRdtscPatched();
   if (header.getRdtscPatched() || !rdtscTrapsHere()) rdtscPatcher_.emplace();
+  timeShim_ = header.getTimeShim();
   if (header.getScratchAddress() != kScratchAddress)
     throw RecError(kExitBadTrace, "rec: trace uses a different scratch address");
   pid_t pid = spawnTraced(spawn);
@@ -177,7 +178,10 @@ void ReplaySession::dispatch(schema::Event::Reader event) {
                                               eventIndex_, event.getTid()));
   switch (event.which()) {
     case schema::Event::SYSCALL:
-      onSyscall(t, event.getSyscall());
+      if (event.getSyscall().getBuffered())
+        onBufferedSyscall(t, event.getSyscall());
+      else
+        onSyscall(t, event.getSyscall());
       break;
     case schema::Event::SYSCALL_ENTER:
       onSyscallEnter(t, event.getSyscallEnter());

@@ -18,6 +18,7 @@
 #include "code_patch.h"
 #include "rdtsc_sites.h"
 #include "task.h"
+#include "time_shim.h"
 #include "trace_file.h"
 
 namespace rec {
@@ -66,6 +67,8 @@ class ReplaySession {
   int64_t mapIntoTask(ReplayTask& t, const std::string& file, bool writable,
                       std::array<uint64_t, 6> mmapArgs);
   void runForkLike(ReplayTask& t, int recordedChild);
+  void onBufferedSyscall(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void startTimeLog(ReplayTask& t, schema::SyscallEvent::Reader e);
   void fixParentTid(ReplayTask& t);
   void execFromThread(ReplayTask& t, int recordedLeader);
   Stop waitSyscallExit(ReplayTask& t);
@@ -88,6 +91,7 @@ class ReplaySession {
   std::vector<pid_t> zombies_;  // exited leaders, reaped once their threads are gone
   // Set when the recording patched RDTSC or this machine does not trap it.
   std::optional<RdtscPatcher> rdtscPatcher_;
+  bool timeShim_ = false;  // the recording had the time shim (time_shim.h)
 };
 
 }  // namespace rec

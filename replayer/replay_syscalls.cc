@@ -115,7 +115,23 @@ void ReplaySession::runForkLike(ReplayTask& t, int recordedChild) {
   // keeps it in the thread descriptor and passes it to tgkill etc.): the
   // program must find the recorded id there, as it does from gettid().
   const Registers& regs = t.task.regs();
-  uint64_t flags = regs.syscallNumber() == SYS_clone ? regs.syscallArgs()[0] : 0;
+  int nr = regs.syscallNumber();
+  uint64_t flags = nr == SYS_clone   ? regs.syscallArgs()[0]
+                   : nr == SYS_vfork ? uint64_t{CLONE_VM | CLONE_VFORK}
+                                     : 0;
+  // The time shim as the recorder left it (RecordSession::shareTimeShim).
+  if (auto& space = t.timeSpace) {
+    if (flags & CLONE_VM) {
+      task->timeSpace = space;
+      if (!(flags & CLONE_VFORK) && !space->disabled) {
+        space->disabled = true;
+        if (space->log) time_shim::turnOff(t.task);
+      }
+    } else {
+      task->timeSpace = std::make_shared<TimeShimSpace>();
+      if (space->log && !space->disabled) time_shim::turnOff(task->task);
+    }
+  }
   if (flags & CLONE_THREAD) task->task.setTgid(t.task.tgid());
   if (flags & CLONE_CHILD_SETTID) task->childTidAddress = regs.syscallArgs()[3];
   if (flags & CLONE_PARENT_SETTID) t.parentTidAddress = regs.syscallArgs()[2];
@@ -252,6 +268,51 @@ void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
   t.task.mutableRegs().setResult(e.getResult());
 }
 
+// The recording's first time syscall of a process mapped the shim's log at
+// its exit: so does replay, with the shim handing back recorded answers.
+void ReplaySession::startTimeLog(ReplayTask& t, schema::SyscallEvent::Reader e) {
+  if (!t.timeSpace || t.timeSpace->log)
+    throw RecError(
+        kExitBadTrace,
+        fmt::format("rec: event #{} starts a time log where there cannot be one", eventIndex_));
+  StraySignals strays;  // replay's own signals: the recording's come from the trace
+  skipToSyscallExit(t.task, e.getResult(), strays);
+  if (!time_shim::startLog(t.task, *t.timeSpace, REC_SHIM_REPLAY, strays))
+    throw RecError(kExitUnsupported,
+                   fmt::format("rec: cannot map the time shim's log in task {}", t.task.tid()));
+  t.task.mutableRegs().setResult(e.getResult());
+  t.lastExecutedNumber = e.getNumber();
+  t.park = ReplayTask::Park::Resumable;
+}
+
+// An answer the shim gave without a stop: queued in the task's log, which
+// the task reads as it runs to its next event. Whatever the previous batch
+// left unread was not read during replay although it was when recorded.
+void ReplaySession::onBufferedSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
+  if (!t.timeSpace || !t.timeSpace->log)
+    throw RecError(kExitBadTrace,
+                   fmt::format("rec: event #{} is a time shim answer for task {}, which has no "
+                               "time log",
+                               eventIndex_, t.recordedTid));
+  rec_shim_log& log = t.timeSpace->log->log();
+  bool batchStarts = eventIndex_ != t.lastBufferedEvent + 1;
+  t.lastBufferedEvent = eventIndex_;
+  if (batchStarts) {
+    if (log.next < log.count)
+      diverge(t,
+              fmt::format("the program to read {} more time value(s) from rec's vDSO",
+                          log.count - log.next),
+              "went on without them");
+    log.next = log.count = 0;
+  }
+  if (log.count >= log.capacity)
+    throw RecError(kExitBadTrace,
+                   fmt::format("rec: event #{}: more time shim answers in a row than its log holds",
+                               eventIndex_));
+  log.entries[log.count] = time_shim::entryFromEvent(e);
+  log.count = log.count + 1;
+}
+
 // Leaves the task at the seccomp stop of an emulated syscall; its next event
 // decides how the recorded result is applied (see skipSyscall, INJECT_AT_SYSCALL_EXIT).
 void ReplaySession::parkSkipPending(ReplayTask& t, schema::SyscallEvent::Reader e,
@@ -289,6 +350,10 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
     for (auto w : e.getWrites())
       t.task.write(w.getAddress(), w.getData().begin(), w.getData().size());
     echoOutput(t, e);
+    if (e.getStartsTimeLog()) {
+      startTimeLog(t, e);
+      return;
+    }
     parkSkipPending(t, e, false);
     return;
   }

@@ -80,8 +80,10 @@ struct ReplaySession::ReplayTask {
   uint64_t childTidAddress = 0;   // CLONE_CHILD_SETTID: fixed at the first stop
   uint64_t parentTidAddress = 0;  // CLONE_PARENT_SETTID: fixed when clone returns
   int32_t parentTidValue = 0;
-  bool exiting = false;           // passed PTRACE_EVENT_EXIT
-  std::optional<int> deadStatus;  // reaped while replaying a sibling's execve
+  bool exiting = false;                         // passed PTRACE_EVENT_EXIT
+  std::optional<int> deadStatus;                // reaped while replaying a sibling's execve
+  std::shared_ptr<TimeShimSpace> timeSpace;     // shared by tasks created with CLONE_VM
+  uint64_t lastBufferedEvent = UINT64_MAX - 1;  // index of its last time shim answer
 };
 
 }  // namespace rec

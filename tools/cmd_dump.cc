@@ -68,6 +68,8 @@ std::string syscallLine(schema::SyscallEvent::Reader s) {
   for (auto w : s.getWrites()) captured += w.getData().size();
   if (captured > 0) out += " (" + std::to_string(captured) + " bytes captured)";
   if (s.getRefused()) out += " (refused by rec)";
+  if (s.getBuffered()) out += " [vdso, no stop]";
+  if (s.getStartsTimeLog()) out += " [time shim on]";
   return out;
 }
 

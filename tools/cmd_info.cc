@@ -84,6 +84,8 @@ int runInfo(const InfoOptions& options) {
                    ", stepping " + std::to_string(cpu.getStepping()) + ")");
     add("rdtsc", header.getRdtscPatched() ? "patched to UD2 (this machine ignored PR_SET_TSC)"
                                           : "trapped (PR_SET_TSC)");
+    add("vdso", header.getTimeShim() ? "rec's time shim (clock reads recorded without a stop)"
+                                     : "hidden (clock reads are syscalls)");
     if (header.getChaosSeed() != 0) add("chaos seed", std::to_string(header.getChaosSeed()));
     add("tasks", std::to_string(tids.size()));
     add("events", std::to_string(stats.eventCount));

@@ -10,6 +10,7 @@
 #include "errors.h"
 #include "exit_codes.h"
 #include "process_maps.h"
+#include "time_shim.h"
 
 namespace rec {
 
@@ -109,14 +110,15 @@ uint64_t findVdsoSyscall(Task& task) {
   return 0;
 }
 
-void installScratchPage(Task& task, StraySignals& strays) {
+void installScratchPage(Task& task, StraySignals& strays, bool withTimeShim) {
   uint64_t insn = findVdsoSyscall(task);
   if (!insn)
     throw RecError(kExitUnsupported, "no syscall instruction in the vDSO to bootstrap from");
   int64_t addr = remoteSyscallVia(
       task, insn, SYS_mmap,
-      {kScratchAddress, kScratchSize, PROT_READ | PROT_EXEC,
-       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, static_cast<uint64_t>(-1), 0},
+      {kScratchAddress, withTimeShim ? REC_SHIM_LOG - kScratchAddress : kScratchSize,
+       PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+       static_cast<uint64_t>(-1), 0},
       strays);
   if (addr != static_cast<int64_t>(kScratchAddress))
     throw RecError(
@@ -124,6 +126,7 @@ void installScratchPage(Task& task, StraySignals& strays) {
         fmt::format("cannot map rec's scratch page at {:#x} (error {})", kScratchAddress, addr));
   const unsigned char code[] = {0x0f, 0x05, 0xcc};  // syscall; int3
   task.write(kScratchSyscallInsn, code, sizeof code);
+  if (withTimeShim) time_shim::writeImage(task);
 }
 
 uint64_t putScratchString(Task& task, const std::string& s) {

@@ -48,8 +48,9 @@ void skipToSyscallExit(Task& task, int64_t result, StraySignals& strays);
 // yet; a signal raised now is handled first, then the syscall is made again.
 void unwindSyscallEntry(Task& task, StraySignals& strays);
 
-// After exec, at the execve syscall-exit-stop: maps and fills the scratch page.
-void installScratchPage(Task& task, StraySignals& strays);
+// After exec, at the execve syscall-exit-stop: maps and fills the scratch
+// page, and after it the time shim's image and control page (time_shim.h).
+void installScratchPage(Task& task, StraySignals& strays, bool withTimeShim);
 
 // Puts a NUL-terminated string into the scratch data area; returns its address.
 uint64_t putScratchString(Task& task, const std::string& s);

@@ -10,6 +10,27 @@ check_time_random() {
     -- "$PROGRAMS/time_random"
 }
 
+# The time shim (tracee/time_shim.h): clock reads through the vDSO are
+# recorded without a stop and handed back on replay, in every situation the
+# program puts them in (a fork's child, a signal handler interrupting them, a
+# second thread); with REC_TIME_SHIM=off they are syscalls, as before.
+check_time_shim() {
+  need_program vdso_time
+  expect_native_differs "$PROGRAMS/vdso_time"
+  record_replay shim --status 0 --expect-out '^vdso present$' --expect-out '^ticks ([5-9]|[1-9][0-9]+) after' \
+    --expect-out '^child 700 reads' --expect-out '^getcpu 0 cpu [0-9]+ node 0$' -- "$PROGRAMS/vdso_time"
+  "$REC" dump shim.rec >dump.out || fail "rec dump failed"
+  # The main thread's 3000 reads and the child's 700 at least.
+  (($(grep -c 'no stop' dump.out) >= 3700)) || fail "fewer than 3700 clock reads answered by the shim"
+  (($(grep -c 'time shim on' dump.out) == 2)) || fail "the shim was not turned on once per process"
+  expect_status 0 "$REC" info shim.rec
+  grep -q "^vdso: *rec's time shim" "$T/last.out" || fail "rec info does not name the time shim"
+  record_replay noshim --record-env REC_TIME_SHIM=off --status 0 --expect-out '^vdso absent$' \
+    -- "$PROGRAMS/vdso_time"
+  "$REC" dump noshim.rec >dump2.out || fail "rec dump failed"
+  if grep -q 'no stop' dump2.out; then fail "REC_TIME_SHIM=off still used the shim"; fi
+}
+
 # Where RDTSC does not trap (some hypervisors; REC_RDTSC=patch pretends so),
 # rec patches the instructions to UD2: the counter values and the branches
 # taken on them replay, decoy bytes inside other instructions stay intact,
@@ -187,6 +208,7 @@ check_tty() {
 }
 
 t time_random check_time_random
+t time_shim check_time_shim
 t rdtsc_patched check_rdtsc_patched
 t blob_cache check_blob_cache
 t unchanged_files_on_disk check_unchanged_files_on_disk

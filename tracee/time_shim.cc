@@ -1,0 +1,226 @@
+#include "time_shim.h"
+
+#include <elf.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string_view>
+
+#include "errors.h"
+#include "exit_codes.h"
+
+extern "C" const char rec_time_shim_image[];
+extern "C" const char rec_time_shim_image_end[];
+
+namespace rec {
+
+static_assert(REC_SHIM_LOG_CAPACITY > 256);
+static_assert(REC_SHIM_IMAGE >= kScratchAddress + kScratchSize);
+
+std::span<const std::byte> timeShimImage() {
+  static const std::span<const std::byte> image = [] {
+    auto* begin = reinterpret_cast<const std::byte*>(rec_time_shim_image);
+    size_t size = static_cast<size_t>(rec_time_shim_image_end - rec_time_shim_image);
+    if (size > REC_SHIM_IMAGE_MAX)
+      throw RecError(kExitInternal, "rec's time shim outgrew its place");
+    return std::span(begin, size);
+  }();
+  return image;
+}
+
+const std::array<uint64_t, REC_SHIM_FUNCTIONS>& realVdsoOffsets() {
+  static const std::array<uint64_t, REC_SHIM_FUNCTIONS> offsets = [] {
+    std::array<uint64_t, REC_SHIM_FUNCTIONS> out{};
+    auto base = reinterpret_cast<const unsigned char*>(::getauxval(AT_SYSINFO_EHDR));
+    if (!base) return out;
+    auto* eh = reinterpret_cast<const Elf64_Ehdr*>(base);
+    if (std::memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_ident[EI_CLASS] != ELFCLASS64)
+      return out;
+    uint64_t loadVaddr = 0;
+    auto* ph = reinterpret_cast<const Elf64_Phdr*>(base + eh->e_phoff);
+    for (unsigned i = 0; i < eh->e_phnum; ++i)
+      if (ph[i].p_type == PT_LOAD) {
+        loadVaddr = ph[i].p_vaddr;
+        break;
+      }
+    // The vDSO is mapped whole, section headers included.
+    auto* sh = reinterpret_cast<const Elf64_Shdr*>(base + eh->e_shoff);
+    for (unsigned i = 0; i < eh->e_shnum; ++i) {
+      if (sh[i].sh_type != SHT_DYNSYM || sh[i].sh_link >= eh->e_shnum) continue;
+      auto* syms = reinterpret_cast<const Elf64_Sym*>(base + sh[i].sh_offset);
+      auto* names = reinterpret_cast<const char*>(base + sh[sh[i].sh_link].sh_offset);
+      size_t count = sh[i].sh_size / sizeof(Elf64_Sym);
+      for (size_t s = 0; s < count; ++s) {
+        std::string_view name(names + syms[s].st_name);
+        if (ELF64_ST_TYPE(syms[s].st_info) != STT_FUNC || syms[s].st_shndx == SHN_UNDEF) continue;
+        int which = name == "__vdso_clock_gettime"  ? REC_SHIM_CLOCK_GETTIME
+                    : name == "__vdso_gettimeofday" ? REC_SHIM_GETTIMEOFDAY
+                    : name == "__vdso_time"         ? REC_SHIM_TIME
+                    : name == "__vdso_getcpu"       ? REC_SHIM_GETCPU
+                                                    : -1;
+        if (which >= 0) out[static_cast<size_t>(which)] = syms[s].st_value - loadVaddr;
+      }
+    }
+    return out;
+  }();
+  return offsets;
+}
+
+TimeLog::TimeLog() {
+  fd_.reset(static_cast<int>(::syscall(SYS_memfd_create, "rec-time-log", MFD_CLOEXEC)));
+  if (!fd_.valid() || ::ftruncate(fd_.get(), REC_SHIM_LOG_SIZE) != 0)
+    throwErrno(kExitInternal, "cannot make the time shim's log");
+  void* p = ::mmap(nullptr, REC_SHIM_LOG_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
+  if (p == MAP_FAILED) throwErrno(kExitInternal, "cannot map the time shim's log");
+  log_ = static_cast<rec_shim_log*>(p);
+  log_->capacity = REC_SHIM_LOG_CAPACITY;
+}
+
+TimeLog::~TimeLog() {
+  if (log_) ::munmap(log_, REC_SHIM_LOG_SIZE);
+}
+
+namespace time_shim {
+
+void writeImage(Task& task) {
+  auto image = timeShimImage();
+  task.write(kTimeShimImage, image.data(), image.size());
+}
+
+bool startLog(Task& task, TimeShimSpace& space, uint32_t mode, StraySignals& strays) {
+  auto log = std::make_unique<TimeLog>();
+  uint64_t path = putScratchString(task, fmt::format("/proc/{}/fd/{}", ::getpid(), log->fd()));
+  int64_t fd =
+      remoteSyscall(task, SYS_openat,
+                    {static_cast<uint64_t>(AT_FDCWD), path, O_RDWR | O_CLOEXEC, 0, 0, 0}, strays);
+  if (fd < 0) return false;
+  int64_t got = remoteSyscall(task, SYS_mmap,
+                              {REC_SHIM_LOG, REC_SHIM_LOG_SIZE, PROT_READ | PROT_WRITE,
+                               MAP_SHARED | MAP_FIXED, static_cast<uint64_t>(fd), 0},
+                              strays);
+  remoteSyscall(task, SYS_close, {static_cast<uint64_t>(fd), 0, 0, 0, 0, 0}, strays);
+  if (got != static_cast<int64_t>(REC_SHIM_LOG))
+    throw RecError(kExitInternal,
+                   fmt::format("cannot map the time shim's log in task {} ({})", task.tid(), got));
+  rec_shim_control control{};
+  control.mode = mode;
+  if (mode == REC_SHIM_RECORD) {
+    const auto& offsets = realVdsoOffsets();
+    for (size_t i = 0; i < offsets.size(); ++i)
+      control.real[i] = offsets[i] && space.realVdsoBase ? space.realVdsoBase + offsets[i] : 0;
+  }
+  task.write(REC_SHIM_CONTROL, &control, sizeof control);
+  space.log = std::move(log);
+  return true;
+}
+
+namespace {
+
+struct FunctionInfo {
+  int syscall;
+  unsigned bytes;  // what the call stores through its pointer argument(s)
+};
+
+FunctionInfo infoOf(uint32_t function) {
+  switch (function) {
+    case REC_SHIM_CLOCK_GETTIME:
+      return {SYS_clock_gettime, 16};
+    case REC_SHIM_GETTIMEOFDAY:
+      return {SYS_gettimeofday, 16};
+    case REC_SHIM_TIME:
+      return {SYS_time, 8};
+    case REC_SHIM_GETCPU:
+      return {SYS_getcpu, 4};
+    default:
+      return {-1, 0};
+  }
+}
+
+}  // namespace
+
+void describeEntry(const rec_shim_entry& entry, schema::SyscallEvent::Builder out) {
+  FunctionInfo info = infoOf(entry.function);
+  out.setNumber(info.syscall);
+  out.setBuffered(true);
+  auto args = out.initArgs(6);
+  bool clockArg = entry.function == REC_SHIM_CLOCK_GETTIME;
+  if (clockArg) args.set(0, static_cast<uint64_t>(static_cast<int64_t>(entry.clock)));
+  args.set(clockArg ? 1 : 0, entry.args[0]);
+  if (!clockArg) args.set(1, entry.args[1]);
+  out.setResult(entry.result);
+  out.setShimData(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(entry.data), 16));
+  // The memory it wrote, for rec dump (replay hands back shimData).
+  struct Store {
+    uint64_t address;
+    const void* value;
+  };
+  Store stores[2] = {{entry.args[0], &entry.data[0]},
+                     {entry.function == REC_SHIM_GETCPU ? entry.args[1] : 0, &entry.data[1]}};
+  unsigned count = (stores[0].address != 0) + (stores[1].address != 0);
+  auto writes = out.initWrites(count);
+  unsigned i = 0;
+  for (const Store& s : stores) {
+    if (!s.address) continue;
+    writes[i].setAddress(s.address);
+    writes[i].setData(capnp::Data::Reader(static_cast<const kj::byte*>(s.value), info.bytes));
+    ++i;
+  }
+}
+
+rec_shim_entry entryFromEvent(schema::SyscallEvent::Reader event) {
+  rec_shim_entry entry{};
+  auto args = event.getArgs();
+  auto data = event.getShimData();
+  auto arg = [&](unsigned i) { return i < args.size() ? args[i] : 0; };
+  switch (event.getNumber()) {
+    case SYS_clock_gettime:
+      entry.function = REC_SHIM_CLOCK_GETTIME;
+      entry.clock = static_cast<int32_t>(arg(0));
+      entry.args[0] = arg(1);
+      break;
+    case SYS_gettimeofday:
+      entry.function = REC_SHIM_GETTIMEOFDAY;
+      entry.args[0] = arg(0);
+      break;
+    case SYS_time:
+      entry.function = REC_SHIM_TIME;
+      entry.args[0] = arg(0);
+      break;
+    case SYS_getcpu:
+      entry.function = REC_SHIM_GETCPU;
+      entry.args[0] = arg(0);
+      entry.args[1] = arg(1);
+      break;
+    default:
+      throw RecError(kExitBadTrace,
+                     fmt::format("rec: a buffered event for syscall {}, which the time shim "
+                                 "never answers",
+                                 event.getNumber()));
+  }
+  if (data.size() != sizeof entry.data)
+    throw RecError(kExitBadTrace, "rec: a buffered event without the time shim's data");
+  std::memcpy(entry.data, data.begin(), sizeof entry.data);
+  entry.result = event.getResult();
+  return entry;
+}
+
+bool inShimCode(const TimeShimSpace* space, uint64_t ip) {
+  if (ip >= kTimeShimImage && ip < kTimeShimImage + REC_SHIM_IMAGE_MAX) return true;
+  // The kernel's vDSO text is one or two pages; four is a safe bound.
+  return space && space->realVdsoBase && ip >= space->realVdsoBase &&
+         ip < space->realVdsoBase + 0x4000;
+}
+
+void turnOff(Task& task) {
+  uint32_t off = REC_SHIM_OFF;
+  task.write(REC_SHIM_CONTROL + offsetof(rec_shim_control, mode), &off, sizeof off);
+}
+
+}  // namespace time_shim
+
+}  // namespace rec

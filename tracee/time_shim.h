@@ -1,0 +1,93 @@
+// rec's side of the time shim: the vDSO stand-in every tracee gets
+// (tracee/time_shim/shim.c says what it does and why, shim_abi.h where it
+// lives). Recording and replay both
+//   - map the shim's image with the scratch page at every exec and point
+//     AT_SYSINFO_EHDR at it (installScratchPage, remote_syscall.h);
+//   - map a log shared with rec at a process's first time syscall and turn
+//     the shim on (TimeShim::startLog);
+//   - turn it off for a fork's child until that child's own first time
+//     syscall, and for good in a process that starts a second thread (the
+//     log has one writer).
+// The recorder turns the log's entries into syscall events marked
+// `buffered`, written before the task's next event; replay fills the log
+// from them before running the task on.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "remote_syscall.h"
+#include "scoped_fd.h"
+#include "task.h"
+#include "time_shim/shim_abi.h"
+#include "trace.capnp.h"
+
+namespace rec {
+
+inline constexpr uint64_t kTimeShimImage = REC_SHIM_IMAGE;
+inline constexpr uint64_t kTimeShimEnd = REC_SHIM_LOG + REC_SHIM_LOG_SIZE;
+
+// The shim's ELF image as rec embeds it (loaded at kTimeShimImage).
+std::span<const std::byte> timeShimImage();
+
+// Where the kernel's own vDSO functions sit in it, as offsets from its load
+// address (the kernel maps the same image into every 64-bit process: rec's
+// own tells). 0 for a function it lacks.
+const std::array<uint64_t, REC_SHIM_FUNCTIONS>& realVdsoOffsets();
+
+// The log of one address space: a memfd that rec maps too, so reading it at
+// every event costs no syscall.
+class TimeLog {
+ public:
+  TimeLog();  // throws RecError
+  ~TimeLog();
+  TimeLog(const TimeLog&) = delete;
+  TimeLog& operator=(const TimeLog&) = delete;
+
+  int fd() const { return fd_.get(); }
+  rec_shim_log& log() { return *log_; }
+
+ private:
+  ScopedFd fd_;
+  rec_shim_log* log_ = nullptr;
+};
+
+// The shim's state in one address space (shared by the tasks created with
+// CLONE_VM).
+struct TimeShimSpace {
+  uint64_t realVdsoBase = 0;     // the kernel's vDSO here (recording calls into it)
+  bool disabled = false;         // a second thread appeared: the shim stays off
+  std::unique_ptr<TimeLog> log;  // once mapped
+};
+
+namespace time_shim {
+
+// Writes the image into the task (at exec, after the scratch mapping that
+// holds it is made).
+void writeImage(Task& task);
+
+// At a syscall-exit stop: maps a new log into the task and turns the shim on
+// in `mode` (REC_SHIM_RECORD or REC_SHIM_REPLAY). False when the task cannot
+// open it (no /proc, another root): the shim then stays off.
+bool startLog(Task& task, TimeShimSpace& space, uint32_t mode, StraySignals& strays);
+
+// Turns the shim off in the task's address space (a new thread) or in a
+// fork's child (its copy of the control page).
+void turnOff(Task& task);
+
+// A log entry as the syscall event it stands for (marked `buffered`, with
+// the memory the call wrote), and back.
+void describeEntry(const rec_shim_entry& entry, schema::SyscallEvent::Builder out);
+// Throws RecError for an event the shim cannot have logged.
+rec_shim_entry entryFromEvent(schema::SyscallEvent::Reader event);
+
+// Whether a task stopped at `ip` is inside the shim or the kernel vDSO code
+// it calls: the two modes run different instructions there, so replay could
+// never reach such a point; preemption points are chosen elsewhere.
+bool inShimCode(const TimeShimSpace* space, uint64_t ip);
+
+}  // namespace time_shim
+
+}  // namespace rec

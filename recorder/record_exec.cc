@@ -187,7 +187,6 @@ void RecordSession::completeExec(RecordTask& t) {
     for (; word(index + 1) && *word(index) != AT_NULL; index += 2) {
       if (*word(index) == AT_SYSINFO_EHDR) {
         if (timeShim_) {
-          space->realVdsoBase = *word(index + 1);
           *word(index + 1) = kTimeShimImage;
           t.task.write(sp + (index + 1) * 8, word(index + 1), 8);
         } else {
@@ -239,7 +238,6 @@ void RecordSession::shareTimeShim(RecordTask& parent, RecordTask& child, uint64_
     return;
   }
   child.timeSpace = std::make_shared<TimeShimSpace>();
-  child.timeSpace->realVdsoBase = space->realVdsoBase;
   if (space->log && !space->disabled) time_shim::turnOff(child.task);
 }
 

@@ -187,7 +187,8 @@ int RecordSession::run() {
   spawn.envp = env_;
   spawn.cpu = cpu;
   spawn.tracedSyscalls = tracedBitmap_;
-  spawn.untracedSyscallIp = kScratchUntracedIp;
+  spawn.untracedIpFrom = kScratchUntracedIp;
+  spawn.untracedIpTo = kScratchShimSyscallIp;
   spawn.stdoutFd = options_.stdoutFd;
   spawn.stderrFd = options_.stderrFd;
   spawn.trapRdtsc = !rdtscPatcher_;

@@ -114,12 +114,16 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, std::vector<Memory
     if (!visited.insert(ip).second) loopClosed = true;
     // Best: one instruction of at least five bytes, whose inside no path can
     // jump into. Otherwise, after a longer walk, several instructions.
-    bool allowed = !time_shim::inShimCode(t.timeSpace.get(), ip);
+    bool allowed = !time_shim::inShimCode(ip);
     if (allowed && loopClosed && patchableHere(t, window, ip, true)) break;
     if (allowed && step >= kMaxSteps && patchableHere(t, window, ip, false)) break;
     if (step >= 4 * kMaxSteps)
       throw RecError(kExitInternal, fmt::format("no patchable instruction near {:#x}", ip));
-    for (uint64_t address : memoryWrittenBy(window, ip, regs)) written.insert(address);
+    // What the shim writes (its log, its own stack frame) differs between
+    // recording and replay: never part of a point's identity.
+    if (allowed)
+      for (uint64_t address : memoryWrittenBy(window, ip, regs))
+        if (address < kScratchAddress || address >= kTimeShimEnd) written.insert(address);
     if (::ptrace(PTRACE_SINGLESTEP, t.task.tid(), nullptr, nullptr) != 0)
       throwErrno(kExitInternal, "PTRACE_SINGLESTEP");
     Stop stop = t.task.wait();

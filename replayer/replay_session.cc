@@ -136,7 +136,8 @@ void ReplaySession::start(schema::Event::Reader first) {
     spawn.rlimits.push_back({static_cast<int>(l.getResource()), rlimit{l.getSoft(), l.getHard()}});
   auto bitmap = header.getTracedSyscalls();
   spawn.tracedSyscalls.assign(bitmap.begin(), bitmap.end());
-  spawn.untracedSyscallIp = header.getScratchAddress() + 2;
+  spawn.untracedIpFrom = kScratchUntracedIp;
+  spawn.untracedIpTo = kScratchShimSyscallIp;
   spawn.disableCoreDumps = true;  // replay has no side effects, not even a core file
   // RDTSC traps or not as it did when recorded, and the recording's patched
   // sites are patched again (also where this machine cannot trap it).

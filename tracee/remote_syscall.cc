@@ -126,6 +126,8 @@ void installScratchPage(Task& task, StraySignals& strays, bool withTimeShim) {
         fmt::format("cannot map rec's scratch page at {:#x} (error {})", kScratchAddress, addr));
   const unsigned char code[] = {0x0f, 0x05, 0xcc};  // syscall; int3
   task.write(kScratchSyscallInsn, code, sizeof code);
+  const unsigned char shimCode[] = {0x0f, 0x05, 0xc3};  // syscall; ret
+  task.write(kScratchShimSyscall, shimCode, sizeof shimCode);
   if (withTimeShim) time_shim::writeImage(task);
 }
 

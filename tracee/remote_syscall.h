@@ -3,8 +3,9 @@
 // Every tracee gets one page at kScratchAddress, mapped right after each exec
 // in record and in replay alike (so the program never gets that address from
 // the kernel and replay never clobbers it). It holds `syscall; int3` — the
-// seccomp filter lets syscalls from there through without a stop — and a
-// data area for strings rec passes to the syscalls it injects.
+// seccomp filter lets syscalls from there through without a stop —, the
+// time shim's `syscall; ret`, and a data area for strings rec passes to the
+// syscalls it injects.
 #pragma once
 
 #include <signal.h>
@@ -22,6 +23,9 @@ inline constexpr uint64_t kScratchAddress = 0x70000000;
 inline constexpr uint64_t kScratchSize = 4096;
 inline constexpr uint64_t kScratchSyscallInsn = kScratchAddress;
 inline constexpr uint64_t kScratchUntracedIp = kScratchAddress + 2;  // ip seccomp sees
+// `syscall; ret`: the time shim's untraced clock reads while recording.
+inline constexpr uint64_t kScratchShimSyscall = kScratchAddress + 16;
+inline constexpr uint64_t kScratchShimSyscallIp = kScratchShimSyscall + 2;
 inline constexpr uint64_t kScratchData = kScratchAddress + 64;
 inline constexpr uint64_t kScratchDataSize = kScratchSize - 64;
 

@@ -35,7 +35,8 @@ std::vector<uint8_t> tracedSyscallBitmap() {
   return bitmap;
 }
 
-SeccompFilter::SeccompFilter(const std::vector<uint8_t>& traced, uint64_t untracedIp) {
+SeccompFilter::SeccompFilter(const std::vector<uint8_t>& traced, uint64_t untracedFrom,
+                             uint64_t untracedTo) {
   const uint32_t kTrace = SECCOMP_RET_TRACE;
   const uint32_t kAllow = SECCOMP_RET_ALLOW;
   std::vector<int> passthrough;
@@ -46,11 +47,12 @@ SeccompFilter::SeccompFilter(const std::vector<uint8_t>& traced, uint64_t untrac
   code_.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, kArchOffset));
   code_.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0));
   code_.push_back(stmt(BPF_RET | BPF_K, kTrace));
-  // rec's own injected syscalls.
-  code_.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, kIpLowOffset));
-  code_.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(untracedIp), 0, 3));
+  // rec's own syscalls, from its scratch page: ip in [untracedFrom, untracedTo].
   code_.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, kIpHighOffset));
-  code_.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(untracedIp >> 32), 0, 1));
+  code_.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(untracedFrom >> 32), 0, 4));
+  code_.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, kIpLowOffset));
+  code_.push_back(jump(BPF_JMP | BPF_JGE | BPF_K, static_cast<uint32_t>(untracedFrom), 0, 2));
+  code_.push_back(jump(BPF_JMP | BPF_JGT | BPF_K, static_cast<uint32_t>(untracedTo), 1, 0));
   code_.push_back(stmt(BPF_RET | BPF_K, kAllow));
   // Passthrough syscalls run without stopping.
   code_.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, kNrOffset));

@@ -79,7 +79,7 @@ pid_t spawnTraced(const SpawnOptions& o) {
   argv.push_back(nullptr);
   for (const auto& e : o.envp) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
-  SeccompFilter filter(o.tracedSyscalls, o.untracedSyscallIp);
+  SeccompFilter filter(o.tracedSyscalls, o.untracedIpFrom, o.untracedIpTo);
 
   int sync[2];
   if (::pipe2(sync, O_CLOEXEC) != 0) throwErrno(kExitInternal, "pipe");

@@ -17,7 +17,9 @@ struct SpawnOptions {
   int cpu = -1;                                 // pin the tracee to this CPU; -1: no pinning
   std::vector<std::pair<int, rlimit>> rlimits;  // applied before exec
   std::vector<uint8_t> tracedSyscalls;          // bitmap for the seccomp filter
-  uint64_t untracedSyscallIp = 0;  // syscalls from this ip are never traced (rec's scratch page)
+  // Syscalls whose ip is in [untracedIpFrom, untracedIpTo] are never traced
+  // (rec's scratch page).
+  uint64_t untracedIpFrom = 0, untracedIpTo = 0;
   bool disableCoreDumps = false;
   bool trapRdtsc = true;  // PR_SET_TSC: RDTSC/RDTSCP fault with SIGSEGV
   int stdoutFd = -1;      // dup2'ed onto 1 / 2 when >= 0

@@ -3,7 +3,6 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -21,6 +20,7 @@ namespace rec {
 
 static_assert(REC_SHIM_LOG_CAPACITY > 256);
 static_assert(REC_SHIM_IMAGE >= kScratchAddress + kScratchSize);
+static_assert(REC_SHIM_UNTRACED_SYSCALL == kScratchShimSyscall);
 
 std::span<const std::byte> timeShimImage() {
   static const std::span<const std::byte> image = [] {
@@ -31,44 +31,6 @@ std::span<const std::byte> timeShimImage() {
     return std::span(begin, size);
   }();
   return image;
-}
-
-const std::array<uint64_t, REC_SHIM_FUNCTIONS>& realVdsoOffsets() {
-  static const std::array<uint64_t, REC_SHIM_FUNCTIONS> offsets = [] {
-    std::array<uint64_t, REC_SHIM_FUNCTIONS> out{};
-    auto base = reinterpret_cast<const unsigned char*>(::getauxval(AT_SYSINFO_EHDR));
-    if (!base) return out;
-    auto* eh = reinterpret_cast<const Elf64_Ehdr*>(base);
-    if (std::memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_ident[EI_CLASS] != ELFCLASS64)
-      return out;
-    uint64_t loadVaddr = 0;
-    auto* ph = reinterpret_cast<const Elf64_Phdr*>(base + eh->e_phoff);
-    for (unsigned i = 0; i < eh->e_phnum; ++i)
-      if (ph[i].p_type == PT_LOAD) {
-        loadVaddr = ph[i].p_vaddr;
-        break;
-      }
-    // The vDSO is mapped whole, section headers included.
-    auto* sh = reinterpret_cast<const Elf64_Shdr*>(base + eh->e_shoff);
-    for (unsigned i = 0; i < eh->e_shnum; ++i) {
-      if (sh[i].sh_type != SHT_DYNSYM || sh[i].sh_link >= eh->e_shnum) continue;
-      auto* syms = reinterpret_cast<const Elf64_Sym*>(base + sh[i].sh_offset);
-      auto* names = reinterpret_cast<const char*>(base + sh[sh[i].sh_link].sh_offset);
-      size_t count = sh[i].sh_size / sizeof(Elf64_Sym);
-      for (size_t s = 0; s < count; ++s) {
-        std::string_view name(names + syms[s].st_name);
-        if (ELF64_ST_TYPE(syms[s].st_info) != STT_FUNC || syms[s].st_shndx == SHN_UNDEF) continue;
-        int which = name == "__vdso_clock_gettime"  ? REC_SHIM_CLOCK_GETTIME
-                    : name == "__vdso_gettimeofday" ? REC_SHIM_GETTIMEOFDAY
-                    : name == "__vdso_time"         ? REC_SHIM_TIME
-                    : name == "__vdso_getcpu"       ? REC_SHIM_GETCPU
-                                                    : -1;
-        if (which >= 0) out[static_cast<size_t>(which)] = syms[s].st_value - loadVaddr;
-      }
-    }
-    return out;
-  }();
-  return offsets;
 }
 
 TimeLog::TimeLog() {
@@ -109,11 +71,6 @@ bool startLog(Task& task, TimeShimSpace& space, uint32_t mode, StraySignals& str
                    fmt::format("cannot map the time shim's log in task {} ({})", task.tid(), got));
   rec_shim_control control{};
   control.mode = mode;
-  if (mode == REC_SHIM_RECORD) {
-    const auto& offsets = realVdsoOffsets();
-    for (size_t i = 0; i < offsets.size(); ++i)
-      control.real[i] = offsets[i] && space.realVdsoBase ? space.realVdsoBase + offsets[i] : 0;
-  }
   task.write(REC_SHIM_CONTROL, &control, sizeof control);
   space.log = std::move(log);
   return true;
@@ -209,11 +166,10 @@ rec_shim_entry entryFromEvent(schema::SyscallEvent::Reader event) {
   return entry;
 }
 
-bool inShimCode(const TimeShimSpace* space, uint64_t ip) {
-  if (ip >= kTimeShimImage && ip < kTimeShimImage + REC_SHIM_IMAGE_MAX) return true;
-  // The kernel's vDSO text is one or two pages; four is a safe bound.
-  return space && space->realVdsoBase && ip >= space->realVdsoBase &&
-         ip < space->realVdsoBase + 0x4000;
+bool inShimCode(uint64_t ip) {
+  // The scratch page's `syscall; ret` too: the shim calls it while recording.
+  return (ip >= kTimeShimImage && ip < kTimeShimImage + REC_SHIM_IMAGE_MAX) ||
+         (ip >= kScratchShimSyscall && ip <= kScratchShimSyscallIp);
 }
 
 void turnOff(Task& task) {

@@ -32,11 +32,6 @@ inline constexpr uint64_t kTimeShimEnd = REC_SHIM_LOG + REC_SHIM_LOG_SIZE;
 // The shim's ELF image as rec embeds it (loaded at kTimeShimImage).
 std::span<const std::byte> timeShimImage();
 
-// Where the kernel's own vDSO functions sit in it, as offsets from its load
-// address (the kernel maps the same image into every 64-bit process: rec's
-// own tells). 0 for a function it lacks.
-const std::array<uint64_t, REC_SHIM_FUNCTIONS>& realVdsoOffsets();
-
 // The log of one address space: a memfd that rec maps too, so reading it at
 // every event costs no syscall.
 class TimeLog {
@@ -57,7 +52,6 @@ class TimeLog {
 // The shim's state in one address space (shared by the tasks created with
 // CLONE_VM).
 struct TimeShimSpace {
-  uint64_t realVdsoBase = 0;     // the kernel's vDSO here (recording calls into it)
   bool disabled = false;         // a second thread appeared: the shim stays off
   std::unique_ptr<TimeLog> log;  // once mapped
 };
@@ -83,10 +77,10 @@ void describeEntry(const rec_shim_entry& entry, schema::SyscallEvent::Builder ou
 // Throws RecError for an event the shim cannot have logged.
 rec_shim_entry entryFromEvent(schema::SyscallEvent::Reader event);
 
-// Whether a task stopped at `ip` is inside the shim or the kernel vDSO code
-// it calls: the two modes run different instructions there, so replay could
-// never reach such a point; preemption points are chosen elsewhere.
-bool inShimCode(const TimeShimSpace* space, uint64_t ip);
+// Whether a task stopped at `ip` is inside the shim: the two modes run
+// different instructions there, so replay could never reach such a point;
+// preemption and signal points are chosen elsewhere.
+bool inShimCode(uint64_t ip);
 
 }  // namespace time_shim
 

@@ -3,8 +3,11 @@
  * escape the recording (the real vDSO) or cost a ptrace stop per call (a
  * Python start-up reads the clock ~230 times).
  *
- * Recording: the real vDSO answers; the shim appends the answer to a log
- * that rec reads at the task's next event. Replay: the shim hands back the
+ * Recording: the kernel answers a syscall made from rec's scratch page,
+ * which the seccomp filter lets through without a stop (the kernel's own
+ * vDSO might itself fall back to a syscall, a traced one, that replay would
+ * not make); the shim appends the answer to a log that rec reads at the
+ * task's next event. Replay: the shim hands back the
  * logged answers in order. Off, or with the log full or empty: a real
  * syscall, which rec records and replays like any other. The same store
  * instruction (deliver) writes the caller's buffer in both modes, so a bad
@@ -14,7 +17,8 @@
  * REC_SHIM_IMAGE and nowhere else. */
 #include "shim_abi.h"
 
-#define EXPORT __attribute__((visibility("default")))
+/* The C bodies; the exported entry points (ENTRY, below) call them. */
+#define IMPL __attribute__((visibility("hidden"), used, noinline))
 
 #define SYS_gettimeofday 96
 #define SYS_time 201
@@ -22,14 +26,24 @@
 #define SYS_clock_getres 229
 #define SYS_getcpu 309
 
-typedef long (*real_fn)(long, long, long);
-
 static long raw_syscall(long nr, long a, long b, long c) {
   long result;
   __asm__ volatile("syscall"
                    : "=a"(result)
                    : "a"(nr), "D"(a), "S"(b), "d"(c)
                    : "rcx", "r11", "memory");
+  return result;
+}
+
+/* Through the stub in rec's scratch page: seccomp lets it through. The call
+ * pushes on the stack, so the shim is built with -mno-red-zone. */
+static long untraced_syscall(long nr, long a, long b, long c) {
+  long result;
+  register long target __asm__("r11") = REC_SHIM_UNTRACED_SYSCALL;
+  __asm__ volatile("call *%%r11"
+                   : "=a"(result), "+r"(target)
+                   : "0"(nr), "D"(a), "S"(b), "d"(c)
+                   : "rcx", "memory");
   return result;
 }
 
@@ -58,13 +72,10 @@ __attribute__((noinline)) static void deliver(void* to, const volatile uint64_t*
   }
 }
 
-/* Record: a free entry to fill, or 0 (shim off, log full, or no such
- * function in the kernel's vDSO). */
-static volatile struct rec_shim_entry* recording_entry(uint32_t function) {
+/* Record: a free entry to fill, or 0 (shim off or log full). */
+static volatile struct rec_shim_entry* recording_entry(void) {
   volatile struct rec_shim_log* log = shim_log();
-  if (control()->mode != REC_SHIM_RECORD || !control()->real[function] ||
-      log->count >= log->capacity)
-    return 0;
+  if (control()->mode != REC_SHIM_RECORD || log->count >= log->capacity) return 0;
   return &log->entries[log->count];
 }
 
@@ -88,12 +99,12 @@ static void commit(volatile struct rec_shim_entry* e, uint32_t function, long cl
   shim_log()->count = shim_log()->count + 1;
 }
 
-EXPORT long __vdso_clock_gettime(long clock, void* ts) {
+IMPL long impl_clock_gettime(long clock, void* ts) {
   if (system_wide(clock) && ts) {
-    volatile struct rec_shim_entry* e = recording_entry(REC_SHIM_CLOCK_GETTIME);
+    volatile struct rec_shim_entry* e = recording_entry();
     if (e) {
       uint64_t value[2];
-      long result = ((real_fn)control()->real[REC_SHIM_CLOCK_GETTIME])(clock, (long)value, 0);
+      long result = untraced_syscall(SYS_clock_gettime, clock, (long)value, 0);
       if (result == 0) {
         e->data[0] = value[0];
         e->data[1] = value[1];
@@ -111,12 +122,12 @@ EXPORT long __vdso_clock_gettime(long clock, void* ts) {
   return raw_syscall(SYS_clock_gettime, clock, (long)ts, 0);
 }
 
-EXPORT long __vdso_gettimeofday(void* tv, void* tz) {
+IMPL long impl_gettimeofday(void* tv, void* tz) {
   if (!tz) {
-    volatile struct rec_shim_entry* e = recording_entry(REC_SHIM_GETTIMEOFDAY);
+    volatile struct rec_shim_entry* e = recording_entry();
     if (e) {
       uint64_t value[2];
-      long result = ((real_fn)control()->real[REC_SHIM_GETTIMEOFDAY])((long)value, 0, 0);
+      long result = untraced_syscall(SYS_gettimeofday, (long)value, 0, 0);
       if (result == 0) {
         e->data[0] = value[0];
         e->data[1] = value[1];
@@ -134,10 +145,10 @@ EXPORT long __vdso_gettimeofday(void* tv, void* tz) {
   return raw_syscall(SYS_gettimeofday, (long)tv, (long)tz, 0);
 }
 
-EXPORT long __vdso_time(void* t) {
-  volatile struct rec_shim_entry* e = recording_entry(REC_SHIM_TIME);
+IMPL long impl_time(void* t) {
+  volatile struct rec_shim_entry* e = recording_entry();
   if (e) {
-    long result = ((real_fn)control()->real[REC_SHIM_TIME])(0, 0, 0);
+    long result = untraced_syscall(SYS_time, 0, 0, 0);
     e->data[0] = (uint64_t)result;
     commit(e, REC_SHIM_TIME, 0, (long)t, 0, result);
     if (t) deliver(t, e->data, 8);
@@ -151,11 +162,11 @@ EXPORT long __vdso_time(void* t) {
   return raw_syscall(SYS_time, (long)t, 0, 0);
 }
 
-EXPORT long __vdso_getcpu(void* cpu, void* node, void* unused) {
-  volatile struct rec_shim_entry* e = recording_entry(REC_SHIM_GETCPU);
+IMPL long impl_getcpu(void* cpu, void* node, void* unused) {
+  volatile struct rec_shim_entry* e = recording_entry();
   if (e) {
     uint32_t value[2] = {0, 0};
-    long result = ((real_fn)control()->real[REC_SHIM_GETCPU])((long)&value[0], (long)&value[1], 0);
+    long result = untraced_syscall(SYS_getcpu, (long)&value[0], (long)&value[1], 0);
     if (result == 0) {
       e->data[0] = value[0];
       e->data[1] = value[1];
@@ -174,13 +185,30 @@ EXPORT long __vdso_getcpu(void* cpu, void* node, void* unused) {
   return raw_syscall(SYS_getcpu, (long)cpu, (long)node, (long)unused);
 }
 
-EXPORT long __vdso_clock_getres(long clock, void* res) {
+IMPL long impl_clock_getres(long clock, void* res) {
   return raw_syscall(SYS_clock_getres, clock, (long)res, 0);
 }
 
-/* The kernel's vDSO exports both spellings. */
-EXPORT long clock_gettime(long, void*) __attribute__((alias("__vdso_clock_gettime")));
-EXPORT long gettimeofday(void*, void*) __attribute__((alias("__vdso_gettimeofday")));
-EXPORT long time(void*) __attribute__((alias("__vdso_time")));
-EXPORT long getcpu(void*, void*, void*) __attribute__((alias("__vdso_getcpu")));
-EXPORT long clock_getres(long, void*) __attribute__((alias("__vdso_clock_getres")));
+/* The exported entry points. Recording and replay run different code in
+ * the bodies, which leave different values in the registers a call may
+ * clobber; a signal or preemption point right after the call is matched on
+ * every register, so each entry point clears them (and sets the flags the
+ * same way) before returning. The kernel's vDSO exports both spellings. */
+#define ENTRY(name, impl)                                                                \
+  __asm__(".text\n.globl __vdso_" #name "\n.type __vdso_" #name                          \
+          ",@function\n"                                                                 \
+          "__vdso_" #name                                                                \
+          ":\n"                                                                          \
+          "  sub $8, %rsp\n  call " #impl                                                \
+          "\n  add $8, %rsp\n"                                                           \
+          "  xor %ecx, %ecx\n  xor %edx, %edx\n  xor %esi, %esi\n  xor %edi, %edi\n"     \
+          "  xor %r8d, %r8d\n  xor %r9d, %r9d\n  xor %r10d, %r10d\n  xor %r11d, %r11d\n" \
+          "  ret\n.size __vdso_" #name ", .-__vdso_" #name                               \
+          "\n"                                                                           \
+          ".globl " #name "\n.type " #name ",@function\n.set " #name ", __vdso_" #name "\n")
+
+ENTRY(clock_gettime, impl_clock_gettime);
+ENTRY(gettimeofday, impl_gettimeofday);
+ENTRY(time, impl_time);
+ENTRY(getcpu, impl_getcpu);
+ENTRY(clock_getres, impl_clock_getres);

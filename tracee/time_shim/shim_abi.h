@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 
+#define REC_SHIM_UNTRACED_SYSCALL 0x70000010UL /* `syscall; ret` in the scratch page */
 #define REC_SHIM_IMAGE 0x70001000UL
 #define REC_SHIM_IMAGE_MAX 0x4000UL
 #define REC_SHIM_CONTROL (REC_SHIM_IMAGE + REC_SHIM_IMAGE_MAX)
@@ -22,10 +23,10 @@
 
 /* rec_shim_control.mode */
 #define REC_SHIM_OFF 0    /* every call enters the kernel (a traced syscall) */
-#define REC_SHIM_RECORD 1 /* call the real vDSO, append the result to the log */
+#define REC_SHIM_RECORD 1 /* ask the kernel (untraced), append the answer to the log */
 #define REC_SHIM_REPLAY 2 /* return the log's next entry */
 
-/* Which function an entry is for; also the index into rec_shim_control.real. */
+/* Which function an entry is for. */
 #define REC_SHIM_CLOCK_GETTIME 0
 #define REC_SHIM_GETTIMEOFDAY 1
 #define REC_SHIM_TIME 2
@@ -35,7 +36,6 @@
 struct rec_shim_control {
   uint32_t mode;
   uint32_t reserved;
-  uint64_t real[REC_SHIM_FUNCTIONS]; /* the kernel's vDSO functions (record) */
 };
 
 struct rec_shim_entry {

@@ -501,6 +501,7 @@ class TraceWriterImpl final : public TraceWriter {
     sigset_t all;
     ::sigfillset(&all);
     ::pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    warmUp();
     std::unique_lock lock(mu_);
     for (;;) {
       if (!queue_.empty()) {
@@ -541,6 +542,19 @@ class TraceWriterImpl final : public TraceWriter {
         workCv_.wait(lock);
       }
     }
+  }
+
+  // Touches the compressor's tables and the output buffer once, while the
+  // program starts: in a VM each first touch of a page costs a fault to the
+  // hypervisor, and the first events chunk is often compressed only when
+  // the program has ended, where everyone waits for it.
+  void warmUp() {
+    std::vector<std::byte> sample(64 << 10);
+    for (size_t i = 0; i < sample.size(); ++i) sample[i] = static_cast<std::byte>(i * 131 >> 7);
+    size_t bound = ZSTD_compressBound(options_.maxChunkBytes);
+    buffer_.resize(kChunkHeaderSize + bound);
+    ZSTD_compressCCtx(cctx_.get(), buffer_.data(), buffer_.size(), sample.data(), sample.size(),
+                      options_.compressionLevel);
   }
 
   // Compresses and writes one chunk; called by the background thread (and by

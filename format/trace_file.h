@@ -86,7 +86,9 @@ bool isBlobChunkHeader(std::span<const std::byte> header, uint64_t chunkSize);
 
 struct WriterOptions {
   size_t maxEventsPerChunk = 4096;
-  size_t maxChunkBytes = 1 << 20;  // uncompressed bytes before a chunk is sealed
+  // Uncompressed bytes before a chunk is sealed. Small enough that chunks
+  // are compressed while the program runs, not all at its end.
+  size_t maxChunkBytes = 128 << 10;
   unsigned maxChunkAgeMs = 250;    // a non-empty chunk is sealed at least this often
   size_t maxQueuedChunks = 16;     // bounded memory: the tracer waits only when full
   int compressionLevel = 3;

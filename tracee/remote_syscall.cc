@@ -1,6 +1,9 @@
 #include "remote_syscall.h"
 
+#include <elf.h>
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -10,6 +13,7 @@
 #include "errors.h"
 #include "exit_codes.h"
 #include "process_maps.h"
+#include "scoped_fd.h"
 #include "time_shim.h"
 
 namespace rec {
@@ -101,6 +105,29 @@ void unwindSyscallEntry(Task& task, StraySignals& strays) {
 }
 
 uint64_t findVdsoSyscall(Task& task) {
+  // The kernel maps the same vDSO image into every 64-bit process: where its
+  // syscall instruction sits in rec's own copy tells where it sits in the
+  // task's, found from the task's auxiliary vector.
+  static const uint64_t offset = [] {
+    auto* base = reinterpret_cast<const unsigned char*>(::getauxval(AT_SYSINFO_EHDR));
+    if (!base) return uint64_t{0};
+    for (size_t i = 0; i + 1 < 2 * 4096; ++i)
+      if (base[i] == 0x0f && base[i + 1] == 0x05) return uint64_t{i};
+    return uint64_t{0};
+  }();
+  if (offset) {
+    uint64_t auxv[2 * 64];
+    size_t n = 0;
+    ScopedFd fd(::open(fmt::format("/proc/{}/auxv", task.tid()).c_str(), O_RDONLY | O_CLOEXEC));
+    ssize_t got = fd.valid() ? ::read(fd.get(), auxv, sizeof auxv) : -1;
+    if (got > 0) n = static_cast<size_t>(got) / 16;
+    for (size_t i = 0; i < n; ++i) {
+      if (auxv[2 * i] != AT_SYSINFO_EHDR || !auxv[2 * i + 1]) continue;
+      unsigned char insn[2] = {};
+      uint64_t at = auxv[2 * i + 1] + offset;
+      if (task.read(at, insn, 2) == 2 && insn[0] == 0x0f && insn[1] == 0x05) return at;
+    }
+  }
   for (const auto& m : readMaps(task.tid())) {
     if (m.path != "[vdso]") continue;
     auto image = task.readBytes(m.start, m.end - m.start);

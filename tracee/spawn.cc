@@ -6,6 +6,7 @@
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -15,6 +16,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <random>
 
 #include "errors.h"
@@ -26,71 +28,133 @@ namespace rec {
 
 namespace {
 
+// The child's stack: a mapping of its own, unmapped with ChildSetup.
+class ChildStack {
+ public:
+  static constexpr size_t kSize = 256 << 10;
+  ChildStack() {
+    void* p = ::mmap(nullptr, kSize, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (p == MAP_FAILED) throwErrno(kExitInternal, "mmap");
+    base_ = static_cast<char*>(p);
+  }
+  ~ChildStack() { ::munmap(base_, kSize); }
+  ChildStack(const ChildStack&) = delete;
+  ChildStack& operator=(const ChildStack&) = delete;
+  void* top() const { return base_ + kSize; }
+
+ private:
+  char* base_ = nullptr;
+};
+
 constexpr long kPtraceOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACESECCOMP | PTRACE_O_TRACEEXEC |
                                 PTRACE_O_TRACEEXIT | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK |
                                 PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL;
 
-// Runs in the forked child: only async-signal-safe calls from here on.
-[[noreturn]] void childMain(const SpawnOptions& o, int syncFd, char* const* argv, char* const* envp,
-                            const sock_fprog* filter) {
+// The child is made with CLONE_VM: it runs on rec's memory, without the
+// copy of rec's page tables that fork makes and the copy-on-write faults
+// that follow it in rec (each a trap to the hypervisor in a VM), until its
+// execve replaces its address space. So it calls the kernel directly:
+// glibc's wrappers would set errno in the thread-local storage of rec's
+// thread, which runs on meanwhile.
+long rawSyscall(long nr, long a = 0, long b = 0, long c = 0, long d = 0) {
+  long result;
+  register long r10 __asm__("r10") = d;
+  __asm__ volatile("syscall"
+                   : "=a"(result)
+                   : "0"(nr), "D"(a), "S"(b), "d"(c), "r"(r10)
+                   : "rcx", "r11", "memory");
+  return result;
+}
+
+[[noreturn]] void rawExit(int code) {
+  for (;;) rawSyscall(SYS_exit_group, code);
+}
+
+// What the child reads until its execve has copied it. Kept until the next
+// spawn, by when that child has long exec'd or died.
+struct ChildSetup {
+  ChildSetup(const SpawnOptions& o)
+      : options(o), filter(o.tracedSyscalls, o.untracedIpFrom, o.untracedIpTo) {
+    for (const auto& a : options.argv) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    for (const auto& e : options.envp) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+  }
+  ChildSetup(const ChildSetup&) = delete;
+  ChildSetup& operator=(const ChildSetup&) = delete;
+
+  SpawnOptions options;
+  SeccompFilter filter;
+  std::vector<char*> argv, envp;
+  int syncFd = -1;
+  ChildStack stack;
+};
+
+std::unique_ptr<ChildSetup> gLastChild;
+
+// Runs in the child, on its own stack in rec's memory.
+int childMain(void* arg) {
+  const ChildSetup& s = *static_cast<const ChildSetup*>(arg);
+  const SpawnOptions& o = s.options;
   char byte;
   // Wait until the parent has seized us, so that the execve below stops.
-  while (::read(syncFd, &byte, 1) < 0 && errno == EINTR) {
+  while (rawSyscall(SYS_read, s.syncFd, reinterpret_cast<long>(&byte), 1) == -EINTR) {
   }
-  ::close(syncFd);
-  if (o.stdoutFd >= 0) ::dup2(o.stdoutFd, 1);
-  if (o.stderrFd >= 0) ::dup2(o.stderrFd, 2);
+  rawSyscall(SYS_close, s.syncFd);
+  if (o.stdoutFd >= 0) rawSyscall(SYS_dup2, o.stdoutFd, 1);
+  if (o.stderrFd >= 0) rawSyscall(SYS_dup2, o.stderrFd, 2);
   // rec ignores SIGINT/SIGQUIT/SIGPIPE for itself; the program must start
   // with the dispositions and mask a shell would give it.
-  for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  struct KernelSigaction {
+    unsigned long handler, flags, restorer, mask;
+  } dfl{reinterpret_cast<unsigned long>(SIG_DFL), 0, 0, 0};
+  for (int sig = 1; sig < NSIG; ++sig)
+    rawSyscall(SYS_rt_sigaction, sig, reinterpret_cast<long>(&dfl), 0, 8);
+  uint64_t none = 0;
+  rawSyscall(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&none), 0, 8);
   // Same address-space layout in record and replay.
-  ::personality(ADDR_NO_RANDOMIZE);
-  for (const auto& [resource, limit] : o.rlimits) ::setrlimit(resource, &limit);
+  rawSyscall(SYS_personality, ADDR_NO_RANDOMIZE);
+  for (const auto& [resource, limit] : o.rlimits)
+    rawSyscall(SYS_prlimit64, 0, resource, reinterpret_cast<long>(&limit), 0);
   if (o.disableCoreDumps) {
     rlimit zero{0, 0};
-    ::setrlimit(RLIMIT_CORE, &zero);
+    rawSyscall(SYS_prlimit64, 0, RLIMIT_CORE, reinterpret_cast<long>(&zero), 0);
   }
   if (o.cpu >= 0) {
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(o.cpu, &set);
-    ::sched_setaffinity(0, sizeof set, &set);
+    rawSyscall(SYS_sched_setaffinity, 0, sizeof set, reinterpret_cast<long>(&set));
   }
   // RDTSC/RDTSCP fault with SIGSEGV so rec can record and emulate them.
-  if (o.trapRdtsc) ::prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0);
-  if (!o.cwd.empty() && ::chdir(o.cwd.c_str()) != 0) ::_exit(kExitNoTrace);
+  if (o.trapRdtsc) rawSyscall(SYS_prctl, PR_SET_TSC, PR_TSC_SIGSEGV);
+  if (!o.cwd.empty() && rawSyscall(SYS_chdir, reinterpret_cast<long>(o.cwd.c_str())) != 0)
+    rawExit(kExitNoTrace);
   // Required for an unprivileged seccomp filter; it also means set-uid
   // programs run without their privileges (as they would under any ptrace).
-  ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-  if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, filter) != 0) ::_exit(kExitUnsupported);
-  ::execve(o.path.c_str(), argv, envp);
-  ::_exit(errno == ENOENT ? kExitNotFound : kExitNotExecutable);
+  rawSyscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1);
+  if (rawSyscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0,
+                 reinterpret_cast<long>(s.filter.program())) != 0)
+    rawExit(kExitUnsupported);
+  long err =
+      rawSyscall(SYS_execve, reinterpret_cast<long>(o.path.c_str()),
+                 reinterpret_cast<long>(s.argv.data()), reinterpret_cast<long>(s.envp.data()));
+  rawExit(err == -ENOENT ? kExitNotFound : kExitNotExecutable);
 }
 
 }  // namespace
 
 pid_t spawnTraced(const SpawnOptions& o) {
-  // Everything the child needs is prepared before fork.
-  std::vector<char*> argv, envp;
-  for (const auto& a : o.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  for (const auto& e : o.envp) envp.push_back(const_cast<char*>(e.c_str()));
-  envp.push_back(nullptr);
-  SeccompFilter filter(o.tracedSyscalls, o.untracedIpFrom, o.untracedIpTo);
-
+  // Everything the child needs is prepared before it starts.
+  auto setup = std::make_unique<ChildSetup>(o);
   int sync[2];
   if (::pipe2(sync, O_CLOEXEC) != 0) throwErrno(kExitInternal, "pipe");
   ScopedFd syncRead(sync[0]), syncWrite(sync[1]);
+  setup->syncFd = syncRead.get();
 
-  pid_t child = ::fork();
-  if (child < 0) throwErrno(kExitInternal, "fork");
-  if (child == 0) {
-    syncWrite.reset();
-    childMain(o, syncRead.release(), argv.data(), envp.data(), filter.program());
-  }
+  pid_t child = ::clone(childMain, setup->stack.top(), CLONE_VM | SIGCHLD, setup.get());
+  if (child < 0) throwErrno(kExitInternal, "clone");
   syncRead.reset();
   if (::ptrace(PTRACE_SEIZE, child, nullptr, reinterpret_cast<void*>(kPtraceOptions)) != 0) {
     int err = errno;
@@ -100,6 +164,7 @@ pid_t spawnTraced(const SpawnOptions& o) {
   }
   char go = 1;
   if (::write(syncWrite.get(), &go, 1) != 1) throwErrno(kExitInternal, "write sync pipe");
+  gLastChild = std::move(setup);
   return child;
 }
 

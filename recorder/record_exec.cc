@@ -76,6 +76,49 @@ void RecordSession::onExec(RecordTask& t) {
 // .bss, not the megabytes a data segment can span (python3: 1.3 MB).
 void RecordSession::pagesUnlikeFile(RecordTask& t, const MapEntry& m, const std::string& readPath,
                                     std::vector<std::pair<uint64_t, std::vector<std::byte>>>& out) {
+  if (writtenPages(t, m, out)) return;
+  comparePagesWithFile(t, m, readPath, out);
+}
+
+// A private file page the kernel or the task wrote to became an anonymous
+// copy: /proc/PID/pagemap tells which, without reading the mapping (python3:
+// 330 pages, whose first touch from rec cost ~3 ms) or the file. False when
+// pagemap cannot be read.
+bool RecordSession::writtenPages(RecordTask& t, const MapEntry& m,
+                                 std::vector<std::pair<uint64_t, std::vector<std::byte>>>& out) {
+  constexpr uint64_t kPresent = 1ull << 63, kSwapped = 1ull << 62, kFileOrShared = 1ull << 61;
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  if (!t.pagemap.valid()) {
+    t.pagemap.reset(
+        ::open(fmt::format("/proc/{}/pagemap", t.task.tid()).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!t.pagemap.valid()) return false;
+  }
+  size_t pages = static_cast<size_t>((m.end - m.start) / page);
+  std::vector<uint64_t> entries(pages);
+  size_t bytes = pages * sizeof(uint64_t);
+  if (::pread(t.pagemap.get(), entries.data(), bytes, static_cast<off_t>(m.start / page * 8)) !=
+      static_cast<ssize_t>(bytes))
+    return false;
+  size_t first = out.size();
+  bool inRun = false;
+  for (size_t i = 0; i < pages; ++i) {
+    uint64_t e = entries[i];
+    bool written = (e & kSwapped) || ((e & kPresent) && !(e & kFileOrShared));
+    if (written && !inRun) out.emplace_back(m.start + i * page, std::vector<std::byte>());
+    if (written) out.back().second.resize(out.back().second.size() + page);
+    inRun = written;
+  }
+  for (size_t i = first; i < out.size(); ++i) {
+    auto& [address, data] = out[i];
+    if (t.task.read(address, data.data(), data.size()) != data.size())
+      throw RecError(kExitInternal, fmt::format("rec: cannot read {} at {:#x}", m.path, address));
+  }
+  return true;
+}
+
+void RecordSession::comparePagesWithFile(
+    RecordTask& t, const MapEntry& m, const std::string& readPath,
+    std::vector<std::pair<uint64_t, std::vector<std::byte>>>& out) {
   // Compared a window at a time through two small buffers: no megabyte-sized
   // buffers to fault in.
   constexpr size_t kWindow = 64 << 10;
@@ -105,6 +148,7 @@ void RecordSession::pagesUnlikeFile(RecordTask& t, const MapEntry& m, const std:
 
 void RecordSession::completeExec(RecordTask& t) {
   pid_t tid = t.task.tid();
+  t.pagemap.reset();  // an open pagemap still shows the address space before exec
   StraySignals strays;
   installScratchPage(t.task, strays, timeShim_);
   absorbStrays(t, strays);

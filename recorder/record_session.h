@@ -89,6 +89,10 @@ class RecordSession {
   void completeExec(RecordTask& t);
   void pagesUnlikeFile(RecordTask& t, const MapEntry& m, const std::string& readPath,
                        std::vector<std::pair<uint64_t, std::vector<std::byte>>>& out);
+  bool writtenPages(RecordTask& t, const MapEntry& m,
+                    std::vector<std::pair<uint64_t, std::vector<std::byte>>>& out);
+  void comparePagesWithFile(RecordTask& t, const MapEntry& m, const std::string& readPath,
+                            std::vector<std::pair<uint64_t, std::vector<std::byte>>>& out);
   bool movesDataToOutput(RecordTask& t);
   bool answerAtEntry(RecordTask& t);
   void continueAfterSyscall(RecordTask& t);

@@ -77,6 +77,7 @@ struct RecordSession::RecordTask {
   std::map<int, siginfo_t> injected;  // raised by rec, awaiting their delivery stop
   std::shared_ptr<OutputFds> fds;
   std::shared_ptr<TimeShimSpace> timeSpace;  // shared by tasks created with CLONE_VM
+  ScopedFd pagemap;                          // /proc/TID/pagemap of the current image
   Clock::time_point sliceStart;
 
   // vfork: the parent's syscall returns once the child has exec'd or exited;

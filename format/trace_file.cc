@@ -336,7 +336,7 @@ class TraceWriterImpl final : public TraceWriter {
     if (thread_.joinable()) thread_.join();
   }
 
-  void start(capnp::MessageBuilder& header) {
+  void start(capnp::MessageBuilder& header, std::string replaced) {
     std::byte fileHeader[kFileHeaderSize];
     std::memcpy(fileHeader, kFileMagic, 8);
     uint32_t version = kFormatVersion, reserved = 0;
@@ -353,7 +353,10 @@ class TraceWriterImpl final : public TraceWriter {
     // Synchronously, so the file is a valid (cut-short) trace from here on.
     writeChunk(chunk);
     resetCurrent();
-    thread_ = std::thread([this] { backgroundLoop(); });
+    thread_ = std::thread([this, replaced = std::move(replaced)] {
+      if (!replaced.empty()) ::unlink(replaced.c_str());
+      backgroundLoop();
+    });
   }
 
   void writeEvent(capnp::MessageBuilder& event) override {
@@ -574,8 +577,11 @@ class TraceWriterImpl final : public TraceWriter {
     size_t bound = ZSTD_compressBound(chunk.raw.size());
     buffer_.resize(kChunkHeaderSize + bound);
     // Blobs (binaries, libraries) are large and mostly written once at exec:
-    // the fastest level keeps the end of a short recording from waiting on them.
-    int level = chunk.kind == kKindBlob ? 1 : options_.compressionLevel;
+    // the fastest level keeps the end of a short recording from waiting on
+    // them. The header is compressed on the tracing thread before the
+    // program starts, where the small tables of level 1 are cheaper to set up.
+    int level =
+        chunk.kind == kKindBlob || chunk.kind == kKindHeader ? 1 : options_.compressionLevel;
     size_t n = ZSTD_compressCCtx(cctx_.get(), buffer_.data() + kChunkHeaderSize, bound,
                                  chunk.raw.data(), chunk.raw.size(), level);
     if (ZSTD_isError(n)) {
@@ -675,12 +681,24 @@ class TraceWriterImpl final : public TraceWriter {
 std::unique_ptr<TraceWriter> TraceWriter::create(const std::string& path,
                                                  capnp::MessageBuilder& header,
                                                  WriterOptions options) {
+  // A trace being replaced (rec record --until-failure writes the same path
+  // again and again) is moved aside and deleted by the background thread:
+  // dropping a file's cached pages takes milliseconds, which O_TRUNC would
+  // spend here, before the program even starts.
+  std::string replaced;
+  struct stat st;
+  if (::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > (1 << 20)) {
+    replaced = path + ".replaced-" + std::to_string(::getpid());
+    if (::rename(path.c_str(), replaced.c_str()) != 0) replaced.clear();
+  }
   ScopedFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (fd.get() < 0) {
-    throw std::system_error(errno, std::generic_category(), "cannot create trace " + path);
+    int err = errno;
+    if (!replaced.empty()) ::rename(replaced.c_str(), path.c_str());
+    throw std::system_error(err, std::generic_category(), "cannot create trace " + path);
   }
   auto writer = std::make_unique<TraceWriterImpl>(path, std::move(fd), options);
-  writer->start(header);
+  writer->start(header, std::move(replaced));
   return writer;
 }
 

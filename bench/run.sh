@@ -111,35 +111,46 @@ run_once() {
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit; if (NR % 2) print v[(NR + 1) / 2]; else printf "%.6f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-declare -A MED NRUNS NOTE SIZE NATIVE_STATUS
+declare -A MED NRUNS NOTE SIZE NATIVE_STATUS TIMES CELL DONE
+MODES=(native strace record replay)
+# The modes take turns, one run each per round, so that a machine that gets
+# slower or faster during the measurement shifts all of them alike and the
+# ratios stay fair (these VMs drift by tens of percent within a minute).
 for name in "${WORKLOADS[@]}"; do
   set_cmd "$name"
-  for mode in native strace record replay; do
-    if [[ $mode == strace && $HAVE_STRACE == 0 ]]; then NOTE[$name,$mode]="n/a"; continue; fi
-    if [[ $mode == replay && -n ${NOTE[$name,record]:-} ]]; then NOTE[$name,$mode]="no trace"; continue; fi
-    times=() cell=0 want=$RUNS
-    (($(elapsed) > DEADLINE)) && want=1
-    for ((r = 0; r < want; r++)); do
+  for mode in "${MODES[@]}"; do TIMES[$name,$mode]="" CELL[$name,$mode]=0 DONE[$name,$mode]=0; done
+  [[ $HAVE_STRACE == 0 ]] && NOTE[$name,strace]="n/a" DONE[$name,strace]=1
+  for ((r = 0; r < RUNS; r++)); do
+    for mode in "${MODES[@]}"; do
+      ((DONE[$name,$mode])) && continue
+      if [[ $mode == replay && -n ${NOTE[$name,record]:-} ]]; then
+        NOTE[$name,$mode]="no trace" DONE[$name,$mode]=1
+        continue
+      fi
       t=$(run_once "$mode" "$name")
       st=$?
       if [[ $mode == native && $r == 0 ]]; then NATIVE_STATUS[$name]=$st; fi
-      if ((st == 124 || st == 137)); then NOTE[$name,$mode]="timeout"; break; fi
+      if ((st == 124 || st == 137)); then NOTE[$name,$mode]="timeout" DONE[$name,$mode]=1; continue; fi
       if [[ $st != "${NATIVE_STATUS[$name]}" ]]; then
-        NOTE[$name,$mode]="exit $st"
+        NOTE[$name,$mode]="exit $st" DONE[$name,$mode]=1
         log "  $name/$mode: exit status $st (native ${NATIVE_STATUS[$name]}): $(tail -n 1 "$TMP/last.err")"
-        break
+        continue
       fi
-      times+=("$t")
-      cell=$(awk -v a="$cell" -v b="$t" 'BEGIN { print a + b }')
-      # Fewer runs when a cell would take too long (see README).
-      awk -v c="$cell" -v t="$t" -v b="$CELL_BUDGET" 'BEGIN { exit !(c + t > b) }' && break
-      (($(elapsed) > DEADLINE)) && break
+      TIMES[$name,$mode]+="$t "
+      CELL[$name,$mode]=$(awk -v a="${CELL[$name,$mode]}" -v b="$t" 'BEGIN { print a + b }')
+      if [[ $mode == record && -f $TMP/$name.rec ]]; then SIZE[$name]=$(stat -c %s "$TMP/$name.rec"); fi
+      # Fewer runs when a cell would take too long, or past the deadline (see README).
+      awk -v c="${CELL[$name,$mode]}" -v t="$t" -v b="$CELL_BUDGET" 'BEGIN { exit !(c + t > b) }' &&
+        DONE[$name,$mode]=1
+      (($(elapsed) > DEADLINE)) && DONE[$name,$mode]=1
     done
+  done
+  for mode in "${MODES[@]}"; do
+    read -r -a times <<<"${TIMES[$name,$mode]}"
     if ((${#times[@]})); then
       MED[$name,$mode]=$(printf '%s\n' "${times[@]}" | median)
       NRUNS[$name,$mode]=${#times[@]}
     fi
-    if [[ $mode == record && -f $TMP/$name.rec ]]; then SIZE[$name]=$(stat -c %s "$TMP/$name.rec"); fi
     log "$(printf '%-13s %-7s %s run(s), median %ss%s  [%ss elapsed]' "$name" "$mode" "${#times[@]}" \
       "${MED[$name,$mode]:--}" "${NOTE[$name,$mode]:+ (${NOTE[$name,$mode]})}" "$(elapsed)")"
   done

@@ -350,13 +350,13 @@ class TraceWriterImpl final : public TraceWriter {
     VectorSink sink(chunk.raw);
     capnp::writeMessage(sink, header);
     chunk.messageCount = 1;
-    // Synchronously, so the file is a valid (cut-short) trace from here on.
-    writeChunk(chunk);
+    // The background thread writes it first of all, so the file is a valid
+    // (cut-short) trace from then on; compressing it here would set up the
+    // compressor on the tracing thread before the program starts.
+    queue_.push_back(std::move(chunk));
     resetCurrent();
-    thread_ = std::thread([this, replaced = std::move(replaced)] {
-      if (!replaced.empty()) ::unlink(replaced.c_str());
-      backgroundLoop();
-    });
+    replaced_ = std::move(replaced);
+    thread_ = std::thread([this] { backgroundLoop(); });
   }
 
   void writeEvent(capnp::MessageBuilder& event) override {
@@ -504,8 +504,8 @@ class TraceWriterImpl final : public TraceWriter {
     sigset_t all;
     ::sigfillset(&all);
     ::pthread_sigmask(SIG_BLOCK, &all, nullptr);
-    warmUp();
     std::unique_lock lock(mu_);
+    bool idleBefore = false;
     for (;;) {
       if (!queue_.empty()) {
         PendingChunk chunk = std::move(queue_.front());
@@ -530,6 +530,16 @@ class TraceWriterImpl final : public TraceWriter {
         continue;
       }
       if (stop_) return;
+      if (!idleBefore) {
+        // The first idle moment (the header is on disk): chores that need
+        // not delay the program's start.
+        idleBefore = true;
+        lock.unlock();
+        if (!replaced_.empty()) ::unlink(replaced_.c_str());
+        warmUp();
+        lock.lock();
+        continue;
+      }
       if (current_.messageCount > 0 && !error_) {
         auto deadline = current_.started + maxAge();
         if (std::chrono::steady_clock::now() >= deadline) {
@@ -560,9 +570,8 @@ class TraceWriterImpl final : public TraceWriter {
                       options_.compressionLevel);
   }
 
-  // Compresses and writes one chunk; called by the background thread (and by
-  // start() before that thread exists), so offset_ needs no lock; finish()
-  // reads index_ under indexMu_.
+  // Compresses and writes one chunk; called by the background thread only,
+  // so offset_ needs no lock; finish() reads index_ under indexMu_.
   void writeChunk(const PendingChunk& chunk) {
     if (chunk.framed) {
       if (copyFramedIfIntact(*chunk.framed)) {
@@ -578,8 +587,7 @@ class TraceWriterImpl final : public TraceWriter {
     buffer_.resize(kChunkHeaderSize + bound);
     // Blobs (binaries, libraries) are large and mostly written once at exec:
     // the fastest level keeps the end of a short recording from waiting on
-    // them. The header is compressed on the tracing thread before the
-    // program starts, where the small tables of level 1 are cheaper to set up.
+    // them. The header goes first, before the compressor is warmed up.
     int level =
         chunk.kind == kKindBlob || chunk.kind == kKindHeader ? 1 : options_.compressionLevel;
     size_t n = ZSTD_compressCCtx(cctx_.get(), buffer_.data() + kChunkHeaderSize, bound,
@@ -667,6 +675,7 @@ class TraceWriterImpl final : public TraceWriter {
   std::exception_ptr error_;
 
   // Background thread only.
+  std::string replaced_;  // a former trace at this path, deleted when idle
   std::unique_ptr<ZSTD_CCtx, CCtxFree> cctx_;
   std::vector<std::byte> buffer_;
   uint64_t offset_ = 0;

@@ -241,13 +241,17 @@ const std::vector<RdtscSite>& RdtscPatcher::sitesOf(const std::string& key,
   if (it != byFile_.end()) return it->second;
   std::string cached = cacheDir_.empty() ? "" : cacheDir_ + "/" + key;
   std::vector<RdtscSite> sites;
-  if (FileMapping entry = FileMapping::open(cached);
-      !cached.empty() && !entry.empty() && entry.bytes().size() % 8 == 0) {
-    for (size_t i = 0; i < entry.bytes().size(); i += 8) {
-      uint64_t word;
-      std::memcpy(&word, entry.bytes().data() + i, 8);
+  std::vector<uint64_t> entry;
+  if (!cached.empty()) {
+    ScopedFd fd(::open(cached.c_str(), O_RDONLY | O_CLOEXEC));
+    uint64_t words[512];
+    ssize_t n;
+    while (fd.valid() && (n = ::read(fd.get(), words, sizeof words)) > 0)
+      entry.insert(entry.end(), words, words + n / 8);
+  }
+  if (!entry.empty()) {
+    for (uint64_t word : entry)
       sites.push_back({word >> 1, (word & 1) ? TscInstruction::Rdtscp : TscInstruction::Rdtsc});
-    }
   } else {
     sites = findRdtscSites(FileMapping::open(readPath).u8());
     std::vector<uint64_t> words;
@@ -278,7 +282,7 @@ void RdtscPatcher::patchMapping(Task& task, const std::string& key, const std::s
     size_t length = site.kind == TscInstruction::Rdtscp ? 3 : 2;
     if (site.fileOffset < offset || site.fileOffset + length > offset + (end - start)) continue;
     uint64_t address = start + (site.fileOffset - offset);
-    task.write(address, kUd2, length);
+    task.writeForced(address, kUd2, length);
     patched_[address] = site.kind;
   }
 }

@@ -152,16 +152,16 @@ void installScratchPage(Task& task, StraySignals& strays, bool withTimeShim) {
         kExitUnsupported,
         fmt::format("cannot map rec's scratch page at {:#x} (error {})", kScratchAddress, addr));
   const unsigned char code[] = {0x0f, 0x05, 0xcc};  // syscall; int3
-  task.write(kScratchSyscallInsn, code, sizeof code);
+  task.writeForced(kScratchSyscallInsn, code, sizeof code);
   const unsigned char shimCode[] = {0x0f, 0x05, 0xc3};  // syscall; ret
-  task.write(kScratchShimSyscall, shimCode, sizeof shimCode);
+  task.writeForced(kScratchShimSyscall, shimCode, sizeof shimCode);
   if (withTimeShim) time_shim::writeImage(task);
 }
 
 uint64_t putScratchString(Task& task, const std::string& s) {
   if (s.size() + 1 > kScratchDataSize)
     throw RecError(kExitInternal, fmt::format("path too long for the scratch page: {}", s));
-  task.write(kScratchData, s.c_str(), s.size() + 1);
+  task.writeForced(kScratchData, s.c_str(), s.size() + 1);
   return kScratchData;
 }
 

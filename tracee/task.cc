@@ -252,8 +252,11 @@ void Task::write(uint64_t addr, const void* buf, size_t len) {
   iovec remote{reinterpret_cast<void*>(addr), len};
   ssize_t n = ::process_vm_writev(tid_, &local, 1, &remote, 1, 0);
   if (n == static_cast<ssize_t>(len)) return;
-  // Read-only pages (code, our scratch page) need /proc/pid/mem, which
-  // writes with FOLL_FORCE like a debugger does.
+  writeForced(addr, buf, len);
+}
+
+void Task::writeForced(uint64_t addr, const void* buf, size_t len) {
+  // /proc/pid/mem writes with FOLL_FORCE, as a debugger does.
   if (!memFd_.valid()) {
     memFd_.reset(::open(fmt::format("/proc/{}/mem", tid_).c_str(), O_RDWR | O_CLOEXEC));
     if (!memFd_.valid()) throwErrno(kExitInternal, fmt::format("open /proc/{}/mem", tid_));

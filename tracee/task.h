@@ -111,6 +111,9 @@ class Task : public sys::MemoryReader {
   bool writeAsTask(uint64_t addr, const void* buf, size_t len);
   // Writes even to read-only pages (through /proc/pid/mem). Throws on failure.
   void write(uint64_t addr, const void* buf, size_t len);
+  // The same for pages known to be read-only (code, rec's scratch page),
+  // without trying the cheaper way first.
+  void writeForced(uint64_t addr, const void* buf, size_t len);
   void write(uint64_t addr, std::span<const std::byte> data) {
     write(addr, data.data(), data.size());
   }

@@ -51,7 +51,7 @@ namespace time_shim {
 
 void writeImage(Task& task) {
   auto image = timeShimImage();
-  task.write(kTimeShimImage, image.data(), image.size());
+  task.writeForced(kTimeShimImage, image.data(), image.size());
 }
 
 bool startLog(Task& task, TimeShimSpace& space, uint32_t mode, StraySignals& strays) {
@@ -71,7 +71,7 @@ bool startLog(Task& task, TimeShimSpace& space, uint32_t mode, StraySignals& str
                    fmt::format("cannot map the time shim's log in task {} ({})", task.tid(), got));
   rec_shim_control control{};
   control.mode = mode;
-  task.write(REC_SHIM_CONTROL, &control, sizeof control);
+  task.writeForced(REC_SHIM_CONTROL, &control, sizeof control);
   space.log = std::move(log);
   return true;
 }
@@ -174,7 +174,7 @@ bool inShimCode(uint64_t ip) {
 
 void turnOff(Task& task) {
   uint32_t off = REC_SHIM_OFF;
-  task.write(REC_SHIM_CONTROL + offsetof(rec_shim_control, mode), &off, sizeof off);
+  task.writeForced(REC_SHIM_CONTROL + offsetof(rec_shim_control, mode), &off, sizeof off);
 }
 
 }  // namespace time_shim

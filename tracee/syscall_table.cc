@@ -420,7 +420,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_clock_gettime, "clock_gettime", {Clock, Ptr})
       .out(fixed(1, kTimespec))
       .hook(Hook::TimeAtEntry)
-      .why("the vDSO is made to enter the kernel so time is recorded"),
+      .why("also answered inside the program by rec's time shim, which stands in for the vDSO"),
   emulated(SYS_clock_getres, "clock_getres", {Clock, Ptr}).out(fixed(1, kTimespec)),
   emulated(SYS_clock_nanosleep, "clock_nanosleep", {Clock, Hex, Ptr, Ptr}).blocks()
       .out(fixed(3, kTimespec)),

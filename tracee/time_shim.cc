@@ -1,6 +1,5 @@
 #include "time_shim.h"
 
-#include <elf.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/mman.h>
@@ -8,7 +7,6 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <string_view>
 
 #include "errors.h"
 #include "exit_codes.h"

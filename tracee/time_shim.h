@@ -13,7 +13,6 @@
 // from them before running the task on.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>

@@ -89,8 +89,8 @@ struct WriterOptions {
   // Uncompressed bytes before a chunk is sealed. Small enough that chunks
   // are compressed while the program runs, not all at its end.
   size_t maxChunkBytes = 128 << 10;
-  unsigned maxChunkAgeMs = 250;    // a non-empty chunk is sealed at least this often
-  size_t maxQueuedChunks = 16;     // bounded memory: the tracer waits only when full
+  unsigned maxChunkAgeMs = 250;  // a non-empty chunk is sealed at least this often
+  size_t maxQueuedChunks = 16;   // bounded memory: the tracer waits only when full
   int compressionLevel = 3;
   // Called on the background thread with each blob chunk writeBlob() made,
   // once it is written (e.g. to keep it for later recordings).

@@ -266,33 +266,14 @@ void RecordSession::completeExec(RecordTask& t) {
   releaseVforkParent(t);
 }
 
-// A vfork child shares its parent's shim and log (the parent waits). Any
-// other task sharing the address space would write the log beside it: the
-// shim goes off there for good. A fork's child starts with it off, until its
-// own first time syscall gives it a log of its own.
-void RecordSession::shareTimeShim(RecordTask& parent, RecordTask& child, uint64_t flags) {
-  auto& space = parent.timeSpace;
-  if (!space) return;
-  if (flags & CLONE_VM) {
-    child.timeSpace = space;
-    if (!(flags & CLONE_VFORK) && !space->disabled) {
-      space->disabled = true;
-      if (space->log) time_shim::turnOff(parent.task);
-    }
-    return;
-  }
-  child.timeSpace = std::make_shared<TimeShimSpace>();
-  if (space->log && !space->disabled) time_shim::turnOff(child.task);
-}
-
 void RecordSession::onFork(RecordTask& t, const Stop& stop) {
   pid_t childTid = static_cast<pid_t>(t.task.eventMessage());
-  uint64_t flags = t.nr == SYS_clone ? t.args[0] : t.nr == SYS_vfork ? (CLONE_VM | CLONE_VFORK) : 0;
+  uint64_t flags = sys::cloneFlags(t.nr, t.args[0]);
   RecordTask& child = taskFor(childTid);
   child.announcedByParent = true;
   child.task.setTgid((flags & CLONE_THREAD) ? t.task.tgid() : childTid);
   child.fds = (flags & CLONE_FILES) ? t.fds : t.fds->copy();
-  shareTimeShim(t, child, flags);
+  child.timeSpace = time_shim::forChild(t.timeSpace, t.task, child.task, flags);
   t.newTask = childTid;
   bool vfork = stop.event == PTRACE_EVENT_VFORK;
   if (vfork) {

@@ -103,10 +103,9 @@ class RecordSession {
                   uint64_t start, uint64_t end, uint64_t offset, int prot);
   void injectHeldSignal(RecordTask& t);
   void holdSignal(RecordTask& t, const siginfo_t& info);
+  void writeTimeLog(RecordTask& t, pid_t tid);
   // `written`: what rec itself wrote to the syscall's one output range, so
   // it need not be read back from the task.
-  void writeTimeLog(RecordTask& t, pid_t tid);
-  void shareTimeShim(RecordTask& parent, RecordTask& child, uint64_t flags);
   void finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilder& msg,
                           std::span<const std::byte> written = {});
 

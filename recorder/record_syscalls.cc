@@ -68,27 +68,15 @@ void RecordSession::onSeccomp(RecordTask& t) {
   }
 }
 
-// The time syscalls (the vDSO is hidden, so a Python start-up makes ~230)
-// are answered by rec itself at the seccomp stop, saving the syscall-exit
-// stop: the tracer reads the same system-wide clocks the kernel would. The
-// event is the one the syscall would have produced, so replay does not know
-// the difference. Anything unusual (a per-process clock, a timezone
-// argument, memory the task cannot write) goes to the kernel as usual.
+// The time syscalls that reach rec (a process's first, before its time shim
+// has a log; those of multi-threaded processes; all of them with
+// REC_TIME_SHIM=off) are answered by rec itself at the seccomp stop, saving
+// the syscall-exit stop: the tracer reads the same system-wide clocks the
+// kernel would. The event is the one the syscall would have produced, so
+// replay does not know the difference. Anything unusual (a per-process
+// clock, a timezone argument, memory the task cannot write) goes to the
+// kernel as usual.
 bool RecordSession::answerAtEntry(RecordTask& t) {
-  auto systemWide = [](uint64_t clock) {
-    switch (clock) {
-      case CLOCK_REALTIME:
-      case CLOCK_MONOTONIC:
-      case CLOCK_MONOTONIC_RAW:
-      case CLOCK_REALTIME_COARSE:
-      case CLOCK_MONOTONIC_COARSE:
-      case CLOCK_BOOTTIME:
-      case CLOCK_TAI:
-        return true;
-      default:
-        return false;
-    }
-  };
   if (t.row->hook != sys::Hook::TimeAtEntry) return false;
   timespec now;
   timeval tv;
@@ -100,7 +88,7 @@ bool RecordSession::answerAtEntry(RecordTask& t) {
   };
   switch (t.nr) {
     case SYS_clock_gettime:
-      if (!systemWide(t.args[0]) || t.args[1] == 0) return false;
+      if (!rec_shim_system_wide_clock(static_cast<long>(t.args[0])) || t.args[1] == 0) return false;
       ::clock_gettime(static_cast<clockid_t>(t.args[0]), &now);
       if (!answer(t.args[1], now)) return false;
       break;

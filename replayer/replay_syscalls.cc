@@ -115,23 +115,9 @@ void ReplaySession::runForkLike(ReplayTask& t, int recordedChild) {
   // keeps it in the thread descriptor and passes it to tgkill etc.): the
   // program must find the recorded id there, as it does from gettid().
   const Registers& regs = t.task.regs();
-  int nr = regs.syscallNumber();
-  uint64_t flags = nr == SYS_clone   ? regs.syscallArgs()[0]
-                   : nr == SYS_vfork ? uint64_t{CLONE_VM | CLONE_VFORK}
-                                     : 0;
-  // The time shim as the recorder left it (RecordSession::shareTimeShim).
-  if (auto& space = t.timeSpace) {
-    if (flags & CLONE_VM) {
-      task->timeSpace = space;
-      if (!(flags & CLONE_VFORK) && !space->disabled) {
-        space->disabled = true;
-        if (space->log) time_shim::turnOff(t.task);
-      }
-    } else {
-      task->timeSpace = std::make_shared<TimeShimSpace>();
-      if (space->log && !space->disabled) time_shim::turnOff(task->task);
-    }
-  }
+  uint64_t flags = sys::cloneFlags(regs.syscallNumber(), regs.syscallArgs()[0]);
+  // The time shim as the recorder left it.
+  task->timeSpace = time_shim::forChild(t.timeSpace, t.task, task->task, flags);
   if (flags & CLONE_THREAD) task->task.setTgid(t.task.tgid());
   if (flags & CLONE_CHILD_SETTID) task->childTidAddress = regs.syscallArgs()[3];
   if (flags & CLONE_PARENT_SETTID) t.parentTidAddress = regs.syscallArgs()[2];

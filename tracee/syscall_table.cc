@@ -10,6 +10,7 @@
 //   refused      rec cannot record it faithfully: ENOSYS so programs fall back
 #include "syscall_table.h"
 
+#include <sched.h>
 #include <sys/syscall.h>
 
 #include <algorithm>
@@ -655,6 +656,12 @@ const SyscallRow* findSyscall(std::string_view name) {
     if (row.name == name) return &row;
   }
   return nullptr;
+}
+
+uint64_t cloneFlags(int nr, uint64_t arg0) {
+  if (nr == SYS_clone) return arg0;
+  if (nr == SYS_vfork) return CLONE_VM | CLONE_VFORK;
+  return 0;
 }
 
 std::vector<int> stringArgs(const SyscallRow& row) {

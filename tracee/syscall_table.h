@@ -158,6 +158,10 @@ std::vector<MemRange> outputRanges(const SyscallRow& row, const std::array<uint6
 // Indexes of the Path/Str arguments, in order (their contents are recorded).
 std::vector<int> stringArgs(const SyscallRow& row);
 
+// The CLONE_* flags a fork-like syscall creates its task with (vfork:
+// CLONE_VM | CLONE_VFORK; fork: none); `arg0` is clone's first argument.
+uint64_t cloneFlags(int nr, uint64_t arg0);
+
 // `name(arg, arg, ...)`: strace-like rendering of a call; `strings` holds the
 // recorded contents of the stringArgs in order.
 std::string formatCall(const SyscallRow& row, const std::array<uint64_t, 6>& args,

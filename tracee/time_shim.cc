@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -76,87 +77,69 @@ bool startLog(Task& task, TimeShimSpace& space, uint32_t mode, StraySignals& str
 
 namespace {
 
-struct FunctionInfo {
+// Each shim function as the syscall it stands for: its number and how many
+// bytes it stores through each pointer argument.
+struct Function {
+  uint32_t shim;
   int syscall;
-  unsigned bytes;  // what the call stores through its pointer argument(s)
+  unsigned bytes;
 };
-
-FunctionInfo infoOf(uint32_t function) {
-  switch (function) {
-    case REC_SHIM_CLOCK_GETTIME:
-      return {SYS_clock_gettime, 16};
-    case REC_SHIM_GETTIMEOFDAY:
-      return {SYS_gettimeofday, 16};
-    case REC_SHIM_TIME:
-      return {SYS_time, 8};
-    case REC_SHIM_GETCPU:
-      return {SYS_getcpu, 4};
-    default:
-      return {-1, 0};
-  }
-}
+constexpr Function kFunctions[] = {
+    {REC_SHIM_CLOCK_GETTIME, SYS_clock_gettime, 16},
+    {REC_SHIM_GETTIMEOFDAY, SYS_gettimeofday, 16},
+    {REC_SHIM_TIME, SYS_time, 8},
+    {REC_SHIM_GETCPU, SYS_getcpu, 4},
+};
 
 }  // namespace
 
+// clock_gettime's pointers follow its clock argument; the others' come first.
 void describeEntry(const rec_shim_entry& entry, schema::SyscallEvent::Builder out) {
-  FunctionInfo info = infoOf(entry.function);
-  out.setNumber(info.syscall);
+  const Function* f = nullptr;
+  for (const Function& candidate : kFunctions)
+    if (candidate.shim == entry.function) f = &candidate;
+  if (!f)  // the program wrote over the log
+    throw RecError(kExitInternal, "rec: the time shim's log was overwritten by the program");
+  out.setNumber(f->syscall);
   out.setBuffered(true);
   auto args = out.initArgs(6);
-  bool clockArg = entry.function == REC_SHIM_CLOCK_GETTIME;
-  if (clockArg) args.set(0, static_cast<uint64_t>(static_cast<int64_t>(entry.clock)));
-  args.set(clockArg ? 1 : 0, entry.args[0]);
-  if (!clockArg) args.set(1, entry.args[1]);
+  unsigned first = entry.function == REC_SHIM_CLOCK_GETTIME ? 1 : 0;
+  if (first) args.set(0, static_cast<uint64_t>(static_cast<int64_t>(entry.clock)));
+  args.set(first, entry.args[0]);
+  args.set(first + 1, entry.args[1]);
   out.setResult(entry.result);
   out.setShimData(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(entry.data), 16));
-  // The memory it wrote, for rec dump (replay hands back shimData).
-  struct Store {
-    uint64_t address;
-    const void* value;
-  };
-  Store stores[2] = {{entry.args[0], &entry.data[0]},
-                     {entry.function == REC_SHIM_GETCPU ? entry.args[1] : 0, &entry.data[1]}};
-  unsigned count = (stores[0].address != 0) + (stores[1].address != 0);
+  // The memory it wrote, for rec dump (replay hands back shimData): from the
+  // first data word at the first pointer, from the second at the second.
+  unsigned count = (entry.args[0] != 0) + (entry.args[1] != 0);
   auto writes = out.initWrites(count);
-  unsigned i = 0;
-  for (const Store& s : stores) {
-    if (!s.address) continue;
-    writes[i].setAddress(s.address);
-    writes[i].setData(capnp::Data::Reader(static_cast<const kj::byte*>(s.value), info.bytes));
-    ++i;
+  unsigned w = 0;
+  for (unsigned i = 0; i < 2; ++i) {
+    if (!entry.args[i]) continue;
+    writes[w].setAddress(entry.args[i]);
+    writes[w++].setData(
+        capnp::Data::Reader(reinterpret_cast<const kj::byte*>(&entry.data[i]), f->bytes));
   }
 }
 
 rec_shim_entry entryFromEvent(schema::SyscallEvent::Reader event) {
-  rec_shim_entry entry{};
+  const Function* f = nullptr;
+  for (const Function& candidate : kFunctions)
+    if (candidate.syscall == event.getNumber()) f = &candidate;
+  if (!f)
+    throw RecError(kExitBadTrace,
+                   fmt::format("rec: a buffered event for syscall {}, which the time shim "
+                               "never answers",
+                               event.getNumber()));
   auto args = event.getArgs();
   auto data = event.getShimData();
   auto arg = [&](unsigned i) { return i < args.size() ? args[i] : 0; };
-  switch (event.getNumber()) {
-    case SYS_clock_gettime:
-      entry.function = REC_SHIM_CLOCK_GETTIME;
-      entry.clock = static_cast<int32_t>(arg(0));
-      entry.args[0] = arg(1);
-      break;
-    case SYS_gettimeofday:
-      entry.function = REC_SHIM_GETTIMEOFDAY;
-      entry.args[0] = arg(0);
-      break;
-    case SYS_time:
-      entry.function = REC_SHIM_TIME;
-      entry.args[0] = arg(0);
-      break;
-    case SYS_getcpu:
-      entry.function = REC_SHIM_GETCPU;
-      entry.args[0] = arg(0);
-      entry.args[1] = arg(1);
-      break;
-    default:
-      throw RecError(kExitBadTrace,
-                     fmt::format("rec: a buffered event for syscall {}, which the time shim "
-                                 "never answers",
-                                 event.getNumber()));
-  }
+  rec_shim_entry entry{};
+  entry.function = f->shim;
+  unsigned first = entry.function == REC_SHIM_CLOCK_GETTIME ? 1 : 0;
+  if (first) entry.clock = static_cast<int32_t>(arg(0));
+  entry.args[0] = arg(first);
+  entry.args[1] = arg(first + 1);
   if (data.size() != sizeof entry.data)
     throw RecError(kExitBadTrace, "rec: a buffered event without the time shim's data");
   std::memcpy(entry.data, data.begin(), sizeof entry.data);
@@ -170,9 +153,29 @@ bool inShimCode(uint64_t ip) {
          (ip >= kScratchShimSyscall && ip <= kScratchShimSyscallIp);
 }
 
+namespace {
+
+// Off in the task's address space (a new thread) or in a fork's child (its
+// copy of the control page).
 void turnOff(Task& task) {
   uint32_t off = REC_SHIM_OFF;
   task.writeForced(REC_SHIM_CONTROL + offsetof(rec_shim_control, mode), &off, sizeof off);
+}
+
+}  // namespace
+
+std::shared_ptr<TimeShimSpace> forChild(const std::shared_ptr<TimeShimSpace>& space, Task& parent,
+                                        Task& child, uint64_t flags) {
+  if (!space) return nullptr;
+  if (flags & CLONE_VM) {
+    if (!(flags & CLONE_VFORK) && !space->disabled) {
+      space->disabled = true;
+      if (space->log) turnOff(parent);
+    }
+    return space;
+  }
+  if (space->log && !space->disabled) turnOff(child);
+  return std::make_shared<TimeShimSpace>();
 }
 
 }  // namespace time_shim

@@ -66,9 +66,13 @@ void writeImage(Task& task);
 // open it (no /proc, another root): the shim then stays off.
 bool startLog(Task& task, TimeShimSpace& space, uint32_t mode, StraySignals& strays);
 
-// Turns the shim off in the task's address space (a new thread) or in a
-// fork's child (its copy of the control page).
-void turnOff(Task& task);
+// The shim state of a task created with `flags` (sys::cloneFlags) by
+// `parent`. A vfork child shares its parent's shim and log (the parent
+// waits). Any other task sharing the address space would write the log
+// beside it: the shim goes off there for good. A fork's child starts with
+// it off, until its own first time syscall gives it a log of its own.
+std::shared_ptr<TimeShimSpace> forChild(const std::shared_ptr<TimeShimSpace>& space, Task& parent,
+                                        Task& child, uint64_t flags);
 
 // A log entry as the syscall event it stands for (marked `buffered`, with
 // the memory the call wrote), and back.

@@ -54,12 +54,6 @@ static inline volatile struct rec_shim_log* shim_log(void) {
   return (volatile struct rec_shim_log*)REC_SHIM_LOG;
 }
 
-static int system_wide(long clock) {
-  /* REALTIME, MONOTONIC, MONOTONIC_RAW, REALTIME_COARSE, MONOTONIC_COARSE,
-   * BOOTTIME, TAI: per-process and per-thread clocks go to the kernel. */
-  return clock == 0 || clock == 1 || (clock >= 4 && clock <= 7) || clock == 11;
-}
-
 __attribute__((noinline)) static void deliver(void* to, const volatile uint64_t* from,
                                               unsigned bytes) {
   if (bytes == 16) {
@@ -99,90 +93,72 @@ static void commit(volatile struct rec_shim_entry* e, uint32_t function, long cl
   shim_log()->count = shim_log()->count + 1;
 }
 
-IMPL long impl_clock_gettime(long clock, void* ts) {
-  if (system_wide(clock) && ts) {
-    volatile struct rec_shim_entry* e = recording_entry();
-    if (e) {
-      uint64_t value[2];
-      long result = untraced_syscall(SYS_clock_gettime, clock, (long)value, 0);
-      if (result == 0) {
-        e->data[0] = value[0];
-        e->data[1] = value[1];
-        commit(e, REC_SHIM_CLOCK_GETTIME, clock, (long)ts, 0, result);
-        deliver(ts, e->data, 16);
-        return result;
-      }
-    }
-    e = replay_entry(REC_SHIM_CLOCK_GETTIME, clock);
-    if (e) {
-      deliver(ts, e->data, 16);
-      return e->result;
-    }
+/* The kernel's answer, asked without a stop: what it stores lands in
+ * value[0..1] (getcpu's two 32-bit values, one in each). */
+static long ask_kernel(uint32_t function, long clock, uint64_t value[2]) {
+  switch (function) {
+    case REC_SHIM_CLOCK_GETTIME:
+      return untraced_syscall(SYS_clock_gettime, clock, (long)value, 0);
+    case REC_SHIM_GETTIMEOFDAY:
+      return untraced_syscall(SYS_gettimeofday, (long)value, 0, 0);
+    case REC_SHIM_TIME:
+      return (long)(value[0] = (uint64_t)untraced_syscall(SYS_time, 0, 0, 0));
+    default:
+      return untraced_syscall(SYS_getcpu, (long)&value[0], (long)&value[1], 0);
   }
-  return raw_syscall(SYS_clock_gettime, clock, (long)ts, 0);
+}
+
+/* One call answered through the log: recorded into it, or replayed from
+ * it. The call stores `bytes` at out0 (from the entry's first data word on)
+ * and at out1 (from its second); either may be 0. Returns 0 in *answered
+ * when the shim is off for this call, which then goes to the kernel. */
+static long through_log(uint32_t function, long clock, void* out0, void* out1, unsigned bytes,
+                        int* answered) {
+  volatile struct rec_shim_entry* e = recording_entry();
+  if (e) {
+    uint64_t value[2] = {0, 0};
+    long result = ask_kernel(function, clock, value);
+    if (result != 0 && function != REC_SHIM_TIME) e = 0; /* an error: the kernel says it again */
+    if (e) {
+      e->data[0] = value[0];
+      e->data[1] = value[1];
+      commit(e, function, clock, (long)out0, (long)out1, result);
+    }
+  } else {
+    e = replay_entry(function, clock);
+  }
+  *answered = e != 0;
+  if (!e) return 0;
+  if (out0) deliver(out0, &e->data[0], bytes);
+  if (out1) deliver(out1, &e->data[1], bytes);
+  return e->result;
+}
+
+IMPL long impl_clock_gettime(long clock, void* ts) {
+  int answered = 0;
+  long result = 0;
+  if (rec_shim_system_wide_clock(clock) && ts)
+    result = through_log(REC_SHIM_CLOCK_GETTIME, clock, ts, 0, 16, &answered);
+  return answered ? result : raw_syscall(SYS_clock_gettime, clock, (long)ts, 0);
 }
 
 IMPL long impl_gettimeofday(void* tv, void* tz) {
-  if (!tz) {
-    volatile struct rec_shim_entry* e = recording_entry();
-    if (e) {
-      uint64_t value[2];
-      long result = untraced_syscall(SYS_gettimeofday, (long)value, 0, 0);
-      if (result == 0) {
-        e->data[0] = value[0];
-        e->data[1] = value[1];
-        commit(e, REC_SHIM_GETTIMEOFDAY, 0, (long)tv, 0, result);
-        if (tv) deliver(tv, e->data, 16);
-        return result;
-      }
-    }
-    e = replay_entry(REC_SHIM_GETTIMEOFDAY, 0);
-    if (e) {
-      if (tv) deliver(tv, e->data, 16);
-      return e->result;
-    }
-  }
-  return raw_syscall(SYS_gettimeofday, (long)tv, (long)tz, 0);
+  int answered = 0;
+  long result = 0;
+  if (!tz) result = through_log(REC_SHIM_GETTIMEOFDAY, 0, tv, 0, 16, &answered);
+  return answered ? result : raw_syscall(SYS_gettimeofday, (long)tv, (long)tz, 0);
 }
 
 IMPL long impl_time(void* t) {
-  volatile struct rec_shim_entry* e = recording_entry();
-  if (e) {
-    long result = untraced_syscall(SYS_time, 0, 0, 0);
-    e->data[0] = (uint64_t)result;
-    commit(e, REC_SHIM_TIME, 0, (long)t, 0, result);
-    if (t) deliver(t, e->data, 8);
-    return result;
-  }
-  e = replay_entry(REC_SHIM_TIME, 0);
-  if (e) {
-    if (t) deliver(t, e->data, 8);
-    return e->result;
-  }
-  return raw_syscall(SYS_time, (long)t, 0, 0);
+  int answered = 0;
+  long result = through_log(REC_SHIM_TIME, 0, t, 0, 8, &answered);
+  return answered ? result : raw_syscall(SYS_time, (long)t, 0, 0);
 }
 
 IMPL long impl_getcpu(void* cpu, void* node, void* unused) {
-  volatile struct rec_shim_entry* e = recording_entry();
-  if (e) {
-    uint32_t value[2] = {0, 0};
-    long result = untraced_syscall(SYS_getcpu, (long)&value[0], (long)&value[1], 0);
-    if (result == 0) {
-      e->data[0] = value[0];
-      e->data[1] = value[1];
-      commit(e, REC_SHIM_GETCPU, 0, (long)cpu, (long)node, result);
-      if (cpu) deliver(cpu, &e->data[0], 4);
-      if (node) deliver(node, &e->data[1], 4);
-      return result;
-    }
-  }
-  e = replay_entry(REC_SHIM_GETCPU, 0);
-  if (e) {
-    if (cpu) deliver(cpu, &e->data[0], 4);
-    if (node) deliver(node, &e->data[1], 4);
-    return e->result;
-  }
-  return raw_syscall(SYS_getcpu, (long)cpu, (long)node, (long)unused);
+  int answered = 0;
+  long result = through_log(REC_SHIM_GETCPU, 0, cpu, node, 4, &answered);
+  return answered ? result : raw_syscall(SYS_getcpu, (long)cpu, (long)node, (long)unused);
 }
 
 IMPL long impl_clock_getres(long clock, void* res) {

@@ -54,6 +54,13 @@ struct rec_shim_log {
   struct rec_shim_entry entries[];
 };
 
+/* The clocks the shim answers (and rec answers at the seccomp stop):
+ * REALTIME, MONOTONIC, MONOTONIC_RAW, REALTIME_COARSE, MONOTONIC_COARSE,
+ * BOOTTIME, TAI. Per-process and per-thread clocks go to the kernel. */
+static inline int rec_shim_system_wide_clock(long clock) {
+  return clock == 0 || clock == 1 || (clock >= 4 && clock <= 7) || clock == 11;
+}
+
 #define REC_SHIM_LOG_CAPACITY \
   ((REC_SHIM_LOG_SIZE - sizeof(struct rec_shim_log)) / sizeof(struct rec_shim_entry))
 

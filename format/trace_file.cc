@@ -211,10 +211,6 @@ struct BlobHashHasher {
 // ===========================================================================
 // Writer
 
-}  // namespace
-
-namespace {
-
 bool isBlobChunkHeader(const ChunkHeader& h, uint64_t chunkSize) {
   return h.magic == kChunkMagic && h.kind == kKindBlob && h.messageCount == 1 &&
          h.headerChecksum == headerChecksum(h) && h.uncompressedSize <= kMaxUncompressed &&

@@ -54,16 +54,25 @@ std::string BlobCache::entryPath(const struct stat& st) const {
                      st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
 }
 
+// The entry for the file described by `st`, open, with its first
+// header.size() bytes read into `header` and its magic checked.
+ScopedFd BlobCache::openEntry(const struct stat& st, std::span<std::byte> header) const {
+  if (!enabled() || !S_ISREG(st.st_mode)) return {};
+  ScopedFd fd(::open(entryPath(st).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid() ||
+      ::pread(fd.get(), header.data(), header.size(), 0) != static_cast<ssize_t>(header.size()) ||
+      std::memcmp(header.data(), kEntryMagic, sizeof kEntryMagic) != 0)
+    return {};
+  return fd;
+}
+
 std::optional<format::FramedBlob> BlobCache::lookup(const struct stat& st) const {
-  if (!enabled() || !S_ISREG(st.st_mode)) return std::nullopt;
-  format::FramedBlob blob;
-  blob.file = ScopedFd(::open(entryPath(st).c_str(), O_RDONLY | O_CLOEXEC));
-  struct stat entry;
   std::byte header[kEntryHeaderSize + format::kChunkHeaderSize];
+  format::FramedBlob blob;
+  blob.file = openEntry(st, header);
+  struct stat entry;
   if (!blob.file.valid() || ::fstat(blob.file.get(), &entry) != 0 ||
-      entry.st_size <= static_cast<off_t>(sizeof header) ||
-      ::pread(blob.file.get(), header, sizeof header, 0) != sizeof header ||
-      std::memcmp(header, kEntryMagic, sizeof kEntryMagic) != 0)
+      entry.st_size <= static_cast<off_t>(sizeof header))
     return std::nullopt;
   blob.hash = format::BlobHash::fromBytes(std::span(header + sizeof kEntryMagic, 16));
   blob.offset = kEntryHeaderSize;
@@ -76,12 +85,8 @@ std::optional<format::FramedBlob> BlobCache::lookup(const struct stat& st) const
 }
 
 std::optional<format::BlobHash> BlobCache::hashOf(const struct stat& st) const {
-  if (!enabled() || !S_ISREG(st.st_mode)) return std::nullopt;
-  ScopedFd fd(::open(entryPath(st).c_str(), O_RDONLY | O_CLOEXEC));
   std::byte header[kEntryHeaderSize];
-  if (!fd.valid() || ::pread(fd.get(), header, sizeof header, 0) != sizeof header ||
-      std::memcmp(header, kEntryMagic, sizeof kEntryMagic) != 0)
-    return std::nullopt;
+  if (!openEntry(st, header).valid()) return std::nullopt;
   return format::BlobHash::fromBytes(std::span(header + sizeof kEntryMagic, 16));
 }
 

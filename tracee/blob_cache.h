@@ -24,6 +24,7 @@
 #include <span>
 #include <string>
 
+#include "scoped_fd.h"
 #include "trace_file.h"
 
 namespace rec {
@@ -57,6 +58,7 @@ class BlobCache {
 
  private:
   std::string entryPath(const struct stat& st) const;
+  ScopedFd openEntry(const struct stat& st, std::span<std::byte> header) const;
   void evictIfOverBudget();
 
   std::string dir_;

@@ -222,6 +222,7 @@ void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
   uint64_t flags = r.syscallArgs()[3];
   if (!fileBacked) {
     // Anonymous (or /dev/zero): the same mapping at the recorded address.
+    auto programArgs = r.syscallArgs();
     r.setSyscallArg(0, address);
     r.setSyscallArg(3, (flags & ~uint64_t{MAP_FIXED_NOREPLACE}) | MAP_FIXED | MAP_ANONYMOUS);
     r.setSyscallArg(4, static_cast<uint64_t>(-1));
@@ -230,6 +231,8 @@ void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
     if (t.task.regs().result() != e.getResult())
       diverge(t, fmt::format("mmap to return {:#x}", address),
               fmt::format("got {:#x}", t.task.regs().result()));
+    // The kernel leaves argument registers as they were: so must rec's rewrite.
+    t.task.mutableRegs().setSyscallArgs(programArgs);
     return;
   }
   // A file mapping: map the stored contents where the recording had it.
@@ -363,6 +366,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
       t.task.mutableRegs().setResult(e.getResult());
       break;
     default: {
+      auto programArgs = t.task.regs().syscallArgs();
       if (row->hook == sys::Hook::Mremap &&
           static_cast<uint64_t>(e.getResult()) != e.getArgs()[0]) {
         Registers& r = t.task.mutableRegs();
@@ -371,6 +375,8 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
       }
       t.task.resume(Task::Resume::Syscall);
       waitSyscallExit(t);
+      if (t.task.regs().syscallArgs() != programArgs)
+        t.task.mutableRegs().setSyscallArgs(programArgs);
       int64_t got = t.task.regs().result();
       if (row->flags & sys::kResultFromTrace) {
         t.task.mutableRegs().setResult(e.getResult());

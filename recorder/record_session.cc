@@ -95,7 +95,7 @@ class TickTimer {
 RecordSession::RecordSession(RecordOptions options) : options_(std::move(options)) {}
 RecordSession::~RecordSession() = default;
 
-void RecordSession::writeHeader(const std::string& executable) {
+void RecordSession::writeHeader(const std::string& executable, int cpuNumber) {
   capnp::MallocMessageBuilder msg;
   auto h = msg.initRoot<schema::Header>();
   h.setRecVersion(REC_VERSION);
@@ -152,6 +152,7 @@ void RecordSession::writeHeader(const std::string& executable) {
   h.setChaosSeed(chaosSeed_);
   h.setRdtscPatched(rdtscPatcher_.has_value());
   h.setTimeShim(timeShim_);
+  h.setCpuNumber(cpuNumber);
   env_ = std::move(env);
   format::WriterOptions writerOptions;
   writerOptions.onBlobWritten = [cache = blobCache_.get()](const format::BlobHash& hash,
@@ -176,8 +177,9 @@ int RecordSession::run() {
   // The trace writer's compression thread starts here, before rec pins
   // itself, and is then kept off rec's CPU, so zstd and the file writes run
   // beside the program instead of taking turns with it.
-  writeHeader(executable);
-  int cpu = pinToCpu(-1);
+  int cpu = chooseCpu(-1);
+  writeHeader(executable, cpu);
+  cpu = pinToCpu(cpu);
   writer_->avoidCpu(cpu);
   blobs_ = std::make_unique<BlobStore>(*writer_, *blobCache_);
 
@@ -397,7 +399,8 @@ void RecordSession::handleStop(RecordTask& t, const Stop& stop) {
 }
 
 bool RecordSession::shouldSwitchAfterSyscall(RecordTask& t) {
-  if (t.nr == SYS_sched_yield || Clock::now() - t.sliceStart > timeslice_) return true;
+  if ((t.row && (t.row->flags & sys::kYields)) || Clock::now() - t.sliceStart > timeslice_)
+    return true;
   return options_.chaos.enabled &&
          std::bernoulli_distribution(kChaosSwitchProbability)(chaosRandom_);
 }

@@ -25,6 +25,7 @@
 #include "record_session.h"
 #include "record_task.h"
 #include "remote_syscall.h"
+#include "scheduler.h"
 #include "signals.h"
 #include "syscall_table.h"
 
@@ -34,15 +35,15 @@ namespace rec {
 bool RecordSession::siblingExecing(const RecordTask& t) const {
   return std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& kv) {
     const RecordTask& o = *kv.second;
-    return &o != &t && o.task.tgid() == t.task.tgid() && o.state == TaskState::InSyscall &&
+    return &o != &t && o.task.tgid() == t.task.tgid() &&
+           o.state() == RecordTask::State::InSyscall &&
            (o.nr == SYS_execve || o.nr == SYS_execveat);
   });
 }
 
 void RecordSession::forget(RecordTask& t) {
-  if (current_ == &t) current_ = nullptr;
+  scheduler_->forget(t);
   std::erase(unannounced_, &t);
-  std::erase(readyQueue_, t.task.tid());
 }
 
 void RecordSession::onExec(RecordTask& t) {
@@ -62,8 +63,8 @@ void RecordSession::onExec(RecordTask& t) {
     execer = tasks_[leader].get();
     execer->task.setTid(leader);
     execer->formerTid = former;
-    execer->state = TaskState::InSyscall;
-    current_ = execer;
+    execer->setState(RecordTask::State::InSyscall);
+    scheduler_->adopt(*execer);
   }
   execer->task.resetMemory();
   execer->execSeen = true;
@@ -250,10 +251,9 @@ void RecordSession::completeExec(RecordTask& t) {
     emit(t, msg, std::exchange(t.formerTid, 0));
     // The threads the exec ended, in tid order.
     for (auto& [otherTid, other] : tasks_) {
-      if (!other->execVictimStatus || other->task.tgid() != t.task.tgid()) continue;
-      other->exitWritten = false;
-      writeExit(*other, *std::exchange(other->execVictimStatus, std::nullopt));
-      other->state = TaskState::Dead;
+      if (!other->exitDeferredToExec() || other->task.tgid() != t.task.tgid()) continue;
+      writeExit(*other, *other->takeDeferredExit());
+      other->setState(RecordTask::State::Dead);
     }
   } else {
     emit(t, msg);
@@ -261,8 +261,7 @@ void RecordSession::completeExec(RecordTask& t) {
   // After the Exec event, which carries the old image's last time answers.
   t.timeSpace = std::move(space);
   t.execSeen = false;
-  t.exitRegs = regs;
-  t.justExited = false;
+  t.leftSyscallReturn();
   releaseVforkParent(t);
 }
 
@@ -270,7 +269,7 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
   pid_t childTid = static_cast<pid_t>(t.task.eventMessage());
   uint64_t flags = sys::cloneFlags(t.nr, t.args[0]);
   RecordTask& child = taskFor(childTid);
-  child.announcedByParent = true;
+  bool born = child.noteAnnouncedByParent();
   child.task.setTgid((flags & CLONE_THREAD) ? t.task.tgid() : childTid);
   child.fds = (flags & CLONE_FILES) ? t.fds : t.fds->copy();
   child.timeSpace = time_shim::forChild(t.timeSpace, t.task, child.task, flags);
@@ -289,8 +288,8 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
     t.enterAnnounced = true;
   }
   t.task.resume(Task::Resume::Syscall);
-  if (vfork && current_ == &t) current_ = nullptr;
-  if (child.sawInitialStop) makeReady(child);
+  if (vfork) scheduler_->release(t);
+  if (born) scheduler_->makeReady(child);
 }
 
 // The task is about to exit; its status is known now. The event is written
@@ -301,20 +300,19 @@ void RecordSession::onExitEvent(RecordTask& t) {
   if (siblingExecing(t)) {
     // Ended by a sibling's execve: its exit is written after the Exec event,
     // because replay sees it die only when it replays that exec.
-    t.execVictimStatus = status;
+    t.deferExitToExec(status);
     t.task.resume(Task::Resume::Cont);
-    t.state = TaskState::Exiting;
-    if (current_ == &t) current_ = nullptr;
+    t.setState(RecordTask::State::Exiting);
+    scheduler_->release(t);
     return;
   }
   writeExit(t, status);
   t.task.resume(Task::Resume::Cont);
-  bool leaderWithThreads =
-      t.task.tid() == t.task.tgid() &&
-      std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& kv) {
-        const RecordTask& o = *kv.second;
-        return &o != &t && o.task.tgid() == t.task.tgid() && o.state != TaskState::Dead;
-      });
+  bool leaderWithThreads = t.task.tid() == t.task.tgid() &&
+                           std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& kv) {
+                             const RecordTask& o = *kv.second;
+                             return &o != &t && o.task.tgid() == t.task.tgid() && o.alive();
+                           });
   if (!leaderWithThreads) {
     // Let it finish dying before anyone else runs: the kernel clears its
     // CLONE_CHILD_CLEARTID word on the way, which others may be reading.
@@ -328,13 +326,12 @@ void RecordSession::onExitEvent(RecordTask& t) {
     }
   }
   // A leader with live threads lingers as a zombie: it must not stay current.
-  t.state = TaskState::Exiting;
-  if (current_ == &t) current_ = nullptr;
+  t.setState(RecordTask::State::Exiting);
+  scheduler_->release(t);
 }
 
 void RecordSession::writeExit(RecordTask& t, int status) {
-  if (t.exitWritten) return;
-  t.exitWritten = true;
+  if (!t.markExitWritten()) return;
   capnp::MallocMessageBuilder msg;
   auto e = msg.initRoot<schema::Event>().initExit();
   e.setWaitStatus(status);
@@ -344,16 +341,16 @@ void RecordSession::writeExit(RecordTask& t, int status) {
 }
 
 void RecordSession::onExited(RecordTask& t, int status) {
-  if (t.execVictimStatus || siblingExecing(t)) {
-    if (!t.execVictimStatus) t.execVictimStatus = status;
-    t.state = TaskState::Dead;
-    if (current_ == &t) current_ = nullptr;
+  if (t.exitDeferredToExec() || siblingExecing(t)) {
+    t.deferExitToExec(status);
+    t.setState(RecordTask::State::Dead);
+    scheduler_->forget(t);
     return;
   }
   writeExit(t, status);  // when no PTRACE_EVENT_EXIT stop came (SIGKILL)
   if (t.task.tid() == initialTid_) initialStatus_ = status;
-  t.state = TaskState::Dead;
-  if (current_ == &t) current_ = nullptr;
+  t.setState(RecordTask::State::Dead);
+  scheduler_->forget(t);
   releaseVforkParent(t);
 }
 

@@ -81,6 +81,10 @@ class RecordSession {
   void onExited(RecordTask& t, int status);
   void onExitEvent(RecordTask& t);
   void writeExit(RecordTask& t, int status);
+  bool diesByItself(RecordTask& t, int status, bool atExitStop) const;
+  bool groupExitStillToCome(const RecordTask& t) const;
+  void noteExit(RecordTask& t, int status, bool atExitStop);
+  void writeGroupExits(const RecordTask& t);
   void completeExec(RecordTask& t);
   void pagesUnlikeFile(RecordTask& t, const MapEntry& m, const std::string& readPath,
                        std::vector<std::pair<uint64_t, std::vector<std::byte>>>& out);

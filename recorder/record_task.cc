@@ -67,6 +67,7 @@ void RecordTask::setState(State to) {
 
 void RecordTask::resume(Task::Resume how, int signal) {
   setState(how == Task::Resume::Syscall ? State::InSyscall : State::Running);
+  lastResumeSignal_ = signal;
   task.resume(how, signal);
 }
 
@@ -92,21 +93,19 @@ bool RecordTask::atSyscallReturn(const Registers& regs, bool compareResult) cons
 }
 
 bool RecordTask::markExitWritten() {
-  if (exitRecord_ == ExitRecord::Written) return false;
+  if (exitRecord_ != ExitRecord::NotWritten) return false;
   exitRecord_ = ExitRecord::Written;
   return true;
 }
 
-void RecordTask::deferExitToExec(int status) {
-  // Written already (it exited before the exec began), or deferred with
-  // its first status: nothing changes.
+void RecordTask::deferExit(ExitRecord until, int status) {
   if (exitRecord_ != ExitRecord::NotWritten) return;
-  exitRecord_ = ExitRecord::AfterExec;
+  exitRecord_ = until;
   deferredExitStatus_ = status;
 }
 
-std::optional<int> RecordTask::takeDeferredExit() {
-  if (exitRecord_ != ExitRecord::AfterExec) return std::nullopt;
+std::optional<int> RecordTask::takeDeferredExit(ExitRecord until) {
+  if (exitRecord_ != until) return std::nullopt;
   exitRecord_ = ExitRecord::NotWritten;
   return deferredExitStatus_;
 }

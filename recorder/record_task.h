@@ -90,11 +90,15 @@ class RecordTask {
     StepTrap = 2,       // single-stepped into a syscall or signal: a stray SIGTRAP may follow
   };
 
-  // How the task's Exit event reaches the trace.
+  // How the task's Exit event reaches the trace. Replay runs a task to its
+  // exit in trace order, so a task that something else killed has its exit
+  // written after the event that kills it on replay too.
   enum class ExitRecord {
     NotWritten,
     Written,
-    AfterExec,  // ended by a sibling's execve: written after that Exec event, as replay sees it
+    AfterExec,       // ended by a sibling's execve: written after that Exec event
+    AfterGroupExit,  // ended by a sibling's exit_group or fatal signal: written after that
+                     // sibling's exit (or once no sibling is left to be the one)
   };
 
   RecordTask(pid_t tid, pid_t tgid) : task(tid, tgid) {}
@@ -140,13 +144,16 @@ class RecordTask {
   bool atSyscallReturn(const Registers& regs, bool compareResult) const;
 
   ExitRecord exitRecord() const { return exitRecord_; }
-  // Marks the exit written; false when it already was.
+  // Marks the exit written; false when it was written or deferred already.
   bool markExitWritten();
-  // Ended by a sibling's execve with `status`: the exit follows the Exec event.
-  void deferExitToExec(int status);
-  // The deferred status, handed over once (the exit is then written).
-  std::optional<int> takeDeferredExit();
-  bool exitDeferredToExec() const { return exitRecord_ == ExitRecord::AfterExec; }
+  // Holds the exit (with `status`) back until `until` (AfterExec,
+  // AfterGroupExit); nothing changes when it was written or deferred.
+  void deferExit(ExitRecord until, int status);
+  // The status of an exit deferred until `until`, handed over once: the
+  // exit is then to be written.
+  std::optional<int> takeDeferredExit(ExitRecord until);
+  // The signal rec last resumed the task with (0: none).
+  int lastResumeSignal() const { return lastResumeSignal_; }
 
   // The traced syscall in progress.
   int nr = -1;
@@ -178,6 +185,7 @@ class RecordTask {
   std::optional<Registers> syscallReturn_;
   ExitRecord exitRecord_ = ExitRecord::NotWritten;
   int deferredExitStatus_ = 0;
+  int lastResumeSignal_ = 0;
 };
 
 }  // namespace rec

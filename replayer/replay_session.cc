@@ -252,7 +252,9 @@ bool ReplaySession::compatPassthrough(ReplayTask& t) {
 // SIGCHLD, ...): the recording's asynchronous signals come from the trace.
 Stop ReplaySession::advance(ReplayTask& t) {
   using Park = ReplayTask::Park;
-  if (t.park == Park::Initial) advanceInitial(t);
+  if (t.park == Park::Initial) {
+    if (auto death = advanceInitial(t)) return *death;
+  }
   if (t.park == Park::SkipPending) {
     skipSyscall(t);
     t.task.resume(Task::Resume::Cont);

@@ -89,6 +89,11 @@ class ReplaySession {
   Registers visibleRegisters(int recordedTid);
   // The in-process breakpoint planted right now, if any.
   const std::optional<ActivePatch>& activePatch() const { return activePatch_; }
+  // A copy of this replay at its current boundary, with processes of its
+  // own (fork injected into each replayed process, threads re-created):
+  // replay_checkpoint.cc. nullptr when the state cannot be copied here.
+  std::unique_ptr<ReplaySession> fork();
+
   // A file on this machine with the contents a mapping of `recordedPath`
   // (blob `hash`) had when recorded.
   std::string blobFile(const format::BlobHash& hash, const std::string& recordedPath);

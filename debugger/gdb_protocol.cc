@@ -19,7 +19,7 @@ bool needsEscape(char c) {
 
 }  // namespace
 
-void PacketReader::feed(std::span<const char> bytes) {
+void PacketReader::feed(std::string_view bytes) {
   for (char c : bytes) {
     switch (state_) {
       case State::Idle:

@@ -37,8 +37,7 @@ struct Received {
 class PacketReader {
  public:
   // Feeds bytes from the connection; complete items are queued.
-  void feed(std::span<const char> bytes);
-  void feed(std::string_view bytes) { feed(std::span<const char>(bytes.data(), bytes.size())); }
+  void feed(std::string_view bytes);
   // The next complete item, if any.
   std::optional<Received> next();
 

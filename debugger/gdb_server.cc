@@ -143,7 +143,7 @@ bool GdbServer::receive(std::string& payload) {
     char buffer[4096];
     size_t n = connection_->read(buffer, sizeof buffer);
     if (n == 0) return false;
-    reader_.feed(std::span<const char>(buffer, n));
+    reader_.feed(std::string_view(buffer, n));
   }
 }
 
@@ -164,7 +164,7 @@ bool GdbServer::interruptRequested() {
     connection_.reset();  // gone: stop and wait for the next one
     return true;
   }
-  reader_.feed(std::span<const char>(buffer, n));
+  reader_.feed(std::string_view(buffer, n));
   bool interrupt = false;
   // An interrupt byte asks to stop now; packets wait for the stop.
   while (auto item = reader_.next()) {
@@ -202,15 +202,31 @@ Request GdbServer::stopped(const StopInfo& stop) {
     std::string payload;
     if (!receive(payload)) {
       connection_.reset();
+      // gdb killed the program and went away: nothing left to debug.
+      if (killed_) return Request{Request::Kind::Quit};
       continue;
     }
     request_.reset();
     std::optional<std::string> reply = handle(payload);
+    if (request_ && afterRun_ &&
+        (request_->kind == Request::Kind::Continue || request_->kind == Request::Kind::Step)) {
+      // gdb's `run` resumes the program it thinks it started: rec's run
+      // only moved in time, so it stops right there again.
+      afterRun_ = false;
+      request_.reset();
+      StopInfo here = lastStop_;
+      here.why = StopInfo::Why::Start;
+      reply = stopReply(here, true);
+    }
     if (request_) {
+      afterRun_ = false;
       if (request_->kind == Request::Kind::Quit) {
         if (reply) send(*reply);
         return *request_;
       }
+      if (request_->kind == Request::Kind::GotoEvent ||
+          request_->kind == Request::Kind::GotoCheckpoint)
+        afterRun_ = true;
       waitingForStop_ = true;
       return *request_;
     }
@@ -245,7 +261,7 @@ int GdbServer::currentThread(bool forResume) const {
   return live.empty() ? 0 : live.front();
 }
 
-std::string GdbServer::stopReply(const StopInfo& stop) {
+std::string GdbServer::stopReply(const StopInfo& stop, bool plain) {
   int pid = timeline_->debuggee();
   std::string process = multiprocess_ ? fmt::format(";process:{:x}", pid) : "";
   if (stop.why == StopInfo::Why::Exited) {
@@ -258,7 +274,8 @@ std::string GdbServer::stopReply(const StopInfo& stop) {
   if (stop.why == StopInfo::Why::Signal) signo = stop.signo;
   if (stop.why == StopInfo::Why::Interrupted) signo = SIGINT;
   int tid = stop.tid ? stop.tid : currentThread(false);
-  std::string out = fmt::format("T{:02x}thread:{};", gdbSignalFromHost(signo), threadId(tid));
+  std::string out =
+      fmt::format("T{:02x}thread:{};", plain ? 0 : gdbSignalFromHost(signo), threadId(tid));
   switch (stop.why) {
     case StopInfo::Why::Breakpoint:
       out += stop.hardware ? "hwbreak:;" : "swbreak:;";
@@ -357,6 +374,8 @@ std::optional<std::string> GdbServer::handle(std::string_view p) {
     auto hex = gdb::registerHex(*regs, static_cast<int>(*regnum));
     return hex ? *hex : "E01";
   }
+  if (startsWith(p, "P") && isOrigRaxReset(p))
+    return "OK";  // gdb's `run` resets it; the replay must not follow
   if (startsWith(p, "P") || startsWith(p, "G"))
     return errorReply(
         "rec: registers cannot be changed in a replay (it would no longer be the recording)");
@@ -418,6 +437,16 @@ std::optional<std::string> GdbServer::handle(std::string_view p) {
       startsWith(p, "QSetWorkingDir:") || startsWith(p, "QStartupWithShell:"))
     return "OK";
   return "";
+}
+
+// P39=ffffffffffffffff: orig_rax set to -1 (gdb does it when it starts a
+// program, so that a syscall is not restarted).
+bool GdbServer::isOrigRaxReset(std::string_view p) {
+  auto eq = p.find('=');
+  if (eq == std::string_view::npos) return false;
+  auto regnum = parseHexNumber(p.substr(1, eq - 1));
+  return regnum && *regnum == static_cast<uint64_t>(gdb::kRegOrigRax) &&
+         p.substr(eq + 1) == "ffffffffffffffff";
 }
 
 std::string GdbServer::readMemory(std::string_view args) {

@@ -61,7 +61,9 @@ class GdbServer : public StopHandler {
   bool receive(std::string& payload);  // false: connection gone
   void send(const std::string& payload);
   void console(const std::string& text);
-  std::string stopReply(const StopInfo& stop);
+  // `plain`: no signal (gdb prints "Program stopped.").
+  std::string stopReply(const StopInfo& stop, bool plain = false);
+  static bool isOrigRaxReset(std::string_view packet);
   std::string threadId(int tid) const;
   std::optional<int> parseThread(std::string_view text) const;
   int currentThread(bool forResume) const;
@@ -84,6 +86,7 @@ class GdbServer : public StopHandler {
   bool execEvents_ = false;
   bool waitingForStop_ = false;  // gdb sent a resume: the next stop is its reply
   bool killed_ = false;          // gdb killed the process (extended mode): it is gone for gdb
+  bool afterRun_ = false;        // moved by `run`: gdb's next resume is its own, not the user's
   StopInfo lastStop_;
   int generalThread_ = 0;  // Hg
   int resumeThread_ = 0;   // Hc

@@ -19,6 +19,12 @@ namespace rec::dbg {
 
 namespace {
 
+// REC_DEBUG_TIMELINE=1: what the timeline does, on stderr (for rec's developers).
+bool tracing() {
+  static const bool on = std::getenv("REC_DEBUG_TIMELINE") != nullptr;
+  return on;
+}
+
 format::BlobHash hashOf(capnp::Data::Reader d) {
   return format::BlobHash::fromBytes(
       std::span<const std::byte>(reinterpret_cast<const std::byte*>(d.begin()), d.size()));
@@ -70,11 +76,17 @@ Moment Moment::then(const Segment& segment) const {
 std::string describe(const Moment& moment) {
   std::string out = fmt::format("event {}", moment.event);
   for (const auto& s : moment.path) {
-    if (s.kind == Segment::Kind::Step)
+    if (s.kind == Segment::Kind::Step) {
       out += fmt::format(", then {} instruction(s)", s.count);
-    else
-      out += fmt::format(", then {} stop(s) at {} breakpoint(s)/{} watchpoint(s)", s.count,
-                         s.traps.breakpoints.size(), s.traps.watches.size());
+      continue;
+    }
+    out += fmt::format(", then {} stop(s) at {} breakpoint(s)/{} watchpoint(s)", s.count,
+                       s.traps.breakpoints.size(), s.traps.watches.size());
+    if (tracing()) {
+      out += " [";
+      for (uint64_t b : s.traps.breakpoints) out += fmt::format(" {:#x}", b);
+      out += " ]";
+    }
   }
   return out;
 }
@@ -130,7 +142,13 @@ Moment Timeline::startMoment(StopInfo& info) {
     case TimelineOptions::Start::AtEnd:
       // Just before the event that ends the debugged process: a crash shows
       // as its signal.
-      if (p.exited) return Moment{*p.exited};
+      if (p.exited) {
+        if (p.lastSignal && *p.lastSignal + 1 == *p.exited) {
+          info.why = StopInfo::Why::Signal;
+          info.signo = p.lastSigno;
+        }
+        return Moment{*p.exited};
+      }
       return Moment{index_->eventCount()};
     case TimelineOptions::Start::AtFork:
       return Moment{p.created + 1};
@@ -179,14 +197,15 @@ void Timeline::driveToEnd() {
     now_ = Moment{session_->nextEventIndex()};
     if (info.why != StopInfo::Why::Exited || !exited_) {
       exited_ = exited_ || info.why == StopInfo::Why::Exited;
-      reportAndApply(info);
+      reportAndApply(info, now_);
     } else {
-      reportAndApply(StopInfo{StopInfo::Why::HistoryEnd});
+      reportAndApply(StopInfo{StopInfo::Why::HistoryEnd}, now_);
     }
   }
 }
 
 void Timeline::gotoMoment(const Moment& target, const StopInfo& info) {
+  if (tracing()) fmt::print(stderr, "timeline: go to {}\n", describe(target));
   newSession(target.event, Mode::Goto);
   target_ = target;
   targetInfo_ = info;
@@ -196,7 +215,7 @@ void Timeline::gotoMoment(const Moment& target, const StopInfo& info) {
     if (target.event == 0) session_->step();  // the exec: there is no program before it
     mode_ = Mode::Free;
     now_ = Moment{session_->nextEventIndex()};
-    reportAndApply(info);
+    reportAndApply(info, now_);
   }
   driveToEnd();
 }
@@ -235,7 +254,7 @@ void Timeline::execute(Request request) {
 
 // At a stop: asks gdb what next, and either sets the replay going forward
 // again (returning into it) or throws Navigate to move elsewhere in time.
-void Timeline::reportAndApply(const StopInfo& given) {
+void Timeline::reportAndApply(const StopInfo& given, const Moment& here) {
   StopInfo info = given;
   if (info.tid == 0 || !threadAlive(info.tid)) {
     auto peek = session_->peekEvent();
@@ -245,7 +264,6 @@ void Timeline::reportAndApply(const StopInfo& given) {
                : live.empty()                                  ? debuggee_
                                                                : live.front();
   }
-  Moment here = currentMoment();
   now_ = here;
   Request request = handler_.stopped(info);
   apply(request, here);
@@ -369,8 +387,12 @@ std::string Timeline::procPath(const std::string& path) {
 
 std::string Timeline::localFileFor(const std::string& recordedPath) {
   auto it = recordedFiles_.find(recordedPath);
-  if (it == recordedFiles_.end() || !session_) return {};
-  return session_->blobFile(it->second, recordedPath);
+  if (it == recordedFiles_.end()) return {};
+  if (!files_) {
+    blobCache_ = BlobCache::fromEnvironment();
+    files_ = std::make_unique<BlobFiles>(*indexReader_, *blobCache_);
+  }
+  return files_->path(it->second, recordedPath);
 }
 
 int Timeline::addCheckpoint() {
@@ -609,8 +631,9 @@ void Timeline::newState(int tid, uint64_t ip, const std::vector<Watch>& watches,
         else
           running_.count++;
       }
+      Moment here = now_.then(running_);
       mode_ = Mode::Free;
-      reportAndApply(info);
+      reportAndApply(info, here);
       return;
     }
     case Mode::Goto:
@@ -630,7 +653,9 @@ void Timeline::newState(int tid, uint64_t ip, const std::vector<Watch>& watches,
         throw RecError(kExitInternal,
                        "rec: going back one instruction needed more single steps than allowed");
       bool stepObserved = scanning && steppingAll_;
-      if (recordable || (stepObserved && stepDone)) {
+      bool reachesEnd =
+          seg && counts && followProgress_ >= seg->count && followIndex_ + 1 >= target_.path.size();
+      if (recordable || (stepObserved && stepDone) || (reachesEnd && mode_ == Mode::Scan)) {
         Observation o;
         o.moment = atRunStart ? Moment{now_.event}
                    : stepObserved
@@ -639,6 +664,7 @@ void Timeline::newState(int tid, uint64_t ip, const std::vector<Watch>& watches,
         o.info = infoFor(scan_.traps);
         o.ip = ip;
         o.rightAfterPrevious = stepDone && lastStateObserved_;
+        o.isEnd = reachesEnd;
         observations_.push_back(std::move(o));
         lastStateObserved_ = true;
       } else {
@@ -654,11 +680,10 @@ void Timeline::newState(int tid, uint64_t ip, const std::vector<Watch>& watches,
             scanReachedEnd_ = true;
             throw ScanDone{};
           }
-          now_ = target_;
           mode_ = Mode::Free;
           StopInfo reached = targetInfo_;
           if (!reached.tid) reached.tid = tid;
-          reportAndApply(reached);
+          reportAndApply(reached, target_);
         }
       }
       return;
@@ -681,7 +706,13 @@ void Timeline::eventDone(uint64_t index, schema::Event::Reader event) {
   noteMappings(event);
   int tid = event.getTid();
   bool debuggee = isDebuggee(tid);
-  if (debuggee && event.isExec()) noteExec(tid, event.getExec());
+  if (event.isExec()) noteExec(tid, event.getExec());
+  if (event.isSyscall() && event.getSyscall().getNewTask()) {
+    // A new process runs its parent's program until it execs one.
+    int child = event.getSyscall().getNewTask();
+    if (index_->processOf(child) == child && programs_.count(index_->processOf(tid)))
+      programs_[child] = programs_[index_->processOf(tid)];
+  }
 
   // Following a path that should have ended inside this event: it is lost.
   if ((mode_ == Mode::Goto || mode_ == Mode::Scan) && index == target_.event &&
@@ -749,7 +780,7 @@ void Timeline::eventDone(uint64_t index, schema::Event::Reader event) {
     case Mode::Forward:
       if (stops) {
         mode_ = Mode::Free;
-        reportAndApply(stop);
+        reportAndApply(stop, now_);
       }
       break;
     case Mode::Goto:
@@ -758,8 +789,7 @@ void Timeline::eventDone(uint64_t index, schema::Event::Reader event) {
         atSegmentStart_ = true;
         if (target_.path.empty()) {
           mode_ = Mode::Free;
-          StopInfo info = targetInfo_;
-          reportAndApply(info);
+          reportAndApply(targetInfo_, now_);
         }
       }
       break;
@@ -770,6 +800,7 @@ void Timeline::eventDone(uint64_t index, schema::Event::Reader event) {
         o.moment = Moment{index + 1};
         o.info = stop;
         if (event.isSyscall()) o.syscallIp = event.getSyscall().getIp();
+        o.isEnd = index + 1 == target_.event && target_.path.empty();
         observations_.push_back(std::move(o));
       }
       if (index + 1 == target_.event) {
@@ -787,11 +818,21 @@ void Timeline::eventDone(uint64_t index, schema::Event::Reader event) {
 }
 
 void Timeline::noteExec(int tid, schema::ExecEvent::Reader e) {
-  (void)tid;
-  execPath_ = e.getFilename();
+  ProgramInfo& p = programs_[index_->processOf(tid)];
+  p.path = e.getFilename();
   for (auto m : e.getMappings())
-    if (m.getBlobHash() == e.getExeBlob()) execPath_ = m.getPath();
-  auxv_ = auxvFromStack(e.getStackImage());
+    if (m.getBlobHash() == e.getExeBlob()) p.path = m.getPath();
+  p.auxv = auxvFromStack(e.getStackImage());
+}
+
+std::string Timeline::execPath() const {
+  auto it = programs_.find(debuggee_);
+  return it == programs_.end() ? std::string() : it->second.path;
+}
+
+std::string Timeline::auxv() const {
+  auto it = programs_.find(debuggee_);
+  return it == programs_.end() ? std::string() : it->second.auxv;
 }
 
 void Timeline::noteMappings(schema::Event::Reader event) {
@@ -830,6 +871,13 @@ std::vector<Timeline::Observation> Timeline::scan(const ScanSpec& spec) {
   }
   std::vector<Observation> out = std::move(observations_);
   observations_.clear();
+  if (tracing()) {
+    fmt::print(stderr, "timeline: scan from {} to {}: {} observation(s){}\n", spec.fromEvent,
+               describe(spec.end), out.size(), scanReachedEnd_ ? "" : " (end not reached)");
+    for (const auto& o : out)
+      fmt::print(stderr, "timeline:   {} ip {:#x} tid {}{}\n", describe(o.moment), o.ip, o.info.tid,
+                 o.rightAfterPrevious ? " (one step after the previous)" : "");
+  }
   // The session stays (its code is read to find predecessors) until the next.
   mode_ = Mode::Free;
   return out;
@@ -856,7 +904,7 @@ Moment Timeline::reverseContinueTarget(const Moment& from, StopInfo& info) {
     spec.boundaryStops = true;
     auto seen = scan(spec);
     // The last observation strictly before `end` (scans stop at `end`).
-    if (scanReachedEnd_ && !seen.empty() && seen.back().moment == end) seen.pop_back();
+    while (!seen.empty() && seen.back().isEnd) seen.pop_back();
     if (!seen.empty()) {
       Observation last = seen.back();
       info = last.info;
@@ -911,8 +959,7 @@ std::optional<Moment> Timeline::lastArrival(const TrapSet& traps, const Moment& 
     spec.traps = traps;
     auto seen = scan(spec);
     for (auto it = seen.rbegin(); it != seen.rend(); ++it) {
-      if (it->info.tid != tid || it->ip != address) continue;
-      if (scanReachedEnd_ && it == seen.rbegin() && it->moment == until) continue;
+      if (it->info.tid != tid || it->ip != address || it->isEnd) continue;
       return it->moment;
     }
     if (spec.fromEvent <= 1) return std::nullopt;
@@ -946,8 +993,7 @@ std::optional<Moment> Timeline::predecessor(const Moment& of, int tid) {
     spec.traps = traps;
     auto seen = scan(spec);
     for (auto it = seen.rbegin(); it != seen.rend(); ++it) {
-      if (it->info.tid != tid) continue;
-      if (scanReachedEnd_ && it == seen.rbegin() && it->moment == until) continue;
+      if (it->info.tid != tid || it->isEnd) continue;
       if (before && it->ip == *before) return it->moment;
       if (it->moment.path.empty()) return std::nullopt;  // only its start: nothing before here
       return predecessorInRun(it->moment, ip, tid, candidates);
@@ -971,7 +1017,7 @@ std::optional<Moment> Timeline::predecessorInRun(const Moment& target, uint64_t 
   spec.traps.breakpoints.insert(targetIp);
   spec.stepAfterArrival = true;
   auto seen = scan(spec);
-  if (!scanReachedEnd_ || seen.empty()) return std::nullopt;
+  if (!scanReachedEnd_ || seen.empty() || !seen.back().isEnd) return std::nullopt;
   size_t n = seen.size();
   if (n >= 2 && seen[n - 1].rightAfterPrevious && seen[n - 2].info.tid == tid)
     return seen[n - 2].moment;
@@ -990,7 +1036,7 @@ std::optional<Moment> Timeline::predecessorInRun(const Moment& target, uint64_t 
   spec.stepAfterArrival = false;
   spec.stepFrom = base;
   seen = scan(spec);
-  if (!scanReachedEnd_ || seen.size() < 2) return std::nullopt;
+  if (!scanReachedEnd_ || seen.size() < 2 || !seen.back().isEnd) return std::nullopt;
   const Observation& previous = seen[seen.size() - 2];
   if (previous.moment.event != target.event) return std::nullopt;
   return previous.moment;

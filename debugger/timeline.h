@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "blob_files.h"
 #include "checkpoint.h"
 #include "moment.h"
 #include "predecessors.h"
@@ -116,8 +117,8 @@ class Timeline : public ReplayObserver {
   void removeWatch(const Watch& watch);
   void setPassSignals(std::set<int> signals) { passSignals_ = std::move(signals); }
   // The debuggee's executable (as recorded) and its auxiliary vector.
-  std::string execPath() const { return execPath_; }
-  std::string auxv() const { return auxv_; }
+  std::string execPath() const;
+  std::string auxv() const;
   // /proc/PID/... of a recorded pid or tid as the path of the replayed one.
   std::string procPath(const std::string& path);
   // A local file holding what `recordedPath` held when recorded, or "".
@@ -147,6 +148,7 @@ class Timeline : public ReplayObserver {
     uint64_t ip = 0;
     bool rightAfterPrevious = false;  // reached by one step from the previous observation
     uint64_t syscallIp = 0;           // a boundary after a syscall: its return address
+    bool isEnd = false;               // the scan's end itself (not before it)
   };
   struct ScanSpec {
     uint64_t fromEvent = 0;          // record from this boundary on
@@ -176,7 +178,7 @@ class Timeline : public ReplayObserver {
   // Executing requests.
   void execute(Request request);
   void apply(const Request& request, const Moment& here);
-  void reportAndApply(const StopInfo& info);
+  void reportAndApply(const StopInfo& info, const Moment& here);
   void driveToEnd();
   void gotoMoment(const Moment& target, const StopInfo& info);
   std::vector<Observation> scan(const ScanSpec& spec);
@@ -249,9 +251,16 @@ class Timeline : public ReplayObserver {
   uint64_t stepsTaken_ = 0;
 
   // What gdb needs about the debuggee's program and files.
-  std::string execPath_;
-  std::string auxv_;
+  struct ProgramInfo {
+    std::string path;  // the executable, as recorded
+    std::string auxv;  // its auxiliary vector
+  };
+  std::map<int, ProgramInfo> programs_;  // by recorded pid (a fork's child inherits)
   std::map<std::string, format::BlobHash> recordedFiles_;
+  // Files for gdb: one set for the whole session (gdb notices a file that
+  // changes from one replay session to the next).
+  std::unique_ptr<BlobCache> blobCache_;
+  std::unique_ptr<BlobFiles> files_;
   std::map<int, Moment> userCheckpoints_;
   int nextCheckpointId_ = 1;
   bool exited_ = false;

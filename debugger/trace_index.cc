@@ -59,6 +59,12 @@ TraceIndex::TraceIndex(format::TraceReader& reader) {
         }
         break;
       }
+      case schema::Event::SIGNAL:
+        if (pid) {
+          processes_[pid].lastSignal = index;
+          processes_[pid].lastSigno = event->getSignal().getSigno();
+        }
+        break;
       case schema::Event::EXIT: {
         if (!pid) break;
         if (tid == pid) processes_[pid].waitStatus = event->getExit().getWaitStatus();

@@ -15,11 +15,13 @@
 namespace rec::dbg {
 
 struct ProcessInfo {
-  int pid = 0;                     // recorded
-  uint64_t created = 0;            // index of the event that created it (0: the first)
-  std::vector<uint64_t> execs;     // indexes of its exec events
-  std::optional<uint64_t> exited;  // index of the exit event of its last thread
-  int waitStatus = 0;              // how it ended (of its leader)
+  int pid = 0;                         // recorded
+  uint64_t created = 0;                // index of the event that created it (0: the first)
+  std::vector<uint64_t> execs;         // indexes of its exec events
+  std::optional<uint64_t> exited;      // index of the exit event of its last thread
+  int waitStatus = 0;                  // how it ended (of its leader)
+  std::optional<uint64_t> lastSignal;  // index of its last signal event
+  int lastSigno = 0;
 };
 
 class TraceIndex {

@@ -62,6 +62,7 @@ int debugRegistersFor(const Watch& watch) {
 void TrapArming::reset() {
   threads_.clear();
   inserted_.clear();
+  wasInserted_.clear();
   insertedIn_ = 0;
 }
 
@@ -133,7 +134,9 @@ void TrapArming::arm(Task& task, const TrapSet& traps, std::optional<uint64_t> s
 }
 
 void TrapArming::disarm(Task& task) {
+  wasInserted_.clear();
   for (auto [address, original] : inserted_) {
+    wasInserted_.insert(address);
     try {
       task.writeForced(address, &original, 1);
     } catch (const RecError&) {
@@ -151,7 +154,7 @@ TrapHit TrapArming::classify(Task& task, const Stop& stop, bool steppingRequeste
   if (info.si_code == SI_KERNEL) {
     // int3: ours when one of ours sits right before the stop address.
     uint64_t at = task.regs().ip() - 1;
-    if (inserted_.count(at)) {
+    if (wasInserted_.count(at)) {
       hit.ours = true;
       hit.breakpoint = at;
       task.mutableRegs().setIp(at);

@@ -69,8 +69,8 @@ class TrapArming {
            const std::optional<ActivePatch>& patch);
   // Takes the int3s out of memory again (after every stop of the task).
   void disarm(Task& task);
-  // Classifies the stop that ended the run. A hit on an int3 puts the task
-  // back on the breakpoint's address.
+  // Classifies the stop that ended the run (after disarm()). A hit on an
+  // int3 puts the task back on the breakpoint's address.
   TrapHit classify(Task& task, const Stop& stop, bool steppingRequested);
   // Forgets what was programmed into which thread (a new replay session:
   // its threads have other ids and no debug registers set).
@@ -97,6 +97,7 @@ class TrapArming {
   std::map<pid_t, ThreadState> threads_;  // by real tid
   std::array<Slot, kDebugRegisters> armedSlots_{};
   std::map<uint64_t, uint8_t> inserted_;  // int3 address -> original byte
+  std::set<uint64_t> wasInserted_;        // the int3s of the run that just stopped
   pid_t insertedIn_ = 0;                  // the task whose memory holds them
 };
 

@@ -45,5 +45,6 @@ std::string allRegistersHex(const RegisterFile& regs);
 inline constexpr int kRegRip = 16;
 inline constexpr int kRegRsp = 7;
 inline constexpr int kRegRbp = 6;
+inline constexpr int kRegOrigRax = 57;
 
 }  // namespace rec::gdb

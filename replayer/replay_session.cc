@@ -309,7 +309,9 @@ void ReplaySession::skipSyscall(ReplayTask& t) {
 // SIGCHLD, ...): the recording's asynchronous signals come from the trace.
 Stop ReplaySession::advance(ReplayTask& t) {
   using Park = ReplayTask::Park;
-  if (t.park == Park::Initial) advanceInitial(t);
+  if (t.park == Park::Initial) {
+    if (auto death = advanceInitial(t)) return *death;
+  }
   if (t.park == Park::SkipPending) {
     skipSyscall(t);
     resumeUserCode(t, 0);

@@ -121,7 +121,9 @@ class ReplaySession {
   void reachPoint(ReplayTask& t, const user_regs_struct& expected,
                   const std::vector<MemoryCheck>& memory, const std::string& what);
   static std::vector<MemoryCheck> memoryChecks(capnp::List<schema::MemWrite>::Reader list);
-  void advanceInitial(ReplayTask& t);
+  // Collects a new task's first stop; returns instead the exit stop of a
+  // task killed before it ever ran.
+  std::optional<Stop> advanceInitial(ReplayTask& t);
   static user_regs_struct rawRegisters(schema::Registers::Reader r);
   std::optional<uint64_t> temporarySignalMask(ReplayTask& t);
   void reachSeccomp(ReplayTask& t, const std::string& expected);

@@ -80,7 +80,8 @@ void ReplaySession::reachPoint(ReplayTask& t, const user_regs_struct& expected,
   StraySignals strays;
   // Bring the task to a stop from which rec can run syscalls in it.
   if (t.park == Park::Initial) {
-    advanceInitial(t);
+    if (auto death = advanceInitial(t))
+      diverge(t, fmt::format("to reach {}", what), describeStop(*death));
   } else if (t.park == Park::SkipPending) {
     skipSyscall(t);
     const Registers regs = t.task.regs();
@@ -164,11 +165,16 @@ void ReplaySession::reachPoint(ReplayTask& t, const user_regs_struct& expected,
   t.park = Park::Resumable;
 }
 
-void ReplaySession::advanceInitial(ReplayTask& t) {
+std::optional<Stop> ReplaySession::advanceInitial(ReplayTask& t) {
   for (;;) {
     Stop stop = t.task.wait();
     if (stop.kind == StopKind::GroupStop) break;
-    if (stop.kind == StopKind::Exited) diverge(t, "a new task to start", describeStop(stop));
+    // Killed before it ever ran (a sibling's exit_group, SIGKILL): it may
+    // report its death without a first stop.
+    if (stop.kind == StopKind::ExitEvent || stop.kind == StopKind::Exited) {
+      t.park = ReplayTask::Park::Resumable;
+      return stop;
+    }
     t.task.resume(Task::Resume::Cont);
   }
   if (t.childTidAddress) {
@@ -176,6 +182,7 @@ void ReplaySession::advanceInitial(ReplayTask& t) {
     t.task.write(std::exchange(t.childTidAddress, 0), &value, sizeof value);
   }
   t.park = ReplayTask::Park::Resumable;
+  return std::nullopt;
 }
 
 // The signal mask a syscall installs while it waits, when it has one.

@@ -298,6 +298,9 @@ int main(int argc, char** argv) {
     std::string msg = e.what();
     fmt::print(stderr, "{}{}\n", msg.rfind("rec:", 0) == 0 ? "" : "rec: ", msg);
     return e.exitCode();
+  } catch (const rec::format::TraceWriteError& e) {
+    fmt::print(stderr, "rec: {}\n", e.what());
+    return rec::kExitIoError;
   } catch (const rec::format::TraceOpenError& e) {
     fmt::print(stderr, "rec: {}\n", e.what());
     return rec::kExitNoTrace;

@@ -188,7 +188,7 @@ void ReplaySession::onSyscallEnter(ReplayTask& t, schema::SyscallEnterEvent::Rea
 void ReplaySession::echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e) {
   int fd = e.getOutputFd();
   const sys::SyscallRow* row = sys::findSyscall(e.getNumber());
-  if ((fd != 1 && fd != 2) || e.getResult() <= 0 || !row) return;
+  if ((fd != 1 && fd != 2) || e.getResult() <= 0 || !row || eventIndex_ < echoFrom_) return;
   const sys::FdWrite& w = row->fdWrite;
   auto args = e.getArgs();
   size_t total = static_cast<size_t>(e.getResult());

@@ -24,6 +24,7 @@
 #include "process_maps.h"
 #include "rdtsc_sites.h"
 #include "remote_syscall.h"
+#include "shared_files.h"
 #include "task.h"
 #include "time_shim.h"
 #include "trace_file.h"
@@ -127,6 +128,7 @@ class RecordSession {
   std::unique_ptr<BlobCache> blobCache_ = BlobCache::fromEnvironment();
   std::unique_ptr<format::TraceWriter> writer_;
   std::unique_ptr<BlobStore> blobs_;
+  SharedFiles sharedFiles_;  // files mapped MAP_SHARED, whose changes replay applies
   std::map<pid_t, std::unique_ptr<RecordTask>> tasks_;
   std::unique_ptr<Scheduler> scheduler_;
   std::vector<RecordTask*> unannounced_;  // in blocking syscalls, in entry order

@@ -402,7 +402,17 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
       m.setOffset(t.args[5]);
       m.setPath(path);
       if (path == "/dev/zero") break;  // behaves like anonymous memory
-      format::BlobHash hash = blobs_->storePath(fdPath, path);
+      // A shared mapping shows the file as it is now, stores through other
+      // mappings included: read it afresh (caches go by size and mtime,
+      // which such stores need not change), and watch its later changes.
+      bool shared = (flags & MAP_TYPE) != MAP_PRIVATE;
+      std::optional<SharedFiles::Id> file = shared ? SharedFiles::identify(fdPath) : std::nullopt;
+      if (file) {
+        m.setDevice(file->device);
+        m.setInode(file->inode);
+        sharedFiles_.watch(*file);
+      }
+      format::BlobHash hash = blobs_->storePath(fdPath, path, file.has_value());
       auto bytes = hash.bytes();
       m.setBlobHash(asData(bytes.data(), bytes.size()));
       if (result >= 0)
@@ -412,6 +422,14 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
     }
     default:
       break;
+  }
+  if (auto update = sharedFiles_.updateAfter(*t.row, t.args, result, t.task, t.strings)) {
+    auto u = s.initFileUpdates(1)[0];
+    u.setDevice(update->file.device);
+    u.setInode(update->file.inode);
+    u.setSize(update->size);
+    u.setOffset(update->offset);
+    u.setData(asData(update->data.data(), update->data.size()));
   }
   if (t.row->flags & sys::kReturnsFdPair) {
     int pair[2];

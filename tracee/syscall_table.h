@@ -141,6 +141,9 @@ inline constexpr uint16_t kOutputsOnError =
 inline constexpr uint16_t kYields = 1 << 5;  // a scheduling point: another task runs next
 inline constexpr uint16_t kReturnsFdPair =
     1 << 6;  // two new fds, in the int[2] of the first out param (pipe, socketpair)
+inline constexpr uint16_t kResizesFile =
+    1 << 7;  // may change the size of the file named by argument 0 (fd or path): files mapped
+             // MAP_SHARED follow it on replay (recorder/shared_files.h)
 
 struct SyscallRow {
   int number = -1;

@@ -404,9 +404,13 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
       if (path == "/dev/zero") break;  // behaves like anonymous memory
       // A shared mapping shows the file as it is now, stores through other
       // mappings included: read it afresh (caches go by size and mtime,
-      // which such stores need not change), and watch its later changes.
-      bool shared = (flags & MAP_TYPE) != MAP_PRIVATE;
-      std::optional<SharedFiles::Id> file = shared ? SharedFiles::identify(fdPath) : std::nullopt;
+      // which such stores need not change), and watch its later changes. So
+      // does a private mapping of a file open for writing: the pages it has
+      // not copied yet show the file's later changes (growth included).
+      bool followsFile =
+          (flags & MAP_TYPE) != MAP_PRIVATE || SharedFiles::openForWriting(t.task.tid(), fd);
+      std::optional<SharedFiles::Id> file =
+          followsFile ? SharedFiles::identify(fdPath) : std::nullopt;
       if (file) {
         m.setDevice(file->device);
         m.setInode(file->inode);

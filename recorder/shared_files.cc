@@ -31,6 +31,14 @@ int64_t filePosition(pid_t tid, long fd) {
 
 }  // namespace
 
+bool SharedFiles::openForWriting(pid_t tid, long fd) {
+  std::ifstream info(fmt::format("/proc/{}/fdinfo/{}", tid, fd));
+  std::string key, value;
+  while (info >> key >> value)
+    if (key == "flags:") return (std::stoul(value, nullptr, 8) & O_ACCMODE) != O_RDONLY;
+  return false;
+}
+
 std::optional<SharedFiles::Update> SharedFiles::updateAfter(
     const sys::SyscallRow& row, const std::array<uint64_t, 6>& args, int64_t result, Task& task,
     const std::vector<std::string>& strings) const {

@@ -281,14 +281,17 @@ void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
   }
   // A file mapping: map the stored contents where the recording had it.
   // Shared mappings map the one shared copy of their file (read-only ones
-  // too: they show stores made through writable ones, the JIT pattern);
-  // private ones map the blob privately.
+  // too: they show stores made through writable ones, the JIT pattern), and
+  // so do private mappings of files the recording watched (open for
+  // writing: their uncopied pages follow the file); other private ones map
+  // the blob.
   StraySignals strays;
   skipToSyscallExit(t.task, e.getResult(), strays);
   bool shared = (m.getFlags() & MAP_TYPE) != MAP_PRIVATE;
-  const std::string& file =
-      shared ? blobs_->sharedCopy(hashOf(m.getBlobHash()), m.getPath(), m.getDevice(), m.getInode())
-             : blobs_->path(hashOf(m.getBlobHash()), m.getPath());
+  bool followsFile = shared || m.getDevice() != 0 || m.getInode() != 0;
+  const std::string& file = followsFile ? blobs_->sharedCopy(hashOf(m.getBlobHash()), m.getPath(),
+                                                             m.getDevice(), m.getInode())
+                                        : blobs_->path(hashOf(m.getBlobHash()), m.getPath());
   uint64_t mapFlags = (flags & ~uint64_t{MAP_TYPE} & ~uint64_t{MAP_FIXED_NOREPLACE}) |
                       (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED;
   int64_t got =

@@ -17,6 +17,7 @@ check_shared_file() {
     --expect-out '^3 grown page: [0-9a-f]{8} \(same\)$' \
     --expect-out '^4 jit round 2: [0-9a-f]{8} \(same\)$' \
     --expect-out '^5 mapping: child [0-9]+ [0-9a-f]{8} \(same\)$' \
+    --expect-out '^6 private view: [0-9a-f]{8} \(same\)$' \
     -- "$PROGRAMS/shared_file"
   grep -q DIFFERENT shared_file.rec.out && fail "two views of a shared file disagreed while recording"
   return 0

@@ -13,7 +13,9 @@
 //     pattern of V8, the JVM, .NET): code written through one view runs
 //     through the other;
 //  5. a forked child writes through its shared mapping; the parent reads the
-//     file with read() and through its own mapping.
+//     file with read() and through its own mapping;
+//  6. a private mapping of an empty file open for writing, grown and
+//     written under it: its pages show the file until the program writes.
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdint.h>
@@ -118,5 +120,17 @@ int main(void) {
   if (pread(shared, fromFile, sizeof fromFile - 1, 0) < 0) die("pread");
   printf("5 read: %s\n", fromFile);
   printf("5 mapping: %s (%s)\n", parentView, strcmp(parentView, fromFile) ? "DIFFERENT" : "same");
+
+  // 6. A private mapping of a file that grows under it.
+  int grow = memfd_create("grow", MFD_CLOEXEC);
+  if (grow < 0) die("memfd");
+  char* priv = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE, grow, 0);
+  if (priv == MAP_FAILED) die("mmap private");
+  if (ftruncate(grow, page) != 0) die("ftruncate");
+  uint32_t later = random32();
+  if (pwrite(grow, &later, sizeof later, 8) != sizeof later) die("pwrite");
+  memcpy(&seen, priv + 8, sizeof seen);
+  priv[0] = 'x';  // now a private copy
+  printf("6 private view: %08x (%s)\n", seen, seen == later ? "same" : "DIFFERENT");
   return 0;
 }

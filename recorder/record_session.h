@@ -101,6 +101,7 @@ class RecordSession {
   bool answerPrctl(RecordTask& t);
   bool answerSetAffinity(RecordTask& t);
   bool refuseUnmappable(RecordTask& t);
+  bool refuseForeignMemory(RecordTask& t);
   void continueAfterSyscall(RecordTask& t);
   void refuse(RecordTask& t, int error);
   void releaseVforkParent(RecordTask& child);

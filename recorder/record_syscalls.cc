@@ -95,6 +95,8 @@ bool RecordSession::answerAtEntry(RecordTask& t) {
       return answerSetAffinity(t);
     case sys::Hook::Mmap:
       return refuseUnmappable(t);
+    case sys::Hook::OwnMemory:
+      return refuseForeignMemory(t);
     default:
       return false;
   }
@@ -278,6 +280,19 @@ bool RecordSession::refuseUnmappable(RecordTask& t) {
   if (options_.verbose)
     fmt::print(stderr, "rec: refused mmap of {} with ENODEV\n", readLink(fdPath));
   completeAtEntry(t, -ENODEV);
+  return true;
+}
+
+// process_vm_writev into the caller's own process is an ordinary output (the
+// row's iovec out param, restored on replay); into another process it would
+// change that process's memory where neither its events nor replay see it.
+bool RecordSession::refuseForeignMemory(RecordTask& t) {
+  pid_t target = static_cast<pid_t>(t.args[0]);
+  struct stat st;
+  if (target > 0 &&
+      ::stat(fmt::format("/proc/{}/task/{}", t.task.tgid(), target).c_str(), &st) == 0)
+    return false;
+  refuse(t, ENOSYS);
   return true;
 }
 

@@ -546,8 +546,10 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_getcpu, "getcpu", {Ptr, Ptr, Ptr}).out(fixed(0, 4), fixed(1, 4)),
   emulated(SYS_process_vm_readv, "process_vm_readv", {Pid, Ptr, Uint, Ptr, Uint, Hex})
       .out(iovec(1, 2)),
-  refused(SYS_process_vm_writev, "process_vm_writev", {Pid, Ptr, Uint, Ptr, Uint, Hex},
-          "writes another process's memory behind rec's back"),
+  emulated(SYS_process_vm_writev, "process_vm_writev", {Pid, Ptr, Uint, Ptr, Uint, Hex})
+      .out(iovec(3, 4)).hook(Hook::OwnMemory)
+      .why("into the caller's own process only: another process's memory would change behind "
+           "rec's back (ENOSYS)"),
   emulated(SYS_kcmp, "kcmp", {Pid, Pid, Int, Hex, Hex}),
   refused(SYS_finit_module, "finit_module", {Fd, Str, Hex}, kModules),
   emulated(SYS_sched_setattr, "sched_setattr", {Pid, Ptr, Hex}),

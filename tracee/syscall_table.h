@@ -128,6 +128,8 @@ enum class Hook : uint8_t {
   Affinity,     // sched_setaffinity leaves rec's pinning alone; --chaos pretends a CPU count
   Rlimit,       // limits that shape memory (stack, data) are applied on replay too
   Seccomp,      // the program's own filters; PR_GET_SECCOMP reports the program's mode
+  OwnMemory,    // process_vm_writev: into the caller's own process it is an output like any
+                // other; into another process's memory it is refused
 };
 
 // Row flags.

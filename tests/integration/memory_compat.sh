@@ -1,7 +1,8 @@
 # Shared memory (docs/shared-memory.md): files mapped MAP_SHARED that the
 # program also changes with write(), pwrite() and ftruncate(), remaps after
 # truncation, grows under a mapping, maps twice (a memfd written through one
-# view and executed through the other) and shares with a child; and SQLite
+# view and executed through the other), shares with a child, copies its own
+# memory with process_vm_writev; and SQLite
 # in WAL mode, whose processes share the -shm index. The recorded
 # output must be what the program sees natively (every view agrees), and the
 # replay must match it byte for byte.
@@ -18,6 +19,7 @@ check_shared_file() {
     --expect-out '^4 jit round 2: [0-9a-f]{8} \(same\)$' \
     --expect-out '^5 mapping: child [0-9]+ [0-9a-f]{8} \(same\)$' \
     --expect-out '^6 private view: [0-9a-f]{8} \(same\)$' \
+    --expect-out '^7 process_vm_writev 8: [0-9a-f]{8} [0-9a-f]{8}, process_vm_readv 8: same$' \
     -- "$PROGRAMS/shared_file"
   grep -q DIFFERENT shared_file.rec.out && fail "two views of a shared file disagreed while recording"
   return 0

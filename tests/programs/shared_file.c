@@ -15,7 +15,8 @@
 //  5. a forked child writes through its shared mapping; the parent reads the
 //     file with read() and through its own mapping;
 //  6. a private mapping of an empty file open for writing, grown and
-//     written under it: its pages show the file until the program writes.
+//     written under it: its pages show the file until the program writes;
+//  7. process_vm_writev and process_vm_readv on the program's own memory.
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdint.h>
@@ -24,6 +25,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -132,5 +134,14 @@ int main(void) {
   memcpy(&seen, priv + 8, sizeof seen);
   priv[0] = 'x';  // now a private copy
   printf("6 private view: %08x (%s)\n", seen, seen == later ? "same" : "DIFFERENT");
+
+  // 7. Copies within the process, through the remote-memory calls.
+  uint32_t source[2] = {random32(), random32()}, target[2] = {0, 0}, readBack[2] = {0, 0};
+  struct iovec local = {source, sizeof source}, remote = {target, sizeof target};
+  ssize_t wrote = process_vm_writev(getpid(), &local, 1, &remote, 1, 0);
+  struct iovec into = {readBack, sizeof readBack}, from = {target, sizeof target};
+  ssize_t got = process_vm_readv(getpid(), &into, 1, &from, 1, 0);
+  printf("7 process_vm_writev %zd: %08x %08x, process_vm_readv %zd: %s\n", wrote, target[0],
+         target[1], got, memcmp(source, readBack, sizeof source) ? "DIFFERENT" : "same");
   return 0;
 }

@@ -106,6 +106,7 @@ class RecordSession {
   void writeTimeLog(RecordTask& t, pid_t tid);
   // `written`: what rec itself wrote to the syscall's one output range, so
   // it need not be read back from the task.
+  void setEntryRegisters(RecordTask& t, schema::SyscallEvent::Builder s);
   void finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilder& msg,
                           std::span<const std::byte> written = {});
 

@@ -31,14 +31,18 @@
 namespace rec {
 
 namespace {
+// `regs`: the task's registers where the signal is delivered, which replay
+// compares (a point's are set by setPoint).
 schema::SignalEvent::Builder initSignalEvent(capnp::MallocMessageBuilder& msg,
                                              const siginfo_t& info,
-                                             schema::SignalDisposition disposition, uint64_t ip) {
+                                             schema::SignalDisposition disposition,
+                                             const user_regs_struct& regs) {
   auto s = msg.initRoot<schema::Event>().initSignal();
   s.setSigno(info.si_signo);
   s.setSiginfo(asData(info));
   s.setDisposition(disposition);
-  s.setIp(ip);
+  s.setIp(regs.rip);
+  s.initRegisters().setRaw(asData(regs));
   return s;
 }
 }  // namespace
@@ -143,6 +147,12 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, std::vector<Memory
     // Stepped into a syscall (or a signal): the kernel may still report the
     // step as a SIGTRAP when that syscall returns; it is rec's, not the program's.
     t.stepTrapPending = true;
+    // The flags a syscall saves in r11 include rec's trap flag: the program
+    // finds r11 so after the syscall, and replay, which does not step there,
+    // would not.
+    if (stop.kind == StopKind::Seccomp) {
+      t.task.mutableRegs().raw().r11 &= ~uint64_t{0x100};
+    }
     return stop;
   }
   memory.clear();
@@ -190,6 +200,7 @@ void RecordSession::setPoint(schema::Registers::Builder regs,
 
 // An RDTSC/RDTSCP that faulted (PR_SET_TSC) or a patched site that did.
 bool RecordSession::emulateRdtsc(RecordTask& t) {
+  const user_regs_struct atTrap = t.task.regs().raw();
   Registers& r = t.task.mutableRegs();
   unsigned char insn[3] = {};
   t.task.read(r.ip(), insn, sizeof insn);
@@ -210,6 +221,7 @@ bool RecordSession::emulateRdtsc(RecordTask& t) {
   e.setAux(aux);
   e.setIsRdtscp(rdtscp);
   e.setIp(r.ip());
+  e.initRegisters().setRaw(asData(atTrap));
   r.raw().rax = value & 0xffffffff;
   r.raw().rdx = value >> 32;
   if (rdtscp) r.raw().rcx = aux;
@@ -245,7 +257,7 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
   }
   auto signalEvent = [&](schema::SignalDisposition disposition, const siginfo_t& si, bool sync) {
     capnp::MallocMessageBuilder msg;
-    initSignalEvent(msg, si, disposition, regs.ip()).setSynchronous(sync);
+    initSignalEvent(msg, si, disposition, regs.raw()).setSynchronous(sync);
     emit(t, msg);
     ++signalCount_;
   };
@@ -284,7 +296,7 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
     return;
   }
   capnp::MallocMessageBuilder msg;
-  auto s = initSignalEvent(msg, info, schema::SignalDisposition::AT_POINT, t.task.regs().ip());
+  auto s = initSignalEvent(msg, info, schema::SignalDisposition::AT_POINT, t.task.regs().raw());
   setPoint(s.initRegisters(), s.initMemory(static_cast<unsigned>(memory.size())), t, memory);
   emit(t, msg);
   rememberResumeIp(t);
@@ -307,7 +319,7 @@ void RecordSession::injectHeldSignal(RecordTask& t) {
   t.heldSignals.pop_front();
   int signo = info.si_signo;
   capnp::MallocMessageBuilder msg;
-  initSignalEvent(msg, info, schema::SignalDisposition::INJECT_BEFORE_SYSCALL, t.task.regs().ip());
+  initSignalEvent(msg, info, schema::SignalDisposition::INJECT_BEFORE_SYSCALL, t.task.regs().raw());
   emit(t, msg);
   ++signalCount_;
 

@@ -27,6 +27,7 @@
 #include "remote_syscall.h"
 #include "signals.h"
 #include "syscall_table.h"
+#include "task_state.h"
 
 namespace rec {
 
@@ -36,6 +37,7 @@ void RecordSession::onSeccomp(RecordTask& t) {
     return;
   }
   const Registers& regs = t.task.regs();
+  t.entryRegs = regs.raw();
   t.nr = regs.syscallNumber();
   t.args = regs.syscallArgs();
   t.row = sys::findSyscall(t.nr);
@@ -162,6 +164,7 @@ void RecordSession::refuse(RecordTask& t, int error) {
   s.setResult(-error);
   s.setRefused(true);
   s.setIp(r.ip());
+  setEntryRegisters(t, s);
   emit(t, msg);
   t.exitRegs = r;
   t.justExited = true;
@@ -170,6 +173,21 @@ void RecordSession::refuse(RecordTask& t, int error) {
                sys::errnoName(error));
   t.nr = -1;
   resumeCurrent(t);
+}
+
+// Stored as what differs from their prediction (task_state.h); the event's
+// number, arguments and ip must be set first.
+void RecordSession::setEntryRegisters(RecordTask& t, schema::SyscallEvent::Builder s) {
+  std::array<uint64_t, 6> args;
+  for (unsigned i = 0; i < 6; ++i) args[i] = s.getArgs()[i];
+  user_regs_struct predicted =
+      predictSyscallEntry(t.lastSyscallRegs, s.getNumber(), args, s.getIp());
+  RegisterDelta delta = registerDelta(predicted, t.entryRegs);
+  auto r = s.initRegisters();
+  r.setChangedMask(delta.mask);
+  auto values = r.initChanged(static_cast<unsigned>(delta.values.size()));
+  for (unsigned i = 0; i < delta.values.size(); ++i) values.set(i, delta.values[i]);
+  t.lastSyscallRegs = t.entryRegs;
 }
 
 void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilder& msg,
@@ -182,6 +200,7 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
   for (unsigned i = 0; i < 6; ++i) args.set(i, t.args[i]);
   s.setResult(result);
   s.setIp(regs.ip());
+  setEntryRegisters(t, s);
   s.setInterrupted(result >= -516 && result <= -512);
   auto strings = s.initStrings(static_cast<unsigned>(t.strings.size()));
   for (unsigned i = 0; i < t.strings.size(); ++i) strings.set(i, t.strings[i]);

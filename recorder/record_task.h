@@ -62,6 +62,8 @@ struct RecordSession::RecordTask {
   // The traced syscall in progress.
   int nr = -1;
   std::array<uint64_t, 6> args{};
+  user_regs_struct entryRegs{};        // every register at its entry: replay compares them
+  user_regs_struct lastSyscallRegs{};  // at the previous syscall's entry (see predictSyscallEntry)
   const sys::SyscallRow* row = nullptr;
   std::vector<std::string> strings;
   bool enterAnnounced = true;

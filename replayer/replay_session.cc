@@ -158,6 +158,7 @@ void ReplaySession::start(schema::Event::Reader first) {
 }
 
 void ReplaySession::dispatch(schema::Event::Reader event) {
+  currentEvent_ = event;
   ReplayTask& t = taskFor(event.getTid());
   if (options_.verbose)
     fmt::print(stderr, "rec: event #{} task {} kind {}{}\n", eventIndex_, event.getTid(),
@@ -208,6 +209,7 @@ void ReplaySession::dispatch(schema::Event::Reader event) {
     default:
       throw RecError(kExitBadTrace, fmt::format("rec: unknown event kind at #{}", eventIndex_));
   }
+  noteMatched(t, event);
 }
 
 void ReplaySession::diverge(ReplayTask& t, const std::string& expected, const std::string& actual) {
@@ -219,10 +221,13 @@ void ReplaySession::diverge(ReplayTask& t, const std::string& expected, const st
   } catch (const RecError&) {
     where = "unknown address";
   }
-  throw RecError(kExitDivergence,
-                 fmt::format("rec: replay diverged at event #{} (task {}): expected {}, but the "
-                             "program {} at {}",
-                             eventIndex_, t.recordedTid, expected, actual, where));
+  throw RecError(
+      kExitDivergence,
+      fmt::format("rec: replay diverged at event #{} (task {}): expected {}, but the "
+                  "program {} at {}{}",
+                  eventIndex_, t.recordedTid, expected, actual, where,
+                  lastMatched_.empty() ? std::string()
+                                       : "; the last event that matched was " + lastMatched_));
 }
 
 // Applies the recorded result of the emulated syscall a SkipPending task sits

@@ -18,6 +18,7 @@
 #include "code_patch.h"
 #include "rdtsc_sites.h"
 #include "task.h"
+#include "task_state.h"
 #include "time_shim.h"
 #include "trace_file.h"
 
@@ -60,6 +61,7 @@ class ReplaySession {
   std::optional<uint64_t> temporarySignalMask(ReplayTask& t);
   void reachSeccomp(ReplayTask& t, const std::string& expected);
   void checkSyscallMatches(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void decodeEntryRegisters(ReplayTask& t, schema::SyscallEvent::Reader e);
   void parkSkipPending(ReplayTask& t, schema::SyscallEvent::Reader e, bool sigsuspend);
   void applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e);
   void applyShmAt(ReplayTask& t, schema::SyscallEvent::Reader e);
@@ -75,6 +77,12 @@ class ReplaySession {
   void echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e);
   void remapExecFiles(ReplayTask& t, schema::ExecEvent::Reader e);
   void patchRdtsc(ReplayTask& t, schema::Mapping::Reader m);
+  // State checks at events (replay_checks.cc).
+  void checkRegisters(ReplayTask& t, schema::Registers::Reader recorded, const std::string& at);
+  void checkMemory(ReplayTask& t, const std::string& at);
+  void noteMatched(ReplayTask& t, schema::Event::Reader event);
+  std::vector<AddressRange> rangesNotDigested() const;
+  static MemoryDigest recordedDigest(capnp::List<schema::MemoryBlock>::Reader blocks);
   ReplayTask& taskFor(int recordedTid);
   [[noreturn]] void diverge(ReplayTask& t, const std::string& expected, const std::string& actual);
   void killAll();
@@ -92,6 +100,9 @@ class ReplaySession {
   // Set when the recording patched RDTSC or this machine does not trap it.
   std::optional<RdtscPatcher> rdtscPatcher_;
   bool timeShim_ = false;  // the recording had the time shim (time_shim.h)
+  std::optional<schema::Event::Reader> currentEvent_;  // the event being replayed
+  std::string lastMatched_;                // the last event whose checks passed, for reports
+  std::vector<AddressRange> trampolines_;  // rec's pages in the task now (not digested)
 };
 
 }  // namespace rec

@@ -199,6 +199,9 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
   switch (e.getDisposition()) {
     case schema::SignalDisposition::INJECT_BEFORE_SYSCALL: {
       reachSeccomp(t, fmt::format("a syscall (to deliver {} there)", name));
+      if (e.hasRegisters())
+        checkRegisters(t, e.getRegisters(), fmt::format("a syscall (to deliver {} there)", name));
+      checkMemory(t, fmt::format("a syscall (to deliver {} there)", name));
       StraySignals strays;
       unwindSyscallEntry(t.task, strays);
       t.pendingSignal = signo;
@@ -211,12 +214,19 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
       // returns, so the kernel applies the same EINTR/SA_RESTART rules.
       std::optional<uint64_t> mask;
       if (t.park == ReplayTask::Park::SkipPending) mask = temporarySignalMask(t);
+      // The syscall number the kernel's restart rules look at, as it was at
+      // the recording's delivery (-1 for a syscall rec answered at entry).
+      auto number = [&](int64_t fallback) {
+        return e.hasRegisters() ? static_cast<int64_t>(rawRegisters(e.getRegisters()).orig_rax)
+                                : fallback;
+      };
       if (mask || (t.park == ReplayTask::Park::SkipPending && t.skipIsSigsuspend)) {
         // The syscall ran with a temporary signal mask (sigsuspend, pselect6,
         // ppoll, epoll_pwait) that let this signal in: wait for real in
         // rt_sigsuspend with that mask, the signal queued first so it ends
         // the wait at once, and the kernel restores the mask as it did.
         ::syscall(SYS_tgkill, t.task.tgid(), t.task.tid(), signo);
+        auto programArgs = t.task.regs().syscallArgs();
         if (mask) {
           Registers& r = t.task.mutableRegs();
           r.setSyscallNumber(SYS_rt_sigsuspend);
@@ -227,15 +237,16 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
         waitSyscallExit(t);
         Registers& r = t.task.mutableRegs();
         r.setResult(t.skipResult);
-        r.setSyscallNumber(t.skipNumber);
+        r.setSyscallNumber(number(t.skipNumber));
+        r.setSyscallArgs(programArgs);  // the program's own, not rec's rt_sigsuspend arguments
         t.pendingSignal = 0;
       } else if (t.park == ReplayTask::Park::SkipPending) {
         StraySignals strays;
         skipToSyscallExit(t.task, t.skipResult, strays);
-        t.task.mutableRegs().setSyscallNumber(t.skipNumber);
+        t.task.mutableRegs().setSyscallNumber(number(t.skipNumber));
         t.pendingSignal = signo;
       } else if (t.park == ReplayTask::Park::Resumable && t.lastExecutedNumber >= 0) {
-        t.task.mutableRegs().setSyscallNumber(t.lastExecutedNumber);
+        t.task.mutableRegs().setSyscallNumber(number(t.lastExecutedNumber));
         t.pendingSignal = signo;
       } else {
         throw RecError(kExitBadTrace, fmt::format("rec: event #{}: signal at a syscall exit "
@@ -274,6 +285,8 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
   }
   if (e.getSynchronous() && t.task.regs().ip() != e.getIp())
     diverge(t, fmt::format("{} at {:#x}", name, e.getIp()), "faulted elsewhere");
+  if (e.hasRegisters()) checkRegisters(t, e.getRegisters(), fmt::format("{}", name));
+  checkMemory(t, name);
   if (!e.getSynchronous()) t.task.setSiginfo(info);
   t.awaitingSignal = 0;
   t.pendingSignal = signo;
@@ -287,6 +300,9 @@ void ReplaySession::onRdtsc(ReplayTask& t, schema::RdtscEvent::Reader e) {
   if (stop.kind != StopKind::Signal || (stop.signal != SIGSEGV && !patched) ||
       t.task.regs().ip() != e.getIp())
     diverge(t, fmt::format("rdtsc at {:#x}", e.getIp()), describeStop(stop));
+  if (e.hasRegisters())
+    checkRegisters(t, e.getRegisters(), fmt::format("rdtsc at {:#x}", e.getIp()));
+  checkMemory(t, "rdtsc");
   Registers& r = t.task.mutableRegs();
   r.raw().rax = e.getValue() & 0xffffffff;
   r.raw().rdx = e.getValue() >> 32;

@@ -84,6 +84,10 @@ struct ReplaySession::ReplayTask {
   std::optional<int> deadStatus;                // reaped while replaying a sibling's execve
   std::shared_ptr<TimeShimSpace> timeSpace;     // shared by tasks created with CLONE_VM
   uint64_t lastBufferedEvent = UINT64_MAX - 1;  // index of its last time shim answer
+  // Registers recorded at the entry of its current and previous syscall
+  // (the previous one predicts the current one: task_state.h).
+  std::optional<user_regs_struct> entryRegs;
+  user_regs_struct lastSyscallRegs{};
 };
 
 }  // namespace rec

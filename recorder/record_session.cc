@@ -152,6 +152,7 @@ void RecordSession::writeHeader(const std::string& executable) {
   h.setChaosSeed(chaosSeed_);
   h.setRdtscPatched(rdtscPatcher_.has_value());
   h.setTimeShim(timeShim_);
+  h.setCheckMemory(options_.checkMemory);
   env_ = std::move(env);
   format::WriterOptions writerOptions;
   writerOptions.onBlobWritten = [cache = blobCache_.get()](const format::BlobHash& hash,

@@ -38,6 +38,7 @@ void RecordSession::onSeccomp(RecordTask& t) {
   }
   const Registers& regs = t.task.regs();
   t.entryRegs = regs.raw();
+  if (options_.checkMemory) t.entryDigest = digestMemory(t.task.tid(), kRecPages);
   t.nr = regs.syscallNumber();
   t.args = regs.syscallArgs();
   t.row = sys::findSyscall(t.nr);
@@ -165,6 +166,7 @@ void RecordSession::refuse(RecordTask& t, int error) {
   s.setRefused(true);
   s.setIp(r.ip());
   setEntryRegisters(t, s);
+  attachMemoryDigest(t, msg, t.entryDigest);
   emit(t, msg);
   t.exitRegs = r;
   t.justExited = true;
@@ -190,6 +192,19 @@ void RecordSession::setEntryRegisters(RecordTask& t, schema::SyscallEvent::Build
   t.lastSyscallRegs = t.entryRegs;
 }
 
+void RecordSession::attachMemoryDigest(RecordTask& t, capnp::MallocMessageBuilder& msg,
+                                       const std::optional<MemoryDigest>& taken) {
+  if (!options_.checkMemory) return;
+  MemoryDigest digest = taken ? *taken : digestMemory(t.task.tid(), kRecPages);
+  auto blocks =
+      msg.getRoot<schema::Event>().initMemory(static_cast<unsigned>(digest.blocks.size()));
+  for (unsigned i = 0; i < digest.blocks.size(); ++i) {
+    blocks[i].setStart(digest.blocks[i].start);
+    blocks[i].setHash(digest.blocks[i].hash);
+    blocks[i].setPages(digest.blocks[i].pages);
+  }
+}
+
 void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilder& msg,
                                        std::span<const std::byte> written) {
   const Registers& regs = t.task.regs();
@@ -201,6 +216,7 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
   s.setResult(result);
   s.setIp(regs.ip());
   setEntryRegisters(t, s);
+  attachMemoryDigest(t, msg, t.entryDigest);
   s.setInterrupted(result >= -516 && result <= -512);
   auto strings = s.initStrings(static_cast<unsigned>(t.strings.size()));
   for (unsigned i = 0; i < t.strings.size(); ++i) strings.set(i, t.strings[i]);

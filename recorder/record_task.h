@@ -64,6 +64,7 @@ struct RecordSession::RecordTask {
   std::array<uint64_t, 6> args{};
   user_regs_struct entryRegs{};        // every register at its entry: replay compares them
   user_regs_struct lastSyscallRegs{};  // at the previous syscall's entry (see predictSyscallEntry)
+  std::optional<MemoryDigest> entryDigest;  // --check-memory: its memory at entry
   const sys::SyscallRow* row = nullptr;
   std::vector<std::string> strings;
   bool enterAnnounced = true;
@@ -88,9 +89,6 @@ struct RecordSession::RecordTask {
   bool interruptRequested = false;  // PTRACE_INTERRUPT sent for a preemption
   pid_t formerTid = 0;              // exec'd from a non-leader thread: its id before
   bool stepTrapPending = false;
-  std::deque<uint64_t> resumeIps;       // where it resumed after recent points (see patchableHere)
-  std::set<uint64_t> jumpTargets;       // jumped-to code seen while choosing a point      //
-                                        // single-stepped into a syscall: a stray SIGTRAP may follow
   std::optional<int> execVictimStatus;  // ended by a sibling's execve; exit written after it
   RecordTask* vforkParent = nullptr;
   RecordTask* vforkChild = nullptr;

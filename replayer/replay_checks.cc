@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "errors.h"
@@ -20,6 +21,12 @@
 
 namespace rec {
 
+user_regs_struct ReplaySession::rawRegisters(schema::Registers::Reader r) {
+  user_regs_struct raw{};
+  std::memcpy(&raw, r.getRaw().begin(), std::min(sizeof raw, r.getRaw().size()));
+  return raw;
+}
+
 void ReplaySession::checkRegisters(ReplayTask& t, schema::Registers::Reader recorded,
                                    const std::string& at) {
   if (recorded.getRaw().size() == 0) return;  // a trace from before registers were recorded
@@ -31,7 +38,7 @@ void ReplaySession::checkRegisters(ReplayTask& t, schema::Registers::Reader reco
 std::vector<AddressRange> ReplaySession::rangesNotDigested() const {
   // rec's scratch page, the time shim and its log differ between the modes;
   // a trampoline exists only in replay.
-  std::vector<AddressRange> out{{kScratchAddress, kTimeShimEnd}};
+  std::vector<AddressRange> out(std::begin(kRecPages), std::end(kRecPages));
   out.insert(out.end(), trampolines_.begin(), trampolines_.end());
   return out;
 }

@@ -92,6 +92,10 @@ void ReplaySession::checkCpu() {
 
 int ReplaySession::run() {
   reader_ = format::TraceReader::open(options_.tracePath);
+  if (options_.requireMemoryChecks && !reader_->header().getCheckMemory())
+    throw RecError(kExitUsage, fmt::format("rec: replay --check: {} has no memory digests (record "
+                                           "it with rec record --check-memory)",
+                                           options_.tracePath));
   checkCpu();
   blobs_ = std::make_unique<BlobFiles>(*reader_, *blobCache_);
   bool started = false;
@@ -202,7 +206,7 @@ void ReplaySession::dispatch(schema::Event::Reader event) {
       break;
     case schema::Event::PREEMPT: {
       auto p = event.getPreempt();
-      reachPoint(t, rawRegisters(p.getRegisters()), memoryChecks(p.getMemory()),
+      reachPoint(t, recordedPoint(p.getRegisters(), p.getMemory(), p.hasState(), p.getState()),
                  "the preemption point");
       break;
     }
@@ -255,7 +259,7 @@ Stop ReplaySession::advance(ReplayTask& t) {
     skipSyscall(t);
     t.task.resume(Task::Resume::Cont);
   } else if (t.park == Park::Resumable) {
-    t.task.resume(Task::Resume::Cont, std::exchange(t.pendingSignal, 0));
+    resumeDeliveringPending(t);
   } else if (t.park == Park::Seccomp) {
     t.task.resume(Task::Resume::Cont);
   }

@@ -17,6 +17,7 @@
 #include "blob_files.h"
 #include "code_patch.h"
 #include "rdtsc_sites.h"
+#include "signals.h"
 #include "task.h"
 #include "task_state.h"
 #include "time_shim.h"
@@ -28,6 +29,7 @@ struct ReplayOptions {
   std::string tracePath;
   bool force = false;  // replay even if the CPU differs from the recording's
   bool verbose = false;
+  bool requireMemoryChecks = false;  // --check: the trace must carry memory digests
 };
 
 class ReplaySession {
@@ -49,13 +51,27 @@ class ReplaySession {
   void onSignal(ReplayTask& t, schema::SignalEvent::Reader e);
   void onExec(ReplayTask& t, schema::ExecEvent::Reader e);
   void onRdtsc(ReplayTask& t, schema::RdtscEvent::Reader e);
+  static std::optional<FrameTrapWords> recordedFrame(schema::SignalEvent::Reader e);
+  void resumeDeliveringPending(ReplayTask& t);
   void onExit(ReplayTask& t, schema::ExitEvent::Reader e);
 
   Stop advance(ReplayTask& t);
   void skipSyscall(ReplayTask& t);
-  void reachPoint(ReplayTask& t, const user_regs_struct& expected,
-                  const std::vector<MemoryCheck>& memory, const std::string& what);
-  static std::vector<MemoryCheck> memoryChecks(capnp::List<schema::MemWrite>::Reader list);
+  // A point in user code as recorded, and reaching it (replay_points.cc).
+  struct RecordedPoint {
+    user_regs_struct regs{};
+    std::vector<MemoryCheck> words;              // checked in-process with the registers
+    std::optional<std::vector<uint8_t>> xstate;  // absent in traces from before full states
+    std::optional<MemoryDigest> memory;
+    uint64_t runNs = 0;  // how long the task ran to get there, when recorded
+    PointEntry entry = PointEntry::Jump;
+  };
+  static RecordedPoint recordedPoint(schema::Registers::Reader regs,
+                                     capnp::List<schema::MemWrite>::Reader words, bool hasState,
+                                     schema::PointState::Reader state);
+  void reachPoint(ReplayTask& t, const RecordedPoint& point, const std::string& what);
+  std::optional<std::string> stateDifference(ReplayTask& t, const RecordedPoint& point,
+                                             uint64_t ip);
   void advanceInitial(ReplayTask& t);
   static user_regs_struct rawRegisters(schema::Registers::Reader r);
   std::optional<uint64_t> temporarySignalMask(ReplayTask& t);

@@ -40,6 +40,7 @@ struct RecordFlags {
   bool failExit = false, failSignal = false;
   bool chaos = false;
   uint64_t chaosSeed = 0;
+  bool checkMemory = false;
 };
 
 std::chrono::milliseconds durationOption(const std::string& name, const std::string& value) {
@@ -90,6 +91,7 @@ int record(std::vector<std::string> command, std::string output, bool verbose,
   options.verbose = verbose;
   options.timeout = durationOption("--timeout", flags.timeout);
   options.chaos = chaos;
+  options.checkMemory = flags.checkMemory;
   rec::RecordSession session(options);
   int status = session.run();
   if (defaultLocation) rec::updateLatestLink(output);
@@ -101,10 +103,10 @@ int record(std::vector<std::string> command, std::string output, bool verbose,
   return statusToExitCode(status);
 }
 
-int replay(std::string trace, bool force, bool verbose) {
+int replay(std::string trace, bool force, bool verbose, bool check) {
   ::signal(SIGPIPE, SIG_IGN);
   if (trace.empty()) trace = rec::latestTracePath();
-  rec::ReplaySession session({trace, force, verbose});
+  rec::ReplaySession session({trace, force, verbose, check});
   return session.run();
 }
 
@@ -146,6 +148,9 @@ int main(int argc, char** argv) {
   recordCmd->add_flag("--chaos", recordFlags.chaos,
                       "Perturb scheduling to surface races (seed printed and stored)");
   recordCmd->add_option("--chaos-seed", recordFlags.chaosSeed, "Seed for --chaos");
+  recordCmd->add_flag("--check-memory", recordFlags.checkMemory,
+                      "Store a digest of the program's memory at every event, for replay to "
+                      "check (slow; see docs/exactness.md)");
   recordCmd->footer("Usage: rec record [OPTIONS] [--] PROGRAM [ARGS...]");
 
   std::string trace;
@@ -154,6 +159,10 @@ int main(int argc, char** argv) {
   replayCmd->add_option("trace", trace, "Trace file (default: the latest recording)");
   replayCmd->add_flag("--force", force, "Replay even on a CPU that differs from the recording's");
   replayCmd->add_flag("-v,--verbose", verbose, "Say what rec is doing on stderr");
+  bool check = false;
+  replayCmd->add_flag("--check", check,
+                      "Demand memory digests at every event (a trace recorded with "
+                      "--check-memory) and check them");
 
   rec::DumpOptions dump;
   auto* dumpCmd = app.add_subcommand("dump", "List the events of a trace");
@@ -218,7 +227,7 @@ int main(int argc, char** argv) {
       if (recordFlags.chaosSeed) recordFlags.chaos = true;
       return record(command, output, verbose, recordFlags);
     }
-    if (*replayCmd) return replay(trace, force, verbose);
+    if (*replayCmd) return replay(trace, force, verbose, check);
     if (*dumpCmd) return rec::runDump(dump);
     if (*infoCmd) return rec::runInfo(info);
     if (*psCmd) return rec::runPs(ps);

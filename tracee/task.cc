@@ -127,6 +127,18 @@ Stop Task::wait() {
   return decodeStop(status);
 }
 
+std::optional<Stop> Task::waitUnlessInterrupted() {
+  int status = 0;
+  for (;;) {
+    pid_t r = ::waitpid(tid_, &status, __WALL);
+    if (r == tid_) break;
+    if (r < 0 && errno == EINTR) return std::nullopt;
+    throwErrno(kExitInternal, fmt::format("waitpid({})", tid_));
+  }
+  noteStopped();
+  return decodeStop(status);
+}
+
 const Registers& Task::regs() {
   if (!regsValid_) {
     if (::ptrace(PTRACE_GETREGS, tid_, nullptr, &regs_.raw()) != 0)
@@ -159,7 +171,9 @@ void Task::resume(Resume how, int signal) {
     }
   }
   regsValid_ = false;
-  int request = how == Resume::Cont ? PTRACE_CONT : PTRACE_SYSCALL;
+  int request = how == Resume::Cont      ? PTRACE_CONT
+                : how == Resume::Syscall ? PTRACE_SYSCALL
+                                         : PTRACE_SINGLESTEP;
   if (::ptrace(static_cast<__ptrace_request>(request), tid_, nullptr,
                reinterpret_cast<void*>(static_cast<intptr_t>(signal))) != 0) {
     // The task may have been killed (SIGKILL, exit_group of a sibling)

@@ -84,6 +84,8 @@ class Task : public sys::MemoryReader {
 
   // Waits for this task's next stop (waitpid with __WALL).
   Stop wait();
+  // The same, but nullopt when a signal to rec interrupted the wait.
+  std::optional<Stop> waitUnlessInterrupted();
   // Called when a stop for this task was collected elsewhere (waitpid(-1)).
   void noteStopped() {
     regsValid_ = false;
@@ -94,7 +96,7 @@ class Task : public sys::MemoryReader {
   Registers& mutableRegs();  // marks registers dirty; written back on resume
   void setRegs(const Registers& regs);
 
-  enum class Resume { Cont, Syscall };
+  enum class Resume { Cont, Syscall, Step };
   // Writes back dirty registers and resumes, delivering `signal` (0: none).
   void resume(Resume how, int signal = 0);
 

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <memory>
 
 #include "process_maps.h"
 #include "scoped_fd.h"
@@ -213,11 +214,19 @@ bool hashed(const MapEntry& m) {
   return m.path != "[vvar]" && m.path != "[vsyscall]" && m.path != "[vvar_vclock]";
 }
 
-// Offset and size of XSAVE component `i` in the standard format.
+// Offset and size of XSAVE component `i` in the standard format (CPUID is
+// a trap to the hypervisor in a VM: asked once).
 std::pair<uint32_t, uint32_t> componentLayout(unsigned i) {
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  __cpuid_count(0xd, i, eax, ebx, ecx, edx);
-  return {ebx, eax};
+  static const auto layouts = [] {
+    std::array<std::pair<uint32_t, uint32_t>, 64> out{};
+    for (unsigned c = 2; c < 64; ++c) {
+      unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+      __cpuid_count(0xd, c, eax, ebx, ecx, edx);
+      out[c] = {ebx, eax};
+    }
+    return out;
+  }();
+  return layouts[i];
 }
 
 std::string componentRegister(unsigned component, uint32_t at) {
@@ -309,14 +318,10 @@ user_regs_struct applyRegisterDelta(user_regs_struct predicted, const RegisterDe
 }
 
 std::vector<uint8_t> readExtendedRegisters(pid_t tid) {
-  std::vector<uint8_t> out(16384);
-  iovec iov{out.data(), out.size()};
-  if (::ptrace(PTRACE_GETREGSET, tid, reinterpret_cast<void*>(NT_X86_XSTATE), &iov) != 0) {
-    out.clear();
-    return out;
-  }
-  out.resize(iov.iov_len);
-  return out;
+  static thread_local std::unique_ptr<uint8_t[]> buffer(new uint8_t[16384]);
+  iovec iov{buffer.get(), 16384};
+  if (::ptrace(PTRACE_GETREGSET, tid, reinterpret_cast<void*>(NT_X86_XSTATE), &iov) != 0) return {};
+  return std::vector<uint8_t>(buffer.get(), buffer.get() + iov.iov_len);
 }
 
 std::optional<std::string> extendedRegisterDifference(std::span<const uint8_t> recorded,
@@ -342,7 +347,7 @@ MemoryDigest digestMemory(pid_t tid, std::span<const AddressRange> excluded, Dig
   DigestStats local;
   DigestStats& s = stats ? *stats : local;
   BlockHasher hasher;
-  std::vector<uint8_t> buffer(kReadChunk);
+  static thread_local std::vector<uint8_t> buffer(kReadChunk);  // reused: no 1 MiB memset per call
   ScopedFd pagemap(::open(fmt::format("/proc/{}/pagemap", tid).c_str(), O_RDONLY | O_CLOEXEC));
   for (const MapEntry& m : readMaps(tid)) {
     if (!hashed(m)) continue;

@@ -52,6 +52,8 @@ struct Header {
   rdtscPatched @14 :Bool;       # RDTSC did not trap: its sites were patched to UD2 (tracee/rdtsc_sites.h)
   timeShim @15 :Bool;           # the time shim stands in for the vDSO (tracee/time_shim.h); else the vDSO is hidden
   checkMemory @16 :Bool;        # `rec record --check-memory`: events carry a digest of the program's memory
+  cpuNumber @17 :Int32;         # 1 + the CPU the program ran on (0: unknown); replay runs on the same one,
+                                # since CPUID (not trappable here) tells programs its APIC id
 }
 
 # One register file, the kernel's struct user_regs_struct: raw, or (at a

@@ -153,6 +153,7 @@ void RecordSession::writeHeader(const std::string& executable) {
   h.setRdtscPatched(rdtscPatcher_.has_value());
   h.setTimeShim(timeShim_);
   h.setCheckMemory(options_.checkMemory);
+  h.setCpuNumber(cpu_ + 1);
   env_ = std::move(env);
   format::WriterOptions writerOptions;
   writerOptions.onBlobWritten = [cache = blobCache_.get()](const format::BlobHash& hash,
@@ -177,8 +178,10 @@ int RecordSession::run() {
   // The trace writer's compression thread starts here, before rec pins
   // itself, and is then kept off rec's CPU, so zstd and the file writes run
   // beside the program instead of taking turns with it.
+  int cpu = chooseCpu();
+  cpu_ = cpu;
   writeHeader(executable);
-  int cpu = pinToCpu(-1);
+  cpu = pinToCpu(cpu);
   writer_->avoidCpu(cpu);
   blobs_ = std::make_unique<BlobStore>(*writer_, *blobCache_);
 

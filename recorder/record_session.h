@@ -149,6 +149,7 @@ class RecordSession {
   std::chrono::nanoseconds timeslice_;
   std::optional<std::chrono::steady_clock::time_point> deadline_;  // --timeout
   uint64_t preemptions_ = 0;
+  int cpu_ = -1;  // the CPU rec and the program run on
   std::vector<uint8_t> tracedBitmap_;
   std::vector<std::string> env_;
   std::optional<RdtscPatcher> rdtscPatcher_;  // set where RDTSC does not trap

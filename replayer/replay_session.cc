@@ -135,7 +135,11 @@ void ReplaySession::start(schema::Event::Reader first) {
   struct stat st;
   std::string cwd = header.getCwd();
   spawn.cwd = (::stat(cwd.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) ? cwd : "/";
-  spawn.cpu = pinToCpu(-1);
+  // The recording's CPU if this machine has it: CPUID, which cannot be
+  // trapped here, tells the program the APIC id of the CPU it runs on, and
+  // glibc keeps it in memory and registers that replay compares.
+  spawn.cpu = header.getCpuNumber() > 0 ? pinToCpu(header.getCpuNumber() - 1) : -1;
+  if (spawn.cpu < 0) spawn.cpu = pinToCpu(-1);
   for (auto l : header.getRlimits())
     spawn.rlimits.push_back({static_cast<int>(l.getResource()), rlimit{l.getSoft(), l.getHard()}});
   auto bitmap = header.getTracedSyscalls();

@@ -38,5 +38,7 @@ std::string resolveProgram(const std::string& program);
 // Pins the calling thread to `cpu`; returns the CPU chosen (a random allowed
 // one when cpu < 0), or -1 when pinning is impossible.
 int pinToCpu(int cpu);
+// A random CPU the calling thread may run on (-1 when none can be named).
+int chooseCpu();
 
 }  // namespace rec

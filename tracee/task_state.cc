@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -13,6 +14,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -67,6 +70,7 @@ class BlockHasher {
   void page(uint64_t address, const uint8_t* data, DigestStats& stats) {
     stats.bytesRead += kPage;
     if (allZero(data, kPage)) return;
+    if (!dumpDir_.empty()) dumpPage(address, data);
     uint64_t block = address & ~(kDigestBlock - 1);
     if (!open_ || block != current_.start) {
       finishBlock();
@@ -78,6 +82,18 @@ class BlockHasher {
     XXH3_64bits_update(state_, data, kPage);
     ++current_.pages;
     ++stats.pagesHashed;
+  }
+
+  // REC_DIGEST_DUMP=DIR (for debugging rec): every digest's pages go to
+  // DIR/N/ADDRESS, N counting this process's digests, so that the pages of
+  // a recording's and a replay's digest can be compared with cmp.
+  void dumpTo(std::string dir) { dumpDir_ = std::move(dir); }
+  void dumpPage(uint64_t address, const uint8_t* data) {
+    std::string path = fmt::format("{}/{:x}", dumpDir_, address);
+    if (FILE* f = std::fopen(path.c_str(), "w")) {
+      std::fwrite(data, 1, kPage, f);
+      std::fclose(f);
+    }
   }
 
   MemoryDigest finish() {
@@ -107,6 +123,7 @@ class BlockHasher {
   }
 
   XXH3_state_t* state_;
+  std::string dumpDir_;
   BlockDigest current_;
   bool open_ = false;
   MemoryDigest out_;
@@ -347,6 +364,12 @@ MemoryDigest digestMemory(pid_t tid, std::span<const AddressRange> excluded, Dig
   DigestStats local;
   DigestStats& s = stats ? *stats : local;
   BlockHasher hasher;
+  if (static const char* dump = std::getenv("REC_DIGEST_DUMP"); dump && *dump) {
+    static int digests = 0;
+    std::string dir = fmt::format("{}/{}", dump, digests++);
+    ::mkdir(dir.c_str(), 0755);
+    hasher.dumpTo(dir);
+  }
   static thread_local std::vector<uint8_t> buffer(kReadChunk);  // reused: no 1 MiB memset per call
   ScopedFd pagemap(::open(fmt::format("/proc/{}/pagemap", tid).c_str(), O_RDONLY | O_CLOEXEC));
   for (const MapEntry& m : readMaps(tid)) {

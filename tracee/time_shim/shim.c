@@ -167,9 +167,11 @@ IMPL long impl_clock_getres(long clock, void* res) {
 
 /* The exported entry points. Recording and replay run different code in
  * the bodies, which leave different values in the registers a call may
- * clobber; a signal or preemption point right after the call is matched on
- * every register, so each entry point clears them (and sets the flags the
- * same way) before returning. The kernel's vDSO exports both spellings. */
+ * clobber and in the stack below the caller's: a point after the call is
+ * matched on every register and on memory (docs/exactness.md), so each entry
+ * point zeroes the stack the bodies used (at most ~140 bytes; 512 cleared),
+ * clears those registers and sets the flags the same way before returning.
+ * The kernel's vDSO exports both spellings. */
 #define ENTRY(name, impl)                                                                \
   __asm__(".text\n.globl __vdso_" #name "\n.type __vdso_" #name                          \
           ",@function\n"                                                                 \
@@ -177,6 +179,8 @@ IMPL long impl_clock_getres(long clock, void* res) {
           ":\n"                                                                          \
           "  sub $8, %rsp\n  call " #impl                                                \
           "\n  add $8, %rsp\n"                                                           \
+          "  mov %rax, %rdx\n  lea -512(%rsp), %rdi\n  mov $64, %ecx\n  xor %eax, %eax\n" \
+          "  rep stosq\n  mov %rdx, %rax\n"                                               \
           "  xor %ecx, %ecx\n  xor %edx, %edx\n  xor %esi, %esi\n  xor %edi, %edi\n"     \
           "  xor %r8d, %r8d\n  xor %r9d, %r9d\n  xor %r10d, %r10d\n  xor %r11d, %r11d\n" \
           "  ret\n.size __vdso_" #name ", .-__vdso_" #name                               \

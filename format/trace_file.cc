@@ -274,7 +274,7 @@ void writeAll(int fd, const std::byte* buf, size_t len, const std::string& path)
     ssize_t n = ::write(fd, buf, len);
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw std::system_error(errno, std::generic_category(), "writing " + path);
+      throw TraceWriteError("cannot write trace " + path + ": " + errnoText(errno));
     }
     buf += n;
     len -= static_cast<size_t>(n);
@@ -457,7 +457,7 @@ class TraceWriterImpl final : public TraceWriter {
     // checksummed chunks reached the disk.
     ::sync_file_range(fd_.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
     if (::close(fd_.release()) != 0) {
-      throw std::system_error(errno, std::generic_category(), "closing " + path_);
+      throw TraceWriteError("cannot write trace " + path_ + ": " + errnoText(errno));
     }
   }
 
@@ -635,7 +635,7 @@ class TraceWriterImpl final : public TraceWriter {
     if (left == 0 && XXH3_64bits_digest(state.get()) == h.payloadHash) return true;
     if (::ftruncate(fd_.get(), static_cast<off_t>(offset_)) != 0 ||
         ::lseek(fd_.get(), static_cast<off_t>(offset_), SEEK_SET) < 0)
-      throw std::system_error(errno, std::generic_category(), path_);
+      throw TraceWriteError("cannot write trace " + path_ + ": " + errnoText(errno));
     return false;
   }
 
@@ -696,12 +696,16 @@ std::unique_ptr<TraceWriter> TraceWriter::create(const std::string& path,
     replaced = path + ".replaced-" + std::to_string(::getpid());
     if (::rename(path.c_str(), replaced.c_str()) != 0) replaced.clear();
   }
-  ScopedFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  // Private to its owner: a trace holds the environment and the contents of
+  // the files the program read.
+  ScopedFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (fd.get() < 0) {
     int err = errno;
     if (!replaced.empty()) ::rename(replaced.c_str(), path.c_str());
-    throw std::system_error(err, std::generic_category(), "cannot create trace " + path);
+    throw TraceWriteError("cannot create trace " + path + ": " + errnoText(err));
   }
+  if (::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077))
+    ::fchmod(fd.get(), 0600);  // an older trace overwritten in place
   auto writer = std::make_unique<TraceWriterImpl>(path, std::move(fd), options);
   writer->start(header, std::move(replaced));
   return writer;

@@ -47,6 +47,13 @@ class TraceOpenError : public FormatError {
   int err_;
 };
 
+// The trace could not be created or written (unwritable directory, full
+// disk, I/O error): `rec record` exits with kExitIoError for it.
+class TraceWriteError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // XXH3-128 content hash: identifies blobs (file contents) inside a trace.
 struct BlobHash {
   uint64_t high = 0;

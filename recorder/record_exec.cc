@@ -25,6 +25,7 @@
 #include "record_session.h"
 #include "record_task.h"
 #include "remote_syscall.h"
+#include "scheduler.h"
 #include "signals.h"
 #include "syscall_table.h"
 
@@ -34,15 +35,15 @@ namespace rec {
 bool RecordSession::siblingExecing(const RecordTask& t) const {
   return std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& kv) {
     const RecordTask& o = *kv.second;
-    return &o != &t && o.task.tgid() == t.task.tgid() && o.state == TaskState::InSyscall &&
+    return &o != &t && o.task.tgid() == t.task.tgid() &&
+           o.state() == RecordTask::State::InSyscall &&
            (o.nr == SYS_execve || o.nr == SYS_execveat);
   });
 }
 
 void RecordSession::forget(RecordTask& t) {
-  if (current_ == &t) current_ = nullptr;
+  scheduler_->forget(t);
   std::erase(unannounced_, &t);
-  std::erase(readyQueue_, t.task.tid());
 }
 
 void RecordSession::onExec(RecordTask& t) {
@@ -62,8 +63,8 @@ void RecordSession::onExec(RecordTask& t) {
     execer = tasks_[leader].get();
     execer->task.setTid(leader);
     execer->formerTid = former;
-    execer->state = TaskState::InSyscall;
-    current_ = execer;
+    execer->setState(RecordTask::State::InSyscall);
+    scheduler_->adopt(*execer);
   }
   execer->task.resetMemory();
   execer->execSeen = true;
@@ -250,10 +251,11 @@ void RecordSession::completeExec(RecordTask& t) {
     emit(t, msg, std::exchange(t.formerTid, 0));
     // The threads the exec ended, in tid order.
     for (auto& [otherTid, other] : tasks_) {
-      if (!other->execVictimStatus || other->task.tgid() != t.task.tgid()) continue;
-      other->exitWritten = false;
-      writeExit(*other, *std::exchange(other->execVictimStatus, std::nullopt));
-      other->state = TaskState::Dead;
+      if (other->task.tgid() != t.task.tgid()) continue;
+      if (auto status = other->takeDeferredExit(RecordTask::ExitRecord::AfterExec)) {
+        writeExit(*other, *status);
+        other->setState(RecordTask::State::Dead);
+      }
     }
   } else {
     emit(t, msg);
@@ -261,8 +263,7 @@ void RecordSession::completeExec(RecordTask& t) {
   // After the Exec event, which carries the old image's last time answers.
   t.timeSpace = std::move(space);
   t.execSeen = false;
-  t.exitRegs = regs;
-  t.justExited = false;
+  t.leftSyscallReturn();
   releaseVforkParent(t);
 }
 
@@ -270,7 +271,7 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
   pid_t childTid = static_cast<pid_t>(t.task.eventMessage());
   uint64_t flags = sys::cloneFlags(t.nr, t.args[0]);
   RecordTask& child = taskFor(childTid);
-  child.announcedByParent = true;
+  bool born = child.noteAnnouncedByParent();
   child.task.setTgid((flags & CLONE_THREAD) ? t.task.tgid() : childTid);
   child.fds = (flags & CLONE_FILES) ? t.fds : t.fds->copy();
   child.timeSpace = time_shim::forChild(t.timeSpace, t.task, child.task, flags);
@@ -289,8 +290,8 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
     t.enterAnnounced = true;
   }
   t.task.resume(Task::Resume::Syscall);
-  if (vfork && current_ == &t) current_ = nullptr;
-  if (child.sawInitialStop) makeReady(child);
+  if (vfork) scheduler_->release(t);
+  if (born) scheduler_->makeReady(child);
 }
 
 // The task is about to exit; its status is known now. The event is written
@@ -301,20 +302,19 @@ void RecordSession::onExitEvent(RecordTask& t) {
   if (siblingExecing(t)) {
     // Ended by a sibling's execve: its exit is written after the Exec event,
     // because replay sees it die only when it replays that exec.
-    t.execVictimStatus = status;
+    t.deferExit(RecordTask::ExitRecord::AfterExec, status);
     t.task.resume(Task::Resume::Cont);
-    t.state = TaskState::Exiting;
-    if (current_ == &t) current_ = nullptr;
+    t.setState(RecordTask::State::Exiting);
+    scheduler_->release(t);
     return;
   }
-  writeExit(t, status);
+  noteExit(t, status, true);
   t.task.resume(Task::Resume::Cont);
-  bool leaderWithThreads =
-      t.task.tid() == t.task.tgid() &&
-      std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& kv) {
-        const RecordTask& o = *kv.second;
-        return &o != &t && o.task.tgid() == t.task.tgid() && o.state != TaskState::Dead;
-      });
+  bool leaderWithThreads = t.task.tid() == t.task.tgid() &&
+                           std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& kv) {
+                             const RecordTask& o = *kv.second;
+                             return &o != &t && o.task.tgid() == t.task.tgid() && o.alive();
+                           });
   if (!leaderWithThreads) {
     // Let it finish dying before anyone else runs: the kernel clears its
     // CLONE_CHILD_CLEARTID word on the way, which others may be reading.
@@ -328,13 +328,12 @@ void RecordSession::onExitEvent(RecordTask& t) {
     }
   }
   // A leader with live threads lingers as a zombie: it must not stay current.
-  t.state = TaskState::Exiting;
-  if (current_ == &t) current_ = nullptr;
+  t.setState(RecordTask::State::Exiting);
+  scheduler_->release(t);
 }
 
 void RecordSession::writeExit(RecordTask& t, int status) {
-  if (t.exitWritten) return;
-  t.exitWritten = true;
+  if (!t.markExitWritten()) return;
   capnp::MallocMessageBuilder msg;
   auto e = msg.initRoot<schema::Event>().initExit();
   e.setWaitStatus(status);
@@ -343,17 +342,78 @@ void RecordSession::writeExit(RecordTask& t, int status) {
   if (t.task.tid() == initialTid_) initialStatus_ = status;
 }
 
+// Whether `t` ended its own life: in exit or exit_group, or by a fatal
+// signal rec delivered to it. Otherwise a sibling's exit_group or fatal
+// signal, or a SIGKILL from outside, is ending its whole thread group.
+bool RecordSession::diesByItself(RecordTask& t, int status, bool atExitStop) const {
+  // exit and exit_group run without a stop: the exit stop shows them.
+  int nr = atExitStop ? t.task.regs().syscallNumber() : -1;
+  if (nr == SYS_exit || nr == SYS_exit_group) return true;
+  return WIFSIGNALED(status) && t.lastResumeSignal() != 0 &&
+         WTERMSIG(status) == t.lastResumeSignal();
+}
+
+// A task of `t`'s thread group whose exit is still to come and which is not
+// itself waiting for another's: the one whose exit_group or fatal signal may
+// be ending the group.
+bool RecordSession::groupExitStillToCome(const RecordTask& t) const {
+  return std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& kv) {
+    const RecordTask& o = *kv.second;
+    return &o != &t && o.task.tgid() == t.task.tgid() && o.alive() &&
+           o.exitRecord() == RecordTask::ExitRecord::NotWritten;
+  });
+}
+
+// The exit of `t` is known. Replay runs each task to its exit in trace
+// order, so the exits of a thread group ended by one of its threads
+// (exit_group, a fatal signal) are written in an order replay can follow:
+// first the thread that ended the group, then the others (which the kernel
+// kills wherever they are: blocked in a futex, stopped in rec's queue),
+// and a leader that did not end the group last, since its death is
+// reported only once its threads are gone.
+void RecordSession::noteExit(RecordTask& t, int status, bool atExitStop) {
+  if (t.exitRecord() != RecordTask::ExitRecord::NotWritten) return;
+  if (diesByItself(t, status, atExitStop)) {
+    writeExit(t, status);
+  } else {
+    t.deferExit(RecordTask::ExitRecord::AfterGroupExit, status);
+    if (groupExitStillToCome(t)) return;
+  }
+  writeGroupExits(t);
+}
+
+// The exits held back for the group `t` belongs to: threads in tid order,
+// then the leader once no thread's exit is still to come.
+void RecordSession::writeGroupExits(const RecordTask& t) {
+  pid_t tgid = t.task.tgid();
+  auto writeDeferred = [&](RecordTask& o) {
+    if (auto status = o.takeDeferredExit(RecordTask::ExitRecord::AfterGroupExit))
+      writeExit(o, *status);
+  };
+  bool threadsToCome = false;
+  for (auto& [tid, other] : tasks_) {
+    if (other->task.tgid() != tgid || tid == tgid) continue;
+    writeDeferred(*other);
+    if (other->alive() && other->exitRecord() == RecordTask::ExitRecord::NotWritten)
+      threadsToCome = true;
+  }
+  auto leader = tasks_.find(tgid);
+  if (leader != tasks_.end() && !threadsToCome) writeDeferred(*leader->second);
+}
+
 void RecordSession::onExited(RecordTask& t, int status) {
-  if (t.execVictimStatus || siblingExecing(t)) {
-    if (!t.execVictimStatus) t.execVictimStatus = status;
-    t.state = TaskState::Dead;
-    if (current_ == &t) current_ = nullptr;
+  if (t.exitRecord() == RecordTask::ExitRecord::AfterExec || siblingExecing(t)) {
+    t.deferExit(RecordTask::ExitRecord::AfterExec, status);
+    t.setState(RecordTask::State::Dead);
+    scheduler_->forget(t);
     return;
   }
-  writeExit(t, status);  // when no PTRACE_EVENT_EXIT stop came (SIGKILL)
+  noteExit(t, status, false);  // when no PTRACE_EVENT_EXIT stop came (SIGKILL)
   if (t.task.tid() == initialTid_) initialStatus_ = status;
-  t.state = TaskState::Dead;
-  if (current_ == &t) current_ = nullptr;
+  t.setState(RecordTask::State::Dead);
+  scheduler_->forget(t);
+  // The last of the group to go: nobody is left whose exit could come first.
+  if (!groupExitStillToCome(t)) writeGroupExits(t);
   releaseVforkParent(t);
 }
 

@@ -31,6 +31,7 @@
 #include "rdtsc_sites.h"
 #include "record_task.h"
 #include "remote_syscall.h"
+#include "scheduler.h"
 #include "seccomp_filter.h"
 #include "signals.h"
 #include "spawn.h"
@@ -43,57 +44,13 @@ namespace rec {
 volatile sig_atomic_t gRecordStopRequested = 0;
 volatile sig_atomic_t gRecordTimeoutExpired = 0;
 
-namespace {
-
-// A task that keeps making non-blocking syscalls yields to others after this long.
-constexpr auto kTimeslice = std::chrono::milliseconds(20);
-// Chaos: how often a syscall becomes a switch point.
-constexpr double kChaosSwitchProbability = 0.3;
-
-// The scheduler's clock: a tick aimed at the recording thread only (the trace
-// writer's thread must not see it), which interrupts its waitpid so it can
-// preempt a task that has run its whole timeslice and enforce --timeout.
-constexpr auto kTick = std::chrono::milliseconds(5);
-void onTick(int) {}
-
-class TickTimer {
- public:
-  TickTimer() {
-    struct sigaction sa {};
-    sa.sa_handler = onTick;  // no SA_RESTART: waitpid returns EINTR
-    ::sigaction(SIGALRM, &sa, nullptr);
-    sigevent ev{};
-    ev.sigev_notify = SIGEV_THREAD_ID;
-    ev.sigev_signo = SIGALRM;
-    ev._sigev_un._tid = static_cast<pid_t>(::syscall(SYS_gettid));
-    created_ = ::timer_create(CLOCK_MONOTONIC, &ev, &timer_) == 0;
-  }
-  ~TickTimer() {
-    if (created_) ::timer_delete(timer_);
-  }
-  // Ticks only while there is something to time: a task waiting for the CPU
-  // (preemption) or a --timeout. A lone single-threaded program then runs
-  // without rec waking up 200 times a second on its CPU.
-  void want(bool on) {
-    if (!created_ || on == armed_) return;
-    itimerspec spec{};
-    if (on) {
-      spec.it_interval.tv_nsec = std::chrono::nanoseconds(kTick).count();
-      spec.it_value = spec.it_interval;
-    }
-    if (::timer_settime(timer_, 0, &spec, nullptr) == 0) armed_ = on;
-  }
-
- private:
-  timer_t timer_{};
-  bool created_ = false;
-  bool armed_ = false;
-};
-
-}  // namespace
-
-RecordSession::RecordSession(RecordOptions options) : options_(std::move(options)) {}
+RecordSession::RecordSession(RecordOptions options)
+    : options_(std::move(options)), scheduler_(std::make_unique<Scheduler>(options_.chaos)) {}
 RecordSession::~RecordSession() = default;
+
+uint64_t RecordSession::chaosSeed() const {
+  return scheduler_->chaosSeed();
+}
 
 void RecordSession::writeHeader(const std::string& executable) {
   capnp::MallocMessageBuilder msg;
@@ -149,7 +106,7 @@ void RecordSession::writeHeader(const std::string& executable) {
   limits[0].setSoft(stack.rlim_cur);
   limits[0].setHard(stack.rlim_max);
   h.setScratchAddress(kScratchAddress);
-  h.setChaosSeed(chaosSeed_);
+  h.setChaosSeed(scheduler_->chaosSeed());
   h.setRdtscPatched(rdtscPatcher_.has_value());
   h.setTimeShim(timeShim_);
   h.setCheckMemory(options_.checkMemory);
@@ -165,12 +122,6 @@ void RecordSession::writeHeader(const std::string& executable) {
 
 int RecordSession::run() {
   std::string executable = resolveProgram(options_.command.at(0));
-  timeslice_ = kTimeslice;
-  if (options_.chaos.enabled) {
-    chaosSeed_ = options_.chaos.seed ? options_.chaos.seed : std::random_device{}() | 1;
-    chaosRandom_.seed(chaosSeed_);
-    pretendedCpus_ = std::uniform_int_distribution<int>(1, 8)(chaosRandom_);
-  }
   tracedBitmap_ = tracedSyscallBitmap();
   if (const char* shim = ::getenv("REC_TIME_SHIM"); shim && std::string_view(shim) == "off")
     timeShim_ = false;
@@ -201,11 +152,13 @@ int RecordSession::run() {
   pid_t pid = spawnTraced(spawn);
   initialTid_ = pid;
   auto& t = taskFor(pid);
-  t.announcedByParent = true;
-  t.sawInitialStop = true;
+  t.noteAnnouncedByParent();
+  t.noteInitialStop();
   t.fds = OutputFds::initial();
-  t.state = TaskState::Running;
-  current_ = &t;
+  // Already on its way to the seccomp stop of its execve.
+  t.setState(RecordTask::State::Ready);
+  t.setState(RecordTask::State::Running);
+  scheduler_->adopt(t);
 
   loop();
 
@@ -221,7 +174,7 @@ int RecordSession::run() {
   return initialStatus_;
 }
 
-RecordSession::RecordTask& RecordSession::taskFor(pid_t tid) {
+RecordTask& RecordSession::taskFor(pid_t tid) {
   auto it = tasks_.find(tid);
   if (it != tasks_.end()) return *it->second;
   // A new child can report its first stop before its parent's fork event.
@@ -232,10 +185,10 @@ RecordSession::RecordTask& RecordSession::taskFor(pid_t tid) {
 }
 
 void RecordSession::loop() {
-  TickTimer tick;
+  Scheduler::TickScope ticking(*scheduler_);
   for (;;) {
     bool anyAlive = std::any_of(tasks_.begin(), tasks_.end(),
-                                [](const auto& kv) { return kv.second->state != TaskState::Dead; });
+                                [](const auto& kv) { return kv.second->alive(); });
     if (!anyAlive) return;
     if (deadline_ && Clock::now() >= *deadline_) gRecordTimeoutExpired = 1;
     if ((gRecordStopRequested || gRecordTimeoutExpired) && !interrupted_) {
@@ -244,11 +197,11 @@ void RecordSession::loop() {
       interrupted_ = true;
       timedOut_ = gRecordTimeoutExpired && !gRecordStopRequested;
       for (auto& [tid, t] : tasks_)
-        if (t->state != TaskState::Dead) ::kill(tid, SIGKILL);
+        if (t->alive()) ::kill(tid, SIGKILL);
     }
-    scheduleIfIdle();
-    maybePreempt();
-    tick.want(!readyQueue_.empty() || deadline_.has_value());
+    scheduler_->scheduleIfIdle();
+    scheduler_->maybePreempt();
+    scheduler_->tick(deadline_.has_value());
     int status = 0;
     pid_t tid = ::waitpid(-1, &status, __WALL);
     if (tid < 0) {
@@ -260,43 +213,6 @@ void RecordSession::loop() {
     t.task.noteStopped();
     handleStop(t, decodeStop(status));
   }
-}
-
-void RecordSession::scheduleIfIdle() {
-  while (!current_ && !readyQueue_.empty()) {
-    size_t pick = 0;
-    if (options_.chaos.enabled) {
-      // Chaos: any runnable task may go next, for a random timeslice.
-      pick = std::uniform_int_distribution<size_t>(0, readyQueue_.size() - 1)(chaosRandom_);
-      timeslice_ =
-          std::chrono::microseconds(std::uniform_int_distribution<int>(100, 50'000)(chaosRandom_));
-    }
-    pid_t tid = readyQueue_[pick];
-    readyQueue_.erase(readyQueue_.begin() + static_cast<long>(pick));
-    auto it = tasks_.find(tid);
-    if (it == tasks_.end()) continue;
-    RecordTask& t = *it->second;
-    t.queued = false;
-    if (t.state != TaskState::Ready) continue;
-    resumeCurrent(t, Task::Resume::Cont, std::exchange(t.resumeSignal, 0));
-  }
-}
-
-void RecordSession::makeReady(RecordTask& t, int signal) {
-  t.state = TaskState::Ready;
-  t.resumeSignal = signal;
-  if (current_ == &t) current_ = nullptr;
-  if (!t.queued) {
-    readyQueue_.push_back(t.task.tid());
-    t.queued = true;
-  }
-}
-
-void RecordSession::resumeCurrent(RecordTask& t, Task::Resume how, int signal) {
-  if (current_ != &t) t.sliceStart = Clock::now();
-  current_ = &t;
-  t.state = how == Task::Resume::Syscall ? TaskState::InSyscall : TaskState::Running;
-  t.task.resume(how, signal);
 }
 
 void RecordSession::emit(RecordTask& t, capnp::MallocMessageBuilder& msg, pid_t tidOverride) {
@@ -354,25 +270,25 @@ void RecordSession::handleStop(RecordTask& t, const Stop& stop) {
     onExited(t, stop.status);
     return;
   }
-  if (stop.kind == StopKind::GroupStop && t.interruptRequested && stop.signal == SIGTRAP) {
+  if (stop.kind == StopKind::GroupStop && stop.signal == SIGTRAP &&
+      t.consume(RecordTask::Expect::InterruptStop)) {
     onInterrupted(t);
     return;
   }
   if (stop.kind == StopKind::GroupStop) {
-    if (!t.sawInitialStop) {
-      t.sawInitialStop = true;
-      if (t.announcedByParent) makeReady(t);
+    if (!t.initialStopSeen()) {
+      if (t.noteInitialStop()) scheduler_->makeReady(t);
       return;
     }
     // A real group-stop (SIGSTOP and friends): let the task go on; job
     // control of recorded programs is not reproduced.
-    if (current_ == &t)
-      resumeCurrent(t);
+    if (scheduler_->isCurrent(t))
+      scheduler_->run(t);
     else
-      makeReady(t);
+      scheduler_->makeReady(t);
     return;
   }
-  if (stop.kind != StopKind::Signal) t.justExited = false;
+  if (stop.kind != StopKind::Signal) t.leftSyscallReturn();
   switch (stop.kind) {
     case StopKind::Seccomp:
       onSeccomp(t);
@@ -398,12 +314,6 @@ void RecordSession::handleStop(RecordTask& t, const Stop& stop) {
     default:
       break;
   }
-}
-
-bool RecordSession::shouldSwitchAfterSyscall(RecordTask& t) {
-  if (t.nr == SYS_sched_yield || Clock::now() - t.sliceStart > timeslice_) return true;
-  return options_.chaos.enabled &&
-         std::bernoulli_distribution(kChaosSwitchProbability)(chaosRandom_);
 }
 
 }  // namespace rec

@@ -1,21 +1,19 @@
 // A recording: runs a program tree under ptrace and turns every stop into
 // trace events.
 //
-// Scheduling invariant: at most one task executes user code at any time (the
-// "current" task). Other tasks are either stopped by rec (Ready) or inside a
-// blocking syscall in the kernel (InSyscall). The trace is one global event
-// sequence; replay re-creates it by running the named task to its next stop.
+// One task executes at a time (recorder/scheduler.h decides which); each
+// task's life is a state machine (recorder/record_task.h). The trace is one
+// global event sequence; replay re-creates it by running the named task to
+// its next stop.
 #pragma once
 
 #include <capnp/message.h>
 #include <signal.h>
 
 #include <chrono>
-#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
-#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -52,6 +50,9 @@ struct RecordOptions {
   bool checkMemory = false;  // a digest of the program's memory at every event (replay checks)
 };
 
+class RecordTask;
+class Scheduler;
+
 class RecordSession {
  public:
   explicit RecordSession(RecordOptions options);
@@ -60,17 +61,11 @@ class RecordSession {
   // wait status. Throws RecError.
   int run();
   bool timedOut() const { return timedOut_; }
-  uint64_t chaosSeed() const { return chaosSeed_; }
+  uint64_t chaosSeed() const;
 
  private:
-  struct RecordTask;
-  enum class TaskState { Ready, Running, InSyscall, Exiting, Dead };
-
   void writeHeader(const std::string& executable);
   void loop();
-  void scheduleIfIdle();
-  bool shouldSwitchAfterSyscall(RecordTask& t);
-  void maybePreempt();
   void onInterrupted(RecordTask& t);
   // Points in user code (record_signals.cc, tracee/code_patch.h).
   struct PointChoice {
@@ -91,6 +86,10 @@ class RecordSession {
   void onExited(RecordTask& t, int status);
   void onExitEvent(RecordTask& t);
   void writeExit(RecordTask& t, int status);
+  bool diesByItself(RecordTask& t, int status, bool atExitStop) const;
+  bool groupExitStillToCome(const RecordTask& t) const;
+  void noteExit(RecordTask& t, int status, bool atExitStop);
+  void writeGroupExits(const RecordTask& t);
   void completeExec(RecordTask& t);
   void pagesUnlikeFile(RecordTask& t, const MapEntry& m, const std::string& readPath,
                        std::vector<std::pair<uint64_t, std::vector<std::byte>>>& out);
@@ -123,8 +122,6 @@ class RecordSession {
   void emit(RecordTask& t, capnp::MallocMessageBuilder& msg, pid_t tidOverride = 0);
   bool siblingExecing(const RecordTask& t) const;
   void forget(RecordTask& t);
-  void makeReady(RecordTask& t, int signal = 0);
-  void resumeCurrent(RecordTask& t, Task::Resume how = Task::Resume::Cont, int signal = 0);
   RecordTask& taskFor(pid_t tid);
   void absorbStrays(RecordTask& t, StraySignals& strays);
 
@@ -134,8 +131,7 @@ class RecordSession {
   std::unique_ptr<format::TraceWriter> writer_;
   std::unique_ptr<BlobStore> blobs_;
   std::map<pid_t, std::unique_ptr<RecordTask>> tasks_;
-  std::deque<pid_t> readyQueue_;
-  RecordTask* current_ = nullptr;
+  std::unique_ptr<Scheduler> scheduler_;
   std::vector<RecordTask*> unannounced_;  // in blocking syscalls, in entry order
   pid_t initialTid_ = 0;
   int initialStatus_ = 0;
@@ -143,12 +139,7 @@ class RecordSession {
   bool warnedSetuid_ = false;
   bool interrupted_ = false;
   bool timedOut_ = false;
-  uint64_t chaosSeed_ = 0;
-  std::mt19937_64 chaosRandom_;
-  int pretendedCpus_ = 0;  // chaos: what sched_getaffinity reports
-  std::chrono::nanoseconds timeslice_;
   std::optional<std::chrono::steady_clock::time_point> deadline_;  // --timeout
-  uint64_t preemptions_ = 0;
   int cpu_ = -1;  // the CPU rec and the program run on
   std::vector<uint8_t> tracedBitmap_;
   std::vector<std::string> env_;

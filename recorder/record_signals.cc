@@ -27,6 +27,7 @@
 #include "record_session.h"
 #include "record_task.h"
 #include "remote_syscall.h"
+#include "scheduler.h"
 #include "signals.h"
 #include "syscall_table.h"
 #include "task_state.h"
@@ -50,35 +51,25 @@ schema::SignalEvent::Builder initSignalEvent(capnp::MallocMessageBuilder& msg,
 }
 }  // namespace
 
-// A task that has run user code for a whole timeslice while another task
-// could run is interrupted; onInterrupted switches away from it.
-void RecordSession::maybePreempt() {
-  RecordTask* t = current_;
-  if (!t || t->state != TaskState::Running || t->interruptRequested || readyQueue_.empty()) return;
-  if (Clock::now() - t->sliceStart < timeslice_) return;
-  if (::ptrace(PTRACE_INTERRUPT, t->task.tid(), nullptr, nullptr) == 0)
-    t->interruptRequested = true;
-}
-
+// A preemption the scheduler asked for (Scheduler::maybePreempt) has stopped
+// the task: switch away from it at a point replay can find.
 void RecordSession::onInterrupted(RecordTask& t) {
-  t.interruptRequested = false;
-  if (current_ != &t || t.state != TaskState::Running) {
+  if (!scheduler_->isCurrent(t) || t.state() != RecordTask::State::Running) {
     // It stopped elsewhere first (a syscall); the interrupt came after.
-    if (current_ == &t)
-      resumeCurrent(t);
+    if (scheduler_->isCurrent(t))
+      scheduler_->run(t);
     else
-      makeReady(t);
+      scheduler_->makeReady(t);
     return;
   }
-  if (t.justExited && t.task.regs().ip() == t.exitRegs.ip() &&
-      t.task.regs().sp() == t.exitRegs.sp()) {
+  if (t.atSyscallReturn(t.task.regs(), false)) {
     // Right at a syscall's return: a switch there needs no event, replay
     // parks the task after that syscall anyway.
-    t.justExited = false;
-    makeReady(t);
+    t.leftSyscallReturn();
+    scheduler_->makeReady(t);
     return;
   }
-  t.justExited = false;
+  t.leftSyscallReturn();
   PointChoice point;
   std::optional<Stop> other = choosePoint(t, point);
   if (other) {
@@ -91,8 +82,8 @@ void RecordSession::onInterrupted(RecordTask& t) {
   setPoint(p.initRegisters(), p.initMemory(static_cast<unsigned>(point.memory.size())),
            p.initState(), t, point);
   emit(t, msg);
-  ++preemptions_;
-  makeReady(t);
+  scheduler_->notePreemption();
+  scheduler_->makeReady(t);
 }
 
 // Chooses where the task stops for a preemption or a signal, and how replay
@@ -153,7 +144,7 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
     }
     // Stepped into a syscall (or a signal): the kernel may still report the
     // step as a SIGTRAP when that syscall returns; it is rec's, not the program's.
-    t.stepTrapPending = true;
+    t.expect(RecordTask::Expect::StepTrap);
     // The flags a syscall saves in r11 include rec's trap flag: the program
     // finds r11 so after the syscall, and replay, which does not step there,
     // would not.
@@ -226,7 +217,7 @@ bool RecordSession::emulateRdtsc(RecordTask& t) {
   if (rdtscp) r.raw().rcx = aux;
   r.setIp(r.ip() + (rdtscp ? 3 : 2));
   emit(t, msg);
-  resumeCurrent(t);
+  scheduler_->run(t);
   return true;
 }
 
@@ -240,14 +231,13 @@ void RecordSession::patchRdtsc(RecordTask& t, const format::BlobHash& file,
 void RecordSession::onSignal(RecordTask& t, int signo) {
   siginfo_t info = t.task.siginfo();
   const Registers& regs = t.task.regs();
-  bool atExit = t.justExited && regs.ip() == t.exitRegs.ip() && regs.sp() == t.exitRegs.sp() &&
-                regs.result() == t.exitRegs.result();
-  t.justExited = false;
+  bool atExit = t.atSyscallReturn(regs, true);
+  t.leftSyscallReturn();
 
-  if (signo == SIGTRAP && t.stepTrapPending &&
+  if (signo == SIGTRAP && t.expecting(RecordTask::Expect::StepTrap) &&
       (info.si_code == TRAP_TRACE || info.si_code == TRAP_BRKPT)) {
-    t.stepTrapPending = false;
-    resumeCurrent(t);
+    t.consume(RecordTask::Expect::StepTrap);
+    scheduler_->run(t);
     return;
   }
   if ((signo == SIGSEGV && info.si_code == SI_KERNEL) ||
@@ -309,12 +299,10 @@ void RecordSession::deliverSignal(RecordTask& t, int signo, capnp::MallocMessage
   ++signalCount_;
   if (!hasHandler(t.task.tid(), signo)) {
     emit(t, msg);
-    resumeCurrent(t, Task::Resume::Cont, signo);
+    scheduler_->run(t, Task::Resume::Cont, signo);
     return;
   }
-  current_ = &t;
-  t.state = TaskState::Running;
-  t.task.resume(Task::Resume::Step, signo);
+  scheduler_->run(t, Task::Resume::Step, signo);
   Stop stop = t.task.wait();
   if (stop.kind != StopKind::Signal || stop.signal != SIGTRAP) {
     // No frame after all (it could not be written: the kernel raises SIGSEGV).
@@ -326,7 +314,7 @@ void RecordSession::deliverSignal(RecordTask& t, int signo, capnp::MallocMessage
   auto frame = msg.getRoot<schema::Event>().getSignal().initFrame(3);
   for (unsigned i = 0; i < 3; ++i) frame.set(i, words[i]);
   emit(t, msg);
-  resumeCurrent(t);
+  scheduler_->run(t);
 }
 
 // A standard signal already held is not held twice: the kernel, too, keeps
@@ -354,7 +342,7 @@ void RecordSession::injectHeldSignal(RecordTask& t) {
   unwindSyscallEntry(t.task, strays);
   absorbStrays(t, strays);
   t.injected[signo] = info;
-  resumeCurrent(t, Task::Resume::Cont, signo);
+  scheduler_->run(t, Task::Resume::Cont, signo);
 }
 
 }  // namespace rec

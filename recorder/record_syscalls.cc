@@ -25,6 +25,7 @@
 #include "record_session.h"
 #include "record_task.h"
 #include "remote_syscall.h"
+#include "scheduler.h"
 #include "signals.h"
 #include "syscall_table.h"
 #include "task_state.h"
@@ -61,13 +62,13 @@ void RecordSession::onSeccomp(RecordTask& t) {
   }
   if (answerAtEntry(t)) return;
   for (int index : sys::stringArgs(*t.row)) t.strings.push_back(t.task.readCString(t.args[index]));
-  resumeCurrent(t, Task::Resume::Syscall);
+  scheduler_->run(t, Task::Resume::Syscall);
   // A blocking syscall lets other tasks run meanwhile. fork-like calls stay
   // current until their fork event, which names the child first.
   if (t.row->mayBlock() && t.row->hook != sys::Hook::Clone) {
     t.enterAnnounced = false;
     unannounced_.push_back(&t);
-    current_ = nullptr;
+    scheduler_->release(t);
   }
 }
 
@@ -128,8 +129,7 @@ bool RecordSession::answerAtEntry(RecordTask& t) {
   finishSyscallEvent(t, msg, written);
   if (startsLog) msg.getRoot<schema::Event>().getSyscall().setStartsTimeLog(true);
   emit(t, msg);
-  t.exitRegs = t.task.regs();
-  t.justExited = true;
+  t.returnedFromSyscall(t.task.regs());
   continueAfterSyscall(t);
   return true;
 }
@@ -168,13 +168,12 @@ void RecordSession::refuse(RecordTask& t, int error) {
   setEntryRegisters(t, s);
   attachMemoryDigest(t, msg, t.entryDigest);
   emit(t, msg);
-  t.exitRegs = r;
-  t.justExited = true;
+  t.returnedFromSyscall(r);
   if (options_.verbose)
     fmt::print(stderr, "rec: refused {} with {}\n", t.row ? t.row->name : "an unknown syscall",
                sys::errnoName(error));
   t.nr = -1;
-  resumeCurrent(t);
+  scheduler_->run(t);
 }
 
 // Stored as what differs from their prediction (task_state.h); the event's
@@ -319,15 +318,13 @@ void RecordSession::releaseVforkParent(RecordTask& child) {
   if (!parent) return;
   child.vforkParent = nullptr;
   parent->vforkChild = nullptr;
-  if (parent->vforkReturnPending) {
-    parent->vforkReturnPending = false;
-    onSyscallExit(*parent);
-  }
+  if (parent->state() == RecordTask::State::VforkHeld) onSyscallExit(*parent);
 }
 
 void RecordSession::onSyscallExit(RecordTask& t) {
   if (t.vforkChild) {
-    t.vforkReturnPending = true;
+    // Its event follows the child's exec or exit (releaseVforkParent).
+    t.setState(RecordTask::State::VforkHeld);
     return;
   }
   if (t.execSeen) {
@@ -336,24 +333,23 @@ void RecordSession::onSyscallExit(RecordTask& t) {
     capnp::MallocMessageBuilder msg;
     finishSyscallEvent(t, msg);
     emit(t, msg);
-    t.exitRegs = t.task.regs();
-    t.justExited = true;
+    t.returnedFromSyscall(t.task.regs());
   }
   continueAfterSyscall(t);
 }
 
 void RecordSession::continueAfterSyscall(RecordTask& t) {
-  bool yield = shouldSwitchAfterSyscall(t);
+  bool yield = scheduler_->shouldSwitchAfterSyscall(t);
   t.nr = -1;
-  if (current_ == &t) {
-    if (yield && !readyQueue_.empty())
-      makeReady(t);
+  if (scheduler_->isCurrent(t)) {
+    if (yield && scheduler_->othersWaiting())
+      scheduler_->makeReady(t);
     else
-      resumeCurrent(t);
-  } else if (!current_) {
-    resumeCurrent(t);
+      scheduler_->run(t);
+  } else if (!scheduler_->current()) {
+    scheduler_->run(t);
   } else {
-    makeReady(t);
+    scheduler_->makeReady(t);
   }
 }
 
@@ -361,9 +357,10 @@ void RecordSession::continueAfterSyscall(RecordTask& t) {
 // use; pretending another count shakes out other schedules. The pretended
 // mask is what gets recorded, so replay sees it too.
 void RecordSession::pretendCpuCount(RecordTask& t, int64_t result) {
-  if (!pretendedCpus_ || t.nr != SYS_sched_getaffinity || result <= 0) return;
+  int cpus = scheduler_->pretendedCpus();
+  if (!cpus || t.nr != SYS_sched_getaffinity || result <= 0) return;
   std::vector<uint8_t> mask(static_cast<size_t>(result), 0);
-  for (int cpu = 0; cpu < pretendedCpus_ && cpu / 8 < result; ++cpu)
+  for (int cpu = 0; cpu < cpus && cpu / 8 < result; ++cpu)
     mask[cpu / 8] |= static_cast<uint8_t>(1u << (cpu % 8));
   t.task.write(t.args[2], mask.data(), mask.size());
 }

@@ -1,7 +1,8 @@
 // What the recorder knows about one traced task, and small helpers shared by
-// the recorder's source files: record_session.cc (the event loop and the
-// scheduler), record_syscalls.cc, record_signals.cc (signals, preemption and
-// points in user code) and record_exec.cc (exec, fork and exit).
+// the recorder's source files: record_session.cc (the event loop),
+// scheduler.cc (who runs next), record_syscalls.cc, record_signals.cc
+// (signals, preemption and points in user code) and record_exec.cc (exec,
+// fork and exit).
 #pragma once
 
 #include <capnp/message.h>
@@ -50,14 +51,109 @@ capnp::Data::Reader asData(const T& value) {
   return asData(&value, sizeof value);
 }
 
-struct RecordSession::RecordTask {
+// One traced task as the recorder sees it: a state machine over the task's
+// life, plus the syscall in progress and the per-task data of signals,
+// points and the time shim.
+//
+//   Newborn --(first stop and parent's fork event, either order)--> Ready
+//   Ready --(scheduled)--> Running | InSyscall
+//   Running --(seccomp stop, resumed with PTRACE_SYSCALL)--> InSyscall
+//   Running | InSyscall --(yields, preempted)--> Ready
+//   InSyscall --(vfork parent's return while the child lives)--> VforkHeld
+//   VforkHeld --(child exec'd or died)--> Running | Ready
+//   any live state --(PTRACE_EVENT_EXIT)--> Exiting --(reaped)--> Dead
+//   any live state --(killed: reaped without an exit stop)--> Dead
+//
+// Every change goes through setState(), which rejects any other transition
+// as an internal error (exit 70) naming both states.
+//
+// Besides its state a task may owe rec a stop that rec itself caused
+// (expect()/consume()), may stand right at the return of a syscall
+// (returnedFromSyscall()), and carries how its exit is written to the trace
+// (ExitRecord).
+class RecordTask {
+ public:
+  enum class State {
+    Newborn,    // created: waits for its first stop and its parent's fork event
+    Ready,      // stopped by rec, queued in the scheduler
+    Running,    // executing user code
+    InSyscall,  // resumed into a traced syscall (PTRACE_SYSCALL); may block in the kernel
+    VforkHeld,  // vfork parent stopped at its syscall's return until the child execs or exits
+    Exiting,    // past PTRACE_EVENT_EXIT (or ended by a sibling's exec), not yet reaped
+    Dead,
+  };
+  static const char* stateName(State s);
+
+  // Stops rec caused itself and must recognise when they come.
+  enum class Expect : uint8_t {
+    InterruptStop = 1,  // PTRACE_INTERRUPT sent for a preemption
+    StepTrap = 2,       // single-stepped into a syscall or signal: a stray SIGTRAP may follow
+  };
+
+  // How the task's Exit event reaches the trace. Replay runs a task to its
+  // exit in trace order, so a task that something else killed has its exit
+  // written after the event that kills it on replay too.
+  enum class ExitRecord {
+    NotWritten,
+    Written,
+    AfterExec,       // ended by a sibling's execve: written after that Exec event
+    AfterGroupExit,  // ended by a sibling's exit_group or fatal signal: written after that
+                     // sibling's exit (or once no sibling is left to be the one)
+  };
+
   RecordTask(pid_t tid, pid_t tgid) : task(tid, tgid) {}
+  RecordTask(const RecordTask&) = delete;
+  RecordTask& operator=(const RecordTask&) = delete;
+
   Task task;
-  TaskState state = TaskState::Ready;
-  int resumeSignal = 0;
-  bool sawInitialStop = false;
-  bool announcedByParent = false;
-  bool queued = false;
+
+  State state() const { return state_; }
+  bool alive() const { return state_ != State::Dead; }
+  // Checks and performs one transition of the diagram above.
+  void setState(State to);
+  // Resumes the task (Cont: into user code, Syscall: through its traced
+  // syscall) and moves to Running or InSyscall.
+  void resume(Task::Resume how, int signal = 0);
+
+  // Birth. A new task may run once rec has seen both its first stop and its
+  // parent's fork event, which come in either order. Each returns true when
+  // that completes the pair.
+  bool noteInitialStop();
+  bool noteAnnouncedByParent();
+  bool initialStopSeen() const { return initialStopSeen_; }
+
+  void expect(Expect e) { expected_ |= static_cast<uint8_t>(e); }
+  bool expecting(Expect e) const { return expected_ & static_cast<uint8_t>(e); }
+  // True (and forgotten) when the stop was expected.
+  bool consume(Expect e) {
+    bool was = expecting(e);
+    expected_ &= static_cast<uint8_t>(~static_cast<uint8_t>(e));
+    return was;
+  }
+  // PTRACE_INTERRUPT for a preemption; false when the task is gone.
+  bool requestInterrupt();
+
+  // The task was resumed from a syscall's exit with these registers. A
+  // signal or interrupt that stops it still there arrived "at the return of
+  // that syscall", which replay reproduces without a point in user code.
+  void returnedFromSyscall(const Registers& regs) { syscallReturn_ = regs; }
+  // Any other stop: it has left that return.
+  void leftSyscallReturn() { syscallReturn_.reset(); }
+  // Whether `regs` still stand at that return (ip and sp; and rax with
+  // compareResult, since a signal stop may follow a restart).
+  bool atSyscallReturn(const Registers& regs, bool compareResult) const;
+
+  ExitRecord exitRecord() const { return exitRecord_; }
+  // Marks the exit written; false when it was written or deferred already.
+  bool markExitWritten();
+  // Holds the exit (with `status`) back until `until` (AfterExec,
+  // AfterGroupExit); nothing changes when it was written or deferred.
+  void deferExit(ExitRecord until, int status);
+  // The status of an exit deferred until `until`, handed over once: the
+  // exit is then to be written.
+  std::optional<int> takeDeferredExit(ExitRecord until);
+  // The signal rec last resumed the task with (0: none).
+  int lastResumeSignal() const { return lastResumeSignal_; }
 
   // The traced syscall in progress.
   int nr = -1;
@@ -71,11 +167,6 @@ struct RecordSession::RecordTask {
   pid_t newTask = 0;
   bool execSeen = false;
 
-  // Registers as the last syscall returned: a signal delivered with these
-  // registers was delivered as that syscall returned.
-  Registers exitRegs;
-  bool justExited = false;
-
   std::deque<siginfo_t> heldSignals;  // async signals to deliver at the next syscall
   std::map<int, siginfo_t> injected;  // raised by rec, awaiting their delivery stop
   std::shared_ptr<OutputFds> fds;
@@ -83,16 +174,19 @@ struct RecordSession::RecordTask {
   ScopedFd pagemap;                          // /proc/TID/pagemap of the current image
   Clock::time_point sliceStart;
 
-  // vfork: the parent's syscall returns once the child has exec'd or exited;
-  // its event is written after the child's, so replay runs them in that order.
-  bool exitWritten = false;
-  bool interruptRequested = false;  // PTRACE_INTERRUPT sent for a preemption
-  pid_t formerTid = 0;              // exec'd from a non-leader thread: its id before
-  bool stepTrapPending = false;
-  std::optional<int> execVictimStatus;  // ended by a sibling's execve; exit written after it
-  RecordTask* vforkParent = nullptr;
-  RecordTask* vforkChild = nullptr;
-  bool vforkReturnPending = false;
+  pid_t formerTid = 0;                // exec'd from a non-leader thread: its id before
+  RecordTask* vforkParent = nullptr;  // vfork: the parent waiting for this child
+  RecordTask* vforkChild = nullptr;   // vfork: the child this parent waits for
+
+ private:
+  State state_ = State::Newborn;
+  bool initialStopSeen_ = false;
+  bool announcedByParent_ = false;
+  uint8_t expected_ = 0;
+  std::optional<Registers> syscallReturn_;
+  ExitRecord exitRecord_ = ExitRecord::NotWritten;
+  int deferredExitStatus_ = 0;
+  int lastResumeSignal_ = 0;
 };
 
 }  // namespace rec

@@ -101,13 +101,6 @@ std::chrono::nanoseconds cpuTime(pid_t tid) {
   return std::chrono::nanoseconds(ns);
 }
 
-void setDebugRegister(pid_t tid, int index, uint64_t value) {
-  size_t offset = offsetof(struct user, u_debugreg) + static_cast<size_t>(index) * 8;
-  if (::ptrace(PTRACE_POKEUSER, tid, reinterpret_cast<void*>(offset),
-               reinterpret_cast<void*>(value)) != 0)
-    throwErrno(kExitInternal, fmt::format("setting debug register {} of task {}", index, tid));
-}
-
 constexpr int kTrapHardwareBreakpoint = 4;  // TRAP_HWBKPT
 
 }  // namespace
@@ -159,7 +152,8 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
   StraySignals strays;
   // Bring the task to a stop from which rec can run syscalls in it.
   if (t.park == Park::Initial) {
-    advanceInitial(t);
+    if (auto death = advanceInitial(t))
+      diverge(t, fmt::format("to reach {}", what), describeStop(*death));
   } else if (t.park == Park::SkipPending) {
     skipSyscall(t);
     const Registers regs = t.task.regs();
@@ -213,16 +207,30 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
     if (point.entry == PointEntry::Jump) t.task.write(ip, original.data(), original.size());
   };
   plant();
-  if (point.entry == PointEntry::DebugRegister) {
-    setDebugRegister(t.task.tid(), 0, ip);
-    setDebugRegister(t.task.tid(), 7, 1);  // L0: break on executing DR0
-  }
+  // A debugger above the replay (observer_) sees the task's runs: its
+  // breakpoints must not be skipped by running a copy of the program's loop,
+  // so it gets no copy; rec then checks each hit of the debug register itself.
+  const bool checkHitsInRec = point.entry == PointEntry::DebugRegister && observer_;
+  if (point.entry == PointEntry::DebugRegister)
+    pointBreakpoint_ = std::make_unique<ExecutionBreakpoint>(t.task.tid(), ip);
+  activePatch_ = ActivePatch{t.recordedTid, ip,
+                             point.entry == PointEntry::Jump
+                                 ? std::vector<uint8_t>(original.begin(), original.end())
+                                 : std::vector<uint8_t>{},
+                             page, trampoline->trapIp};
   auto cleanUp = [&] {
     unplant();
-    if (point.entry == PointEntry::DebugRegister) {
-      setDebugRegister(t.task.tid(), 7, 0);
-      setDebugRegister(t.task.tid(), 0, 0);
+    pointBreakpoint_.reset();  // disarms
+    activePatch_.reset();
+  };
+  // The in-process check's words, read by rec (checkHitsInRec).
+  auto wordsMatch = [&] {
+    for (const MemoryCheck& w : point.words) {
+      uint64_t value = 0;
+      if (t.task.read(w.address, &value, sizeof value) != sizeof value || value != w.value)
+        return false;
     }
+    return true;
   };
 
   // The bound: the task's own CPU time (a load on the machine does not
@@ -234,6 +242,8 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
     cpuLimit = std::chrono::seconds(std::atoi(limit));
     wallLimit = 2 * cpuLimit;
   }
+  // A debugger may hold the task as long as its user likes: CPU time only.
+  if (observer_) wallLimit = std::chrono::nanoseconds::max();
   const auto cpuStart = cpuTime(t.task.tid());
   const auto wallStart = std::chrono::steady_clock::now();
   uint64_t candidates = 0;
@@ -244,6 +254,11 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
   WaitTicker ticker(std::chrono::milliseconds(100));
   for (;;) {
     std::optional<Stop> got = t.task.waitUnlessInterrupted();
+    if (got && pointBreakpoint_) pointBreakpoint_->disarm();  // DR7 as the debugger left it
+    if (got && observerClaims(t, *got)) {
+      resumeUserCode(t, 0);
+      continue;
+    }
     if (!got) {
       auto cpu = cpuTime(t.task.tid()) - cpuStart;
       auto wall = std::chrono::steady_clock::now() - wallStart;
@@ -285,30 +300,46 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
         lastDifference = *difference;
         plant();
         t.task.mutableRegs().setIp(trampoline->resumeIp);
-        t.task.resume(Task::Resume::Cont);
+        resumeUserCode(t, 0);
         continue;
       }
       if (stop.signal == SIGTRAP && info.si_code == kTrapHardwareBreakpoint && at == ip &&
           point.entry == PointEntry::DebugRegister) {
-        t.task.mutableRegs().setIp(trampoline->checkIp);  // into the copy, checked
-        t.task.resume(Task::Resume::Cont);
+        if (!checkHitsInRec) {
+          t.task.mutableRegs().setIp(trampoline->checkIp);  // into the copy, checked
+          resumeUserCode(t, 0);
+          continue;
+        }
+        // The kernel set the resume flag: resumed, the instruction runs
+        // without hitting the debug register again.
+        if (registerDifference(point.regs, t.task.regs().raw()) || !wordsMatch()) {
+          resumeUserCode(t, 0);
+          continue;
+        }
+        ++candidates;
+        auto difference = stateDifference(t, point, ip);
+        if (!difference) break;
+        lastDifference = *difference;
+        resumeUserCode(t, 0);
         continue;
       }
       if ((stop.signal == SIGSEGV || stop.signal == SIGBUS) && trampoline->inMemoryLoad(at)) {
         // A memory word the check reads is not mapped yet: not the point.
         t.task.mutableRegs().setIp(trampoline->faultMissIp);
-        t.task.resume(Task::Resume::Cont);
+        resumeUserCode(t, 0);
         continue;
       }
       if (!isSynchronousFault(stop.signal, info)) {
-        t.task.resume(Task::Resume::Cont);  // a replay-time signal, not the recording's
+        resumeUserCode(t, 0);  // a replay-time signal, not the recording's
         continue;
       }
     } else if (stop.kind == StopKind::GroupStop) {
-      t.task.resume(Task::Resume::Cont);
+      resumeUserCode(t, 0);
       continue;
     }
     if (stop.kind == StopKind::Exited) {
+      pointBreakpoint_.reset();
+      activePatch_.reset();
       t.park = Park::Dead;
       throw RecError(kExitDivergence,
                      fmt::format("rec: replay diverged at event #{} (task {}): expected {}, but "

@@ -27,11 +27,16 @@
 
 namespace rec {
 
-void ReplaySession::advanceInitial(ReplayTask& t) {
+std::optional<Stop> ReplaySession::advanceInitial(ReplayTask& t) {
   for (;;) {
     Stop stop = t.task.wait();
     if (stop.kind == StopKind::GroupStop) break;
-    if (stop.kind == StopKind::Exited) diverge(t, "a new task to start", describeStop(stop));
+    // Killed before it ever ran (a sibling's exit_group, SIGKILL): it may
+    // report its death without a first stop.
+    if (stop.kind == StopKind::ExitEvent || stop.kind == StopKind::Exited) {
+      t.park = ReplayTask::Park::Resumable;
+      return stop;
+    }
     t.task.resume(Task::Resume::Cont);
   }
   if (t.childTidAddress) {
@@ -39,6 +44,7 @@ void ReplaySession::advanceInitial(ReplayTask& t) {
     t.task.write(std::exchange(t.childTidAddress, 0), &value, sizeof value);
   }
   t.park = ReplayTask::Park::Resumable;
+  return std::nullopt;
 }
 
 // The signal mask a syscall installs while it waits, when it has one.
@@ -178,7 +184,7 @@ void ReplaySession::resumeDeliveringPending(ReplayTask& t) {
   int signo = std::exchange(t.pendingSignal, 0);
   std::optional<FrameTrapWords> frame = std::exchange(t.pendingFrame, std::nullopt);
   if (!signo || !frame) {
-    t.task.resume(Task::Resume::Cont, signo);
+    resumeUserCode(t, signo);
     return;
   }
   t.task.resume(Task::Resume::Step, signo);
@@ -187,7 +193,7 @@ void ReplaySession::resumeDeliveringPending(ReplayTask& t) {
     diverge(t, fmt::format("to enter the handler of {}", sys::signalName(signo)),
             describeStop(stop));
   writeFrameTrapWords(t.task, *frame);
-  t.task.resume(Task::Resume::Cont);
+  resumeUserCode(t, 0);
 }
 
 void ReplaySession::onRdtsc(ReplayTask& t, schema::RdtscEvent::Reader e) {

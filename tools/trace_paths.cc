@@ -37,7 +37,7 @@ std::string newTracePath(const std::string& program) {
   for (int n = 0;; ++n) {
     std::string path = fmt::format("{}/{}-{}", dir, base, n);
     // O_EXCL reserves the name against a concurrent recording.
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd >= 0) {
       ::close(fd);
       return path;

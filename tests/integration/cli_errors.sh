@@ -1,6 +1,7 @@
 # Issue 3: bad input. rec's own errors use its documented exit codes (64 usage,
-# 65 bad trace, 66 trace missing, 126 not executable, 127 not found), print
-# one clear line on stderr, and never crash (status < 128).
+# 65 bad trace, 66 trace missing, 67 cut short, 74 trace not writable, 126 not
+# executable, 127 not found), print one clear line on stderr, and never crash
+# (status < 128).
 # shellcheck source=lib.bash
 source "$TESTLIB"
 
@@ -148,6 +149,55 @@ check_default_trace() {
   cmp -s d.out r.out || fail "rec replay (latest trace) printed '$(head -c 100 r.out)'"
 }
 
+# The trace cannot be written: 74 (the README's "trace could not be
+# written"), not 70 (a bug in rec), with one line naming the path.
+check_unwritable_trace() {
+  expect_status 74 "$REC" record -o "$T/no-such-dir/x.rec" -- /bin/true
+  expect_one_line_stderr
+  grep -q 'no-such-dir/x.rec' "$T/last.err" || fail "the message does not name the trace"
+  printf 'x\n' >afile
+  expect_status 74 "$REC" record -o afile/x.rec -- /bin/true
+  expect_one_line_stderr
+  # Created, but every write fails (ENOSPC).
+  expect_status 74 "$REC" record -o /dev/full -- /bin/true
+  expect_one_line_stderr
+  REC_TRACE_DIR=$T/afile/traces expect_status 74 "$REC" record -- /bin/true
+  expect_one_line_stderr
+  expect_status 74 "$REC" record --until-failure --max-runs 1 -o "$T/no-such-dir/y.rec" -- /bin/false
+}
+
+# A trace holds the environment and file contents: only its owner reads it,
+# wherever it is written, also when an older readable trace is overwritten.
+check_trace_mode() {
+  record private --status 0 -- /bin/true
+  [[ $(stat -c %a private.rec) == 600 ]] || fail "-o trace has mode $(stat -c %a private.rec)"
+  : >old.rec
+  chmod 644 old.rec
+  expect_status 0 "$REC" record -o old.rec -- /bin/true
+  [[ $(stat -c %a old.rec) == 600 ]] || fail "an overwritten trace kept mode $(stat -c %a old.rec)"
+  mkdir traces
+  REC_TRACE_DIR=$T/traces expect_status 0 "$REC" record -- /bin/true
+  local f
+  for f in traces/true-*; do
+    [[ $(stat -c %a "$f") == 600 ]] || fail "default-location trace $f has mode $(stat -c %a "$f")"
+  done
+}
+
+# rec's start-up probe of RDTSC trapping kills a child with SIGSEGV: it must
+# leave no core file behind, even where the user allows core dumps.
+check_no_probe_core() {
+  local pattern
+  pattern=$(cat /proc/sys/kernel/core_pattern)
+  mkdir run
+  (cd run && ulimit -c unlimited && "$REC" record -o ../c.rec -- /bin/true) >/dev/null 2>&1 ||
+    fail "rec record /bin/true failed"
+  if [[ $pattern == /* || $pattern == '|'* ]]; then
+    note "core_pattern is '$pattern': cores do not land in the working directory here"
+    return 0
+  fi
+  expect_empty_dir run "after recording /bin/true with ulimit -c unlimited"
+}
+
 t not_found check_not_found
 t not_executable check_not_executable
 t trace_missing check_trace_missing
@@ -160,4 +210,7 @@ t version check_version
 t syscalls check_syscalls
 t record_stdout_clean check_record_stdout_clean
 t default_trace check_default_trace
+t unwritable_trace check_unwritable_trace
+t trace_mode check_trace_mode
+t no_probe_core check_no_probe_core
 finish

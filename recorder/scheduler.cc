@@ -1,0 +1,142 @@
+#include "scheduler.h"
+
+#include <signal.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "record_task.h"
+
+namespace rec {
+
+namespace {
+// A task that keeps making non-blocking syscalls yields to others after this long.
+constexpr auto kTimeslice = std::chrono::milliseconds(20);
+// Chaos: how often a syscall becomes a switch point.
+constexpr double kChaosSwitchProbability = 0.3;
+// The scheduler's clock (see TickTimer).
+constexpr auto kTick = std::chrono::milliseconds(5);
+void onTick(int) {}
+}  // namespace
+
+// A tick aimed at the recording thread only (the trace writer's thread must
+// not see it), which interrupts its waitpid so it can preempt a task that has
+// run its whole timeslice and enforce --timeout.
+class TickTimer {
+ public:
+  TickTimer() {
+    struct sigaction sa {};
+    sa.sa_handler = onTick;  // no SA_RESTART: waitpid returns EINTR
+    ::sigaction(SIGALRM, &sa, nullptr);
+    sigevent ev{};
+    ev.sigev_notify = SIGEV_THREAD_ID;
+    ev.sigev_signo = SIGALRM;
+    ev._sigev_un._tid = static_cast<pid_t>(::syscall(SYS_gettid));
+    created_ = ::timer_create(CLOCK_MONOTONIC, &ev, &timer_) == 0;
+  }
+  ~TickTimer() {
+    if (created_) ::timer_delete(timer_);
+  }
+  TickTimer(const TickTimer&) = delete;
+  TickTimer& operator=(const TickTimer&) = delete;
+  // Ticks only while there is something to time: a task waiting for the CPU
+  // (preemption) or a --timeout. A lone single-threaded program then runs
+  // without rec waking up 200 times a second on its CPU.
+  void want(bool on) {
+    if (!created_ || on == armed_) return;
+    itimerspec spec{};
+    if (on) {
+      spec.it_interval.tv_nsec = std::chrono::nanoseconds(kTick).count();
+      spec.it_value = spec.it_interval;
+    }
+    if (::timer_settime(timer_, 0, &spec, nullptr) == 0) armed_ = on;
+  }
+
+ private:
+  timer_t timer_{};
+  bool created_ = false;
+  bool armed_ = false;
+};
+
+Scheduler::Scheduler(const ChaosOptions& chaos) : chaos_(chaos), timeslice_(kTimeslice) {
+  if (chaos_.enabled) {
+    chaosSeed_ = chaos_.seed ? chaos_.seed : std::random_device{}() | 1;
+    chaosRandom_.seed(chaosSeed_);
+    pretendedCpus_ = std::uniform_int_distribution<int>(1, 8)(chaosRandom_);
+  }
+}
+
+Scheduler::~Scheduler() = default;
+
+void Scheduler::run(RecordTask& t, Task::Resume how, int signal) {
+  if (current_ != &t) t.sliceStart = Clock::now();
+  current_ = &t;
+  t.resume(how, signal);
+}
+
+void Scheduler::adopt(RecordTask& t) {
+  if (current_ != &t) t.sliceStart = Clock::now();
+  current_ = &t;
+}
+
+void Scheduler::release(RecordTask& t) {
+  if (current_ == &t) current_ = nullptr;
+}
+
+void Scheduler::makeReady(RecordTask& t) {
+  t.setState(RecordTask::State::Ready);
+  release(t);
+  if (std::find(ready_.begin(), ready_.end(), &t) == ready_.end()) ready_.push_back(&t);
+}
+
+void Scheduler::forget(RecordTask& t) {
+  release(t);
+  std::erase(ready_, &t);
+}
+
+void Scheduler::scheduleIfIdle() {
+  while (!current_ && !ready_.empty()) {
+    size_t pick = 0;
+    if (chaos_.enabled) {
+      // Chaos: any runnable task may go next, for a random timeslice.
+      pick = std::uniform_int_distribution<size_t>(0, ready_.size() - 1)(chaosRandom_);
+      timeslice_ =
+          std::chrono::microseconds(std::uniform_int_distribution<int>(100, 50'000)(chaosRandom_));
+    }
+    RecordTask& t = *ready_[pick];
+    ready_.erase(ready_.begin() + static_cast<long>(pick));
+    // Queued, then something else happened to it (it was killed).
+    if (t.state() != RecordTask::State::Ready) continue;
+    run(t);
+  }
+}
+
+bool Scheduler::shouldSwitchAfterSyscall(const RecordTask& t) {
+  if (t.nr == SYS_sched_yield || Clock::now() - t.sliceStart > timeslice_) return true;
+  return chaos_.enabled && std::bernoulli_distribution(kChaosSwitchProbability)(chaosRandom_);
+}
+
+void Scheduler::maybePreempt() {
+  RecordTask* t = current_;
+  if (!t || t->state() != RecordTask::State::Running ||
+      t->expecting(RecordTask::Expect::InterruptStop) || ready_.empty())
+    return;
+  if (Clock::now() - t->sliceStart < timeslice_) return;
+  t->requestInterrupt();
+}
+
+void Scheduler::tick(bool otherReason) {
+  if (tick_) tick_->want(!ready_.empty() || otherReason);
+}
+
+Scheduler::TickScope::TickScope(Scheduler& s) : scheduler_(s) {
+  scheduler_.tick_ = std::make_unique<TickTimer>();
+}
+
+Scheduler::TickScope::~TickScope() {
+  scheduler_.tick_.reset();
+}
+
+}  // namespace rec

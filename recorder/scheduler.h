@@ -1,0 +1,97 @@
+// The recorder's scheduler: which task runs, for how long, and who is next.
+//
+// Invariant: at most one task executes at a time, current(). Every other
+// live task is stopped by rec and queued (Ready), blocked in the kernel in a
+// syscall that lets others run (InSyscall, not current), held (a vfork
+// parent), new or exiting. The recorded event order is the schedule, so replay
+// needs nothing from here but the events.
+//
+// A task gives up the CPU at a blocking syscall, after a syscall once its
+// timeslice is used up (or at sched_yield), or by preemption in user code
+// (PTRACE_INTERRUPT, then a point chosen by record_signals.cc). Under
+// --chaos the next task, the timeslice, extra switch points at syscalls and
+// the CPU count sched_getaffinity reports are random, from a seed stored in
+// the trace.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <random>
+
+#include "record_session.h"
+#include "task.h"
+
+namespace rec {
+
+class RecordTask;
+class TickTimer;
+
+class Scheduler {
+ public:
+  explicit Scheduler(const ChaosOptions& chaos);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  uint64_t chaosSeed() const { return chaosSeed_; }
+  // Chaos: the CPU count sched_getaffinity reports; 0: the real one.
+  int pretendedCpus() const { return pretendedCpus_; }
+  uint64_t preemptions() const { return preemptions_; }
+
+  RecordTask* current() const { return current_; }
+  bool isCurrent(const RecordTask& t) const { return current_ == &t; }
+  bool othersWaiting() const { return !ready_.empty(); }
+
+  // Resumes `t` as the current task; a task that was not current starts a
+  // new timeslice.
+  void run(RecordTask& t, Task::Resume how = Task::Resume::Cont, int signal = 0);
+  // `t` is already executing (the first task, a thread that exec'd and took
+  // the leader's place): it becomes current without a resume.
+  void adopt(RecordTask& t);
+  // `t` stops being current without being queued: it blocks in the kernel,
+  // is held, or exits.
+  void release(RecordTask& t);
+  // `t` (stopped) waits for its turn.
+  void makeReady(RecordTask& t);
+  // `t` is gone or moved: no longer current nor queued.
+  void forget(RecordTask& t);
+
+  // When no task is current, resumes the next ready one: the longest
+  // waiting, or under chaos a random one for a random timeslice.
+  void scheduleIfIdle();
+  // After the syscall `t` just finished (t.nr): whether it yields now.
+  bool shouldSwitchAfterSyscall(const RecordTask& t);
+  // Interrupts the current task if it has run user code for its whole
+  // timeslice while another waits (see RecordTask::Expect::InterruptStop).
+  void maybePreempt();
+  void notePreemption() { ++preemptions_; }
+  // The tick that wakes rec's waitpid, on while a task waits for the CPU or
+  // `otherReason` (a --timeout) holds; only inside a TickScope.
+  void tick(bool otherReason);
+  // The lifetime of the tick: the recording's event loop.
+  class TickScope {
+   public:
+    explicit TickScope(Scheduler& s);
+    ~TickScope();
+    TickScope(const TickScope&) = delete;
+    TickScope& operator=(const TickScope&) = delete;
+
+   private:
+    Scheduler& scheduler_;
+  };
+
+ private:
+  ChaosOptions chaos_;
+  uint64_t chaosSeed_ = 0;
+  std::mt19937_64 chaosRandom_;
+  int pretendedCpus_ = 0;
+  std::chrono::nanoseconds timeslice_;
+  std::deque<RecordTask*> ready_;
+  RecordTask* current_ = nullptr;
+  uint64_t preemptions_ = 0;
+  std::unique_ptr<TickTimer> tick_;
+};
+
+}  // namespace rec

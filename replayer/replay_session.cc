@@ -38,25 +38,30 @@ ReplaySession::~ReplaySession() {
 }
 
 void ReplaySession::killAll() {
-  bool any = false;
+  // Only this session's tasks: other sessions' (a debugger's checkpoints)
+  // are rec's children too. Threads before their leader, whose death is
+  // reported only once its threads are reaped.
+  std::vector<pid_t> threads, leaders;
   for (auto& [recorded, t] : tasks_) {
-    if (t->park != ReplayTask::Park::Dead) {
-      ::kill(t->task.tid(), SIGKILL);
-      t->park = ReplayTask::Park::Dead;
-      any = true;
-    }
+    if (t->park == ReplayTask::Park::Dead) continue;
+    ::kill(t->task.tid(), SIGKILL);
+    t->park = ReplayTask::Park::Dead;
+    (t->task.tid() == t->task.tgid() ? leaders : threads).push_back(t->task.tid());
   }
-  if (!any && zombies_.empty()) return;
-  // Reap every task (threads before their leader); killed tasks may still
-  // report PTRACE_EVENT_EXIT and must be let go on dying.
-  int status;
-  for (;;) {
-    pid_t pid = ::waitpid(-1, &status, __WALL);
-    if (pid < 0) {
-      if (errno == EINTR) continue;
-      break;  // ECHILD: all gone
+  leaders.insert(leaders.end(), zombies_.begin(), zombies_.end());
+  threads.insert(threads.end(), leaders.begin(), leaders.end());
+  for (pid_t pid : threads) {
+    // Killed tasks may still report PTRACE_EVENT_EXIT and must be let go.
+    for (;;) {
+      int status = 0;
+      pid_t got = ::waitpid(pid, &status, __WALL);
+      if (got < 0) {
+        if (errno == EINTR) continue;
+        break;  // ECHILD: already reaped
+      }
+      if (WIFEXITED(status) || WIFSIGNALED(status)) break;
+      ::ptrace(PTRACE_CONT, pid, nullptr, nullptr);
     }
-    if (!WIFEXITED(status) && !WIFSIGNALED(status)) ::ptrace(PTRACE_CONT, pid, nullptr, nullptr);
   }
   zombies_.clear();
 }
@@ -110,6 +115,10 @@ void ReplaySession::open() {
 
 std::optional<schema::Event::Reader> ReplaySession::peekEvent() {
   if (!peeked_) {
+    if (seekFirst_) {
+      reader_->seek(nextIndex_);
+      seekFirst_ = false;
+    }
     nextIndex_ = reader_->nextEventIndex();
     next_ = reader_->nextEvent();
     peeked_ = true;

@@ -174,9 +174,12 @@ class ReplaySession {
   ReplayTask& taskFor(int recordedTid);
   [[noreturn]] void diverge(ReplayTask& t, const std::string& expected, const std::string& actual);
   void killAll();
+  // fork() helpers (replay_checkpoint.cc).
+  struct ForkState;
+  bool copyProcess(ReplaySession& copy, std::vector<ReplayTask*>& threads, ForkState& state);
 
   ReplayOptions options_;
-  std::unique_ptr<format::TraceReader> reader_;
+  std::shared_ptr<format::TraceReader> reader_;  // shared with the copies fork() makes
   std::unique_ptr<BlobCache> blobCache_ = BlobCache::fromEnvironment();
   std::unique_ptr<BlobFiles> blobs_;
   std::map<int, std::unique_ptr<ReplayTask>> tasks_;  // by recorded tid
@@ -187,6 +190,7 @@ class ReplaySession {
   uint64_t nextIndex_ = 0;
   bool started_ = false;
   bool peeked_ = false;
+  bool seekFirst_ = false;  // a copy: position the shared reader before reading
   std::optional<schema::Event::Reader> next_;
   ReplayObserver* observer_ = nullptr;
   uint64_t echoFrom_ = 0;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <set>
 
 #include "commands.h"
@@ -115,6 +116,8 @@ struct DebugFlags {
   std::string gdb = "gdb";
   std::vector<std::string> gdbArgs;
   bool noCheckpoints = false;
+  std::optional<int64_t> checkpointIntervalMs;
+  std::optional<size_t> maxCheckpoints;
 };
 
 int replay(std::string trace, bool force, bool verbose, bool check, const DebugFlags& d) {
@@ -154,6 +157,9 @@ int replay(std::string trace, bool force, bool verbose, bool check, const DebugF
     o.start = rec::dbg::TimelineOptions::Start::AtFork;
   }
   o.checkpoints.enabled = !d.noCheckpoints;
+  if (d.checkpointIntervalMs)
+    o.checkpoints.interval = std::chrono::milliseconds(*d.checkpointIntervalMs);
+  if (d.maxCheckpoints) o.checkpoints.maxCount = *d.maxCheckpoints;
   return rec::dbg::runDebugger(o);
 }
 
@@ -237,6 +243,15 @@ int main(int argc, char** argv) {
   replayCmd->add_flag("--no-checkpoints", debugFlags.noCheckpoints,
                       "With a debugger: no automatic checkpoints (going back replays from the "
                       "start)");
+  replayCmd
+      ->add_option("--checkpoint-interval", debugFlags.checkpointIntervalMs,
+                   "With a debugger: replay time in ms between automatic checkpoints "
+                   "(default 200)")
+      ->check(CLI::Range(int64_t{0}, int64_t{3600000}));
+  replayCmd
+      ->add_option("--max-checkpoints", debugFlags.maxCheckpoints,
+                   "With a debugger: automatic checkpoints kept at most (default 24)")
+      ->check(CLI::Range(size_t{2}, size_t{10000}));
 
   rec::DumpOptions dump;
   auto* dumpCmd = app.add_subcommand("dump", "List the events of a trace");

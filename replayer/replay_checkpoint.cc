@@ -106,8 +106,7 @@ class ParkedThread {
   void restore() {
     if (!used_) return;
     if (atEntry_) {
-      // Make the syscall again: the same seccomp stop, the same registers
-      // (rcx and r11 are what the syscall instruction writes anyway).
+      // Make the syscall again: the same seccomp stop.
       Registers again = saved_;
       again.setIp(saved_.ip() - 2);
       again.setResult(saved_.syscallNumber());
@@ -125,6 +124,10 @@ class ParkedThread {
       if (task_.regs().syscallNumber() != saved_.syscallNumber())
         throw RecError(kExitInternal,
                        fmt::format("rec: task {} did not return to its syscall", task_.tid()));
+      // Every register as it was, rcx and r11 too: replay compares them all
+      // at the entry, and what the syscall instruction leaves there depends on
+      // the CPU (FRED does not write them).
+      task_.setRegs(saved_);
     } else {
       task_.setRegs(saved_);
     }
@@ -358,6 +361,7 @@ bool ReplaySession::copyProcess(ReplaySession& copy, std::vector<ReplayTask*>& t
     c.exiting = false;
     c.timeSpace = newSpace;
     c.lastBufferedEvent = t->lastBufferedEvent;
+    c.lastSyscallRegs = t->lastSyscallRegs;  // the base the next entry's registers decode against
     // Its registers, in the same kind of stop.
     if (isAtSyscallEntry(t->park)) {
       Registers again = x.regs;
@@ -373,6 +377,7 @@ bool ReplaySession::copyProcess(ReplaySession& copy, std::vector<ReplayTask*>& t
         task.resume(Task::Resume::Cont);
       }
       if (task.regs().syscallNumber() != x.regs.syscallNumber()) return false;
+      task.setRegs(x.regs);  // rcx and r11 as well (see ParkedThread::restore)
     } else {
       task.setRegs(x.regs);
       if (x.hasSiginfo) task.setSiginfo(x.siginfo);

@@ -12,8 +12,10 @@
 // Memory is bounded by count and spacing: checkpoints are taken at event
 // boundaries at least `interval` of replay time apart; beyond `maxCount`
 // the store drops one from the densest stretch, keeping the first (the
-// program's start) and the newest, so the spacing grows with distance
-// into the past (as rr does).
+// program's start), the last and the one made last (where the user works),
+// so the spacing grows with distance from there (as rr does). Besides the
+// periodic ones, going to a moment inside an event's run leaves one at
+// that event's boundary: stepping back from there replays only that run.
 #pragma once
 
 #include <chrono>
@@ -65,6 +67,7 @@ class CheckpointStore {
   std::map<uint64_t, std::unique_ptr<ReplaySession>> byEvent_;
   size_t created_ = 0;
   size_t restored_ = 0;
+  uint64_t newest_ = 0;  // the event of the last one added
 };
 
 }  // namespace rec::dbg

@@ -431,6 +431,12 @@ bool Timeline::isDebuggee(int tid) const {
   return index_->processOf(tid) == debuggee_;
 }
 
+std::set<uint64_t> Timeline::hardwareBreakpoints() const {
+  std::set<uint64_t> out;
+  for (const auto& [address, n] : hardBreakpoints_) out.insert(address);
+  return out;
+}
+
 TrapSet Timeline::gdbTraps() const {
   TrapSet t;
   for (const auto& [address, n] : softBreakpoints_) t.breakpoints.insert(address);
@@ -547,14 +553,14 @@ ReplayObserver::Run Timeline::resuming(int tid, Task& task) {
     // Stepping through the replay's trampoline: the step asked for is
     // still the one in progress.
     r.keepStepping = false;
-    arming_.arm(task, armed, std::nullopt, session_->activePatch());
+    arming_.arm(task, armed, std::nullopt, session_->activePatch(), hardwareBreakpoints());
     r.stepRequested = true;
     r.expectSyscallReport = false;
     return Run::SingleStep;
   }
   if (!wantStep) lastStateObserved_ = false;
   arming_.arm(task, armed, overBreakpoint ? std::optional<uint64_t>(ip) : std::nullopt,
-              session_->activePatch());
+              session_->activePatch(), hardwareBreakpoints());
   r.stepRequested = overBreakpoint || wantStep;
   r.modeStep = wantStep;
   r.resumeIp = ip;
@@ -798,6 +804,10 @@ void Timeline::eventDone(uint64_t index, schema::Event::Reader event) {
       break;
     case Mode::Goto:
       if (index + 1 == target_.event) {
+        // Going to a moment inside this event's run: the next step back or
+        // forward from there (gdb's reverse-step asks many) replays from
+        // this boundary, not from the last periodic checkpoint.
+        if (!target_.path.empty() && checkpoints_->policy().enabled) checkpoints_->add(*session_);
         followIndex_ = followProgress_ = followCombined_ = 0;
         atSegmentStart_ = true;
         if (target_.path.empty()) {

@@ -223,6 +223,7 @@ class Timeline : public ReplayObserver {
   std::map<uint64_t, int> softBreakpoints_, hardBreakpoints_;  // address -> insert count
   std::map<Watch, int> watches_;
   TrapSet gdbTraps() const;
+  std::set<uint64_t> hardwareBreakpoints() const;  // gdb's hbreak ones
 
   // Where the replay is.
   Mode mode_ = Mode::Free;

@@ -117,6 +117,7 @@ class ReplaySession {
   void onExit(ReplayTask& t, schema::ExitEvent::Reader e);
 
   Stop advance(ReplayTask& t);
+  bool compatPassthrough(ReplayTask& t);
   void skipSyscall(ReplayTask& t);
   void reachPoint(ReplayTask& t, const user_regs_struct& expected,
                   const std::vector<MemoryCheck>& memory, const std::string& what);
@@ -138,6 +139,8 @@ class ReplaySession {
   void onBufferedSyscall(ReplayTask& t, schema::SyscallEvent::Reader e);
   void startTimeLog(ReplayTask& t, schema::SyscallEvent::Reader e);
   void fixParentTid(ReplayTask& t);
+  void withoutNamespaces(ReplayTask& t);
+  bool applyRlimit(ReplayTask& t, schema::SyscallEvent::Reader e);
   void execFromThread(ReplayTask& t, int recordedLeader);
   Stop waitSyscallExit(ReplayTask& t);
   void echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e);

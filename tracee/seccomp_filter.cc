@@ -43,10 +43,11 @@ SeccompFilter::SeccompFilter(const std::vector<uint8_t>& traced, uint64_t untrac
   for (int nr = 0; nr < sys::kMaxSyscall; ++nr)
     if (!bitmapHas(traced, nr)) passthrough.push_back(nr);
 
-  // Other ABIs (int 0x80, x32) always stop, so rec can refuse them.
+  // Other ABIs (int 0x80) always stop, marked so rec knows their numbers
+  // and registers for 32-bit ones (syscall_table.h).
   code_.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, kArchOffset));
   code_.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0));
-  code_.push_back(stmt(BPF_RET | BPF_K, kTrace));
+  code_.push_back(stmt(BPF_RET | BPF_K, kTrace | sys::kSeccompCompatData));
   // rec's own syscalls, from its scratch page: ip in [untracedFrom, untracedTo].
   code_.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, kIpHighOffset));
   code_.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(untracedFrom >> 32), 0, 4));

@@ -12,12 +12,14 @@
 // Memory is bounded by count and spacing: checkpoints are taken at event
 // boundaries at least `interval` of replay time apart; beyond `maxCount`
 // the store drops one from the densest stretch, keeping the first (the
-// program's start), the last and the one made last (where the user works),
-// so the spacing grows with distance from there (as rr does). Besides the
-// periodic ones, going to a moment inside an event's run leaves one at
-// that event's boundary: stepping back from there replays only that run.
+// program's start), the last and the two made last (where the user
+// works), so the spacing grows with distance from there (as rr does).
+// Besides the periodic ones, going to a moment leaves one at its event's
+// boundary and the one before: stepping back from there replays one or
+// two events.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -67,7 +69,7 @@ class CheckpointStore {
   std::map<uint64_t, std::unique_ptr<ReplaySession>> byEvent_;
   size_t created_ = 0;
   size_t restored_ = 0;
-  uint64_t newest_ = 0;  // the event of the last one added
+  std::array<uint64_t, 2> newest_{};  // the events of the last two added
 };
 
 }  // namespace rec::dbg

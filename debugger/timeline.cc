@@ -803,11 +803,8 @@ void Timeline::eventDone(uint64_t index, schema::Event::Reader event) {
       }
       break;
     case Mode::Goto:
+      nearTargetCheckpoint(index + 1);
       if (index + 1 == target_.event) {
-        // Going to a moment inside this event's run: the next step back or
-        // forward from there (gdb's reverse-step asks many) replays from
-        // this boundary, not from the last periodic checkpoint.
-        if (!target_.path.empty() && checkpoints_->policy().enabled) checkpoints_->add(*session_);
         followIndex_ = followProgress_ = followCombined_ = 0;
         atSegmentStart_ = true;
         if (target_.path.empty()) {
@@ -817,6 +814,7 @@ void Timeline::eventDone(uint64_t index, schema::Event::Reader event) {
       }
       break;
     case Mode::Scan:
+      nearTargetCheckpoint(index + 1);
       if (stops && scan_.boundaryStops && index + 1 >= scan_.fromEvent &&
           stop.why != StopInfo::Why::Exited && stop.why != StopInfo::Why::Exec) {
         Observation o;
@@ -838,6 +836,18 @@ void Timeline::eventDone(uint64_t index, schema::Event::Reader event) {
     default:
       break;
   }
+}
+
+// Going (or scanning) to a moment: the boundaries of its event and of the
+// one before get checkpoints, so that the next steps back or forward from
+// there (gdb's reverse-step and reverse-next ask many, some across the
+// syscall before) replay one or two events, not all since the last
+// periodic checkpoint.
+void Timeline::nearTargetCheckpoint(uint64_t boundary) {
+  if (!checkpoints_->policy().enabled || boundary > target_.event || boundary + 1 < target_.event)
+    return;
+  if (boundary == target_.event && target_.path.empty()) return;  // the stop is the boundary
+  checkpoints_->add(*session_);
 }
 
 void Timeline::noteExec(int tid, schema::ExecEvent::Reader e) {

@@ -182,6 +182,7 @@ class Timeline : public ReplayObserver {
   void reportAndApply(const StopInfo& info, const Moment& here);
   void driveToEnd();
   void maybeCheckpoint();
+  void nearTargetCheckpoint(uint64_t boundary);
   void gotoMoment(const Moment& target, const StopInfo& info);
   std::vector<Observation> scan(const ScanSpec& spec);
   void newSession(uint64_t event, Mode mode);

@@ -431,6 +431,12 @@ bool Timeline::isDebuggee(int tid) const {
   return index_->processOf(tid) == debuggee_;
 }
 
+std::set<uint64_t> Timeline::hardwareBreakpoints() const {
+  std::set<uint64_t> out;
+  for (const auto& [address, n] : hardBreakpoints_) out.insert(address);
+  return out;
+}
+
 TrapSet Timeline::gdbTraps() const {
   TrapSet t;
   for (const auto& [address, n] : softBreakpoints_) t.breakpoints.insert(address);
@@ -547,14 +553,14 @@ ReplayObserver::Run Timeline::resuming(int tid, Task& task) {
     // Stepping through the replay's trampoline: the step asked for is
     // still the one in progress.
     r.keepStepping = false;
-    arming_.arm(task, armed, std::nullopt, session_->activePatch());
+    arming_.arm(task, armed, std::nullopt, session_->activePatch(), hardwareBreakpoints());
     r.stepRequested = true;
     r.expectSyscallReport = false;
     return Run::SingleStep;
   }
   if (!wantStep) lastStateObserved_ = false;
   arming_.arm(task, armed, overBreakpoint ? std::optional<uint64_t>(ip) : std::nullopt,
-              session_->activePatch());
+              session_->activePatch(), hardwareBreakpoints());
   r.stepRequested = overBreakpoint || wantStep;
   r.modeStep = wantStep;
   r.resumeIp = ip;
@@ -797,6 +803,7 @@ void Timeline::eventDone(uint64_t index, schema::Event::Reader event) {
       }
       break;
     case Mode::Goto:
+      nearTargetCheckpoint(index + 1);
       if (index + 1 == target_.event) {
         followIndex_ = followProgress_ = followCombined_ = 0;
         atSegmentStart_ = true;
@@ -807,6 +814,7 @@ void Timeline::eventDone(uint64_t index, schema::Event::Reader event) {
       }
       break;
     case Mode::Scan:
+      nearTargetCheckpoint(index + 1);
       if (stops && scan_.boundaryStops && index + 1 >= scan_.fromEvent &&
           stop.why != StopInfo::Why::Exited && stop.why != StopInfo::Why::Exec) {
         Observation o;
@@ -828,6 +836,18 @@ void Timeline::eventDone(uint64_t index, schema::Event::Reader event) {
     default:
       break;
   }
+}
+
+// Going (or scanning) to a moment: the boundaries of its event and of the
+// one before get checkpoints, so that the next steps back or forward from
+// there (gdb's reverse-step and reverse-next ask many, some across the
+// syscall before) replay one or two events, not all since the last
+// periodic checkpoint.
+void Timeline::nearTargetCheckpoint(uint64_t boundary) {
+  if (!checkpoints_->policy().enabled || boundary > target_.event || boundary + 1 < target_.event)
+    return;
+  if (boundary == target_.event && target_.path.empty()) return;  // the stop is the boundary
+  checkpoints_->add(*session_);
 }
 
 void Timeline::noteExec(int tid, schema::ExecEvent::Reader e) {

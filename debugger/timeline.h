@@ -182,6 +182,7 @@ class Timeline : public ReplayObserver {
   void reportAndApply(const StopInfo& info, const Moment& here);
   void driveToEnd();
   void maybeCheckpoint();
+  void nearTargetCheckpoint(uint64_t boundary);
   void gotoMoment(const Moment& target, const StopInfo& info);
   std::vector<Observation> scan(const ScanSpec& spec);
   void newSession(uint64_t event, Mode mode);
@@ -223,6 +224,7 @@ class Timeline : public ReplayObserver {
   std::map<uint64_t, int> softBreakpoints_, hardBreakpoints_;  // address -> insert count
   std::map<Watch, int> watches_;
   TrapSet gdbTraps() const;
+  std::set<uint64_t> hardwareBreakpoints() const;  // gdb's hbreak ones
 
   // Where the replay is.
   Mode mode_ = Mode::Free;

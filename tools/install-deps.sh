@@ -10,6 +10,7 @@ packages=(
   catch2                                # unit tests
   gdb                                   # debugging replays (rec replay -d) and its tests
   python3 perl tar gzip findutils       # real programs the integration tests record
+  sqlite3                               # SQLite in WAL mode (shared -shm mapping) under test
 )
 missing=()
 for p in "${packages[@]}"; do

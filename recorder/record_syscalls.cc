@@ -60,9 +60,14 @@ void RecordSession::onSeccomp(RecordTask& t) {
   if (answerAtEntry(t)) return;
   for (int index : sys::stringArgs(*t.row)) t.strings.push_back(t.task.readCString(t.args[index]));
   scheduler_->run(t, Task::Resume::Syscall);
-  // A blocking syscall lets other tasks run meanwhile. fork-like calls stay
-  // current until their fork event, which names the child first.
+  // A blocking syscall lets other tasks run meanwhile, once it waits in the
+  // kernel. fork-like calls stay current until their fork event, which
+  // names the child first.
   if (t.row->mayBlock() && t.row->hook != sys::Hook::Clone) {
+    if (auto stop = scheduler_->stopUnlessAsleep(t)) {
+      handleStop(t, *stop);
+      return;
+    }
     t.enterAnnounced = false;
     unannounced_.push_back(&t);
     scheduler_->release(t);

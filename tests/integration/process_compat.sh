@@ -1,5 +1,6 @@
 # Issue 11, process-level compatibility: thread groups ended by one thread
-# while the others are blocked, spinning or newborn; (more classes follow).
+# while the others are blocked, spinning or newborn; the order of writes
+# from several processes and threads to one file.
 # shellcheck source=lib.bash
 source "$TESTLIB"
 
@@ -20,5 +21,17 @@ check_group_exit() {
   done
 }
 
+# Writes that complete without waiting take effect in the order the trace
+# records them: replay prints the lines of five writers in the same order.
+check_write_order() {
+  need_program write_order
+  expect_native_differs "$PROGRAMS/write_order"
+  local i
+  for i in 1 2; do
+    record_replay "order$i" --status 0 --expect-out '^child 2 pid [0-9]+ line 149$' -- "$PROGRAMS/write_order"
+  done
+}
+
 t group_exit check_group_exit
+t write_order check_write_order
 finish

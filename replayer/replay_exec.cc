@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "code_patch.h"
@@ -91,43 +92,93 @@ void ReplaySession::patchRdtsc(ReplayTask& t, schema::Mapping::Reader m) {
                               m.getEnd(), m.getOffset());
 }
 
-// execve in a thread other than the leader: the kernel ends the other
-// threads (rec, their tracer, reaps them so the exec can go on) and gives the
-// exec'ing thread the leader's id. Returns once the exec stop was seen.
-void ReplaySession::execFromThread(ReplayTask& t, int recordedLeader) {
-  pid_t leader = t.task.tgid();
+// execve in a process with other threads: the kernel kills them first.
+// Each stops at PTRACE_EVENT_EXIT, which rec lets go, and is reaped here, its
+// status kept for its Exit event (which follows the Exec event in the
+// trace). A thread other than the leader that execs gets the leader's id,
+// under which its exec stop comes; the old leader just vanishes. Returns
+// once the exec stop was seen (the task then goes on to the exec's return)
+// and every other thread is reaped. Only the group's own tasks are waited
+// for: other processes' stops stay queued for their own events.
+void ReplaySession::execInGroup(ReplayTask& t, int recordedLeader) {
+  using Park = ReplayTask::Park;
+  const pid_t leader = t.task.tgid();
+  const pid_t execer = t.task.tid();
+  const bool fromThread = execer != leader;
+  std::vector<ReplayTask*> victims;  // to be reaped (not the vanishing old leader)
+  for (auto& [id, o] : tasks_)
+    if (o.get() != &t && o->park != Park::Dead && o->task.tgid() == leader &&
+        o->task.tid() != leader)
+      victims.push_back(o.get());
+  auto poll = [](pid_t pid, int& status) {
+    for (;;) {
+      pid_t r = ::waitpid(pid, &status, __WALL | WNOHANG);
+      if (r < 0 && errno == EINTR) continue;
+      return r;
+    }
+  };
+  bool execSeen = false;
+  auto lastProgress = std::chrono::steady_clock::now();
   for (;;) {
+    bool allReaped = std::all_of(victims.begin(), victims.end(),
+                                 [](ReplayTask* v) { return v->park == Park::Dead; });
+    if (execSeen && allReaped) break;
+    bool progress = false;
     int status = 0;
-    pid_t pid = ::waitpid(-1, &status, __WALL);
-    if (pid < 0) {
-      if (errno == EINTR) continue;
-      throwErrno(kExitInternal, "waitpid");
-    }
-    Stop stop = decodeStop(status);
-    if (pid == leader && stop.kind == StopKind::Exec) break;
-    ReplayTask* other = nullptr;
-    for (auto& [id, o] : tasks_)
-      if (o->task.tid() == pid && o.get() != &t) other = o.get();
-    if (stop.kind == StopKind::Exited) {
-      if (other) {
-        other->park = ReplayTask::Park::Dead;
-        other->deadStatus = status;
+    if (!execSeen && poll(leader, status) == leader) {
+      progress = true;
+      Stop stop = decodeStop(status);
+      if (stop.kind == StopKind::Exec) {
+        execSeen = true;
+        t.task.setTid(leader);
+        t.task.noteStopped();
+        t.task.resetMemory();
+        t.task.resume(Task::Resume::Syscall);
+      } else if (stop.kind != StopKind::Exited) {
+        // The exec'ing leader before its exec stop, or the old leader dying.
+        ::ptrace(PTRACE_CONT, leader, nullptr, nullptr);
       }
-      continue;
     }
-    ::ptrace(PTRACE_CONT, pid, nullptr, nullptr);
+    if (!execSeen && fromThread && poll(execer, status) == execer) {
+      progress = true;
+      ::ptrace(PTRACE_CONT, execer, nullptr, nullptr);  // a stop before its exec stop
+    }
+    for (ReplayTask* v : victims) {
+      if (v->park == Park::Dead) continue;
+      pid_t r = poll(v->task.tid(), status);
+      if (r == 0) continue;
+      progress = true;
+      if (r < 0) {  // reaped by the kernel itself: killed by the exec
+        v->park = Park::Dead;
+        v->deadStatus = SIGKILL;
+        continue;
+      }
+      Stop stop = decodeStop(status);
+      if (stop.kind == StopKind::Exited) {
+        v->park = Park::Dead;
+        v->deadStatus = status;
+      } else {
+        ::ptrace(PTRACE_CONT, v->task.tid(), nullptr, nullptr);
+      }
+    }
+    if (progress) {
+      lastProgress = std::chrono::steady_clock::now();
+    } else if (std::chrono::steady_clock::now() - lastProgress > std::chrono::seconds(10)) {
+      throw RecError(kExitInternal,
+                     fmt::format("rec: replaying the exec of task {} at event #{}: the other "
+                                 "threads did not end",
+                                 t.recordedTid, eventIndex_));
+    } else {
+      ::sched_yield();  // they run on rec's CPU
+    }
   }
+  if (!fromThread) return;
   // The exec'ing thread now is the leader, under both ids.
   auto self = std::move(tasks_[t.recordedTid]);
   tasks_.erase(t.recordedTid);
-  if (auto old = tasks_.find(recordedLeader); old != tasks_.end())
-    old->second->park = ReplayTask::Park::Dead;
+  if (auto old = tasks_.find(recordedLeader); old != tasks_.end()) old->second->park = Park::Dead;
   tasks_[recordedLeader] = std::move(self);
   t.recordedTid = recordedLeader;
-  t.task.setTid(leader);
-  t.task.noteStopped();
-  t.task.resetMemory();
-  t.task.resume(Task::Resume::Syscall);
 }
 
 void ReplaySession::onExec(ReplayTask& t, schema::ExecEvent::Reader e) {
@@ -154,8 +205,11 @@ void ReplaySession::onExec(ReplayTask& t, schema::ExecEvent::Reader e) {
     }
   }
   t.task.resume(Task::Resume::Syscall);
-  if (e.getBecomesTid() != 0 && e.getBecomesTid() != t.recordedTid)
-    execFromThread(t, e.getBecomesTid());
+  bool otherThreads = std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& kv) {
+    const ReplayTask& o = *kv.second;
+    return &o != &t && o.park != ReplayTask::Park::Dead && o.task.tgid() == t.task.tgid();
+  });
+  if (otherThreads) execInGroup(t, e.getBecomesTid());
   for (;;) {
     Stop stop = t.task.wait();
     if (stop.kind == StopKind::Exec) {

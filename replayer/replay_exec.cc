@@ -4,6 +4,7 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/futex.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
@@ -251,6 +252,46 @@ void ReplaySession::onExec(ReplayTask& t, schema::ExecEvent::Reader e) {
   t.park = ReplayTask::Park::Resumable;
 }
 
+// What the kernel does with a dying task's robust futex list (mutexes it
+// still holds, in memory other threads and processes share): each word
+// owned by the task gets FUTEX_OWNER_DIED, which the next locker sees as
+// EOWNERDEAD. The kernel compares the owner with the task's real id, which
+// on replay is not the recorded one the program stored, so replay marks the
+// words itself, at the task's exit stop; the kernel then finds them owned by
+// nobody and leaves them alone. (Waking a waiter needs nothing: waits are
+// replayed from the trace.)
+void ReplaySession::releaseRobustFutexes(ReplayTask& t) {
+  struct RobustListHead {
+    uint64_t next;
+    int64_t futexOffset;
+    uint64_t pending;
+  };
+  uint64_t headAddress = 0;
+  size_t length = 0;
+  if (::syscall(SYS_get_robust_list, t.task.tid(), &headAddress, &length) != 0 || !headAddress ||
+      length != sizeof(RobustListHead))
+    return;
+  RobustListHead head;
+  if (t.task.read(headAddress, &head, sizeof head) != sizeof head) return;
+  auto markDead = [&](uint64_t entry) {
+    uint64_t word = (entry & ~uint64_t{1}) + static_cast<uint64_t>(head.futexOffset);
+    uint32_t value = 0;
+    if (t.task.read(word, &value, sizeof value) != sizeof value) return;
+    if ((value & FUTEX_TID_MASK) != static_cast<uint32_t>(t.recordedTid)) return;
+    value = (value & FUTEX_WAITERS) | FUTEX_OWNER_DIED;
+    t.task.write(word, &value, sizeof value);
+  };
+  constexpr int kLimit = 2048;  // the kernel's ROBUST_LIST_LIMIT
+  uint64_t entry = head.next;
+  for (int i = 0; i < kLimit && entry != headAddress && entry; ++i) {
+    uint64_t next = 0;
+    if (t.task.read(entry & ~uint64_t{1}, &next, sizeof next) != sizeof next) break;
+    if (entry != head.pending) markDead(entry);
+    entry = next;
+  }
+  if (head.pending) markDead(head.pending);
+}
+
 void ReplaySession::onExit(ReplayTask& t, schema::ExitEvent::Reader e) {
   int recorded = e.getWaitStatus();
   if (WIFSIGNALED(recorded) && WTERMSIG(recorded) == SIGKILL && !t.exiting) {
@@ -268,6 +309,7 @@ void ReplaySession::onExit(ReplayTask& t, schema::ExitEvent::Reader e) {
   for (;;) {
     Stop stop = t.exiting ? t.task.wait() : advance(t);
     if (stop.kind == StopKind::ExitEvent) {
+      releaseRobustFutexes(t);
       int status = static_cast<int>(t.task.eventMessage());
       if (!sameStatus(status, recorded))
         throw RecError(

@@ -73,6 +73,7 @@ class ReplaySession {
   void startTimeLog(ReplayTask& t, schema::SyscallEvent::Reader e);
   void fixParentTid(ReplayTask& t);
   void execInGroup(ReplayTask& t, int recordedLeader);
+  void releaseRobustFutexes(ReplayTask& t);
   Stop waitSyscallExit(ReplayTask& t);
   void echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e);
   void remapExecFiles(ReplayTask& t, schema::ExecEvent::Reader e);

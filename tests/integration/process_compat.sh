@@ -1,6 +1,7 @@
 # Issue 11, process-level compatibility: thread groups ended by one thread
-# while the others are blocked, spinning or newborn; the order of writes
-# from several processes and threads to one file.
+# while the others are blocked, spinning or newborn, or by an exec; robust
+# mutexes whose owner dies; the order of writes from several processes and
+# threads to one file.
 # shellcheck source=lib.bash
 source "$TESTLIB"
 
@@ -33,6 +34,17 @@ check_write_order() {
   done
 }
 
+# A robust mutex's owner dies holding it (a thread exits, a child is
+# killed): the kernel marks it owner-dead by the owner's real id, which
+# replay supplies for the recorded one.
+check_robust_mutex() {
+  need_program robust_mutex
+  expect_native_differs "$PROGRAMS/robust_mutex"
+  record_replay robust --status 0 --expect-out '^after a thread died holding it: EOWNERDEAD$' \
+    --expect-out '^after child [0-9]+ was killed holding it: EOWNERDEAD$' -- "$PROGRAMS/robust_mutex"
+}
+
 t group_exit check_group_exit
+t robust_mutex check_robust_mutex
 t write_order check_write_order
 finish

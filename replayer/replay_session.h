@@ -68,7 +68,9 @@ class ReplaySession {
   void applyShmDt(ReplayTask& t, schema::SyscallEvent::Reader e);
   int64_t mapIntoTask(ReplayTask& t, const std::string& file, bool writable,
                       std::array<uint64_t, 6> mmapArgs);
-  void runForkLike(ReplayTask& t, int recordedChild);
+  // Creates the task the recording named `recordedChild`; the program sees
+  // it as `idSeen` (clone's result).
+  void runForkLike(ReplayTask& t, int recordedChild, int32_t idSeen);
   void onBufferedSyscall(ReplayTask& t, schema::SyscallEvent::Reader e);
   void startTimeLog(ReplayTask& t, schema::SyscallEvent::Reader e);
   void fixParentTid(ReplayTask& t);

@@ -170,7 +170,7 @@ std::optional<Stop> ReplaySession::advanceInitial(ReplayTask& t) {
     t.task.resume(Task::Resume::Cont);
   }
   if (t.childTidAddress) {
-    int32_t value = t.recordedTid;
+    int32_t value = t.childTidValue;
     t.task.write(std::exchange(t.childTidAddress, 0), &value, sizeof value);
   }
   t.park = ReplayTask::Park::Resumable;

@@ -95,7 +95,7 @@ Stop ReplaySession::waitSyscallExit(ReplayTask& t) {
   }
 }
 
-void ReplaySession::runForkLike(ReplayTask& t, int recordedChild) {
+void ReplaySession::runForkLike(ReplayTask& t, int recordedChild, int32_t idSeen) {
   t.task.resume(Task::Resume::Syscall);
   for (;;) {
     Stop stop = t.task.wait();
@@ -121,7 +121,10 @@ void ReplaySession::runForkLike(ReplayTask& t, int recordedChild) {
   if (flags & CLONE_THREAD) task->task.setTgid(t.task.tgid());
   if (flags & CLONE_CHILD_SETTID) task->childTidAddress = regs.syscallArgs()[3];
   if (flags & CLONE_PARENT_SETTID) t.parentTidAddress = regs.syscallArgs()[2];
-  t.parentTidValue = recordedChild;
+  // The id as the program sees it (clone's result): inside a pid namespace
+  // it is not the global one the trace names the task by.
+  task->childTidValue = idSeen;
+  t.parentTidValue = idSeen;
   tasks_[recordedChild] = std::move(task);
   t.task.resume(Task::Resume::Syscall);
   t.park = ReplayTask::Park::InKernel;
@@ -139,7 +142,8 @@ void ReplaySession::onSyscallEnter(ReplayTask& t, schema::SyscallEnterEvent::Rea
   reachSeccomp(t, expected);
   if (t.task.regs().syscallNumber() != e.getNumber())
     diverge(t, expected, fmt::format("made syscall {}", t.task.regs().syscallNumber()));
-  if (e.getNewTask() != 0) runForkLike(t, e.getNewTask());
+  // vfork: clone's result is not known yet; the recorded id stands in.
+  if (e.getNewTask() != 0) runForkLike(t, e.getNewTask(), e.getNewTask());
 }
 
 void ReplaySession::echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e) {
@@ -320,6 +324,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
   if (t.park == ReplayTask::Park::InKernel) {
     // An executed blocking syscall (vfork) started at its SyscallEnter event.
     waitSyscallExit(t);
+    if (e.getResult() > 0) t.parentTidValue = static_cast<int32_t>(e.getResult());
     fixParentTid(t);
     t.task.mutableRegs().setResult(e.getResult());
     t.park = ReplayTask::Park::Resumable;
@@ -360,7 +365,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
       applyShmDt(t, e);
       break;
     case sys::Hook::Clone:
-      runForkLike(t, e.getNewTask());
+      runForkLike(t, e.getNewTask(), static_cast<int32_t>(e.getResult()));
       waitSyscallExit(t);
       fixParentTid(t);
       t.task.mutableRegs().setResult(e.getResult());

@@ -474,7 +474,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_pselect6, "pselect6", {Int, Ptr, Ptr, Ptr, Ptr, Ptr}).blocks().hook(Hook::Select),
   emulated(SYS_ppoll, "ppoll", {Ptr, Uint, Ptr, Ptr, Size}).blocks()
       .out(argTimes(0, 1, kPollfd), fixed(2, kTimespec)),
-  emulated(SYS_unshare, "unshare", {CloneFlags}),
+  emulated(SYS_unshare, "unshare", {CloneFlags}).hook(Hook::Unshare),
   passthrough(SYS_set_robust_list, "set_robust_list", {Ptr, Size}),
   passthrough(SYS_get_robust_list, "get_robust_list", {Pid, Ptr, Ptr}),
   emulated(SYS_splice, "splice", {Fd, Ptr, Fd, Ptr, Size, Hex}).blocks()

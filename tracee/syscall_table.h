@@ -102,6 +102,7 @@ enum class Hook : uint8_t {
   ShmDt,
   Exit,
   TimeAtEntry,  // answered by the recorder at the seccomp stop from its own clocks
+  Unshare,      // CLONE_FILES gives the task a file table of its own (stdout tracking)
 };
 
 // Row flags.

@@ -1,7 +1,7 @@
 # Issue 11, process-level compatibility: thread groups ended by one thread
 # while the others are blocked, spinning or newborn, or by an exec; robust
-# mutexes whose owner dies; the order of writes from several processes and
-# threads to one file.
+# mutexes whose owner dies; ids in pid namespaces; the order of writes from
+# several processes and threads to one file.
 # shellcheck source=lib.bash
 source "$TESTLIB"
 
@@ -44,7 +44,20 @@ check_robust_mutex() {
     --expect-out '^after child [0-9]+ was killed holding it: EOWNERDEAD$' -- "$PROGRAMS/robust_mutex"
 }
 
+# Inside a pid namespace a thread's id (which glibc stores and
+# pthread_join waits on) is not the global one; a thread with a file table
+# of its own closes stdout only there.
+check_namespaces() {
+  need_program namespaces
+  expect_native_differs "$PROGRAMS/namespaces"
+  record_replay namespaces --status 0 --expect-out '^stdout still open after a thread' \
+    --expect-out '^(child exited 5|no pid namespace here)$' -- "$PROGRAMS/namespaces"
+  grep -q '^no pid namespace' namespaces.rec.out && note "no pid namespace here: ids not checked"
+  return 0
+}
+
 t group_exit check_group_exit
+t namespaces check_namespaces
 t robust_mutex check_robust_mutex
 t write_order check_write_order
 finish

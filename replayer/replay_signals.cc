@@ -218,6 +218,13 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
       // returns, so the kernel applies the same EINTR/SA_RESTART rules.
       std::optional<uint64_t> mask;
       if (t.park == ReplayTask::Park::SkipPending) mask = temporarySignalMask(t);
+      // A signal the temporary mask blocks arrived during the syscall and
+      // was delivered only after it returned with the old mask back: no
+      // waiting for it (it would never end the wait).
+      uint64_t maskBits = 0;
+      if (mask && t.task.read(*mask, &maskBits, sizeof maskBits) == sizeof maskBits &&
+          (maskBits & (uint64_t{1} << (signo - 1))))
+        mask.reset();
       if (mask || (t.park == ReplayTask::Park::SkipPending && t.skipIsSigsuspend)) {
         // The syscall ran with a temporary signal mask (sigsuspend, pselect6,
         // ppoll, epoll_pwait) that let this signal in: wait for real in

@@ -56,7 +56,18 @@ check_namespaces() {
   return 0
 }
 
+# ppoll/pselect with a temporary mask that blocks SIGCHLD: the child's
+# signal is delivered after the call times out, and replay must not wait
+# for it inside the call.
+check_masked_wait() {
+  need_program masked_wait
+  expect_native_differs "$PROGRAMS/masked_wait"
+  REC_TIMEOUT=20 record_replay masked --status 0 \
+    --expect-out '^pselect returned 0; SIGCHLD from ([0-9]+) \(child \1\) handled after it$' -- "$PROGRAMS/masked_wait"
+}
+
 t group_exit check_group_exit
+t masked_wait check_masked_wait
 t namespaces check_namespaces
 t robust_mutex check_robust_mutex
 t write_order check_write_order

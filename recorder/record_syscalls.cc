@@ -43,6 +43,7 @@ void RecordSession::onSeccomp(RecordTask& t) {
   t.strings.clear();
   t.newTask = 0;
   t.execSeen = false;
+  t.argsRewritten = false;
 
   if (!t.row || t.row->support == sys::Support::Refused) {
     // Programs fall back when a syscall is missing: that is what rec offers
@@ -59,6 +60,13 @@ void RecordSession::onSeccomp(RecordTask& t) {
   }
   if (answerAtEntry(t)) return;
   for (int index : sys::stringArgs(*t.row)) t.strings.push_back(t.task.readCString(t.args[index]));
+  if (t.row->hook == sys::Hook::Clone && t.nr == SYS_clone && (t.args[0] & CLONE_UNTRACED)) {
+    // An untraced child would escape rec, and die of its inherited seccomp
+    // filter's first trace request. The program's flags come back at the
+    // syscall's exit (the kernel leaves argument registers as they were).
+    t.task.mutableRegs().setSyscallArg(0, t.args[0] & ~uint64_t{CLONE_UNTRACED});
+    t.argsRewritten = true;
+  }
   scheduler_->run(t, Task::Resume::Syscall);
   // A blocking syscall lets other tasks run meanwhile, once it waits in the
   // kernel. fork-like calls stay current until their fork event, which
@@ -300,6 +308,7 @@ void RecordSession::onSyscallExit(RecordTask& t) {
     t.setState(RecordTask::State::VforkHeld);
     return;
   }
+  if (std::exchange(t.argsRewritten, false)) t.task.mutableRegs().setSyscallArgs(t.args);
   if (t.execSeen) {
     completeExec(t);
   } else if (t.nr >= 0 && t.row) {

@@ -163,6 +163,7 @@ class RecordTask {
   bool enterAnnounced = true;
   pid_t newTask = 0;
   bool execSeen = false;
+  bool argsRewritten = false;  // rec changed argument registers: `args` go back at the exit
 
   std::deque<siginfo_t> heldSignals;  // async signals to deliver at the next syscall
   std::map<int, siginfo_t> injected;  // raised by rec, awaiting their delivery stop

@@ -73,6 +73,7 @@ class ReplaySession {
   void runForkLike(ReplayTask& t, int recordedChild, int32_t idSeen);
   void onBufferedSyscall(ReplayTask& t, schema::SyscallEvent::Reader e);
   void startTimeLog(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void completeForkLike(ReplayTask& t, schema::SyscallEvent::Reader e);
   void fixParentTid(ReplayTask& t);
   void execInGroup(ReplayTask& t, int recordedLeader);
   void releaseRobustFutexes(ReplayTask& t);

@@ -96,6 +96,11 @@ Stop ReplaySession::waitSyscallExit(ReplayTask& t) {
 }
 
 void ReplaySession::runForkLike(ReplayTask& t, int recordedChild, int32_t idSeen) {
+  // CLONE_UNTRACED would keep the child from rec, as the recorder kept it
+  // (completeForkLike puts the program's flags back).
+  Registers& r = t.task.mutableRegs();
+  if (r.syscallNumber() == SYS_clone)
+    r.setSyscallArg(0, r.syscallArgs()[0] & ~uint64_t{CLONE_UNTRACED});
   t.task.resume(Task::Resume::Syscall);
   for (;;) {
     Stop stop = t.task.wait();
@@ -128,6 +133,21 @@ void ReplaySession::runForkLike(ReplayTask& t, int recordedChild, int32_t idSeen
   tasks_[recordedChild] = std::move(task);
   t.task.resume(Task::Resume::Syscall);
   t.park = ReplayTask::Park::InKernel;
+}
+
+// At the fork-like syscall's exit: the program's argument registers (the
+// kernel leaves them as they were), the recorded result, and what the
+// kernel stored in the parent (its id for the child, a pidfd).
+void ReplaySession::completeForkLike(ReplayTask& t, schema::SyscallEvent::Reader e) {
+  std::array<uint64_t, 6> programArgs{};
+  for (unsigned i = 0; i < 6 && i < e.getArgs().size(); ++i) programArgs[i] = e.getArgs()[i];
+  Registers& r = t.task.mutableRegs();
+  r.setSyscallArgs(programArgs);
+  r.setResult(e.getResult());
+  if (e.getResult() > 0) t.parentTidValue = static_cast<int32_t>(e.getResult());
+  fixParentTid(t);
+  for (auto w : e.getWrites())
+    t.task.write(w.getAddress(), w.getData().begin(), w.getData().size());
 }
 
 void ReplaySession::fixParentTid(ReplayTask& t) {
@@ -324,9 +344,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
   if (t.park == ReplayTask::Park::InKernel) {
     // An executed blocking syscall (vfork) started at its SyscallEnter event.
     waitSyscallExit(t);
-    if (e.getResult() > 0) t.parentTidValue = static_cast<int32_t>(e.getResult());
-    fixParentTid(t);
-    t.task.mutableRegs().setResult(e.getResult());
+    completeForkLike(t, e);
     t.park = ReplayTask::Park::Resumable;
     t.lastExecutedNumber = e.getNumber();
     return;
@@ -367,8 +385,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
     case sys::Hook::Clone:
       runForkLike(t, e.getNewTask(), static_cast<int32_t>(e.getResult()));
       waitSyscallExit(t);
-      fixParentTid(t);
-      t.task.mutableRegs().setResult(e.getResult());
+      completeForkLike(t, e);
       break;
     default: {
       auto programArgs = t.task.regs().syscallArgs();

@@ -1,7 +1,7 @@
 # Issue 11, process-level compatibility: thread groups ended by one thread
 # while the others are blocked, spinning or newborn, or by an exec; robust
-# mutexes whose owner dies; ids in pid namespaces; the order of writes from
-# several processes and threads to one file.
+# mutexes whose owner dies; ids in pid namespaces; clone flags; the order of
+# writes from several processes and threads to one file.
 # shellcheck source=lib.bash
 source "$TESTLIB"
 
@@ -66,7 +66,18 @@ check_masked_wait() {
     --expect-out '^pselect returned 0; SIGCHLD from ([0-9]+) \(child \1\) handled after it$' -- "$PROGRAMS/masked_wait"
 }
 
+# CLONE_UNTRACED (the child must still be recorded) and CLONE_PIDFD with
+# CLONE_VFORK (the pidfd the kernel stored in the parent).
+check_clone_flags() {
+  need_program clone_flags
+  expect_native_differs "$PROGRAMS/clone_flags"
+  record_replay clone_flags --status 0 --expect-out '^untraced child [0-9]+ sent [0-9]+ and exited 0$' \
+    --expect-out '^vfork child [0-9]+ exited 77; pidfd [0-9]+ is the next fd after the pipe: yes$' \
+    -- "$PROGRAMS/clone_flags"
+}
+
 t group_exit check_group_exit
+t clone_flags check_clone_flags
 t masked_wait check_masked_wait
 t namespaces check_namespaces
 t robust_mutex check_robust_mutex

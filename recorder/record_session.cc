@@ -170,6 +170,16 @@ int RecordSession::run() {
   return initialStatus_;
 }
 
+// Every thread of the first process has died and been reaped.
+bool RecordSession::initialProcessGone() const {
+  auto initial = tasks_.find(initialTid_);
+  if (initial == tasks_.end()) return false;
+  pid_t tgid = initial->second->task.tgid();
+  return std::none_of(tasks_.begin(), tasks_.end(), [&](const auto& kv) {
+    return kv.second->task.tgid() == tgid && kv.second->alive();
+  });
+}
+
 RecordTask& RecordSession::taskFor(pid_t tid) {
   auto it = tasks_.find(tid);
   if (it != tasks_.end()) return *it->second;
@@ -192,6 +202,14 @@ void RecordSession::loop() {
       // the program, keep the trace.
       interrupted_ = true;
       timedOut_ = gRecordTimeoutExpired && !gRecordStopRequested;
+      for (auto& [tid, t] : tasks_)
+        if (t->alive()) ::kill(tid, SIGKILL);
+    }
+    if (!orphansEnded_ && initialProcessGone()) {
+      // The program has exited: what it left running (a daemon, a
+      // background job) ends with it, as under rr, instead of keeping the
+      // recording open for as long as it runs.
+      orphansEnded_ = true;
       for (auto& [tid, t] : tasks_)
         if (t->alive()) ::kill(tid, SIGKILL);
     }

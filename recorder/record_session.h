@@ -114,6 +114,7 @@ class RecordSession {
   bool siblingExecing(const RecordTask& t) const;
   void forget(RecordTask& t);
   RecordTask& taskFor(pid_t tid);
+  bool initialProcessGone() const;
   void absorbStrays(RecordTask& t, StraySignals& strays);
 
   RecordOptions options_;
@@ -130,6 +131,7 @@ class RecordSession {
   bool warnedSetuid_ = false;
   bool interrupted_ = false;
   bool timedOut_ = false;
+  bool orphansEnded_ = false;  // the first process exited; the rest was killed
   std::optional<std::chrono::steady_clock::time_point> deadline_;  // --timeout
   std::vector<uint8_t> tracedBitmap_;
   std::vector<std::string> env_;

@@ -76,7 +76,29 @@ check_clone_flags() {
     -- "$PROGRAMS/clone_flags"
 }
 
+# A program that leaves a daemon running: the recording ends when the
+# program exits (the daemon would sleep for a minute) and the daemon is
+# killed with it, not left behind.
+check_daemon() {
+  need_program daemon
+  expect_native_differs "$PROGRAMS/daemon" 0
+  REC_TIMEOUT=20 record_replay daemon --status 0 --expect-out '^parent [0-9]+: intermediate exited 0, daemon started, exiting$' \
+    -- "$PROGRAMS/daemon" 60
+  local pid
+  pid=$(sed -n 's/^daemon pid \([0-9]*\) .*/\1/p' daemon.rec.out)
+  [[ -n $pid ]] || fail "the daemon printed no pid"
+  # Killed, it may stay a zombie a moment until init reaps it.
+  local state
+  state=$(sed -n 's/^[0-9]* (daemon) \(.\).*/\1/p' "/proc/$pid/stat" 2>/dev/null)
+  if [[ -n $state && $state != Z && $state != X ]]; then
+    kill -KILL "$pid"
+    fail "the daemon $pid still runs after its recording ended"
+  fi
+  return 0
+}
+
 t group_exit check_group_exit
+t daemon check_daemon
 t clone_flags check_clone_flags
 t masked_wait check_masked_wait
 t namespaces check_namespaces

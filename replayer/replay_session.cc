@@ -22,6 +22,7 @@
 #include "process_maps.h"
 #include "rdtsc_sites.h"
 #include "remote_syscall.h"
+#include "replay_observer.h"
 #include "replay_task.h"
 #include "signals.h"
 #include "spawn.h"
@@ -91,24 +92,47 @@ void ReplaySession::checkCpu() {
 }
 
 int ReplaySession::run() {
+  open();
+  while (step()) {
+  }
+  return finish();
+}
+
+void ReplaySession::open() {
   reader_ = format::TraceReader::open(options_.tracePath);
   checkCpu();
   blobs_ = std::make_unique<BlobFiles>(*reader_, *blobCache_);
-  bool started = false;
-  for (;;) {
-    eventIndex_ = reader_->nextEventIndex();
-    auto event = reader_->nextEvent();
-    if (!event) break;
-    if (!started) {
-      start(*event);
-      started = true;
-    }
-    dispatch(*event);
+}
+
+std::optional<schema::Event::Reader> ReplaySession::peekEvent() {
+  if (!peeked_) {
+    nextIndex_ = reader_->nextEventIndex();
+    next_ = reader_->nextEvent();
+    peeked_ = true;
   }
+  return next_;
+}
+
+bool ReplaySession::step() {
+  auto event = peekEvent();
+  if (!event) return false;
+  peeked_ = false;
+  eventIndex_ = nextIndex_;
+  if (!started_) {
+    start(*event);
+    started_ = true;
+  }
+  dispatch(*event);
+  nextIndex_ = eventIndex_ + 1;
+  if (observer_) observer_->eventDone(eventIndex_, *event);
+  return true;
+}
+
+int ReplaySession::finish() {
   if (!reader_->complete()) {
     killAll();
     fmt::print(stderr, "rec: the recording was cut short ({}); replay stopped after event #{}\n",
-               reader_->cutShortReason(), eventIndex_);
+               reader_->cutShortReason(), nextIndex_);
     return kExitTraceCutShort;
   }
   if (!initialExited_) throw RecError(kExitBadTrace, "rec: trace ends before the program exited");
@@ -116,6 +140,46 @@ int ReplaySession::run() {
   if (WIFEXITED(initialStatus_)) return WEXITSTATUS(initialStatus_);
   if (WIFSIGNALED(initialStatus_)) return 128 + WTERMSIG(initialStatus_);
   return kExitInternal;
+}
+
+std::vector<ReplaySession::TaskInfo> ReplaySession::liveTasks() {
+  std::vector<TaskInfo> out;
+  for (auto& [recorded, t] : tasks_) {
+    if (t->park == ReplayTask::Park::Dead) continue;
+    int recordedPid = recorded;
+    for (auto& [id, other] : tasks_)
+      if (other->park != ReplayTask::Park::Dead && other->task.tid() == t->task.tgid())
+        recordedPid = id;
+    out.push_back({recorded, recordedPid, t->task.tid()});
+  }
+  return out;
+}
+
+Task* ReplaySession::inspect(int recordedTid) {
+  auto it = tasks_.find(recordedTid);
+  if (it == tasks_.end() || it->second->park == ReplayTask::Park::Dead) return nullptr;
+  ReplayTask& t = *it->second;
+  // A new task's first stop comes in its own time; collecting it early (and
+  // writing its recorded id where clone wrote the real one) is what the
+  // replay would do before running it anyway.
+  if (t.park == ReplayTask::Park::Initial) advanceInitial(t);
+  return &t.task;
+}
+
+Registers ReplaySession::visibleRegisters(int recordedTid) {
+  Task* task = inspect(recordedTid);
+  if (!task) return {};
+  Registers regs = task->regs();
+  ReplayTask& t = *tasks_.at(recordedTid);
+  if (t.park == ReplayTask::Park::SkipPending) {
+    regs.setResult(t.skipResult);
+    regs.setSyscallNumber(t.skipNumber);
+  }
+  return regs;
+}
+
+std::string ReplaySession::blobFile(const format::BlobHash& hash, const std::string& recordedPath) {
+  return blobs_->path(hash, recordedPath);
 }
 
 void ReplaySession::start(schema::Event::Reader first) {
@@ -250,30 +314,45 @@ Stop ReplaySession::advance(ReplayTask& t) {
   }
   if (t.park == Park::SkipPending) {
     skipSyscall(t);
-    t.task.resume(Task::Resume::Cont);
+    resumeUserCode(t, 0);
   } else if (t.park == Park::Resumable) {
-    t.task.resume(Task::Resume::Cont, std::exchange(t.pendingSignal, 0));
+    resumeUserCode(t, std::exchange(t.pendingSignal, 0));
   } else if (t.park == Park::Seccomp) {
-    t.task.resume(Task::Resume::Cont);
+    resumeUserCode(t, 0);
   }
   t.lastExecutedNumber = -1;
   t.park = Park::Resumable;
   for (;;) {
     Stop stop = t.task.wait();
+    if (observerClaims(t, stop)) {
+      resumeUserCode(t, 0);
+      continue;
+    }
     switch (stop.kind) {
       case StopKind::GroupStop:
-        t.task.resume(Task::Resume::Cont);
+        resumeUserCode(t, 0);
         continue;
       case StopKind::Signal: {
         siginfo_t info = t.task.siginfo();
         if (stop.signal == t.awaitingSignal || isSynchronousFault(stop.signal, info)) return stop;
-        t.task.resume(Task::Resume::Cont);
+        resumeUserCode(t, 0);
         continue;
       }
       default:
         return stop;
     }
   }
+}
+
+void ReplaySession::resumeUserCode(ReplayTask& t, int signal) {
+  ReplayObserver::Run how = ReplayObserver::Run::Continue;
+  if (observer_) how = observer_->resuming(t.recordedTid, t.task);
+  t.task.resume(how == ReplayObserver::Run::SingleStep ? Task::Resume::Step : Task::Resume::Cont,
+                signal);
+}
+
+bool ReplaySession::observerClaims(ReplayTask& t, const Stop& stop) {
+  return observer_ && observer_->stopped(t.recordedTid, t.task, stop);
 }
 
 }  // namespace rec

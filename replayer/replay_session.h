@@ -4,6 +4,11 @@
 //
 // Invariant: between events every live task is stopped; processing an event
 // resumes only the task it names, so tasks interleave exactly as recorded.
+//
+// run() replays everything. A debugger drives the same replay step by step
+// instead: open(), then step() event by event, with a ReplayObserver seeing
+// each task's user code run (replay_observer.h), and the accessors below to
+// read the stopped tasks.
 #pragma once
 
 #include <sys/user.h>
@@ -23,10 +28,23 @@
 
 namespace rec {
 
+class ReplayObserver;
+
 struct ReplayOptions {
   std::string tracePath;
   bool force = false;  // replay even if the CPU differs from the recording's
   bool verbose = false;
+};
+
+// An in-process breakpoint the replay has planted to reach a point in user
+// code (code_patch.h), while the task runs toward it: what the program's
+// code really holds there, and the trampoline page.
+struct ActivePatch {
+  int recordedTid = 0;
+  uint64_t ip = 0;
+  std::vector<uint8_t> original;  // the bytes the jump replaced, at ip
+  uint64_t page = 0;              // the trampoline's page
+  uint64_t trapIp = 0;            // rip after the trampoline's int3
 };
 
 class ReplaySession {
@@ -37,8 +55,56 @@ class ReplaySession {
   // death, or kExitTraceCutShort. Throws RecError (kExitDivergence, ...).
   int run();
 
+  // Step by step: open() reads the trace and checks the CPU; each step()
+  // applies one event (the first starts the program) and returns false
+  // once the trace has no more; finish() then says what run() would return.
+  void open();
+  bool step();
+  int finish();
+  void setObserver(ReplayObserver* observer) { observer_ = observer; }
+  // The program's writes to its stdout and stderr appear on rec's for
+  // events from `index` on (a debugger going back in time does not repeat
+  // output already shown).
+  void echoOutputFrom(uint64_t index) { echoFrom_ = index; }
+
+  // Index of the event step() applies next (the number of events applied).
+  uint64_t nextEventIndex() const { return nextIndex_; }
+  // The event step() applies next; nullopt at the end of the trace. Valid
+  // until the next step().
+  std::optional<schema::Event::Reader> peekEvent();
+  format::TraceReader& trace() { return *reader_; }
+
+  // The tasks alive between events, by recorded ids.
+  struct TaskInfo {
+    int recordedTid;
+    int recordedPid;  // recorded id of its thread group
+    pid_t tid;        // its id on this machine
+  };
+  std::vector<TaskInfo> liveTasks();
+  // The task with that recorded id, stopped and ready to be read (its
+  // first stop collected); nullptr when it does not exist or has exited.
+  Task* inspect(int recordedTid);
+  // Its registers as the program sees them: in an emulated syscall whose
+  // result is decided but not yet applied, as after the syscall.
+  Registers visibleRegisters(int recordedTid);
+  // The in-process breakpoint planted right now, if any.
+  const std::optional<ActivePatch>& activePatch() const { return activePatch_; }
+  // A copy of this replay at its current boundary, with processes of its
+  // own (fork injected into each replayed process, threads re-created):
+  // replay_checkpoint.cc. nullptr when the state cannot be copied here.
+  std::unique_ptr<ReplaySession> fork();
+
+  // A file on this machine with the contents a mapping of `recordedPath`
+  // (blob `hash`) had when recorded.
+  std::string blobFile(const format::BlobHash& hash, const std::string& recordedPath);
+
  private:
   struct ReplayTask;
+
+  // Resumes t into its user code (asking the observer how) and says whether
+  // the observer claimed the stop that ended the run.
+  void resumeUserCode(ReplayTask& t, int signal);
+  bool observerClaims(ReplayTask& t, const Stop& stop);
 
   void checkCpu();
   void start(schema::Event::Reader first);
@@ -93,7 +159,14 @@ class ReplaySession {
   int initialRecordedTid_ = 0;
   int initialStatus_ = 0;
   bool initialExited_ = false;
-  uint64_t eventIndex_ = 0;
+  uint64_t eventIndex_ = 0;  // of the event being applied
+  uint64_t nextIndex_ = 0;
+  bool started_ = false;
+  bool peeked_ = false;
+  std::optional<schema::Event::Reader> next_;
+  ReplayObserver* observer_ = nullptr;
+  uint64_t echoFrom_ = 0;
+  std::optional<ActivePatch> activePatch_;
   std::vector<pid_t> zombies_;  // exited leaders, reaped once their threads are gone
   // Set when the recording patched RDTSC or this machine does not trap it.
   std::optional<RdtscPatcher> rdtscPatcher_;

@@ -119,20 +119,27 @@ void ReplaySession::reachPoint(ReplayTask& t, const user_regs_struct& expected,
   t.task.write(ip, trampoline->jump.data(), trampoline->jump.size());
 
   if (hasPending) t.task.setSiginfo(pendingInfo);
-  t.task.resume(Task::Resume::Cont, std::exchange(t.pendingSignal, 0));
+  activePatch_ = ActivePatch{t.recordedTid, ip, std::vector<uint8_t>(code, code + *length), page,
+                             trampoline->trapIp};
+  resumeUserCode(t, std::exchange(t.pendingSignal, 0));
   for (;;) {
     Stop stop = t.task.wait();
+    if (observerClaims(t, stop)) {
+      resumeUserCode(t, 0);
+      continue;
+    }
     if (stop.kind == StopKind::Signal) {
       siginfo_t info = t.task.siginfo();
       if (stop.signal == SIGTRAP && t.task.regs().ip() == trampoline->trapIp) break;
       if (!isSynchronousFault(stop.signal, info)) {
-        t.task.resume(Task::Resume::Cont);  // a replay-time signal, not the recording's
+        resumeUserCode(t, 0);  // a replay-time signal, not the recording's
         continue;
       }
     } else if (stop.kind == StopKind::GroupStop) {
-      t.task.resume(Task::Resume::Cont);
+      resumeUserCode(t, 0);
       continue;
     }
+    activePatch_.reset();
     t.task.write(ip, code, *length);
     if (stop.kind == StopKind::Exited) {
       t.park = Park::Dead;
@@ -148,6 +155,7 @@ void ReplaySession::reachPoint(ReplayTask& t, const user_regs_struct& expected,
     diverge(t, fmt::format("to reach {} at {:#x}", what, ip), actual);
   }
   // There: take the breakpoint away again and stand exactly at the point.
+  activePatch_.reset();
   t.task.write(ip, code, *length);
   Registers regs(expected);
   regs.raw().eflags = t.task.regs().raw().eflags;

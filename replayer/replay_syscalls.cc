@@ -168,7 +168,7 @@ void ReplaySession::onSyscallEnter(ReplayTask& t, schema::SyscallEnterEvent::Rea
 
 void ReplaySession::echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e) {
   int fd = e.getOutputFd();
-  if ((fd != 1 && fd != 2) || e.getResult() <= 0) return;
+  if ((fd != 1 && fd != 2) || e.getResult() <= 0 || eventIndex_ < echoFrom_) return;
   auto args = e.getArgs();
   size_t total = static_cast<size_t>(e.getResult());
   std::vector<std::byte> data;

@@ -8,6 +8,7 @@ packages=(
   libdw-dev                             # symbol names in divergence reports
   libcapstone-dev                       # x86 decoding for replay's conditional breakpoints
   catch2                                # unit tests
+  gdb                                   # debugging replays (rec replay -d) and its tests
   python3 perl tar gzip findutils       # real programs the integration tests record
 )
 missing=()

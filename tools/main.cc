@@ -12,6 +12,7 @@
 #include <set>
 
 #include "commands.h"
+#include "debug_command.h"
 #include "errors.h"
 #include "exit_codes.h"
 #include "record_session.h"
@@ -101,11 +102,54 @@ int record(std::vector<std::string> command, std::string output, bool verbose,
   return statusToExitCode(status);
 }
 
-int replay(std::string trace, bool force, bool verbose) {
+struct DebugFlags {
+  bool debug = false;
+  int port = -1;
+  uint64_t gotoEvent = 0;
+  bool gotoSet = false;
+  bool atEnd = false;
+  int process = 0;
+  int onFork = 0;
+  std::string gdb = "gdb";
+  std::vector<std::string> gdbArgs;
+  bool noCheckpoints = false;
+};
+
+int replay(std::string trace, bool force, bool verbose, const DebugFlags& d) {
   ::signal(SIGPIPE, SIG_IGN);
   if (trace.empty()) trace = rec::latestTracePath();
-  rec::ReplaySession session({trace, force, verbose});
-  return session.run();
+  bool debugging = d.debug || d.port >= 0;
+  if (!debugging) {
+    if (d.gotoSet || d.atEnd || d.process || d.onFork)
+      throw rec::RecError(rec::kExitUsage,
+                          "rec: -g, -e, -p and --onfork need -d or --gdb-port (a debugger)");
+    rec::ReplaySession session({trace, force, verbose});
+    return session.run();
+  }
+  if (d.process && d.onFork)
+    throw rec::RecError(rec::kExitUsage, "rec: -p and --onfork name one process: give one");
+  if ((d.gotoSet ? 1 : 0) + (d.atEnd ? 1 : 0) + (d.onFork ? 1 : 0) > 1)
+    throw rec::RecError(rec::kExitUsage,
+                        "rec: -g, -e and --onfork each say where to start: give one");
+  rec::dbg::DebugOptions o;
+  o.tracePath = trace;
+  o.force = force;
+  o.verbose = verbose;
+  o.launchGdb = d.debug;
+  o.port = d.port >= 0 ? d.port : 0;
+  o.gdb = d.gdb;
+  o.gdbArgs = d.gdbArgs;
+  o.debuggee = d.process ? d.process : d.onFork;
+  if (d.gotoSet) {
+    o.start = rec::dbg::TimelineOptions::Start::AtEvent;
+    o.startEvent = d.gotoEvent;
+  } else if (d.atEnd) {
+    o.start = rec::dbg::TimelineOptions::Start::AtEnd;
+  } else if (d.onFork) {
+    o.start = rec::dbg::TimelineOptions::Start::AtFork;
+  }
+  o.checkpoints.enabled = !d.noCheckpoints;
+  return rec::dbg::runDebugger(o);
 }
 
 }  // namespace
@@ -154,6 +198,33 @@ int main(int argc, char** argv) {
   replayCmd->add_option("trace", trace, "Trace file (default: the latest recording)");
   replayCmd->add_flag("--force", force, "Replay even on a CPU that differs from the recording's");
   replayCmd->add_flag("-v,--verbose", verbose, "Say what rec is doing on stderr");
+  DebugFlags debugFlags;
+  replayCmd->add_flag("-d,--debug", debugFlags.debug,
+                      "Debug the replay with gdb (started by rec, at the program's first "
+                      "instruction)");
+  replayCmd
+      ->add_option("-s,--gdb-port", debugFlags.port,
+                   "Serve the replay to gdb on 127.0.0.1:PORT (target extended-remote)")
+      ->check(CLI::Range(0, 65535));
+  replayCmd
+      ->add_option("-g,--goto", debugFlags.gotoEvent,
+                   "With a debugger: start at event N (as rec dump numbers them)")
+      ->each([&](const std::string&) { debugFlags.gotoSet = true; });
+  replayCmd->add_flag("-e,--end", debugFlags.atEnd,
+                      "With a debugger: start at the end (where the program exits or crashes)");
+  replayCmd->add_option("-p,--process", debugFlags.process,
+                        "With a debugger: debug process PID (recorded pid, see rec ps), from its "
+                        "exec");
+  replayCmd->add_option("--onfork", debugFlags.onFork,
+                        "With a debugger: debug process PID from its creation");
+  replayCmd->add_option("--gdb", debugFlags.gdb, "The gdb to run with -d (default: gdb)");
+  replayCmd
+      ->add_option("--gdb-arg", debugFlags.gdbArgs,
+                   "An argument for gdb with -d (repeat: --gdb-arg=-batch --gdb-arg=-x ...)")
+      ->allow_extra_args(false);
+  replayCmd->add_flag("--no-checkpoints", debugFlags.noCheckpoints,
+                      "With a debugger: no automatic checkpoints (going back replays from the "
+                      "start)");
 
   rec::DumpOptions dump;
   auto* dumpCmd = app.add_subcommand("dump", "List the events of a trace");
@@ -218,7 +289,7 @@ int main(int argc, char** argv) {
       if (recordFlags.chaosSeed) recordFlags.chaos = true;
       return record(command, output, verbose, recordFlags);
     }
-    if (*replayCmd) return replay(trace, force, verbose);
+    if (*replayCmd) return replay(trace, force, verbose, debugFlags);
     if (*dumpCmd) return rec::runDump(dump);
     if (*infoCmd) return rec::runInfo(info);
     if (*psCmd) return rec::runPs(ps);

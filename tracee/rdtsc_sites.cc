@@ -237,6 +237,31 @@ std::vector<RdtscSite> findRdtscSites(std::span<const uint8_t> elf) {
   return sites;
 }
 
+std::vector<uint64_t> functionStartOffsets(std::span<const uint8_t> elf) {
+  std::vector<uint64_t> out;
+  auto eh = readAt<Elf64_Ehdr>(elf, 0);
+  if (!eh || std::memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 ||
+      eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_machine != EM_X86_64 ||
+      eh->e_phentsize != sizeof(Elf64_Phdr))
+    return out;
+  std::vector<Elf64_Phdr> loads;
+  std::vector<uint64_t> starts;
+  for (unsigned i = 0; i < eh->e_phnum; ++i) {
+    auto ph = readAt<Elf64_Phdr>(elf, eh->e_phoff + uint64_t{i} * sizeof(Elf64_Phdr));
+    if (!ph) return out;
+    if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) loads.push_back(*ph);
+    if (ph->p_type == PT_GNU_EH_FRAME) ehFrameStarts(elf, *ph, starts);
+  }
+  symbolStarts(elf, *eh, starts);
+  for (uint64_t vaddr : starts)
+    for (const auto& ph : loads)
+      if (vaddr >= ph.p_vaddr && vaddr < ph.p_vaddr + ph.p_filesz)
+        out.push_back(ph.p_offset + (vaddr - ph.p_vaddr));
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
 RdtscPatcher::RdtscPatcher() : cacheDir_(cacheDir("rdtsc-sites-v1")) {}
 
 // Cached as one 64-bit word a site, file offset << 1 | is-RDTSCP; the file is

@@ -38,6 +38,12 @@ struct RdtscSite {
 // contents, by file offset. Empty for anything that is not a 64-bit ELF.
 std::vector<RdtscSite> findRdtscSites(std::span<const uint8_t> elf);
 
+// File offsets of the function starts in an ELF file's executable segments
+// (from .eh_frame_hdr and the symbol tables), sorted; empty for anything
+// that is not a 64-bit x86 ELF file. (The debugger decodes whole functions
+// from these to find which instructions can precede another.)
+std::vector<uint64_t> functionStartOffsets(std::span<const uint8_t> elf);
+
 // Patches the sites of the files a program maps, and recognises them when
 // they fault. Record and replay patch the same files the same way.
 class RdtscPatcher {

@@ -185,7 +185,9 @@ void Task::resume(Resume how, int signal) {
     }
   }
   regsValid_ = false;
-  int request = how == Resume::Cont ? PTRACE_CONT : PTRACE_SYSCALL;
+  int request = how == Resume::Cont      ? PTRACE_CONT
+                : how == Resume::Syscall ? PTRACE_SYSCALL
+                                         : PTRACE_SINGLESTEP;
   if (::ptrace(static_cast<__ptrace_request>(request), tid_, nullptr,
                reinterpret_cast<void*>(static_cast<intptr_t>(signal))) != 0) {
     // The task may have been killed (SIGKILL, exit_group of a sibling)

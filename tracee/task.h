@@ -100,7 +100,7 @@ class Task : public sys::MemoryReader {
   Registers& mutableRegs();  // marks registers dirty; written back on resume
   void setRegs(const Registers& regs);
 
-  enum class Resume { Cont, Syscall };
+  enum class Resume { Cont, Syscall, Step };  // Step: PTRACE_SINGLESTEP (one instruction)
   // Writes back dirty registers and resumes, delivering `signal` (0: none).
   void resume(Resume how, int signal = 0);
 

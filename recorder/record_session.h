@@ -94,6 +94,7 @@ class RecordSession {
                             std::vector<std::pair<uint64_t, std::vector<std::byte>>>& out);
   bool movesDataToOutput(RecordTask& t);
   bool answerAtEntry(RecordTask& t);
+  bool carryOutSeccompRequest(RecordTask& t);
   void continueAfterSyscall(RecordTask& t);
   void refuse(RecordTask& t, int error);
   void releaseVforkParent(RecordTask& child);

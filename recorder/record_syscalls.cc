@@ -26,6 +26,7 @@
 #include "record_task.h"
 #include "remote_syscall.h"
 #include "scheduler.h"
+#include "seccomp_filter.h"
 #include "signals.h"
 #include "syscall_table.h"
 
@@ -59,6 +60,7 @@ void RecordSession::onSeccomp(RecordTask& t) {
     return;
   }
   if (answerAtEntry(t)) return;
+  if (carryOutSeccompRequest(t)) return;
   for (int index : sys::stringArgs(*t.row)) t.strings.push_back(t.task.readCString(t.args[index]));
   if (t.row->hook == sys::Hook::Clone && t.nr == SYS_clone && (t.args[0] & CLONE_UNTRACED)) {
     // An untraced child would escape rec, and die of its inherited seccomp
@@ -138,6 +140,36 @@ bool RecordSession::answerAtEntry(RecordTask& t) {
   capnp::MallocMessageBuilder msg;
   finishSyscallEvent(t, msg, written);
   if (startsLog) msg.getRoot<schema::Event>().getSyscall().setStartsTimeLog(true);
+  emit(t, msg);
+  t.returnedFromSyscall(t.task.regs());
+  continueAfterSyscall(t);
+  return true;
+}
+
+// A program's own seccomp request (seccomp_filter.h): rec installs the
+// filter itself, behind an exemption for rec's syscalls, and replay
+// installs it again at this event, so the filter's ERRNO, SIGSYS and kills
+// come from the kernel both times.
+bool RecordSession::carryOutSeccompRequest(RecordTask& t) {
+  auto request = programSeccompRequest(t.nr, t.args);
+  if (!request) return false;
+  int64_t result = 0;
+  if (request->kind == ProgramSeccompRequest::Kind::GetMode) {
+    auto mode = programSeccompMode(t.task.tid());
+    if (!mode) return false;
+    result = *mode;
+    Registers& r = t.task.mutableRegs();
+    r.setSyscallNumber(-1);  // skipped: the kernel returns the result set here
+    r.setResult(result);
+  } else {
+    StraySignals strays;
+    skipToSyscallExit(t.task, 0, strays);
+    result = installProgramFilter(t.task, *request, strays);
+    t.task.mutableRegs().setResult(result);
+    absorbStrays(t, strays);
+  }
+  capnp::MallocMessageBuilder msg;
+  finishSyscallEvent(t, msg, {});
   emit(t, msg);
   t.returnedFromSyscall(t.task.regs());
   continueAfterSyscall(t);

@@ -24,6 +24,7 @@
 #include "remote_syscall.h"
 #include "replay_session.h"
 #include "replay_task.h"
+#include "seccomp_filter.h"
 #include "signals.h"
 #include "syscall_table.h"
 
@@ -355,6 +356,22 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
     // Only a signal ends it, and it must then really wait with its
     // temporary mask: decided at the next event (INJECT_AT_SYSCALL_EXIT).
     parkSkipPending(t, e, true);
+    return;
+  }
+
+  auto seccompRequest = programSeccompRequest(e.getNumber(), t.task.regs().syscallArgs());
+  if (seccompRequest && seccompRequest->kind != ProgramSeccompRequest::Kind::GetMode &&
+      !e.getRefused()) {
+    // The program's filter acts again on replay (seccomp_filter.h).
+    StraySignals strays;
+    skipToSyscallExit(t.task, e.getResult(), strays);
+    int64_t got = installProgramFilter(t.task, *seccompRequest, strays);
+    if (got != e.getResult())
+      diverge(t, fmt::format("its seccomp filter to install with {:#x}", e.getResult()),
+              fmt::format("got {:#x}", got));
+    t.task.mutableRegs().setResult(e.getResult());
+    t.lastExecutedNumber = e.getNumber();
+    t.park = ReplayTask::Park::Resumable;
     return;
   }
 

@@ -528,7 +528,8 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_sched_getattr, "sched_getattr", {Pid, Ptr, Uint, Hex}).out(byArg(1, 2)),
   emulated(SYS_renameat2, "renameat2", {DirFd, Path, DirFd, Path, Hex}),
   emulated(SYS_seccomp, "seccomp", {Int, Hex, Ptr})
-      .why("the filter acts at record only; what it did (errors, SIGSYS) is in the trace"),
+      .why("rec installs a program's filter itself, in record and replay, behind an exemption "
+           "for its own syscalls; strict mode becomes the equivalent filter"),
   emulated(SYS_getrandom, "getrandom", {Ptr, Size, Hex}).out(byResult(0)),
   emulated(SYS_memfd_create, "memfd_create", {Str, Hex}).fd(),
   refused(SYS_kexec_file_load, "kexec_file_load", {Fd, Fd, Size, Str, Hex}, kKexec),

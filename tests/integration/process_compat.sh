@@ -97,7 +97,26 @@ check_daemon() {
   return 0
 }
 
+# A program's own seccomp filters: ERRNO, TRAP (a SIGSYS handler emulates
+# the call) and KILL_PROCESS act the same in the recording and the replay;
+# strict mode works; PR_GET_SECCOMP does not see rec's own filter.
+check_seccomp_user() {
+  need_program seccomp_user
+  expect_native_differs "$PROGRAMS/seccomp_user"
+  record_replay seccomp --status 0 \
+    --expect-out '^NULL filter: -1 Bad address; mode now 0$' \
+    --expect-out '^strict child 0 writes \(21 bytes\); then exited 0$' \
+    --expect-out '^strict child 1 writes \(21 bytes\); then killed by a signal$' \
+    --expect-out '^child with the filter: killed by signal 31$' \
+    --expect-out '^filter installed: 0; mode now 2$' \
+    --expect-out '^getppid: -1 errno 77$' \
+    --expect-out '^getpriority: 4242; SIGSYS 1 times, syscall 140 data 9 rax 140$' \
+    --expect-out '^after the filter: pid [0-9]+ nonce [0-9]+$' \
+    -- "$PROGRAMS/seccomp_user"
+}
+
 t group_exit check_group_exit
+t seccomp_user check_seccomp_user
 t daemon check_daemon
 t clone_flags check_clone_flags
 t masked_wait check_masked_wait

@@ -116,6 +116,7 @@ class RecordSession {
   void forget(RecordTask& t);
   RecordTask& taskFor(pid_t tid);
   bool initialProcessGone() const;
+  void dropFinishedTasks();
   void absorbStrays(RecordTask& t, StraySignals& strays);
 
   RecordOptions options_;
@@ -126,6 +127,10 @@ class RecordSession {
   std::map<pid_t, std::unique_ptr<RecordTask>> tasks_;
   std::unique_ptr<Scheduler> scheduler_;
   std::vector<RecordTask*> unannounced_;  // in blocking syscalls, in entry order
+  // Reaped tasks, dropped from tasks_ once their exit is written: rec's fds,
+  // memory and per-stop work stay flat however many processes have lived.
+  std::vector<pid_t> reaped_;
+  uint32_t tasksSeen_ = 0;
   pid_t initialTid_ = 0;
   int initialStatus_ = 0;
   uint64_t signalCount_ = 0;

@@ -109,6 +109,7 @@ class ReplaySession {
   void checkCpu();
   void start(schema::Event::Reader first);
   void dispatch(schema::Event::Reader event);
+  void releaseIfDead(int recordedTid);
   void onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e);
   void onSyscallEnter(ReplayTask& t, schema::SyscallEnterEvent::Reader e);
   void onSignal(ReplayTask& t, schema::SignalEvent::Reader e);

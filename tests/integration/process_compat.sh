@@ -115,7 +115,20 @@ check_seccomp_user() {
     -- "$PROGRAMS/seccomp_user"
 }
 
+# Processes that have lived cost rec nothing: 150 short processes record and
+# replay under a limit of 64 open files (rec used to keep two fds for each
+# process that ever lived, and ran out after about 30).
+check_many_processes() {
+  expect_native_differs bash -c 'echo $RANDOM'
+  (
+    ulimit -n 64
+    record_replay many --status 0 --expect-out '^150 processes, then [0-9]+$' \
+      -- bash -c 'for i in $(seq 150); do /bin/true; done; echo "150 processes, then $RANDOM"'
+  ) || exit 1
+}
+
 t group_exit check_group_exit
+t many_processes check_many_processes
 t seccomp_user check_seccomp_user
 t daemon check_daemon
 t clone_flags check_clone_flags

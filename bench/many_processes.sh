@@ -22,8 +22,9 @@ run() {
   local pid=$! peak=0 n
   local start=$SECONDS
   while kill -0 "$pid" 2>/dev/null; do
-    n=$(ls "/proc/$pid/fd" 2>/dev/null | wc -l)
-    ((n > peak)) && peak=$n
+    # CMD is `time rec ...`: count rec's fds, not time's.
+    n=$(for child in $(pgrep -P "$pid"); do ls "/proc/$child/fd"; done 2>/dev/null | wc -l)
+    if ((n > peak)); then peak=$n; fi
     sleep 0.2
   done
   wait "$pid" || { echo "$label failed: $(tail -n1 "$work/err")" >&2; return 1; }

@@ -51,6 +51,8 @@ struct Header {
   scratchAddress @13 :UInt64;   # rec's scratch page in every tracee
   rdtscPatched @14 :Bool;       # RDTSC did not trap: its sites were patched to UD2 (tracee/rdtsc_sites.h)
   timeShim @15 :Bool;           # the time shim stands in for the vDSO (tracee/time_shim.h); else the vDSO is hidden
+  cpuNumber @16 :Int32 = -1;    # the CPU rec and the program were pinned to: replay takes the same
+                                # one where it may (lsl and getcpu show it without a syscall)
 }
 
 # One register file, the kernel's struct user_regs_struct, raw.
@@ -89,6 +91,8 @@ struct SyscallEvent {
   buffered @11 :Bool;         # answered inside the process by the time shim, without a stop
   shimData @12 :Data;         # buffered: what the shim stored (its log entry's data words)
   startsTimeLog @13 :Bool;    # the time shim's log was mapped and turned on at this syscall's exit
+  compat32 @14 :Bool;         # a 32-bit syscall (int 0x80): number is its x86-64 twin's, args
+                              # are ebx..ebp; refused ones keep their i386 number
 }
 
 # A syscall that was entered and is still in the kernel when other tasks'

@@ -276,6 +276,8 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
   child.task.setTgid((flags & CLONE_THREAD) ? t.task.tgid() : childTid);
   child.fds = (flags & CLONE_FILES) ? t.fds : t.fds->copy();
   child.timeSpace = time_shim::forChild(t.timeSpace, t.task, child.task, flags);
+  child.tscMode = t.tscMode;
+  child.seccompMode = t.seccompMode;
   t.newTask = childTid;
   bool vfork = stop.event == PTRACE_EVENT_VFORK;
   if (vfork) {

@@ -52,7 +52,7 @@ uint64_t RecordSession::chaosSeed() const {
   return scheduler_->chaosSeed();
 }
 
-void RecordSession::writeHeader(const std::string& executable) {
+void RecordSession::writeHeader(const std::string& executable, int cpuNumber) {
   capnp::MallocMessageBuilder msg;
   auto h = msg.initRoot<schema::Header>();
   h.setRecVersion(REC_VERSION);
@@ -109,6 +109,7 @@ void RecordSession::writeHeader(const std::string& executable) {
   h.setChaosSeed(scheduler_->chaosSeed());
   h.setRdtscPatched(rdtscPatcher_.has_value());
   h.setTimeShim(timeShim_);
+  h.setCpuNumber(cpuNumber);
   env_ = std::move(env);
   format::WriterOptions writerOptions;
   writerOptions.onBlobWritten = [cache = blobCache_.get()](const format::BlobHash& hash,
@@ -127,8 +128,9 @@ int RecordSession::run() {
   // The trace writer's compression thread starts here, before rec pins
   // itself, and is then kept off rec's CPU, so zstd and the file writes run
   // beside the program instead of taking turns with it.
-  writeHeader(executable);
-  int cpu = pinToCpu(-1);
+  int cpu = chooseCpu(-1);
+  writeHeader(executable, cpu);
+  cpu = pinToCpu(cpu);
   writer_->avoidCpu(cpu);
   blobs_ = std::make_unique<BlobStore>(*writer_, *blobCache_);
 

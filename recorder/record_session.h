@@ -62,7 +62,7 @@ class RecordSession {
   uint64_t chaosSeed() const;
 
  private:
-  void writeHeader(const std::string& executable);
+  void writeHeader(const std::string& executable, int cpuNumber);
   void loop();
   void onInterrupted(RecordTask& t);
   std::optional<Stop> choosePoint(RecordTask& t, std::vector<MemoryCheck>& memory);
@@ -95,6 +95,12 @@ class RecordSession {
   bool movesDataToOutput(RecordTask& t);
   bool answerAtEntry(RecordTask& t);
   bool carryOutSeccompRequest(RecordTask& t);
+  void completeAtEntry(RecordTask& t, int64_t result, std::span<const std::byte> written = {});
+  bool answerTime(RecordTask& t);
+  bool answerVsyscall(RecordTask& t);
+  bool answerPrctl(RecordTask& t);
+  bool answerSetAffinity(RecordTask& t);
+  bool refuseUnmappable(RecordTask& t);
   void continueAfterSyscall(RecordTask& t);
   void refuse(RecordTask& t, int error);
   void releaseVforkParent(RecordTask& child);

@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
@@ -229,8 +230,10 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
     scheduler_->run(t);
     return;
   }
-  if ((signo == SIGSEGV && info.si_code == SI_KERNEL) ||
-      (signo == SIGILL && info.si_code == ILL_ILLOPN && rdtscPatcher_)) {
+  // Under the program's own PR_TSC_SIGSEGV the fault is its to handle.
+  if (((signo == SIGSEGV && info.si_code == SI_KERNEL) ||
+       (signo == SIGILL && info.si_code == ILL_ILLOPN && rdtscPatcher_)) &&
+      t.tscMode != PR_TSC_SIGSEGV) {
     if (emulateRdtsc(t)) return;
   }
   auto signalEvent = [&](schema::SignalDisposition disposition, const siginfo_t& si, bool sync) {

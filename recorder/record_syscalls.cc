@@ -4,13 +4,16 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <x86intrin.h>
@@ -38,13 +41,22 @@ void RecordSession::onSeccomp(RecordTask& t) {
     return;
   }
   const Registers& regs = t.task.regs();
+  t.compat = t.task.eventMessage() == sys::kSeccompCompatData;
   t.nr = regs.syscallNumber();
-  t.args = regs.syscallArgs();
-  t.row = sys::findSyscall(t.nr);
+  t.args = t.compat ? regs.compatSyscallArgs() : regs.syscallArgs();
+  t.row = t.compat ? sys::findCompatSyscall(t.nr) : sys::findSyscall(t.nr);
+  if (t.row && t.compat) t.nr = t.row->number;
   t.strings.clear();
   t.newTask = 0;
   t.execSeen = false;
   t.argsRewritten = false;
+  if (t.compat && t.row && t.row->support == sys::Support::Passthrough) {
+    // exit/exit_group by int 0x80: as a native one, it runs without an event
+    // (replay lets it through the same way).
+    t.nr = -1;
+    scheduler_->run(t);
+    return;
+  }
 
   if (!t.row || t.row->support == sys::Support::Refused) {
     // Programs fall back when a syscall is missing: that is what rec offers
@@ -84,16 +96,47 @@ void RecordSession::onSeccomp(RecordTask& t) {
   }
 }
 
+// Syscalls rec answers itself at the seccomp stop, without the kernel: the
+// event is the one the syscall would have produced, so replay does not know
+// the difference.
+bool RecordSession::answerAtEntry(RecordTask& t) {
+  if (inVsyscallPage(t.task.regs().ip())) return answerVsyscall(t);
+  switch (t.row->hook) {
+    case sys::Hook::TimeAtEntry:
+      return answerTime(t);
+    case sys::Hook::Prctl:
+      return answerPrctl(t);
+    case sys::Hook::Affinity:
+      return answerSetAffinity(t);
+    case sys::Hook::Mmap:
+      return refuseUnmappable(t);
+    default:
+      return false;
+  }
+}
+
+// Completes a syscall rec answered at its seccomp stop: the kernel skips it
+// and returns `result`. `written` is what rec wrote to the call's one output
+// range, if any.
+void RecordSession::completeAtEntry(RecordTask& t, int64_t result,
+                                    std::span<const std::byte> written) {
+  Registers& r = t.task.mutableRegs();
+  r.setSyscallNumber(-1);  // skipped: the kernel returns the result set here
+  r.setResult(result);
+  capnp::MallocMessageBuilder msg;
+  finishSyscallEvent(t, msg, written);
+  emit(t, msg);
+  t.returnedFromSyscall(t.task.regs());
+  continueAfterSyscall(t);
+}
+
 // The time syscalls that reach rec (a process's first, before its time shim
 // has a log; those of multi-threaded processes; all of them with
-// REC_TIME_SHIM=off) are answered by rec itself at the seccomp stop, saving
-// the syscall-exit stop: the tracer reads the same system-wide clocks the
-// kernel would. The event is the one the syscall would have produced, so
-// replay does not know the difference. Anything unusual (a per-process
-// clock, a timezone argument, memory the task cannot write) goes to the
-// kernel as usual.
-bool RecordSession::answerAtEntry(RecordTask& t) {
-  if (t.row->hook != sys::Hook::TimeAtEntry) return false;
+// REC_TIME_SHIM=off) are answered by rec itself, saving the syscall-exit
+// stop: the tracer reads the same system-wide clocks the kernel would.
+// Anything unusual (a per-process clock, a timezone argument, memory the
+// task cannot write) goes to the kernel as usual.
+bool RecordSession::answerTime(RecordTask& t) {
   timespec now;
   timeval tv;
   int64_t result = 0;
@@ -122,21 +165,18 @@ bool RecordSession::answerAtEntry(RecordTask& t) {
     default:
       return false;
   }
-  bool startsLog = false;
-  if (timeShim_ && t.timeSpace && !t.timeSpace->log && !t.timeSpace->disabled) {
-    // The process's first time syscall: from now on its shim answers
-    // without a stop. Mapping the log takes syscalls of the task's own, made
-    // from this syscall's exit.
-    StraySignals strays;
-    skipToSyscallExit(t.task, result, strays);
-    startsLog = time_shim::startLog(t.task, *t.timeSpace, REC_SHIM_RECORD, strays);
-    if (!startsLog) t.timeSpace->disabled = true;
-    absorbStrays(t, strays);
-  } else {
-    Registers& r = t.task.mutableRegs();
-    r.setSyscallNumber(-1);  // skipped: the kernel returns the result set here
-    r.setResult(result);
+  if (!timeShim_ || !t.timeSpace || t.timeSpace->log || t.timeSpace->disabled) {
+    completeAtEntry(t, result, written);
+    return true;
   }
+  // The process's first time syscall: from now on its shim answers without
+  // a stop. Mapping the log takes syscalls of the task's own, made from this
+  // syscall's exit.
+  StraySignals strays;
+  skipToSyscallExit(t.task, result, strays);
+  bool startsLog = time_shim::startLog(t.task, *t.timeSpace, REC_SHIM_RECORD, strays);
+  if (!startsLog) t.timeSpace->disabled = true;
+  absorbStrays(t, strays);
   capnp::MallocMessageBuilder msg;
   finishSyscallEvent(t, msg, written);
   if (startsLog) msg.getRoot<schema::Event>().getSyscall().setStartsTimeLog(true);
@@ -146,53 +186,140 @@ bool RecordSession::answerAtEntry(RecordTask& t) {
   return true;
 }
 
-// A program's own seccomp request (seccomp_filter.h): rec installs the
-// filter itself, behind an exemption for rec's syscalls, and replay
+// A program's own seccomp filter or strict mode (seccomp_filter.h): rec
+// installs it itself, behind an exemption for rec's syscalls, and replay
 // installs it again at this event, so the filter's ERRNO, SIGSYS and kills
 // come from the kernel both times.
 bool RecordSession::carryOutSeccompRequest(RecordTask& t) {
   auto request = programSeccompRequest(t.nr, t.args);
   if (!request) return false;
-  int64_t result = 0;
-  if (request->kind == ProgramSeccompRequest::Kind::GetMode) {
-    auto mode = programSeccompMode(t.task.tid());
-    if (!mode) return false;
-    result = *mode;
-    Registers& r = t.task.mutableRegs();
-    r.setSyscallNumber(-1);  // skipped: the kernel returns the result set here
-    r.setResult(result);
-  } else {
-    StraySignals strays;
-    skipToSyscallExit(t.task, 0, strays);
-    result = installProgramFilter(t.task, *request, strays);
-    t.task.mutableRegs().setResult(result);
-    absorbStrays(t, strays);
-  }
+  StraySignals strays;
+  skipToSyscallExit(t.task, 0, strays);
+  int64_t result = installProgramFilter(t.task, *request, strays);
+  t.task.mutableRegs().setResult(result);
+  absorbStrays(t, strays);
   capnp::MallocMessageBuilder msg;
-  finishSyscallEvent(t, msg, {});
+  finishSyscallEvent(t, msg);
   emit(t, msg);
   t.returnedFromSyscall(t.task.regs());
   continueAfterSyscall(t);
   return true;
 }
 
-bool RecordSession::movesDataToOutput(RecordTask& t) {
-  long outFd;
+// The legacy vsyscall page (0xffffffffff600000): a call there traps into the
+// kernel, which emulates gettimeofday, time or getcpu after running the
+// seccomp filter with that syscall's number. No syscall-exit stop follows,
+// and the kernel kills a task whose tracer changes its ip or number, so rec
+// answers at the seccomp stop (skipping, which the kernel allows) and the
+// replay skips the same way.
+bool RecordSession::answerVsyscall(RecordTask& t) {
+  int64_t result = 0;
+  auto put = [&](uint64_t addr, const auto& value) {
+    if (addr != 0 && !t.task.writeAsTask(addr, &value, sizeof value)) result = -EFAULT;
+  };
+  timespec now;
+  ::clock_gettime(CLOCK_REALTIME, &now);
   switch (t.nr) {
-    case SYS_sendfile:
-      outFd = static_cast<long>(t.args[0]);
+    case SYS_gettimeofday: {
+      struct timezone tz {};
+      timeval ignored;
+      ::gettimeofday(&ignored, &tz);
+      put(t.args[0], timeval{now.tv_sec, now.tv_nsec / 1000});
+      put(t.args[1], tz);
       break;
-    case SYS_copy_file_range:
-    case SYS_splice:
-      outFd = static_cast<long>(t.args[2]);
+    }
+    case SYS_time:
+      put(t.args[0], int64_t{now.tv_sec});
+      if (result == 0) result = now.tv_sec;
       break;
-    case SYS_tee:
-      outFd = static_cast<long>(t.args[1]);
+    case SYS_getcpu: {
+      unsigned cpu = 0, node = 0;
+      ::getcpu(&cpu, &node);  // the task runs on rec's CPU
+      put(t.args[0], cpu);
+      put(t.args[1], node);
       break;
+    }
+    default:
+      result = -ENOSYS;  // the kernel emulates no other call there
+  }
+  completeAtEntry(t, result);
+  return true;
+}
+
+// prctl options about state rec itself sets in every tracee.
+// - rec makes RDTSC trap; the program's own PR_SET_TSC must not undo that.
+//   rec keeps the mode the program asked for and answers PR_GET_TSC with it;
+//   under PR_TSC_SIGSEGV the program's RDTSC then faults into its own
+//   handler (record_signals.cc).
+// - rec's seccomp filter puts every tracee in SECCOMP_MODE_FILTER:
+//   PR_GET_SECCOMP reports the mode the program put itself in.
+bool RecordSession::answerPrctl(RecordTask& t) {
+  switch (t.args[0]) {
+    case PR_GET_SECCOMP:
+      completeAtEntry(t, t.seccompMode);
+      return true;
+    case PR_GET_TSC: {
+      int mode = t.tscMode;
+      bool ok = t.task.writeAsTask(t.args[1], &mode, sizeof mode);
+      completeAtEntry(t, ok ? 0 : -EFAULT,
+                      ok ? std::as_bytes(std::span(&mode, 1)) : std::span<const std::byte>{});
+      return true;
+    }
+    case PR_SET_TSC:
+      if (t.args[1] != PR_TSC_ENABLE && t.args[1] != PR_TSC_SIGSEGV) {
+        completeAtEntry(t, -EINVAL);
+        return true;
+      }
+      t.tscMode = static_cast<int>(t.args[1]);
+      completeAtEntry(t, 0);
+      return true;
     default:
       return false;
   }
-  return t.fds && t.fds->originOf(outFd) != 0;
+}
+
+// sched_setaffinity for the program's own tasks would undo rec's pinning of
+// every tracee to one CPU (one task runs at a time there). rec checks the
+// mask as the kernel would and reports success without applying it.
+bool RecordSession::answerSetAffinity(RecordTask& t) {
+  if (t.nr != SYS_sched_setaffinity) return false;
+  pid_t pid = static_cast<pid_t>(t.args[0]);
+  if (pid != 0 && !tasks_.count(pid)) return false;  // not a tracee: the kernel's business
+  uint8_t mask[128] = {};
+  size_t len = std::min<uint64_t>(t.args[1], sizeof mask);
+  if (t.task.read(t.args[2], mask, len) != len) {
+    completeAtEntry(t, -EFAULT);
+    return true;
+  }
+  long online = ::sysconf(_SC_NPROCESSORS_ONLN);
+  bool any = false;
+  for (long cpu = 0; cpu < online && static_cast<size_t>(cpu / 8) < len; ++cpu)
+    any = any || (mask[cpu / 8] & (1u << (cpu % 8)));
+  completeAtEntry(t, any ? 0 : -EINVAL);
+  return true;
+}
+
+// A file mapping replays from the file's contents in the trace. Devices
+// (other than /dev/zero) and anonymous-inode files (perf ring buffers,
+// io_uring, DMA buffers) have no contents to store: the kernel fills them
+// behind the program's back. Mapping them fails with ENODEV, as mapping a
+// device without an mmap method does.
+bool RecordSession::refuseUnmappable(RecordTask& t) {
+  if (t.nr != SYS_mmap || (t.args[3] & MAP_ANONYMOUS)) return false;
+  std::string fdPath = fmt::format("/proc/{}/fd/{}", t.task.tid(), static_cast<int>(t.args[4]));
+  struct stat st;
+  if (::stat(fdPath.c_str(), &st) != 0 || S_ISREG(st.st_mode)) return false;
+  if (S_ISCHR(st.st_mode) && readLink(fdPath) == "/dev/zero") return false;
+  if (options_.verbose)
+    fmt::print(stderr, "rec: refused mmap of {} with ENODEV\n", readLink(fdPath));
+  completeAtEntry(t, -ENODEV);
+  return true;
+}
+
+bool RecordSession::movesDataToOutput(RecordTask& t) {
+  const sys::FdWrite& w = t.row->fdWrite;
+  return w.data == sys::Data::Kernel && t.fds &&
+         t.fds->originOf(static_cast<long>(t.args[w.fdArg])) != 0;
 }
 
 void RecordSession::refuse(RecordTask& t, int error) {
@@ -206,6 +333,7 @@ void RecordSession::refuse(RecordTask& t, int error) {
   for (unsigned i = 0; i < 6; ++i) args.set(i, t.args[i]);
   s.setResult(-error);
   s.setRefused(true);
+  s.setCompat32(t.compat);
   s.setIp(r.ip());
   emit(t, msg);
   t.returnedFromSyscall(r);
@@ -226,6 +354,7 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
   for (unsigned i = 0; i < 6; ++i) args.set(i, t.args[i]);
   s.setResult(result);
   s.setIp(regs.ip());
+  s.setCompat32(t.compat);
   s.setInterrupted(result >= -516 && result <= -512);
   auto strings = s.initStrings(static_cast<unsigned>(t.strings.size()));
   for (unsigned i = 0; i < t.strings.size(); ++i) strings.set(i, t.strings[i]);
@@ -254,12 +383,18 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
   }
   if (result < 0 && result > -4096) return;
 
+  bool installsFilter =
+      (t.row->hook == sys::Hook::Seccomp && t.args[0] == SECCOMP_SET_MODE_FILTER) ||
+      (t.row->hook == sys::Hook::Prctl && t.args[0] == PR_SET_SECCOMP &&
+       t.args[1] == SECCOMP_MODE_FILTER);
+  if (installsFilter && result == 0) t.seccompMode = SECCOMP_MODE_FILTER;
+
   OutputFds& fds = *t.fds;
   if (t.row->flags & sys::kReturnsFd) fds.close(result);
+  const sys::FdWrite& fdWrite = t.row->fdWrite;
+  if (result > 0 && (fdWrite.data == sys::Data::Buffer || fdWrite.data == sys::Data::Iovec))
+    s.setOutputFd(fds.originOf(static_cast<long>(t.args[fdWrite.fdArg])));
   switch (t.row->hook) {
-    case sys::Hook::Write:
-      if (result > 0) s.setOutputFd(fds.originOf(static_cast<long>(t.args[0])));
-      break;
     case sys::Hook::Dup:
       if (t.nr == SYS_dup)
         fds.duplicate(static_cast<long>(t.args[0]), result);
@@ -316,9 +451,9 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
     default:
       break;
   }
-  if (t.nr == SYS_pipe || t.nr == SYS_pipe2 || t.nr == SYS_socketpair) {
+  if (t.row->flags & sys::kReturnsFdPair) {
     int pair[2];
-    uint64_t where = t.nr == SYS_socketpair ? t.args[3] : t.args[0];
+    uint64_t where = t.args[t.row->outs[0].arg];
     if (t.task.read(where, pair, sizeof pair) == sizeof pair) {
       fds.close(pair[0]);
       fds.close(pair[1]);
@@ -372,7 +507,9 @@ void RecordSession::continueAfterSyscall(RecordTask& t) {
 // mask is what gets recorded, so replay sees it too.
 void RecordSession::pretendCpuCount(RecordTask& t, int64_t result) {
   int cpus = scheduler_->pretendedCpus();
-  if (!cpus || t.nr != SYS_sched_getaffinity || result <= 0) return;
+  if (!cpus || t.row->hook != sys::Hook::Affinity || t.row->outs[0].kind == sys::Out::None ||
+      result <= 0)
+    return;
   std::vector<uint8_t> mask(static_cast<size_t>(result), 0);
   for (int cpu = 0; cpu < cpus && cpu / 8 < result; ++cpu)
     mask[cpu / 8] |= static_cast<uint8_t>(1u << (cpu % 8));

@@ -159,11 +159,15 @@ class RecordTask {
   int nr = -1;
   std::array<uint64_t, 6> args{};
   const sys::SyscallRow* row = nullptr;
+  bool compat = false;  // a 32-bit syscall (int 0x80), described by its x86-64 twin's row
   std::vector<std::string> strings;
   bool enterAnnounced = true;
   pid_t newTask = 0;
   bool execSeen = false;
   bool argsRewritten = false;  // rec changed argument registers: `args` go back at the exit
+
+  int tscMode = 1;      // PR_TSC_ENABLE: the mode the program believes it has (PR_SET_TSC)
+  int seccompMode = 0;  // SECCOMP_MODE_*: the mode the program put itself in
 
   std::deque<siginfo_t> heldSignals;  // async signals to deliver at the next syscall
   std::map<int, siginfo_t> injected;  // raised by rec, awaiting their delivery stop

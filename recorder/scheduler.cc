@@ -130,7 +130,8 @@ std::optional<Stop> Scheduler::stopUnlessAsleep(RecordTask& t) {
 }
 
 bool Scheduler::shouldSwitchAfterSyscall(const RecordTask& t) {
-  if (t.nr == SYS_sched_yield || Clock::now() - t.sliceStart > timeslice_) return true;
+  if ((t.row && (t.row->flags & sys::kYields)) || Clock::now() - t.sliceStart > timeslice_)
+    return true;
   return chaos_.enabled && std::bernoulli_distribution(kChaosSwitchProbability)(chaosRandom_);
 }
 

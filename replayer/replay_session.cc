@@ -196,7 +196,7 @@ void ReplaySession::start(schema::Event::Reader first) {
   struct stat st;
   std::string cwd = header.getCwd();
   spawn.cwd = (::stat(cwd.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) ? cwd : "/";
-  spawn.cpu = pinToCpu(-1);
+  spawn.cpu = pinToCpu(chooseCpu(header.getCpuNumber()));
   for (auto l : header.getRlimits())
     spawn.rlimits.push_back({static_cast<int>(l.getResource()), rlimit{l.getSoft(), l.getHard()}});
   auto bitmap = header.getTracedSyscalls();
@@ -315,6 +315,13 @@ void ReplaySession::skipSyscall(ReplayTask& t) {
   }
 }
 
+// A 32-bit syscall that runs without an event (exit, exit_group by int 0x80).
+bool ReplaySession::compatPassthrough(ReplayTask& t) {
+  if (t.task.eventMessage() != sys::kSeccompCompatData) return false;
+  const sys::SyscallRow* row = sys::findCompatSyscall(t.task.regs().syscallNumber());
+  return row && row->support == sys::Support::Passthrough;
+}
+
 // Resumes the task and returns its next stop that matters to the trace,
 // dropping signals the kernel generates during replay (a real child's
 // SIGCHLD, ...): the recording's asynchronous signals come from the trace.
@@ -343,6 +350,12 @@ Stop ReplaySession::advance(ReplayTask& t) {
       case StopKind::GroupStop:
         resumeUserCode(t, 0);
         continue;
+      case StopKind::Seccomp:
+        if (compatPassthrough(t)) {  // exit by int 0x80: no event, as when recorded
+          t.task.resume(Task::Resume::Cont);
+          continue;
+        }
+        return stop;
       case StopKind::Signal: {
         siginfo_t info = t.task.siginfo();
         if (stop.signal == t.awaitingSignal || isSynchronousFault(stop.signal, info)) return stop;

@@ -118,6 +118,7 @@ class ReplaySession {
   void onExit(ReplayTask& t, schema::ExitEvent::Reader e);
 
   Stop advance(ReplayTask& t);
+  bool compatPassthrough(ReplayTask& t);
   void skipSyscall(ReplayTask& t);
   void reachPoint(ReplayTask& t, const user_regs_struct& expected,
                   const std::vector<MemoryCheck>& memory, const std::string& what);
@@ -144,6 +145,8 @@ class ReplaySession {
   void fixParentTid(ReplayTask& t);
   void execInGroup(ReplayTask& t, int recordedLeader);
   void releaseRobustFutexes(ReplayTask& t);
+  void withoutNamespaces(ReplayTask& t);
+  bool applyRlimit(ReplayTask& t, schema::SyscallEvent::Reader e);
   Stop waitSyscallExit(ReplayTask& t);
   void echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e);
   void remapExecFiles(ReplayTask& t, schema::ExecEvent::Reader e);

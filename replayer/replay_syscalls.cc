@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -51,12 +52,16 @@ void ReplaySession::reachSeccomp(ReplayTask& t, const std::string& expected) {
 
 void ReplaySession::checkSyscallMatches(ReplayTask& t, schema::SyscallEvent::Reader e) {
   const Registers& regs = t.task.regs();
+  bool compat = e.getCompat32();
   int nr = regs.syscallNumber();
-  auto args = regs.syscallArgs();
-  int number = e.getNumber();
+  auto args = compat ? regs.compatSyscallArgs() : regs.syscallArgs();
+  // A 32-bit syscall's event names its x86-64 twin (syscall_table.h).
+  int number = compat && !e.getRefused() ? sys::compatNumber(e.getNumber()) : e.getNumber();
   auto recordedArgs = e.getArgs();
   auto strings = e.getStrings();
-  const sys::SyscallRow* row = sys::findSyscall(nr);
+  const sys::SyscallRow* row = compat ? sys::findCompatSyscall(nr) : sys::findSyscall(nr);
+  if (compat && t.task.eventMessage() != sys::kSeccompCompatData)
+    diverge(t, describeRecordedSyscall(e) + " by int 0x80", "made a 64-bit syscall");
   auto actual = [&] {
     if (!row) return fmt::format("made syscall_{}", nr);
     std::vector<std::string> s;
@@ -151,6 +156,41 @@ void ReplaySession::completeForkLike(ReplayTask& t, schema::SyscallEvent::Reader
     t.task.write(w.getAddress(), w.getData().begin(), w.getData().size());
 }
 
+// A clone asking for new namespaces (CLONE_NEWUSER, CLONE_NEWPID, ...) gets
+// none on replay: everything the namespaces changed (ids, mounts, host
+// names) comes from the trace, and a child in a new user namespace could not
+// open the files rec hands it through /proc.
+void ReplaySession::withoutNamespaces(ReplayTask& t) {
+  constexpr uint64_t kNamespaces = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC |
+                                   CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | 0x80 /* TIME */;
+  Registers& r = t.task.mutableRegs();
+  if (r.syscallNumber() == SYS_clone && (r.syscallArgs()[0] & kNamespaces))
+    r.setSyscallArg(0, r.syscallArgs()[0] & ~kNamespaces);
+}
+
+// setrlimit/prlimit64 are emulated, but RLIMIT_STACK and RLIMIT_DATA decide
+// where the program faults (a stack overflow's depth, a brk that fails), so
+// a successful change of them for the program itself is made again. The
+// kernel's answer is replaced by the recorded one. False: nothing to apply.
+bool ReplaySession::applyRlimit(ReplayTask& t, schema::SyscallEvent::Reader e) {
+  auto args = e.getArgs();
+  bool prlimit = e.getNumber() == SYS_prlimit64;
+  int resource = static_cast<int>(args[prlimit ? 1 : 0]);
+  uint64_t newLimit = args[prlimit ? 2 : 1];
+  if ((resource != RLIMIT_STACK && resource != RLIMIT_DATA) || newLimit == 0) return false;
+  if (prlimit && args[0] != 0 && static_cast<int>(args[0]) != t.recordedTid) return false;
+  StraySignals strays;
+  skipToSyscallExit(t.task, e.getResult(), strays);
+  remoteSyscall(t.task, SYS_prlimit64, {0, static_cast<uint64_t>(resource), newLimit, 0, 0, 0},
+                strays);
+  for (auto w : e.getWrites())
+    t.task.write(w.getAddress(), w.getData().begin(), w.getData().size());
+  t.task.mutableRegs().setResult(e.getResult());
+  t.lastExecutedNumber = e.getNumber();
+  t.park = ReplayTask::Park::Resumable;
+  return true;
+}
+
 void ReplaySession::fixParentTid(ReplayTask& t) {
   if (!t.parentTidAddress) return;
   int32_t value = t.parentTidValue;
@@ -163,29 +203,33 @@ void ReplaySession::onSyscallEnter(ReplayTask& t, schema::SyscallEnterEvent::Rea
   reachSeccomp(t, expected);
   if (t.task.regs().syscallNumber() != e.getNumber())
     diverge(t, expected, fmt::format("made syscall {}", t.task.regs().syscallNumber()));
-  // vfork: clone's result is not known yet; the recorded id stands in.
-  if (e.getNewTask() != 0) runForkLike(t, e.getNewTask(), e.getNewTask());
+  if (e.getNewTask() != 0) {
+    withoutNamespaces(t);
+    // vfork: clone's result is not known yet; the recorded id stands in.
+    runForkLike(t, e.getNewTask(), e.getNewTask());
+  }
 }
 
 void ReplaySession::echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e) {
   int fd = e.getOutputFd();
-  if ((fd != 1 && fd != 2) || e.getResult() <= 0 || eventIndex_ < echoFrom_) return;
+  const sys::SyscallRow* row = sys::findSyscall(e.getNumber());
+  if ((fd != 1 && fd != 2) || e.getResult() <= 0 || !row || eventIndex_ < echoFrom_) return;
+  const sys::FdWrite& w = row->fdWrite;
   auto args = e.getArgs();
   size_t total = static_cast<size_t>(e.getResult());
   std::vector<std::byte> data;
-  int nr = e.getNumber();
-  if (nr == SYS_writev || nr == SYS_pwritev || nr == SYS_pwritev2) {
-    size_t count = std::min<uint64_t>(args[2], 1024);
+  if (w.data == sys::Data::Iovec) {
+    size_t count = std::min<uint64_t>(args[w.countArg], 1024);
     std::vector<iovec> iov(count);
-    t.task.read(args[1], iov.data(), count * sizeof(iovec));
+    t.task.read(args[w.dataArg], iov.data(), count * sizeof(iovec));
     for (const auto& v : iov) {
       if (data.size() >= total) break;
       size_t n = std::min(v.iov_len, total - data.size());
       auto part = t.task.readBytes(reinterpret_cast<uint64_t>(v.iov_base), n);
       data.insert(data.end(), part.begin(), part.end());
     }
-  } else {
-    data = t.task.readBytes(args[1], total);
+  } else if (w.data == sys::Data::Buffer) {
+    data = t.task.readBytes(args[w.dataArg], total);
   }
   size_t done = 0;
   while (done < data.size()) {
@@ -360,8 +404,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
   }
 
   auto seccompRequest = programSeccompRequest(e.getNumber(), t.task.regs().syscallArgs());
-  if (seccompRequest && seccompRequest->kind != ProgramSeccompRequest::Kind::GetMode &&
-      !e.getRefused()) {
+  if (seccompRequest && !e.getRefused()) {
     // The program's filter acts again on replay (seccomp_filter.h).
     StraySignals strays;
     skipToSyscallExit(t.task, e.getResult(), strays);
@@ -374,7 +417,8 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
     t.park = ReplayTask::Park::Resumable;
     return;
   }
-
+  if (row && row->hook == sys::Hook::Rlimit && !failed && !e.getRefused() && applyRlimit(t, e))
+    return;
   if (!executed) {
     for (auto w : e.getWrites())
       t.task.write(w.getAddress(), w.getData().begin(), w.getData().size());
@@ -399,11 +443,13 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
     case sys::Hook::ShmDt:
       applyShmDt(t, e);
       break;
-    case sys::Hook::Clone:
+    case sys::Hook::Clone: {
+      withoutNamespaces(t);
       runForkLike(t, e.getNewTask(), static_cast<int32_t>(e.getResult()));
       waitSyscallExit(t);
       completeForkLike(t, e);
       break;
+    }
     default: {
       auto programArgs = t.task.regs().syscallArgs();
       if (row->hook == sys::Hook::Mremap &&

@@ -55,12 +55,14 @@ std::string syscallLine(schema::SyscallEvent::Reader s) {
   auto argList = s.getArgs();
   for (unsigned i = 0; i < args.size() && i < argList.size(); ++i) args[i] = argList[i];
   std::string out;
-  if (const sys::SyscallRow* row = sys::findSyscall(s.getNumber())) {
+  const sys::SyscallRow* row = sys::findSyscall(s.getNumber());
+  if (s.getCompat32() && s.getRefused()) row = nullptr;  // an i386 number rec does not know
+  if (row) {
     std::vector<std::string> strings;
     for (auto t : s.getStrings()) strings.emplace_back(t.cStr(), t.size());
     out = sys::formatCall(*row, args, strings) + " = " + sys::formatResult(*row, s.getResult());
   } else {
-    out = "syscall_" + std::to_string(s.getNumber()) + "(";
+    out = (s.getCompat32() ? "syscall32_" : "syscall_") + std::to_string(s.getNumber()) + "(";
     for (unsigned i = 0; i < args.size(); ++i) out += (i ? ", " : "") + hex(args[i]);
     out += ") = " + rawResult(s.getResult());
   }
@@ -70,6 +72,7 @@ std::string syscallLine(schema::SyscallEvent::Reader s) {
   if (s.getRefused()) out += " (refused by rec)";
   if (s.getBuffered()) out += " [vdso, no stop]";
   if (s.getStartsTimeLog()) out += " [time shim on]";
+  if (s.getCompat32()) out += " [int 0x80]";
   return out;
 }
 

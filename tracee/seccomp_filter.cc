@@ -8,8 +8,6 @@
 
 #include <cerrno>
 #include <cstddef>
-#include <fstream>
-#include <string>
 
 #include "syscall_table.h"
 
@@ -72,7 +70,6 @@ std::optional<ProgramSeccompRequest> programSeccompRequest(int nr,
     return std::nullopt;  // the kernel answers the rest (or refuses them) alike
   }
   if (nr != SYS_prctl) return std::nullopt;
-  if (args[0] == PR_GET_SECCOMP) return ProgramSeccompRequest{Kind::GetMode};
   if (args[0] != PR_SET_SECCOMP) return std::nullopt;
   if (args[1] == SECCOMP_MODE_FILTER) return ProgramSeccompRequest{Kind::InstallFilter, 0, args[2]};
   if (args[1] == SECCOMP_MODE_STRICT) return ProgramSeccompRequest{Kind::Strict};
@@ -119,18 +116,6 @@ int64_t installProgramFilter(Task& task, const ProgramSeccompRequest& request,
   return result;
 }
 
-std::optional<int64_t> programSeccompMode(pid_t tid) {
-  std::ifstream status("/proc/" + std::to_string(tid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("Seccomp_filters:", 0) != 0) continue;
-    long filters = std::stol(line.substr(line.find(':') + 1));
-    // One of them is rec's; any other puts the task in filter mode.
-    return filters > 1 ? SECCOMP_MODE_FILTER : SECCOMP_MODE_DISABLED;
-  }
-  return std::nullopt;
-}
-
 bool bitmapHas(const std::vector<uint8_t>& bitmap, int nr) {
   if (nr < 0 || static_cast<size_t>(nr / 8) >= bitmap.size()) return true;
   return bitmap[nr / 8] & (1u << (nr % 8));
@@ -151,10 +136,11 @@ SeccompFilter::SeccompFilter(const std::vector<uint8_t>& traced, uint64_t untrac
   for (int nr = 0; nr < sys::kMaxSyscall; ++nr)
     if (!bitmapHas(traced, nr)) passthrough.push_back(nr);
 
-  // Other ABIs (int 0x80, x32) always stop, so rec can refuse them.
+  // Other ABIs (int 0x80) always stop, marked so rec knows their numbers
+  // and registers for 32-bit ones (syscall_table.h).
   code_.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, kArchOffset));
   code_.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0));
-  code_.push_back(stmt(BPF_RET | BPF_K, kTrace));
+  code_.push_back(stmt(BPF_RET | BPF_K, kTrace | sys::kSeccompCompatData));
   // rec's own syscalls, from its scratch page: ip in [untracedFrom, untracedTo].
   code_.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, kIpHighOffset));
   code_.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(untracedFrom >> 32), 0, 4));

@@ -43,10 +43,10 @@ bool bitmapHas(const std::vector<uint8_t>& bitmap, int nr);
 //   program's syscalls exactly as natively: ERRNO, TRAP (SIGSYS) and KILL
 //   come from the kernel in the recording and again in the replay;
 // - strict mode (which the kernel refuses once a filter exists) becomes the
-//   equivalent filter: read, write, exit and rt_sigreturn only;
-// - PR_GET_SECCOMP answers as if rec's filter were not there.
+//   equivalent filter: read, write, exit and rt_sigreturn only.
+// (PR_GET_SECCOMP is answered by the recorder from the mode it tracks.)
 struct ProgramSeccompRequest {
-  enum class Kind { InstallFilter, Strict, GetMode } kind;
+  enum class Kind { InstallFilter, Strict } kind;
   uint64_t flags = 0;    // SECCOMP_FILTER_FLAG_*
   uint64_t program = 0;  // the program's struct sock_fprog
 };
@@ -57,9 +57,5 @@ std::optional<ProgramSeccompRequest> programSeccompRequest(int nr,
 // with remote syscalls; returns what the program's syscall returns.
 int64_t installProgramFilter(Task& task, const ProgramSeccompRequest& request,
                              StraySignals& strays);
-
-// PR_GET_SECCOMP's answer without rec's own filter; nullopt when the kernel
-// does not say how many filters the task has.
-std::optional<int64_t> programSeccompMode(pid_t tid);
 
 }  // namespace rec

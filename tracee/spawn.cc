@@ -210,17 +210,21 @@ std::string resolveProgram(const std::string& program) {
                  fmt::format("rec: {}: {}", program, std::strerror(firstError)));
 }
 
-int pinToCpu(int cpu) {
+int chooseCpu(int preferred) {
   cpu_set_t allowed;
   if (::sched_getaffinity(0, sizeof allowed, &allowed) != 0) return -1;
-  if (cpu < 0) {
-    std::vector<int> cpus;
-    for (int i = 0; i < CPU_SETSIZE; ++i)
-      if (CPU_ISSET(i, &allowed)) cpus.push_back(i);
-    if (cpus.empty()) return -1;
-    std::random_device rd;
-    cpu = cpus[rd() % cpus.size()];
-  }
+  if (preferred >= 0 && preferred < CPU_SETSIZE && CPU_ISSET(preferred, &allowed)) return preferred;
+  std::vector<int> cpus;
+  for (int i = 0; i < CPU_SETSIZE; ++i)
+    if (CPU_ISSET(i, &allowed)) cpus.push_back(i);
+  if (cpus.empty()) return -1;
+  std::random_device rd;
+  return cpus[rd() % cpus.size()];
+}
+
+int pinToCpu(int cpu) {
+  if (cpu < 0) cpu = chooseCpu(-1);
+  if (cpu < 0) return -1;
   cpu_set_t set;
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);

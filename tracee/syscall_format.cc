@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include "ioctl_table.h"
 #include "syscall_table.h"
 
 namespace rec::sys {
@@ -273,16 +274,7 @@ std::string prctlOption(int64_t v) {
 
 std::string ioctlRequest(uint64_t v) {
   uint32_t req = static_cast<uint32_t>(v);
-  std::string name =
-      named(req, {{0x5401, "TCGETS"},         {0x5402, "TCSETS"},    {0x5403, "TCSETSW"},
-                  {0x5404, "TCSETSF"},        {0x5405, "TCGETA"},    {0x540F, "TIOCGPGRP"},
-                  {0x5410, "TIOCSPGRP"},      {0x5411, "TIOCOUTQ"},  {0x5413, "TIOCGWINSZ"},
-                  {0x5414, "TIOCSWINSZ"},     {0x5415, "TIOCMGET"},  {0x541B, "FIONREAD"},
-                  {0x5421, "FIONBIO"},        {0x5424, "TIOCGETD"},  {0x5429, "TIOCGSID"},
-                  {0x5450, "FIONCLEX"},       {0x5451, "FIOCLEX"},   {0x80045430, "TIOCGPTN"},
-                  {0x40045431, "TIOCSPTLCK"}, {0x8903, "FIOGETOWN"}, {0x8904, "SIOCGPGRP"},
-                  {0x8905, "SIOCATMARK"}});
-  if (name != std::to_string(req)) return name;
+  if (const IoctlRow* known = findIoctl(req)) return std::string(known->name);
   uint32_t dir = req >> 30;
   if (dir == 0) return hex(req);
   static constexpr std::string_view kDir[] = {"_IOC_NONE", "_IOC_WRITE", "_IOC_READ",

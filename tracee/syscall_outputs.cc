@@ -2,11 +2,13 @@
 // row's OutParams plus the few hooks and irregular calls whose output size
 // depends on a command argument. The recorder copies exactly these ranges
 // into the trace; the replayer writes them back.
+#include <sys/sem.h>
 #include <sys/syscall.h>
 
 #include <algorithm>
 #include <cstring>
 
+#include "ioctl_table.h"
 #include "syscall_numbers.h"
 #include "syscall_table.h"
 
@@ -18,6 +20,7 @@ namespace {
 constexpr uint64_t kMaxRange = 64ull << 20;
 constexpr uint64_t kPage = 4096;
 constexpr size_t kMaxIovecs = 1024;  // UIO_MAXIOV
+constexpr uint64_t kSemMsl = 32000;  // SEMMSL: semaphores per set at most
 constexpr uint64_t kMsghdrSize = 56, kMmsghdrSize = 64, kIovecSize = 16;
 
 // Kernel-internal restart codes that a tracer sees at syscall exit.
@@ -82,47 +85,35 @@ uint64_t fdSetBytes(uint64_t nfds) {
   return (nfds + 63) / 64 * 8;
 }
 
-// Requests with legacy numbers (no _IOC encoding) or a wrong encoded size,
-// and the bytes each writes at arg2. Size 0: writes nothing.
-struct KnownIoctl {
-  uint32_t request;
-  uint32_t size;
-};
-// clang-format off
-constexpr KnownIoctl kKnownIoctls[] = {
-  {0x5401, 36},  // TCGETS: the kernel's struct termios (not glibc's 60-byte one)
-  {0x5405, 18},  // TCGETA: struct termio
-  {0x5413, 8},   // TIOCGWINSZ
-  {0x541B, 4},   // FIONREAD
-  {0x540F, 4},   // TIOCGPGRP
-  {0x5429, 4},   // TIOCGSID
-  {0x5411, 4},   // TIOCOUTQ
-  {0x5415, 4},   // TIOCMGET
-  {0x5424, 4},   // TIOCGETD
-  {0x8903, 4},   // FIOGETOWN
-  {0x8904, 4},   // SIOCGPGRP
-  {0x8905, 4},   // SIOCATMARK
-  {0x5421, 0},   // FIONBIO
-  {0x5451, 0},   // FIOCLEX
-  {0x5450, 0},   // FIONCLEX
-  {0x5402, 0},   // TCSETS
-  {0x5403, 0},   // TCSETSW
-  {0x5404, 0},   // TCSETSF
-  {0x5414, 0},   // TIOCSWINSZ
-  {0x5410, 0},   // TIOCSPGRP
-};
-// clang-format on
-
 void ioctlOutputs(Ranges& r, const std::array<uint64_t, 6>& a) {
   uint32_t request = static_cast<uint32_t>(a[1]);
-  for (const KnownIoctl& k : kKnownIoctls) {
-    if (k.request == request) {
-      r.add(a[2], k.size);
-      return;
+  const IoctlRow* known = findIoctl(request);
+  if (!known) {
+    uint32_t dir = request >> 30, size = (request >> 16) & 0x3fff;
+    if (dir & 2) r.add(a[2], size);  // _IOC_READ: the kernel writes to userspace
+    return;
+  }
+  switch (known->kind) {
+    case IoctlOut::Fixed:
+      r.add(a[2], known->size);
+      break;
+    case IoctlOut::Fiemap: {
+      // struct fiemap: ..., u32 fm_mapped_extents at 20, u32 fm_extent_count at 24
+      uint32_t mapped = 0, room = 0;
+      r.load(a[2] + 20, mapped);
+      r.load(a[2] + 24, room);
+      r.add(a[2], 32 + uint64_t{std::min(mapped, room)} * 56);
+      break;
+    }
+    case IoctlOut::Ifconf: {
+      // struct ifconf { int ifc_len; void* ifc_buf; }: the length as filled in
+      int32_t len = 0;
+      uint64_t buf = 0;
+      r.add(a[2], 16);
+      if (r.load(a[2], len) && r.load(a[2] + 8, buf) && len > 0) r.add(buf, uint64_t(len));
+      break;
     }
   }
-  uint32_t dir = request >> 30, size = (request >> 16) & 0x3fff;
-  if (dir & 2) r.add(a[2], size);  // _IOC_READ: the kernel writes to userspace
 }
 
 void fcntlOutputs(Ranges& r, const std::array<uint64_t, 6>& a) {
@@ -157,7 +148,7 @@ void prctlOutputs(Ranges& r, const std::array<uint64_t, 6>& a, int64_t result) {
       r.add(a[1], std::min<uint64_t>(result, a[2]));
       break;
     case 35:                           // PR_SET_MM
-      if (a[1] == 14) r.add(a[2], 4);  // PR_SET_MM_MAP_SIZE
+      if (a[1] == 15) r.add(a[2], 4);  // PR_SET_MM_MAP_SIZE
       break;
   }
   // clang-format on
@@ -237,8 +228,27 @@ void irregularOutputs(Ranges& r, int nr, const std::array<uint64_t, 6>& a, int64
       r.add(a[2], commandOutputSize(nr, a[1] & 0xff));  // cmd without IPC_64
       break;
     case SYS_semctl:
+      if ((a[2] & 0xff) == 13) {  // GETALL: an unsigned short per semaphore of the set
+        // The set's size is not among the arguments; rec shares the
+        // program's IPC namespace (unless it unshared one), so it asks itself.
+        semid_ds ds{};
+        if (::semctl(static_cast<int>(a[0]), 0, IPC_STAT, &ds) == 0)
+          r.add(a[3], uint64_t{ds.sem_nsems} * 2);
+        else
+          r.add(a[3], kSemMsl * 2);  // the most a set can have
+        break;
+      }
       r.add(a[3], commandOutputSize(nr, a[2] & 0xff));
       break;
+    case SYS_capget: {
+      // The header's version, which the kernel writes when it is not one it
+      // knows (then failing with EINVAL), and one or two data structs by it.
+      r.add(a[0], 4);
+      uint32_t version = 0;
+      r.load(a[0], version);
+      r.add(a[1], version == 0x19980330 ? 12 : 24);  // _LINUX_CAPABILITY_VERSION_1: one struct
+      break;
+    }
     case SYS_sysfs:
       if (a[0] == 2) {
         char name[256];
@@ -342,10 +352,17 @@ bool interrupted(int64_t result) {
 std::vector<MemRange> outputRanges(const SyscallRow& row, const std::array<uint64_t, 6>& args,
                                    int64_t result, MemoryReader& mem) {
   Ranges r(mem);
-  if (result < 0 && result >= -4095) {
+  bool failed = result < 0 && result >= -4095;
+  if (failed && result == -7 /* E2BIG */) {
+    // Extensible structs too large for this kernel: the size it knows is
+    // written back (offset of `size` in struct sched_attr / perf_event_attr).
+    if (row.number == SYS_sched_setattr) r.add(args[1], 4);
+    if (row.number == SYS_perf_event_open) r.add(args[0] + 4, 4);
+  }
+  if (failed && !(row.flags & kOutputsOnError)) {
     // A failed call writes nothing, except that an interrupted sleep or
     // select/ppoll reports the time left.
-    if (!interrupted(result)) return {};
+    if (!interrupted(result)) return r.take();
     switch (row.number) {
       case SYS_nanosleep:
         r.add(args[1], 16);

@@ -65,6 +65,11 @@ struct Row {
     }
     throw std::logic_error("more than 3 out params");
   }
+  constexpr Row writesFd(FdWrite w) const {
+    Row c = *this;
+    c.r.fdWrite = w;
+    return c;
+  }
   constexpr Row out(OutParam a, OutParam b) const { return out(a).out(b); }
   constexpr Row out(OutParam a, OutParam b, OutParam c) const { return out(a).out(b).out(c); }
   constexpr operator SyscallRow() const { return r; }
@@ -117,12 +122,24 @@ constexpr OutParam cstring(uint8_t arg, uint8_t lenArg) {
   return {arg, Out::CString, lenArg, 0};
 }
 
+// ---- Writes to an fd: (fd argument, data, ...) -------------------------------
+constexpr FdWrite buffer(uint8_t fd, uint8_t buf, Offset at = Offset::Position, uint8_t off = 0) {
+  return {Data::Buffer, fd, buf, 0, at, off};
+}
+constexpr FdWrite iovecs(uint8_t fd, uint8_t iov, uint8_t count, Offset at = Offset::Position,
+                         uint8_t off = 0) {
+  return {Data::Iovec, fd, iov, count, at, off};
+}
+constexpr FdWrite byKernel(uint8_t fd, Offset at = Offset::Position, uint8_t off = 0) {
+  return {Data::Kernel, fd, 0, 0, at, off};
+}
+
 // x86-64 kernel ABI sizes.
 constexpr uint32_t kStat = 144, kStatx = 256, kStatfs = 120, kTimespec = 16, kTimeval = 16,
                    kTimezone = 8, kItimerval = 32, kItimerspec = 32, kRusage = 144, kTms = 32,
                    kUtsname = 390, kSysinfo = 112, kRlimit = 16, kSiginfo = 128, kPollfd = 8,
                    kEpollEvent = 12, kSockaddrStorage = 128, kTimex = 208, kMqAttr = 64,
-                   kUstat = 32, kCapData2 = 24, kCachestat = 40, kUserDesc = 16;
+                   kUstat = 32, kCachestat = 40, kUserDesc = 16;
 
 // Shared notes.
 constexpr std::string_view kRemoved =
@@ -149,7 +166,7 @@ constexpr std::string_view kSysvCtl =
 // clang-format off
 constexpr SyscallRow kTable[] = {
   emulated(SYS_read, "read", {Fd, Ptr, Size}).blocks().out(byResult(1)),
-  emulated(SYS_write, "write", {Fd, Ptr, Size}).blocks().hook(Hook::Write),
+  emulated(SYS_write, "write", {Fd, Ptr, Size}).blocks().writesFd(buffer(0, 1)),
   emulated(SYS_open, "open", {Path, OpenFlags, Mode}).blocks().fd()
       .why("may block on a FIFO"),
   emulated(SYS_close, "close", {Fd}).hook(Hook::Close),
@@ -169,13 +186,13 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_ioctl, "ioctl", {Fd, Ioctl, Hex}).blocks().hook(Hook::Ioctl).out(ioctlSize(2))
       .why("output size from known requests (termios, winsize, FIONREAD...), else _IOC_SIZE"),
   emulated(SYS_pread64, "pread64", {Fd, Ptr, Size, Int}).out(byResult(1)),
-  emulated(SYS_pwrite64, "pwrite64", {Fd, Ptr, Size, Int}).hook(Hook::Write),
+  emulated(SYS_pwrite64, "pwrite64", {Fd, Ptr, Size, Int}).writesFd(buffer(0, 1, Offset::Arg, 3)),
   emulated(SYS_readv, "readv", {Fd, Ptr, Int}).blocks().out(iovec(1, 2)),
-  emulated(SYS_writev, "writev", {Fd, Ptr, Int}).blocks().hook(Hook::Write),
+  emulated(SYS_writev, "writev", {Fd, Ptr, Int}).blocks().writesFd(iovecs(0, 1, 2)),
   emulated(SYS_access, "access", {Path, Int}),
-  emulated(SYS_pipe, "pipe", {Ptr}).out(fixed(0, 8)),
+  emulated(SYS_pipe, "pipe", {Ptr}).out(fixed(0, 8)).flags(kReturnsFdPair),
   emulated(SYS_select, "select", {Int, Ptr, Ptr, Ptr, Ptr}).blocks().hook(Hook::Select),
-  emulated(SYS_sched_yield, "sched_yield", {})
+  emulated(SYS_sched_yield, "sched_yield", {}).flags(kYields)
       .why("a scheduling point for rec's own scheduler"),
   executed(SYS_mremap, "mremap", {Ptr, Size, Size, Hex, Ptr}).hook(Hook::Mremap),
   passthrough(SYS_msync, "msync", {Ptr, Size, Hex}),
@@ -196,7 +213,8 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_setitimer, "setitimer", {Int, Ptr, Ptr}).out(fixed(2, kItimerval))
       .why("timer signals are recorded as asynchronous signals"),
   emulated(SYS_getpid, "getpid", {}).why("replay runs under other ids: the recorded id is returned"),
-  emulated(SYS_sendfile, "sendfile", {Fd, Fd, Ptr, Size}).blocks().out(fixed(2, 8)),
+  emulated(SYS_sendfile, "sendfile", {Fd, Fd, Ptr, Size}).blocks().out(fixed(2, 8))
+      .writesFd(byKernel(0)),
   emulated(SYS_socket, "socket", {Socket, Socket, Int}).fd(),
   emulated(SYS_connect, "connect", {Fd, Ptr, Size}).blocks(),
   emulated(SYS_accept, "accept", {Fd, Ptr, Ptr}).blocks().fd()
@@ -213,7 +231,8 @@ constexpr SyscallRow kTable[] = {
       .out(lenPtr(1, 2, kSockaddrStorage), fixed(2, 4)),
   emulated(SYS_getpeername, "getpeername", {Fd, Ptr, Ptr})
       .out(lenPtr(1, 2, kSockaddrStorage), fixed(2, 4)),
-  emulated(SYS_socketpair, "socketpair", {Socket, Socket, Int, Ptr}).out(fixed(3, 8)),
+  emulated(SYS_socketpair, "socketpair", {Socket, Socket, Int, Ptr}).out(fixed(3, 8))
+      .flags(kReturnsFdPair),
   emulated(SYS_setsockopt, "setsockopt", {Fd, Int, Int, Ptr, Size}),
   emulated(SYS_getsockopt, "getsockopt", {Fd, Int, Int, Ptr, Ptr}).out(lenPtr(3, 4), fixed(4, 4)),
   executed(SYS_clone, "clone", {CloneFlags, Ptr, Ptr, Ptr, Hex}).blocks().hook(Hook::Clone)
@@ -232,7 +251,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_semget, "semget", {Int, Int, Hex}),
   emulated(SYS_semop, "semop", {Int, Ptr, Size}).blocks(),
   emulated(SYS_semctl, "semctl", {Int, Int, Int, Hex})
-      .why("output size depends on cmd; GETALL's array (nsems unknown here) is not captured"),
+      .why("output size depends on cmd; GETALL's array is sized by the set (IPC_STAT by rec)"),
   executed(SYS_shmdt, "shmdt", {Ptr}).hook(Hook::ShmDt).why("unmaps a segment"),
   emulated(SYS_msgget, "msgget", {Int, Hex}),
   emulated(SYS_msgsnd, "msgsnd", {Int, Ptr, Size, Hex}).blocks(),
@@ -296,7 +315,8 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_setfsuid, "setfsuid", {Int}),
   emulated(SYS_setfsgid, "setfsgid", {Int}),
   emulated(SYS_getsid, "getsid", {Pid}),
-  emulated(SYS_capget, "capget", {Ptr, Ptr}).out(fixed(1, kCapData2)),
+  emulated(SYS_capget, "capget", {Ptr, Ptr}).flags(kOutputsOnError)
+      .why("writes the header's version (also when failing) and one or two data structs by it"),
   emulated(SYS_capset, "capset", {Ptr, Ptr}),
   emulated(SYS_rt_sigpending, "rt_sigpending", {Ptr, Size}).out(byArg(0, 1)),
   emulated(SYS_rt_sigtimedwait, "rt_sigtimedwait", {Ptr, Ptr, Ptr, Size}).blocks()
@@ -339,7 +359,8 @@ constexpr SyscallRow kTable[] = {
       .why("PR_GET_NAME & co write memory; PR_SET_TSC/PR_SET_SECCOMP need the hook's care"),
   passthrough(SYS_arch_prctl, "arch_prctl", {Hex, Ptr}),
   emulated(SYS_adjtimex, "adjtimex", {Ptr}).out(fixed(0, kTimex)),
-  emulated(SYS_setrlimit, "setrlimit", {Int, Ptr}),
+  emulated(SYS_setrlimit, "setrlimit", {Int, Ptr}).hook(Hook::Rlimit)
+      .why("RLIMIT_STACK and RLIMIT_DATA decide where a program faults: applied on replay too"),
   emulated(SYS_chroot, "chroot", {Path}),
   emulated(SYS_sync, "sync", {}),
   emulated(SYS_acct, "acct", {Path}),
@@ -384,9 +405,10 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_time, "time", {Ptr}).out(fixed(0, 8)).hook(Hook::TimeAtEntry),
   emulated(SYS_futex, "futex", {Ptr, FutexOp, Int, Ptr, Ptr, Hex}).blocks().hook(Hook::Futex)
       .why("PI and WAKE_OP operations write the futex words, computed in outputRanges"),
-  emulated(SYS_sched_setaffinity, "sched_setaffinity", {Pid, Size, Ptr})
-      .why("must not undo rec's own CPU pinning"),
-  emulated(SYS_sched_getaffinity, "sched_getaffinity", {Pid, Size, Ptr}).out(byResult(2)),
+  emulated(SYS_sched_setaffinity, "sched_setaffinity", {Pid, Size, Ptr}).hook(Hook::Affinity)
+      .why("answered by rec for the program's tasks: it must not undo rec's own CPU pinning"),
+  emulated(SYS_sched_getaffinity, "sched_getaffinity", {Pid, Size, Ptr}).out(byResult(2))
+      .hook(Hook::Affinity),
   executed(SYS_set_thread_area, "set_thread_area", {Ptr}).out(fixed(0, kUserDesc))
       .why("installs a GDT TLS descriptor (32-bit code in a 64-bit process): task state, re-executed"),
   refused(SYS_io_setup, "io_setup", {Uint, Ptr}, kAio),
@@ -445,8 +467,9 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_mq_notify, "mq_notify", {Fd, Ptr}),
   emulated(SYS_mq_getsetattr, "mq_getsetattr", {Fd, Ptr, Ptr}).out(fixed(2, kMqAttr)),
   refused(SYS_kexec_load, "kexec_load", {Hex, Uint, Ptr, Hex}, kKexec),
-  emulated(SYS_waitid, "waitid", {Int, Pid, Ptr, Hex, Ptr}).blocks()
-      .out(fixed(2, kSiginfo), fixed(4, kRusage)),
+  emulated(SYS_waitid, "waitid", {Int, Pid, Ptr, Hex, Ptr}).blocks().flags(kOutputsOnError)
+      .out(fixed(2, kSiginfo), fixed(4, kRusage))
+      .why("the kernel fills in the siginfo even when the call fails"),
   emulated(SYS_add_key, "add_key", {Str, Str, Ptr, Size, Int}),
   emulated(SYS_request_key, "request_key", {Str, Str, Str, Int}),
   emulated(SYS_keyctl, "keyctl", {Int, Hex, Hex, Hex, Hex})
@@ -478,8 +501,8 @@ constexpr SyscallRow kTable[] = {
   passthrough(SYS_set_robust_list, "set_robust_list", {Ptr, Size}),
   passthrough(SYS_get_robust_list, "get_robust_list", {Pid, Ptr, Ptr}),
   emulated(SYS_splice, "splice", {Fd, Ptr, Fd, Ptr, Size, Hex}).blocks()
-      .out(fixed(1, 8), fixed(3, 8)),
-  emulated(SYS_tee, "tee", {Fd, Fd, Size, Hex}).blocks(),
+      .out(fixed(1, 8), fixed(3, 8)).writesFd(byKernel(2, Offset::Ptr, 3)),
+  emulated(SYS_tee, "tee", {Fd, Fd, Size, Hex}).blocks().writesFd(byKernel(1)),
   emulated(SYS_sync_file_range, "sync_file_range", {Fd, Int, Int, Hex}),
   emulated(SYS_vmsplice, "vmsplice", {Fd, Ptr, Uint, Hex}).blocks().out(iovec(1, 2))
       .why("gifting pages to a pipe is recorded as a copy"),
@@ -499,17 +522,20 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_eventfd2, "eventfd2", {Uint, OpenFlags}).fd(),
   emulated(SYS_epoll_create1, "epoll_create1", {OpenFlags}).fd(),
   emulated(SYS_dup3, "dup3", {Fd, Fd, OpenFlags}).hook(Hook::Dup).fd(),
-  emulated(SYS_pipe2, "pipe2", {Ptr, OpenFlags}).out(fixed(0, 8)),
+  emulated(SYS_pipe2, "pipe2", {Ptr, OpenFlags}).out(fixed(0, 8)).flags(kReturnsFdPair),
   emulated(SYS_inotify_init1, "inotify_init1", {OpenFlags}).fd(),
   emulated(SYS_preadv, "preadv", {Fd, Ptr, Int, Int, Int}).out(iovec(1, 2)),
-  emulated(SYS_pwritev, "pwritev", {Fd, Ptr, Int, Int, Int}).hook(Hook::Write),
+  emulated(SYS_pwritev, "pwritev", {Fd, Ptr, Int, Int, Int}).writesFd(iovecs(0, 1, 2, Offset::Arg, 3)),
   emulated(SYS_rt_tgsigqueueinfo, "rt_tgsigqueueinfo", {Pid, Pid, Signal, Ptr}).why(kSignalSend),
-  refused(SYS_perf_event_open, "perf_event_open", {Ptr, Pid, Int, Fd, Hex},
-          "the kernel writes perf ring buffers asynchronously, and these machines have no PMU"),
+  emulated(SYS_perf_event_open, "perf_event_open", {Ptr, Pid, Int, Fd, Hex}).fd()
+      .why("counters are read with read(), which is recorded; their ring buffers cannot be "
+           "mapped (mmap fails with ENODEV): the kernel fills them outside any syscall"),
   emulated(SYS_recvmmsg, "recvmmsg", {Fd, Ptr, Uint, Hex, Ptr}).blocks().hook(Hook::Recvmmsg),
   emulated(SYS_fanotify_init, "fanotify_init", {Hex, OpenFlags}).fd(),
   emulated(SYS_fanotify_mark, "fanotify_mark", {Fd, Hex, Hex, DirFd, Path}),
-  emulated(SYS_prlimit64, "prlimit64", {Pid, Int, Ptr, Ptr}).out(fixed(3, kRlimit)),
+  emulated(SYS_prlimit64, "prlimit64", {Pid, Int, Ptr, Ptr}).out(fixed(3, kRlimit))
+      .hook(Hook::Rlimit)
+      .why("RLIMIT_STACK and RLIMIT_DATA decide where a program faults: applied on replay too"),
   emulated(SYS_name_to_handle_at, "name_to_handle_at", {DirFd, Path, Ptr, Ptr, AtFlags})
       .why("handle size read back from the handle; mount id 4 or 8 bytes by flags"),
   emulated(SYS_open_by_handle_at, "open_by_handle_at", {Fd, Ptr, OpenFlags}).blocks().fd(),
@@ -527,7 +553,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_sched_setattr, "sched_setattr", {Pid, Ptr, Hex}),
   emulated(SYS_sched_getattr, "sched_getattr", {Pid, Ptr, Uint, Hex}).out(byArg(1, 2)),
   emulated(SYS_renameat2, "renameat2", {DirFd, Path, DirFd, Path, Hex}),
-  emulated(SYS_seccomp, "seccomp", {Int, Hex, Ptr})
+  emulated(SYS_seccomp, "seccomp", {Int, Hex, Ptr}).hook(Hook::Seccomp)
       .why("rec installs a program's filter itself, in record and replay, behind an exemption "
            "for its own syscalls; strict mode becomes the equivalent filter"),
   emulated(SYS_getrandom, "getrandom", {Ptr, Size, Hex}).out(byResult(0)),
@@ -543,9 +569,10 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_membarrier, "membarrier", {Int, Hex, Int}),
   passthrough(SYS_mlock2, "mlock2", {Ptr, Size, Hex}),
   emulated(SYS_copy_file_range, "copy_file_range", {Fd, Ptr, Fd, Ptr, Size, Hex})
-      .out(fixed(1, 8), fixed(3, 8)),
+      .out(fixed(1, 8), fixed(3, 8)).writesFd(byKernel(2, Offset::Ptr, 3)),
   emulated(SYS_preadv2, "preadv2", {Fd, Ptr, Int, Int, Int, Hex}).out(iovec(1, 2)),
-  emulated(SYS_pwritev2, "pwritev2", {Fd, Ptr, Int, Int, Int, Hex}).hook(Hook::Write),
+  emulated(SYS_pwritev2, "pwritev2", {Fd, Ptr, Int, Int, Int, Hex})
+      .writesFd(iovecs(0, 1, 2, Offset::Arg, 3)),
   passthrough(SYS_pkey_mprotect, "pkey_mprotect", {Ptr, Size, Prot, Int}),
   passthrough(SYS_pkey_alloc, "pkey_alloc", {Hex, Hex}),
   passthrough(SYS_pkey_free, "pkey_free", {Int}),
@@ -657,6 +684,49 @@ const SyscallRow* findSyscall(std::string_view name) {
     if (row.name == name) return &row;
   }
   return nullptr;
+}
+
+namespace {
+struct CompatPair {
+  int nr32;
+  int nr64;
+};
+// i386 numbers (arch/x86/entry/syscalls/syscall_32.tbl) and their twins.
+constexpr CompatPair kCompat[] = {
+    {1, SYS_exit},
+    {3, SYS_read},
+    {4, SYS_write},
+    {6, SYS_close},
+    {20, SYS_getpid},
+    {24, SYS_getuid},
+    {37, SYS_kill},
+    {45, SYS_brk},
+    {47, SYS_getgid},
+    {64, SYS_getppid},
+    {158, SYS_sched_yield},
+    {199, SYS_getuid},
+    {200, SYS_getgid},
+    {201, SYS_geteuid},
+    {202, SYS_getegid},
+    {224, SYS_gettid},
+    {238, SYS_tkill},
+    {243, SYS_set_thread_area},
+    {244, SYS_get_thread_area},
+    {252, SYS_exit_group},
+    {270, SYS_tgkill},
+};
+}  // namespace
+
+const SyscallRow* findCompatSyscall(int nr32) {
+  for (const CompatPair& p : kCompat)
+    if (p.nr32 == nr32) return findSyscall(p.nr64);
+  return nullptr;
+}
+
+int compatNumber(int nr64) {
+  for (const CompatPair& p : kCompat)
+    if (p.nr64 == nr64) return p.nr32;
+  return -1;
 }
 
 uint64_t cloneFlags(int nr, uint64_t arg0) {

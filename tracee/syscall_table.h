@@ -79,6 +79,30 @@ struct OutParam {
   uint32_t size = 0;   // bytes for Fixed, element size for ResultTimes/ArgTimes
 };
 
+// A call that writes to a file descriptor: where its bytes come from and
+// where in the file they land. Replay shows what the program writes to its
+// stdout/stderr (Buffer, Iovec); data the kernel moves by itself (Kernel)
+// cannot be shown and is refused there.
+enum class Data : uint8_t {
+  None,    // writes to no fd
+  Buffer,  // result bytes of the buffer at `dataArg`
+  Iovec,   // result bytes spread over the iovec array at `dataArg`, `countArg` entries
+  Kernel,  // copied by the kernel from another fd (sendfile, splice, ...)
+};
+enum class Offset : uint8_t {
+  Position,  // at the file position (advanced by the call)
+  Arg,       // at the offset in argument `offsetArg` (pwritev2: -1 means the position)
+  Ptr,       // at the loff_t that argument `offsetArg` points to; NULL: the position
+};
+struct FdWrite {
+  Data data = Data::None;
+  uint8_t fdArg = 0;
+  uint8_t dataArg = 0;
+  uint8_t countArg = 0;
+  Offset offset = Offset::Position;
+  uint8_t offsetArg = 0;
+};
+
 // Irregular syscalls: the recorder/replayer implement each one by name.
 enum class Hook : uint8_t {
   None,
@@ -94,7 +118,6 @@ enum class Hook : uint8_t {
   SigSuspend,  // waits with a temporary mask: executed on replay with the signal supplied
   Dup,         // dup/dup2/dup3: tracks which fds alias the program's stdout/stderr
   Close,
-  Write,   // write/writev/pwrite to stdout/stderr are echoed on replay
   Select,  // fd_sets in/out, size from nfds
   Recvmmsg,
   Sendmmsg,
@@ -103,6 +126,9 @@ enum class Hook : uint8_t {
   Exit,
   TimeAtEntry,  // answered by the recorder at the seccomp stop from its own clocks
   Unshare,      // CLONE_FILES gives the task a file table of its own (stdout tracking)
+  Affinity,     // sched_setaffinity leaves rec's pinning alone; --chaos pretends a CPU count
+  Rlimit,       // limits that shape memory (stack, data) are applied on replay too
+  Seccomp,      // the program's own filters; PR_GET_SECCOMP reports the program's mode
 };
 
 // Row flags.
@@ -111,6 +137,11 @@ inline constexpr uint16_t kResultFromTrace =
     1 << 1;  // Executed, but the program sees the recorded result (ids)
 inline constexpr uint16_t kNeverReturns = 1 << 2;  // exit, exit_group, rt_sigreturn-like
 inline constexpr uint16_t kReturnsFd = 1 << 3;     // result is a new fd (for dump/stdout tracking)
+inline constexpr uint16_t kOutputsOnError =
+    1 << 4;  // the kernel writes its outputs even when the call fails (waitid, capget)
+inline constexpr uint16_t kYields = 1 << 5;  // a scheduling point: another task runs next
+inline constexpr uint16_t kReturnsFdPair =
+    1 << 6;  // two new fds, in the int[2] of the first out param (pipe, socketpair)
 
 struct SyscallRow {
   int number = -1;
@@ -120,6 +151,7 @@ struct SyscallRow {
   Support support = Support::Emulated;
   uint16_t flags = 0;
   std::array<OutParam, 3> outs{};
+  FdWrite fdWrite{};
   Hook hook = Hook::None;
   std::string_view note;  // shown by `rec syscalls` when support is partial or refused
 
@@ -134,6 +166,18 @@ const SyscallRow* findSyscall(int nr);
 const SyscallRow* findSyscall(std::string_view name);
 // All rows, ordered by number.
 std::span<const SyscallRow> allSyscalls();
+
+// 32-bit syscalls (int 0x80 from 64-bit code: Wine, JITs, hand-written
+// assembly). The seccomp filter stops them all and marks the stop with
+// kSeccompCompatData (PTRACE_GETEVENTMSG). rec supports those whose
+// arguments mean what their x86-64 twin's mean (read, write, exit,
+// set_thread_area, ids); a syscall event of one carries the twin's number and
+// `compat32`. The others are refused with ENOSYS.
+inline constexpr uint32_t kSeccompCompatData = 0x32;
+// The x86-64 row standing for i386 syscall `nr32`, or nullptr (refused).
+const SyscallRow* findCompatSyscall(int nr32);
+// The i386 number of the x86-64 syscall `nr64` stands for; -1 when none.
+int compatNumber(int nr64);
 
 // Reads tracee memory. Implemented over process_vm_readv by the ptrace layer
 // and over plain buffers in tests.

@@ -44,6 +44,11 @@ struct Stop {
 };
 
 Stop decodeStop(int status);
+
+// The legacy vsyscall page, whose calls the kernel emulates (no exit stop).
+inline bool inVsyscallPage(uint64_t ip) {
+  return (ip & ~uint64_t{0xfff}) == 0xffffffffff600000ull;
+}
 std::string describeStop(const Stop& stop);
 
 class Registers {
@@ -59,6 +64,12 @@ class Registers {
   int syscallNumber() const { return static_cast<int>(static_cast<int64_t>(raw_.orig_rax)); }
   std::array<uint64_t, 6> syscallArgs() const {
     return {raw_.rdi, raw_.rsi, raw_.rdx, raw_.r10, raw_.r8, raw_.r9};
+  }
+  // A 32-bit syscall's (int 0x80): ebx, ecx, edx, esi, edi, ebp.
+  std::array<uint64_t, 6> compatSyscallArgs() const {
+    constexpr uint64_t kLow = 0xffffffff;
+    return {raw_.rbx & kLow, raw_.rcx & kLow, raw_.rdx & kLow,
+            raw_.rsi & kLow, raw_.rdi & kLow, raw_.rbp & kLow};
   }
   void setIp(uint64_t v) { raw_.rip = v; }
   void setResult(int64_t v) { raw_.rax = static_cast<uint64_t>(v); }

@@ -162,13 +162,14 @@ TEST_CASE("support levels follow the classification rules") {
     INFO(name);
     CHECK(row(name).support == Support::Executed);
   }
-  for (auto name : {"io_uring_setup", "io_uring_enter", "io_uring_register", "clone3", "rseq",
-                    "ptrace", "bpf", "perf_event_open", "userfaultfd", "io_setup", "io_submit",
-                    "process_vm_writev", "init_module", "kexec_load"}) {
+  for (auto name :
+       {"io_uring_setup", "io_uring_enter", "io_uring_register", "clone3", "rseq", "ptrace", "bpf",
+        "userfaultfd", "io_setup", "io_submit", "process_vm_writev", "init_module", "kexec_load"}) {
     INFO(name);
     CHECK(row(name).support == Support::Refused);
   }
-  for (auto name : {"getpid", "gettid", "read", "write", "getrandom", "kill", "futex", "ioctl"}) {
+  for (auto name : {"getpid", "gettid", "read", "write", "getrandom", "kill", "futex", "ioctl",
+                    "perf_event_open"}) {
     INFO(name);
     CHECK(row(name).support == Support::Emulated);
   }
@@ -178,7 +179,9 @@ TEST_CASE("support levels follow the classification rules") {
   CHECK(row("wait4").mayBlock());
   CHECK_FALSE(row("pread64").mayBlock());
   CHECK(row("mmap").hook == Hook::Mmap);
-  CHECK(row("writev").hook == Hook::Write);
+  CHECK(row("writev").fdWrite.data == Data::Iovec);
+  CHECK(row("sendfile").fdWrite.data == Data::Kernel);
+  CHECK(row("sched_yield").flags & kYields);
   CHECK(row("dup2").hook == Hook::Dup);
   CHECK(row("openat").flags & kReturnsFd);
   CHECK(row("exit_group").flags & kNeverReturns);

@@ -105,6 +105,10 @@ int ReplaySession::run() {
 
 void ReplaySession::open() {
   reader_ = format::TraceReader::open(options_.tracePath);
+  if (options_.requireMemoryChecks && !reader_->header().getCheckMemory())
+    throw RecError(kExitUsage, fmt::format("rec: replay --check: {} has no memory digests (record "
+                                           "it with rec record --check-memory)",
+                                           options_.tracePath));
   checkCpu();
   blobs_ = std::make_unique<BlobFiles>(*reader_, *blobCache_);
 }
@@ -204,6 +208,9 @@ void ReplaySession::start(schema::Event::Reader first) {
   struct stat st;
   std::string cwd = header.getCwd();
   spawn.cwd = (::stat(cwd.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) ? cwd : "/";
+  // The recording's CPU if this machine has it: CPUID, which cannot be
+  // trapped here, tells the program the APIC id of the CPU it runs on, and
+  // glibc keeps it in memory and registers that replay compares.
   spawn.cpu = pinToCpu(chooseCpu(header.getCpuNumber()));
   for (auto l : header.getRlimits())
     spawn.rlimits.push_back({static_cast<int>(l.getResource()), rlimit{l.getSoft(), l.getHard()}});
@@ -231,6 +238,7 @@ void ReplaySession::start(schema::Event::Reader first) {
 }
 
 void ReplaySession::dispatch(schema::Event::Reader event) {
+  currentEvent_ = event;
   ReplayTask& t = taskFor(event.getTid());
   if (options_.verbose)
     fmt::print(stderr, "rec: event #{} task {} kind {}{}\n", eventIndex_, event.getTid(),
@@ -274,13 +282,14 @@ void ReplaySession::dispatch(schema::Event::Reader event) {
       break;
     case schema::Event::PREEMPT: {
       auto p = event.getPreempt();
-      reachPoint(t, rawRegisters(p.getRegisters()), memoryChecks(p.getMemory()),
+      reachPoint(t, recordedPoint(p.getRegisters(), p.getMemory(), p.hasState(), p.getState()),
                  "the preemption point");
       break;
     }
     default:
       throw RecError(kExitBadTrace, fmt::format("rec: unknown event kind at #{}", eventIndex_));
   }
+  noteMatched(t, event);
 }
 
 void ReplaySession::diverge(ReplayTask& t, const std::string& expected, const std::string& actual) {
@@ -292,10 +301,13 @@ void ReplaySession::diverge(ReplayTask& t, const std::string& expected, const st
   } catch (const RecError&) {
     where = "unknown address";
   }
-  throw RecError(kExitDivergence,
-                 fmt::format("rec: replay diverged at event #{} (task {}): expected {}, but the "
-                             "program {} at {}",
-                             eventIndex_, t.recordedTid, expected, actual, where));
+  throw RecError(
+      kExitDivergence,
+      fmt::format("rec: replay diverged at event #{} (task {}): expected {}, but the "
+                  "program {} at {}{}",
+                  eventIndex_, t.recordedTid, expected, actual, where,
+                  lastMatched_.empty() ? std::string()
+                                       : "; the last event that matched was " + lastMatched_));
 }
 
 // Applies the recorded result of the emulated syscall a SkipPending task sits
@@ -332,7 +344,7 @@ Stop ReplaySession::advance(ReplayTask& t) {
     skipSyscall(t);
     resumeUserCode(t, 0);
   } else if (t.park == Park::Resumable) {
-    resumeUserCode(t, std::exchange(t.pendingSignal, 0));
+    resumeDeliveringPending(t);
   } else if (t.park == Park::Seccomp) {
     resumeUserCode(t, 0);
   }
@@ -369,6 +381,12 @@ Stop ReplaySession::advance(ReplayTask& t) {
 void ReplaySession::resumeUserCode(ReplayTask& t, int signal) {
   ReplayObserver::Run how = ReplayObserver::Run::Continue;
   if (observer_) how = observer_->resuming(t.recordedTid, t.task);
+  if (pointBreakpoint_ && !pointBreakpoint_->arm())
+    throw RecError(kExitUnsupported,
+                   fmt::format("rec: event #{}: the replay enters this point through a debug "
+                               "register, and the debugger holds all four (delete a hardware "
+                               "breakpoint or watchpoint)",
+                               eventIndex_));
   t.task.resume(how == ReplayObserver::Run::SingleStep ? Task::Resume::Step : Task::Resume::Cont,
                 signal);
 }

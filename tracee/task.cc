@@ -127,6 +127,18 @@ Stop Task::wait() {
   return decodeStop(status);
 }
 
+std::optional<Stop> Task::waitUnlessInterrupted() {
+  int status = 0;
+  for (;;) {
+    pid_t r = ::waitpid(tid_, &status, __WALL);
+    if (r == tid_) break;
+    if (r < 0 && errno == EINTR) return std::nullopt;
+    throwErrno(kExitInternal, fmt::format("waitpid({})", tid_));
+  }
+  noteStopped();
+  return decodeStop(status);
+}
+
 const Registers& Task::regs() {
   if (!regsValid_) {
     if (::ptrace(PTRACE_GETREGS, tid_, nullptr, &regs_.raw()) != 0)

@@ -95,6 +95,8 @@ class Task : public sys::MemoryReader {
 
   // Waits for this task's next stop (waitpid with __WALL).
   Stop wait();
+  // The same, but nullopt when a signal to rec interrupted the wait.
+  std::optional<Stop> waitUnlessInterrupted();
   // Called when a stop for this task was collected elsewhere (waitpid(-1)).
   void noteStopped() {
     regsValid_ = false;

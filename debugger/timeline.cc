@@ -564,6 +564,7 @@ ReplayObserver::Run Timeline::resuming(int tid, Task& task) {
   r.stepRequested = overBreakpoint || wantStep;
   r.modeStep = wantStep;
   r.resumeIp = ip;
+  r.resumeFlags = task.regs().raw().eflags;
   r.expectSyscallReport = r.stepRequested && atSyscallEntry(task);
   return r.stepRequested ? Run::SingleStep : Run::Continue;
 }
@@ -574,6 +575,7 @@ bool Timeline::stopped(int tid, Task& task, const Stop& stop) {
   arming_.disarm(task);
   bool stepping = r.stepRequested;
   r.stepRequested = false;
+  if (stepping) undoStepFlagInR11(r, task);
   TrapHit hit = arming_.classify(task, stop, stepping);
   if (!hit.ours) {
     // The run ended (a syscall, a signal, an exit) or the replay's own stop.
@@ -604,6 +606,21 @@ bool Timeline::stopped(int tid, Task& task, const Stop& stop) {
   }
   newState(tid, ip, hit.watches, hit.stepped && r.modeStep, hit.watchAddress, false);
   return true;
+}
+
+// A single-stepped `syscall` instruction saves rflags in r11 with the trap
+// flag the step set: the program would see a value it did not have when
+// recorded (and the replay's register checks would fail). Put back the
+// program's own flag.
+void Timeline::undoStepFlagInR11(TaskRun& r, Task& task) {
+  constexpr uint64_t kTrapFlag = 0x100;
+  if (r.resumeFlags & kTrapFlag) return;  // the program's own single-stepping
+  user_regs_struct& regs = task.mutableRegs().raw();
+  if (regs.rip != r.resumeIp + 2 || !(regs.r11 & kTrapFlag)) return;
+  uint8_t insn[2] = {};
+  if (task.read(r.resumeIp, insn, sizeof insn) != sizeof insn || insn[0] != 0x0f || insn[1] != 0x05)
+    return;
+  regs.r11 &= ~kTrapFlag;
 }
 
 // The running task `tid` reached a new state at `ip`: an arrival there, after

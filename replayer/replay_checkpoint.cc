@@ -171,6 +171,7 @@ std::unique_ptr<ReplaySession> ReplaySession::fork() {
   copy->echoFrom_ = echoFrom_;
   copy->rdtscPatcher_ = rdtscPatcher_;
   copy->timeShim_ = timeShim_;
+  copy->lastMatched_ = lastMatched_;
 
   std::map<pid_t, std::vector<ReplayTask*>> processes;  // by real thread group
   for (auto& [id, t] : tasks_) {
@@ -349,6 +350,9 @@ bool ReplaySession::copyProcess(ReplaySession& copy, std::vector<ReplayTask*>& t
     // The replay's view of it.
     c.park = t->park;
     c.pendingSignal = t->pendingSignal;
+    c.pendingFrame = t->pendingFrame;
+    c.entryRegs = t->entryRegs;
+    c.lastSyscallRegs = t->lastSyscallRegs;
     c.awaitingSignal = t->awaitingSignal;
     c.skipNumber = t->skipNumber;
     c.skipArgs = t->skipArgs;

@@ -110,6 +110,10 @@ ReplaySession::RecordedPoint ReplaySession::recordedPoint(
     schema::PointState::Reader state) {
   RecordedPoint p;
   p.regs = rawRegisters(regs);
+  // For rec's tests: a point whose rcx the program never holds (it is
+  // unreachable), to check that replay reports it within its bound.
+  if (const char* corrupt = ::getenv("REC_TEST_UNREACHABLE_POINTS"); corrupt && *corrupt == '1')
+    p.regs.rcx ^= uint64_t{1} << 40;
   for (auto w : words) {
     MemoryCheck c{w.getAddress(), 0};
     std::memcpy(&c.value, w.getData().begin(), std::min<size_t>(8, w.getData().size()));

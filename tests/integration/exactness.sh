@@ -51,6 +51,16 @@ check_unreachable_point() {
   expect_one_line_stderr
 }
 
+# The small CI version of bench/stress.sh: record/replay pairs of the
+# busy-loop programs beside a busy loop competing for the CPUs.
+check_stress_small() {
+  need_program exact_points
+  ONLY=global-round,dec-jnz,jmp-self,pause-spin,red-zone REC=$REC PROGRAMS=$PROGRAMS \
+    "$(dirname "$TESTLIB")/../../bench/stress.sh" 6 >"$T/stress.out" 2>&1 ||
+    fail "mismatches: $(cat "$T/stress.out")"
+  grep -q '^Total mismatches: 0$' "$T/stress.out" || fail "no summary: $(cat "$T/stress.out")"
+}
+
 check_go() {
   command -v go >/dev/null || fail "go is not installed (tools/install-deps.sh installs golang-go)"
   HOME=$T GOCACHE=$T/gocache GOFLAGS=-mod=mod go build -o "$T/goroutines" "$RUNTIMES/goroutines.go" ||
@@ -77,6 +87,7 @@ for mode in global-round jmp-self dec-jnz pause-spin red-zone; do
 done
 t memory_digests check_memory_digests
 t unreachable_point check_unreachable_point
+t stress_small check_stress_small
 t go check_go
 t node_workers check_node_workers
 t java_threads check_java_threads

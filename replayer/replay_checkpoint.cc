@@ -365,7 +365,6 @@ bool ReplaySession::copyProcess(ReplaySession& copy, std::vector<ReplayTask*>& t
     c.exiting = false;
     c.timeSpace = newSpace;
     c.lastBufferedEvent = t->lastBufferedEvent;
-    c.lastSyscallRegs = t->lastSyscallRegs;  // the base the next entry's registers decode against
     // Its registers, in the same kind of stop.
     if (isAtSyscallEntry(t->park)) {
       Registers again = x.regs;

@@ -171,9 +171,9 @@ check_kernel_writes() {
     'continue' 'print $pc' 'continue' 'reverse-continue' 'print $pc'
   expect_in_order "$T/kwrite.out" \
     "^\\\$1 = $v1\$" '^Hardware watchpoint 2: -location r' \
-    "^Old value = $v1\$" "^New value = $v2\$" 'in __GI___getrandom ' \
+    "^Old value = $v1\$" "^New value = $v2\$" 'in (__GI___)?getrandom ' \
     '^Breakpoint 1, main \(\)' \
-    "^Old value = $v2\$" "^New value = $v1\$" 'in __GI___getrandom '
+    "^Old value = $v2\$" "^New value = $v1\$" 'in (__GI___)?getrandom '
   # Backwards it stops on the syscall instruction (2 bytes), not after it.
   local after before
   after=$(grep -E '^\$2 = ' "$T/kwrite.out" | grep -oE '0x[0-9a-f]+' | head -1)

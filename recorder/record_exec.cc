@@ -249,16 +249,17 @@ void RecordSession::completeExec(RecordTask& t) {
   if (t.formerTid) {
     e.setBecomesTid(tid);
     emit(t, msg, std::exchange(t.formerTid, 0));
-    // The threads the exec ended, in tid order.
-    for (auto& [otherTid, other] : tasks_) {
-      if (other->task.tgid() != t.task.tgid()) continue;
-      if (auto status = other->takeDeferredExit(RecordTask::ExitRecord::AfterExec)) {
-        writeExit(*other, *status);
-        other->setState(RecordTask::State::Dead);
-      }
-    }
   } else {
     emit(t, msg);
+  }
+  // The threads the exec ended, in tid order: replay sees them die as it
+  // replays the exec.
+  for (auto& [otherTid, other] : tasks_) {
+    if (other->task.tgid() != t.task.tgid()) continue;
+    if (auto status = other->takeDeferredExit(RecordTask::ExitRecord::AfterExec)) {
+      writeExit(*other, *status);
+      other->setState(RecordTask::State::Dead);
+    }
   }
   // After the Exec event, which carries the old image's last time answers.
   t.timeSpace = std::move(space);
@@ -404,6 +405,7 @@ void RecordSession::writeGroupExits(const RecordTask& t) {
 }
 
 void RecordSession::onExited(RecordTask& t, int status) {
+  reaped_.push_back(t.task.tid());
   if (t.exitRecord() == RecordTask::ExitRecord::AfterExec || siblingExecing(t)) {
     t.deferExit(RecordTask::ExitRecord::AfterExec, status);
     t.setState(RecordTask::State::Dead);

@@ -165,12 +165,36 @@ int RecordSession::run() {
   auto f = footer.initRoot<schema::Footer>();
   f.setEndTimeNs(nowRealtimeNs());
   f.setExitStatus(initialStatus_);
-  f.setTaskCount(static_cast<uint32_t>(tasks_.size()));
+  f.setTaskCount(tasksSeen_);
   f.setSignalCount(signalCount_);
   f.setInterruptedByUser(interrupted_ && !timedOut_);
   f.setTimedOut(timedOut_);
   writer_->finish(footer);
   return initialStatus_;
+}
+
+// Every thread of the first process has died (its pid is its group's id).
+bool RecordSession::initialProcessGone() const {
+  if (tasksSeen_ == 0) return false;
+  return std::none_of(tasks_.begin(), tasks_.end(), [&](const auto& kv) {
+    return kv.second->task.tgid() == initialTid_ && kv.second->alive();
+  });
+}
+
+// Reaped tasks whose exit is in the trace are done with: nothing waits for
+// them any more, and the kernel reports nothing more about their ids.
+void RecordSession::dropFinishedTasks() {
+  std::erase_if(reaped_, [&](pid_t tid) {
+    auto it = tasks_.find(tid);
+    if (it == tasks_.end()) return true;
+    RecordTask& t = *it->second;
+    if (t.state() != RecordTask::State::Dead) return true;  // the id lives on (exec)
+    if (t.exitRecord() != RecordTask::ExitRecord::Written || t.vforkParent || t.vforkChild)
+      return false;
+    forget(t);
+    tasks_.erase(it);
+    return true;
+  });
 }
 
 RecordTask& RecordSession::taskFor(pid_t tid) {
@@ -180,6 +204,7 @@ RecordTask& RecordSession::taskFor(pid_t tid) {
   auto t = std::make_unique<RecordTask>(tid, tid);
   auto& ref = *t;
   tasks_[tid] = std::move(t);
+  ++tasksSeen_;
   return ref;
 }
 
@@ -198,6 +223,15 @@ void RecordSession::loop() {
       for (auto& [tid, t] : tasks_)
         if (t->alive()) ::kill(tid, SIGKILL);
     }
+    if (!orphansEnded_ && initialProcessGone()) {
+      // The program has exited: what it left running (a daemon, a
+      // background job) ends with it, as under rr, instead of keeping the
+      // recording open for as long as it runs.
+      orphansEnded_ = true;
+      for (auto& [tid, t] : tasks_)
+        if (t->alive()) ::kill(tid, SIGKILL);
+    }
+    if (!reaped_.empty()) dropFinishedTasks();
     scheduler_->scheduleIfIdle();
     scheduler_->maybePreempt();
     scheduler_->tick(deadline_.has_value());

@@ -100,6 +100,7 @@ class RecordSession {
                             std::vector<std::pair<uint64_t, std::vector<std::byte>>>& out);
   bool movesDataToOutput(RecordTask& t);
   bool answerAtEntry(RecordTask& t);
+  bool carryOutSeccompRequest(RecordTask& t);
   void completeAtEntry(RecordTask& t, int64_t result, std::span<const std::byte> written = {});
   bool answerTime(RecordTask& t);
   bool answerVsyscall(RecordTask& t);
@@ -131,6 +132,8 @@ class RecordSession {
   bool siblingExecing(const RecordTask& t) const;
   void forget(RecordTask& t);
   RecordTask& taskFor(pid_t tid);
+  bool initialProcessGone() const;
+  void dropFinishedTasks();
   void absorbStrays(RecordTask& t, StraySignals& strays);
 
   RecordOptions options_;
@@ -142,12 +145,17 @@ class RecordSession {
   std::map<pid_t, std::unique_ptr<RecordTask>> tasks_;
   std::unique_ptr<Scheduler> scheduler_;
   std::vector<RecordTask*> unannounced_;  // in blocking syscalls, in entry order
+  // Reaped tasks, dropped from tasks_ once their exit is written: rec's fds,
+  // memory and per-stop work stay flat however many processes have lived.
+  std::vector<pid_t> reaped_;
+  uint32_t tasksSeen_ = 0;
   pid_t initialTid_ = 0;
   int initialStatus_ = 0;
   uint64_t signalCount_ = 0;
   bool warnedSetuid_ = false;
   bool interrupted_ = false;
   bool timedOut_ = false;
+  bool orphansEnded_ = false;  // the first process exited; the rest was killed
   std::optional<std::chrono::steady_clock::time_point> deadline_;  // --timeout
   std::vector<uint8_t> tracedBitmap_;
   std::vector<std::string> env_;

@@ -29,6 +29,7 @@
 #include "record_task.h"
 #include "remote_syscall.h"
 #include "scheduler.h"
+#include "seccomp_filter.h"
 #include "signals.h"
 #include "syscall_table.h"
 #include "task_state.h"
@@ -51,6 +52,7 @@ void RecordSession::onSeccomp(RecordTask& t) {
   t.strings.clear();
   t.newTask = 0;
   t.execSeen = false;
+  t.argsRewritten = false;
   if (t.compat && t.row && t.row->support == sys::Support::Passthrough) {
     // exit/exit_group by int 0x80: as a native one, it runs without an event
     // (replay lets it through the same way).
@@ -73,11 +75,24 @@ void RecordSession::onSeccomp(RecordTask& t) {
     return;
   }
   if (answerAtEntry(t)) return;
+  if (carryOutSeccompRequest(t)) return;
   for (int index : sys::stringArgs(*t.row)) t.strings.push_back(t.task.readCString(t.args[index]));
+  if (t.row->hook == sys::Hook::Clone && t.nr == SYS_clone && (t.args[0] & CLONE_UNTRACED)) {
+    // An untraced child would escape rec, and die of its inherited seccomp
+    // filter's first trace request. The program's flags come back at the
+    // syscall's exit (the kernel leaves argument registers as they were).
+    t.task.mutableRegs().setSyscallArg(0, t.args[0] & ~uint64_t{CLONE_UNTRACED});
+    t.argsRewritten = true;
+  }
   scheduler_->run(t, Task::Resume::Syscall);
-  // A blocking syscall lets other tasks run meanwhile. fork-like calls stay
-  // current until their fork event, which names the child first.
+  // A blocking syscall lets other tasks run meanwhile, once it waits in the
+  // kernel. fork-like calls stay current until their fork event, which
+  // names the child first.
   if (t.row->mayBlock() && t.row->hook != sys::Hook::Clone) {
+    if (auto stop = scheduler_->stopUnlessAsleep(t)) {
+      handleStop(t, *stop);
+      return;
+    }
     t.enterAnnounced = false;
     unannounced_.push_back(&t);
     scheduler_->release(t);
@@ -170,6 +185,26 @@ bool RecordSession::answerTime(RecordTask& t) {
   capnp::MallocMessageBuilder msg;
   finishSyscallEvent(t, msg, written);
   if (startsLog) msg.getRoot<schema::Event>().getSyscall().setStartsTimeLog(true);
+  emit(t, msg);
+  t.returnedFromSyscall(t.task.regs());
+  continueAfterSyscall(t);
+  return true;
+}
+
+// A program's own seccomp filter or strict mode (seccomp_filter.h): rec
+// installs it itself, behind an exemption for rec's syscalls, and replay
+// installs it again at this event, so the filter's ERRNO, SIGSYS and kills
+// come from the kernel both times.
+bool RecordSession::carryOutSeccompRequest(RecordTask& t) {
+  auto request = programSeccompRequest(t.nr, t.args);
+  if (!request) return false;
+  StraySignals strays;
+  skipToSyscallExit(t.task, 0, strays);
+  int64_t result = installProgramFilter(t.task, *request, strays);
+  t.task.mutableRegs().setResult(result);
+  absorbStrays(t, strays);
+  capnp::MallocMessageBuilder msg;
+  finishSyscallEvent(t, msg);
   emit(t, msg);
   t.returnedFromSyscall(t.task.regs());
   continueAfterSyscall(t);
@@ -429,6 +464,9 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
     case sys::Hook::Clone:
       s.setNewTask(t.newTask);
       break;
+    case sys::Hook::Unshare:
+      if (t.args[0] & CLONE_FILES) t.fds = fds.copy();
+      break;
     case sys::Hook::ShmAt: {
       auto m = s.initMapping();
       m.setStart(static_cast<uint64_t>(result));
@@ -509,6 +547,7 @@ void RecordSession::onSyscallExit(RecordTask& t) {
     t.setState(RecordTask::State::VforkHeld);
     return;
   }
+  if (std::exchange(t.argsRewritten, false)) t.task.mutableRegs().setSyscallArgs(t.args);
   if (t.execSeen) {
     completeExec(t);
   } else if (t.nr >= 0 && t.row) {

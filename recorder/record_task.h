@@ -167,6 +167,7 @@ class RecordTask {
   bool enterAnnounced = true;
   pid_t newTask = 0;
   bool execSeen = false;
+  bool argsRewritten = false;  // rec changed argument registers: `args` go back at the exit
 
   int tscMode = 1;      // PR_TSC_ENABLE: the mode the program believes it has (PR_SET_TSC)
   int seccompMode = 0;  // SECCOMP_MODE_*: the mode the program put itself in

@@ -1,5 +1,6 @@
 #include "scheduler.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -110,6 +111,21 @@ void Scheduler::scheduleIfIdle() {
     // Queued, then something else happened to it (it was killed).
     if (t.state() != RecordTask::State::Ready) continue;
     run(t);
+  }
+}
+
+std::optional<Stop> Scheduler::stopUnlessAsleep(RecordTask& t) {
+  // rec and its tracees share one CPU: yielding it lets the task run.
+  for (;;) {
+    if (auto stop = t.task.poll()) return stop;
+    if (gRecordStopRequested || gRecordTimeoutExpired) return std::nullopt;
+    char state = t.task.kernelState();
+    if (state == 'S' || state == 'D') {
+      // Asleep; it may have woken meanwhile, finished and stopped.
+      if (auto stop = t.task.poll()) return stop;
+      return std::nullopt;
+    }
+    ::sched_yield();
   }
 }
 

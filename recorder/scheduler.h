@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <random>
 
 #include "record_session.h"
@@ -57,6 +58,14 @@ class Scheduler {
   void makeReady(RecordTask& t);
   // `t` is gone or moved: no longer current nor queued.
   void forget(RecordTask& t);
+
+  // The current task `t` was just resumed into a syscall that may block.
+  // Lets it run until it stops (returns that stop, which the caller
+  // handles: the syscall did not block) or sleeps in the kernel (nullopt:
+  // release it, others may run). A syscall that completes without sleeping
+  // (a write to a file or a pipe with room) thus takes effect before any
+  // other task runs, in the order the trace records.
+  std::optional<Stop> stopUnlessAsleep(RecordTask& t);
 
   // When no task is current, resumes the next ready one: the longest
   // waiting, or under chaos a random one for a random timeslice.

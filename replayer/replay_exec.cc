@@ -4,6 +4,7 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/futex.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "code_patch.h"
@@ -91,43 +93,93 @@ void ReplaySession::patchRdtsc(ReplayTask& t, schema::Mapping::Reader m) {
                               m.getEnd(), m.getOffset());
 }
 
-// execve in a thread other than the leader: the kernel ends the other
-// threads (rec, their tracer, reaps them so the exec can go on) and gives the
-// exec'ing thread the leader's id. Returns once the exec stop was seen.
-void ReplaySession::execFromThread(ReplayTask& t, int recordedLeader) {
-  pid_t leader = t.task.tgid();
+// execve in a process with other threads: the kernel kills them first.
+// Each stops at PTRACE_EVENT_EXIT, which rec lets go, and is reaped here, its
+// status kept for its Exit event (which follows the Exec event in the
+// trace). A thread other than the leader that execs gets the leader's id,
+// under which its exec stop comes; the old leader just vanishes. Returns
+// once the exec stop was seen (the task then goes on to the exec's return)
+// and every other thread is reaped. Only the group's own tasks are waited
+// for: other processes' stops stay queued for their own events.
+void ReplaySession::execInGroup(ReplayTask& t, int recordedLeader) {
+  using Park = ReplayTask::Park;
+  const pid_t leader = t.task.tgid();
+  const pid_t execer = t.task.tid();
+  const bool fromThread = execer != leader;
+  std::vector<ReplayTask*> victims;  // to be reaped (not the vanishing old leader)
+  for (auto& [id, o] : tasks_)
+    if (o.get() != &t && o->park != Park::Dead && o->task.tgid() == leader &&
+        o->task.tid() != leader)
+      victims.push_back(o.get());
+  auto poll = [](pid_t pid, int& status) {
+    for (;;) {
+      pid_t r = ::waitpid(pid, &status, __WALL | WNOHANG);
+      if (r < 0 && errno == EINTR) continue;
+      return r;
+    }
+  };
+  bool execSeen = false;
+  auto lastProgress = std::chrono::steady_clock::now();
   for (;;) {
+    bool allReaped = std::all_of(victims.begin(), victims.end(),
+                                 [](ReplayTask* v) { return v->park == Park::Dead; });
+    if (execSeen && allReaped) break;
+    bool progress = false;
     int status = 0;
-    pid_t pid = ::waitpid(-1, &status, __WALL);
-    if (pid < 0) {
-      if (errno == EINTR) continue;
-      throwErrno(kExitInternal, "waitpid");
-    }
-    Stop stop = decodeStop(status);
-    if (pid == leader && stop.kind == StopKind::Exec) break;
-    ReplayTask* other = nullptr;
-    for (auto& [id, o] : tasks_)
-      if (o->task.tid() == pid && o.get() != &t) other = o.get();
-    if (stop.kind == StopKind::Exited) {
-      if (other) {
-        other->park = ReplayTask::Park::Dead;
-        other->deadStatus = status;
+    if (!execSeen && poll(leader, status) == leader) {
+      progress = true;
+      Stop stop = decodeStop(status);
+      if (stop.kind == StopKind::Exec) {
+        execSeen = true;
+        t.task.setTid(leader);
+        t.task.noteStopped();
+        t.task.resetMemory();
+        t.task.resume(Task::Resume::Syscall);
+      } else if (stop.kind != StopKind::Exited) {
+        // The exec'ing leader before its exec stop, or the old leader dying.
+        ::ptrace(PTRACE_CONT, leader, nullptr, nullptr);
       }
-      continue;
     }
-    ::ptrace(PTRACE_CONT, pid, nullptr, nullptr);
+    if (!execSeen && fromThread && poll(execer, status) == execer) {
+      progress = true;
+      ::ptrace(PTRACE_CONT, execer, nullptr, nullptr);  // a stop before its exec stop
+    }
+    for (ReplayTask* v : victims) {
+      if (v->park == Park::Dead) continue;
+      pid_t r = poll(v->task.tid(), status);
+      if (r == 0) continue;
+      progress = true;
+      if (r < 0) {  // reaped by the kernel itself: killed by the exec
+        v->park = Park::Dead;
+        v->deadStatus = SIGKILL;
+        continue;
+      }
+      Stop stop = decodeStop(status);
+      if (stop.kind == StopKind::Exited) {
+        v->park = Park::Dead;
+        v->deadStatus = status;
+      } else {
+        ::ptrace(PTRACE_CONT, v->task.tid(), nullptr, nullptr);
+      }
+    }
+    if (progress) {
+      lastProgress = std::chrono::steady_clock::now();
+    } else if (std::chrono::steady_clock::now() - lastProgress > std::chrono::seconds(10)) {
+      throw RecError(kExitInternal,
+                     fmt::format("rec: replaying the exec of task {} at event #{}: the other "
+                                 "threads did not end",
+                                 t.recordedTid, eventIndex_));
+    } else {
+      ::sched_yield();  // they run on rec's CPU
+    }
   }
+  if (!fromThread) return;
   // The exec'ing thread now is the leader, under both ids.
   auto self = std::move(tasks_[t.recordedTid]);
   tasks_.erase(t.recordedTid);
-  if (auto old = tasks_.find(recordedLeader); old != tasks_.end())
-    old->second->park = ReplayTask::Park::Dead;
+  if (auto old = tasks_.find(recordedLeader); old != tasks_.end()) old->second->park = Park::Dead;
   tasks_[recordedLeader] = std::move(self);
   t.recordedTid = recordedLeader;
-  t.task.setTid(leader);
-  t.task.noteStopped();
-  t.task.resetMemory();
-  t.task.resume(Task::Resume::Syscall);
 }
 
 void ReplaySession::onExec(ReplayTask& t, schema::ExecEvent::Reader e) {
@@ -154,8 +206,11 @@ void ReplaySession::onExec(ReplayTask& t, schema::ExecEvent::Reader e) {
     }
   }
   t.task.resume(Task::Resume::Syscall);
-  if (e.getBecomesTid() != 0 && e.getBecomesTid() != t.recordedTid)
-    execFromThread(t, e.getBecomesTid());
+  bool otherThreads = std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& kv) {
+    const ReplayTask& o = *kv.second;
+    return &o != &t && o.park != ReplayTask::Park::Dead && o.task.tgid() == t.task.tgid();
+  });
+  if (otherThreads) execInGroup(t, e.getBecomesTid());
   for (;;) {
     Stop stop = t.task.wait();
     if (stop.kind == StopKind::Exec) {
@@ -197,11 +252,54 @@ void ReplaySession::onExec(ReplayTask& t, schema::ExecEvent::Reader e) {
   t.park = ReplayTask::Park::Resumable;
 }
 
+// What the kernel does with a dying task's robust futex list (mutexes it
+// still holds, in memory other threads and processes share): each word
+// owned by the task gets FUTEX_OWNER_DIED, which the next locker sees as
+// EOWNERDEAD. The kernel compares the owner with the task's real id, which
+// on replay is not the recorded one the program stored, so replay marks the
+// words itself, at the task's exit stop; the kernel then finds them owned by
+// nobody and leaves them alone. (Waking a waiter needs nothing: waits are
+// replayed from the trace.)
+void ReplaySession::releaseRobustFutexes(ReplayTask& t) {
+  struct RobustListHead {
+    uint64_t next;
+    int64_t futexOffset;
+    uint64_t pending;
+  };
+  uint64_t headAddress = 0;
+  size_t length = 0;
+  if (::syscall(SYS_get_robust_list, t.task.tid(), &headAddress, &length) != 0 || !headAddress ||
+      length != sizeof(RobustListHead))
+    return;
+  RobustListHead head;
+  if (t.task.read(headAddress, &head, sizeof head) != sizeof head) return;
+  auto markDead = [&](uint64_t entry) {
+    uint64_t word = (entry & ~uint64_t{1}) + static_cast<uint64_t>(head.futexOffset);
+    uint32_t value = 0;
+    if (t.task.read(word, &value, sizeof value) != sizeof value) return;
+    if ((value & FUTEX_TID_MASK) != static_cast<uint32_t>(t.recordedTid)) return;
+    value = (value & FUTEX_WAITERS) | FUTEX_OWNER_DIED;
+    t.task.write(word, &value, sizeof value);
+  };
+  constexpr int kLimit = 2048;  // the kernel's ROBUST_LIST_LIMIT
+  uint64_t entry = head.next;
+  for (int i = 0; i < kLimit && entry != headAddress && entry; ++i) {
+    uint64_t next = 0;
+    if (t.task.read(entry & ~uint64_t{1}, &next, sizeof next) != sizeof next) break;
+    if (entry != head.pending) markDead(entry);
+    entry = next;
+  }
+  if (head.pending) markDead(head.pending);
+}
+
 void ReplaySession::onExit(ReplayTask& t, schema::ExitEvent::Reader e) {
   int recorded = e.getWaitStatus();
   if (WIFSIGNALED(recorded) && WTERMSIG(recorded) == SIGKILL && !t.exiting) {
     // Killed from outside during recording (or by rec when it was
-    // interrupted): nothing in the replayed program will do it.
+    // interrupted): nothing in the replayed program will do it. Its robust
+    // futexes are released first, while its memory is surely there: a
+    // SIGKILLed task may be gone before its exit stop can be used.
+    releaseRobustFutexes(t);
     ::kill(t.task.tid(), SIGKILL);
   }
   // A thread-group leader whose threads live on stays a zombie until they
@@ -214,6 +312,7 @@ void ReplaySession::onExit(ReplayTask& t, schema::ExitEvent::Reader e) {
   for (;;) {
     Stop stop = t.exiting ? t.task.wait() : advance(t);
     if (stop.kind == StopKind::ExitEvent) {
+      releaseRobustFutexes(t);
       int status = static_cast<int>(t.task.eventMessage());
       if (!sameStatus(status, recorded))
         throw RecError(

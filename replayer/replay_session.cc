@@ -136,6 +136,7 @@ bool ReplaySession::step() {
     started_ = true;
   }
   dispatch(*event);
+  releaseIfDead(event->getTid());
   nextIndex_ = eventIndex_ + 1;
   if (observer_) observer_->eventDone(eventIndex_, *event);
   return true;
@@ -235,6 +236,16 @@ void ReplaySession::start(schema::Event::Reader first) {
     throw RecError(kExitUnsupported,
                    fmt::format("rec: the replayed program did not start ({})", describeStop(stop)));
   tasks_[first.getTid()] = std::move(t);
+}
+
+// A task that has died keeps its entry (an event naming it later is an
+// error) but not its /proc fd or its share of a time log: rec's fds stay
+// flat however many processes have lived.
+void ReplaySession::releaseIfDead(int recordedTid) {
+  auto it = tasks_.find(recordedTid);
+  if (it == tasks_.end() || it->second->park != ReplayTask::Park::Dead) return;
+  it->second->task.resetMemory();
+  it->second->timeSpace.reset();
 }
 
 void ReplaySession::dispatch(schema::Event::Reader event) {

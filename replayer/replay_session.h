@@ -113,6 +113,7 @@ class ReplaySession {
   void checkCpu();
   void start(schema::Event::Reader first);
   void dispatch(schema::Event::Reader event);
+  void releaseIfDead(int recordedTid);
   void onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e);
   void onSyscallEnter(ReplayTask& t, schema::SyscallEnterEvent::Reader e);
   void onSignal(ReplayTask& t, schema::SignalEvent::Reader e);
@@ -133,6 +134,8 @@ class ReplaySession {
     std::optional<MemoryDigest> memory;
     uint64_t runNs = 0;  // how long the task ran to get there, when recorded
     PointEntry entry = PointEntry::Jump;
+    // While reaching it: the memory block that differed at the last candidate.
+    mutable std::optional<uint64_t> suspectBlock;
   };
   static RecordedPoint recordedPoint(schema::Registers::Reader regs,
                                      capnp::List<schema::MemWrite>::Reader words, bool hasState,
@@ -154,13 +157,17 @@ class ReplaySession {
   void applyShmDt(ReplayTask& t, schema::SyscallEvent::Reader e);
   int64_t mapIntoTask(ReplayTask& t, const std::string& file, bool writable,
                       std::array<uint64_t, 6> mmapArgs);
-  void runForkLike(ReplayTask& t, int recordedChild);
+  // Creates the task the recording named `recordedChild`; the program sees
+  // it as `idSeen` (clone's result).
+  void runForkLike(ReplayTask& t, int recordedChild, int32_t idSeen);
   void onBufferedSyscall(ReplayTask& t, schema::SyscallEvent::Reader e);
   void startTimeLog(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void completeForkLike(ReplayTask& t, schema::SyscallEvent::Reader e);
   void fixParentTid(ReplayTask& t);
+  void execInGroup(ReplayTask& t, int recordedLeader);
+  void releaseRobustFutexes(ReplayTask& t);
   void withoutNamespaces(ReplayTask& t);
   bool applyRlimit(ReplayTask& t, schema::SyscallEvent::Reader e);
-  void execFromThread(ReplayTask& t, int recordedLeader);
   Stop waitSyscallExit(ReplayTask& t);
   void echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e);
   void remapExecFiles(ReplayTask& t, schema::ExecEvent::Reader e);

@@ -40,7 +40,7 @@ std::optional<Stop> ReplaySession::advanceInitial(ReplayTask& t) {
     t.task.resume(Task::Resume::Cont);
   }
   if (t.childTidAddress) {
-    int32_t value = t.recordedTid;
+    int32_t value = t.childTidValue;
     t.task.write(std::exchange(t.childTidAddress, 0), &value, sizeof value);
   }
   t.park = ReplayTask::Park::Resumable;
@@ -97,6 +97,13 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
         return e.hasRegisters() ? static_cast<int64_t>(rawRegisters(e.getRegisters()).orig_rax)
                                 : fallback;
       };
+      // A signal the temporary mask blocks arrived during the syscall and
+      // was delivered only after it returned with the old mask back: no
+      // waiting for it (it would never end the wait).
+      uint64_t maskBits = 0;
+      if (mask && t.task.read(*mask, &maskBits, sizeof maskBits) == sizeof maskBits &&
+          (maskBits & (uint64_t{1} << (signo - 1))))
+        mask.reset();
       if (mask || (t.park == ReplayTask::Park::SkipPending && t.skipIsSigsuspend)) {
         // The syscall ran with a temporary signal mask (sigsuspend, pselect6,
         // ppoll, epoll_pwait) that let this signal in: wait for real in

@@ -25,6 +25,7 @@
 #include "remote_syscall.h"
 #include "replay_session.h"
 #include "replay_task.h"
+#include "seccomp_filter.h"
 #include "signals.h"
 #include "syscall_table.h"
 #include "task_state.h"
@@ -106,7 +107,12 @@ Stop ReplaySession::waitSyscallExit(ReplayTask& t) {
   }
 }
 
-void ReplaySession::runForkLike(ReplayTask& t, int recordedChild) {
+void ReplaySession::runForkLike(ReplayTask& t, int recordedChild, int32_t idSeen) {
+  // CLONE_UNTRACED would keep the child from rec, as the recorder kept it
+  // (completeForkLike puts the program's flags back).
+  Registers& r = t.task.mutableRegs();
+  if (r.syscallNumber() == SYS_clone)
+    r.setSyscallArg(0, r.syscallArgs()[0] & ~uint64_t{CLONE_UNTRACED});
   t.task.resume(Task::Resume::Syscall);
   for (;;) {
     Stop stop = t.task.wait();
@@ -132,10 +138,28 @@ void ReplaySession::runForkLike(ReplayTask& t, int recordedChild) {
   if (flags & CLONE_THREAD) task->task.setTgid(t.task.tgid());
   if (flags & CLONE_CHILD_SETTID) task->childTidAddress = regs.syscallArgs()[3];
   if (flags & CLONE_PARENT_SETTID) t.parentTidAddress = regs.syscallArgs()[2];
-  t.parentTidValue = recordedChild;
+  // The id as the program sees it (clone's result): inside a pid namespace
+  // it is not the global one the trace names the task by.
+  task->childTidValue = idSeen;
+  t.parentTidValue = idSeen;
   tasks_[recordedChild] = std::move(task);
   t.task.resume(Task::Resume::Syscall);
   t.park = ReplayTask::Park::InKernel;
+}
+
+// At the fork-like syscall's exit: the program's argument registers (the
+// kernel leaves them as they were), the recorded result, and what the
+// kernel stored in the parent (its id for the child, a pidfd).
+void ReplaySession::completeForkLike(ReplayTask& t, schema::SyscallEvent::Reader e) {
+  std::array<uint64_t, 6> programArgs{};
+  for (unsigned i = 0; i < 6 && i < e.getArgs().size(); ++i) programArgs[i] = e.getArgs()[i];
+  Registers& r = t.task.mutableRegs();
+  r.setSyscallArgs(programArgs);
+  r.setResult(e.getResult());
+  if (e.getResult() > 0) t.parentTidValue = static_cast<int32_t>(e.getResult());
+  fixParentTid(t);
+  for (auto w : e.getWrites())
+    t.task.write(w.getAddress(), w.getData().begin(), w.getData().size());
 }
 
 // A clone asking for new namespaces (CLONE_NEWUSER, CLONE_NEWPID, ...) gets
@@ -187,7 +211,8 @@ void ReplaySession::onSyscallEnter(ReplayTask& t, schema::SyscallEnterEvent::Rea
     diverge(t, expected, fmt::format("made syscall {}", t.task.regs().syscallNumber()));
   if (e.getNewTask() != 0) {
     withoutNamespaces(t);
-    runForkLike(t, e.getNewTask());
+    // vfork: clone's result is not known yet; the recorded id stands in.
+    runForkLike(t, e.getNewTask(), e.getNewTask());
   }
 }
 
@@ -393,12 +418,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
   if (t.park == ReplayTask::Park::InKernel) {
     // An executed blocking syscall (vfork) started at its SyscallEnter event.
     waitSyscallExit(t);
-    fixParentTid(t);
-    // The program's own arguments (withoutNamespaces may have changed them).
-    std::array<uint64_t, 6> programArgs{};
-    for (unsigned i = 0; i < 6 && i < e.getArgs().size(); ++i) programArgs[i] = e.getArgs()[i];
-    t.task.mutableRegs().setSyscallArgs(programArgs);
-    t.task.mutableRegs().setResult(e.getResult());
+    completeForkLike(t, e);
     t.park = ReplayTask::Park::Resumable;
     t.lastExecutedNumber = e.getNumber();
     return;
@@ -412,6 +432,20 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
     return;
   }
 
+  auto seccompRequest = programSeccompRequest(e.getNumber(), t.task.regs().syscallArgs());
+  if (seccompRequest && !e.getRefused()) {
+    // The program's filter acts again on replay (seccomp_filter.h).
+    StraySignals strays;
+    skipToSyscallExit(t.task, e.getResult(), strays);
+    int64_t got = installProgramFilter(t.task, *seccompRequest, strays);
+    if (got != e.getResult())
+      diverge(t, fmt::format("its seccomp filter to install with {:#x}", e.getResult()),
+              fmt::format("got {:#x}", got));
+    t.task.mutableRegs().setResult(e.getResult());
+    t.lastExecutedNumber = e.getNumber();
+    t.park = ReplayTask::Park::Resumable;
+    return;
+  }
   if (row && row->hook == sys::Hook::Rlimit && !failed && !e.getRefused() && applyRlimit(t, e))
     return;
   if (!executed) {
@@ -444,13 +478,10 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
       applyShmDt(t, e);
       break;
     case sys::Hook::Clone: {
-      auto programArgs = t.task.regs().syscallArgs();
       withoutNamespaces(t);
-      runForkLike(t, e.getNewTask());
+      runForkLike(t, e.getNewTask(), static_cast<int32_t>(e.getResult()));
       waitSyscallExit(t);
-      fixParentTid(t);
-      t.task.mutableRegs().setSyscallArgs(programArgs);
-      t.task.mutableRegs().setResult(e.getResult());
+      completeForkLike(t, e);
       break;
     }
     default: {

@@ -80,6 +80,7 @@ struct ReplaySession::ReplayTask {
   bool skipIsSigsuspend = false;
   int lastExecutedNumber = -1;    // Resumable at the exit of this executed syscall
   uint64_t childTidAddress = 0;   // CLONE_CHILD_SETTID: fixed at the first stop
+  int32_t childTidValue = 0;      // ... to this (its id as its parent's clone returned it)
   uint64_t parentTidAddress = 0;  // CLONE_PARENT_SETTID: fixed when clone returns
   int32_t parentTidValue = 0;
   bool exiting = false;                         // passed PTRACE_EVENT_EXIT

@@ -2,7 +2,11 @@
 
 #include <linux/audit.h>
 #include <linux/seccomp.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 
+#include <cerrno>
 #include <cstddef>
 
 #include "syscall_table.h"
@@ -21,7 +25,96 @@ sock_filter stmt(uint16_t code, uint32_t k) {
 sock_filter jump(uint16_t code, uint32_t k, uint8_t jt, uint8_t jf) {
   return BPF_JUMP(code, k, jt, jf);
 }
+// Lets rec's own syscalls (made from the scratch page, like everything rec
+// runs inside a tracee) through a program's filter; the program's code
+// follows, with the accumulator as the kernel hands it to a filter.
+std::vector<sock_filter> recExemptionPrefix() {
+  const uint64_t from = kScratchUntracedIp, to = kScratchShimSyscallIp;
+  return {
+      stmt(BPF_LD | BPF_W | BPF_ABS, kIpHighOffset),
+      jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(from >> 32), 0, 4),
+      stmt(BPF_LD | BPF_W | BPF_ABS, kIpLowOffset),
+      jump(BPF_JMP | BPF_JGE | BPF_K, static_cast<uint32_t>(from), 0, 2),
+      jump(BPF_JMP | BPF_JGT | BPF_K, static_cast<uint32_t>(to), 1, 0),
+      stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      stmt(BPF_LD | BPF_IMM, 0),
+  };
+}
+
+// SECCOMP_MODE_STRICT as a filter. The kernel ends a strict-mode task that
+// breaks the rule with SIGKILL; the filter's KILL_THREAD ends it with SIGSYS.
+void appendStrictMode(std::vector<sock_filter>& code) {
+  const uint32_t kKill = SECCOMP_RET_KILL_THREAD;
+  code.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, kArchOffset));
+  code.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0));
+  code.push_back(stmt(BPF_RET | BPF_K, kKill));
+  code.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, kNrOffset));
+  const uint32_t allowed[] = {SYS_read, SYS_write, SYS_exit, SYS_rt_sigreturn};
+  for (size_t i = 0; i < std::size(allowed); ++i)
+    code.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, allowed[i],
+                        static_cast<uint8_t>(std::size(allowed) - i), 0));
+  code.push_back(stmt(BPF_RET | BPF_K, kKill));
+  code.push_back(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+}
+
 }  // namespace
+
+std::optional<ProgramSeccompRequest> programSeccompRequest(int nr,
+                                                           const std::array<uint64_t, 6>& args) {
+  using Kind = ProgramSeccompRequest::Kind;
+  if (nr == SYS_seccomp) {
+    if (args[0] == SECCOMP_SET_MODE_FILTER)
+      return ProgramSeccompRequest{Kind::InstallFilter, args[1], args[2]};
+    if (args[0] == SECCOMP_SET_MODE_STRICT && args[1] == 0 && args[2] == 0)
+      return ProgramSeccompRequest{Kind::Strict};
+    return std::nullopt;  // the kernel answers the rest (or refuses them) alike
+  }
+  if (nr != SYS_prctl) return std::nullopt;
+  if (args[0] != PR_SET_SECCOMP) return std::nullopt;
+  if (args[1] == SECCOMP_MODE_FILTER) return ProgramSeccompRequest{Kind::InstallFilter, 0, args[2]};
+  if (args[1] == SECCOMP_MODE_STRICT) return ProgramSeccompRequest{Kind::Strict};
+  return std::nullopt;
+}
+
+int64_t installProgramFilter(Task& task, const ProgramSeccompRequest& request,
+                             StraySignals& strays) {
+  std::vector<sock_filter> code = recExemptionPrefix();
+  uint64_t flags = 0;
+  if (request.kind == ProgramSeccompRequest::Kind::Strict) {
+    appendStrictMode(code);
+  } else {
+    // The kernel's own checks, in its order, on what rec reads for it.
+    sock_fprog program{};
+    if (task.read(request.program, &program, sizeof program) != sizeof program) return -EFAULT;
+    if (program.len == 0 || program.len > BPF_MAXINSNS) return -EINVAL;
+    std::vector<sock_filter> own(program.len);
+    size_t bytes = own.size() * sizeof(sock_filter);
+    if (task.read(reinterpret_cast<uint64_t>(program.filter), own.data(), bytes) != bytes)
+      return -EFAULT;
+    code.insert(code.end(), own.begin(), own.end());
+    flags = request.flags;
+  }
+  // The combined program goes into a temporary mapping of the task's.
+  uint64_t bytes = sizeof(sock_fprog) + code.size() * sizeof(sock_filter);
+  uint64_t size = (bytes + 4095) & ~uint64_t{4095};
+  int64_t area = remoteSyscall(
+      task, SYS_mmap,
+      {0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, static_cast<uint64_t>(-1), 0},
+      strays);
+  if (area < 0 && area > -4096) return -ENOMEM;
+  uint64_t base = static_cast<uint64_t>(area);
+  sock_fprog combined{};
+  combined.len = static_cast<unsigned short>(code.size());
+  combined.filter = reinterpret_cast<sock_filter*>(base + sizeof(sock_fprog));
+  task.write(base, &combined, sizeof combined);
+  task.write(base + sizeof(sock_fprog), code.data(), code.size() * sizeof(sock_filter));
+  int64_t result = code.size() > BPF_MAXINSNS
+                       ? -EINVAL
+                       : remoteSyscall(task, SYS_seccomp,
+                                       {SECCOMP_SET_MODE_FILTER, flags, base, 0, 0, 0}, strays);
+  remoteSyscall(task, SYS_munmap, {base, size, 0, 0, 0, 0}, strays);
+  return result;
+}
 
 bool bitmapHas(const std::vector<uint8_t>& bitmap, int nr) {
   if (nr < 0 || static_cast<size_t>(nr / 8) >= bitmap.size()) return true;

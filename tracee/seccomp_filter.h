@@ -11,8 +11,12 @@
 
 #include <linux/filter.h>
 
+#include <array>
 #include <cstdint>
+#include <optional>
 #include <vector>
+
+#include "remote_syscall.h"
 
 namespace rec {
 
@@ -30,5 +34,28 @@ class SeccompFilter {
 // The bitmap of syscalls the current syscall table traces.
 std::vector<uint8_t> tracedSyscallBitmap();
 bool bitmapHas(const std::vector<uint8_t>& bitmap, int nr);
+
+// A program's own seccomp request, which rec carries out itself (record and
+// replay alike) because rec's filter is already installed in every tracee:
+// - a filter (seccomp(SECCOMP_SET_MODE_FILTER) or prctl(PR_SET_SECCOMP,
+//   SECCOMP_MODE_FILTER)) is installed for real, behind a prefix that lets
+//   rec's own syscalls (from the scratch page) through, so it acts on the
+//   program's syscalls exactly as natively: ERRNO, TRAP (SIGSYS) and KILL
+//   come from the kernel in the recording and again in the replay;
+// - strict mode (which the kernel refuses once a filter exists) becomes the
+//   equivalent filter: read, write, exit and rt_sigreturn only.
+// (PR_GET_SECCOMP is answered by the recorder from the mode it tracks.)
+struct ProgramSeccompRequest {
+  enum class Kind { InstallFilter, Strict } kind;
+  uint64_t flags = 0;    // SECCOMP_FILTER_FLAG_*
+  uint64_t program = 0;  // the program's struct sock_fprog
+};
+std::optional<ProgramSeccompRequest> programSeccompRequest(int nr,
+                                                           const std::array<uint64_t, 6>& args);
+
+// From a syscall-exit stop: carries out an InstallFilter or Strict request
+// with remote syscalls; returns what the program's syscall returns.
+int64_t installProgramFilter(Task& task, const ProgramSeccompRequest& request,
+                             StraySignals& strays);
 
 }  // namespace rec

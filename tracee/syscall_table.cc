@@ -497,7 +497,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_pselect6, "pselect6", {Int, Ptr, Ptr, Ptr, Ptr, Ptr}).blocks().hook(Hook::Select),
   emulated(SYS_ppoll, "ppoll", {Ptr, Uint, Ptr, Ptr, Size}).blocks()
       .out(argTimes(0, 1, kPollfd), fixed(2, kTimespec)),
-  emulated(SYS_unshare, "unshare", {CloneFlags}),
+  emulated(SYS_unshare, "unshare", {CloneFlags}).hook(Hook::Unshare),
   passthrough(SYS_set_robust_list, "set_robust_list", {Ptr, Size}),
   passthrough(SYS_get_robust_list, "get_robust_list", {Pid, Ptr, Ptr}),
   emulated(SYS_splice, "splice", {Fd, Ptr, Fd, Ptr, Size, Hex}).blocks()
@@ -556,7 +556,8 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_sched_getattr, "sched_getattr", {Pid, Ptr, Uint, Hex}).out(byArg(1, 2)),
   emulated(SYS_renameat2, "renameat2", {DirFd, Path, DirFd, Path, Hex}),
   emulated(SYS_seccomp, "seccomp", {Int, Hex, Ptr}).hook(Hook::Seccomp)
-      .why("the filter acts at record only; what it did (errors, SIGSYS) is in the trace"),
+      .why("rec installs a program's filter itself, in record and replay, behind an exemption "
+           "for its own syscalls; strict mode becomes the equivalent filter"),
   emulated(SYS_getrandom, "getrandom", {Ptr, Size, Hex}).out(byResult(0)),
   emulated(SYS_memfd_create, "memfd_create", {Str, Hex}).fd(),
   refused(SYS_kexec_file_load, "kexec_file_load", {Fd, Fd, Size, Str, Hex}, kKexec),

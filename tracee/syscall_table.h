@@ -125,6 +125,7 @@ enum class Hook : uint8_t {
   ShmDt,
   Exit,
   TimeAtEntry,  // answered by the recorder at the seccomp stop from its own clocks
+  Unshare,      // CLONE_FILES gives the task a file table of its own (stdout tracking)
   Affinity,     // sched_setaffinity leaves rec's pinning alone; --chaos pretends a CPU count
   Rlimit,       // limits that shape memory (stack, data) are applied on replay too
   Seccomp,      // the program's own filters; PR_GET_SECCOMP reports the program's mode

@@ -139,6 +139,32 @@ std::optional<Stop> Task::waitUnlessInterrupted() {
   return decodeStop(status);
 }
 
+std::optional<Stop> Task::poll() {
+  int status = 0;
+  for (;;) {
+    pid_t r = ::waitpid(tid_, &status, __WALL | WNOHANG);
+    if (r == tid_) break;
+    if (r == 0) return std::nullopt;
+    if (r < 0 && errno == EINTR) continue;
+    throwErrno(kExitInternal, fmt::format("waitpid({})", tid_));
+  }
+  noteStopped();
+  return decodeStop(status);
+}
+
+char Task::kernelState() const {
+  char buf[512];
+  ScopedFd fd(::open(fmt::format("/proc/{}/stat", tid_).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return 0;
+  ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  // "pid (comm) S ...": comm may hold spaces and parentheses; the state
+  // follows the last ')'.
+  const char* close = std::strrchr(buf, ')');
+  return close && close[1] == ' ' ? close[2] : 0;
+}
+
 const Registers& Task::regs() {
   if (!regsValid_) {
     if (::ptrace(PTRACE_GETREGS, tid_, nullptr, &regs_.raw()) != 0)

@@ -5,6 +5,7 @@
 //
 //   group_exit worker   a worker calls exit() while main waits in pthread_join
 //   group_exit main     main calls exit() with the workers still there
+//   group_exit exec     main execs itself (the kernel kills the workers first)
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
@@ -74,6 +75,10 @@ static void* exiter(void* arg) {
 
 int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "worker";
+  if (strcmp(mode, "after-exec") == 0) {
+    report("the exec'd image");
+    return 0;
+  }
   pipe(pipeFds);
   pthread_t t;
   for (int i = 0; i < 2; ++i) pthread_create(&t, NULL, condWaiter, NULL);
@@ -88,6 +93,11 @@ int main(int argc, char** argv) {
   waitForWorkers(5);
   // Born just before the end: the kernel may kill them before they first run.
   for (int i = 0; i < 3; ++i) pthread_create(&t, NULL, spinner, NULL);
+  if (strcmp(mode, "exec") == 0) {
+    char* args[] = {argv[0], "after-exec", NULL};
+    execv("/proc/self/exe", args);
+    return 2;
+  }
   report("main");
   exit(3);
 }

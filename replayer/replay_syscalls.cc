@@ -289,10 +289,24 @@ void ReplaySession::applyShmDt(ReplayTask& t, schema::SyscallEvent::Reader e) {
   t.task.mutableRegs().setResult(e.getResult());
 }
 
+namespace {
+
+// A recorded mapping's file contents: one blob, or pieces of a sparse file.
+BlobFiles::Contents contentsOf(schema::Mapping::Reader m) {
+  if (!m.hasSparse()) return hashOf(m.getBlobHash());
+  BlobFiles::Sparse sparse;
+  sparse.size = m.getSparse().getSize();
+  for (auto p : m.getSparse().getPieces())
+    sparse.pieces.emplace_back(p.getOffset(), hashOf(p.getBlobHash()));
+  return sparse;
+}
+
+}  // namespace
+
 void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
   uint64_t address = static_cast<uint64_t>(e.getResult());
   auto m = e.getMapping();
-  bool fileBacked = e.hasMapping() && m.getBlobHash().size() == 16;
+  bool fileBacked = e.hasMapping() && (m.getBlobHash().size() == 16 || m.hasSparse());
   Registers& r = t.task.mutableRegs();
   uint64_t flags = r.syscallArgs()[3];
   if (!fileBacked) {
@@ -320,9 +334,10 @@ void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
   skipToSyscallExit(t.task, e.getResult(), strays);
   bool shared = (m.getFlags() & MAP_TYPE) != MAP_PRIVATE;
   bool followsFile = shared || m.getDevice() != 0 || m.getInode() != 0;
-  const std::string& file = followsFile ? blobs_->sharedCopy(hashOf(m.getBlobHash()), m.getPath(),
-                                                             m.getDevice(), m.getInode())
-                                        : blobs_->path(hashOf(m.getBlobHash()), m.getPath());
+  BlobFiles::Contents contents = contentsOf(m);
+  const std::string& file =
+      followsFile ? blobs_->sharedCopy(contents, m.getPath(), m.getDevice(), m.getInode())
+                  : blobs_->path(contents, m.getPath());
   uint64_t mapFlags = (flags & ~uint64_t{MAP_TYPE} & ~uint64_t{MAP_FIXED_NOREPLACE}) |
                       (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED;
   int64_t got =
@@ -454,6 +469,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
     for (auto u : e.getFileUpdates()) {
       auto data = u.getData();
       blobs_->updateSharedCopy(u.getDevice(), u.getInode(), u.getSize(), u.getOffset(),
+                               u.getZeroed(),
                                {reinterpret_cast<const std::byte*>(data.begin()), data.size()});
     }
     echoOutput(t, e);

@@ -248,20 +248,34 @@ void ReplaySession::echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e) {
   }
 }
 
-// Opens `file` inside the task, mmaps it with `mmapArgs` (the fd slot is
-// filled in) and closes it again; returns mmap's result.
+// Maps `file` into the task with `mmapArgs` (the fd slot is filled in)
+// through the open file the task keeps for it (ReplayTask::mappedFile),
+// opening it there first if its last mapping was of another file; returns
+// mmap's result.
 int64_t ReplaySession::mapIntoTask(ReplayTask& t, const std::string& file, bool writable,
                                    std::array<uint64_t, 6> mmapArgs) {
   StraySignals strays;
-  uint64_t pathAddr = putScratchString(t.task, file);
-  uint64_t openFlags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
-  int64_t fd = remoteSyscall(
-      t.task, SYS_openat, {static_cast<uint64_t>(AT_FDCWD), pathAddr, openFlags, 0, 0, 0}, strays);
-  if (fd < 0) throw RecError(kExitInternal, fmt::format("rec: cannot open {} in the tracee", file));
-  mmapArgs[4] = static_cast<uint64_t>(fd);
-  int64_t got = remoteSyscall(t.task, SYS_mmap, mmapArgs, strays);
-  remoteSyscall(t.task, SYS_close, {static_cast<uint64_t>(fd), 0, 0, 0, 0, 0}, strays);
-  return got;
+  auto& kept = t.mappedFile;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (!kept || kept->path != file || kept->writable != writable) {
+      if (kept)
+        remoteSyscall(t.task, SYS_close, {static_cast<uint64_t>(kept->fd), 0, 0, 0, 0, 0}, strays);
+      kept.reset();
+      uint64_t pathAddr = putScratchString(t.task, file);
+      uint64_t openFlags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+      int64_t fd =
+          remoteSyscall(t.task, SYS_openat,
+                        {static_cast<uint64_t>(AT_FDCWD), pathAddr, openFlags, 0, 0, 0}, strays);
+      if (fd < 0)
+        throw RecError(kExitInternal, fmt::format("rec: cannot open {} in the tracee", file));
+      kept = ReplayTask::MappedFile{file, writable, fd};
+    }
+    mmapArgs[4] = static_cast<uint64_t>(kept->fd);
+    int64_t got = remoteSyscall(t.task, SYS_mmap, mmapArgs, strays);
+    if (got != -EBADF) return got;
+    kept.reset();  // closed behind rec's back (an exec): open it again
+  }
+  return -EBADF;
 }
 
 void ReplaySession::applyShmAt(ReplayTask& t, schema::SyscallEvent::Reader e) {

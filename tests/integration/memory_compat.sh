@@ -81,7 +81,20 @@ SCRIPT
   ((size < 8 * 1024 * 1024)) || fail "the trace has $size bytes: holes were stored"
 }
 
+# Adjacent mappings of one open file merged by the kernel, then moved or
+# shrunk across the old boundary with mremap: replay must merge them too.
+check_merged_mappings() {
+  need_program merged_mappings
+  expect_native_differs "$PROGRAMS/merged_mappings"
+  record_replay merged_mappings --status 0 \
+    --expect-out '^1 grown: [0-9a-f]{16} [0-9a-f]{16}$' \
+    --expect-out '^2 shrunk: [0-9a-f]{16} [0-9a-f]{16}$' \
+    --expect-out '^3 middle: [0-9a-f]{16} [0-9a-f]{16}$' \
+    -- "$PROGRAMS/merged_mappings"
+}
+
 t shared_file check_shared_file
+t merged_mappings check_merged_mappings
 t sparse_file check_sparse_file
 t sqlite_wal check_sqlite_wal
 finish

@@ -214,6 +214,9 @@ struct RdtscEvent {
 struct ExitEvent {
   waitStatus @0 :Int32;  # raw status as from waitpid
   threadOnly @1 :Bool;   # a thread exited, the process lives on
+  syscallAtDeath @2 :Int32 = -1;  # killed (SIGKILL) inside this syscall, whose entry has no
+                                  # event of its own (kill(getpid(), SIGKILL)): replay runs the
+                                  # task to that entry before killing it
 }
 
 struct Event {

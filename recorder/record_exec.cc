@@ -302,6 +302,7 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
 // that replay lets the task die before those joiners run on.
 void RecordSession::onExitEvent(RecordTask& t) {
   int status = static_cast<int>(t.task.eventMessage());
+  t.syscallAtDeath = t.task.regs().syscallNumber();
   if (siblingExecing(t)) {
     // Ended by a sibling's execve: its exit is written after the Exec event,
     // because replay sees it die only when it replays that exec.
@@ -341,6 +342,7 @@ void RecordSession::writeExit(RecordTask& t, int status) {
   auto e = msg.initRoot<schema::Event>().initExit();
   e.setWaitStatus(status);
   e.setThreadOnly(t.task.tid() != t.task.tgid());
+  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) e.setSyscallAtDeath(t.syscallAtDeath);
   emit(t, msg);
   if (t.task.tid() == initialTid_) initialStatus_ = status;
 }

@@ -155,6 +155,9 @@ class RecordTask {
   // The signal rec last resumed the task with (0: none).
   int lastResumeSignal() const { return lastResumeSignal_; }
 
+  // The syscall it was in when its exit stop came (-1: none).
+  int syscallAtDeath = -1;
+
   // The traced syscall in progress.
   int nr = -1;
   std::array<uint64_t, 6> args{};

@@ -297,9 +297,27 @@ void ReplaySession::onExit(ReplayTask& t, schema::ExitEvent::Reader e) {
   int recorded = e.getWaitStatus();
   if (WIFSIGNALED(recorded) && WTERMSIG(recorded) == SIGKILL && !t.exiting) {
     // Killed from outside during recording (or by rec when it was
-    // interrupted): nothing in the replayed program will do it. Its robust
-    // futexes are released first, while its memory is surely there: a
-    // SIGKILLed task may be gone before its exit stop can be used.
+    // interrupted, or by itself): nothing in the replayed program will do
+    // it. One that died in a syscall whose entry has no event (its own
+    // kill(getpid(), SIGKILL)) first runs up to that entry, as it did when
+    // recorded: the code on the way (a lazily bound PLT entry) changes
+    // memory others see. Its robust futexes are released first, while its
+    // memory is surely there: a SIGKILLed task may be gone before its exit
+    // stop can be used.
+    int nr = e.getSyscallAtDeath();
+    const sys::SyscallRow* row = nr >= 0 ? sys::findSyscall(nr) : nullptr;
+    bool traced = row && row->support != sys::Support::Passthrough;
+    if (traced &&
+        (t.park == ReplayTask::Park::Resumable || t.park == ReplayTask::Park::SkipPending)) {
+      Stop stop = advance(t);
+      if (stop.kind != StopKind::Seccomp || t.task.regs().syscallNumber() != nr)
+        diverge(t, fmt::format("to enter syscall {} and die there", row->name), describeStop(stop));
+      // Parked at that entry: skipped if it is ever resumed.
+      t.skipNumber = nr;
+      t.skipResult = 0;
+      t.skipIsSigsuspend = false;
+      t.park = ReplayTask::Park::SkipPending;
+    }
     releaseRobustFutexes(t);
     ::kill(t.task.tid(), SIGKILL);
   }

@@ -108,7 +108,18 @@ check_proc_mem_write() {
   [[ -n $wrote && $wrote == "$sees" ]] || fail "the child saw '$sees', its parent wrote '$wrote'"
 }
 
+# A child that kills itself with SIGKILL after storing into memory its
+# parent shares, with no event in between: replay must run it up to that
+# kill before it dies.
+check_kill_self() {
+  need_program kill_self
+  expect_native_differs "$PROGRAMS/kill_self"
+  record_replay kill_self --status 0 \
+    --expect-out '^child killed itself, stored [0-9a-f]{16}$' -- "$PROGRAMS/kill_self"
+}
+
 t shared_file check_shared_file
+t kill_self check_kill_self
 t proc_mem_write check_proc_mem_write
 t merged_mappings check_merged_mappings
 t sparse_file check_sparse_file

@@ -294,15 +294,41 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
                                    "but the program {}",
                                    eventIndex_, t.recordedTid, expected, describeStop(s)));
       }
+      // Stepped on to the point's address (the next pass of a loop), what
+      // differs there tells where replay went its own way.
+      std::string here;
+      for (int i = 0;
+           i < 20000 && t.task.regs().ip() != ip && t.task.regs().ip() != trampoline->checkIp;
+           ++i) {
+        t.task.resume(Task::Resume::Step);
+        Stop s2 = t.task.wait();
+        if (s2.kind != StopKind::Signal || s2.signal != SIGTRAP) break;
+      }
       cleanUp();
+      if (t.task.regs().ip() == ip || t.task.regs().ip() == trampoline->checkIp) {
+        user_regs_struct live = t.task.regs().raw();
+        live.rip = ip;
+        if (auto d = registerDifference(point.regs, live))
+          here = "; at its next pass " + *d;
+        else
+          for (const MemoryCheck& w : point.words) {
+            uint64_t value = 0;
+            if (t.task.read(w.address, &value, sizeof value) != sizeof value || value != w.value) {
+              here = fmt::format("; at its next pass the word at {:#x} is {:#x}, recorded {:#x}",
+                                 w.address, value, w.value);
+              break;
+            }
+          }
+      }
       auto ms = [](auto d) {
         return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
       };
       diverge(t, expected,
               fmt::format("had not got there after {} ms of its CPU time and {} ms of rec's "
-                          "(recorded: {} ms; {} candidate(s) with matching registers{}), and is",
+                          "(recorded: {} ms; {} candidate(s) with matching registers{}{}), and is",
                           ms(cpu), ms(wall), ms(recorded), candidates,
-                          lastDifference.empty() ? "" : "; the last differed: " + lastDifference));
+                          lastDifference.empty() ? "" : "; the last differed: " + lastDifference,
+                          here));
     }
     Stop stop = *got;
     if (stop.kind == StopKind::Signal) {

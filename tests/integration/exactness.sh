@@ -15,6 +15,7 @@ declare -A EXPECT=(
   [dec-jnz]='^signal at rcx [0-9]+ after 2 rounds$'
   [pause-spin]='^slept with a spinning thread: [0-9]+$'
   [red-zone]='^signal after [0-9]+ calls$'
+  [syscall-spin]='^slept beside [0-9]+ syscall rounds$'
 )
 
 check_mode() {
@@ -82,7 +83,7 @@ check_java_threads() {
   record_replay java --expect-out '^java threads counted \[' -- java -cp "$T" Threads
 }
 
-for mode in global-round jmp-self dec-jnz pause-spin red-zone; do
+for mode in global-round jmp-self dec-jnz pause-spin red-zone syscall-spin; do
   t "$mode" check_mode "$mode"
 done
 t memory_digests check_memory_digests

@@ -23,6 +23,7 @@
 #include <set>
 
 #include "code_patch.h"
+#include "debug_registers.h"
 #include "errors.h"
 #include "exit_codes.h"
 #include "process_maps.h"
@@ -131,6 +132,12 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
     size_t n = t.task.read(ip, code, sizeof code);
     std::span<const uint8_t> window(code, n);
     int visit = ++visits[ip];
+    if (size_t length = repStringLength(window)) {
+      // Stepping a REP string instruction goes one iteration at a time, and
+      // replay can only stop before its first: let it finish.
+      if (auto stop = runTo(t, ip + length)) return stop;
+      continue;
+    }
     if (!states.insert({ip, registerStateHash(regs)}).second) roundSeen = true;
     bool roundKnown = roundSeen || (before.empty() && visit >= 2) || visit >= kCountingVisits ||
                       step >= kMaxRoundSteps;
@@ -212,6 +219,29 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
     for (const MemoryCheck& c : *list)
       if (point.memory.size() < kMaxPointWords) point.memory.push_back(c);
   return std::nullopt;
+}
+
+// Runs the task until it is about to execute `address`, holding the
+// asynchronous signals that arrive meanwhile. Returns any other stop.
+std::optional<Stop> RecordSession::runTo(RecordTask& t, uint64_t address) {
+  ExecutionBreakpoint breakpoint(t.task.tid(), address);
+  if (!breakpoint.arm())
+    throw RecError(kExitInternal, "rec: no free debug register to finish a REP instruction");
+  for (;;) {
+    t.task.resume(Task::Resume::Cont);  // with the registers rec changed
+    Stop stop = t.task.wait();
+    if (stop.kind == StopKind::Signal && stop.signal == SIGTRAP &&
+        t.task.siginfo().si_code == TRAP_HWBKPT && t.task.regs().raw().rip == address)
+      return std::nullopt;
+    if (stop.kind == StopKind::Signal && stop.signal != SIGTRAP && !t.injected.count(stop.signal)) {
+      siginfo_t info = t.task.siginfo();
+      if (!isSynchronousFault(stop.signal, info)) {
+        holdSignal(t, info);
+        continue;
+      }
+    }
+    return stop;
+  }
 }
 
 // The point's identity: every general register, the extended registers and

@@ -120,8 +120,23 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
   constexpr int kCountingVisits = 24;   // visits of one instruction, never alike: registers count
   point.walkStart = std::chrono::steady_clock::now();
   std::map<uint64_t, int> visits;
-  std::set<std::pair<uint64_t, uint64_t>> states;  // (rip, hash of the registers) seen
-  std::map<uint64_t, uint64_t> before;             // word written -> its value before that
+  // (rip, hash of the registers) -> the tracked memory's hashes when last
+  // there: a recurrence is a round only if memory changed in between (the
+  // same call twice in one round of an interpreter's loop is not one).
+  struct Seen {
+    uint64_t memory, entered;
+  };
+  std::map<std::pair<uint64_t, uint64_t>, Seen> states;
+  // XOR of (address, value) over the words written so far, current values;
+  // and the same over their values before the walk wrote them.
+  uint64_t memoryHash = 0, enteredHash = 0;
+  auto wordHash = [](uint64_t address, uint64_t value) {
+    const uint64_t pair[2] = {address, value};
+    return XXH3_64bits(pair, sizeof pair);
+  };
+  std::vector<std::pair<uint64_t, uint64_t>>
+      pending;                          // written by this step: (address, value before)
+  std::map<uint64_t, uint64_t> before;  // word written -> its value before that
   bool roundSeen = false;
   int roundKnownAt = -1;
   bool loopHasJumpable = false;  // an instruction of 5 bytes or more passed twice
@@ -138,7 +153,14 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
       if (auto stop = runTo(t, ip + length)) return stop;
       continue;
     }
-    if (!states.insert({ip, registerStateHash(regs)}).second) roundSeen = true;
+    {
+      auto [seen, fresh] =
+          states.try_emplace({ip, registerStateHash(regs)}, Seen{memoryHash, enteredHash});
+      // Words first written since count with the value they had then.
+      if (!fresh && (seen->second.memory ^ seen->second.entered ^ enteredHash) != memoryHash)
+        roundSeen = true;
+      seen->second = Seen{memoryHash, enteredHash};
+    }
     bool roundKnown = roundSeen || (before.empty() && visit >= 2) || visit >= kCountingVisits ||
                       step >= kMaxRoundSteps;
     if (roundKnown && roundKnownAt < 0) roundKnownAt = step;
@@ -164,13 +186,18 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
       throw RecError(kExitInternal, fmt::format("no instruction near {:#x} can be a point", ip));
     // What the shim writes (its log, its own stack frame) differs between
     // recording and replay: never part of a point's identity.
+    pending.clear();
     if (!time_shim::inShimCode(ip))
-      for (uint64_t address : memoryWrittenBy(window, ip, regs))
-        if ((address < kRecPages[0].start || address >= kRecPages[0].end) &&
-            !before.count(address)) {
-          uint64_t value = 0;
-          if (t.task.read(address, &value, sizeof value) == sizeof value) before[address] = value;
+      for (uint64_t address : memoryWrittenBy(window, ip, regs)) {
+        if (address >= kRecPages[0].start && address < kRecPages[0].end) continue;
+        uint64_t value = 0;
+        if (t.task.read(address, &value, sizeof value) != sizeof value) continue;
+        if (before.try_emplace(address, value).second) {
+          memoryHash ^= wordHash(address, value);
+          enteredHash ^= wordHash(address, value);
         }
+        pending.push_back({address, value});
+      }
     t.task.resume(Task::Resume::Step);  // with the registers rec changed
     Stop stop = t.task.wait();
     // Stepped over a syscall that needs no stop (rec lets some through):
@@ -182,6 +209,11 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
         (t.task.siginfo().si_code == TRAP_TRACE ||
          (overSyscall && t.task.siginfo().si_code == TRAP_BRKPT && t.task.regs().ip() == ip + 2))) {
       if (overSyscall) t.task.mutableRegs().raw().r11 &= ~uint64_t{0x100};
+      for (auto [address, old] : pending) {
+        uint64_t value = old;
+        t.task.read(address, &value, sizeof value);
+        memoryHash ^= wordHash(address, old) ^ wordHash(address, value);
+      }
       continue;
     }
     if (stop.kind == StopKind::Signal && stop.signal != SIGTRAP && !t.injected.count(stop.signal)) {

@@ -480,6 +480,12 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
   if (!executed) {
     for (auto w : e.getWrites())
       t.task.write(w.getAddress(), w.getData().begin(), w.getData().size());
+    for (auto w : e.getTaskWrites()) {
+      // A process that was recorded: its memory, whichever task of it is asked.
+      auto target = tasks_.find(w.getTask());
+      if (target != tasks_.end() && target->second->park != ReplayTask::Park::Dead)
+        target->second->task.write(w.getAddress(), w.getData().begin(), w.getData().size());
+    }
     for (auto u : e.getFileUpdates()) {
       auto data = u.getData();
       blobs_->updateSharedCopy(u.getDevice(), u.getInode(), u.getSize(), u.getOffset(),

@@ -37,6 +37,7 @@ workloads=(
   "jmp-self|$PROGRAMS/exact_points jmp-self"
   "pause-spin|$PROGRAMS/exact_points pause-spin"
   "red-zone|$PROGRAMS/exact_points red-zone"
+  "syscall-spin|$PROGRAMS/exact_points syscall-spin"
 )
 if [[ -n ${ONLY:-} ]]; then
   kept=()

@@ -72,6 +72,8 @@ class RecordSession {
   struct PointChoice {
     std::vector<MemoryCheck> memory;  // words the surrounding loop writes
     PointEntry entry = PointEntry::Jump;
+    int steps = 0;                                    // instructions stepped to choose it
+    std::chrono::steady_clock::time_point walkStart;  // for -v
   };
   std::optional<Stop> choosePoint(RecordTask& t, PointChoice& point);
   std::optional<Stop> runTo(RecordTask& t, uint64_t address);

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <x86intrin.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <cstring>
@@ -50,6 +51,15 @@ schema::SignalEvent::Builder initSignalEvent(capnp::MallocMessageBuilder& msg,
   s.setIp(regs.rip);
   s.initRegisters().setRaw(asData(regs));
   return s;
+}
+
+// What the in-process check compares of the registers (all general
+// registers and the arithmetic flags), as one number.
+uint64_t registerStateHash(const user_regs_struct& r) {
+  const uint64_t values[] = {r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi,
+                             r.rbp, r.rsp, r.r8,  r.r9,  r.r10, r.r11,
+                             r.r12, r.r13, r.r14, r.r15, r.rip, r.eflags & 0xcd5};
+  return XXH3_64bits(values, sizeof values);
 }
 }  // namespace
 
@@ -91,19 +101,45 @@ void RecordSession::onInterrupted(RecordTask& t) {
 // Chooses where the task stops for a preemption or a signal, and how replay
 // will get there (tracee/code_patch.h). The point's identity is its whole
 // state (setPoint); the general registers and a few memory words are what
-// replay checks in-process, so the recorder single-steps round the loop the
-// task is in to learn which words the loop writes (a counter in memory, a
-// spin on a flag): replay's in-process check then tells the rounds apart by
-// itself instead of stopping at each. Best is an instruction of five bytes or
+// replay checks in-process, so the recorder single-steps the task round the
+// loop it is in to learn which words the loop changes (a counter in memory,
+// a spin on a flag, the value of an interpreter's variable): replay's
+// in-process check then tells the rounds apart by itself instead of stopping
+// at each. A round is seen once an instruction recurs with the same
+// registers (what changed since then is in memory), or when the registers
+// themselves count (an instruction visited many times, never alike), or when
+// the loop writes no memory. Best is then an instruction of five bytes or
 // more in that loop (replay patches a jump over it: no stop until the
 // registers match); twice round a loop without one, or after a long walk,
 // any instruction will do (replay enters through a debug register). Returns
 // the stop that interrupted the stepping (a syscall, a signal), or nullopt
 // once the task stands at the chosen point.
 std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point) {
-  constexpr int kMaxSteps = 256;
+  constexpr int kMaxSteps = 256;        // then any patchable instruction, once a round is seen
+  constexpr int kMaxRoundSteps = 4096;  // a round longer than this is not waited for
+  constexpr int kCountingVisits = 24;   // visits of one instruction, never alike: registers count
+  point.walkStart = std::chrono::steady_clock::now();
   std::map<uint64_t, int> visits;
-  std::set<uint64_t> written;
+  // (rip, hash of the registers) -> the tracked memory's hashes when last
+  // there: a recurrence is a round only if memory changed in between (the
+  // same call twice in one round of an interpreter's loop is not one).
+  struct Seen {
+    uint64_t memory, entered;
+  };
+  std::map<std::pair<uint64_t, uint64_t>, Seen> states;
+  // XOR of (address, value) over the words written so far, current values;
+  // and the same over their values before the walk wrote them.
+  uint64_t memoryHash = 0, enteredHash = 0;
+  auto wordHash = [](uint64_t address, uint64_t value) {
+    const uint64_t pair[2] = {address, value};
+    return XXH3_64bits(pair, sizeof pair);
+  };
+  std::vector<std::pair<uint64_t, uint64_t>>
+      pending;                          // written by this step: (address, value before)
+  std::map<uint64_t, uint64_t> before;  // word written -> its value before that
+  bool roundSeen = false;
+  int roundKnownAt = -1;
+  bool loopHasJumpable = false;  // an instruction of 5 bytes or more passed twice
   for (int step = 0;; ++step) {
     const user_regs_struct& regs = t.task.regs().raw();
     uint64_t ip = regs.rip;
@@ -117,29 +153,69 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
       if (auto stop = runTo(t, ip + length)) return stop;
       continue;
     }
+    {
+      auto [seen, fresh] =
+          states.try_emplace({ip, registerStateHash(regs)}, Seen{memoryHash, enteredHash});
+      // Words first written since count with the value they had then.
+      if (!fresh && (seen->second.memory ^ seen->second.entered ^ enteredHash) != memoryHash)
+        roundSeen = true;
+      seen->second = Seen{memoryHash, enteredHash};
+    }
+    bool roundKnown = roundSeen || (before.empty() && visit >= 2) || visit >= kCountingVisits ||
+                      step >= kMaxRoundSteps;
+    if (roundKnown && roundKnownAt < 0) roundKnownAt = step;
     // The shim runs other instructions in recording and replay: no point there.
-    bool allowed = !time_shim::inShimCode(ip);
-    if (allowed && (visit >= 2 || step >= kMaxSteps) && jumpPatchable(window, ip)) {
+    bool allowed = !time_shim::inShimCode(ip) && roundKnown;
+    bool jumpable = !time_shim::inShimCode(ip) && jumpPatchable(window, ip);
+    if (jumpable && visit >= 2) loopHasJumpable = true;
+    if (allowed && (visit >= 2 || step >= kMaxSteps) && jumpable) {
       point.entry = PointEntry::Jump;
+      point.steps = step;
       break;
     }
-    if (allowed && (visit >= 3 || step >= kMaxSteps) && relocatable(window, ip)) {
+    // A debug register stops the task at every pass that leaves its copied
+    // loop: only for a small loop without a jump-patchable instruction (it
+    // fits the copy), or when no jump will do.
+    bool smallLoop = visit >= 3 && visits.size() <= 32 && !loopHasJumpable;
+    if (allowed && (smallLoop || step - roundKnownAt >= kMaxSteps) && relocatable(window, ip)) {
       point.entry = PointEntry::DebugRegister;
+      point.steps = step;
       break;
     }
-    if (step >= 4 * kMaxSteps)
+    if (step >= kMaxRoundSteps + 4 * kMaxSteps)
       throw RecError(kExitInternal, fmt::format("no instruction near {:#x} can be a point", ip));
     // What the shim writes (its log, its own stack frame) differs between
     // recording and replay: never part of a point's identity.
-    if (allowed)
-      for (uint64_t address : memoryWrittenBy(window, ip, regs))
-        if (address < kRecPages[0].start || address >= kRecPages[0].end) written.insert(address);
-    if (::ptrace(PTRACE_SINGLESTEP, t.task.tid(), nullptr, nullptr) != 0)
-      throwErrno(kExitInternal, "PTRACE_SINGLESTEP");
+    pending.clear();
+    if (!time_shim::inShimCode(ip))
+      for (uint64_t address : memoryWrittenBy(window, ip, regs)) {
+        if (address >= kRecPages[0].start && address < kRecPages[0].end) continue;
+        uint64_t value = 0;
+        if (t.task.read(address, &value, sizeof value) != sizeof value) continue;
+        if (before.try_emplace(address, value).second) {
+          memoryHash ^= wordHash(address, value);
+          enteredHash ^= wordHash(address, value);
+        }
+        pending.push_back({address, value});
+      }
+    t.task.resume(Task::Resume::Step);  // with the registers rec changed
     Stop stop = t.task.wait();
+    // Stepped over a syscall that needs no stop (rec lets some through):
+    // the kernel reports that step as TRAP_BRKPT, and the flags it saved in
+    // r11 hold rec's trap flag, which the program, replayed without
+    // stepping, would not find there.
+    const bool overSyscall = n >= 2 && code[0] == 0x0f && code[1] == 0x05;
     if (stop.kind == StopKind::Signal && stop.signal == SIGTRAP &&
-        t.task.siginfo().si_code == TRAP_TRACE)
+        (t.task.siginfo().si_code == TRAP_TRACE ||
+         (overSyscall && t.task.siginfo().si_code == TRAP_BRKPT && t.task.regs().ip() == ip + 2))) {
+      if (overSyscall) t.task.mutableRegs().raw().r11 &= ~uint64_t{0x100};
+      for (auto [address, old] : pending) {
+        uint64_t value = old;
+        t.task.read(address, &value, sizeof value);
+        memoryHash ^= wordHash(address, old) ^ wordHash(address, value);
+      }
       continue;
+    }
     if (stop.kind == StopKind::Signal && stop.signal != SIGTRAP && !t.injected.count(stop.signal)) {
       // Another asynchronous signal: held for later, while stepping goes on
       // for this one. Starting over for the newcomer would, under a timer
@@ -159,13 +235,21 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
     if (stop.kind == StopKind::Seccomp) t.task.mutableRegs().raw().r11 &= ~uint64_t{0x100};
     return stop;
   }
-  point.memory.clear();
-  for (uint64_t address : written) {
+  // The words the in-process check compares: first those the walk changed
+  // (they tell rounds apart; off the stack first, where counters live), then
+  // those it wrote with the value they had.
+  const uint64_t rsp = t.task.regs().raw().rsp;
+  auto onStack = [&](uint64_t a) { return a + (1u << 16) > rsp && a < rsp + (1u << 16); };
+  std::vector<MemoryCheck> changed, changedOnStack, rewritten;
+  for (auto [address, old] : before) {
     MemoryCheck check{address, 0};
-    if (t.task.read(address, &check.value, sizeof check.value) == sizeof check.value)
-      point.memory.push_back(check);
-    if (point.memory.size() == 8) break;
+    if (t.task.read(address, &check.value, sizeof check.value) != sizeof check.value) continue;
+    (check.value == old ? rewritten : onStack(address) ? changedOnStack : changed).push_back(check);
   }
+  point.memory.clear();
+  for (auto* list : {&changed, &changedOnStack, &rewritten})
+    for (const MemoryCheck& c : *list)
+      if (point.memory.size() < kMaxPointWords) point.memory.push_back(c);
   return std::nullopt;
 }
 
@@ -176,8 +260,7 @@ std::optional<Stop> RecordSession::runTo(RecordTask& t, uint64_t address) {
   if (!breakpoint.arm())
     throw RecError(kExitInternal, "rec: no free debug register to finish a REP instruction");
   for (;;) {
-    if (::ptrace(PTRACE_CONT, t.task.tid(), nullptr, nullptr) != 0)
-      throwErrno(kExitInternal, "PTRACE_CONT");
+    t.task.resume(Task::Resume::Cont);  // with the registers rec changed
     Stop stop = t.task.wait();
     if (stop.kind == StopKind::Signal && stop.signal == SIGTRAP &&
         t.task.siginfo().si_code == TRAP_HWBKPT && t.task.regs().raw().rip == address)
@@ -217,6 +300,13 @@ void RecordSession::setPoint(schema::Registers::Builder regs,
   state.setRunNs(static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t.sliceStart).count()));
   state.setHardwareBreakpoint(point.entry == PointEntry::DebugRegister);
+  if (options_.verbose)
+    fmt::print(stderr, "rec: point at {:#x} after {} steps, {} words checked, {} ms\n",
+               t.task.regs().raw().rip, point.steps, point.memory.size(),
+               std::chrono::duration_cast<std::chrono::microseconds>(
+                   std::chrono::steady_clock::now() - point.walkStart)
+                       .count() /
+                   1000.0);
 }
 
 // An RDTSC/RDTSCP that faulted (PR_SET_TSC) or a patched site that did.

@@ -103,6 +103,17 @@ std::chrono::nanoseconds cpuTime(pid_t tid) {
 
 constexpr int kTrapHardwareBreakpoint = 4;  // TRAP_HWBKPT
 
+// The registers of a task stopped at the point's address against the
+// recorded point's. orig_rax is the kernel's note of the last syscall (the
+// recorder's walk may have stepped over one just before the point; replay
+// arrives by a trap): the program cannot read it, and it does not count.
+std::optional<std::string> pointRegisterDifference(const user_regs_struct& recorded,
+                                                   user_regs_struct live, uint64_t ip) {
+  live.rip = ip;
+  live.orig_rax = recorded.orig_rax;
+  return registerDifference(recorded, live);
+}
+
 }  // namespace
 
 ReplaySession::RecordedPoint ReplaySession::recordedPoint(
@@ -134,9 +145,8 @@ ReplaySession::RecordedPoint ReplaySession::recordedPoint(
 // code at the point must be as the program has it (no patch).
 std::optional<std::string> ReplaySession::stateDifference(ReplayTask& t, const RecordedPoint& point,
                                                           uint64_t ip) {
-  user_regs_struct live = t.task.regs().raw();
-  live.rip = ip;  // the trap is in the trampoline
-  if (auto d = registerDifference(point.regs, live)) return *d;
+  // The trap is in the trampoline: rip is the point's.
+  if (auto d = pointRegisterDifference(point.regs, t.task.regs().raw(), ip)) return *d;
   if (point.xstate) {
     std::vector<uint8_t> x = readExtendedRegisters(t.task.tid());
     if (auto d = extendedRegisterDifference(*point.xstate, x))
@@ -294,15 +304,39 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
                                    "but the program {}",
                                    eventIndex_, t.recordedTid, expected, describeStop(s)));
       }
+      // Stepped on to the point's address (the next pass of a loop), what
+      // differs there tells where replay went its own way.
+      std::string here;
+      for (int i = 0;
+           i < 20000 && t.task.regs().ip() != ip && t.task.regs().ip() != trampoline->checkIp;
+           ++i) {
+        t.task.resume(Task::Resume::Step);
+        Stop s2 = t.task.wait();
+        if (s2.kind != StopKind::Signal || s2.signal != SIGTRAP) break;
+      }
       cleanUp();
+      if (t.task.regs().ip() == ip || t.task.regs().ip() == trampoline->checkIp) {
+        if (auto d = pointRegisterDifference(point.regs, t.task.regs().raw(), ip))
+          here = "; at its next pass " + *d;
+        else
+          for (const MemoryCheck& w : point.words) {
+            uint64_t value = 0;
+            if (t.task.read(w.address, &value, sizeof value) != sizeof value || value != w.value) {
+              here = fmt::format("; at its next pass the word at {:#x} is {:#x}, recorded {:#x}",
+                                 w.address, value, w.value);
+              break;
+            }
+          }
+      }
       auto ms = [](auto d) {
         return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
       };
       diverge(t, expected,
               fmt::format("had not got there after {} ms of its CPU time and {} ms of rec's "
-                          "(recorded: {} ms; {} candidate(s) with matching registers{}), and is",
+                          "(recorded: {} ms; {} candidate(s) with matching registers{}{}), and is",
                           ms(cpu), ms(wall), ms(recorded), candidates,
-                          lastDifference.empty() ? "" : "; the last differed: " + lastDifference));
+                          lastDifference.empty() ? "" : "; the last differed: " + lastDifference,
+                          here));
     }
     Stop stop = *got;
     if (stop.kind == StopKind::Signal) {
@@ -329,7 +363,7 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
         }
         // The kernel set the resume flag: resumed, the instruction runs
         // without hitting the debug register again.
-        if (registerDifference(point.regs, t.task.regs().raw()) || !wordsMatch()) {
+        if (pointRegisterDifference(point.regs, t.task.regs().raw(), ip) || !wordsMatch()) {
           resumeUserCode(t, 0);
           continue;
         }

@@ -18,7 +18,7 @@ constexpr uint64_t kArithmeticFlags = 0xcd5;  // CF PF AF ZF SF DF OF
 constexpr size_t kExpectedRegs = 0;         // 16 registers, x86 encoding order
 constexpr size_t kExpectedFlags = 16 * 8;   // eflags & kArithmeticFlags
 constexpr size_t kExpectedMemory = 17 * 8;  // up to kMaxMemoryChecks words
-constexpr size_t kMaxMemoryChecks = 8;
+constexpr size_t kMaxMemoryChecks = kMaxPointWords;
 constexpr size_t kSavedRsp = kExpectedMemory + kMaxMemoryChecks * 8;  // the program's rsp
 constexpr size_t kStackTop = kPageSize;                               // the check's own stack
 

@@ -69,6 +69,8 @@ struct MemoryCheck {
   uint64_t address;
   uint64_t value;
 };
+// At most this many words are checked in-process.
+inline constexpr size_t kMaxPointWords = 16;
 
 struct Trampoline {
   std::vector<uint8_t> code;  // the code page (mapped read + execute) at pageAddress

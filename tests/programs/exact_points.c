@@ -14,6 +14,11 @@
 //   red-zone      SIGALRM lands in a loop calling a function that leaves
 //                 a different word 0x88 below the caller's stack pointer
 //                 each round.
+//   syscall-spin  a thread loops over a syscall that rec lets through
+//                 without a stop (rt_sigprocmask) beside a main that
+//                 sleeps: the recorder's walk to a preemption point steps
+//                 over that syscall, whose saved flags (r11) must not keep
+//                 rec's trap flag.
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <setjmp.h>
@@ -22,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
 #include <ucontext.h>
@@ -155,6 +161,29 @@ __attribute__((noreturn)) static void red_zone(void) {
   }
 }
 
+static volatile long syscall_rounds;
+static void* syscall_spinner(void* arg) {
+  (void)arg;
+  while (!stop_spinning) {
+    syscall(SYS_rt_sigprocmask, SIG_BLOCK, NULL, NULL, 8);
+    syscall_rounds++;
+  }
+  return NULL;
+}
+
+static int syscall_spin(void) {
+  pthread_t thread;
+  pthread_create(&thread, NULL, syscall_spinner, NULL);
+  for (int i = 0; i < 10; ++i) {
+    struct timespec nap = {0, 5000000};
+    nanosleep(&nap, NULL);
+  }
+  stop_spinning = 1;
+  pthread_join(thread, NULL);
+  printf("slept beside %ld syscall rounds\n", syscall_rounds);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "";
   if (!strcmp(mode, "global-round")) global_round();
@@ -162,6 +191,8 @@ int main(int argc, char** argv) {
   if (!strcmp(mode, "dec-jnz")) return dec_jnz();
   if (!strcmp(mode, "pause-spin")) return pause_spin();
   if (!strcmp(mode, "red-zone")) red_zone();
-  fprintf(stderr, "usage: exact_points global-round|jmp-self|dec-jnz|pause-spin|red-zone\n");
+  if (!strcmp(mode, "syscall-spin")) return syscall_spin();
+  fprintf(stderr,
+          "usage: exact_points global-round|jmp-self|dec-jnz|pause-spin|red-zone|syscall-spin\n");
   return 2;
 }

@@ -175,14 +175,27 @@ void Timeline::newSession(uint64_t event, Mode mode) {
   firstResumeOfEvent_ = true;
   runningTid_ = 0;
   exited_ = false;
+  sinceCheckpoint_ = std::chrono::steady_clock::now();
+}
+
+// Between two events: keeps a copy of the replay here when the last one is
+// `interval` of replay time behind, so that going back later replays at
+// most that much (forward runs and reverse scans alike leave them).
+void Timeline::maybeCheckpoint() {
+  const CheckpointPolicy& policy = checkpoints_->policy();
+  if (!policy.enabled) return;
+  auto now = std::chrono::steady_clock::now();
+  if (now - sinceCheckpoint_ < policy.interval) return;
+  // Not possible at every boundary (a task inside a real blocking
+  // syscall): then at the next one.
+  if (checkpoints_->add(*session_)) sinceCheckpoint_ = std::chrono::steady_clock::now();
 }
 
 // Replays until the session's end; every stop on the way goes through the
 // observer callbacks (and gdb). Returns only by throwing Navigate.
 void Timeline::driveToEnd() {
   for (;;) {
-    while (session_->step()) {
-    }
+    while (session_->step()) maybeCheckpoint();
     if (mode_ == Mode::Scan) throw ScanDone{};
     StopInfo info;
     if (mode_ == Mode::Goto) {

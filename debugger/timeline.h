@@ -11,6 +11,7 @@
 // program, and gdb cannot write registers or memory (the server refuses).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -180,6 +181,7 @@ class Timeline : public ReplayObserver {
   void apply(const Request& request, const Moment& here);
   void reportAndApply(const StopInfo& info, const Moment& here);
   void driveToEnd();
+  void maybeCheckpoint();
   void gotoMoment(const Moment& target, const StopInfo& info);
   std::vector<Observation> scan(const ScanSpec& spec);
   void newSession(uint64_t event, Mode mode);
@@ -234,6 +236,7 @@ class Timeline : public ReplayObserver {
   int stepTid_ = 0;     // Forward: the thread gdb steps
   std::map<int, TaskRun> runs_;
   uint64_t echoFrom_ = 0;  // events from here on echo the program's output
+  std::chrono::steady_clock::time_point sinceCheckpoint_;  // the last automatic one
 
   // Goto / Scan
   Moment target_;

@@ -53,11 +53,34 @@ struct Header {
   timeShim @15 :Bool;           # the time shim stands in for the vDSO (tracee/time_shim.h); else the vDSO is hidden
   cpuNumber @16 :Int32 = -1;    # the CPU rec and the program were pinned to: replay takes the same
                                 # one where it may (lsl and getcpu show it without a syscall)
+  checkMemory @17 :Bool;        # `rec record --check-memory`: events carry a digest of the program's memory
 }
 
-# One register file, the kernel's struct user_regs_struct, raw.
+# One register file, the kernel's struct user_regs_struct: raw, or (at a
+# syscall's entry, raw empty) as the registers that differ from a
+# prediction made from the same task's previous syscall (tracee/task_state.h:
+# predictSyscallEntry), to keep traces small.
 struct Registers {
   raw @0 :Data;
+  changedMask @1 :UInt32;       # bit i: register i of user_regs_struct differs from the prediction
+  changed @2 :List(UInt64);     # their values, in struct order
+}
+
+# One 1 MiB block of a memory digest (tracee/task_state.h): the XXH3-64 of
+# the address and bytes of each non-zero page of writable memory in it.
+struct MemoryBlock {
+  start @0 :UInt64;
+  hash @1 :UInt64;
+  pages @2 :UInt32;
+}
+
+# What, beyond the general registers, makes a point in user code exact
+# (docs/exactness.md): replay delivers there only where all of it is equal.
+struct PointState {
+  extendedRegisters @0 :Data;    # XSAVE image, PTRACE_GETREGSET NT_X86_XSTATE
+  memory @1 :List(MemoryBlock);  # digest of the address space's writable memory
+  runNs @2 :UInt64;              # CPU time the task ran from its last resume to the point
+  hardwareBreakpoint @3 :Bool;   # replay enters the check through a debug register, not a patched jump
 }
 
 struct MemWrite {
@@ -93,6 +116,7 @@ struct SyscallEvent {
   startsTimeLog @13 :Bool;    # the time shim's log was mapped and turned on at this syscall's exit
   compat32 @14 :Bool;         # a 32-bit syscall (int 0x80): number is its x86-64 twin's, args
                               # are ebx..ebp; refused ones keep their i386 number
+  registers @15 :Registers;   # every general register at the syscall's entry (seccomp stop); replay compares
 }
 
 # A syscall that was entered and is still in the kernel when other tasks'
@@ -117,6 +141,8 @@ struct SignalEvent {
   synchronous @4 :Bool;      # a fault that recurs by itself on replay
   registers @5 :Registers;   # atPoint: where (rip and every register) it was delivered
   memory @6 :List(MemWrite); # atPoint: memory words that tell that point from earlier passes
+  state @7 :PointState;      # atPoint: the rest of the state that makes the point exact
+  frame @8 :List(UInt64);    # a handler's frame: err, trapno, cr2 as the kernel wrote them in its sigcontext
 }
 
 # The recorder switched away from a task in the middle of its user code
@@ -125,6 +151,7 @@ struct SignalEvent {
 struct PreemptEvent {
   registers @0 :Registers;
   memory @1 :List(MemWrite);   # 8-byte words that must also match (loops with unchanging registers)
+  state @2 :PointState;        # the rest of the state that makes the point exact
 }
 
 struct ExecEvent {
@@ -144,6 +171,7 @@ struct RdtscEvent {
   aux @1 :UInt32;        # TSC_AUX for rdtscp
   isRdtscp @2 :Bool;
   ip @3 :UInt64;
+  registers @4 :Registers;   # at the trap
 }
 
 struct ExitEvent {
@@ -162,6 +190,7 @@ struct Event {
     exit @6 :ExitEvent;
     preempt @7 :PreemptEvent;
   }
+  memory @8 :List(MemoryBlock);  # --check-memory: digest of the writable memory when the event happened
 }
 
 struct Blob {

@@ -802,6 +802,10 @@ class TraceReaderImpl final : public TraceReader {
     loadedChunk_ = SIZE_MAX;
     eventMessage_.reset();
   }
+  void seek(uint64_t index) override {
+    nextEvent_ = std::min(index, stats_.eventCount);
+    eventMessage_.reset();
+  }
 
   bool hasBlob(const BlobHash& hash) const override { return blobs_.count(hash) != 0; }
   std::vector<std::byte> readBlob(const BlobHash& hash) override;

@@ -174,6 +174,8 @@ class TraceReader {
   virtual std::optional<schema::Event::Reader> nextEvent() = 0;
   virtual uint64_t nextEventIndex() const = 0;  // index of the event nextEvent() returns next
   virtual void rewind() = 0;
+  // The next nextEvent() returns event `index` (the end when past it).
+  virtual void seek(uint64_t index) = 0;
 
   virtual bool hasBlob(const BlobHash& hash) const = 0;
   // Throws FormatError if absent.

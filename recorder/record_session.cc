@@ -110,6 +110,7 @@ void RecordSession::writeHeader(const std::string& executable, int cpuNumber) {
   h.setRdtscPatched(rdtscPatcher_.has_value());
   h.setTimeShim(timeShim_);
   h.setCpuNumber(cpuNumber);
+  h.setCheckMemory(options_.checkMemory);
   env_ = std::move(env);
   format::WriterOptions writerOptions;
   writerOptions.onBlobWritten = [cache = blobCache_.get()](const format::BlobHash& hash,

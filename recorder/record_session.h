@@ -25,6 +25,7 @@
 #include "rdtsc_sites.h"
 #include "remote_syscall.h"
 #include "task.h"
+#include "task_state.h"
 #include "time_shim.h"
 #include "trace_file.h"
 
@@ -46,6 +47,7 @@ struct RecordOptions {
   int stderrFd = -1;
   std::chrono::milliseconds timeout{0};  // kill the program after this long (0: never)
   ChaosOptions chaos;
+  bool checkMemory = false;  // a digest of the program's memory at every event (replay checks)
 };
 
 class RecordTask;
@@ -65,17 +67,20 @@ class RecordSession {
   void writeHeader(const std::string& executable, int cpuNumber);
   void loop();
   void onInterrupted(RecordTask& t);
-  std::optional<Stop> choosePoint(RecordTask& t, std::vector<MemoryCheck>& memory);
-  bool patchableHere(RecordTask& t, std::span<const uint8_t> window, uint64_t ip,
-                     bool singleInstruction);
-  void rememberResumeIp(RecordTask& t);
+  // Points in user code (record_signals.cc, tracee/code_patch.h).
+  struct PointChoice {
+    std::vector<MemoryCheck> memory;  // words the surrounding loop writes
+    PointEntry entry = PointEntry::Jump;
+  };
+  std::optional<Stop> choosePoint(RecordTask& t, PointChoice& point);
   void setPoint(schema::Registers::Builder regs, capnp::List<schema::MemWrite>::Builder out,
-                RecordTask& t, const std::vector<MemoryCheck>& memory);
+                schema::PointState::Builder state, RecordTask& t, const PointChoice& point);
   void pretendCpuCount(RecordTask& t, int64_t result);
   void handleStop(RecordTask& t, const Stop& stop);
   void onSeccomp(RecordTask& t);
   void onSyscallExit(RecordTask& t);
   void onSignal(RecordTask& t, int signo);
+  void deliverSignal(RecordTask& t, int signo, capnp::MallocMessageBuilder& msg);
   void onExec(RecordTask& t);
   void onFork(RecordTask& t, const Stop& stop);
   void onExited(RecordTask& t, int status);
@@ -112,6 +117,10 @@ class RecordSession {
   void writeTimeLog(RecordTask& t, pid_t tid);
   // `written`: what rec itself wrote to the syscall's one output range, so
   // it need not be read back from the task.
+  void setEntryRegisters(RecordTask& t, schema::SyscallEvent::Builder s);
+  // --check-memory: the digest of the task's memory now (or `taken` before).
+  void attachMemoryDigest(RecordTask& t, capnp::MallocMessageBuilder& msg,
+                          const std::optional<MemoryDigest>& taken = std::nullopt);
   void finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilder& msg,
                           std::span<const std::byte> written = {});
 

@@ -18,6 +18,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
+#include <set>
 
 #include "code_patch.h"
 #include "errors.h"
@@ -29,18 +31,23 @@
 #include "scheduler.h"
 #include "signals.h"
 #include "syscall_table.h"
+#include "task_state.h"
 
 namespace rec {
 
 namespace {
+// `regs`: the task's registers where the signal is delivered, which replay
+// compares (a point's are set by setPoint).
 schema::SignalEvent::Builder initSignalEvent(capnp::MallocMessageBuilder& msg,
                                              const siginfo_t& info,
-                                             schema::SignalDisposition disposition, uint64_t ip) {
+                                             schema::SignalDisposition disposition,
+                                             const user_regs_struct& regs) {
   auto s = msg.initRoot<schema::Event>().initSignal();
   s.setSigno(info.si_signo);
   s.setSiginfo(asData(info));
   s.setDisposition(disposition);
-  s.setIp(ip);
+  s.setIp(regs.rip);
+  s.initRegisters().setRaw(asData(regs));
   return s;
 }
 }  // namespace
@@ -64,8 +71,8 @@ void RecordSession::onInterrupted(RecordTask& t) {
     return;
   }
   t.leftSyscallReturn();
-  std::vector<MemoryCheck> memory;
-  std::optional<Stop> other = choosePoint(t, memory);
+  PointChoice point;
+  std::optional<Stop> other = choosePoint(t, point);
   if (other) {
     // A syscall or a signal came first: carry on with that stop normally.
     handleStop(t, *other);
@@ -73,49 +80,53 @@ void RecordSession::onInterrupted(RecordTask& t) {
   }
   capnp::MallocMessageBuilder msg;
   auto p = msg.initRoot<schema::Event>().initPreempt();
-  setPoint(p.initRegisters(), p.initMemory(static_cast<unsigned>(memory.size())), t, memory);
+  setPoint(p.initRegisters(), p.initMemory(static_cast<unsigned>(point.memory.size())),
+           p.initState(), t, point);
   emit(t, msg);
-  rememberResumeIp(t);
   scheduler_->notePreemption();
   scheduler_->makeReady(t);
 }
 
-// Chooses where the task stops for a preemption or a signal: an instruction
-// where replay can plant its conditional breakpoint (tracee/code_patch.h),
-// identified by every register plus the memory words the surrounding code
-// writes, so that the iterations of a loop whose registers never change
-// (a counter in memory, a spin on a flag) are still told apart. It
-// single-steps through one round of the loop to learn those words. Returns
+// Chooses where the task stops for a preemption or a signal, and how replay
+// will get there (tracee/code_patch.h). The point's identity is its whole
+// state (setPoint); the general registers and a few memory words are what
+// replay checks in-process, so the recorder single-steps round the loop the
+// task is in to learn which words the loop writes (a counter in memory, a
+// spin on a flag): replay's in-process check then tells the rounds apart by
+// itself instead of stopping at each. Best is an instruction of five bytes or
+// more in that loop (replay patches a jump over it: no stop until the
+// registers match); twice round a loop without one, or after a long walk,
+// any instruction will do (replay enters through a debug register). Returns
 // the stop that interrupted the stepping (a syscall, a signal), or nullopt
 // once the task stands at the chosen point.
-std::optional<Stop> RecordSession::choosePoint(RecordTask& t, std::vector<MemoryCheck>& memory) {
+std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point) {
   constexpr int kMaxSteps = 256;
-  std::set<uint64_t> visited, written;
-  bool loopClosed = false;
-  uint64_t fallthrough = 0;
-  t.jumpTargets.clear();
+  std::map<uint64_t, int> visits;
+  std::set<uint64_t> written;
   for (int step = 0;; ++step) {
     const user_regs_struct& regs = t.task.regs().raw();
     uint64_t ip = regs.rip;
     uint8_t code[kCodeWindow] = {};
     size_t n = t.task.read(ip, code, sizeof code);
     std::span<const uint8_t> window(code, n);
-    // Code reached by a jump must not fall inside a patch (see patchableHere).
-    if (step > 0 && ip != fallthrough) t.jumpTargets.insert(ip);
-    fallthrough = ip + instructionLength(window, ip);
-    if (!visited.insert(ip).second) loopClosed = true;
-    // Best: one instruction of at least five bytes, whose inside no path can
-    // jump into. Otherwise, after a longer walk, several instructions.
+    int visit = ++visits[ip];
+    // The shim runs other instructions in recording and replay: no point there.
     bool allowed = !time_shim::inShimCode(ip);
-    if (allowed && loopClosed && patchableHere(t, window, ip, true)) break;
-    if (allowed && step >= kMaxSteps && patchableHere(t, window, ip, false)) break;
+    if (allowed && (visit >= 2 || step >= kMaxSteps) && jumpPatchable(window, ip)) {
+      point.entry = PointEntry::Jump;
+      break;
+    }
+    if (allowed && (visit >= 3 || step >= kMaxSteps) && relocatable(window, ip)) {
+      point.entry = PointEntry::DebugRegister;
+      break;
+    }
     if (step >= 4 * kMaxSteps)
-      throw RecError(kExitInternal, fmt::format("no patchable instruction near {:#x}", ip));
+      throw RecError(kExitInternal, fmt::format("no instruction near {:#x} can be a point", ip));
     // What the shim writes (its log, its own stack frame) differs between
     // recording and replay: never part of a point's identity.
     if (allowed)
       for (uint64_t address : memoryWrittenBy(window, ip, regs))
-        if (address < kScratchAddress || address >= kTimeShimEnd) written.insert(address);
+        if (address < kRecPages[0].start || address >= kRecPages[0].end) written.insert(address);
     if (::ptrace(PTRACE_SINGLESTEP, t.task.tid(), nullptr, nullptr) != 0)
       throwErrno(kExitInternal, "PTRACE_SINGLESTEP");
     Stop stop = t.task.wait();
@@ -135,53 +146,51 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, std::vector<Memory
     // Stepped into a syscall (or a signal): the kernel may still report the
     // step as a SIGTRAP when that syscall returns; it is rec's, not the program's.
     t.expect(RecordTask::Expect::StepTrap);
+    // The flags a syscall saves in r11 include rec's trap flag: the program
+    // finds r11 so after the syscall, and replay, which does not step there,
+    // would not.
+    if (stop.kind == StopKind::Seccomp) t.task.mutableRegs().raw().r11 &= ~uint64_t{0x100};
     return stop;
   }
-  memory.clear();
+  point.memory.clear();
   for (uint64_t address : written) {
     MemoryCheck check{address, 0};
     if (t.task.read(address, &check.value, sizeof check.value) == sizeof check.value)
-      memory.push_back(check);
-    if (memory.size() == 8) break;
+      point.memory.push_back(check);
+    if (point.memory.size() == 8) break;
   }
   return std::nullopt;
 }
 
-// Replay overwrites [ip, ip + length) with a jump while it runs the task to
-// the point, so no code may enter that range anywhere but at ip. A single
-// instruction guarantees it. A range of several instructions is checked
-// against the places the task resumes at (where it stands now, where a signal
-// handler returns to) and the jump targets seen while stepping, which covers
-// the loop but not every path: it is the fallback.
-bool RecordSession::patchableHere(RecordTask& t, std::span<const uint8_t> window, uint64_t ip,
-                                  bool singleInstruction) {
-  auto length = patchableLength(window, ip);
-  if (!length) return false;
-  if (singleInstruction) return *length == instructionLength(window, ip);
-  for (uint64_t avoid : t.resumeIps)
-    if (avoid > ip && avoid < ip + *length) return false;
-  auto target = t.jumpTargets.upper_bound(ip);
-  return target == t.jumpTargets.end() || *target >= ip + *length;
-}
-
-void RecordSession::rememberResumeIp(RecordTask& t) {
-  constexpr size_t kKept = 16;
-  t.resumeIps.push_back(t.task.regs().ip());
-  if (t.resumeIps.size() > kKept) t.resumeIps.pop_front();
-}
-
+// The point's identity: every general register, the extended registers and
+// a digest of memory (docs/exactness.md), plus the words the in-process
+// check compares and how long the task ran to get there (replay's bound).
 void RecordSession::setPoint(schema::Registers::Builder regs,
-                             capnp::List<schema::MemWrite>::Builder out, RecordTask& t,
-                             const std::vector<MemoryCheck>& memory) {
+                             capnp::List<schema::MemWrite>::Builder out,
+                             schema::PointState::Builder state, RecordTask& t,
+                             const PointChoice& point) {
   regs.setRaw(asData(t.task.regs().raw()));
-  for (unsigned i = 0; i < memory.size(); ++i) {
-    out[i].setAddress(memory[i].address);
-    out[i].setData(asData(memory[i].value));
+  for (unsigned i = 0; i < point.memory.size(); ++i) {
+    out[i].setAddress(point.memory[i].address);
+    out[i].setData(asData(point.memory[i].value));
   }
+  std::vector<uint8_t> xstate = readExtendedRegisters(t.task.tid());
+  state.setExtendedRegisters(asData(xstate.data(), xstate.size()));
+  MemoryDigest digest = digestMemory(t.task.tid(), kRecPages);
+  auto blocks = state.initMemory(static_cast<unsigned>(digest.blocks.size()));
+  for (unsigned i = 0; i < digest.blocks.size(); ++i) {
+    blocks[i].setStart(digest.blocks[i].start);
+    blocks[i].setHash(digest.blocks[i].hash);
+    blocks[i].setPages(digest.blocks[i].pages);
+  }
+  state.setRunNs(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t.sliceStart).count()));
+  state.setHardwareBreakpoint(point.entry == PointEntry::DebugRegister);
 }
 
 // An RDTSC/RDTSCP that faulted (PR_SET_TSC) or a patched site that did.
 bool RecordSession::emulateRdtsc(RecordTask& t) {
+  const user_regs_struct atTrap = t.task.regs().raw();
   Registers& r = t.task.mutableRegs();
   unsigned char insn[3] = {};
   t.task.read(r.ip(), insn, sizeof insn);
@@ -202,6 +211,8 @@ bool RecordSession::emulateRdtsc(RecordTask& t) {
   e.setAux(aux);
   e.setIsRdtscp(rdtscp);
   e.setIp(r.ip());
+  e.initRegisters().setRaw(asData(atTrap));
+  attachMemoryDigest(t, msg);
   r.raw().rax = value & 0xffffffff;
   r.raw().rdx = value >> 32;
   if (rdtscp) r.raw().rcx = aux;
@@ -236,11 +247,12 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
       t.tscMode != PR_TSC_SIGSEGV) {
     if (emulateRdtsc(t)) return;
   }
-  auto signalEvent = [&](schema::SignalDisposition disposition, const siginfo_t& si, bool sync) {
+  auto deliverWithEvent = [&](schema::SignalDisposition disposition, const siginfo_t& si,
+                              bool sync) {
     capnp::MallocMessageBuilder msg;
-    initSignalEvent(msg, si, disposition, regs.ip()).setSynchronous(sync);
-    emit(t, msg);
-    ++signalCount_;
+    initSignalEvent(msg, si, disposition, regs.raw()).setSynchronous(sync);
+    attachMemoryDigest(t, msg);
+    deliverSignal(t, signo, msg);
   };
 
   auto injected = t.injected.find(signo);
@@ -248,27 +260,24 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
     siginfo_t original = injected->second;
     t.injected.erase(injected);
     t.task.setSiginfo(original);
-    signalEvent(schema::SignalDisposition::DELIVERED, original, false);
-    scheduler_->run(t, Task::Resume::Cont, signo);
+    deliverWithEvent(schema::SignalDisposition::DELIVERED, original, false);
     return;
   }
   if (isSynchronousFault(signo, info)) {
-    signalEvent(schema::SignalDisposition::DELIVERED, info, true);
-    scheduler_->run(t, Task::Resume::Cont, signo);
+    deliverWithEvent(schema::SignalDisposition::DELIVERED, info, true);
     return;
   }
   if (atExit) {
     // It interrupted (or arrived during) the syscall that just returned:
     // deliver it right here, as the kernel would.
-    signalEvent(schema::SignalDisposition::INJECT_AT_SYSCALL_EXIT, info, false);
-    scheduler_->run(t, Task::Resume::Cont, signo);
+    deliverWithEvent(schema::SignalDisposition::INJECT_AT_SYSCALL_EXIT, info, false);
     return;
   }
   // Arrived while the task ran user code: deliver it at a point replay can
   // find again without a branch counter (rip and every register; see
   // tracee/code_patch.h), a few instructions on if need be.
-  std::vector<MemoryCheck> memory;
-  std::optional<Stop> other = choosePoint(t, memory);
+  PointChoice point;
+  std::optional<Stop> other = choosePoint(t, point);
   if (other) {
     // The task reached a syscall (or another signal) first: deliver this one
     // just before that syscall instead, as replay will.
@@ -277,13 +286,38 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
     return;
   }
   capnp::MallocMessageBuilder msg;
-  auto s = initSignalEvent(msg, info, schema::SignalDisposition::AT_POINT, t.task.regs().ip());
-  setPoint(s.initRegisters(), s.initMemory(static_cast<unsigned>(memory.size())), t, memory);
-  emit(t, msg);
-  rememberResumeIp(t);
-  ++signalCount_;
+  auto s = initSignalEvent(msg, info, schema::SignalDisposition::AT_POINT, t.task.regs().raw());
+  setPoint(s.initRegisters(), s.initMemory(static_cast<unsigned>(point.memory.size())),
+           s.initState(), t, point);
   t.task.setSiginfo(info);
-  scheduler_->run(t, Task::Resume::Cont, signo);
+  deliverSignal(t, signo, msg);
+}
+
+// Lets the task take `signo` (it is at a signal-delivery-stop) and writes
+// the signal's event. Into a handler, the task is single-stepped so that it
+// stops on the handler's first instruction, where the words of the frame
+// that come from the kernel's record of rec's traps are read into the event
+// (signals.h: FrameTrapWords), for replay to write back.
+void RecordSession::deliverSignal(RecordTask& t, int signo, capnp::MallocMessageBuilder& msg) {
+  ++signalCount_;
+  if (!hasHandler(t.task.tid(), signo)) {
+    emit(t, msg);
+    scheduler_->run(t, Task::Resume::Cont, signo);
+    return;
+  }
+  scheduler_->run(t, Task::Resume::Step, signo);
+  Stop stop = t.task.wait();
+  if (stop.kind != StopKind::Signal || stop.signal != SIGTRAP) {
+    // No frame after all (it could not be written: the kernel raises SIGSEGV).
+    emit(t, msg);
+    handleStop(t, stop);
+    return;
+  }
+  FrameTrapWords words = readFrameTrapWords(t.task);
+  auto frame = msg.getRoot<schema::Event>().getSignal().initFrame(3);
+  for (unsigned i = 0; i < 3; ++i) frame.set(i, words[i]);
+  emit(t, msg);
+  scheduler_->run(t);
 }
 
 // A standard signal already held is not held twice: the kernel, too, keeps
@@ -300,7 +334,8 @@ void RecordSession::injectHeldSignal(RecordTask& t) {
   t.heldSignals.pop_front();
   int signo = info.si_signo;
   capnp::MallocMessageBuilder msg;
-  initSignalEvent(msg, info, schema::SignalDisposition::INJECT_BEFORE_SYSCALL, t.task.regs().ip());
+  initSignalEvent(msg, info, schema::SignalDisposition::INJECT_BEFORE_SYSCALL, t.task.regs().raw());
+  attachMemoryDigest(t, msg);
   emit(t, msg);
   ++signalCount_;
 

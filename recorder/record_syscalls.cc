@@ -32,6 +32,7 @@
 #include "seccomp_filter.h"
 #include "signals.h"
 #include "syscall_table.h"
+#include "task_state.h"
 
 namespace rec {
 
@@ -42,6 +43,8 @@ void RecordSession::onSeccomp(RecordTask& t) {
   }
   const Registers& regs = t.task.regs();
   t.compat = t.task.eventMessage() == sys::kSeccompCompatData;
+  t.entryRegs = regs.raw();
+  if (options_.checkMemory) t.entryDigest = digestMemory(t.task.tid(), kRecPages);
   t.nr = regs.syscallNumber();
   t.args = t.compat ? regs.compatSyscallArgs() : regs.syscallArgs();
   t.row = t.compat ? sys::findCompatSyscall(t.nr) : sys::findSyscall(t.nr);
@@ -335,6 +338,8 @@ void RecordSession::refuse(RecordTask& t, int error) {
   s.setRefused(true);
   s.setCompat32(t.compat);
   s.setIp(r.ip());
+  setEntryRegisters(t, s);
+  attachMemoryDigest(t, msg, t.entryDigest);
   emit(t, msg);
   t.returnedFromSyscall(r);
   if (options_.verbose)
@@ -342,6 +347,34 @@ void RecordSession::refuse(RecordTask& t, int error) {
                sys::errnoName(error));
   t.nr = -1;
   scheduler_->run(t);
+}
+
+// Stored as what differs from their prediction (task_state.h); the event's
+// number, arguments and ip must be set first.
+void RecordSession::setEntryRegisters(RecordTask& t, schema::SyscallEvent::Builder s) {
+  std::array<uint64_t, 6> args;
+  for (unsigned i = 0; i < 6; ++i) args[i] = s.getArgs()[i];
+  user_regs_struct predicted =
+      predictSyscallEntry(t.lastSyscallRegs, s.getNumber(), args, s.getIp());
+  RegisterDelta delta = registerDelta(predicted, t.entryRegs);
+  auto r = s.initRegisters();
+  r.setChangedMask(delta.mask);
+  auto values = r.initChanged(static_cast<unsigned>(delta.values.size()));
+  for (unsigned i = 0; i < delta.values.size(); ++i) values.set(i, delta.values[i]);
+  t.lastSyscallRegs = t.entryRegs;
+}
+
+void RecordSession::attachMemoryDigest(RecordTask& t, capnp::MallocMessageBuilder& msg,
+                                       const std::optional<MemoryDigest>& taken) {
+  if (!options_.checkMemory) return;
+  MemoryDigest digest = taken ? *taken : digestMemory(t.task.tid(), kRecPages);
+  auto blocks =
+      msg.getRoot<schema::Event>().initMemory(static_cast<unsigned>(digest.blocks.size()));
+  for (unsigned i = 0; i < digest.blocks.size(); ++i) {
+    blocks[i].setStart(digest.blocks[i].start);
+    blocks[i].setHash(digest.blocks[i].hash);
+    blocks[i].setPages(digest.blocks[i].pages);
+  }
 }
 
 void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilder& msg,
@@ -355,6 +388,8 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
   s.setResult(result);
   s.setIp(regs.ip());
   s.setCompat32(t.compat);
+  setEntryRegisters(t, s);
+  attachMemoryDigest(t, msg, t.entryDigest);
   s.setInterrupted(result >= -516 && result <= -512);
   auto strings = s.initStrings(static_cast<unsigned>(t.strings.size()));
   for (unsigned i = 0; i < t.strings.size(); ++i) strings.set(i, t.strings[i]);

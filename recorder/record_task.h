@@ -158,6 +158,9 @@ class RecordTask {
   // The traced syscall in progress.
   int nr = -1;
   std::array<uint64_t, 6> args{};
+  user_regs_struct entryRegs{};        // every register at its entry: replay compares them
+  user_regs_struct lastSyscallRegs{};  // at the previous syscall's entry (see predictSyscallEntry)
+  std::optional<MemoryDigest> entryDigest;  // --check-memory: its memory at entry
   const sys::SyscallRow* row = nullptr;
   bool compat = false;  // a 32-bit syscall (int 0x80), described by its x86-64 twin's row
   std::vector<std::string> strings;
@@ -177,8 +180,6 @@ class RecordTask {
   Clock::time_point sliceStart;
 
   pid_t formerTid = 0;                // exec'd from a non-leader thread: its id before
-  std::deque<uint64_t> resumeIps;     // where it resumed after recent points (see patchableHere)
-  std::set<uint64_t> jumpTargets;     // jumped-to code seen while choosing a point
   RecordTask* vforkParent = nullptr;  // vfork: the parent waiting for this child
   RecordTask* vforkChild = nullptr;   // vfork: the child this parent waits for
 

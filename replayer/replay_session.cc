@@ -38,25 +38,30 @@ ReplaySession::~ReplaySession() {
 }
 
 void ReplaySession::killAll() {
-  bool any = false;
+  // Only this session's tasks: other sessions' (a debugger's checkpoints)
+  // are rec's children too. Threads before their leader, whose death is
+  // reported only once its threads are reaped.
+  std::vector<pid_t> threads, leaders;
   for (auto& [recorded, t] : tasks_) {
-    if (t->park != ReplayTask::Park::Dead) {
-      ::kill(t->task.tid(), SIGKILL);
-      t->park = ReplayTask::Park::Dead;
-      any = true;
-    }
+    if (t->park == ReplayTask::Park::Dead) continue;
+    ::kill(t->task.tid(), SIGKILL);
+    t->park = ReplayTask::Park::Dead;
+    (t->task.tid() == t->task.tgid() ? leaders : threads).push_back(t->task.tid());
   }
-  if (!any && zombies_.empty()) return;
-  // Reap every task (threads before their leader); killed tasks may still
-  // report PTRACE_EVENT_EXIT and must be let go on dying.
-  int status;
-  for (;;) {
-    pid_t pid = ::waitpid(-1, &status, __WALL);
-    if (pid < 0) {
-      if (errno == EINTR) continue;
-      break;  // ECHILD: all gone
+  leaders.insert(leaders.end(), zombies_.begin(), zombies_.end());
+  threads.insert(threads.end(), leaders.begin(), leaders.end());
+  for (pid_t pid : threads) {
+    // Killed tasks may still report PTRACE_EVENT_EXIT and must be let go.
+    for (;;) {
+      int status = 0;
+      pid_t got = ::waitpid(pid, &status, __WALL);
+      if (got < 0) {
+        if (errno == EINTR) continue;
+        break;  // ECHILD: already reaped
+      }
+      if (WIFEXITED(status) || WIFSIGNALED(status)) break;
+      ::ptrace(PTRACE_CONT, pid, nullptr, nullptr);
     }
-    if (!WIFEXITED(status) && !WIFSIGNALED(status)) ::ptrace(PTRACE_CONT, pid, nullptr, nullptr);
   }
   zombies_.clear();
 }
@@ -100,12 +105,20 @@ int ReplaySession::run() {
 
 void ReplaySession::open() {
   reader_ = format::TraceReader::open(options_.tracePath);
+  if (options_.requireMemoryChecks && !reader_->header().getCheckMemory())
+    throw RecError(kExitUsage, fmt::format("rec: replay --check: {} has no memory digests (record "
+                                           "it with rec record --check-memory)",
+                                           options_.tracePath));
   checkCpu();
   blobs_ = std::make_unique<BlobFiles>(*reader_, *blobCache_);
 }
 
 std::optional<schema::Event::Reader> ReplaySession::peekEvent() {
   if (!peeked_) {
+    if (seekFirst_) {
+      reader_->seek(nextIndex_);
+      seekFirst_ = false;
+    }
     nextIndex_ = reader_->nextEventIndex();
     next_ = reader_->nextEvent();
     peeked_ = true;
@@ -196,6 +209,9 @@ void ReplaySession::start(schema::Event::Reader first) {
   struct stat st;
   std::string cwd = header.getCwd();
   spawn.cwd = (::stat(cwd.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) ? cwd : "/";
+  // The recording's CPU if this machine has it: CPUID, which cannot be
+  // trapped here, tells the program the APIC id of the CPU it runs on, and
+  // glibc keeps it in memory and registers that replay compares.
   spawn.cpu = pinToCpu(chooseCpu(header.getCpuNumber()));
   for (auto l : header.getRlimits())
     spawn.rlimits.push_back({static_cast<int>(l.getResource()), rlimit{l.getSoft(), l.getHard()}});
@@ -233,6 +249,7 @@ void ReplaySession::releaseIfDead(int recordedTid) {
 }
 
 void ReplaySession::dispatch(schema::Event::Reader event) {
+  currentEvent_ = event;
   ReplayTask& t = taskFor(event.getTid());
   if (options_.verbose)
     fmt::print(stderr, "rec: event #{} task {} kind {}{}\n", eventIndex_, event.getTid(),
@@ -276,13 +293,14 @@ void ReplaySession::dispatch(schema::Event::Reader event) {
       break;
     case schema::Event::PREEMPT: {
       auto p = event.getPreempt();
-      reachPoint(t, rawRegisters(p.getRegisters()), memoryChecks(p.getMemory()),
+      reachPoint(t, recordedPoint(p.getRegisters(), p.getMemory(), p.hasState(), p.getState()),
                  "the preemption point");
       break;
     }
     default:
       throw RecError(kExitBadTrace, fmt::format("rec: unknown event kind at #{}", eventIndex_));
   }
+  noteMatched(t, event);
 }
 
 void ReplaySession::diverge(ReplayTask& t, const std::string& expected, const std::string& actual) {
@@ -294,10 +312,13 @@ void ReplaySession::diverge(ReplayTask& t, const std::string& expected, const st
   } catch (const RecError&) {
     where = "unknown address";
   }
-  throw RecError(kExitDivergence,
-                 fmt::format("rec: replay diverged at event #{} (task {}): expected {}, but the "
-                             "program {} at {}",
-                             eventIndex_, t.recordedTid, expected, actual, where));
+  throw RecError(
+      kExitDivergence,
+      fmt::format("rec: replay diverged at event #{} (task {}): expected {}, but the "
+                  "program {} at {}{}",
+                  eventIndex_, t.recordedTid, expected, actual, where,
+                  lastMatched_.empty() ? std::string()
+                                       : "; the last event that matched was " + lastMatched_));
 }
 
 // Applies the recorded result of the emulated syscall a SkipPending task sits
@@ -334,7 +355,7 @@ Stop ReplaySession::advance(ReplayTask& t) {
     skipSyscall(t);
     resumeUserCode(t, 0);
   } else if (t.park == Park::Resumable) {
-    resumeUserCode(t, std::exchange(t.pendingSignal, 0));
+    resumeDeliveringPending(t);
   } else if (t.park == Park::Seccomp) {
     resumeUserCode(t, 0);
   }
@@ -371,6 +392,12 @@ Stop ReplaySession::advance(ReplayTask& t) {
 void ReplaySession::resumeUserCode(ReplayTask& t, int signal) {
   ReplayObserver::Run how = ReplayObserver::Run::Continue;
   if (observer_) how = observer_->resuming(t.recordedTid, t.task);
+  if (pointBreakpoint_ && !pointBreakpoint_->arm())
+    throw RecError(kExitUnsupported,
+                   fmt::format("rec: event #{}: the replay enters this point through a debug "
+                               "register, and the debugger holds all four (delete a hardware "
+                               "breakpoint or watchpoint)",
+                               eventIndex_));
   t.task.resume(how == ReplayObserver::Run::SingleStep ? Task::Resume::Step : Task::Resume::Cont,
                 signal);
 }

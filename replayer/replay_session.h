@@ -21,8 +21,11 @@
 
 #include "blob_files.h"
 #include "code_patch.h"
+#include "debug_registers.h"
 #include "rdtsc_sites.h"
+#include "signals.h"
 #include "task.h"
+#include "task_state.h"
 #include "time_shim.h"
 #include "trace_file.h"
 
@@ -34,6 +37,7 @@ struct ReplayOptions {
   std::string tracePath;
   bool force = false;  // replay even if the CPU differs from the recording's
   bool verbose = false;
+  bool requireMemoryChecks = false;  // --check: the trace must carry memory digests
 };
 
 // An in-process breakpoint the replay has planted to reach a point in user
@@ -115,14 +119,28 @@ class ReplaySession {
   void onSignal(ReplayTask& t, schema::SignalEvent::Reader e);
   void onExec(ReplayTask& t, schema::ExecEvent::Reader e);
   void onRdtsc(ReplayTask& t, schema::RdtscEvent::Reader e);
+  static std::optional<FrameTrapWords> recordedFrame(schema::SignalEvent::Reader e);
+  void resumeDeliveringPending(ReplayTask& t);
   void onExit(ReplayTask& t, schema::ExitEvent::Reader e);
 
   Stop advance(ReplayTask& t);
   bool compatPassthrough(ReplayTask& t);
   void skipSyscall(ReplayTask& t);
-  void reachPoint(ReplayTask& t, const user_regs_struct& expected,
-                  const std::vector<MemoryCheck>& memory, const std::string& what);
-  static std::vector<MemoryCheck> memoryChecks(capnp::List<schema::MemWrite>::Reader list);
+  // A point in user code as recorded, and reaching it (replay_points.cc).
+  struct RecordedPoint {
+    user_regs_struct regs{};
+    std::vector<MemoryCheck> words;              // checked in-process with the registers
+    std::optional<std::vector<uint8_t>> xstate;  // absent in traces from before full states
+    std::optional<MemoryDigest> memory;
+    uint64_t runNs = 0;  // how long the task ran to get there, when recorded
+    PointEntry entry = PointEntry::Jump;
+  };
+  static RecordedPoint recordedPoint(schema::Registers::Reader regs,
+                                     capnp::List<schema::MemWrite>::Reader words, bool hasState,
+                                     schema::PointState::Reader state);
+  void reachPoint(ReplayTask& t, const RecordedPoint& point, const std::string& what);
+  std::optional<std::string> stateDifference(ReplayTask& t, const RecordedPoint& point,
+                                             uint64_t ip);
   // Collects a new task's first stop; returns instead the exit stop of a
   // task killed before it ever ran.
   std::optional<Stop> advanceInitial(ReplayTask& t);
@@ -130,6 +148,7 @@ class ReplaySession {
   std::optional<uint64_t> temporarySignalMask(ReplayTask& t);
   void reachSeccomp(ReplayTask& t, const std::string& expected);
   void checkSyscallMatches(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void decodeEntryRegisters(ReplayTask& t, schema::SyscallEvent::Reader e);
   void parkSkipPending(ReplayTask& t, schema::SyscallEvent::Reader e, bool sigsuspend);
   void applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e);
   void applyShmAt(ReplayTask& t, schema::SyscallEvent::Reader e);
@@ -151,12 +170,21 @@ class ReplaySession {
   void echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e);
   void remapExecFiles(ReplayTask& t, schema::ExecEvent::Reader e);
   void patchRdtsc(ReplayTask& t, schema::Mapping::Reader m);
+  // State checks at events (replay_checks.cc).
+  void checkRegisters(ReplayTask& t, schema::Registers::Reader recorded, const std::string& at);
+  void checkMemory(ReplayTask& t, const std::string& at);
+  void noteMatched(ReplayTask& t, schema::Event::Reader event);
+  std::vector<AddressRange> rangesNotDigested() const;
+  static MemoryDigest recordedDigest(capnp::List<schema::MemoryBlock>::Reader blocks);
   ReplayTask& taskFor(int recordedTid);
   [[noreturn]] void diverge(ReplayTask& t, const std::string& expected, const std::string& actual);
   void killAll();
+  // fork() helpers (replay_checkpoint.cc).
+  struct ForkState;
+  bool copyProcess(ReplaySession& copy, std::vector<ReplayTask*>& threads, ForkState& state);
 
   ReplayOptions options_;
-  std::unique_ptr<format::TraceReader> reader_;
+  std::shared_ptr<format::TraceReader> reader_;  // shared with the copies fork() makes
   std::unique_ptr<BlobCache> blobCache_ = BlobCache::fromEnvironment();
   std::unique_ptr<BlobFiles> blobs_;
   std::map<int, std::unique_ptr<ReplayTask>> tasks_;  // by recorded tid
@@ -167,14 +195,21 @@ class ReplaySession {
   uint64_t nextIndex_ = 0;
   bool started_ = false;
   bool peeked_ = false;
+  bool seekFirst_ = false;  // a copy: position the shared reader before reading
   std::optional<schema::Event::Reader> next_;
   ReplayObserver* observer_ = nullptr;
   uint64_t echoFrom_ = 0;
   std::optional<ActivePatch> activePatch_;
+  // The debug register that enters the check of a point (replay_points.cc),
+  // armed around each run of user code while the task runs toward it.
+  std::unique_ptr<ExecutionBreakpoint> pointBreakpoint_;
   std::vector<pid_t> zombies_;  // exited leaders, reaped once their threads are gone
   // Set when the recording patched RDTSC or this machine does not trap it.
   std::optional<RdtscPatcher> rdtscPatcher_;
   bool timeShim_ = false;  // the recording had the time shim (time_shim.h)
+  std::optional<schema::Event::Reader> currentEvent_;  // the event being replayed
+  std::string lastMatched_;                // the last event whose checks passed, for reports
+  std::vector<AddressRange> trampolines_;  // rec's pages in the task now (not digested)
 };
 
 }  // namespace rec

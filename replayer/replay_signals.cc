@@ -1,5 +1,4 @@
-// Replaying signals and rdtsc, and stopping a task at a point in the middle
-// of its user code through a conditional breakpoint (tracee/code_patch.h).
+// Replaying signals and rdtsc (points in user code: replay_points.cc).
 
 #include <elf.h>
 #include <fcntl.h>
@@ -27,143 +26,6 @@
 #include "syscall_table.h"
 
 namespace rec {
-
-user_regs_struct ReplaySession::rawRegisters(schema::Registers::Reader r) {
-  user_regs_struct raw{};
-  std::memcpy(&raw, r.getRaw().begin(), std::min(sizeof raw, r.getRaw().size()));
-  return raw;
-}
-
-namespace {
-// A free page within reach of a rel32 jump from `ip`, or 0.
-uint64_t freePageNear(const std::vector<MapEntry>& maps, uint64_t ip) {
-  constexpr uint64_t kReach = (1ull << 31) - (1ull << 20);
-  constexpr uint64_t kLowest = 0x10000, kHighest = 0x7ffffffff000;
-  uint64_t best = 0, bestDistance = ~0ull;
-  uint64_t previousEnd = kLowest;
-  auto consider = [&](uint64_t gapStart, uint64_t gapEnd) {
-    if (gapEnd <= gapStart || gapEnd - gapStart < 2 * 4096) return;
-    // Keep a page of distance from both neighbours.
-    uint64_t lo = gapStart + 4096, hi = gapEnd - 2 * 4096;
-    uint64_t candidate = std::clamp(ip & ~uint64_t{4095}, lo, hi);
-    uint64_t distance = candidate > ip ? candidate - ip : ip - candidate;
-    if (distance < bestDistance) {
-      best = candidate;
-      bestDistance = distance;
-    }
-  };
-  for (const auto& m : maps) {
-    consider(previousEnd, std::min(m.start, kHighest));
-    previousEnd = std::max(previousEnd, m.end);
-  }
-  consider(previousEnd, kHighest);
-  return bestDistance < kReach ? best : 0;
-}
-}  // namespace
-
-// Stops the task at the first execution of expected.rip whose registers all
-// equal `expected`: plants a conditional breakpoint there (tracee/code_patch.h)
-// and runs the task into it.
-std::vector<MemoryCheck> ReplaySession::memoryChecks(capnp::List<schema::MemWrite>::Reader list) {
-  std::vector<MemoryCheck> out;
-  for (auto w : list) {
-    MemoryCheck c{w.getAddress(), 0};
-    std::memcpy(&c.value, w.getData().begin(), std::min<size_t>(8, w.getData().size()));
-    out.push_back(c);
-  }
-  return out;
-}
-
-void ReplaySession::reachPoint(ReplayTask& t, const user_regs_struct& expected,
-                               const std::vector<MemoryCheck>& memory, const std::string& what) {
-  using Park = ReplayTask::Park;
-  StraySignals strays;
-  // Bring the task to a stop from which rec can run syscalls in it.
-  if (t.park == Park::Initial) {
-    if (auto death = advanceInitial(t))
-      diverge(t, fmt::format("to reach {}", what), describeStop(*death));
-  } else if (t.park == Park::SkipPending) {
-    skipSyscall(t);
-    const Registers regs = t.task.regs();
-    skipToSyscallExit(t.task, regs.result(), strays);
-    t.task.setRegs(regs);  // the skip's result and ip, now at the syscall's exit
-    t.park = Park::Resumable;
-  } else if (t.park != Park::Resumable) {
-    throw RecError(kExitBadTrace, fmt::format("rec: event #{}: a point in user code for a task "
-                                              "inside a syscall",
-                                              eventIndex_));
-  }
-  bool hasPending = t.pendingSignal != 0;
-  siginfo_t pendingInfo{};
-  if (hasPending) pendingInfo = t.task.siginfo();
-
-  uint64_t ip = expected.rip;
-  uint8_t code[kCodeWindow] = {};
-  size_t n = t.task.read(ip, code, sizeof code);
-  auto length = patchableLength(std::span<const uint8_t>(code, n), ip);
-  uint64_t page = freePageNear(readMaps(t.task.tid()), ip);
-  if (!length || !page)
-    diverge(t, fmt::format("to reach {} at {:#x}", what, ip), "has no patchable code there");
-  auto trampoline =
-      buildTrampoline(page, ip, std::span<const uint8_t>(code, n), *length, expected, memory);
-  if (!trampoline)
-    diverge(t, fmt::format("to reach {} at {:#x}", what, ip), "has no relocatable code there");
-  int64_t mapped = remoteSyscall(
-      t.task, SYS_mmap,
-      {page, kTrampolineSize, PROT_READ | PROT_EXEC,
-       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, static_cast<uint64_t>(-1), 0},
-      strays);
-  if (mapped != static_cast<int64_t>(page))
-    throw RecError(kExitInternal, fmt::format("rec: cannot map a trampoline at {:#x}", page));
-  t.task.write(page, trampoline->page.data(), trampoline->page.size());
-  t.task.write(ip, trampoline->jump.data(), trampoline->jump.size());
-
-  if (hasPending) t.task.setSiginfo(pendingInfo);
-  activePatch_ = ActivePatch{t.recordedTid, ip, std::vector<uint8_t>(code, code + *length), page,
-                             trampoline->trapIp};
-  resumeUserCode(t, std::exchange(t.pendingSignal, 0));
-  for (;;) {
-    Stop stop = t.task.wait();
-    if (observerClaims(t, stop)) {
-      resumeUserCode(t, 0);
-      continue;
-    }
-    if (stop.kind == StopKind::Signal) {
-      siginfo_t info = t.task.siginfo();
-      if (stop.signal == SIGTRAP && t.task.regs().ip() == trampoline->trapIp) break;
-      if (!isSynchronousFault(stop.signal, info)) {
-        resumeUserCode(t, 0);  // a replay-time signal, not the recording's
-        continue;
-      }
-    } else if (stop.kind == StopKind::GroupStop) {
-      resumeUserCode(t, 0);
-      continue;
-    }
-    activePatch_.reset();
-    t.task.write(ip, code, *length);
-    if (stop.kind == StopKind::Exited) {
-      t.park = Park::Dead;
-      throw RecError(kExitDivergence,
-                     fmt::format("rec: replay diverged at event #{} (task {}): expected to reach "
-                                 "{} at {:#x}, but the program {}",
-                                 eventIndex_, t.recordedTid, what, ip, describeStop(stop)));
-    }
-    std::string actual = stop.kind == StopKind::Seccomp ? "made a syscall"
-                         : stop.kind == StopKind::Signal
-                             ? fmt::format("received {}", sys::signalName(stop.signal))
-                             : describeStop(stop);
-    diverge(t, fmt::format("to reach {} at {:#x}", what, ip), actual);
-  }
-  // There: take the breakpoint away again and stand exactly at the point.
-  activePatch_.reset();
-  t.task.write(ip, code, *length);
-  Registers regs(expected);
-  regs.raw().eflags = t.task.regs().raw().eflags;
-  t.task.setRegs(regs);
-  remoteSyscall(t.task, SYS_munmap, {page, kTrampolineSize, 0, 0, 0, 0}, strays);
-  t.pendingSignal = 0;
-  t.park = Park::Resumable;
-}
 
 std::optional<Stop> ReplaySession::advanceInitial(ReplayTask& t) {
   for (;;) {
@@ -214,6 +76,9 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
   switch (e.getDisposition()) {
     case schema::SignalDisposition::INJECT_BEFORE_SYSCALL: {
       reachSeccomp(t, fmt::format("a syscall (to deliver {} there)", name));
+      if (e.hasRegisters())
+        checkRegisters(t, e.getRegisters(), fmt::format("a syscall (to deliver {} there)", name));
+      checkMemory(t, fmt::format("a syscall (to deliver {} there)", name));
       StraySignals strays;
       unwindSyscallEntry(t.task, strays);
       t.pendingSignal = signo;
@@ -233,12 +98,19 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
       if (mask && t.task.read(*mask, &maskBits, sizeof maskBits) == sizeof maskBits &&
           (maskBits & (uint64_t{1} << (signo - 1))))
         mask.reset();
+      // The syscall number the kernel's restart rules look at, as it was at
+      // the recording's delivery (-1 for a syscall rec answered at entry).
+      auto number = [&](int64_t fallback) {
+        return e.hasRegisters() ? static_cast<int64_t>(rawRegisters(e.getRegisters()).orig_rax)
+                                : fallback;
+      };
       if (mask || (t.park == ReplayTask::Park::SkipPending && t.skipIsSigsuspend)) {
         // The syscall ran with a temporary signal mask (sigsuspend, pselect6,
         // ppoll, epoll_pwait) that let this signal in: wait for real in
         // rt_sigsuspend with that mask, the signal queued first so it ends
         // the wait at once, and the kernel restores the mask as it did.
         ::syscall(SYS_tgkill, t.task.tgid(), t.task.tid(), signo);
+        auto programArgs = t.task.regs().syscallArgs();
         if (mask) {
           Registers& r = t.task.mutableRegs();
           r.setSyscallNumber(SYS_rt_sigsuspend);
@@ -249,15 +121,16 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
         waitSyscallExit(t);
         Registers& r = t.task.mutableRegs();
         r.setResult(t.skipResult);
-        r.setSyscallNumber(t.skipNumber);
+        r.setSyscallNumber(number(t.skipNumber));
+        r.setSyscallArgs(programArgs);  // the program's own, not rec's rt_sigsuspend arguments
         t.pendingSignal = 0;
       } else if (t.park == ReplayTask::Park::SkipPending) {
         StraySignals strays;
         skipToSyscallExit(t.task, t.skipResult, strays);
-        t.task.mutableRegs().setSyscallNumber(t.skipNumber);
+        t.task.mutableRegs().setSyscallNumber(number(t.skipNumber));
         t.pendingSignal = signo;
       } else if (t.park == ReplayTask::Park::Resumable && t.lastExecutedNumber >= 0) {
-        t.task.mutableRegs().setSyscallNumber(t.lastExecutedNumber);
+        t.task.mutableRegs().setSyscallNumber(number(t.lastExecutedNumber));
         t.pendingSignal = signo;
       } else {
         throw RecError(kExitBadTrace, fmt::format("rec: event #{}: signal at a syscall exit "
@@ -272,10 +145,11 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
       if (!e.getSynchronous()) t.awaitingSignal = signo;
       break;
     case schema::SignalDisposition::AT_POINT: {
-      reachPoint(t, rawRegisters(e.getRegisters()), memoryChecks(e.getMemory()),
+      reachPoint(t, recordedPoint(e.getRegisters(), e.getMemory(), e.hasState(), e.getState()),
                  fmt::format("where {} arrived", name));
       t.task.setSiginfo(info);
       t.pendingSignal = signo;
+      t.pendingFrame = recordedFrame(e);
       return;
     }
   }
@@ -296,10 +170,37 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
   }
   if (e.getSynchronous() && t.task.regs().ip() != e.getIp())
     diverge(t, fmt::format("{} at {:#x}", name, e.getIp()), "faulted elsewhere");
+  if (e.hasRegisters()) checkRegisters(t, e.getRegisters(), fmt::format("{}", name));
+  checkMemory(t, name);
   if (!e.getSynchronous()) t.task.setSiginfo(info);
   t.awaitingSignal = 0;
   t.pendingSignal = signo;
+  t.pendingFrame = recordedFrame(e);
   t.park = ReplayTask::Park::Resumable;
+}
+
+std::optional<FrameTrapWords> ReplaySession::recordedFrame(schema::SignalEvent::Reader e) {
+  if (e.getFrame().size() != 3) return std::nullopt;
+  return FrameTrapWords{e.getFrame()[0], e.getFrame()[1], e.getFrame()[2]};
+}
+
+// Resumes a Resumable task, delivering its pending signal. Where the
+// recording wrote the handler's frame, the task is single-stepped into the
+// handler and the frame's trap words are made the recorded ones (signals.h).
+void ReplaySession::resumeDeliveringPending(ReplayTask& t) {
+  int signo = std::exchange(t.pendingSignal, 0);
+  std::optional<FrameTrapWords> frame = std::exchange(t.pendingFrame, std::nullopt);
+  if (!signo || !frame) {
+    resumeUserCode(t, signo);
+    return;
+  }
+  t.task.resume(Task::Resume::Step, signo);
+  Stop stop = t.task.wait();
+  if (stop.kind != StopKind::Signal || stop.signal != SIGTRAP)
+    diverge(t, fmt::format("to enter the handler of {}", sys::signalName(signo)),
+            describeStop(stop));
+  writeFrameTrapWords(t.task, *frame);
+  resumeUserCode(t, 0);
 }
 
 void ReplaySession::onRdtsc(ReplayTask& t, schema::RdtscEvent::Reader e) {
@@ -309,6 +210,9 @@ void ReplaySession::onRdtsc(ReplayTask& t, schema::RdtscEvent::Reader e) {
   if (stop.kind != StopKind::Signal || (stop.signal != SIGSEGV && !patched) ||
       t.task.regs().ip() != e.getIp())
     diverge(t, fmt::format("rdtsc at {:#x}", e.getIp()), describeStop(stop));
+  if (e.hasRegisters())
+    checkRegisters(t, e.getRegisters(), fmt::format("rdtsc at {:#x}", e.getIp()));
+  checkMemory(t, "rdtsc");
   Registers& r = t.task.mutableRegs();
   r.raw().rax = e.getValue() & 0xffffffff;
   r.raw().rdx = e.getValue() >> 32;

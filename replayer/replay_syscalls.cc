@@ -28,6 +28,7 @@
 #include "seccomp_filter.h"
 #include "signals.h"
 #include "syscall_table.h"
+#include "task_state.h"
 
 namespace rec {
 
@@ -79,6 +80,11 @@ void ReplaySession::checkSyscallMatches(ReplayTask& t, schema::SyscallEvent::Rea
       if (t.task.readCString(args[indexes[i]]) != std::string_view(strings[i].cStr()))
         diverge(t, expected(), actual());
   }
+  if (t.entryRegs) {
+    if (auto d = registerDifference(*t.entryRegs, t.task.regs().raw()))
+      diverge(t, expected() + " with every register as recorded", "arrived with " + *d);
+  }
+  checkMemory(t, expected());
 }
 
 Stop ReplaySession::waitSyscallExit(ReplayTask& t) {
@@ -382,7 +388,27 @@ void ReplaySession::parkSkipPending(ReplayTask& t, schema::SyscallEvent::Reader 
   t.park = ReplayTask::Park::SkipPending;
 }
 
+// The registers recorded at the syscall's entry, decoded against the task's
+// previous syscall (task_state.h: predictSyscallEntry).
+void ReplaySession::decodeEntryRegisters(ReplayTask& t, schema::SyscallEvent::Reader e) {
+  t.entryRegs.reset();
+  if (!e.hasRegisters()) return;
+  auto r = e.getRegisters();
+  if (r.getRaw().size() != 0) {
+    t.entryRegs = rawRegisters(r);
+  } else {
+    std::array<uint64_t, 6> args{};
+    for (unsigned i = 0; i < 6 && i < e.getArgs().size(); ++i) args[i] = e.getArgs()[i];
+    RegisterDelta delta{r.getChangedMask(), {}};
+    for (uint64_t v : r.getChanged()) delta.values.push_back(v);
+    t.entryRegs = applyRegisterDelta(
+        predictSyscallEntry(t.lastSyscallRegs, e.getNumber(), args, e.getIp()), delta);
+  }
+  t.lastSyscallRegs = *t.entryRegs;
+}
+
 void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
+  decodeEntryRegisters(t, e);
   const sys::SyscallRow* row = sys::findSyscall(e.getNumber());
   bool failed = e.getResult() < 0 && e.getResult() > -4096;
   bool executed = row && row->support == sys::Support::Executed && !e.getRefused() && !failed;

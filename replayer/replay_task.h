@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "replay_session.h"
+#include "signals.h"
 #include "syscall_table.h"
 #include "task.h"
 #include "trace_file.h"
@@ -67,8 +68,9 @@ struct ReplaySession::ReplayTask {
   int recordedTid;
   Task task;
   Park park = Park::Initial;
-  int pendingSignal = 0;   // delivered/raised when the task is next resumed
-  int awaitingSignal = 0;  // a signal rec raised whose delivery stop is due
+  int pendingSignal = 0;                       // delivered/raised when the task is next resumed
+  std::optional<FrameTrapWords> pendingFrame;  // and the trap words its handler's frame had
+  int awaitingSignal = 0;                      // a signal rec raised whose delivery stop is due
   // The emulated syscall a SkipPending task sits in. Whether it is simply
   // skipped or completed at its exit (to deliver a signal there with the
   // kernel's restart rules) is decided by the task's next event.
@@ -85,6 +87,10 @@ struct ReplaySession::ReplayTask {
   std::optional<int> deadStatus;                // reaped while replaying a sibling's execve
   std::shared_ptr<TimeShimSpace> timeSpace;     // shared by tasks created with CLONE_VM
   uint64_t lastBufferedEvent = UINT64_MAX - 1;  // index of its last time shim answer
+  // Registers recorded at the entry of its current and previous syscall
+  // (the previous one predicts the current one: task_state.h).
+  std::optional<user_regs_struct> entryRegs;
+  user_regs_struct lastSyscallRegs{};
 };
 
 }  // namespace rec

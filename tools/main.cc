@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <set>
 
 #include "commands.h"
@@ -41,6 +42,7 @@ struct RecordFlags {
   bool failExit = false, failSignal = false;
   bool chaos = false;
   uint64_t chaosSeed = 0;
+  bool checkMemory = false;
 };
 
 std::chrono::milliseconds durationOption(const std::string& name, const std::string& value) {
@@ -91,6 +93,7 @@ int record(std::vector<std::string> command, std::string output, bool verbose,
   options.verbose = verbose;
   options.timeout = durationOption("--timeout", flags.timeout);
   options.chaos = chaos;
+  options.checkMemory = flags.checkMemory;
   rec::RecordSession session(options);
   int status = session.run();
   if (defaultLocation) rec::updateLatestLink(output);
@@ -113,9 +116,11 @@ struct DebugFlags {
   std::string gdb = "gdb";
   std::vector<std::string> gdbArgs;
   bool noCheckpoints = false;
+  std::optional<int64_t> checkpointIntervalMs;
+  std::optional<size_t> maxCheckpoints;
 };
 
-int replay(std::string trace, bool force, bool verbose, const DebugFlags& d) {
+int replay(std::string trace, bool force, bool verbose, bool check, const DebugFlags& d) {
   ::signal(SIGPIPE, SIG_IGN);
   if (trace.empty()) trace = rec::latestTracePath();
   bool debugging = d.debug || d.port >= 0;
@@ -123,9 +128,12 @@ int replay(std::string trace, bool force, bool verbose, const DebugFlags& d) {
     if (d.gotoSet || d.atEnd || d.process || d.onFork)
       throw rec::RecError(rec::kExitUsage,
                           "rec: -g, -e, -p and --onfork need -d or --gdb-port (a debugger)");
-    rec::ReplaySession session({trace, force, verbose});
+    rec::ReplaySession session({trace, force, verbose, check});
     return session.run();
   }
+  if (check)
+    throw rec::RecError(rec::kExitUsage,
+                        "rec: --check replays without a debugger: drop -d/--gdb-port");
   if (d.process && d.onFork)
     throw rec::RecError(rec::kExitUsage, "rec: -p and --onfork name one process: give one");
   if ((d.gotoSet ? 1 : 0) + (d.atEnd ? 1 : 0) + (d.onFork ? 1 : 0) > 1)
@@ -149,6 +157,9 @@ int replay(std::string trace, bool force, bool verbose, const DebugFlags& d) {
     o.start = rec::dbg::TimelineOptions::Start::AtFork;
   }
   o.checkpoints.enabled = !d.noCheckpoints;
+  if (d.checkpointIntervalMs)
+    o.checkpoints.interval = std::chrono::milliseconds(*d.checkpointIntervalMs);
+  if (d.maxCheckpoints) o.checkpoints.maxCount = *d.maxCheckpoints;
   return rec::dbg::runDebugger(o);
 }
 
@@ -190,6 +201,9 @@ int main(int argc, char** argv) {
   recordCmd->add_flag("--chaos", recordFlags.chaos,
                       "Perturb scheduling to surface races (seed printed and stored)");
   recordCmd->add_option("--chaos-seed", recordFlags.chaosSeed, "Seed for --chaos");
+  recordCmd->add_flag("--check-memory", recordFlags.checkMemory,
+                      "Store a digest of the program's memory at every event, for replay to "
+                      "check (slow; see docs/exactness.md)");
   recordCmd->footer("Usage: rec record [OPTIONS] [--] PROGRAM [ARGS...]");
 
   std::string trace;
@@ -198,6 +212,10 @@ int main(int argc, char** argv) {
   replayCmd->add_option("trace", trace, "Trace file (default: the latest recording)");
   replayCmd->add_flag("--force", force, "Replay even on a CPU that differs from the recording's");
   replayCmd->add_flag("-v,--verbose", verbose, "Say what rec is doing on stderr");
+  bool check = false;
+  replayCmd->add_flag("--check", check,
+                      "Demand memory digests at every event (a trace recorded with "
+                      "--check-memory) and check them");
   DebugFlags debugFlags;
   replayCmd->add_flag("-d,--debug", debugFlags.debug,
                       "Debug the replay with gdb (started by rec, at the program's first "
@@ -225,6 +243,15 @@ int main(int argc, char** argv) {
   replayCmd->add_flag("--no-checkpoints", debugFlags.noCheckpoints,
                       "With a debugger: no automatic checkpoints (going back replays from the "
                       "start)");
+  replayCmd
+      ->add_option("--checkpoint-interval", debugFlags.checkpointIntervalMs,
+                   "With a debugger: replay time in ms between automatic checkpoints "
+                   "(default 200)")
+      ->check(CLI::Range(int64_t{0}, int64_t{3600000}));
+  replayCmd
+      ->add_option("--max-checkpoints", debugFlags.maxCheckpoints,
+                   "With a debugger: automatic checkpoints kept at most (default 24)")
+      ->check(CLI::Range(size_t{2}, size_t{10000}));
 
   rec::DumpOptions dump;
   auto* dumpCmd = app.add_subcommand("dump", "List the events of a trace");
@@ -289,7 +316,7 @@ int main(int argc, char** argv) {
       if (recordFlags.chaosSeed) recordFlags.chaos = true;
       return record(command, output, verbose, recordFlags);
     }
-    if (*replayCmd) return replay(trace, force, verbose, debugFlags);
+    if (*replayCmd) return replay(trace, force, verbose, check, debugFlags);
     if (*dumpCmd) return rec::runDump(dump);
     if (*infoCmd) return rec::runInfo(info);
     if (*psCmd) return rec::runPs(ps);

@@ -2,7 +2,9 @@
 
 #include <capstone/capstone.h>
 
+#include <algorithm>
 #include <cstring>
+#include <map>
 #include <memory>
 
 namespace rec {
@@ -10,19 +12,28 @@ namespace rec {
 namespace {
 
 constexpr uint64_t kArithmeticFlags = 0xcd5;  // CF PF AF ZF SF DF OF
-constexpr size_t kDataSize = 256;             // expected values, then code
+
+// The data page: what the check compares with, and its own stack.
+constexpr size_t kExpectedRegs = 0;         // 16 registers, x86 encoding order
+constexpr size_t kExpectedFlags = 16 * 8;   // eflags & kArithmeticFlags
+constexpr size_t kExpectedMemory = 17 * 8;  // up to kMaxMemoryChecks words
+constexpr size_t kMaxMemoryChecks = 8;
+constexpr size_t kSavedRsp = kExpectedMemory + kMaxMemoryChecks * 8;  // the program's rsp
+constexpr size_t kStackTop = kPageSize;                               // the check's own stack
 
 // One decoded instruction, owned.
 struct Insn {
-  uint64_t address;
+  uint64_t address = 0;
   std::vector<uint8_t> bytes;
   bool relativeBranch = false;  // jmp/jcc rel
   bool conditional = false;
+  uint8_t condition = 0;  // jcc: the low nibble of its opcode
   uint64_t target = 0;
   bool ripRelative = false;  // memory operand relative to rip
   uint8_t dispOffset = 0;
-  bool endsFlow = false;   // ret, indirect jmp: nothing falls through
-  bool forbidden = false;  // cannot run from elsewhere
+  bool endsFlow = false;  // jmp, ret, indirect jmp: nothing falls through
+  bool stop = false;      // cannot run from a copy: depends on its address, or traps
+  size_t size() const { return bytes.size(); }
 };
 
 struct CapstoneHandle {
@@ -42,16 +53,16 @@ CapstoneHandle& capstone() {
   return cs;
 }
 
-std::vector<Insn> decode(std::span<const uint8_t> code, uint64_t ip, size_t minBytes) {
+// The instruction at `address`, from `code` which starts at `codeStart`.
+std::optional<Insn> decodeAt(std::span<const uint8_t> code, uint64_t codeStart, uint64_t address) {
   CapstoneHandle& cs = capstone();
-  std::vector<Insn> out;
-  if (!cs.ok) return out;
-  const uint8_t* p = code.data();
-  size_t size = code.size();
-  uint64_t address = ip;
-  size_t total = 0;
+  if (!cs.ok || address < codeStart || address >= codeStart + code.size()) return std::nullopt;
+  const uint8_t* p = code.data() + (address - codeStart);
+  size_t size = code.size() - (address - codeStart);
+  uint64_t at = address;
   cs_insn* insn = cs_malloc(cs.handle);
-  while (total < minBytes && cs_disasm_iter(cs.handle, &p, &size, &address, insn)) {
+  std::optional<Insn> out;
+  if (cs_disasm_iter(cs.handle, &p, &size, &at, insn)) {
     Insn d;
     d.address = insn->address;
     d.bytes.assign(insn->bytes, insn->bytes + insn->size);
@@ -70,27 +81,35 @@ std::vector<Insn> decode(std::span<const uint8_t> code, uint64_t ip, size_t minB
       case X86_INS_JCXZ:
       case X86_INS_JECXZ:
       case X86_INS_JRCXZ:
-        d.forbidden = true;
+      case X86_INS_SYSCALL:
+      case X86_INS_SYSENTER:
+      case X86_INS_INT3:
+      case X86_INS_UD2:
+      case X86_INS_HLT:
+      case X86_INS_RDTSC:
+      case X86_INS_RDTSCP:
+      case X86_INS_XBEGIN:
+        d.stop = true;
         break;
       default:
         break;
     }
     if (cs_insn_group(cs.handle, insn, CS_GRP_CALL) || cs_insn_group(cs.handle, insn, CS_GRP_INT) ||
-        cs_insn_group(cs.handle, insn, CS_GRP_IRET) || insn->id == X86_INS_SYSCALL ||
-        insn->id == X86_INS_SYSENTER || insn->id == X86_INS_INT3 || insn->id == X86_INS_UD2)
-      d.forbidden = true;
+        cs_insn_group(cs.handle, insn, CS_GRP_IRET))
+      d.stop = true;
     if (jump && relative) {
       d.relativeBranch = true;
       d.conditional = insn->id != X86_INS_JMP;
+      d.condition = x86.opcode[0] == 0x0f ? x86.opcode[1] & 0x0f : x86.opcode[0] & 0x0f;
       d.target = static_cast<uint64_t>(x86.operands[0].imm);
+      d.endsFlow = !d.conditional;
     } else if (jump || cs_insn_group(cs.handle, insn, CS_GRP_RET)) {
       d.endsFlow = true;  // indirect jmp or ret
     }
-    total += insn->size;
-    out.push_back(std::move(d));
+    if (d.ripRelative && !d.dispOffset) d.stop = true;  // cannot be moved
+    out = std::move(d);
   }
   cs_free(insn, 1);
-  if (total < minBytes) out.clear();
   return out;
 }
 
@@ -105,13 +124,6 @@ bool fitsInt32(int64_t v) {
   return v >= INT32_MIN && v <= INT32_MAX;
 }
 
-// jmp *0(%rip); .quad target
-void absoluteJump(std::vector<uint8_t>& code, uint64_t target) {
-  const uint8_t jmp[] = {0xff, 0x25, 0, 0, 0, 0};
-  code.insert(code.end(), jmp, jmp + sizeof jmp);
-  put64(code, target);
-}
-
 // The 16 general registers in x86 encoding order.
 uint64_t regByNumber(const user_regs_struct& r, int n) {
   const unsigned long long values[16] = {r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi,
@@ -119,145 +131,290 @@ uint64_t regByNumber(const user_regs_struct& r, int n) {
   return values[n];
 }
 
+// Machine code at a known address, with labels for forward branches.
+class Assembler {
+ public:
+  explicit Assembler(uint64_t base) : base_(base) {}
+  uint64_t here() const { return base_ + out_.size(); }
+  std::vector<uint8_t>& bytes() { return out_; }
+
+  int label() {
+    labels_.push_back(0);
+    return static_cast<int>(labels_.size() - 1);
+  }
+  void bind(int l) { labels_[l] = here(); }
+  uint64_t address(int l) const { return labels_[l]; }
+
+  void emit(std::initializer_list<uint8_t> b) { out_.insert(out_.end(), b); }
+  void emit(const std::vector<uint8_t>& b) { out_.insert(out_.end(), b.begin(), b.end()); }
+  // A rel32 field to `l`, measured from the end of the field (all uses here
+  // end their instruction with it).
+  void rel32(int l) {
+    fixups_.push_back({out_.size(), l});
+    put32(out_, 0);
+  }
+  // disp32 to an absolute address, ending the instruction.
+  bool ripDisp(uint64_t target) {
+    int64_t d = static_cast<int64_t>(target) - static_cast<int64_t>(here() + 4);
+    if (!fitsInt32(d)) return false;
+    put32(out_, static_cast<uint32_t>(d));
+    return true;
+  }
+  void jmp(int l) {
+    emit({0xe9});
+    rel32(l);
+  }
+  void jcc(uint8_t condition, int l) {
+    emit({0x0f, static_cast<uint8_t>(0x80 | condition)});
+    rel32(l);
+  }
+  // jmp *0(%rip); .quad target
+  void absoluteJump(uint64_t target) {
+    emit({0xff, 0x25, 0, 0, 0, 0});
+    put64(out_, target);
+  }
+  bool resolve() {
+    for (auto [at, l] : fixups_) {
+      if (!labels_[l]) return false;
+      int64_t d = static_cast<int64_t>(labels_[l]) - static_cast<int64_t>(base_ + at + 4);
+      if (!fitsInt32(d)) return false;
+      uint32_t v = static_cast<uint32_t>(d);
+      std::memcpy(out_.data() + at, &v, 4);
+    }
+    return true;
+  }
+
+ private:
+  uint64_t base_;
+  std::vector<uint8_t> out_;
+  std::vector<uint64_t> labels_;
+  std::vector<std::pair<size_t, int>> fixups_;
+};
+
+constexpr uint8_t kJne = 0x5;
+
+// The in-process check: registers and memory words against the data page,
+// on the check's own stack. Falls into int3 on a match, else jumps to `miss`.
+bool emitCheck(Assembler& a, uint64_t data, size_t memoryWords,
+               const std::vector<uint64_t>& addresses, int miss,
+               std::vector<std::pair<uint64_t, uint64_t>>& loads) {
+  bool ok = true;
+  a.emit({0x48, 0x89, 0x25});  // mov %rsp, saved(%rip)
+  ok &= a.ripDisp(data + kSavedRsp);
+  a.emit({0x48, 0x8d, 0x25});  // lea stackTop(%rip), %rsp
+  ok &= a.ripDisp(data + kStackTop);
+  a.emit({0x9c});  // pushfq
+  // cmp %reg, expected(%rip); the registers most likely to differ first.
+  auto cmpReg = [&](int n, uint64_t at) {
+    a.emit({static_cast<uint8_t>(0x48 | (n >= 8 ? 0x04 : 0)), 0x39,
+            static_cast<uint8_t>(((n & 7) << 3) | 0x05)});
+    ok &= a.ripDisp(at);
+  };
+  const int order[15] = {0, 1, 2, 6, 7, 8, 9, 10, 11, 3, 5, 12, 13, 14, 15};
+  for (int n : order) {
+    cmpReg(n, data + kExpectedRegs + static_cast<uint64_t>(n) * 8);
+    a.jcc(kJne, miss);
+  }
+  // The program's rsp, as saved.
+  a.emit({0x50, 0x48, 0x8b, 0x05});  // push %rax; mov saved(%rip), %rax
+  ok &= a.ripDisp(data + kSavedRsp);
+  cmpReg(0, data + kExpectedRegs + 4 * 8);
+  a.emit({0x58});  // pop %rax (flags untouched)
+  a.jcc(kJne, miss);
+  a.emit({0x50,                            // push %rax
+          0x48, 0x8b, 0x44, 0x24, 0x08,    // mov 8(%rsp),%rax: the flags pushed
+          0x25, 0xd5, 0x0c, 0x00, 0x00});  // and $0xcd5,%eax
+  cmpReg(0, data + kExpectedFlags);
+  a.emit({0x58});
+  a.jcc(kJne, miss);
+  for (size_t i = 0; i < memoryWords; ++i) {
+    a.emit({0x50, 0x48, 0xb8});  // push %rax; movabs $address,%rax
+    put64(a.bytes(), addresses[i]);
+    uint64_t load = a.here();
+    a.emit({0x48, 0x8b, 0x00});  // mov (%rax),%rax
+    loads.push_back({load, a.here()});
+    cmpReg(0, data + kExpectedMemory + i * 8);
+    a.emit({0x58});
+    a.jcc(kJne, miss);
+  }
+  a.emit({0x9d});              // popfq
+  a.emit({0x48, 0x8b, 0x25});  // mov saved(%rip), %rsp
+  ok &= a.ripDisp(data + kSavedRsp);
+  a.emit({0xcc});  // int3
+  return ok;
+}
+
 }  // namespace
 
-std::optional<size_t> patchableLength(std::span<const uint8_t> code, uint64_t ip) {
-  std::vector<Insn> insns = decode(code, ip, kJumpSize);
-  if (insns.empty()) return std::nullopt;
-  size_t length = 0;
-  for (size_t i = 0; i < insns.size(); ++i) {
-    const Insn& d = insns[i];
-    bool last = i + 1 == insns.size();
-    if (d.forbidden) return std::nullopt;
-    if ((d.relativeBranch || d.endsFlow) && !last) return std::nullopt;
-    length += d.bytes.size();
-  }
-  return length;
+bool jumpPatchable(std::span<const uint8_t> code, uint64_t ip) {
+  auto d = decodeAt(code, ip, ip);
+  return d && !d->stop && d->size() >= kJumpSize;
+}
+
+bool relocatable(std::span<const uint8_t> code, uint64_t ip) {
+  auto d = decodeAt(code, ip, ip);
+  return d && !d->stop;
+}
+
+std::optional<uint64_t> Trampoline::originalOf(uint64_t copyIp) const {
+  for (auto [copy, original] : moved)
+    if (copy == copyIp) return original;
+  return std::nullopt;
+}
+
+bool Trampoline::inMemoryLoad(uint64_t ip) const {
+  for (auto [start, end] : memoryLoads)
+    if (ip >= start && ip < end) return true;
+  return false;
 }
 
 std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
-                                          std::span<const uint8_t> code, size_t length,
-                                          const user_regs_struct& expected,
+                                          std::span<const uint8_t> code, uint64_t codeStart,
+                                          PointEntry entry, const user_regs_struct& expected,
                                           std::span<const MemoryCheck> memory) {
-  std::vector<Insn> insns = decode(code, ip, length);
-  if (insns.empty()) return std::nullopt;
+  // The code to copy: [regionStart, ip) before the check, [ip, regionEnd) after.
+  std::vector<Insn> before, after;
+  uint64_t regionEnd = ip;
+  bool fallsOut = true;  // the last copied instruction falls through to regionEnd
+  auto first = decodeAt(code, codeStart, ip);
+  if (!first || first->stop) return std::nullopt;
+  if (entry == PointEntry::Jump) {
+    if (first->size() < kJumpSize) return std::nullopt;
+    after.push_back(*first);
+    regionEnd = ip + first->size();
+    fallsOut = !first->endsFlow;
+  } else {
+    // Forward from ip until something that cannot be copied, the end of
+    // the flow, or the window.
+    uint64_t at = ip;
+    while (at < ip + kRegionForward) {
+      auto d = decodeAt(code, codeStart, at);
+      if (!d || d->stop) break;
+      at += d->size();
+      after.push_back(*d);
+      if (d->endsFlow) break;
+    }
+    regionEnd = at;
+    fallsOut = !after.back().endsFlow;
+    // Backward to the start of the loop ip is in, if it is one: the earliest
+    // branch target before ip from which decoding reaches ip exactly.
+    uint64_t regionStart = ip;
+    for (int round = 0; round < 4; ++round) {
+      uint64_t earliest = regionStart;
+      auto consider = [&](const Insn& d) {
+        if (d.relativeBranch && d.target < earliest && d.target + kRegionBack >= ip &&
+            d.target >= codeStart)
+          earliest = d.target;
+      };
+      for (const Insn& d : before) consider(d);
+      for (const Insn& d : after) consider(d);
+      if (earliest == regionStart) break;
+      std::vector<Insn> more;
+      uint64_t a = earliest;
+      bool ok = true;
+      while (a < regionStart) {
+        auto d = decodeAt(code, codeStart, a);
+        if (!d || d->stop) {
+          ok = false;
+          break;
+        }
+        a += d->size();
+        more.push_back(*d);
+      }
+      if (!ok || a != regionStart) break;
+      more.insert(more.end(), before.begin(), before.end());
+      before = std::move(more);
+      regionStart = earliest;
+    }
+  }
+
   Trampoline t;
-  t.page.assign(kDataSize, 0);
-  // Expected values: the 16 registers (rsp as the trampoline sees it, after
-  // moving below the red zone and pushing the flags), then the flags.
-  constexpr uint64_t kStackShift = 128 + 8;
+  uint64_t data = pageAddress + kPageSize;
+  t.data.assign(kPageSize, 0);
   for (int n = 0; n < 16; ++n) {
     uint64_t v = regByNumber(expected, n);
-    if (n == 4) v -= kStackShift;
-    std::memcpy(t.page.data() + n * 8, &v, 8);
+    std::memcpy(t.data.data() + kExpectedRegs + n * 8, &v, 8);
   }
   uint64_t flags = expected.eflags & kArithmeticFlags;
-  std::memcpy(t.page.data() + 16 * 8, &flags, 8);
-  constexpr size_t kMaxMemoryChecks = 8;
+  std::memcpy(t.data.data() + kExpectedFlags, &flags, 8);
   if (memory.size() > kMaxMemoryChecks) memory = memory.first(kMaxMemoryChecks);
-  for (size_t i = 0; i < memory.size(); ++i)
-    std::memcpy(t.page.data() + (17 + i) * 8, &memory[i].value, 8);
-
-  std::vector<uint8_t> c;  // code, placed at pageAddress + kDataSize
-  auto here = [&] { return pageAddress + kDataSize + c.size(); };
-  std::vector<size_t> missFixups;  // rel32 fields to point at the miss path
-  auto jneMiss = [&] {
-    c.push_back(0x0f);
-    c.push_back(0x85);
-    missFixups.push_back(c.size());
-    put32(c, 0);
-  };
-  // cmp %reg, data(%rip)
-  auto cmpReg = [&](int n, uint64_t dataOffset) {
-    c.push_back(static_cast<uint8_t>(0x48 | (n >= 8 ? 0x04 : 0)));
-    c.push_back(0x39);
-    c.push_back(static_cast<uint8_t>(((n & 7) << 3) | 0x05));
-    uint64_t next = here() + 4;
-    put32(c, static_cast<uint32_t>(static_cast<int64_t>(pageAddress + dataOffset) -
-                                   static_cast<int64_t>(next)));
-  };
-  const uint8_t below[] = {0x48, 0x8d, 0x64, 0x24, 0x80};          // lea -0x80(%rsp),%rsp
-  const uint8_t back[] = {0x48, 0x8d, 0xa4, 0x24, 0x80, 0, 0, 0};  // lea 0x80(%rsp),%rsp
-  c.insert(c.end(), below, below + sizeof below);
-  c.push_back(0x9c);  // pushfq
-  // The registers most likely to differ between iterations come first.
-  const int order[16] = {0, 1, 2, 6, 7, 8, 9, 10, 11, 3, 5, 12, 13, 14, 15, 4};
-  for (int n : order) {
-    cmpReg(n, static_cast<uint64_t>(n) * 8);
-    jneMiss();
-  }
-  const uint8_t flagsCheck[] = {0x50,                           // push %rax
-                                0x48, 0x8b, 0x44, 0x24, 0x08,   // mov 8(%rsp),%rax
-                                0x25, 0xd5, 0x0c, 0x00, 0x00};  // and $0xcd5,%eax
-  c.insert(c.end(), flagsCheck, flagsCheck + sizeof flagsCheck);
-  cmpReg(0, 16 * 8);
-  c.push_back(0x58);  // pop %rax (flags untouched)
-  jneMiss();
+  std::vector<uint64_t> addresses;
   for (size_t i = 0; i < memory.size(); ++i) {
-    c.push_back(0x50);  // push %rax
-    c.push_back(0x48);  // movabs $address,%rax
-    c.push_back(0xb8);
-    put64(c, memory[i].address);
-    const uint8_t load[] = {0x48, 0x8b, 0x00};  // mov (%rax),%rax
-    c.insert(c.end(), load, load + sizeof load);
-    cmpReg(0, (17 + i) * 8);
-    c.push_back(0x58);  // pop %rax
-    jneMiss();
+    std::memcpy(t.data.data() + kExpectedMemory + i * 8, &memory[i].value, 8);
+    addresses.push_back(memory[i].address);
   }
-  // Match: restore and trap.
-  c.push_back(0x9d);  // popfq
-  c.insert(c.end(), back, back + sizeof back);
-  c.push_back(0xcc);  // int3
-  t.trapIp = here();
-  // Miss: restore, run the displaced instructions, go on after them.
-  size_t miss = c.size();
-  for (size_t at : missFixups) {
-    int32_t rel = static_cast<int32_t>(miss - (at + 4));
-    std::memcpy(c.data() + at, &rel, 4);
-  }
-  c.push_back(0x9d);
-  c.insert(c.end(), back, back + sizeof back);
-  bool fallsThrough = true;
-  for (const Insn& d : insns) {
+
+  Assembler a(pageAddress);
+  int check = a.label(), miss = a.label(), faultMiss = a.label();
+  std::map<uint64_t, int> copyOf;  // original address -> label of its copy
+  for (const Insn& d : before) copyOf[d.address] = a.label();
+  for (const Insn& d : after) copyOf[d.address] = a.label();
+  std::map<uint64_t, int> stubs;  // targets outside the copy -> absolute jumps
+  auto targetLabel = [&](uint64_t target) {
+    if (target == ip) return check;
+    if (auto it = copyOf.find(target); it != copyOf.end()) return it->second;
+    auto [it, fresh] = stubs.try_emplace(target, 0);
+    if (fresh) it->second = a.label();
+    return it->second;
+  };
+  auto copy = [&](const Insn& d) -> bool {
+    a.bind(copyOf[d.address]);
+    t.moved.push_back({a.here(), d.address});
     if (d.relativeBranch) {
-      uint64_t fallthrough = d.address + d.bytes.size();
-      if (d.conditional) {
-        // jcc over the fall-through jump to the taken one. The condition is
-        // the low nibble of the opcode (0x7X short, 0x0F 0x8X near).
-        uint8_t cc = d.bytes[0] == 0x0f ? d.bytes[1] & 0x0f : d.bytes[0] & 0x0f;
-        const uint8_t jcc[] = {0x0f, static_cast<uint8_t>(0x80 | cc), 14, 0, 0, 0};
-        c.insert(c.end(), jcc, jcc + sizeof jcc);
-        absoluteJump(c, fallthrough);
-      }
-      absoluteJump(c, d.target);
-      fallsThrough = false;
-      break;
+      if (d.conditional)
+        a.jcc(d.condition, targetLabel(d.target));
+      else
+        a.jmp(targetLabel(d.target));
+      return true;
     }
-    size_t start = c.size();
-    uint64_t newAddress = here();
-    c.insert(c.end(), d.bytes.begin(), d.bytes.end());
+    size_t start = a.bytes().size();
+    uint64_t newAddress = a.here();
+    a.emit(d.bytes);
     if (d.ripRelative) {
-      if (!d.dispOffset) return std::nullopt;
       int32_t disp;
       std::memcpy(&disp, d.bytes.data() + d.dispOffset, 4);
       int64_t moved =
           int64_t{disp} + static_cast<int64_t>(d.address) - static_cast<int64_t>(newAddress);
-      if (!fitsInt32(moved)) return std::nullopt;
+      if (!fitsInt32(moved)) return false;
       int32_t newDisp = static_cast<int32_t>(moved);
-      std::memcpy(c.data() + start + d.dispOffset, &newDisp, 4);
+      std::memcpy(a.bytes().data() + start + d.dispOffset, &newDisp, 4);
     }
-    if (d.endsFlow) fallsThrough = false;
-  }
-  if (fallsThrough) absoluteJump(c, ip + length);
-  if (kDataSize + c.size() > kTrampolineSize) return std::nullopt;
-  t.page.insert(t.page.end(), c.begin(), c.end());
+    return true;
+  };
 
-  int64_t rel =
-      static_cast<int64_t>(pageAddress + kDataSize) - static_cast<int64_t>(ip + kJumpSize);
-  if (!fitsInt32(rel)) return std::nullopt;
-  t.jump = {0xe9};
-  put32(t.jump, static_cast<uint32_t>(static_cast<int32_t>(rel)));
-  while (t.jump.size() < length) t.jump.push_back(0x90);  // never executed
+  bool ok = true;
+  for (const Insn& d : before) ok &= copy(d);
+  a.bind(check);
+  t.checkIp = a.here();
+  ok &= emitCheck(a, data, memory.size(), addresses, miss, t.memoryLoads);
+  t.trapIp = a.here();
+  t.resumeIp = a.here();  // X's copy follows the int3
+  for (const Insn& d : after) ok &= copy(d);
+  if (fallsOut) a.absoluteJump(regionEnd);
+  // Miss: the program's flags and stack back, then X's instructions.
+  a.bind(miss);
+  a.emit({0x9d, 0x48, 0x8b, 0x25});  // popfq; mov saved(%rip), %rsp
+  ok &= a.ripDisp(data + kSavedRsp);
+  a.jmp(copyOf[ip]);
+  // A memory word's load faulted (rec moved the task here): %rax is on the stack.
+  a.bind(faultMiss);
+  t.faultMissIp = a.here();
+  a.emit({0x58});
+  a.jmp(miss);
+  for (auto [target, l] : stubs) {
+    a.bind(l);
+    a.absoluteJump(target);
+  }
+  if (!ok || !a.resolve() || a.bytes().size() > kPageSize) return std::nullopt;
+  t.code = std::move(a.bytes());
+
+  if (entry == PointEntry::Jump) {
+    int64_t rel = static_cast<int64_t>(t.checkIp) - static_cast<int64_t>(ip + kJumpSize);
+    if (!fitsInt32(rel)) return std::nullopt;
+    t.jump = {0xe9};
+    put32(t.jump, static_cast<uint32_t>(static_cast<int32_t>(rel)));
+    while (t.jump.size() < first->size()) t.jump.push_back(0x90);  // never executed
+  }
   return t;
 }
 
@@ -327,8 +484,8 @@ std::vector<uint64_t> memoryWrittenBy(std::span<const uint8_t> code, uint64_t ip
 }
 
 size_t instructionLength(std::span<const uint8_t> code, uint64_t ip) {
-  std::vector<Insn> insns = decode(code, ip, 1);
-  return insns.empty() ? 0 : insns[0].bytes.size();
+  auto d = decodeAt(code, ip, ip);
+  return d ? d->size() : 0;
 }
 
 }  // namespace rec

@@ -1,16 +1,31 @@
-// In-process conditional breakpoints: how replay stops a task at an exact
-// point in the middle of user code without a branch counter.
+// In-process conditional breakpoints: how replay finds a point in the
+// middle of user code without a branch counter.
 //
-// A point is an instruction address X plus the full register file R seen
-// there during recording (a preemption or an asynchronous signal). Replay
-// replaces the first instructions at X with a jump to a trampoline in a page
-// near X; the trampoline compares the live registers with R and executes
-// int3 on a match, otherwise runs the displaced instructions and jumps back.
-// A miss costs a few nanoseconds, so hot loops stay fast, unlike a debug
-// register breakpoint (a ptrace stop per hit).
+// A point is an instruction address X plus the state recorded there: every
+// general register, the extended registers, a digest of memory
+// (task_state.h), and a few memory words the surrounding loop writes. Replay
+// runs the task with a check at X that compares the general registers and
+// those words in-process, at a few nanoseconds a pass, and traps into rec
+// only when they all match; rec then compares the rest of the state and
+// either stops there (the point: every bit the program's future depends on
+// is as recorded) or lets the task go on.
 //
-// The recorder only records points that are patchable (it single-steps a few
-// instructions on when needed), so replay can always plant the breakpoint.
+// The check lives in a trampoline: a code page and a data page mapped near
+// X. It never writes the program's memory: it saves rsp in its data page
+// and runs on its own small stack there (one task runs at a time during
+// replay). The task enters it one of two ways:
+//   - Jump: the instruction at X is at least 5 bytes long; replay writes a
+//     jmp over it. No path can enter the middle of one instruction, so
+//     nothing else is disturbed. Each pass costs the check alone.
+//   - DebugRegister: any instruction (a 2-byte `jmp .`, `pause`, a tight
+//     `dec; jnz` loop). Code is not touched; a hardware breakpoint at X stops
+//     the task (~26 us) and rec moves it into the trampoline, which holds a
+//     copy of the code around X (the loop, when X is in one: back branches
+//     stay inside the copy), so a hot loop keeps running checked in-process
+//     until it leaves the copied code.
+// The copied instructions run at other addresses: relative branches and
+// rip-relative operands are adjusted, and the copy ends before anything that
+// would notice its own address (call, syscall, traps).
 #pragma once
 
 #include <sys/user.h>
@@ -18,18 +33,28 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <utility>
 #include <vector>
 
 namespace rec {
 
 inline constexpr size_t kJumpSize = 5;     // jmp rel32
 inline constexpr size_t kCodeWindow = 32;  // bytes read at X to decide
-inline constexpr uint64_t kTrampolineSize = 4096;
+inline constexpr uint64_t kPageSize = 4096;
+inline constexpr uint64_t kTrampolineSize = 2 * kPageSize;  // code page, data page
+// Code copied around X for a DebugRegister entry: at most this far back
+// (the start of a loop X is in) and forward.
+inline constexpr uint64_t kRegionBack = 96;
+inline constexpr uint64_t kRegionForward = 96;
 
-// Bytes of whole instructions at `ip` that a 5-byte jump may replace, or
-// nullopt when they cannot be moved: a call, syscall, interrupt, loop/jrcxz,
-// or a branch before the last displaced instruction.
-std::optional<size_t> patchableLength(std::span<const uint8_t> code, uint64_t ip);
+enum class PointEntry { Jump, DebugRegister };
+
+// Whether the instruction at `ip` alone can take the 5-byte jump (Jump).
+bool jumpPatchable(std::span<const uint8_t> code, uint64_t ip);
+
+// Whether the instruction at `ip` can run from a copy (DebugRegister): not a
+// call, syscall, trap or anything else that depends on where it runs.
+bool relocatable(std::span<const uint8_t> code, uint64_t ip);
 
 // A memory word that must hold `value` at the point: tells apart the
 // iterations of a loop whose registers are the same every time round.
@@ -39,16 +64,30 @@ struct MemoryCheck {
 };
 
 struct Trampoline {
-  std::vector<uint8_t> page;  // contents of the trampoline page
-  uint64_t trapIp = 0;        // rip after the int3 when the registers matched
-  std::vector<uint8_t> jump;  // what to write at X (jmp rel32, padded with nops)
+  std::vector<uint8_t> code;  // the code page (mapped read + execute) at pageAddress
+  std::vector<uint8_t> data;  // the data page (read + write) after it
+  uint64_t checkIp = 0;       // the check: X's jump lands here, or rec moves the task here
+  uint64_t trapIp = 0;        // rip after the int3 of a match; registers are the program's
+  uint64_t resumeIp = 0;      // a candidate that was not the point goes on here (X's copy)
+  uint64_t faultMissIp = 0;   // a memory word's load faulted: rec moves the task here
+  std::vector<uint8_t> jump;  // Jump: the bytes written at X
+  // Each copied instruction: its address in the trampoline, its original one.
+  std::vector<std::pair<uint64_t, uint64_t>> moved;
+  // [start, end) of the memory-word loads: a fault there is a miss, not the program's.
+  std::vector<std::pair<uint64_t, uint64_t>> memoryLoads;
+
+  // The original address of a copied instruction (for reports).
+  std::optional<uint64_t> originalOf(uint64_t copyIp) const;
+  bool inMemoryLoad(uint64_t ip) const;
 };
 
-// Builds the trampoline for a page at `pageAddress` (within +-2 GiB of ip).
-// nullopt when the displaced code cannot be relocated there.
+// Builds the trampoline for pages at `pageAddress` (within +-2 GiB of ip).
+// `code` holds the task's code from `codeStart` on, covering ip (for a
+// DebugRegister entry, up to kRegionBack before and kRegionForward after it).
+// nullopt when the code at ip cannot be moved there.
 std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
-                                          std::span<const uint8_t> code, size_t length,
-                                          const user_regs_struct& expected,
+                                          std::span<const uint8_t> code, uint64_t codeStart,
+                                          PointEntry entry, const user_regs_struct& expected,
                                           std::span<const MemoryCheck> memory = {});
 
 // Addresses of the memory the instruction at `ip` writes, computed from the

@@ -2,8 +2,30 @@
 #pragma once
 
 #include <signal.h>
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
 
 namespace rec {
+
+class Task;
+
+// Whether the task's process has a handler for `signo` (SigCgt in
+// /proc/TID/status): delivering it then writes a frame on the task's stack.
+bool hasHandler(pid_t tid, int signo);
+
+// What the kernel writes into a handler's frame from its own record of the
+// task's last trap rather than from the task's registers: the error code,
+// the trap number and the fault address of the sigcontext. rec's own traps
+// (single steps, int3, debug registers) change that record, differently in
+// recording and replay, so the recorder stores these three words and replay
+// writes them back; the frame is then the same memory in both.
+using FrameTrapWords = std::array<uint64_t, 3>;  // err, trapno, cr2
+// At the first instruction of a handler (single-stepped into): rdx points at
+// the frame's ucontext.
+FrameTrapWords readFrameTrapWords(Task& task);
+void writeFrameTrapWords(Task& task, const FrameTrapWords& words);
 
 // A fault raised by the CPU or kernel for the instruction just executed: it
 // recurs by itself when replay executes the same instruction, whereas sent

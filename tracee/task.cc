@@ -140,6 +140,18 @@ std::optional<Stop> Task::poll() {
   return decodeStop(status);
 }
 
+std::optional<Stop> Task::waitUnlessInterrupted() {
+  int status = 0;
+  for (;;) {
+    pid_t r = ::waitpid(tid_, &status, __WALL);
+    if (r == tid_) break;
+    if (r < 0 && errno == EINTR) return std::nullopt;
+    throwErrno(kExitInternal, fmt::format("waitpid({})", tid_));
+  }
+  noteStopped();
+  return decodeStop(status);
+}
+
 char Task::kernelState() const {
   char buf[512];
   ScopedFd fd(::open(fmt::format("/proc/{}/stat", tid_).c_str(), O_RDONLY | O_CLOEXEC));

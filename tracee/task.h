@@ -101,6 +101,8 @@ class Task : public sys::MemoryReader {
   // 'S'/'D' asleep (in a syscall that waits), 't' in a ptrace stop, ...;
   // 0 when the task is gone.
   char kernelState() const;
+  // The same, but nullopt when a signal to rec interrupted the wait.
+  std::optional<Stop> waitUnlessInterrupted();
   // Called when a stop for this task was collected elsewhere (waitpid(-1)).
   void noteStopped() {
     regsValid_ = false;

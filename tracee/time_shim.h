@@ -20,6 +20,7 @@
 #include "remote_syscall.h"
 #include "scoped_fd.h"
 #include "task.h"
+#include "task_state.h"
 #include "time_shim/shim_abi.h"
 #include "trace.capnp.h"
 
@@ -27,6 +28,10 @@ namespace rec {
 
 inline constexpr uint64_t kTimeShimImage = REC_SHIM_IMAGE;
 inline constexpr uint64_t kTimeShimEnd = REC_SHIM_LOG + REC_SHIM_LOG_SIZE;
+// rec's own pages in every tracee (the scratch page, the shim's image,
+// control page and log) differ between recording and replay: digests of the
+// program's memory (task_state.h) leave them out.
+inline constexpr AddressRange kRecPages[] = {{kScratchAddress, kTimeShimEnd}};
 
 // The shim's ELF image as rec embeds it (loaded at kTimeShimImage).
 std::span<const std::byte> timeShimImage();

@@ -34,7 +34,8 @@ gdb_replay() {
   shift
   local c
   for c in "$@"; do commands+=(--gdb-arg=-ex "--gdb-arg=$c"); done
-  timeout -k 5 90 "$REC" replay -d ${options[@]+"${options[@]}"} "$trace" \
+  # shellcheck disable=SC2086 # CHECKPOINTS: options, split
+  timeout -k 5 90 "$REC" replay -d ${CHECKPOINTS:-} ${options[@]+"${options[@]}"} "$trace" \
     --gdb-arg=-batch --gdb-arg=-nx "${commands[@]}" </dev/null >"$T/$name.out" 2>&1
   echo $? >"$T/$name.status"
 }
@@ -389,4 +390,19 @@ t process_tree check_process_tree
 t detach_reattach check_detach_reattach
 t checkpoints_and_events check_checkpoints_and_events
 t hostile_packets check_hostile_packets
+
+# The same reverse execution when it starts from forked copies of the
+# replay (a checkpoint at every event, few kept: copies of copies, thinned
+# as it goes, threads re-created), not from the program's start.
+check_from_checkpoints() {
+  local CHECKPOINTS="--checkpoint-interval 0 --max-checkpoints 6"
+  check_reverse_stepping
+  check_crash
+  check_threads
+  gdb_replay stats "$T/race.rec" -- 'break writer' 'continue' 'continue' 'reverse-continue' \
+    'reverse-continue' 'monitor stats'
+  expect_in_order "$T/stats.out" \
+    '^[1-6] automatic checkpoint\(s\), [0-9]+ KiB of memory of their own; [0-9]+ made, [1-9][0-9]* restored'
+}
+t from_checkpoints check_from_checkpoints
 finish

@@ -8,77 +8,178 @@
 #include "code_patch.h"
 
 using rec::buildTrampoline;
-using rec::patchableLength;
+using rec::jumpPatchable;
+using rec::PointEntry;
+using rec::relocatable;
 
-TEST_CASE("patch sites: whole instructions, branches only last", "[patch]") {
-  // add $1,%rax ; cmpb $0,0x10(%rip) ; je -13
-  const uint8_t loop[] = {0x48, 0x83, 0xc0, 0x01, 0x80, 0x3d, 0x10,
-                          0,    0,    0,    0x00, 0x74, 0xf3, 0x90};
-  REQUIRE(patchableLength(loop, 0x1000) == 4u + 7u);
-  // Starting at the cmp: the cmp alone covers five bytes.
-  REQUIRE(patchableLength(std::span(loop).subspan(4), 0x1004) == 7u);
-  // Starting at the je: a branch followed by more code cannot be moved.
-  const uint8_t branchFirst[] = {0x74, 0xf3, 0x90, 0x90, 0x90, 0x90};
-  CHECK_FALSE(patchableLength(branchFirst, 0x100b).has_value());
-  // A call cannot run from elsewhere.
+TEST_CASE("points: which instructions take a jump, which can be copied", "[patch]") {
+  // cmpb $0,0x10(%rip): seven bytes, a jump fits over it alone.
+  const uint8_t cmp[] = {0x80, 0x3d, 0x10, 0, 0, 0, 0x00, 0x90};
+  CHECK(jumpPatchable(cmp, 0x1000));
+  CHECK(relocatable(cmp, 0x1000));
+  // add $1,%rax: four bytes, too short for a jump, fine to copy.
+  const uint8_t add[] = {0x48, 0x83, 0xc0, 0x01, 0x90, 0x90, 0x90, 0x90};
+  CHECK_FALSE(jumpPatchable(add, 0x1000));
+  CHECK(relocatable(add, 0x1000));
+  // jmp . : the two-byte loop gcc emits for for(;;){}.
+  const uint8_t self[] = {0xeb, 0xfe};
+  CHECK_FALSE(jumpPatchable(self, 0x1000));
+  CHECK(relocatable(self, 0x1000));
+  // A call pushes its own address; a syscall and int3 trap: never copied.
   const uint8_t call[] = {0xe8, 0, 0, 0, 0, 0x90};
-  CHECK_FALSE(patchableLength(call, 0x2000).has_value());
-  // A syscall neither.
+  CHECK_FALSE(jumpPatchable(call, 0x2000));
+  CHECK_FALSE(relocatable(call, 0x2000));
   const uint8_t sys[] = {0x0f, 0x05, 0x90, 0x90, 0x90, 0x90};
-  CHECK_FALSE(patchableLength(sys, 0x2000).has_value());
-  // A jcc may end the displaced run.
-  const uint8_t jccLast[] = {0x48, 0x39, 0xc8, 0x75, 0x10, 0x90};  // cmp %rcx,%rax ; jne
-  CHECK(patchableLength(jccLast, 0x3000) == 5u);
+  CHECK_FALSE(relocatable(sys, 0x2000));
+  const uint8_t trap[] = {0xcc, 0x90};
+  CHECK_FALSE(relocatable(trap, 0x2000));
 }
 
-// Runs a patched function in this process: the trampoline must let calls
-// whose registers differ through, and trap (SIGTRAP) on the matching one.
+// The test runs a trampoline in this very process: a stub sets every
+// register to a known value, switches to a stack of its own and jumps to
+// the check, as a debug register stop would have rec do at X.
 namespace {
+extern "C" {
+uint64_t gEntry;        // where the stub jumps (the check)
+uint64_t gSavedRsp;     // the test's rsp while the stub runs
+uint64_t gStackTop;     // rsp the stub gives the checked code
+uint64_t gCounter;      // rdi at entry
+uint64_t gRdiAtReturn;  // rdi when the copied code returned
+void runChecked();
+}
+// runChecked: rax..r15 = 1..15 by number except rsp and rdi (the loop
+// counter) and r11 (the jump target); flags: only IF.
+asm(R"(
+  .text
+  .globl runChecked
+runChecked:
+  push %rbx; push %rbp; push %r12; push %r13; push %r14; push %r15
+  mov %rsp, gSavedRsp(%rip)
+  mov gStackTop(%rip), %rsp
+  lea 1f(%rip), %rax
+  push %rax                # the copied code's ret comes back to 1:
+  push $0x202
+  popfq
+  mov $1, %eax
+  mov $2, %ecx
+  mov $3, %edx
+  mov $4, %ebx
+  mov $5, %ebp
+  mov $6, %esi
+  mov gCounter(%rip), %rdi
+  mov $8, %r8d
+  mov $9, %r9d
+  mov $10, %r10d
+  mov gEntry(%rip), %r11
+  mov $12, %r12d
+  mov $13, %r13d
+  mov $14, %r14d
+  mov $15, %r15d
+  jmp *%r11
+1:
+  mov %rdi, gRdiAtReturn(%rip)
+  mov gSavedRsp(%rip), %rsp
+  pop %r15; pop %r14; pop %r13; pop %r12; pop %rbp; pop %rbx
+  ret
+)");
+
 sigjmp_buf gTrapped;
-void onTrap(int) {
+volatile uint64_t gTrapRdi;
+volatile uint64_t gTrapRip;
+void onTrap(int, siginfo_t*, void* context) {
+  auto* uc = static_cast<ucontext_t*>(context);
+  gTrapRdi = static_cast<uint64_t>(uc->uc_mcontext.gregs[REG_RDI]);
+  gTrapRip = static_cast<uint64_t>(uc->uc_mcontext.gregs[REG_RIP]);
   siglongjmp(gTrapped, 1);
+}
+
+user_regs_struct stubRegisters(uint64_t rdi, uint64_t rsp, uint64_t entry) {
+  user_regs_struct r{};
+  r.rax = 1, r.rcx = 2, r.rdx = 3, r.rbx = 4, r.rbp = 5, r.rsi = 6, r.rdi = rdi;
+  r.r8 = 8, r.r9 = 9, r.r10 = 10, r.r11 = entry, r.r12 = 12, r.r13 = 13, r.r14 = 14, r.r15 = 15;
+  r.rsp = rsp;
+  r.eflags = 0x202;
+  return r;
 }
 }  // namespace
 
-TEST_CASE("a trampoline passes misses through and traps on the match", "[patch]") {
-  // long f(long x) { return x * 2 + 1; }  as: lea 0x1(%rdi,%rdi,1),%rax ; ret
-  // padded so the patch covers whole instructions: mov %rdi,%rax ; add %rax,%rax ; inc %rax ; ret
-  const uint8_t body[] = {0x48, 0x89, 0xf8, 0x48, 0x01, 0xc0, 0x48, 0xff, 0xc0, 0xc3};
-  void* mem = mmap(nullptr, 2 * 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+TEST_CASE("a trampoline checks every pass of a copied loop and never writes the program's stack",
+          "[patch]") {
+  // X: dec %rdi ; jnz X ; ret  -- a tight loop no jump fits into.
+  const uint8_t body[] = {0x48, 0xff, 0xcf, 0x75, 0xfb, 0xc3};
+  void* mem = mmap(nullptr, 4 * 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   REQUIRE(mem != MAP_FAILED);
   auto* code = static_cast<uint8_t*>(mem);
   std::memcpy(code, body, sizeof body);
   uint64_t ip = reinterpret_cast<uint64_t>(code);
-  auto length = patchableLength(std::span(body, sizeof body), ip);
-  REQUIRE(length == 6u);  // mov + add
-
-  // The registers at entry of f(7) as this test will produce them are not
-  // all predictable, so match on a register file read at the trap instead:
-  // expect rdi == 7 and everything else as captured by a first run.
-  user_regs_struct expected{};
-  expected.rip = ip;
-  expected.rdi = 7;
   uint64_t page = ip + 4096;
-  auto t = buildTrampoline(page, ip, std::span(body, sizeof body), *length, expected);
-  REQUIRE(t.has_value());
-  REQUIRE(t->page.size() <= 4096);
-  std::memcpy(reinterpret_cast<void*>(page), t->page.data(), t->page.size());
-  std::memcpy(code, t->jump.data(), t->jump.size());
+  static uint64_t stack[8192];
+  uint64_t top = reinterpret_cast<uint64_t>(&stack[8192 - 16]);
+  gStackTop = top;
+  uint64_t rspAtX = top - 8;  // after the stub pushed its return address
+  uint64_t checkIp = page;    // no code before X: the check starts the page
 
-  using Fn = long (*)(long);
-  auto f = reinterpret_cast<Fn>(code);
-  // Misses: other registers differ from the all-zero expectation.
-  CHECK(f(3) == 7);
-  CHECK(f(100) == 201);
-  struct sigaction sa {
-  }, old{};
-  sa.sa_handler = onTrap;
-  sigaction(SIGTRAP, &sa, &old);
-  // A call where every register matches is impossible to arrange from C, so
-  // check the miss path thoroughly and the trap address arithmetic.
-  CHECK(t->trapIp > page);
-  CHECK(t->trapIp < page + 4096);
-  sigaction(SIGTRAP, &old, nullptr);
-  munmap(mem, 2 * 4096);
+  auto install = [&](uint64_t matchRdi) {
+    auto t = buildTrampoline(page, ip, std::span(body, sizeof body), ip, PointEntry::DebugRegister,
+                             stubRegisters(matchRdi, rspAtX, checkIp));
+    REQUIRE(t.has_value());
+    REQUIRE(t->checkIp == checkIp);
+    REQUIRE(t->code.size() <= 4096);
+    std::memcpy(reinterpret_cast<void*>(page), t->code.data(), t->code.size());
+    std::memcpy(reinterpret_cast<void*>(page + 4096), t->data.data(), t->data.size());
+    return *t;
+  };
+
+  SECTION("no pass matches: the copy runs the loop to its end and returns") {
+    install(1000);
+    // Everything below the stack pointer the code sees, red zone and beyond
+    // (but the word the stub's own push of the flags used).
+    for (int i = 0; i < 256; ++i) stack[8192 - 16 - 3 - i] = 0x5a5a5a5a5a5a5a5aull + i;
+    gEntry = checkIp;
+    gCounter = 10;
+    runChecked();
+    CHECK(gRdiAtReturn == 0);
+    for (int i = 0; i < 256; ++i) CHECK(stack[8192 - 16 - 3 - i] == 0x5a5a5a5a5a5a5a5aull + i);
+  }
+
+  SECTION("the pass whose registers match traps, with the program's registers") {
+    auto t = install(4);
+    struct sigaction sa {
+    }, old{};
+    sa.sa_sigaction = onTrap;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGTRAP, &sa, &old);
+    gEntry = checkIp;
+    gCounter = 10;
+    gTrapRdi = 0;
+    if (sigsetjmp(gTrapped, 1) == 0) {
+      runChecked();
+      FAIL("no pass trapped");
+    }
+    sigaction(SIGTRAP, &old, nullptr);
+    CHECK(gTrapRdi == 4);
+    CHECK(gTrapRip == t.trapIp);
+    // The copied instructions map back to the original ones.
+    CHECK(t.originalOf(t.resumeIp) == ip);
+  }
+  munmap(mem, 4 * 4096);
+}
+
+TEST_CASE("a jump entry copies the one instruction it covers", "[patch]") {
+  // mov 0x10(%rip),%eax ; ret
+  const uint8_t body[] = {0x8b, 0x05, 0x10, 0, 0, 0, 0xc3};
+  uint64_t ip = 0x400000;
+  auto t = buildTrampoline(0x401000, ip, std::span(body, sizeof body), ip, PointEntry::Jump,
+                           user_regs_struct{});
+  REQUIRE(t.has_value());
+  REQUIRE(t->jump.size() == 6u);
+  CHECK(t->jump[0] == 0xe9);
+  CHECK(t->jump[5] == 0x90);
+  CHECK(t->originalOf(t->resumeIp) == ip);
+  // Too short for a jump.
+  const uint8_t shortOne[] = {0x48, 0xff, 0xcf, 0xc3};
+  CHECK_FALSE(buildTrampoline(0x401000, ip, std::span(shortOne, sizeof shortOne), ip,
+                              PointEntry::Jump, user_regs_struct{})
+                  .has_value());
 }

@@ -167,20 +167,24 @@ IMPL long impl_clock_getres(long clock, void* res) {
 
 /* The exported entry points. Recording and replay run different code in
  * the bodies, which leave different values in the registers a call may
- * clobber; a signal or preemption point right after the call is matched on
- * every register, so each entry point clears them (and sets the flags the
- * same way) before returning. The kernel's vDSO exports both spellings. */
-#define ENTRY(name, impl)                                                                \
-  __asm__(".text\n.globl __vdso_" #name "\n.type __vdso_" #name                          \
-          ",@function\n"                                                                 \
-          "__vdso_" #name                                                                \
-          ":\n"                                                                          \
-          "  sub $8, %rsp\n  call " #impl                                                \
-          "\n  add $8, %rsp\n"                                                           \
-          "  xor %ecx, %ecx\n  xor %edx, %edx\n  xor %esi, %esi\n  xor %edi, %edi\n"     \
-          "  xor %r8d, %r8d\n  xor %r9d, %r9d\n  xor %r10d, %r10d\n  xor %r11d, %r11d\n" \
-          "  ret\n.size __vdso_" #name ", .-__vdso_" #name                               \
-          "\n"                                                                           \
+ * clobber and in the stack below the caller's: a point after the call is
+ * matched on every register and on memory (docs/exactness.md), so each entry
+ * point zeroes the stack the bodies used (at most ~140 bytes; 512 cleared),
+ * clears those registers and sets the flags the same way before returning.
+ * The kernel's vDSO exports both spellings. */
+#define ENTRY(name, impl)                                                                 \
+  __asm__(".text\n.globl __vdso_" #name "\n.type __vdso_" #name                           \
+          ",@function\n"                                                                  \
+          "__vdso_" #name                                                                 \
+          ":\n"                                                                           \
+          "  sub $8, %rsp\n  call " #impl                                                 \
+          "\n  add $8, %rsp\n"                                                            \
+          "  mov %rax, %rdx\n  lea -512(%rsp), %rdi\n  mov $64, %ecx\n  xor %eax, %eax\n" \
+          "  rep stosq\n  mov %rdx, %rax\n"                                               \
+          "  xor %ecx, %ecx\n  xor %edx, %edx\n  xor %esi, %esi\n  xor %edi, %edi\n"      \
+          "  xor %r8d, %r8d\n  xor %r9d, %r9d\n  xor %r10d, %r10d\n  xor %r11d, %r11d\n"  \
+          "  ret\n.size __vdso_" #name ", .-__vdso_" #name                                \
+          "\n"                                                                            \
           ".globl " #name "\n.type " #name ",@function\n.set " #name ", __vdso_" #name "\n")
 
 ENTRY(clock_gettime, impl_clock_gettime);

@@ -1,0 +1,370 @@
+// Reaching a point in the middle of user code (a preemption, a signal that
+// arrived there): the task runs with an in-process check at the point's
+// address (tracee/code_patch.h) that traps when the general registers and
+// the loop's memory words match; rec then compares the rest of the state,
+// the extended registers and a digest of memory (tracee/task_state.h), and
+// stops the task only where all of it equals the recording's. A task that
+// gets nowhere near within a bound is a divergence (docs/exactness.md).
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/user.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstring>
+#include <fstream>
+
+#include "code_patch.h"
+#include "errors.h"
+#include "exit_codes.h"
+#include "process_maps.h"
+#include "remote_syscall.h"
+#include "replay_session.h"
+#include "replay_task.h"
+#include "signals.h"
+#include "task_state.h"
+
+namespace rec {
+
+namespace {
+
+// A free two-page range within reach of a rel32 jump from `ip`, or 0.
+uint64_t freePagesNear(const std::vector<MapEntry>& maps, uint64_t ip) {
+  constexpr uint64_t kReach = (1ull << 31) - (1ull << 20);
+  constexpr uint64_t kLowest = 0x10000, kHighest = 0x7ffffffff000;
+  uint64_t best = 0, bestDistance = ~0ull;
+  uint64_t previousEnd = kLowest;
+  auto consider = [&](uint64_t gapStart, uint64_t gapEnd) {
+    if (gapEnd <= gapStart || gapEnd - gapStart < kTrampolineSize + 2 * kPageSize) return;
+    // Keep a page of distance from both neighbours.
+    uint64_t lo = gapStart + kPageSize, hi = gapEnd - kTrampolineSize - kPageSize;
+    uint64_t candidate = std::clamp(ip & ~(kPageSize - 1), lo, hi);
+    uint64_t distance = candidate > ip ? candidate - ip : ip - candidate;
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  };
+  for (const auto& m : maps) {
+    consider(previousEnd, std::min(m.start, kHighest));
+    previousEnd = std::max(previousEnd, m.end);
+  }
+  consider(previousEnd, kHighest);
+  return bestDistance < kReach ? best : 0;
+}
+
+// Wakes rec's waitpid every tick (this thread only), so the bound on
+// reaching a point is enforced while the task runs.
+class WaitTicker {
+ public:
+  explicit WaitTicker(std::chrono::milliseconds every) {
+    struct sigaction sa {};
+    sa.sa_handler = [](int) {};  // no SA_RESTART: waitpid returns EINTR
+    ::sigaction(SIGALRM, &sa, &old_);
+    sigevent ev{};
+    ev.sigev_notify = SIGEV_THREAD_ID;
+    ev.sigev_signo = SIGALRM;
+    ev._sigev_un._tid = static_cast<pid_t>(::syscall(SYS_gettid));
+    if (::timer_create(CLOCK_MONOTONIC, &ev, &timer_) != 0) return;
+    created_ = true;
+    itimerspec spec{};
+    spec.it_interval.tv_sec = every.count() / 1000;
+    spec.it_interval.tv_nsec = (every.count() % 1000) * 1'000'000;
+    spec.it_value = spec.it_interval;
+    ::timer_settime(timer_, 0, &spec, nullptr);
+  }
+  ~WaitTicker() {
+    if (created_) ::timer_delete(timer_);
+    ::sigaction(SIGALRM, &old_, nullptr);
+  }
+  WaitTicker(const WaitTicker&) = delete;
+  WaitTicker& operator=(const WaitTicker&) = delete;
+
+ private:
+  timer_t timer_{};
+  bool created_ = false;
+  struct sigaction old_ {};
+};
+
+// CPU time the task has used, from /proc/TID/schedstat.
+std::chrono::nanoseconds cpuTime(pid_t tid) {
+  std::ifstream in(fmt::format("/proc/{}/schedstat", tid));
+  uint64_t ns = 0;
+  in >> ns;
+  return std::chrono::nanoseconds(ns);
+}
+
+constexpr int kTrapHardwareBreakpoint = 4;  // TRAP_HWBKPT
+
+}  // namespace
+
+ReplaySession::RecordedPoint ReplaySession::recordedPoint(
+    schema::Registers::Reader regs, capnp::List<schema::MemWrite>::Reader words, bool hasState,
+    schema::PointState::Reader state) {
+  RecordedPoint p;
+  p.regs = rawRegisters(regs);
+  for (auto w : words) {
+    MemoryCheck c{w.getAddress(), 0};
+    std::memcpy(&c.value, w.getData().begin(), std::min<size_t>(8, w.getData().size()));
+    p.words.push_back(c);
+  }
+  if (hasState) {
+    auto x = state.getExtendedRegisters();
+    p.xstate.emplace(x.begin(), x.end());
+    p.memory = recordedDigest(state.getMemory());
+    p.runNs = state.getRunNs();
+    p.entry = state.getHardwareBreakpoint() ? PointEntry::DebugRegister : PointEntry::Jump;
+  }
+  return p;
+}
+
+// What still differs between the task, trapped by the in-process check at a
+// candidate, and the recorded point; nullopt when nothing does. The task's
+// code at the point must be as the program has it (no patch).
+std::optional<std::string> ReplaySession::stateDifference(ReplayTask& t, const RecordedPoint& point,
+                                                          uint64_t ip) {
+  user_regs_struct live = t.task.regs().raw();
+  live.rip = ip;  // the trap is in the trampoline
+  if (auto d = registerDifference(point.regs, live)) return *d;
+  if (point.xstate) {
+    std::vector<uint8_t> x = readExtendedRegisters(t.task.tid());
+    if (auto d = extendedRegisterDifference(*point.xstate, x))
+      return fmt::format("extended register {}", *d);
+  }
+  if (point.memory) {
+    MemoryDigest now = digestMemory(t.task.tid(), rangesNotDigested());
+    if (auto d = memoryDifference(*point.memory, now, t.task.tid())) return *d;
+  }
+  return std::nullopt;
+}
+
+// Stops the task at the first moment its whole state equals the recorded
+// point's (see the top of this file).
+void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const std::string& what) {
+  using Park = ReplayTask::Park;
+  StraySignals strays;
+  // Bring the task to a stop from which rec can run syscalls in it.
+  if (t.park == Park::Initial) {
+    if (auto death = advanceInitial(t))
+      diverge(t, fmt::format("to reach {}", what), describeStop(*death));
+  } else if (t.park == Park::SkipPending) {
+    skipSyscall(t);
+    const Registers regs = t.task.regs();
+    skipToSyscallExit(t.task, regs.result(), strays);
+    t.task.setRegs(regs);  // the skip's result and ip, now at the syscall's exit
+    t.park = Park::Resumable;
+  } else if (t.park != Park::Resumable) {
+    throw RecError(kExitBadTrace, fmt::format("rec: event #{}: a point in user code for a task "
+                                              "inside a syscall",
+                                              eventIndex_));
+  }
+  bool hasPending = t.pendingSignal != 0;
+  siginfo_t pendingInfo{};
+  if (hasPending) pendingInfo = t.task.siginfo();
+
+  const uint64_t ip = point.regs.rip;
+  const std::string expected = fmt::format("to reach {} at {:#x}", what, ip);
+  // The code around the point: for a debug-register entry, the loop it may be in.
+  uint64_t codeStart = point.entry == PointEntry::Jump ? ip : ip - kRegionBack;
+  std::vector<uint8_t> code(ip + kRegionForward + 16 - codeStart);
+  size_t n = t.task.read(codeStart, code.data(), code.size());
+  if (n <= ip - codeStart && codeStart < ip) {
+    // The page before is not mapped: start at the point's page.
+    codeStart = std::max(codeStart, ip & ~(kPageSize - 1));
+    code.resize(ip + kRegionForward + 16 - codeStart);
+    n = t.task.read(codeStart, code.data(), code.size());
+  }
+  code.resize(n);
+  if (n <= ip - codeStart) diverge(t, expected, "has no code there");
+  uint64_t page = freePagesNear(readMaps(t.task.tid()), ip);
+  if (!page) diverge(t, expected, "has no room for a trampoline near it");
+  auto trampoline =
+      buildTrampoline(page, ip, code, codeStart, point.entry, point.regs, point.words);
+  if (!trampoline) diverge(t, expected, "has code there that cannot be checked in place");
+  int64_t mapped = remoteSyscall(
+      t.task, SYS_mmap,
+      {page, kTrampolineSize, PROT_READ | PROT_WRITE | PROT_EXEC,
+       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, static_cast<uint64_t>(-1), 0},
+      strays);
+  if (mapped != static_cast<int64_t>(page))
+    throw RecError(kExitInternal, fmt::format("rec: cannot map a trampoline at {:#x}", page));
+  trampolines_.push_back({page, page + kTrampolineSize});
+  t.task.write(page, trampoline->code.data(), trampoline->code.size());
+  t.task.write(page + kPageSize, trampoline->data.data(), trampoline->data.size());
+  std::span<const uint8_t> original(code.data() + (ip - codeStart), trampoline->jump.size());
+  auto plant = [&] {
+    if (point.entry == PointEntry::Jump)
+      t.task.write(ip, trampoline->jump.data(), trampoline->jump.size());
+  };
+  auto unplant = [&] {
+    if (point.entry == PointEntry::Jump) t.task.write(ip, original.data(), original.size());
+  };
+  plant();
+  // A debugger above the replay (observer_) sees the task's runs: its
+  // breakpoints must not be skipped by running a copy of the program's loop,
+  // so it gets no copy; rec then checks each hit of the debug register itself.
+  const bool checkHitsInRec = point.entry == PointEntry::DebugRegister && observer_;
+  if (point.entry == PointEntry::DebugRegister)
+    pointBreakpoint_ = std::make_unique<ExecutionBreakpoint>(t.task.tid(), ip);
+  activePatch_ = ActivePatch{t.recordedTid, ip,
+                             point.entry == PointEntry::Jump
+                                 ? std::vector<uint8_t>(original.begin(), original.end())
+                                 : std::vector<uint8_t>{},
+                             page, trampoline->trapIp};
+  auto cleanUp = [&] {
+    unplant();
+    pointBreakpoint_.reset();  // disarms
+    activePatch_.reset();
+  };
+  // The in-process check's words, read by rec (checkHitsInRec).
+  auto wordsMatch = [&] {
+    for (const MemoryCheck& w : point.words) {
+      uint64_t value = 0;
+      if (t.task.read(w.address, &value, sizeof value) != sizeof value || value != w.value)
+        return false;
+    }
+    return true;
+  };
+
+  // The bound: the task's own CPU time (a load on the machine does not
+  // count), and rec's wall time (which includes comparing candidates).
+  const auto recorded = std::chrono::nanoseconds(point.runNs);
+  auto cpuLimit = std::chrono::seconds(10) + 50 * recorded;
+  auto wallLimit = std::chrono::seconds(60) + 500 * recorded;
+  if (const char* limit = ::getenv("REC_POINT_TIMEOUT")) {  // seconds; for tests
+    cpuLimit = std::chrono::seconds(std::atoi(limit));
+    wallLimit = 2 * cpuLimit;
+  }
+  // A debugger may hold the task as long as its user likes: CPU time only.
+  if (observer_) wallLimit = std::chrono::nanoseconds::max();
+  const auto cpuStart = cpuTime(t.task.tid());
+  const auto wallStart = std::chrono::steady_clock::now();
+  uint64_t candidates = 0;
+  std::string lastDifference;
+
+  if (hasPending) t.task.setSiginfo(pendingInfo);
+  resumeDeliveringPending(t);
+  WaitTicker ticker(std::chrono::milliseconds(100));
+  for (;;) {
+    std::optional<Stop> got = t.task.waitUnlessInterrupted();
+    if (got && pointBreakpoint_) pointBreakpoint_->disarm();  // DR7 as the debugger left it
+    if (got && observerClaims(t, *got)) {
+      resumeUserCode(t, 0);
+      continue;
+    }
+    if (!got) {
+      auto cpu = cpuTime(t.task.tid()) - cpuStart;
+      auto wall = std::chrono::steady_clock::now() - wallStart;
+      if (cpu < cpuLimit && wall < wallLimit) continue;
+      // Out of bounds: stop it where it is and say so.
+      ::ptrace(PTRACE_INTERRUPT, t.task.tid(), nullptr, nullptr);
+      Stop s = t.task.wait();
+      while (s.kind != StopKind::GroupStop && s.kind != StopKind::Exited) {
+        t.task.resume(Task::Resume::Cont);
+        s = t.task.wait();
+      }
+      if (s.kind == StopKind::Exited) {
+        t.park = Park::Dead;
+        throw RecError(kExitDivergence,
+                       fmt::format("rec: replay diverged at event #{} (task {}): expected {}, "
+                                   "but the program {}",
+                                   eventIndex_, t.recordedTid, expected, describeStop(s)));
+      }
+      cleanUp();
+      auto ms = [](auto d) {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+      };
+      diverge(t, expected,
+              fmt::format("had not got there after {} ms of its CPU time and {} ms of rec's "
+                          "(recorded: {} ms; {} candidate(s) with matching registers{}), and is",
+                          ms(cpu), ms(wall), ms(recorded), candidates,
+                          lastDifference.empty() ? "" : "; the last differed: " + lastDifference));
+    }
+    Stop stop = *got;
+    if (stop.kind == StopKind::Signal) {
+      siginfo_t info = t.task.siginfo();
+      uint64_t at = t.task.regs().ip();
+      if (stop.signal == SIGTRAP && at == trampoline->trapIp) {
+        // A candidate: the registers and words match. The rest of the state?
+        ++candidates;
+        unplant();  // memory as the program has it
+        auto difference = stateDifference(t, point, ip);
+        if (!difference) break;
+        lastDifference = *difference;
+        plant();
+        t.task.mutableRegs().setIp(trampoline->resumeIp);
+        resumeUserCode(t, 0);
+        continue;
+      }
+      if (stop.signal == SIGTRAP && info.si_code == kTrapHardwareBreakpoint && at == ip &&
+          point.entry == PointEntry::DebugRegister) {
+        if (!checkHitsInRec) {
+          t.task.mutableRegs().setIp(trampoline->checkIp);  // into the copy, checked
+          resumeUserCode(t, 0);
+          continue;
+        }
+        // The kernel set the resume flag: resumed, the instruction runs
+        // without hitting the debug register again.
+        if (registerDifference(point.regs, t.task.regs().raw()) || !wordsMatch()) {
+          resumeUserCode(t, 0);
+          continue;
+        }
+        ++candidates;
+        auto difference = stateDifference(t, point, ip);
+        if (!difference) break;
+        lastDifference = *difference;
+        resumeUserCode(t, 0);
+        continue;
+      }
+      if ((stop.signal == SIGSEGV || stop.signal == SIGBUS) && trampoline->inMemoryLoad(at)) {
+        // A memory word the check reads is not mapped yet: not the point.
+        t.task.mutableRegs().setIp(trampoline->faultMissIp);
+        resumeUserCode(t, 0);
+        continue;
+      }
+      if (!isSynchronousFault(stop.signal, info)) {
+        resumeUserCode(t, 0);  // a replay-time signal, not the recording's
+        continue;
+      }
+    } else if (stop.kind == StopKind::GroupStop) {
+      resumeUserCode(t, 0);
+      continue;
+    }
+    if (stop.kind == StopKind::Exited) {
+      pointBreakpoint_.reset();
+      activePatch_.reset();
+      t.park = Park::Dead;
+      throw RecError(kExitDivergence,
+                     fmt::format("rec: replay diverged at event #{} (task {}): expected {}, but "
+                                 "the program {}",
+                                 eventIndex_, t.recordedTid, expected, describeStop(stop)));
+    }
+    cleanUp();
+    // A fault in copied code happened at the original instruction, for the program.
+    if (auto original = trampoline->originalOf(t.task.regs().ip()))
+      t.task.mutableRegs().setIp(*original);
+    std::string actual = stop.kind == StopKind::Seccomp ? "made a syscall"
+                         : stop.kind == StopKind::Signal
+                             ? fmt::format("received {}", sys::signalName(stop.signal))
+                             : describeStop(stop);
+    diverge(t, expected, actual);
+  }
+  // There: take the check away again and stand exactly at the point.
+  cleanUp();
+  t.task.setRegs(Registers(point.regs));
+  remoteSyscall(t.task, SYS_munmap, {page, kTrampolineSize, 0, 0, 0, 0}, strays);
+  trampolines_.pop_back();
+  t.pendingSignal = 0;
+  t.park = Park::Resumable;
+  if (options_.verbose)
+    fmt::print(stderr, "rec: reached {} at {:#x} after {} candidate(s)\n", what, ip, candidates);
+}
+
+}  // namespace rec

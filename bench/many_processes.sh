@@ -23,7 +23,7 @@ run() {
   local start=$SECONDS
   while kill -0 "$pid" 2>/dev/null; do
     # CMD is `time rec ...`: count rec's fds, not time's.
-    n=$(for child in $(pgrep -P "$pid"); do ls "/proc/$child/fd"; done 2>/dev/null | wc -l)
+    n=$( (for child in $(pgrep -P "$pid"); do ls "/proc/$child/fd"; done) 2>/dev/null | wc -l) || n=0
     if ((n > peak)); then peak=$n; fi
     sleep 0.2
   done

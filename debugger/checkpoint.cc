@@ -37,23 +37,28 @@ bool CheckpointStore::add(ReplaySession& session) {
   if (!copy) return false;
   byEvent_[event] = std::move(copy);
   ++created_;
+  newest_[1] = newest_[0];
+  newest_[0] = event;
   thin();
   return true;
 }
 
 // Drops the checkpoint whose neighbours are closest together, never the
-// first or the last, until at most maxCount remain.
+// first, the last or the two made last, until at most maxCount remain.
 void CheckpointStore::thin() {
   while (byEvent_.size() > policy_.maxCount && byEvent_.size() > 2) {
     auto best = byEvent_.end();
     uint64_t bestGap = UINT64_MAX;
     for (auto it = std::next(byEvent_.begin()); std::next(it) != byEvent_.end(); ++it) {
+      // The ones just made are where the user works.
+      if (it->first == newest_[0] || it->first == newest_[1]) continue;
       uint64_t gap = std::next(it)->first - std::prev(it)->first;
       if (gap < bestGap) {
         bestGap = gap;
         best = it;
       }
     }
+    if (best == byEvent_.end()) break;
     byEvent_.erase(best);
   }
 }

@@ -12,10 +12,14 @@
 // Memory is bounded by count and spacing: checkpoints are taken at event
 // boundaries at least `interval` of replay time apart; beyond `maxCount`
 // the store drops one from the densest stretch, keeping the first (the
-// program's start) and the newest, so the spacing grows with distance
-// into the past (as rr does).
+// program's start), the last and the two made last (where the user
+// works), so the spacing grows with distance from there (as rr does).
+// Besides the periodic ones, going to a moment leaves one at its event's
+// boundary and the one before: stepping back from there replays one or
+// two events.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -65,6 +69,7 @@ class CheckpointStore {
   std::map<uint64_t, std::unique_ptr<ReplaySession>> byEvent_;
   size_t created_ = 0;
   size_t restored_ = 0;
+  std::array<uint64_t, 2> newest_{};  // the events of the last two added
 };
 
 }  // namespace rec::dbg

@@ -431,6 +431,12 @@ bool Timeline::isDebuggee(int tid) const {
   return index_->processOf(tid) == debuggee_;
 }
 
+std::set<uint64_t> Timeline::hardwareBreakpoints() const {
+  std::set<uint64_t> out;
+  for (const auto& [address, n] : hardBreakpoints_) out.insert(address);
+  return out;
+}
+
 TrapSet Timeline::gdbTraps() const {
   TrapSet t;
   for (const auto& [address, n] : softBreakpoints_) t.breakpoints.insert(address);
@@ -547,17 +553,18 @@ ReplayObserver::Run Timeline::resuming(int tid, Task& task) {
     // Stepping through the replay's trampoline: the step asked for is
     // still the one in progress.
     r.keepStepping = false;
-    arming_.arm(task, armed, std::nullopt, session_->activePatch());
+    arming_.arm(task, armed, std::nullopt, session_->activePatch(), hardwareBreakpoints());
     r.stepRequested = true;
     r.expectSyscallReport = false;
     return Run::SingleStep;
   }
   if (!wantStep) lastStateObserved_ = false;
   arming_.arm(task, armed, overBreakpoint ? std::optional<uint64_t>(ip) : std::nullopt,
-              session_->activePatch());
+              session_->activePatch(), hardwareBreakpoints());
   r.stepRequested = overBreakpoint || wantStep;
   r.modeStep = wantStep;
   r.resumeIp = ip;
+  r.resumeFlags = task.regs().raw().eflags;
   r.expectSyscallReport = r.stepRequested && atSyscallEntry(task);
   return r.stepRequested ? Run::SingleStep : Run::Continue;
 }
@@ -568,6 +575,7 @@ bool Timeline::stopped(int tid, Task& task, const Stop& stop) {
   arming_.disarm(task);
   bool stepping = r.stepRequested;
   r.stepRequested = false;
+  if (stepping) undoStepFlagInR11(r, task);
   TrapHit hit = arming_.classify(task, stop, stepping);
   if (!hit.ours) {
     // The run ended (a syscall, a signal, an exit) or the replay's own stop.
@@ -598,6 +606,21 @@ bool Timeline::stopped(int tid, Task& task, const Stop& stop) {
   }
   newState(tid, ip, hit.watches, hit.stepped && r.modeStep, hit.watchAddress, false);
   return true;
+}
+
+// A single-stepped `syscall` instruction saves rflags in r11 with the trap
+// flag the step set: the program would see a value it did not have when
+// recorded (and the replay's register checks would fail). Put back the
+// program's own flag.
+void Timeline::undoStepFlagInR11(TaskRun& r, Task& task) {
+  constexpr uint64_t kTrapFlag = 0x100;
+  if (r.resumeFlags & kTrapFlag) return;  // the program's own single-stepping
+  user_regs_struct& regs = task.mutableRegs().raw();
+  if (regs.rip != r.resumeIp + 2 || !(regs.r11 & kTrapFlag)) return;
+  uint8_t insn[2] = {};
+  if (task.read(r.resumeIp, insn, sizeof insn) != sizeof insn || insn[0] != 0x0f || insn[1] != 0x05)
+    return;
+  regs.r11 &= ~kTrapFlag;
 }
 
 // The running task `tid` reached a new state at `ip`: an arrival there, after
@@ -797,6 +820,7 @@ void Timeline::eventDone(uint64_t index, schema::Event::Reader event) {
       }
       break;
     case Mode::Goto:
+      nearTargetCheckpoint(index + 1);
       if (index + 1 == target_.event) {
         followIndex_ = followProgress_ = followCombined_ = 0;
         atSegmentStart_ = true;
@@ -807,6 +831,7 @@ void Timeline::eventDone(uint64_t index, schema::Event::Reader event) {
       }
       break;
     case Mode::Scan:
+      nearTargetCheckpoint(index + 1);
       if (stops && scan_.boundaryStops && index + 1 >= scan_.fromEvent &&
           stop.why != StopInfo::Why::Exited && stop.why != StopInfo::Why::Exec) {
         Observation o;
@@ -828,6 +853,18 @@ void Timeline::eventDone(uint64_t index, schema::Event::Reader event) {
     default:
       break;
   }
+}
+
+// Going (or scanning) to a moment: the boundaries of its event and of the
+// one before get checkpoints, so that the next steps back or forward from
+// there (gdb's reverse-step and reverse-next ask many, some across the
+// syscall before) replay one or two events, not all since the last
+// periodic checkpoint.
+void Timeline::nearTargetCheckpoint(uint64_t boundary) {
+  if (!checkpoints_->policy().enabled || boundary > target_.event || boundary + 1 < target_.event)
+    return;
+  if (boundary == target_.event && target_.path.empty()) return;  // the stop is the boundary
+  checkpoints_->add(*session_);
 }
 
 void Timeline::noteExec(int tid, schema::ExecEvent::Reader e) {

@@ -168,6 +168,7 @@ class Timeline : public ReplayObserver {
     bool stepPending = false;          // Forward: gdb's step of this task not done yet
     bool stepCrossedSyscall = false;  // a step whose instruction was a syscall: done at next resume
     uint64_t resumeIp = 0;
+    uint64_t resumeFlags = 0;  // the program's rflags when resumed
   };
   static constexpr uint64_t kStepBudget = 300000;
 
@@ -182,6 +183,7 @@ class Timeline : public ReplayObserver {
   void reportAndApply(const StopInfo& info, const Moment& here);
   void driveToEnd();
   void maybeCheckpoint();
+  void nearTargetCheckpoint(uint64_t boundary);
   void gotoMoment(const Moment& target, const StopInfo& info);
   std::vector<Observation> scan(const ScanSpec& spec);
   void newSession(uint64_t event, Mode mode);
@@ -204,6 +206,7 @@ class Timeline : public ReplayObserver {
   Moment currentMoment() const;
   void newState(int tid, uint64_t ip, const std::vector<Watch>& watches, bool stepDone,
                 uint64_t watchAddress, bool atRunStart);
+  void undoStepFlagInR11(TaskRun& r, Task& task);
   void checkSyscallWrites(int tid, schema::SyscallEvent::Reader e);
   void noteExec(int tid, schema::ExecEvent::Reader e);
   void noteMappings(schema::Event::Reader event);
@@ -223,6 +226,7 @@ class Timeline : public ReplayObserver {
   std::map<uint64_t, int> softBreakpoints_, hardBreakpoints_;  // address -> insert count
   std::map<Watch, int> watches_;
   TrapSet gdbTraps() const;
+  std::set<uint64_t> hardwareBreakpoints() const;  // gdb's hbreak ones
 
   // Where the replay is.
   Mode mode_ = Mode::Free;

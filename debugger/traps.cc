@@ -92,7 +92,7 @@ void TrapArming::program(Task& task, const std::array<Slot, kDebugRegisters>& sl
 }
 
 void TrapArming::arm(Task& task, const TrapSet& traps, std::optional<uint64_t> skip,
-                     const std::optional<ActivePatch>& patch) {
+                     const std::optional<ActivePatch>& patch, const std::set<uint64_t>& hardware) {
   std::array<Slot, kDebugRegisters> slots{};
   int used = 0;
   for (const Watch& w : traps.watches) {
@@ -108,7 +108,7 @@ void TrapArming::arm(Task& task, const TrapSet& traps, std::optional<uint64_t> s
   std::vector<uint64_t> overflow;
   for (uint64_t address : traps.breakpoints) {
     if (skip && *skip == address) continue;
-    if (used < kDebugRegisters) {
+    if (hardware.count(address) && used < kDebugRegisters) {
       Slot& s = slots[used++];
       s.address = address;
       s.use = Slot::Use::Exec;

@@ -62,11 +62,14 @@ struct TrapHit {
 class TrapArming {
  public:
   // Arms `traps` in `task` (of thread group `tgid`) for its next run:
-  // debug registers first (watches, then breakpoints), int3 for the other
-  // breakpoints. `skip`: a breakpoint address left out (the task steps over
-  // it). No int3 goes inside the code the replay has patched right now.
+  // debug registers for the watches and for the breakpoints in `hardware`
+  // (gdb's hbreak), int3 for the other breakpoints. A breakpoint in a debug
+  // register would save two memory writes per run, but while any is enabled
+  // this VM runs the task about 3 times slower (measured: docs/debugging.md).
+  // `skip`: a breakpoint address left out (the task steps over it). No int3
+  // goes inside the code the replay has patched right now.
   void arm(Task& task, const TrapSet& traps, std::optional<uint64_t> skip,
-           const std::optional<ActivePatch>& patch);
+           const std::optional<ActivePatch>& patch, const std::set<uint64_t>& hardware = {});
   // Takes the int3s out of memory again (after every stop of the task).
   void disarm(Task& task);
   // Classifies the stop that ended the run (after disarm()). A hit on an

@@ -97,6 +97,18 @@ struct Mapping {
   offset @4 :UInt64;
   blobHash @5 :Data;    # 16 bytes XXH3-128; empty = anonymous
   path @6 :Text;        # as seen at record time, for humans
+  device @7 :UInt64;    # MAP_SHARED: the file's identity at record time (st_dev, st_ino): replay
+  inode @8 :UInt64;     # keeps one shared copy per file, which every such mapping of it maps
+}
+
+# A change a syscall made to a file that is (or was) mapped MAP_SHARED:
+# replay applies it to its shared copy of the file, so the mappings see it.
+struct FileUpdate {
+  device @0 :UInt64;
+  inode @1 :UInt64;
+  size @2 :UInt64;      # the file's size after the call
+  offset @3 :UInt64;    # where `data` (the file's bytes after the call) starts
+  data @4 :Data;
 }
 
 struct SyscallEvent {
@@ -117,6 +129,7 @@ struct SyscallEvent {
   compat32 @14 :Bool;         # a 32-bit syscall (int 0x80): number is its x86-64 twin's, args
                               # are ebx..ebp; refused ones keep their i386 number
   registers @15 :Registers;   # every general register at the syscall's entry (seccomp stop); replay compares
+  fileUpdates @16 :List(FileUpdate);  # writes/truncations of files mapped MAP_SHARED
 }
 
 # A syscall that was entered and is still in the kernel when other tasks'

@@ -12,11 +12,11 @@
 
 namespace rec {
 
-format::BlobHash BlobStore::storeFd(int fd, const std::string& path) {
+format::BlobHash BlobStore::storeFd(int fd, const std::string& path, bool fresh) {
   struct stat st;
   if (::fstat(fd, &st) != 0) throwErrno(kExitIoError, fmt::format("cannot stat {}", path));
   FileKey key{st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
-  if (S_ISREG(st.st_mode)) {
+  if (S_ISREG(st.st_mode) && !fresh) {
     auto it = known_.find(key);
     if (it != known_.end()) return it->second;
     if (auto cached = cache_.lookup(st)) {
@@ -55,16 +55,19 @@ format::BlobHash BlobStore::storeFd(int fd, const std::string& path) {
   // The chunk is compressed on the writer's thread; the cache takes a copy
   // when it is written (a race lost here only means no copy this time).
   format::BlobHash hash = writer_.writeBlob(data, path);
-  if (regular) cache_.expect(hash, st);
   bytes_ += done;
-  if (S_ISREG(st.st_mode)) known_[key] = hash;
+  if (regular && !fresh) {
+    cache_.expect(hash, st);
+    known_[key] = hash;
+  }
   return hash;
 }
 
-format::BlobHash BlobStore::storePath(const std::string& openPath, const std::string& displayPath) {
+format::BlobHash BlobStore::storePath(const std::string& openPath, const std::string& displayPath,
+                                      bool fresh) {
   ScopedFd fd(::open(openPath.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) throwErrno(kExitIoError, fmt::format("cannot open {}", displayPath));
-  return storeFd(fd.get(), displayPath);
+  return storeFd(fd.get(), displayPath, fresh);
 }
 
 }  // namespace rec

@@ -18,10 +18,13 @@ class BlobStore {
  public:
   BlobStore(format::TraceWriter& writer, BlobCache& cache) : writer_(writer), cache_(cache) {}
   // Stores the file open at `fd` (read from offset 0); `path` is for humans.
+  // `fresh`: read it even if a file of the same identity, size and mtime was
+  // stored before (stores through a shared mapping need not change them).
   // Throws RecError when it cannot be read.
-  format::BlobHash storeFd(int fd, const std::string& path);
+  format::BlobHash storeFd(int fd, const std::string& path, bool fresh = false);
   // Opens `path` (e.g. /proc/PID/map_files/..., /proc/PID/fd/N) and stores it.
-  format::BlobHash storePath(const std::string& openPath, const std::string& displayPath);
+  format::BlobHash storePath(const std::string& openPath, const std::string& displayPath,
+                             bool fresh = false);
   uint64_t bytesStored() const { return bytes_; }
 
  private:

@@ -24,6 +24,7 @@
 #include "process_maps.h"
 #include "rdtsc_sites.h"
 #include "remote_syscall.h"
+#include "shared_files.h"
 #include "task.h"
 #include "task_state.h"
 #include "time_shim.h"
@@ -106,6 +107,7 @@ class RecordSession {
   bool answerPrctl(RecordTask& t);
   bool answerSetAffinity(RecordTask& t);
   bool refuseUnmappable(RecordTask& t);
+  bool refuseForeignMemory(RecordTask& t);
   void continueAfterSyscall(RecordTask& t);
   void refuse(RecordTask& t, int error);
   void releaseVforkParent(RecordTask& child);
@@ -139,6 +141,7 @@ class RecordSession {
   std::unique_ptr<BlobCache> blobCache_ = BlobCache::fromEnvironment();
   std::unique_ptr<format::TraceWriter> writer_;
   std::unique_ptr<BlobStore> blobs_;
+  SharedFiles sharedFiles_;  // files mapped MAP_SHARED, whose changes replay applies
   std::map<pid_t, std::unique_ptr<RecordTask>> tasks_;
   std::unique_ptr<Scheduler> scheduler_;
   std::vector<RecordTask*> unannounced_;  // in blocking syscalls, in entry order

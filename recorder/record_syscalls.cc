@@ -113,6 +113,8 @@ bool RecordSession::answerAtEntry(RecordTask& t) {
       return answerSetAffinity(t);
     case sys::Hook::Mmap:
       return refuseUnmappable(t);
+    case sys::Hook::OwnMemory:
+      return refuseForeignMemory(t);
     default:
       return false;
   }
@@ -319,6 +321,19 @@ bool RecordSession::refuseUnmappable(RecordTask& t) {
   return true;
 }
 
+// process_vm_writev into the caller's own process is an ordinary output (the
+// row's iovec out param, restored on replay); into another process it would
+// change that process's memory where neither its events nor replay see it.
+bool RecordSession::refuseForeignMemory(RecordTask& t) {
+  pid_t target = static_cast<pid_t>(t.args[0]);
+  struct stat st;
+  if (target > 0 &&
+      ::stat(fmt::format("/proc/{}/task/{}", t.task.tgid(), target).c_str(), &st) == 0)
+    return false;
+  refuse(t, ENOSYS);
+  return true;
+}
+
 bool RecordSession::movesDataToOutput(RecordTask& t) {
   const sys::FdWrite& w = t.row->fdWrite;
   return w.data == sys::Data::Kernel && t.fds &&
@@ -475,7 +490,21 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
       m.setOffset(t.args[5]);
       m.setPath(path);
       if (path == "/dev/zero") break;  // behaves like anonymous memory
-      format::BlobHash hash = blobs_->storePath(fdPath, path);
+      // A shared mapping shows the file as it is now, stores through other
+      // mappings included: read it afresh (caches go by size and mtime,
+      // which such stores need not change), and watch its later changes. So
+      // does a private mapping of a file open for writing: the pages it has
+      // not copied yet show the file's later changes (growth included).
+      bool followsFile =
+          (flags & MAP_TYPE) != MAP_PRIVATE || SharedFiles::openForWriting(t.task.tid(), fd);
+      std::optional<SharedFiles::Id> file =
+          followsFile ? SharedFiles::identify(fdPath) : std::nullopt;
+      if (file) {
+        m.setDevice(file->device);
+        m.setInode(file->inode);
+        sharedFiles_.watch(*file);
+      }
+      format::BlobHash hash = blobs_->storePath(fdPath, path, file.has_value());
       auto bytes = hash.bytes();
       m.setBlobHash(asData(bytes.data(), bytes.size()));
       if (result >= 0)
@@ -485,6 +514,14 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
     }
     default:
       break;
+  }
+  if (auto update = sharedFiles_.updateAfter(*t.row, t.args, result, t.task, t.strings)) {
+    auto u = s.initFileUpdates(1)[0];
+    u.setDevice(update->file.device);
+    u.setInode(update->file.inode);
+    u.setSize(update->size);
+    u.setOffset(update->offset);
+    u.setData(asData(update->data.data(), update->data.size()));
   }
   if (t.row->flags & sys::kReturnsFdPair) {
     int pair[2];

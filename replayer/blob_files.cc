@@ -6,6 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <vector>
+
 #include "errors.h"
 #include "exit_codes.h"
 
@@ -70,11 +73,51 @@ const std::string& BlobFiles::path(const format::BlobHash& hash, const std::stri
   return created;
 }
 
+std::string BlobFiles::sharedKey(const std::string& recordedPath, uint64_t device, uint64_t inode) {
+  if (device == 0 && inode == 0) return "path " + recordedPath;
+  return fmt::format("file {}:{}", device, inode);
+}
+
+namespace {
+
+void writeAllAt(int fd, std::span<const std::byte> data, uint64_t offset) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n =
+        ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throwErrno(kExitIoError, "rec: cannot write a shared file's copy");
+    done += static_cast<size_t>(n);
+  }
+}
+
+}  // namespace
+
 const std::string& BlobFiles::sharedCopy(const format::BlobHash& hash,
-                                         const std::string& recordedPath) {
-  auto it = sharedCopies_.find(recordedPath);
-  if (it != sharedCopies_.end()) return it->second.path;
-  return (sharedCopies_[recordedPath] = (create("rec-shared", hash))).path;
+                                         const std::string& recordedPath, uint64_t device,
+                                         uint64_t inode) {
+  std::vector<std::byte> data = reader_.readBlob(hash);
+  File& file = sharedCopies_[sharedKey(recordedPath, device, inode)];
+  if (!file.fd.valid()) {
+    // Kept open for writing: recorded writes to the file land here too.
+    file.fd.reset(::memfd_create("rec-shared", MFD_CLOEXEC));
+    if (!file.fd.valid()) throwErrno(kExitIoError, "rec: memfd_create");
+    file.path = fmt::format("/proc/{}/fd/{}", ::getpid(), file.fd.get());
+  }
+  if (::ftruncate(file.fd.get(), static_cast<off_t>(data.size())) != 0)
+    throwErrno(kExitIoError, "rec: cannot resize a shared file's copy");
+  writeAllAt(file.fd.get(), data, 0);
+  return file.path;
+}
+
+void BlobFiles::updateSharedCopy(uint64_t device, uint64_t inode, uint64_t size, uint64_t offset,
+                                 std::span<const std::byte> data) {
+  auto it = sharedCopies_.find(sharedKey("", device, inode));
+  if (it == sharedCopies_.end()) return;
+  int fd = it->second.fd.get();
+  if (::ftruncate(fd, static_cast<off_t>(size)) != 0)
+    throwErrno(kExitIoError, "rec: cannot resize a shared file's copy");
+  writeAllAt(fd, data, offset);
 }
 
 const std::string& BlobFiles::sharedSegment(long shmid, uint64_t size) {

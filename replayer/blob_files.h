@@ -10,6 +10,7 @@
 
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "blob_cache.h"
@@ -25,10 +26,19 @@ class BlobFiles {
   // A path the tracee can open to read the blob. `recordedPath` names the
   // memfd, so /proc/PID/maps and divergence reports show the original file.
   const std::string& path(const format::BlobHash& hash, const std::string& recordedPath = "");
-  // A writable copy of the blob standing for the file recorded at
-  // `recordedPath` (one per path), for MAP_SHARED mappings that replayed
-  // processes share.
-  const std::string& sharedCopy(const format::BlobHash& hash, const std::string& recordedPath);
+  // The shared copy standing for a file that was mapped MAP_SHARED: one per
+  // recorded file (device and inode; traces without them: per path), which
+  // every shared mapping of it maps, so stores through one show in the
+  // others. Each mapping brings the file's contents as they were then
+  // (`hash`): the copy takes them, size included (the file may have been
+  // truncated, rewritten or grown since).
+  const std::string& sharedCopy(const format::BlobHash& hash, const std::string& recordedPath,
+                                uint64_t device, uint64_t inode);
+  // A write or resize of a shared file, recorded (recorder/shared_files.h):
+  // the copy takes the size, then the bytes at `offset`. Nothing happens for
+  // a file replay has no copy of (no mapping of it was replayed).
+  void updateSharedCopy(uint64_t device, uint64_t inode, uint64_t size, uint64_t offset,
+                        std::span<const std::byte> data);
   // An empty (zero-filled) shared file of `size` bytes standing for System V
   // segment `shmid`.
   const std::string& sharedSegment(long shmid, uint64_t size);
@@ -49,7 +59,8 @@ class BlobFiles {
   format::TraceReader& reader_;
   const BlobCache& cache_;
   std::map<std::pair<uint64_t, uint64_t>, File> files_;
-  std::map<std::string, File> sharedCopies_;
+  static std::string sharedKey(const std::string& recordedPath, uint64_t device, uint64_t inode);
+  std::map<std::string, File> sharedCopies_;  // by sharedKey
   std::map<long, File> segments_;
   std::map<std::string, std::string> byRecordedPath_;
 };

@@ -106,8 +106,7 @@ class ParkedThread {
   void restore() {
     if (!used_) return;
     if (atEntry_) {
-      // Make the syscall again: the same seccomp stop, the same registers
-      // (rcx and r11 are what the syscall instruction writes anyway).
+      // Make the syscall again: the same seccomp stop.
       Registers again = saved_;
       again.setIp(saved_.ip() - 2);
       again.setResult(saved_.syscallNumber());
@@ -125,6 +124,10 @@ class ParkedThread {
       if (task_.regs().syscallNumber() != saved_.syscallNumber())
         throw RecError(kExitInternal,
                        fmt::format("rec: task {} did not return to its syscall", task_.tid()));
+      // Every register as it was, rcx and r11 too: replay compares them all
+      // at the entry, and what the syscall instruction leaves there depends on
+      // the CPU (FRED does not write them).
+      task_.setRegs(saved_);
     } else {
       task_.setRegs(saved_);
     }
@@ -168,6 +171,7 @@ std::unique_ptr<ReplaySession> ReplaySession::fork() {
   copy->echoFrom_ = echoFrom_;
   copy->rdtscPatcher_ = rdtscPatcher_;
   copy->timeShim_ = timeShim_;
+  copy->lastMatched_ = lastMatched_;
 
   std::map<pid_t, std::vector<ReplayTask*>> processes;  // by real thread group
   for (auto& [id, t] : tasks_) {
@@ -346,6 +350,9 @@ bool ReplaySession::copyProcess(ReplaySession& copy, std::vector<ReplayTask*>& t
     // The replay's view of it.
     c.park = t->park;
     c.pendingSignal = t->pendingSignal;
+    c.pendingFrame = t->pendingFrame;
+    c.entryRegs = t->entryRegs;
+    c.lastSyscallRegs = t->lastSyscallRegs;
     c.awaitingSignal = t->awaitingSignal;
     c.skipNumber = t->skipNumber;
     c.skipArgs = t->skipArgs;
@@ -373,6 +380,7 @@ bool ReplaySession::copyProcess(ReplaySession& copy, std::vector<ReplayTask*>& t
         task.resume(Task::Resume::Cont);
       }
       if (task.regs().syscallNumber() != x.regs.syscallNumber()) return false;
+      task.setRegs(x.regs);  // rcx and r11 as well (see ParkedThread::restore)
     } else {
       task.setRegs(x.regs);
       if (x.hasSiginfo) task.setSiginfo(x.siginfo);

@@ -296,7 +296,10 @@ void ReplaySession::onExit(ReplayTask& t, schema::ExitEvent::Reader e) {
   int recorded = e.getWaitStatus();
   if (WIFSIGNALED(recorded) && WTERMSIG(recorded) == SIGKILL && !t.exiting) {
     // Killed from outside during recording (or by rec when it was
-    // interrupted): nothing in the replayed program will do it.
+    // interrupted): nothing in the replayed program will do it. Its robust
+    // futexes are released first, while its memory is surely there: a
+    // SIGKILLed task may be gone before its exit stop can be used.
+    releaseRobustFutexes(t);
     ::kill(t.task.tid(), SIGKILL);
   }
   // A thread-group leader whose threads live on stays a zombie until they

@@ -134,6 +134,8 @@ class ReplaySession {
     std::optional<MemoryDigest> memory;
     uint64_t runNs = 0;  // how long the task ran to get there, when recorded
     PointEntry entry = PointEntry::Jump;
+    // While reaching it: the memory block that differed at the last candidate.
+    mutable std::optional<uint64_t> suspectBlock;
   };
   static RecordedPoint recordedPoint(schema::Registers::Reader regs,
                                      capnp::List<schema::MemWrite>::Reader words, bool hasState,

@@ -91,6 +91,12 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
       // returns, so the kernel applies the same EINTR/SA_RESTART rules.
       std::optional<uint64_t> mask;
       if (t.park == ReplayTask::Park::SkipPending) mask = temporarySignalMask(t);
+      // The syscall number the kernel's restart rules look at, as it was at
+      // the recording's delivery (-1 for a syscall rec answered at entry).
+      auto number = [&](int64_t fallback) {
+        return e.hasRegisters() ? static_cast<int64_t>(rawRegisters(e.getRegisters()).orig_rax)
+                                : fallback;
+      };
       // A signal the temporary mask blocks arrived during the syscall and
       // was delivered only after it returned with the old mask back: no
       // waiting for it (it would never end the wait).
@@ -98,12 +104,6 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
       if (mask && t.task.read(*mask, &maskBits, sizeof maskBits) == sizeof maskBits &&
           (maskBits & (uint64_t{1} << (signo - 1))))
         mask.reset();
-      // The syscall number the kernel's restart rules look at, as it was at
-      // the recording's delivery (-1 for a syscall rec answered at entry).
-      auto number = [&](int64_t fallback) {
-        return e.hasRegisters() ? static_cast<int64_t>(rawRegisters(e.getRegisters()).orig_rax)
-                                : fallback;
-      };
       if (mask || (t.park == ReplayTask::Park::SkipPending && t.skipIsSigsuspend)) {
         // The syscall ran with a temporary signal mask (sigsuspend, pselect6,
         // ppoll, epoll_pwait) that let this signal in: wait for real in

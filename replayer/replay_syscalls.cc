@@ -311,19 +311,22 @@ void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
     return;
   }
   // A file mapping: map the stored contents where the recording had it.
-  // Writable shared mappings map a private copy shared by the replayed
-  // processes, so they still see each other's stores; everything else maps
-  // the blob privately.
+  // Shared mappings map the one shared copy of their file (read-only ones
+  // too: they show stores made through writable ones, the JIT pattern), and
+  // so do private mappings of files the recording watched (open for
+  // writing: their uncopied pages follow the file); other private ones map
+  // the blob.
   StraySignals strays;
   skipToSyscallExit(t.task, e.getResult(), strays);
-  bool sharedWritable = (m.getFlags() & MAP_TYPE) != MAP_PRIVATE && (m.getProt() & PROT_WRITE);
-  const std::string& file = sharedWritable
-                                ? blobs_->sharedCopy(hashOf(m.getBlobHash()), m.getPath())
-                                : blobs_->path(hashOf(m.getBlobHash()), m.getPath());
+  bool shared = (m.getFlags() & MAP_TYPE) != MAP_PRIVATE;
+  bool followsFile = shared || m.getDevice() != 0 || m.getInode() != 0;
+  const std::string& file = followsFile ? blobs_->sharedCopy(hashOf(m.getBlobHash()), m.getPath(),
+                                                             m.getDevice(), m.getInode())
+                                        : blobs_->path(hashOf(m.getBlobHash()), m.getPath());
   uint64_t mapFlags = (flags & ~uint64_t{MAP_TYPE} & ~uint64_t{MAP_FIXED_NOREPLACE}) |
-                      (sharedWritable ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED;
+                      (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED;
   int64_t got =
-      mapIntoTask(t, file, sharedWritable,
+      mapIntoTask(t, file, shared,
                   {address, m.getEnd() - m.getStart(), m.getProt(), mapFlags, 0, m.getOffset()});
   if (got != static_cast<int64_t>(address))
     diverge(t, fmt::format("mmap of {} at {:#x}", m.getPath().cStr(), address),
@@ -448,6 +451,11 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
   if (!executed) {
     for (auto w : e.getWrites())
       t.task.write(w.getAddress(), w.getData().begin(), w.getData().size());
+    for (auto u : e.getFileUpdates()) {
+      auto data = u.getData();
+      blobs_->updateSharedCopy(u.getDevice(), u.getInode(), u.getSize(), u.getOffset(),
+                               {reinterpret_cast<const std::byte*>(data.begin()), data.size()});
+    }
     echoOutput(t, e);
     if (e.getStartsTimeLog()) {
       startTimeLog(t, e);

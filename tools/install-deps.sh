@@ -10,6 +10,9 @@ packages=(
   catch2                                # unit tests
   gdb                                   # debugging replays (rec replay -d) and its tests
   python3 perl tar gzip findutils       # real programs the integration tests record
+  sqlite3                               # SQLite in WAL mode (shared -shm mapping) under test
+  golang-go nodejs openssl              # runtimes with threads and signals (tests/runtimes)
+  openjdk-17-jdk-headless               # the JVM's threads, JIT and safepoints (tests/runtimes)
 )
 missing=()
 for p in "${packages[@]}"; do

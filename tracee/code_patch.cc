@@ -6,6 +6,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <set>
 
 namespace rec {
 
@@ -297,31 +298,40 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
     regionEnd = at;
     fallsOut = !after.back().endsFlow;
     // Backward to the start of the loop ip is in, if it is one: the earliest
-    // branch target before ip from which decoding reaches ip exactly.
+    // branch target before ip from which decoding reaches ip exactly and
+    // copies nothing that cannot run elsewhere (a nearer target when a call
+    // lies between: an outer loop's start may not do, its inner loop's will).
     uint64_t regionStart = ip;
     for (int round = 0; round < 4; ++round) {
-      uint64_t earliest = regionStart;
+      std::set<uint64_t> targets;
       auto consider = [&](const Insn& d) {
-        if (d.relativeBranch && d.target < earliest && d.target + kRegionBack >= ip &&
+        if (d.relativeBranch && d.target < regionStart && d.target + kRegionBack >= ip &&
             d.target >= codeStart)
-          earliest = d.target;
+          targets.insert(d.target);
       };
       for (const Insn& d : before) consider(d);
       for (const Insn& d : after) consider(d);
-      if (earliest == regionStart) break;
       std::vector<Insn> more;
-      uint64_t a = earliest;
-      bool ok = true;
-      while (a < regionStart) {
-        auto d = decodeAt(code, codeStart, a);
-        if (!d || d->stop) {
-          ok = false;
+      uint64_t earliest = regionStart;
+      for (uint64_t target : targets) {
+        more.clear();
+        uint64_t a = target;
+        bool ok = true;
+        while (a < regionStart) {
+          auto d = decodeAt(code, codeStart, a);
+          if (!d || d->stop) {
+            ok = false;
+            break;
+          }
+          a += d->size();
+          more.push_back(*d);
+        }
+        if (ok && a == regionStart) {
+          earliest = target;
           break;
         }
-        a += d->size();
-        more.push_back(*d);
       }
-      if (!ok || a != regionStart) break;
+      if (earliest == regionStart) break;
       more.insert(more.end(), before.begin(), before.end());
       before = std::move(more);
       regionStart = earliest;

@@ -263,8 +263,8 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_flock, "flock", {Fd, Int}).blocks(),
   emulated(SYS_fsync, "fsync", {Fd}),
   emulated(SYS_fdatasync, "fdatasync", {Fd}),
-  emulated(SYS_truncate, "truncate", {Path, Int}),
-  emulated(SYS_ftruncate, "ftruncate", {Fd, Int}),
+  emulated(SYS_truncate, "truncate", {Path, Int}).flags(kResizesFile),
+  emulated(SYS_ftruncate, "ftruncate", {Fd, Int}).flags(kResizesFile),
   emulated(SYS_getdents, "getdents", {Fd, Ptr, Size}).out(byResult(1)),
   emulated(SYS_getcwd, "getcwd", {Ptr, Size}).out(cstring(0, 1)),
   emulated(SYS_chdir, "chdir", {Path}),
@@ -513,7 +513,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_signalfd, "signalfd", {Fd, Ptr, Size}).fd(),
   emulated(SYS_timerfd_create, "timerfd_create", {Clock, OpenFlags}).fd(),
   emulated(SYS_eventfd, "eventfd", {Uint}).fd(),
-  emulated(SYS_fallocate, "fallocate", {Fd, Hex, Int, Int}),
+  emulated(SYS_fallocate, "fallocate", {Fd, Hex, Int, Int}).flags(kResizesFile),
   emulated(SYS_timerfd_settime, "timerfd_settime", {Fd, Hex, Ptr, Ptr}).out(fixed(3, kItimerspec)),
   emulated(SYS_timerfd_gettime, "timerfd_gettime", {Fd, Ptr}).out(fixed(1, kItimerspec)),
   emulated(SYS_accept4, "accept4", {Fd, Ptr, Ptr, OpenFlags}).blocks().fd()
@@ -546,8 +546,10 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_getcpu, "getcpu", {Ptr, Ptr, Ptr}).out(fixed(0, 4), fixed(1, 4)),
   emulated(SYS_process_vm_readv, "process_vm_readv", {Pid, Ptr, Uint, Ptr, Uint, Hex})
       .out(iovec(1, 2)),
-  refused(SYS_process_vm_writev, "process_vm_writev", {Pid, Ptr, Uint, Ptr, Uint, Hex},
-          "writes another process's memory behind rec's back"),
+  emulated(SYS_process_vm_writev, "process_vm_writev", {Pid, Ptr, Uint, Ptr, Uint, Hex})
+      .out(iovec(3, 4)).hook(Hook::OwnMemory)
+      .why("into the caller's own process only: another process's memory would change behind "
+           "rec's back (ENOSYS)"),
   emulated(SYS_kcmp, "kcmp", {Pid, Pid, Int, Hex, Hex}),
   refused(SYS_finit_module, "finit_module", {Fd, Str, Hex}, kModules),
   emulated(SYS_sched_setattr, "sched_setattr", {Pid, Ptr, Hex}),

@@ -129,6 +129,8 @@ enum class Hook : uint8_t {
   Affinity,     // sched_setaffinity leaves rec's pinning alone; --chaos pretends a CPU count
   Rlimit,       // limits that shape memory (stack, data) are applied on replay too
   Seccomp,      // the program's own filters; PR_GET_SECCOMP reports the program's mode
+  OwnMemory,    // process_vm_writev: into the caller's own process it is an output like any
+                // other; into another process's memory it is refused
 };
 
 // Row flags.
@@ -142,6 +144,9 @@ inline constexpr uint16_t kOutputsOnError =
 inline constexpr uint16_t kYields = 1 << 5;  // a scheduling point: another task runs next
 inline constexpr uint16_t kReturnsFdPair =
     1 << 6;  // two new fds, in the int[2] of the first out param (pipe, socketpair)
+inline constexpr uint16_t kResizesFile =
+    1 << 7;  // may change the size of the file named by argument 0 (fd or path): files mapped
+             // MAP_SHARED follow it on replay (recorder/shared_files.h)
 
 struct SyscallRow {
   int number = -1;

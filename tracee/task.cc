@@ -127,6 +127,18 @@ Stop Task::wait() {
   return decodeStop(status);
 }
 
+std::optional<Stop> Task::waitUnlessInterrupted() {
+  int status = 0;
+  for (;;) {
+    pid_t r = ::waitpid(tid_, &status, __WALL);
+    if (r == tid_) break;
+    if (r < 0 && errno == EINTR) return std::nullopt;
+    throwErrno(kExitInternal, fmt::format("waitpid({})", tid_));
+  }
+  noteStopped();
+  return decodeStop(status);
+}
+
 std::optional<Stop> Task::poll() {
   int status = 0;
   for (;;) {
@@ -134,18 +146,6 @@ std::optional<Stop> Task::poll() {
     if (r == tid_) break;
     if (r == 0) return std::nullopt;
     if (r < 0 && errno == EINTR) continue;
-    throwErrno(kExitInternal, fmt::format("waitpid({})", tid_));
-  }
-  noteStopped();
-  return decodeStop(status);
-}
-
-std::optional<Stop> Task::waitUnlessInterrupted() {
-  int status = 0;
-  for (;;) {
-    pid_t r = ::waitpid(tid_, &status, __WALL);
-    if (r == tid_) break;
-    if (r < 0 && errno == EINTR) return std::nullopt;
     throwErrno(kExitInternal, fmt::format("waitpid({})", tid_));
   }
   noteStopped();

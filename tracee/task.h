@@ -95,14 +95,14 @@ class Task : public sys::MemoryReader {
 
   // Waits for this task's next stop (waitpid with __WALL).
   Stop wait();
+  // The same, but nullopt when a signal to rec interrupted the wait.
+  std::optional<Stop> waitUnlessInterrupted();
   // Its next stop if it has one already (waitpid with WNOHANG).
   std::optional<Stop> poll();
   // The scheduler state the kernel shows in /proc/TID/stat: 'R' running,
   // 'S'/'D' asleep (in a syscall that waits), 't' in a ptrace stop, ...;
   // 0 when the task is gone.
   char kernelState() const;
-  // The same, but nullopt when a signal to rec interrupted the wait.
-  std::optional<Stop> waitUnlessInterrupted();
   // Called when a stop for this task was collected elsewhere (waitpid(-1)).
   void noteStopped() {
     regsValid_ = false;

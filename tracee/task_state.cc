@@ -360,7 +360,9 @@ std::optional<std::string> extendedRegisterDifference(std::span<const uint8_t> r
   return std::nullopt;
 }
 
-MemoryDigest digestMemory(pid_t tid, std::span<const AddressRange> excluded, DigestStats* stats) {
+namespace {
+MemoryDigest digestWithin(pid_t tid, std::span<const AddressRange> excluded, DigestStats* stats,
+                          AddressRange within) {
   DigestStats local;
   DigestStats& s = stats ? *stats : local;
   BlockHasher hasher;
@@ -374,12 +376,42 @@ MemoryDigest digestMemory(pid_t tid, std::span<const AddressRange> excluded, Dig
   ScopedFd pagemap(::open(fmt::format("/proc/{}/pagemap", tid).c_str(), O_RDONLY | O_CLOEXEC));
   for (const MapEntry& m : readMaps(tid)) {
     if (!hashed(m)) continue;
-    for (AddressRange range : subtract(m.start, m.end, excluded)) {
+    uint64_t start = std::max(m.start, within.start), end = std::min(m.end, within.end);
+    if (start >= end) continue;
+    for (AddressRange range : subtract(start, end, excluded)) {
       if (m.shared && digestShared(tid, m, range, hasher, s, buffer)) continue;
       digestPrivate(tid, pagemap.get(), range, hasher, s, buffer);
     }
   }
   return hasher.finish();
+}
+
+}  // namespace
+
+MemoryDigest digestMemory(pid_t tid, std::span<const AddressRange> excluded, DigestStats* stats) {
+  return digestWithin(tid, excluded, stats, {0, ~uint64_t{0}});
+}
+
+BlockDigest digestBlock(pid_t tid, std::span<const AddressRange> excluded, uint64_t start) {
+  MemoryDigest d = digestWithin(tid, excluded, nullptr, {start, start + kDigestBlock});
+  for (const BlockDigest& b : d.blocks)
+    if (b.start == start) return b;
+  return BlockDigest{start, 0, 0};
+}
+
+std::optional<uint64_t> firstDifferingBlock(const MemoryDigest& recorded, const MemoryDigest& now) {
+  size_t i = 0, j = 0;
+  while (i < recorded.blocks.size() || j < now.blocks.size()) {
+    const BlockDigest* r = i < recorded.blocks.size() ? &recorded.blocks[i] : nullptr;
+    const BlockDigest* n = j < now.blocks.size() ? &now.blocks[j] : nullptr;
+    if (r && n && r->start == n->start) {
+      if (!(*r == *n)) return r->start;
+      ++i, ++j;
+    } else {
+      return r && (!n || r->start < n->start) ? r->start : n->start;
+    }
+  }
+  return std::nullopt;
 }
 
 std::optional<std::string> memoryDifference(const MemoryDigest& recorded, const MemoryDigest& now,

@@ -95,6 +95,12 @@ struct DigestStats {
 // `excluded` (rec's own pages, which differ between recording and replay).
 MemoryDigest digestMemory(pid_t tid, std::span<const AddressRange> excluded,
                           DigestStats* stats = nullptr);
+// The same for one block (kDigestBlock-aligned `start`) only: what
+// digestMemory's block there would be (pages == 0: none).
+BlockDigest digestBlock(pid_t tid, std::span<const AddressRange> excluded, uint64_t start);
+
+// The start of the first block where two digests differ.
+std::optional<uint64_t> firstDifferingBlock(const MemoryDigest& recorded, const MemoryDigest& now);
 
 // Where two digests differ first: "the 1 MiB at 0x7ffff7e00000 (in
 // /usr/lib/.../libc.so.6 rw-p) differs (12 non-zero pages, recorded 11)";

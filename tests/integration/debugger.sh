@@ -158,6 +158,30 @@ check_reverse_stepping() {
   [[ -n $a && $a == "$b" ]] || fail "stepi twice then reverse-stepi twice: pc $a became $b"
 }
 
+# Memory the kernel wrote in an emulated syscall (getrandom into a local)
+# triggers a write watchpoint: forwards right after the syscall, backwards
+# on its syscall instruction, with the recorded values.
+check_kernel_writes() {
+  record_calls
+  local v1 v2
+  v1=$(observed 1)
+  v2=$(observed 2)
+  gdb_replay kwrite "$T/calls.rec" -- \
+    "break debug_calls.c:$(line_of debug_calls call-twice)" 'continue' 'print r' 'watch -l r' \
+    'continue' 'print $pc' 'continue' 'reverse-continue' 'print $pc'
+  expect_in_order "$T/kwrite.out" \
+    "^\\\$1 = $v1\$" '^Hardware watchpoint 2: -location r' \
+    "^Old value = $v1\$" "^New value = $v2\$" 'in (__GI___)?getrandom ' \
+    '^Breakpoint 1, main \(\)' \
+    "^Old value = $v2\$" "^New value = $v1\$" 'in (__GI___)?getrandom '
+  # Backwards it stops on the syscall instruction (2 bytes), not after it.
+  local after before
+  after=$(grep -E '^\$2 = ' "$T/kwrite.out" | grep -oE '0x[0-9a-f]+' | head -1)
+  before=$(grep -E '^\$3 = ' "$T/kwrite.out" | grep -oE '0x[0-9a-f]+' | head -1)
+  [[ -n $after && $((after - before)) == 2 ]] ||
+    fail "the backward stop ($before) is not the syscall instruction before $after"
+}
+
 check_crash() {
   need_program debug_crash
   expect_native_differs "$PROGRAMS/debug_crash"
@@ -384,6 +408,7 @@ EOF
 t breakpoints check_breakpoints
 t watch_and_refusals check_watch_and_refusals
 t reverse_stepping check_reverse_stepping
+t kernel_writes check_kernel_writes
 t crash check_crash
 t threads check_threads
 t process_tree check_process_tree

@@ -183,3 +183,23 @@ TEST_CASE("a jump entry copies the one instruction it covers", "[patch]") {
                               PointEntry::Jump, user_regs_struct{})
                   .has_value());
 }
+
+TEST_CASE("a point in an inner loop gets the inner loop copied though its outer loop calls",
+          "[patch]") {
+  // outer: call outer+0x40 ; mov $500,%ecx ; inner: dec %ecx ; X: jne inner ; jmp outer
+  const uint8_t body[] = {0xe8, 0x3b, 0,    0, 0,  // call (cannot run from a copy)
+                          0xb9, 0xf4, 0x01, 0, 0,  // mov $500,%ecx
+                          0xff, 0xc9,              // inner: dec %ecx
+                          0x75, 0xfc,              // X: jne inner
+                          0xeb, 0xf0};             // jmp outer
+  const uint64_t codeStart = 0x400000, inner = codeStart + 10, ip = codeStart + 12;
+  auto t = buildTrampoline(0x401000, ip, std::span(body, sizeof body), codeStart,
+                           PointEntry::DebugRegister, user_regs_struct{});
+  REQUIRE(t.has_value());
+  // The inner loop runs in the copy: its dec comes before the check, so each
+  // round is checked without leaving the trampoline.
+  bool decCopied = false;
+  for (auto [copy, original] : t->moved) decCopied |= original == inner && copy < t->checkIp;
+  CHECK(decCopied);
+  CHECK(t->originalOf(t->resumeIp) == ip);
+}

@@ -1,0 +1,167 @@
+// Asynchronous points that only an exact replay tells apart (issue 10).
+// Each mode prints values that depend on where a timer signal landed, so
+// they differ on every native run; a replay must print the same.
+//
+//   global-round  SIGALRM lands in an inner loop whose registers and stack
+//                 are the same every round of an outer loop: the round
+//                 lives only in a global. The handler prints it.
+//   jmp-self      SIGALRM lands in `jmp .` (2 bytes); the handler prints
+//                 how many rounds a counter loop did before and jumps out.
+//   dec-jnz       SIGALRM lands in `dec %ecx; jnz` (4 bytes in all); the
+//                 handler prints the count left in rcx.
+//   pause-spin    a thread spins in `pause; jmp` on a flag beside a main
+//                 that sleeps and counts; preemptions land in the spin.
+//   red-zone      SIGALRM lands in a loop calling a function that leaves
+//                 a different word 0x88 below the caller's stack pointer
+//                 each round.
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+static volatile long round_counter;  // only here: never in a register at the point
+static sigjmp_buf escape;
+static volatile long before;
+
+static void arm_alarm(long usec) {
+  struct itimerval it = {{0, 0}, {0, usec}};
+  setitimer(ITIMER_REAL, &it, NULL);
+}
+
+static void on_alarm_print_round(int sig) {
+  (void)sig;
+  printf("signal in outer round %ld\n", round_counter);
+  fflush(stdout);
+  _exit(0);
+}
+
+static void on_alarm_escape(int sig, siginfo_t* info, void* context) {
+  (void)sig;
+  (void)info;
+  ucontext_t* uc = context;
+  printf("signal at rcx %lld after %ld rounds\n", (long long)uc->uc_mcontext.gregs[REG_RCX],
+         before);
+  fflush(stdout);
+  siglongjmp(escape, 1);
+}
+
+__attribute__((noreturn)) static void global_round(void) {
+  signal(SIGALRM, on_alarm_print_round);
+  arm_alarm(20000 + (long)(getpid() % 7) * 3000);
+  for (;;) {
+    round_counter++;
+    // Same registers every round: a fixed count, nothing written but rcx.
+    __asm__ volatile("mov $20000, %%ecx\n1: dec %%ecx\n jnz 1b" ::: "rcx", "cc");
+  }
+}
+
+static void install_escape(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_alarm_escape;
+  sa.sa_flags = SA_SIGINFO;
+  sigaction(SIGALRM, &sa, NULL);
+}
+
+static int jmp_self(void) {
+  install_escape();
+  for (int i = 0; i < 3; ++i) {
+    if (sigsetjmp(escape, 1) == 0) {
+      before = 0;
+      struct timespec t0, t;
+      clock_gettime(CLOCK_MONOTONIC, &t0);
+      do {  // a random amount of work first: the count printed differs per run
+        before++;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+      } while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 3000000);
+      arm_alarm(10000);
+      __asm__ volatile("xor %%ecx, %%ecx\n1: jmp 1b" ::: "rcx");
+    }
+  }
+  return 0;
+}
+
+static int dec_jnz(void) {
+  install_escape();
+  for (int i = 0; i < 3; ++i) {
+    if (sigsetjmp(escape, 1) == 0) {
+      before = i;
+      arm_alarm(5000 + i * 1000);
+      __asm__ volatile("mov $0xffffffff, %%ecx\n1: dec %%ecx\n jnz 1b" ::: "rcx", "cc");
+    }
+  }
+  return 0;
+}
+
+static volatile int stop_spinning;
+static void* spinner(void* arg) {
+  (void)arg;
+  __asm__ volatile(
+      "1: pause\n"
+      " cmpl $0, %0\n"
+      " je 1b\n" ::"m"(stop_spinning)
+      : "cc");
+  return NULL;
+}
+
+static int pause_spin(void) {
+  pthread_t thread;
+  pthread_create(&thread, NULL, spinner, NULL);
+  long sum = 0;
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (int i = 0; i < 20; ++i) {
+    struct timespec nap = {0, 5000000};
+    nanosleep(&nap, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    sum += (t.tv_nsec / 1000) % 1000;
+  }
+  stop_spinning = 1;
+  pthread_join(thread, NULL);
+  printf("slept with a spinning thread: %ld\n", sum);
+  return 0;
+}
+
+// Writes a value that changes every call far below its frame, where the
+// caller's red zone ends.
+__attribute__((noinline)) static void leave_word(long value) {
+  volatile long frame[20];
+  frame[0] = value;  // lowest address of the frame
+  __asm__ volatile("" ::"r"(frame) : "memory");
+}
+
+static void on_alarm_print_before(int sig) {
+  (void)sig;
+  printf("signal after %ld calls\n", before);
+  fflush(stdout);
+  _exit(0);
+}
+
+__attribute__((noreturn)) static void red_zone(void) {
+  signal(SIGALRM, on_alarm_print_before);
+  arm_alarm(20000 + (long)(getpid() % 5) * 2000);
+  for (;;) {
+    leave_word(before);
+    before++;
+    __asm__ volatile("mov $500, %%ecx\n1: dec %%ecx\n jnz 1b" ::: "rcx", "cc");
+  }
+}
+
+int main(int argc, char** argv) {
+  const char* mode = argc > 1 ? argv[1] : "";
+  if (!strcmp(mode, "global-round")) global_round();
+  if (!strcmp(mode, "jmp-self")) return jmp_self();
+  if (!strcmp(mode, "dec-jnz")) return dec_jnz();
+  if (!strcmp(mode, "pause-spin")) return pause_spin();
+  if (!strcmp(mode, "red-zone")) red_zone();
+  fprintf(stderr, "usage: exact_points global-round|jmp-self|dec-jnz|pause-spin|red-zone\n");
+  return 2;
+}

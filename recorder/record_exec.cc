@@ -302,6 +302,15 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
 // that replay lets the task die before those joiners run on.
 void RecordSession::onExitEvent(RecordTask& t) {
   int status = static_cast<int>(t.task.eventMessage());
+  if (t.ptrace.tracer && (t.ptrace.options & PTRACE_O_TRACEEXIT)) {
+    // PTRACE_O_TRACEEXIT: its emulated ptracer sees the exit stop first; the
+    // exit goes on once it resumes the task (resumeFromPtraceStop).
+    t.ptrace.options &= ~uint64_t{PTRACE_O_TRACEEXIT};
+    t.ptrace.eventMessage = static_cast<uint64_t>(status);
+    enterPtraceStop(t, EmulatedPtrace::Held::ExitStop,
+                    ptraceStopStatus(SIGTRAP, PTRACE_EVENT_EXIT));
+    return;
+  }
   if (siblingExecing(t)) {
     // Ended by a sibling's execve: its exit is written after the Exec event,
     // because replay sees it die only when it replays that exec.
@@ -406,6 +415,7 @@ void RecordSession::writeGroupExits(const RecordTask& t) {
 
 void RecordSession::onExited(RecordTask& t, int status) {
   reaped_.push_back(t.task.tid());
+  endPtraceOf(t);
   if (t.exitRecord() == RecordTask::ExitRecord::AfterExec || siblingExecing(t)) {
     t.deferExit(RecordTask::ExitRecord::AfterExec, status);
     t.setState(RecordTask::State::Dead);

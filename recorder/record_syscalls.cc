@@ -115,6 +115,10 @@ bool RecordSession::answerAtEntry(RecordTask& t) {
       return refuseUnmappable(t);
     case sys::Hook::OwnMemory:
       return refuseForeignMemory(t);
+    case sys::Hook::Ptrace:
+      return answerPtrace(t);
+    case sys::Hook::Wait:
+      return answerWait(t);
     default:
       return false;
   }
@@ -124,12 +128,14 @@ bool RecordSession::answerAtEntry(RecordTask& t) {
 // and returns `result`. `written` is what rec wrote to the call's one output
 // range, if any.
 void RecordSession::completeAtEntry(RecordTask& t, int64_t result,
-                                    std::span<const std::byte> written) {
+                                    std::span<const std::byte> written,
+                                    const std::function<void(schema::SyscallEvent::Builder)>& more) {
   Registers& r = t.task.mutableRegs();
   r.setSyscallNumber(-1);  // skipped: the kernel returns the result set here
   r.setResult(result);
   capnp::MallocMessageBuilder msg;
   finishSyscallEvent(t, msg, written);
+  if (more) more(msg.getRoot<schema::Event>().getSyscall());
   emit(t, msg);
   t.returnedFromSyscall(t.task.regs());
   continueAfterSyscall(t);
@@ -560,6 +566,7 @@ void RecordSession::onSyscallExit(RecordTask& t) {
 }
 
 void RecordSession::continueAfterSyscall(RecordTask& t) {
+  if (interruptForPtracer(t)) return;
   bool yield = scheduler_->shouldSwitchAfterSyscall(t);
   t.nr = -1;
   if (scheduler_->isCurrent(t)) {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "output_fds.h"
+#include "ptrace_emulation.h"
 #include "record_session.h"
 #include "syscall_table.h"
 #include "task.h"
@@ -61,6 +62,8 @@ capnp::Data::Reader asData(const T& value) {
 //   Running | InSyscall --(yields, preempted)--> Ready
 //   InSyscall --(vfork parent's return while the child lives)--> VforkHeld
 //   VforkHeld --(child exec'd or died)--> Running | Ready
+//   Ready | Running | InSyscall --(a stop its emulated ptracer sees)--> PtraceStopped
+//   PtraceStopped --(the ptracer resumes it: PTRACE_CONT, DETACH, ...)--> Ready
 //   any live state --(PTRACE_EVENT_EXIT)--> Exiting --(reaped)--> Dead
 //   any live state --(killed: reaped without an exit stop)--> Dead
 //
@@ -79,6 +82,7 @@ class RecordTask {
     Running,    // executing user code
     InSyscall,  // resumed into a traced syscall (PTRACE_SYSCALL); may block in the kernel
     VforkHeld,  // vfork parent stopped at its syscall's return until the child execs or exits
+    PtraceStopped,  // in a ptrace stop of its emulated ptracer (ptrace_emulation.h), until resumed
     Exiting,    // past PTRACE_EVENT_EXIT (or ended by a sibling's exec), not yet reaped
     Dead,
   };
@@ -178,6 +182,8 @@ class RecordTask {
   std::shared_ptr<TimeShimSpace> timeSpace;  // shared by tasks created with CLONE_VM
   ScopedFd pagemap;                          // /proc/TID/pagemap of the current image
   Clock::time_point sliceStart;
+
+  EmulatedPtrace ptrace;  // a tracee that ptraces another, or is ptraced by one
 
   pid_t formerTid = 0;                // exec'd from a non-leader thread: its id before
   RecordTask* vforkParent = nullptr;  // vfork: the parent waiting for this child

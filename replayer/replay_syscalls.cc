@@ -410,6 +410,23 @@ void ReplaySession::decodeEntryRegisters(ReplayTask& t, schema::SyscallEvent::Re
   t.lastSyscallRegs = *t.entryRegs;
 }
 
+// An emulated ptrace call that changed its tracee (POKEDATA, SETREGS, ...):
+// the tracee, parked at the ptrace stop it was in, changes the same way.
+void ReplaySession::applyToPtraceTracee(schema::SyscallEvent::Reader e) {
+  if (e.getPtraceTracee() == 0) return;
+  auto it = tasks_.find(e.getPtraceTracee());
+  if (it == tasks_.end() || it->second->park == ReplayTask::Park::Dead)
+    throw RecError(kExitBadTrace, fmt::format("rec: event #{}: ptrace of task {}, which is not "
+                                              "alive",
+                                              eventIndex_, e.getPtraceTracee()));
+  Task& tracee = it->second->task;
+  for (auto w : e.getTraceeWrites())
+    tracee.write(w.getAddress(), w.getData().begin(), w.getData().size());
+  auto regs = e.getTraceeRegisters();
+  if (regs.size() == sizeof(user_regs_struct))
+    std::memcpy(&tracee.mutableRegs().raw(), regs.begin(), sizeof(user_regs_struct));
+}
+
 void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
   decodeEntryRegisters(t, e);
   const sys::SyscallRow* row = sys::findSyscall(e.getNumber());
@@ -457,6 +474,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
                                {reinterpret_cast<const std::byte*>(data.begin()), data.size()});
     }
     echoOutput(t, e);
+    applyToPtraceTracee(e);
     if (e.getStartsTimeLog()) {
       startTimeLog(t, e);
       return;

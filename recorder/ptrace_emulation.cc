@@ -121,8 +121,8 @@ bool RecordSession::answerPtrace(RecordTask& t) {
       completeAtEntry(t, -EIO);
       return true;
     }
-    int status = ptraceStopStatus(p.groupStopSignal ? p.groupStopSignal : SIGTRAP,
-                                  PTRACE_EVENT_STOP);
+    int status =
+        ptraceStopStatus(p.groupStopSignal ? p.groupStopSignal : SIGTRAP, PTRACE_EVENT_STOP);
     if (tracee->state() == State::Ready) {
       // Waiting in rec's queue (perhaps just resumed by its tracer and not
       // run yet): it stops where it is, between two of its events.
@@ -475,8 +475,8 @@ bool RecordSession::interruptForPtracer(RecordTask& t) {
   s.initRegisters().setRaw(asData(t.task.regs().raw()));
   s.setPtraceStop(true);
   emit(t, msg);
-  int status = ptraceStopStatus(
-      t.ptrace.groupStopSignal ? t.ptrace.groupStopSignal : SIGTRAP, PTRACE_EVENT_STOP);
+  int status = ptraceStopStatus(t.ptrace.groupStopSignal ? t.ptrace.groupStopSignal : SIGTRAP,
+                                PTRACE_EVENT_STOP);
   enterPtraceStop(t, Held::Parked, status);
   return true;
 }

@@ -33,11 +33,11 @@ struct EmulatedPtrace {
     Parked,      // stopped in rec's queue, between events (PTRACE_INTERRUPT)
   };
   Held held = Held::None;
-  int waitStatus = 0;        // what wait reports for the stop
-  bool reported = false;     // a wait of its tracer has collected that stop
-  siginfo_t siginfo{};       // PTRACE_GETSIGINFO at a signal-delivery-stop
-  uint64_t eventMessage = 0; // PTRACE_GETEVENTMSG
-  int groupStopSignal = 0;   // the stop signal of a group-stop it is in (0: none)
+  int waitStatus = 0;         // what wait reports for the stop
+  bool reported = false;      // a wait of its tracer has collected that stop
+  siginfo_t siginfo{};        // PTRACE_GETSIGINFO at a signal-delivery-stop
+  uint64_t eventMessage = 0;  // PTRACE_GETEVENTMSG
+  int groupStopSignal = 0;    // the stop signal of a group-stop it is in (0: none)
   // Resumed by its tracer (PTRACE_CONT & co): the signal it is to get when
   // rec next runs it (0: none). Queued in the scheduler meanwhile.
   std::optional<int> resumeSignal;

@@ -127,9 +127,9 @@ bool RecordSession::answerAtEntry(RecordTask& t) {
 // Completes a syscall rec answered at its seccomp stop: the kernel skips it
 // and returns `result`. `written` is what rec wrote to the call's one output
 // range, if any.
-void RecordSession::completeAtEntry(RecordTask& t, int64_t result,
-                                    std::span<const std::byte> written,
-                                    const std::function<void(schema::SyscallEvent::Builder)>& more) {
+void RecordSession::completeAtEntry(
+    RecordTask& t, int64_t result, std::span<const std::byte> written,
+    const std::function<void(schema::SyscallEvent::Builder)>& more) {
   Registers& r = t.task.mutableRegs();
   r.setSyscallNumber(-1);  // skipped: the kernel returns the result set here
   r.setResult(result);

@@ -77,13 +77,13 @@ capnp::Data::Reader asData(const T& value) {
 class RecordTask {
  public:
   enum class State {
-    Newborn,    // created: waits for its first stop and its parent's fork event
-    Ready,      // stopped by rec, queued in the scheduler
-    Running,    // executing user code
-    InSyscall,  // resumed into a traced syscall (PTRACE_SYSCALL); may block in the kernel
-    VforkHeld,  // vfork parent stopped at its syscall's return until the child execs or exits
+    Newborn,        // created: waits for its first stop and its parent's fork event
+    Ready,          // stopped by rec, queued in the scheduler
+    Running,        // executing user code
+    InSyscall,      // resumed into a traced syscall (PTRACE_SYSCALL); may block in the kernel
+    VforkHeld,      // vfork parent stopped at its syscall's return until the child execs or exits
     PtraceStopped,  // in a ptrace stop of its emulated ptracer (ptrace_emulation.h), until resumed
-    Exiting,    // past PTRACE_EVENT_EXIT (or ended by a sibling's exec), not yet reaped
+    Exiting,        // past PTRACE_EVENT_EXIT (or ended by a sibling's exec), not yet reaped
     Dead,
   };
   static const char* stateName(State s);

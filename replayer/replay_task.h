@@ -86,10 +86,10 @@ struct ReplaySession::ReplayTask {
   // Stopped for its emulated ptracer at the exit of a syscall that the kernel
   // restarts when the task goes on without a signal: this -ERESTART* result.
   std::optional<int64_t> restartAfterPtraceStop;
-  bool ptraceStopAtSyscallExit = false;  // that stop is at a syscall-exit stop, not a signal's
-  bool exiting = false;                         // passed PTRACE_EVENT_EXIT
-  std::optional<int> deadStatus;                // reaped while replaying a sibling's execve
-  std::shared_ptr<TimeShimSpace> timeSpace;     // shared by tasks created with CLONE_VM
+  bool ptraceStopAtSyscallExit = false;      // that stop is at a syscall-exit stop, not a signal's
+  bool exiting = false;                      // passed PTRACE_EVENT_EXIT
+  std::optional<int> deadStatus;             // reaped while replaying a sibling's execve
+  std::shared_ptr<TimeShimSpace> timeSpace;  // shared by tasks created with CLONE_VM
   uint64_t lastBufferedEvent = UINT64_MAX - 1;  // index of its last time shim answer
   // Registers recorded at the entry of its current and previous syscall
   // (the previous one predicts the current one: task_state.h).

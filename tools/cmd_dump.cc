@@ -121,7 +121,7 @@ std::string eventText(schema::Event::Reader e) {
     case schema::Event::SIGNAL: {
       auto s = e.getSignal();
       return "--- " + cli::signalText(s.getSigno()) + " " + dispositionText(s.getDisposition()) +
-              (s.getSynchronous() ? " (synchronous)" : "") +
+             (s.getSynchronous() ? " (synchronous)" : "") +
              (s.getPtraceStop() ? " (ptrace stop)" : "") + " at " + hex(s.getIp()) + " ---";
     }
     case schema::Event::EXEC: {

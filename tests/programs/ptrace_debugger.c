@@ -23,12 +23,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CHECK(cond)                                                 \
-  do {                                                              \
-    if (!(cond)) {                                                  \
+#define CHECK(cond)                                                    \
+  do {                                                                 \
+    if (!(cond)) {                                                     \
       fprintf(stderr, "line %d: check failed: %s\n", __LINE__, #cond); \
-      exit(1);                                                      \
-    }                                                               \
+      exit(1);                                                         \
+    }                                                                  \
   } while (0)
 
 static volatile long secret = 1234;

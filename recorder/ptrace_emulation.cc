@@ -75,7 +75,10 @@ bool RecordSession::answerPtrace(RecordTask& t) {
   };
 
   if (request == PTRACE_TRACEME) {
-    RecordTask* parent = findTask(parentOf(t.task.tid()));
+    // The tracer is the parent: the thread that forked it while that lives.
+    RecordTask* parent = findTask(t.forkedBy);
+    if (!parent || !parent->alive() || parent->state() == State::Exiting)
+      parent = findTask(parentOf(t.task.tid()));
     if (t.ptrace.tracer || !parent || !parent->alive()) {
       completeAtEntry(t, -EPERM);
       return true;
@@ -354,6 +357,7 @@ bool RecordSession::stopForPtracer(RecordTask& t, int signo, capnp::MallocMessag
   auto s = msg.getRoot<schema::Event>().getSignal();
   if (s.getDisposition() == schema::SignalDisposition::BY_PTRACER) return false;
   s.setPtraceStop(true);
+  if (signo == SIGCONT) t.ptrace.groupStopSignal = 0;  // SIGCONT ends a group-stop
   auto raw = s.getSiginfo();
   std::memcpy(&t.ptrace.siginfo, raw.begin(), std::min(raw.size(), sizeof t.ptrace.siginfo));
   emit(t, msg);
@@ -413,7 +417,9 @@ void RecordSession::startTask(RecordTask& t) {
   if (t.ptrace.interruptWanted && t.ptrace.tracer) {
     // PTRACE_INTERRUPT before it ever ran.
     t.ptrace.interruptWanted = false;
-    enterPtraceStop(t, Held::Parked, ptraceStopStatus(SIGTRAP, PTRACE_EVENT_STOP));
+    enterPtraceStop(
+        t, Held::Parked,
+        t.ptrace.seized ? ptraceStopStatus(SIGTRAP, PTRACE_EVENT_STOP) : ptraceStopStatus(SIGSTOP));
     return;
   }
   if (t.ptrace.resumeSignal) {
@@ -432,7 +438,15 @@ void RecordSession::resumeFromPtraceStop(RecordTask& t) {
     onExitEvent(t);
     return;
   }
-  if (held == Held::GroupStop) t.ptrace.groupStopSignal = 0;
+  if (held == Held::ForkStop) {
+    // On to the fork-like syscall's exit; a vfork parent waits there for
+    // its child without being current.
+    if (t.vforkChild)
+      t.resume(Task::Resume::Syscall);
+    else
+      scheduler_->run(t, Task::Resume::Syscall);
+    return;
+  }
   if (held != Held::SignalStop || signo == 0) {
     // The kernel ignores a signal given at other stops.
     scheduler_->run(t);
@@ -478,6 +492,36 @@ bool RecordSession::interruptForPtracer(RecordTask& t) {
   int status = ptraceStopStatus(t.ptrace.groupStopSignal ? t.ptrace.groupStopSignal : SIGTRAP,
                                 PTRACE_EVENT_STOP);
   enterPtraceStop(t, Held::Parked, status);
+  return true;
+}
+
+// A traced task made a fork-like call its tracer follows (PTRACE_O_TRACEFORK,
+// TRACEVFORK, TRACECLONE): the new task is traced too and stops before it
+// runs, and `t` stops at the fork event. The event announces the child
+// (SyscallEnter with newTask), since its tracer may act on it before `t`'s
+// syscall returns. False when its tracer does not follow this kind.
+bool RecordSession::stopAtForkForPtracer(RecordTask& t, RecordTask& child, int event) {
+  uint64_t option = event == PTRACE_EVENT_FORK    ? PTRACE_O_TRACEFORK
+                    : event == PTRACE_EVENT_VFORK ? PTRACE_O_TRACEVFORK
+                                                  : PTRACE_O_TRACECLONE;
+  if (!t.ptrace.tracer || !(t.ptrace.options & option)) return false;
+  child.ptrace = EmulatedPtrace{};
+  child.ptrace.tracer = t.ptrace.tracer;
+  child.ptrace.tracerGroup = t.ptrace.tracerGroup;
+  child.ptrace.seized = t.ptrace.seized;
+  child.ptrace.options = t.ptrace.options;
+  child.ptrace.interruptWanted = true;  // its first stop (startTask)
+  ++ptraceTracees_;
+  if (event != PTRACE_EVENT_VFORK) {
+    capnp::MallocMessageBuilder msg;
+    auto e = msg.initRoot<schema::Event>().initSyscallEnter();
+    e.setNumber(t.nr);
+    e.setNewTask(child.task.tid());
+    emit(t, msg);
+    t.enterAnnounced = true;
+  }
+  t.ptrace.eventMessage = static_cast<uint64_t>(child.task.tid());
+  enterPtraceStop(t, Held::ForkStop, ptraceStopStatus(SIGTRAP, event));
   return true;
 }
 

@@ -30,6 +30,7 @@ struct EmulatedPtrace {
     SignalStop,  // at a signal-delivery-stop: the tracer decides what is delivered
     GroupStop,   // in a group-stop (SIGSTOP, SIGTSTP, ...)
     ExitStop,    // at PTRACE_EVENT_EXIT (PTRACE_O_TRACEEXIT): its exit goes on when resumed
+    ForkStop,    // at PTRACE_EVENT_FORK/VFORK/CLONE: resumed through its syscall's exit
     Parked,      // stopped in rec's queue, between events (PTRACE_INTERRUPT)
   };
   Held held = Held::None;

@@ -279,6 +279,7 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
   child.tscMode = t.tscMode;
   child.seccompMode = t.seccompMode;
   t.newTask = childTid;
+  child.forkedBy = t.task.tid();
   bool vfork = stop.event == PTRACE_EVENT_VFORK;
   if (vfork) {
     child.vforkParent = &t;
@@ -292,9 +293,10 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
     emit(t, msg);
     t.enterAnnounced = true;
   }
+  if (born) scheduler_->makeReady(child);
+  if (stopAtForkForPtracer(t, child, stop.event)) return;
   t.task.resume(Task::Resume::Syscall);
   if (vfork) scheduler_->release(t);
-  if (born) scheduler_->makeReady(child);
 }
 
 // The task is about to exit; its status is known now. The event is written

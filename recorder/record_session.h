@@ -132,6 +132,7 @@ class RecordSession {
   void resumeFromPtraceStop(RecordTask& t);
   void ptraceResume(RecordTask& tracee, int signo);
   bool interruptForPtracer(RecordTask& t);
+  bool stopAtForkForPtracer(RecordTask& t, RecordTask& child, int event);
   void endPtraceOf(RecordTask& t);
   RecordTask* findTask(pid_t tid);
   // `written`: what rec itself wrote to the syscall's one output range, so

@@ -185,6 +185,7 @@ class RecordTask {
 
   EmulatedPtrace ptrace;  // a tracee that ptraces another, or is ptraced by one
 
+  pid_t forkedBy = 0;                 // the thread whose fork-like call created it
   pid_t formerTid = 0;                // exec'd from a non-leader thread: its id before
   RecordTask* vforkParent = nullptr;  // vfork: the parent waiting for this child
   RecordTask* vforkChild = nullptr;   // vfork: the child this parent waits for

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Records and replays a shell loop of N short processes (default 5000) under
-# `ulimit -n 256`, and prints, for each N, the wall time and peak memory of
-# `rec record` and `rec replay` and the most fds rec held open. rec's fds and
-# memory must stay flat and its time grow linearly with N (issue 11).
+# Records and replays a shell loop of N short processes (default 1000 and
+# 5000) under `ulimit -n 256`, then `make -j2` of 500 objects, and prints the
+# wall time and peak memory of `rec record` and `rec replay` and the most fds
+# rec held open. rec's fds and memory must stay flat and its time grow
+# linearly with N (issue 11). MAKE_OBJECTS=0 skips the make row.
 #
 # usage: bench/many_processes.sh [N...]        (default: 1000 5000)
 #        REC=/path/to/rec bench/many_processes.sh
@@ -39,3 +40,26 @@ for n in "${counts[@]}"; do
   run "| $n | record" /usr/bin/time -f '%e s, %M KB' "$rec" record -o "$work/t$n.rec" bash -c "$loop"
   run "| $n | replay" /usr/bin/time -f '%e s, %M KB' "$rec" replay "$work/t$n.rec"
 done
+
+# make -j2 of many objects: a process tree of cc1/as/collect2 per object.
+objects=${MAKE_OBJECTS:-500}
+if ((objects > 0)); then
+  mkdir -p "$work/make"
+  for i in $(seq "$objects"); do
+    printf 'int f%d(int x) { return x * %d; }\n' "$i" "$i" >"$work/make/f$i.c"
+  done
+  {
+    printf 'OBJS := $(patsubst %%.c,%%.o,$(wildcard f*.c))\n'
+    printf 'all: $(OBJS)\n\n%%.o: %%.c\n\t$(CC) -O0 -c $< -o $@\n'
+  } >"$work/make/Makefile"
+  mk="make -s -C $work/make -j2"
+  run "| make -j2, $objects objects | record" /usr/bin/time -f '%e s, %M KB' \
+    "$rec" record -o "$work/make.rec" bash -c "rm -f $work/make/*.o; $mk"
+  run "| make -j2, $objects objects | replay" /usr/bin/time -f '%e s, %M KB' \
+    "$rec" replay "$work/make.rec"
+  rm -f "$work/make/"*.o
+  start=$SECONDS
+  make -s -C "$work/make" -j2 >/dev/null
+  echo "| make -j2, $objects objects | native | $((SECONDS - start)) s | |"
+fi
+

@@ -953,6 +953,16 @@ Moment Timeline::reverseContinueTarget(const Moment& from, StopInfo& info) {
     spec.traps = traps;
     spec.boundaryStops = true;
     auto seen = scan(spec);
+    // Standing right after an access to a watched range (where a forward
+    // watchpoint stop leaves gdb), going back crosses that access first.
+    if (end == from && !seen.empty() && seen.back().isEnd &&
+        seen.back().info.why == StopInfo::Why::Watchpoint) {
+      Observation here = seen.back();
+      if (auto before = predecessorOf(here, here.info.tid)) {
+        info = here.info;
+        return *before;
+      }
+    }
     // The last observation strictly before `end` (scans stop at `end`).
     while (!seen.empty() && seen.back().isEnd) seen.pop_back();
     if (!seen.empty()) {

@@ -99,6 +99,20 @@ struct Mapping {
   path @6 :Text;        # as seen at record time, for humans
   device @7 :UInt64;    # MAP_SHARED: the file's identity at record time (st_dev, st_ino): replay
   inode @8 :UInt64;     # keeps one shared copy per file, which every such mapping of it maps
+  sparse @9 :SparseFile;  # set instead of blobHash for a file too large or too sparse for one blob
+}
+
+# A file's contents as its data extents (SEEK_DATA/SEEK_HOLE): every byte
+# not in a piece is zero (a hole, or data that was all zeros). Pieces are
+# bounded in size and aligned, so an unchanged region dedupes across mmaps.
+struct SparseFile {
+  size @0 :UInt64;
+  pieces @1 :List(FilePiece);  # in ascending, non-overlapping order
+}
+
+struct FilePiece {
+  offset @0 :UInt64;
+  blobHash @1 :Data;  # the piece's bytes, stored as a blob
 }
 
 # A change a syscall made to a file that is (or was) mapped MAP_SHARED:
@@ -109,6 +123,7 @@ struct FileUpdate {
   size @2 :UInt64;      # the file's size after the call
   offset @3 :UInt64;    # where `data` (the file's bytes after the call) starts
   data @4 :Data;
+  zeroed @5 :UInt64;    # the call first zeroed [offset, offset + zeroed) (fallocate PUNCH_HOLE, ZERO_RANGE)
 }
 
 struct SyscallEvent {

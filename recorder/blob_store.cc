@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "errors.h"
@@ -68,6 +69,74 @@ format::BlobHash BlobStore::storePath(const std::string& openPath, const std::st
   ScopedFd fd(::open(openPath.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) throwErrno(kExitIoError, fmt::format("cannot open {}", displayPath));
   return storeFd(fd.get(), displayPath, fresh);
+}
+
+bool BlobStore::wantsSparse(int fd, uint64_t limit) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  if (static_cast<uint64_t>(st.st_size) > limit) return true;
+  off_t hole = ::lseek(fd, 0, SEEK_HOLE);
+  return hole >= 0 && hole < st.st_size;
+}
+
+namespace {
+
+bool allZero(const std::byte* p, size_t n) {
+  return std::all_of(p, p + n, [](std::byte b) { return b == std::byte{0}; });
+}
+
+}  // namespace
+
+BlobStore::Sparse BlobStore::storeSparse(int fd, const std::string& path) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) throwErrno(kExitIoError, fmt::format("cannot stat {}", path));
+  Sparse sparse;
+  sparse.size = static_cast<uint64_t>(st.st_size);
+  constexpr uint64_t kPage = 4096;
+  std::vector<std::byte> buffer(kPieceBytes);
+  uint64_t at = 0;
+  while (at < sparse.size) {
+    off_t data = ::lseek(fd, static_cast<off_t>(at), SEEK_DATA);
+    if (data < 0 && errno == ENXIO) break;  // nothing but a hole from `at` on
+    // A file system without SEEK_DATA: all of it is data.
+    uint64_t first = data < 0 ? at : static_cast<uint64_t>(data);
+    off_t hole = data < 0 ? -1 : ::lseek(fd, data, SEEK_HOLE);
+    uint64_t last = hole < 0 ? sparse.size : std::min<uint64_t>(hole, sparse.size);
+    first &= ~(kPage - 1);
+    while (first < last) {
+      // Pieces end at multiples of kPieceBytes, so an unchanged region is
+      // the same blobs whatever extent it is part of.
+      uint64_t end = std::min(last, (first / kPieceBytes + 1) * kPieceBytes);
+      size_t want = static_cast<size_t>(end - first), done = 0;
+      while (done < want) {
+        ssize_t n =
+            ::pread(fd, buffer.data() + done, want - done, static_cast<off_t>(first + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throwErrno(kExitIoError, fmt::format("cannot read {}", path));
+        if (n == 0) break;  // truncated meanwhile
+        done += static_cast<size_t>(n);
+      }
+      // Trim all-zero pages at both ends.
+      size_t lo = 0, hi = done;
+      while (lo < hi && allZero(buffer.data() + lo, std::min<size_t>(kPage, hi - lo))) lo += kPage;
+      while (hi > lo) {
+        size_t pageStart = (hi - 1) / kPage * kPage;
+        pageStart = std::max(pageStart, lo);
+        if (!allZero(buffer.data() + pageStart, hi - pageStart)) break;
+        hi = pageStart;
+      }
+      if (lo < hi) {
+        std::span<const std::byte> piece(buffer.data() + lo, hi - lo);
+        sparse.pieces.emplace_back(
+            first + lo, writer_.writeBlob(piece, fmt::format("{}@{:#x}", path, first + lo)));
+        bytes_ += piece.size();
+      }
+      if (done < want) return sparse;
+      first = end;
+    }
+    at = std::max(last, at + 1);
+  }
+  return sparse;
 }
 
 }  // namespace rec

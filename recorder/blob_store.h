@@ -8,6 +8,8 @@
 #include <map>
 #include <string>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "blob_cache.h"
 #include "trace_file.h"
@@ -25,6 +27,20 @@ class BlobStore {
   // Opens `path` (e.g. /proc/PID/map_files/..., /proc/PID/fd/N) and stores it.
   format::BlobHash storePath(const std::string& openPath, const std::string& displayPath,
                              bool fresh = false);
+  // A file's contents as its data extents, each stored in aligned pieces of
+  // at most kPieceBytes (schema::SparseFile): a 1 TiB memfd with one page
+  // written, or a 100 GiB file with a hole in the middle, costs what its
+  // data costs, read through one bounded buffer. All-zero pages at a
+  // piece's ends are left out (they read back as zeros from a hole).
+  struct Sparse {
+    uint64_t size = 0;
+    std::vector<std::pair<uint64_t, format::BlobHash>> pieces;  // offset, contents
+  };
+  static constexpr uint64_t kPieceBytes = 4ull << 20;
+  Sparse storeSparse(int fd, const std::string& path);
+  // Whether the file at `fd` is better stored with storeSparse(): it has a
+  // hole, or is larger than `limit` bytes.
+  static bool wantsSparse(int fd, uint64_t limit);
   uint64_t bytesStored() const { return bytes_; }
 
  private:

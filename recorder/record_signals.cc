@@ -22,6 +22,7 @@
 #include <set>
 
 #include "code_patch.h"
+#include "debug_registers.h"
 #include "errors.h"
 #include "exit_codes.h"
 #include "process_maps.h"
@@ -110,6 +111,12 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
     size_t n = t.task.read(ip, code, sizeof code);
     std::span<const uint8_t> window(code, n);
     int visit = ++visits[ip];
+    if (size_t length = repStringLength(window)) {
+      // Stepping a REP string instruction goes one iteration at a time, and
+      // replay can only stop before its first: let it finish.
+      if (auto stop = runTo(t, ip + length)) return stop;
+      continue;
+    }
     // The shim runs other instructions in recording and replay: no point there.
     bool allowed = !time_shim::inShimCode(ip);
     if (allowed && (visit >= 2 || step >= kMaxSteps) && jumpPatchable(window, ip)) {
@@ -160,6 +167,30 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
     if (point.memory.size() == 8) break;
   }
   return std::nullopt;
+}
+
+// Runs the task until it is about to execute `address`, holding the
+// asynchronous signals that arrive meanwhile. Returns any other stop.
+std::optional<Stop> RecordSession::runTo(RecordTask& t, uint64_t address) {
+  ExecutionBreakpoint breakpoint(t.task.tid(), address);
+  if (!breakpoint.arm())
+    throw RecError(kExitInternal, "rec: no free debug register to finish a REP instruction");
+  for (;;) {
+    if (::ptrace(PTRACE_CONT, t.task.tid(), nullptr, nullptr) != 0)
+      throwErrno(kExitInternal, "PTRACE_CONT");
+    Stop stop = t.task.wait();
+    if (stop.kind == StopKind::Signal && stop.signal == SIGTRAP &&
+        t.task.siginfo().si_code == TRAP_HWBKPT && t.task.regs().raw().rip == address)
+      return std::nullopt;
+    if (stop.kind == StopKind::Signal && stop.signal != SIGTRAP && !t.injected.count(stop.signal)) {
+      siginfo_t info = t.task.siginfo();
+      if (!isSynchronousFault(stop.signal, info)) {
+        holdSignal(t, info);
+        continue;
+      }
+    }
+    return stop;
+  }
 }
 
 // The point's identity: every general register, the extended registers and

@@ -29,12 +29,22 @@
 #include "record_task.h"
 #include "remote_syscall.h"
 #include "scheduler.h"
+#include "scoped_fd.h"
 #include "seccomp_filter.h"
 #include "signals.h"
 #include "syscall_table.h"
 #include "task_state.h"
 
 namespace rec {
+
+namespace {
+// Files mapped larger than this are stored as their data extents
+// (BlobStore::storeSparse), whether or not they have holes: a shared
+// mapping's file is read afresh at every mmap, any other file once (and
+// only past the trace format's blob limit do its contents need pieces).
+constexpr uint64_t kWholeSharedFileLimit = 64ull << 20;
+constexpr uint64_t kWholeFileLimit = 512ull << 20;
+}  // namespace
 
 void RecordSession::onSeccomp(RecordTask& t) {
   if (!t.heldSignals.empty()) {
@@ -510,7 +520,23 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
         m.setInode(file->inode);
         sharedFiles_.watch(*file);
       }
-      format::BlobHash hash = blobs_->storePath(fdPath, path, file.has_value());
+      ScopedFd contents(::open(fdPath.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!contents.valid()) throwErrno(kExitIoError, fmt::format("cannot open {}", path));
+      // A huge or sparse file (a 1 TiB memfd, a file with a 100 GiB hole)
+      // is stored as its data extents: never read whole into rec's memory.
+      if (BlobStore::wantsSparse(contents.get(), file ? kWholeSharedFileLimit : kWholeFileLimit)) {
+        BlobStore::Sparse sparse = blobs_->storeSparse(contents.get(), path);
+        auto out = m.initSparse();
+        out.setSize(sparse.size);
+        auto pieces = out.initPieces(static_cast<unsigned>(sparse.pieces.size()));
+        for (unsigned i = 0; i < pieces.size(); ++i) {
+          pieces[i].setOffset(sparse.pieces[i].first);
+          auto bytes = sparse.pieces[i].second.bytes();
+          pieces[i].setBlobHash(asData(bytes.data(), bytes.size()));
+        }
+        break;  // no rdtsc patching: finding the sites would read the whole file
+      }
+      format::BlobHash hash = blobs_->storeFd(contents.get(), path, file.has_value());
       auto bytes = hash.bytes();
       m.setBlobHash(asData(bytes.data(), bytes.size()));
       if (result >= 0)
@@ -527,6 +553,7 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
     u.setInode(update->file.inode);
     u.setSize(update->size);
     u.setOffset(update->offset);
+    u.setZeroed(update->zeroed);
     u.setData(asData(update->data.data(), update->data.size()));
   }
   if (t.row->flags & sys::kReturnsFdPair) {

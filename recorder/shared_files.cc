@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/falloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -66,7 +67,12 @@ std::optional<SharedFiles::Update> SharedFiles::updateAfter(
   Id id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
   if (!watched_.contains(id)) return std::nullopt;
 
-  Update update{id, static_cast<uint64_t>(st.st_size), static_cast<uint64_t>(st.st_size), {}};
+  Update update{id, static_cast<uint64_t>(st.st_size), static_cast<uint64_t>(st.st_size), 0, {}};
+  if ((row.flags & sys::kZeroesRange) &&
+      (args[1] & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))) {
+    update.offset = args[2];
+    update.zeroed = args[3];
+  }
   if (!writes) return update;
   // Where the written bytes landed: the offset argument, the loff_t it
   // points to (advanced by the call), or the file position (advanced too).

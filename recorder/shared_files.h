@@ -35,6 +35,7 @@ class SharedFiles {
     Id file;
     uint64_t size = 0;    // after the call
     uint64_t offset = 0;  // where `data` starts
+    uint64_t zeroed = 0;  // bytes at `offset` the call zeroed first (a punched hole)
     std::vector<std::byte> data;
   };
 

@@ -12,6 +12,9 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
+#include <variant>
+#include <vector>
 
 #include "blob_cache.h"
 #include "scoped_fd.h"
@@ -23,22 +26,34 @@ class BlobFiles {
  public:
   BlobFiles(format::TraceReader& reader, const BlobCache& cache) : reader_(reader), cache_(cache) {}
 
+  // A file recorded as its data pieces (schema::SparseFile): zeros except
+  // at the pieces. Its memfd is as sparse as the recorded file.
+  struct Sparse {
+    uint64_t size = 0;
+    std::vector<std::pair<uint64_t, format::BlobHash>> pieces;  // offset, contents
+    format::BlobHash id() const;                                // names it among the blobs
+  };
+  // What a mapping maps: one blob, or pieces.
+  using Contents = std::variant<format::BlobHash, Sparse>;
+
   // A path the tracee can open to read the blob. `recordedPath` names the
   // memfd, so /proc/PID/maps and divergence reports show the original file.
   const std::string& path(const format::BlobHash& hash, const std::string& recordedPath = "");
+  const std::string& path(const Contents& contents, const std::string& recordedPath);
   // The shared copy standing for a file that was mapped MAP_SHARED: one per
   // recorded file (device and inode; traces without them: per path), which
   // every shared mapping of it maps, so stores through one show in the
   // others. Each mapping brings the file's contents as they were then
   // (`hash`): the copy takes them, size included (the file may have been
   // truncated, rewritten or grown since).
-  const std::string& sharedCopy(const format::BlobHash& hash, const std::string& recordedPath,
+  const std::string& sharedCopy(const Contents& contents, const std::string& recordedPath,
                                 uint64_t device, uint64_t inode);
   // A write or resize of a shared file, recorded (recorder/shared_files.h):
-  // the copy takes the size, then the bytes at `offset`. Nothing happens for
-  // a file replay has no copy of (no mapping of it was replayed).
+  // the copy takes the size, then zeros over `zeroed` bytes at `offset`
+  // (a punched hole), then the bytes at `offset`. Nothing happens for a file
+  // replay has no copy of (no mapping of it was replayed).
   void updateSharedCopy(uint64_t device, uint64_t inode, uint64_t size, uint64_t offset,
-                        std::span<const std::byte> data);
+                        uint64_t zeroed, std::span<const std::byte> data);
   // An empty (zero-filled) shared file of `size` bytes standing for System V
   // segment `shmid`.
   const std::string& sharedSegment(long shmid, uint64_t size);
@@ -53,7 +68,9 @@ class BlobFiles {
     ino_t inode = 0;
     std::string path;
   };
-  File create(const std::string& name, const format::BlobHash& hash);
+  File create(const std::string& name, const Contents& contents);
+  // Makes the file at `fd` hold exactly `contents` (size included).
+  void fill(int fd, const Contents& contents);
   std::optional<File> openUnchanged(const std::string& recordedPath, const format::BlobHash& hash);
 
   format::TraceReader& reader_;

@@ -31,6 +31,7 @@
 namespace rec {
 
 void ReplaySession::remapExecFiles(ReplayTask& t, schema::ExecEvent::Reader e) {
+  t.mappedFile.reset();  // O_CLOEXEC: gone with the old program
   // The kernel mapped the binary (from our blob file) and its interpreter
   // (from this machine). Where this machine's file differs from the
   // recording's, map the recorded one over it, with its initial data.

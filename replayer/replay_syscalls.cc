@@ -248,20 +248,34 @@ void ReplaySession::echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e) {
   }
 }
 
-// Opens `file` inside the task, mmaps it with `mmapArgs` (the fd slot is
-// filled in) and closes it again; returns mmap's result.
+// Maps `file` into the task with `mmapArgs` (the fd slot is filled in)
+// through the open file the task keeps for it (ReplayTask::mappedFile),
+// opening it there first if its last mapping was of another file; returns
+// mmap's result.
 int64_t ReplaySession::mapIntoTask(ReplayTask& t, const std::string& file, bool writable,
                                    std::array<uint64_t, 6> mmapArgs) {
   StraySignals strays;
-  uint64_t pathAddr = putScratchString(t.task, file);
-  uint64_t openFlags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
-  int64_t fd = remoteSyscall(
-      t.task, SYS_openat, {static_cast<uint64_t>(AT_FDCWD), pathAddr, openFlags, 0, 0, 0}, strays);
-  if (fd < 0) throw RecError(kExitInternal, fmt::format("rec: cannot open {} in the tracee", file));
-  mmapArgs[4] = static_cast<uint64_t>(fd);
-  int64_t got = remoteSyscall(t.task, SYS_mmap, mmapArgs, strays);
-  remoteSyscall(t.task, SYS_close, {static_cast<uint64_t>(fd), 0, 0, 0, 0, 0}, strays);
-  return got;
+  auto& kept = t.mappedFile;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (!kept || kept->path != file || kept->writable != writable) {
+      if (kept)
+        remoteSyscall(t.task, SYS_close, {static_cast<uint64_t>(kept->fd), 0, 0, 0, 0, 0}, strays);
+      kept.reset();
+      uint64_t pathAddr = putScratchString(t.task, file);
+      uint64_t openFlags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+      int64_t fd =
+          remoteSyscall(t.task, SYS_openat,
+                        {static_cast<uint64_t>(AT_FDCWD), pathAddr, openFlags, 0, 0, 0}, strays);
+      if (fd < 0)
+        throw RecError(kExitInternal, fmt::format("rec: cannot open {} in the tracee", file));
+      kept = ReplayTask::MappedFile{file, writable, fd};
+    }
+    mmapArgs[4] = static_cast<uint64_t>(kept->fd);
+    int64_t got = remoteSyscall(t.task, SYS_mmap, mmapArgs, strays);
+    if (got != -EBADF) return got;
+    kept.reset();  // closed behind rec's back (an exec): open it again
+  }
+  return -EBADF;
 }
 
 void ReplaySession::applyShmAt(ReplayTask& t, schema::SyscallEvent::Reader e) {
@@ -289,10 +303,24 @@ void ReplaySession::applyShmDt(ReplayTask& t, schema::SyscallEvent::Reader e) {
   t.task.mutableRegs().setResult(e.getResult());
 }
 
+namespace {
+
+// A recorded mapping's file contents: one blob, or pieces of a sparse file.
+BlobFiles::Contents contentsOf(schema::Mapping::Reader m) {
+  if (!m.hasSparse()) return hashOf(m.getBlobHash());
+  BlobFiles::Sparse sparse;
+  sparse.size = m.getSparse().getSize();
+  for (auto p : m.getSparse().getPieces())
+    sparse.pieces.emplace_back(p.getOffset(), hashOf(p.getBlobHash()));
+  return sparse;
+}
+
+}  // namespace
+
 void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
   uint64_t address = static_cast<uint64_t>(e.getResult());
   auto m = e.getMapping();
-  bool fileBacked = e.hasMapping() && m.getBlobHash().size() == 16;
+  bool fileBacked = e.hasMapping() && (m.getBlobHash().size() == 16 || m.hasSparse());
   Registers& r = t.task.mutableRegs();
   uint64_t flags = r.syscallArgs()[3];
   if (!fileBacked) {
@@ -320,9 +348,10 @@ void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
   skipToSyscallExit(t.task, e.getResult(), strays);
   bool shared = (m.getFlags() & MAP_TYPE) != MAP_PRIVATE;
   bool followsFile = shared || m.getDevice() != 0 || m.getInode() != 0;
-  const std::string& file = followsFile ? blobs_->sharedCopy(hashOf(m.getBlobHash()), m.getPath(),
-                                                             m.getDevice(), m.getInode())
-                                        : blobs_->path(hashOf(m.getBlobHash()), m.getPath());
+  BlobFiles::Contents contents = contentsOf(m);
+  const std::string& file =
+      followsFile ? blobs_->sharedCopy(contents, m.getPath(), m.getDevice(), m.getInode())
+                  : blobs_->path(contents, m.getPath());
   uint64_t mapFlags = (flags & ~uint64_t{MAP_TYPE} & ~uint64_t{MAP_FIXED_NOREPLACE}) |
                       (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED;
   int64_t got =
@@ -471,6 +500,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
     for (auto u : e.getFileUpdates()) {
       auto data = u.getData();
       blobs_->updateSharedCopy(u.getDevice(), u.getInode(), u.getSize(), u.getOffset(),
+                               u.getZeroed(),
                                {reinterpret_cast<const std::byte*>(data.begin()), data.size()});
     }
     echoOutput(t, e);

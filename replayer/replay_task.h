@@ -95,6 +95,17 @@ struct ReplaySession::ReplayTask {
   // (the previous one predicts the current one: task_state.h).
   std::optional<user_regs_struct> entryRegs;
   user_regs_struct lastSyscallRegs{};
+  // The file its last replayed mmap mapped, kept open inside the task (at
+  // `fd`): the next mmap of the same file uses the same open file, so the
+  // kernel merges adjacent mappings of it as it did when recorded (mapping
+  // from a fresh open each time would leave them apart, and an mremap
+  // across both fails). Closed by exec (O_CLOEXEC).
+  struct MappedFile {
+    std::string path;
+    bool writable = false;
+    int64_t fd = -1;
+  };
+  std::optional<MappedFile> mappedFile;
 };
 
 }  // namespace rec

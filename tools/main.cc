@@ -208,50 +208,52 @@ int main(int argc, char** argv) {
 
   std::string trace;
   bool force = false;
-  auto* replayCmd = app.add_subcommand("replay", "Re-execute a recording exactly");
-  replayCmd->add_option("trace", trace, "Trace file (default: the latest recording)");
-  replayCmd->add_flag("--force", force, "Replay even on a CPU that differs from the recording's");
-  replayCmd->add_flag("-v,--verbose", verbose, "Say what rec is doing on stderr");
   bool check = false;
-  replayCmd->add_flag("--check", check,
-                      "Demand memory digests at every event (a trace recorded with "
-                      "--check-memory) and check them");
   DebugFlags debugFlags;
+  // `rec debug` is `rec replay -d`: the two share every option.
+  auto addReplayOptions = [&](CLI::App* cmd) {
+    cmd->add_option("trace", trace, "Trace file (default: the latest recording)");
+    cmd->add_flag("--force", force, "Replay even on a CPU that differs from the recording's");
+    cmd->add_flag("-v,--verbose", verbose, "Say what rec is doing on stderr");
+    cmd->add_flag("--check", check,
+                  "Demand memory digests at every event (a trace recorded with "
+                  "--check-memory) and check them");
+    cmd->add_option("-s,--gdb-port", debugFlags.port,
+                    "Serve the replay to gdb on 127.0.0.1:PORT (target extended-remote)")
+        ->check(CLI::Range(0, 65535));
+    cmd->add_option("-g,--goto", debugFlags.gotoEvent,
+                    "With a debugger: start at event N (as rec dump numbers them)")
+        ->each([&](const std::string&) { debugFlags.gotoSet = true; });
+    cmd->add_flag("-e,--end", debugFlags.atEnd,
+                  "With a debugger: start at the end (where the program exits or crashes)");
+    cmd->add_option("-p,--process", debugFlags.process,
+                    "With a debugger: debug process PID (recorded pid, see rec ps), from its "
+                    "exec");
+    cmd->add_option("--onfork", debugFlags.onFork,
+                    "With a debugger: debug process PID from its creation");
+    cmd->add_option("--gdb", debugFlags.gdb, "The gdb to run with -d (default: gdb)");
+    cmd->add_option("--gdb-arg", debugFlags.gdbArgs,
+                    "An argument for gdb with -d (repeat: --gdb-arg=-batch --gdb-arg=-x ...)")
+        ->allow_extra_args(false);
+    cmd->add_flag("--no-checkpoints", debugFlags.noCheckpoints,
+                  "With a debugger: no automatic checkpoints (going back replays from the "
+                  "start)");
+    cmd->add_option("--checkpoint-interval", debugFlags.checkpointIntervalMs,
+                    "With a debugger: replay time in ms between automatic checkpoints "
+                    "(default 200)")
+        ->check(CLI::Range(int64_t{0}, int64_t{3600000}));
+    cmd->add_option("--max-checkpoints", debugFlags.maxCheckpoints,
+                    "With a debugger: automatic checkpoints kept at most (default 24)")
+        ->check(CLI::Range(size_t{2}, size_t{10000}));
+  };
+  auto* replayCmd = app.add_subcommand("replay", "Re-execute a recording exactly");
+  addReplayOptions(replayCmd);
   replayCmd->add_flag("-d,--debug", debugFlags.debug,
                       "Debug the replay with gdb (started by rec, at the program's first "
                       "instruction)");
-  replayCmd
-      ->add_option("-s,--gdb-port", debugFlags.port,
-                   "Serve the replay to gdb on 127.0.0.1:PORT (target extended-remote)")
-      ->check(CLI::Range(0, 65535));
-  replayCmd
-      ->add_option("-g,--goto", debugFlags.gotoEvent,
-                   "With a debugger: start at event N (as rec dump numbers them)")
-      ->each([&](const std::string&) { debugFlags.gotoSet = true; });
-  replayCmd->add_flag("-e,--end", debugFlags.atEnd,
-                      "With a debugger: start at the end (where the program exits or crashes)");
-  replayCmd->add_option("-p,--process", debugFlags.process,
-                        "With a debugger: debug process PID (recorded pid, see rec ps), from its "
-                        "exec");
-  replayCmd->add_option("--onfork", debugFlags.onFork,
-                        "With a debugger: debug process PID from its creation");
-  replayCmd->add_option("--gdb", debugFlags.gdb, "The gdb to run with -d (default: gdb)");
-  replayCmd
-      ->add_option("--gdb-arg", debugFlags.gdbArgs,
-                   "An argument for gdb with -d (repeat: --gdb-arg=-batch --gdb-arg=-x ...)")
-      ->allow_extra_args(false);
-  replayCmd->add_flag("--no-checkpoints", debugFlags.noCheckpoints,
-                      "With a debugger: no automatic checkpoints (going back replays from the "
-                      "start)");
-  replayCmd
-      ->add_option("--checkpoint-interval", debugFlags.checkpointIntervalMs,
-                   "With a debugger: replay time in ms between automatic checkpoints "
-                   "(default 200)")
-      ->check(CLI::Range(int64_t{0}, int64_t{3600000}));
-  replayCmd
-      ->add_option("--max-checkpoints", debugFlags.maxCheckpoints,
-                   "With a debugger: automatic checkpoints kept at most (default 24)")
-      ->check(CLI::Range(size_t{2}, size_t{10000}));
+  auto* debugCmd =
+      app.add_subcommand("debug", "Debug a replay with gdb (the same as rec replay -d)");
+  addReplayOptions(debugCmd);
 
   rec::DumpOptions dump;
   auto* dumpCmd = app.add_subcommand("dump", "List the events of a trace");
@@ -317,6 +319,10 @@ int main(int argc, char** argv) {
       return record(command, output, verbose, recordFlags);
     }
     if (*replayCmd) return replay(trace, force, verbose, check, debugFlags);
+    if (*debugCmd) {
+      debugFlags.debug = true;
+      return replay(trace, force, verbose, check, debugFlags);
+    }
     if (*dumpCmd) return rec::runDump(dump);
     if (*infoCmd) return rec::runInfo(info);
     if (*psCmd) return rec::runPs(ps);

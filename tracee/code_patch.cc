@@ -252,6 +252,27 @@ bool jumpPatchable(std::span<const uint8_t> code, uint64_t ip) {
   return d && !d->stop && d->size() >= kJumpSize;
 }
 
+size_t repStringLength(std::span<const uint8_t> code) {
+  bool rep = false;
+  size_t i = 0;
+  // Legacy prefixes in any order, then at most one REX byte.
+  for (; i < code.size(); ++i) {
+    uint8_t b = code[i];
+    if (b == 0xf2 || b == 0xf3)
+      rep = true;
+    else if (b != 0x66 && b != 0x67 && b != 0x26 && b != 0x2e && b != 0x36 && b != 0x3e &&
+             b != 0x64 && b != 0x65)
+      break;
+  }
+  if (i < code.size() && (code[i] & 0xf0) == 0x40) ++i;
+  if (!rep || i >= code.size()) return 0;
+  uint8_t op = code[i];
+  bool string = (op >= 0xa4 && op <= 0xa7) ||
+                (op >= 0xaa && op <= 0xaf) ||  // movs cmps stos lods scas
+                (op >= 0x6c && op <= 0x6f);    // ins outs
+  return string ? i + 1 : 0;
+}
+
 bool relocatable(std::span<const uint8_t> code, uint64_t ip) {
   auto d = decodeAt(code, ip, ip);
   return d && !d->stop;

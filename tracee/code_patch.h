@@ -56,6 +56,13 @@ bool jumpPatchable(std::span<const uint8_t> code, uint64_t ip);
 // call, syscall, trap or anything else that depends on where it runs.
 bool relocatable(std::span<const uint8_t> code, uint64_t ip);
 
+// The length of the instruction at the start of `code` if it is a string
+// instruction with a REP/REPE/REPNE prefix, else 0. Such an instruction is
+// interrupted between iterations (rip stays on it, rcx counts down), and a
+// breakpoint on it fires only before the first iteration: a point can never
+// be in the middle of one.
+size_t repStringLength(std::span<const uint8_t> code);
+
 // A memory word that must hold `value` at the point: tells apart the
 // iterations of a loop whose registers are the same every time round.
 struct MemoryCheck {

@@ -515,7 +515,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_signalfd, "signalfd", {Fd, Ptr, Size}).fd(),
   emulated(SYS_timerfd_create, "timerfd_create", {Clock, OpenFlags}).fd(),
   emulated(SYS_eventfd, "eventfd", {Uint}).fd(),
-  emulated(SYS_fallocate, "fallocate", {Fd, Hex, Int, Int}).flags(kResizesFile),
+  emulated(SYS_fallocate, "fallocate", {Fd, Hex, Int, Int}).flags(kResizesFile | kZeroesRange),
   emulated(SYS_timerfd_settime, "timerfd_settime", {Fd, Hex, Ptr, Ptr}).out(fixed(3, kItimerspec)),
   emulated(SYS_timerfd_gettime, "timerfd_gettime", {Fd, Ptr}).out(fixed(1, kItimerspec)),
   emulated(SYS_accept4, "accept4", {Fd, Ptr, Ptr, OpenFlags}).blocks().fd()

@@ -149,6 +149,9 @@ inline constexpr uint16_t kReturnsFdPair =
 inline constexpr uint16_t kResizesFile =
     1 << 7;  // may change the size of the file named by argument 0 (fd or path): files mapped
              // MAP_SHARED follow it on replay (recorder/shared_files.h)
+inline constexpr uint16_t kZeroesRange =
+    1 << 8;  // fallocate: with FALLOC_FL_PUNCH_HOLE or FALLOC_FL_ZERO_RANGE in argument 1, zeroes
+             // argument 3 bytes at argument 2 of the file (shared copies follow on replay)
 
 struct SyscallRow {
   int number = -1;

@@ -26,7 +26,12 @@ line_of() {
 gdb_replay() {
   local name=$1 trace=$2
   shift 2
-  local -a options=() commands=()
+  local -a options=() commands=() verb=(replay -d)
+  # `debug` first among the options: start it as `rec debug` (the same).
+  if [[ ${1:-} == debug ]]; then
+    verb=(debug)
+    shift
+  fi
   while (($#)) && [[ $1 != -- ]]; do
     options+=("$1")
     shift
@@ -35,7 +40,7 @@ gdb_replay() {
   local c
   for c in "$@"; do commands+=(--gdb-arg=-ex "--gdb-arg=$c"); done
   # shellcheck disable=SC2086 # CHECKPOINTS: options, split
-  timeout -k 5 90 "$REC" replay -d ${CHECKPOINTS:-} ${options[@]+"${options[@]}"} "$trace" \
+  timeout -k 5 90 "$REC" "${verb[@]}" ${CHECKPOINTS:-} ${options[@]+"${options[@]}"} "$trace" \
     --gdb-arg=-batch --gdb-arg=-nx "${commands[@]}" </dev/null >"$T/$name.out" 2>&1
   echo $? >"$T/$name.status"
 }
@@ -203,7 +208,7 @@ check_crash() {
     '^Program received signal SIGSEGV' \
     '^Program terminated with signal SIGSEGV, Segmentation fault\.'
   # -e: straight to the end, where it crashed.
-  gdb_replay end "$T/crash.rec" -e -- 'bt 1' 'when'
+  gdb_replay end "$T/crash.rec" debug -e -- 'bt 1' 'when'
   expect_in_order "$T/end.out" "^#0 .* main \\(\\) at .*debug_crash.c:$crash\$" \
     '^Current event: [0-9]+'
 }
@@ -217,7 +222,8 @@ check_threads() {
   report=$(line_of debug_race report)
   gdb_replay threads "$T/race.rec" -- \
     "break debug_race.c:$report" 'continue' 'print shared' 'watch shared' 'reverse-continue' \
-    'print me' 'bt 1' 'info threads'
+    'print me' 'bt 1' 'info threads' 'print writes[me]' 'continue' 'reverse-continue' \
+    'print writes[me]'
   expect_in_order "$T/threads.out" \
     "^Breakpoint 1, main \\(\\) at .*debug_race.c:$report\$" \
     "^\\\$1 = $last\$" \
@@ -225,6 +231,13 @@ check_threads() {
     "^\\\$2 = $last\$" \
     "^#0 +writer \\(arg=0x$last\\) at .*debug_race.c:$(line_of debug_race racy-write)\$" \
     '^\* [0-9]+ +Thread [0-9]+\.[0-9]+ +writer'
+  # Forward over that write and back again: going back from the watchpoint
+  # stop crosses the same write, not the one before it.
+  local before again
+  before=$(sed -n 's/^\$3 = //p' "$T/threads.out")
+  again=$(sed -n 's/^\$4 = //p' "$T/threads.out")
+  [[ -n $before && $before == "$again" ]] ||
+    fail "reverse-continue from a watchpoint stop skipped its write (writes[me] $before, then $again)"
 }
 
 check_process_tree() {

@@ -45,6 +45,56 @@ SCRIPT
   record_replay wal --status 0 --expect-out '^rows\|6$' --expect-out '^c\|[0-9A-F]{8}$' -- sh wal.sh
 }
 
+# Huge and sparse files mapped whole (a 64 GiB hole, a 1 TiB memfd, a 2 GiB
+# memfd mapped twice, a page of a 20 GiB memfd): rec stores their data, not
+# their holes, so it stays small in memory and the trace stays small; a hole
+# punched under a live mapping reads zeros on replay too.
+check_sparse_file() {
+  need_program sparse_file
+  expect_native_differs "$PROGRAMS/sparse_file"
+  cat >rss.py <<'PY'
+import resource, subprocess, sys
+status = subprocess.call(sys.argv[2:])
+with open(sys.argv[1], "w") as f:  # the largest peak RSS of rec and the program, in KiB
+    f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(status)
+PY
+  cat >rec-rss <<SCRIPT
+#!/bin/sh
+exec python3 "$T/rss.py" "$T/peak-rss.\$\$" "$REC" "\$@"
+SCRIPT
+  chmod +x rec-rss
+  REC="$T/rec-rss" record_replay sparse_file --status 0 \
+    --expect-out '^1 hole: punched under the mapping 0{16}$' \
+    --expect-out '^1 hole: punched 0{16}, kept [0-9a-f]{16} \(same\), end [0-9a-f]{16} \(same\)$' \
+    --expect-out '^2 terabyte memfd: [0-9a-f]{16} seen by 2 of 2 readable mappings$' \
+    --expect-out '^3 two views: [0-9a-f]{16} \(same\)$' \
+    --expect-out '^4 executable page: [0-9a-f]{16} \(same\)$' \
+    -- "$PROGRAMS/sparse_file"
+  local f kib
+  for f in peak-rss.*; do
+    kib=$(<"$f")
+    ((kib < 200 * 1024)) || fail "rec or the program peaked at $kib KiB RSS (bound: 200 MiB)"
+  done
+  local size
+  size=$(stat -c %s sparse_file.rec)
+  ((size < 8 * 1024 * 1024)) || fail "the trace has $size bytes: holes were stored"
+}
+
+# Adjacent mappings of one open file merged by the kernel, then moved or
+# shrunk across the old boundary with mremap: replay must merge them too.
+check_merged_mappings() {
+  need_program merged_mappings
+  expect_native_differs "$PROGRAMS/merged_mappings"
+  record_replay merged_mappings --status 0 \
+    --expect-out '^1 grown: [0-9a-f]{16} [0-9a-f]{16}$' \
+    --expect-out '^2 shrunk: [0-9a-f]{16} [0-9a-f]{16}$' \
+    --expect-out '^3 middle: [0-9a-f]{16} [0-9a-f]{16}$' \
+    -- "$PROGRAMS/merged_mappings"
+}
+
 t shared_file check_shared_file
+t merged_mappings check_merged_mappings
+t sparse_file check_sparse_file
 t sqlite_wal check_sqlite_wal
 finish

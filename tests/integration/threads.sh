@@ -64,6 +64,16 @@ check_alarm_busy_loop() {
   note "replay took $((end - start)) s"
 }
 
+# Signals that land in the middle of REP STOS/MOVS (one instruction, many
+# iterations): the recorder lets the instruction finish before the point,
+# since replay can only stop before an instruction's first iteration.
+check_rep_string() {
+  need_program rep_string
+  expect_native_differs "$PROGRAMS/rep_string"
+  record_replay rep --status 0 --expect-out '^sample 19: [0-9]+' -- "$PROGRAMS/rep_string"
+  "$REC" dump rep.rec | grep -q "SIGALRM delivered in user code" || fail "no signal delivered in user code"
+}
+
 # execve from a thread that is not the main one: the other threads end and
 # the exec'ing thread takes over the process id, in record and in replay.
 check_exec_from_thread() {
@@ -86,4 +96,5 @@ t exec_from_thread check_exec_from_thread
 t spin_flag check_spin_flag
 t racy_counter_stress check_racy_counter_stress
 t alarm_busy_loop check_alarm_busy_loop
+t rep_string check_rep_string
 finish

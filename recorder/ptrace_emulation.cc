@@ -324,7 +324,10 @@ bool RecordSession::answerWait(RecordTask& t) {
       break;
     }
   }
-  if (!stopped) return false;
+  if (!stopped) {
+    if (!(options & WNOHANG)) waitInPlaceOfKernel(t, wanted);
+    return false;
+  }
   EmulatedPtrace& p = stopped->ptrace;
   int64_t result = stopped->task.tid();
   if (waitid) {
@@ -347,6 +350,30 @@ bool RecordSession::answerWait(RecordTask& t) {
   if (result >= 0 && !(options & WNOWAIT)) p.reported = true;
   completeAtEntry(t, result);
   return true;
+}
+
+// A blocking wait for one tracee that is not the caller's child (a thread
+// of another process, a process it attached to) fails in the kernel with
+// ECHILD: the tracer is not really tracing it. rec lets it sleep in
+// ppoll(NULL, 0, NULL, NULL) instead, which its SIGCHLD (notifyPtracer) ends;
+// the wait's number and arguments come back at the exit, so the kernel
+// restarts the wait itself, which then finds the stop.
+void RecordSession::waitInPlaceOfKernel(RecordTask& t,
+                                        const std::function<bool(const RecordTask&)>& wanted) {
+  bool onePid =
+      t.nr == SYS_waitid ? static_cast<int>(t.args[0]) == P_PID : static_cast<pid_t>(t.args[0]) > 0;
+  if (!onePid) return;
+  for (auto& [tid, u] : tasks_) {
+    if (u->ptrace.tracerGroup != t.task.tgid() || !wanted(*u)) continue;
+    bool child = u->task.tid() == u->task.tgid() && parentOf(u->task.tid()) == t.task.tgid();
+    if (child) return;
+    Registers& r = t.task.mutableRegs();
+    r.setSyscallNumber(SYS_ppoll);
+    r.setSyscallArgs({0, 0, 0, 0, 0, 0});
+    t.argsRewritten = true;
+    t.numberRewritten = true;
+    return;
+  }
 }
 
 // At a signal-delivery-stop of a traced task: the stop is its tracer's.

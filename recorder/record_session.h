@@ -125,6 +125,7 @@ class RecordSession {
   // Emulated ptrace between tracees (ptrace_emulation.cc).
   bool answerPtrace(RecordTask& t);
   bool answerWait(RecordTask& t);
+  void waitInPlaceOfKernel(RecordTask& t, const std::function<bool(const RecordTask&)>& wanted);
   bool stopForPtracer(RecordTask& t, int signo, capnp::MallocMessageBuilder& msg);
   void enterPtraceStop(RecordTask& t, EmulatedPtrace::Held held, int status);
   void notifyPtracer(RecordTask& tracee);

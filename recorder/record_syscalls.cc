@@ -63,6 +63,7 @@ void RecordSession::onSeccomp(RecordTask& t) {
   t.newTask = 0;
   t.execSeen = false;
   t.argsRewritten = false;
+  t.numberRewritten = false;
   if (t.compat && t.row && t.row->support == sys::Support::Passthrough) {
     // exit/exit_group by int 0x80: as a native one, it runs without an event
     // (replay lets it through the same way).
@@ -581,6 +582,7 @@ void RecordSession::onSyscallExit(RecordTask& t) {
     return;
   }
   if (std::exchange(t.argsRewritten, false)) t.task.mutableRegs().setSyscallArgs(t.args);
+  if (std::exchange(t.numberRewritten, false)) t.task.mutableRegs().setSyscallNumber(t.nr);
   if (t.execSeen) {
     completeExec(t);
   } else if (t.nr >= 0 && t.row) {

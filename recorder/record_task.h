@@ -171,7 +171,8 @@ class RecordTask {
   bool enterAnnounced = true;
   pid_t newTask = 0;
   bool execSeen = false;
-  bool argsRewritten = false;  // rec changed argument registers: `args` go back at the exit
+  bool argsRewritten = false;    // rec changed argument registers: `args` go back at the exit
+  bool numberRewritten = false;  // ... and the syscall number: `nr` goes back there too
 
   int tscMode = 1;      // PR_TSC_ENABLE: the mode the program believes it has (PR_SET_TSC)
   int seccompMode = 0;  // SECCOMP_MODE_*: the mode the program put itself in

@@ -145,12 +145,20 @@ struct SyscallEvent {
                               # are ebx..ebp; refused ones keep their i386 number
   registers @15 :Registers;   # every general register at the syscall's entry (seccomp stop); replay compares
   fileUpdates @16 :List(FileUpdate);  # writes/truncations of files mapped MAP_SHARED
+  taskWrites @17 :List(TaskMemWrite);  # memory of a process written through /proc/PID/mem or ptrace
   # Emulated ptrace (docs/ptrace-emulation.md): a call that changed its
-  # tracee, another task, whose recorded id is ptraceTracee; replay applies
-  # the same changes to it.
-  ptraceTracee @17 :Int32;
-  traceeWrites @18 :List(MemWrite);  # POKEDATA/POKETEXT: the tracee's memory
-  traceeRegisters @19 :Data;         # SETREGS/POKEUSER: its raw user_regs_struct afterwards
+  # tracee's registers (SETREGS, POKEUSER), the tracee's recorded id and its
+  # raw user_regs_struct afterwards; replay sets them. (POKEDATA: taskWrites.)
+  ptraceTracee @18 :Int32;
+  traceeRegisters @19 :Data;
+}
+
+# A write into a process's memory through its /proc/PID/mem file: replay
+# does not run the write, so it stores the bytes there itself.
+struct TaskMemWrite {
+  task @0 :Int32;       # the process, as recorded
+  address @1 :UInt64;
+  data @2 :Data;
 }
 
 # A syscall that was entered and is still in the kernel when other tasks'

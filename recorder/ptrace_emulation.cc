@@ -286,14 +286,16 @@ bool RecordSession::answerPtrace(RecordTask& t) {
       break;
   }
   completeAtEntry(t, result, {}, [&](schema::SyscallEvent::Builder s) {
-    if (traceeWrite.empty() && !regsChanged) return;
-    s.setPtraceTracee(target.tid());
     if (!traceeWrite.empty()) {
-      auto w = s.initTraceeWrites(1)[0];
+      auto w = s.initTaskWrites(1)[0];
+      w.setTask(target.tid());
       w.setAddress(addr);
       w.setData(asData(traceeWrite.data(), traceeWrite.size()));
     }
-    if (regsChanged) s.setTraceeRegisters(asData(target.regs().raw()));
+    if (regsChanged) {
+      s.setPtraceTracee(target.tid());
+      s.setTraceeRegisters(asData(target.regs().raw()));
+    }
   });
   return true;
 }

@@ -548,7 +548,13 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
     default:
       break;
   }
-  if (auto update = sharedFiles_.updateAfter(*t.row, t.args, result, t.task, t.strings)) {
+  if (auto update = sharedFiles_.updateAfter(*t.row, t.args, result, t.task, t.strings);
+      update && update->memoryOf) {
+    auto w = s.initTaskWrites(1)[0];
+    w.setTask(update->memoryOf);
+    w.setAddress(update->offset);
+    w.setData(asData(update->data.data(), update->data.size()));
+  } else if (update) {
     auto u = s.initFileUpdates(1)[0];
     u.setDevice(update->file.device);
     u.setInode(update->file.inode);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 
 #include "scoped_fd.h"
@@ -30,6 +31,19 @@ int64_t filePosition(pid_t tid, long fd) {
   return -1;
 }
 
+// The process whose memory `fd` of task `tid` is (/proc/N/mem or
+// /proc/N/task/M/mem), or 0.
+pid_t memoryFileOwner(pid_t tid, long fd) {
+  char target[64] = {};
+  ssize_t n = ::readlink(fmt::format("/proc/{}/fd/{}", tid, fd).c_str(), target, sizeof target - 1);
+  if (n <= 0) return 0;
+  int pid = 0, thread = 0, used = 0;
+  if (std::sscanf(target, "/proc/%d/mem%n", &pid, &used) == 1 && used == n) return pid;
+  if (std::sscanf(target, "/proc/%d/task/%d/mem%n", &pid, &thread, &used) == 2 && used == n)
+    return pid;
+  return 0;
+}
+
 }  // namespace
 
 bool SharedFiles::openForWriting(pid_t tid, long fd) {
@@ -43,11 +57,13 @@ bool SharedFiles::openForWriting(pid_t tid, long fd) {
 std::optional<SharedFiles::Update> SharedFiles::updateAfter(
     const sys::SyscallRow& row, const std::array<uint64_t, 6>& args, int64_t result, Task& task,
     const std::vector<std::string>& strings) const {
-  if (watched_.empty() || result < 0) return std::nullopt;
+  if (result < 0) return std::nullopt;
   const sys::FdWrite& w = row.fdWrite;
   bool writes = w.data != sys::Data::None && result > 0;
   bool resizes = row.flags & sys::kResizesFile;
   if (!writes && !resizes) return std::nullopt;
+  pid_t memoryOf = writes ? memoryFileOwner(task.tid(), static_cast<long>(args[w.fdArg])) : 0;
+  if (watched_.empty() && !memoryOf) return std::nullopt;
 
   // The file: the written fd, or what the resizing call names.
   std::string path;
@@ -65,9 +81,10 @@ std::optional<SharedFiles::Update> SharedFiles::updateAfter(
   struct stat st;
   if (!file.valid() || ::fstat(file.get(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
   Id id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
-  if (!watched_.contains(id)) return std::nullopt;
+  if (!memoryOf && !watched_.contains(id)) return std::nullopt;
 
   Update update{id, static_cast<uint64_t>(st.st_size), static_cast<uint64_t>(st.st_size), 0, {}};
+  update.memoryOf = memoryOf;
   if ((row.flags & sys::kZeroesRange) &&
       (args[1] & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))) {
     update.offset = args[2];

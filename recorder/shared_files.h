@@ -37,6 +37,9 @@ class SharedFiles {
     uint64_t offset = 0;  // where `data` starts
     uint64_t zeroed = 0;  // bytes at `offset` the call zeroed first (a punched hole)
     std::vector<std::byte> data;
+    // Not a file but process `memoryOf`'s memory, written through
+    // /proc/PID/mem: `data` landed at address `offset`.
+    pid_t memoryOf = 0;
   };
 
   // The identity of the file at `path` (e.g. /proc/PID/fd/N); nullopt when
@@ -49,7 +52,9 @@ class SharedFiles {
 
   // What a call that completed with `result` changed in a watched file, per
   // the row's fdWrite column (the bytes written) and kResizesFile flag (the
-  // size); `strings` are the call's path arguments as recorded.
+  // size), or in a process's memory written through /proc/PID/mem (which
+  // replay, not running the write, must store itself); `strings` are the
+  // call's path arguments as recorded.
   std::optional<Update> updateAfter(const sys::SyscallRow& row, const std::array<uint64_t, 6>& args,
                                     int64_t result, Task& task,
                                     const std::vector<std::string>& strings) const;

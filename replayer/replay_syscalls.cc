@@ -439,8 +439,9 @@ void ReplaySession::decodeEntryRegisters(ReplayTask& t, schema::SyscallEvent::Re
   t.lastSyscallRegs = *t.entryRegs;
 }
 
-// An emulated ptrace call that changed its tracee (POKEDATA, SETREGS, ...):
-// the tracee, parked at the ptrace stop it was in, changes the same way.
+// An emulated ptrace call that changed its tracee's registers (SETREGS,
+// POKEUSER): the tracee, parked at the ptrace stop it was in, gets the same
+// ones (its memory, POKEDATA: taskWrites).
 void ReplaySession::applyToPtraceTracee(schema::SyscallEvent::Reader e) {
   if (e.getPtraceTracee() == 0) return;
   auto it = tasks_.find(e.getPtraceTracee());
@@ -449,8 +450,6 @@ void ReplaySession::applyToPtraceTracee(schema::SyscallEvent::Reader e) {
                                               "alive",
                                               eventIndex_, e.getPtraceTracee()));
   Task& tracee = it->second->task;
-  for (auto w : e.getTraceeWrites())
-    tracee.write(w.getAddress(), w.getData().begin(), w.getData().size());
   auto regs = e.getTraceeRegisters();
   if (regs.size() == sizeof(user_regs_struct))
     std::memcpy(&tracee.mutableRegs().raw(), regs.begin(), sizeof(user_regs_struct));
@@ -497,6 +496,12 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
   if (!executed) {
     for (auto w : e.getWrites())
       t.task.write(w.getAddress(), w.getData().begin(), w.getData().size());
+    for (auto w : e.getTaskWrites()) {
+      // A process that was recorded: its memory, whichever task of it is asked.
+      auto target = tasks_.find(w.getTask());
+      if (target != tasks_.end() && target->second->park != ReplayTask::Park::Dead)
+        target->second->task.write(w.getAddress(), w.getData().begin(), w.getData().size());
+    }
     for (auto u : e.getFileUpdates()) {
       auto data = u.getData();
       blobs_->updateSharedCopy(u.getDevice(), u.getInode(), u.getSize(), u.getOffset(),

@@ -249,10 +249,12 @@ check_process_tree() {
   "$REC" ps "$T/tree.rec" | grep -qw "$child" || fail "rec ps does not list the child $child"
   gdb_replay tree "$T/tree.rec" -p "$child" -- \
     'break child_work' 'continue' 'print value' 'info threads' 'continue'
+  # gdb says "exited normally" for 0, else the code in octal.
+  local code=$((value % 1000 % 100)) exited="exited normally"
+  ((code == 0)) || exited="exited with code $(printf '0%o' "$code")"
   expect_in_order "$T/tree.out" \
     "^Breakpoint 1, child_work \\(value=$value\\)" "^\\\$1 = $value\$" \
-    "^\\* 1 +Thread $child\\.$child " \
-    "exited with code $(printf '0%o' $((value % 1000 % 100)))"
+    "^\\* 1 +Thread $child\\.$child " "$exited"
   # --onfork: from the fork, before the child ran anything of its own.
   gdb_replay onfork "$T/tree.rec" --onfork "$child" -- 'info threads' 'break child_work' \
     'continue' 'print value'

@@ -93,7 +93,23 @@ check_merged_mappings() {
     -- "$PROGRAMS/merged_mappings"
 }
 
+# Writes into a child's memory and its own through /proc/PID/mem
+# (pwrite, pwritev, lseek+write): replay must store them where they landed.
+check_proc_mem_write() {
+  need_program proc_mem_write
+  expect_native_differs "$PROGRAMS/proc_mem_write"
+  record_replay proc_mem_write --status 0 \
+    --expect-out '^parent wrote [0-9a-f]{16} [0-9a-f]{16} [0-9a-f]{16}$' \
+    --expect-out '^own memory [0-9a-f]{16} \(same\)$' \
+    -- "$PROGRAMS/proc_mem_write"
+  local wrote sees
+  wrote=$(sed -n 's/^parent wrote //p' proc_mem_write.rec.out)
+  sees=$(sed -n 's/^child sees //p' proc_mem_write.rec.out)
+  [[ -n $wrote && $wrote == "$sees" ]] || fail "the child saw '$sees', its parent wrote '$wrote'"
+}
+
 t shared_file check_shared_file
+t proc_mem_write check_proc_mem_write
 t merged_mappings check_merged_mappings
 t sparse_file check_sparse_file
 t sqlite_wal check_sqlite_wal

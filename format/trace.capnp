@@ -145,7 +145,12 @@ struct SyscallEvent {
                               # are ebx..ebp; refused ones keep their i386 number
   registers @15 :Registers;   # every general register at the syscall's entry (seccomp stop); replay compares
   fileUpdates @16 :List(FileUpdate);  # writes/truncations of files mapped MAP_SHARED
-  taskWrites @17 :List(TaskMemWrite);  # memory of a process written through /proc/PID/mem
+  taskWrites @17 :List(TaskMemWrite);  # memory of a process written through /proc/PID/mem or ptrace
+  # Emulated ptrace (docs/ptrace-emulation.md): a call that changed its
+  # tracee's registers (SETREGS, POKEUSER), the tracee's recorded id and its
+  # raw user_regs_struct afterwards; replay sets them. (POKEDATA: taskWrites.)
+  ptraceTracee @18 :Int32;
+  traceeRegisters @19 :Data;
 }
 
 # A write into a process's memory through its /proc/PID/mem file: replay
@@ -168,6 +173,7 @@ enum SignalDisposition {
   injectBeforeSyscall @1;  # held async signal, raised as the task entered its next syscall
   injectAtSyscallExit @2;  # async signal that interrupted the syscall just completed
   atPoint @3;              # async signal delivered in user code, at the point in `registers`
+  byPtracer @4;            # the task's emulated ptracer resumed it from a ptrace stop with this signal
 }
 
 struct SignalEvent {
@@ -180,6 +186,8 @@ struct SignalEvent {
   memory @6 :List(MemWrite); # atPoint: memory words that tell that point from earlier passes
   state @7 :PointState;      # atPoint: the rest of the state that makes the point exact
   frame @8 :List(UInt64);    # a handler's frame: err, trapno, cr2 as the kernel wrote them in its sigcontext
+  ptraceStop @9 :Bool;       # the task stopped here for its emulated ptracer: reached as the
+                             # disposition says, but nothing is delivered (byPtracer follows if any)
 }
 
 # The recorder switched away from a task in the middle of its user code

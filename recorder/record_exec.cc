@@ -279,6 +279,7 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
   child.tscMode = t.tscMode;
   child.seccompMode = t.seccompMode;
   t.newTask = childTid;
+  child.forkedBy = t.task.tid();
   bool vfork = stop.event == PTRACE_EVENT_VFORK;
   if (vfork) {
     child.vforkParent = &t;
@@ -292,9 +293,10 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
     emit(t, msg);
     t.enterAnnounced = true;
   }
+  if (born) scheduler_->makeReady(child);
+  if (stopAtForkForPtracer(t, child, stop.event)) return;
   t.task.resume(Task::Resume::Syscall);
   if (vfork) scheduler_->release(t);
-  if (born) scheduler_->makeReady(child);
 }
 
 // The task is about to exit; its status is known now. The event is written
@@ -303,6 +305,15 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
 void RecordSession::onExitEvent(RecordTask& t) {
   int status = static_cast<int>(t.task.eventMessage());
   t.syscallAtDeath = t.task.regs().syscallNumber();
+  if (t.ptrace.tracer && (t.ptrace.options & PTRACE_O_TRACEEXIT)) {
+    // PTRACE_O_TRACEEXIT: its emulated ptracer sees the exit stop first; the
+    // exit goes on once it resumes the task (resumeFromPtraceStop).
+    t.ptrace.options &= ~uint64_t{PTRACE_O_TRACEEXIT};
+    t.ptrace.eventMessage = static_cast<uint64_t>(status);
+    enterPtraceStop(t, EmulatedPtrace::Held::ExitStop,
+                    ptraceStopStatus(SIGTRAP, PTRACE_EVENT_EXIT));
+    return;
+  }
   if (siblingExecing(t)) {
     // Ended by a sibling's execve: its exit is written after the Exec event,
     // because replay sees it die only when it replays that exec.
@@ -408,6 +419,7 @@ void RecordSession::writeGroupExits(const RecordTask& t) {
 
 void RecordSession::onExited(RecordTask& t, int status) {
   reaped_.push_back(t.task.tid());
+  endPtraceOf(t);
   if (t.exitRecord() == RecordTask::ExitRecord::AfterExec || siblingExecing(t)) {
     t.deferExit(RecordTask::ExitRecord::AfterExec, status);
     t.setState(RecordTask::State::Dead);

@@ -158,6 +158,7 @@ int RecordSession::run() {
   t.setState(RecordTask::State::Ready);
   t.setState(RecordTask::State::Running);
   scheduler_->adopt(t);
+  scheduler_->setStarter([this](RecordTask& task) { startTask(task); });
 
   loop();
 
@@ -311,6 +312,13 @@ void RecordSession::handleStop(RecordTask& t, const Stop& stop) {
   if (stop.kind == StopKind::GroupStop) {
     if (!t.initialStopSeen()) {
       if (t.noteInitialStop()) scheduler_->makeReady(t);
+      return;
+    }
+    if (t.ptrace.tracer) {
+      // Its emulated ptracer sees the group-stop (PTRACE_EVENT_STOP when seized).
+      t.ptrace.groupStopSignal = stop.signal;
+      enterPtraceStop(t, EmulatedPtrace::Held::GroupStop,
+                      ptraceStopStatus(stop.signal, t.ptrace.seized ? PTRACE_EVENT_STOP : 0));
       return;
     }
     // A real group-stop (SIGSTOP and friends): let the task go on; job

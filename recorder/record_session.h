@@ -11,6 +11,8 @@
 #include <signal.h>
 
 #include <chrono>
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -22,6 +24,7 @@
 #include "code_patch.h"
 #include "output_fds.h"
 #include "process_maps.h"
+#include "ptrace_emulation.h"
 #include "rdtsc_sites.h"
 #include "remote_syscall.h"
 #include "shared_files.h"
@@ -104,7 +107,8 @@ class RecordSession {
   bool movesDataToOutput(RecordTask& t);
   bool answerAtEntry(RecordTask& t);
   bool carryOutSeccompRequest(RecordTask& t);
-  void completeAtEntry(RecordTask& t, int64_t result, std::span<const std::byte> written = {});
+  void completeAtEntry(RecordTask& t, int64_t result, std::span<const std::byte> written = {},
+                       const std::function<void(schema::SyscallEvent::Builder)>& more = {});
   bool answerTime(RecordTask& t);
   bool answerVsyscall(RecordTask& t);
   bool answerPrctl(RecordTask& t);
@@ -120,6 +124,21 @@ class RecordSession {
   void injectHeldSignal(RecordTask& t);
   void holdSignal(RecordTask& t, const siginfo_t& info);
   void writeTimeLog(RecordTask& t, pid_t tid);
+  // Emulated ptrace between tracees (ptrace_emulation.cc).
+  bool answerPtrace(RecordTask& t);
+  bool answerWait(RecordTask& t);
+  void waitInPlaceOfKernel(RecordTask& t, const std::function<bool(const RecordTask&)>& wanted);
+  bool stopForPtracer(RecordTask& t, int signo, capnp::MallocMessageBuilder& msg);
+  void enterPtraceStop(RecordTask& t, EmulatedPtrace::Held held, int status);
+  void notifyPtracer(RecordTask& tracee);
+  void showPtraceSigchld(RecordTask& t, siginfo_t& info);
+  void startTask(RecordTask& t);
+  void resumeFromPtraceStop(RecordTask& t);
+  void ptraceResume(RecordTask& tracee, int signo);
+  bool interruptForPtracer(RecordTask& t);
+  bool stopAtForkForPtracer(RecordTask& t, RecordTask& child, int event);
+  void endPtraceOf(RecordTask& t);
+  RecordTask* findTask(pid_t tid);
   // `written`: what rec itself wrote to the syscall's one output range, so
   // it need not be read back from the task.
   void setEntryRegisters(RecordTask& t, schema::SyscallEvent::Builder s);
@@ -160,6 +179,10 @@ class RecordSession {
   bool timedOut_ = false;
   bool orphansEnded_ = false;  // the first process exited; the rest was killed
   std::optional<std::chrono::steady_clock::time_point> deadline_;  // --timeout
+  // Emulated ptrace: tasks traced by another (a fast path when none), and
+  // the CLD_TRAPPED siginfo of each SIGCHLD rec sent a tracer's thread group.
+  int ptraceTracees_ = 0;
+  std::map<pid_t, std::deque<siginfo_t>> ptraceSigchld_;
   std::vector<uint8_t> tracedBitmap_;
   std::vector<std::string> env_;
   std::optional<RdtscPatcher> rdtscPatcher_;  // set where RDTSC does not trap

@@ -352,6 +352,7 @@ void RecordSession::patchRdtsc(RecordTask& t, const format::BlobHash& file,
 
 void RecordSession::onSignal(RecordTask& t, int signo) {
   siginfo_t info = t.task.siginfo();
+  showPtraceSigchld(t, info);
   const Registers& regs = t.task.regs();
   bool atExit = t.atSyscallReturn(regs, true);
   t.leftSyscallReturn();
@@ -420,6 +421,7 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
 // that come from the kernel's record of rec's traps are read into the event
 // (signals.h: FrameTrapWords), for replay to write back.
 void RecordSession::deliverSignal(RecordTask& t, int signo, capnp::MallocMessageBuilder& msg) {
+  if (stopForPtracer(t, signo, msg)) return;
   ++signalCount_;
   if (!hasHandler(t.task.tid(), signo)) {
     emit(t, msg);

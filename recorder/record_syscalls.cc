@@ -63,6 +63,7 @@ void RecordSession::onSeccomp(RecordTask& t) {
   t.newTask = 0;
   t.execSeen = false;
   t.argsRewritten = false;
+  t.numberRewritten = false;
   if (t.compat && t.row && t.row->support == sys::Support::Passthrough) {
     // exit/exit_group by int 0x80: as a native one, it runs without an event
     // (replay lets it through the same way).
@@ -125,6 +126,10 @@ bool RecordSession::answerAtEntry(RecordTask& t) {
       return refuseUnmappable(t);
     case sys::Hook::OwnMemory:
       return refuseForeignMemory(t);
+    case sys::Hook::Ptrace:
+      return answerPtrace(t);
+    case sys::Hook::Wait:
+      return answerWait(t);
     default:
       return false;
   }
@@ -133,13 +138,15 @@ bool RecordSession::answerAtEntry(RecordTask& t) {
 // Completes a syscall rec answered at its seccomp stop: the kernel skips it
 // and returns `result`. `written` is what rec wrote to the call's one output
 // range, if any.
-void RecordSession::completeAtEntry(RecordTask& t, int64_t result,
-                                    std::span<const std::byte> written) {
+void RecordSession::completeAtEntry(
+    RecordTask& t, int64_t result, std::span<const std::byte> written,
+    const std::function<void(schema::SyscallEvent::Builder)>& more) {
   Registers& r = t.task.mutableRegs();
   r.setSyscallNumber(-1);  // skipped: the kernel returns the result set here
   r.setResult(result);
   capnp::MallocMessageBuilder msg;
   finishSyscallEvent(t, msg, written);
+  if (more) more(msg.getRoot<schema::Event>().getSyscall());
   emit(t, msg);
   t.returnedFromSyscall(t.task.regs());
   continueAfterSyscall(t);
@@ -581,6 +588,7 @@ void RecordSession::onSyscallExit(RecordTask& t) {
     return;
   }
   if (std::exchange(t.argsRewritten, false)) t.task.mutableRegs().setSyscallArgs(t.args);
+  if (std::exchange(t.numberRewritten, false)) t.task.mutableRegs().setSyscallNumber(t.nr);
   if (t.execSeen) {
     completeExec(t);
   } else if (t.nr >= 0 && t.row) {
@@ -593,6 +601,7 @@ void RecordSession::onSyscallExit(RecordTask& t) {
 }
 
 void RecordSession::continueAfterSyscall(RecordTask& t) {
+  if (interruptForPtracer(t)) return;
   bool yield = scheduler_->shouldSwitchAfterSyscall(t);
   t.nr = -1;
   if (scheduler_->isCurrent(t)) {

@@ -20,6 +20,8 @@ const char* RecordTask::stateName(State s) {
       return "InSyscall";
     case State::VforkHeld:
       return "VforkHeld";
+    case State::PtraceStopped:
+      return "PtraceStopped";
     case State::Exiting:
       return "Exiting";
     case State::Dead:
@@ -46,9 +48,11 @@ bool allowed(State from, State to) {
     case State::Running:
     case State::InSyscall:
       return to == State::Ready || to == State::Running || to == State::InSyscall ||
-             (from == State::InSyscall && to == State::VforkHeld);
+             to == State::PtraceStopped || (from == State::InSyscall && to == State::VforkHeld);
     case State::VforkHeld:
       return to == State::Running || to == State::Ready;
+    case State::PtraceStopped:
+      return to == State::Ready;
     case State::Exiting:
     case State::Dead:
       return false;

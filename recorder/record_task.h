@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "output_fds.h"
+#include "ptrace_emulation.h"
 #include "record_session.h"
 #include "syscall_table.h"
 #include "task.h"
@@ -61,6 +62,8 @@ capnp::Data::Reader asData(const T& value) {
 //   Running | InSyscall --(yields, preempted)--> Ready
 //   InSyscall --(vfork parent's return while the child lives)--> VforkHeld
 //   VforkHeld --(child exec'd or died)--> Running | Ready
+//   Ready | Running | InSyscall --(a stop its emulated ptracer sees)--> PtraceStopped
+//   PtraceStopped --(the ptracer resumes it: PTRACE_CONT, DETACH, ...)--> Ready
 //   any live state --(PTRACE_EVENT_EXIT)--> Exiting --(reaped)--> Dead
 //   any live state --(killed: reaped without an exit stop)--> Dead
 //
@@ -74,12 +77,13 @@ capnp::Data::Reader asData(const T& value) {
 class RecordTask {
  public:
   enum class State {
-    Newborn,    // created: waits for its first stop and its parent's fork event
-    Ready,      // stopped by rec, queued in the scheduler
-    Running,    // executing user code
-    InSyscall,  // resumed into a traced syscall (PTRACE_SYSCALL); may block in the kernel
-    VforkHeld,  // vfork parent stopped at its syscall's return until the child execs or exits
-    Exiting,    // past PTRACE_EVENT_EXIT (or ended by a sibling's exec), not yet reaped
+    Newborn,        // created: waits for its first stop and its parent's fork event
+    Ready,          // stopped by rec, queued in the scheduler
+    Running,        // executing user code
+    InSyscall,      // resumed into a traced syscall (PTRACE_SYSCALL); may block in the kernel
+    VforkHeld,      // vfork parent stopped at its syscall's return until the child execs or exits
+    PtraceStopped,  // in a ptrace stop of its emulated ptracer (ptrace_emulation.h), until resumed
+    Exiting,        // past PTRACE_EVENT_EXIT (or ended by a sibling's exec), not yet reaped
     Dead,
   };
   static const char* stateName(State s);
@@ -170,7 +174,8 @@ class RecordTask {
   bool enterAnnounced = true;
   pid_t newTask = 0;
   bool execSeen = false;
-  bool argsRewritten = false;  // rec changed argument registers: `args` go back at the exit
+  bool argsRewritten = false;    // rec changed argument registers: `args` go back at the exit
+  bool numberRewritten = false;  // ... and the syscall number: `nr` goes back there too
 
   int tscMode = 1;      // PR_TSC_ENABLE: the mode the program believes it has (PR_SET_TSC)
   int seccompMode = 0;  // SECCOMP_MODE_*: the mode the program put itself in
@@ -182,6 +187,9 @@ class RecordTask {
   ScopedFd pagemap;                          // /proc/TID/pagemap of the current image
   Clock::time_point sliceStart;
 
+  EmulatedPtrace ptrace;  // a tracee that ptraces another, or is ptraced by one
+
+  pid_t forkedBy = 0;                 // the thread whose fork-like call created it
   pid_t formerTid = 0;                // exec'd from a non-leader thread: its id before
   RecordTask* vforkParent = nullptr;  // vfork: the parent waiting for this child
   RecordTask* vforkChild = nullptr;   // vfork: the child this parent waits for

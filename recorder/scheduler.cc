@@ -110,7 +110,10 @@ void Scheduler::scheduleIfIdle() {
     ready_.erase(ready_.begin() + static_cast<long>(pick));
     // Queued, then something else happened to it (it was killed).
     if (t.state() != RecordTask::State::Ready) continue;
-    run(t);
+    if (starter_)
+      starter_(t);
+    else
+      run(t);
   }
 }
 

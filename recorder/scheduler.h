@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -67,6 +68,9 @@ class Scheduler {
   // other task runs, in the order the trace records.
   std::optional<Stop> stopUnlessAsleep(RecordTask& t);
 
+  // Who starts a task scheduleIfIdle picks (default: run(t)); the recorder
+  // starts a task its emulated ptracer resumed in its own way.
+  void setStarter(std::function<void(RecordTask&)> starter) { starter_ = std::move(starter); }
   // When no task is current, resumes the next ready one: the longest
   // waiting, or under chaos a random one for a random timeslice.
   void scheduleIfIdle();
@@ -101,6 +105,7 @@ class Scheduler {
   RecordTask* current_ = nullptr;
   uint64_t preemptions_ = 0;
   std::unique_ptr<TickTimer> tick_;
+  std::function<void(RecordTask&)> starter_;
 };
 
 }  // namespace rec

@@ -115,6 +115,7 @@ class ReplaySession {
   void dispatch(schema::Event::Reader event);
   void releaseIfDead(int recordedTid);
   void onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void applyToPtraceTracee(schema::SyscallEvent::Reader e);
   void onSyscallEnter(ReplayTask& t, schema::SyscallEnterEvent::Reader e);
   void onSignal(ReplayTask& t, schema::SignalEvent::Reader e);
   void onExec(ReplayTask& t, schema::ExecEvent::Reader e);

@@ -87,6 +87,26 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
       return;
     }
     case schema::SignalDisposition::INJECT_AT_SYSCALL_EXIT: {
+      if (e.getPtraceStop()) {
+        // Stopped there for its emulated ptracer: nothing delivered now. The
+        // kernel restarts the syscall if the ptracer resumes it without a
+        // signal (resumeDeliveringPending).
+        int64_t result = t.task.regs().result();
+        if (t.park == ReplayTask::Park::SkipPending) {
+          StraySignals strays;
+          skipToSyscallExit(t.task, t.skipResult, strays);
+          result = t.skipResult;
+        }
+        int64_t fallback =
+            t.park == ReplayTask::Park::SkipPending ? t.skipNumber : t.lastExecutedNumber;
+        t.task.mutableRegs().setSyscallNumber(
+            e.hasRegisters() ? static_cast<int64_t>(rawRegisters(e.getRegisters()).orig_rax)
+                             : fallback);
+        if (result <= -512 && result >= -516 && result != -515) t.restartAfterPtraceStop = result;
+        t.ptraceStopAtSyscallExit = true;
+        t.park = ReplayTask::Park::Resumable;
+        return;
+      }
       // Complete the syscall the task sits in and deliver the signal as it
       // returns, so the kernel applies the same EINTR/SA_RESTART rules.
       std::optional<uint64_t> mask;
@@ -144,12 +164,31 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
     case schema::SignalDisposition::DELIVERED:
       if (!e.getSynchronous()) t.awaitingSignal = signo;
       break;
+    case schema::SignalDisposition::BY_PTRACER:
+      // Its emulated ptracer resumed it from the stop it is parked at.
+      if (t.park != ReplayTask::Park::Resumable)
+        throw RecError(kExitBadTrace,
+                       fmt::format("rec: event #{}: {} from a ptracer to a task not stopped",
+                                   eventIndex_, name));
+      t.restartAfterPtraceStop.reset();  // the kernel's rules apply, as it delivers the signal
+      if (std::exchange(t.ptraceStopAtSyscallExit, false)) {
+        // At a syscall-exit stop the signal is queued, and delivered at the
+        // signal-delivery-stop that follows: go there, as for a signal
+        // injected at a syscall's exit.
+        t.pendingSignal = signo;
+        t.awaitingSignal = signo;
+        break;
+      }
+      t.task.setSiginfo(info);
+      t.pendingSignal = signo;
+      t.pendingFrame = recordedFrame(e);
+      return;
     case schema::SignalDisposition::AT_POINT: {
       reachPoint(t, recordedPoint(e.getRegisters(), e.getMemory(), e.hasState(), e.getState()),
                  fmt::format("where {} arrived", name));
       t.task.setSiginfo(info);
-      t.pendingSignal = signo;
-      t.pendingFrame = recordedFrame(e);
+      t.pendingSignal = e.getPtraceStop() ? 0 : signo;
+      t.pendingFrame = e.getPtraceStop() ? std::nullopt : recordedFrame(e);
       return;
     }
   }
@@ -174,8 +213,9 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
   checkMemory(t, name);
   if (!e.getSynchronous()) t.task.setSiginfo(info);
   t.awaitingSignal = 0;
-  t.pendingSignal = signo;
-  t.pendingFrame = recordedFrame(e);
+  // A ptrace stop: its emulated ptracer decides what is delivered (BY_PTRACER).
+  t.pendingSignal = e.getPtraceStop() ? 0 : signo;
+  t.pendingFrame = e.getPtraceStop() ? std::nullopt : recordedFrame(e);
   t.park = ReplayTask::Park::Resumable;
 }
 
@@ -190,6 +230,15 @@ std::optional<FrameTrapWords> ReplaySession::recordedFrame(schema::SignalEvent::
 void ReplaySession::resumeDeliveringPending(ReplayTask& t) {
   int signo = std::exchange(t.pendingSignal, 0);
   std::optional<FrameTrapWords> frame = std::exchange(t.pendingFrame, std::nullopt);
+  t.ptraceStopAtSyscallExit = false;
+  if (auto result = std::exchange(t.restartAfterPtraceStop, std::nullopt); result && !signo) {
+    // Resumed by its ptracer without a signal: the kernel restarts the
+    // syscall the stop interrupted, as it did when recording.
+    Registers& r = t.task.mutableRegs();
+    r.setResult(*result == kErestartRestartblock ? SYS_restart_syscall
+                                                 : static_cast<int64_t>(r.raw().orig_rax));
+    r.setIp(r.ip() - 2);
+  }
   if (!signo || !frame) {
     resumeUserCode(t, signo);
     return;

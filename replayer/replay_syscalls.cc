@@ -439,6 +439,22 @@ void ReplaySession::decodeEntryRegisters(ReplayTask& t, schema::SyscallEvent::Re
   t.lastSyscallRegs = *t.entryRegs;
 }
 
+// An emulated ptrace call that changed its tracee's registers (SETREGS,
+// POKEUSER): the tracee, parked at the ptrace stop it was in, gets the same
+// ones (its memory, POKEDATA: taskWrites).
+void ReplaySession::applyToPtraceTracee(schema::SyscallEvent::Reader e) {
+  if (e.getPtraceTracee() == 0) return;
+  auto it = tasks_.find(e.getPtraceTracee());
+  if (it == tasks_.end() || it->second->park == ReplayTask::Park::Dead)
+    throw RecError(kExitBadTrace, fmt::format("rec: event #{}: ptrace of task {}, which is not "
+                                              "alive",
+                                              eventIndex_, e.getPtraceTracee()));
+  Task& tracee = it->second->task;
+  auto regs = e.getTraceeRegisters();
+  if (regs.size() == sizeof(user_regs_struct))
+    std::memcpy(&tracee.mutableRegs().raw(), regs.begin(), sizeof(user_regs_struct));
+}
+
 void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
   decodeEntryRegisters(t, e);
   const sys::SyscallRow* row = sys::findSyscall(e.getNumber());
@@ -493,6 +509,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
                                {reinterpret_cast<const std::byte*>(data.begin()), data.size()});
     }
     echoOutput(t, e);
+    applyToPtraceTracee(e);
     if (e.getStartsTimeLog()) {
       startTimeLog(t, e);
       return;

@@ -83,9 +83,13 @@ struct ReplaySession::ReplayTask {
   int32_t childTidValue = 0;      // ... to this (its id as its parent's clone returned it)
   uint64_t parentTidAddress = 0;  // CLONE_PARENT_SETTID: fixed when clone returns
   int32_t parentTidValue = 0;
-  bool exiting = false;                         // passed PTRACE_EVENT_EXIT
-  std::optional<int> deadStatus;                // reaped while replaying a sibling's execve
-  std::shared_ptr<TimeShimSpace> timeSpace;     // shared by tasks created with CLONE_VM
+  // Stopped for its emulated ptracer at the exit of a syscall that the kernel
+  // restarts when the task goes on without a signal: this -ERESTART* result.
+  std::optional<int64_t> restartAfterPtraceStop;
+  bool ptraceStopAtSyscallExit = false;      // that stop is at a syscall-exit stop, not a signal's
+  bool exiting = false;                      // passed PTRACE_EVENT_EXIT
+  std::optional<int> deadStatus;             // reaped while replaying a sibling's execve
+  std::shared_ptr<TimeShimSpace> timeSpace;  // shared by tasks created with CLONE_VM
   uint64_t lastBufferedEvent = UINT64_MAX - 1;  // index of its last time shim answer
   // Registers recorded at the entry of its current and previous syscall
   // (the previous one predicts the current one: task_state.h).

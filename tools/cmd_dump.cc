@@ -91,6 +91,8 @@ std::string dispositionText(schema::SignalDisposition d) {
       return "injected at syscall exit";
     case schema::SignalDisposition::AT_POINT:
       return "delivered in user code";
+    case schema::SignalDisposition::BY_PTRACER:
+      return "delivered by its ptracer";
   }
   return "disposition " + std::to_string(static_cast<int>(d));
 }
@@ -119,7 +121,8 @@ std::string eventText(schema::Event::Reader e) {
     case schema::Event::SIGNAL: {
       auto s = e.getSignal();
       return "--- " + cli::signalText(s.getSigno()) + " " + dispositionText(s.getDisposition()) +
-             (s.getSynchronous() ? " (synchronous)" : "") + " at " + hex(s.getIp()) + " ---";
+             (s.getSynchronous() ? " (synchronous)" : "") +
+             (s.getPtraceStop() ? " (ptrace stop)" : "") + " at " + hex(s.getIp()) + " ---";
     }
     case schema::Event::EXEC: {
       auto x = e.getExec();

@@ -154,6 +154,28 @@ void prctlOutputs(Ranges& r, const std::array<uint64_t, 6>& a, int64_t result) {
   // clang-format on
 }
 
+// What an (emulated) ptrace request writes through its data argument.
+void ptraceOutputs(Ranges& r, const std::array<uint64_t, 6>& a) {
+  // clang-format off
+  switch (a[0]) {
+    case 1: case 2: case 3:  // PTRACE_PEEKTEXT, PEEKDATA, PEEKUSER: the word read
+    case 0x4201:             // PTRACE_GETEVENTMSG
+      r.add(a[3], 8);
+      break;
+    case 12: r.add(a[3], 27 * 8); break;        // PTRACE_GETREGS: user_regs_struct
+    case 14: r.add(a[3], 512); break;           // PTRACE_GETFPREGS: user_fpregs_struct
+    case 0x4202: r.add(a[3], 128); break;       // PTRACE_GETSIGINFO
+    case 0x4204: {                              // PTRACE_GETREGSET: the iovec and its buffer
+      uint64_t iov[2] = {0, 0};
+      if (!r.load(a[3], iov)) break;
+      r.add(a[3], 16);
+      r.add(iov[0], iov[1]);
+      break;
+    }
+  }
+  // clang-format on
+}
+
 void futexOutputs(Ranges& r, int nr, const std::array<uint64_t, 6>& a) {
   if (nr != SYS_futex) return;
   switch (a[1] & 127) {  // FUTEX_CMD_MASK
@@ -393,6 +415,9 @@ std::vector<MemRange> outputRanges(const SyscallRow& row, const std::array<uint6
       break;
     case Hook::Futex:
       futexOutputs(r, row.number, args);
+      break;
+    case Hook::Ptrace:
+      ptraceOutputs(r, args);
       break;
     case Hook::Select: {
       uint64_t bytes = fdSetBytes(args[0]);

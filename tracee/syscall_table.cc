@@ -244,7 +244,7 @@ constexpr SyscallRow kTable[] = {
   executed(SYS_execve, "execve", {Path, Ptr, Ptr}).hook(Hook::Execve)
       .why("executable and interpreter are stored in the trace"),
   passthrough(SYS_exit, "exit", {Int}).hook(Hook::Exit).flags(kNeverReturns),
-  emulated(SYS_wait4, "wait4", {Pid, Ptr, Hex, Ptr}).blocks()
+  emulated(SYS_wait4, "wait4", {Pid, Ptr, Hex, Ptr}).blocks().hook(Hook::Wait)
       .out(fixed(1, 4), fixed(3, kRusage)),
   emulated(SYS_kill, "kill", {Pid, Signal}).why(kSignalSend),
   emulated(SYS_uname, "uname", {Ptr}).out(fixed(0, kUtsname)),
@@ -290,8 +290,9 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_getrusage, "getrusage", {Int, Ptr}).out(fixed(1, kRusage)),
   emulated(SYS_sysinfo, "sysinfo", {Ptr}).out(fixed(0, kSysinfo)),
   emulated(SYS_times, "times", {Ptr}).out(fixed(0, kTms)),
-  refused(SYS_ptrace, "ptrace", {Int, Pid, Ptr, Ptr},
-          "rec is the tracer: ptrace cannot nest"),
+  emulated(SYS_ptrace, "ptrace", {Int, Pid, Ptr, Ptr}).hook(Hook::Ptrace)
+      .why("rec is the kernel's tracer of every task: it plays the tracer's part between tracees "
+           "(docs/ptrace-emulation.md)"),
   emulated(SYS_getuid, "getuid", {}),
   emulated(SYS_syslog, "syslog", {Int, Ptr, Int}).out(byResult(1)),
   emulated(SYS_getgid, "getgid", {}),
@@ -467,7 +468,8 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_mq_notify, "mq_notify", {Fd, Ptr}),
   emulated(SYS_mq_getsetattr, "mq_getsetattr", {Fd, Ptr, Ptr}).out(fixed(2, kMqAttr)),
   refused(SYS_kexec_load, "kexec_load", {Hex, Uint, Ptr, Hex}, kKexec),
-  emulated(SYS_waitid, "waitid", {Int, Pid, Ptr, Hex, Ptr}).blocks().flags(kOutputsOnError)
+  emulated(SYS_waitid, "waitid", {Int, Pid, Ptr, Hex, Ptr}).blocks().hook(Hook::Wait)
+      .flags(kOutputsOnError)
       .out(fixed(2, kSiginfo), fixed(4, kRusage))
       .why("the kernel fills in the siginfo even when the call fails"),
   emulated(SYS_add_key, "add_key", {Str, Str, Ptr, Size, Int}),

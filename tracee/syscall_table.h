@@ -131,6 +131,8 @@ enum class Hook : uint8_t {
   Seccomp,      // the program's own filters; PR_GET_SECCOMP reports the program's mode
   OwnMemory,    // process_vm_writev: into the caller's own process it is an output like any
                 // other; into another process's memory it is refused
+  Ptrace,       // emulated between tracees: answered by the recorder; outputs by request
+  Wait,         // wait4/waitid: the recorder answers with its emulated ptrace stops
 };
 
 // Row flags.

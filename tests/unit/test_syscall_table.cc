@@ -162,15 +162,15 @@ TEST_CASE("support levels follow the classification rules") {
     INFO(name);
     CHECK(row(name).support == Support::Executed);
   }
-  for (auto name :
-       {"io_uring_setup", "io_uring_enter", "io_uring_register", "clone3", "rseq", "ptrace", "bpf",
-        "userfaultfd", "io_setup", "io_submit", "init_module", "kexec_load"}) {
+  for (auto name : {"io_uring_setup", "io_uring_enter", "io_uring_register", "clone3", "rseq",
+                    "bpf", "userfaultfd", "io_setup", "io_submit", "init_module", "kexec_load"}) {
     INFO(name);
     CHECK(row(name).support == Support::Refused);
   }
   // process_vm_writev: into the caller itself (another process: refused at entry).
+  // ptrace: between tracees, answered by the recorder (docs/ptrace-emulation.md).
   for (auto name : {"getpid", "gettid", "read", "write", "getrandom", "kill", "futex", "ioctl",
-                    "perf_event_open", "process_vm_writev"}) {
+                    "perf_event_open", "process_vm_writev", "ptrace"}) {
     INFO(name);
     CHECK(row(name).support == Support::Emulated);
   }
@@ -180,6 +180,8 @@ TEST_CASE("support levels follow the classification rules") {
   CHECK(row("wait4").mayBlock());
   CHECK_FALSE(row("pread64").mayBlock());
   CHECK(row("mmap").hook == Hook::Mmap);
+  CHECK(row("ptrace").hook == Hook::Ptrace);
+  CHECK(row("wait4").hook == Hook::Wait);
   CHECK(row("writev").fdWrite.data == Data::Iovec);
   CHECK(row("sendfile").fdWrite.data == Data::Kernel);
   CHECK(row("sched_yield").flags & kYields);
@@ -308,6 +310,13 @@ TEST_CASE("outputRanges: hooks") {
   SECTION("fcntl F_GETLK writes a struct flock") {
     CHECK(has(ranges("fcntl", {3, 5, 0x1000}, 0, mem), 0x1000, 32));
     CHECK(ranges("fcntl", {3, 1, 0x1000}, 1, mem).empty());
+  }
+  SECTION("ptrace requests write what they read, sized by request") {
+    CHECK(has(ranges("ptrace", {2 /* PEEKDATA */, 42, 0x2000, 0x1000}, 0, mem), 0x1000, 8));
+    CHECK(has(ranges("ptrace", {12 /* GETREGS */, 42, 0, 0x1000}, 0, mem), 0x1000, 216));
+    CHECK(has(ranges("ptrace", {0x4202 /* GETSIGINFO */, 42, 0, 0x1000}, 0, mem), 0x1000, 128));
+    CHECK(ranges("ptrace", {5 /* POKEDATA */, 42, 0x2000, 0x1000}, 0, mem).empty());
+    CHECK(ranges("ptrace", {7 /* CONT */, 42, 0, 9}, 0, mem).empty());
   }
   SECTION("prctl PR_GET_NAME writes 16 bytes") {
     CHECK(has(ranges("prctl", {16, 0x1000, 0, 0, 0}, 0, mem), 0x1000, 16));

@@ -1,0 +1,35 @@
+# Issue 11, tracees that use ptrace (docs/ptrace-emulation.md): rec is the
+# kernel's tracer of every task, so it plays the tracer's part between two
+# recorded processes. A tiny debugger (TRACEME, ATTACH, SEIZE) reads and
+# changes its tracee, passes signals on and sees its exit; replay
+# reproduces the tracer's answers and the tracee's changed memory.
+# shellcheck source=lib.bash
+source "$TESTLIB"
+
+check_debugger() {
+  need_program ptrace_debugger
+  expect_native_differs "$PROGRAMS/ptrace_debugger"
+  local i
+  for i in 1 2; do
+    REC_TIMEOUT=20 record_replay "debugger$i" --status 0 \
+      --expect-out '^parent: stopped by SIGSTOP, registers agree: 1$' \
+      --expect-out '^parent: secret was 1234, poked ([0-9]+), reads \1$' \
+      --expect-out '^child: secret [0-9]+, handler ran 1$' \
+      --expect-out '^parent: exit stop, status [0-9]+$' \
+      --expect-out '^child: read [0-9]+ after the attach$' \
+      --expect-out '^parent: attached child exited with 3$' \
+      --expect-out '^parent: seized child stopped by PTRACE_INTERRUPT$' \
+      --expect-out '^parent: seized child killed$' \
+      -- "$PROGRAMS/ptrace_debugger"
+  done
+  # The poked value reached the child: it printed it and exited with it.
+  local poked secret
+  poked=$(sed -n 's/^parent: secret was 1234, poked \([0-9]*\),.*/\1/p' debugger1.rec.out)
+  secret=$(sed -n 's/^child: secret \([0-9]*\),.*/\1/p' debugger1.rec.out)
+  [[ -n $poked && $poked == "$secret" ]] || fail "the child saw $secret, the parent poked $poked"
+  grep -q "^parent: child exited with $((poked & 63))\$" debugger1.rec.out ||
+    fail "the child's exit status is not the poked value's low bits"
+}
+
+t debugger check_debugger
+finish

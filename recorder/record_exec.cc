@@ -299,12 +299,28 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
   if (vfork) scheduler_->release(t);
 }
 
+namespace {
+// The syscall a task is in at its exit stop when that syscall sent the task
+// its own SIGKILL (kill(getpid(), SIGKILL) and the like), else -1. Only
+// then does replay run the task up to that entry before killing it: a task
+// SIGKILLed by another while inside a syscall died where the other's
+// events say, and its syscall may have an event of its own.
+int selfKillSyscall(Task& task) {
+  const user_regs_struct& r = task.regs().raw();
+  auto nr = static_cast<long>(r.orig_rax);
+  bool self = (nr == SYS_kill && static_cast<pid_t>(r.rdi) == task.tgid() && r.rsi == SIGKILL) ||
+              (nr == SYS_tkill && static_cast<pid_t>(r.rdi) == task.tid() && r.rsi == SIGKILL) ||
+              (nr == SYS_tgkill && static_cast<pid_t>(r.rsi) == task.tid() && r.rdx == SIGKILL);
+  return self ? static_cast<int>(nr) : -1;
+}
+}  // namespace
+
 // The task is about to exit; its status is known now. The event is written
 // here, before the kernel clears CLONE_CHILD_CLEARTID and wakes joiners, so
 // that replay lets the task die before those joiners run on.
 void RecordSession::onExitEvent(RecordTask& t) {
   int status = static_cast<int>(t.task.eventMessage());
-  t.syscallAtDeath = t.task.regs().syscallNumber();
+  t.syscallAtDeath = selfKillSyscall(t.task);
   if (t.ptrace.tracer && (t.ptrace.options & PTRACE_O_TRACEEXIT)) {
     // PTRACE_O_TRACEEXIT: its emulated ptracer sees the exit stop first; the
     // exit goes on once it resumes the task (resumeFromPtraceStop).

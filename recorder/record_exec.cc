@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "code_patch.h"
 #include "errors.h"
@@ -300,18 +301,25 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
 }
 
 namespace {
-// The syscall a task is in at its exit stop when that syscall sent the task
-// its own SIGKILL (kill(getpid(), SIGKILL) and the like), else -1. Only
-// then does replay run the task up to that entry before killing it: a task
-// SIGKILLed by another while inside a syscall died where the other's
-// events say, and its syscall may have an event of its own.
+// The syscall a task is in at its exit stop when that syscall sent SIGKILL
+// to its own process (kill(getpid(), SIGKILL) and the like: a row whose
+// Signal argument is SIGKILL and whose Pid argument before it names this
+// task or its process), else -1. Only then does replay run the task up to
+// that entry before killing it: a task SIGKILLed by another inside a
+// syscall died where the other's events say.
 int selfKillSyscall(Task& task) {
-  const user_regs_struct& r = task.regs().raw();
-  auto nr = static_cast<long>(r.orig_rax);
-  bool self = (nr == SYS_kill && static_cast<pid_t>(r.rdi) == task.tgid() && r.rsi == SIGKILL) ||
-              (nr == SYS_tkill && static_cast<pid_t>(r.rdi) == task.tid() && r.rsi == SIGKILL) ||
-              (nr == SYS_tgkill && static_cast<pid_t>(r.rsi) == task.tid() && r.rdx == SIGKILL);
-  return self ? static_cast<int>(nr) : -1;
+  int nr = static_cast<int>(task.regs().syscallNumber());
+  const sys::SyscallRow* row = nr >= 0 ? sys::findSyscall(nr) : nullptr;
+  if (!row) return -1;
+  auto args = task.regs().syscallArgs();
+  std::optional<uint64_t> target;
+  for (size_t i = 0; i < row->args.size(); ++i) {
+    if (row->args[i] == sys::Arg::Pid) target = args[i];
+    if (row->args[i] != sys::Arg::Signal || args[i] != SIGKILL || !target) continue;
+    auto pid = static_cast<pid_t>(*target);
+    if (pid == task.tid() || pid == task.tgid()) return nr;
+  }
+  return -1;
 }
 }  // namespace
 

@@ -80,6 +80,7 @@ class RecordSession {
   };
   std::optional<Stop> choosePoint(RecordTask& t, PointChoice& point);
   std::optional<Stop> runTo(RecordTask& t, uint64_t address);
+  bool holdIfAsynchronous(RecordTask& t, const Stop& stop);
   void setPoint(schema::Registers::Builder regs, capnp::List<schema::MemWrite>::Builder out,
                 schema::PointState::Builder state, RecordTask& t, const PointChoice& point);
   void pretendCpuCount(RecordTask& t, int64_t result);

@@ -216,16 +216,7 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
       }
       continue;
     }
-    if (stop.kind == StopKind::Signal && stop.signal != SIGTRAP && !t.injected.count(stop.signal)) {
-      // Another asynchronous signal: held for later, while stepping goes on
-      // for this one. Starting over for the newcomer would, under a timer
-      // faster than the stepping, never deliver any.
-      siginfo_t info = t.task.siginfo();
-      if (!isSynchronousFault(stop.signal, info)) {
-        holdSignal(t, info);
-        continue;
-      }
-    }
+    if (holdIfAsynchronous(t, stop)) continue;
     // Stepped into a syscall (or a signal): the kernel may still report the
     // step as a SIGTRAP when that syscall returns; it is rec's, not the program's.
     t.expect(RecordTask::Expect::StepTrap);
@@ -253,6 +244,18 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
   return std::nullopt;
 }
 
+// Another asynchronous signal while rec walks the task to a point: held for
+// later, while the walk goes on for this one. Starting over for the newcomer
+// would, under a timer faster than the stepping, never deliver any.
+bool RecordSession::holdIfAsynchronous(RecordTask& t, const Stop& stop) {
+  if (stop.kind != StopKind::Signal || stop.signal == SIGTRAP || t.injected.count(stop.signal))
+    return false;
+  siginfo_t info = t.task.siginfo();
+  if (isSynchronousFault(stop.signal, info)) return false;
+  holdSignal(t, info);
+  return true;
+}
+
 // Runs the task until it is about to execute `address`, holding the
 // asynchronous signals that arrive meanwhile. Returns any other stop.
 std::optional<Stop> RecordSession::runTo(RecordTask& t, uint64_t address) {
@@ -265,13 +268,7 @@ std::optional<Stop> RecordSession::runTo(RecordTask& t, uint64_t address) {
     if (stop.kind == StopKind::Signal && stop.signal == SIGTRAP &&
         t.task.siginfo().si_code == TRAP_HWBKPT && t.task.regs().raw().rip == address)
       return std::nullopt;
-    if (stop.kind == StopKind::Signal && stop.signal != SIGTRAP && !t.injected.count(stop.signal)) {
-      siginfo_t info = t.task.siginfo();
-      if (!isSynchronousFault(stop.signal, info)) {
-        holdSignal(t, info);
-        continue;
-      }
-    }
+    if (holdIfAsynchronous(t, stop)) continue;
     return stop;
   }
 }

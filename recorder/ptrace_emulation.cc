@@ -4,6 +4,7 @@
 
 #include "ptrace_emulation.h"
 
+#include <asm/prctl.h>
 #include <elf.h>
 #include <fmt/format.h>
 #include <signal.h>
@@ -243,6 +244,33 @@ bool RecordSession::answerPtrace(RecordTask& t) {
       toTracer(reinterpret_cast<uint64_t>(iov.iov_base), buffer.data(), len);
       iov.iov_len = len;
       if (result == 0) toTracer(data, &iov, sizeof iov);
+      break;
+    }
+    case PTRACE_ARCH_PRCTL: {
+      // fs/gs bases are part of user_regs_struct: GET reads them to `addr`,
+      // SET takes the value in `addr` (recorded like SETREGS).
+      const user_regs_struct& regs = target.regs().raw();
+      switch (data) {
+        case ARCH_GET_FS:
+          toTracer(addr, &regs.fs_base, sizeof regs.fs_base);
+          break;
+        case ARCH_GET_GS:
+          toTracer(addr, &regs.gs_base, sizeof regs.gs_base);
+          break;
+        case ARCH_SET_FS:
+        case ARCH_SET_GS:
+          if (addr >= (uint64_t{1} << 47)) {
+            result = -EPERM;  // not a user address
+            break;
+          }
+          (data == ARCH_SET_FS ? target.mutableRegs().raw().fs_base
+                               : target.mutableRegs().raw().gs_base) = addr;
+          regsChanged = true;
+          break;
+        default:
+          result = -EINVAL;
+          break;
+      }
       break;
     }
     case PTRACE_GETSIGINFO:

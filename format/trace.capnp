@@ -151,6 +151,11 @@ struct SyscallEvent {
   # raw user_regs_struct afterwards; replay sets them. (POKEDATA: taskWrites.)
   ptraceTracee @18 :Int32;
   traceeRegisters @19 :Data;
+  # ... SETFPREGS/SETREGSET of FP state: the tracee's XSAVE area
+  # (NT_X86_XSTATE) afterwards; POKEUSER beyond the general registers (debug
+  # registers): each word written, address = offset in struct user.
+  traceeXstate @20 :Data;
+  traceeUserWrites @21 :List(MemWrite);
 }
 
 # A write into a process's memory through its /proc/PID/mem file: replay

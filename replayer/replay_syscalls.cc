@@ -453,6 +453,20 @@ void ReplaySession::applyToPtraceTracee(schema::SyscallEvent::Reader e) {
   auto regs = e.getTraceeRegisters();
   if (regs.size() == sizeof(user_regs_struct))
     std::memcpy(&tracee.mutableRegs().raw(), regs.begin(), sizeof(user_regs_struct));
+  if (auto xstate = e.getTraceeXstate(); xstate.size() > 0) {
+    std::vector<uint8_t> copy(xstate.begin(), xstate.end());
+    iovec iov{copy.data(), copy.size()};
+    if (::ptrace(PTRACE_SETREGSET, tracee.tid(), NT_X86_XSTATE, &iov) != 0)
+      throwErrno(kExitBadTrace, fmt::format("event #{}: setting the FP state of task {}",
+                                            eventIndex_, e.getPtraceTracee()));
+  }
+  for (auto w : e.getTraceeUserWrites()) {
+    uint64_t word = 0;
+    std::memcpy(&word, w.getData().begin(), std::min<size_t>(w.getData().size(), sizeof word));
+    if (::ptrace(PTRACE_POKEUSER, tracee.tid(), w.getAddress(), word) != 0)
+      throwErrno(kExitBadTrace, fmt::format("event #{}: writing struct user at {} of task {}",
+                                            eventIndex_, w.getAddress(), e.getPtraceTracee()));
+  }
 }
 
 void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {

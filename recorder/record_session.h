@@ -120,6 +120,8 @@ class RecordSession {
   void refuse(RecordTask& t, int error);
   void releaseVforkParent(RecordTask& child);
   bool emulateRdtsc(RecordTask& t);
+  int trapSignal() const;  // the signal a trapped rdtsc raises
+  void noteSignalMask(RecordTask& t);
   void patchRdtsc(RecordTask& t, const format::BlobHash& file, const std::string& readPath,
                   uint64_t start, uint64_t end, uint64_t offset, int prot);
   void injectHeldSignal(RecordTask& t);

@@ -490,6 +490,9 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
     case sys::Hook::Unshare:
       if (t.args[0] & CLONE_FILES) t.fds = fds.copy();
       break;
+    case sys::Hook::SigMask:
+      noteSignalMask(t);
+      break;
     case sys::Hook::ShmAt: {
       auto m = s.initMapping();
       m.setStart(static_cast<uint64_t>(result));

@@ -1,6 +1,8 @@
 #include "signals.h"
 
 #include <fmt/format.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <ucontext.h>
 
 #include <cstddef>
@@ -32,6 +34,38 @@ bool hasHandler(pid_t tid, int signo) {
 
 bool blocksSignal(pid_t tid, int signo) {
   return statusMaskHas(tid, "SigBlk", signo);
+}
+
+std::optional<uint64_t> readSignalMask(pid_t tid) {
+  uint64_t mask = 0;
+  if (::ptrace(PTRACE_GETSIGMASK, tid, reinterpret_cast<void*>(sizeof mask), &mask) != 0)
+    return std::nullopt;
+  return mask;
+}
+
+std::vector<std::byte> readSignalAction(Task& task, int signo, StraySignals& strays) {
+  const uint64_t at = (task.regs().raw().rsp - 256 - kKernelSigactionSize) & ~uint64_t{15};
+  std::vector<std::byte> saved(kKernelSigactionSize), action(kKernelSigactionSize);
+  if (task.read(at, saved.data(), saved.size()) != saved.size()) return {};
+  int64_t result = remoteSyscall(
+      task, SYS_rt_sigaction, {static_cast<uint64_t>(signo), 0, at, 8, 0, 0}, strays);
+  bool ok = result == 0 && task.read(at, action.data(), action.size()) == action.size();
+  task.write(at, saved.data(), saved.size());
+  if (!ok) action.clear();
+  return action;
+}
+
+void restoreForcedSignal(Task& task, int signo, std::span<const std::byte> action,
+                         StraySignals& strays) {
+  if (action.size() == kKernelSigactionSize) {
+    task.writeForced(kScratchData, action.data(), action.size());
+    remoteSyscall(task, SYS_rt_sigaction,
+                  {static_cast<uint64_t>(signo), kScratchData, 0, 8, 0, 0}, strays);
+  }
+  if (auto mask = readSignalMask(task.tid())) {
+    uint64_t blocked = *mask | signalBit(signo);
+    ::ptrace(PTRACE_SETSIGMASK, task.tid(), reinterpret_cast<void*>(sizeof blocked), &blocked);
+  }
 }
 
 namespace {

@@ -109,6 +109,7 @@ void RecordSession::writeHeader(const std::string& executable, int cpuNumber) {
   h.setChaosSeed(scheduler_->chaosSeed());
   h.setRdtscPatched(rdtscPatcher_.has_value());
   h.setTimeShim(timeShim_);
+  h.setSyscallBuffer(syscallBuffer_);
   h.setCpuNumber(cpuNumber);
   h.setCheckMemory(options_.checkMemory);
   env_ = std::move(env);
@@ -125,6 +126,17 @@ int RecordSession::run() {
   tracedBitmap_ = tracedSyscallBitmap();
   if (const char* shim = ::getenv("REC_TIME_SHIM"); shim && std::string_view(shim) == "off")
     timeShim_ = false;
+  syscallBuffer_ = sysbuf::enabledByEnvironment();
+  for (int i = 0; i < 2; ++i) {
+    // What replay shows as the program's output: writes to it stay traced.
+    int fd = i == 0 ? (options_.stdoutFd >= 0 ? options_.stdoutFd : 1)
+                    : (options_.stderrFd >= 0 ? options_.stderrFd : 2);
+    struct stat st;
+    if (::fstat(fd, &st) == 0) {
+      bufferDeny_[i][0] = st.st_dev;
+      bufferDeny_[i][1] = st.st_ino;
+    }
+  }
   if (!rdtscTrapsHere()) rdtscPatcher_.emplace();
   // The trace writer's compression thread starts here, before rec pins
   // itself, and is then kept off rec's CPU, so zstd and the file writes run
@@ -263,6 +275,7 @@ void RecordSession::emit(RecordTask& t, capnp::MallocMessageBuilder& msg, pid_t 
       e.setTid(u->task.tid());
       e.initSyscallEnter().setNumber(u->nr);
       writeTimeLog(*u, u->task.tid());
+      writeBuffered(*u, u->task.tid());
       writer_->writeEvent(enter);
       u->enterAnnounced = true;
     }
@@ -271,6 +284,8 @@ void RecordSession::emit(RecordTask& t, capnp::MallocMessageBuilder& msg, pid_t 
   unannounced_.clear();
   pid_t tid = tidOverride ? tidOverride : t.task.tid();
   writeTimeLog(t, tid);
+  if (scheduler_->isCurrent(t)) drainSyscallBuffer(t);
+  writeBuffered(t, tid);
   msg.getRoot<schema::Event>().setTid(tid);
   writer_->writeEvent(msg);
 }
@@ -300,6 +315,9 @@ void RecordSession::absorbStrays(RecordTask& t, StraySignals& strays) {
 }
 
 void RecordSession::handleStop(RecordTask& t, const Stop& stop) {
+  // Only a task running user code writes the buffer (one at a time): what
+  // it holds now is this task's.
+  if (t.state() == RecordTask::State::Running) drainSyscallBuffer(t);
   if (stop.kind == StopKind::Exited) {
     onExited(t, stop.status);
     return;

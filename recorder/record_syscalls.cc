@@ -642,8 +642,14 @@ void RecordSession::pretendCpuCount(RecordTask& t, int64_t result) {
 // stopped, and it is the one that ran user code (the only writer).
 void RecordSession::drainSyscallBuffer(RecordTask& t) {
   if (!t.sysbuf || !t.sysbuf->buffer) return;
-  std::vector<std::byte> entries = sysbuf::drain(*t.sysbuf, t.pendingBuffered.size(),
-                                                 time_shim::inShimCode(t.task.regs().ip()));
+  bool inside = false;
+  try {
+    inside = time_shim::inShimCode(t.task.regs().ip());
+  } catch (const RecError&) {
+    // Gone (killed): it will never store into the buffer again.
+  }
+  std::vector<std::byte> entries =
+      sysbuf::drain(*t.sysbuf, t.pendingBuffered.size(), inside);
   t.pendingBuffered.insert(t.pendingBuffered.end(), entries.begin(), entries.end());
 }
 
@@ -700,24 +706,28 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
   bool xorZero = before[3] == 0x31 && before[4] == 0xc0 && t.nr == 0;
   if (!movNr && !xorZero) return;
   std::vector<uint64_t> busy;
-  for (auto& [tid, u] : tasks_) {
-    if (u.get() == &t || u->sysbuf != t.sysbuf || !u->alive()) continue;
-    switch (u->state()) {
-      case RecordTask::State::Running:
-        return;  // its ip is unknown
-      case RecordTask::State::InSyscall:
-        busy.push_back(u->entryRegs.rip);
-        break;
-      case RecordTask::State::Newborn:
-        if (!u->initialStopSeen()) return;
-        busy.push_back(u->task.regs().ip());
-        break;
-      case RecordTask::State::Exiting:
-      case RecordTask::State::Dead:
-        break;
-      default:
-        busy.push_back(u->task.regs().ip());
+  try {
+    for (auto& [tid, u] : tasks_) {
+      if (u.get() == &t || u->sysbuf != t.sysbuf || !u->alive()) continue;
+      switch (u->state()) {
+        case RecordTask::State::Running:
+          return;  // its ip is unknown
+        case RecordTask::State::InSyscall:
+          busy.push_back(u->entryRegs.rip);
+          break;
+        case RecordTask::State::Newborn:
+          if (!u->initialStopSeen()) return;
+          busy.push_back(u->task.regs().ip());
+          break;
+        case RecordTask::State::Exiting:
+        case RecordTask::State::Dead:
+          break;
+        default:
+          busy.push_back(u->task.regs().ip());
+      }
     }
+  } catch (const RecError&) {
+    return;  // one was killed meanwhile (a group exit): its ip is unknown
   }
   auto patch = sysbuf::planPatch(t.task, *t.sysbuf, site, busy);
   if (!patch) return;

@@ -168,6 +168,7 @@ bool mapBuffer(Task& task, SysbufSpace& space, std::unique_ptr<SysbufMemory> buf
   if (got != static_cast<int64_t>(REC_SYSBUF))
     throw RecError(kExitInternal, fmt::format("cannot map the syscall buffer in task {} ({})",
                                               task.tid(), got));
+  buffer->closeFd();
   space.buffer = std::move(buffer);
   setMode(task, mode);
   return true;

@@ -43,6 +43,9 @@ class SysbufMemory {
   SysbufMemory& operator=(const SysbufMemory&) = delete;
 
   int fd() const { return fd_.get(); }
+  // Once the task has mapped it: rec keeps only its own mapping (one fd
+  // fewer per process, however many live).
+  void closeFd() { fd_.reset(); }
   rec_sysbuf_header& header() { return *static_cast<rec_sysbuf_header*>(base_); }
   std::byte* entries() { return static_cast<std::byte*>(base_) + (REC_SYSBUF_ENTRIES - REC_SYSBUF); }
 

@@ -642,14 +642,7 @@ void RecordSession::pretendCpuCount(RecordTask& t, int64_t result) {
 // stopped, and it is the one that ran user code (the only writer).
 void RecordSession::drainSyscallBuffer(RecordTask& t) {
   if (!t.sysbuf || !t.sysbuf->buffer) return;
-  bool inside = false;
-  try {
-    inside = time_shim::inShimCode(t.task.regs().ip());
-  } catch (const RecError&) {
-    // Gone (killed): it will never store into the buffer again.
-  }
-  std::vector<std::byte> entries =
-      sysbuf::drain(*t.sysbuf, t.pendingBuffered.size(), inside);
+  std::vector<std::byte> entries = sysbuf::drain(*t.sysbuf, t.pendingBuffered.size());
   t.pendingBuffered.insert(t.pendingBuffered.end(), entries.begin(), entries.end());
 }
 

@@ -286,7 +286,7 @@ void disable(Task& task, SysbufSpace& space) {
   if (space.buffer) setMode(task, REC_SHIM_OFF);
 }
 
-std::vector<std::byte> drain(SysbufSpace& space, size_t pendingBytes, bool insideCode) {
+std::vector<std::byte> drain(SysbufSpace& space, size_t pendingBytes) {
   std::vector<std::byte> out;
   if (!space.buffer) return out;
   rec_sysbuf_header& h = space.buffer->header();
@@ -305,8 +305,10 @@ std::vector<std::byte> drain(SysbufSpace& space, size_t pendingBytes, bool insid
   }
   out.assign(entries + from, entries + at);
   // A task stopped inside the buffer's code may hold `used` in a register,
-  // about to store it plus its entry: the buffer empties once it is out.
-  if (insideCode) {
+  // about to store it plus its entry: the buffer empties once it is out
+  // (a fault in there leaves it busy for good: the buffer fills, and
+  // every call after is traced).
+  if (h.busy) {
     space.drained = at;
   } else {
     h.used = 0;

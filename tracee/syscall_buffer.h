@@ -123,9 +123,9 @@ void disable(Task& task, SysbufSpace& space);
 // Record: the entries written since the last call, as raw bytes (whole
 // entries, in order); sets the header's limit so that a task's pending
 // entries never exceed what replay can queue (`pendingBytes` held already).
-// `insideCode`: the task stopped in the buffer's code, which may be about to
+// A task stopped inside the buffer's code (its busy flag set) may be about to
 // store `used`: the buffer is not emptied then.
-std::vector<std::byte> drain(SysbufSpace& space, size_t pendingBytes, bool insideCode);
+std::vector<std::byte> drain(SysbufSpace& space, size_t pendingBytes);
 
 // Replay: the bytes queued and not yet handed back; emptying the queue;
 // adding an entry (false when it does not fit or its data is not out_len).

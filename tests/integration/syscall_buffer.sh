@@ -72,20 +72,22 @@ check_sigterm() {
   "$REC" record -o term.rec -- "$PROGRAMS/sysbuf_edge" forever "$T/data" >rec.out 2>rec.err &
   local pid=$! i
   for i in $(seq 200); do
-    [ "$(wc -l <rec.out)" -ge 5 ] && break
+    [ "$(wc -l <rec.out)" -ge 2 ] && break
     sleep 0.05
   done
-  [ "$(wc -l <rec.out)" -ge 5 ] || fail "the recording printed nothing"
+  [ "$(wc -l <rec.out)" -ge 2 ] || fail "the recording printed nothing"
   kill -TERM "$pid"
   wait "$pid"
   local status=$?
   [ "$status" -eq 143 ] || fail "rec record exited $status after SIGTERM, expected 143"
   local size writes
   size=$(stat -c %s "$T/data")
-  writes=$("$REC" dump term.rec | grep -c '\] write(3, ')
+  "$REC" dump term.rec >dump.out || fail "rec dump failed"
+  # The program's 1-byte writes (its stdout gets whole lines).
+  writes=$(grep -Ec '\] write\([0-9]+, 0x[0-9a-f]+, 1\) = 1( |$)' dump.out)
   [ "$size" -eq "$writes" ] || fail "the file has $size bytes but the trace $writes writes"
   if buffer_on; then
-    (($(buffered_count term.rec) * 2 > writes)) || fail "most writes did not go through the buffer"
+    (($(grep -c 'syscall buffer, no stop' dump.out) * 2 > writes)) || fail "most writes did not go through the buffer"
   fi
   timeout 60 "$REC" replay term.rec >replay.out 2>replay.err
   status=$?

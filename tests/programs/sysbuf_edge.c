@@ -2,7 +2,7 @@
 //   sysbuf_edge diverge        buffered calls chosen by RDRAND, which replay
 //                              cannot reproduce: replay must report a divergence
 //   sysbuf_edge forever FILE   buffered 1-byte writes to FILE until killed,
-//                              a line on stdout every 2000
+//                              a line on stdout every 20000
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
     if (fd < 0) return 2;
     for (unsigned long n = 1;; ++n) {
       if (write(fd, "x", 1) != 1) return 3;
-      if (n % 2000 == 0) printf("%lu\n", n);
+      if (n % 20000 == 0) printf("%lu\n", n);
     }
   }
   fprintf(stderr, "usage: sysbuf_edge diverge | forever FILE\n");

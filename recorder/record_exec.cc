@@ -268,6 +268,10 @@ void RecordSession::completeExec(RecordTask& t) {
   // A filter the program installed survives exec; the buffer's calls would pass it.
   if (t.sysbuf && t.seccompMode != 0) t.sysbuf->disabled = true;
   t.execSeen = false;
+  // The mask survives exec; handlers become SIG_DFL (SIG_IGN stays).
+  t.signalMask.reset();
+  t.blockedTrapAction.clear();
+  noteSignalMask(t);
   t.leftSyscallReturn();
   releaseVforkParent(t);
 }
@@ -283,6 +287,8 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
   child.sysbuf = sysbuf::forChild(t.sysbuf, child.task, flags);
   child.tscMode = t.tscMode;
   child.seccompMode = t.seccompMode;
+  child.signalMask = t.signalMask;
+  child.blockedTrapAction = t.blockedTrapAction;
   t.newTask = childTid;
   child.forkedBy = t.task.tid();
   bool vfork = stop.event == PTRACE_EVENT_VFORK;
@@ -447,7 +453,7 @@ void RecordSession::writeGroupExits(const RecordTask& t) {
 
 void RecordSession::onExited(RecordTask& t, int status) {
   reaped_.push_back(t.task.tid());
-  endPtraceOf(t);
+  endPtraceOf(t, status);
   if (t.exitRecord() == RecordTask::ExitRecord::AfterExec || siblingExecing(t)) {
     t.deferExit(RecordTask::ExitRecord::AfterExec, status);
     t.setState(RecordTask::State::Dead);

@@ -127,16 +127,6 @@ int RecordSession::run() {
   if (const char* shim = ::getenv("REC_TIME_SHIM"); shim && std::string_view(shim) == "off")
     timeShim_ = false;
   syscallBuffer_ = sysbuf::enabledByEnvironment();
-  for (int i = 0; i < 2; ++i) {
-    // What replay shows as the program's output: writes to it stay traced.
-    int fd = i == 0 ? (options_.stdoutFd >= 0 ? options_.stdoutFd : 1)
-                    : (options_.stderrFd >= 0 ? options_.stderrFd : 2);
-    struct stat st;
-    if (::fstat(fd, &st) == 0) {
-      bufferDeny_[i][0] = st.st_dev;
-      bufferDeny_[i][1] = st.st_ino;
-    }
-  }
   if (!rdtscTrapsHere()) rdtscPatcher_.emplace();
   // The trace writer's compression thread starts here, before rec pins
   // itself, and is then kept off rec's CPU, so zstd and the file writes run

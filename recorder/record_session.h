@@ -132,6 +132,7 @@ class RecordSession {
   void writeBuffered(RecordTask& t, pid_t tid);
   void patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builder s);
   void updateBufferDenials();
+  void updateBufferOutputFds(RecordTask& t);
   // Emulated ptrace between tracees (ptrace_emulation.cc).
   bool answerPtrace(RecordTask& t);
   bool answerWait(RecordTask& t);
@@ -201,7 +202,6 @@ class RecordSession {
   std::optional<RdtscPatcher> rdtscPatcher_;  // set where RDTSC does not trap
   bool timeShim_ = true;                      // REC_TIME_SHIM=off hides the vDSO instead
   bool syscallBuffer_ = true;                 // REC_SYSCALL_BUFFER=off: every syscall stops
-  uint64_t bufferDeny_[2][2] = {};            // rec's stdout and stderr (st_dev, st_ino)
 };
 
 // Set by rec's SIGTERM/SIGHUP handler; the session then kills the tracees

@@ -585,6 +585,10 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
       fds.close(pair[1]);
     }
   }
+  const sys::Hook hook = t.row->hook;
+  if ((t.row->flags & (sys::kReturnsFd | sys::kReturnsFdPair)) || hook == sys::Hook::Dup ||
+      hook == sys::Hook::Fcntl || hook == sys::Hook::Close || hook == sys::Hook::Unshare)
+    updateBufferOutputFds(t);
 }
 
 void RecordSession::releaseVforkParent(RecordTask& child) {
@@ -741,7 +745,8 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
       absorbStrays(t, strays);
       return;
     }
-    sysbuf::setDenied(*t.sysbuf, bufferDeny_, sharedFiles_.watching());
+    sysbuf::setNoWrites(*t.sysbuf, sharedFiles_.watching());
+    sysbuf::setOutputFds(*t.sysbuf, t.fds->fds());
     starts = true;
   }
   sysbuf::applyPatch(t.task, *t.sysbuf, *patch, strays, false);
@@ -757,7 +762,15 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
 // that their changes reach replay's shared copies.
 void RecordSession::updateBufferDenials() {
   for (auto& [tid, u] : tasks_)
-    if (u->sysbuf) sysbuf::setDenied(*u->sysbuf, bufferDeny_, sharedFiles_.watching());
+    if (u->sysbuf) sysbuf::setNoWrites(*u->sysbuf, sharedFiles_.watching());
+}
+
+// The fds of t's file table that are stdout/stderr changed: so did the
+// buffers of every process with that table.
+void RecordSession::updateBufferOutputFds(RecordTask& t) {
+  std::vector<long> fds = t.fds->fds();
+  for (auto& [tid, u] : tasks_)
+    if (u->sysbuf && u->fds == t.fds) sysbuf::setOutputFds(*u->sysbuf, fds);
 }
 
 }  // namespace rec

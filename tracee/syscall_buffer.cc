@@ -193,11 +193,24 @@ bool startCopy(Task& task, SysbufSpace& space, SysbufSpace& from, StraySignals& 
   return mapBuffer(task, space, std::move(buffer), REC_SHIM_REPLAY, strays);
 }
 
-void setDenied(SysbufSpace& space, const uint64_t deny[2][2], bool noWrites) {
+void setOutputFds(SysbufSpace& space, std::span<const long> outputFds) {
   if (!space.buffer) return;
   rec_sysbuf_header& h = space.buffer->header();
-  std::memcpy(h.deny, deny, sizeof h.deny);
-  h.no_writes = noWrites;
+  uint64_t bits[REC_SYSBUF_OUTPUT_FDS / 64] = {};
+  uint32_t high = 0;
+  for (long fd : outputFds) {
+    if (fd < 0) continue;
+    if (fd >= static_cast<long>(REC_SYSBUF_OUTPUT_FDS))
+      high = 1;
+    else
+      bits[fd / 64] |= uint64_t{1} << (fd % 64);
+  }
+  std::memcpy(h.output_fds, bits, sizeof bits);
+  h.output_high = high;
+}
+
+void setNoWrites(SysbufSpace& space, bool noWrites) {
+  if (space.buffer) space.buffer->header().no_writes = noWrites;
 }
 
 std::optional<SysbufPatch> planPatch(Task& task, SysbufSpace& space, uint64_t site,

@@ -90,10 +90,11 @@ bool start(Task& task, SysbufSpace& space, uint32_t mode, StraySignals& strays);
 // buffer holding what `from`'s holds, in `from`'s mode.
 bool startCopy(Task& task, SysbufSpace& space, SysbufSpace& from, StraySignals& strays);
 
-// Record: the identities of rec's stdout and stderr (writes there stay
-// traced, replay shows them) and whether files are watched (writes stay
-// traced), written into the buffer's header.
-void setDenied(SysbufSpace& space, const uint64_t deny[2][2], bool noWrites);
+// Record: the fds that are the program's stdout or stderr (writes there
+// stay traced: replay shows them), and whether files mapped MAP_SHARED are
+// watched (all writes stay traced), written into the buffer's header.
+void setOutputFds(SysbufSpace& space, std::span<const long> outputFds);
+void setNoWrites(SysbufSpace& space, bool noWrites);
 
 // Record, at the exit of a buffered syscall whose `syscall` instruction is
 // at site = ip - 2: the patch to apply, or nullopt when the site is not the

@@ -84,12 +84,13 @@ static inline int rec_shim_system_wide_clock(long clock) {
 #define REC_SYSBUF_CAPACITY 0x100000UL
 #define REC_SYSBUF_REPLAY_CAPACITY (REC_SYSBUF_SIZE - 0x6000UL)
 #define REC_SYSBUF_MAX_NR 512
+#define REC_SYSBUF_OUTPUT_FDS 1024
 
 /* How the buffer code treats one syscall number (rec fills it from the
  * syscall table's buffered rows). */
 #define REC_SYSBUF_FD_ANY 0      /* any fd (or none): the call never blocks */
 #define REC_SYSBUF_FD_READ 1     /* a regular file on a local file system */
-#define REC_SYSBUF_FD_WRITE 2    /* same, not rec's stdout/stderr, or /dev/null */
+#define REC_SYSBUF_FD_WRITE 2    /* same, not an alias of the program's stdout/stderr */
 #define REC_SYSBUF_OUT_NONE 0
 #define REC_SYSBUF_OUT_RESULT 1  /* `result` bytes at argument out_arg */
 #define REC_SYSBUF_OUT_FIXED 2   /* out_size bytes at argument out_arg when the call succeeds */
@@ -108,7 +109,11 @@ struct rec_sysbuf_header {
   uint32_t no_writes; /* rec watches files mapped MAP_SHARED: writes stay traced */
   uint32_t limit;     /* record: `used` stays at or below it (rec sets it at each stop) */
   uint32_t reserved;
-  uint64_t deny[2][2]; /* (st_dev, st_ino) of rec's stdout and stderr: writes there stay traced */
+  /* The fds that are the program's stdout or stderr (recorder/output_fds.h):
+   * replay shows what is written to them, so those writes stay traced. */
+  uint64_t output_fds[REC_SYSBUF_OUTPUT_FDS / 64];
+  uint32_t output_high; /* one at REC_SYSBUF_OUTPUT_FDS or above */
+  uint32_t reserved2;
   struct rec_sysbuf_policy policy[REC_SYSBUF_MAX_NR];
 };
 

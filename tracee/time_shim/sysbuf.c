@@ -81,15 +81,17 @@ static int local_file_system(long fd) {
  * nothing else to note about it. */
 static int fd_allowed(uint8_t check, long fd) {
   if (check == REC_SYSBUF_FD_ANY) return 1;
-  struct kstat st;
-  if (untraced6(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) != 0) return 0;
-  uint32_t type = st.mode & 0170000;
+  if (fd < 0) return 0;
   if (check == REC_SYSBUF_FD_WRITE) {
     volatile struct rec_sysbuf_header* h = header();
     if (h->no_writes) return 0;
-    for (int i = 0; i < 2; ++i) /* what replay shows as the program's output */
-      if (h->deny[i][0] == st.dev && h->deny[i][1] == st.ino) return 0;
+    if (fd >= REC_SYSBUF_OUTPUT_FDS ? h->output_high != 0
+                                    : (h->output_fds[fd / 64] >> (fd % 64)) & 1)
+      return 0; /* what replay shows as the program's output */
   }
+  struct kstat st;
+  if (untraced6(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) != 0) return 0;
+  uint32_t type = st.mode & 0170000;
   if (type == 0020000) /* /dev/null, /dev/zero */
     return st.rdev == 0x103 || st.rdev == 0x105;
   return type == 0100000 && local_file_system(fd);

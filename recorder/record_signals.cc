@@ -106,9 +106,13 @@ void RecordSession::onInterrupted(RecordTask& t) {
 // a spin on a flag, the value of an interpreter's variable): replay's
 // in-process check then tells the rounds apart by itself instead of stopping
 // at each. A round is seen once an instruction recurs with the same
-// registers (what changed since then is in memory), or when the registers
-// themselves count (an instruction visited many times, never alike), or when
-// the loop writes no memory. Best is then an instruction of five bytes or
+// registers (what changed since then is in memory; or nothing did: a spin
+// whose passes are all alike), or after a long walk. An inner loop whose
+// registers count (a byte loop clearing a buffer, a block of SHA-256) is not
+// a round: its passes are told apart by registers, but the rounds of the
+// loop around it, which runs it with the same registers each time, would all
+// look alike in-process (openssl speed: 1.5 million candidates for one
+// point). Best is then an instruction of five bytes or
 // more in that loop (replay patches a jump over it: no stop until the
 // registers match); twice round a loop without one, or after a long walk,
 // any instruction will do (replay enters through a debug register). Returns
@@ -117,7 +121,6 @@ void RecordSession::onInterrupted(RecordTask& t) {
 std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point) {
   constexpr int kMaxSteps = 256;        // then any patchable instruction, once a round is seen
   constexpr int kMaxRoundSteps = 4096;  // a round longer than this is not waited for
-  constexpr int kCountingVisits = 24;   // visits of one instruction, never alike: registers count
   point.walkStart = std::chrono::steady_clock::now();
   std::map<uint64_t, int> visits;
   // (rip, hash of the registers) -> the tracked memory's hashes when last
@@ -137,7 +140,7 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
   std::vector<std::pair<uint64_t, uint64_t>>
       pending;                          // written by this step: (address, value before)
   std::map<uint64_t, uint64_t> before;  // word written -> its value before that
-  bool roundSeen = false;
+  bool roundSeen = false, spinSeen = false;
   int roundKnownAt = -1;
   bool loopHasJumpable = false;  // an instruction of 5 bytes or more passed twice
   for (int step = 0;; ++step) {
@@ -157,12 +160,16 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
       auto [seen, fresh] =
           states.try_emplace({ip, registerStateHash(regs)}, Seen{memoryHash, enteredHash});
       // Words first written since count with the value they had then.
-      if (!fresh && (seen->second.memory ^ seen->second.entered ^ enteredHash) != memoryHash)
-        roundSeen = true;
+      if (!fresh) {
+        if ((seen->second.memory ^ seen->second.entered ^ enteredHash) != memoryHash)
+          roundSeen = true;
+        else
+          spinSeen = true;  // the same state again: every pass of this loop is alike
+      }
       seen->second = Seen{memoryHash, enteredHash};
     }
-    bool roundKnown = roundSeen || (before.empty() && visit >= 2) || visit >= kCountingVisits ||
-                      step >= kMaxRoundSteps;
+    // Once known, known: the point may then leave the loop that showed it.
+    bool roundKnown = roundKnownAt >= 0 || roundSeen || spinSeen || step >= kMaxRoundSteps;
     if (roundKnown && roundKnownAt < 0) roundKnownAt = step;
     // The shim runs other instructions in recording and replay: no point there.
     bool allowed = !time_shim::inShimCode(ip) && roundKnown;
@@ -297,6 +304,10 @@ void RecordSession::setPoint(schema::Registers::Builder regs,
   state.setRunNs(static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t.sliceStart).count()));
   state.setHardwareBreakpoint(point.entry == PointEntry::DebugRegister);
+  // The stack from rsp up, to where its mapping ends (a short read).
+  std::vector<uint8_t> stack(kPointStackBytes);
+  stack.resize(t.task.read(t.task.regs().raw().rsp, stack.data(), stack.size()) & ~size_t{7});
+  state.setStack(asData(stack.data(), stack.size()));
   if (options_.verbose)
     fmt::print(stderr, "rec: point at {:#x} after {} steps, {} words checked, {} ms\n",
                t.task.regs().raw().rip, point.steps, point.memory.size(),

@@ -220,6 +220,12 @@ struct RdtscEvent {
   isRdtscp @2 :Bool;
   ip @3 :UInt64;
   registers @4 :Registers;   # at the trap
+  # The trap is a forced fault: the kernel unblocked its signal (SIGSEGV, or
+  # SIGILL at a patched site) and reset the handler to SIG_DFL when the
+  # program had it blocked. rec puts back the program's action (a kernel
+  # struct sigaction, empty when it was SIG_DFL) and blocks it again.
+  trapAction @5 :Data;
+  reblockTrapSignal @6 :Bool;
 }
 
 struct ExitEvent {

@@ -265,6 +265,10 @@ void RecordSession::completeExec(RecordTask& t) {
   // After the Exec event, which carries the old image's last time answers.
   t.timeSpace = std::move(space);
   t.execSeen = false;
+  // The mask survives exec; handlers become SIG_DFL (SIG_IGN stays).
+  t.signalMask.reset();
+  t.blockedTrapAction.clear();
+  noteSignalMask(t);
   t.leftSyscallReturn();
   releaseVforkParent(t);
 }
@@ -279,6 +283,8 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
   child.timeSpace = time_shim::forChild(t.timeSpace, t.task, child.task, flags);
   child.tscMode = t.tscMode;
   child.seccompMode = t.seccompMode;
+  child.signalMask = t.signalMask;
+  child.blockedTrapAction = t.blockedTrapAction;
   t.newTask = childTid;
   child.forkedBy = t.task.tid();
   bool vfork = stop.event == PTRACE_EVENT_VFORK;
@@ -443,7 +449,7 @@ void RecordSession::writeGroupExits(const RecordTask& t) {
 
 void RecordSession::onExited(RecordTask& t, int status) {
   reaped_.push_back(t.task.tid());
-  endPtraceOf(t);
+  endPtraceOf(t, status);
   if (t.exitRecord() == RecordTask::ExitRecord::AfterExec || siblingExecing(t)) {
     t.deferExit(RecordTask::ExitRecord::AfterExec, status);
     t.setState(RecordTask::State::Dead);

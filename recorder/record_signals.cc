@@ -320,18 +320,23 @@ void RecordSession::setPoint(schema::Registers::Builder regs,
 // An RDTSC/RDTSCP that faulted (PR_SET_TSC) or a patched site that did.
 bool RecordSession::emulateRdtsc(RecordTask& t) {
   const user_regs_struct atTrap = t.task.regs().raw();
-  Registers& r = t.task.mutableRegs();
   unsigned char insn[3] = {};
-  t.task.read(r.ip(), insn, sizeof insn);
+  t.task.read(atTrap.rip, insn, sizeof insn);
   bool rdtsc = insn[0] == 0x0f && insn[1] == 0x31;
   bool rdtscp = insn[0] == 0x0f && insn[1] == 0x01 && insn[2] == 0xf9;
   if (rdtscPatcher_) {
-    if (auto site = rdtscPatcher_->siteAt(t.task, r.ip())) {
+    if (auto site = rdtscPatcher_->siteAt(t.task, atTrap.rip)) {
       rdtsc = *site == TscInstruction::Rdtsc;
       rdtscp = *site == TscInstruction::Rdtscp;
     }
   }
   if (!rdtsc && !rdtscp) return false;
+  const bool restores = t.signalMask && (*t.signalMask & signalBit(trapSignal()));
+  if (restores) {
+    StraySignals strays;
+    restoreForcedSignal(t.task, trapSignal(), t.blockedTrapAction, strays);
+    absorbStrays(t, strays);
+  }
   unsigned aux = 0;
   uint64_t value = rdtscp ? __rdtscp(&aux) : __rdtsc();
   capnp::MallocMessageBuilder msg;
@@ -339,9 +344,15 @@ bool RecordSession::emulateRdtsc(RecordTask& t) {
   e.setValue(value);
   e.setAux(aux);
   e.setIsRdtscp(rdtscp);
-  e.setIp(r.ip());
+  e.setIp(atTrap.rip);
   e.initRegisters().setRaw(asData(atTrap));
+  if (restores) {
+    e.setReblockTrapSignal(true);
+    if (t.blockedTrapAction.size() == kKernelSigactionSize)
+      e.setTrapAction(asData(t.blockedTrapAction.data(), t.blockedTrapAction.size()));
+  }
   attachMemoryDigest(t, msg);
+  Registers& r = t.task.mutableRegs();
   r.raw().rax = value & 0xffffffff;
   r.raw().rdx = value >> 32;
   if (rdtscp) r.raw().rcx = aux;
@@ -349,6 +360,26 @@ bool RecordSession::emulateRdtsc(RecordTask& t) {
   emit(t, msg);
   scheduler_->run(t);
   return true;
+}
+
+int RecordSession::trapSignal() const {
+  return rdtscPatcher_ ? SIGILL : SIGSEGV;
+}
+
+// After the task changed its signal mask (rt_sigprocmask, exec): notes the
+// mask, and when the rdtsc trap's signal became blocked, its action then.
+void RecordSession::noteSignalMask(RecordTask& t) {
+  const uint64_t bit = signalBit(trapSignal());
+  bool wasBlocked = t.signalMask && (*t.signalMask & bit);
+  t.signalMask = readSignalMask(t.task.tid());
+  if (!t.signalMask || !(*t.signalMask & bit)) {
+    t.blockedTrapAction.clear();
+    return;
+  }
+  if (wasBlocked && !t.blockedTrapAction.empty()) return;
+  StraySignals strays;
+  t.blockedTrapAction = readSignalAction(t.task, trapSignal(), strays);
+  absorbStrays(t, strays);
 }
 
 void RecordSession::patchRdtsc(RecordTask& t, const format::BlobHash& file,
@@ -436,6 +467,9 @@ void RecordSession::deliverSignal(RecordTask& t, int signo, capnp::MallocMessage
     scheduler_->run(t, Task::Resume::Cont, signo);
     return;
   }
+  // Its sigreturn will restore a mask rec does not see.
+  t.signalMask.reset();
+  t.blockedTrapAction.clear();
   scheduler_->run(t, Task::Resume::Step, signo);
   Stop stop = t.task.wait();
   if (stop.kind != StopKind::Signal || stop.signal != SIGTRAP) {

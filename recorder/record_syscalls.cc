@@ -454,7 +454,13 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
       (t.row->hook == sys::Hook::Seccomp && t.args[0] == SECCOMP_SET_MODE_FILTER) ||
       (t.row->hook == sys::Hook::Prctl && t.args[0] == PR_SET_SECCOMP &&
        t.args[1] == SECCOMP_MODE_FILTER);
-  if (installsFilter && result == 0) t.seccompMode = SECCOMP_MODE_FILTER;
+  if (installsFilter && result == 0) {
+    t.seccompMode = SECCOMP_MODE_FILTER;
+    // TSYNC put the filter on every thread of the process.
+    if (t.row->hook == sys::Hook::Seccomp && (t.args[1] & SECCOMP_FILTER_FLAG_TSYNC))
+      for (auto& [tid, other] : tasks_)
+        if (other->task.tgid() == t.task.tgid()) other->seccompMode = SECCOMP_MODE_FILTER;
+  }
 
   OutputFds& fds = *t.fds;
   if (t.row->flags & sys::kReturnsFd) fds.close(result);
@@ -483,6 +489,9 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
       break;
     case sys::Hook::Unshare:
       if (t.args[0] & CLONE_FILES) t.fds = fds.copy();
+      break;
+    case sys::Hook::SigMask:
+      noteSignalMask(t);
       break;
     case sys::Hook::ShmAt: {
       auto m = s.initMapping();

@@ -180,6 +180,13 @@ class RecordTask {
   int tscMode = 1;      // PR_TSC_ENABLE: the mode the program believes it has (PR_SET_TSC)
   int seccompMode = 0;  // SECCOMP_MODE_*: the mode the program put itself in
 
+  // The signal mask as of the task's last rt_sigprocmask or exec (unknown
+  // once a handler has run: its sigreturn restores a mask without a stop),
+  // and the action of the rdtsc trap's signal from when it became blocked:
+  // what rec puts back after a trapped rdtsc (signals.h, restoreForcedSignal).
+  std::optional<uint64_t> signalMask;
+  std::vector<std::byte> blockedTrapAction;
+
   std::deque<siginfo_t> heldSignals;  // async signals to deliver at the next syscall
   std::map<int, siginfo_t> injected;  // raised by rec, awaiting their delivery stop
   std::shared_ptr<OutputFds> fds;

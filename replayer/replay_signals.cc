@@ -262,6 +262,12 @@ void ReplaySession::onRdtsc(ReplayTask& t, schema::RdtscEvent::Reader e) {
   if (e.hasRegisters())
     checkRegisters(t, e.getRegisters(), fmt::format("rdtsc at {:#x}", e.getIp()));
   checkMemory(t, "rdtsc");
+  if (e.getReblockTrapSignal()) {
+    StraySignals strays;  // replay-time signals: the recording's come from the trace
+    auto action = e.getTrapAction();
+    restoreForcedSignal(t.task, stop.signal,
+                        std::as_bytes(std::span(action.begin(), action.size())), strays);
+  }
   Registers& r = t.task.mutableRegs();
   r.raw().rax = e.getValue() & 0xffffffff;
   r.raw().rdx = e.getValue() >> 32;

@@ -36,6 +36,7 @@ struct Insn {
   bool ripRelative = false;  // memory operand relative to rip
   uint8_t dispOffset = 0;
   bool endsFlow = false;  // jmp, ret, indirect jmp: nothing falls through
+  bool loop = false;      // `loop rel8` on rcx: copied as a decrement and a rel32 jump
   bool stop = false;      // cannot run from a copy: depends on its address, or traps
   size_t size() const { return bytes.size(); }
 };
@@ -78,7 +79,10 @@ std::optional<Insn> decodeAt(std::span<const uint8_t> code, uint64_t codeStart, 
     d.dispOffset = x86.encoding.disp_offset;
     bool jump = cs_insn_group(cs.handle, insn, CS_GRP_JUMP);
     bool relative = cs_insn_group(cs.handle, insn, CS_GRP_BRANCH_RELATIVE);
-    switch (insn->id) {
+    // `loop` (rcx form) has only a rel8 target; its copy becomes
+    // instructions that reach anywhere (see copy in buildTrampoline).
+    d.loop = insn->id == X86_INS_LOOP && d.bytes.size() == 2 && d.bytes[0] == 0xe2;
+    switch (d.loop ? unsigned{X86_INS_INVALID} : insn->id) {
       case X86_INS_LOOP:
       case X86_INS_LOOPE:
       case X86_INS_LOOPNE:
@@ -101,7 +105,11 @@ std::optional<Insn> decodeAt(std::span<const uint8_t> code, uint64_t codeStart, 
     if (cs_insn_group(cs.handle, insn, CS_GRP_CALL) || cs_insn_group(cs.handle, insn, CS_GRP_INT) ||
         cs_insn_group(cs.handle, insn, CS_GRP_IRET))
       d.stop = true;
-    if (jump && relative) {
+    if (d.loop) {
+      d.relativeBranch = true;
+      d.conditional = true;
+      d.target = static_cast<uint64_t>(x86.operands[0].imm);
+    } else if (jump && relative) {
       d.relativeBranch = true;
       d.conditional = insn->id != X86_INS_JMP;
       d.condition = x86.opcode[0] == 0x0f ? x86.opcode[1] & 0x0f : x86.opcode[0] & 0x0f;
@@ -413,6 +421,13 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
   auto copy = [&](const Insn& d) -> bool {
     a.bind(copyOf[d.address]);
     t.moved.push_back({a.here(), d.address});
+    if (d.loop) {
+      // lea -1(%rcx),%rcx (rcx counts down, the flags stay, as under
+      // `loop`); jrcxz over the jump; jmp target.
+      a.emit({0x48, 0x8d, 0x49, 0xff, 0xe3, 0x05});
+      a.jmp(targetLabel(d.target));
+      return true;
+    }
     if (d.relativeBranch) {
       if (d.conditional)
         a.jcc(d.condition, targetLabel(d.target));

@@ -1,6 +1,8 @@
 #include "signals.h"
 
 #include <fmt/format.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <ucontext.h>
 
 #include <cstddef>
@@ -11,15 +13,59 @@
 
 namespace rec {
 
-bool hasHandler(pid_t tid, int signo) {
+namespace {
+// Whether `signo` is in the signal mask named `field` of /proc/TID/status.
+bool statusMaskHas(pid_t tid, const char* field, int signo) {
   std::ifstream in(fmt::format("/proc/{}/status", tid));
   std::string line;
+  std::string prefix = std::string(field) + ":";
   while (std::getline(in, line)) {
-    if (line.rfind("SigCgt:", 0) != 0) continue;
-    uint64_t mask = std::stoull(line.substr(7), nullptr, 16);
+    if (line.rfind(prefix, 0) != 0) continue;
+    uint64_t mask = std::stoull(line.substr(prefix.size()), nullptr, 16);
     return signo >= 1 && signo <= 64 && (mask >> (signo - 1)) & 1;
   }
   return false;
+}
+}  // namespace
+
+bool hasHandler(pid_t tid, int signo) {
+  return statusMaskHas(tid, "SigCgt", signo);
+}
+
+bool blocksSignal(pid_t tid, int signo) {
+  return statusMaskHas(tid, "SigBlk", signo);
+}
+
+std::optional<uint64_t> readSignalMask(pid_t tid) {
+  uint64_t mask = 0;
+  if (::ptrace(PTRACE_GETSIGMASK, tid, reinterpret_cast<void*>(sizeof mask), &mask) != 0)
+    return std::nullopt;
+  return mask;
+}
+
+std::vector<std::byte> readSignalAction(Task& task, int signo, StraySignals& strays) {
+  const uint64_t at = (task.regs().raw().rsp - 256 - kKernelSigactionSize) & ~uint64_t{15};
+  std::vector<std::byte> saved(kKernelSigactionSize), action(kKernelSigactionSize);
+  if (task.read(at, saved.data(), saved.size()) != saved.size()) return {};
+  int64_t result = remoteSyscall(
+      task, SYS_rt_sigaction, {static_cast<uint64_t>(signo), 0, at, 8, 0, 0}, strays);
+  bool ok = result == 0 && task.read(at, action.data(), action.size()) == action.size();
+  task.write(at, saved.data(), saved.size());
+  if (!ok) action.clear();
+  return action;
+}
+
+void restoreForcedSignal(Task& task, int signo, std::span<const std::byte> action,
+                         StraySignals& strays) {
+  if (action.size() == kKernelSigactionSize) {
+    task.writeForced(kScratchData, action.data(), action.size());
+    remoteSyscall(task, SYS_rt_sigaction,
+                  {static_cast<uint64_t>(signo), kScratchData, 0, 8, 0, 0}, strays);
+  }
+  if (auto mask = readSignalMask(task.tid())) {
+    uint64_t blocked = *mask | signalBit(signo);
+    ::ptrace(PTRACE_SETSIGMASK, task.tid(), reinterpret_cast<void*>(sizeof blocked), &blocked);
+  }
 }
 
 namespace {

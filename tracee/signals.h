@@ -5,7 +5,13 @@
 #include <sys/types.h>
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "remote_syscall.h"
 
 namespace rec {
 
@@ -14,6 +20,8 @@ class Task;
 // Whether the task's process has a handler for `signo` (SigCgt in
 // /proc/TID/status): delivering it then writes a frame on the task's stack.
 bool hasHandler(pid_t tid, int signo);
+// Whether the thread blocks `signo` (SigBlk in /proc/TID/status).
+bool blocksSignal(pid_t tid, int signo);
 
 // What the kernel writes into a handler's frame from its own record of the
 // task's last trap rather than from the task's registers: the error code,
@@ -26,6 +34,23 @@ using FrameTrapWords = std::array<uint64_t, 3>;  // err, trapno, cr2
 // the frame's ucontext.
 FrameTrapWords readFrameTrapWords(Task& task);
 void writeFrameTrapWords(Task& task, const FrameTrapWords& words);
+
+// The task's signal mask (PTRACE_GETSIGMASK), if it can be read.
+std::optional<uint64_t> readSignalMask(pid_t tid);
+inline uint64_t signalBit(int signo) { return uint64_t{1} << (signo - 1); }
+
+// A trapped rdtsc is a forced fault: when the program has its signal
+// (SIGSEGV, or SIGILL at a patched site) blocked, the kernel unblocks it and
+// resets its handler to SIG_DFL before rec sees the fault, and never undoes
+// that. rec undoes it, in the recording and again in the replay.
+constexpr size_t kKernelSigactionSize = 32;  // handler, flags, restorer, mask
+// The task's action for `signo` as a kernel struct sigaction, read with a
+// remote rt_sigaction into memory below the stack's red zone (put back
+// afterwards); empty if it cannot be read.
+std::vector<std::byte> readSignalAction(Task& task, int signo, StraySignals& strays);
+// Puts back `action` (none if empty) and blocks `signo` again.
+void restoreForcedSignal(Task& task, int signo, std::span<const std::byte> action,
+                         StraySignals& strays);
 
 // A fault raised by the CPU or kernel for the instruction just executed: it
 // recurs by itself when replay executes the same instruction, whereas sent

@@ -181,7 +181,9 @@ constexpr SyscallRow kTable[] = {
   passthrough(SYS_munmap, "munmap", {Ptr, Size}),
   executed(SYS_brk, "brk", {Ptr}).hook(Hook::Brk),
   passthrough(SYS_rt_sigaction, "rt_sigaction", {Signal, Ptr, Ptr, Size}),
-  passthrough(SYS_rt_sigprocmask, "rt_sigprocmask", {Int, Ptr, Ptr, Size}),
+  executed(SYS_rt_sigprocmask, "rt_sigprocmask", {Int, Ptr, Ptr, Size}).hook(Hook::SigMask)
+      .why("the recorder follows whether the signal a trapped rdtsc raises is blocked: the "
+           "kernel's forced fault unblocks it and resets its handler, which rec restores"),
   passthrough(SYS_rt_sigreturn, "rt_sigreturn", {}).flags(kNeverReturns),
   emulated(SYS_ioctl, "ioctl", {Fd, Ioctl, Hex}).blocks().hook(Hook::Ioctl).out(ioctlSize(2))
       .why("output size from known requests (termios, winsize, FIONREAD...), else _IOC_SIZE"),

@@ -133,6 +133,8 @@ enum class Hook : uint8_t {
                 // other; into another process's memory it is refused
   Ptrace,       // emulated between tracees: answered by the recorder; outputs by request
   Wait,         // wait4/waitid: the recorder answers with its emulated ptrace stops
+  SigMask,      // rt_sigprocmask: the recorder notes the mask (rdtsc's forced fault, see
+                // RecordSession::restoreTrapSignal)
 };
 
 // Row flags.

@@ -13,6 +13,7 @@ declare -A EXPECT=(
   [global-round]='^signal in outer round [0-9]+$'
   [jmp-self]='^signal at rcx 0 after [0-9]+ rounds$'
   [dec-jnz]='^signal at rcx [0-9]+ after 2 rounds$'
+  [loop-insn]='^signal at rcx [0-9]+ after 2 rounds$'
   [pause-spin]='^slept with a spinning thread: [0-9]+$'
   [red-zone]='^signal after [0-9]+ calls$'
   [syscall-spin]='^slept beside [0-9]+ syscall rounds$'
@@ -116,7 +117,7 @@ check_python_threads() {
   record_replay python --expect-out '^spun 4 threads: True \[' -- /usr/bin/python3 "$RUNTIMES/spin_threads.py" 4 0.2
 }
 
-for mode in global-round jmp-self dec-jnz pause-spin red-zone syscall-spin; do
+for mode in global-round jmp-self dec-jnz loop-insn pause-spin red-zone syscall-spin; do
   t "$mode" check_mode "$mode"
 done
 t stack_round check_stack_round

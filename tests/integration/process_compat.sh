@@ -99,7 +99,8 @@ check_daemon() {
 
 # A program's own seccomp filters: ERRNO, TRAP (a SIGSYS handler emulates
 # the call) and KILL_PROCESS act the same in the recording and the replay;
-# strict mode works; PR_GET_SECCOMP does not see rec's own filter.
+# strict mode works; PR_GET_SECCOMP does not see rec's own filter; TSYNC
+# puts a filter on the process's other threads.
 check_seccomp_user() {
   need_program seccomp_user
   expect_native_differs "$PROGRAMS/seccomp_user"
@@ -107,6 +108,8 @@ check_seccomp_user() {
     --expect-out '^NULL filter: -1 Bad address; mode now 0$' \
     --expect-out '^strict child 0 writes \(21 bytes\); then exited 0$' \
     --expect-out '^strict child 1 writes \(21 bytes\); then killed by a signal$' \
+    --expect-out '^TSYNC filter: 0; mode now 2$' \
+    --expect-out '^TSYNC thread: mode 2, getppid -1 errno 78$' \
     --expect-out '^child with the filter: killed by signal 31$' \
     --expect-out '^filter installed: 0; mode now 2$' \
     --expect-out '^getppid: -1 errno 77$' \

@@ -90,7 +90,25 @@ check_dispositions() {
   replay_compare disp
 }
 
+# A trapped rdtsc is a SIGSEGV the kernel forces: with SIGSEGV blocked it
+# unblocks it and resets the handler. The program finds its mask and handler
+# as it left them, in the recording and the replay: after an rdtsc in main,
+# and across exec (where the dynamic loader reads the TSC before main).
+check_forced_fault() {
+  need_program forced_fault
+  expect_native_differs "$PROGRAMS/forced_fault"
+  record_replay forced --status 0 \
+    --expect-out '^rdtsc with SIGSEGV blocked: SIGSEGV blocked 1, SIGUSR1 blocked 0, handler ours$' \
+    --expect-out '^unblocked: SIGSEGV blocked 0, SIGUSR1 blocked 0, handler ours$' \
+    --expect-out '^faults handled: 1$' \
+    --expect-out '^before exec: SIGSEGV blocked 1, SIGUSR1 blocked 1, handler default$' \
+    --expect-out '^after exec: SIGSEGV blocked 1, SIGUSR1 blocked 1, handler default$' \
+    --expect-out '^tsc after exec [0-9]+$' \
+    -- "$PROGRAMS/forced_fault"
+}
+
 t dispositions check_dispositions
+t forced_fault check_forced_fault
 for mode in "${MODES[@]}"; do
   t "$mode" check_mode "$mode"
 done

@@ -9,13 +9,15 @@
 //                 how many rounds a counter loop did before and jumps out.
 //   dec-jnz       SIGALRM lands in `dec %ecx; jnz` (4 bytes in all); the
 //                 handler prints the count left in rcx.
+//   loop-insn     SIGALRM lands in `loop .` (2 bytes, a rel8 jump onto
+//                 itself that counts rcx down); the handler prints rcx.
 //   pause-spin    a thread spins in `pause; jmp` on a flag beside a main
 //                 that sleeps and counts; preemptions land in the spin.
 //   red-zone      SIGALRM lands in a loop calling a function that leaves
 //                 a different word 0x88 below the caller's stack pointer
 //                 each round.
 //   syscall-spin  a thread loops over a syscall that rec lets through
-//                 without a stop (rt_sigprocmask) beside a main that
+//                 without a stop (sigaltstack) beside a main that
 //                 sleeps: the recorder's walk to a preemption point steps
 //                 over that syscall, whose saved flags (r11) must not keep
 //                 rec's trap flag.
@@ -112,6 +114,18 @@ static int dec_jnz(void) {
   return 0;
 }
 
+static int loop_insn(void) {
+  install_escape();
+  for (int i = 0; i < 3; ++i) {
+    if (sigsetjmp(escape, 1) == 0) {
+      before = i;
+      arm_alarm(5000 + i * 1000);
+      for (;;) __asm__ volatile("mov $0xffffffff, %%ecx\n1: loop 1b" ::: "rcx");
+    }
+  }
+  return 0;
+}
+
 static volatile int stop_spinning;
 static void* spinner(void* arg) {
   (void)arg;
@@ -170,7 +184,7 @@ static volatile long syscall_rounds;
 static void* syscall_spinner(void* arg) {
   (void)arg;
   while (!stop_spinning) {
-    syscall(SYS_rt_sigprocmask, SIG_BLOCK, NULL, NULL, 8);
+    syscall(SYS_sigaltstack, NULL, NULL);
     syscall_rounds++;
   }
   return NULL;
@@ -220,12 +234,13 @@ int main(int argc, char** argv) {
   if (!strcmp(mode, "global-round")) global_round();
   if (!strcmp(mode, "jmp-self")) return jmp_self();
   if (!strcmp(mode, "dec-jnz")) return dec_jnz();
+  if (!strcmp(mode, "loop-insn")) return loop_insn();
   if (!strcmp(mode, "pause-spin")) return pause_spin();
   if (!strcmp(mode, "red-zone")) red_zone();
   if (!strcmp(mode, "syscall-spin")) return syscall_spin();
   if (!strcmp(mode, "stack-round")) stack_round();
   fprintf(stderr,
-          "usage: exact_points "
-          "global-round|jmp-self|dec-jnz|pause-spin|red-zone|syscall-spin|stack-round\n");
+          "usage: exact_points global-round|jmp-self|dec-jnz|loop-insn|pause-spin|red-zone|"
+          "syscall-spin|stack-round\n");
   return 2;
 }

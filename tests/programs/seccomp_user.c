@@ -17,6 +17,7 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -51,6 +52,45 @@ static int installFilter(int viaPrctl) {
   struct sock_fprog program = {sizeof code / sizeof code[0], code};
   if (viaPrctl) return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program);
   return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &program);
+}
+
+// SECCOMP_FILTER_FLAG_TSYNC: a thread blocked in read() while another
+// installs the filter is under it afterwards (its mode and the filter's
+// ERRNO), in a child so that the rest of the program is not.
+static int tsyncPipe[2];
+static void* tsyncThread(void* arg) {
+  (void)arg;
+  char c;
+  if (read(tsyncPipe[0], &c, 1) != 1) return NULL;
+  errno = 0;
+  long parent = syscall(SYS_getppid);
+  printf("TSYNC thread: mode %d, getppid %ld errno %d\n", prctl(PR_GET_SECCOMP), parent, errno);
+  return NULL;
+}
+
+static void tsyncChild(void) {
+  fflush(stdout);
+  pid_t child = fork();
+  if (child == 0) {
+    pthread_t thread;
+    if (pipe(tsyncPipe) != 0 || pthread_create(&thread, NULL, tsyncThread, NULL) != 0) _exit(5);
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        ALLOW_UNLESS(SYS_getppid, SECCOMP_RET_ERRNO | 78),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog program = {sizeof code / sizeof code[0], code};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) _exit(6);
+    long synced = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &program);
+    printf("TSYNC filter: %ld; mode now %d\n", synced, prctl(PR_GET_SECCOMP));
+    fflush(stdout);
+    if (write(tsyncPipe[1], "x", 1) != 1) _exit(7);
+    pthread_join(thread, NULL);
+    fflush(stdout);
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
 }
 
 static void strictChild(int breaksTheRule) {
@@ -90,6 +130,7 @@ int main(void) {
   printf("NULL filter: %d %s; mode now %d\n", null, strerror(errno), prctl(PR_GET_SECCOMP));
   strictChild(0);
   strictChild(1);
+  tsyncChild();
 
   // A child with the filter dies by its KILL_PROCESS.
   fflush(stdout);

@@ -33,6 +33,11 @@ TEST_CASE("points: which instructions take a jump, which can be copied", "[patch
   CHECK_FALSE(relocatable(sys, 0x2000));
   const uint8_t trap[] = {0xcc, 0x90};
   CHECK_FALSE(relocatable(trap, 0x2000));
+  // loop . : rel8 only, but its copy is rewritten; loope depends on ZF: not.
+  const uint8_t loopSelf[] = {0xe2, 0xfe};
+  CHECK(relocatable(loopSelf, 0x2000));
+  const uint8_t loope[] = {0xe1, 0xfe};
+  CHECK_FALSE(relocatable(loope, 0x2000));
 }
 
 // The test runs a trampoline in this very process: a stub sets every
@@ -86,9 +91,11 @@ runChecked:
 sigjmp_buf gTrapped;
 volatile uint64_t gTrapRdi;
 volatile uint64_t gTrapRip;
+volatile uint64_t gTrapRcx;
 void onTrap(int, siginfo_t*, void* context) {
   auto* uc = static_cast<ucontext_t*>(context);
   gTrapRdi = static_cast<uint64_t>(uc->uc_mcontext.gregs[REG_RDI]);
+  gTrapRcx = static_cast<uint64_t>(uc->uc_mcontext.gregs[REG_RCX]);
   gTrapRip = static_cast<uint64_t>(uc->uc_mcontext.gregs[REG_RIP]);
   siglongjmp(gTrapped, 1);
 }
@@ -162,6 +169,54 @@ TEST_CASE("a trampoline checks every pass of a copied loop and never writes the 
     CHECK(gTrapRip == t.trapIp);
     // The copied instructions map back to the original ones.
     CHECK(t.originalOf(t.resumeIp) == ip);
+  }
+  munmap(mem, 4 * 4096);
+}
+
+TEST_CASE("a copied `loop .` counts rcx down and is checked at every pass", "[patch]") {
+  // X: loop X ; mov %rcx,%rdi ; ret  -- the stub enters with rcx = 2.
+  const uint8_t body[] = {0xe2, 0xfe, 0x48, 0x89, 0xcf, 0xc3};
+  void* mem = mmap(nullptr, 4 * 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(mem != MAP_FAILED);
+  std::memcpy(mem, body, sizeof body);
+  uint64_t ip = reinterpret_cast<uint64_t>(mem);
+  uint64_t page = ip + 4096;
+  static uint64_t stack[8192];
+  gStackTop = reinterpret_cast<uint64_t>(&stack[8192 - 16]);
+  auto install = [&](uint64_t matchRcx) {
+    user_regs_struct expected = stubRegisters(77, gStackTop - 8, page);
+    expected.rcx = matchRcx;
+    auto t = buildTrampoline(page, ip, std::span(body, sizeof body), ip, PointEntry::DebugRegister,
+                             expected);
+    REQUIRE(t.has_value());
+    std::memcpy(reinterpret_cast<void*>(page), t->code.data(), t->code.size());
+    std::memcpy(reinterpret_cast<void*>(page + 4096), t->data.data(), t->data.size());
+    return *t;
+  };
+  gEntry = page;
+  gCounter = 77;
+  SECTION("no pass matches: rcx reaches 0 and the code after the loop runs") {
+    install(5);
+    gRdiAtReturn = 1;
+    runChecked();
+    CHECK(gRdiAtReturn == 0);
+  }
+  SECTION("the second pass (rcx 1) matches") {
+    auto t = install(1);
+    struct sigaction sa {
+    }, old{};
+    sa.sa_sigaction = onTrap;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGTRAP, &sa, &old);
+    gTrapRcx = 0;
+    if (sigsetjmp(gTrapped, 1) == 0) {
+      runChecked();
+      FAIL("no pass trapped");
+    }
+    sigaction(SIGTRAP, &old, nullptr);
+    CHECK(gTrapRcx == 1);
+    CHECK(gTrapRip == t.trapIp);
   }
   munmap(mem, 4 * 4096);
 }

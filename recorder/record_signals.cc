@@ -106,13 +106,9 @@ void RecordSession::onInterrupted(RecordTask& t) {
 // a spin on a flag, the value of an interpreter's variable): replay's
 // in-process check then tells the rounds apart by itself instead of stopping
 // at each. A round is seen once an instruction recurs with the same
-// registers (what changed since then is in memory; or nothing did: a spin
-// whose passes are all alike), or after a long walk. An inner loop whose
-// registers count (a byte loop clearing a buffer, a block of SHA-256) is not
-// a round: its passes are told apart by registers, but the rounds of the
-// loop around it, which runs it with the same registers each time, would all
-// look alike in-process (openssl speed: 1.5 million candidates for one
-// point). Best is then an instruction of five bytes or
+// registers (what changed since then is in memory), or when the registers
+// themselves count (an instruction visited many times, never alike), or when
+// the loop writes no memory. Best is then an instruction of five bytes or
 // more in that loop (replay patches a jump over it: no stop until the
 // registers match); twice round a loop without one, or after a long walk,
 // any instruction will do (replay enters through a debug register). Returns
@@ -121,6 +117,7 @@ void RecordSession::onInterrupted(RecordTask& t) {
 std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point) {
   constexpr int kMaxSteps = 256;        // then any patchable instruction, once a round is seen
   constexpr int kMaxRoundSteps = 4096;  // a round longer than this is not waited for
+  constexpr int kCountingVisits = 24;   // visits of one instruction, never alike: registers count
   point.walkStart = std::chrono::steady_clock::now();
   std::map<uint64_t, int> visits;
   // (rip, hash of the registers) -> the tracked memory's hashes when last
@@ -140,7 +137,7 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
   std::vector<std::pair<uint64_t, uint64_t>>
       pending;                          // written by this step: (address, value before)
   std::map<uint64_t, uint64_t> before;  // word written -> its value before that
-  bool roundSeen = false, spinSeen = false;
+  bool roundSeen = false;
   int roundKnownAt = -1;
   bool loopHasJumpable = false;  // an instruction of 5 bytes or more passed twice
   for (int step = 0;; ++step) {
@@ -160,16 +157,12 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
       auto [seen, fresh] =
           states.try_emplace({ip, registerStateHash(regs)}, Seen{memoryHash, enteredHash});
       // Words first written since count with the value they had then.
-      if (!fresh) {
-        if ((seen->second.memory ^ seen->second.entered ^ enteredHash) != memoryHash)
-          roundSeen = true;
-        else
-          spinSeen = true;  // the same state again: every pass of this loop is alike
-      }
+      if (!fresh && (seen->second.memory ^ seen->second.entered ^ enteredHash) != memoryHash)
+        roundSeen = true;
       seen->second = Seen{memoryHash, enteredHash};
     }
-    // Once known, known: the point may then leave the loop that showed it.
-    bool roundKnown = roundKnownAt >= 0 || roundSeen || spinSeen || step >= kMaxRoundSteps;
+    bool roundKnown = roundSeen || (before.empty() && visit >= 2) || visit >= kCountingVisits ||
+                      step >= kMaxRoundSteps;
     if (roundKnown && roundKnownAt < 0) roundKnownAt = step;
     // The shim runs other instructions in recording and replay: no point there.
     bool allowed = !time_shim::inShimCode(ip) && roundKnown;

@@ -82,6 +82,9 @@ struct PointState {
   memory @1 :List(MemoryBlock);  # digest of the address space's writable memory
   runNs @2 :UInt64;              # CPU time the task ran from its last resume to the point
   hardwareBreakpoint @3 :Bool;   # replay enters the check through a debug register, not a patched jump
+  stack @4 :Data;                # the memory from the point's rsp up (at most kPointStackBytes, not past
+                                 # its mapping): compared in-process, it tells apart the rounds of an outer
+                                 # loop whose state is on the stack (a counter saved by a callee)
 }
 
 struct MemWrite {

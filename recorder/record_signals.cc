@@ -297,6 +297,10 @@ void RecordSession::setPoint(schema::Registers::Builder regs,
   state.setRunNs(static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t.sliceStart).count()));
   state.setHardwareBreakpoint(point.entry == PointEntry::DebugRegister);
+  // The stack from rsp up, to where its mapping ends (a short read).
+  std::vector<uint8_t> stack(kPointStackBytes);
+  stack.resize(t.task.read(t.task.regs().raw().rsp, stack.data(), stack.size()) & ~size_t{7});
+  state.setStack(asData(stack.data(), stack.size()));
   if (options_.verbose)
     fmt::print(stderr, "rec: point at {:#x} after {} steps, {} words checked, {} ms\n",
                t.task.regs().raw().rip, point.steps, point.memory.size(),

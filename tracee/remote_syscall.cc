@@ -25,13 +25,6 @@ namespace {
                                             task.tid(), describeStop(stop)));
 }
 
-bool atSyscallExit(Task& task) {
-  __ptrace_syscall_info info{};
-  long n = ::ptrace(static_cast<__ptrace_request>(PTRACE_GET_SYSCALL_INFO), task.tid(),
-                    reinterpret_cast<void*>(sizeof info), &info);
-  return n > 0 && info.op == PTRACE_SYSCALL_INFO_EXIT;
-}
-
 Registers prepared(const Registers& saved, uint64_t ip, int nr,
                    const std::array<uint64_t, 6>& args) {
   Registers r = saved;
@@ -43,6 +36,13 @@ Registers prepared(const Registers& saved, uint64_t ip, int nr,
 }
 
 }  // namespace
+
+bool atSyscallExit(Task& task) {
+  __ptrace_syscall_info info{};
+  long n = ::ptrace(static_cast<__ptrace_request>(PTRACE_GET_SYSCALL_INFO), task.tid(),
+                    reinterpret_cast<void*>(sizeof info), &info);
+  return n > 0 && info.op == PTRACE_SYSCALL_INFO_EXIT;
+}
 
 int64_t remoteSyscall(Task& task, int nr, std::array<uint64_t, 6> args, StraySignals& strays) {
   Registers saved = task.regs();

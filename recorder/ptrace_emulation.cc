@@ -301,27 +301,29 @@ bool RecordSession::answerPtrace(RecordTask& t) {
 }
 
 // wait4/waitid of a task whose thread group traces others: a ptrace stop not
-// yet collected is its answer. Otherwise the kernel waits as usual; rec's
-// SIGCHLD wakes it when a stop comes (notifyPtracer).
+// yet collected, or the exit of a tracee that is not its child, is its
+// answer. Otherwise the kernel waits as usual; rec's SIGCHLD (or interrupt)
+// wakes it when a stop comes (notifyPtracer).
 bool RecordSession::answerWait(RecordTask& t) {
-  if (ptraceTracees_ == 0) return false;
+  if (ptraceTracees_ == 0 && ptraceZombies_.empty()) return false;
   bool waitid = t.nr == SYS_waitid;
   int options = static_cast<int>(t.args[waitid ? 3 : 2]);
-  auto wanted = [&](const RecordTask& u) {
+  auto wanted = [&](pid_t tid) {
     if (waitid) {
       int idtype = static_cast<int>(t.args[0]);
-      return idtype != P_PID || static_cast<pid_t>(t.args[1]) == u.task.tid();
+      return idtype != P_PID || static_cast<pid_t>(t.args[1]) == tid;
     }
     pid_t pid = static_cast<pid_t>(t.args[0]);
-    return pid <= 0 || pid == u.task.tid();
+    return pid <= 0 || pid == tid;
   };
+  if (answerWaitWithExit(t, wanted)) return true;
   RecordTask* stopped = nullptr;
   for (auto& [tid, u] : tasks_) {
     const EmulatedPtrace& p = u->ptrace;
     if (p.tracerGroup != t.task.tgid() || u->state() != State::PtraceStopped || p.reported)
       continue;
     if ((options & __WNOTHREAD) && p.tracer != t.task.tid()) continue;
-    if (wanted(*u)) {
+    if (wanted(u->task.tid())) {
       stopped = u.get();
       break;
     }
@@ -331,27 +333,74 @@ bool RecordSession::answerWait(RecordTask& t) {
     return false;
   }
   EmulatedPtrace& p = stopped->ptrace;
-  int64_t result = stopped->task.tid();
+  siginfo_t info{};
+  info.si_signo = SIGCHLD;
+  info.si_code = CLD_TRAPPED;
+  info.si_pid = stopped->task.tid();
+  info.si_uid = ::getuid();
+  info.si_status = (p.waitStatus >> 8) & 0xff;
+  writeWaitAnswer(t, stopped->task.tid(), p.waitStatus, info);
+  if (!(options & WNOWAIT)) p.reported = true;
+  return true;
+}
+
+namespace {
+// The SIGCHLD siginfo (and waitid's answer) for a child's exit `status`.
+siginfo_t exitSiginfo(pid_t tid, int status) {
+  siginfo_t info{};
+  info.si_signo = SIGCHLD;
+  info.si_pid = tid;
+  info.si_uid = ::getuid();
+  if (WIFEXITED(status)) {
+    info.si_code = CLD_EXITED;
+    info.si_status = WEXITSTATUS(status);
+  } else {
+    info.si_code = WCOREDUMP(status) ? CLD_DUMPED : CLD_KILLED;
+    info.si_status = WTERMSIG(status);
+  }
+  return info;
+}
+}  // namespace
+
+// The exit of a tracee that is not the waiting thread group's child
+// (ptraceZombies_), which the kernel's wait does not know.
+bool RecordSession::answerWaitWithExit(RecordTask& t, const std::function<bool(pid_t)>& wanted) {
+  auto it = ptraceZombies_.find(t.task.tgid());
+  if (it == ptraceZombies_.end()) return false;
+  bool waitid = t.nr == SYS_waitid;
+  int options = static_cast<int>(t.args[waitid ? 3 : 2]);
+  if (waitid && !(options & WEXITED)) return false;
+  auto& zombies = it->second;
+  for (auto z = zombies.begin(); z != zombies.end(); ++z) {
+    if ((options & __WNOTHREAD) && z->tracer != t.task.tid()) continue;
+    if (!wanted(z->tid)) continue;
+    PtraceZombie zombie = *z;
+    if (!(options & WNOWAIT)) zombies.erase(z);
+    if (zombies.empty()) ptraceZombies_.erase(it);
+    writeWaitAnswer(t, zombie.tid, zombie.waitStatus,
+                    exitSiginfo(zombie.tid, zombie.waitStatus));
+    return true;
+  }
+  return false;
+}
+
+// Completes a wait4/waitid that rec answered with `who`'s status.
+void RecordSession::writeWaitAnswer(RecordTask& t, pid_t who, int waitStatus,
+                                    const siginfo_t& info) {
+  bool waitid = t.nr == SYS_waitid;
+  int64_t result = who;
   if (waitid) {
-    siginfo_t info{};
-    info.si_signo = SIGCHLD;
-    info.si_code = CLD_TRAPPED;
-    info.si_pid = stopped->task.tid();
-    info.si_uid = ::getuid();
-    info.si_status = (p.waitStatus >> 8) & 0xff;
     result = 0;
     if (t.args[2] && !t.task.writeAsTask(t.args[2], &info, sizeof info)) result = -EFAULT;
   } else if (t.args[1]) {
-    if (!t.task.writeAsTask(t.args[1], &p.waitStatus, sizeof p.waitStatus)) result = -EFAULT;
+    if (!t.task.writeAsTask(t.args[1], &waitStatus, sizeof waitStatus)) result = -EFAULT;
   }
   uint64_t rusageAt = t.args[waitid ? 4 : 3];
   if (rusageAt && result >= 0) {
     struct rusage none {};
     if (!t.task.writeAsTask(rusageAt, &none, sizeof none)) result = -EFAULT;
   }
-  if (result >= 0 && !(options & WNOWAIT)) p.reported = true;
   completeAtEntry(t, result);
-  return true;
 }
 
 // A blocking wait for one tracee that is not the caller's child (a thread
@@ -360,13 +409,12 @@ bool RecordSession::answerWait(RecordTask& t) {
 // ppoll(NULL, 0, NULL, NULL) instead, which its SIGCHLD (notifyPtracer) ends;
 // the wait's number and arguments come back at the exit, so the kernel
 // restarts the wait itself, which then finds the stop.
-void RecordSession::waitInPlaceOfKernel(RecordTask& t,
-                                        const std::function<bool(const RecordTask&)>& wanted) {
+void RecordSession::waitInPlaceOfKernel(RecordTask& t, const std::function<bool(pid_t)>& wanted) {
   bool onePid =
       t.nr == SYS_waitid ? static_cast<int>(t.args[0]) == P_PID : static_cast<pid_t>(t.args[0]) > 0;
   if (!onePid) return;
   for (auto& [tid, u] : tasks_) {
-    if (u->ptrace.tracerGroup != t.task.tgid() || !wanted(*u)) continue;
+    if (u->ptrace.tracerGroup != t.task.tgid() || !wanted(u->task.tid())) continue;
     bool child = u->task.tid() == u->task.tgid() && parentOf(u->task.tid()) == t.task.tgid();
     if (child) return;
     Registers& r = t.task.mutableRegs();
@@ -408,22 +456,36 @@ void RecordSession::enterPtraceStop(RecordTask& t, Held held, int status) {
 // handles SIGCHLD) and shows it with the kernel's siginfo
 // (showPtraceSigchld).
 void RecordSession::notifyPtracer(RecordTask& tracee) {
-  RecordTask* tracer = findTask(tracee.ptrace.tracer);
-  if (!tracer || !tracer->alive()) return;
-  RecordTask* target = nullptr;
-  for (auto& [tid, o] : tasks_)
-    if (o->task.tgid() == tracee.ptrace.tracerGroup && o->state() == State::InSyscall &&
-        (o->nr == SYS_wait4 || o->nr == SYS_waitid))
-      target = o.get();
-  if (!target && !hasHandler(tracer->task.tid(), SIGCHLD)) return;
-  if (!target) target = tracer;
   siginfo_t info{};
   info.si_signo = SIGCHLD;
   info.si_code = CLD_TRAPPED;
   info.si_pid = tracee.task.tid();
   info.si_uid = ::getuid();
   info.si_status = (tracee.ptrace.waitStatus >> 8) & 0xff;
-  ptraceSigchld_[tracee.ptrace.tracerGroup].push_back(info);
+  sendPtraceSigchld(tracee.ptrace.tracer, tracee.ptrace.tracerGroup, info);
+}
+
+// The SIGCHLD `info` of a tracee's stop or exit, for its tracer `tracerTid`.
+void RecordSession::sendPtraceSigchld(pid_t tracerTid, pid_t tracerGroup, const siginfo_t& info) {
+  RecordTask* tracer = findTask(tracerTid);
+  if (!tracer || !tracer->alive()) return;
+  RecordTask* target = nullptr;
+  for (auto& [tid, o] : tasks_) {
+    if (o->task.tgid() != tracerGroup || o->state() != State::InSyscall ||
+        (o->nr != SYS_wait4 && o->nr != SYS_waitid))
+      continue;
+    if (blocksSignal(o->task.tid(), SIGCHLD)) {
+      // A SIGCHLD it blocks cannot end its wait: rec's own interrupt does.
+      // The wait ends with -ERESTARTSYS and the kernel restarts it, and the
+      // restarted wait finds the stop (answerWait).
+      o->requestInterrupt();
+      continue;
+    }
+    target = o.get();
+  }
+  if (!target && !hasHandler(tracer->task.tid(), SIGCHLD)) return;
+  if (!target) target = tracer;
+  ptraceSigchld_[tracerGroup].push_back(info);
   ::syscall(SYS_tgkill, target->task.tgid(), target->task.tid(), SIGCHLD);
 }
 
@@ -556,10 +618,22 @@ bool RecordSession::stopAtForkForPtracer(RecordTask& t, RecordTask& child, int e
 
 // `t` is gone: tasks it traced go on untraced (the kernel detaches them
 // when their tracer dies), and it no longer counts as traced.
-void RecordSession::endPtraceOf(RecordTask& t) {
+void RecordSession::endPtraceOf(RecordTask& t, int status) {
   if (t.ptrace.tracer) {
+    // A tracer that is not its parent process collects its exit first (the
+    // kernel's wait there knows nothing of it): answerWaitWithExit.
+    pid_t parent = parentOf(t.task.tid());
+    if (RecordTask* forker = findTask(t.forkedBy); !parent && forker) parent = forker->task.tgid();
+    if (t.task.tid() != t.task.tgid() || parent != t.ptrace.tracerGroup) {
+      ptraceZombies_[t.ptrace.tracerGroup].push_back({t.task.tid(), t.ptrace.tracer, status});
+      sendPtraceSigchld(t.ptrace.tracer, t.ptrace.tracerGroup, exitSiginfo(t.task.tid(), status));
+    }
     t.ptrace.tracer = 0;
     --ptraceTracees_;
+  }
+  if (auto z = ptraceZombies_.find(t.task.tgid()); z != ptraceZombies_.end()) {
+    std::erase_if(z->second, [&](const PtraceZombie& e) { return e.tracer == t.task.tid(); });
+    if (z->second.empty()) ptraceZombies_.erase(z);
   }
   if (ptraceTracees_ == 0) return;
   for (auto& [tid, u] : tasks_) {

@@ -45,6 +45,15 @@ struct EmulatedPtrace {
   bool interruptWanted = false;  // PTRACE_INTERRUPT while it slept in a syscall
 };
 
+// A traced task that died while its tracer is not its parent: the kernel
+// reports its exit to the tracer first, so the emulation keeps it until a
+// wait of the tracer's thread group collects it.
+struct PtraceZombie {
+  pid_t tid = 0;
+  pid_t tracer = 0;
+  int waitStatus = 0;
+};
+
 // wait status words, as <sys/wait.h> decodes them.
 constexpr int ptraceStopStatus(int signo, int event = 0) {
   return (event << 16) | (signo << 8) | 0x7f;

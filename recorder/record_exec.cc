@@ -449,7 +449,7 @@ void RecordSession::writeGroupExits(const RecordTask& t) {
 
 void RecordSession::onExited(RecordTask& t, int status) {
   reaped_.push_back(t.task.tid());
-  endPtraceOf(t);
+  endPtraceOf(t, status);
   if (t.exitRecord() == RecordTask::ExitRecord::AfterExec || siblingExecing(t)) {
     t.deferExit(RecordTask::ExitRecord::AfterExec, status);
     t.setState(RecordTask::State::Dead);

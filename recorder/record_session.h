@@ -130,17 +130,20 @@ class RecordSession {
   // Emulated ptrace between tracees (ptrace_emulation.cc).
   bool answerPtrace(RecordTask& t);
   bool answerWait(RecordTask& t);
-  void waitInPlaceOfKernel(RecordTask& t, const std::function<bool(const RecordTask&)>& wanted);
+  void waitInPlaceOfKernel(RecordTask& t, const std::function<bool(pid_t)>& wanted);
+  bool answerWaitWithExit(RecordTask& t, const std::function<bool(pid_t)>& wanted);
+  void writeWaitAnswer(RecordTask& t, pid_t who, int waitStatus, const siginfo_t& info);
   bool stopForPtracer(RecordTask& t, int signo, capnp::MallocMessageBuilder& msg);
   void enterPtraceStop(RecordTask& t, EmulatedPtrace::Held held, int status);
   void notifyPtracer(RecordTask& tracee);
+  void sendPtraceSigchld(pid_t tracer, pid_t tracerGroup, const siginfo_t& info);
   void showPtraceSigchld(RecordTask& t, siginfo_t& info);
   void startTask(RecordTask& t);
   void resumeFromPtraceStop(RecordTask& t);
   void ptraceResume(RecordTask& tracee, int signo);
   bool interruptForPtracer(RecordTask& t);
   bool stopAtForkForPtracer(RecordTask& t, RecordTask& child, int event);
-  void endPtraceOf(RecordTask& t);
+  void endPtraceOf(RecordTask& t, int status);
   RecordTask* findTask(pid_t tid);
   // `written`: what rec itself wrote to the syscall's one output range, so
   // it need not be read back from the task.
@@ -186,6 +189,8 @@ class RecordSession {
   // the CLD_TRAPPED siginfo of each SIGCHLD rec sent a tracer's thread group.
   int ptraceTracees_ = 0;
   std::map<pid_t, std::deque<siginfo_t>> ptraceSigchld_;
+  // Exits of tracees whose tracer is not their parent, per tracer thread group.
+  std::map<pid_t, std::deque<PtraceZombie>> ptraceZombies_;
   std::vector<uint8_t> tracedBitmap_;
   std::vector<std::string> env_;
   std::optional<RdtscPatcher> rdtscPatcher_;  // set where RDTSC does not trap

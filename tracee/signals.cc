@@ -13,15 +13,27 @@
 
 namespace rec {
 
-bool hasHandler(pid_t tid, int signo) {
+namespace {
+// Whether `signo` is in the signal mask named `field` of /proc/TID/status.
+bool statusMaskHas(pid_t tid, const char* field, int signo) {
   std::ifstream in(fmt::format("/proc/{}/status", tid));
   std::string line;
+  std::string prefix = std::string(field) + ":";
   while (std::getline(in, line)) {
-    if (line.rfind("SigCgt:", 0) != 0) continue;
-    uint64_t mask = std::stoull(line.substr(7), nullptr, 16);
+    if (line.rfind(prefix, 0) != 0) continue;
+    uint64_t mask = std::stoull(line.substr(prefix.size()), nullptr, 16);
     return signo >= 1 && signo <= 64 && (mask >> (signo - 1)) & 1;
   }
   return false;
+}
+}  // namespace
+
+bool hasHandler(pid_t tid, int signo) {
+  return statusMaskHas(tid, "SigCgt", signo);
+}
+
+bool blocksSignal(pid_t tid, int signo) {
+  return statusMaskHas(tid, "SigBlk", signo);
 }
 
 std::optional<uint64_t> readSignalMask(pid_t tid) {

@@ -20,6 +20,8 @@ class Task;
 // Whether the task's process has a handler for `signo` (SigCgt in
 // /proc/TID/status): delivering it then writes a frame on the task's stack.
 bool hasHandler(pid_t tid, int signo);
+// Whether the thread blocks `signo` (SigBlk in /proc/TID/status).
+bool blocksSignal(pid_t tid, int signo);
 
 // What the kernel writes into a handler's frame from its own record of the
 // task's last trap rather than from the task's registers: the error code,

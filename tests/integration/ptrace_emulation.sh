@@ -31,5 +31,26 @@ check_debugger() {
     fail "the child's exit status is not the poked value's low bits"
 }
 
+# A tracer that blocks SIGCHLD still wakes for its tracee's stop; a traced
+# grandchild's death is collected by the tracer, which is not its parent,
+# and then reaches the parent as SIGCHLD. Both recordings hung before.
+check_wakeups() {
+  need_program ptrace_wakeups
+  expect_native_differs "$PROGRAMS/ptrace_wakeups"
+  local i
+  for i in 1 2; do
+    REC_TIMEOUT=20 record_replay "wakeups$i" --status 0 \
+      --expect-out '^blocked: woken by the SIGUSR2 stop, child.s value [0-9]+$' \
+      --expect-out '^grandchild: traced, value ([0-9]+)$' \
+      --expect-out '^grandchild: its death collected by the tracer$' \
+      --expect-out '^grandchild: the child stopped with its SIGCHLD$' \
+      -- "$PROGRAMS/ptrace_wakeups"
+    # The child's exit status is the value the tracer read in the grandchild.
+    grep -Eq '^grandchild: child exited with ([0-9]+) \(value % 64 = \1\)$' "wakeups$i.rec.out" ||
+      fail "the child's exit status is not the grandchild's value"
+  done
+}
+
 t debugger check_debugger
+t wakeups check_wakeups
 finish

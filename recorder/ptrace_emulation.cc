@@ -4,6 +4,7 @@
 
 #include "ptrace_emulation.h"
 
+#include <asm/prctl.h>
 #include <elf.h>
 #include <fmt/format.h>
 #include <signal.h>
@@ -26,6 +27,7 @@
 #include "scheduler.h"
 #include "signals.h"
 #include "syscall_table.h"
+#include "task_state.h"
 
 namespace rec {
 
@@ -152,6 +154,21 @@ bool RecordSession::answerPtrace(RecordTask& t) {
   int64_t result = 0;
   std::vector<std::byte> traceeWrite;  // POKEDATA: the word written at addr
   bool regsChanged = false;
+  bool xstateChanged = false;                            // SETFPREGS, SETREGSET of FP state
+  std::vector<std::pair<uint64_t, uint64_t>> userWrites;  // POKEUSER beyond the registers
+  // FP state goes to the real tracee (rec keeps no copy of it).
+  auto setFpState = [&](uint64_t type, uint64_t from, size_t len) {
+    std::vector<std::byte> buffer(len);
+    if (t.task.read(from, buffer.data(), len) != len) {
+      result = -EFAULT;
+      return;
+    }
+    iovec local{buffer.data(), len};
+    if (::ptrace(PTRACE_SETREGSET, target.tid(), type, &local) != 0)
+      result = -errno;
+    else
+      xstateChanged = true;
+  };
   auto toTracer = [&](uint64_t where, const void* bytes, size_t n) {
     if (!t.task.writeAsTask(where, bytes, n)) result = -EFAULT;
   };
@@ -176,7 +193,7 @@ bool RecordSession::answerPtrace(RecordTask& t) {
       break;
     case PTRACE_PEEKUSER: {
       uint64_t word = 0;
-      if (addr % 8 != 0 || addr >= sizeof(struct user)) {
+      if (addr % 8 != 0) {
         result = -EIO;
         break;
       }
@@ -192,9 +209,18 @@ bool RecordSession::answerPtrace(RecordTask& t) {
       break;
     }
     case PTRACE_POKEUSER:
-      if (addr % 8 != 0 || addr >= kRegsSize) {
-        // Debug registers and the rest of struct user are not emulated.
+      if (addr % 8 != 0) {
         result = -EIO;
+        break;
+      }
+      if (addr >= kRegsSize) {
+        // Debug registers (and words the kernel ignores): the kernel checks
+        // and sets them on the real tracee, rec's own breakpoints pick the
+        // slots left free; replay pokes the same words.
+        if (::ptrace(PTRACE_POKEUSER, target.tid(), addr, data) != 0)
+          result = -errno;
+        else
+          userWrites.push_back({addr, data});
         break;
       }
       std::memcpy(reinterpret_cast<char*>(&target.mutableRegs().raw()) + addr, &data, 8);
@@ -221,6 +247,35 @@ bool RecordSession::answerPtrace(RecordTask& t) {
         toTracer(data, &fp, sizeof fp);
       break;
     }
+    case PTRACE_SETFPREGS:
+      setFpState(NT_PRFPREG, data, sizeof(user_fpregs_struct));
+      break;
+    case PTRACE_SETREGSET: {
+      iovec iov{};
+      if (t.task.read(data, &iov, sizeof iov) != sizeof iov) {
+        result = -EFAULT;
+        break;
+      }
+      if (addr == NT_PRSTATUS) {
+        if (iov.iov_len < kRegsSize) {
+          result = -EINVAL;
+          break;
+        }
+        user_regs_struct regs;
+        if (t.task.read(reinterpret_cast<uint64_t>(iov.iov_base), &regs, kRegsSize) != kRegsSize) {
+          result = -EFAULT;
+          break;
+        }
+        target.mutableRegs().raw() = regs;
+        regsChanged = true;
+      } else if (addr == NT_PRFPREG || addr == NT_X86_XSTATE) {
+        setFpState(addr, reinterpret_cast<uint64_t>(iov.iov_base),
+                   std::min<size_t>(iov.iov_len, 1 << 16));
+      } else {
+        result = -EINVAL;
+      }
+      break;
+    }
     case PTRACE_GETREGSET: {
       iovec iov{};
       if (t.task.read(data, &iov, sizeof iov) != sizeof iov) {
@@ -243,6 +298,33 @@ bool RecordSession::answerPtrace(RecordTask& t) {
       toTracer(reinterpret_cast<uint64_t>(iov.iov_base), buffer.data(), len);
       iov.iov_len = len;
       if (result == 0) toTracer(data, &iov, sizeof iov);
+      break;
+    }
+    case PTRACE_ARCH_PRCTL: {
+      // fs/gs bases are part of user_regs_struct: GET reads them to `addr`,
+      // SET takes the value in `addr` (recorded like SETREGS).
+      const user_regs_struct& regs = target.regs().raw();
+      switch (data) {
+        case ARCH_GET_FS:
+          toTracer(addr, &regs.fs_base, sizeof regs.fs_base);
+          break;
+        case ARCH_GET_GS:
+          toTracer(addr, &regs.gs_base, sizeof regs.gs_base);
+          break;
+        case ARCH_SET_FS:
+        case ARCH_SET_GS:
+          if (addr >= (uint64_t{1} << 47)) {
+            result = -EPERM;  // not a user address
+            break;
+          }
+          (data == ARCH_SET_FS ? target.mutableRegs().raw().fs_base
+                               : target.mutableRegs().raw().gs_base) = addr;
+          regsChanged = true;
+          break;
+        default:
+          result = -EINVAL;
+          break;
+      }
       break;
     }
     case PTRACE_GETSIGINFO:
@@ -295,6 +377,19 @@ bool RecordSession::answerPtrace(RecordTask& t) {
     if (regsChanged) {
       s.setPtraceTracee(target.tid());
       s.setTraceeRegisters(asData(target.regs().raw()));
+    }
+    if (xstateChanged) {
+      s.setPtraceTracee(target.tid());
+      std::vector<uint8_t> xstate = readExtendedRegisters(target.tid());
+      s.setTraceeXstate(asData(xstate.data(), xstate.size()));
+    }
+    if (!userWrites.empty()) {
+      s.setPtraceTracee(target.tid());
+      auto out = s.initTraceeUserWrites(static_cast<unsigned>(userWrites.size()));
+      for (unsigned i = 0; i < out.size(); ++i) {
+        out[i].setAddress(userWrites[i].first);
+        out[i].setData(asData(userWrites[i].second));
+      }
     }
   });
   return true;

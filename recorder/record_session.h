@@ -128,6 +128,12 @@ class RecordSession {
   void injectHeldSignal(RecordTask& t);
   void holdSignal(RecordTask& t, const siginfo_t& info);
   void writeTimeLog(RecordTask& t, pid_t tid);
+  // The syscall buffer (docs/syscall-buffer.md, record_syscalls.cc).
+  void drainSyscallBuffer(RecordTask& t);
+  void writeBuffered(RecordTask& t, pid_t tid);
+  void patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builder s);
+  void updateBufferDenials();
+  void updateBufferOutputFds(RecordTask& t);
   // Emulated ptrace between tracees (ptrace_emulation.cc).
   bool answerPtrace(RecordTask& t);
   bool answerWait(RecordTask& t);
@@ -196,6 +202,7 @@ class RecordSession {
   std::vector<std::string> env_;
   std::optional<RdtscPatcher> rdtscPatcher_;  // set where RDTSC does not trap
   bool timeShim_ = true;                      // REC_TIME_SHIM=off hides the vDSO instead
+  bool syscallBuffer_ = true;                 // REC_SYSCALL_BUFFER=off: every syscall stops
 };
 
 // Set by rec's SIGTERM/SIGHUP handler; the session then kills the tracees

@@ -450,6 +450,8 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
 // (signals.h: FrameTrapWords), for replay to write back.
 void RecordSession::deliverSignal(RecordTask& t, int signo, capnp::MallocMessageBuilder& msg) {
   if (stopForPtracer(t, signo, msg)) return;
+  // A handler may return here: the syscall buffer never patches over it.
+  if (t.sysbuf) t.sysbuf->signalIps.insert(t.task.regs().ip());
   ++signalCount_;
   if (!hasHandler(t.task.tid(), signo)) {
     emit(t, msg);

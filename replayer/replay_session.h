@@ -163,6 +163,9 @@ class ReplaySession {
   void runForkLike(ReplayTask& t, int recordedChild, int32_t idSeen);
   void onBufferedSyscall(ReplayTask& t, schema::SyscallEvent::Reader e);
   void startTimeLog(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void onSyscallBufferEntry(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void applyBufferPatch(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void checkBufferConsumed(ReplayTask& t);
   void completeForkLike(ReplayTask& t, schema::SyscallEvent::Reader e);
   void fixParentTid(ReplayTask& t);
   void execInGroup(ReplayTask& t, int recordedLeader);
@@ -210,6 +213,7 @@ class ReplaySession {
   // Set when the recording patched RDTSC or this machine does not trap it.
   std::optional<RdtscPatcher> rdtscPatcher_;
   bool timeShim_ = false;  // the recording had the time shim (time_shim.h)
+  bool syscallBuffer_ = false;  // ... and the syscall buffer (syscall_buffer.h)
   std::optional<schema::Event::Reader> currentEvent_;  // the event being replayed
   std::string lastMatched_;                // the last event whose checks passed, for reports
   std::vector<AddressRange> trampolines_;  // rec's pages in the task now (not digested)

@@ -165,6 +165,9 @@ void ptraceOutputs(Ranges& r, const std::array<uint64_t, 6>& a) {
     case 12: r.add(a[3], 27 * 8); break;        // PTRACE_GETREGS: user_regs_struct
     case 14: r.add(a[3], 512); break;           // PTRACE_GETFPREGS: user_fpregs_struct
     case 0x4202: r.add(a[3], 128); break;       // PTRACE_GETSIGINFO
+    case 30:                                    // PTRACE_ARCH_PRCTL: ARCH_GET_FS/GS
+      if (a[3] == 0x1003 || a[3] == 0x1004) r.add(a[2], 8);
+      break;
     case 0x4204: {                              // PTRACE_GETREGSET: the iovec and its buffer
       uint64_t iov[2] = {0, 0};
       if (!r.load(a[3], iov)) break;

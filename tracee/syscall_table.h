@@ -154,6 +154,10 @@ inline constexpr uint16_t kResizesFile =
 inline constexpr uint16_t kZeroesRange =
     1 << 8;  // fallocate: with FALLOC_FL_PUNCH_HOLE or FALLOC_FL_ZERO_RANGE in argument 1, zeroes
              // argument 3 bytes at argument 2 of the file (shared copies follow on replay)
+inline constexpr uint16_t kBuffered =
+    1 << 9;  // may be made through the syscall buffer without a stop (docs/syscall-buffer.md):
+             // its outputs are one ByResult or Fixed param, it never blocks on the fds the
+             // buffer lets through, and rec has nothing else to note about it
 
 struct SyscallRow {
   int number = -1;

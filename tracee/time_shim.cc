@@ -68,9 +68,7 @@ bool startLog(Task& task, TimeShimSpace& space, uint32_t mode, StraySignals& str
   if (got != static_cast<int64_t>(REC_SHIM_LOG))
     throw RecError(kExitInternal,
                    fmt::format("cannot map the time shim's log in task {} ({})", task.tid(), got));
-  rec_shim_control control{};
-  control.mode = mode;
-  task.writeForced(REC_SHIM_CONTROL, &control, sizeof control);
+  task.writeForced(REC_SHIM_CONTROL + offsetof(rec_shim_control, mode), &mode, sizeof mode);
   space.log = std::move(log);
   return true;
 }

@@ -51,6 +51,34 @@ check_wakeups() {
   done
 }
 
+# PTRACE_ARCH_PRCTL: the tracer moves the tracee's gs base onto a word it
+# poked; the tracee reads the word through %gs, in replay too. SETFPREGS
+# changes the tracee's rounding mode, which its division shows (replay
+# diverges if the tracee's FP state is not set alike), and POKEUSER of debug
+# registers sets a watchpoint that stops the tracee at its store.
+check_regs() {
+  need_program ptrace_regs
+  expect_native_differs "$PROGRAMS/ptrace_regs"
+  local i
+  for i in 1 2; do
+    REC_TIMEOUT=20 record_replay "regs$i" --status 0 \
+      --expect-out '^parent: gs base was 0, now at the poked word [0-9]+$' \
+      --expect-out '^parent: watchpoint hit \(DR6 & 0xf = 1\), the child stored [0-9]+$' \
+      -- "$PROGRAMS/ptrace_regs"
+    local mode
+    mode=$(sed -n "s/^parent: set the child's rounding to \(.*\)$/\1/p" "regs$i.rec.out")
+    [[ -n $mode ]] && grep -q "^child: rounding $mode, 1/3 = " "regs$i.rec.out" ||
+      fail "the child did not compute with the rounding mode its tracer set ($mode)"
+    local poked seen
+    poked=$(sed -n 's/^parent: gs base was 0, now at the poked word \([0-9]*\)$/\1/p' "regs$i.rec.out")
+    seen=$(sed -n 's/^child: %gs:0 holds \([0-9]*\)$/\1/p' "regs$i.rec.out")
+    [[ -n $poked && $poked == "$seen" ]] || fail "the child read $seen through %gs, the parent poked $poked"
+    grep -Eq '^parent: child exited with ([0-9]+) \(value % 64 = \1\)$' "regs$i.rec.out" ||
+      fail "the child's exit status is not the poked value's low bits"
+  done
+}
+
 t debugger check_debugger
 t wakeups check_wakeups
+t regs check_regs
 finish

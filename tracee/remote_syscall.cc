@@ -45,6 +45,16 @@ bool atSyscallExit(Task& task) {
 }
 
 int64_t remoteSyscall(Task& task, int nr, std::array<uint64_t, 6> args, StraySignals& strays) {
+  // The call ends in int3: were SIGTRAP blocked, the kernel would force it,
+  // resetting the program's SIGTRAP handler. Unblocked meanwhile.
+  constexpr uint64_t kTrapBit = uint64_t{1} << (SIGTRAP - 1);
+  uint64_t mask = 0;
+  bool unblocked = ::ptrace(PTRACE_GETSIGMASK, task.tid(), reinterpret_cast<void*>(8), &mask) == 0 &&
+                   (mask & kTrapBit);
+  if (unblocked) {
+    uint64_t without = mask & ~kTrapBit;
+    ::ptrace(PTRACE_SETSIGMASK, task.tid(), reinterpret_cast<void*>(8), &without);
+  }
   Registers saved = task.regs();
   task.setRegs(prepared(saved, kScratchSyscallInsn, nr, args));
   task.resume(Task::Resume::Cont);
@@ -61,6 +71,8 @@ int64_t remoteSyscall(Task& task, int nr, std::array<uint64_t, 6> args, StraySig
   }
   int64_t result = task.regs().result();
   task.setRegs(saved);
+  if (unblocked && nr != SYS_rt_sigprocmask)
+    ::ptrace(PTRACE_SETSIGMASK, task.tid(), reinterpret_cast<void*>(8), &mask);
   return result;
 }
 

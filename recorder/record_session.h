@@ -116,6 +116,7 @@ class RecordSession {
   bool answerSetAffinity(RecordTask& t);
   bool refuseUnmappable(RecordTask& t);
   bool refuseForeignMemory(RecordTask& t);
+  pid_t foreignMemoryTarget(const RecordTask& t, int64_t result) const;
   void continueAfterSyscall(RecordTask& t);
   void refuse(RecordTask& t, int error);
   void releaseVforkParent(RecordTask& child);

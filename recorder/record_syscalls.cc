@@ -339,16 +339,29 @@ bool RecordSession::refuseUnmappable(RecordTask& t) {
 }
 
 // process_vm_writev into the caller's own process is an ordinary output (the
-// row's iovec out param, restored on replay); into another process it would
-// change that process's memory where neither its events nor replay see it.
+// row's iovec out param, restored on replay); into another recorded process
+// it is a write into that process's memory (taskWrites, as through
+// /proc/PID/mem: finishSyscallEvent); into a process rec does not record it
+// would change memory neither the trace nor replay knows about.
 bool RecordSession::refuseForeignMemory(RecordTask& t) {
   pid_t target = static_cast<pid_t>(t.args[0]);
   struct stat st;
   if (target > 0 &&
       ::stat(fmt::format("/proc/{}/task/{}", t.task.tgid(), target).c_str(), &st) == 0)
     return false;
+  if (target > 0 && tasks_.count(target) && tasks_[target]->alive()) return false;
   refuse(t, ENOSYS);
   return true;
+}
+
+// The recorded process whose memory process_vm_writev wrote, when that is
+// not the caller's own (0 otherwise).
+pid_t RecordSession::foreignMemoryTarget(const RecordTask& t, int64_t result) const {
+  if (t.row->hook != sys::Hook::OwnMemory || result <= 0) return 0;
+  pid_t target = static_cast<pid_t>(t.args[0]);
+  auto it = tasks_.find(target);
+  if (it == tasks_.end() || it->second->task.tgid() == t.task.tgid()) return 0;
+  return target;
 }
 
 bool RecordSession::movesDataToOutput(RecordTask& t) {
@@ -434,6 +447,18 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
     for (const auto& m : readMaps(t.task.tid()))
       if (m.start == static_cast<uint64_t>(result)) shmSize = m.end - m.start;
     if (shmSize) ranges.push_back({static_cast<uint64_t>(result), shmSize});
+  }
+  if (pid_t target = foreignMemoryTarget(t, result)) {
+    // The iovecs name the target's memory: what it holds now goes to it.
+    Task& other = tasks_.at(target)->task;
+    auto out = s.initTaskWrites(static_cast<unsigned>(ranges.size()));
+    for (unsigned i = 0; i < ranges.size(); ++i) {
+      std::vector<std::byte> data = other.readBytes(ranges[i].addr, ranges[i].len);
+      out[i].setTask(target);
+      out[i].setAddress(ranges[i].addr);
+      out[i].setData(asData(data.data(), data.size()));
+    }
+    ranges.clear();
   }
   std::vector<std::vector<std::byte>> contents;
   for (auto& r : ranges) {

@@ -25,13 +25,6 @@ namespace {
                                             task.tid(), describeStop(stop)));
 }
 
-bool atSyscallExit(Task& task) {
-  __ptrace_syscall_info info{};
-  long n = ::ptrace(static_cast<__ptrace_request>(PTRACE_GET_SYSCALL_INFO), task.tid(),
-                    reinterpret_cast<void*>(sizeof info), &info);
-  return n > 0 && info.op == PTRACE_SYSCALL_INFO_EXIT;
-}
-
 Registers prepared(const Registers& saved, uint64_t ip, int nr,
                    const std::array<uint64_t, 6>& args) {
   Registers r = saved;
@@ -44,7 +37,24 @@ Registers prepared(const Registers& saved, uint64_t ip, int nr,
 
 }  // namespace
 
+bool atSyscallExit(Task& task) {
+  __ptrace_syscall_info info{};
+  long n = ::ptrace(static_cast<__ptrace_request>(PTRACE_GET_SYSCALL_INFO), task.tid(),
+                    reinterpret_cast<void*>(sizeof info), &info);
+  return n > 0 && info.op == PTRACE_SYSCALL_INFO_EXIT;
+}
+
 int64_t remoteSyscall(Task& task, int nr, std::array<uint64_t, 6> args, StraySignals& strays) {
+  // The call ends in int3: were SIGTRAP blocked, the kernel would force it,
+  // resetting the program's SIGTRAP handler. Unblocked meanwhile.
+  constexpr uint64_t kTrapBit = uint64_t{1} << (SIGTRAP - 1);
+  uint64_t mask = 0;
+  bool unblocked = ::ptrace(PTRACE_GETSIGMASK, task.tid(), reinterpret_cast<void*>(8), &mask) == 0 &&
+                   (mask & kTrapBit);
+  if (unblocked) {
+    uint64_t without = mask & ~kTrapBit;
+    ::ptrace(PTRACE_SETSIGMASK, task.tid(), reinterpret_cast<void*>(8), &without);
+  }
   Registers saved = task.regs();
   task.setRegs(prepared(saved, kScratchSyscallInsn, nr, args));
   task.resume(Task::Resume::Cont);
@@ -61,6 +71,8 @@ int64_t remoteSyscall(Task& task, int nr, std::array<uint64_t, 6> args, StraySig
   }
   int64_t result = task.regs().result();
   task.setRegs(saved);
+  if (unblocked && nr != SYS_rt_sigprocmask)
+    ::ptrace(PTRACE_SETSIGMASK, task.tid(), reinterpret_cast<void*>(8), &mask);
   return result;
 }
 

@@ -38,6 +38,11 @@ using StraySignals = std::vector<siginfo_t>;
 // or the SIGTRAP of a previous remote syscall. Registers are restored after.
 int64_t remoteSyscall(Task& task, int nr, std::array<uint64_t, 6> args, StraySignals& strays);
 
+// Whether the task is at a syscall-exit stop. A signal given when resuming
+// it there is sent to it (its delivery stop follows); at a signal stop (where
+// a remote syscall leaves it) the signal is delivered at once, without one.
+bool atSyscallExit(Task& task);
+
 // Same, before the scratch page exists: uses the syscall instruction at
 // `syscallInsn` (found in the vDSO) and steps with PTRACE_SYSCALL.
 int64_t remoteSyscallVia(Task& task, uint64_t syscallInsn, int nr, std::array<uint64_t, 6> args,

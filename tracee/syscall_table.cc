@@ -553,8 +553,8 @@ constexpr SyscallRow kTable[] = {
       .out(iovec(1, 2)),
   emulated(SYS_process_vm_writev, "process_vm_writev", {Pid, Ptr, Uint, Ptr, Uint, Hex})
       .out(iovec(3, 4)).hook(Hook::OwnMemory)
-      .why("into the caller's own process only: another process's memory would change behind "
-           "rec's back (ENOSYS)"),
+      .why("into the caller's own process, or another recorded one (replay writes that "
+           "process's memory); a process rec does not record: ENOSYS"),
   emulated(SYS_kcmp, "kcmp", {Pid, Pid, Int, Hex, Hex}),
   refused(SYS_finit_module, "finit_module", {Fd, Str, Hex}, kModules),
   emulated(SYS_sched_setattr, "sched_setattr", {Pid, Ptr, Hex}),

@@ -130,7 +130,7 @@ enum class Hook : uint8_t {
   Rlimit,       // limits that shape memory (stack, data) are applied on replay too
   Seccomp,      // the program's own filters; PR_GET_SECCOMP reports the program's mode
   OwnMemory,    // process_vm_writev: into the caller's own process it is an output like any
-                // other; into another process's memory it is refused
+                // other; into another recorded process, a write into its memory; else refused
   Ptrace,       // emulated between tracees: answered by the recorder; outputs by request
   Wait,         // wait4/waitid: the recorder answers with its emulated ptrace stops
   SigMask,      // rt_sigprocmask: the recorder notes the mask (rdtsc's forced fault, see

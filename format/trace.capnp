@@ -85,6 +85,9 @@ struct PointState {
   stack @4 :Data;                # the memory from the point's rsp up (at most kPointStackBytes, not past
                                  # its mapping): compared in-process, it tells apart the rounds of an outer
                                  # loop whose state is on the stack (a counter saved by a callee)
+  deadStackExcluded @5 :Bool;    # memory leaves out the whole pages of the task's stack below rsp-128
+                                 # (dead by the ABI; glibc's lazy binding leaves XSAVEC images there
+                                 # whose XSTATE_BV depends on the CPU's XINUSE, not on the program)
 }
 
 struct MemWrite {

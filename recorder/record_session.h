@@ -28,6 +28,7 @@
 #include "rdtsc_sites.h"
 #include "remote_syscall.h"
 #include "shared_files.h"
+#include "syscall_buffer.h"
 #include "task.h"
 #include "task_state.h"
 #include "time_shim.h"
@@ -134,6 +135,7 @@ class RecordSession {
   void patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builder s);
   void updateBufferDenials();
   void updateBufferOutputFds(RecordTask& t);
+  std::vector<long> bufferOutputFds(const SysbufSpace& space);
   // Emulated ptrace between tracees (ptrace_emulation.cc).
   bool answerPtrace(RecordTask& t);
   bool answerWait(RecordTask& t);

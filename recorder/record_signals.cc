@@ -287,7 +287,10 @@ void RecordSession::setPoint(schema::Registers::Builder regs,
   }
   std::vector<uint8_t> xstate = readExtendedRegisters(t.task.tid());
   state.setExtendedRegisters(asData(xstate.data(), xstate.size()));
-  MemoryDigest digest = digestMemory(t.task.tid(), kRecPages);
+  std::vector<AddressRange> excluded(std::begin(kRecPages), std::end(kRecPages));
+  excluded.push_back(deadStackBelow(t.task.tid(), t.task.regs().raw().rsp));
+  state.setDeadStackExcluded(true);
+  MemoryDigest digest = digestMemory(t.task.tid(), excluded);
   auto blocks = state.initMemory(static_cast<unsigned>(digest.blocks.size()));
   for (unsigned i = 0; i < digest.blocks.size(); ++i) {
     blocks[i].setStart(digest.blocks[i].start);

@@ -771,7 +771,7 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
       return;
     }
     sysbuf::setNoWrites(*t.sysbuf, sharedFiles_.watching());
-    sysbuf::setOutputFds(*t.sysbuf, t.fds->fds());
+    sysbuf::setOutputFds(*t.sysbuf, bufferOutputFds(*t.sysbuf));
     starts = true;
   }
   sysbuf::applyPatch(t.task, *t.sysbuf, *patch, strays, false);
@@ -790,12 +790,22 @@ void RecordSession::updateBufferDenials() {
     if (u->sysbuf) sysbuf::setNoWrites(*u->sysbuf, sharedFiles_.watching());
 }
 
+// The fds that are stdout/stderr in any file table of the tasks one buffer
+// serves: threads that unshared their table (unshare(CLONE_FILES)) share the
+// address space, and so the buffer, but not the fds.
+std::vector<long> RecordSession::bufferOutputFds(const SysbufSpace& space) {
+  std::vector<long> fds;
+  for (auto& [tid, u] : tasks_)
+    if (u->sysbuf.get() == &space && u->fds)
+      for (long fd : u->fds->fds()) fds.push_back(fd);
+  return fds;
+}
+
 // The fds of t's file table that are stdout/stderr changed: so did the
 // buffers of every process with that table.
 void RecordSession::updateBufferOutputFds(RecordTask& t) {
-  std::vector<long> fds = t.fds->fds();
   for (auto& [tid, u] : tasks_)
-    if (u->sysbuf && u->fds == t.fds) sysbuf::setOutputFds(*u->sysbuf, fds);
+    if (u->sysbuf && u->fds == t.fds) sysbuf::setOutputFds(*u->sysbuf, bufferOutputFds(*u->sysbuf));
 }
 
 }  // namespace rec

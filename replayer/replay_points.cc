@@ -138,6 +138,7 @@ ReplaySession::RecordedPoint ReplaySession::recordedPoint(
     p.entry = state.getHardwareBreakpoint() ? PointEntry::DebugRegister : PointEntry::Jump;
     auto stack = state.getStack();
     p.stack.assign(stack.begin(), stack.end());
+    p.deadStackExcluded = state.getDeadStackExcluded();
   }
   return p;
 }
@@ -155,11 +156,13 @@ std::optional<std::string> ReplaySession::stateDifference(ReplayTask& t, const R
       return fmt::format("extended register {}", *d);
   }
   if (point.memory) {
+    std::vector<AddressRange> excluded = rangesNotDigested();
+    if (point.deadStackExcluded) excluded.push_back(deadStackBelow(t.task.tid(), point.regs.rsp));
     // The block that differed at the previous candidate first, alone: in a
     // loop whose rounds differ in memory only, it usually differs again, and
     // hashing one block costs far less than all of memory (a JVM's heap).
     if (point.suspectBlock) {
-      BlockDigest now = digestBlock(t.task.tid(), rangesNotDigested(), *point.suspectBlock);
+      BlockDigest now = digestBlock(t.task.tid(), excluded, *point.suspectBlock);
       BlockDigest recorded{*point.suspectBlock, 0, 0};
       for (const BlockDigest& b : point.memory->blocks)
         if (b.start == *point.suspectBlock) recorded = b;
@@ -167,7 +170,7 @@ std::optional<std::string> ReplaySession::stateDifference(ReplayTask& t, const R
         return fmt::format("memory in the 1 MiB at {:#x} differs: {} non-zero pages, recorded {}",
                            now.start, now.pages, recorded.pages);
     }
-    MemoryDigest now = digestMemory(t.task.tid(), rangesNotDigested());
+    MemoryDigest now = digestMemory(t.task.tid(), excluded);
     point.suspectBlock = firstDifferingBlock(*point.memory, now);
     if (auto d = memoryDifference(*point.memory, now, t.task.tid())) return *d;
   }

@@ -136,6 +136,7 @@ class ReplaySession {
     uint64_t runNs = 0;  // how long the task ran to get there, when recorded
     PointEntry entry = PointEntry::Jump;
     std::vector<uint8_t> stack;  // from rsp up, checked in-process (empty in older traces)
+    bool deadStackExcluded = false;  // the digest leaves out the stack below the red zone
     // While reaching it: the memory block that differed at the last candidate.
     mutable std::optional<uint64_t> suspectBlock;
   };

@@ -49,8 +49,9 @@ int64_t remoteSyscall(Task& task, int nr, std::array<uint64_t, 6> args, StraySig
   // resetting the program's SIGTRAP handler. Unblocked meanwhile.
   constexpr uint64_t kTrapBit = uint64_t{1} << (SIGTRAP - 1);
   uint64_t mask = 0;
-  bool unblocked = ::ptrace(PTRACE_GETSIGMASK, task.tid(), reinterpret_cast<void*>(8), &mask) == 0 &&
-                   (mask & kTrapBit);
+  bool unblocked =
+      ::ptrace(PTRACE_GETSIGMASK, task.tid(), reinterpret_cast<void*>(8), &mask) == 0 &&
+      (mask & kTrapBit);
   if (unblocked) {
     uint64_t without = mask & ~kTrapBit;
     ::ptrace(PTRACE_SETSIGMASK, task.tid(), reinterpret_cast<void*>(8), &without);
@@ -175,6 +176,24 @@ uint64_t putScratchString(Task& task, const std::string& s) {
     throw RecError(kExitInternal, fmt::format("path too long for the scratch page: {}", s));
   task.writeForced(kScratchData, s.c_str(), s.size() + 1);
   return kScratchData;
+}
+
+bool mapRecMemoryAt(Task& task, int recFd, uint64_t address, uint64_t size, const char* what,
+                    StraySignals& strays) {
+  uint64_t path = putScratchString(task, fmt::format("/proc/{}/fd/{}", ::getpid(), recFd));
+  int64_t fd =
+      remoteSyscall(task, SYS_openat,
+                    {static_cast<uint64_t>(AT_FDCWD), path, O_RDWR | O_CLOEXEC, 0, 0, 0}, strays);
+  if (fd < 0) return false;
+  int64_t got = remoteSyscall(
+      task, SYS_mmap,
+      {address, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, static_cast<uint64_t>(fd), 0},
+      strays);
+  remoteSyscall(task, SYS_close, {static_cast<uint64_t>(fd), 0, 0, 0, 0, 0}, strays);
+  if (got != static_cast<int64_t>(address))
+    throw RecError(kExitInternal,
+                   fmt::format("cannot map {} in task {} ({})", what, task.tid(), got));
+  return true;
 }
 
 }  // namespace rec

@@ -64,6 +64,13 @@ void installScratchPage(Task& task, StraySignals& strays, bool withTimeShim);
 // Puts a NUL-terminated string into the scratch data area; returns its address.
 uint64_t putScratchString(Task& task, const std::string& s);
 
+// Maps one of rec's own memfds (rec's fd `recFd`) shared into the task at a
+// fixed address, through /proc/<rec>/fd: how rec shares its logs and buffers
+// with a tracee. False when the tracee cannot open it (it may be dying);
+// throws RecError (naming `what`) when the mapping lands elsewhere.
+bool mapRecMemoryAt(Task& task, int recFd, uint64_t address, uint64_t size, const char* what,
+                    StraySignals& strays);
+
 // Address of a `syscall` instruction in the task's vDSO (0 when none).
 uint64_t findVdsoSyscall(Task& task);
 

@@ -45,7 +45,7 @@ namespace {
 constexpr uint64_t kSlotsOffset = 16;
 constexpr uint64_t kSlotSize = 32;
 constexpr unsigned kSlotsPerPage = (kPageSize - kSlotsOffset) / kSlotSize;
-constexpr uint64_t kSlotCmp = 19;  // where the displaced `cmp` runs in a slot
+constexpr uint64_t kSlotCmp = 19;   // where the displaced `cmp` runs in a slot
 constexpr uint64_t kPatchSize = 8;  // at most: `syscall` (2) + `cmp $imm32,%rax` (6)
 
 // The bytes a patch replaces at a site: `syscall` and the compare after it
@@ -54,8 +54,7 @@ constexpr uint64_t kPatchSize = 8;  // at most: `syscall` (2) + `cmp $imm32,%rax
 size_t patchLength(const uint8_t code[kPatchSize]) {
   if (code[0] != 0x0f || code[1] != 0x05) return 0;
   auto errorBound = [](const uint8_t* imm) {
-    return (imm[0] == 0x00 || imm[0] == 0x01) && imm[1] == 0xf0 && imm[2] == 0xff &&
-           imm[3] == 0xff;
+    return (imm[0] == 0x00 || imm[0] == 0x01) && imm[1] == 0xf0 && imm[2] == 0xff && imm[3] == 0xff;
   };
   if (code[2] == 0x48 && code[3] == 0x3d && errorBound(code + 4)) return 8;
   if (code[2] == 0x3d && errorBound(code + 3)) return 7;
@@ -78,7 +77,7 @@ std::vector<uint8_t> slotCode(uint64_t slot, uint64_t site, std::span<const uint
   c.insert(c.end(), {0xff, 0x15});                          // call *entry(%rip)
   put32(c, static_cast<int64_t>(page) - static_cast<int64_t>(slot + 11));
   c.insert(c.end(), {0x48, 0x8d, 0xa4, 0x24, 0x80, 0x00, 0x00, 0x00});  // lea 128(%rsp),%rsp
-  c.insert(c.end(), displaced.begin(), displaced.end());  // cmp $-4096,%rax
+  c.insert(c.end(), displaced.begin(), displaced.end());                // cmp $-4096,%rax
   while (c.size() < kSlotCmp + 6) c.push_back(0x90);
   c.push_back(0xe9);  // jmp to the instruction after the compare
   put32(c, static_cast<int64_t>(site + 2 + displaced.size()) - static_cast<int64_t>(slot + 30));
@@ -153,21 +152,11 @@ bool enabledByEnvironment() {
 
 namespace {
 
-bool mapBuffer(Task& task, SysbufSpace& space, std::unique_ptr<SysbufMemory> buffer,
-               uint32_t mode, StraySignals& strays) {
-  uint64_t path = putScratchString(task, fmt::format("/proc/{}/fd/{}", ::getpid(), buffer->fd()));
-  int64_t fd =
-      remoteSyscall(task, SYS_openat,
-                    {static_cast<uint64_t>(AT_FDCWD), path, O_RDWR | O_CLOEXEC, 0, 0, 0}, strays);
-  if (fd < 0) return false;
-  int64_t got = remoteSyscall(task, SYS_mmap,
-                              {REC_SYSBUF, REC_SYSBUF_SIZE, PROT_READ | PROT_WRITE,
-                               MAP_SHARED | MAP_FIXED, static_cast<uint64_t>(fd), 0},
-                              strays);
-  remoteSyscall(task, SYS_close, {static_cast<uint64_t>(fd), 0, 0, 0, 0, 0}, strays);
-  if (got != static_cast<int64_t>(REC_SYSBUF))
-    throw RecError(kExitInternal, fmt::format("cannot map the syscall buffer in task {} ({})",
-                                              task.tid(), got));
+bool mapBuffer(Task& task, SysbufSpace& space, std::unique_ptr<SysbufMemory> buffer, uint32_t mode,
+               StraySignals& strays) {
+  if (!mapRecMemoryAt(task, buffer->fd(), REC_SYSBUF, REC_SYSBUF_SIZE, "the syscall buffer",
+                      strays))
+    return false;
   buffer->closeFd();
   space.buffer = std::move(buffer);
   setMode(task, mode);
@@ -248,11 +237,11 @@ void applyPatch(Task& task, SysbufSpace& space, const SysbufPatch& patch, StrayS
   if (patch.newPage) {
     if (patch.newPage != pageAddress)
       throw RecError(kExitBadTrace, "rec: a syscall buffer patch outside its new page");
-    int64_t got = remoteSyscall(task, SYS_mmap,
-                                {patch.newPage, kPageSize, PROT_READ | PROT_EXEC,
-                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
-                                 static_cast<uint64_t>(-1), 0},
-                                strays);
+    int64_t got = remoteSyscall(
+        task, SYS_mmap,
+        {patch.newPage, kPageSize, PROT_READ | PROT_EXEC,
+         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, static_cast<uint64_t>(-1), 0},
+        strays);
     if (got != static_cast<int64_t>(patch.newPage))
       throw RecError(failure, fmt::format("rec: {}: cannot map a trampoline page at {:#x} ({})",
                                           modeName(replaying), patch.newPage, got));
@@ -311,8 +300,7 @@ std::vector<std::byte> drain(SysbufSpace& space, size_t pendingBytes) {
   while (at + sizeof(rec_sysbuf_entry) <= used) {
     rec_sysbuf_entry e;
     std::memcpy(&e, entries + at, sizeof e);
-    if (e.size < sizeof e || e.size % 8 || at + e.size > used ||
-        e.out_len > e.size - sizeof e)
+    if (e.size < sizeof e || e.size % 8 || at + e.size > used || e.out_len > e.size - sizeof e)
       throw RecError(kExitInternal, "rec: the syscall buffer was overwritten by the program");
     at += e.size;
   }

@@ -804,8 +804,14 @@ std::vector<long> RecordSession::bufferOutputFds(const SysbufSpace& space) {
 // The fds of t's file table that are stdout/stderr changed: so did the
 // buffers of every process with that table.
 void RecordSession::updateBufferOutputFds(RecordTask& t) {
+  // Threads share one buffer: recompute each affected buffer once, not once
+  // per task (this runs at every open, close and dup).
+  std::vector<SysbufSpace*> spaces;
   for (auto& [tid, u] : tasks_)
-    if (u->sysbuf && u->fds == t.fds) sysbuf::setOutputFds(*u->sysbuf, bufferOutputFds(*u->sysbuf));
+    if (u->sysbuf && u->fds == t.fds &&
+        std::find(spaces.begin(), spaces.end(), u->sysbuf.get()) == spaces.end())
+      spaces.push_back(u->sysbuf.get());
+  for (SysbufSpace* space : spaces) sysbuf::setOutputFds(*space, bufferOutputFds(*space));
 }
 
 }  // namespace rec

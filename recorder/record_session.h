@@ -134,6 +134,8 @@ class RecordSession {
   void writeBuffered(RecordTask& t, pid_t tid);
   void patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builder s);
   void updateBufferDenials();
+  static bool noteFdTable(OutputFds& fds, const sys::SyscallRow& row,
+                          const std::array<uint64_t, 6>& args, int64_t result);
   std::vector<sysbuf::FileId> bufferWatchedFiles() const;
   void updateBufferOutputFds(RecordTask& t);
   std::vector<long> bufferOutputFds(const SysbufSpace& space);

@@ -26,6 +26,11 @@
 //                 lives only on the stack, and whose rounds are longer than
 //                 the recorder's walk (openssl speed's shape: SHA-256 and
 //                 OPENSSL_cleanse in a loop counting on the stack).
+//   probe-round   SIGALRM lands in a short probe loop that writes no memory
+//                 and whose registers change every pass (a hash table's
+//                 probe), called alike every round of an outer loop whose
+//                 count lives only on the heap (CPython's dict lookups in
+//                 its eval loop).
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <setjmp.h>
@@ -229,6 +234,36 @@ __attribute__((noreturn)) static void stack_round(void) {
   }
 }
 
+static volatile long* heap_round;  // the count: on the heap, its address in a global
+static void on_alarm_print_heap_round(int sig) {
+  (void)sig;
+  printf("signal in heap round %ld\n", *heap_round);
+  fflush(stdout);
+  _exit(0);
+}
+
+__attribute__((noinline)) static void bump_heap_round(void) { (*heap_round)++; }
+
+__attribute__((noreturn)) static void probe_round(void) {
+  heap_round = calloc(1, sizeof *heap_round);
+  signal(SIGALRM, on_alarm_print_heap_round);
+  arm_alarm(20000 + (long)(getpid() % 7) * 3000);
+  for (;;) {
+    bump_heap_round();
+    // Six probes; every caller-saved register the bump may have left the
+    // count in is cleared first, so no register tells the rounds apart.
+    __asm__ volatile(
+        "xor %%eax, %%eax\n xor %%edx, %%edx\n xor %%esi, %%esi\n xor %%edi, %%edi\n"
+        " xor %%r8d, %%r8d\n xor %%r9d, %%r9d\n xor %%r10d, %%r10d\n xor %%r11d, %%r11d\n"
+        " mov $6, %%ecx\n"
+        "1: imul $5, %%rdx, %%rdx\n"
+        " add $0x12345, %%rdx\n"
+        " dec %%ecx\n"
+        " jnz 1b\n" ::
+            : "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "cc");
+  }
+}
+
 int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "";
   if (!strcmp(mode, "global-round")) global_round();
@@ -239,8 +274,9 @@ int main(int argc, char** argv) {
   if (!strcmp(mode, "red-zone")) red_zone();
   if (!strcmp(mode, "syscall-spin")) return syscall_spin();
   if (!strcmp(mode, "stack-round")) stack_round();
+  if (!strcmp(mode, "probe-round")) probe_round();
   fprintf(stderr,
           "usage: exact_points global-round|jmp-self|dec-jnz|loop-insn|pause-spin|red-zone|"
-          "syscall-spin|stack-round\n");
+          "syscall-spin|stack-round|probe-round\n");
   return 2;
 }

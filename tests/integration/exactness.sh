@@ -31,9 +31,10 @@ check_mode() {
 }
 
 # The rounds of an outer loop that differ only in a count on the stack
-# (stack-round) or on the heap, around a probe loop that writes nothing and
-# whose registers move (probe-round), are told apart in-process: the point is
-# reached at its first candidate, not one per round (docs/exactness.md).
+# (stack-round), on the heap around a probe loop that writes nothing and whose
+# registers move (probe-round), or in xmm0 (xmm-round) are told apart
+# in-process: the point is reached at its first candidate, not one per round
+# (docs/exactness.md).
 check_first_candidate() {
   local mode=$1 expect=$2
   need_program exact_points
@@ -123,6 +124,7 @@ for mode in global-round jmp-self dec-jnz loop-insn pause-spin red-zone syscall-
 done
 t stack_round check_first_candidate stack-round '^signal in stack round [0-9]+$'
 t probe_round check_first_candidate probe-round '^signal in heap round [0-9]+$'
+t xmm_round check_first_candidate xmm-round '^signal at xmm0 [0-9]+$'
 t openssl_speed check_openssl_speed
 t memory_digests check_memory_digests
 t unreachable_point check_unreachable_point

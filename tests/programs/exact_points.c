@@ -31,6 +31,11 @@
 //                 probe), called alike every round of an outer loop whose
 //                 count lives only on the heap (CPython's dict lookups in
 //                 its eval loop).
+//   xmm-round     SIGALRM lands in a subroutine called from several sites
+//                 every round of a loop that counts in xmm0 only, with the
+//                 stack moved 4 KiB away (rr's signal_xmm_state's shape):
+//                 the general registers, the words written and the stack
+//                 are alike every round. The handler prints xmm0.
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <setjmp.h>
@@ -264,6 +269,35 @@ __attribute__((noreturn)) static void probe_round(void) {
   }
 }
 
+static void on_alarm_print_xmm0(int sig, siginfo_t* info, void* context) {
+  (void)sig;
+  (void)info;
+  ucontext_t* uc = context;
+  const uint32_t* x = uc->uc_mcontext.fpregs->_xmm[0].element;
+  printf("signal at xmm0 %llu\n", (unsigned long long)x[0] | (unsigned long long)x[1] << 32);
+  fflush(stdout);
+  _exit(0);
+}
+
+__attribute__((noreturn)) static void xmm_round(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_alarm_print_xmm0;
+  sa.sa_flags = SA_SIGINFO;
+  sigaction(SIGALRM, &sa, NULL);
+  arm_alarm(20000 + (long)(getpid() % 7) * 3000);
+  __asm__ volatile(
+      "pxor %%xmm0, %%xmm0\n"
+      " mov $1, %%eax\n movq %%rax, %%xmm1\n"
+      "1: call 2f\n call 2f\n call 2f\n call 2f\n jmp 1b\n"
+      "2: sub $4096, %%rsp\n"
+      " paddq %%xmm1, %%xmm0\n paddq %%xmm1, %%xmm0\n paddq %%xmm1, %%xmm0\n"
+      " add $4096, %%rsp\n"
+      " ret\n" ::
+          : "rax", "xmm0", "xmm1", "cc");
+  __builtin_unreachable();
+}
+
 int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "";
   if (!strcmp(mode, "global-round")) global_round();
@@ -275,8 +309,9 @@ int main(int argc, char** argv) {
   if (!strcmp(mode, "syscall-spin")) return syscall_spin();
   if (!strcmp(mode, "stack-round")) stack_round();
   if (!strcmp(mode, "probe-round")) probe_round();
+  if (!strcmp(mode, "xmm-round")) xmm_round();
   fprintf(stderr,
           "usage: exact_points global-round|jmp-self|dec-jnz|loop-insn|pause-spin|red-zone|"
-          "syscall-spin|stack-round|probe-round\n");
+          "syscall-spin|stack-round|probe-round|xmm-round\n");
   return 2;
 }

@@ -770,7 +770,7 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
       absorbStrays(t, strays);
       return;
     }
-    sysbuf::setNoWrites(*t.sysbuf, sharedFiles_.watching());
+    sysbuf::setWatchedFiles(*t.sysbuf, bufferWatchedFiles());
     sysbuf::setOutputFds(*t.sysbuf, bufferOutputFds(*t.sysbuf));
     starts = true;
   }
@@ -783,11 +783,19 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
   b.setStartsBuffer(starts);
 }
 
-// Files mapped MAP_SHARED are watched: from now on writes stay traced, so
-// that their changes reach replay's shared copies.
+// A file mapped MAP_SHARED is watched: from now on writes to it stay
+// traced, so that its changes reach replay's shared copies.
 void RecordSession::updateBufferDenials() {
+  std::vector<sysbuf::FileId> files = bufferWatchedFiles();
   for (auto& [tid, u] : tasks_)
-    if (u->sysbuf) sysbuf::setNoWrites(*u->sysbuf, sharedFiles_.watching());
+    if (u->sysbuf) sysbuf::setWatchedFiles(*u->sysbuf, files);
+}
+
+std::vector<sysbuf::FileId> RecordSession::bufferWatchedFiles() const {
+  std::vector<sysbuf::FileId> files;
+  for (const SharedFiles::Id& id : sharedFiles_.watchedInOrder())
+    files.push_back({id.device, id.inode});
+  return files;
 }
 
 // The fds that are stdout/stderr in any file table of the tasks one buffer

@@ -351,6 +351,10 @@ void applyPatch(Task& task, SysbufSpace& space, const SysbufPatch& patch, StrayS
   task.writeForced(patch.site, jump.data(), jump.size());
   space.patched.insert(patch.site);
   // The task is at the syscall's exit: it goes on with the displaced cmp.
+  moveOutOfSite(task, patch);
+}
+
+void moveOutOfSite(Task& task, const SysbufPatch& patch) {
   if (task.regs().ip() == patch.site + 2) task.mutableRegs().setIp(patch.slot + kSlotCmp);
 }
 

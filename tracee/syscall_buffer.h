@@ -110,6 +110,10 @@ void setWatchedFiles(SysbufSpace& space, std::span<const FileId> files);
 std::optional<SysbufPatch> planPatch(Task& task, SysbufSpace& space, uint64_t site,
                                      std::span<const uint64_t> busyIps);
 
+// A task standing right after the patched `syscall` goes on at the slot's
+// copy of the displaced compare instead (applyPatch does so for its task).
+void moveOutOfSite(Task& task, const SysbufPatch& patch);
+
 // Whether the code right before a `syscall` (the last kSetsNumberWindow
 // bytes) loads `nr` into eax: `mov $nr,%eax` (or `xor %eax,%eax` for 0),
 // followed only by moves of the other argument registers (glibc's

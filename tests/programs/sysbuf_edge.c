@@ -14,6 +14,7 @@
 //                              file opened as fd 1 after close(1): what goes
 //                              to stdout must show on replay, the rest not
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +108,12 @@ static int fds(const char* parent) {
     closedir(listing);
   }
   printf("listed %d files: %016lx\n", made, h);
+  /* The buffer's O_PATH check hands the kernel the program's pointer: a
+   * bad one fails there (EFAULT), the same on replay. */
+  for (int i = 0; i < 3; ++i) {
+    errno = 0;
+    if (open((const char*)16, O_RDONLY) != -1 || errno != EFAULT) return 7;
+  }
   /* An alias of stdout made by fcntl: what it writes is the program's output. */
   int alias = fcntl(1, F_DUPFD_CLOEXEC, 20);
   if (alias < 0) return 5;

@@ -321,12 +321,19 @@ void RecordSession::handleStop(RecordTask& t, const Stop& stop) {
                       ptraceStopStatus(stop.signal, t.ptrace.seized ? PTRACE_EVENT_STOP : 0));
       return;
     }
-    // A real group-stop (SIGSTOP and friends): let the task go on; job
-    // control of recorded programs is not reproduced.
-    if (scheduler_->isCurrent(t))
-      scheduler_->run(t);
-    else
+    if (t.state() == RecordTask::State::JobStopped) {
+      // SIGCONT (or another signal) woke it from its job-control stop: on
+      // with it; the signal's own stop follows.
       scheduler_->makeReady(t);
+      return;
+    }
+    // A real group-stop (SIGSTOP and friends) of a task nobody emulated
+    // ptraces: it stays stopped, as natively, and since rec is not its
+    // parent the kernel reports the stop to the parent's WUNTRACED wait.
+    // PTRACE_LISTEN keeps it there until SIGCONT, which the next stop shows.
+    t.task.listen();
+    scheduler_->forget(t);
+    t.setState(RecordTask::State::JobStopped);
     return;
   }
   if (stop.kind != StopKind::Signal) t.leftSyscallReturn();

@@ -64,6 +64,8 @@ capnp::Data::Reader asData(const T& value) {
 //   VforkHeld --(child exec'd or died)--> Running | Ready
 //   Ready | Running | InSyscall --(a stop its emulated ptracer sees)--> PtraceStopped
 //   PtraceStopped --(the ptracer resumes it: PTRACE_CONT, DETACH, ...)--> Ready
+//   Running | InSyscall | Ready --(group-stop, no emulated ptracer)--> JobStopped
+//   JobStopped --(SIGCONT woke it)--> Ready
 //   any live state --(PTRACE_EVENT_EXIT)--> Exiting --(reaped)--> Dead
 //   any live state --(killed: reaped without an exit stop)--> Dead
 //
@@ -83,6 +85,7 @@ class RecordTask {
     InSyscall,      // resumed into a traced syscall (PTRACE_SYSCALL); may block in the kernel
     VforkHeld,      // vfork parent stopped at its syscall's return until the child execs or exits
     PtraceStopped,  // in a ptrace stop of its emulated ptracer (ptrace_emulation.h), until resumed
+    JobStopped,     // stopped by SIGSTOP/SIGTSTP & co (PTRACE_LISTEN), until SIGCONT
     Exiting,        // past PTRACE_EVENT_EXIT (or ended by a sibling's exec), not yet reaped
     Dead,
   };

@@ -209,6 +209,12 @@ void Task::resume(Resume how, int signal) {
   }
 }
 
+void Task::listen() {
+  regsValid_ = false;
+  if (::ptrace(PTRACE_LISTEN, tid_, nullptr, nullptr) != 0 && errno != ESRCH)
+    throwErrno(kExitInternal, fmt::format("PTRACE_LISTEN({})", tid_));
+}
+
 siginfo_t Task::siginfo() {
   siginfo_t info{};
   if (::ptrace(PTRACE_GETSIGINFO, tid_, nullptr, &info) != 0)

@@ -130,7 +130,25 @@ check_many_processes() {
   ) || exit 1
 }
 
+# Job control: a child stopped by SIGSTOP stays stopped under rec, its
+# parent's WUNTRACED wait sees it, SIGCONT resumes it (it ran on before).
+check_job_control() {
+  need_program job_control
+  expect_native_differs "$PROGRAMS/job_control"
+  local i
+  for i in 1 2; do
+    REC_TIMEOUT=20 record_replay "job$i" --status 0 \
+      --expect-out '^parent: child stopped by SIGSTOP$' \
+      --expect-out '^parent: still stopped after 50 ms$' \
+      --expect-out '^child: resumed, handler ran 1$' \
+      -- "$PROGRAMS/job_control"
+    grep -Eq '^parent: child exited with ([0-9]+) \(expected \1\)$' "job$i.rec.out" ||
+      fail "the child's exit status is not the one it chose"
+  done
+}
+
 t group_exit check_group_exit
+t job_control check_job_control
 t many_processes check_many_processes
 t seccomp_user check_seccomp_user
 t daemon check_daemon

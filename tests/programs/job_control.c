@@ -1,0 +1,60 @@
+// Job control under rec: a child stopped by SIGSTOP stays stopped, its
+// parent's WUNTRACED wait sees the stop (and a WNOHANG wait before it sees
+// nothing), SIGCONT resumes it. The child's exit status comes from the
+// clock, so the output differs on every native run.
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHECK(cond)                                                    \
+  do {                                                                 \
+    if (!(cond)) {                                                     \
+      fprintf(stderr, "line %d: check failed: %s\n", __LINE__, #cond); \
+      exit(1);                                                         \
+    }                                                                  \
+  } while (0)
+
+static volatile sig_atomic_t resumed;
+
+static void onCont(int sig) {
+  (void)sig;
+  resumed = 1;
+}
+
+int main(void) {
+  setvbuf(stdout, NULL, _IONBF, 0);
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int code = (int)(ts.tv_nsec / 1000 % 100) + 1;
+  int ready[2];
+  CHECK(pipe(ready) == 0);
+  pid_t child = fork();
+  if (child == 0) {
+    signal(SIGCONT, onCont);
+    CHECK(write(ready[1], "r", 1) == 1);
+    raise(SIGSTOP);
+    // Only SIGCONT gets here; the parent checked it stopped first.
+    printf("child: resumed, handler ran %d\n", (int)resumed);
+    _exit(code);
+  }
+  char c;
+  CHECK(read(ready[0], &c, 1) == 1);
+  int status = 0;
+  pid_t got = waitpid(child, &status, WUNTRACED);
+  CHECK(got == child && WIFSTOPPED(status));
+  printf("parent: child stopped by %s\n", WSTOPSIG(status) == SIGSTOP ? "SIGSTOP" : "?");
+  // Stopped means stopped: nothing more comes from it for a while.
+  struct timespec pause = {0, 50 * 1000 * 1000};
+  nanosleep(&pause, NULL);
+  CHECK(waitpid(child, &status, WNOHANG | WUNTRACED) == 0);
+  printf("parent: still stopped after 50 ms\n");
+  CHECK(kill(child, SIGCONT) == 0);
+  CHECK(waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status));
+  printf("parent: child exited with %d (expected %d)\n", WEXITSTATUS(status), code);
+  return 0;
+}

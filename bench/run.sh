@@ -46,6 +46,8 @@ log() { printf '%s\n' "$*" >&2; }
 # --- workload preparation ---------------------------------------------------
 cc -O2 -o "$TMP/cpu_bound" "$HERE/cpu_bound.c" || { log "run.sh: cannot compile cpu_bound.c"; exit 1; }
 cc -O2 -pthread -o "$TMP/threads" "$HERE/threads.c" || { log "run.sh: cannot compile threads.c"; exit 1; }
+cc -O2 -o "$TMP/read_loop" "$HERE/read_loop.c" || { log "run.sh: cannot compile read_loop.c"; exit 1; }
+cc -O2 -o "$TMP/pipe_pingpong" "$HERE/pipe_pingpong.c" || { log "run.sh: cannot compile pipe_pingpong.c"; exit 1; }
 mkdir -p "$TMP/proj"
 for i in 1 2 3 4 5 6 7 8; do
   printf 'int f%d(int x) { int s = 0; for (int i = 0; i < x; i++) s += i * %d; return s; }\n' "$i" "$i" >"$TMP/proj/f$i.c"
@@ -53,9 +55,11 @@ done
 printf 'int main(void) { return 0; }\n' >"$TMP/proj/main.c"
 printf 'OBJS = main.o f1.o f2.o f3.o f4.o f5.o f6.o f7.o f8.o\nprog: $(OBJS)\n\t$(CC) -o $@ $(OBJS)\n%%.o: %%.c\n\t$(CC) -O1 -c -o $@ $<\n' >"$TMP/proj/Makefile"
 
-WORKLOADS=(dd find ls_lR cpu_bound threads python_start true_x100 make_j2)
+WORKLOADS=(dd read4k pipe find ls_lR cpu_bound threads python_start true_x100 make_j2)
 declare -A DESC=(
   [dd]='dd bs=4k of 50 MB, /dev/zero to /dev/null'
+  [read4k]='read() loop, 4 KiB blocks of a 100 MB file'
+  [pipe]='pipe ping-pong, 2 processes, 20000 rounds of 8 bytes'
   [find]='find /usr -type f'
   [ls_lR]='ls -lR /usr/lib'
   [cpu_bound]='cpu_bound (~1 s of arithmetic)'
@@ -67,6 +71,10 @@ declare -A DESC=(
 set_cmd() {  # set_cmd NAME: sets the array CMD
   case $1 in
     dd) CMD=(dd if=/dev/zero of=/dev/null bs=4k count=12800) ;;
+    read4k)
+      [[ -f $TMP/big ]] || head -c 100000000 /dev/urandom >"$TMP/big"
+      CMD=("$TMP/read_loop" "$TMP/big") ;;
+    pipe) CMD=("$TMP/pipe_pingpong" 20000) ;;
     find) CMD=(find /usr -type f) ;;
     ls_lR) CMD=(ls -lR /usr/lib) ;;
     cpu_bound) CMD=("$TMP/cpu_bound") ;;

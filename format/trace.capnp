@@ -54,6 +54,7 @@ struct Header {
   cpuNumber @16 :Int32 = -1;    # the CPU rec and the program were pinned to: replay takes the same
                                 # one where it may (lsl and getcpu show it without a syscall)
   checkMemory @17 :Bool;        # `rec record --check-memory`: events carry a digest of the program's memory
+  syscallBuffer @18 :Bool;      # the syscall buffer was on (docs/syscall-buffer.md)
 }
 
 # One register file, the kernel's struct user_regs_struct: raw, or (at a
@@ -81,6 +82,12 @@ struct PointState {
   memory @1 :List(MemoryBlock);  # digest of the address space's writable memory
   runNs @2 :UInt64;              # CPU time the task ran from its last resume to the point
   hardwareBreakpoint @3 :Bool;   # replay enters the check through a debug register, not a patched jump
+  stack @4 :Data;                # the memory from the point's rsp up (at most kPointStackBytes, not past
+                                 # its mapping): compared in-process, it tells apart the rounds of an outer
+                                 # loop whose state is on the stack (a counter saved by a callee)
+  deadStackExcluded @5 :Bool;    # memory leaves out the whole pages of the task's stack below rsp-128
+                                 # (dead by the ABI; glibc's lazy binding leaves XSAVEC images there
+                                 # whose XSTATE_BV depends on the CPU's XINUSE, not on the program)
 }
 
 struct MemWrite {
@@ -156,6 +163,19 @@ struct SyscallEvent {
   # registers): each word written, address = offset in struct user.
   traceeXstate @20 :Data;
   traceeUserWrites @21 :List(MemWrite);
+  # Made through the syscall buffer without a stop (with `buffered`): replay
+  # queues it in the buffer, whose code hands it back (docs/syscall-buffer.md).
+  inSyscallBuffer @22 :Bool;
+  # At this syscall's exit the recorder patched the site it was made from
+  # into a jump to the syscall buffer; replay patches it at the same point.
+  bufferPatch @23 :BufferPatch;
+}
+
+struct BufferPatch {
+  site @0 :UInt64;          # the `syscall` instruction replaced (with the `cmp` after it)
+  slot @1 :UInt64;          # its trampoline
+  newPage @2 :UInt64;       # a trampoline page mapped first; 0: none
+  startsBuffer @3 :Bool;    # the process's buffer was mapped first
 }
 
 # A write into a process's memory through its /proc/PID/mem file: replay

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <memory>
+#include <vector>
 
 namespace rec {
 
@@ -37,6 +38,12 @@ class OutputFds {
       it = origin_.erase(it);
   }
   std::shared_ptr<OutputFds> copy() const { return std::make_shared<OutputFds>(*this); }
+  // Every fd that is stdout or stderr.
+  std::vector<long> fds() const {
+    std::vector<long> out;
+    for (auto [fd, origin] : origin_) out.push_back(fd);
+    return out;
+  }
 
  private:
   std::map<long, int> origin_;

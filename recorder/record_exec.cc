@@ -152,7 +152,7 @@ void RecordSession::completeExec(RecordTask& t) {
   pid_t tid = t.task.tid();
   t.pagemap.reset();  // an open pagemap still shows the address space before exec
   StraySignals strays;
-  installScratchPage(t.task, strays, timeShim_);
+  installScratchPage(t.task, strays, timeShim_ || syscallBuffer_);
   absorbStrays(t, strays);
   auto space = std::make_shared<TimeShimSpace>();
 
@@ -264,6 +264,9 @@ void RecordSession::completeExec(RecordTask& t) {
   }
   // After the Exec event, which carries the old image's last time answers.
   t.timeSpace = std::move(space);
+  t.sysbuf = syscallBuffer_ ? std::make_shared<SysbufSpace>() : nullptr;
+  // A filter the program installed survives exec; the buffer's calls would pass it.
+  if (t.sysbuf && t.seccompMode != 0) t.sysbuf->disabled = true;
   t.execSeen = false;
   // The mask survives exec; handlers become SIG_DFL (SIG_IGN stays).
   t.signalMask.reset();
@@ -281,6 +284,7 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
   child.task.setTgid((flags & CLONE_THREAD) ? t.task.tgid() : childTid);
   child.fds = (flags & CLONE_FILES) ? t.fds : t.fds->copy();
   child.timeSpace = time_shim::forChild(t.timeSpace, t.task, child.task, flags);
+  child.sysbuf = sysbuf::forChild(t.sysbuf, child.task, flags);
   child.tscMode = t.tscMode;
   child.seccompMode = t.seccompMode;
   child.signalMask = t.signalMask;

@@ -109,6 +109,7 @@ void RecordSession::writeHeader(const std::string& executable, int cpuNumber) {
   h.setChaosSeed(scheduler_->chaosSeed());
   h.setRdtscPatched(rdtscPatcher_.has_value());
   h.setTimeShim(timeShim_);
+  h.setSyscallBuffer(syscallBuffer_);
   h.setCpuNumber(cpuNumber);
   h.setCheckMemory(options_.checkMemory);
   env_ = std::move(env);
@@ -125,6 +126,7 @@ int RecordSession::run() {
   tracedBitmap_ = tracedSyscallBitmap();
   if (const char* shim = ::getenv("REC_TIME_SHIM"); shim && std::string_view(shim) == "off")
     timeShim_ = false;
+  syscallBuffer_ = sysbuf::enabledByEnvironment();
   if (!rdtscTrapsHere()) rdtscPatcher_.emplace();
   // The trace writer's compression thread starts here, before rec pins
   // itself, and is then kept off rec's CPU, so zstd and the file writes run
@@ -263,6 +265,7 @@ void RecordSession::emit(RecordTask& t, capnp::MallocMessageBuilder& msg, pid_t 
       e.setTid(u->task.tid());
       e.initSyscallEnter().setNumber(u->nr);
       writeTimeLog(*u, u->task.tid());
+      writeBuffered(*u, u->task.tid());
       writer_->writeEvent(enter);
       u->enterAnnounced = true;
     }
@@ -271,6 +274,8 @@ void RecordSession::emit(RecordTask& t, capnp::MallocMessageBuilder& msg, pid_t 
   unannounced_.clear();
   pid_t tid = tidOverride ? tidOverride : t.task.tid();
   writeTimeLog(t, tid);
+  if (scheduler_->isCurrent(t)) drainSyscallBuffer(t);
+  writeBuffered(t, tid);
   msg.getRoot<schema::Event>().setTid(tid);
   writer_->writeEvent(msg);
 }
@@ -300,6 +305,9 @@ void RecordSession::absorbStrays(RecordTask& t, StraySignals& strays) {
 }
 
 void RecordSession::handleStop(RecordTask& t, const Stop& stop) {
+  // Only a task running user code writes the buffer (one at a time): what
+  // it holds now is this task's.
+  if (t.state() == RecordTask::State::Running) drainSyscallBuffer(t);
   if (stop.kind == StopKind::Exited) {
     onExited(t, stop.status);
     return;

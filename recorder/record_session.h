@@ -28,6 +28,7 @@
 #include "rdtsc_sites.h"
 #include "remote_syscall.h"
 #include "shared_files.h"
+#include "syscall_buffer.h"
 #include "task.h"
 #include "task_state.h"
 #include "time_shim.h"
@@ -116,6 +117,7 @@ class RecordSession {
   bool answerSetAffinity(RecordTask& t);
   bool refuseUnmappable(RecordTask& t);
   bool refuseForeignMemory(RecordTask& t);
+  pid_t foreignMemoryTarget(const RecordTask& t, int64_t result) const;
   void continueAfterSyscall(RecordTask& t);
   void refuse(RecordTask& t, int error);
   void releaseVforkParent(RecordTask& child);
@@ -127,6 +129,13 @@ class RecordSession {
   void injectHeldSignal(RecordTask& t);
   void holdSignal(RecordTask& t, const siginfo_t& info);
   void writeTimeLog(RecordTask& t, pid_t tid);
+  // The syscall buffer (docs/syscall-buffer.md, record_syscalls.cc).
+  void drainSyscallBuffer(RecordTask& t);
+  void writeBuffered(RecordTask& t, pid_t tid);
+  void patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builder s);
+  void updateBufferDenials();
+  void updateBufferOutputFds(RecordTask& t);
+  std::vector<long> bufferOutputFds(const SysbufSpace& space);
   // Emulated ptrace between tracees (ptrace_emulation.cc).
   bool answerPtrace(RecordTask& t);
   bool answerWait(RecordTask& t);
@@ -195,6 +204,7 @@ class RecordSession {
   std::vector<std::string> env_;
   std::optional<RdtscPatcher> rdtscPatcher_;  // set where RDTSC does not trap
   bool timeShim_ = true;                      // REC_TIME_SHIM=off hides the vDSO instead
+  bool syscallBuffer_ = true;                 // REC_SYSCALL_BUFFER=off: every syscall stops
 };
 
 // Set by rec's SIGTERM/SIGHUP handler; the session then kills the tracees

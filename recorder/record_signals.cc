@@ -287,7 +287,10 @@ void RecordSession::setPoint(schema::Registers::Builder regs,
   }
   std::vector<uint8_t> xstate = readExtendedRegisters(t.task.tid());
   state.setExtendedRegisters(asData(xstate.data(), xstate.size()));
-  MemoryDigest digest = digestMemory(t.task.tid(), kRecPages);
+  std::vector<AddressRange> excluded(std::begin(kRecPages), std::end(kRecPages));
+  excluded.push_back(deadStackBelow(t.task.tid(), t.task.regs().raw().rsp));
+  state.setDeadStackExcluded(true);
+  MemoryDigest digest = digestMemory(t.task.tid(), excluded);
   auto blocks = state.initMemory(static_cast<unsigned>(digest.blocks.size()));
   for (unsigned i = 0; i < digest.blocks.size(); ++i) {
     blocks[i].setStart(digest.blocks[i].start);
@@ -297,6 +300,10 @@ void RecordSession::setPoint(schema::Registers::Builder regs,
   state.setRunNs(static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t.sliceStart).count()));
   state.setHardwareBreakpoint(point.entry == PointEntry::DebugRegister);
+  // The stack from rsp up, to where its mapping ends (a short read).
+  std::vector<uint8_t> stack(kPointStackBytes);
+  stack.resize(t.task.read(t.task.regs().raw().rsp, stack.data(), stack.size()) & ~size_t{7});
+  state.setStack(asData(stack.data(), stack.size()));
   if (options_.verbose)
     fmt::print(stderr, "rec: point at {:#x} after {} steps, {} words checked, {} ms\n",
                t.task.regs().raw().rip, point.steps, point.memory.size(),
@@ -450,6 +457,8 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
 // (signals.h: FrameTrapWords), for replay to write back.
 void RecordSession::deliverSignal(RecordTask& t, int signo, capnp::MallocMessageBuilder& msg) {
   if (stopForPtracer(t, signo, msg)) return;
+  // A handler may return here: the syscall buffer never patches over it.
+  if (t.sysbuf) t.sysbuf->signalIps.insert(t.task.regs().ip());
   ++signalCount_;
   if (!hasHandler(t.task.tid(), signo)) {
     emit(t, msg);

@@ -339,16 +339,29 @@ bool RecordSession::refuseUnmappable(RecordTask& t) {
 }
 
 // process_vm_writev into the caller's own process is an ordinary output (the
-// row's iovec out param, restored on replay); into another process it would
-// change that process's memory where neither its events nor replay see it.
+// row's iovec out param, restored on replay); into another recorded process
+// it is a write into that process's memory (taskWrites, as through
+// /proc/PID/mem: finishSyscallEvent); into a process rec does not record it
+// would change memory neither the trace nor replay knows about.
 bool RecordSession::refuseForeignMemory(RecordTask& t) {
   pid_t target = static_cast<pid_t>(t.args[0]);
   struct stat st;
   if (target > 0 &&
       ::stat(fmt::format("/proc/{}/task/{}", t.task.tgid(), target).c_str(), &st) == 0)
     return false;
+  if (target > 0 && tasks_.count(target) && tasks_[target]->alive()) return false;
   refuse(t, ENOSYS);
   return true;
+}
+
+// The recorded process whose memory process_vm_writev wrote, when that is
+// not the caller's own (0 otherwise).
+pid_t RecordSession::foreignMemoryTarget(const RecordTask& t, int64_t result) const {
+  if (t.row->hook != sys::Hook::OwnMemory || result <= 0) return 0;
+  pid_t target = static_cast<pid_t>(t.args[0]);
+  auto it = tasks_.find(target);
+  if (it == tasks_.end() || it->second->task.tgid() == t.task.tgid()) return 0;
+  return target;
 }
 
 bool RecordSession::movesDataToOutput(RecordTask& t) {
@@ -435,6 +448,18 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
       if (m.start == static_cast<uint64_t>(result)) shmSize = m.end - m.start;
     if (shmSize) ranges.push_back({static_cast<uint64_t>(result), shmSize});
   }
+  if (pid_t target = foreignMemoryTarget(t, result)) {
+    // The iovecs name the target's memory: what it holds now goes to it.
+    Task& other = tasks_.at(target)->task;
+    auto out = s.initTaskWrites(static_cast<unsigned>(ranges.size()));
+    for (unsigned i = 0; i < ranges.size(); ++i) {
+      std::vector<std::byte> data = other.readBytes(ranges[i].addr, ranges[i].len);
+      out[i].setTask(target);
+      out[i].setAddress(ranges[i].addr);
+      out[i].setData(asData(data.data(), data.size()));
+    }
+    ranges.clear();
+  }
   std::vector<std::vector<std::byte>> contents;
   for (auto& r : ranges) {
     if (ranges.size() == 1 && written.size() == r.len)
@@ -461,6 +486,10 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
       for (auto& [tid, other] : tasks_)
         if (other->task.tgid() == t.task.tgid()) other->seccompMode = SECCOMP_MODE_FILTER;
   }
+  // The buffer's syscalls, made from rec's page, would not pass the
+  // program's filter (or strict mode).
+  if (result == 0 && t.sysbuf && programSeccompRequest(t.nr, t.args))
+    sysbuf::disable(t.task, *t.sysbuf);
 
   OutputFds& fds = *t.fds;
   if (t.row->flags & sys::kReturnsFd) fds.close(result);
@@ -529,6 +558,7 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
         m.setDevice(file->device);
         m.setInode(file->inode);
         sharedFiles_.watch(*file);
+        updateBufferDenials();
       }
       ScopedFd contents(::open(fdPath.c_str(), O_RDONLY | O_CLOEXEC));
       if (!contents.valid()) throwErrno(kExitIoError, fmt::format("cannot open {}", path));
@@ -580,6 +610,10 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
       fds.close(pair[1]);
     }
   }
+  const sys::Hook hook = t.row->hook;
+  if ((t.row->flags & (sys::kReturnsFd | sys::kReturnsFdPair)) || hook == sys::Hook::Dup ||
+      hook == sys::Hook::Fcntl || hook == sys::Hook::Close || hook == sys::Hook::Unshare)
+    updateBufferOutputFds(t);
 }
 
 void RecordSession::releaseVforkParent(RecordTask& child) {
@@ -603,6 +637,7 @@ void RecordSession::onSyscallExit(RecordTask& t) {
   } else if (t.nr >= 0 && t.row) {
     capnp::MallocMessageBuilder msg;
     finishSyscallEvent(t, msg);
+    patchSyscallSite(t, msg.getRoot<schema::Event>().getSyscall());
     emit(t, msg);
     t.returnedFromSyscall(t.task.regs());
   }
@@ -637,6 +672,146 @@ void RecordSession::pretendCpuCount(RecordTask& t, int64_t result) {
   for (int cpu = 0; cpu < cpus && cpu / 8 < result; ++cpu)
     mask[cpu / 8] |= static_cast<uint8_t>(1u << (cpu % 8));
   t.task.write(t.args[2], mask.data(), mask.size());
+}
+
+// ---- The syscall buffer (docs/syscall-buffer.md) ----------------------------
+
+// Moves what the buffer holds into the task's pending entries: the task
+// stopped, and it is the one that ran user code (the only writer).
+void RecordSession::drainSyscallBuffer(RecordTask& t) {
+  if (!t.sysbuf || !t.sysbuf->buffer) return;
+  std::vector<std::byte> entries = sysbuf::drain(*t.sysbuf, t.pendingBuffered.size());
+  t.pendingBuffered.insert(t.pendingBuffered.end(), entries.begin(), entries.end());
+}
+
+// The task's buffered syscalls, as syscall events marked `buffered` and
+// `inSyscallBuffer`, written before its next event: replay queues them in
+// the buffer before running the task to that event.
+void RecordSession::writeBuffered(RecordTask& t, pid_t tid) {
+  const std::vector<std::byte>& pending = t.pendingBuffered;
+  for (size_t at = 0; at + sizeof(rec_sysbuf_entry) <= pending.size();) {
+    rec_sysbuf_entry entry;
+    std::memcpy(&entry, pending.data() + at, sizeof entry);
+    capnp::MallocMessageBuilder msg;
+    auto e = msg.initRoot<schema::Event>();
+    e.setTid(tid);
+    auto s = e.initSyscall();
+    s.setNumber(entry.nr);
+    s.setBuffered(true);
+    s.setInSyscallBuffer(true);
+    auto args = s.initArgs(6);
+    for (unsigned i = 0; i < 6; ++i) args.set(i, entry.args[i]);
+    s.setResult(entry.result);
+    if (entry.out_len) {
+      auto w = s.initWrites(1)[0];
+      w.setAddress(entry.out_addr);
+      w.setData(asData(pending.data() + at + sizeof entry, entry.out_len));
+    }
+    writer_->writeEvent(msg);
+    at += entry.size;
+  }
+  t.pendingBuffered.clear();
+  if (t.sysbuf && t.sysbuf->buffer && scheduler_->isCurrent(t))
+    t.sysbuf->buffer->header().limit = REC_SYSBUF_CAPACITY;  // nothing pending now
+}
+
+// At the exit of a buffered syscall: patches the site it was made from, so
+// that its next calls go through the buffer (noted in the event: replay
+// patches at the same point).
+void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builder s) {
+  if (!t.sysbuf || t.sysbuf->disabled || t.compat || t.seccompMode != 0 ||
+      !(t.row->flags & sys::kBuffered))
+    return;
+  const Registers& regs = t.task.regs();
+  int64_t result = regs.result();
+  if (result <= -512 && result >= -516) return;  // -ERESTART*: a signal comes first
+  const uint64_t site = regs.ip() - 2;
+  // Only a site that makes this one syscall (`mov $nr,%eax` or `xor
+  // %eax,%eax` right before it): a task in another syscall there, which rec
+  // would not know of (an untraced one), could return into the patch.
+  uint8_t before[5] = {};
+  if (t.task.read(site - 5, before, sizeof before) != sizeof before) return;
+  uint32_t imm = 0;
+  std::memcpy(&imm, before + 1, sizeof imm);
+  bool movNr = before[0] == 0xb8 && imm == static_cast<uint32_t>(t.nr);
+  bool xorZero = before[3] == 0x31 && before[4] == 0xc0 && t.nr == 0;
+  if (!movNr && !xorZero) return;
+  std::vector<uint64_t> busy;
+  try {
+    for (auto& [tid, u] : tasks_) {
+      if (u.get() == &t || u->sysbuf != t.sysbuf || !u->alive()) continue;
+      switch (u->state()) {
+        case RecordTask::State::Running:
+          return;  // its ip is unknown
+        case RecordTask::State::InSyscall:
+          busy.push_back(u->entryRegs.rip);
+          break;
+        case RecordTask::State::Newborn:
+          if (!u->initialStopSeen()) return;
+          busy.push_back(u->task.regs().ip());
+          break;
+        case RecordTask::State::Exiting:
+        case RecordTask::State::Dead:
+          break;
+        default:
+          busy.push_back(u->task.regs().ip());
+      }
+    }
+  } catch (const RecError&) {
+    return;  // one was killed meanwhile (a group exit): its ip is unknown
+  }
+  auto patch = sysbuf::planPatch(t.task, *t.sysbuf, site, busy);
+  if (!patch) return;
+  StraySignals strays;
+  bool starts = false;
+  if (!t.sysbuf->buffer) {
+    if (!sysbuf::start(t.task, *t.sysbuf, REC_SHIM_RECORD, strays)) {
+      t.sysbuf->disabled = true;
+      absorbStrays(t, strays);
+      return;
+    }
+    sysbuf::setNoWrites(*t.sysbuf, sharedFiles_.watching());
+    sysbuf::setOutputFds(*t.sysbuf, bufferOutputFds(*t.sysbuf));
+    starts = true;
+  }
+  sysbuf::applyPatch(t.task, *t.sysbuf, *patch, strays, false);
+  absorbStrays(t, strays);
+  auto b = s.initBufferPatch();
+  b.setSite(patch->site);
+  b.setSlot(patch->slot);
+  b.setNewPage(patch->newPage);
+  b.setStartsBuffer(starts);
+}
+
+// Files mapped MAP_SHARED are watched: from now on writes stay traced, so
+// that their changes reach replay's shared copies.
+void RecordSession::updateBufferDenials() {
+  for (auto& [tid, u] : tasks_)
+    if (u->sysbuf) sysbuf::setNoWrites(*u->sysbuf, sharedFiles_.watching());
+}
+
+// The fds that are stdout/stderr in any file table of the tasks one buffer
+// serves: threads that unshared their table (unshare(CLONE_FILES)) share the
+// address space, and so the buffer, but not the fds.
+std::vector<long> RecordSession::bufferOutputFds(const SysbufSpace& space) {
+  std::vector<long> fds;
+  for (auto& [tid, u] : tasks_)
+    if (u->sysbuf.get() == &space && u->fds)
+      for (long fd : u->fds->fds()) fds.push_back(fd);
+  return fds;
+}
+
+// The fds of t's file table that are stdout/stderr changed: so did the
+// buffers of every process with that table.
+void RecordSession::updateBufferOutputFds(RecordTask& t) {
+  // Threads share one buffer: recompute each affected buffer once, not once
+  // per task (this runs at every open, close and dup).
+  std::vector<SysbufSpace*> spaces;
+  for (auto& [tid, u] : tasks_)
+    if (u->sysbuf && u->fds == t.fds &&
+        std::find(spaces.begin(), spaces.end(), u->sysbuf.get()) == spaces.end())
+      spaces.push_back(u->sysbuf.get());
+  for (SysbufSpace* space : spaces) sysbuf::setOutputFds(*space, bufferOutputFds(*space));
 }
 
 }  // namespace rec

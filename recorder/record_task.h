@@ -23,6 +23,7 @@
 #include "output_fds.h"
 #include "ptrace_emulation.h"
 #include "record_session.h"
+#include "syscall_buffer.h"
 #include "syscall_table.h"
 #include "task.h"
 
@@ -194,6 +195,8 @@ class RecordTask {
   std::map<int, siginfo_t> injected;  // raised by rec, awaiting their delivery stop
   std::shared_ptr<OutputFds> fds;
   std::shared_ptr<TimeShimSpace> timeSpace;  // shared by tasks created with CLONE_VM
+  std::shared_ptr<SysbufSpace> sysbuf;        // the syscall buffer's, likewise (null: off)
+  std::vector<std::byte> pendingBuffered;     // its buffered syscalls not yet in the trace
   ScopedFd pagemap;                          // /proc/TID/pagemap of the current image
   Clock::time_point sliceStart;
 

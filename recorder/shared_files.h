@@ -49,6 +49,7 @@ class SharedFiles {
   static bool openForWriting(pid_t tid, long fd);
   // From now on, changes to `file` are watched.
   void watch(Id file) { watched_.insert(file); }
+  bool watching() const { return !watched_.empty(); }
 
   // What a call that completed with `result` changed in a watched file, per
   // the row's fdWrite column (the bytes written) and kResizesFile flag (the

@@ -171,6 +171,7 @@ std::unique_ptr<ReplaySession> ReplaySession::fork() {
   copy->echoFrom_ = echoFrom_;
   copy->rdtscPatcher_ = rdtscPatcher_;
   copy->timeShim_ = timeShim_;
+  copy->syscallBuffer_ = syscallBuffer_;
   copy->lastMatched_ = lastMatched_;
 
   std::map<pid_t, std::vector<ReplayTask*>> processes;  // by real thread group
@@ -280,9 +281,17 @@ bool ReplaySession::copyProcess(ReplaySession& copy, std::vector<ReplayTask*>& t
       if (got != static_cast<int64_t>(REC_SHIM_LOG)) return false;
     }
   }
+  // The syscall buffer likewise.
+  std::shared_ptr<SysbufSpace> newSysbuf;
+  if (forker->sysbuf) {
+    newSysbuf = sysbuf::forChild(forker->sysbuf, main, 0);
+    if (forker->sysbuf->buffer && !sysbuf::startCopy(main, *newSysbuf, *forker->sysbuf, strays))
+      return false;
+  }
   for (const auto& m : readMaps(pid)) {
     if (!m.shared || !(m.prot & PROT_WRITE)) continue;
     if (m.start >= REC_SHIM_LOG && m.start < REC_SHIM_LOG + REC_SHIM_LOG_SIZE) continue;
+    if (sysbuf::inBufferData(m.start)) continue;
     auto key = std::make_pair(m.path, m.inode);
     auto it = state.sharedCopies.find(key);
     if (it == state.sharedCopies.end()) {
@@ -365,6 +374,8 @@ bool ReplaySession::copyProcess(ReplaySession& copy, std::vector<ReplayTask*>& t
     c.exiting = false;
     c.timeSpace = newSpace;
     c.lastBufferedEvent = t->lastBufferedEvent;
+    c.sysbuf = newSysbuf;
+    c.lastSysbufEvent = t->lastSysbufEvent;
     // Its registers, in the same kind of stop.
     if (isAtSyscallEntry(t->park)) {
       Registers again = x.regs;

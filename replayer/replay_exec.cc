@@ -230,8 +230,9 @@ void ReplaySession::onExec(ReplayTask& t, schema::ExecEvent::Reader e) {
     throw RecError(kExitUnsupported, fmt::format("rec: cannot execute the recorded {} (error {})",
                                                  e.getFilename().cStr(), t.task.regs().result()));
   StraySignals strays;
-  installScratchPage(t.task, strays, timeShim_);
+  installScratchPage(t.task, strays, timeShim_ || syscallBuffer_);
   t.timeSpace = std::make_shared<TimeShimSpace>();
+  t.sysbuf = syscallBuffer_ ? std::make_shared<SysbufSpace>() : nullptr;
   remapExecFiles(t, e);
   for (auto m : e.getMappings()) patchRdtsc(t, m);
   // The recorded initial stack (argv, environment, auxv with AT_RANDOM and

@@ -136,6 +136,9 @@ ReplaySession::RecordedPoint ReplaySession::recordedPoint(
     p.memory = recordedDigest(state.getMemory());
     p.runNs = state.getRunNs();
     p.entry = state.getHardwareBreakpoint() ? PointEntry::DebugRegister : PointEntry::Jump;
+    auto stack = state.getStack();
+    p.stack.assign(stack.begin(), stack.end());
+    p.deadStackExcluded = state.getDeadStackExcluded();
   }
   return p;
 }
@@ -153,11 +156,13 @@ std::optional<std::string> ReplaySession::stateDifference(ReplayTask& t, const R
       return fmt::format("extended register {}", *d);
   }
   if (point.memory) {
+    std::vector<AddressRange> excluded = rangesNotDigested();
+    if (point.deadStackExcluded) excluded.push_back(deadStackBelow(t.task.tid(), point.regs.rsp));
     // The block that differed at the previous candidate first, alone: in a
     // loop whose rounds differ in memory only, it usually differs again, and
     // hashing one block costs far less than all of memory (a JVM's heap).
     if (point.suspectBlock) {
-      BlockDigest now = digestBlock(t.task.tid(), rangesNotDigested(), *point.suspectBlock);
+      BlockDigest now = digestBlock(t.task.tid(), excluded, *point.suspectBlock);
       BlockDigest recorded{*point.suspectBlock, 0, 0};
       for (const BlockDigest& b : point.memory->blocks)
         if (b.start == *point.suspectBlock) recorded = b;
@@ -165,7 +170,7 @@ std::optional<std::string> ReplaySession::stateDifference(ReplayTask& t, const R
         return fmt::format("memory in the 1 MiB at {:#x} differs: {} non-zero pages, recorded {}",
                            now.start, now.pages, recorded.pages);
     }
-    MemoryDigest now = digestMemory(t.task.tid(), rangesNotDigested());
+    MemoryDigest now = digestMemory(t.task.tid(), excluded);
     point.suspectBlock = firstDifferingBlock(*point.memory, now);
     if (auto d = memoryDifference(*point.memory, now, t.task.tid())) return *d;
   }
@@ -213,7 +218,7 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
   uint64_t page = freePagesNear(readMaps(t.task.tid()), ip);
   if (!page) diverge(t, expected, "has no room for a trampoline near it");
   auto trampoline =
-      buildTrampoline(page, ip, code, codeStart, point.entry, point.regs, point.words);
+      buildTrampoline(page, ip, code, codeStart, point.entry, point.regs, point.words, point.stack);
   if (!trampoline) diverge(t, expected, "has code there that cannot be checked in place");
   int64_t mapped = remoteSyscall(
       t.task, SYS_mmap,
@@ -374,9 +379,13 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
         resumeUserCode(t, 0);
         continue;
       }
-      if ((stop.signal == SIGSEGV || stop.signal == SIGBUS) && trampoline->inMemoryLoad(at)) {
+      const bool inStackLoad =
+          at >= trampoline->stackLoad.first && at < trampoline->stackLoad.second;
+      if ((stop.signal == SIGSEGV || stop.signal == SIGBUS) &&
+          (trampoline->inMemoryLoad(at) || inStackLoad)) {
         // A memory word the check reads is not mapped yet: not the point.
-        t.task.mutableRegs().setIp(trampoline->faultMissIp);
+        t.task.mutableRegs().setIp(inStackLoad ? trampoline->stackFaultMissIp
+                                               : trampoline->faultMissIp);
         resumeUserCode(t, 0);
         continue;
       }
@@ -414,8 +423,16 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
   trampolines_.pop_back();
   t.pendingSignal = 0;
   t.park = Park::Resumable;
-  if (options_.verbose)
-    fmt::print(stderr, "rec: reached {} at {:#x} after {} candidate(s)\n", what, ip, candidates);
+  if (options_.verbose) {
+    auto ms = [](auto d) {
+      return std::chrono::duration_cast<std::chrono::microseconds>(d).count() / 1000.0;
+    };
+    fmt::print(stderr,
+               "rec: reached {} at {:#x} after {} candidate(s), {} ms of its CPU time and {} ms "
+               "of rec's (recorded: {} ms)\n",
+               what, ip, candidates, ms(cpuTime(t.task.tid()) - cpuStart),
+               ms(std::chrono::steady_clock::now() - wallStart), ms(recorded));
+  }
 }
 
 }  // namespace rec

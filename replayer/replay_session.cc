@@ -225,6 +225,7 @@ void ReplaySession::start(schema::Event::Reader first) {
   spawn.trapRdtsc = !header.getRdtscPatched();
   if (header.getRdtscPatched() || !rdtscTrapsHere()) rdtscPatcher_.emplace();
   timeShim_ = header.getTimeShim();
+  syscallBuffer_ = header.getSyscallBuffer();
   if (header.getScratchAddress() != kScratchAddress)
     throw RecError(kExitBadTrace, "rec: trace uses a different scratch address");
   pid_t pid = spawnTraced(spawn);
@@ -271,7 +272,9 @@ void ReplaySession::dispatch(schema::Event::Reader event) {
                                               eventIndex_, event.getTid()));
   switch (event.which()) {
     case schema::Event::SYSCALL:
-      if (event.getSyscall().getBuffered())
+      if (event.getSyscall().getInSyscallBuffer())
+        onSyscallBufferEntry(t, event.getSyscall());
+      else if (event.getSyscall().getBuffered())
         onBufferedSyscall(t, event.getSyscall());
       else
         onSyscall(t, event.getSyscall());

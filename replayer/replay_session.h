@@ -135,6 +135,8 @@ class ReplaySession {
     std::optional<MemoryDigest> memory;
     uint64_t runNs = 0;  // how long the task ran to get there, when recorded
     PointEntry entry = PointEntry::Jump;
+    std::vector<uint8_t> stack;  // from rsp up, checked in-process (empty in older traces)
+    bool deadStackExcluded = false;  // the digest leaves out the stack below the red zone
     // While reaching it: the memory block that differed at the last candidate.
     mutable std::optional<uint64_t> suspectBlock;
   };
@@ -163,6 +165,9 @@ class ReplaySession {
   void runForkLike(ReplayTask& t, int recordedChild, int32_t idSeen);
   void onBufferedSyscall(ReplayTask& t, schema::SyscallEvent::Reader e);
   void startTimeLog(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void onSyscallBufferEntry(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void applyBufferPatch(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void checkBufferConsumed(ReplayTask& t);
   void completeForkLike(ReplayTask& t, schema::SyscallEvent::Reader e);
   void fixParentTid(ReplayTask& t);
   void execInGroup(ReplayTask& t, int recordedLeader);
@@ -210,6 +215,7 @@ class ReplaySession {
   // Set when the recording patched RDTSC or this machine does not trap it.
   std::optional<RdtscPatcher> rdtscPatcher_;
   bool timeShim_ = false;  // the recording had the time shim (time_shim.h)
+  bool syscallBuffer_ = false;  // ... and the syscall buffer (syscall_buffer.h)
   std::optional<schema::Event::Reader> currentEvent_;  // the event being replayed
   std::string lastMatched_;                // the last event whose checks passed, for reports
   std::vector<AddressRange> trampolines_;  // rec's pages in the task now (not digested)

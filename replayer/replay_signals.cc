@@ -152,6 +152,13 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
       } else if (t.park == ReplayTask::Park::Resumable && t.lastExecutedNumber >= 0) {
         t.task.mutableRegs().setSyscallNumber(number(t.lastExecutedNumber));
         t.pendingSignal = signo;
+        if (!atSyscallExit(t.task)) {
+          // Replay finished the syscall with remote syscalls (a file
+          // mmap): queued, the signal still comes to its delivery stop as
+          // the task returns to user code, which an ignored one would not.
+          ::syscall(SYS_tgkill, t.task.tgid(), t.task.tid(), signo);
+          t.pendingSignal = 0;
+        }
       } else {
         throw RecError(kExitBadTrace, fmt::format("rec: event #{}: signal at a syscall exit "
                                                   "without that syscall",

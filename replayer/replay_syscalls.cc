@@ -135,6 +135,7 @@ void ReplaySession::runForkLike(ReplayTask& t, int recordedChild, int32_t idSeen
   uint64_t flags = sys::cloneFlags(regs.syscallNumber(), regs.syscallArgs()[0]);
   // The time shim as the recorder left it.
   task->timeSpace = time_shim::forChild(t.timeSpace, t.task, task->task, flags);
+  task->sysbuf = sysbuf::forChild(t.sysbuf, task->task, flags);
   if (flags & CLONE_THREAD) task->task.setTgid(t.task.tgid());
   if (flags & CLONE_CHILD_SETTID) task->childTidAddress = regs.syscallArgs()[3];
   if (flags & CLONE_PARENT_SETTID) t.parentTidAddress = regs.syscallArgs()[2];
@@ -409,6 +410,81 @@ void ReplaySession::onBufferedSyscall(ReplayTask& t, schema::SyscallEvent::Reade
   log.count = log.count + 1;
 }
 
+// ---- The syscall buffer (docs/syscall-buffer.md) ----------------------------
+
+// A syscall the buffer made without a stop: queued in the buffer, whose
+// code hands it back as the task runs to its next event. Whatever the
+// previous batch left unread, the program did not ask for again.
+void ReplaySession::onSyscallBufferEntry(ReplayTask& t, schema::SyscallEvent::Reader e) {
+  if (!t.sysbuf || !t.sysbuf->buffer)
+    throw RecError(kExitBadTrace,
+                   fmt::format("rec: event #{} is a buffered syscall of task {}, which has no "
+                               "syscall buffer",
+                               eventIndex_, t.recordedTid));
+  bool batchStarts = eventIndex_ != t.lastSysbufEvent + 1;
+  t.lastSysbufEvent = eventIndex_;
+  if (batchStarts) {
+    checkBufferConsumed(t);
+    sysbuf::clearQueue(*t.sysbuf);
+  }
+  rec_sysbuf_entry entry{};
+  entry.nr = e.getNumber();
+  entry.result = e.getResult();
+  auto args = e.getArgs();
+  for (unsigned i = 0; i < 6 && i < args.size(); ++i) entry.args[i] = args[i];
+  std::span<const std::byte> data;
+  if (e.getWrites().size() > 1)
+    throw RecError(kExitBadTrace, fmt::format("rec: event #{}: a buffered syscall with more than "
+                                              "one write",
+                                              eventIndex_));
+  if (e.getWrites().size() == 1) {
+    auto w = e.getWrites()[0];
+    entry.out_addr = w.getAddress();
+    entry.out_len = w.getData().size();
+    data = {reinterpret_cast<const std::byte*>(w.getData().begin()), w.getData().size()};
+  }
+  if (!sysbuf::enqueue(*t.sysbuf, entry, data))
+    throw RecError(kExitBadTrace, fmt::format("rec: event #{}: more buffered syscalls in a row "
+                                              "than the syscall buffer holds",
+                                              eventIndex_));
+}
+
+// The task reached an event: every buffered syscall queued before it must
+// have been made on the way.
+void ReplaySession::checkBufferConsumed(ReplayTask& t) {
+  if (!t.sysbuf || !t.sysbuf->buffer) return;
+  if (uint32_t left = sysbuf::unread(*t.sysbuf)) {
+    const auto& next = *reinterpret_cast<const rec_sysbuf_entry*>(
+        t.sysbuf->buffer->entries() + t.sysbuf->buffer->header().next);
+    const sys::SyscallRow* row = sys::findSyscall(next.nr);
+    diverge(t,
+            fmt::format("the program to make {} through the syscall buffer ({} bytes of "
+                        "buffered calls left)",
+                        row ? std::string(row->name) : fmt::format("syscall {}", next.nr), left),
+            "it went on without");
+  }
+}
+
+// The recording patched the site of this syscall at its exit (and mapped
+// the process's buffer first, or a trampoline page): so does replay.
+void ReplaySession::applyBufferPatch(ReplayTask& t, schema::SyscallEvent::Reader e) {
+  auto p = e.getBufferPatch();
+  if (!t.sysbuf || (p.getStartsBuffer() == (t.sysbuf->buffer != nullptr)))
+    throw RecError(kExitBadTrace,
+                   fmt::format("rec: event #{} patches a syscall site where the syscall buffer "
+                               "cannot be in that state",
+                               eventIndex_));
+  StraySignals strays;  // replay's own signals: the recording's come from the trace
+  skipToSyscallExit(t.task, e.getResult(), strays);
+  if (p.getStartsBuffer() && !sysbuf::start(t.task, *t.sysbuf, REC_SHIM_REPLAY, strays))
+    throw RecError(kExitUnsupported,
+                   fmt::format("rec: cannot map the syscall buffer in task {}", t.task.tid()));
+  sysbuf::applyPatch(t.task, *t.sysbuf, {p.getSite(), p.getSlot(), p.getNewPage()}, strays, true);
+  t.task.mutableRegs().setResult(e.getResult());
+  t.lastExecutedNumber = e.getNumber();
+  t.park = ReplayTask::Park::Resumable;
+}
+
 // Leaves the task at the seccomp stop of an emulated syscall; its next event
 // decides how the recorded result is applied (see skipSyscall, INJECT_AT_SYSCALL_EXIT).
 void ReplaySession::parkSkipPending(ReplayTask& t, schema::SyscallEvent::Reader e,
@@ -483,6 +559,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
     return;
   }
   reachSeccomp(t, describeRecordedSyscall(e));
+  checkBufferConsumed(t);
   checkSyscallMatches(t, e);
   if (row && row->hook == sys::Hook::SigSuspend && !e.getRefused()) {
     // Only a signal ends it, and it must then really wait with its
@@ -526,6 +603,10 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
     applyToPtraceTracee(e);
     if (e.getStartsTimeLog()) {
       startTimeLog(t, e);
+      return;
+    }
+    if (e.hasBufferPatch()) {
+      applyBufferPatch(t, e);
       return;
     }
     parkSkipPending(t, e, false);

@@ -15,6 +15,7 @@
 
 #include "replay_session.h"
 #include "signals.h"
+#include "syscall_buffer.h"
 #include "syscall_table.h"
 #include "task.h"
 #include "trace_file.h"
@@ -91,6 +92,8 @@ struct ReplaySession::ReplayTask {
   std::optional<int> deadStatus;             // reaped while replaying a sibling's execve
   std::shared_ptr<TimeShimSpace> timeSpace;  // shared by tasks created with CLONE_VM
   uint64_t lastBufferedEvent = UINT64_MAX - 1;  // index of its last time shim answer
+  std::shared_ptr<SysbufSpace> sysbuf;          // the syscall buffer's, likewise (null: off)
+  uint64_t lastSysbufEvent = UINT64_MAX - 1;    // index of its last buffered syscall
   // Registers recorded at the entry of its current and previous syscall
   // (the previous one predicts the current one: task_state.h).
   std::optional<user_regs_struct> entryRegs;

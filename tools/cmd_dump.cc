@@ -1,5 +1,6 @@
 // `rec dump`: the trace's events, one line each, strace-like or as JSON.
 #include <capnp/compat/json.h>
+#include <fmt/format.h>
 
 #include <array>
 #include <cstdio>
@@ -70,7 +71,11 @@ std::string syscallLine(schema::SyscallEvent::Reader s) {
   for (auto w : s.getWrites()) captured += w.getData().size();
   if (captured > 0) out += " (" + std::to_string(captured) + " bytes captured)";
   if (s.getRefused()) out += " (refused by rec)";
-  if (s.getBuffered()) out += " [vdso, no stop]";
+  if (s.getInSyscallBuffer())
+    out += " [syscall buffer, no stop]";
+  else if (s.getBuffered())
+    out += " [vdso, no stop]";
+  if (s.hasBufferPatch()) out += fmt::format(" [site {:#x} patched]", s.getBufferPatch().getSite());
   if (s.getStartsTimeLog()) out += " [time shim on]";
   if (s.getCompat32()) out += " [int 0x80]";
   return out;

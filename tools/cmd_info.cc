@@ -86,6 +86,9 @@ int runInfo(const InfoOptions& options) {
                                           : "trapped (PR_SET_TSC)");
     add("vdso", header.getTimeShim() ? "rec's time shim (clock reads recorded without a stop)"
                                      : "hidden (clock reads are syscalls)");
+    add("syscalls", header.getSyscallBuffer()
+                        ? "syscall buffer on (common file syscalls without a stop)"
+                        : "every one stops (syscall buffer off)");
     if (header.getChaosSeed() != 0) add("chaos seed", std::to_string(header.getChaosSeed()));
     add("tasks", std::to_string(tids.size()));
     add("events", std::to_string(stats.eventCount));

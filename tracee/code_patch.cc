@@ -20,7 +20,10 @@ constexpr size_t kExpectedFlags = 16 * 8;   // eflags & kArithmeticFlags
 constexpr size_t kExpectedMemory = 17 * 8;  // up to kMaxMemoryChecks words
 constexpr size_t kMaxMemoryChecks = kMaxPointWords;
 constexpr size_t kSavedRsp = kExpectedMemory + kMaxMemoryChecks * 8;  // the program's rsp
-constexpr size_t kStackTop = kPageSize;                               // the check's own stack
+constexpr size_t kExpectedStack = 512;   // up to kPointStackBytes of the program's stack
+constexpr size_t kStackTop = kPageSize;  // the check's own stack
+static_assert(kSavedRsp + 8 <= kExpectedStack);
+static_assert(kExpectedStack + kPointStackBytes + 512 <= kStackTop);
 
 // One decoded instruction, owned.
 struct Insn {
@@ -205,8 +208,9 @@ constexpr uint8_t kJne = 0x5;
 // The in-process check: registers and memory words against the data page,
 // on the check's own stack. Falls into int3 on a match, else jumps to `miss`.
 bool emitCheck(Assembler& a, uint64_t data, size_t memoryWords,
-               const std::vector<uint64_t>& addresses, int miss,
-               std::vector<std::pair<uint64_t, uint64_t>>& loads) {
+               const std::vector<uint64_t>& addresses, size_t stackQwords, int miss,
+               std::vector<std::pair<uint64_t, uint64_t>>& loads,
+               std::pair<uint64_t, uint64_t>& stackLoad) {
   bool ok = true;
   a.emit({0x48, 0x89, 0x25});  // mov %rsp, saved(%rip)
   ok &= a.ripDisp(data + kSavedRsp);
@@ -244,6 +248,21 @@ bool emitCheck(Assembler& a, uint64_t data, size_t memoryWords,
     loads.push_back({load, a.here()});
     cmpReg(0, data + kExpectedMemory + i * 8);
     a.emit({0x58});
+    a.jcc(kJne, miss);
+  }
+  if (stackQwords) {
+    a.emit({0x56, 0x57, 0x51});  // push %rsi; push %rdi; push %rcx
+    a.emit({0x48, 0x8b, 0x35});  // mov saved(%rip), %rsi: the program's rsp
+    ok &= a.ripDisp(data + kSavedRsp);
+    a.emit({0x48, 0x8d, 0x3d});  // lea expected(%rip), %rdi
+    ok &= a.ripDisp(data + kExpectedStack);
+    a.emit({0xb9});  // mov $qwords, %ecx
+    put32(a.bytes(), static_cast<uint32_t>(stackQwords));
+    a.emit({0xfc});  // cld (popfq gives the program its direction flag back)
+    stackLoad.first = a.here();
+    a.emit({0xf3, 0x48, 0xa7});  // repe cmpsq
+    stackLoad.second = a.here();
+    a.emit({0x59, 0x5f, 0x5e});  // pop %rcx; pop %rdi; pop %rsi (flags untouched)
     a.jcc(kJne, miss);
   }
   a.emit({0x9d});              // popfq
@@ -301,7 +320,8 @@ bool Trampoline::inMemoryLoad(uint64_t ip) const {
 std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
                                           std::span<const uint8_t> code, uint64_t codeStart,
                                           PointEntry entry, const user_regs_struct& expected,
-                                          std::span<const MemoryCheck> memory) {
+                                          std::span<const MemoryCheck> memory,
+                                          std::span<const uint8_t> stack) {
   // The code to copy: [regionStart, ip) before the check, [ip, regionEnd) after.
   std::vector<Insn> before, after;
   uint64_t regionEnd = ip;
@@ -382,9 +402,11 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
     std::memcpy(t.data.data() + kExpectedMemory + i * 8, &memory[i].value, 8);
     addresses.push_back(memory[i].address);
   }
+  const size_t stackQwords = std::min(stack.size(), kPointStackBytes) / 8;
+  if (stackQwords) std::memcpy(t.data.data() + kExpectedStack, stack.data(), stackQwords * 8);
 
   Assembler a(pageAddress);
-  int check = a.label(), miss = a.label(), faultMiss = a.label();
+  int check = a.label(), miss = a.label(), faultMiss = a.label(), stackFaultMiss = a.label();
   std::map<uint64_t, int> copyOf;  // original address -> label of its copy
   for (const Insn& d : before) copyOf[d.address] = a.label();
   for (const Insn& d : after) copyOf[d.address] = a.label();
@@ -432,7 +454,7 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
   for (const Insn& d : before) ok &= copy(d);
   a.bind(check);
   t.checkIp = a.here();
-  ok &= emitCheck(a, data, memory.size(), addresses, miss, t.memoryLoads);
+  ok &= emitCheck(a, data, memory.size(), addresses, stackQwords, miss, t.memoryLoads, t.stackLoad);
   t.trapIp = a.here();
   t.resumeIp = a.here();  // X's copy follows the int3
   for (const Insn& d : after) ok &= copy(d);
@@ -446,6 +468,11 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
   a.bind(faultMiss);
   t.faultMissIp = a.here();
   a.emit({0x58});
+  a.jmp(miss);
+  // The stack comparison faulted: %rsi, %rdi, %rcx are on the stack.
+  a.bind(stackFaultMiss);
+  t.stackFaultMissIp = a.here();
+  a.emit({0x59, 0x5f, 0x5e});
   a.jmp(miss);
   for (auto [target, l] : stubs) {
     a.bind(l);

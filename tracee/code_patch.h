@@ -71,6 +71,10 @@ struct MemoryCheck {
 };
 // At most this many words are checked in-process.
 inline constexpr size_t kMaxPointWords = 16;
+// And at most this much of the stack from rsp up, compared whole: the state
+// of the loops around the point's (their counters, spilled or saved by
+// callees), which the walk round the inner loop never sees written.
+inline constexpr size_t kPointStackBytes = 2048;
 
 struct Trampoline {
   std::vector<uint8_t> code;  // the code page (mapped read + execute) at pageAddress
@@ -84,6 +88,9 @@ struct Trampoline {
   std::vector<std::pair<uint64_t, uint64_t>> moved;
   // [start, end) of the memory-word loads: a fault there is a miss, not the program's.
   std::vector<std::pair<uint64_t, uint64_t>> memoryLoads;
+  // The same for the stack comparison, whose miss goes on at stackFaultMissIp.
+  std::pair<uint64_t, uint64_t> stackLoad{0, 0};
+  uint64_t stackFaultMissIp = 0;
 
   // The original address of a copied instruction (for reports).
   std::optional<uint64_t> originalOf(uint64_t copyIp) const;
@@ -97,7 +104,8 @@ struct Trampoline {
 std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
                                           std::span<const uint8_t> code, uint64_t codeStart,
                                           PointEntry entry, const user_regs_struct& expected,
-                                          std::span<const MemoryCheck> memory = {});
+                                          std::span<const MemoryCheck> memory = {},
+                                          std::span<const uint8_t> stack = {});
 
 // Addresses of the memory the instruction at `ip` writes, computed from the
 // registers it will execute with (fs/gs-relative operands included).

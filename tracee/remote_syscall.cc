@@ -25,13 +25,6 @@ namespace {
                                             task.tid(), describeStop(stop)));
 }
 
-bool atSyscallExit(Task& task) {
-  __ptrace_syscall_info info{};
-  long n = ::ptrace(static_cast<__ptrace_request>(PTRACE_GET_SYSCALL_INFO), task.tid(),
-                    reinterpret_cast<void*>(sizeof info), &info);
-  return n > 0 && info.op == PTRACE_SYSCALL_INFO_EXIT;
-}
-
 Registers prepared(const Registers& saved, uint64_t ip, int nr,
                    const std::array<uint64_t, 6>& args) {
   Registers r = saved;
@@ -44,7 +37,25 @@ Registers prepared(const Registers& saved, uint64_t ip, int nr,
 
 }  // namespace
 
+bool atSyscallExit(Task& task) {
+  __ptrace_syscall_info info{};
+  long n = ::ptrace(static_cast<__ptrace_request>(PTRACE_GET_SYSCALL_INFO), task.tid(),
+                    reinterpret_cast<void*>(sizeof info), &info);
+  return n > 0 && info.op == PTRACE_SYSCALL_INFO_EXIT;
+}
+
 int64_t remoteSyscall(Task& task, int nr, std::array<uint64_t, 6> args, StraySignals& strays) {
+  // The call ends in int3: were SIGTRAP blocked, the kernel would force it,
+  // resetting the program's SIGTRAP handler. Unblocked meanwhile.
+  constexpr uint64_t kTrapBit = uint64_t{1} << (SIGTRAP - 1);
+  uint64_t mask = 0;
+  bool unblocked =
+      ::ptrace(PTRACE_GETSIGMASK, task.tid(), reinterpret_cast<void*>(8), &mask) == 0 &&
+      (mask & kTrapBit);
+  if (unblocked) {
+    uint64_t without = mask & ~kTrapBit;
+    ::ptrace(PTRACE_SETSIGMASK, task.tid(), reinterpret_cast<void*>(8), &without);
+  }
   Registers saved = task.regs();
   task.setRegs(prepared(saved, kScratchSyscallInsn, nr, args));
   task.resume(Task::Resume::Cont);
@@ -61,6 +72,8 @@ int64_t remoteSyscall(Task& task, int nr, std::array<uint64_t, 6> args, StraySig
   }
   int64_t result = task.regs().result();
   task.setRegs(saved);
+  if (unblocked && nr != SYS_rt_sigprocmask)
+    ::ptrace(PTRACE_SETSIGMASK, task.tid(), reinterpret_cast<void*>(8), &mask);
   return result;
 }
 
@@ -163,6 +176,24 @@ uint64_t putScratchString(Task& task, const std::string& s) {
     throw RecError(kExitInternal, fmt::format("path too long for the scratch page: {}", s));
   task.writeForced(kScratchData, s.c_str(), s.size() + 1);
   return kScratchData;
+}
+
+bool mapRecMemoryAt(Task& task, int recFd, uint64_t address, uint64_t size, const char* what,
+                    StraySignals& strays) {
+  uint64_t path = putScratchString(task, fmt::format("/proc/{}/fd/{}", ::getpid(), recFd));
+  int64_t fd =
+      remoteSyscall(task, SYS_openat,
+                    {static_cast<uint64_t>(AT_FDCWD), path, O_RDWR | O_CLOEXEC, 0, 0, 0}, strays);
+  if (fd < 0) return false;
+  int64_t got = remoteSyscall(
+      task, SYS_mmap,
+      {address, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, static_cast<uint64_t>(fd), 0},
+      strays);
+  remoteSyscall(task, SYS_close, {static_cast<uint64_t>(fd), 0, 0, 0, 0, 0}, strays);
+  if (got != static_cast<int64_t>(address))
+    throw RecError(kExitInternal,
+                   fmt::format("cannot map {} in task {} ({})", what, task.tid(), got));
+  return true;
 }
 
 }  // namespace rec

@@ -38,6 +38,11 @@ using StraySignals = std::vector<siginfo_t>;
 // or the SIGTRAP of a previous remote syscall. Registers are restored after.
 int64_t remoteSyscall(Task& task, int nr, std::array<uint64_t, 6> args, StraySignals& strays);
 
+// Whether the task is at a syscall-exit stop. A signal given when resuming
+// it there is sent to it (its delivery stop follows); at a signal stop (where
+// a remote syscall leaves it) the signal is delivered at once, without one.
+bool atSyscallExit(Task& task);
+
 // Same, before the scratch page exists: uses the syscall instruction at
 // `syscallInsn` (found in the vDSO) and steps with PTRACE_SYSCALL.
 int64_t remoteSyscallVia(Task& task, uint64_t syscallInsn, int nr, std::array<uint64_t, 6> args,
@@ -58,6 +63,13 @@ void installScratchPage(Task& task, StraySignals& strays, bool withTimeShim);
 
 // Puts a NUL-terminated string into the scratch data area; returns its address.
 uint64_t putScratchString(Task& task, const std::string& s);
+
+// Maps one of rec's own memfds (rec's fd `recFd`) shared into the task at a
+// fixed address, through /proc/<rec>/fd: how rec shares its logs and buffers
+// with a tracee. False when the tracee cannot open it (it may be dying);
+// throws RecError (naming `what`) when the mapping lands elsewhere.
+bool mapRecMemoryAt(Task& task, int recFd, uint64_t address, uint64_t size, const char* what,
+                    StraySignals& strays);
 
 // Address of a `syscall` instruction in the task's vDSO (0 when none).
 uint64_t findVdsoSyscall(Task& task);

@@ -45,6 +45,7 @@ struct Row {
   }
   constexpr Row blocks() const { return flags(kMayBlock); }
   constexpr Row fd() const { return flags(kReturnsFd); }
+  constexpr Row buffered() const { return flags(kBuffered); }
   constexpr Row hook(Hook h) const {
     Row c = *this;
     c.r.hook = h;
@@ -165,16 +166,16 @@ constexpr std::string_view kSysvCtl =
 
 // clang-format off
 constexpr SyscallRow kTable[] = {
-  emulated(SYS_read, "read", {Fd, Ptr, Size}).blocks().out(byResult(1)),
-  emulated(SYS_write, "write", {Fd, Ptr, Size}).blocks().writesFd(buffer(0, 1)),
+  emulated(SYS_read, "read", {Fd, Ptr, Size}).blocks().out(byResult(1)).buffered(),
+  emulated(SYS_write, "write", {Fd, Ptr, Size}).blocks().writesFd(buffer(0, 1)).buffered(),
   emulated(SYS_open, "open", {Path, OpenFlags, Mode}).blocks().fd()
       .why("may block on a FIFO"),
   emulated(SYS_close, "close", {Fd}).hook(Hook::Close),
   emulated(SYS_stat, "stat", {Path, Ptr}).out(fixed(1, kStat)),
-  emulated(SYS_fstat, "fstat", {Fd, Ptr}).out(fixed(1, kStat)),
+  emulated(SYS_fstat, "fstat", {Fd, Ptr}).out(fixed(1, kStat)).buffered(),
   emulated(SYS_lstat, "lstat", {Path, Ptr}).out(fixed(1, kStat)),
   emulated(SYS_poll, "poll", {Ptr, Uint, Int}).blocks().out(argTimes(0, 1, kPollfd)),
-  emulated(SYS_lseek, "lseek", {Fd, Int, Whence}),
+  emulated(SYS_lseek, "lseek", {Fd, Int, Whence}).buffered(),
   executed(SYS_mmap, "mmap", {Ptr, Size, Prot, MapFlags, Fd, Hex}).hook(Hook::Mmap)
       .why("file contents are stored in the trace and mapped from there on replay"),
   passthrough(SYS_mprotect, "mprotect", {Ptr, Size, Prot}),
@@ -187,8 +188,8 @@ constexpr SyscallRow kTable[] = {
   passthrough(SYS_rt_sigreturn, "rt_sigreturn", {}).flags(kNeverReturns),
   emulated(SYS_ioctl, "ioctl", {Fd, Ioctl, Hex}).blocks().hook(Hook::Ioctl).out(ioctlSize(2))
       .why("output size from known requests (termios, winsize, FIONREAD...), else _IOC_SIZE"),
-  emulated(SYS_pread64, "pread64", {Fd, Ptr, Size, Int}).out(byResult(1)),
-  emulated(SYS_pwrite64, "pwrite64", {Fd, Ptr, Size, Int}).writesFd(buffer(0, 1, Offset::Arg, 3)),
+  emulated(SYS_pread64, "pread64", {Fd, Ptr, Size, Int}).out(byResult(1)).buffered(),
+  emulated(SYS_pwrite64, "pwrite64", {Fd, Ptr, Size, Int}).writesFd(buffer(0, 1, Offset::Arg, 3)).buffered(),
   emulated(SYS_readv, "readv", {Fd, Ptr, Int}).blocks().out(iovec(1, 2)),
   emulated(SYS_writev, "writev", {Fd, Ptr, Int}).blocks().writesFd(iovecs(0, 1, 2)),
   emulated(SYS_access, "access", {Path, Int}),
@@ -490,7 +491,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_mknodat, "mknodat", {DirFd, Path, Mode, Hex}),
   emulated(SYS_fchownat, "fchownat", {DirFd, Path, Int, Int, AtFlags}),
   emulated(SYS_futimesat, "futimesat", {DirFd, Path, Ptr}),
-  emulated(SYS_newfstatat, "newfstatat", {DirFd, Path, Ptr, AtFlags}).out(fixed(2, kStat)),
+  emulated(SYS_newfstatat, "newfstatat", {DirFd, Path, Ptr, AtFlags}).out(fixed(2, kStat)).buffered(),
   emulated(SYS_unlinkat, "unlinkat", {DirFd, Path, AtFlags}),
   emulated(SYS_renameat, "renameat", {DirFd, Path, DirFd, Path}),
   emulated(SYS_linkat, "linkat", {DirFd, Path, DirFd, Path, AtFlags}),
@@ -552,8 +553,8 @@ constexpr SyscallRow kTable[] = {
       .out(iovec(1, 2)),
   emulated(SYS_process_vm_writev, "process_vm_writev", {Pid, Ptr, Uint, Ptr, Uint, Hex})
       .out(iovec(3, 4)).hook(Hook::OwnMemory)
-      .why("into the caller's own process only: another process's memory would change behind "
-           "rec's back (ENOSYS)"),
+      .why("into the caller's own process, or another recorded one (replay writes that "
+           "process's memory); a process rec does not record: ENOSYS"),
   emulated(SYS_kcmp, "kcmp", {Pid, Pid, Int, Hex, Hex}),
   refused(SYS_finit_module, "finit_module", {Fd, Str, Hex}, kModules),
   emulated(SYS_sched_setattr, "sched_setattr", {Pid, Ptr, Hex}),
@@ -582,7 +583,7 @@ constexpr SyscallRow kTable[] = {
   passthrough(SYS_pkey_mprotect, "pkey_mprotect", {Ptr, Size, Prot, Int}),
   passthrough(SYS_pkey_alloc, "pkey_alloc", {Hex, Hex}),
   passthrough(SYS_pkey_free, "pkey_free", {Int}),
-  emulated(SYS_statx, "statx", {DirFd, Path, AtFlags, Hex, Ptr}).out(fixed(4, kStatx)),
+  emulated(SYS_statx, "statx", {DirFd, Path, AtFlags, Hex, Ptr}).out(fixed(4, kStatx)).buffered(),
   refused(SYS_io_pgetevents, "io_pgetevents", {Hex, Int, Int, Ptr, Ptr, Ptr}, kAio),
   refused(SYS_rseq, "rseq", {Ptr, Uint, Hex, Hex},
           "the kernel writes cpu_id into the rseq area at every preemption, outside any "

@@ -130,7 +130,7 @@ enum class Hook : uint8_t {
   Rlimit,       // limits that shape memory (stack, data) are applied on replay too
   Seccomp,      // the program's own filters; PR_GET_SECCOMP reports the program's mode
   OwnMemory,    // process_vm_writev: into the caller's own process it is an output like any
-                // other; into another process's memory it is refused
+                // other; into another recorded process, a write into its memory; else refused
   Ptrace,       // emulated between tracees: answered by the recorder; outputs by request
   Wait,         // wait4/waitid: the recorder answers with its emulated ptrace stops
   SigMask,      // rt_sigprocmask: the recorder notes the mask (rdtsc's forced fault, see
@@ -154,6 +154,10 @@ inline constexpr uint16_t kResizesFile =
 inline constexpr uint16_t kZeroesRange =
     1 << 8;  // fallocate: with FALLOC_FL_PUNCH_HOLE or FALLOC_FL_ZERO_RANGE in argument 1, zeroes
              // argument 3 bytes at argument 2 of the file (shared copies follow on replay)
+inline constexpr uint16_t kBuffered =
+    1 << 9;  // may be made through the syscall buffer without a stop (docs/syscall-buffer.md):
+             // its outputs are one ByResult or Fixed param, it never blocks on the fds the
+             // buffer lets through, and rec has nothing else to note about it
 
 struct SyscallRow {
   int number = -1;

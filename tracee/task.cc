@@ -186,7 +186,40 @@ void Task::setRegs(const Registers& regs) {
   regsDirty_ = true;
 }
 
+void Task::noteStopped() {
+  regsValid_ = false;
+  regsDirty_ = false;
+  if (pushfStep_) clearPushedTrapFlag();
+}
+
+void Task::notePushfStep() {
+  pushfStep_.reset();
+  const Registers& r = regs();
+  constexpr uint64_t kTrapFlag = 0x100;
+  if (r.raw().eflags & kTrapFlag) return;  // the program's own: leave it
+  uint8_t code[3] = {};
+  if (read(r.ip(), code, sizeof code) < 2) return;
+  unsigned at = code[0] == 0x66 || code[0] == 0x48 ? 1 : 0;
+  if (code[at] != 0x9c) return;
+  unsigned width = code[0] == 0x66 ? 2 : 8;
+  pushfStep_ = PushfStep{r.ip() + at + 1, r.raw().rsp - width, width};
+}
+
+void Task::clearPushedTrapFlag() {
+  PushfStep step = *pushfStep_;
+  pushfStep_.reset();
+  user_regs_struct now{};
+  if (::ptrace(PTRACE_GETREGS, tid_, nullptr, &now) != 0) return;  // gone, or not in a stop
+  if (now.rip != step.nextIp || now.rsp != step.slot) return;      // the step did not complete
+  uint64_t word = 0;
+  if (read(step.slot, &word, step.width) != step.width) return;
+  if (!(word & 0x100)) return;
+  word &= ~uint64_t{0x100};
+  write(step.slot, &word, step.width);
+}
+
 void Task::resume(Resume how, int signal) {
+  if (how == Resume::Step) notePushfStep();
   if (regsDirty_) {
     regsDirty_ = false;
     if (::ptrace(PTRACE_SETREGS, tid_, nullptr, &regs_.raw()) != 0) {

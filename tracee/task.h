@@ -104,10 +104,7 @@ class Task : public sys::MemoryReader {
   // 0 when the task is gone.
   char kernelState() const;
   // Called when a stop for this task was collected elsewhere (waitpid(-1)).
-  void noteStopped() {
-    regsValid_ = false;
-    regsDirty_ = false;
-  }
+  void noteStopped();
 
   const Registers& regs();
   Registers& mutableRegs();  // marks registers dirty; written back on resume
@@ -149,6 +146,18 @@ class Task : public sys::MemoryReader {
   bool regsValid_ = false;
   bool regsDirty_ = false;
   ScopedFd memFd_;
+  // A single-step over `pushf` pushes the trap flag the step itself set; the
+  // program would pop it later and trap on its own (Go's asyncPreempt does
+  // pushfq ... popfq). Where that word lands and how wide it is, until the
+  // step's stop clears the flag there.
+  struct PushfStep {
+    uint64_t nextIp = 0;
+    uint64_t slot = 0;
+    unsigned width = 0;
+  };
+  std::optional<PushfStep> pushfStep_;
+  void notePushfStep();
+  void clearPushedTrapFlag();
 };
 
 }  // namespace rec

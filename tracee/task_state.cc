@@ -388,6 +388,13 @@ MemoryDigest digestWithin(pid_t tid, std::span<const AddressRange> excluded, Dig
 
 }  // namespace
 
+AddressRange deadStackBelow(pid_t tid, uint64_t rsp) {
+  const uint64_t end = (rsp - 128) & ~(kPage - 1);
+  for (const MapEntry& m : readMaps(tid))
+    if (rsp >= m.start && rsp < m.end) return {m.start, std::max(m.start, end)};
+  return {};
+}
+
 MemoryDigest digestMemory(pid_t tid, std::span<const AddressRange> excluded, DigestStats* stats) {
   return digestWithin(tid, excluded, stats, {0, ~uint64_t{0}});
 }

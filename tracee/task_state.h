@@ -99,6 +99,13 @@ MemoryDigest digestMemory(pid_t tid, std::span<const AddressRange> excluded,
 // digestMemory's block there would be (pages == 0: none).
 BlockDigest digestBlock(pid_t tid, std::span<const AddressRange> excluded, uint64_t start);
 
+// The whole pages of the stack mapping holding `rsp` that lie below its red
+// zone (rsp - 128): dead by the ABI (any signal may overwrite them), and not
+// deterministic: glibc's lazy-binding trampoline saves the vector registers
+// there with XSAVEC, whose XSTATE_BV header follows the CPU's XINUSE bits,
+// which context switches reset. Empty when rsp is in no mapping.
+AddressRange deadStackBelow(pid_t tid, uint64_t rsp);
+
 // The start of the first block where two digests differ.
 std::optional<uint64_t> firstDifferingBlock(const MemoryDigest& recorded, const MemoryDigest& now);
 

@@ -55,22 +55,10 @@ void writeImage(Task& task) {
 
 bool startLog(Task& task, TimeShimSpace& space, uint32_t mode, StraySignals& strays) {
   auto log = std::make_unique<TimeLog>();
-  uint64_t path = putScratchString(task, fmt::format("/proc/{}/fd/{}", ::getpid(), log->fd()));
-  int64_t fd =
-      remoteSyscall(task, SYS_openat,
-                    {static_cast<uint64_t>(AT_FDCWD), path, O_RDWR | O_CLOEXEC, 0, 0, 0}, strays);
-  if (fd < 0) return false;
-  int64_t got = remoteSyscall(task, SYS_mmap,
-                              {REC_SHIM_LOG, REC_SHIM_LOG_SIZE, PROT_READ | PROT_WRITE,
-                               MAP_SHARED | MAP_FIXED, static_cast<uint64_t>(fd), 0},
-                              strays);
-  remoteSyscall(task, SYS_close, {static_cast<uint64_t>(fd), 0, 0, 0, 0, 0}, strays);
-  if (got != static_cast<int64_t>(REC_SHIM_LOG))
-    throw RecError(kExitInternal,
-                   fmt::format("cannot map the time shim's log in task {} ({})", task.tid(), got));
-  rec_shim_control control{};
-  control.mode = mode;
-  task.writeForced(REC_SHIM_CONTROL, &control, sizeof control);
+  if (!mapRecMemoryAt(task, log->fd(), REC_SHIM_LOG, REC_SHIM_LOG_SIZE, "the time shim's log",
+                      strays))
+    return false;
+  task.writeForced(REC_SHIM_CONTROL + offsetof(rec_shim_control, mode), &mode, sizeof mode);
   space.log = std::move(log);
   return true;
 }

@@ -29,9 +29,9 @@ namespace rec {
 inline constexpr uint64_t kTimeShimImage = REC_SHIM_IMAGE;
 inline constexpr uint64_t kTimeShimEnd = REC_SHIM_LOG + REC_SHIM_LOG_SIZE;
 // rec's own pages in every tracee (the scratch page, the shim's image,
-// control page and log) differ between recording and replay: digests of the
+// control page and log, the syscall buffer) differ between recording and replay: digests of the
 // program's memory (task_state.h) leave them out.
-inline constexpr AddressRange kRecPages[] = {{kScratchAddress, kTimeShimEnd}};
+inline constexpr AddressRange kRecPages[] = {{kScratchAddress, REC_SYSBUF + REC_SYSBUF_SIZE}};
 
 // The shim's ELF image as rec embeds it (loaded at kTimeShimImage).
 std::span<const std::byte> timeShimImage();

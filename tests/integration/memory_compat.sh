@@ -118,7 +118,21 @@ check_kill_self() {
     --expect-out '^child killed itself, stored [0-9a-f]{16}$' -- "$PROGRAMS/kill_self"
 }
 
+# process_vm_writev into a child (another recorded process): the write is
+# recorded as the child's memory, which replay writes itself; the child
+# prints what it found there (a nonce, different per run).
+check_vm_write_child() {
+  need_program vm_write
+  expect_native_differs "$PROGRAMS/vm_write"
+  record_replay vm_write --status 0 \
+    --expect-out '^process_vm_writev wrote [0-9]+ bytes \(ok\)$' \
+    --expect-out '^child.s mailbox: nonce [0-9]+$' \
+    --expect-out '^parent.s mailbox: empty; child exited 0$' \
+    -- "$PROGRAMS/vm_write"
+}
+
 t shared_file check_shared_file
+t vm_write_child check_vm_write_child
 t kill_self check_kill_self
 t proc_mem_write check_proc_mem_write
 t merged_mappings check_merged_mappings

@@ -107,7 +107,18 @@ check_forced_fault() {
     -- "$PROGRAMS/forced_fault"
 }
 
+# A SIGCHLD that arrives during a file mmap, which replay carries out with
+# syscalls of its own, stops the task at that mmap's exit in the replay too
+# (an ignored signal given to a task at a signal stop would vanish unseen).
+check_mmap_sigchld() {
+  need_program mmap_sigchld
+  expect_native_differs "$PROGRAMS/mmap_sigchld"
+  record_replay mmapchld --status 0 --expect-out '^[0-9]+ maps in all$' \
+    -- "$PROGRAMS/mmap_sigchld"
+}
+
 t dispositions check_dispositions
+t mmap_sigchld check_mmap_sigchld
 t forced_fault check_forced_fault
 for mode in "${MODES[@]}"; do
   t "$mode" check_mode "$mode"

@@ -21,6 +21,11 @@
 //                 sleeps: the recorder's walk to a preemption point steps
 //                 over that syscall, whose saved flags (r11) must not keep
 //                 rec's trap flag.
+//   stack-round   SIGALRM lands in a byte loop clearing a buffer, called with
+//                 the same arguments every round of an outer loop whose count
+//                 lives only on the stack, and whose rounds are longer than
+//                 the recorder's walk (openssl speed's shape: SHA-256 and
+//                 OPENSSL_cleanse in a loop counting on the stack).
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <setjmp.h>
@@ -198,6 +203,32 @@ static int syscall_spin(void) {
   return 0;
 }
 
+static volatile long* volatile stack_round_count;  // volatile: read only by the handler
+static void on_alarm_print_stack_round(int sig) {
+  (void)sig;
+  printf("signal in stack round %ld\n", *stack_round_count);
+  fflush(stdout);
+  _exit(0);
+}
+
+// Registers count; what it writes is the same every call.
+__attribute__((noinline)) static void clear_bytes(volatile char* p, int n) {
+  for (int pass = 0; pass < 8; ++pass)
+    for (int i = 0; i < n; ++i) p[i] = 0;
+}
+
+__attribute__((noreturn)) static void stack_round(void) {
+  volatile long count = 0;
+  volatile char buf[256];
+  stack_round_count = &count;
+  signal(SIGALRM, on_alarm_print_stack_round);
+  arm_alarm(20000 + (long)(getpid() % 7) * 3000);
+  for (;;) {
+    count++;
+    clear_bytes(buf, sizeof buf);
+  }
+}
+
 int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "";
   if (!strcmp(mode, "global-round")) global_round();
@@ -207,7 +238,9 @@ int main(int argc, char** argv) {
   if (!strcmp(mode, "pause-spin")) return pause_spin();
   if (!strcmp(mode, "red-zone")) red_zone();
   if (!strcmp(mode, "syscall-spin")) return syscall_spin();
+  if (!strcmp(mode, "stack-round")) stack_round();
   fprintf(stderr,
-          "usage: exact_points global-round|jmp-self|dec-jnz|loop-insn|pause-spin|red-zone|syscall-spin\n");
+          "usage: exact_points global-round|jmp-self|dec-jnz|loop-insn|pause-spin|red-zone|"
+          "syscall-spin|stack-round\n");
   return 2;
 }

@@ -8,6 +8,10 @@
  *   REC_SHIM_LOG      the log: a memfd shared with rec, mapped at the first
  *                     time call of each process (rec reads it without a
  *                     syscall at every event of the task)
+ *   REC_SYSBUF        the syscall buffer (docs/syscall-buffer.md): a memfd
+ *                     shared with rec, mapped at the first buffered syscall
+ *                     of each process; its header, the buffer code's own
+ *                     stack, then the entries
  */
 #ifndef REC_TIME_SHIM_ABI_H
 #define REC_TIME_SHIM_ABI_H
@@ -35,7 +39,7 @@
 
 struct rec_shim_control {
   uint32_t mode;
-  uint32_t reserved;
+  uint32_t sysbuf_mode; /* REC_SHIM_OFF, REC_SHIM_RECORD or REC_SHIM_REPLAY */
 };
 
 struct rec_shim_entry {
@@ -63,5 +67,64 @@ static inline int rec_shim_system_wide_clock(long clock) {
 
 #define REC_SHIM_LOG_CAPACITY \
   ((REC_SHIM_LOG_SIZE - sizeof(struct rec_shim_log)) / sizeof(struct rec_shim_entry))
+
+/* ---- The syscall buffer ---------------------------------------------------
+ * A patched syscall site jumps to a trampoline near it, which calls
+ * REC_SYSBUF_ENTRY (the image's first code byte, shim.lds) with the syscall's
+ * registers; the entry answers the call through the buffer or makes it as a
+ * traced syscall. */
+#define REC_SYSBUF_ENTRY (REC_SHIM_IMAGE + 0x800UL)
+#define REC_SYSBUF (REC_SHIM_LOG + REC_SHIM_LOG_SIZE)
+#define REC_SYSBUF_SIZE 0x400000UL
+#define REC_SYSBUF_STACK_TOP (REC_SYSBUF + 0x6000UL) /* 16 KiB below it, after the header */
+#define REC_SYSBUF_ENTRIES (REC_SYSBUF + 0x6000UL)
+/* Recording fills at most this much between two stops of a task (`limit`);
+ * replay may queue a few such fills at once (a task that ran on after a
+ * stop rec took without an event), up to the whole mapping. */
+#define REC_SYSBUF_CAPACITY 0x100000UL
+#define REC_SYSBUF_REPLAY_CAPACITY (REC_SYSBUF_SIZE - 0x6000UL)
+#define REC_SYSBUF_MAX_NR 512
+#define REC_SYSBUF_OUTPUT_FDS 1024
+
+/* How the buffer code treats one syscall number (rec fills it from the
+ * syscall table's buffered rows). */
+#define REC_SYSBUF_FD_ANY 0      /* any fd (or none): the call never blocks */
+#define REC_SYSBUF_FD_READ 1     /* a regular file on a local file system */
+#define REC_SYSBUF_FD_WRITE 2    /* same, not an alias of the program's stdout/stderr */
+#define REC_SYSBUF_OUT_NONE 0
+#define REC_SYSBUF_OUT_RESULT 1  /* `result` bytes at argument out_arg */
+#define REC_SYSBUF_OUT_FIXED 2   /* out_size bytes at argument out_arg when the call succeeds */
+struct rec_sysbuf_policy {
+  uint8_t args;     /* arguments compared on replay; 0: not buffered */
+  uint8_t fd_check; /* REC_SYSBUF_FD_*, on argument 0 */
+  uint8_t out_kind; /* REC_SYSBUF_OUT_* */
+  uint8_t out_arg;
+  uint32_t out_size;
+};
+
+struct rec_sysbuf_header {
+  uint32_t used;     /* record: entry bytes filled; replay: filled by rec */
+  uint32_t next;     /* replay: offset of the next entry to hand back */
+  uint32_t busy;     /* the buffer code is running (a fault inside it: later calls are traced) */
+  uint32_t no_writes; /* rec watches files mapped MAP_SHARED: writes stay traced */
+  uint32_t limit;     /* record: `used` stays at or below it (rec sets it at each stop) */
+  uint32_t reserved;
+  /* The fds that are the program's stdout or stderr (recorder/output_fds.h):
+   * replay shows what is written to them, so those writes stay traced. */
+  uint64_t output_fds[REC_SYSBUF_OUTPUT_FDS / 64];
+  uint32_t output_high; /* one at REC_SYSBUF_OUTPUT_FDS or above */
+  uint32_t reserved2;
+  struct rec_sysbuf_policy policy[REC_SYSBUF_MAX_NR];
+};
+
+struct rec_sysbuf_entry {
+  uint32_t size; /* bytes, this header included, a multiple of 8 */
+  int32_t nr;
+  int64_t result;
+  uint64_t args[6];
+  uint64_t out_addr; /* the memory the call wrote: out_len bytes, in data[] */
+  uint64_t out_len;
+  unsigned char data[];
+};
 
 #endif

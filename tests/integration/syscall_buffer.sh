@@ -1,0 +1,106 @@
+# Issue 13: the syscall buffer (docs/syscall-buffer.md). Syscalls on regular
+# files made inside the process without a ptrace stop, from glibc's patched
+# syscall sites, replayed from the buffer without a stop either: with
+# threads, signal handlers interrupting them, a fork's child, exit and exec
+# with calls still buffered, failures (EFAULT), a divergence replay must
+# report, and a recorder stopped while the buffer holds calls.
+# CI runs this script (and a few others) again with REC_SYSCALL_BUFFER=off
+# (tests/CMakeLists.txt): then the same programs must record and replay
+# with no buffered call in the trace.
+# shellcheck source=lib.bash
+source "$TESTLIB"
+
+buffer_on() { [[ ${REC_SYSCALL_BUFFER:-on} != off ]]; }
+
+# How many syscalls of the trace went through the buffer.
+buffered_count() {
+  "$REC" dump "$1" 2>/dev/null | grep -c '\[syscall buffer, no stop\]'
+}
+
+check_tour() {
+  need_program sysbuf
+  expect_native_differs "$PROGRAMS/sysbuf" 5 2>/dev/null
+  record_replay tour --status 0 --expect-out '^single [0-9a-f]{16}$' \
+    --expect-out '^signals [0-9a-f]{16} \(handler wrote once per signal\)$' \
+    --expect-out '^thread 2 [0-9a-f]{16}$' --expect-out '^child exit [0-9]+$' \
+    --expect-out "^exec'd child [0-9a-f]{16}$" -- "$PROGRAMS/sysbuf" 30
+  local n
+  n=$(buffered_count tour.rec)
+  if buffer_on; then
+    # Every fileWork makes ~40 bufferable calls; nearly all must skip the stop.
+    ((n >= 2000)) || fail "only $n syscalls went through the buffer"
+    "$REC" dump tour.rec | grep -q 'patched\]' || fail "no syscall site was patched"
+  else
+    ((n == 0)) || fail "$n buffered syscalls with REC_SYSCALL_BUFFER=off"
+  fi
+}
+
+# Chaos scheduling moves preemptions and thread switches around: the calls
+# each thread buffered stay with it.
+check_chaos() {
+  need_program sysbuf
+  local i status
+  for i in 1 2 3; do
+    timeout 120 "$REC" record --chaos -o "chaos$i.rec" -- "$PROGRAMS/sysbuf" 10 >"rec$i.out" 2>"rec$i.err" ||
+      { show "record stderr" "rec$i.err"; fail "chaos recording $i failed"; }
+    grep -Eq '^thread 1 [0-9a-f]{16}$' "rec$i.out" || { show "record stdout" "rec$i.out"; fail "chaos recording $i: no thread output"; }
+    timeout 120 "$REC" replay "chaos$i.rec" >"replay$i.out" 2>"replay$i.err"
+    status=$?
+    [ "$status" -eq 0 ] || { show "replay stderr" "replay$i.err"; fail "chaos replay $i exited $status"; }
+    cmp -s "rec$i.out" "replay$i.out" || fail "chaos replay $i printed something else"
+  done
+}
+
+check_divergence() {
+  buffer_on || return 0  # without the buffer, RDRAND's divergence is the other tests' (interruption.sh)
+  grep -qw rdrand /proc/cpuinfo || fail "this CPU has no RDRAND to provoke a divergence with"
+  need_program sysbuf_edge
+  "$REC" record -o div.rec -- "$PROGRAMS/sysbuf_edge" diverge >rec.out 2>rec.err || fail "recording failed: $(cat rec.err)"
+  (($(buffered_count div.rec) >= 20)) || fail "the choices did not go through the buffer"
+  timeout 60 "$REC" replay div.rec >replay.out 2>replay.err
+  local status=$?
+  [ "$status" -eq 75 ] || { show "replay stderr" replay.err; fail "replay exited $status, expected 75 (divergence)"; }
+  [ "$(wc -l <replay.err)" -eq 1 ] || { show "replay stderr" replay.err; fail "the report is not one line"; }
+  grep -Eq "diverged at event #[0-9]+ \(task [0-9]+\): expected .*(lseek|newfstatat|syscall buffer)" replay.err ||
+    { show "replay stderr" replay.err; fail "the report does not name the buffered calls"; }
+}
+
+# rec stopped by SIGTERM while the program writes through the buffer: every
+# byte in the file is a write in the trace, and replay ends the same way.
+check_sigterm() {
+  need_program sysbuf_edge
+  "$REC" record -o term.rec -- "$PROGRAMS/sysbuf_edge" forever "$T/data" >rec.out 2>rec.err &
+  local pid=$! i
+  for i in $(seq 200); do
+    [ "$(wc -l <rec.out)" -ge 2 ] && break
+    sleep 0.05
+  done
+  [ "$(wc -l <rec.out)" -ge 2 ] || fail "the recording printed nothing"
+  kill -TERM "$pid"
+  wait "$pid"
+  local status=$?
+  [ "$status" -eq 143 ] || fail "rec record exited $status after SIGTERM, expected 143"
+  local size writes
+  size=$(stat -c %s "$T/data")
+  "$REC" dump term.rec >dump.out || fail "rec dump failed"
+  # The program's 1-byte writes (its stdout gets whole lines).
+  writes=$(grep -Ec '\] write\([0-9]+, 0x[0-9a-f]+, 1\) = 1( |$)' dump.out)
+  # Every write in the trace is in the file, and at most one more: the call
+  # the program was in when rec was killed can finish in the kernel without
+  # rec seeing its return (the trace ends at the last event rec saw).
+  [ "$size" -eq "$writes" ] || [ "$size" -eq $((writes + 1)) ] ||
+    fail "the file has $size bytes but the trace $writes writes"
+  if buffer_on; then
+    (($(grep -c 'syscall buffer, no stop' dump.out) * 2 > writes)) || fail "most writes did not go through the buffer"
+  fi
+  timeout 60 "$REC" replay term.rec >replay.out 2>replay.err
+  status=$?
+  [ "$status" -eq 137 ] || { show "replay stderr" replay.err; fail "replay exited $status, expected 137"; }
+  cmp -s rec.out replay.out || fail "replay output differs from the recording's"
+}
+
+t tour check_tour
+t chaos check_chaos
+t divergence check_divergence
+t sigterm check_sigterm
+finish

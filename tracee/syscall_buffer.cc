@@ -1,0 +1,356 @@
+#include "syscall_buffer.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+
+#include "code_patch.h"
+#include "errors.h"
+#include "exit_codes.h"
+#include "process_maps.h"
+#include "syscall_table.h"
+
+namespace rec {
+
+static_assert(REC_SYSBUF >= REC_SHIM_LOG + REC_SHIM_LOG_SIZE);
+static_assert(sizeof(rec_sysbuf_entry) % 8 == 0);
+
+SysbufMemory::SysbufMemory() {
+  fd_.reset(static_cast<int>(::syscall(SYS_memfd_create, "rec-syscall-buffer", MFD_CLOEXEC)));
+  if (!fd_.valid() || ::ftruncate(fd_.get(), REC_SYSBUF_SIZE) != 0)
+    throwErrno(kExitInternal, "cannot make the syscall buffer");
+  base_ = ::mmap(nullptr, REC_SYSBUF_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
+  if (base_ == MAP_FAILED) {
+    base_ = nullptr;
+    throwErrno(kExitInternal, "cannot map the syscall buffer");
+  }
+}
+
+SysbufMemory::~SysbufMemory() {
+  if (base_) ::munmap(base_, REC_SYSBUF_SIZE);
+}
+
+namespace sysbuf {
+
+namespace {
+
+// Trampoline pages: the entry's address, then 32-byte slots.
+constexpr uint64_t kSlotsOffset = 16;
+constexpr uint64_t kSlotSize = 32;
+constexpr unsigned kSlotsPerPage = (kPageSize - kSlotsOffset) / kSlotSize;
+constexpr uint64_t kSlotCmp = 19;   // where the displaced `cmp` runs in a slot
+constexpr uint64_t kPatchSize = 8;  // at most: `syscall` (2) + `cmp $imm32,%rax` (6)
+
+// The bytes a patch replaces at a site: `syscall` and the compare after it
+// (glibc's wrappers: cmp $-4096 or $-4095 with %rax, or with %eax); 0 when
+// the code is something else.
+size_t patchLength(const uint8_t code[kPatchSize]) {
+  if (code[0] != 0x0f || code[1] != 0x05) return 0;
+  auto errorBound = [](const uint8_t* imm) {
+    return (imm[0] == 0x00 || imm[0] == 0x01) && imm[1] == 0xf0 && imm[2] == 0xff && imm[3] == 0xff;
+  };
+  if (code[2] == 0x48 && code[3] == 0x3d && errorBound(code + 4)) return 8;
+  if (code[2] == 0x3d && errorBound(code + 3)) return 7;
+  return 0;
+}
+
+bool near(uint64_t a, uint64_t b) {
+  uint64_t d = a > b ? a - b : b - a;
+  return d < (uint64_t{1} << 31) - 2 * kPageSize;
+}
+
+void put32(std::vector<uint8_t>& out, int64_t v) {
+  auto u = static_cast<uint32_t>(static_cast<int32_t>(v));
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(u >> (8 * i)));
+}
+
+std::vector<uint8_t> slotCode(uint64_t slot, uint64_t site, std::span<const uint8_t> displaced) {
+  const uint64_t page = slot & ~(kPageSize - 1);
+  std::vector<uint8_t> c = {0x48, 0x8d, 0x64, 0x24, 0x80};  // lea -128(%rsp),%rsp: the red zone
+  c.insert(c.end(), {0xff, 0x15});                          // call *entry(%rip)
+  put32(c, static_cast<int64_t>(page) - static_cast<int64_t>(slot + 11));
+  c.insert(c.end(), {0x48, 0x8d, 0xa4, 0x24, 0x80, 0x00, 0x00, 0x00});  // lea 128(%rsp),%rsp
+  c.insert(c.end(), displaced.begin(), displaced.end());                // cmp $-4096,%rax
+  while (c.size() < kSlotCmp + 6) c.push_back(0x90);
+  c.push_back(0xe9);  // jmp to the instruction after the compare
+  put32(c, static_cast<int64_t>(site + 2 + displaced.size()) - static_cast<int64_t>(slot + 30));
+  while (c.size() < kSlotSize) c.push_back(0xcc);
+  return c;
+}
+
+// A free page within reach of `site`: the top of the nearest gap between
+// mappings (never right below the stack, which grows down into its gap).
+std::optional<uint64_t> freePageNear(pid_t tid, uint64_t site) {
+  std::vector<MapEntry> maps = readMaps(tid);
+  std::optional<uint64_t> best;
+  auto consider = [&](uint64_t candidate) {
+    if (candidate < 0x10000 || !near(candidate, site)) return;
+    uint64_t d = candidate > site ? candidate - site : site - candidate;
+    if (!best || d < (*best > site ? *best - site : site - *best)) best = candidate;
+  };
+  for (size_t i = 0; i + 1 < maps.size(); ++i) {
+    uint64_t from = maps[i].end, to = maps[i + 1].start;
+    if (to <= from || to - from < 2 * kPageSize) continue;  // keep a page free between
+    if (maps[i + 1].path == "[stack]") continue;
+    consider(to - 2 * kPageSize);
+    if (maps[i].path != "[heap]") consider(from + kPageSize);
+  }
+  return best;
+}
+
+std::string_view modeName(bool replaying) {
+  return replaying ? "replay" : "recording";
+}
+
+// The policy of each buffered row (the syscall table's flag), for the
+// in-process code.
+void fillPolicy(rec_sysbuf_header& h) {
+  for (const sys::SyscallRow& row : sys::allSyscalls()) {
+    if (!(row.flags & sys::kBuffered) || row.number >= REC_SYSBUF_MAX_NR) continue;
+    rec_sysbuf_policy p{};
+    p.args = row.argCount;
+    const sys::OutParam& out = row.outs[0];
+    if (out.kind == sys::Out::ByResult) {
+      p.out_kind = REC_SYSBUF_OUT_RESULT;
+      p.out_arg = out.arg;
+    } else if (out.kind == sys::Out::Fixed) {
+      p.out_kind = REC_SYSBUF_OUT_FIXED;
+      p.out_arg = out.arg;
+      p.out_size = out.size;
+    } else if (out.kind != sys::Out::None) {
+      continue;  // not a kind the buffer records
+    }
+    if (row.fdWrite.data == sys::Data::Buffer)
+      p.fd_check = REC_SYSBUF_FD_WRITE;
+    else if (row.args[0] == sys::Arg::Fd && p.out_kind == REC_SYSBUF_OUT_RESULT)
+      p.fd_check = REC_SYSBUF_FD_READ;
+    else
+      p.fd_check = REC_SYSBUF_FD_ANY;
+    h.policy[row.number] = p;
+  }
+}
+
+void setMode(Task& task, uint32_t mode) {
+  task.writeForced(REC_SHIM_CONTROL + offsetof(rec_shim_control, sysbuf_mode), &mode, sizeof mode);
+}
+
+}  // namespace
+
+bool enabledByEnvironment() {
+  const char* v = std::getenv("REC_SYSCALL_BUFFER");
+  if (!v) return true;
+  std::string_view s(v);
+  return !(s == "off" || s == "0" || s == "no" || s == "false");
+}
+
+namespace {
+
+bool mapBuffer(Task& task, SysbufSpace& space, std::unique_ptr<SysbufMemory> buffer, uint32_t mode,
+               StraySignals& strays) {
+  if (!mapRecMemoryAt(task, buffer->fd(), REC_SYSBUF, REC_SYSBUF_SIZE, "the syscall buffer",
+                      strays))
+    return false;
+  buffer->closeFd();
+  space.buffer = std::move(buffer);
+  setMode(task, mode);
+  return true;
+}
+
+}  // namespace
+
+bool start(Task& task, SysbufSpace& space, uint32_t mode, StraySignals& strays) {
+  auto buffer = std::make_unique<SysbufMemory>();
+  rec_sysbuf_header& h = buffer->header();
+  fillPolicy(h);
+  h.limit = REC_SYSBUF_CAPACITY;
+  return mapBuffer(task, space, std::move(buffer), mode, strays);
+}
+
+bool startCopy(Task& task, SysbufSpace& space, SysbufSpace& from, StraySignals& strays) {
+  auto buffer = std::make_unique<SysbufMemory>();
+  const rec_sysbuf_header& h = from.buffer->header();
+  std::memcpy(&buffer->header(), &h, sizeof h);
+  std::memcpy(buffer->entries(), from.buffer->entries(),
+              std::min<size_t>(h.used, REC_SYSBUF_REPLAY_CAPACITY));
+  return mapBuffer(task, space, std::move(buffer), REC_SHIM_REPLAY, strays);
+}
+
+void setOutputFds(SysbufSpace& space, std::span<const long> outputFds) {
+  if (!space.buffer) return;
+  rec_sysbuf_header& h = space.buffer->header();
+  uint64_t bits[REC_SYSBUF_OUTPUT_FDS / 64] = {};
+  uint32_t high = 0;
+  for (long fd : outputFds) {
+    if (fd < 0) continue;
+    if (fd >= static_cast<long>(REC_SYSBUF_OUTPUT_FDS))
+      high = 1;
+    else
+      bits[fd / 64] |= uint64_t{1} << (fd % 64);
+  }
+  std::memcpy(h.output_fds, bits, sizeof bits);
+  h.output_high = high;
+}
+
+void setNoWrites(SysbufSpace& space, bool noWrites) {
+  if (space.buffer) space.buffer->header().no_writes = noWrites;
+}
+
+std::optional<SysbufPatch> planPatch(Task& task, SysbufSpace& space, uint64_t site,
+                                     std::span<const uint64_t> busyIps) {
+  if (space.disabled || space.patched.count(site)) return std::nullopt;
+  uint8_t code[kPatchSize];
+  if (task.read(site, code, sizeof code) != sizeof code) return std::nullopt;
+  const size_t length = patchLength(code);
+  if (!length) return std::nullopt;
+  // A task that would return into the replaced bytes (after the syscall, or
+  // from a signal handler that interrupted it there) would run half a jump.
+  auto inside = [&](uint64_t ip) { return ip > site && ip < site + length; };
+  for (uint64_t ip : busyIps)
+    if (inside(ip)) return std::nullopt;
+  if (auto it = space.signalIps.upper_bound(site); it != space.signalIps.end() && inside(*it))
+    return std::nullopt;
+  for (const SysbufSpace::Page& page : space.pages)
+    if (page.slots < kSlotsPerPage && near(page.address, site))
+      return SysbufPatch{site, page.address + kSlotsOffset + page.slots * kSlotSize, 0};
+  auto page = freePageNear(task.tid(), site);
+  if (!page) return std::nullopt;
+  return SysbufPatch{site, *page + kSlotsOffset, *page};
+}
+
+void applyPatch(Task& task, SysbufSpace& space, const SysbufPatch& patch, StraySignals& strays,
+                bool replaying) {
+  const int failure = replaying ? kExitDivergence : kExitInternal;
+  uint8_t code[kPatchSize];
+  const size_t length =
+      task.read(patch.site, code, sizeof code) == sizeof code ? patchLength(code) : 0;
+  if (!length)
+    throw RecError(failure, fmt::format("rec: {}: no syscall site to patch at {:#x}",
+                                        modeName(replaying), patch.site));
+  const uint64_t pageAddress = patch.slot & ~(kPageSize - 1);
+  if (patch.newPage) {
+    if (patch.newPage != pageAddress)
+      throw RecError(kExitBadTrace, "rec: a syscall buffer patch outside its new page");
+    int64_t got = remoteSyscall(
+        task, SYS_mmap,
+        {patch.newPage, kPageSize, PROT_READ | PROT_EXEC,
+         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, static_cast<uint64_t>(-1), 0},
+        strays);
+    if (got != static_cast<int64_t>(patch.newPage))
+      throw RecError(failure, fmt::format("rec: {}: cannot map a trampoline page at {:#x} ({})",
+                                          modeName(replaying), patch.newPage, got));
+    uint64_t entry = REC_SYSBUF_ENTRY;
+    task.writeForced(patch.newPage, &entry, sizeof entry);
+    space.pages.push_back({patch.newPage, 0});
+  }
+  SysbufSpace::Page* page = nullptr;
+  for (SysbufSpace::Page& p : space.pages)
+    if (p.address == pageAddress) page = &p;
+  if (!page || patch.slot != pageAddress + kSlotsOffset + page->slots * kSlotSize ||
+      page->slots >= kSlotsPerPage || !near(patch.slot, patch.site))
+    throw RecError(failure, fmt::format("rec: {}: the syscall buffer's slot {:#x} is not the next",
+                                        modeName(replaying), patch.slot));
+  std::vector<uint8_t> slot =
+      slotCode(patch.slot, patch.site, std::span<const uint8_t>(code + 2, length - 2));
+  task.writeForced(patch.slot, slot.data(), slot.size());
+  ++page->slots;
+  std::vector<uint8_t> jump = {0xe9};
+  put32(jump, static_cast<int64_t>(patch.slot) - static_cast<int64_t>(patch.site + 5));
+  while (jump.size() < length) jump.push_back(0xcc);  // never reached
+  task.writeForced(patch.site, jump.data(), jump.size());
+  space.patched.insert(patch.site);
+  // The task is at the syscall's exit: it goes on with the displaced cmp.
+  if (task.regs().ip() == patch.site + 2) task.mutableRegs().setIp(patch.slot + kSlotCmp);
+}
+
+std::shared_ptr<SysbufSpace> forChild(const std::shared_ptr<SysbufSpace>& space, Task& child,
+                                      uint64_t flags) {
+  if (!space) return nullptr;
+  if (flags & CLONE_VM) return space;
+  auto copy = std::make_shared<SysbufSpace>();
+  copy->disabled = space->disabled;
+  copy->pages = space->pages;
+  copy->patched = space->patched;
+  copy->signalIps = space->signalIps;
+  // Its mapping is the parent's memfd: off until it has a buffer of its own.
+  if (space->buffer) setMode(child, REC_SHIM_OFF);
+  return copy;
+}
+
+void disable(Task& task, SysbufSpace& space) {
+  space.disabled = true;
+  if (space.buffer) setMode(task, REC_SHIM_OFF);
+}
+
+std::vector<std::byte> drain(SysbufSpace& space, size_t pendingBytes) {
+  std::vector<std::byte> out;
+  if (!space.buffer) return out;
+  rec_sysbuf_header& h = space.buffer->header();
+  uint32_t used = std::min<uint32_t>(h.used, REC_SYSBUF_CAPACITY);
+  const std::byte* entries = space.buffer->entries();
+  // Whole entries only: the program may have written over the buffer.
+  uint32_t at = std::min(space.drained, used);
+  const uint32_t from = at;
+  while (at + sizeof(rec_sysbuf_entry) <= used) {
+    rec_sysbuf_entry e;
+    std::memcpy(&e, entries + at, sizeof e);
+    if (e.size < sizeof e || e.size % 8 || at + e.size > used || e.out_len > e.size - sizeof e)
+      throw RecError(kExitInternal, "rec: the syscall buffer was overwritten by the program");
+    at += e.size;
+  }
+  out.assign(entries + from, entries + at);
+  // A task stopped inside the buffer's code may hold `used` in a register,
+  // about to store it plus its entry: the buffer empties once it is out
+  // (a fault in there leaves it busy for good: the buffer fills, and
+  // every call after is traced).
+  if (h.busy) {
+    space.drained = at;
+  } else {
+    h.used = 0;
+    space.drained = 0;
+  }
+  size_t room = REC_SYSBUF_REPLAY_CAPACITY -
+                std::min<size_t>(pendingBytes + out.size(), REC_SYSBUF_REPLAY_CAPACITY);
+  h.limit = static_cast<uint32_t>(std::min<size_t>(REC_SYSBUF_CAPACITY, space.drained + room));
+  return out;
+}
+
+uint32_t unread(SysbufSpace& space) {
+  if (!space.buffer) return 0;
+  const rec_sysbuf_header& h = space.buffer->header();
+  return h.used > h.next ? h.used - h.next : 0;
+}
+
+void clearQueue(SysbufSpace& space) {
+  if (!space.buffer) return;
+  space.buffer->header().used = 0;
+  space.buffer->header().next = 0;
+}
+
+bool enqueue(SysbufSpace& space, const rec_sysbuf_entry& entry, std::span<const std::byte> data) {
+  if (!space.buffer || data.size() != entry.out_len) return false;
+  rec_sysbuf_header& h = space.buffer->header();
+  uint64_t size = (sizeof entry + data.size() + 7) & ~uint64_t{7};
+  if (h.used + size > REC_SYSBUF_REPLAY_CAPACITY) return false;
+  std::byte* at = space.buffer->entries() + h.used;
+  rec_sysbuf_entry e = entry;
+  e.size = static_cast<uint32_t>(size);
+  std::memcpy(at, &e, sizeof e);
+  if (!data.empty()) std::memcpy(at + sizeof e, data.data(), data.size());
+  h.used = static_cast<uint32_t>(h.used + size);
+  return true;
+}
+
+bool inBufferData(uint64_t address) {
+  return address >= kSysbufAddress && address < kSysbufEnd;
+}
+
+}  // namespace sysbuf
+
+}  // namespace rec

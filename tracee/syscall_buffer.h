@@ -1,0 +1,143 @@
+// rec's side of the syscall buffer (docs/syscall-buffer.md; the in-process
+// half is tracee/time_shim/sysbuf.c, the layout time_shim/shim_abi.h).
+//
+// Recording and replay both
+//   - map a buffer shared with rec at REC_SYSBUF, at the first patch of a
+//     process (sysbuf::start), and fill its policy from the syscall table's
+//     buffered rows;
+//   - patch a `syscall; cmp $-4096,%rax` site (8 bytes) into a jump to a
+//     trampoline slot in a page near it (within +-2 GiB), which calls the
+//     buffer's entry and then runs the displaced `cmp` (sysbuf::applyPatch).
+//     The recorder decides (sysbuf::planPatch) at the exit of a buffered
+//     syscall made from such a site and notes the patch in that syscall's
+//     event; replay applies the same patch at the same event.
+// The recorder moves the entries out of the buffer at each stop of the task
+// that wrote them, and writes them as syscall events marked `buffered` and
+// `inSyscallBuffer` before that task's next event; replay queues them in the
+// buffer before running the task on.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <set>
+#include <span>
+#include <vector>
+
+#include "remote_syscall.h"
+#include "scoped_fd.h"
+#include "task.h"
+#include "time_shim/shim_abi.h"
+
+namespace rec {
+
+inline constexpr uint64_t kSysbufAddress = REC_SYSBUF;
+inline constexpr uint64_t kSysbufEnd = REC_SYSBUF + REC_SYSBUF_SIZE;
+
+// The buffer of one address space: a memfd that rec maps too.
+class SysbufMemory {
+ public:
+  SysbufMemory();  // throws RecError
+  ~SysbufMemory();
+  SysbufMemory(const SysbufMemory&) = delete;
+  SysbufMemory& operator=(const SysbufMemory&) = delete;
+
+  int fd() const { return fd_.get(); }
+  // Once the task has mapped it: rec keeps only its own mapping (one fd
+  // fewer per process, however many live).
+  void closeFd() { fd_.reset(); }
+  rec_sysbuf_header& header() { return *static_cast<rec_sysbuf_header*>(base_); }
+  std::byte* entries() { return static_cast<std::byte*>(base_) + (REC_SYSBUF_ENTRIES - REC_SYSBUF); }
+
+ private:
+  ScopedFd fd_;
+  void* base_ = nullptr;
+};
+
+// The buffer's state in one address space (shared by the tasks created
+// with CLONE_VM).
+struct SysbufSpace {
+  bool disabled = false;  // the program installed a seccomp filter (rec's calls would pass it)
+  std::unique_ptr<SysbufMemory> buffer;  // once started
+  uint32_t drained = 0;                  // record: entry bytes already moved out
+  struct Page {
+    uint64_t address;
+    unsigned slots;  // used
+  };
+  std::vector<Page> pages;        // trampoline pages
+  std::set<uint64_t> patched;     // sites
+  std::set<uint64_t> signalIps;   // where signals were delivered: a handler may return there
+};
+
+// A patch as the trace notes it.
+struct SysbufPatch {
+  uint64_t site = 0;     // the `syscall` instruction
+  uint64_t slot = 0;     // its trampoline
+  uint64_t newPage = 0;  // a trampoline page mapped first (0: none)
+};
+
+namespace sysbuf {
+
+// REC_SYSCALL_BUFFER=off turns the buffer off for a recording.
+bool enabledByEnvironment();
+
+// At a syscall-exit stop: maps a new buffer into the task and turns it on
+// in `mode` (REC_SHIM_RECORD or REC_SHIM_REPLAY). False when the task
+// cannot open it (no /proc, another root).
+bool start(Task& task, SysbufSpace& space, uint32_t mode, StraySignals& strays);
+
+// Replay's checkpoints (a fork of the process): maps into `task` a new
+// buffer holding what `from`'s holds, in `from`'s mode.
+bool startCopy(Task& task, SysbufSpace& space, SysbufSpace& from, StraySignals& strays);
+
+// Record: the fds that are the program's stdout or stderr (writes there
+// stay traced: replay shows them), and whether files mapped MAP_SHARED are
+// watched (all writes stay traced), written into the buffer's header.
+void setOutputFds(SysbufSpace& space, std::span<const long> outputFds);
+void setNoWrites(SysbufSpace& space, bool noWrites);
+
+// Record, at the exit of a buffered syscall whose `syscall` instruction is
+// at site = ip - 2: the patch to apply, or nullopt when the site is not the
+// glibc pattern, or some task may still return into the bytes it replaces
+// (`busyIps`: where the other tasks of the address space stand or will
+// return to), or no page near it can be had.
+std::optional<SysbufPatch> planPatch(Task& task, SysbufSpace& space, uint64_t site,
+                                     std::span<const uint64_t> busyIps);
+
+// Applies `patch` (recorded, or planned just now): maps its new page,
+// writes the slot and the jump, and moves a task standing right after the
+// site's `syscall` into the slot. Throws RecError (kExitDivergence in
+// replay) when the code or the page is not as recorded.
+void applyPatch(Task& task, SysbufSpace& space, const SysbufPatch& patch, StraySignals& strays,
+                bool replaying);
+
+// The state of a task created with `flags` by `parent`: a thread or vfork
+// child shares the space; a fork's child starts with the buffer off (its
+// mapping is its parent's memfd) and its own copy of the patches.
+std::shared_ptr<SysbufSpace> forChild(const std::shared_ptr<SysbufSpace>& space, Task& child,
+                                      uint64_t flags);
+
+// Turns the buffer off in the task's process for good (the program's own
+// seccomp filter would not see the buffer's calls).
+void disable(Task& task, SysbufSpace& space);
+
+// Record: the entries written since the last call, as raw bytes (whole
+// entries, in order); sets the header's limit so that a task's pending
+// entries never exceed what replay can queue (`pendingBytes` held already).
+// A task stopped inside the buffer's code (its busy flag set) may be about to
+// store `used`: the buffer is not emptied then.
+std::vector<std::byte> drain(SysbufSpace& space, size_t pendingBytes);
+
+// Replay: the bytes queued and not yet handed back; emptying the queue;
+// adding an entry (false when it does not fit or its data is not out_len).
+uint32_t unread(SysbufSpace& space);
+void clearQueue(SysbufSpace& space);
+bool enqueue(SysbufSpace& space, const rec_sysbuf_entry& entry, std::span<const std::byte> data);
+
+// Whether the syscall buffer's code or data lies at ip (in rec's image: the
+// same rule as the time shim's code).
+bool inBufferData(uint64_t address);
+
+}  // namespace sysbuf
+
+}  // namespace rec

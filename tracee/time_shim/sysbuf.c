@@ -1,0 +1,193 @@
+/* rec's syscall buffer, the in-process half (docs/syscall-buffer.md).
+ *
+ * rec patches a program's `syscall; cmp $-4096,%rax` sites into a jump to a
+ * trampoline near them that calls rec_sysbuf_entry (at REC_SYSBUF_ENTRY)
+ * with the syscall's registers. Recording: a call the buffer takes (its
+ * policy, rec_sysbuf_policy, filled by rec from the syscall table) is made
+ * from rec's scratch page, which the seccomp filter lets through without a
+ * stop, and its result and the memory it wrote are appended to the buffer,
+ * which rec turns into trace events at the task's next stop. Replay: the
+ * next entry, if it is this call, is handed back. Anything else (buffer
+ * off, full, busy, another syscall, an fd that might block) is made as an
+ * ordinary traced syscall from here, with every register as the program
+ * set it.
+ *
+ * The C body runs on its own stack in the buffer's mapping: the program's
+ * stack only ever gets the registers the entry saves (the same values in
+ * recording and replay). One task runs user code at a time and rec never
+ * stops one in here for a preemption or an asynchronous signal (the image
+ * is "shim code", time_shim.h), so one stack and one buffer per address
+ * space do. */
+#include "shim_abi.h"
+
+_Static_assert(REC_SHIM_CONTROL + 4 == 0x70005004, "the entry's address of sysbuf_mode");
+_Static_assert(REC_SYSBUF + 8 == 0x70016008, "the entry's address of busy");
+_Static_assert(REC_SYSBUF_STACK_TOP == 0x7001c000, "the entry's stack");
+_Static_assert(sizeof(struct rec_sysbuf_header) <= 0x2000, "the header leaves the stack room");
+
+#define SYS_fstat 5
+#define SYS_fstatfs 138
+
+/* Saved registers, as rec_sysbuf_entry pushes them (lowest address first). */
+enum { F_RBX, F_R11, F_RCX, F_R9, F_R8, F_R10, F_RDX, F_RSI, F_RDI, F_RAX };
+
+static long untraced6(long nr, long a, long b, long c, long d, long e, long f) {
+  long result;
+  register long r10 __asm__("r10") = d;
+  register long r8 __asm__("r8") = e;
+  register long r9 __asm__("r9") = f;
+  register long target __asm__("r11") = REC_SHIM_UNTRACED_SYSCALL;
+  __asm__ volatile("call *%%r11"
+                   : "=a"(result), "+r"(target), "+r"(r10), "+r"(r8), "+r"(r9)
+                   : "0"(nr), "D"(a), "S"(b), "d"(c)
+                   : "rcx", "memory");
+  return result;
+}
+
+static void copy(void* to, const void* from, uint64_t n) {
+  __asm__ volatile("rep movsb" : "+D"(to), "+S"(from), "+c"(n) : : "memory");
+}
+
+static inline volatile struct rec_sysbuf_header* header(void) {
+  return (volatile struct rec_sysbuf_header*)REC_SYSBUF;
+}
+
+struct kstat {
+  uint64_t dev, ino, nlink;
+  uint32_t mode, uid, gid, pad0;
+  uint64_t rdev;
+  int64_t size, blksize, blocks;
+  uint64_t times[6];
+  int64_t unused[3];
+};
+
+static int local_file_system(long fd) {
+  int64_t fs[15]; /* struct statfs: f_type first */
+  if (untraced6(SYS_fstatfs, fd, (long)fs, 0, 0, 0, 0) != 0) return 0;
+  switch ((uint64_t)fs[0] & 0xffffffffu) {
+    case 0xEF53:     /* ext2/3/4 */
+    case 0x58465342: /* xfs */
+    case 0x9123683E: /* btrfs */
+    case 0x01021994: /* tmpfs */
+    case 0x794c7630: /* overlayfs */
+    case 0xF2F52010: /* f2fs */
+      return 1;
+    default: /* proc, sysfs, FUSE, network file systems, ...: traced */
+      return 0;
+  }
+}
+
+/* Whether the call on `fd` may be made here: it cannot block and rec has
+ * nothing else to note about it. */
+static int fd_allowed(uint8_t check, long fd) {
+  if (check == REC_SYSBUF_FD_ANY) return 1;
+  if (fd < 0) return 0;
+  if (check == REC_SYSBUF_FD_WRITE) {
+    volatile struct rec_sysbuf_header* h = header();
+    if (h->no_writes) return 0;
+    if (fd >= REC_SYSBUF_OUTPUT_FDS ? h->output_high != 0
+                                    : (h->output_fds[fd / 64] >> (fd % 64)) & 1)
+      return 0; /* what replay shows as the program's output */
+  }
+  struct kstat st;
+  if (untraced6(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) != 0) return 0;
+  uint32_t type = st.mode & 0170000;
+  if (type == 0020000) /* /dev/null, /dev/zero */
+    return st.rdev == 0x103 || st.rdev == 0x105;
+  return type == 0100000 && local_file_system(fd);
+}
+
+/* Returns 1 with the result in frame[F_RAX], or 0: the entry makes the
+ * call as a traced syscall. */
+__attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* frame) {
+  uint64_t nr = frame[F_RAX];
+  if (nr >= REC_SYSBUF_MAX_NR) return 0;
+  volatile struct rec_sysbuf_header* h = header();
+  struct rec_sysbuf_policy p = *(const struct rec_sysbuf_policy*)&h->policy[nr];
+  if (!p.args) return 0;
+  uint64_t args[6] = {frame[F_RDI], frame[F_RSI], frame[F_RDX],
+                      frame[F_R10], frame[F_R8],  frame[F_R9]};
+  uint32_t mode = ((volatile struct rec_shim_control*)REC_SHIM_CONTROL)->sysbuf_mode;
+  if (mode == REC_SHIM_RECORD) {
+    uint64_t most = p.out_kind == REC_SYSBUF_OUT_RESULT ? args[p.out_arg + 1]
+                    : p.out_kind == REC_SYSBUF_OUT_FIXED ? p.out_size
+                                                         : 0;
+    uint64_t used = h->used, limit = h->limit;
+    if (limit > REC_SYSBUF_CAPACITY || most > limit ||
+        used + sizeof(struct rec_sysbuf_entry) + most > limit)
+      return 0; /* full: the traced call's stop empties it */
+    if (!fd_allowed(p.fd_check, (long)args[0])) return 0;
+    long result = untraced6((long)nr, (long)args[0], (long)args[1], (long)args[2],
+                            (long)args[3], (long)args[4], (long)args[5]);
+    struct rec_sysbuf_entry* e = (struct rec_sysbuf_entry*)(REC_SYSBUF_ENTRIES + used);
+    uint64_t len = 0;
+    if (p.out_kind == REC_SYSBUF_OUT_RESULT && result > 0)
+      len = (uint64_t)result <= most ? (uint64_t)result : most;
+    else if (p.out_kind == REC_SYSBUF_OUT_FIXED && result == 0)
+      len = p.out_size;
+    e->nr = (int32_t)nr;
+    e->result = result;
+    for (int i = 0; i < 6; ++i) e->args[i] = args[i];
+    e->out_addr = len ? args[p.out_arg] : 0;
+    e->out_len = len;
+    if (len) copy(e->data, (const void*)args[p.out_arg], len);
+    uint32_t size = (uint32_t)((sizeof(struct rec_sysbuf_entry) + len + 7) & ~7ul);
+    e->size = size;
+    h->used = (uint32_t)(used + size); /* last: rec reads entries below `used` */
+    frame[F_RAX] = (uint64_t)result;
+    return 1;
+  }
+  if (mode == REC_SHIM_REPLAY) {
+    uint32_t next = h->next;
+    if (next >= h->used) return 0;
+    const struct rec_sysbuf_entry* e = (const struct rec_sysbuf_entry*)(REC_SYSBUF_ENTRIES + next);
+    /* Not the recorded call: made as a traced syscall, where replay sees
+     * the divergence (the entries left unread). */
+    if (e->nr != (int32_t)nr) return 0;
+    for (unsigned i = 0; i < p.args; ++i)
+      if (e->args[i] != args[i]) return 0;
+    if (e->out_len) copy((void*)e->out_addr, e->data, e->out_len);
+    h->next = next + e->size;
+    frame[F_RAX] = (uint64_t)e->result;
+    return 1;
+  }
+  return 0;
+}
+
+/* The entry the trampolines call: rax the syscall number, rdi, rsi, rdx,
+ * r10, r8, r9 its arguments; returns the result in rax with every other
+ * register as the syscall instruction leaves it (rcx and r11, which it
+ * clobbers, zeroed: the same in recording and replay). Flags are not kept:
+ * the trampoline compares rax right after, as the patched code did. */
+__asm__(".section .text.rec_sysbuf_entry,\"ax\",@progbits\n"
+        ".globl rec_sysbuf_entry\n.hidden rec_sysbuf_entry\n"
+        ".type rec_sysbuf_entry,@function\n"
+        "rec_sysbuf_entry:\n"
+        "  push %rax\n  push %rdi\n  push %rsi\n  push %rdx\n  push %r10\n"
+        "  push %r8\n  push %r9\n  push %rcx\n  push %r11\n  push %rbx\n"
+        "  mov %rsp, %rbx\n"
+        "  cmpl $0, 0x70005004\n" /* REC_SHIM_CONTROL's sysbuf_mode */
+        "  je 2f\n"
+        "  cmpl $0, 0x70016008\n" /* REC_SYSBUF's busy */
+        "  jne 2f\n"
+        "  movl $1, 0x70016008\n"
+        "  mov $0x7001c000, %rsp\n" /* REC_SYSBUF_STACK_TOP */
+        "  cld\n"
+        "  mov %rbx, %rdi\n"
+        "  call rec_sysbuf_handle\n"
+        "  mov %rbx, %rsp\n"
+        "  movl $0, 0x70016008\n"
+        "  test %eax, %eax\n"
+        "  jmp 3f\n"
+        "2:\n"
+        "  xor %eax, %eax\n" /* ZF: not handled */
+        "3:\n"
+        "  pop %rbx\n  pop %r11\n  pop %rcx\n  pop %r9\n  pop %r8\n"
+        "  pop %r10\n  pop %rdx\n  pop %rsi\n  pop %rdi\n  pop %rax\n"
+        "  jnz 4f\n"
+        "  syscall\n"
+        "4:\n"
+        "  mov $0, %ecx\n  mov $0, %r11d\n"
+        "  ret\n"
+        ".size rec_sysbuf_entry, .-rec_sysbuf_entry\n"
+        ".text\n");

@@ -53,10 +53,11 @@ bool allowed(State from, State to) {
              to == State::PtraceStopped || to == State::JobStopped ||
              (from == State::InSyscall && to == State::VforkHeld);
     case State::VforkHeld:
-      return to == State::Running || to == State::Ready;
+      return to == State::Running || to == State::Ready || to == State::PtraceStopped;
     case State::PtraceStopped:
-    case State::JobStopped:
       return to == State::Ready;
+    case State::JobStopped:
+      return to == State::Ready || to == State::PtraceStopped;
     case State::Exiting:
     case State::Dead:
       return false;

@@ -116,6 +116,9 @@ class Task : public sys::MemoryReader {
   // At a group-stop: PTRACE_LISTEN, the task stays stopped (job control)
   // until SIGCONT or SIGKILL, which the next wait reports.
   void listen();
+  // Out of PTRACE_LISTEN (which PTRACE_CONT & co refuse with ESRCH): the
+  // task reports a PTRACE_EVENT_STOP, returned here, and can be resumed.
+  Stop endListen();
 
   siginfo_t siginfo();
   void setSiginfo(const siginfo_t& info);

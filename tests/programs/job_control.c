@@ -1,11 +1,15 @@
 // Job control under rec: a child stopped by SIGSTOP stays stopped, its
 // parent's WUNTRACED wait sees the stop (and a WNOHANG wait before it sees
-// nothing), SIGCONT resumes it. The child's exit status comes from the
-// clock, so the output differs on every native run.
+// nothing), SIGCONT resumes it, and the first thing it runs is its
+// SIGCONT handler. While it is stopped the parent takes a copy of its
+// stdout with pidfd_getfd and writes through it (replay shows that line).
+// The child's exit status comes from the clock, so the output differs on
+// every native run.
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,6 +56,17 @@ int main(void) {
   nanosleep(&pause, NULL);
   CHECK(waitpid(child, &status, WNOHANG | WUNTRACED) == 0);
   printf("parent: still stopped after 50 ms\n");
+  int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+  int out = pidfd >= 0 ? (int)syscall(SYS_pidfd_getfd, pidfd, 1, 0) : -1;
+  if (out >= 0) {
+    char line[64];
+    int n = snprintf(line, sizeof line, "parent: via the child's stdout, code %d\n", code);
+    CHECK(write(out, line, (size_t)n) == n);
+    close(out);
+  } else {
+    printf("parent: pidfd_getfd unsupported here\n");
+  }
+  if (pidfd >= 0) close(pidfd);
   CHECK(kill(child, SIGCONT) == 0);
   CHECK(waitpid(child, &status, 0) == child);
   CHECK(WIFEXITED(status));

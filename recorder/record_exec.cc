@@ -36,9 +36,9 @@ namespace rec {
 bool RecordSession::siblingExecing(const RecordTask& t) const {
   return std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& kv) {
     const RecordTask& o = *kv.second;
+    const sys::SyscallRow* row = sys::findSyscall(static_cast<int>(o.nr));
     return &o != &t && o.task.tgid() == t.task.tgid() &&
-           o.state() == RecordTask::State::InSyscall &&
-           (o.nr == SYS_execve || o.nr == SYS_execveat);
+           o.state() == RecordTask::State::InSyscall && row && row->hook == sys::Hook::Execve;
   });
 }
 
@@ -397,8 +397,9 @@ void RecordSession::writeExit(RecordTask& t, int status) {
 // signal, or a SIGKILL from outside, is ending its whole thread group.
 bool RecordSession::diesByItself(RecordTask& t, int status, bool atExitStop) const {
   // exit and exit_group run without a stop: the exit stop shows them.
-  int nr = atExitStop ? t.task.regs().syscallNumber() : -1;
-  if (nr == SYS_exit || nr == SYS_exit_group) return true;
+  const sys::SyscallRow* row =
+      atExitStop ? sys::findSyscall(static_cast<int>(t.task.regs().syscallNumber())) : nullptr;
+  if (row && row->hook == sys::Hook::Exit) return true;
   return WIFSIGNALED(status) && t.lastResumeSignal() != 0 &&
          WTERMSIG(status) == t.lastResumeSignal();
 }

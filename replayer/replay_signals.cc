@@ -49,23 +49,9 @@ std::optional<Stop> ReplaySession::advanceInitial(ReplayTask& t) {
 
 // The signal mask a syscall installs while it waits, when it has one.
 std::optional<uint64_t> ReplaySession::temporarySignalMask(ReplayTask& t) {
-  const auto& a = t.skipArgs;
-  switch (t.skipNumber) {
-    case SYS_rt_sigsuspend:
-      return a[0];
-    case SYS_ppoll:
-      return a[3] ? std::optional<uint64_t>(a[3]) : std::nullopt;
-    case SYS_epoll_pwait:
-    case SYS_epoll_pwait2:
-      return a[4] ? std::optional<uint64_t>(a[4]) : std::nullopt;
-    case SYS_pselect6: {
-      uint64_t pair[2] = {0, 0};  // {const sigset_t*, size}
-      if (a[5] && t.task.read(a[5], pair, sizeof pair) == sizeof pair && pair[0]) return pair[0];
-      return std::nullopt;
-    }
-    default:
-      return std::nullopt;
-  }
+  const sys::SyscallRow* row = sys::findSyscall(static_cast<int>(t.skipNumber));
+  if (!row) return std::nullopt;
+  return sys::waitMaskAddress(*row, t.skipArgs, t.task);
 }
 
 void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {

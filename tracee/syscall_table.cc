@@ -51,6 +51,12 @@ struct Row {
     c.r.hook = h;
     return c;
   }
+  constexpr Row waitsWithMask(uint8_t arg, WaitMask kind = WaitMask::Arg) const {
+    Row c = *this;
+    c.r.waitMask = kind;
+    c.r.waitMaskArg = arg;
+    return c;
+  }
   constexpr Row why(std::string_view note) const {
     Row c = *this;
     c.r.note = note;
@@ -327,6 +333,7 @@ constexpr SyscallRow kTable[] = {
       .out(fixed(1, kSiginfo)),
   emulated(SYS_rt_sigqueueinfo, "rt_sigqueueinfo", {Pid, Signal, Ptr}).why(kSignalSend),
   executed(SYS_rt_sigsuspend, "rt_sigsuspend", {Ptr, Size}).blocks().hook(Hook::SigSuspend)
+      .waitsWithMask(0)
       .why("waits with a temporary mask: replay runs it and supplies the recorded signal"),
   passthrough(SYS_sigaltstack, "sigaltstack", {Ptr, Ptr}),
   emulated(SYS_utime, "utime", {Path, Ptr}),
@@ -499,8 +506,9 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_readlinkat, "readlinkat", {DirFd, Path, Ptr, Size}).out(byResult(2)),
   emulated(SYS_fchmodat, "fchmodat", {DirFd, Path, Mode}),
   emulated(SYS_faccessat, "faccessat", {DirFd, Path, Int}),
-  emulated(SYS_pselect6, "pselect6", {Int, Ptr, Ptr, Ptr, Ptr, Ptr}).blocks().hook(Hook::Select),
-  emulated(SYS_ppoll, "ppoll", {Ptr, Uint, Ptr, Ptr, Size}).blocks()
+  emulated(SYS_pselect6, "pselect6", {Int, Ptr, Ptr, Ptr, Ptr, Ptr}).blocks().hook(Hook::Select)
+      .waitsWithMask(5, WaitMask::PairPtr),
+  emulated(SYS_ppoll, "ppoll", {Ptr, Uint, Ptr, Ptr, Size}).blocks().waitsWithMask(3)
       .out(argTimes(0, 1, kPollfd), fixed(2, kTimespec)),
   emulated(SYS_unshare, "unshare", {CloneFlags}).hook(Hook::Unshare),
   passthrough(SYS_set_robust_list, "set_robust_list", {Ptr, Size}),
@@ -513,7 +521,7 @@ constexpr SyscallRow kTable[] = {
       .why("gifting pages to a pipe is recorded as a copy"),
   emulated(SYS_move_pages, "move_pages", {Pid, Uint, Ptr, Ptr, Ptr, Hex}).out(argTimes(4, 1, 4)),
   emulated(SYS_utimensat, "utimensat", {DirFd, Path, Ptr, AtFlags}),
-  emulated(SYS_epoll_pwait, "epoll_pwait", {Fd, Ptr, Int, Int, Ptr, Size}).blocks()
+  emulated(SYS_epoll_pwait, "epoll_pwait", {Fd, Ptr, Int, Int, Ptr, Size}).blocks().waitsWithMask(4)
       .out(resultTimes(1, kEpollEvent)),
   emulated(SYS_signalfd, "signalfd", {Fd, Ptr, Size}).fd(),
   emulated(SYS_timerfd_create, "timerfd_create", {Clock, OpenFlags}).fd(),
@@ -611,7 +619,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_faccessat2, "faccessat2", {DirFd, Path, Int, AtFlags}),
   emulated(SYS_process_madvise, "process_madvise", {Fd, Ptr, Size, Int, Hex})
       .why("advice only (MADV_COLD/PAGEOUT...): not applied on replay"),
-  emulated(SYS_epoll_pwait2, "epoll_pwait2", {Fd, Ptr, Int, Ptr, Ptr, Size}).blocks()
+  emulated(SYS_epoll_pwait2, "epoll_pwait2", {Fd, Ptr, Int, Ptr, Ptr, Size}).blocks().waitsWithMask(4)
       .out(resultTimes(1, kEpollEvent)),
   emulated(SYS_mount_setattr, "mount_setattr", {DirFd, Path, AtFlags, Ptr, Size}),
   emulated(SYS_quotactl_fd, "quotactl_fd", {Fd, Hex, Int, Ptr})
@@ -740,6 +748,24 @@ uint64_t cloneFlags(int nr, uint64_t arg0) {
   if (nr == SYS_clone) return arg0;
   if (nr == SYS_vfork) return CLONE_VM | CLONE_VFORK;
   return 0;
+}
+
+std::optional<uint64_t> waitMaskAddress(const SyscallRow& row, const std::array<uint64_t, 6>& args,
+                                        MemoryReader& mem) {
+  uint64_t at = args[row.waitMaskArg];
+  switch (row.waitMask) {
+    case WaitMask::None:
+      return std::nullopt;
+    case WaitMask::Arg:
+      break;
+    case WaitMask::PairPtr: {
+      uint64_t pair[2] = {0, 0};
+      if (at == 0 || mem.read(at, pair, sizeof pair) != sizeof pair) return std::nullopt;
+      at = pair[0];
+      break;
+    }
+  }
+  return at != 0 ? std::optional<uint64_t>(at) : std::nullopt;
 }
 
 std::vector<int> stringArgs(const SyscallRow& row) {

@@ -160,6 +160,15 @@ inline constexpr uint16_t kBuffered =
              // its outputs are one ByResult or Fixed param, it never blocks on the fds the
              // buffer lets through, and rec has nothing else to note about it
 
+// Where a call that waits finds the signal mask it installs while waiting
+// (rt_sigsuspend, ppoll, pselect6, epoll_pwait): a signal blocked outside
+// the call can be delivered inside it.
+enum class WaitMask : uint8_t {
+  None,
+  Arg,      // argument `waitMaskArg` points to the sigset_t (NULL: none)
+  PairPtr,  // argument `waitMaskArg` points to {const sigset_t*, size_t} (pselect6)
+};
+
 struct SyscallRow {
   int number = -1;
   std::string_view name;
@@ -170,6 +179,8 @@ struct SyscallRow {
   std::array<OutParam, 3> outs{};
   FdWrite fdWrite{};
   Hook hook = Hook::None;
+  WaitMask waitMask = WaitMask::None;
+  uint8_t waitMaskArg = 0;
   std::string_view note;  // shown by `rec syscalls` when support is partial or refused
 
   bool traced() const { return support != Support::Passthrough; }
@@ -216,6 +227,11 @@ struct MemRange {
 // to a sane maximum and empty ones dropped.
 std::vector<MemRange> outputRanges(const SyscallRow& row, const std::array<uint64_t, 6>& args,
                                    int64_t result, MemoryReader& mem);
+
+// The address of the signal mask a waiting call installs, or nullopt when
+// the row has none or the program passed none.
+std::optional<uint64_t> waitMaskAddress(const SyscallRow& row, const std::array<uint64_t, 6>& args,
+                                        MemoryReader& mem);
 
 // Indexes of the Path/Str arguments, in order (their contents are recorded).
 std::vector<int> stringArgs(const SyscallRow& row);

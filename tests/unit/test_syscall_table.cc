@@ -381,3 +381,18 @@ TEST_CASE("formatResult and names") {
   CHECK(stringArgs(row("renameat")) == std::vector<int>{1, 3});
   CHECK(stringArgs(row("read")).empty());
 }
+
+TEST_CASE("waiting calls name the signal mask they install") {
+  FakeMemory mem;
+  mem.map(0x1000, 16);
+  mem.put(0x1000, uint64_t{0x2000});  // pselect6's {sigset_t*, size}
+  mem.put(0x1008, uint64_t{8});
+  CHECK(waitMaskAddress(row("rt_sigsuspend"), {0x3000, 8}, mem) == 0x3000);
+  CHECK(waitMaskAddress(row("ppoll"), {0, 0, 0, 0x4000, 8}, mem) == 0x4000);
+  CHECK_FALSE(waitMaskAddress(row("ppoll"), {0, 0, 0, 0, 8}, mem));
+  CHECK(waitMaskAddress(row("epoll_pwait"), {3, 0, 1, -1ull, 0x5000, 8}, mem) == 0x5000);
+  CHECK(waitMaskAddress(row("epoll_pwait2"), {3, 0, 1, 0, 0x6000, 8}, mem) == 0x6000);
+  CHECK(waitMaskAddress(row("pselect6"), {1, 0, 0, 0, 0, 0x1000}, mem) == 0x2000);
+  CHECK_FALSE(waitMaskAddress(row("pselect6"), {1, 0, 0, 0, 0, 0x9000}, mem));  // unreadable
+  CHECK_FALSE(waitMaskAddress(row("poll"), {0x3000, 1, 0}, mem));
+}

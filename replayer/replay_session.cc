@@ -372,13 +372,6 @@ Stop ReplaySession::advance(ReplayTask& t) {
     }
     switch (stop.kind) {
       case StopKind::GroupStop:
-        if (stop.signal != SIGTRAP && t.awaitingSignal) {
-          // A job-control stop (a stopping signal it took) whose end the
-          // trace holds: the awaited signal came once SIGCONT woke it.
-          ::syscall(SYS_tgkill, t.task.tgid(), t.task.tid(), SIGCONT);
-          if (t.awaitingSignal != SIGCONT)
-            ::syscall(SYS_tgkill, t.task.tgid(), t.task.tid(), t.awaitingSignal);
-        }
         resumeUserCode(t, 0);
         continue;
       case StopKind::Seccomp:

@@ -155,6 +155,16 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
       break;
     }
     case schema::SignalDisposition::DELIVERED:
+      if (!e.getSynchronous() && t.pendingSignal != signo && isStopSignal(t.pendingSignal) &&
+          !t.pendingFrame && !hasHandler(t.task.tid(), t.pendingSignal)) {
+        // It took a stopping signal and stayed stopped (job control) until
+        // SIGCONT; the kernel then delivered this one where it stopped
+        // (RecordTask::afterJobStop). Replay needs no real stop, which may
+        // not even happen here (an orphaned process group ignores SIGTTOU):
+        // the stopping signal is dropped and this one comes in its place.
+        t.pendingSignal = 0;
+        ::syscall(SYS_tgkill, t.task.tgid(), t.task.tid(), signo);
+      }
       if (!e.getSynchronous()) t.awaitingSignal = signo;
       break;
     case schema::SignalDisposition::BY_PTRACER:

@@ -434,7 +434,10 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
   s.setIp(regs.ip());
   s.setCompat32(t.compat);
   setEntryRegisters(t, s);
-  attachMemoryDigest(t, msg, t.entryDigest);
+  // A syscall whose entry was announced carries its digest there: replay
+  // checks memory when the task reaches its entry, and by this event other
+  // tasks have written to memory since.
+  if (!t.enterAnnounced) attachMemoryDigest(t, msg, t.entryDigest);
   s.setInterrupted(result >= -516 && result <= -512);
   auto strings = s.initStrings(static_cast<unsigned>(t.strings.size()));
   for (unsigned i = 0; i < t.strings.size(); ++i) strings.set(i, t.strings[i]);

@@ -134,6 +134,7 @@ class RecordSession {
   void writeBuffered(RecordTask& t, pid_t tid);
   void patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builder s);
   void updateBufferDenials();
+  std::vector<sysbuf::FileId> bufferWatchedFiles() const;
   void updateBufferOutputFds(RecordTask& t);
   // Whether fd `fd` of the process pidfd `pidfd` of `t` names is the
   // program's stdout (1), stderr (2) or neither (0).

@@ -153,15 +153,22 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
       if (auto stop = runTo(t, ip + length)) return stop;
       continue;
     }
+    bool recurred = false;  // this instruction with these registers, seen before
     {
       auto [seen, fresh] =
           states.try_emplace({ip, registerStateHash(regs)}, Seen{memoryHash, enteredHash});
+      recurred = !fresh;
       // Words first written since count with the value they had then.
       if (!fresh && (seen->second.memory ^ seen->second.entered ^ enteredHash) != memoryHash)
         roundSeen = true;
       seen->second = Seen{memoryHash, enteredHash};
     }
-    bool roundKnown = roundSeen || (before.empty() && visit >= 2) || visit >= kCountingVisits ||
+    // A loop that writes nothing is a round of its own only when its state
+    // recurs whole (a spin on a flag, `jmp .`): every pass is then the same
+    // moment. One whose registers move (a hash table's probe loop) is
+    // usually an inner loop, entered alike in every round of a loop around
+    // it whose state is in memory: walk on until that round is seen.
+    bool roundKnown = roundSeen || (before.empty() && recurred) || visit >= kCountingVisits ||
                       step >= kMaxRoundSteps;
     if (roundKnown && roundKnownAt < 0) roundKnownAt = step;
     // The shim runs other instructions in recording and replay: no point there.

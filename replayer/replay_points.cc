@@ -217,8 +217,11 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
   if (n <= ip - codeStart) diverge(t, expected, "has no code there");
   uint64_t page = freePagesNear(readMaps(t.task.tid()), ip);
   if (!page) diverge(t, expected, "has no room for a trampoline near it");
-  auto trampoline =
-      buildTrampoline(page, ip, code, codeStart, point.entry, point.regs, point.words, point.stack);
+  std::span<const uint8_t> xmm;
+  if (point.xstate && point.xstate->size() >= kXmmOffset + kXmmBytes)
+    xmm = std::span<const uint8_t>(*point.xstate).subspan(kXmmOffset, kXmmBytes);
+  auto trampoline = buildTrampoline(page, ip, code, codeStart, point.entry, point.regs,
+                                    point.words, point.stack, xmm);
   if (!trampoline) diverge(t, expected, "has code there that cannot be checked in place");
   int64_t mapped = remoteSyscall(
       t.task, SYS_mmap,

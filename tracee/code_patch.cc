@@ -20,10 +20,12 @@ constexpr size_t kExpectedFlags = 16 * 8;   // eflags & kArithmeticFlags
 constexpr size_t kExpectedMemory = 17 * 8;  // up to kMaxMemoryChecks words
 constexpr size_t kMaxMemoryChecks = kMaxPointWords;
 constexpr size_t kSavedRsp = kExpectedMemory + kMaxMemoryChecks * 8;  // the program's rsp
-constexpr size_t kExpectedStack = 512;   // up to kPointStackBytes of the program's stack
-constexpr size_t kStackTop = kPageSize;  // the check's own stack
+constexpr size_t kExpectedStack = 512;  // up to kPointStackBytes of the program's stack
+constexpr size_t kExpectedXmm = kExpectedStack + kPointStackBytes;  // xmm0-15 as recorded
+constexpr size_t kLiveXmm = kExpectedXmm + kXmmBytes;               // the program's, stored
+constexpr size_t kStackTop = kPageSize;                             // the check's own stack
 static_assert(kSavedRsp + 8 <= kExpectedStack);
-static_assert(kExpectedStack + kPointStackBytes + 512 <= kStackTop);
+static_assert(kLiveXmm + kXmmBytes + 512 <= kStackTop);
 
 // One decoded instruction, owned.
 struct Insn {
@@ -208,7 +210,7 @@ constexpr uint8_t kJne = 0x5;
 // The in-process check: registers and memory words against the data page,
 // on the check's own stack. Falls into int3 on a match, else jumps to `miss`.
 bool emitCheck(Assembler& a, uint64_t data, size_t memoryWords,
-               const std::vector<uint64_t>& addresses, size_t stackQwords, int miss,
+               const std::vector<uint64_t>& addresses, bool xmm, size_t stackQwords, int miss,
                std::vector<std::pair<uint64_t, uint64_t>>& loads,
                std::pair<uint64_t, uint64_t>& stackLoad) {
   bool ok = true;
@@ -248,6 +250,27 @@ bool emitCheck(Assembler& a, uint64_t data, size_t memoryWords,
     loads.push_back({load, a.here()});
     cmpReg(0, data + kExpectedMemory + i * 8);
     a.emit({0x58});
+    a.jcc(kJne, miss);
+  }
+  if (xmm) {
+    // The vector registers: stored into the data page (nothing of the
+    // program's changes), then compared whole with the recorded ones.
+    a.emit({0x56, 0x57, 0x51});  // push %rsi; push %rdi; push %rcx
+    a.emit({0x48, 0x8d, 0x35});  // lea live(%rip), %rsi
+    ok &= a.ripDisp(data + kLiveXmm);
+    for (uint8_t n = 0; n < 16; ++n) {
+      a.emit({0xf3});                        // movdqu %xmmN, 16*N(%rsi)
+      if (n >= 8) a.emit({0x44});            // REX.R
+      a.emit({0x0f, 0x7f, static_cast<uint8_t>(0x86 | ((n & 7) << 3))});
+      put32(a.bytes(), n * 16u);
+    }
+    a.emit({0x48, 0x8d, 0x3d});  // lea expected(%rip), %rdi
+    ok &= a.ripDisp(data + kExpectedXmm);
+    a.emit({0xb9});  // mov $qwords, %ecx
+    put32(a.bytes(), static_cast<uint32_t>(kXmmBytes / 8));
+    a.emit({0xfc});              // cld (popfq gives the program its direction flag back)
+    a.emit({0xf3, 0x48, 0xa7});  // repe cmpsq
+    a.emit({0x59, 0x5f, 0x5e});  // pop %rcx; pop %rdi; pop %rsi (flags untouched)
     a.jcc(kJne, miss);
   }
   if (stackQwords) {
@@ -321,7 +344,8 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
                                           std::span<const uint8_t> code, uint64_t codeStart,
                                           PointEntry entry, const user_regs_struct& expected,
                                           std::span<const MemoryCheck> memory,
-                                          std::span<const uint8_t> stack) {
+                                          std::span<const uint8_t> stack,
+                                          std::span<const uint8_t> xmm) {
   // The code to copy: [regionStart, ip) before the check, [ip, regionEnd) after.
   std::vector<Insn> before, after;
   uint64_t regionEnd = ip;
@@ -404,6 +428,8 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
   }
   const size_t stackQwords = std::min(stack.size(), kPointStackBytes) / 8;
   if (stackQwords) std::memcpy(t.data.data() + kExpectedStack, stack.data(), stackQwords * 8);
+  const bool checkXmm = xmm.size() == kXmmBytes;
+  if (checkXmm) std::memcpy(t.data.data() + kExpectedXmm, xmm.data(), kXmmBytes);
 
   Assembler a(pageAddress);
   int check = a.label(), miss = a.label(), faultMiss = a.label(), stackFaultMiss = a.label();
@@ -454,7 +480,8 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
   for (const Insn& d : before) ok &= copy(d);
   a.bind(check);
   t.checkIp = a.here();
-  ok &= emitCheck(a, data, memory.size(), addresses, stackQwords, miss, t.memoryLoads, t.stackLoad);
+  ok &= emitCheck(a, data, memory.size(), addresses, checkXmm, stackQwords, miss, t.memoryLoads,
+                  t.stackLoad);
   t.trapIp = a.here();
   t.resumeIp = a.here();  // X's copy follows the int3
   for (const Insn& d : after) ok &= copy(d);

@@ -11,9 +11,10 @@
 // is as recorded) or lets the task go on.
 //
 // The check lives in a trampoline: a code page and a data page mapped near
-// X. It never writes the program's memory: it saves rsp in its data page
-// and runs on its own small stack there (one task runs at a time during
-// replay). The task enters it one of two ways:
+// X. It compares the general registers, the arithmetic flags, the words,
+// xmm0-15 and the stack above rsp, cheapest first. It never writes the
+// program's memory: it saves rsp in its data page and runs on its own small
+// stack there (one task runs at a time during replay). The task enters it one of two ways:
 //   - Jump: the instruction at X is at least 5 bytes long; replay writes a
 //     jmp over it. No path can enter the middle of one instruction, so
 //     nothing else is disturbed. Each pass costs the check alone.
@@ -75,6 +76,10 @@ inline constexpr size_t kMaxPointWords = 16;
 // of the loops around the point's (their counters, spilled or saved by
 // callees), which the walk round the inner loop never sees written.
 inline constexpr size_t kPointStackBytes = 2048;
+// And xmm0-15 (their low 128 bits, as in the legacy area of XSAVE at
+// kXmmOffset): loops whose rounds differ only in a vector register.
+inline constexpr size_t kXmmBytes = 256;
+inline constexpr size_t kXmmOffset = 160;
 
 struct Trampoline {
   std::vector<uint8_t> code;  // the code page (mapped read + execute) at pageAddress
@@ -105,7 +110,8 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
                                           std::span<const uint8_t> code, uint64_t codeStart,
                                           PointEntry entry, const user_regs_struct& expected,
                                           std::span<const MemoryCheck> memory = {},
-                                          std::span<const uint8_t> stack = {});
+                                          std::span<const uint8_t> stack = {},
+                                          std::span<const uint8_t> xmm = {});
 
 // Addresses of the memory the instruction at `ip` writes, computed from the
 // registers it will execute with (fs/gs-relative operands included).

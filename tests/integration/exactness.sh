@@ -30,18 +30,20 @@ check_mode() {
   done
 }
 
-# The rounds of an outer loop that differ only in a count on the stack are
-# told apart in-process (the stack above the point is compared): the point
-# is reached at its first candidate, not one per round (docs/exactness.md).
-check_stack_round() {
+# The rounds of an outer loop that differ only in a count on the stack
+# (stack-round), on the heap around a probe loop that writes nothing and whose
+# registers move (probe-round), or in xmm0 (xmm-round) are told apart
+# in-process: the point is reached at its first candidate, not one per round
+# (docs/exactness.md).
+check_first_candidate() {
+  local mode=$1 expect=$2
   need_program exact_points
-  expect_native_differs "$PROGRAMS/exact_points" stack-round
-  record_replay stack-round --expect-out '^signal in stack round [0-9]+$' -- \
-    "$PROGRAMS/exact_points" stack-round
-  "$REC" replay -v "$T/stack-round.rec" >/dev/null 2>"$T/stack-round.verbose" ||
-    fail "replay -v failed: $(tail -n 1 "$T/stack-round.verbose")"
-  grep -q 'reached where SIGALRM arrived at 0x[0-9a-f]* after 1 candidate(s)' "$T/stack-round.verbose" ||
-    fail "not reached at its first candidate: $(grep reached "$T/stack-round.verbose")"
+  expect_native_differs "$PROGRAMS/exact_points" "$mode"
+  record_replay "$mode" --expect-out "$expect" -- "$PROGRAMS/exact_points" "$mode"
+  "$REC" replay -v "$T/$mode.rec" >/dev/null 2>"$T/$mode.verbose" ||
+    fail "replay -v failed: $(tail -n 1 "$T/$mode.verbose")"
+  grep -q 'reached where SIGALRM arrived at 0x[0-9a-f]* after 1 candidate(s)' "$T/$mode.verbose" ||
+    fail "not reached at its first candidate: $(grep reached "$T/$mode.verbose")"
 }
 
 # openssl speed: SIGALRM ends each timed loop, deep in SHA-256 or in the
@@ -120,7 +122,9 @@ check_python_threads() {
 for mode in global-round jmp-self dec-jnz loop-insn pause-spin red-zone syscall-spin; do
   t "$mode" check_mode "$mode"
 done
-t stack_round check_stack_round
+t stack_round check_first_candidate stack-round '^signal in stack round [0-9]+$'
+t probe_round check_first_candidate probe-round '^signal in heap round [0-9]+$'
+t xmm_round check_first_candidate xmm-round '^signal at xmm0 [0-9]+$'
 t openssl_speed check_openssl_speed
 t memory_digests check_memory_digests
 t unreachable_point check_unreachable_point

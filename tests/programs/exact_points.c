@@ -26,6 +26,16 @@
 //                 lives only on the stack, and whose rounds are longer than
 //                 the recorder's walk (openssl speed's shape: SHA-256 and
 //                 OPENSSL_cleanse in a loop counting on the stack).
+//   probe-round   SIGALRM lands in a short probe loop that writes no memory
+//                 and whose registers change every pass (a hash table's
+//                 probe), called alike every round of an outer loop whose
+//                 count lives only on the heap (CPython's dict lookups in
+//                 its eval loop).
+//   xmm-round     SIGALRM lands in a subroutine called from several sites
+//                 every round of a loop that counts in xmm0 only, with the
+//                 stack moved 4 KiB away (rr's signal_xmm_state's shape):
+//                 the general registers, the words written and the stack
+//                 are alike every round. The handler prints xmm0.
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <setjmp.h>
@@ -229,6 +239,65 @@ __attribute__((noreturn)) static void stack_round(void) {
   }
 }
 
+static volatile long* heap_round;  // the count: on the heap, its address in a global
+static void on_alarm_print_heap_round(int sig) {
+  (void)sig;
+  printf("signal in heap round %ld\n", *heap_round);
+  fflush(stdout);
+  _exit(0);
+}
+
+__attribute__((noinline)) static void bump_heap_round(void) { (*heap_round)++; }
+
+__attribute__((noreturn)) static void probe_round(void) {
+  heap_round = calloc(1, sizeof *heap_round);
+  signal(SIGALRM, on_alarm_print_heap_round);
+  arm_alarm(20000 + (long)(getpid() % 7) * 3000);
+  for (;;) {
+    bump_heap_round();
+    // Six probes; every caller-saved register the bump may have left the
+    // count in is cleared first, so no register tells the rounds apart.
+    __asm__ volatile(
+        "xor %%eax, %%eax\n xor %%edx, %%edx\n xor %%esi, %%esi\n xor %%edi, %%edi\n"
+        " xor %%r8d, %%r8d\n xor %%r9d, %%r9d\n xor %%r10d, %%r10d\n xor %%r11d, %%r11d\n"
+        " mov $6, %%ecx\n"
+        "1: imul $5, %%rdx, %%rdx\n"
+        " add $0x12345, %%rdx\n"
+        " dec %%ecx\n"
+        " jnz 1b\n" ::
+            : "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "cc");
+  }
+}
+
+static void on_alarm_print_xmm0(int sig, siginfo_t* info, void* context) {
+  (void)sig;
+  (void)info;
+  ucontext_t* uc = context;
+  const uint32_t* x = uc->uc_mcontext.fpregs->_xmm[0].element;
+  printf("signal at xmm0 %llu\n", (unsigned long long)x[0] | (unsigned long long)x[1] << 32);
+  fflush(stdout);
+  _exit(0);
+}
+
+__attribute__((noreturn)) static void xmm_round(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_alarm_print_xmm0;
+  sa.sa_flags = SA_SIGINFO;
+  sigaction(SIGALRM, &sa, NULL);
+  arm_alarm(20000 + (long)(getpid() % 7) * 3000);
+  __asm__ volatile(
+      "pxor %%xmm0, %%xmm0\n"
+      " mov $1, %%eax\n movq %%rax, %%xmm1\n"
+      "1: call 2f\n call 2f\n call 2f\n call 2f\n jmp 1b\n"
+      "2: sub $4096, %%rsp\n"
+      " paddq %%xmm1, %%xmm0\n paddq %%xmm1, %%xmm0\n paddq %%xmm1, %%xmm0\n"
+      " add $4096, %%rsp\n"
+      " ret\n" ::
+          : "rax", "xmm0", "xmm1", "cc");
+  __builtin_unreachable();
+}
+
 int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "";
   if (!strcmp(mode, "global-round")) global_round();
@@ -239,8 +308,10 @@ int main(int argc, char** argv) {
   if (!strcmp(mode, "red-zone")) red_zone();
   if (!strcmp(mode, "syscall-spin")) return syscall_spin();
   if (!strcmp(mode, "stack-round")) stack_round();
+  if (!strcmp(mode, "probe-round")) probe_round();
+  if (!strcmp(mode, "xmm-round")) xmm_round();
   fprintf(stderr,
           "usage: exact_points global-round|jmp-self|dec-jnz|loop-insn|pause-spin|red-zone|"
-          "syscall-spin|stack-round\n");
+          "syscall-spin|stack-round|probe-round|xmm-round\n");
   return 2;
 }

@@ -155,14 +155,17 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
       break;
     }
     case schema::SignalDisposition::DELIVERED:
-      if (!e.getSynchronous() && t.pendingSignal != signo && isStopSignal(t.pendingSignal) &&
-          !t.pendingFrame && !hasHandler(t.task.tid(), t.pendingSignal)) {
-        // It took a stopping signal and stayed stopped (job control) until
-        // SIGCONT; the kernel then delivered this one where it stopped
+      if (!e.getSynchronous() && t.awaitingSignal != signo) {
+        // Not the delivery of a signal injected before a syscall (that event
+        // comes first and awaits it): the first signal after SIGCONT ended
+        // a job-control stop, delivered where the task stopped
         // (RecordTask::afterJobStop). Replay needs no real stop, which may
         // not even happen here (an orphaned process group ignores SIGTTOU):
-        // the stopping signal is dropped and this one comes in its place.
-        t.pendingSignal = 0;
+        // a stopping signal the task is parked at is dropped, and this one
+        // is queued to come there.
+        if (isStopSignal(t.pendingSignal) && !t.pendingFrame &&
+            !hasHandler(t.task.tid(), t.pendingSignal))
+          t.pendingSignal = 0;
         ::syscall(SYS_tgkill, t.task.tgid(), t.task.tid(), signo);
       }
       if (!e.getSynchronous()) t.awaitingSignal = signo;

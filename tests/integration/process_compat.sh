@@ -133,20 +133,29 @@ check_many_processes() {
 # Job control: a child stopped by SIGSTOP stays stopped under rec, its
 # parent's WUNTRACED wait sees it, SIGCONT resumes it where it stopped (its
 # handler runs before anything else), in the recording and the replay. A
-# pidfd_getfd copy of the child's stdout is output too.
+# pidfd_getfd copy of the child's stdout is output too. With a second thread
+# blocked in a read, SIGCONT may go to either thread.
 check_job_control() {
   need_program job_control
   expect_native_differs "$PROGRAMS/job_control"
-  local i
-  for i in 1 2; do
-    REC_TIMEOUT=20 record_replay "job$i" --status 0 \
-      --expect-out '^parent: child stopped by SIGSTOP$' \
-      --expect-out '^parent: still stopped after 50 ms$' \
-      --expect-out '^child: resumed, handler ran 1$' \
-      --expect-out '^parent: (via the child.s stdout, code [0-9]+|pidfd_getfd unsupported here)$' \
-      -- "$PROGRAMS/job_control"
-    grep -Eq '^parent: child exited with ([0-9]+) \(expected \1\)$' "job$i.rec.out" ||
-      fail "the child's exit status is not the one it chose"
+  local mode i
+  for mode in one threads; do
+    for i in 1 2; do
+      REC_TIMEOUT=20 record_replay "job$mode$i" --status 0 \
+        --expect-out '^parent: child stopped by SIGSTOP$' \
+        --expect-out '^parent: still stopped after 50 ms$' \
+        --expect-out '^child: resumed, handler ran 1$' \
+        --expect-out '^parent: (via the child.s stdout, code [0-9]+|pidfd_getfd unsupported here)$' \
+        -- "$PROGRAMS/job_control" "$mode"
+      grep -Eq '^parent: child exited with ([0-9]+) \(expected \1\)$' "job$mode$i.rec.out" ||
+        fail "the child's exit status is not the one it chose"
+      # A stopped thread reads nothing before SIGCONT, whatever was written.
+      if [[ $mode == threads ]]; then
+        grep -Eq '^child thread: read [0-9]+ bytes$' "job$mode$i.rec.out" &&
+          [[ $(grep -n '' "job$mode$i.rec.out" | grep -E 'child thread: read|still stopped' | head -1) == *still* ]] ||
+          fail "the blocked thread of the stopped child read before SIGCONT (or not at all)"
+      fi
+    done
   done
 }
 

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 
 #include "code_patch.h"
 #include "errors.h"
@@ -434,7 +435,10 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
   s.setIp(regs.ip());
   s.setCompat32(t.compat);
   setEntryRegisters(t, s);
-  attachMemoryDigest(t, msg, t.entryDigest);
+  // A syscall whose entry was announced carries its digest there: replay
+  // checks memory when the task reaches its entry, and by this event other
+  // tasks have written to memory since.
+  if (!t.enterAnnounced) attachMemoryDigest(t, msg, t.entryDigest);
   s.setInterrupted(result >= -516 && result <= -512);
   auto strings = s.initStrings(static_cast<unsigned>(t.strings.size()));
   for (unsigned i = 0; i < t.strings.size(); ++i) strings.set(i, t.strings[i]);
@@ -497,6 +501,9 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
   if (result > 0 && (fdWrite.data == sys::Data::Buffer || fdWrite.data == sys::Data::Iovec))
     s.setOutputFd(fds.originOf(static_cast<long>(t.args[fdWrite.fdArg])));
   switch (t.row->hook) {
+    case sys::Hook::PidfdGetfd:
+      if (result >= 0) fds.assign(result, originInProcessOf(t, t.args[0], t.args[1]));
+      break;
     case sys::Hook::Clone:
       s.setNewTask(t.newTask);
       break;
@@ -635,6 +642,16 @@ bool RecordSession::noteFdTable(OutputFds& fds, const sys::SyscallRow& row,
   }
 }
 
+int RecordSession::originInProcessOf(RecordTask& t, uint64_t pidfd, uint64_t fd) {
+  std::ifstream info(fmt::format("/proc/{}/fdinfo/{}", t.task.tid(), pidfd));
+  std::string line;
+  pid_t pid = 0;
+  while (std::getline(info, line))
+    if (line.rfind("Pid:", 0) == 0) pid = static_cast<pid_t>(std::atol(line.c_str() + 4));
+  RecordTask* owner = pid > 0 ? findTask(pid) : nullptr;
+  return owner && owner->fds ? owner->fds->originOf(static_cast<long>(fd)) : 0;
+}
+
 void RecordSession::releaseVforkParent(RecordTask& child) {
   RecordTask* parent = child.vforkParent;
   if (!parent) return;
@@ -649,6 +666,7 @@ void RecordSession::onSyscallExit(RecordTask& t) {
     t.setState(RecordTask::State::VforkHeld);
     return;
   }
+  if (stopAtVforkDoneForPtracer(t)) return;
   if (std::exchange(t.argsRewritten, false)) t.task.mutableRegs().setSyscallArgs(t.args);
   if (std::exchange(t.numberRewritten, false)) t.task.mutableRegs().setSyscallNumber(t.nr);
   if (t.execSeen) {

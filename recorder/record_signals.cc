@@ -433,8 +433,8 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
   }
   if (std::exchange(t.afterJobStop, false)) {
     // The first signal after SIGCONT ended a job-control stop comes where
-    // the task stopped, not in user code: replay stops it there too and
-    // wakes it with SIGCONT (ReplaySession::advance).
+    // the task stopped, not in user code: replay queues it for the task
+    // parked there (ReplaySession::onSignal, DELIVERED).
     deliverWithEvent(schema::SignalDisposition::DELIVERED, info, false);
     return;
   }

@@ -297,7 +297,13 @@ void RecordSession::setPoint(schema::Registers::Builder regs,
   std::vector<AddressRange> excluded(std::begin(kRecPages), std::end(kRecPages));
   excluded.push_back(deadStackBelow(t.task.tid(), t.task.regs().raw().rsp));
   state.setDeadStackExcluded(true);
-  MemoryDigest digest = digestMemory(t.task.tid(), excluded);
+  std::vector<AddressRange> masked = pendingOutputsBeside(t);
+  auto pending = state.initPendingOutputs(static_cast<unsigned>(masked.size()));
+  for (unsigned i = 0; i < masked.size(); ++i) {
+    pending[i].setStart(masked[i].start);
+    pending[i].setEnd(masked[i].end);
+  }
+  MemoryDigest digest = digestMemory(t.task.tid(), excluded, nullptr, masked);
   auto blocks = state.initMemory(static_cast<unsigned>(digest.blocks.size()));
   for (unsigned i = 0; i < digest.blocks.size(); ++i) {
     blocks[i].setStart(digest.blocks[i].start);
@@ -318,6 +324,21 @@ void RecordSession::setPoint(schema::Registers::Builder regs,
                    std::chrono::steady_clock::now() - point.walkStart)
                        .count() /
                    1000.0);
+}
+
+// A syscall another thread is blocked in completes in the kernel while this
+// one runs, and writes its outputs then (python3.10's time.sleep: pselect6's
+// timespec on the main thread's stack); the trace makes them visible at that
+// call's exit event, so at a point they are the kernel's race, not state.
+std::vector<AddressRange> RecordSession::pendingOutputsBeside(RecordTask& t) const {
+  std::vector<AddressRange> out;
+  for (const auto& [tid, u] : tasks_) {
+    if (u.get() == &t || u->state() != RecordTask::State::InSyscall || !u->row) continue;
+    if (u->task.tgid() != t.task.tgid() && (!t.timeSpace || u->timeSpace != t.timeSpace)) continue;
+    for (const sys::MemRange& r : sys::pendingOutputRanges(*u->row, u->args, t.task))
+      out.push_back({r.addr, r.addr + r.len});
+  }
+  return out;
 }
 
 // An RDTSC/RDTSCP that faulted (PR_SET_TSC) or a patched site that did.

@@ -279,6 +279,8 @@ struct Event {
     preempt @7 :PreemptEvent;
   }
   memory @8 :List(MemoryBlock);  # --check-memory: digest of the writable memory when the event happened
+  pendingOutputs @9 :List(AddressRange);  # --check-memory: bytes hashed as zeros in memory (what
+                                 # other threads' blocked syscalls may write; PointState.pendingOutputs)
 }
 
 struct Blob {

@@ -161,7 +161,8 @@ class RecordSession {
   void setEntryRegisters(RecordTask& t, schema::SyscallEvent::Builder s);
   // --check-memory: the digest of the task's memory now (or `taken` before).
   void attachMemoryDigest(RecordTask& t, capnp::MallocMessageBuilder& msg,
-                          const std::optional<MemoryDigest>& taken = std::nullopt);
+                          const std::optional<MemoryDigest>& taken = std::nullopt,
+                          std::span<const AddressRange> takenMasked = {});
   void finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilder& msg,
                           std::span<const std::byte> written = {});
 

@@ -140,13 +140,20 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
   bool roundSeen = false;
   int roundKnownAt = -1;
   bool loopHasJumpable = false;  // an instruction of 5 bytes or more passed twice
+  // The last step stopped for a signal before its instruction ran: this is
+  // the same visit again, not a recurrence (a state "recurring" so looked
+  // like a loop that writes nothing, and its point had no word to check:
+  // alarm_busy under load, a SIGALRM during a 53 ms step).
+  bool again = false;
   for (int step = 0;; ++step) {
     const user_regs_struct& regs = t.task.regs().raw();
     uint64_t ip = regs.rip;
     uint8_t code[kCodeWindow] = {};
     size_t n = t.task.read(ip, code, sizeof code);
     std::span<const uint8_t> window(code, n);
-    int visit = ++visits[ip];
+    const bool repeat = again;
+    again = false;
+    int visit = repeat ? visits[ip] : ++visits[ip];
     if (size_t length = repStringLength(window)) {
       // Stepping a REP string instruction goes one iteration at a time, and
       // replay can only stop before its first: let it finish.
@@ -154,7 +161,7 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
       continue;
     }
     bool recurred = false;  // this instruction with these registers, seen before
-    {
+    if (!repeat) {
       auto [seen, fresh] =
           states.try_emplace({ip, registerStateHash(regs)}, Seen{memoryHash, enteredHash});
       recurred = !fresh;
@@ -223,7 +230,10 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
       }
       continue;
     }
-    if (holdIfAsynchronous(t, stop)) continue;
+    if (holdIfAsynchronous(t, stop)) {
+      again = true;
+      continue;
+    }
     // Stepped into a syscall (or a signal): the kernel may still report the
     // step as a SIGTRAP when that syscall returns; it is rec's, not the program's.
     t.expect(RecordTask::Expect::StepTrap);

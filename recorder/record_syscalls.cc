@@ -54,7 +54,11 @@ void RecordSession::onSeccomp(RecordTask& t) {
   const Registers& regs = t.task.regs();
   t.compat = t.task.eventMessage() == sys::kSeccompCompatData;
   t.entryRegs = regs.raw();
-  if (options_.checkMemory) t.entryDigest = digestMemory(t.task.tid(), kRecPages);
+  if (options_.checkMemory) {
+    t.entryMasked = pendingOutputsBeside(t);
+    t.entryDigest = digestMemory(t.task.tid(), kRecPages, nullptr, t.entryMasked);
+  }
+  t.entryDigestAnnounced = false;
   t.nr = regs.syscallNumber();
   t.args = t.compat ? regs.compatSyscallArgs() : regs.syscallArgs();
   t.row = t.compat ? sys::findCompatSyscall(t.nr) : sys::findSyscall(t.nr);
@@ -384,7 +388,8 @@ void RecordSession::refuse(RecordTask& t, int error) {
   s.setCompat32(t.compat);
   s.setIp(r.ip());
   setEntryRegisters(t, s);
-  attachMemoryDigest(t, msg, t.entryDigest);
+  if (!t.entryDigestAnnounced) attachMemoryDigest(t, msg, t.entryDigest, t.entryMasked);
+  t.entryDigestAnnounced = false;
   emit(t, msg);
   t.returnedFromSyscall(r);
   if (options_.verbose)
@@ -410,9 +415,20 @@ void RecordSession::setEntryRegisters(RecordTask& t, schema::SyscallEvent::Build
 }
 
 void RecordSession::attachMemoryDigest(RecordTask& t, capnp::MallocMessageBuilder& msg,
-                                       const std::optional<MemoryDigest>& taken) {
+                                       const std::optional<MemoryDigest>& taken,
+                                       std::span<const AddressRange> takenMasked) {
   if (!options_.checkMemory) return;
-  MemoryDigest digest = taken ? *taken : digestMemory(t.task.tid(), kRecPages);
+  std::vector<AddressRange> masked;
+  if (taken)
+    masked.assign(takenMasked.begin(), takenMasked.end());
+  else
+    masked = pendingOutputsBeside(t);
+  MemoryDigest digest = taken ? *taken : digestMemory(t.task.tid(), kRecPages, nullptr, masked);
+  auto pending = msg.getRoot<schema::Event>().initPendingOutputs(static_cast<unsigned>(masked.size()));
+  for (unsigned i = 0; i < masked.size(); ++i) {
+    pending[i].setStart(masked[i].start);
+    pending[i].setEnd(masked[i].end);
+  }
   auto blocks =
       msg.getRoot<schema::Event>().initMemory(static_cast<unsigned>(digest.blocks.size()));
   for (unsigned i = 0; i < digest.blocks.size(); ++i) {
@@ -434,7 +450,8 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
   s.setIp(regs.ip());
   s.setCompat32(t.compat);
   setEntryRegisters(t, s);
-  attachMemoryDigest(t, msg, t.entryDigest);
+  if (!t.entryDigestAnnounced) attachMemoryDigest(t, msg, t.entryDigest, t.entryMasked);
+  t.entryDigestAnnounced = false;
   s.setInterrupted(result >= -516 && result <= -512);
   auto strings = s.initStrings(static_cast<unsigned>(t.strings.size()));
   for (unsigned i = 0; i < t.strings.size(); ++i) strings.set(i, t.strings[i]);

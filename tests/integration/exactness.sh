@@ -47,6 +47,23 @@ check_first_candidate() {
     fail "not reached at its first candidate: $(grep reached "$T/$mode.verbose")"
 }
 
+# A signal that arrives while the recorder walks the task to another's point
+# (a timer faster than the walk) is held; the step it cut short ran nothing
+# and is no recurrence of the task's state: every point of the busy loop still
+# checks the counter it writes (a point without one was a candidate in every
+# round: the alarm_busy stress mismatches).
+check_signal_during_walk() {
+  need_program alarm_busy
+  expect_native_differs "$PROGRAMS/alarm_busy" 200
+  record_replay fast-alarm --expect-out '^sample 24: [0-9]+$' -- "$PROGRAMS/alarm_busy" 200
+  "$REC" record -v -o "$T/fast-v.rec" "$PROGRAMS/alarm_busy" 200 >/dev/null 2>"$T/fast-v.err" ||
+    fail "record -v failed: $(tail -n 1 "$T/fast-v.err")"
+  grep -q 'point at .* words checked' "$T/fast-v.err" || fail "no point: $(tail -n 3 "$T/fast-v.err")"
+  if grep -q ' 0 words checked' "$T/fast-v.err"; then
+    fail "a point without a word: $(grep ' 0 words checked' "$T/fast-v.err" | head -n 3)"
+  fi
+}
+
 # openssl speed: SIGALRM ends each timed loop, deep in SHA-256 or in the
 # cleansing of its context; the count of hashes lives on the stack.
 check_openssl_speed() {
@@ -64,6 +81,19 @@ check_memory_digests() {
   "$REC" replay --check "$T/digests.rec" >"$T/digests.replay" 2>"$T/digests.replay.err" ||
     fail "replay --check failed: $(cat "$T/digests.replay.err")"
   cmp -s "$T/digests.out" "$T/digests.replay" || fail "replay --check printed something else"
+  # With threads: a thread blocked in a syscall is checked at its entry (at
+  # its exit others have written meanwhile), and what the blocked calls of
+  # others may write (main's select timeval) is no difference.
+  local p
+  for p in racy_counter "exact_points select-spin"; do
+    read -r -a cmd <<<"$p"
+    need_program "${cmd[0]}"
+    "$REC" record --check-memory -o "$T/threads.rec" "$PROGRAMS/${cmd[0]}" "${cmd[@]:1}" \
+      >"$T/threads.out" 2>"$T/threads.err" || fail "record --check-memory $p failed: $(cat "$T/threads.err")"
+    "$REC" replay --check "$T/threads.rec" >"$T/threads.replay" 2>"$T/threads.replay.err" ||
+      fail "replay --check of $p failed: $(tail -n 1 "$T/threads.replay.err")"
+    cmp -s "$T/threads.out" "$T/threads.replay" || fail "replay --check of $p printed something else"
+  done
   # A trace without digests is refused by --check, with one line.
   expect_status 64 "$REC" replay --check "$T/plain.rec"
   expect_one_line_stderr
@@ -129,6 +159,7 @@ done
 t stack_round check_first_candidate stack-round '^signal in stack round [0-9]+$'
 t probe_round check_first_candidate probe-round '^signal in heap round [0-9]+$'
 t xmm_round check_first_candidate xmm-round '^signal at xmm0 [0-9]+$'
+t signal_during_walk check_signal_during_walk
 t openssl_speed check_openssl_speed
 t memory_digests check_memory_digests
 t unreachable_point check_unreachable_point

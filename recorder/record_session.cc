@@ -264,13 +264,7 @@ void RecordSession::emit(RecordTask& t, capnp::MallocMessageBuilder& msg, pid_t 
       auto e = enter.initRoot<schema::Event>();
       e.setTid(u->task.tid());
       e.initSyscallEnter().setNumber(u->nr);
-      // --check-memory: the memory at its entry is checked at the entry; at
-      // its exit it has what others wrote meanwhile, and the call's outputs.
-      if (u->entryDigest) {
-        attachMemoryDigest(*u, enter, u->entryDigest, u->entryMasked);
-        u->entryDigest.reset();
-        u->entryDigestAnnounced = true;
-      }
+      attachMemoryDigest(*u, enter, u->entryDigest, u->entryMasked);
       writeTimeLog(*u, u->task.tid());
       writeBuffered(*u, u->task.tid());
       writer_->writeEvent(enter);

@@ -136,6 +136,7 @@ class RecordSession {
   void writeBuffered(RecordTask& t, pid_t tid);
   void patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builder s);
   void updateBufferDenials();
+  std::vector<sysbuf::FileId> bufferWatchedFiles() const;
   void updateBufferOutputFds(RecordTask& t);
   std::vector<long> bufferOutputFds(const SysbufSpace& space);
   // Emulated ptrace between tracees (ptrace_emulation.cc).

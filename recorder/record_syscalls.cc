@@ -58,7 +58,6 @@ void RecordSession::onSeccomp(RecordTask& t) {
     t.entryMasked = pendingOutputsBeside(t);
     t.entryDigest = digestMemory(t.task.tid(), kRecPages, nullptr, t.entryMasked);
   }
-  t.entryDigestAnnounced = false;
   t.nr = regs.syscallNumber();
   t.args = t.compat ? regs.compatSyscallArgs() : regs.syscallArgs();
   t.row = t.compat ? sys::findCompatSyscall(t.nr) : sys::findSyscall(t.nr);
@@ -388,8 +387,7 @@ void RecordSession::refuse(RecordTask& t, int error) {
   s.setCompat32(t.compat);
   s.setIp(r.ip());
   setEntryRegisters(t, s);
-  if (!t.entryDigestAnnounced) attachMemoryDigest(t, msg, t.entryDigest, t.entryMasked);
-  t.entryDigestAnnounced = false;
+  attachMemoryDigest(t, msg, t.entryDigest, t.entryMasked);
   emit(t, msg);
   t.returnedFromSyscall(r);
   if (options_.verbose)
@@ -450,8 +448,10 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
   s.setIp(regs.ip());
   s.setCompat32(t.compat);
   setEntryRegisters(t, s);
-  if (!t.entryDigestAnnounced) attachMemoryDigest(t, msg, t.entryDigest, t.entryMasked);
-  t.entryDigestAnnounced = false;
+  // A syscall whose entry was announced carries its digest there: replay
+  // checks memory when the task reaches its entry, and by this event other
+  // tasks have written to memory since.
+  if (!t.enterAnnounced) attachMemoryDigest(t, msg, t.entryDigest, t.entryMasked);
   s.setInterrupted(result >= -516 && result <= -512);
   auto strings = s.initStrings(static_cast<unsigned>(t.strings.size()));
   for (unsigned i = 0; i < t.strings.size(); ++i) strings.set(i, t.strings[i]);
@@ -787,7 +787,7 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
       absorbStrays(t, strays);
       return;
     }
-    sysbuf::setNoWrites(*t.sysbuf, sharedFiles_.watching());
+    sysbuf::setWatchedFiles(*t.sysbuf, bufferWatchedFiles());
     sysbuf::setOutputFds(*t.sysbuf, bufferOutputFds(*t.sysbuf));
     starts = true;
   }
@@ -800,11 +800,19 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
   b.setStartsBuffer(starts);
 }
 
-// Files mapped MAP_SHARED are watched: from now on writes stay traced, so
-// that their changes reach replay's shared copies.
+// A file mapped MAP_SHARED is watched: from now on writes to it stay
+// traced, so that its changes reach replay's shared copies.
 void RecordSession::updateBufferDenials() {
+  std::vector<sysbuf::FileId> files = bufferWatchedFiles();
   for (auto& [tid, u] : tasks_)
-    if (u->sysbuf) sysbuf::setNoWrites(*u->sysbuf, sharedFiles_.watching());
+    if (u->sysbuf) sysbuf::setWatchedFiles(*u->sysbuf, files);
+}
+
+std::vector<sysbuf::FileId> RecordSession::bufferWatchedFiles() const {
+  std::vector<sysbuf::FileId> files;
+  for (const SharedFiles::Id& id : sharedFiles_.watchedInOrder())
+    files.push_back({id.device, id.inode});
+  return files;
 }
 
 // The fds that are stdout/stderr in any file table of the tasks one buffer

@@ -48,8 +48,12 @@ class SharedFiles {
   // True when task `tid` has `fd` open for writing (/proc/PID/fdinfo).
   static bool openForWriting(pid_t tid, long fd);
   // From now on, changes to `file` are watched.
-  void watch(Id file) { watched_.insert(file); }
+  void watch(Id file) {
+    if (watched_.insert(file).second) inOrder_.push_back(file);
+  }
   bool watching() const { return !watched_.empty(); }
+  // Every watched file, in the order it was first watched.
+  const std::vector<Id>& watchedInOrder() const { return inOrder_; }
 
   // What a call that completed with `result` changed in a watched file, per
   // the row's fdWrite column (the bytes written) and kResizesFile flag (the
@@ -62,6 +66,7 @@ class SharedFiles {
 
  private:
   std::set<Id> watched_;
+  std::vector<Id> inOrder_;
 };
 
 }  // namespace rec

@@ -210,7 +210,7 @@ void ReplaySession::onSyscallEnter(ReplayTask& t, schema::SyscallEnterEvent::Rea
   reachSeccomp(t, expected);
   if (t.task.regs().syscallNumber() != e.getNumber())
     diverge(t, expected, fmt::format("made syscall {}", t.task.regs().syscallNumber()));
-  checkMemory(t, "the entry of " + expected);
+  checkMemory(t, expected);
   if (e.getNewTask() != 0) {
     withoutNamespaces(t);
     // vfork: clone's result is not known yet; the recorded id stands in.

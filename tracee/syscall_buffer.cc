@@ -198,8 +198,18 @@ void setOutputFds(SysbufSpace& space, std::span<const long> outputFds) {
   h.output_high = high;
 }
 
-void setNoWrites(SysbufSpace& space, bool noWrites) {
-  if (space.buffer) space.buffer->header().no_writes = noWrites;
+void setWatchedFiles(SysbufSpace& space, std::span<const FileId> files) {
+  if (!space.buffer) return;
+  rec_sysbuf_header& h = space.buffer->header();
+  // Grown only (rec never stops watching a file): the count goes up after
+  // the entry it covers is written, and the buffer code reads the count first.
+  size_t n = std::min<size_t>(files.size(), REC_SYSBUF_WATCHED);
+  for (size_t i = 0; i < n; ++i) {
+    h.watched[i].dev = files[i].device;
+    h.watched[i].ino = files[i].inode;
+  }
+  __atomic_store_n(&h.watched_count, static_cast<uint32_t>(n), __ATOMIC_RELEASE);
+  h.no_writes = files.size() > REC_SYSBUF_WATCHED;
 }
 
 std::optional<SysbufPatch> planPatch(Task& task, SysbufSpace& space, uint64_t site,

@@ -91,10 +91,16 @@ bool start(Task& task, SysbufSpace& space, uint32_t mode, StraySignals& strays);
 bool startCopy(Task& task, SysbufSpace& space, SysbufSpace& from, StraySignals& strays);
 
 // Record: the fds that are the program's stdout or stderr (writes there
-// stay traced: replay shows them), and whether files mapped MAP_SHARED are
-// watched (all writes stay traced), written into the buffer's header.
+// stay traced: replay shows them), and the files rec watches (mapped
+// MAP_SHARED: writes to them stay traced, in the order rec first saw them,
+// so that the header only grows; past REC_SYSBUF_WATCHED files every write
+// stays traced), written into the buffer's header.
+struct FileId {
+  uint64_t device = 0;
+  uint64_t inode = 0;
+};
 void setOutputFds(SysbufSpace& space, std::span<const long> outputFds);
-void setNoWrites(SysbufSpace& space, bool noWrites);
+void setWatchedFiles(SysbufSpace& space, std::span<const FileId> files);
 
 // Record, at the exit of a buffered syscall whose `syscall` instruction is
 // at site = ip - 2: the patch to apply, or nullopt when the site is not the

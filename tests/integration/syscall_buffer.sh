@@ -99,7 +99,37 @@ check_sigterm() {
   cmp -s rec.out replay.out || fail "replay output differs from the recording's"
 }
 
+# A file mapped MAP_SHARED (glibc maps gconv-modules.cache so in every
+# program using iconv, dd included) is watched: writes to it stay traced, so
+# that replay's shared copy changes too; writes to other files and to
+# /dev/null still go through the buffer.
+check_watched() {
+  need_program sysbuf_edge
+  mkdir -p w
+  expect_native_differs "$PROGRAMS/sysbuf_edge" watched w 2>/dev/null
+  record_replay watched --status 0 --expect-out '^fds shared=[0-9]+ plain=[0-9]+ null=[0-9]+$' \
+    --expect-out '^mapping [0-9a-f]{16} plain [0-9a-f]{16}$' -- "$PROGRAMS/sysbuf_edge" watched w
+  local shared plain null
+  read -r shared plain null < <(sed -En 's/^fds shared=([0-9]+) plain=([0-9]+) null=([0-9]+)$/\1 \2 \3/p' watched.rec.out)
+  [ -n "$null" ] || fail "no fds line"
+  "$REC" dump watched.rec >dump.out || fail "rec dump failed"
+  local traced buffered
+  traced=$(grep -Ec "\] pwrite64\($shared, .* = 1( \[site|$)" dump.out)
+  ((traced == 300)) || fail "$traced of 300 writes to the shared file were traced"
+  if buffer_on; then
+    buffered=$(grep -Ec "\] write\(($plain|$null), .*syscall buffer, no stop" dump.out)
+    ((buffered >= 590)) || fail "only $buffered of 600 writes to the plain file and /dev/null were buffered"
+    # dd reopens its output as fd 1 and maps gconv-modules.cache shared.
+    "$REC" record -o dd.rec -- dd if=/dev/zero of=/dev/null bs=4k count=2000 >/dev/null 2>&1 ||
+      fail "recording dd failed"
+    buffered=$(buffered_count dd.rec)
+    ((buffered >= 3900)) || fail "only $buffered of dd's 4000 reads and writes were buffered"
+    timeout 60 "$REC" replay dd.rec >/dev/null 2>replay.err || { show "replay stderr" replay.err; fail "dd's replay failed"; }
+  fi
+}
+
 t tour check_tour
+t watched check_watched
 t chaos check_chaos
 t divergence check_divergence
 t sigterm check_sigterm

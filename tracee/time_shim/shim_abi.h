@@ -85,6 +85,7 @@ static inline int rec_shim_system_wide_clock(long clock) {
 #define REC_SYSBUF_REPLAY_CAPACITY (REC_SYSBUF_SIZE - 0x6000UL)
 #define REC_SYSBUF_MAX_NR 512
 #define REC_SYSBUF_OUTPUT_FDS 1024
+#define REC_SYSBUF_WATCHED 64 /* files mapped MAP_SHARED the header can name */
 
 /* How the buffer code treats one syscall number (rec fills it from the
  * syscall table's buffered rows). */
@@ -106,14 +107,21 @@ struct rec_sysbuf_header {
   uint32_t used;     /* record: entry bytes filled; replay: filled by rec */
   uint32_t next;     /* replay: offset of the next entry to hand back */
   uint32_t busy;     /* the buffer code is running (a fault inside it: later calls are traced) */
-  uint32_t no_writes; /* rec watches files mapped MAP_SHARED: writes stay traced */
+  uint32_t no_writes; /* rec watches more files than `watched` holds: every write stays traced */
   uint32_t limit;     /* record: `used` stays at or below it (rec sets it at each stop) */
   uint32_t reserved;
   /* The fds that are the program's stdout or stderr (recorder/output_fds.h):
    * replay shows what is written to them, so those writes stay traced. */
   uint64_t output_fds[REC_SYSBUF_OUTPUT_FDS / 64];
   uint32_t output_high; /* one at REC_SYSBUF_OUTPUT_FDS or above */
-  uint32_t reserved2;
+  /* Files rec watches (mapped MAP_SHARED, or mapped by an fd open for
+   * writing, recorder/shared_files.h): writes to them stay traced, so that
+   * their changes reach replay's shared copies. st_dev and st_ino as fstat
+   * gives them. */
+  uint32_t watched_count;
+  struct {
+    uint64_t dev, ino;
+  } watched[REC_SYSBUF_WATCHED];
   struct rec_sysbuf_policy policy[REC_SYSBUF_MAX_NR];
 };
 

@@ -94,7 +94,14 @@ static int fd_allowed(uint8_t check, long fd) {
   uint32_t type = st.mode & 0170000;
   if (type == 0020000) /* /dev/null, /dev/zero */
     return st.rdev == 0x103 || st.rdev == 0x105;
-  return type == 0100000 && local_file_system(fd);
+  if (type != 0100000) return 0;
+  if (check == REC_SYSBUF_FD_WRITE) {
+    volatile struct rec_sysbuf_header* h = header();
+    uint32_t n = h->watched_count;
+    for (uint32_t i = 0; i < n && i < REC_SYSBUF_WATCHED; ++i)
+      if (h->watched[i].ino == st.ino && h->watched[i].dev == st.dev) return 0;
+  }
+  return local_file_system(fd);
 }
 
 /* Returns 1 with the result in frame[F_RAX], or 0: the entry makes the

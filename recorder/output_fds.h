@@ -31,6 +31,13 @@ class OutputFds {
     else
       origin_.erase(to);
   }
+  // `fd` is a copy of an fd whose origin is `origin` (0: neither).
+  void assign(long fd, int origin) {
+    if (origin)
+      origin_[fd] = origin;
+    else
+      origin_.erase(fd);
+  }
   void close(long fd) { origin_.erase(fd); }
   void closeRange(unsigned long first, unsigned long last) {
     for (auto it = origin_.lower_bound(static_cast<long>(first));

@@ -106,6 +106,21 @@ bool RecordSession::answerPtrace(RecordTask& t) {
       // is then its tracer's (stopForPtracer).
       if (request == PTRACE_ATTACH)
         ::syscall(SYS_tgkill, tracee->task.tgid(), tracee->task.tid(), SIGSTOP);
+      if (tracee->state() == State::JobStopped) {
+        // Stopped by job control: the kernel turns that stop into a
+        // group-stop its new tracer sees at once (PTRACE_EVENT_STOP when
+        // seized). rec takes it out of PTRACE_LISTEN so that it can be
+        // resumed; it stays where it is.
+        Stop stop = tracee->task.endListen();
+        if (stop.kind == StopKind::GroupStop && stop.signal != SIGTRAP) {
+          tracee->ptrace.groupStopSignal = tracee->jobStopSignal;
+          enterPtraceStop(*tracee, Held::GroupStop,
+                          ptraceStopStatus(tracee->jobStopSignal,
+                                           request == PTRACE_SEIZE ? PTRACE_EVENT_STOP : 0));
+        } else {
+          handleStop(*tracee, stop);  // continued (or killed) meanwhile
+        }
+      }
     }
     completeAtEntry(t, result);
     return true;
@@ -624,6 +639,10 @@ void RecordSession::resumeFromPtraceStop(RecordTask& t) {
     onExitEvent(t);
     return;
   }
+  if (held == Held::VforkDone) {
+    onSyscallExit(t);
+    return;
+  }
   if (held == Held::ForkStop) {
     // On to the fork-like syscall's exit; a vfork parent waits there for
     // its child without being current.
@@ -708,7 +727,19 @@ bool RecordSession::stopAtForkForPtracer(RecordTask& t, RecordTask& child, int e
     t.enterAnnounced = true;
   }
   t.ptrace.eventMessage = static_cast<uint64_t>(child.task.tid());
+  t.ptrace.vforkDoneWanted =
+      event == PTRACE_EVENT_VFORK && (t.ptrace.options & PTRACE_O_TRACEVFORKDONE);
   enterPtraceStop(t, Held::ForkStop, ptraceStopStatus(SIGTRAP, event));
+  return true;
+}
+
+// The vfork child of `t` exec'd or exited and `t` stands at its vfork's
+// exit: the kernel stops a task whose tracer asked for
+// PTRACE_O_TRACEVFORKDONE there first (GETEVENTMSG: the child). Nothing in
+// the trace: the syscall's event follows when its tracer resumes it.
+bool RecordSession::stopAtVforkDoneForPtracer(RecordTask& t) {
+  if (!std::exchange(t.ptrace.vforkDoneWanted, false) || !t.ptrace.tracer) return false;
+  enterPtraceStop(t, Held::VforkDone, ptraceStopStatus(SIGTRAP, PTRACE_EVENT_VFORK_DONE));
   return true;
 }
 

@@ -31,6 +31,8 @@ struct EmulatedPtrace {
     GroupStop,   // in a group-stop (SIGSTOP, SIGTSTP, ...)
     ExitStop,    // at PTRACE_EVENT_EXIT (PTRACE_O_TRACEEXIT): its exit goes on when resumed
     ForkStop,    // at PTRACE_EVENT_FORK/VFORK/CLONE: resumed through its syscall's exit
+    VforkDone,   // at PTRACE_EVENT_VFORK_DONE (its vfork child exec'd or exited):
+                 // the syscall's exit (event and all) follows when resumed
     Parked,      // stopped in rec's queue, between events (PTRACE_INTERRUPT)
   };
   Held held = Held::None;
@@ -43,6 +45,7 @@ struct EmulatedPtrace {
   // rec next runs it (0: none). Queued in the scheduler meanwhile.
   std::optional<int> resumeSignal;
   bool interruptWanted = false;  // PTRACE_INTERRUPT while it slept in a syscall
+  bool vforkDoneWanted = false;  // in a vfork its tracer follows with PTRACE_O_TRACEVFORKDONE
 };
 
 // A traced task that died while its tracer is not its parent: the kernel

@@ -330,15 +330,32 @@ void RecordSession::handleStop(RecordTask& t, const Stop& stop) {
                       ptraceStopStatus(stop.signal, t.ptrace.seized ? PTRACE_EVENT_STOP : 0));
       return;
     }
-    // A real group-stop (SIGSTOP and friends): let the task go on; job
-    // control of recorded programs is not reproduced.
-    if (scheduler_->isCurrent(t))
-      scheduler_->run(t);
-    else
-      scheduler_->makeReady(t);
+    if (stop.signal == SIGTRAP) {
+      // Not a stop: the kernel's notice of a SIGCONT (it is seized), which
+      // ends a job-control stop or came while the task ran; on with it, the
+      // signal's own delivery stop follows.
+      if (t.state() == RecordTask::State::JobStopped) t.afterJobStop = true;
+      if (scheduler_->isCurrent(t))
+        scheduler_->run(t);
+      else
+        scheduler_->makeReady(t);
+      return;
+    }
+    // A real group-stop (SIGSTOP and friends) of a task nobody emulated
+    // ptraces: it stays stopped, as natively, and since rec is not its
+    // parent the kernel reports the stop to the parent's WUNTRACED wait.
+    // PTRACE_LISTEN keeps it there until SIGCONT, which the next stop shows.
+    t.task.listen();
+    t.jobStopSignal = stop.signal;
+    if (t.state() == RecordTask::State::JobStopped) return;
+    scheduler_->forget(t);
+    t.setState(RecordTask::State::JobStopped);
     return;
   }
-  if (stop.kind != StopKind::Signal) t.leftSyscallReturn();
+  if (stop.kind != StopKind::Signal) {
+    t.leftSyscallReturn();
+    t.afterJobStop = false;
+  }
   switch (stop.kind) {
     case StopKind::Seccomp:
       onSeccomp(t);

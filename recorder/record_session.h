@@ -138,9 +138,13 @@ class RecordSession {
   void updateBufferDenials();
   std::vector<sysbuf::FileId> bufferWatchedFiles() const;
   void updateBufferOutputFds(RecordTask& t);
+  // Whether fd `fd` of the process pidfd `pidfd` of `t` names is the
+  // program's stdout (1), stderr (2) or neither (0).
+  int originInProcessOf(RecordTask& t, uint64_t pidfd, uint64_t fd);
   std::vector<long> bufferOutputFds(const SysbufSpace& space);
   // Emulated ptrace between tracees (ptrace_emulation.cc).
   bool answerPtrace(RecordTask& t);
+  bool stopAtVforkDoneForPtracer(RecordTask& t);
   bool answerWait(RecordTask& t);
   void waitInPlaceOfKernel(RecordTask& t, const std::function<bool(pid_t)>& wanted);
   bool answerWaitWithExit(RecordTask& t, const std::function<bool(pid_t)>& wanted);

@@ -462,10 +462,20 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
     deliverWithEvent(schema::SignalDisposition::DELIVERED, info, true);
     return;
   }
+  if (std::exchange(t.afterJobStop, false)) {
+    // The first signal after SIGCONT ended a job-control stop comes where
+    // the task stopped, not in user code: replay queues it for the task
+    // parked there (ReplaySession::onSignal, DELIVERED).
+    deliverWithEvent(schema::SignalDisposition::DELIVERED, info, false);
+    return;
+  }
   if (atExit) {
     // It interrupted (or arrived during) the syscall that just returned:
     // deliver it right here, as the kernel would.
     deliverWithEvent(schema::SignalDisposition::INJECT_AT_SYSCALL_EXIT, info, false);
+    // Stopped there for its emulated ptracer: it is still at that return,
+    // and a signal pending behind this one comes there when it is resumed.
+    if (t.state() == RecordTask::State::PtraceStopped) t.returnedFromSyscall(t.task.regs());
     return;
   }
   // Arrived while the task ran user code: deliver it at a point replay can

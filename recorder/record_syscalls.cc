@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 
 #include "code_patch.h"
 #include "errors.h"
@@ -524,6 +525,9 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
       if (t.args[1] == F_DUPFD || t.args[1] == F_DUPFD_CLOEXEC)
         fds.duplicate(static_cast<long>(t.args[0]), result);
       break;
+    case sys::Hook::PidfdGetfd:
+      if (result >= 0) fds.assign(result, originInProcessOf(t, t.args[0], t.args[1]));
+      break;
     case sys::Hook::Close:
       if (t.nr == SYS_close)
         fds.close(static_cast<long>(t.args[0]));
@@ -633,6 +637,16 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
     updateBufferOutputFds(t);
 }
 
+int RecordSession::originInProcessOf(RecordTask& t, uint64_t pidfd, uint64_t fd) {
+  std::ifstream info(fmt::format("/proc/{}/fdinfo/{}", t.task.tid(), pidfd));
+  std::string line;
+  pid_t pid = 0;
+  while (std::getline(info, line))
+    if (line.rfind("Pid:", 0) == 0) pid = static_cast<pid_t>(std::atol(line.c_str() + 4));
+  RecordTask* owner = pid > 0 ? findTask(pid) : nullptr;
+  return owner && owner->fds ? owner->fds->originOf(static_cast<long>(fd)) : 0;
+}
+
 void RecordSession::releaseVforkParent(RecordTask& child) {
   RecordTask* parent = child.vforkParent;
   if (!parent) return;
@@ -647,6 +661,7 @@ void RecordSession::onSyscallExit(RecordTask& t) {
     t.setState(RecordTask::State::VforkHeld);
     return;
   }
+  if (stopAtVforkDoneForPtracer(t)) return;
   if (std::exchange(t.argsRewritten, false)) t.task.mutableRegs().setSyscallArgs(t.args);
   if (std::exchange(t.numberRewritten, false)) t.task.mutableRegs().setSyscallNumber(t.nr);
   if (t.execSeen) {

@@ -22,6 +22,8 @@ const char* RecordTask::stateName(State s) {
       return "VforkHeld";
     case State::PtraceStopped:
       return "PtraceStopped";
+    case State::JobStopped:
+      return "JobStopped";
     case State::Exiting:
       return "Exiting";
     case State::Dead:
@@ -48,11 +50,14 @@ bool allowed(State from, State to) {
     case State::Running:
     case State::InSyscall:
       return to == State::Ready || to == State::Running || to == State::InSyscall ||
-             to == State::PtraceStopped || (from == State::InSyscall && to == State::VforkHeld);
+             to == State::PtraceStopped || to == State::JobStopped ||
+             (from == State::InSyscall && to == State::VforkHeld);
     case State::VforkHeld:
-      return to == State::Running || to == State::Ready;
+      return to == State::Running || to == State::Ready || to == State::PtraceStopped;
     case State::PtraceStopped:
       return to == State::Ready;
+    case State::JobStopped:
+      return to == State::Ready || to == State::PtraceStopped;
     case State::Exiting:
     case State::Dead:
       return false;

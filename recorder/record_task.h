@@ -65,6 +65,10 @@ capnp::Data::Reader asData(const T& value) {
 //   VforkHeld --(child exec'd or died)--> Running | Ready
 //   Ready | Running | InSyscall --(a stop its emulated ptracer sees)--> PtraceStopped
 //   PtraceStopped --(the ptracer resumes it: PTRACE_CONT, DETACH, ...)--> Ready
+//   Running | InSyscall | Ready --(group-stop, no emulated ptracer)--> JobStopped
+//   JobStopped --(SIGCONT woke it)--> Ready
+//   JobStopped --(an emulated ptracer attached)--> PtraceStopped
+//   VforkHeld --(PTRACE_EVENT_VFORK_DONE for its emulated ptracer)--> PtraceStopped
 //   any live state --(PTRACE_EVENT_EXIT)--> Exiting --(reaped)--> Dead
 //   any live state --(killed: reaped without an exit stop)--> Dead
 //
@@ -84,6 +88,7 @@ class RecordTask {
     InSyscall,      // resumed into a traced syscall (PTRACE_SYSCALL); may block in the kernel
     VforkHeld,      // vfork parent stopped at its syscall's return until the child execs or exits
     PtraceStopped,  // in a ptrace stop of its emulated ptracer (ptrace_emulation.h), until resumed
+    JobStopped,     // stopped by SIGSTOP/SIGTSTP & co (PTRACE_LISTEN), until SIGCONT
     Exiting,        // past PTRACE_EVENT_EXIT (or ended by a sibling's exec), not yet reaped
     Dead,
   };
@@ -191,6 +196,10 @@ class RecordTask {
 
   std::deque<siginfo_t> heldSignals;  // async signals to deliver at the next syscall
   std::map<int, siginfo_t> injected;  // raised by rec, awaiting their delivery stop
+  // SIGCONT ended its job-control stop: the next signal stop is where it
+  // stopped (the kernel delivers the pending signals there).
+  bool afterJobStop = false;
+  int jobStopSignal = 0;  // the signal of its job-control stop (JobStopped)
   std::shared_ptr<OutputFds> fds;
   std::shared_ptr<TimeShimSpace> timeSpace;  // shared by tasks created with CLONE_VM
   std::shared_ptr<SysbufSpace> sysbuf;        // the syscall buffer's, likewise (null: off)

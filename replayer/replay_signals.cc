@@ -155,6 +155,19 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
       break;
     }
     case schema::SignalDisposition::DELIVERED:
+      if (!e.getSynchronous() && t.awaitingSignal != signo) {
+        // Not the delivery of a signal injected before a syscall (that event
+        // comes first and awaits it): the first signal after SIGCONT ended
+        // a job-control stop, delivered where the task stopped
+        // (RecordTask::afterJobStop). Replay needs no real stop, which may
+        // not even happen here (an orphaned process group ignores SIGTTOU):
+        // a stopping signal the task is parked at is dropped, and this one
+        // is queued to come there.
+        if (isStopSignal(t.pendingSignal) && !t.pendingFrame &&
+            !hasHandler(t.task.tid(), t.pendingSignal))
+          t.pendingSignal = 0;
+        ::syscall(SYS_tgkill, t.task.tgid(), t.task.tid(), signo);
+      }
       if (!e.getSynchronous()) t.awaitingSignal = signo;
       break;
     case schema::SignalDisposition::BY_PTRACER:

@@ -38,6 +38,10 @@ void writeFrameTrapWords(Task& task, const FrameTrapWords& words);
 // The task's signal mask (PTRACE_GETSIGMASK), if it can be read.
 std::optional<uint64_t> readSignalMask(pid_t tid);
 inline uint64_t signalBit(int signo) { return uint64_t{1} << (signo - 1); }
+// Signals whose default action is to stop the process (job control).
+inline bool isStopSignal(int signo) {
+  return signo == SIGSTOP || signo == SIGTSTP || signo == SIGTTIN || signo == SIGTTOU;
+}
 
 // A trapped rdtsc is a forced fault: when the program has its signal
 // (SIGSEGV, or SIGILL at a patched site) blocked, the kernel unblocks it and

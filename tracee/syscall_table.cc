@@ -615,7 +615,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_close_range, "close_range", {Fd, Fd, Hex}).hook(Hook::Close),
   emulated(SYS_openat2, "openat2", {DirFd, Path, Ptr, Size}).blocks().fd()
       .why("may block on a FIFO"),
-  emulated(SYS_pidfd_getfd, "pidfd_getfd", {Fd, Fd, Hex}).fd(),
+  emulated(SYS_pidfd_getfd, "pidfd_getfd", {Fd, Fd, Hex}).hook(Hook::PidfdGetfd).fd(),
   emulated(SYS_faccessat2, "faccessat2", {DirFd, Path, Int, AtFlags}),
   emulated(SYS_process_madvise, "process_madvise", {Fd, Ptr, Size, Int, Hex})
       .why("advice only (MADV_COLD/PAGEOUT...): not applied on replay"),

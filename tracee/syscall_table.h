@@ -135,6 +135,7 @@ enum class Hook : uint8_t {
   Wait,         // wait4/waitid: the recorder answers with its emulated ptrace stops
   SigMask,      // rt_sigprocmask: the recorder notes the mask (rdtsc's forced fault, see
                 // RecordSession::restoreTrapSignal)
+  PidfdGetfd,   // a copy of another process's fd: it may alias stdout/stderr there
 };
 
 // Row flags.

@@ -242,6 +242,18 @@ void Task::resume(Resume how, int signal) {
   }
 }
 
+void Task::listen() {
+  regsValid_ = false;
+  if (::ptrace(PTRACE_LISTEN, tid_, nullptr, nullptr) != 0 && errno != ESRCH)
+    throwErrno(kExitInternal, fmt::format("PTRACE_LISTEN({})", tid_));
+}
+
+Stop Task::endListen() {
+  if (::ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) != 0 && errno != ESRCH)
+    throwErrno(kExitInternal, fmt::format("PTRACE_INTERRUPT({})", tid_));
+  return wait();
+}
+
 siginfo_t Task::siginfo() {
   siginfo_t info{};
   if (::ptrace(PTRACE_GETSIGINFO, tid_, nullptr, &info) != 0)

@@ -113,6 +113,12 @@ class Task : public sys::MemoryReader {
   enum class Resume { Cont, Syscall, Step };  // Step: PTRACE_SINGLESTEP (one instruction)
   // Writes back dirty registers and resumes, delivering `signal` (0: none).
   void resume(Resume how, int signal = 0);
+  // At a group-stop: PTRACE_LISTEN, the task stays stopped (job control)
+  // until SIGCONT or SIGKILL, which the next wait reports.
+  void listen();
+  // Out of PTRACE_LISTEN (which PTRACE_CONT & co refuse with ESRCH): the
+  // task reports a PTRACE_EVENT_STOP, returned here, and can be resumed.
+  Stop endListen();
 
   siginfo_t siginfo();
   void setSiginfo(const siginfo_t& info);

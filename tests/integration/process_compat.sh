@@ -130,7 +130,37 @@ check_many_processes() {
   ) || exit 1
 }
 
+# Job control: a child stopped by SIGSTOP stays stopped under rec, its
+# parent's WUNTRACED wait sees it, SIGCONT resumes it where it stopped (its
+# handler runs before anything else), in the recording and the replay. A
+# pidfd_getfd copy of the child's stdout is output too. With a second thread
+# blocked in a read, SIGCONT may go to either thread.
+check_job_control() {
+  need_program job_control
+  expect_native_differs "$PROGRAMS/job_control"
+  local mode i
+  for mode in one threads; do
+    for i in 1 2; do
+      REC_TIMEOUT=20 record_replay "job$mode$i" --status 0 \
+        --expect-out '^parent: child stopped by SIGSTOP$' \
+        --expect-out '^parent: still stopped after 50 ms$' \
+        --expect-out '^child: resumed, handler ran 1$' \
+        --expect-out '^parent: (via the child.s stdout, code [0-9]+|pidfd_getfd unsupported here)$' \
+        -- "$PROGRAMS/job_control" "$mode"
+      grep -Eq '^parent: child exited with ([0-9]+) \(expected \1\)$' "job$mode$i.rec.out" ||
+        fail "the child's exit status is not the one it chose"
+      # A stopped thread reads nothing before SIGCONT, whatever was written.
+      if [[ $mode == threads ]]; then
+        grep -Eq '^child thread: read [0-9]+ bytes$' "job$mode$i.rec.out" &&
+          [[ $(grep -n '' "job$mode$i.rec.out" | grep -E 'child thread: read|still stopped' | head -1) == *still* ]] ||
+          fail "the blocked thread of the stopped child read before SIGCONT (or not at all)"
+      fi
+    done
+  done
+}
+
 t group_exit check_group_exit
+t job_control check_job_control
 t many_processes check_many_processes
 t seccomp_user check_seccomp_user
 t daemon check_daemon

@@ -78,7 +78,35 @@ check_regs() {
   done
 }
 
+# Job control and vfork under a tracer: attaching to (or seizing) a child
+# that stopped itself reports the stop at once; PTRACE_EVENT_VFORK_DONE
+# comes when the vfork child has exited, and the SIGCHLD of its death after.
+check_stops() {
+  need_program ptrace_stops
+  expect_native_differs "$PROGRAMS/ptrace_stops"
+  local i
+  for i in 1 2; do
+    REC_TIMEOUT=20 record_replay "stops$i" --status 0 \
+      --expect-out '^attach: stopped child traced at once, value [0-9]+$' \
+      --expect-out "^attach: then the attach's SIGSTOP$" \
+      --expect-out '^seize: stopped child traced at once, value [0-9]+$' \
+      --expect-out '^seize: child killed$' \
+      --expect-out '^vforkdone: vfork event, the new child stopped$' \
+      --expect-out '^vforkdone: PTRACE_EVENT_VFORK_DONE, message is the new child: yes$' \
+      --expect-out '^vforkdone: the vfork child exited with [0-9]+, the child stopped with its SIGCHLD, then exited with 7$' \
+      -- "$PROGRAMS/ptrace_stops"
+    # The attached child ran on with the value its tracer read, and exited with it.
+    local seen
+    seen=$(sed -n 's/^attach: stopped child traced at once, value \([0-9]*\)$/\1/p' "stops$i.rec.out")
+    grep -q "^attach: child ran on with $seen\$" "stops$i.rec.out" ||
+      fail "the attached child did not run on with the value its tracer read ($seen)"
+    grep -Eq '^attach: child exited with ([0-9]+) \(value % 64 = \1\)$' "stops$i.rec.out" ||
+      fail "the attached child's exit status is not its value's low bits"
+  done
+}
+
 t debugger check_debugger
 t wakeups check_wakeups
 t regs check_regs
+t stops check_stops
 finish

@@ -38,6 +38,10 @@ workloads=(
   "pause-spin|$PROGRAMS/exact_points pause-spin"
   "red-zone|$PROGRAMS/exact_points red-zone"
   "syscall-spin|$PROGRAMS/exact_points syscall-spin"
+  "probe-round|$PROGRAMS/exact_points probe-round"
+  "xmm-round|$PROGRAMS/exact_points xmm-round"
+  "select-spin|$PROGRAMS/exact_points select-spin"
+  "alarm-fast|$PROGRAMS/alarm_busy 200"
 )
 if [[ -n ${ONLY:-} ]]; then
   kept=()

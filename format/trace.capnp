@@ -88,6 +88,15 @@ struct PointState {
   deadStackExcluded @5 :Bool;    # memory leaves out the whole pages of the task's stack below rsp-128
                                  # (dead by the ABI; glibc's lazy binding leaves XSAVEC images there
                                  # whose XSTATE_BV depends on the CPU's XINUSE, not on the program)
+  pendingOutputs @6 :List(AddressRange);  # bytes hashed as zeros in memory: what the syscalls other
+                                 # threads of the address space were blocked in may write (the kernel
+                                 # writes them when the call completes, while this thread runs; the
+                                 # trace makes them visible at that call's exit event)
+}
+
+struct AddressRange {
+  start @0 :UInt64;
+  end @1 :UInt64;               # exclusive
 }
 
 struct MemWrite {
@@ -270,6 +279,8 @@ struct Event {
     preempt @7 :PreemptEvent;
   }
   memory @8 :List(MemoryBlock);  # --check-memory: digest of the writable memory when the event happened
+  pendingOutputs @9 :List(AddressRange);  # --check-memory: bytes hashed as zeros in memory (what
+                                 # other threads' blocked syscalls may write; PointState.pendingOutputs)
 }
 
 struct Blob {

@@ -301,7 +301,7 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
     auto e = msg.initRoot<schema::Event>().initSyscallEnter();
     e.setNumber(t.nr);
     e.setNewTask(childTid);
-    attachMemoryDigest(t, msg, t.entryDigest);
+    attachMemoryDigest(t, msg, t.entryDigest, t.entryMasked);
     emit(t, msg);
     t.enterAnnounced = true;
   }

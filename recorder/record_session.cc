@@ -264,7 +264,7 @@ void RecordSession::emit(RecordTask& t, capnp::MallocMessageBuilder& msg, pid_t 
       auto e = enter.initRoot<schema::Event>();
       e.setTid(u->task.tid());
       e.initSyscallEnter().setNumber(u->nr);
-      attachMemoryDigest(*u, enter, u->entryDigest);
+      attachMemoryDigest(*u, enter, u->entryDigest, u->entryMasked);
       writeTimeLog(*u, u->task.tid());
       writeBuffered(*u, u->task.tid());
       writer_->writeEvent(enter);

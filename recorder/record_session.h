@@ -84,6 +84,8 @@ class RecordSession {
   bool holdIfAsynchronous(RecordTask& t, const Stop& stop);
   void setPoint(schema::Registers::Builder regs, capnp::List<schema::MemWrite>::Builder out,
                 schema::PointState::Builder state, RecordTask& t, const PointChoice& point);
+  // What the syscalls the other tasks of t's address space are blocked in may write.
+  std::vector<AddressRange> pendingOutputsBeside(RecordTask& t) const;
   void pretendCpuCount(RecordTask& t, int64_t result);
   void handleStop(RecordTask& t, const Stop& stop);
   void onSeccomp(RecordTask& t);
@@ -166,7 +168,8 @@ class RecordSession {
   void setEntryRegisters(RecordTask& t, schema::SyscallEvent::Builder s);
   // --check-memory: the digest of the task's memory now (or `taken` before).
   void attachMemoryDigest(RecordTask& t, capnp::MallocMessageBuilder& msg,
-                          const std::optional<MemoryDigest>& taken = std::nullopt);
+                          const std::optional<MemoryDigest>& taken = std::nullopt,
+                          std::span<const AddressRange> takenMasked = {});
   void finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilder& msg,
                           std::span<const std::byte> written = {});
 

@@ -140,13 +140,20 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
   bool roundSeen = false;
   int roundKnownAt = -1;
   bool loopHasJumpable = false;  // an instruction of 5 bytes or more passed twice
+  // The last step stopped for a signal before its instruction ran: this is
+  // the same visit again, not a recurrence (a state "recurring" so looked
+  // like a loop that writes nothing, and its point had no word to check:
+  // alarm_busy under load, a SIGALRM during a 53 ms step).
+  bool again = false;
   for (int step = 0;; ++step) {
     const user_regs_struct& regs = t.task.regs().raw();
     uint64_t ip = regs.rip;
     uint8_t code[kCodeWindow] = {};
     size_t n = t.task.read(ip, code, sizeof code);
     std::span<const uint8_t> window(code, n);
-    int visit = ++visits[ip];
+    const bool repeat = again;
+    again = false;
+    int visit = repeat ? visits[ip] : ++visits[ip];
     if (size_t length = repStringLength(window)) {
       // Stepping a REP string instruction goes one iteration at a time, and
       // replay can only stop before its first: let it finish.
@@ -154,7 +161,7 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
       continue;
     }
     bool recurred = false;  // this instruction with these registers, seen before
-    {
+    if (!repeat) {
       auto [seen, fresh] =
           states.try_emplace({ip, registerStateHash(regs)}, Seen{memoryHash, enteredHash});
       recurred = !fresh;
@@ -223,7 +230,10 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
       }
       continue;
     }
-    if (holdIfAsynchronous(t, stop)) continue;
+    if (holdIfAsynchronous(t, stop)) {
+      again = true;
+      continue;
+    }
     // Stepped into a syscall (or a signal): the kernel may still report the
     // step as a SIGTRAP when that syscall returns; it is rec's, not the program's.
     t.expect(RecordTask::Expect::StepTrap);
@@ -297,7 +307,13 @@ void RecordSession::setPoint(schema::Registers::Builder regs,
   std::vector<AddressRange> excluded(std::begin(kRecPages), std::end(kRecPages));
   excluded.push_back(deadStackBelow(t.task.tid(), t.task.regs().raw().rsp));
   state.setDeadStackExcluded(true);
-  MemoryDigest digest = digestMemory(t.task.tid(), excluded);
+  std::vector<AddressRange> masked = pendingOutputsBeside(t);
+  auto pending = state.initPendingOutputs(static_cast<unsigned>(masked.size()));
+  for (unsigned i = 0; i < masked.size(); ++i) {
+    pending[i].setStart(masked[i].start);
+    pending[i].setEnd(masked[i].end);
+  }
+  MemoryDigest digest = digestMemory(t.task.tid(), excluded, nullptr, masked);
   auto blocks = state.initMemory(static_cast<unsigned>(digest.blocks.size()));
   for (unsigned i = 0; i < digest.blocks.size(); ++i) {
     blocks[i].setStart(digest.blocks[i].start);
@@ -318,6 +334,21 @@ void RecordSession::setPoint(schema::Registers::Builder regs,
                    std::chrono::steady_clock::now() - point.walkStart)
                        .count() /
                    1000.0);
+}
+
+// A syscall another thread is blocked in completes in the kernel while this
+// one runs, and writes its outputs then (python3.10's time.sleep: pselect6's
+// timespec on the main thread's stack); the trace makes them visible at that
+// call's exit event, so at a point they are the kernel's race, not state.
+std::vector<AddressRange> RecordSession::pendingOutputsBeside(RecordTask& t) const {
+  std::vector<AddressRange> out;
+  for (const auto& [tid, u] : tasks_) {
+    if (u.get() == &t || u->state() != RecordTask::State::InSyscall || !u->row) continue;
+    if (u->task.tgid() != t.task.tgid() && (!t.timeSpace || u->timeSpace != t.timeSpace)) continue;
+    for (const sys::MemRange& r : sys::pendingOutputRanges(*u->row, u->args, t.task))
+      out.push_back({r.addr, r.addr + r.len});
+  }
+  return out;
 }
 
 // An RDTSC/RDTSCP that faulted (PR_SET_TSC) or a patched site that did.

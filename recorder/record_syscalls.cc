@@ -55,7 +55,10 @@ void RecordSession::onSeccomp(RecordTask& t) {
   const Registers& regs = t.task.regs();
   t.compat = t.task.eventMessage() == sys::kSeccompCompatData;
   t.entryRegs = regs.raw();
-  if (options_.checkMemory) t.entryDigest = digestMemory(t.task.tid(), kRecPages);
+  if (options_.checkMemory) {
+    t.entryMasked = pendingOutputsBeside(t);
+    t.entryDigest = digestMemory(t.task.tid(), kRecPages, nullptr, t.entryMasked);
+  }
   t.nr = regs.syscallNumber();
   t.args = t.compat ? regs.compatSyscallArgs() : regs.syscallArgs();
   t.row = t.compat ? sys::findCompatSyscall(t.nr) : sys::findSyscall(t.nr);
@@ -385,7 +388,7 @@ void RecordSession::refuse(RecordTask& t, int error) {
   s.setCompat32(t.compat);
   s.setIp(r.ip());
   setEntryRegisters(t, s);
-  attachMemoryDigest(t, msg, t.entryDigest);
+  attachMemoryDigest(t, msg, t.entryDigest, t.entryMasked);
   emit(t, msg);
   t.returnedFromSyscall(r);
   if (options_.verbose)
@@ -411,9 +414,20 @@ void RecordSession::setEntryRegisters(RecordTask& t, schema::SyscallEvent::Build
 }
 
 void RecordSession::attachMemoryDigest(RecordTask& t, capnp::MallocMessageBuilder& msg,
-                                       const std::optional<MemoryDigest>& taken) {
+                                       const std::optional<MemoryDigest>& taken,
+                                       std::span<const AddressRange> takenMasked) {
   if (!options_.checkMemory) return;
-  MemoryDigest digest = taken ? *taken : digestMemory(t.task.tid(), kRecPages);
+  std::vector<AddressRange> masked;
+  if (taken)
+    masked.assign(takenMasked.begin(), takenMasked.end());
+  else
+    masked = pendingOutputsBeside(t);
+  MemoryDigest digest = taken ? *taken : digestMemory(t.task.tid(), kRecPages, nullptr, masked);
+  auto pending = msg.getRoot<schema::Event>().initPendingOutputs(static_cast<unsigned>(masked.size()));
+  for (unsigned i = 0; i < masked.size(); ++i) {
+    pending[i].setStart(masked[i].start);
+    pending[i].setEnd(masked[i].end);
+  }
   auto blocks =
       msg.getRoot<schema::Event>().initMemory(static_cast<unsigned>(digest.blocks.size()));
   for (unsigned i = 0; i < digest.blocks.size(); ++i) {
@@ -438,7 +452,7 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
   // A syscall whose entry was announced carries its digest there: replay
   // checks memory when the task reaches its entry, and by this event other
   // tasks have written to memory since.
-  if (!t.enterAnnounced) attachMemoryDigest(t, msg, t.entryDigest);
+  if (!t.enterAnnounced) attachMemoryDigest(t, msg, t.entryDigest, t.entryMasked);
   s.setInterrupted(result >= -516 && result <= -512);
   auto strings = s.initStrings(static_cast<unsigned>(t.strings.size()));
   for (unsigned i = 0; i < t.strings.size(); ++i) strings.set(i, t.strings[i]);

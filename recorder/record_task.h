@@ -174,6 +174,7 @@ class RecordTask {
   user_regs_struct entryRegs{};        // every register at its entry: replay compares them
   user_regs_struct lastSyscallRegs{};  // at the previous syscall's entry (see predictSyscallEntry)
   std::optional<MemoryDigest> entryDigest;  // --check-memory: its memory at entry
+  std::vector<AddressRange> entryMasked;    // ... hashed as zeros there (pendingOutputsBeside)
   const sys::SyscallRow* row = nullptr;
   bool compat = false;  // a 32-bit syscall (int 0x80), described by its x86-64 twin's row
   std::vector<std::string> strings;

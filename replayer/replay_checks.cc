@@ -51,7 +51,9 @@ MemoryDigest ReplaySession::recordedDigest(capnp::List<schema::MemoryBlock>::Rea
 
 void ReplaySession::checkMemory(ReplayTask& t, const std::string& at) {
   if (!currentEvent_ || !currentEvent_->hasMemory()) return;
-  MemoryDigest now = digestMemory(t.task.tid(), rangesNotDigested());
+  std::vector<AddressRange> masked;
+  for (auto r : currentEvent_->getPendingOutputs()) masked.push_back({r.getStart(), r.getEnd()});
+  MemoryDigest now = digestMemory(t.task.tid(), rangesNotDigested(), nullptr, masked);
   if (auto d = memoryDifference(recordedDigest(currentEvent_->getMemory()), now, t.task.tid()))
     diverge(t, fmt::format("{} with its memory as recorded", at),
             fmt::format("arrived with {}", *d));

@@ -139,6 +139,7 @@ ReplaySession::RecordedPoint ReplaySession::recordedPoint(
     auto stack = state.getStack();
     p.stack.assign(stack.begin(), stack.end());
     p.deadStackExcluded = state.getDeadStackExcluded();
+    for (auto r : state.getPendingOutputs()) p.pendingOutputs.push_back({r.getStart(), r.getEnd()});
   }
   return p;
 }
@@ -162,7 +163,7 @@ std::optional<std::string> ReplaySession::stateDifference(ReplayTask& t, const R
     // loop whose rounds differ in memory only, it usually differs again, and
     // hashing one block costs far less than all of memory (a JVM's heap).
     if (point.suspectBlock) {
-      BlockDigest now = digestBlock(t.task.tid(), excluded, *point.suspectBlock);
+      BlockDigest now = digestBlock(t.task.tid(), excluded, *point.suspectBlock, point.pendingOutputs);
       BlockDigest recorded{*point.suspectBlock, 0, 0};
       for (const BlockDigest& b : point.memory->blocks)
         if (b.start == *point.suspectBlock) recorded = b;
@@ -170,7 +171,7 @@ std::optional<std::string> ReplaySession::stateDifference(ReplayTask& t, const R
         return fmt::format("memory in the 1 MiB at {:#x} differs: {} non-zero pages, recorded {}",
                            now.start, now.pages, recorded.pages);
     }
-    MemoryDigest now = digestMemory(t.task.tid(), excluded);
+    MemoryDigest now = digestMemory(t.task.tid(), excluded, nullptr, point.pendingOutputs);
     point.suspectBlock = firstDifferingBlock(*point.memory, now);
     if (auto d = memoryDifference(*point.memory, now, t.task.tid())) return *d;
   }

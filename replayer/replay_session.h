@@ -132,6 +132,7 @@ class ReplaySession {
     user_regs_struct regs{};
     std::vector<MemoryCheck> words;              // checked in-process with the registers
     std::optional<std::vector<uint8_t>> xstate;  // absent in traces from before full states
+    std::vector<AddressRange> pendingOutputs;    // hashed as zeros (PointState.pendingOutputs)
     std::optional<MemoryDigest> memory;
     uint64_t runNs = 0;  // how long the task ran to get there, when recorded
     PointEntry entry = PointEntry::Jump;

@@ -450,4 +450,34 @@ std::vector<MemRange> outputRanges(const SyscallRow& row, const std::array<uint6
   return r.take();
 }
 
+std::vector<MemRange> pendingOutputRanges(const SyscallRow& row,
+                                          const std::array<uint64_t, 6>& args, MemoryReader& mem) {
+  // The largest result: the count argument nearest after a by-result
+  // output's pointer (read's size, epoll_wait's maxevents), else before it.
+  uint64_t most = 0;
+  bool bounded = true;
+  for (const OutParam& o : row.outs) {
+    if (o.kind != Out::ByResult && o.kind != Out::ResultTimes && o.kind != Out::Iovec &&
+        o.kind != Out::Msghdr)
+      continue;
+    auto isCount = [&](int i) {
+      return row.args[i] == Arg::Size || row.args[i] == Arg::Int || row.args[i] == Arg::Uint;
+    };
+    int count = -1;
+    for (int i = o.arg + 1; i < row.argCount && count < 0; ++i)
+      if (isCount(i)) count = i;
+    for (int i = o.arg - 1; i >= 0 && count < 0; --i)
+      if (isCount(i)) count = i;
+    if (count < 0 || o.kind == Out::Iovec || o.kind == Out::Msghdr)
+      bounded = false;
+    else
+      most = std::max(most, args[count]);
+  }
+  if (!bounded) most = kMaxRange;
+  std::vector<MemRange> out =
+      outputRanges(row, args, static_cast<int64_t>(std::min(most, kMaxRange)), mem);
+  for (const MemRange& r : outputRanges(row, args, kErestartsys, mem)) out.push_back(r);
+  return out;
+}
+
 }  // namespace rec::sys

@@ -252,6 +252,12 @@ std::vector<MemRange> outputRanges(const SyscallRow& row, const std::array<uint6
 std::optional<uint64_t> waitMaskAddress(const SyscallRow& row, const std::array<uint64_t, 6>& args,
                                         MemoryReader& mem);
 
+// What a call still blocked in the kernel may write by the time it completes
+// (the outputs of its largest result, its count arguments bounding it, and of
+// its interruption): another thread's point masks them (docs/exactness.md).
+std::vector<MemRange> pendingOutputRanges(const SyscallRow& row,
+                                          const std::array<uint64_t, 6>& args, MemoryReader& mem);
+
 // Indexes of the Path/Str arguments, in order (their contents are recorded).
 std::vector<int> stringArgs(const SyscallRow& row);
 

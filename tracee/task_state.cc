@@ -67,8 +67,20 @@ class BlockHasher {
   BlockHasher(const BlockHasher&) = delete;
   BlockHasher& operator=(const BlockHasher&) = delete;
 
+  // Bytes hashed as zeros wherever they lie (sorted or not, any alignment).
+  void mask(std::span<const AddressRange> masked) { masked_ = masked; }
+
   void page(uint64_t address, const uint8_t* data, DigestStats& stats) {
     stats.bytesRead += kPage;
+    for (const AddressRange& m : masked_) {
+      if (m.end <= address || m.start >= address + kPage) continue;
+      if (data != maskedCopy_) {
+        std::memcpy(maskedCopy_, data, kPage);
+        data = maskedCopy_;
+      }
+      uint64_t from = std::max(m.start, address), to = std::min(m.end, address + kPage);
+      std::memset(maskedCopy_ + (from - address), 0, to - from);
+    }
     if (allZero(data, kPage)) return;
     if (!dumpDir_.empty()) dumpPage(address, data);
     uint64_t block = address & ~(kDigestBlock - 1);
@@ -123,6 +135,8 @@ class BlockHasher {
   }
 
   XXH3_state_t* state_;
+  std::span<const AddressRange> masked_;
+  alignas(8) uint8_t maskedCopy_[kPage];
   std::string dumpDir_;
   BlockDigest current_;
   bool open_ = false;
@@ -362,10 +376,11 @@ std::optional<std::string> extendedRegisterDifference(std::span<const uint8_t> r
 
 namespace {
 MemoryDigest digestWithin(pid_t tid, std::span<const AddressRange> excluded, DigestStats* stats,
-                          AddressRange within) {
+                          AddressRange within, std::span<const AddressRange> masked) {
   DigestStats local;
   DigestStats& s = stats ? *stats : local;
   BlockHasher hasher;
+  hasher.mask(masked);
   if (static const char* dump = std::getenv("REC_DIGEST_DUMP"); dump && *dump) {
     static int digests = 0;
     std::string dir = fmt::format("{}/{}", dump, digests++);
@@ -395,12 +410,14 @@ AddressRange deadStackBelow(pid_t tid, uint64_t rsp) {
   return {};
 }
 
-MemoryDigest digestMemory(pid_t tid, std::span<const AddressRange> excluded, DigestStats* stats) {
-  return digestWithin(tid, excluded, stats, {0, ~uint64_t{0}});
+MemoryDigest digestMemory(pid_t tid, std::span<const AddressRange> excluded, DigestStats* stats,
+                          std::span<const AddressRange> masked) {
+  return digestWithin(tid, excluded, stats, {0, ~uint64_t{0}}, masked);
 }
 
-BlockDigest digestBlock(pid_t tid, std::span<const AddressRange> excluded, uint64_t start) {
-  MemoryDigest d = digestWithin(tid, excluded, nullptr, {start, start + kDigestBlock});
+BlockDigest digestBlock(pid_t tid, std::span<const AddressRange> excluded, uint64_t start,
+                        std::span<const AddressRange> masked) {
+  MemoryDigest d = digestWithin(tid, excluded, nullptr, {start, start + kDigestBlock}, masked);
   for (const BlockDigest& b : d.blocks)
     if (b.start == start) return b;
   return BlockDigest{start, 0, 0};

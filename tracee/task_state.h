@@ -92,12 +92,14 @@ struct DigestStats {
 };
 
 // Digests the writable memory of `tid`'s address space, leaving out
-// `excluded` (rec's own pages, which differ between recording and replay).
+// `excluded` (rec's own pages, which differ between recording and replay;
+// whole pages) and hashing the bytes of `masked` as zeros (any alignment).
 MemoryDigest digestMemory(pid_t tid, std::span<const AddressRange> excluded,
-                          DigestStats* stats = nullptr);
+                          DigestStats* stats = nullptr, std::span<const AddressRange> masked = {});
 // The same for one block (kDigestBlock-aligned `start`) only: what
 // digestMemory's block there would be (pages == 0: none).
-BlockDigest digestBlock(pid_t tid, std::span<const AddressRange> excluded, uint64_t start);
+BlockDigest digestBlock(pid_t tid, std::span<const AddressRange> excluded, uint64_t start,
+                        std::span<const AddressRange> masked = {});
 
 // The whole pages of the stack mapping holding `rsp` that lie below its red
 // zone (rsp - 128): dead by the ABI (any signal may overwrite them), and not

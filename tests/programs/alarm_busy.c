@@ -1,9 +1,11 @@
 // A SIGALRM handler samples a counter every 20 ms while the main code
 // busy-loops with no syscalls. The samples differ on every native run; a
 // replay must deliver each signal at the very same instruction to print the
-// same ones.
+// same ones. `alarm_busy USEC` samples every USEC microseconds instead: a
+// timer faster than rec's walk to a point lands signals during the walk.
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/time.h>
 
 enum { kSamples = 25 };
@@ -16,12 +18,13 @@ static void onAlarm(int sig) {
   if (taken < kSamples) samples[taken++] = counter;
 }
 
-int main(void) {
+int main(int argc, char** argv) {
+  long usec = argc > 1 ? atol(argv[1]) : 20000;
   struct sigaction sa = {0};
   sa.sa_handler = onAlarm;
   sa.sa_flags = SA_RESTART;
   sigaction(SIGALRM, &sa, NULL);
-  struct itimerval every = {{0, 20000}, {0, 20000}};
+  struct itimerval every = {{0, usec}, {0, usec}};
   setitimer(ITIMER_REAL, &every, NULL);
   while (taken < kSamples) counter++;  // no syscalls in here
   struct itimerval off = {{0, 0}, {0, 0}};

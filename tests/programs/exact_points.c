@@ -31,6 +31,11 @@
 //                 probe), called alike every round of an outer loop whose
 //                 count lives only on the heap (CPython's dict lookups in
 //                 its eval loop).
+//   select-spin   two threads spin beside a main that sleeps in select()
+//                 (python3.10's time.sleep): the kernel writes the time left
+//                 into main's timeval when the call times out, while a
+//                 spinner is walked to its preemption point (rounds of 3000
+//                 instructions: a long walk).
 //   xmm-round     SIGALRM lands in a subroutine called from several sites
 //                 every round of a loop that counts in xmm0 only, with the
 //                 stack moved 4 KiB away (rr's signal_xmm_state's shape):
@@ -44,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
@@ -269,6 +275,33 @@ __attribute__((noreturn)) static void probe_round(void) {
   }
 }
 
+static volatile long select_spins;
+static void* long_round_spinner(void* arg) {
+  long x = (long)arg;
+  while (!stop_spinning) {
+    __asm__ volatile(".rept 3000\n add $0x12345, %0\n .endr" : "+r"(x));
+    select_spins++;
+  }
+  return NULL;
+}
+
+static int select_spin(void) {
+  pthread_t threads[2];
+  for (long i = 0; i < 2; ++i) pthread_create(&threads[i], NULL, long_round_spinner, (void*)i);
+  long sum = 0;
+  for (int i = 0; i < 10; ++i) {
+    struct timeval nap = {0, 30000};
+    select(0, NULL, NULL, NULL, &nap);
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    sum += (t.tv_nsec / 1000) % 1000 + nap.tv_usec;
+  }
+  stop_spinning = 1;
+  for (int i = 0; i < 2; ++i) pthread_join(threads[i], NULL);
+  printf("selected beside spinning threads: %ld %d\n", sum, select_spins > 0);
+  return 0;
+}
+
 static void on_alarm_print_xmm0(int sig, siginfo_t* info, void* context) {
   (void)sig;
   (void)info;
@@ -310,8 +343,9 @@ int main(int argc, char** argv) {
   if (!strcmp(mode, "stack-round")) stack_round();
   if (!strcmp(mode, "probe-round")) probe_round();
   if (!strcmp(mode, "xmm-round")) xmm_round();
+  if (!strcmp(mode, "select-spin")) return select_spin();
   fprintf(stderr,
           "usage: exact_points global-round|jmp-self|dec-jnz|loop-insn|pause-spin|red-zone|"
-          "syscall-spin|stack-round|probe-round|xmm-round\n");
+          "syscall-spin|stack-round|probe-round|xmm-round|select-spin\n");
   return 2;
 }

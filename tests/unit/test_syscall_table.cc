@@ -237,6 +237,19 @@ TEST_CASE("outputRanges: result-sized, fixed and counted out params") {
   }
 }
 
+TEST_CASE("pendingOutputRanges: what a blocked call may still write") {
+  FakeMemory mem;
+  mem.map(0x1000, 4096);
+  // Its count arguments bound the by-result outputs.
+  CHECK(has(pendingOutputRanges(row("read"), {3, 0x1000, 300}, mem), 0x1000, 300));
+  CHECK(has(pendingOutputRanges(row("epoll_wait"), {5, 0x1000, 64, 100}, mem), 0x1000, 64 * 12));
+  // The time left, written when the call times out or is interrupted.
+  CHECK(has(pendingOutputRanges(row("pselect6"), {0, 0, 0, 0, 0x1100, 0}, mem), 0x1100, 16));
+  CHECK(has(pendingOutputRanges(row("nanosleep"), {0x1000, 0x1100}, mem), 0x1100, 16));
+  // A futex wait writes nothing.
+  CHECK(pendingOutputRanges(row("futex"), {0x1000, 0, 0, 0, 0, 0}, mem).empty());
+}
+
 TEST_CASE("outputRanges: iovecs, msghdr and length pointers") {
   FakeMemory mem;
   mem.map(0x1000, 4096);   // iovec arrays, msghdrs, lengths

@@ -61,7 +61,9 @@ os.execvp(sys.argv[1], sys.argv[1:])' timeout 60 "$REC" record -o sigint.rec -- 
     </dev/null >sigint.rec.out 2>sigint.rec.err &
   local leader=$! i child=""
   for ((i = 0; i < 250; i++)); do  # bounded: 5 s
-    child=$(pgrep -f "^$PROGRAMS/signals alarm-eintr" 2>/dev/null | head -n1)
+    # Only in this test's session: the .nobuffer run of this script may be
+    # running the same program at the same time.
+    child=$(pgrep -s "$leader" -f "^$PROGRAMS/signals alarm-eintr" 2>/dev/null | head -n1)
     [[ -n $child && -s sigint.rec.out ]] && break
     sleep 0.02
   done

@@ -119,12 +119,37 @@ std::string errnoText(int err) {
 // message whose pointers, lists or texts are malformed fails here, inside the
 // reader, rather than later in the caller's field accessors.
 void deepValidate(capnp::DynamicValue::Reader v);
+
+// Per struct type, which fields hold pointers (structs, groups, lists, texts,
+// data): scalars need no check, and asking the schema a field's type is
+// most of the reflection's cost (a replay reads every event through here).
+struct PointerFields {
+  std::vector<std::pair<capnp::StructSchema::Field, bool>> nonUnion;  // and whether a struct
+  std::vector<bool> byIndex;  // every field, union members included
+};
+const PointerFields& pointerFields(capnp::StructSchema schema) {
+  thread_local std::unordered_map<uint64_t, PointerFields> cache;
+  auto [it, added] = cache.try_emplace(schema.getProto().getId());
+  if (added) {
+    auto holdsPointer = [](capnp::StructSchema::Field f) {
+      capnp::Type t = f.getType();
+      return t.isStruct() || t.isList() || t.isText() || t.isData() || t.isAnyPointer() ||
+             t.isInterface();
+    };
+    for (auto field : schema.getFields()) it->second.byIndex.push_back(holdsPointer(field));
+    for (auto field : schema.getNonUnionFields())
+      if (holdsPointer(field)) it->second.nonUnion.emplace_back(field, field.getType().isStruct());
+  }
+  return it->second;
+}
+
 void deepValidate(capnp::DynamicStruct::Reader s) {
-  for (auto field : s.getSchema().getNonUnionFields()) {
-    if (field.getType().isStruct() || s.has(field)) deepValidate(s.get(field));
+  const PointerFields& fields = pointerFields(s.getSchema());
+  for (auto [field, isStruct] : fields.nonUnion) {
+    if (isStruct || s.has(field)) deepValidate(s.get(field));
   }
   KJ_IF_MAYBE (field, s.which()) {
-    deepValidate(s.get(*field));
+    if (fields.byIndex[field->getIndex()]) deepValidate(s.get(*field));
   }
 }
 void deepValidate(capnp::DynamicValue::Reader v) {

@@ -136,6 +136,8 @@ class RecordSession {
   void writeBuffered(RecordTask& t, pid_t tid);
   void patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builder s);
   void updateBufferDenials();
+  static bool noteFdTable(OutputFds& fds, const sys::SyscallRow& row,
+                          const std::array<uint64_t, 6>& args, int64_t result);
   std::vector<sysbuf::FileId> bufferWatchedFiles() const;
   void updateBufferOutputFds(RecordTask& t);
   // Whether fd `fd` of the process pidfd `pidfd` of `t` names is the

@@ -510,29 +510,13 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
     sysbuf::disable(t.task, *t.sysbuf);
 
   OutputFds& fds = *t.fds;
-  if (t.row->flags & sys::kReturnsFd) fds.close(result);
+  noteFdTable(fds, *t.row, t.args, result);
   const sys::FdWrite& fdWrite = t.row->fdWrite;
   if (result > 0 && (fdWrite.data == sys::Data::Buffer || fdWrite.data == sys::Data::Iovec))
     s.setOutputFd(fds.originOf(static_cast<long>(t.args[fdWrite.fdArg])));
   switch (t.row->hook) {
-    case sys::Hook::Dup:
-      if (t.nr == SYS_dup)
-        fds.duplicate(static_cast<long>(t.args[0]), result);
-      else
-        fds.duplicate(static_cast<long>(t.args[0]), static_cast<long>(t.args[1]));
-      break;
-    case sys::Hook::Fcntl:
-      if (t.args[1] == F_DUPFD || t.args[1] == F_DUPFD_CLOEXEC)
-        fds.duplicate(static_cast<long>(t.args[0]), result);
-      break;
     case sys::Hook::PidfdGetfd:
       if (result >= 0) fds.assign(result, originInProcessOf(t, t.args[0], t.args[1]));
-      break;
-    case sys::Hook::Close:
-      if (t.nr == SYS_close)
-        fds.close(static_cast<long>(t.args[0]));
-      else
-        fds.closeRange(t.args[0], t.args[1]);
       break;
     case sys::Hook::Clone:
       s.setNewTask(t.newTask);
@@ -637,6 +621,41 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
     updateBufferOutputFds(t);
 }
 
+// What a successful call changed in rec's view of the fd table (which fds
+// are the program's stdout/stderr): from its traced event, and from a
+// buffered one when the buffer is drained, in order.
+bool RecordSession::noteFdTable(OutputFds& fds, const sys::SyscallRow& row,
+                                const std::array<uint64_t, 6>& args, int64_t result) {
+  if (result < 0 && result > -4096) return false;
+  bool changed = false;
+  if (row.flags & sys::kReturnsFd) {
+    fds.close(result);
+    changed = true;
+  }
+  switch (row.hook) {
+    case sys::Hook::Dup:
+      if (row.number == SYS_dup)
+        fds.duplicate(static_cast<long>(args[0]), result);
+      else
+        fds.duplicate(static_cast<long>(args[0]), static_cast<long>(args[1]));
+      return true;
+    case sys::Hook::Fcntl:
+      if (args[1] == F_DUPFD || args[1] == F_DUPFD_CLOEXEC) {
+        fds.duplicate(static_cast<long>(args[0]), result);
+        return true;
+      }
+      return changed;
+    case sys::Hook::Close:
+      if (row.number == SYS_close)
+        fds.close(static_cast<long>(args[0]));
+      else
+        fds.closeRange(args[0], args[1]);
+      return true;
+    default:
+      return changed;
+  }
+}
+
 int RecordSession::originInProcessOf(RecordTask& t, uint64_t pidfd, uint64_t fd) {
   std::ifstream info(fmt::format("/proc/{}/fdinfo/{}", t.task.tid(), pidfd));
   std::string line;
@@ -714,6 +733,21 @@ void RecordSession::drainSyscallBuffer(RecordTask& t) {
   if (!t.sysbuf || !t.sysbuf->buffer) return;
   std::vector<std::byte> entries = sysbuf::drain(*t.sysbuf, t.pendingBuffered.size());
   t.pendingBuffered.insert(t.pendingBuffered.end(), entries.begin(), entries.end());
+  // What a traced openat/close/fcntl teaches rec, a buffered one does too
+  // (the buffer only takes those that leave stdout/stderr and their
+  // aliases alone, so the buffer's view stayed right meanwhile).
+  bool fdTableChanged = false;
+  for (size_t at = 0; at + sizeof(rec_sysbuf_entry) <= entries.size();) {
+    rec_sysbuf_entry e;
+    std::memcpy(&e, entries.data() + at, sizeof e);
+    at += e.size;
+    const sys::SyscallRow* row = sys::findSyscall(e.nr);
+    if (!row || !t.fds) continue;
+    std::array<uint64_t, 6> args;
+    std::copy(std::begin(e.args), std::end(e.args), args.begin());
+    fdTableChanged |= noteFdTable(*t.fds, *row, args, e.result);
+  }
+  if (fdTableChanged) updateBufferOutputFds(t);
 }
 
 // The task's buffered syscalls, as syscall events marked `buffered` and
@@ -759,15 +793,11 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
   if (result <= -512 && result >= -516) return;  // -ERESTART*: a signal comes first
   const uint64_t site = regs.ip() - 2;
   // Only a site that makes this one syscall (`mov $nr,%eax` or `xor
-  // %eax,%eax` right before it): a task in another syscall there, which rec
+  // %eax,%eax` just before it): a task in another syscall there, which rec
   // would not know of (an untraced one), could return into the patch.
-  uint8_t before[5] = {};
-  if (t.task.read(site - 5, before, sizeof before) != sizeof before) return;
-  uint32_t imm = 0;
-  std::memcpy(&imm, before + 1, sizeof imm);
-  bool movNr = before[0] == 0xb8 && imm == static_cast<uint32_t>(t.nr);
-  bool xorZero = before[3] == 0x31 && before[4] == 0xc0 && t.nr == 0;
-  if (!movNr && !xorZero) return;
+  uint8_t before[sysbuf::kSetsNumberWindow] = {};
+  if (t.task.read(site - sizeof before, before, sizeof before) != sizeof before) return;
+  if (!sysbuf::setsNumberBefore(before, t.nr)) return;
   std::vector<uint64_t> busy;
   try {
     for (auto& [tid, u] : tasks_) {

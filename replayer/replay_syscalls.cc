@@ -480,7 +480,16 @@ void ReplaySession::applyBufferPatch(ReplayTask& t, schema::SyscallEvent::Reader
   if (p.getStartsBuffer() && !sysbuf::start(t.task, *t.sysbuf, REC_SHIM_REPLAY, strays))
     throw RecError(kExitUnsupported,
                    fmt::format("rec: cannot map the syscall buffer in task {}", t.task.tid()));
-  sysbuf::applyPatch(t.task, *t.sysbuf, {p.getSite(), p.getSlot(), p.getNewPage()}, strays, true);
+  const SysbufPatch patch{p.getSite(), p.getSlot(), p.getNewPage()};
+  sysbuf::applyPatch(t.task, *t.sysbuf, patch, strays, true);
+  // A task replay left parked right after this site's `syscall` (its last
+  // event) ran on past it in the recording before the patch (the recorder
+  // patches only then), so it goes on through the slot's copy of the
+  // displaced compare, as it would have.
+  for (auto& [id, u] : tasks_)
+    if (u.get() != &t && u->sysbuf == t.sysbuf && u->park != ReplayTask::Park::Dead &&
+        u->park != ReplayTask::Park::Initial && u->park != ReplayTask::Park::InKernel)
+      sysbuf::moveOutOfSite(u->task, patch);
   t.task.mutableRegs().setResult(e.getResult());
   t.lastExecutedNumber = e.getNumber();
   t.park = ReplayTask::Park::Resumable;

@@ -112,6 +112,7 @@ std::string_view modeName(bool replaying) {
 // The policy of each buffered row (the syscall table's flag), for the
 // in-process code.
 void fillPolicy(rec_sysbuf_header& h) {
+  unsigned rules = 0;
   for (const sys::SyscallRow& row : sys::allSyscalls()) {
     if (!(row.flags & sys::kBuffered) || row.number >= REC_SYSBUF_MAX_NR) continue;
     rec_sysbuf_policy p{};
@@ -123,16 +124,33 @@ void fillPolicy(rec_sysbuf_header& h) {
     } else if (out.kind == sys::Out::Fixed) {
       p.out_kind = REC_SYSBUF_OUT_FIXED;
       p.out_arg = out.arg;
-      p.out_size = out.size;
+      if (out.size > UINT16_MAX) continue;
+      p.out_size = static_cast<uint16_t>(out.size);
     } else if (out.kind != sys::Out::None) {
       continue;  // not a kind the buffer records
     }
-    if (row.fdWrite.data == sys::Data::Buffer)
-      p.fd_check = REC_SYSBUF_FD_WRITE;
-    else if (row.args[0] == sys::Arg::Fd && p.out_kind == REC_SYSBUF_OUT_RESULT)
-      p.fd_check = REC_SYSBUF_FD_READ;
-    else
-      p.fd_check = REC_SYSBUF_FD_ANY;
+    switch (row.buffer.fd) {
+      case sys::BufferFd::NotOutput: p.fd_check = REC_SYSBUF_FD_NOT_OUTPUT; break;
+      case sys::BufferFd::Close: p.fd_check = REC_SYSBUF_FD_CLOSE; break;
+      case sys::BufferFd::PathOpen: p.fd_check = REC_SYSBUF_PATH_OPEN; break;
+      case sys::BufferFd::Default:
+        if (row.fdWrite.data == sys::Data::Buffer)
+          p.fd_check = REC_SYSBUF_FD_WRITE;
+        else if (row.args[0] == sys::Arg::Fd && p.out_kind == REC_SYSBUF_OUT_RESULT)
+          p.fd_check = REC_SYSBUF_FD_READ;
+        else
+          p.fd_check = REC_SYSBUF_FD_ANY;
+        break;
+    }
+    if (row.buffer.arg >= 0) {
+      if (rules == REC_SYSBUF_RULES) continue;  // not buffered: no room for its rule
+      rec_sysbuf_rule& r = h.rules[rules];
+      r.arg = static_cast<uint8_t>(row.buffer.arg);
+      r.kind = row.buffer.oneOf ? REC_SYSBUF_RULE_ONE_OF : REC_SYSBUF_RULE_NO_BITS;
+      r.count = row.buffer.count;
+      for (unsigned i = 0; i < row.buffer.values.size(); ++i) r.values[i] = row.buffer.values[i];
+      p.rule = static_cast<uint8_t>(++rules);
+    }
     h.policy[row.number] = p;
   }
 }
@@ -142,6 +160,63 @@ void setMode(Task& task, uint32_t mode) {
 }
 
 }  // namespace
+
+namespace {
+
+// The length of an instruction that sets an argument register other than
+// eax/rax from a register or an immediate, at `c` (`n` bytes left); 0 for
+// anything else.
+size_t argumentMove(const uint8_t* c, size_t n) {
+  if (n == 0) return 0;
+  size_t rex = (c[0] & 0xf0) == 0x40 ? 1 : 0;
+  if (n < rex + 1) return 0;
+  const uint8_t op = c[rex];
+  const bool rexB = rex && (c[0] & 1);
+  // mov %reg,%reg (89 /r) and xor %reg,%reg (31 /r): register-direct, the
+  // destination (rm) is not rax
+  if ((op == 0x89 || op == 0x31) && n >= rex + 2) {
+    uint8_t modrm = c[rex + 1];
+    if ((modrm & 0xc0) != 0xc0) return 0;
+    if ((modrm & 7) == 0 && !rexB) return 0;
+    return rex + 2;
+  }
+  // mov $imm32,%reg (b8+r; with REX.W a 64-bit immediate): not eax
+  const size_t length = rex + 5 + ((rex && (c[0] & 8)) ? 4 : 0);
+  if (op >= 0xb8 && op <= 0xbf && n >= length) {
+    if (op == 0xb8 && !rexB) return 0;
+    return length;
+  }
+  return 0;
+}
+
+}  // namespace
+
+bool setsNumberBefore(const uint8_t (&code)[kSetsNumberWindow], long nr) {
+  constexpr size_t n = kSetsNumberWindow;
+  for (size_t start = 0; start + 2 <= n; ++start) {
+    size_t at;
+    // (a byte that may be a REX prefix before it: not eax; turned down
+    // even when it is the end of another instruction)
+    if (start > 0 && (code[start - 1] & 0xf0) == 0x40) continue;
+    if (code[start] == 0xb8 && start + 5 <= n) {
+      uint32_t imm = 0;
+      std::memcpy(&imm, code + start + 1, sizeof imm);
+      if (imm != static_cast<uint32_t>(nr)) continue;
+      at = start + 5;
+    } else if (nr == 0 && code[start] == 0x31 && code[start + 1] == 0xc0) {
+      at = start + 2;
+    } else {
+      continue;
+    }
+    while (at < n) {
+      size_t len = argumentMove(code + at, n - at);
+      if (!len) break;
+      at += len;
+    }
+    if (at == n) return true;
+  }
+  return false;
+}
 
 bool enabledByEnvironment() {
   const char* v = std::getenv("REC_SYSCALL_BUFFER");
@@ -276,6 +351,10 @@ void applyPatch(Task& task, SysbufSpace& space, const SysbufPatch& patch, StrayS
   task.writeForced(patch.site, jump.data(), jump.size());
   space.patched.insert(patch.site);
   // The task is at the syscall's exit: it goes on with the displaced cmp.
+  moveOutOfSite(task, patch);
+}
+
+void moveOutOfSite(Task& task, const SysbufPatch& patch) {
   if (task.regs().ip() == patch.site + 2) task.mutableRegs().setIp(patch.slot + kSlotCmp);
 }
 

@@ -110,6 +110,17 @@ void setWatchedFiles(SysbufSpace& space, std::span<const FileId> files);
 std::optional<SysbufPatch> planPatch(Task& task, SysbufSpace& space, uint64_t site,
                                      std::span<const uint64_t> busyIps);
 
+// A task standing right after the patched `syscall` goes on at the slot's
+// copy of the displaced compare instead (applyPatch does so for its task).
+void moveOutOfSite(Task& task, const SysbufPatch& patch);
+
+// Whether the code right before a `syscall` (the last kSetsNumberWindow
+// bytes) loads `nr` into eax: `mov $nr,%eax` (or `xor %eax,%eax` for 0),
+// followed only by moves of the other argument registers (glibc's
+// __open_nocancel: mov $0x101,%eax; mov %rdi,%rsi; mov $-100,%edi; syscall).
+inline constexpr size_t kSetsNumberWindow = 16;
+bool setsNumberBefore(const uint8_t (&code)[kSetsNumberWindow], long nr);
+
 // Applies `patch` (recorded, or planned just now): maps its new page,
 // writes the slot and the jump, and moves a task standing right after the
 // site's `syscall` into the slot. Throws RecError (kExitDivergence in

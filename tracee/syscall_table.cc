@@ -10,6 +10,7 @@
 //   refused      rec cannot record it faithfully: ENOSYS so programs fall back
 #include "syscall_table.h"
 
+#include <fcntl.h>
 #include <sched.h>
 #include <sys/syscall.h>
 
@@ -46,6 +47,29 @@ struct Row {
   constexpr Row blocks() const { return flags(kMayBlock); }
   constexpr Row fd() const { return flags(kReturnsFd); }
   constexpr Row buffered() const { return flags(kBuffered); }
+  constexpr Row buffered(BufferFd fd) const {
+    Row c = buffered();
+    c.r.buffer.fd = fd;
+    return c;
+  }
+  // Buffered only when argument `arg` is one of `values`.
+  constexpr Row bufferedIfArg(BufferFd fd, int arg, std::initializer_list<int64_t> values) const {
+    if (values.size() > 6) throw std::logic_error("more than 6 values");
+    Row c = buffered(fd);
+    c.r.buffer.arg = static_cast<int8_t>(arg);
+    c.r.buffer.oneOf = true;
+    c.r.buffer.count = static_cast<uint8_t>(values.size());
+    std::copy(values.begin(), values.end(), c.r.buffer.values.begin());
+    return c;
+  }
+  // Buffered only when argument `arg` has none of the bits of `mask`.
+  constexpr Row bufferedUnlessBits(BufferFd fd, int arg, int64_t mask) const {
+    Row c = buffered(fd);
+    c.r.buffer.arg = static_cast<int8_t>(arg);
+    c.r.buffer.count = 1;
+    c.r.buffer.values[0] = mask;
+    return c;
+  }
   constexpr Row hook(Hook h) const {
     Row c = *this;
     c.r.hook = h;
@@ -176,7 +200,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_write, "write", {Fd, Ptr, Size}).blocks().writesFd(buffer(0, 1)).buffered(),
   emulated(SYS_open, "open", {Path, OpenFlags, Mode}).blocks().fd()
       .why("may block on a FIFO"),
-  emulated(SYS_close, "close", {Fd}).hook(Hook::Close),
+  emulated(SYS_close, "close", {Fd}).hook(Hook::Close).buffered(BufferFd::Close),
   emulated(SYS_stat, "stat", {Path, Ptr}).out(fixed(1, kStat)),
   emulated(SYS_fstat, "fstat", {Fd, Ptr}).out(fixed(1, kStat)).buffered(),
   emulated(SYS_lstat, "lstat", {Path, Ptr}).out(fixed(1, kStat)),
@@ -198,7 +222,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_pwrite64, "pwrite64", {Fd, Ptr, Size, Int}).writesFd(buffer(0, 1, Offset::Arg, 3)).buffered(),
   emulated(SYS_readv, "readv", {Fd, Ptr, Int}).blocks().out(iovec(1, 2)),
   emulated(SYS_writev, "writev", {Fd, Ptr, Int}).blocks().writesFd(iovecs(0, 1, 2)),
-  emulated(SYS_access, "access", {Path, Int}),
+  emulated(SYS_access, "access", {Path, Int}).buffered(),
   emulated(SYS_pipe, "pipe", {Ptr}).out(fixed(0, 8)).flags(kReturnsFdPair),
   emulated(SYS_select, "select", {Int, Ptr, Ptr, Ptr, Ptr}).blocks().hook(Hook::Select),
   emulated(SYS_sched_yield, "sched_yield", {}).flags(kYields)
@@ -268,6 +292,8 @@ constexpr SyscallRow kTable[] = {
       .why("mtype plus result bytes of mtext recorded"),
   emulated(SYS_msgctl, "msgctl", {Int, Int, Ptr}).why(kSysvCtl),
   emulated(SYS_fcntl, "fcntl", {Fd, Fcntl, Hex}).blocks().hook(Hook::Fcntl)
+      .bufferedIfArg(BufferFd::NotOutput, 1,
+                     {F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_DUPFD_CLOEXEC})  // never block
       .why("F_SETLKW may block; F_GETLK & co write a struct flock"),
   emulated(SYS_flock, "flock", {Fd, Int}).blocks(),
   emulated(SYS_fsync, "fsync", {Fd}),
@@ -285,7 +311,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_link, "link", {Path, Path}),
   emulated(SYS_unlink, "unlink", {Path}),
   emulated(SYS_symlink, "symlink", {Path, Path}),
-  emulated(SYS_readlink, "readlink", {Path, Ptr, Size}).out(byResult(1)),
+  emulated(SYS_readlink, "readlink", {Path, Ptr, Size}).out(byResult(1)).buffered(),
   emulated(SYS_chmod, "chmod", {Path, Mode}),
   emulated(SYS_fchmod, "fchmod", {Fd, Mode}),
   emulated(SYS_chown, "chown", {Path, Int, Int}),
@@ -403,8 +429,8 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_setxattr, "setxattr", {Path, Str, Ptr, Size, Hex}),
   emulated(SYS_lsetxattr, "lsetxattr", {Path, Str, Ptr, Size, Hex}),
   emulated(SYS_fsetxattr, "fsetxattr", {Fd, Str, Ptr, Size, Hex}),
-  emulated(SYS_getxattr, "getxattr", {Path, Str, Ptr, Size}).out(byResult(2)),
-  emulated(SYS_lgetxattr, "lgetxattr", {Path, Str, Ptr, Size}).out(byResult(2)),
+  emulated(SYS_getxattr, "getxattr", {Path, Str, Ptr, Size}).out(byResult(2)).buffered(),
+  emulated(SYS_lgetxattr, "lgetxattr", {Path, Str, Ptr, Size}).out(byResult(2)).buffered(),
   emulated(SYS_fgetxattr, "fgetxattr", {Fd, Str, Ptr, Size}).out(byResult(2)),
   emulated(SYS_listxattr, "listxattr", {Path, Ptr, Size}).out(byResult(1)),
   emulated(SYS_llistxattr, "llistxattr", {Path, Ptr, Size}).out(byResult(1)),
@@ -437,7 +463,7 @@ constexpr SyscallRow kTable[] = {
   refused(SYS_remap_file_pages, "remap_file_pages", {Ptr, Size, Prot, Size, Hex},
           "deprecated nonlinear file mappings; replay maps file contents privately, so it "
           "cannot be re-executed"),
-  emulated(SYS_getdents64, "getdents64", {Fd, Ptr, Size}).out(byResult(1)),
+  emulated(SYS_getdents64, "getdents64", {Fd, Ptr, Size}).out(byResult(1)).buffered(),
   executed(SYS_set_tid_address, "set_tid_address", {Ptr}).flags(kResultFromTrace)
       .why("the kernel clears the word at thread exit; the program sees the recorded tid"),
   emulated(SYS_restart_syscall, "restart_syscall", {}).blocks()
@@ -493,6 +519,8 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_inotify_rm_watch, "inotify_rm_watch", {Fd, Int}),
   emulated(SYS_migrate_pages, "migrate_pages", {Pid, Uint, Ptr, Ptr}),
   emulated(SYS_openat, "openat", {DirFd, Path, OpenFlags, Mode}).blocks().fd()
+      // not when it creates or truncates a file (020000000: O_TMPFILE without O_DIRECTORY)
+      .bufferedUnlessBits(BufferFd::PathOpen, 2, O_CREAT | O_TRUNC | 020000000)
       .why("may block on a FIFO"),
   emulated(SYS_mkdirat, "mkdirat", {DirFd, Path, Mode}),
   emulated(SYS_mknodat, "mknodat", {DirFd, Path, Mode, Hex}),
@@ -503,9 +531,9 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_renameat, "renameat", {DirFd, Path, DirFd, Path}),
   emulated(SYS_linkat, "linkat", {DirFd, Path, DirFd, Path, AtFlags}),
   emulated(SYS_symlinkat, "symlinkat", {Path, DirFd, Path}),
-  emulated(SYS_readlinkat, "readlinkat", {DirFd, Path, Ptr, Size}).out(byResult(2)),
+  emulated(SYS_readlinkat, "readlinkat", {DirFd, Path, Ptr, Size}).out(byResult(2)).buffered(),
   emulated(SYS_fchmodat, "fchmodat", {DirFd, Path, Mode}),
-  emulated(SYS_faccessat, "faccessat", {DirFd, Path, Int}),
+  emulated(SYS_faccessat, "faccessat", {DirFd, Path, Int}).buffered(),
   emulated(SYS_pselect6, "pselect6", {Int, Ptr, Ptr, Ptr, Ptr, Ptr}).blocks().hook(Hook::Select)
       .waitsWithMask(5, WaitMask::PairPtr),
   emulated(SYS_ppoll, "ppoll", {Ptr, Uint, Ptr, Ptr, Size}).blocks().waitsWithMask(3)
@@ -616,7 +644,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_openat2, "openat2", {DirFd, Path, Ptr, Size}).blocks().fd()
       .why("may block on a FIFO"),
   emulated(SYS_pidfd_getfd, "pidfd_getfd", {Fd, Fd, Hex}).hook(Hook::PidfdGetfd).fd(),
-  emulated(SYS_faccessat2, "faccessat2", {DirFd, Path, Int, AtFlags}),
+  emulated(SYS_faccessat2, "faccessat2", {DirFd, Path, Int, AtFlags}).buffered(),
   emulated(SYS_process_madvise, "process_madvise", {Fd, Ptr, Size, Int, Hex})
       .why("advice only (MADV_COLD/PAGEOUT...): not applied on replay"),
   emulated(SYS_epoll_pwait2, "epoll_pwait2", {Fd, Ptr, Int, Ptr, Ptr, Size}).blocks().waitsWithMask(4)

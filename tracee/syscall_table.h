@@ -160,6 +160,24 @@ inline constexpr uint16_t kBuffered =
              // its outputs are one ByResult or Fixed param, it never blocks on the fds the
              // buffer lets through, and rec has nothing else to note about it
 
+// When a buffered row's call may be made through the buffer, beyond the
+// default (an fd argument 0 of a read or write must be a file that cannot
+// block; docs/syscall-buffer.md).
+enum class BufferFd : uint8_t {
+  Default,
+  NotOutput,  // argument 0 is not the program's stdout/stderr or an alias (fcntl's dups)
+  Close,      // that, and a regular file, directory or /dev/null|zero (close never blocks there)
+  PathOpen,   // arguments 0 and 1 name (openat) a regular file, directory or /dev/null|zero
+              // on a local file system, checked with an O_PATH open first
+};
+struct BufferRule {
+  BufferFd fd = BufferFd::Default;
+  int8_t arg = -1;       // an argument the rule constrains (-1: none)
+  bool oneOf = false;    // true: it equals one of `values`; false: it has none of values[0]'s bits
+  uint8_t count = 0;
+  std::array<int64_t, 6> values{};
+};
+
 // Where a call that waits finds the signal mask it installs while waiting
 // (rt_sigsuspend, ppoll, pselect6, epoll_pwait): a signal blocked outside
 // the call can be delivered inside it.
@@ -179,6 +197,7 @@ struct SyscallRow {
   std::array<OutParam, 3> outs{};
   FdWrite fdWrite{};
   Hook hook = Hook::None;
+  BufferRule buffer{};  // kBuffered rows: when the buffer may take the call
   WaitMask waitMask = WaitMask::None;
   uint8_t waitMaskArg = 0;
   std::string_view note;  // shown by `rec syscalls` when support is partial or refused

@@ -128,7 +128,31 @@ check_watched() {
   fi
 }
 
+# openat, close, fcntl, getdents64, readlink, access through the buffer:
+# rec's view of which fds are stdout (an alias made by fcntl, a file opened
+# as fd 1 after close(1)) stays right, and replay shows exactly the output.
+check_fds() {
+  need_program sysbuf_edge
+  mkdir -p d
+  expect_native_differs "$PROGRAMS/sysbuf_edge" fds d 2>/dev/null
+  record_replay fds --status 0 --expect-out '^listed 40 files: [0-9a-f]{16}$' \
+    --expect-out '^through the alias 20: [0-9a-f]{16}$' \
+    --expect-out '^fd 1 was a file: [0-9]+ bytes [0-9a-f]{16}$' -- "$PROGRAMS/sysbuf_edge" fds d
+  grep -q 'not output' fds.rec.out && fail "writes to a file opened as fd 1 showed as output"
+  "$REC" dump fds.rec >dump.out || fail "rec dump failed"
+  grep -Eq '\] fcntl\(1, F_DUPFD_CLOEXEC, (20|0x14)\) = 20( |$)' dump.out ||
+    fail "the alias of stdout was not made by a traced fcntl"
+  if buffer_on; then
+    local name
+    for name in openat close fcntl getdents64 readlink access; do
+      (($(grep -Ec "\] $name\(.*syscall buffer, no stop" dump.out) >= 20)) ||
+        fail "fewer than 20 ${name} calls went through the buffer"
+    done
+  fi
+}
+
 t tour check_tour
+t fds check_fds
 t watched check_watched
 t chaos check_chaos
 t divergence check_divergence

@@ -8,8 +8,16 @@
 //                              writes to another file and to /dev/null
 //                              (buffered), then prints what the mapping and
 //                              the other file hold
+//   sysbuf_edge fds DIR        openat/close/fcntl/getdents64/readlink/access
+//                              on files with names that differ every run,
+//                              around an alias of stdout made by fcntl and a
+//                              file opened as fd 1 after close(1): what goes
+//                              to stdout must show on replay, the rest not
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -57,6 +65,81 @@ static unsigned long long rdrand64(void) {
   return value;
 }
 
+static int fds(const char* parent) {
+  char dir[1024];
+  if (strlen(parent) > 512) return 64;
+  snprintf(dir, sizeof dir, "%s/runXXXXXX", parent);
+  if (!mkdtemp(dir)) return 2;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  unsigned long seed = (unsigned long)ts.tv_nsec;
+  char path[2048], target[64], got[64];
+  int made = 0;
+  for (int i = 0; i < 40; ++i) {
+    seed = seed * 6364136223846793005ul + 1442695040888963407ul;
+    snprintf(path, sizeof path, "%s/f%02d-%lx", dir, i, seed >> 40);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600); /* O_CREAT: traced */
+    if (fd < 0) return 2;
+    close(fd);
+    snprintf(path, sizeof path, "%s/l%02d", dir, i);
+    snprintf(target, sizeof target, "t%lx", seed >> 20);
+    if (symlink(target, path) != 0) return 2;
+    made++;
+  }
+  /* The calls the buffer takes: reads of the directory and the links. */
+  unsigned long h = 1469598103934665603ul;
+  for (int round = 0; round < 20; ++round) {
+    int d = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int d2 = fcntl(d, F_DUPFD_CLOEXEC, 3);
+    if (d < 0 || d2 < 0 || !(fcntl(d2, F_GETFD) & FD_CLOEXEC)) return 3;
+    close(d);
+    DIR* listing = fdopendir(d2);
+    struct dirent* e;
+    while ((e = readdir(listing))) {
+      for (const char* c = e->d_name; *c; ++c) h = (h ^ (unsigned char)*c) * 1099511628211ul;
+      if (e->d_name[0] == 'l') {
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        ssize_t n = readlink(path, got, sizeof got);
+        if (n <= 0) return 4;
+        for (ssize_t i = 0; i < n; ++i) h = (h ^ (unsigned char)got[i]) * 1099511628211ul;
+        h += access(path, F_OK) + 7 * (access(path, W_OK) == 0);
+      }
+    }
+    closedir(listing);
+  }
+  printf("listed %d files: %016lx\n", made, h);
+  /* The buffer's O_PATH check hands the kernel the program's pointer: a
+   * bad one fails there (EFAULT), the same on replay. */
+  for (int i = 0; i < 3; ++i) {
+    errno = 0;
+    if (open((const char*)16, O_RDONLY) != -1 || errno != EFAULT) return 7;
+  }
+  /* An alias of stdout made by fcntl: what it writes is the program's output. */
+  int alias = fcntl(1, F_DUPFD_CLOEXEC, 20);
+  if (alias < 0) return 5;
+  fflush(stdout);
+  dprintf(alias, "through the alias %d: %016lx\n", alias, h ^ seed);
+  close(alias);
+  /* stdout closed, a file opened as fd 1: its writes are not output. */
+  int keep = dup(1);
+  close(1);
+  snprintf(path, sizeof path, "%s/as-stdout", dir);
+  int one = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  if (one != 1) return 6;
+  for (int i = 0; i < 50; ++i) dprintf(1, "not output %lx\n", seed + (unsigned long)i);
+  close(1);
+  int again = open(path, O_RDONLY);
+  char back[8192];
+  ssize_t n = read(again, back, sizeof back);
+  close(again);
+  dup2(keep, 1);
+  close(keep);
+  unsigned long hb = 1469598103934665603ul;
+  for (ssize_t i = 0; i < n; ++i) hb = (hb ^ (unsigned char)back[i]) * 1099511628211ul;
+  printf("fd 1 was a file: %zd bytes %016lx\n", n, hb);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc >= 2 && strcmp(argv[1], "diverge") == 0) {
@@ -87,6 +170,7 @@ int main(int argc, char** argv) {
     }
   }
   if (argc >= 3 && strcmp(argv[1], "watched") == 0) return watched(argv[2]);
-  fprintf(stderr, "usage: sysbuf_edge diverge | forever FILE | watched DIR\n");
+  if (argc >= 3 && strcmp(argv[1], "fds") == 0) return fds(argv[2]);
+  fprintf(stderr, "usage: sysbuf_edge diverge | forever FILE | watched DIR | fds DIR\n");
   return 64;
 }

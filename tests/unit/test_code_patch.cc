@@ -3,9 +3,11 @@
 #include <sys/mman.h>
 
 #include <catch2/catch.hpp>
+#include <array>
 #include <cstring>
 
 #include "code_patch.h"
+#include "syscall_buffer.h"
 
 using rec::buildTrampoline;
 using rec::jumpPatchable;
@@ -257,4 +259,37 @@ TEST_CASE("a point in an inner loop gets the inner loop copied though its outer 
   for (auto [copy, original] : t->moved) decCopied |= original == inner && copy < t->checkIp;
   CHECK(decCopied);
   CHECK(t->originalOf(t->resumeIp) == ip);
+}
+
+TEST_CASE("syscall buffer: which sites load the syscall's number", "[patch][sysbuf]") {
+  using rec::sysbuf::kSetsNumberWindow;
+  using rec::sysbuf::setsNumberBefore;
+  auto window = [](std::initializer_list<uint8_t> tail) {
+    uint8_t code[kSetsNumberWindow];
+    std::memset(code, 0x90, sizeof code);
+    std::copy(tail.begin(), tail.end(), code + sizeof code - tail.size());
+    return std::to_array(code);
+  };
+  auto check = [](const std::array<uint8_t, kSetsNumberWindow>& a, long nr) {
+    uint8_t code[kSetsNumberWindow];
+    std::copy(a.begin(), a.end(), code);
+    return setsNumberBefore(code, nr);
+  };
+  // mov $0x101,%eax right before
+  CHECK(check(window({0xb8, 0x01, 0x01, 0, 0}), 257));
+  CHECK_FALSE(check(window({0xb8, 0x01, 0x01, 0, 0}), 2));
+  // xor %eax,%eax for read
+  CHECK(check(window({0x31, 0xc0}), 0));
+  CHECK_FALSE(check(window({0x31, 0xc0}), 1));
+  // glibc's __open_nocancel: mov $0x101,%eax; mov %rdi,%rsi; mov $-100,%edi
+  CHECK(check(window({0xb8, 0x01, 0x01, 0, 0, 0x48, 0x89, 0xfe, 0xbf, 0x9c, 0xff, 0xff, 0xff}), 257));
+  // mov $0x101,%eax; mov %rcx,%r10; xor %r10d,%r10d
+  CHECK(check(window({0xb8, 0x01, 0x01, 0, 0, 0x49, 0x89, 0xca, 0x45, 0x31, 0xd2}), 257));
+  // ... but not when eax is written after it (mov %edi,%eax), or by anything
+  // not known to leave it alone (add $1,%rsi), or from memory (mov (%rdi),%eax)
+  CHECK_FALSE(check(window({0xb8, 0x01, 0x01, 0, 0, 0x89, 0xf8}), 257));
+  CHECK_FALSE(check(window({0xb8, 0x01, 0x01, 0, 0, 0x48, 0x83, 0xc6, 0x01}), 257));
+  CHECK_FALSE(check(window({0xb8, 0x01, 0x01, 0, 0, 0x8b, 0x07}), 257));
+  // mov $imm,%r8d (41 b8) is not mov $imm,%eax
+  CHECK_FALSE(check(window({0x41, 0xb8, 0x01, 0x01, 0, 0}), 257));
 }

@@ -90,8 +90,23 @@ static inline int rec_shim_system_wide_clock(long clock) {
 /* How the buffer code treats one syscall number (rec fills it from the
  * syscall table's buffered rows). */
 #define REC_SYSBUF_FD_ANY 0      /* any fd (or none): the call never blocks */
-#define REC_SYSBUF_FD_READ 1     /* a regular file on a local file system */
-#define REC_SYSBUF_FD_WRITE 2    /* same, not an alias of the program's stdout/stderr */
+#define REC_SYSBUF_FD_READ 1     /* a regular file or directory on a local file system */
+#define REC_SYSBUF_FD_WRITE 2    /* a regular file (not watched) or /dev/null|zero, not an alias
+                                    of the program's stdout/stderr */
+#define REC_SYSBUF_FD_NOT_OUTPUT 3 /* not an alias of the program's stdout/stderr */
+#define REC_SYSBUF_FD_CLOSE 4    /* that, and a regular file, directory or /dev/null|zero */
+#define REC_SYSBUF_PATH_OPEN 5   /* arguments 0 and 1 (openat) name a regular file, directory or
+                                    /dev/null|zero on a local file system (an O_PATH open first) */
+#define REC_SYSBUF_RULE_ONE_OF 1  /* the argument equals one of values[0..count) */
+#define REC_SYSBUF_RULE_NO_BITS 2 /* the argument has none of values[0]'s bits */
+#define REC_SYSBUF_RULES 8
+struct rec_sysbuf_rule {
+  uint8_t arg;
+  uint8_t kind;
+  uint8_t count;
+  uint8_t reserved[5];
+  int64_t values[6];
+};
 #define REC_SYSBUF_OUT_NONE 0
 #define REC_SYSBUF_OUT_RESULT 1  /* `result` bytes at argument out_arg */
 #define REC_SYSBUF_OUT_FIXED 2   /* out_size bytes at argument out_arg when the call succeeds */
@@ -100,7 +115,9 @@ struct rec_sysbuf_policy {
   uint8_t fd_check; /* REC_SYSBUF_FD_*, on argument 0 */
   uint8_t out_kind; /* REC_SYSBUF_OUT_* */
   uint8_t out_arg;
-  uint32_t out_size;
+  uint16_t out_size;
+  uint8_t rule; /* 1 + an index into the header's rules; 0: none */
+  uint8_t reserved;
 };
 
 struct rec_sysbuf_header {
@@ -122,6 +139,7 @@ struct rec_sysbuf_header {
   struct {
     uint64_t dev, ino;
   } watched[REC_SYSBUF_WATCHED];
+  struct rec_sysbuf_rule rules[REC_SYSBUF_RULES];
   struct rec_sysbuf_policy policy[REC_SYSBUF_MAX_NR];
 };
 

@@ -25,8 +25,16 @@ _Static_assert(REC_SYSBUF + 8 == 0x70016008, "the entry's address of busy");
 _Static_assert(REC_SYSBUF_STACK_TOP == 0x7001c000, "the entry's stack");
 _Static_assert(sizeof(struct rec_sysbuf_header) <= 0x2000, "the header leaves the stack room");
 
+#define SYS_close 3
 #define SYS_fstat 5
 #define SYS_fstatfs 138
+#define SYS_openat 257
+#define O_DIRECTORY_ 0200000
+#define O_NOFOLLOW_ 0400000
+#define O_CLOEXEC_ 02000000
+#define O_PATH_ 010000000
+#define ENOENT_ 2
+#define ENOTDIR_ 20
 
 /* Saved registers, as rec_sysbuf_entry pushes them (lowest address first). */
 enum { F_RBX, F_R11, F_RCX, F_R9, F_R8, F_R10, F_RDX, F_RSI, F_RDI, F_RAX };
@@ -77,31 +85,86 @@ static int local_file_system(long fd) {
   }
 }
 
-/* Whether the call on `fd` may be made here: it cannot block and rec has
- * nothing else to note about it. */
-static int fd_allowed(uint8_t check, long fd) {
-  if (check == REC_SYSBUF_FD_ANY) return 1;
-  if (fd < 0) return 0;
-  if (check == REC_SYSBUF_FD_WRITE) {
-    volatile struct rec_sysbuf_header* h = header();
-    if (h->no_writes) return 0;
-    if (fd >= REC_SYSBUF_OUTPUT_FDS ? h->output_high != 0
-                                    : (h->output_fds[fd / 64] >> (fd % 64)) & 1)
-      return 0; /* what replay shows as the program's output */
-  }
+static int output_fd(long fd) {
+  volatile struct rec_sysbuf_header* h = header();
+  return fd >= REC_SYSBUF_OUTPUT_FDS ? h->output_high != 0
+                                     : (int)((h->output_fds[fd / 64] >> (fd % 64)) & 1);
+}
+
+static int watched(const struct kstat* st) {
+  volatile struct rec_sysbuf_header* h = header();
+  uint32_t n = h->watched_count;
+  for (uint32_t i = 0; i < n && i < REC_SYSBUF_WATCHED; ++i)
+    if (h->watched[i].ino == st->ino && h->watched[i].dev == st->dev) return 1;
+  return 0;
+}
+
+/* Whether a file open as `fd` is one whose calls cannot block: a regular
+ * file (or, with `dirs`, a directory) on a local file system, or /dev/null
+ * or /dev/zero. */
+static int quiet_file(long fd, int dirs, int* is_watched) {
   struct kstat st;
   if (untraced6(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) != 0) return 0;
   uint32_t type = st.mode & 0170000;
   if (type == 0020000) /* /dev/null, /dev/zero */
     return st.rdev == 0x103 || st.rdev == 0x105;
-  if (type != 0100000) return 0;
-  if (check == REC_SYSBUF_FD_WRITE) {
-    volatile struct rec_sysbuf_header* h = header();
-    uint32_t n = h->watched_count;
-    for (uint32_t i = 0; i < n && i < REC_SYSBUF_WATCHED; ++i)
-      if (h->watched[i].ino == st.ino && h->watched[i].dev == st.dev) return 0;
-  }
+  if (type != 0100000 && !(dirs && type == 0040000)) return 0;
+  if (is_watched) *is_watched = watched(&st);
   return local_file_system(fd);
+}
+
+/* openat without O_CREAT/O_TRUNC: the path is looked at through an O_PATH
+ * open (which never blocks and has no effect on a FIFO or a device) before
+ * the real open. 1: the real open may be made here. A path that does not
+ * exist fails the real open the same way, without blocking. (A FIFO put at
+ * the path by another process between the two opens would block: not
+ * handled.) */
+static int path_allowed(long dirfd, long path, long flags) {
+  long fd = untraced6(SYS_openat, dirfd, path,
+                      O_PATH_ | O_CLOEXEC_ | (flags & (O_NOFOLLOW_ | O_DIRECTORY_)), 0, 0, 0);
+  if (fd == -ENOENT_ || fd == -ENOTDIR_) return 1;
+  if (fd < 0) return 0;
+  int ok = quiet_file(fd, 1, 0);
+  untraced6(SYS_close, fd, 0, 0, 0, 0, 0);
+  return ok;
+}
+
+/* Whether the call may be made here: it cannot block and rec has nothing
+ * else to note about it. */
+static int fd_allowed(uint8_t check, const uint64_t* args) {
+  long fd = (long)args[0];
+  switch (check) {
+    case REC_SYSBUF_FD_ANY:
+      return 1;
+    case REC_SYSBUF_PATH_OPEN:
+      return path_allowed(fd, (long)args[1], (long)args[2]);
+    default:
+      break;
+  }
+  if (fd < 0) return 0;
+  if (check == REC_SYSBUF_FD_READ) return quiet_file(fd, 1, 0);
+  /* what replay shows as the program's output, or an fd that would become
+   * an alias of it (rec's view of the fd table changes only at its stops) */
+  if (output_fd(fd)) return 0;
+  if (check == REC_SYSBUF_FD_NOT_OUTPUT) return 1;
+  if (check == REC_SYSBUF_FD_CLOSE) return quiet_file(fd, 1, 0);
+  /* REC_SYSBUF_FD_WRITE */
+  if (header()->no_writes) return 0;
+  int is_watched = 0;
+  return quiet_file(fd, 0, &is_watched) && !is_watched;
+}
+
+static int rule_allows(uint8_t rule, const uint64_t* args) {
+  if (!rule) return 1;
+  if (rule > REC_SYSBUF_RULES) return 0;
+  const volatile struct rec_sysbuf_rule* r = &header()->rules[rule - 1];
+  if (r->arg >= 6) return 0;
+  int64_t v = (int64_t)args[r->arg];
+  if (r->kind == REC_SYSBUF_RULE_NO_BITS) return (v & r->values[0]) == 0;
+  if (r->kind != REC_SYSBUF_RULE_ONE_OF) return 0;
+  for (uint8_t i = 0; i < r->count && i < 6; ++i)
+    if (r->values[i] == v) return 1;
+  return 0;
 }
 
 /* Returns 1 with the result in frame[F_RAX], or 0: the entry makes the
@@ -123,7 +186,7 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     if (limit > REC_SYSBUF_CAPACITY || most > limit ||
         used + sizeof(struct rec_sysbuf_entry) + most > limit)
       return 0; /* full: the traced call's stop empties it */
-    if (!fd_allowed(p.fd_check, (long)args[0])) return 0;
+    if (!rule_allows(p.rule, args) || !fd_allowed(p.fd_check, args)) return 0;
     long result = untraced6((long)nr, (long)args[0], (long)args[1], (long)args[2],
                             (long)args[3], (long)args[4], (long)args[5]);
     struct rec_sysbuf_entry* e = (struct rec_sysbuf_entry*)(REC_SYSBUF_ENTRIES + used);

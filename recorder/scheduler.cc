@@ -61,7 +61,8 @@ class TickTimer {
   bool armed_ = false;
 };
 
-Scheduler::Scheduler(const ChaosOptions& chaos) : chaos_(chaos), timeslice_(kTimeslice) {
+Scheduler::Scheduler(const ChaosOptions& chaos)
+    : chaos_(chaos), pickRandom_(std::random_device{}()), timeslice_(kTimeslice) {
   if (chaos_.enabled) {
     chaosSeed_ = chaos_.seed ? chaos_.seed : std::random_device{}() | 1;
     chaosRandom_.seed(chaosSeed_);
@@ -105,6 +106,16 @@ void Scheduler::scheduleIfIdle() {
       pick = std::uniform_int_distribution<size_t>(0, ready_.size() - 1)(chaosRandom_);
       timeslice_ =
           std::chrono::microseconds(std::uniform_int_distribution<int>(100, 50'000)(chaosRandom_));
+    } else {
+      // Any ready task, at random, not the longest waiting: a fixed order
+      // locks lock hand-offs into a cycle. CPython's GIL went back and forth
+      // between two spinning threads for a minute while the main thread,
+      // its sleep over, waited for it (the thread that handed the GIL off
+      // re-queued on its condition variable first in every round, so it
+      // was always the one woken next). A kernel's timing noise breaks such
+      // cycles natively; this is rec's. The schedule is recorded, so
+      // replay needs nothing of it.
+      pick = std::uniform_int_distribution<size_t>(0, ready_.size() - 1)(pickRandom_);
     }
     RecordTask& t = *ready_[pick];
     ready_.erase(ready_.begin() + static_cast<long>(pick));

@@ -8,10 +8,11 @@
 //
 // A task gives up the CPU at a blocking syscall, after a syscall once its
 // timeslice is used up (or at sched_yield), or by preemption in user code
-// (PTRACE_INTERRUPT, then a point chosen by record_signals.cc). Under
-// --chaos the next task, the timeslice, extra switch points at syscalls and
-// the CPU count sched_getaffinity reports are random, from a seed stored in
-// the trace.
+// (PTRACE_INTERRUPT, then a point chosen by record_signals.cc). The next
+// task is a ready one picked at random (scheduleIfIdle says why). Under
+// --chaos the pick, the timeslice, extra switch points at syscalls and the
+// CPU count sched_getaffinity reports are random from a seed stored in the
+// trace.
 #pragma once
 
 #include <chrono>
@@ -71,8 +72,8 @@ class Scheduler {
   // Who starts a task scheduleIfIdle picks (default: run(t)); the recorder
   // starts a task its emulated ptracer resumed in its own way.
   void setStarter(std::function<void(RecordTask&)> starter) { starter_ = std::move(starter); }
-  // When no task is current, resumes the next ready one: the longest
-  // waiting, or under chaos a random one for a random timeslice.
+  // When no task is current, resumes a ready one picked at random (under
+  // chaos also for a random timeslice).
   void scheduleIfIdle();
   // After the syscall `t` just finished (t.nr): whether it yields now.
   bool shouldSwitchAfterSyscall(const RecordTask& t);
@@ -99,6 +100,7 @@ class Scheduler {
   ChaosOptions chaos_;
   uint64_t chaosSeed_ = 0;
   std::mt19937_64 chaosRandom_;
+  std::mt19937_64 pickRandom_;  // which ready task runs next (outside chaos)
   int pretendedCpus_ = 0;
   std::chrono::nanoseconds timeslice_;
   std::deque<RecordTask*> ready_;

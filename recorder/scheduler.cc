@@ -74,13 +74,13 @@ Scheduler::~Scheduler() = default;
 
 void Scheduler::run(RecordTask& t, Task::Resume how, int signal) {
   if (current_ != &t) t.sliceStart = Clock::now();
-  current_ = &t;
+  current_ = lastRun_ = &t;
   t.resume(how, signal);
 }
 
 void Scheduler::adopt(RecordTask& t) {
   if (current_ != &t) t.sliceStart = Clock::now();
-  current_ = &t;
+  current_ = lastRun_ = &t;
 }
 
 void Scheduler::release(RecordTask& t) {
@@ -95,6 +95,7 @@ void Scheduler::makeReady(RecordTask& t) {
 
 void Scheduler::forget(RecordTask& t) {
   release(t);
+  if (lastRun_ == &t) lastRun_ = nullptr;
   std::erase(ready_, &t);
 }
 
@@ -115,7 +116,16 @@ void Scheduler::scheduleIfIdle() {
       // was always the one woken next). A kernel's timing noise breaks such
       // cycles natively; this is rec's. The schedule is recorded, so
       // replay needs nothing of it.
-      pick = std::uniform_int_distribution<size_t>(0, ready_.size() - 1)(pickRandom_);
+      // Never the task that just gave up the CPU while another is ready: a
+      // sched_yield or a preemption lets another thread run.
+      auto last = std::find(ready_.begin(), ready_.end(), lastRun_);
+      if (last == ready_.end() || ready_.size() == 1) {
+        pick = std::uniform_int_distribution<size_t>(0, ready_.size() - 1)(pickRandom_);
+      } else {
+        size_t skip = static_cast<size_t>(last - ready_.begin());
+        pick = std::uniform_int_distribution<size_t>(0, ready_.size() - 2)(pickRandom_);
+        if (pick >= skip) ++pick;
+      }
     }
     RecordTask& t = *ready_[pick];
     ready_.erase(ready_.begin() + static_cast<long>(pick));

@@ -105,6 +105,7 @@ class Scheduler {
   std::chrono::nanoseconds timeslice_;
   std::deque<RecordTask*> ready_;
   RecordTask* current_ = nullptr;
+  RecordTask* lastRun_ = nullptr;  // the task that ran last (not picked next if another is ready)
   uint64_t preemptions_ = 0;
   std::unique_ptr<TickTimer> tick_;
   std::function<void(RecordTask&)> starter_;

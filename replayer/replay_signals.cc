@@ -166,7 +166,20 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
         if (isStopSignal(t.pendingSignal) && !t.pendingFrame &&
             !hasHandler(t.task.tid(), t.pendingSignal))
           t.pendingSignal = 0;
-        ::syscall(SYS_tgkill, t.task.tgid(), t.task.tid(), signo);
+        if (t.park == ReplayTask::Park::SkipPending) {
+          // A thread the stop interrupted in a syscall (-ERESTARTSYS): the
+          // signal came at that syscall's exit, before the kernel restarted
+          // it, as for a signal injected there.
+          StraySignals strays;
+          skipToSyscallExit(t.task, t.skipResult, strays);
+          t.task.mutableRegs().setSyscallNumber(
+              e.hasRegisters() ? static_cast<int64_t>(rawRegisters(e.getRegisters()).orig_rax)
+                               : t.skipNumber);
+          t.pendingSignal = signo;
+          t.park = ReplayTask::Park::Resumable;
+        } else {
+          ::syscall(SYS_tgkill, t.task.tgid(), t.task.tid(), signo);
+        }
       }
       if (!e.getSynchronous()) t.awaitingSignal = signo;
       break;

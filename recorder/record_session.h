@@ -86,6 +86,9 @@ class RecordSession {
                 schema::PointState::Builder state, RecordTask& t, const PointChoice& point);
   // What the syscalls the other tasks of t's address space are blocked in may write.
   std::vector<AddressRange> pendingOutputsBeside(RecordTask& t) const;
+  // Fills a trace list of address ranges, initialised to ranges.size().
+  static void setAddressRanges(capnp::List<schema::AddressRange>::Builder list,
+                               std::span<const AddressRange> ranges);
   void pretendCpuCount(RecordTask& t, int64_t result);
   void handleStop(RecordTask& t, const Stop& stop);
   void onSeccomp(RecordTask& t);

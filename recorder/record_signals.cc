@@ -308,11 +308,7 @@ void RecordSession::setPoint(schema::Registers::Builder regs,
   excluded.push_back(deadStackBelow(t.task.tid(), t.task.regs().raw().rsp));
   state.setDeadStackExcluded(true);
   std::vector<AddressRange> masked = pendingOutputsBeside(t);
-  auto pending = state.initPendingOutputs(static_cast<unsigned>(masked.size()));
-  for (unsigned i = 0; i < masked.size(); ++i) {
-    pending[i].setStart(masked[i].start);
-    pending[i].setEnd(masked[i].end);
-  }
+  setAddressRanges(state.initPendingOutputs(static_cast<unsigned>(masked.size())), masked);
   MemoryDigest digest = digestMemory(t.task.tid(), excluded, nullptr, masked);
   auto blocks = state.initMemory(static_cast<unsigned>(digest.blocks.size()));
   for (unsigned i = 0; i < digest.blocks.size(); ++i) {
@@ -334,6 +330,14 @@ void RecordSession::setPoint(schema::Registers::Builder regs,
                    std::chrono::steady_clock::now() - point.walkStart)
                        .count() /
                    1000.0);
+}
+
+void RecordSession::setAddressRanges(capnp::List<schema::AddressRange>::Builder list,
+                                     std::span<const AddressRange> ranges) {
+  for (unsigned i = 0; i < ranges.size(); ++i) {
+    list[i].setStart(ranges[i].start);
+    list[i].setEnd(ranges[i].end);
+  }
 }
 
 // A syscall another thread is blocked in completes in the kernel while this

@@ -423,11 +423,9 @@ void RecordSession::attachMemoryDigest(RecordTask& t, capnp::MallocMessageBuilde
   else
     masked = pendingOutputsBeside(t);
   MemoryDigest digest = taken ? *taken : digestMemory(t.task.tid(), kRecPages, nullptr, masked);
-  auto pending = msg.getRoot<schema::Event>().initPendingOutputs(static_cast<unsigned>(masked.size()));
-  for (unsigned i = 0; i < masked.size(); ++i) {
-    pending[i].setStart(masked[i].start);
-    pending[i].setEnd(masked[i].end);
-  }
+  setAddressRanges(
+      msg.getRoot<schema::Event>().initPendingOutputs(static_cast<unsigned>(masked.size())),
+      masked);
   auto blocks =
       msg.getRoot<schema::Event>().initMemory(static_cast<unsigned>(digest.blocks.size()));
   for (unsigned i = 0; i < digest.blocks.size(); ++i) {

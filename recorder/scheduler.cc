@@ -108,16 +108,12 @@ void Scheduler::scheduleIfIdle() {
       timeslice_ =
           std::chrono::microseconds(std::uniform_int_distribution<int>(100, 50'000)(chaosRandom_));
     } else {
-      // Any ready task, at random, not the longest waiting: a fixed order
-      // locks lock hand-offs into a cycle. CPython's GIL went back and forth
-      // between two spinning threads for a minute while the main thread,
-      // its sleep over, waited for it (the thread that handed the GIL off
-      // re-queued on its condition variable first in every round, so it
-      // was always the one woken next). A kernel's timing noise breaks such
-      // cycles natively; this is rec's. The schedule is recorded, so
-      // replay needs nothing of it.
-      // Never the task that just gave up the CPU while another is ready: a
-      // sched_yield or a preemption lets another thread run.
+      // Any ready task but the one that just gave up the CPU (a sched_yield
+      // or a preemption lets another run), at random: a fixed order locks
+      // lock hand-offs into a cycle (CPython's GIL went back and forth
+      // between two spinning threads for a minute, the main thread starved;
+      // docs/process-compat.md). The schedule is recorded, so replay needs
+      // nothing of it.
       auto last = std::find(ready_.begin(), ready_.end(), lastRun_);
       if (last == ready_.end() || ready_.size() == 1) {
         pick = std::uniform_int_distribution<size_t>(0, ready_.size() - 1)(pickRandom_);

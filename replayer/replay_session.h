@@ -151,6 +151,8 @@ class ReplaySession {
   // task killed before it ever ran.
   std::optional<Stop> advanceInitial(ReplayTask& t);
   static user_regs_struct rawRegisters(schema::Registers::Reader r);
+  static int64_t numberAtDelivery(schema::SignalEvent::Reader e, int64_t fallback);
+  static void deliverAtSkippedExit(ReplayTask& t, schema::SignalEvent::Reader e, int signo);
   std::optional<uint64_t> temporarySignalMask(ReplayTask& t);
   void reachSeccomp(ReplayTask& t, const std::string& expected);
   void checkSyscallMatches(ReplayTask& t, schema::SyscallEvent::Reader e);

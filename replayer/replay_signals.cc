@@ -47,6 +47,23 @@ std::optional<Stop> ReplaySession::advanceInitial(ReplayTask& t) {
   return std::nullopt;
 }
 
+// The syscall number the kernel's restart rules look at, as it was at the
+// recording's delivery (-1 for a syscall rec answered at entry).
+int64_t ReplaySession::numberAtDelivery(schema::SignalEvent::Reader e, int64_t fallback) {
+  return e.hasRegisters() ? static_cast<int64_t>(rawRegisters(e.getRegisters()).orig_rax)
+                          : fallback;
+}
+
+// Completes the emulated syscall a SkipPending task sits in at its exit,
+// with its recorded result, and queues `signo` to come there, so the kernel
+// applies the same EINTR/SA_RESTART rules.
+void ReplaySession::deliverAtSkippedExit(ReplayTask& t, schema::SignalEvent::Reader e, int signo) {
+  StraySignals strays;
+  skipToSyscallExit(t.task, t.skipResult, strays);
+  t.task.mutableRegs().setSyscallNumber(numberAtDelivery(e, t.skipNumber));
+  t.pendingSignal = signo;
+}
+
 // The signal mask a syscall installs while it waits, when it has one.
 std::optional<uint64_t> ReplaySession::temporarySignalMask(ReplayTask& t) {
   const sys::SyscallRow* row = sys::findSyscall(static_cast<int>(t.skipNumber));
@@ -85,9 +102,7 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
         }
         int64_t fallback =
             t.park == ReplayTask::Park::SkipPending ? t.skipNumber : t.lastExecutedNumber;
-        t.task.mutableRegs().setSyscallNumber(
-            e.hasRegisters() ? static_cast<int64_t>(rawRegisters(e.getRegisters()).orig_rax)
-                             : fallback);
+        t.task.mutableRegs().setSyscallNumber(numberAtDelivery(e, fallback));
         if (result <= -512 && result >= -516 && result != -515) t.restartAfterPtraceStop = result;
         t.ptraceStopAtSyscallExit = true;
         t.park = ReplayTask::Park::Resumable;
@@ -97,12 +112,6 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
       // returns, so the kernel applies the same EINTR/SA_RESTART rules.
       std::optional<uint64_t> mask;
       if (t.park == ReplayTask::Park::SkipPending) mask = temporarySignalMask(t);
-      // The syscall number the kernel's restart rules look at, as it was at
-      // the recording's delivery (-1 for a syscall rec answered at entry).
-      auto number = [&](int64_t fallback) {
-        return e.hasRegisters() ? static_cast<int64_t>(rawRegisters(e.getRegisters()).orig_rax)
-                                : fallback;
-      };
       // A signal the temporary mask blocks arrived during the syscall and
       // was delivered only after it returned with the old mask back: no
       // waiting for it (it would never end the wait).
@@ -127,16 +136,13 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
         waitSyscallExit(t);
         Registers& r = t.task.mutableRegs();
         r.setResult(t.skipResult);
-        r.setSyscallNumber(number(t.skipNumber));
+        r.setSyscallNumber(numberAtDelivery(e, t.skipNumber));
         r.setSyscallArgs(programArgs);  // the program's own, not rec's rt_sigsuspend arguments
         t.pendingSignal = 0;
       } else if (t.park == ReplayTask::Park::SkipPending) {
-        StraySignals strays;
-        skipToSyscallExit(t.task, t.skipResult, strays);
-        t.task.mutableRegs().setSyscallNumber(number(t.skipNumber));
-        t.pendingSignal = signo;
+        deliverAtSkippedExit(t, e, signo);
       } else if (t.park == ReplayTask::Park::Resumable && t.lastExecutedNumber >= 0) {
-        t.task.mutableRegs().setSyscallNumber(number(t.lastExecutedNumber));
+        t.task.mutableRegs().setSyscallNumber(numberAtDelivery(e, t.lastExecutedNumber));
         t.pendingSignal = signo;
         if (!atSyscallExit(t.task)) {
           // Replay finished the syscall with remote syscalls (a file
@@ -170,12 +176,7 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
           // A thread the stop interrupted in a syscall (-ERESTARTSYS): the
           // signal came at that syscall's exit, before the kernel restarted
           // it, as for a signal injected there.
-          StraySignals strays;
-          skipToSyscallExit(t.task, t.skipResult, strays);
-          t.task.mutableRegs().setSyscallNumber(
-              e.hasRegisters() ? static_cast<int64_t>(rawRegisters(e.getRegisters()).orig_rax)
-                               : t.skipNumber);
-          t.pendingSignal = signo;
+          deliverAtSkippedExit(t, e, signo);
           t.park = ReplayTask::Park::Resumable;
         } else {
           ::syscall(SYS_tgkill, t.task.tgid(), t.task.tid(), signo);

@@ -669,6 +669,7 @@ void RecordSession::releaseVforkParent(RecordTask& child) {
   if (!parent) return;
   child.vforkParent = nullptr;
   parent->vforkChild = nullptr;
+  if (parent->sysbuf) updateBufferFdTables(*parent->sysbuf);  // one table again
   if (parent->state() == RecordTask::State::VforkHeld) onSyscallExit(*parent);
 }
 
@@ -832,6 +833,7 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
     }
     sysbuf::setWatchedFiles(*t.sysbuf, bufferWatchedFiles());
     sysbuf::setOutputFds(*t.sysbuf, bufferOutputFds(*t.sysbuf));
+    updateBufferFdTables(*t.sysbuf);
     starts = true;
   }
   sysbuf::applyPatch(t.task, *t.sysbuf, *patch, strays, false);
@@ -879,7 +881,23 @@ void RecordSession::updateBufferOutputFds(RecordTask& t) {
     if (u->sysbuf && u->fds == t.fds &&
         std::find(spaces.begin(), spaces.end(), u->sysbuf.get()) == spaces.end())
       spaces.push_back(u->sysbuf.get());
-  for (SysbufSpace* space : spaces) sysbuf::setOutputFds(*space, bufferOutputFds(*space));
+  for (SysbufSpace* space : spaces) {
+    sysbuf::setOutputFds(*space, bufferOutputFds(*space));
+    updateBufferFdTables(*space);
+  }
+}
+
+// The buffer remembers what it found per fd only while every live task of
+// its address space has the same fd table.
+void RecordSession::updateBufferFdTables(SysbufSpace& space) {
+  const OutputFds* table = nullptr;
+  bool several = false;
+  for (auto& [tid, u] : tasks_) {
+    if (u->sysbuf.get() != &space || u->state() == RecordTask::State::Dead) continue;
+    if (table && u->fds.get() != table) several = true;
+    table = u->fds.get();
+  }
+  sysbuf::setFdTables(space, several);
 }
 
 }  // namespace rec

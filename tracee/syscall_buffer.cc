@@ -271,6 +271,14 @@ void setOutputFds(SysbufSpace& space, std::span<const long> outputFds) {
   }
   std::memcpy(h.output_fds, bits, sizeof bits);
   h.output_high = high;
+  ++h.fd_gen;  // called at every change of the fd table rec sees
+}
+
+void setFdTables(SysbufSpace& space, bool several) {
+  if (!space.buffer) return;
+  rec_sysbuf_header& h = space.buffer->header();
+  h.fd_cache_off = several ? 1 : 0;
+  ++h.fd_gen;
 }
 
 void setWatchedFiles(SysbufSpace& space, std::span<const FileId> files) {
@@ -285,6 +293,7 @@ void setWatchedFiles(SysbufSpace& space, std::span<const FileId> files) {
   }
   __atomic_store_n(&h.watched_count, static_cast<uint32_t>(n), __ATOMIC_RELEASE);
   h.no_writes = files.size() > REC_SYSBUF_WATCHED;
+  ++h.fd_gen;  // the fd classes remember which files are watched
 }
 
 std::optional<SysbufPatch> planPatch(Task& task, SysbufSpace& space, uint64_t site,

@@ -101,6 +101,11 @@ struct FileId {
 };
 void setOutputFds(SysbufSpace& space, std::span<const long> outputFds);
 void setWatchedFiles(SysbufSpace& space, std::span<const FileId> files);
+// Record: the buffer remembers what its fd checks found per fd until the fd
+// table changes (each of the calls above forgets it). `several`: the tasks
+// of the address space do not all share one fd table (a vfork child,
+// unshare(CLONE_FILES)), so nothing may be remembered.
+void setFdTables(SysbufSpace& space, bool several);
 
 // Record, at the exit of a buffered syscall whose `syscall` instruction is
 // at site = ip - 2: the patch to apply, or nullopt when the site is not the

@@ -151,7 +151,36 @@ check_fds() {
   fi
 }
 
+# The buffer remembers what its checks found per fd until the fd table or
+# the watched files change: a file mapped shared after buffered writes,
+# and an fd number that becomes a pipe (dup2, close + F_DUPFD, a vfork
+# child's own table) must not keep the old answer.
+check_fdcache() {
+  need_program sysbuf_edge
+  mkdir -p c
+  expect_native_differs "$PROGRAMS/sysbuf_edge" fdcache c 2>/dev/null
+  record_replay fdcache --status 0 --expect-out '^late mapping [0-9a-f]{16}$' \
+    --expect-out '^through the pipe [0-9a-f]{16}$' -- "$PROGRAMS/sysbuf_edge" fdcache c
+  "$REC" dump fdcache.rec >dump.out || fail "rec dump failed"
+  # the pipe's writes are the ones of 10 bytes or more; the file's, 4 bytes
+  local pipe='\] write\(30, 0x[0-9a-f]+, [0-9]{2}\)'
+  grep -E "$pipe" dump.out | grep -q 'syscall buffer' &&
+    fail "a write to a pipe went through the buffer: $(grep -E "$pipe" dump.out)"
+  (($(grep -Ec "$pipe" dump.out) == 3)) || fail "not 3 writes to the pipe in the dump"
+  if buffer_on; then
+    (($(grep -Ec '\] pwrite64\(.*syscall buffer, no stop' dump.out) >= 45)) ||
+      fail "the writes before the file was mapped did not go through the buffer"
+    (($(grep -Ec '\] pwrite64\(.*syscall buffer, no stop' dump.out) <= 50)) ||
+      fail "writes to the file after it was mapped shared went through the buffer"
+    (($(grep -Ec '\] write\(30, 0x[0-9a-f]+, 4\) = 4 .*syscall buffer, no stop' dump.out) >= 20)) ||
+      fail "the writes to the file as fd 30 did not go through the buffer"
+    grep -Eq '\] fcntl\([0-9]+, F_DUPFD, (30|0x1e)\) = 30 \[syscall buffer, no stop' dump.out ||
+      fail "the pipe did not become fd 30 through the buffer's fcntl"
+  fi
+}
+
 t tour check_tour
+t fdcache check_fdcache
 t fds check_fds
 t watched check_watched
 t chaos check_chaos

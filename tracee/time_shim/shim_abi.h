@@ -97,6 +97,10 @@ static inline int rec_shim_system_wide_clock(long clock) {
 #define REC_SYSBUF_FD_CLOSE 4    /* that, and a regular file, directory or /dev/null|zero */
 #define REC_SYSBUF_PATH_OPEN 5   /* arguments 0 and 1 (openat) name a regular file, directory or
                                     /dev/null|zero on a local file system (an O_PATH open first) */
+#define REC_SYSBUF_FD_CACHE 256
+#define REC_SYSBUF_CLASS_QUIET 1     /* regular file or directory on a local fs, or /dev/null|zero */
+#define REC_SYSBUF_CLASS_QUIET_FILE 2 /* the same without directories */
+#define REC_SYSBUF_CLASS_WATCHED 4   /* a file rec watches (watched[]) */
 #define REC_SYSBUF_RULE_ONE_OF 1  /* the argument equals one of values[0..count) */
 #define REC_SYSBUF_RULE_NO_BITS 2 /* the argument has none of values[0]'s bits */
 #define REC_SYSBUF_RULES 8
@@ -126,7 +130,9 @@ struct rec_sysbuf_header {
   uint32_t busy;     /* the buffer code is running (a fault inside it: later calls are traced) */
   uint32_t no_writes; /* rec watches more files than `watched` holds: every write stays traced */
   uint32_t limit;     /* record: `used` stays at or below it (rec sets it at each stop) */
-  uint32_t reserved;
+  uint32_t fd_gen;    /* record: bumped at every change of the fd table (by rec at its stops, and
+                       * by the buffer's own openat/close/fcntl): fd_class[] entries of an older
+                       * generation are stale */
   /* The fds that are the program's stdout or stderr (recorder/output_fds.h):
    * replay shows what is written to them, so those writes stay traced. */
   uint64_t output_fds[REC_SYSBUF_OUTPUT_FDS / 64];
@@ -141,6 +147,14 @@ struct rec_sysbuf_header {
   } watched[REC_SYSBUF_WATCHED];
   struct rec_sysbuf_rule rules[REC_SYSBUF_RULES];
   struct rec_sysbuf_policy policy[REC_SYSBUF_MAX_NR];
+  /* Record: what the fd checks found for fds below REC_SYSBUF_FD_CACHE
+   * (REC_SYSBUF_CLASS_* bits), valid while fd_class_gen[fd] == fd_gen.
+   * fd_cache_off: the address space's tasks do not all share one fd table
+   * (a vfork child, unshare(CLONE_FILES)): one task's entries would lie to
+   * another, so nothing is cached. */
+  uint32_t fd_cache_off;
+  uint32_t fd_class_gen[REC_SYSBUF_FD_CACHE];
+  uint8_t fd_class[REC_SYSBUF_FD_CACHE];
 };
 
 struct rec_sysbuf_entry {

@@ -99,18 +99,48 @@ static int watched(const struct kstat* st) {
   return 0;
 }
 
-/* Whether a file open as `fd` is one whose calls cannot block: a regular
- * file (or, with `dirs`, a directory) on a local file system, or /dev/null
- * or /dev/zero. */
-static int quiet_file(long fd, int dirs, int* is_watched) {
+/* What the fd checks need to know of a file open as `fd`
+ * (REC_SYSBUF_CLASS_* bits): whether its calls cannot block (a regular file
+ * or, for QUIET, a directory on a local file system, or /dev/null or
+ * /dev/zero) and whether rec watches it. -1: fstat failed (not an open fd). */
+static int classify(long fd) {
   struct kstat st;
-  if (untraced6(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) != 0) return 0;
+  if (untraced6(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) != 0) return -1;
   uint32_t type = st.mode & 0170000;
   if (type == 0020000) /* /dev/null, /dev/zero */
-    return st.rdev == 0x103 || st.rdev == 0x105;
-  if (type != 0100000 && !(dirs && type == 0040000)) return 0;
-  if (is_watched) *is_watched = watched(&st);
-  return local_file_system(fd);
+    return st.rdev == 0x103 || st.rdev == 0x105
+               ? REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE
+               : 0;
+  if (type != 0100000 && type != 0040000) return 0;
+  if (!local_file_system(fd)) return 0;
+  if (type == 0040000) return REC_SYSBUF_CLASS_QUIET;
+  return REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE |
+         (watched(&st) ? REC_SYSBUF_CLASS_WATCHED : 0);
+}
+
+/* classify(), remembered per fd until the fd table changes (fd_gen): two
+ * untraced syscalls (fstat, fstatfs) fewer before each read and write. An
+ * fd that is not open is not remembered (a later fd at that number is
+ * announced by no bump). */
+static int fd_class(long fd) {
+  volatile struct rec_sysbuf_header* h = header();
+  uint32_t gen = h->fd_gen;
+  int cache = fd < REC_SYSBUF_FD_CACHE && !h->fd_cache_off;
+  if (cache && h->fd_class_gen[fd] == gen) return h->fd_class[fd];
+  int c = classify(fd);
+  if (c < 0) return 0;
+  if (cache) {
+    h->fd_class[fd] = (uint8_t)c;
+    h->fd_class_gen[fd] = gen;
+  }
+  return c;
+}
+
+/* After a buffered call that may have changed the fd table (openat,
+ * close, a dup): every remembered class is stale. */
+static void fd_table_changed(void) {
+  volatile struct rec_sysbuf_header* h = header();
+  h->fd_gen = h->fd_gen + 1;
 }
 
 /* openat without O_CREAT/O_TRUNC: the path is looked at through an O_PATH
@@ -124,8 +154,9 @@ static int path_allowed(long dirfd, long path, long flags) {
                       O_PATH_ | O_CLOEXEC_ | (flags & (O_NOFOLLOW_ | O_DIRECTORY_)), 0, 0, 0);
   if (fd == -ENOENT_ || fd == -ENOTDIR_) return 1;
   if (fd < 0) return 0;
-  int ok = quiet_file(fd, 1, 0);
+  int c = classify(fd);
   untraced6(SYS_close, fd, 0, 0, 0, 0, 0);
+  int ok = c > 0 && (c & REC_SYSBUF_CLASS_QUIET);
   return ok;
 }
 
@@ -142,16 +173,16 @@ static int fd_allowed(uint8_t check, const uint64_t* args) {
       break;
   }
   if (fd < 0) return 0;
-  if (check == REC_SYSBUF_FD_READ) return quiet_file(fd, 1, 0);
+  if (check == REC_SYSBUF_FD_READ) return (fd_class(fd) & REC_SYSBUF_CLASS_QUIET) != 0;
   /* what replay shows as the program's output, or an fd that would become
    * an alias of it (rec's view of the fd table changes only at its stops) */
   if (output_fd(fd)) return 0;
   if (check == REC_SYSBUF_FD_NOT_OUTPUT) return 1;
-  if (check == REC_SYSBUF_FD_CLOSE) return quiet_file(fd, 1, 0);
+  if (check == REC_SYSBUF_FD_CLOSE) return (fd_class(fd) & REC_SYSBUF_CLASS_QUIET) != 0;
   /* REC_SYSBUF_FD_WRITE */
   if (header()->no_writes) return 0;
-  int is_watched = 0;
-  return quiet_file(fd, 0, &is_watched) && !is_watched;
+  int c = fd_class(fd);
+  return (c & REC_SYSBUF_CLASS_QUIET_FILE) && !(c & REC_SYSBUF_CLASS_WATCHED);
 }
 
 static int rule_allows(uint8_t rule, const uint64_t* args) {
@@ -203,6 +234,9 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     if (len) copy(e->data, (const void*)args[p.out_arg], len);
     uint32_t size = (uint32_t)((sizeof(struct rec_sysbuf_entry) + len + 7) & ~7ul);
     e->size = size;
+    if (result >= 0 && (p.fd_check == REC_SYSBUF_PATH_OPEN || p.fd_check == REC_SYSBUF_FD_CLOSE ||
+                        p.fd_check == REC_SYSBUF_FD_NOT_OUTPUT))
+      fd_table_changed();
     h->used = (uint32_t)(used + size); /* last: rec reads entries below `used` */
     frame[F_RAX] = (uint64_t)result;
     return 1;

@@ -383,6 +383,34 @@ class TraceWriterImpl final : public TraceWriter {
   void writeEvent(capnp::MessageBuilder& event) override {
     std::unique_lock lock(mu_);
     throwIfFailed();
+    appendLocked(lock, event);
+    if (current_.messageCount > 0 &&
+        std::chrono::steady_clock::now() - current_.started >= maxAge())
+      sealLocked(lock);
+  }
+
+  void writeEvents(size_t count, size_t largestData,
+                   const std::function<void(size_t, capnp::MessageBuilder&)>& build) override {
+    if (count == 0) return;
+    // capnp zeroes what a message used of a first segment it was lent when
+    // it is destroyed, so the same words serve every event.
+    const size_t words = largestData / sizeof(capnp::word) + 512;
+    if (scratch_.size() < words) scratch_.assign(words, 0);
+    auto segment = kj::arrayPtr(reinterpret_cast<capnp::word*>(scratch_.data()), scratch_.size());
+    std::unique_lock lock(mu_);
+    throwIfFailed();
+    for (size_t i = 0; i < count; ++i) {
+      capnp::MallocMessageBuilder message(segment);
+      build(i, message);
+      appendLocked(lock, message);
+    }
+    if (current_.messageCount > 0 &&
+        std::chrono::steady_clock::now() - current_.started >= maxAge())
+      sealLocked(lock);
+  }
+
+  // One event into the open chunk, sealed when full.
+  void appendLocked(std::unique_lock<std::mutex>& lock, capnp::MessageBuilder& event) {
     size_t before = current_.raw.size();
     VectorSink sink(current_.raw);
     capnp::writeMessage(sink, event);
@@ -398,10 +426,8 @@ class TraceWriterImpl final : public TraceWriter {
     }
     ++eventCount_;
     if (current_.messageCount >= options_.maxEventsPerChunk ||
-        current_.raw.size() >= options_.maxChunkBytes ||
-        std::chrono::steady_clock::now() - current_.started >= maxAge()) {
+        current_.raw.size() >= options_.maxChunkBytes)
       sealLocked(lock);
-    }
   }
 
   BlobHash writeBlob(std::span<const std::byte> data, const std::string& path) override {
@@ -683,6 +709,7 @@ class TraceWriterImpl final : public TraceWriter {
   WriterOptions options_;
   std::unordered_set<BlobHash, BlobHashHasher> blobs_;  // tracing thread only
   uint64_t eventCount_ = 0;                             // tracing thread only
+  std::vector<uint64_t> scratch_;                       // tracing thread only: writeEvents' segment
   bool finished_ = false;
 
   std::mutex mu_;

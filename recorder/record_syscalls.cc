@@ -780,7 +780,10 @@ void RecordSession::writeBuffered(RecordTask& t, pid_t tid) {
     if (entry.out_len) {
       auto w = s.initWrites(1)[0];
       w.setAddress(entry.out_addr);
-      w.setData(asData(pending.data() + at + sizeof entry, entry.out_len));
+      // Referenced, not copied: writeMessage copies it once, into the chunk
+      // (entries are 8-byte aligned and padded, as capnp needs).
+      w.adoptData(msg.getOrphanage().referenceExternalData(
+          asData(pending.data() + at + sizeof entry, entry.out_len)));
     }
   });
   t.pendingBuffered.clear();

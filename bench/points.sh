@@ -24,6 +24,7 @@ programs=(
   "red-zone|dec/jnz after a call each round (debug register hit per round)|$PROGRAMS/exact_points red-zone"
   "alarm_busy|counter++ in memory, 25 SIGALRMs (jump patch)|$PROGRAMS/alarm_busy"
   "spin_flag|a thread spinning on a flag (preemption)|$PROGRAMS/spin_flag"
+  "racy_counter|4 threads adding to a global, 10^8 rounds each (preemptions)|$PROGRAMS/racy_counter"
   "probe-round|a probe loop writing nothing, in an outer loop counting on the heap|$PROGRAMS/exact_points probe-round"
   "xmm-round|a subroutine in a loop counting in xmm0 only|$PROGRAMS/exact_points xmm-round"
   "select-spin|2 threads, rounds of 3000 instructions, beside a main in select()|$PROGRAMS/exact_points select-spin"

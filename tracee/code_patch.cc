@@ -20,11 +20,13 @@ constexpr size_t kExpectedFlags = 16 * 8;   // eflags & kArithmeticFlags
 constexpr size_t kExpectedMemory = 17 * 8;  // up to kMaxMemoryChecks words
 constexpr size_t kMaxMemoryChecks = kMaxPointWords;
 constexpr size_t kSavedRsp = kExpectedMemory + kMaxMemoryChecks * 8;  // the program's rsp
+constexpr size_t kSavedRcx = kSavedRsp + 8;  // the pre-check's scratch registers
+constexpr size_t kSavedRdx = kSavedRcx + 8;
 constexpr size_t kExpectedStack = 512;  // up to kPointStackBytes of the program's stack
 constexpr size_t kExpectedXmm = kExpectedStack + kPointStackBytes;  // xmm0-15 as recorded
 constexpr size_t kLiveXmm = kExpectedXmm + kXmmBytes;               // the program's, stored
 constexpr size_t kStackTop = kPageSize;                             // the check's own stack
-static_assert(kSavedRsp + 8 <= kExpectedStack);
+static_assert(kSavedRdx + 8 <= kExpectedStack);
 static_assert(kLiveXmm + kXmmBytes + 512 <= kStackTop);
 
 // One decoded instruction, owned.
@@ -207,13 +209,50 @@ class Assembler {
 
 constexpr uint8_t kJne = 0x5;
 
+// The registers most likely to differ first (x86 numbering; 4 is rsp).
+constexpr int kCheckOrder[16] = {0, 1, 2, 6, 7, 8, 9, 10, 11, 3, 5, 12, 13, 14, 15, 4};
+
 // The in-process check: registers and memory words against the data page,
-// on the check's own stack. Falls into int3 on a match, else jumps to `miss`.
-bool emitCheck(Assembler& a, uint64_t data, size_t memoryWords,
+// on the check's own stack. Falls into int3 on a match, else jumps to
+// `fastMiss` (a general register differed: rcx to restore) or `miss`.
+
+bool emitCheck(Assembler& a, uint64_t data, const uint64_t (&expectedRegs)[16], int fastMiss,
+               size_t memoryWords,
                const std::vector<uint64_t>& addresses, bool xmm, size_t stackQwords, int miss,
                std::vector<std::pair<uint64_t, uint64_t>>& loads,
                std::pair<uint64_t, uint64_t>& stackLoad) {
   bool ok = true;
+  // Pre-check without touching the flags: most passes of a loop differ in
+  // a general register, and pushfq/popfq cost more than the loop's body.
+  // Each register R: rcx = -expected + R (lea), jrcxz on equality. A miss
+  // only puts rcx back.
+  a.emit({0x48, 0x89, 0x0d});  // mov %rcx, savedRcx(%rip)
+  ok &= a.ripDisp(data + kSavedRcx);
+  for (int n : kCheckOrder) {
+    if (n == 1 || n == 4) continue;  // rcx below; rsp is compared as saved
+    a.emit({0x48, 0xb9});            // movabs $-expected, %rcx
+    put64(a.bytes(), uint64_t{0} - expectedRegs[n]);
+    // lea (%rcx,R,1), %rcx
+    a.emit({static_cast<uint8_t>(0x48 | (n >= 8 ? 0x02 : 0)), 0x8d, 0x0c,
+            static_cast<uint8_t>(((n & 7) << 3) | 0x01)});
+    a.emit({0xe3, 0x05});  // jrcxz over the jump
+    a.jmp(fastMiss);
+  }
+  // rcx itself: its value is in savedRcx; rdx lends a hand.
+  a.emit({0x48, 0x89, 0x15});  // mov %rdx, savedRdx(%rip)
+  ok &= a.ripDisp(data + kSavedRdx);
+  a.emit({0x48, 0x8b, 0x15});  // mov savedRcx(%rip), %rdx
+  ok &= a.ripDisp(data + kSavedRcx);
+  a.emit({0x48, 0xb9});  // movabs $-expected, %rcx
+  put64(a.bytes(), uint64_t{0} - expectedRegs[1]);
+  a.emit({0x48, 0x8d, 0x0c, 0x11});  // lea (%rcx,%rdx,1), %rcx
+  a.emit({0x48, 0x8b, 0x15});        // mov savedRdx(%rip), %rdx
+  ok &= a.ripDisp(data + kSavedRdx);
+  a.emit({0xe3, 0x05});  // jrcxz over the jump
+  a.jmp(fastMiss);
+  a.emit({0x48, 0x8b, 0x0d});  // mov savedRcx(%rip), %rcx
+  ok &= a.ripDisp(data + kSavedRcx);
+  // The full check, on its own stack.
   a.emit({0x48, 0x89, 0x25});  // mov %rsp, saved(%rip)
   ok &= a.ripDisp(data + kSavedRsp);
   a.emit({0x48, 0x8d, 0x25});  // lea stackTop(%rip), %rsp
@@ -225,8 +264,8 @@ bool emitCheck(Assembler& a, uint64_t data, size_t memoryWords,
             static_cast<uint8_t>(((n & 7) << 3) | 0x05)});
     ok &= a.ripDisp(at);
   };
-  const int order[15] = {0, 1, 2, 6, 7, 8, 9, 10, 11, 3, 5, 12, 13, 14, 15};
-  for (int n : order) {
+  for (int n : kCheckOrder) {
+    if (n == 4) continue;
     cmpReg(n, data + kExpectedRegs + static_cast<uint64_t>(n) * 8);
     a.jcc(kJne, miss);
   }
@@ -432,7 +471,8 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
   if (checkXmm) std::memcpy(t.data.data() + kExpectedXmm, xmm.data(), kXmmBytes);
 
   Assembler a(pageAddress);
-  int check = a.label(), miss = a.label(), faultMiss = a.label(), stackFaultMiss = a.label();
+  int check = a.label(), miss = a.label(), fastMiss = a.label(), faultMiss = a.label(),
+      stackFaultMiss = a.label();
   std::map<uint64_t, int> copyOf;  // original address -> label of its copy
   for (const Insn& d : before) copyOf[d.address] = a.label();
   for (const Insn& d : after) copyOf[d.address] = a.label();
@@ -480,7 +520,9 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
   for (const Insn& d : before) ok &= copy(d);
   a.bind(check);
   t.checkIp = a.here();
-  ok &= emitCheck(a, data, memory.size(), addresses, checkXmm, stackQwords, miss, t.memoryLoads,
+  uint64_t expectedRegs[16];
+  for (int n = 0; n < 16; ++n) expectedRegs[n] = regByNumber(expected, n);
+  ok &= emitCheck(a, data, expectedRegs, fastMiss, memory.size(), addresses, checkXmm, stackQwords, miss, t.memoryLoads,
                   t.stackLoad);
   t.trapIp = a.here();
   t.resumeIp = a.here();  // X's copy follows the int3
@@ -490,6 +532,10 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
   a.bind(miss);
   a.emit({0x9d, 0x48, 0x8b, 0x25});  // popfq; mov saved(%rip), %rsp
   ok &= a.ripDisp(data + kSavedRsp);
+  a.jmp(copyOf[ip]);
+  a.bind(fastMiss);
+  a.emit({0x48, 0x8b, 0x0d});  // mov savedRcx(%rip), %rcx
+  ok &= a.ripDisp(data + kSavedRcx);
   a.jmp(copyOf[ip]);
   // A memory word's load faulted (rec moved the task here): %rax is on the stack.
   a.bind(faultMiss);

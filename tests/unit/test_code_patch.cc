@@ -129,9 +129,11 @@ TEST_CASE("a trampoline checks every pass of a copied loop and never writes the 
   uint64_t rspAtX = top - 8;  // after the stub pushed its return address
   uint64_t checkIp = page;    // no code before X: the check starts the page
 
-  auto install = [&](uint64_t matchRdi) {
+  auto install = [&](uint64_t matchRdi, int offByOne = -1) {
+    user_regs_struct expected = stubRegisters(matchRdi, rspAtX, checkIp);
+    if (offByOne >= 0) reinterpret_cast<unsigned long long*>(&expected)[offByOne] += 1;
     auto t = buildTrampoline(page, ip, std::span(body, sizeof body), ip, PointEntry::DebugRegister,
-                             stubRegisters(matchRdi, rspAtX, checkIp));
+                             expected);
     REQUIRE(t.has_value());
     REQUIRE(t->checkIp == checkIp);
     REQUIRE(t->code.size() <= 4096);
@@ -152,6 +154,24 @@ TEST_CASE("a trampoline checks every pass of a copied loop and never writes the 
     for (int i = 0; i < 256; ++i) CHECK(stack[8192 - 16 - 3 - i] == 0x5a5a5a5a5a5a5a5aull + i);
   }
 
+  SECTION("one general register off by one: no pass traps, whichever it is") {
+    // Every general register but rsp, rip and r11 (the stub's jump target,
+    // which is also expected) and the segment/orig fields.
+    for (auto field : {&user_regs_struct::rax, &user_regs_struct::rcx, &user_regs_struct::rdx,
+                       &user_regs_struct::rbx, &user_regs_struct::rbp, &user_regs_struct::rsi,
+                       &user_regs_struct::rdi, &user_regs_struct::r8, &user_regs_struct::r9,
+                       &user_regs_struct::r10, &user_regs_struct::r12, &user_regs_struct::r13,
+                       &user_regs_struct::r14, &user_regs_struct::r15}) {
+      user_regs_struct probe{};
+      int index = static_cast<int>(&(probe.*field) - reinterpret_cast<unsigned long long*>(&probe));
+      install(4, index);
+      gEntry = checkIp;
+      gCounter = 10;
+      runChecked();  // a trap here would kill the test binary with SIGTRAP
+      CHECK(gRdiAtReturn == 0);
+    }
+  }
+
   SECTION("the pass whose registers match traps, with the program's registers") {
     auto t = install(4);
     struct sigaction sa {
@@ -168,6 +188,7 @@ TEST_CASE("a trampoline checks every pass of a copied loop and never writes the 
     }
     sigaction(SIGTRAP, &old, nullptr);
     CHECK(gTrapRdi == 4);
+    CHECK(gTrapRcx == 2);  // the flag-free pre-check borrows rcx and gives it back
     CHECK(gTrapRip == t.trapIp);
     // The copied instructions map back to the original ones.
     CHECK(t.originalOf(t.resumeIp) == ip);

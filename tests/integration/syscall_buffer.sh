@@ -157,7 +157,7 @@ check_fds() {
 check_stream() {
   need_program sysbuf_stream
   local mode
-  for mode in "procs 3000" "threads 3000" "socket 2000" eagain epipe nonblock; do
+  for mode in "procs 3000" "threads 3000" "socket 2000" eagain epipe nonblock "signals 2000" "exits 300"; do
     # shellcheck disable=SC2086
     expect_native_differs "$PROGRAMS/sysbuf_stream" $mode 2>/dev/null
   done
@@ -178,6 +178,14 @@ check_stream() {
   record_replay nonblock --status 0 --expect-out '^empty: -1 EAGAIN$' \
     --expect-out '^full after [0-9]+ writes of [0-9]+ \([0-9]+ bytes\): EAGAIN$' \
     --expect-out '^read back [0-9]+ bytes [0-9a-f]{16} same, then EAGAIN$' -- "$PROGRAMS/sysbuf_stream" nonblock
+  # a fast timer's handler writing to a pipe while the threads' calls are
+  # buffered or blocked; writers exiting with their writes still buffered
+  record_replay signals --status 0 \
+    --expect-out '^signals 2000 [0-9a-f]{16} echo 0; the handler wrote [0-9]+ bytes, [0-9]+ read: same$' \
+    -- "$PROGRAMS/sysbuf_stream" signals 2000
+  grep -Eq 'handler wrote ([1-9][0-9]{1,}) bytes' signals.rec.out || fail "fewer than 10 timer signals came"
+  record_replay exits --status 0 --expect-out '^exits: 1500 messages of 1500, sum [0-9a-f]{16}, child 0$' \
+    -- "$PROGRAMS/sysbuf_stream" exits 300
   # stdin a pipe from a process rec does not record (a FIFO opened by
   # path, such as bash's <(...), has no RWF_NOWAIT: traced)
   head -c 300000 /dev/urandom | timeout -k 5 "$REC_TIMEOUT" "$REC" record -o external.rec -- \
@@ -200,11 +208,16 @@ check_stream() {
     ((n >= 1000)) || fail "only $n socket reads went through the buffer"
     "$REC" dump epipe.rec >dump.out || fail "rec dump failed"
     grep -Eq '\] write\(.*= -1 EPIPE.*syscall buffer' dump.out && fail "a write that raised SIGPIPE was buffered"
+    "$REC" dump signals.rec >dump.out || fail "rec dump failed"
+    n=$(grep -Ec '\] write\(.*syscall buffer, no stop' dump.out)
+    ((n >= 3900)) || fail "only $n of the signals test's writes went through the buffer"
+    n=$("$REC" dump exits.rec | grep -Ec '\] write\(.*syscall buffer, no stop')
+    ((n >= 1400)) || fail "only $n of the exiting writers' 1500 writes went through the buffer"
     "$REC" dump external.rec >dump.out || fail "rec dump failed"
     n=$(grep -Ec '\] read\(0, .*syscall buffer, no stop' dump.out)
     ((n >= 10)) || fail "only $n reads of the stdin pipe went through the buffer"
   else
-    for n in procs threads socket eagain epipe nonblock external; do
+    for n in procs threads socket eagain epipe nonblock external signals exits; do
       (($(buffered_count $n.rec) == 0)) || fail "buffered calls in $n.rec with REC_SYSCALL_BUFFER=off"
     done
   fi

@@ -17,6 +17,12 @@
 //   sysbuf_stream nonblock    an O_NONBLOCK pipe: EAGAIN reaches the program
 //   sysbuf_stream external    stdin to its end (a pipe from a process that
 //                             is not recorded)
+//   sysbuf_stream signals N   the threads' exchange under a fast timer whose
+//                             handler writes to another pipe (buffered
+//                             calls interrupted, blocked reads interrupted)
+//   sysbuf_stream exits N     threads and a forked child write N messages
+//                             each into one pipe and exit at once, their
+//                             last calls still in the buffer
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -325,6 +332,90 @@ static int external(void) {
   return n == 0 ? 0 : 10;
 }
 
+static int alarm_pipe[2];
+static volatile sig_atomic_t alarms;
+static void on_alarm(int sig) {
+  (void)sig;
+  char c = (char)alarms;
+  int saved = errno;
+  if (write(alarm_pipe[1], &c, 1) == 1) alarms++;
+  errno = saved;
+}
+
+static int signals(int rounds) {
+  if (pipe2(alarm_pipe, O_NONBLOCK)) return 10;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_alarm;
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGALRM, &sa, NULL);
+  struct itimerval it = {{0, 300}, {0, 300}};
+  setitimer(ITIMER_REAL, &it, NULL);
+  int there[2], back[2];
+  if (pipe(there) || pipe(back)) return 11;
+  struct pair p = {there[0], back[1], -1};
+  pthread_t t;
+  if (pthread_create(&t, NULL, echo_thread, &p)) return 12;
+  unsigned s = seed();
+  unsigned long h = ask(there[1], back[0], rounds, &s);
+  pthread_join(t, NULL);
+  struct itimerval off = {{0, 0}, {0, 0}};
+  setitimer(ITIMER_REAL, &off, NULL);
+  signal(SIGALRM, SIG_IGN);
+  char buf[4096];
+  ssize_t n;
+  long drained = 0;
+  while ((n = read(alarm_pipe[0], buf, sizeof buf)) > 0) drained += n;
+  printf("signals %d %016lx echo %d; the handler wrote %d bytes, %ld read: %s\n", rounds, h,
+         p.result, (int)alarms, drained, drained == alarms ? "same" : "DIFFERENT");
+  return h && p.result == 0 && drained == alarms ? 0 : 13;
+}
+
+struct writer {
+  int fd, count;
+  unsigned seed;
+};
+
+static void* write_and_exit(void* arg) {
+  struct writer* w = arg;
+  for (int i = 0; i < w->count; ++i) {
+    unsigned long m[2] = {(unsigned long)rand_r(&w->seed), (unsigned long)i};
+    if (write(w->fd, m, sizeof m) != sizeof m) break;
+  }
+  return NULL;  // exits with its last writes still in the buffer
+}
+
+static int exits(int count) {
+  if (count > 400) count = 400;  // 5 writers * 400 * 16 bytes fit in the pipe
+  int p[2];
+  if (pipe(p)) return 10;
+  unsigned s = seed();
+  pthread_t t[4];
+  struct writer w[5];
+  for (int i = 0; i < 5; ++i) w[i] = (struct writer){p[1], count, s + (unsigned)i};
+  pid_t child = fork();
+  if (child == 0) {
+    write_and_exit(&w[4]);
+    _exit(0);
+  }
+  for (int i = 0; i < 4; ++i)
+    if (pthread_create(&t[i], NULL, write_and_exit, &w[i])) return 11;
+  for (int i = 0; i < 4; ++i) pthread_join(t[i], NULL);
+  int status;
+  waitpid(child, &status, 0);
+  close(p[1]);
+  // Order-independent: the writers' interleaving is the schedule's.
+  unsigned long sum = 0, m[2];
+  int messages = 0;
+  while (read_all(p[0], m, sizeof m) == 0) {
+    sum += fnv(FNV0, m, sizeof m);
+    messages++;
+  }
+  printf("exits: %d messages of %d, sum %016lx, child %d\n", messages, 5 * count, sum,
+         WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  return messages == 5 * count ? 0 : 12;
+}
+
 int main(int argc, char** argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   const char* mode = argc > 1 ? argv[1] : "";
@@ -336,6 +427,8 @@ int main(int argc, char** argv) {
   if (!strcmp(mode, "epipe")) return epipe();
   if (!strcmp(mode, "nonblock")) return nonblock();
   if (!strcmp(mode, "external")) return external();
-  fprintf(stderr, "usage: sysbuf_stream procs|threads|socket N | eagain | epipe | nonblock | external\n");
+  if (!strcmp(mode, "signals")) return signals(n);
+  if (!strcmp(mode, "exits")) return exits(n);
+  fprintf(stderr, "usage: sysbuf_stream procs|threads|socket N | eagain | epipe | nonblock | external | signals N | exits N\n");
   return 2;
 }

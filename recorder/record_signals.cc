@@ -431,6 +431,10 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
   siginfo_t info = t.task.siginfo();
   showPtraceSigchld(t, info);
   const Registers& regs = t.task.regs();
+  if (sysbuf::ownSigpipe(t.task, t.sysbuf.get(), signo, info)) {
+    scheduler_->run(t);  // the buffer makes the write again, traced: SIGPIPE comes again
+    return;
+  }
   bool atExit = t.atSyscallReturn(regs, true);
   t.leftSyscallReturn();
 

@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
@@ -133,6 +135,14 @@ void fillPolicy(rec_sysbuf_header& h) {
       case sys::BufferFd::NotOutput: p.fd_check = REC_SYSBUF_FD_NOT_OUTPUT; break;
       case sys::BufferFd::Close: p.fd_check = REC_SYSBUF_FD_CLOSE; break;
       case sys::BufferFd::PathOpen: p.fd_check = REC_SYSBUF_PATH_OPEN; break;
+      case sys::BufferFd::Stream:
+        if (row.fdWrite.data == sys::Data::Buffer)
+          p.fd_check = REC_SYSBUF_FD_WRITE_STREAM;
+        else if (row.args[0] == sys::Arg::Fd && p.out_kind == REC_SYSBUF_OUT_RESULT)
+          p.fd_check = REC_SYSBUF_FD_READ_STREAM;
+        else
+          continue;  // only read(2) and write(2) have a NOWAIT form (preadv2/pwritev2)
+        break;
       case sys::BufferFd::Default:
         if (row.fdWrite.data == sys::Data::Buffer)
           p.fd_check = REC_SYSBUF_FD_WRITE;
@@ -443,6 +453,14 @@ bool enqueue(SysbufSpace& space, const rec_sysbuf_entry& entry, std::span<const 
   if (!data.empty()) std::memcpy(at + sizeof e, data.data(), data.size());
   h.used = static_cast<uint32_t>(h.used + size);
   return true;
+}
+
+bool ownSigpipe(Task& task, SysbufSpace* space, int signo, const siginfo_t& info) {
+  if (signo != SIGPIPE || info.si_code != SI_USER || !space || !space->buffer ||
+      !space->buffer->header().busy)
+    return false;
+  const Registers& regs = task.regs();
+  return regs.ip() == kScratchShimSyscallIp && static_cast<int64_t>(regs.raw().rax) == -EPIPE;
 }
 
 bool inBufferData(uint64_t address) {

@@ -156,6 +156,13 @@ uint32_t unread(SysbufSpace& space);
 void clearQueue(SysbufSpace& space);
 bool enqueue(SysbufSpace& space, const rec_sysbuf_entry& entry, std::span<const std::byte> data);
 
+// Record: whether the task stands at a signal-delivery-stop for the
+// SIGPIPE the kernel raised in a buffered pipe or socket write (EPIPE, in
+// the untraced syscall the buffer's code made). The recorder drops it: the
+// buffer's code turns EPIPE into the traced call, which raises it again at
+// a syscall exit replay knows.
+bool ownSigpipe(Task& task, SysbufSpace* space, int signo, const siginfo_t& info);
+
 // Whether the syscall buffer's code or data lies at ip (in rec's image: the
 // same rule as the time shim's code).
 bool inBufferData(uint64_t address);

@@ -196,8 +196,8 @@ constexpr std::string_view kSysvCtl =
 
 // clang-format off
 constexpr SyscallRow kTable[] = {
-  emulated(SYS_read, "read", {Fd, Ptr, Size}).blocks().out(byResult(1)).buffered(),
-  emulated(SYS_write, "write", {Fd, Ptr, Size}).blocks().writesFd(buffer(0, 1)).buffered(),
+  emulated(SYS_read, "read", {Fd, Ptr, Size}).blocks().out(byResult(1)).buffered(BufferFd::Stream),
+  emulated(SYS_write, "write", {Fd, Ptr, Size}).blocks().writesFd(buffer(0, 1)).buffered(BufferFd::Stream),
   emulated(SYS_open, "open", {Path, OpenFlags, Mode}).blocks().fd()
       .why("may block on a FIFO"),
   emulated(SYS_close, "close", {Fd}).hook(Hook::Close).buffered(BufferFd::Close),

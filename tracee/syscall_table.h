@@ -169,6 +169,8 @@ enum class BufferFd : uint8_t {
   Close,      // that, and a regular file, directory or /dev/null|zero (close never blocks there)
   PathOpen,   // arguments 0 and 1 name (openat) a regular file, directory or /dev/null|zero
               // on a local file system, checked with an O_PATH open first
+  Stream,     // as Default, or a pipe, FIFO or socket: read(2)/write(2) made with RWF_NOWAIT
+              // (EAGAIN and EPIPE traced); writes only when whole-or-nothing (small, AF_UNIX)
 };
 struct BufferRule {
   BufferFd fd = BufferFd::Default;

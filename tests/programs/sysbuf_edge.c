@@ -17,11 +17,12 @@
 //                              a file written through the buffer, then
 //                              mapped MAP_SHARED (its later writes must be
 //                              traced: replay's shared copy sees them); an
-//                              fd number that was a file becoming a pipe
-//                              (by a traced dup2, by a buffered close +
-//                              F_DUPFD, in a vfork child's table while the
-//                              parent's stays a pipe): every write to a pipe
-//                              is traced (`write(N, "pipe...` in rec dump)
+//                              fd number that was a plain file becoming a
+//                              file mapped shared (by a traced dup2, by a
+//                              buffered close + F_DUPFD, in the parent while
+//                              a vfork child makes it the plain file again):
+//                              its pwrites must be traced, and the mapping
+//                              printed at the end is the same on replay
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -67,11 +68,11 @@ static int watched(const char* dir) {
 }
 
 /* A vfork child (same memory, so the same buffer, but its own fd table)
- * makes fd n a file and writes to it. */
-static __attribute__((noinline)) int vfork_writes(int file, int n) {
+ * makes fd n the plain file and writes to it. */
+static __attribute__((noinline)) int vfork_writes(int plain, int n) {
   pid_t child = vfork();
   if (child == 0) {
-    if (dup2(file, n) != n) _exit(5);
+    if (dup2(plain, n) != n) _exit(5);
     for (int i = 0; i < 5; ++i)
       if (write(n, "kid!", 4) != 4) _exit(5);
     _exit(0);
@@ -103,37 +104,37 @@ static int fdcache(const char* dir) {
     if (pwrite(late, &bytes[i], 1, i) != 1) return 3;
   printf("late mapping %016lx\n", fnv(map, 4096));
 
-  /* One fd number, first a file, then a pipe's write end. */
+  /* One fd number, first a plain file (written through the buffer), then a
+   * file mapped shared, whose writes must be traced. */
   snprintf(path, sizeof path, "%s/plain", dir);
-  int file = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-  int p[2];
-  if (file < 0 || pipe(p) != 0) return 2;
+  int plain = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  snprintf(path, sizeof path, "%s/shared", dir);
+  int shared = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  if (plain < 0 || shared < 0 || ftruncate(shared, 4096) != 0) return 2;
+  unsigned char* smap = mmap(NULL, 4096, PROT_READ, MAP_SHARED, shared, 0);
+  if (smap == MAP_FAILED) return 2;
   const int n = 30;
   /* patches the sites of fcntl and close (a site's first call is traced) */
   for (int i = 0; i < 2; ++i)
-    if (close(fcntl(file, F_DUPFD, 40)) != 0) return 2;
-  char line[64];
-  unsigned long h = 1469598103934665603ul;
+    if (close(fcntl(plain, F_DUPFD, 40)) != 0) return 2;
   for (int round = 0; round < 3; ++round) {
-    if (dup2(file, n) != n) return 4;
+    if (dup2(plain, n) != n) return 4;
     for (int i = 0; i < 5; ++i)
       if (write(n, "file", 4) != 4) return 4;
     if (round == 0) {
-      if (dup2(p[1], n) != n) return 4; /* traced */
+      if (dup2(shared, n) != n) return 4; /* traced */
     } else if (round == 1) {
-      if (close(n) != 0 || fcntl(p[1], F_DUPFD, n) != n) return 4; /* buffered */
+      if (close(n) != 0 || fcntl(shared, F_DUPFD, n) != n) return 4; /* buffered */
     } else {
-      /* fd n a pipe in the parent, a file in a vfork child's table */
-      if (dup2(p[1], n) != n) return 4;
-      if (vfork_writes(file, n) != 0) return 5;
+      /* fd n the shared file in the parent, the plain one in a vfork
+       * child's table */
+      if (dup2(shared, n) != n) return 4;
+      if (vfork_writes(plain, n) != 0) return 5;
     }
-    int len = snprintf(line, sizeof line, "pipe%d %lx", round, seed >> (8 * round));
-    if (write(n, line, (size_t)len) != len) return 4;
-    char back[64];
-    if (read(p[0], back, sizeof back) != len) return 4;
-    for (int i = 0; i < len; ++i) h = (h ^ (unsigned char)back[i]) * 1099511628211ul;
+    for (int i = 0; i < 10; ++i)
+      if (pwrite(n, &bytes[10 * round + i], 1, 100 * round + i) != 1) return 4;
   }
-  printf("through the pipe %016lx\n", h);
+  printf("shared through fd %d %016lx\n", n, fnv(smap, 4096));
   return 0;
 }
 

@@ -97,10 +97,18 @@ static inline int rec_shim_system_wide_clock(long clock) {
 #define REC_SYSBUF_FD_CLOSE 4    /* that, and a regular file, directory or /dev/null|zero */
 #define REC_SYSBUF_PATH_OPEN 5   /* arguments 0 and 1 (openat) name a regular file, directory or
                                     /dev/null|zero on a local file system (an O_PATH open first) */
+#define REC_SYSBUF_FD_READ_STREAM 6  /* REC_SYSBUF_FD_READ, or a pipe or socket: read(2) made as
+                                        preadv2(RWF_NOWAIT), EAGAIN traced */
+#define REC_SYSBUF_FD_WRITE_STREAM 7 /* REC_SYSBUF_FD_WRITE, or a pipe (at most PIPE_BUF bytes) or
+                                        an AF_UNIX socket (at most 2048): write(2) made as
+                                        pwritev2(RWF_NOWAIT), EAGAIN and EPIPE traced */
 #define REC_SYSBUF_FD_CACHE 256
 #define REC_SYSBUF_CLASS_QUIET 1     /* regular file or directory on a local fs, or /dev/null|zero */
 #define REC_SYSBUF_CLASS_QUIET_FILE 2 /* the same without directories */
 #define REC_SYSBUF_CLASS_WATCHED 4   /* a file rec watches (watched[]) */
+#define REC_SYSBUF_CLASS_FIFO 8      /* a pipe or FIFO */
+#define REC_SYSBUF_CLASS_SOCKET 16   /* a socket */
+#define REC_SYSBUF_CLASS_UNIX 32     /* ... of AF_UNIX */
 #define REC_SYSBUF_RULE_ONE_OF 1  /* the argument equals one of values[0..count) */
 #define REC_SYSBUF_RULE_NO_BITS 2 /* the argument has none of values[0]'s bits */
 #define REC_SYSBUF_RULES 8

@@ -29,6 +29,15 @@ _Static_assert(sizeof(struct rec_sysbuf_header) <= 0x2000, "the header leaves th
 #define SYS_fstat 5
 #define SYS_fstatfs 138
 #define SYS_openat 257
+#define S_IFIFO_ 0010000
+#define S_IFSOCK_ 0140000
+#define SYS_getsockopt 55
+#define SYS_preadv2 327
+#define SYS_pwritev2 328
+#define RWF_NOWAIT_ 8
+#define EAGAIN_ 11
+#define EPIPE_ 32
+#define EOPNOTSUPP_ 95
 #define O_DIRECTORY_ 0200000
 #define O_NOFOLLOW_ 0400000
 #define O_CLOEXEC_ 02000000
@@ -102,11 +111,23 @@ static int watched(const struct kstat* st) {
 /* What the fd checks need to know of a file open as `fd`
  * (REC_SYSBUF_CLASS_* bits): whether its calls cannot block (a regular file
  * or, for QUIET, a directory on a local file system, or /dev/null or
- * /dev/zero) and whether rec watches it. -1: fstat failed (not an open fd). */
+ * /dev/zero), whether rec watches it, and whether it is a pipe or a socket
+ * (an AF_UNIX one). -1: fstat failed (not an open fd). */
 static int classify(long fd) {
   struct kstat st;
   if (untraced6(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) != 0) return -1;
   uint32_t type = st.mode & 0170000;
+  if (type == S_IFIFO_) return REC_SYSBUF_CLASS_FIFO;
+  if (type == S_IFSOCK_) {
+    int domain = 0;
+    uint32_t size = sizeof domain;
+    return REC_SYSBUF_CLASS_SOCKET |
+           (untraced6(SYS_getsockopt, fd, 1 /* SOL_SOCKET */, 39 /* SO_DOMAIN */, (long)&domain,
+                      (long)&size, 0) == 0 &&
+                    domain == 1 /* AF_UNIX */
+                ? REC_SYSBUF_CLASS_UNIX
+                : 0);
+  }
   if (type == 0020000) /* /dev/null, /dev/zero */
     return st.rdev == 0x103 || st.rdev == 0x105
                ? REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE
@@ -160,29 +181,70 @@ static int path_allowed(long dirfd, long path, long flags) {
   return ok;
 }
 
-/* Whether the call may be made here: it cannot block and rec has nothing
- * else to note about it. */
+/* Pipes and sockets (docs/syscall-buffer.md "Pipes and sockets"): the
+ * call is made with RWF_NOWAIT, so it never blocks; EAGAIN sends it to the
+ * traced path, where it blocks under rec's scheduler. A read returns what
+ * the blocking read would once data is there. A write must be made whole or
+ * not at all, as the blocking one is: at most PIPE_BUF bytes into a pipe or
+ * FIFO, at most 2048 into an AF_UNIX socket (one skb whatever SO_SNDBUF is;
+ * other families' stream writes may stop part way). */
+#define PIPE_BUF_ 4096
+#define UNIX_WHOLE_WRITE 2048
+static int stream_fd(int fd_class_bits, int writing, uint64_t length) {
+  if (fd_class_bits & REC_SYSBUF_CLASS_FIFO) return !writing || length <= PIPE_BUF_;
+  if (!(fd_class_bits & REC_SYSBUF_CLASS_SOCKET)) return 0;
+  if (!writing) return 1;
+  return length <= UNIX_WHOLE_WRITE && (fd_class_bits & REC_SYSBUF_CLASS_UNIX);
+}
+/* The call on a pipe or socket, as read(2)/write(2) with RWF_NOWAIT; 0
+ * when it must be made traced instead: EAGAIN (it would block, or the fd
+ * is O_NONBLOCK: the traced call says which), EPIPE (the kernel has raised
+ * SIGPIPE: rec drops it at this stop, sysbuf::ownSigpipe, and the traced
+ * call raises it again where replay sees it), EOPNOTSUPP (no NOWAIT for
+ * this file). None of them had an effect. */
+static int stream_call(const uint64_t* args, int writing, long* result) {
+  struct {
+    uint64_t base, length;
+  } iov = {args[1], args[2]};
+  long r = untraced6(writing ? SYS_pwritev2 : SYS_preadv2, (long)args[0], (long)&iov, 1, -1, -1,
+                     RWF_NOWAIT_);
+  if (r == -EAGAIN_ || r == -EPIPE_ || r == -EOPNOTSUPP_) return 0;
+  *result = r;
+  return 1;
+}
+
+#define VIA_CALL 1   /* made as the program asked */
+#define VIA_NOWAIT 2 /* stream_call */
+
+/* How the call may be made here (VIA_*), or 0: it could block, or rec has
+ * something else to note about it. */
 static int fd_allowed(uint8_t check, const uint64_t* args) {
   long fd = (long)args[0];
   switch (check) {
     case REC_SYSBUF_FD_ANY:
-      return 1;
+      return VIA_CALL;
     case REC_SYSBUF_PATH_OPEN:
-      return path_allowed(fd, (long)args[1], (long)args[2]);
+      return path_allowed(fd, (long)args[1], (long)args[2]) ? VIA_CALL : 0;
     default:
       break;
   }
   if (fd < 0) return 0;
-  if (check == REC_SYSBUF_FD_READ) return (fd_class(fd) & REC_SYSBUF_CLASS_QUIET) != 0;
+  if (check == REC_SYSBUF_FD_READ) return (fd_class(fd) & REC_SYSBUF_CLASS_QUIET) ? VIA_CALL : 0;
+  if (check == REC_SYSBUF_FD_READ_STREAM) {
+    int c = fd_class(fd);
+    if (c & REC_SYSBUF_CLASS_QUIET) return VIA_CALL;
+    return stream_fd(c, 0, args[2]) ? VIA_NOWAIT : 0;
+  }
   /* what replay shows as the program's output, or an fd that would become
    * an alias of it (rec's view of the fd table changes only at its stops) */
   if (output_fd(fd)) return 0;
-  if (check == REC_SYSBUF_FD_NOT_OUTPUT) return 1;
-  if (check == REC_SYSBUF_FD_CLOSE) return (fd_class(fd) & REC_SYSBUF_CLASS_QUIET) != 0;
-  /* REC_SYSBUF_FD_WRITE */
+  if (check == REC_SYSBUF_FD_NOT_OUTPUT) return VIA_CALL;
+  if (check == REC_SYSBUF_FD_CLOSE) return (fd_class(fd) & REC_SYSBUF_CLASS_QUIET) ? VIA_CALL : 0;
+  /* REC_SYSBUF_FD_WRITE(_STREAM) */
   if (header()->no_writes) return 0;
   int c = fd_class(fd);
-  return (c & REC_SYSBUF_CLASS_QUIET_FILE) && !(c & REC_SYSBUF_CLASS_WATCHED);
+  if (c & REC_SYSBUF_CLASS_QUIET_FILE) return (c & REC_SYSBUF_CLASS_WATCHED) ? 0 : VIA_CALL;
+  return check == REC_SYSBUF_FD_WRITE_STREAM && stream_fd(c, 1, args[2]) ? VIA_NOWAIT : 0;
 }
 
 static int rule_allows(uint8_t rule, const uint64_t* args) {
@@ -217,9 +279,16 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     if (limit > REC_SYSBUF_CAPACITY || most > limit ||
         used + sizeof(struct rec_sysbuf_entry) + most > limit)
       return 0; /* full: the traced call's stop empties it */
-    if (!rule_allows(p.rule, args) || !fd_allowed(p.fd_check, args)) return 0;
-    long result = untraced6((long)nr, (long)args[0], (long)args[1], (long)args[2],
-                            (long)args[3], (long)args[4], (long)args[5]);
+    if (!rule_allows(p.rule, args)) return 0;
+    int via = fd_allowed(p.fd_check, args);
+    if (!via) return 0;
+    long result;
+    if (via == VIA_NOWAIT) {
+      if (!stream_call(args, p.fd_check == REC_SYSBUF_FD_WRITE_STREAM, &result)) return 0;
+    } else {
+      result = untraced6((long)nr, (long)args[0], (long)args[1], (long)args[2], (long)args[3],
+                         (long)args[4], (long)args[5]);
+    }
     struct rec_sysbuf_entry* e = (struct rec_sysbuf_entry*)(REC_SYSBUF_ENTRIES + used);
     uint64_t len = 0;
     if (p.out_kind == REC_SYSBUF_OUT_RESULT && result > 0)

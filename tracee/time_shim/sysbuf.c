@@ -30,6 +30,11 @@ _Static_assert(sizeof(struct rec_sysbuf_header) <= 0x2000, "the header leaves th
 #define SYS_fstatfs 138
 #define SYS_openat 257
 #define SYS_getsockopt 55
+#define SYS_sendto 44
+#define SYS_recvfrom 45
+#define MSG_PEEK_ 0x2
+#define MSG_DONTWAIT_ 0x40
+#define MSG_NOSIGNAL_ 0x4000
 #define SYS_preadv2 327
 #define SYS_pwritev2 328
 #define RWF_NOWAIT_ 8
@@ -121,6 +126,13 @@ static int quiet_file(long fd, int dirs, int* is_watched, uint32_t* file_type) {
   return local_file_system(fd);
 }
 
+/* The fd's file type (S_IFMT bits), 0 when fstat fails. */
+static uint32_t file_type(long fd) {
+  struct kstat st;
+  if (untraced6(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) != 0) return 0;
+  return st.mode & 0170000;
+}
+
 /* openat without O_CREAT/O_TRUNC: the path is looked at through an O_PATH
  * open (which never blocks and has no effect on a FIFO or a device) before
  * the real open. 1: the real open may be made here. A path that does not
@@ -148,8 +160,8 @@ static int path_allowed(long dirfd, long path, long flags) {
 #define S_IFSOCK_ 0140000
 #define PIPE_BUF_ 4096
 #define UNIX_WHOLE_WRITE 2048
-static int stream_fd(long fd, uint32_t type, int writing, uint64_t length) {
-  if (type == S_IFIFO_) return !writing || length <= PIPE_BUF_;
+static int stream_fd(long fd, uint32_t type, int writing, uint64_t length, uint8_t nowait) {
+  if (type == S_IFIFO_) return nowait == REC_SYSBUF_NOWAIT_RWF && (!writing || length <= PIPE_BUF_);
   if (type != S_IFSOCK_) return 0;
   if (!writing) return 1;
   if (length > UNIX_WHOLE_WRITE) return 0;
@@ -166,12 +178,24 @@ static int stream_fd(long fd, uint32_t type, int writing, uint64_t length) {
  * SIGPIPE: rec drops it at this stop, sysbuf::ownSigpipe, and the traced
  * call raises it again where replay sees it), EOPNOTSUPP (no NOWAIT for
  * this file). None of them had an effect. */
-static int stream_call(const uint64_t* args, int writing, long* result) {
-  struct {
-    uint64_t base, length;
-  } iov = {args[1], args[2]};
-  long r = untraced6(writing ? SYS_pwritev2 : SYS_preadv2, (long)args[0], (long)&iov, 1, -1, -1,
-                     RWF_NOWAIT_);
+static int stream_call(const uint64_t* args, int writing, uint8_t nowait, long* result) {
+  long r;
+  if (nowait == REC_SYSBUF_NOWAIT_MSG) {
+    /* send()/recv(): only flags whose meaning MSG_DONTWAIT does not change
+     * (not MSG_WAITALL, MSG_OOB, MSG_TRUNC, ...); MSG_NOSIGNAL: no SIGPIPE
+     * at all, the traced call raises it */
+    long flags = (long)args[3];
+    if (flags & ~(long)(writing ? MSG_DONTWAIT_ | MSG_NOSIGNAL_ : MSG_DONTWAIT_ | MSG_PEEK_))
+      return 0;
+    r = untraced6(writing ? SYS_sendto : SYS_recvfrom, (long)args[0], (long)args[1],
+                  (long)args[2], flags | MSG_DONTWAIT_ | (writing ? MSG_NOSIGNAL_ : 0), 0, 0);
+  } else {
+    struct {
+      uint64_t base, length;
+    } iov = {args[1], args[2]};
+    r = untraced6(writing ? SYS_pwritev2 : SYS_preadv2, (long)args[0], (long)&iov, 1, -1, -1,
+                  RWF_NOWAIT_);
+  }
   if (r == -EAGAIN_ || r == -EPIPE_ || r == -EOPNOTSUPP_) return 0;
   *result = r;
   return 1;
@@ -182,7 +206,7 @@ static int stream_call(const uint64_t* args, int writing, long* result) {
 
 /* How the call may be made here (VIA_*), or 0: it could block, or rec has
  * something else to note about it. */
-static int fd_allowed(uint8_t check, const uint64_t* args) {
+static int fd_allowed(uint8_t check, uint8_t nowait, const uint64_t* args) {
   long fd = (long)args[0];
   switch (check) {
     case REC_SYSBUF_FD_ANY:
@@ -196,8 +220,9 @@ static int fd_allowed(uint8_t check, const uint64_t* args) {
   uint32_t type = 0;
   if (check == REC_SYSBUF_FD_READ) return quiet_file(fd, 1, 0, 0) ? VIA_CALL : 0;
   if (check == REC_SYSBUF_FD_READ_STREAM) {
-    if (quiet_file(fd, 1, 0, &type)) return VIA_CALL;
-    return stream_fd(fd, type, 0, args[2]) ? VIA_NOWAIT : 0;
+    if (nowait == REC_SYSBUF_NOWAIT_RWF && quiet_file(fd, 1, 0, &type)) return VIA_CALL;
+    if (nowait == REC_SYSBUF_NOWAIT_MSG) type = file_type(fd);
+    return stream_fd(fd, type, 0, args[2], nowait) ? VIA_NOWAIT : 0;
   }
   /* what replay shows as the program's output, or an fd that would become
    * an alias of it (rec's view of the fd table changes only at its stops) */
@@ -207,8 +232,13 @@ static int fd_allowed(uint8_t check, const uint64_t* args) {
   /* REC_SYSBUF_FD_WRITE(_STREAM) */
   if (header()->no_writes) return 0;
   int is_watched = 0;
-  if (quiet_file(fd, 0, &is_watched, &type)) return is_watched ? 0 : VIA_CALL;
-  return check == REC_SYSBUF_FD_WRITE_STREAM && stream_fd(fd, type, 1, args[2]) ? VIA_NOWAIT : 0;
+  if (nowait == REC_SYSBUF_NOWAIT_MSG) {
+    type = file_type(fd);
+  } else if (quiet_file(fd, 0, &is_watched, &type)) {
+    return is_watched ? 0 : VIA_CALL;
+  }
+  return check == REC_SYSBUF_FD_WRITE_STREAM && stream_fd(fd, type, 1, args[2], nowait) ? VIA_NOWAIT
+                                                                                        : 0;
 }
 
 static int rule_allows(uint8_t rule, const uint64_t* args) {
@@ -244,11 +274,11 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
         used + sizeof(struct rec_sysbuf_entry) + most > limit)
       return 0; /* full: the traced call's stop empties it */
     if (!rule_allows(p.rule, args)) return 0;
-    int via = fd_allowed(p.fd_check, args);
+    int via = fd_allowed(p.fd_check, p.nowait, args);
     if (!via) return 0;
     long result;
     if (via == VIA_NOWAIT) {
-      if (!stream_call(args, p.fd_check == REC_SYSBUF_FD_WRITE_STREAM, &result)) return 0;
+      if (!stream_call(args, p.fd_check == REC_SYSBUF_FD_WRITE_STREAM, p.nowait, &result)) return 0;
     } else {
       result = untraced6((long)nr, (long)args[0], (long)args[1], (long)args[2], (long)args[3],
                          (long)args[4], (long)args[5]);

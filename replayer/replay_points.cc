@@ -383,13 +383,10 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
         resumeUserCode(t, 0);
         continue;
       }
-      const bool inStackLoad =
-          at >= trampoline->stackLoad.first && at < trampoline->stackLoad.second;
-      if ((stop.signal == SIGSEGV || stop.signal == SIGBUS) &&
-          (trampoline->inMemoryLoad(at) || inStackLoad)) {
+      auto faultMiss = trampoline->faultMissFor(at);
+      if ((stop.signal == SIGSEGV || stop.signal == SIGBUS) && faultMiss) {
         // A memory word the check reads is not mapped yet: not the point.
-        t.task.mutableRegs().setIp(inStackLoad ? trampoline->stackFaultMissIp
-                                               : trampoline->faultMissIp);
+        t.task.mutableRegs().setIp(*faultMiss);
         resumeUserCode(t, 0);
         continue;
       }

@@ -212,22 +212,33 @@ constexpr uint8_t kJne = 0x5;
 // The registers most likely to differ first (x86 numbering; 4 is rsp).
 constexpr int kCheckOrder[16] = {0, 1, 2, 6, 7, 8, 9, 10, 11, 3, 5, 12, 13, 14, 15, 4};
 
-// The in-process check: registers and memory words against the data page,
-// on the check's own stack. Falls into int3 on a match, else jumps to
-// `fastMiss` (a general register differed: rcx to restore) or `miss`.
+// A load the check makes of the program's memory, [start, end), and the
+// label a fault there goes on at (rec moves the task: not the program's fault).
+struct LoadSite {
+  uint64_t start, end;
+  int miss;
+};
 
-bool emitCheck(Assembler& a, uint64_t data, const uint64_t (&expectedRegs)[16], int fastMiss,
-               size_t memoryWords,
-               const std::vector<uint64_t>& addresses, bool xmm, size_t stackQwords, int miss,
-               std::vector<std::pair<uint64_t, uint64_t>>& loads,
-               std::pair<uint64_t, uint64_t>& stackLoad) {
+// The in-process check: registers and memory words against the data page.
+// Falls into int3 on a match, else jumps to `fastMiss` (the flag-free
+// pre-check missed: rcx and rdx to restore) or `miss` (the full check,
+// on its own stack, missed).
+bool emitCheck(Assembler& a, uint64_t data, const uint64_t (&expectedRegs)[16],
+               std::span<const MemoryCheck> memory, bool xmm, size_t stackQwords, int fastMiss,
+               int miss, int faultMiss, int stackFaultMiss, std::vector<LoadSite>& loads) {
   bool ok = true;
   // Pre-check without touching the flags: most passes of a loop differ in
-  // a general register, and pushfq/popfq cost more than the loop's body.
-  // Each register R: rcx = -expected + R (lea), jrcxz on equality. A miss
-  // only puts rcx back.
+  // a general register or a word it writes, and pushfq/popfq cost more than
+  // the loop's body. Each value V: rcx = V - expected (lea), jrcxz on
+  // equality. rcx and rdx are borrowed and put back.
   a.emit({0x48, 0x89, 0x0d});  // mov %rcx, savedRcx(%rip)
   ok &= a.ripDisp(data + kSavedRcx);
+  a.emit({0x48, 0x89, 0x15});  // mov %rdx, savedRdx(%rip)
+  ok &= a.ripDisp(data + kSavedRdx);
+  auto missUnlessZero = [&] {
+    a.emit({0xe3, 0x05});  // jrcxz over the jump
+    a.jmp(fastMiss);
+  };
   for (int n : kCheckOrder) {
     if (n == 1 || n == 4) continue;  // rcx below; rsp is compared as saved
     a.emit({0x48, 0xb9});            // movabs $-expected, %rcx
@@ -235,23 +246,30 @@ bool emitCheck(Assembler& a, uint64_t data, const uint64_t (&expectedRegs)[16], 
     // lea (%rcx,R,1), %rcx
     a.emit({static_cast<uint8_t>(0x48 | (n >= 8 ? 0x02 : 0)), 0x8d, 0x0c,
             static_cast<uint8_t>(((n & 7) << 3) | 0x01)});
-    a.emit({0xe3, 0x05});  // jrcxz over the jump
-    a.jmp(fastMiss);
+    missUnlessZero();
   }
-  // rcx itself: its value is in savedRcx; rdx lends a hand.
-  a.emit({0x48, 0x89, 0x15});  // mov %rdx, savedRdx(%rip)
-  ok &= a.ripDisp(data + kSavedRdx);
+  // rcx itself, from savedRcx.
   a.emit({0x48, 0x8b, 0x15});  // mov savedRcx(%rip), %rdx
   ok &= a.ripDisp(data + kSavedRcx);
   a.emit({0x48, 0xb9});  // movabs $-expected, %rcx
   put64(a.bytes(), uint64_t{0} - expectedRegs[1]);
   a.emit({0x48, 0x8d, 0x0c, 0x11});  // lea (%rcx,%rdx,1), %rcx
-  a.emit({0x48, 0x8b, 0x15});        // mov savedRdx(%rip), %rdx
-  ok &= a.ripDisp(data + kSavedRdx);
-  a.emit({0xe3, 0x05});  // jrcxz over the jump
-  a.jmp(fastMiss);
+  missUnlessZero();
+  for (const MemoryCheck& word : memory) {
+    a.emit({0x48, 0xb9});  // movabs $address, %rcx
+    put64(a.bytes(), word.address);
+    uint64_t load = a.here();
+    a.emit({0x48, 0x8b, 0x09});  // mov (%rcx), %rcx
+    loads.push_back({load, a.here(), fastMiss});
+    a.emit({0x48, 0xba});  // movabs $-expected, %rdx
+    put64(a.bytes(), uint64_t{0} - word.value);
+    a.emit({0x48, 0x8d, 0x0c, 0x11});  // lea (%rcx,%rdx,1), %rcx
+    missUnlessZero();
+  }
   a.emit({0x48, 0x8b, 0x0d});  // mov savedRcx(%rip), %rcx
   ok &= a.ripDisp(data + kSavedRcx);
+  a.emit({0x48, 0x8b, 0x15});  // mov savedRdx(%rip), %rdx
+  ok &= a.ripDisp(data + kSavedRdx);
   // The full check, on its own stack.
   a.emit({0x48, 0x89, 0x25});  // mov %rsp, saved(%rip)
   ok &= a.ripDisp(data + kSavedRsp);
@@ -281,12 +299,12 @@ bool emitCheck(Assembler& a, uint64_t data, const uint64_t (&expectedRegs)[16], 
   cmpReg(0, data + kExpectedFlags);
   a.emit({0x58});
   a.jcc(kJne, miss);
-  for (size_t i = 0; i < memoryWords; ++i) {
+  for (size_t i = 0; i < memory.size(); ++i) {
     a.emit({0x50, 0x48, 0xb8});  // push %rax; movabs $address,%rax
-    put64(a.bytes(), addresses[i]);
+    put64(a.bytes(), memory[i].address);
     uint64_t load = a.here();
     a.emit({0x48, 0x8b, 0x00});  // mov (%rax),%rax
-    loads.push_back({load, a.here()});
+    loads.push_back({load, a.here(), faultMiss});
     cmpReg(0, data + kExpectedMemory + i * 8);
     a.emit({0x58});
     a.jcc(kJne, miss);
@@ -321,9 +339,9 @@ bool emitCheck(Assembler& a, uint64_t data, const uint64_t (&expectedRegs)[16], 
     a.emit({0xb9});  // mov $qwords, %ecx
     put32(a.bytes(), static_cast<uint32_t>(stackQwords));
     a.emit({0xfc});  // cld (popfq gives the program its direction flag back)
-    stackLoad.first = a.here();
+    uint64_t load = a.here();
     a.emit({0xf3, 0x48, 0xa7});  // repe cmpsq
-    stackLoad.second = a.here();
+    loads.push_back({load, a.here(), stackFaultMiss});
     a.emit({0x59, 0x5f, 0x5e});  // pop %rcx; pop %rdi; pop %rsi (flags untouched)
     a.jcc(kJne, miss);
   }
@@ -373,10 +391,10 @@ std::optional<uint64_t> Trampoline::originalOf(uint64_t copyIp) const {
   return std::nullopt;
 }
 
-bool Trampoline::inMemoryLoad(uint64_t ip) const {
-  for (auto [start, end] : memoryLoads)
-    if (ip >= start && ip < end) return true;
-  return false;
+std::optional<uint64_t> Trampoline::faultMissFor(uint64_t ip) const {
+  for (const FaultSite& site : loads)
+    if (ip >= site.start && ip < site.end) return site.missIp;
+  return std::nullopt;
 }
 
 std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
@@ -460,11 +478,8 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
   uint64_t flags = expected.eflags & kArithmeticFlags;
   std::memcpy(t.data.data() + kExpectedFlags, &flags, 8);
   if (memory.size() > kMaxMemoryChecks) memory = memory.first(kMaxMemoryChecks);
-  std::vector<uint64_t> addresses;
-  for (size_t i = 0; i < memory.size(); ++i) {
+  for (size_t i = 0; i < memory.size(); ++i)
     std::memcpy(t.data.data() + kExpectedMemory + i * 8, &memory[i].value, 8);
-    addresses.push_back(memory[i].address);
-  }
   const size_t stackQwords = std::min(stack.size(), kPointStackBytes) / 8;
   if (stackQwords) std::memcpy(t.data.data() + kExpectedStack, stack.data(), stackQwords * 8);
   const bool checkXmm = xmm.size() == kXmmBytes;
@@ -522,8 +537,9 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
   t.checkIp = a.here();
   uint64_t expectedRegs[16];
   for (int n = 0; n < 16; ++n) expectedRegs[n] = regByNumber(expected, n);
-  ok &= emitCheck(a, data, expectedRegs, fastMiss, memory.size(), addresses, checkXmm, stackQwords, miss, t.memoryLoads,
-                  t.stackLoad);
+  std::vector<LoadSite> loads;
+  ok &= emitCheck(a, data, expectedRegs, memory, checkXmm, stackQwords, fastMiss, miss, faultMiss,
+                  stackFaultMiss, loads);
   t.trapIp = a.here();
   t.resumeIp = a.here();  // X's copy follows the int3
   for (const Insn& d : after) ok &= copy(d);
@@ -536,15 +552,15 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
   a.bind(fastMiss);
   a.emit({0x48, 0x8b, 0x0d});  // mov savedRcx(%rip), %rcx
   ok &= a.ripDisp(data + kSavedRcx);
+  a.emit({0x48, 0x8b, 0x15});  // mov savedRdx(%rip), %rdx
+  ok &= a.ripDisp(data + kSavedRdx);
   a.jmp(copyOf[ip]);
   // A memory word's load faulted (rec moved the task here): %rax is on the stack.
   a.bind(faultMiss);
-  t.faultMissIp = a.here();
   a.emit({0x58});
   a.jmp(miss);
   // The stack comparison faulted: %rsi, %rdi, %rcx are on the stack.
   a.bind(stackFaultMiss);
-  t.stackFaultMissIp = a.here();
   a.emit({0x59, 0x5f, 0x5e});
   a.jmp(miss);
   for (auto [target, l] : stubs) {
@@ -552,6 +568,7 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
     a.absoluteJump(target);
   }
   if (!ok || !a.resolve() || a.bytes().size() > kPageSize) return std::nullopt;
+  for (const LoadSite& load : loads) t.loads.push_back({load.start, load.end, a.address(load.miss)});
   t.code = std::move(a.bytes());
 
   if (entry == PointEntry::Jump) {

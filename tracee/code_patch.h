@@ -87,19 +87,20 @@ struct Trampoline {
   uint64_t checkIp = 0;       // the check: X's jump lands here, or rec moves the task here
   uint64_t trapIp = 0;        // rip after the int3 of a match; registers are the program's
   uint64_t resumeIp = 0;      // a candidate that was not the point goes on here (X's copy)
-  uint64_t faultMissIp = 0;   // a memory word's load faulted: rec moves the task here
   std::vector<uint8_t> jump;  // Jump: the bytes written at X
   // Each copied instruction: its address in the trampoline, its original one.
   std::vector<std::pair<uint64_t, uint64_t>> moved;
-  // [start, end) of the memory-word loads: a fault there is a miss, not the program's.
-  std::vector<std::pair<uint64_t, uint64_t>> memoryLoads;
-  // The same for the stack comparison, whose miss goes on at stackFaultMissIp.
-  std::pair<uint64_t, uint64_t> stackLoad{0, 0};
-  uint64_t stackFaultMissIp = 0;
+  // The check's loads of the program's memory (its words, its stack): a
+  // fault in [start, end) is a miss, not the program's; rec moves the task
+  // to missIp.
+  struct FaultSite {
+    uint64_t start, end, missIp;
+  };
+  std::vector<FaultSite> loads;
 
   // The original address of a copied instruction (for reports).
   std::optional<uint64_t> originalOf(uint64_t copyIp) const;
-  bool inMemoryLoad(uint64_t ip) const;
+  std::optional<uint64_t> faultMissFor(uint64_t ip) const;
 };
 
 // Builds the trampoline for pages at `pageAddress` (within +-2 GiB of ip).

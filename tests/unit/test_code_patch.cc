@@ -102,6 +102,21 @@ void onTrap(int, siginfo_t*, void* context) {
   siglongjmp(gTrapped, 1);
 }
 
+// What rec does with a fault in one of the check's loads: move on to its miss.
+const std::vector<rec::Trampoline::FaultSite>* gFaultSites;
+int gFaults;
+void onFault(int, siginfo_t*, void* context) {
+  auto* uc = static_cast<ucontext_t*>(context);
+  uint64_t rip = static_cast<uint64_t>(uc->uc_mcontext.gregs[REG_RIP]);
+  for (const auto& site : *gFaultSites)
+    if (rip >= site.start && rip < site.end) {
+      uc->uc_mcontext.gregs[REG_RIP] = static_cast<greg_t>(site.missIp);
+      ++gFaults;
+      return;
+    }
+  std::abort();  // a fault the check did not expect
+}
+
 user_regs_struct stubRegisters(uint64_t rdi, uint64_t rsp, uint64_t entry) {
   user_regs_struct r{};
   r.rax = 1, r.rcx = 2, r.rdx = 3, r.rbx = 4, r.rbp = 5, r.rsi = 6, r.rdi = rdi;
@@ -129,11 +144,12 @@ TEST_CASE("a trampoline checks every pass of a copied loop and never writes the 
   uint64_t rspAtX = top - 8;  // after the stub pushed its return address
   uint64_t checkIp = page;    // no code before X: the check starts the page
 
-  auto install = [&](uint64_t matchRdi, int offByOne = -1) {
+  auto install = [&](uint64_t matchRdi, int offByOne = -1,
+                     std::span<const rec::MemoryCheck> words = {}) {
     user_regs_struct expected = stubRegisters(matchRdi, rspAtX, checkIp);
     if (offByOne >= 0) reinterpret_cast<unsigned long long*>(&expected)[offByOne] += 1;
     auto t = buildTrampoline(page, ip, std::span(body, sizeof body), ip, PointEntry::DebugRegister,
-                             expected);
+                             expected, words);
     REQUIRE(t.has_value());
     REQUIRE(t->checkIp == checkIp);
     REQUIRE(t->code.size() <= 4096);
@@ -170,6 +186,42 @@ TEST_CASE("a trampoline checks every pass of a copied loop and never writes the 
       runChecked();  // a trap here would kill the test binary with SIGTRAP
       CHECK(gRdiAtReturn == 0);
     }
+  }
+
+  SECTION("memory words: a matching word traps, a differing or unmapped one does not") {
+    static volatile uint64_t word = 77;
+    struct sigaction sa {
+    }, oldTrap{}, oldSegv{};
+    sa.sa_sigaction = onTrap;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGTRAP, &sa, &oldTrap);
+    auto trapsWith = [&](uint64_t address, uint64_t value) {
+      rec::MemoryCheck w[] = {{address, value}};
+      static rec::Trampoline held;
+      held = install(4, -1, w);
+      gFaultSites = &held.loads;
+      gEntry = checkIp;
+      gCounter = 10;
+      gTrapRip = 0;
+      if (sigsetjmp(gTrapped, 1) == 0) runChecked();
+      return gTrapRip != 0;
+    };
+    CHECK(trapsWith(reinterpret_cast<uint64_t>(&word), 77));
+    CHECK(gTrapRcx == 2);
+    CHECK_FALSE(trapsWith(reinterpret_cast<uint64_t>(&word), 78));
+    CHECK(gRdiAtReturn == 0);
+    // An unmapped word: rec moves the faulting task to the load's miss path,
+    // as this handler does.
+    struct sigaction segv {};
+    segv.sa_sigaction = onFault;
+    segv.sa_flags = SA_SIGINFO;
+    sigaction(SIGSEGV, &segv, &oldSegv);
+    gFaults = 0;
+    CHECK_FALSE(trapsWith(8, 0));
+    CHECK(gFaults > 0);
+    CHECK(gRdiAtReturn == 0);
+    sigaction(SIGSEGV, &oldSegv, nullptr);
+    sigaction(SIGTRAP, &oldTrap, nullptr);
   }
 
   SECTION("the pass whose registers match traps, with the program's registers") {

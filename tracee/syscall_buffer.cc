@@ -136,12 +136,16 @@ void fillPolicy(rec_sysbuf_header& h) {
       case sys::BufferFd::Close: p.fd_check = REC_SYSBUF_FD_CLOSE; break;
       case sys::BufferFd::PathOpen: p.fd_check = REC_SYSBUF_PATH_OPEN; break;
       case sys::BufferFd::Stream:
-        if (row.fdWrite.data == sys::Data::Buffer)
-          p.fd_check = REC_SYSBUF_FD_WRITE_STREAM;
-        else if (row.args[0] == sys::Arg::Fd && p.out_kind == REC_SYSBUF_OUT_RESULT)
-          p.fd_check = REC_SYSBUF_FD_READ_STREAM;
-        else
-          continue;  // only read(2) and write(2) have a NOWAIT form (preadv2/pwritev2)
+      case sys::BufferFd::SocketMsg:
+        // (fd, buf, len, ...): a read when it returns bytes at buf, else a write
+        if (row.args[0] != sys::Arg::Fd || row.args[1] != sys::Arg::Ptr ||
+            row.args[2] != sys::Arg::Size)
+          continue;
+        p.fd_check = p.out_kind == REC_SYSBUF_OUT_RESULT && p.out_arg == 1
+                         ? REC_SYSBUF_FD_READ_STREAM
+                         : REC_SYSBUF_FD_WRITE_STREAM;
+        p.nowait = row.buffer.fd == sys::BufferFd::Stream ? REC_SYSBUF_NOWAIT_RWF
+                                                          : REC_SYSBUF_NOWAIT_MSG;
         break;
       case sys::BufferFd::Default:
         if (row.fdWrite.data == sys::Data::Buffer)

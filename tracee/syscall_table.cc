@@ -252,9 +252,12 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_connect, "connect", {Fd, Ptr, Size}).blocks(),
   emulated(SYS_accept, "accept", {Fd, Ptr, Ptr}).blocks().fd()
       .out(lenPtr(1, 2, kSockaddrStorage), fixed(2, 4)),
-  emulated(SYS_sendto, "sendto", {Fd, Ptr, Size, Hex, Ptr, Size}).blocks(),
+  // send()/recv(): no address (the buffer records only the bytes at buf)
+  emulated(SYS_sendto, "sendto", {Fd, Ptr, Size, Hex, Ptr, Size}).blocks()
+      .bufferedIfArg(BufferFd::SocketMsg, 4, {0}),
   emulated(SYS_recvfrom, "recvfrom", {Fd, Ptr, Size, Hex, Ptr, Ptr}).blocks()
-      .out(byResult(1), lenPtr(4, 5, kSockaddrStorage), fixed(5, 4)),
+      .out(byResult(1), lenPtr(4, 5, kSockaddrStorage), fixed(5, 4))
+      .bufferedIfArg(BufferFd::SocketMsg, 4, {0}),
   emulated(SYS_sendmsg, "sendmsg", {Fd, Ptr, Hex}).blocks(),
   emulated(SYS_recvmsg, "recvmsg", {Fd, Ptr, Hex}).blocks().out(msghdr(1)),
   emulated(SYS_shutdown, "shutdown", {Fd, Int}),

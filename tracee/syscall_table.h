@@ -171,6 +171,8 @@ enum class BufferFd : uint8_t {
               // on a local file system, checked with an O_PATH open first
   Stream,     // as Default, or a pipe, FIFO or socket: read(2)/write(2) made with RWF_NOWAIT
               // (EAGAIN and EPIPE traced); writes only when whole-or-nothing (small, AF_UNIX)
+  SocketMsg,  // recvfrom/sendto (fd, buf, len, flags, ...) on a socket: made with MSG_DONTWAIT
+              // added to flags, as Stream; with a rule that the address is NULL
 };
 struct BufferRule {
   BufferFd fd = BufferFd::Default;

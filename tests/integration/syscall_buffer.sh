@@ -184,7 +184,7 @@ check_fdcache() {
 check_stream() {
   need_program sysbuf_stream
   local mode
-  for mode in "procs 3000" "threads 3000" "socket 2000" eagain epipe nonblock "signals 2000" "exits 300"; do
+  for mode in "procs 3000" "threads 3000" "socket 2000" eagain epipe nonblock "signals 2000" "exits 300" "sendrecv 500"; do
     # shellcheck disable=SC2086
     expect_native_differs "$PROGRAMS/sysbuf_stream" $mode 2>/dev/null
   done
@@ -205,6 +205,9 @@ check_stream() {
   record_replay nonblock --status 0 --expect-out '^empty: -1 EAGAIN$' \
     --expect-out '^full after [0-9]+ writes of [0-9]+ \([0-9]+ bytes\): EAGAIN$' \
     --expect-out '^read back [0-9]+ bytes [0-9a-f]{16} same, then EAGAIN$' -- "$PROGRAMS/sysbuf_stream" nonblock
+  record_replay sendrecv --status 0 --expect-out '^sendrecv 2000 [0-9a-f]{16} seqpacket [0-9a-f]{16} child 0$' \
+    --expect-out '^send MSG_NOSIGNAL: -1 EPIPE, 0 SIGPIPE$' --expect-out '^send: -1 EPIPE, 1 SIGPIPE$' \
+    -- "$PROGRAMS/sysbuf_stream" sendrecv 2000
   # a fast timer's handler writing to a pipe while the threads' calls are
   # buffered or blocked; writers exiting with their writes still buffered
   record_replay signals --status 0 \
@@ -235,6 +238,13 @@ check_stream() {
     ((n >= 1000)) || fail "only $n socket reads went through the buffer"
     "$REC" dump epipe.rec >dump.out || fail "rec dump failed"
     grep -Eq '\] write\(.*= -1 EPIPE.*syscall buffer' dump.out && fail "a write that raised SIGPIPE was buffered"
+    "$REC" dump sendrecv.rec >dump.out || fail "rec dump failed"
+    n=$(grep -Ec '\] sendto\(.*NULL, 0\) = [0-9]+ \[syscall buffer, no stop' dump.out)
+    ((n >= 2400)) || fail "only $n of ~2500 send() calls went through the buffer"
+    n=$(grep -Ec '\] recvfrom\(.*syscall buffer, no stop' dump.out)
+    ((n >= 400)) || fail "only $n recv() calls went through the buffer"
+    grep -Eq '\] recvfrom\([0-9]+, 0x[0-9a-f]+, [0-9]+, 0x100, .*syscall buffer' dump.out && fail "a MSG_WAITALL recv() was buffered"
+    grep -Eq '\] sendto\(.*EPIPE.*syscall buffer' dump.out && fail "a send() that failed with EPIPE was buffered"
     "$REC" dump signals.rec >dump.out || fail "rec dump failed"
     n=$(grep -Ec '\] write\(.*syscall buffer, no stop' dump.out)
     ((n >= 3900)) || fail "only $n of the signals test's writes went through the buffer"
@@ -244,7 +254,7 @@ check_stream() {
     n=$(grep -Ec '\] read\(0, .*syscall buffer, no stop' dump.out)
     ((n >= 10)) || fail "only $n reads of the stdin pipe went through the buffer"
   else
-    for n in procs threads socket eagain epipe nonblock external signals exits; do
+    for n in procs threads socket eagain epipe nonblock external signals exits sendrecv; do
       (($(buffered_count $n.rec) == 0)) || fail "buffered calls in $n.rec with REC_SYSCALL_BUFFER=off"
     done
   fi

@@ -17,6 +17,10 @@
 //   sysbuf_stream nonblock    an O_NONBLOCK pipe: EAGAIN reaches the program
 //   sysbuf_stream external    stdin to its end (a pipe from a process that
 //                             is not recorded)
+//   sysbuf_stream sendrecv N  send()/recv() (sendto/recvfrom without an
+//                             address) over AF_UNIX stream and datagram
+//                             socketpairs, MSG_PEEK, MSG_WAITALL, and
+//                             EPIPE with and without MSG_NOSIGNAL
 //   sysbuf_stream signals N   the threads' exchange under a fast timer whose
 //                             handler writes to another pipe (buffered
 //                             calls interrupted, blocked reads interrupted)
@@ -332,6 +336,79 @@ static int external(void) {
   return n == 0 ? 0 : 10;
 }
 
+static int sendrecv(int rounds) {
+  int sp[2], dp[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) || socketpair(AF_UNIX, SOCK_SEQPACKET, 0, dp))
+    return 10;
+  pid_t child = fork();
+  if (child == 0) {
+    // echo with send/recv: a length byte, then the message
+    for (;;) {
+      unsigned char m[256];
+      if (recv(sp[0], m, 1, MSG_WAITALL) != 1) _exit(1);
+      if (m[0] == 0) break;
+      if (recv(sp[0], m + 1, m[0], MSG_WAITALL) != m[0]) _exit(2);
+      for (int i = 1; i <= m[0]; ++i) m[i] ^= 0x5a;
+      if (send(sp[0], m, 1u + m[0], 0) != 1 + m[0]) _exit(3);
+    }
+    // seqpacket: each recv one record, peeked first
+    for (;;) {
+      char m[2048], peek[2048];
+      ssize_t p = recv(dp[0], peek, sizeof peek, MSG_PEEK);
+      ssize_t n = recv(dp[0], m, sizeof m, 0);
+      if (n <= 0 || p != n || memcmp(m, peek, (size_t)n)) _exit(4);
+      if (n == 1) break;
+      if (send(dp[0], &n, sizeof n, MSG_NOSIGNAL) != sizeof n) _exit(5);
+    }
+    _exit(0);
+  }
+  close(sp[0]);
+  close(dp[0]);
+  unsigned s = seed();
+  unsigned long h = FNV0;
+  for (int i = 0; i < rounds; ++i) {
+    unsigned char m[256], back[256];
+    m[0] = (unsigned char)(1 + rand_r(&s) % 100);
+    for (int j = 1; j <= m[0]; ++j) m[j] = (unsigned char)rand_r(&s);
+    if (send(sp[1], m, 1u + m[0], 0) != 1 + m[0]) return 11;
+    size_t got = 0;
+    while (got < 1u + m[0]) {
+      ssize_t n = recv(sp[1], back + got, 1u + m[0] - got, 0);
+      if (n <= 0) return 12;
+      got += (size_t)n;
+    }
+    h = fnv(h, back, got);
+  }
+  unsigned char end = 0;
+  if (send(sp[1], &end, 1, 0) != 1) return 13;
+  unsigned long lengths = FNV0;
+  for (int i = 0; i < rounds / 4; ++i) {
+    char m[2048];
+    size_t n = 2 + (size_t)rand_r(&s) % (sizeof m - 2);
+    memset(m, rand_r(&s), n);
+    if (send(dp[1], m, n, 0) != (ssize_t)n) return 14;
+    ssize_t echoed = 0;
+    if (recv(dp[1], &echoed, sizeof echoed, 0) != sizeof echoed || echoed != (ssize_t)n) return 15;
+    lengths = fnv(lengths, &echoed, sizeof echoed);
+  }
+  if (send(dp[1], "x", 1, 0) != 1) return 16;
+  int status;
+  waitpid(child, &status, 0);
+  printf("sendrecv %d %016lx seqpacket %016lx child %d\n", rounds, h, lengths,
+         WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status));
+  // the peer is gone: EPIPE, SIGPIPE only without MSG_NOSIGNAL
+  signal(SIGPIPE, on_sigpipe);
+  sigpipes = 0;
+  errno = 0;
+  ssize_t r = send(sp[1], "y", 1, MSG_NOSIGNAL);
+  printf("send MSG_NOSIGNAL: %zd %s, %d SIGPIPE\n", r, errno == EPIPE ? "EPIPE" : strerror(errno),
+         (int)sigpipes);
+  errno = 0;
+  r = send(sp[1], "y", 1, 0);
+  printf("send: %zd %s, %d SIGPIPE\n", r, errno == EPIPE ? "EPIPE" : strerror(errno), (int)sigpipes);
+  return h ? 0 : 17;
+}
+
 static int alarm_pipe[2];
 static volatile sig_atomic_t alarms;
 static void on_alarm(int sig) {
@@ -428,7 +505,8 @@ int main(int argc, char** argv) {
   if (!strcmp(mode, "nonblock")) return nonblock();
   if (!strcmp(mode, "external")) return external();
   if (!strcmp(mode, "signals")) return signals(n);
+  if (!strcmp(mode, "sendrecv")) return sendrecv(n);
   if (!strcmp(mode, "exits")) return exits(n);
-  fprintf(stderr, "usage: sysbuf_stream procs|threads|socket N | eagain | epipe | nonblock | external | signals N | exits N\n");
+  fprintf(stderr, "usage: sysbuf_stream procs|threads|socket N | eagain | epipe | nonblock | external | signals N | exits N | sendrecv N\n");
   return 2;
 }

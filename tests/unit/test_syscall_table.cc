@@ -146,6 +146,34 @@ TEST_CASE("rows are internally consistent") {
   }
 }
 
+// The syscall buffer's pipe and socket rules (docs/syscall-buffer.md):
+// calls of the (fd, buf, len, ...) shape, whose one output is the bytes
+// read at buf; send/recv only without an address (what recvfrom writes
+// there is not in the buffer's entry).
+TEST_CASE("buffered pipe and socket rows") {
+  std::set<std::string> stream;
+  for (const SyscallRow& r : allSyscalls()) {
+    if (!(r.flags & kBuffered)) continue;
+    if (r.buffer.fd != BufferFd::Stream && r.buffer.fd != BufferFd::SocketMsg) continue;
+    INFO(r.name);
+    stream.insert(std::string(r.name));
+    CHECK(r.args[0] == Arg::Fd);
+    CHECK(r.args[1] == Arg::Ptr);
+    CHECK(r.args[2] == Arg::Size);
+    CHECK((r.outs[0].kind == Out::None ||
+           (r.outs[0].kind == Out::ByResult && r.outs[0].arg == 1)));
+    if (r.buffer.fd == BufferFd::SocketMsg) {
+      CHECK(r.buffer.arg == 4);
+      CHECK(r.buffer.oneOf);
+      CHECK(r.buffer.count == 1);
+      CHECK(r.buffer.values[0] == 0);
+    } else {
+      for (size_t i = 1; i < r.outs.size(); ++i) CHECK(r.outs[i].kind == Out::None);
+    }
+  }
+  CHECK(stream == std::set<std::string>{"read", "write", "recvfrom", "sendto"});
+}
+
 TEST_CASE("support levels follow the classification rules") {
   std::set<std::string_view> passthrough = {
       "mprotect",        "munmap",       "madvise",     "mlock",         "munlock",

@@ -97,11 +97,14 @@ static inline int rec_shim_system_wide_clock(long clock) {
 #define REC_SYSBUF_FD_CLOSE 4    /* that, and a regular file, directory or /dev/null|zero */
 #define REC_SYSBUF_PATH_OPEN 5   /* arguments 0 and 1 (openat) name a regular file, directory or
                                     /dev/null|zero on a local file system (an O_PATH open first) */
-#define REC_SYSBUF_FD_READ_STREAM 6  /* REC_SYSBUF_FD_READ, or a pipe or socket: read(2) made as
-                                        preadv2(RWF_NOWAIT), EAGAIN traced */
+#define REC_SYSBUF_FD_READ_STREAM 6  /* REC_SYSBUF_FD_READ, or a pipe or socket, made without
+                                        waiting (the policy's `nowait`), EAGAIN traced */
 #define REC_SYSBUF_FD_WRITE_STREAM 7 /* REC_SYSBUF_FD_WRITE, or a pipe (at most PIPE_BUF bytes) or
-                                        an AF_UNIX socket (at most 2048): write(2) made as
-                                        pwritev2(RWF_NOWAIT), EAGAIN and EPIPE traced */
+                                        an AF_UNIX socket (at most 2048), made without waiting,
+                                        EAGAIN and EPIPE traced */
+#define REC_SYSBUF_NOWAIT_RWF 1 /* read/write(fd, buf, n) as preadv2/pwritev2(RWF_NOWAIT) */
+#define REC_SYSBUF_NOWAIT_MSG 2 /* recvfrom/sendto(fd, buf, n, flags, NULL, ...) on a socket,
+                                   with MSG_DONTWAIT (and MSG_NOSIGNAL) added to flags */
 #define REC_SYSBUF_FD_CACHE 256
 #define REC_SYSBUF_CLASS_QUIET 1     /* regular file or directory on a local fs, or /dev/null|zero */
 #define REC_SYSBUF_CLASS_QUIET_FILE 2 /* the same without directories */
@@ -129,7 +132,7 @@ struct rec_sysbuf_policy {
   uint8_t out_arg;
   uint16_t out_size;
   uint8_t rule; /* 1 + an index into the header's rules; 0: none */
-  uint8_t reserved;
+  uint8_t nowait; /* REC_SYSBUF_NOWAIT_*, for the _STREAM checks */
 };
 
 struct rec_sysbuf_header {

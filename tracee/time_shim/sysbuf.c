@@ -32,6 +32,11 @@ _Static_assert(sizeof(struct rec_sysbuf_header) <= 0x2000, "the header leaves th
 #define S_IFIFO_ 0010000
 #define S_IFSOCK_ 0140000
 #define SYS_getsockopt 55
+#define SYS_sendto 44
+#define SYS_recvfrom 45
+#define MSG_PEEK_ 0x2
+#define MSG_DONTWAIT_ 0x40
+#define MSG_NOSIGNAL_ 0x4000
 #define SYS_preadv2 327
 #define SYS_pwritev2 328
 #define RWF_NOWAIT_ 8
@@ -190,24 +195,38 @@ static int path_allowed(long dirfd, long path, long flags) {
  * other families' stream writes may stop part way). */
 #define PIPE_BUF_ 4096
 #define UNIX_WHOLE_WRITE 2048
-static int stream_fd(int fd_class_bits, int writing, uint64_t length) {
-  if (fd_class_bits & REC_SYSBUF_CLASS_FIFO) return !writing || length <= PIPE_BUF_;
+static int stream_fd(int fd_class_bits, int writing, uint64_t length, uint8_t nowait) {
+  if (fd_class_bits & REC_SYSBUF_CLASS_FIFO)
+    return nowait == REC_SYSBUF_NOWAIT_RWF && (!writing || length <= PIPE_BUF_);
   if (!(fd_class_bits & REC_SYSBUF_CLASS_SOCKET)) return 0;
   if (!writing) return 1;
   return length <= UNIX_WHOLE_WRITE && (fd_class_bits & REC_SYSBUF_CLASS_UNIX);
 }
+
 /* The call on a pipe or socket, as read(2)/write(2) with RWF_NOWAIT; 0
  * when it must be made traced instead: EAGAIN (it would block, or the fd
  * is O_NONBLOCK: the traced call says which), EPIPE (the kernel has raised
  * SIGPIPE: rec drops it at this stop, sysbuf::ownSigpipe, and the traced
  * call raises it again where replay sees it), EOPNOTSUPP (no NOWAIT for
  * this file). None of them had an effect. */
-static int stream_call(const uint64_t* args, int writing, long* result) {
-  struct {
-    uint64_t base, length;
-  } iov = {args[1], args[2]};
-  long r = untraced6(writing ? SYS_pwritev2 : SYS_preadv2, (long)args[0], (long)&iov, 1, -1, -1,
-                     RWF_NOWAIT_);
+static int stream_call(const uint64_t* args, int writing, uint8_t nowait, long* result) {
+  long r;
+  if (nowait == REC_SYSBUF_NOWAIT_MSG) {
+    /* send()/recv(): only flags whose meaning MSG_DONTWAIT does not change
+     * (not MSG_WAITALL, MSG_OOB, MSG_TRUNC, ...); MSG_NOSIGNAL: no SIGPIPE
+     * at all, the traced call raises it */
+    long flags = (long)args[3];
+    if (flags & ~(long)(writing ? MSG_DONTWAIT_ | MSG_NOSIGNAL_ : MSG_DONTWAIT_ | MSG_PEEK_))
+      return 0;
+    r = untraced6(writing ? SYS_sendto : SYS_recvfrom, (long)args[0], (long)args[1],
+                  (long)args[2], flags | MSG_DONTWAIT_ | (writing ? MSG_NOSIGNAL_ : 0), 0, 0);
+  } else {
+    struct {
+      uint64_t base, length;
+    } iov = {args[1], args[2]};
+    r = untraced6(writing ? SYS_pwritev2 : SYS_preadv2, (long)args[0], (long)&iov, 1, -1, -1,
+                  RWF_NOWAIT_);
+  }
   if (r == -EAGAIN_ || r == -EPIPE_ || r == -EOPNOTSUPP_) return 0;
   *result = r;
   return 1;
@@ -218,7 +237,7 @@ static int stream_call(const uint64_t* args, int writing, long* result) {
 
 /* How the call may be made here (VIA_*), or 0: it could block, or rec has
  * something else to note about it. */
-static int fd_allowed(uint8_t check, const uint64_t* args) {
+static int fd_allowed(uint8_t check, uint8_t nowait, const uint64_t* args) {
   long fd = (long)args[0];
   switch (check) {
     case REC_SYSBUF_FD_ANY:
@@ -232,8 +251,8 @@ static int fd_allowed(uint8_t check, const uint64_t* args) {
   if (check == REC_SYSBUF_FD_READ) return (fd_class(fd) & REC_SYSBUF_CLASS_QUIET) ? VIA_CALL : 0;
   if (check == REC_SYSBUF_FD_READ_STREAM) {
     int c = fd_class(fd);
-    if (c & REC_SYSBUF_CLASS_QUIET) return VIA_CALL;
-    return stream_fd(c, 0, args[2]) ? VIA_NOWAIT : 0;
+    if (nowait == REC_SYSBUF_NOWAIT_RWF && (c & REC_SYSBUF_CLASS_QUIET)) return VIA_CALL;
+    return stream_fd(c, 0, args[2], nowait) ? VIA_NOWAIT : 0;
   }
   /* what replay shows as the program's output, or an fd that would become
    * an alias of it (rec's view of the fd table changes only at its stops) */
@@ -243,8 +262,9 @@ static int fd_allowed(uint8_t check, const uint64_t* args) {
   /* REC_SYSBUF_FD_WRITE(_STREAM) */
   if (header()->no_writes) return 0;
   int c = fd_class(fd);
-  if (c & REC_SYSBUF_CLASS_QUIET_FILE) return (c & REC_SYSBUF_CLASS_WATCHED) ? 0 : VIA_CALL;
-  return check == REC_SYSBUF_FD_WRITE_STREAM && stream_fd(c, 1, args[2]) ? VIA_NOWAIT : 0;
+  if (nowait != REC_SYSBUF_NOWAIT_MSG && (c & REC_SYSBUF_CLASS_QUIET_FILE))
+    return (c & REC_SYSBUF_CLASS_WATCHED) ? 0 : VIA_CALL;
+  return check == REC_SYSBUF_FD_WRITE_STREAM && stream_fd(c, 1, args[2], nowait) ? VIA_NOWAIT : 0;
 }
 
 static int rule_allows(uint8_t rule, const uint64_t* args) {
@@ -280,11 +300,11 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
         used + sizeof(struct rec_sysbuf_entry) + most > limit)
       return 0; /* full: the traced call's stop empties it */
     if (!rule_allows(p.rule, args)) return 0;
-    int via = fd_allowed(p.fd_check, args);
+    int via = fd_allowed(p.fd_check, p.nowait, args);
     if (!via) return 0;
     long result;
     if (via == VIA_NOWAIT) {
-      if (!stream_call(args, p.fd_check == REC_SYSBUF_FD_WRITE_STREAM, &result)) return 0;
+      if (!stream_call(args, p.fd_check == REC_SYSBUF_FD_WRITE_STREAM, p.nowait, &result)) return 0;
     } else {
       result = untraced6((long)nr, (long)args[0], (long)args[1], (long)args[2], (long)args[3],
                          (long)args[4], (long)args[5]);

@@ -134,7 +134,7 @@ struct rec_sysbuf_header {
   uint32_t busy;     /* the buffer code is running (a fault inside it: later calls are traced) */
   uint32_t no_writes; /* rec watches more files than `watched` holds: every write stays traced */
   uint32_t limit;     /* record: `used` stays at or below it (rec sets it at each stop) */
-  uint32_t reserved;
+  uint32_t nowait_rwf; /* RWF_NOWAIT is honoured on pipes and sockets (kernel >= 6.5) */
   /* The fds that are the program's stdout or stderr (recorder/output_fds.h):
    * replay shows what is written to them, so those writes stay traced. */
   uint64_t output_fds[REC_SYSBUF_OUTPUT_FDS / 64];

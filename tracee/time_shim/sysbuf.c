@@ -161,6 +161,8 @@ static int path_allowed(long dirfd, long path, long flags) {
 #define PIPE_BUF_ 4096
 #define UNIX_WHOLE_WRITE 2048
 static int stream_fd(long fd, uint32_t type, int writing, uint64_t length, uint8_t nowait) {
+  /* (before 6.5 a kernel may take RWF_NOWAIT on a pipe and block anyway) */
+  if (nowait == REC_SYSBUF_NOWAIT_RWF && !header()->nowait_rwf) return 0;
   if (type == S_IFIFO_) return nowait == REC_SYSBUF_NOWAIT_RWF && (!writing || length <= PIPE_BUF_);
   if (type != S_IFSOCK_) return 0;
   if (!writing) return 1;

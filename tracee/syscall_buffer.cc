@@ -5,10 +5,12 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/utsname.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
@@ -169,6 +171,20 @@ void fillPolicy(rec_sysbuf_header& h) {
   }
 }
 
+// Pipes take RWF_NOWAIT since 6.4 (FMODE_NOWAIT), and honour it since the
+// fix after it ("pipe: check for IOCB_NOWAIT alongside O_NONBLOCK"); on
+// older kernels the call fails with EOPNOTSUPP (then traced) or, in
+// between, could block: only 6.5 and later are trusted.
+bool nowaitOnPipes() {
+  static const bool yes = [] {
+    utsname u{};
+    int major = 0, minor = 0;
+    return ::uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
+           (major > 6 || (major == 6 && minor >= 5));
+  }();
+  return yes;
+}
+
 void setMode(Task& task, uint32_t mode) {
   task.writeForced(REC_SHIM_CONTROL + offsetof(rec_shim_control, sysbuf_mode), &mode, sizeof mode);
 }
@@ -258,6 +274,7 @@ bool start(Task& task, SysbufSpace& space, uint32_t mode, StraySignals& strays) 
   auto buffer = std::make_unique<SysbufMemory>();
   rec_sysbuf_header& h = buffer->header();
   fillPolicy(h);
+  h.nowait_rwf = nowaitOnPipes() ? 1 : 0;
   h.limit = REC_SYSBUF_CAPACITY;
   return mapBuffer(task, space, std::move(buffer), mode, strays);
 }

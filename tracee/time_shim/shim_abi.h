@@ -141,9 +141,7 @@ struct rec_sysbuf_header {
   uint32_t busy;     /* the buffer code is running (a fault inside it: later calls are traced) */
   uint32_t no_writes; /* rec watches more files than `watched` holds: every write stays traced */
   uint32_t limit;     /* record: `used` stays at or below it (rec sets it at each stop) */
-  uint32_t fd_gen;    /* record: bumped at every change of the fd table (by rec at its stops, and
-                       * by the buffer's own openat/close/fcntl): fd_class[] entries of an older
-                       * generation are stale */
+  uint32_t nowait_rwf; /* RWF_NOWAIT is honoured on pipes and sockets (kernel >= 6.5) */
   /* The fds that are the program's stdout or stderr (recorder/output_fds.h):
    * replay shows what is written to them, so those writes stay traced. */
   uint64_t output_fds[REC_SYSBUF_OUTPUT_FDS / 64];
@@ -163,6 +161,8 @@ struct rec_sysbuf_header {
    * fd_cache_off: the address space's tasks do not all share one fd table
    * (a vfork child, unshare(CLONE_FILES)): one task's entries would lie to
    * another, so nothing is cached. */
+  uint32_t fd_gen; /* bumped at every change of the fd table (by rec at its stops, and by the
+                    * buffer's own openat/close/fcntl) */
   uint32_t fd_cache_off;
   uint32_t fd_class_gen[REC_SYSBUF_FD_CACHE];
   uint8_t fd_class[REC_SYSBUF_FD_CACHE];

@@ -196,6 +196,8 @@ static int path_allowed(long dirfd, long path, long flags) {
 #define PIPE_BUF_ 4096
 #define UNIX_WHOLE_WRITE 2048
 static int stream_fd(int fd_class_bits, int writing, uint64_t length, uint8_t nowait) {
+  /* (before 6.5 a kernel may take RWF_NOWAIT on a pipe and block anyway) */
+  if (nowait == REC_SYSBUF_NOWAIT_RWF && !header()->nowait_rwf) return 0;
   if (fd_class_bits & REC_SYSBUF_CLASS_FIFO)
     return nowait == REC_SYSBUF_NOWAIT_RWF && (!writing || length <= PIPE_BUF_);
   if (!(fd_class_bits & REC_SYSBUF_CLASS_SOCKET)) return 0;

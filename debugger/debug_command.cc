@@ -130,6 +130,8 @@ end
 document goto
 Go to event N of the recording (before it is applied).
 end
+# rec may need seconds to answer while it replays (gdb gives up after 2)
+set remotetimeout 60
 target extended-remote 127.0.0.1:{}
 set confirm on
 )",
@@ -187,7 +189,8 @@ int runDebugger(const DebugOptions& options) {
     std::_Exit(status);
   }
   fmt::print(stderr,
-             "rec: gdb server on 127.0.0.1:{}; connect with: gdb -ex 'target extended-remote "
+             "rec: gdb server on 127.0.0.1:{}; connect with: gdb -ex 'set remotetimeout 60' -ex "
+             "'target extended-remote "
              "127.0.0.1:{}'\n",
              port, port);
   return timeline.run();

@@ -282,10 +282,10 @@ check_detach_reattach() {
     sleep 0.05
   done
   [[ -n $port ]] || { kill "$server"; fail "rec did not say where it listens"; }
-  timeout 60 gdb -batch -nx -ex "target extended-remote 127.0.0.1:$port" \
+  timeout 60 gdb -batch -nx -ex "set remotetimeout 60" -ex "target extended-remote 127.0.0.1:$port" \
     -ex 'break observe' -ex 'continue' -ex 'continue' -ex 'print value' -ex 'detach' \
     </dev/null >"$T/first.out" 2>&1
-  timeout 60 gdb -batch -nx -ex "target extended-remote 127.0.0.1:$port" \
+  timeout 60 gdb -batch -nx -ex "set remotetimeout 60" -ex "target extended-remote 127.0.0.1:$port" \
     -ex 'print value' -ex 'break observe' -ex 'continue' -ex 'print value' -ex 'kill' \
     </dev/null >"$T/second.out" 2>&1
   local status=0

@@ -12,6 +12,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <linux/futex.h>
 #include <sys/syscall.h>
 
 #include <algorithm>
@@ -443,7 +444,13 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_fremovexattr, "fremovexattr", {Fd, Str}),
   emulated(SYS_tkill, "tkill", {Pid, Signal}).why(kSignalSend),
   emulated(SYS_time, "time", {Ptr}).out(fixed(0, 8)).hook(Hook::TimeAtEntry),
+  // FUTEX_WAKE(_BITSET) never blocks and writes nothing: buffered. A waiter
+  // it wakes is blocked in a traced wait (rec sees its exit stop as for any
+  // blocked call); replay emulates both sides, the real wake is not needed.
   emulated(SYS_futex, "futex", {Ptr, FutexOp, Int, Ptr, Ptr, Hex}).blocks().hook(Hook::Futex)
+      .bufferedIfArg(BufferFd::Default, 1,
+                     {FUTEX_WAKE, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, FUTEX_WAKE_BITSET,
+                      FUTEX_WAKE_BITSET | FUTEX_PRIVATE_FLAG})
       .why("PI and WAKE_OP operations write the futex words, computed in outputRanges"),
   emulated(SYS_sched_setaffinity, "sched_setaffinity", {Pid, Size, Ptr}).hook(Hook::Affinity)
       .why("answered by rec for the program's tasks: it must not undo rec's own CPU pinning"),

@@ -260,9 +260,43 @@ check_stream() {
   fi
 }
 
+# futex FUTEX_WAKE(_PRIVATE) in the buffer: a thread's wake lets another
+# go that is blocked in a traced wait; replay emulates both.
+check_futex() {
+  need_program sysbuf_futex
+  expect_native_differs "$PROGRAMS/sysbuf_futex" 2000
+  record_replay futex --status 0 \
+    --expect-out '^queue 2000 items 2000 taken sum [0-9a-f]{16} order [0-9a-f]{16}$' \
+    --expect-out '^futex 500 rounds token [0-9a-f]{16}$' -- "$PROGRAMS/sysbuf_futex" 2000
+  # chaos moves the switches between a buffered wake and the woken waiter
+  local i status
+  for i in 1 2; do
+    timeout 120 "$REC" record --chaos -o "fchaos$i.rec" -- "$PROGRAMS/sysbuf_futex" 400 >"frec$i.out" 2>"frec$i.err" ||
+      { show "record stderr" "frec$i.err"; fail "chaos recording $i failed"; }
+    grep -Eq '^futex 100 rounds token [0-9a-f]{16}$' "frec$i.out" || { show "record stdout" "frec$i.out"; fail "chaos recording $i printed no token"; }
+    timeout 120 "$REC" replay "fchaos$i.rec" >"freplay$i.out" 2>"freplay$i.err"
+    status=$?
+    [ "$status" -eq 0 ] || { show "replay stderr" "freplay$i.err"; fail "chaos replay $i exited $status"; }
+    cmp -s "frec$i.out" "freplay$i.out" || fail "chaos replay $i printed something else"
+  done
+  "$REC" dump futex.rec >dump.out || fail "rec dump failed"
+  local n
+  n=$(grep -Ec '\] futex\(0x[0-9a-f]+, FUTEX_WAKE(_PRIVATE)?, .*syscall buffer, no stop' dump.out)
+  if buffer_on; then
+    ((n >= 200)) || fail "only $n futex wakes went through the buffer"
+    n=$(grep -Ec '\] futex\(0x[0-9a-f]+, FUTEX_WAKE, .*syscall buffer, no stop' dump.out)
+    ((n >= 450)) || fail "only $n of the 500 raw FUTEX_WAKE calls went through the buffer"
+    grep -Eq '\] futex\(0x[0-9a-f]+, FUTEX_WAIT.*syscall buffer' dump.out && fail "a futex wait was buffered"
+  else
+    ((n == 0)) || fail "$n buffered futex wakes with REC_SYSCALL_BUFFER=off"
+  fi
+  return 0
+}
+
 t tour check_tour
 t fdcache check_fdcache
 t stream check_stream
+t futex check_futex
 t fds check_fds
 t watched check_watched
 t chaos check_chaos

@@ -2,6 +2,7 @@
 // format/README.md; keep the two in sync.
 #include "trace_file.h"
 
+#include <capnp/any.h>
 #include <capnp/dynamic.h>
 #include <capnp/serialize.h>
 #include <fcntl.h>
@@ -55,6 +56,8 @@ constexpr uint64_t kMaxUncompressed = 64ull << 20;
 constexpr uint64_t kMaxUncompressed = 1ull << 30;
 #endif
 constexpr size_t kMaxEventsInChunk = 1u << 24;
+// zstd's level for events chunks after one that did not compress.
+constexpr int kFastLevel = -5;
 // Prefix of a blob chunk decoded at open() to learn the blob's hash.
 constexpr size_t kBlobPeekBytes = 64 << 10;
 constexpr size_t kReadBufferBytes = 1 << 20;
@@ -179,6 +182,53 @@ void deepValidate(capnp::DynamicValue::Reader v) {
 template <typename T>
 void validateMessage(typename T::Reader root) {
   deepValidate(capnp::toDynamic(root));
+}
+
+// Bit i: pointer slot i of `schema` holds one of `fields`.
+uint64_t pointerSlots(capnp::StructSchema schema, std::initializer_list<const char*> fields) {
+  uint64_t mask = 0;
+  for (const char* name : fields) {
+    uint32_t slot = schema.getFieldByName(name).getProto().getSlot().getOffset();
+    if (slot < 64) mask |= uint64_t{1} << slot;
+  }
+  return mask;
+}
+
+// Whether every non-null pointer of `s` is in a slot of `allowed`.
+bool onlyPointers(capnp::AnyStruct::Reader s, uint64_t allowed) {
+  auto pointers = s.getPointerSection();
+  for (unsigned i = 0; i < pointers.size(); ++i)
+    if (!pointers[i].isNull() && (i >= 64 || !((allowed >> i) & 1))) return false;
+  return true;
+}
+
+// The common syscall event (a buffered one, or a traced one with its
+// registers and path strings) checked through the generated getters, which
+// read each pointer as the reflection's walk would; true when that was
+// the whole message. Any other pointer set: false, and the walk runs.
+bool validateCommonSyscall(schema::Event::Reader event) {
+  static const uint64_t eventSlots = pointerSlots(capnp::Schema::from<schema::Event>(), {"syscall"});
+  static const uint64_t syscallSlots = pointerSlots(
+      capnp::Schema::from<schema::SyscallEvent>(), {"args", "writes", "strings", "registers"});
+  static const uint64_t writeSlots = pointerSlots(capnp::Schema::from<schema::MemWrite>(), {"data"});
+  static const uint64_t registerSlots =
+      pointerSlots(capnp::Schema::from<schema::Registers>(), {"raw", "changed"});
+  if (!event.isSyscall() || !onlyPointers(event, eventSlots)) return false;
+  auto s = event.getSyscall();
+  if (!onlyPointers(s, syscallSlots)) return false;
+  (void)s.getArgs();
+  for (auto w : s.getWrites()) {
+    if (!onlyPointers(w, writeSlots)) return false;
+    (void)w.getData();
+  }
+  for (auto text : s.getStrings()) (void)text;
+  if (s.hasRegisters()) {
+    auto r = s.getRegisters();
+    if (!onlyPointers(r, registerSlots)) return false;
+    (void)r.getRaw();
+    (void)r.getChanged();
+  }
+  return true;
 }
 
 capnp::ReaderOptions readerOptions(size_t words) {
@@ -383,6 +433,34 @@ class TraceWriterImpl final : public TraceWriter {
   void writeEvent(capnp::MessageBuilder& event) override {
     std::unique_lock lock(mu_);
     throwIfFailed();
+    appendLocked(lock, event);
+    if (current_.messageCount > 0 &&
+        std::chrono::steady_clock::now() - current_.started >= maxAge())
+      sealLocked(lock);
+  }
+
+  void writeEvents(size_t count, size_t largestData,
+                   const std::function<void(size_t, capnp::MessageBuilder&)>& build) override {
+    if (count == 0) return;
+    // capnp zeroes what a message used of a first segment it was lent when
+    // it is destroyed, so the same words serve every event.
+    const size_t words = largestData / sizeof(capnp::word) + 512;
+    if (scratch_.size() < words) scratch_.assign(words, 0);
+    auto segment = kj::arrayPtr(reinterpret_cast<capnp::word*>(scratch_.data()), scratch_.size());
+    std::unique_lock lock(mu_);
+    throwIfFailed();
+    for (size_t i = 0; i < count; ++i) {
+      capnp::MallocMessageBuilder message(segment);
+      build(i, message);
+      appendLocked(lock, message);
+    }
+    if (current_.messageCount > 0 &&
+        std::chrono::steady_clock::now() - current_.started >= maxAge())
+      sealLocked(lock);
+  }
+
+  // One event into the open chunk, sealed when full.
+  void appendLocked(std::unique_lock<std::mutex>& lock, capnp::MessageBuilder& event) {
     size_t before = current_.raw.size();
     VectorSink sink(current_.raw);
     capnp::writeMessage(sink, event);
@@ -398,10 +476,8 @@ class TraceWriterImpl final : public TraceWriter {
     }
     ++eventCount_;
     if (current_.messageCount >= options_.maxEventsPerChunk ||
-        current_.raw.size() >= options_.maxChunkBytes ||
-        std::chrono::steady_clock::now() - current_.started >= maxAge()) {
+        current_.raw.size() >= options_.maxChunkBytes)
       sealLocked(lock);
-    }
   }
 
   BlobHash writeBlob(std::span<const std::byte> data, const std::string& path) override {
@@ -611,6 +687,12 @@ class TraceWriterImpl final : public TraceWriter {
     // them. The header goes first, before the compressor is warmed up.
     int level =
         chunk.kind == kKindBlob || chunk.kind == kKindHeader ? 1 : options_.compressionLevel;
+    // Events that carry incompressible data (a program reading random or
+    // compressed files through the buffer): zstd's level 3 spends ~3 ms per
+    // MiB finding nothing. While the last events chunk did not shrink by a
+    // tenth, the next is compressed at a fast level, which stores such data
+    // raw for a fraction of that; one that shrinks again brings level 3 back.
+    if (chunk.kind == kKindEvents && eventsIncompressible_) level = std::min(level, kFastLevel);
     size_t n = ZSTD_compressCCtx(cctx_.get(), buffer_.data() + kChunkHeaderSize, bound,
                                  chunk.raw.data(), chunk.raw.size(), level);
     if (ZSTD_isError(n)) {
@@ -620,6 +702,8 @@ class TraceWriterImpl final : public TraceWriter {
     h.kind = chunk.kind;
     h.compressedSize = static_cast<uint32_t>(n);
     h.uncompressedSize = static_cast<uint32_t>(chunk.raw.size());
+    if (chunk.kind == kKindEvents && chunk.raw.size() >= (16 << 10))
+      eventsIncompressible_ = n * 10 > chunk.raw.size() * 9;
     h.payloadHash = XXH3_64bits(buffer_.data() + kChunkHeaderSize, n);
     h.messageCount = chunk.messageCount;
     h.headerChecksum = headerChecksum(h);
@@ -683,6 +767,7 @@ class TraceWriterImpl final : public TraceWriter {
   WriterOptions options_;
   std::unordered_set<BlobHash, BlobHashHasher> blobs_;  // tracing thread only
   uint64_t eventCount_ = 0;                             // tracing thread only
+  std::vector<uint64_t> scratch_;                       // tracing thread only: writeEvents' segment
   bool finished_ = false;
 
   std::mutex mu_;
@@ -699,6 +784,7 @@ class TraceWriterImpl final : public TraceWriter {
   std::string replaced_;  // a former trace at this path, deleted when idle
   std::unique_ptr<ZSTD_CCtx, CCtxFree> cctx_;
   std::vector<std::byte> buffer_;
+  bool eventsIncompressible_ = false;  // the last large events chunk hardly shrank
   uint64_t offset_ = 0;
   std::mutex indexMu_;
   std::vector<IndexEntry> index_;
@@ -1113,7 +1199,8 @@ void TraceReaderImpl::loadEventChunk(size_t i) {
     while (pos < chunkWords_.size()) {
       kj::ArrayPtr<const capnp::word> rest(chunkWords_.begin() + pos, chunkWords_.size() - pos);
       capnp::FlatArrayMessageReader message(rest, readerOptions(rest.size()));
-      validateMessage<schema::Event>(message.getRoot<schema::Event>());
+      auto event = message.getRoot<schema::Event>();
+      if (!validateCommonSyscall(event)) validateMessage<schema::Event>(event);
       messageOffsets_.push_back(pos);
       pos = static_cast<size_t>(message.getEnd() - chunkWords_.begin());
       if (messageOffsets_.size() > c.h.messageCount) break;

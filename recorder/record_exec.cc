@@ -285,6 +285,7 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
   child.fds = (flags & CLONE_FILES) ? t.fds : t.fds->copy();
   child.timeSpace = time_shim::forChild(t.timeSpace, t.task, child.task, flags);
   child.sysbuf = sysbuf::forChild(t.sysbuf, child.task, flags);
+  if (child.sysbuf && child.sysbuf == t.sysbuf) updateBufferFdTables(*child.sysbuf);
   child.tscMode = t.tscMode;
   child.seccompMode = t.seccompMode;
   child.signalMask = t.signalMask;

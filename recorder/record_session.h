@@ -143,6 +143,7 @@ class RecordSession {
                           const std::array<uint64_t, 6>& args, int64_t result);
   std::vector<sysbuf::FileId> bufferWatchedFiles() const;
   void updateBufferOutputFds(RecordTask& t);
+  void updateBufferFdTables(SysbufSpace& space);
   // Whether fd `fd` of the process pidfd `pidfd` of `t` names is the
   // program's stdout (1), stderr (2) or neither (0).
   int originInProcessOf(RecordTask& t, uint64_t pidfd, uint64_t fd);

@@ -669,6 +669,7 @@ void RecordSession::releaseVforkParent(RecordTask& child) {
   if (!parent) return;
   child.vforkParent = nullptr;
   parent->vforkChild = nullptr;
+  if (parent->sysbuf) updateBufferFdTables(*parent->sysbuf);  // one table again
   if (parent->state() == RecordTask::State::VforkHeld) onSyscallExit(*parent);
 }
 
@@ -729,15 +730,16 @@ void RecordSession::pretendCpuCount(RecordTask& t, int64_t result) {
 // stopped, and it is the one that ran user code (the only writer).
 void RecordSession::drainSyscallBuffer(RecordTask& t) {
   if (!t.sysbuf || !t.sysbuf->buffer) return;
-  std::vector<std::byte> entries = sysbuf::drain(*t.sysbuf, t.pendingBuffered.size());
-  t.pendingBuffered.insert(t.pendingBuffered.end(), entries.begin(), entries.end());
+  std::vector<std::byte>& pending = t.pendingBuffered;
+  const size_t from = pending.size();
+  sysbuf::drain(*t.sysbuf, pending);
   // What a traced openat/close/fcntl teaches rec, a buffered one does too
   // (the buffer only takes those that leave stdout/stderr and their
   // aliases alone, so the buffer's view stayed right meanwhile).
   bool fdTableChanged = false;
-  for (size_t at = 0; at + sizeof(rec_sysbuf_entry) <= entries.size();) {
+  for (size_t at = from; at + sizeof(rec_sysbuf_entry) <= pending.size();) {
     rec_sysbuf_entry e;
-    std::memcpy(&e, entries.data() + at, sizeof e);
+    std::memcpy(&e, pending.data() + at, sizeof e);
     at += e.size;
     const sys::SyscallRow* row = sys::findSyscall(e.nr);
     if (!row || !t.fds) continue;
@@ -753,10 +755,19 @@ void RecordSession::drainSyscallBuffer(RecordTask& t) {
 // the buffer before running the task to that event.
 void RecordSession::writeBuffered(RecordTask& t, pid_t tid) {
   const std::vector<std::byte>& pending = t.pendingBuffered;
+  std::vector<size_t> offsets;
+  size_t largest = 0;
   for (size_t at = 0; at + sizeof(rec_sysbuf_entry) <= pending.size();) {
     rec_sysbuf_entry entry;
     std::memcpy(&entry, pending.data() + at, sizeof entry);
-    capnp::MallocMessageBuilder msg;
+    offsets.push_back(at);
+    largest = std::max<size_t>(largest, entry.out_len);
+    at += entry.size;
+  }
+  writer_->writeEvents(offsets.size(), largest, [&](size_t i, capnp::MessageBuilder& msg) {
+    const size_t at = offsets[i];
+    rec_sysbuf_entry entry;
+    std::memcpy(&entry, pending.data() + at, sizeof entry);
     auto e = msg.initRoot<schema::Event>();
     e.setTid(tid);
     auto s = e.initSyscall();
@@ -764,16 +775,17 @@ void RecordSession::writeBuffered(RecordTask& t, pid_t tid) {
     s.setBuffered(true);
     s.setInSyscallBuffer(true);
     auto args = s.initArgs(6);
-    for (unsigned i = 0; i < 6; ++i) args.set(i, entry.args[i]);
+    for (unsigned j = 0; j < 6; ++j) args.set(j, entry.args[j]);
     s.setResult(entry.result);
     if (entry.out_len) {
       auto w = s.initWrites(1)[0];
       w.setAddress(entry.out_addr);
-      w.setData(asData(pending.data() + at + sizeof entry, entry.out_len));
+      // Referenced, not copied: writeMessage copies it once, into the chunk
+      // (entries are 8-byte aligned and padded, as capnp needs).
+      w.adoptData(msg.getOrphanage().referenceExternalData(
+          asData(pending.data() + at + sizeof entry, entry.out_len)));
     }
-    writer_->writeEvent(msg);
-    at += entry.size;
-  }
+  });
   t.pendingBuffered.clear();
   if (t.sysbuf && t.sysbuf->buffer && scheduler_->isCurrent(t))
     t.sysbuf->buffer->header().limit = REC_SYSBUF_CAPACITY;  // nothing pending now
@@ -832,6 +844,7 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
     }
     sysbuf::setWatchedFiles(*t.sysbuf, bufferWatchedFiles());
     sysbuf::setOutputFds(*t.sysbuf, bufferOutputFds(*t.sysbuf));
+    updateBufferFdTables(*t.sysbuf);
     starts = true;
   }
   sysbuf::applyPatch(t.task, *t.sysbuf, *patch, strays, false);
@@ -879,7 +892,23 @@ void RecordSession::updateBufferOutputFds(RecordTask& t) {
     if (u->sysbuf && u->fds == t.fds &&
         std::find(spaces.begin(), spaces.end(), u->sysbuf.get()) == spaces.end())
       spaces.push_back(u->sysbuf.get());
-  for (SysbufSpace* space : spaces) sysbuf::setOutputFds(*space, bufferOutputFds(*space));
+  for (SysbufSpace* space : spaces) {
+    sysbuf::setOutputFds(*space, bufferOutputFds(*space));
+    updateBufferFdTables(*space);
+  }
+}
+
+// The buffer remembers what it found per fd only while every live task of
+// its address space has the same fd table.
+void RecordSession::updateBufferFdTables(SysbufSpace& space) {
+  const OutputFds* table = nullptr;
+  bool several = false;
+  for (auto& [tid, u] : tasks_) {
+    if (u->sysbuf.get() != &space || u->state() == RecordTask::State::Dead) continue;
+    if (table && u->fds.get() != table) several = true;
+    table = u->fds.get();
+  }
+  sysbuf::setFdTables(space, several);
 }
 
 }  // namespace rec

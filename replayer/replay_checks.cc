@@ -62,16 +62,51 @@ void ReplaySession::checkMemory(ReplayTask& t, const std::string& at) {
 // After an event's checks passed: what a later divergence report names as
 // the last event that matched.
 void ReplaySession::noteMatched(ReplayTask& t, schema::Event::Reader event) {
-  std::string what;
-  switch (event.which()) {
-    case schema::Event::SYSCALL:
-      what = describeRecordedSyscall(event.getSyscall());
+  MatchedEvent& m = lastMatched_;
+  m.valid = true;
+  m.index = eventIndex_;
+  m.tid = t.recordedTid;
+  m.kind = event.which();
+  m.strings.clear();
+  switch (m.kind) {
+    case schema::Event::SYSCALL: {
+      auto e = event.getSyscall();
+      m.number = e.getNumber();
+      m.args = {};
+      auto args = e.getArgs();
+      for (unsigned i = 0; i < 6 && i < args.size(); ++i) m.args[i] = args[i];
+      for (auto s : e.getStrings()) m.strings.emplace_back(s.cStr());
       break;
+    }
     case schema::Event::SYSCALL_ENTER:
-      what = fmt::format("entry of syscall {}", event.getSyscallEnter().getNumber());
+      m.number = event.getSyscallEnter().getNumber();
       break;
     case schema::Event::SIGNAL:
-      what = std::string(sys::signalName(event.getSignal().getSigno()));
+      m.number = event.getSignal().getSigno();
+      break;
+    case schema::Event::PREEMPT:
+      m.rip = rawRegisters(event.getPreempt().getRegisters()).rip;
+      break;
+    default:
+      break;
+  }
+}
+
+std::string ReplaySession::MatchedEvent::text() const {
+  if (!valid) return {};
+  std::string what;
+  switch (kind) {
+    case schema::Event::SYSCALL:
+      if (const sys::SyscallRow* row = sys::findSyscall(number))
+        what = sys::formatCall(*row, args, strings);
+      else
+        what = fmt::format("syscall_{}", number);
+      break;
+    case schema::Event::SYSCALL_ENTER:
+      what = fmt::format("entry of syscall {}", number);
+      break;
+    case schema::Event::SIGNAL:
+      what = std::string(sys::signalName(number));
       break;
     case schema::Event::EXEC:
       what = "execve";
@@ -83,12 +118,12 @@ void ReplaySession::noteMatched(ReplayTask& t, schema::Event::Reader event) {
       what = "exit";
       break;
     case schema::Event::PREEMPT:
-      what = fmt::format("preempted at {:#x}", rawRegisters(event.getPreempt().getRegisters()).rip);
+      what = fmt::format("preempted at {:#x}", rip);
       break;
     default:
       what = "?";
   }
-  lastMatched_ = fmt::format("#{} (task {}: {})", eventIndex_, t.recordedTid, what);
+  return fmt::format("#{} (task {}: {})", index, tid, what);
 }
 
 }  // namespace rec

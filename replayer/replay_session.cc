@@ -320,8 +320,8 @@ void ReplaySession::diverge(ReplayTask& t, const std::string& expected, const st
       fmt::format("rec: replay diverged at event #{} (task {}): expected {}, but the "
                   "program {} at {}{}",
                   eventIndex_, t.recordedTid, expected, actual, where,
-                  lastMatched_.empty() ? std::string()
-                                       : "; the last event that matched was " + lastMatched_));
+                  !lastMatched_.valid ? std::string()
+                                      : "; the last event that matched was " + lastMatched_.text()));
 }
 
 // Applies the recorded result of the emulated syscall a SkipPending task sits

@@ -13,6 +13,7 @@
 
 #include <sys/user.h>
 
+#include <array>
 #include <map>
 #include <memory>
 #include <optional>
@@ -220,7 +221,21 @@ class ReplaySession {
   bool timeShim_ = false;  // the recording had the time shim (time_shim.h)
   bool syscallBuffer_ = false;  // ... and the syscall buffer (syscall_buffer.h)
   std::optional<schema::Event::Reader> currentEvent_;  // the event being replayed
-  std::string lastMatched_;                // the last event whose checks passed, for reports
+  // The last event whose checks passed, for reports: what it takes to
+  // describe it, kept per event and turned into text only for a report
+  // (formatting every event was a tenth of a buffered-heavy replay).
+  struct MatchedEvent {
+    bool valid = false;
+    uint64_t index = 0;
+    int tid = 0;
+    schema::Event::Which kind = schema::Event::SYSCALL;
+    int32_t number = 0;  // syscall number, syscall-entry number or signal
+    std::array<uint64_t, 6> args{};
+    std::vector<std::string> strings;
+    uint64_t rip = 0;  // a preemption's
+    std::string text() const;
+  };
+  MatchedEvent lastMatched_;
   std::vector<AddressRange> trampolines_;  // rec's pages in the task now (not digested)
 };
 

@@ -338,6 +338,14 @@ void setOutputFds(SysbufSpace& space, std::span<const long> outputFds) {
   }
   std::memcpy(h.output_fds, bits, sizeof bits);
   h.output_high = high;
+  ++h.fd_gen;  // called at every change of the fd table rec sees
+}
+
+void setFdTables(SysbufSpace& space, bool several) {
+  if (!space.buffer) return;
+  rec_sysbuf_header& h = space.buffer->header();
+  h.fd_cache_off = several ? 1 : 0;
+  ++h.fd_gen;
 }
 
 void setWatchedFiles(SysbufSpace& space, std::span<const FileId> files) {
@@ -352,6 +360,7 @@ void setWatchedFiles(SysbufSpace& space, std::span<const FileId> files) {
   }
   __atomic_store_n(&h.watched_count, static_cast<uint32_t>(n), __ATOMIC_RELEASE);
   h.no_writes = files.size() > REC_SYSBUF_WATCHED;
+  ++h.fd_gen;  // the fd classes remember which files are watched
 }
 
 std::optional<SysbufPatch> planPatch(Task& task, SysbufSpace& space, uint64_t site,
@@ -445,9 +454,9 @@ void disable(Task& task, SysbufSpace& space) {
   if (space.buffer) setMode(task, REC_SHIM_OFF);
 }
 
-std::vector<std::byte> drain(SysbufSpace& space, size_t pendingBytes) {
-  std::vector<std::byte> out;
-  if (!space.buffer) return out;
+void drain(SysbufSpace& space, std::vector<std::byte>& pending) {
+  if (!space.buffer) return;
+  const size_t pendingBytes = pending.size();
   rec_sysbuf_header& h = space.buffer->header();
   uint32_t used = std::min<uint32_t>(h.used, REC_SYSBUF_CAPACITY);
   const std::byte* entries = space.buffer->entries();
@@ -461,7 +470,8 @@ std::vector<std::byte> drain(SysbufSpace& space, size_t pendingBytes) {
       throw RecError(kExitInternal, "rec: the syscall buffer was overwritten by the program");
     at += e.size;
   }
-  out.assign(entries + from, entries + at);
+  pending.insert(pending.end(), entries + from, entries + at);
+  const size_t drained = at - from;
   // A task stopped inside the buffer's code may hold `used` in a register,
   // about to store it plus its entry: the buffer empties once it is out
   // (a fault in there leaves it busy for good: the buffer fills, and
@@ -473,9 +483,8 @@ std::vector<std::byte> drain(SysbufSpace& space, size_t pendingBytes) {
     space.drained = 0;
   }
   size_t room = REC_SYSBUF_REPLAY_CAPACITY -
-                std::min<size_t>(pendingBytes + out.size(), REC_SYSBUF_REPLAY_CAPACITY);
+                std::min<size_t>(pendingBytes + drained, REC_SYSBUF_REPLAY_CAPACITY);
   h.limit = static_cast<uint32_t>(std::min<size_t>(REC_SYSBUF_CAPACITY, space.drained + room));
-  return out;
 }
 
 uint32_t unread(SysbufSpace& space) {

@@ -102,6 +102,11 @@ struct FileId {
 };
 void setOutputFds(SysbufSpace& space, std::span<const long> outputFds);
 void setWatchedFiles(SysbufSpace& space, std::span<const FileId> files);
+// Record: the buffer remembers what its fd checks found per fd until the fd
+// table changes (each of the calls above forgets it). `several`: the tasks
+// of the address space do not all share one fd table (a vfork child,
+// unshare(CLONE_FILES)), so nothing may be remembered.
+void setFdTables(SysbufSpace& space, bool several);
 
 // Record, at the exit of a buffered syscall whose `syscall` instruction is
 // at site = ip - 2: the patch to apply, or nullopt when the site is not the
@@ -139,12 +144,12 @@ std::shared_ptr<SysbufSpace> forChild(const std::shared_ptr<SysbufSpace>& space,
 // seccomp filter would not see the buffer's calls).
 void disable(Task& task, SysbufSpace& space);
 
-// Record: the entries written since the last call, as raw bytes (whole
-// entries, in order); sets the header's limit so that a task's pending
-// entries never exceed what replay can queue (`pendingBytes` held already).
+// Record: appends the entries written since the last call to `pending`,
+// as raw bytes (whole entries, in order); sets the header's limit so that a
+// task's pending entries never exceed what replay can queue.
 // A task stopped inside the buffer's code (its busy flag set) may be about to
 // store `used`: the buffer is not emptied then.
-std::vector<std::byte> drain(SysbufSpace& space, size_t pendingBytes);
+void drain(SysbufSpace& space, std::vector<std::byte>& pending);
 
 // Replay: the bytes queued and not yet handed back; emptying the queue;
 // adding an entry (false when it does not fit or its data is not out_len).

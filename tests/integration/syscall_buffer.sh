@@ -151,6 +151,33 @@ check_fds() {
   fi
 }
 
+# The buffer remembers what its checks found per fd until the fd table or
+# the watched files change: a file mapped shared after buffered writes,
+# and an fd number that becomes a file mapped shared (dup2, close +
+# F_DUPFD, beside a vfork child's own table) must not keep the old answer.
+check_fdcache() {
+  need_program sysbuf_edge
+  mkdir -p c
+  expect_native_differs "$PROGRAMS/sysbuf_edge" fdcache c 2>/dev/null
+  record_replay fdcache --status 0 --expect-out '^late mapping [0-9a-f]{16}$' \
+    --expect-out '^shared through fd 30 [0-9a-f]{16}$' -- "$PROGRAMS/sysbuf_edge" fdcache c
+  "$REC" dump fdcache.rec >dump.out || fail "rec dump failed"
+  local shared='\] pwrite64\(30, '
+  grep -E "$shared" dump.out | grep -q 'syscall buffer' &&
+    fail "a write to the shared file went through the buffer: $(grep -E "$shared" dump.out)"
+  (($(grep -Ec "$shared" dump.out) == 30)) || fail "not 30 writes to the shared file in the dump"
+  if buffer_on; then
+    (($(grep -Ec '\] pwrite64\(.*syscall buffer, no stop' dump.out) >= 45)) ||
+      fail "the writes before the file was mapped did not go through the buffer"
+    (($(grep -Ec '\] pwrite64\(.*syscall buffer, no stop' dump.out) <= 50)) ||
+      fail "writes to the file after it was mapped shared went through the buffer"
+    (($(grep -Ec '\] write\(30, 0x[0-9a-f]+, 4\) = 4 .*syscall buffer, no stop' dump.out) >= 20)) ||
+      fail "the writes to the plain file as fd 30 did not go through the buffer"
+    grep -Eq '\] fcntl\([0-9]+, F_DUPFD, (30|0x1e)\) = 30 \[syscall buffer, no stop' dump.out ||
+      fail "the shared file did not become fd 30 through the buffer's fcntl"
+  fi
+}
+
 # Pipes and sockets (docs/syscall-buffer.md "Pipes and sockets"): reads and
 # writes made with RWF_NOWAIT in the buffer; those that would block (EAGAIN)
 # or break (EPIPE: SIGPIPE where the traced write raises it) are traced.
@@ -270,6 +297,7 @@ check_futex() {
 }
 
 t tour check_tour
+t fdcache check_fdcache
 t stream check_stream
 t futex check_futex
 t fds check_fds

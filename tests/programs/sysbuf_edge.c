@@ -13,6 +13,16 @@
 //                              around an alias of stdout made by fcntl and a
 //                              file opened as fd 1 after close(1): what goes
 //                              to stdout must show on replay, the rest not
+//   sysbuf_edge fdcache DIR    the buffer remembers what it found per fd:
+//                              a file written through the buffer, then
+//                              mapped MAP_SHARED (its later writes must be
+//                              traced: replay's shared copy sees them); an
+//                              fd number that was a plain file becoming a
+//                              file mapped shared (by a traced dup2, by a
+//                              buffered close + F_DUPFD, in the parent while
+//                              a vfork child makes it the plain file again):
+//                              its pwrites must be traced, and the mapping
+//                              printed at the end is the same on replay
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +31,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,6 +64,77 @@ static int watched(const char* dir) {
   unsigned char back[300];
   if (pread(plain, back, sizeof back, 0) != (ssize_t)sizeof back) return 4;
   printf("mapping %016lx plain %016lx\n", fnv(map, 4096), fnv(back, sizeof back));
+  return 0;
+}
+
+/* A vfork child (same memory, so the same buffer, but its own fd table)
+ * makes fd n the plain file and writes to it. */
+static __attribute__((noinline)) int vfork_writes(int plain, int n) {
+  pid_t child = vfork();
+  if (child == 0) {
+    if (dup2(plain, n) != n) _exit(5);
+    for (int i = 0; i < 5; ++i)
+      if (write(n, "kid!", 4) != 4) _exit(5);
+    _exit(0);
+  }
+  int status;
+  return child > 0 && waitpid(child, &status, 0) == child && status == 0 ? 0 : 1;
+}
+
+static int fdcache(const char* dir) {
+  char path[4096];
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  unsigned long seed = (unsigned long)ts.tv_nsec;
+  unsigned char bytes[100];
+  for (size_t i = 0; i < sizeof bytes; ++i) {
+    seed = seed * 6364136223846793005ul + 1442695040888963407ul;
+    bytes[i] = (unsigned char)(seed >> 56);
+  }
+  /* Written through the buffer first (its class remembered), then mapped
+   * shared: the later writes must reach replay's shared copy. */
+  snprintf(path, sizeof path, "%s/late-shared", dir);
+  int late = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  if (late < 0 || ftruncate(late, 4096) != 0) return 2;
+  for (int i = 0; i < 50; ++i)
+    if (pwrite(late, &bytes[i], 1, i) != 1) return 3;
+  unsigned char* map = mmap(NULL, 4096, PROT_READ, MAP_SHARED, late, 0);
+  if (map == MAP_FAILED) return 2;
+  for (int i = 50; i < 100; ++i)
+    if (pwrite(late, &bytes[i], 1, i) != 1) return 3;
+  printf("late mapping %016lx\n", fnv(map, 4096));
+
+  /* One fd number, first a plain file (written through the buffer), then a
+   * file mapped shared, whose writes must be traced. */
+  snprintf(path, sizeof path, "%s/plain", dir);
+  int plain = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  snprintf(path, sizeof path, "%s/shared", dir);
+  int shared = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  if (plain < 0 || shared < 0 || ftruncate(shared, 4096) != 0) return 2;
+  unsigned char* smap = mmap(NULL, 4096, PROT_READ, MAP_SHARED, shared, 0);
+  if (smap == MAP_FAILED) return 2;
+  const int n = 30;
+  /* patches the sites of fcntl and close (a site's first call is traced) */
+  for (int i = 0; i < 2; ++i)
+    if (close(fcntl(plain, F_DUPFD, 40)) != 0) return 2;
+  for (int round = 0; round < 3; ++round) {
+    if (dup2(plain, n) != n) return 4;
+    for (int i = 0; i < 5; ++i)
+      if (write(n, "file", 4) != 4) return 4;
+    if (round == 0) {
+      if (dup2(shared, n) != n) return 4; /* traced */
+    } else if (round == 1) {
+      if (close(n) != 0 || fcntl(shared, F_DUPFD, n) != n) return 4; /* buffered */
+    } else {
+      /* fd n the shared file in the parent, the plain one in a vfork
+       * child's table */
+      if (dup2(shared, n) != n) return 4;
+      if (vfork_writes(plain, n) != 0) return 5;
+    }
+    for (int i = 0; i < 10; ++i)
+      if (pwrite(n, &bytes[10 * round + i], 1, 100 * round + i) != 1) return 4;
+  }
+  printf("shared through fd %d %016lx\n", n, fnv(smap, 4096));
   return 0;
 }
 
@@ -171,6 +253,7 @@ int main(int argc, char** argv) {
   }
   if (argc >= 3 && strcmp(argv[1], "watched") == 0) return watched(argv[2]);
   if (argc >= 3 && strcmp(argv[1], "fds") == 0) return fds(argv[2]);
-  fprintf(stderr, "usage: sysbuf_edge diverge | forever FILE | watched DIR | fds DIR\n");
+  if (argc >= 3 && strcmp(argv[1], "fdcache") == 0) return fdcache(argv[2]);
+  fprintf(stderr, "usage: sysbuf_edge diverge | forever FILE | watched DIR | fds DIR | fdcache DIR\n");
   return 64;
 }

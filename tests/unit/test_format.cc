@@ -443,3 +443,50 @@ TEST_CASE("flush makes events readable; destructor leaves a cut-short trace", "[
   CHECK(!r->complete());
   CHECK(readAllEvents(*r).size() == 4);
 }
+
+TEST_CASE("writeEvents: batches between single events, a reused segment, data past its size",
+          "[format]") {
+  TempDir dir("rec-format");
+  std::string path = dir.file("batch.rec");
+  capnp::MallocMessageBuilder header;
+  fillHeader(header);
+  WriterOptions options;
+  options.maxEventsPerChunk = 7;  // batches cross chunk boundaries
+  std::vector<std::string> expected;
+  std::mt19937_64 rng(9);
+  {
+    auto writer = TraceWriter::create(path, header, options);
+    for (int round = 0; round < 4; ++round) {
+      capnp::MallocMessageBuilder single;
+      fillEvent(single, rng, static_cast<unsigned>(round));
+      expected.push_back(text(single.getRoot<rec::schema::Event>().asReader()));
+      writer->writeEvent(single);
+      // Data sizes that vary, and one larger than the hint (capnp then adds
+      // segments of its own): each event must come back exactly, with no
+      // trace of the previous one's bytes in the reused words.
+      std::vector<kj::Array<kj::byte>> data;
+      for (int i = 0; i < 20; ++i) data.push_back(randomBytes(rng, (rng() % 5000) * (i % 3)));
+      data.push_back(randomBytes(rng, 70000));
+      std::vector<std::string> texts(data.size());
+      writer->writeEvents(data.size(), 5000, [&](size_t i, capnp::MessageBuilder& m) {
+        auto e = m.initRoot<rec::schema::Event>();
+        e.setTid(100 + static_cast<int32_t>(i));
+        auto s = e.initSyscall();
+        s.setNumber(static_cast<int32_t>(i));
+        s.setBuffered(i % 2 == 0);
+        s.initArgs(6).set(0, rng());
+        if (data[i].size() > 0)
+          s.initWrites(1)[0].setData(data[i]);
+        texts[i] = text(e.asReader());
+      });
+      expected.insert(expected.end(), texts.begin(), texts.end());
+    }
+    capnp::MallocMessageBuilder footer;
+    footer.initRoot<rec::schema::Footer>();
+    writer->finish(footer);
+  }
+  auto r = TraceReader::open(path);
+  CHECK(r->complete());
+  CHECK(r->stats().eventCount == expected.size());
+  CHECK(readAllEvents(*r) == expected);
+}

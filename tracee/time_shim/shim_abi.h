@@ -105,6 +105,13 @@ static inline int rec_shim_system_wide_clock(long clock) {
 #define REC_SYSBUF_NOWAIT_RWF 1 /* read/write(fd, buf, n) as preadv2/pwritev2(RWF_NOWAIT) */
 #define REC_SYSBUF_NOWAIT_MSG 2 /* recvfrom/sendto(fd, buf, n, flags, NULL, ...) on a socket,
                                    with MSG_DONTWAIT (and MSG_NOSIGNAL) added to flags */
+#define REC_SYSBUF_FD_CACHE 256
+#define REC_SYSBUF_CLASS_QUIET 1     /* regular file or directory on a local fs, or /dev/null|zero */
+#define REC_SYSBUF_CLASS_QUIET_FILE 2 /* the same without directories */
+#define REC_SYSBUF_CLASS_WATCHED 4   /* a file rec watches (watched[]) */
+#define REC_SYSBUF_CLASS_FIFO 8      /* a pipe or FIFO */
+#define REC_SYSBUF_CLASS_SOCKET 16   /* a socket */
+#define REC_SYSBUF_CLASS_UNIX 32     /* ... of AF_UNIX */
 #define REC_SYSBUF_RULE_ONE_OF 1  /* the argument equals one of values[0..count) */
 #define REC_SYSBUF_RULE_NO_BITS 2 /* the argument has none of values[0]'s bits */
 #define REC_SYSBUF_RULES 8
@@ -149,6 +156,16 @@ struct rec_sysbuf_header {
   } watched[REC_SYSBUF_WATCHED];
   struct rec_sysbuf_rule rules[REC_SYSBUF_RULES];
   struct rec_sysbuf_policy policy[REC_SYSBUF_MAX_NR];
+  /* Record: what the fd checks found for fds below REC_SYSBUF_FD_CACHE
+   * (REC_SYSBUF_CLASS_* bits), valid while fd_class_gen[fd] == fd_gen.
+   * fd_cache_off: the address space's tasks do not all share one fd table
+   * (a vfork child, unshare(CLONE_FILES)): one task's entries would lie to
+   * another, so nothing is cached. */
+  uint32_t fd_gen; /* bumped at every change of the fd table (by rec at its stops, and by the
+                    * buffer's own openat/close/fcntl) */
+  uint32_t fd_cache_off;
+  uint32_t fd_class_gen[REC_SYSBUF_FD_CACHE];
+  uint8_t fd_class[REC_SYSBUF_FD_CACHE];
 };
 
 struct rec_sysbuf_entry {

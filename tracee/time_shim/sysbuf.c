@@ -29,6 +29,8 @@ _Static_assert(sizeof(struct rec_sysbuf_header) <= 0x2000, "the header leaves th
 #define SYS_fstat 5
 #define SYS_fstatfs 138
 #define SYS_openat 257
+#define S_IFIFO_ 0010000
+#define S_IFSOCK_ 0140000
 #define SYS_getsockopt 55
 #define SYS_sendto 44
 #define SYS_recvfrom 45
@@ -111,26 +113,60 @@ static int watched(const struct kstat* st) {
   return 0;
 }
 
-/* Whether a file open as `fd` is one whose calls cannot block: a regular
- * file (or, with `dirs`, a directory) on a local file system, or /dev/null
- * or /dev/zero. */
-static int quiet_file(long fd, int dirs, int* is_watched, uint32_t* file_type) {
+/* What the fd checks need to know of a file open as `fd`
+ * (REC_SYSBUF_CLASS_* bits): whether its calls cannot block (a regular file
+ * or, for QUIET, a directory on a local file system, or /dev/null or
+ * /dev/zero), whether rec watches it, and whether it is a pipe or a socket
+ * (an AF_UNIX one). -1: fstat failed (not an open fd). */
+static int classify(long fd) {
   struct kstat st;
-  if (untraced6(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) != 0) return 0;
+  if (untraced6(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) != 0) return -1;
   uint32_t type = st.mode & 0170000;
-  if (file_type) *file_type = type;
+  if (type == S_IFIFO_) return REC_SYSBUF_CLASS_FIFO;
+  if (type == S_IFSOCK_) {
+    int domain = 0;
+    uint32_t size = sizeof domain;
+    return REC_SYSBUF_CLASS_SOCKET |
+           (untraced6(SYS_getsockopt, fd, 1 /* SOL_SOCKET */, 39 /* SO_DOMAIN */, (long)&domain,
+                      (long)&size, 0) == 0 &&
+                    domain == 1 /* AF_UNIX */
+                ? REC_SYSBUF_CLASS_UNIX
+                : 0);
+  }
   if (type == 0020000) /* /dev/null, /dev/zero */
-    return st.rdev == 0x103 || st.rdev == 0x105;
-  if (type != 0100000 && !(dirs && type == 0040000)) return 0;
-  if (is_watched) *is_watched = watched(&st);
-  return local_file_system(fd);
+    return st.rdev == 0x103 || st.rdev == 0x105
+               ? REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE
+               : 0;
+  if (type != 0100000 && type != 0040000) return 0;
+  if (!local_file_system(fd)) return 0;
+  if (type == 0040000) return REC_SYSBUF_CLASS_QUIET;
+  return REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE |
+         (watched(&st) ? REC_SYSBUF_CLASS_WATCHED : 0);
 }
 
-/* The fd's file type (S_IFMT bits), 0 when fstat fails. */
-static uint32_t file_type(long fd) {
-  struct kstat st;
-  if (untraced6(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) != 0) return 0;
-  return st.mode & 0170000;
+/* classify(), remembered per fd until the fd table changes (fd_gen): two
+ * untraced syscalls (fstat, fstatfs) fewer before each read and write. An
+ * fd that is not open is not remembered (a later fd at that number is
+ * announced by no bump). */
+static int fd_class(long fd) {
+  volatile struct rec_sysbuf_header* h = header();
+  uint32_t gen = h->fd_gen;
+  int cache = fd < REC_SYSBUF_FD_CACHE && !h->fd_cache_off;
+  if (cache && h->fd_class_gen[fd] == gen) return h->fd_class[fd];
+  int c = classify(fd);
+  if (c < 0) return 0;
+  if (cache) {
+    h->fd_class[fd] = (uint8_t)c;
+    h->fd_class_gen[fd] = gen;
+  }
+  return c;
+}
+
+/* After a buffered call that may have changed the fd table (openat,
+ * close, a dup): every remembered class is stale. */
+static void fd_table_changed(void) {
+  volatile struct rec_sysbuf_header* h = header();
+  h->fd_gen = h->fd_gen + 1;
 }
 
 /* openat without O_CREAT/O_TRUNC: the path is looked at through an O_PATH
@@ -144,8 +180,9 @@ static int path_allowed(long dirfd, long path, long flags) {
                       O_PATH_ | O_CLOEXEC_ | (flags & (O_NOFOLLOW_ | O_DIRECTORY_)), 0, 0, 0);
   if (fd == -ENOENT_ || fd == -ENOTDIR_) return 1;
   if (fd < 0) return 0;
-  int ok = quiet_file(fd, 1, 0, 0);
+  int c = classify(fd);
   untraced6(SYS_close, fd, 0, 0, 0, 0, 0);
+  int ok = c > 0 && (c & REC_SYSBUF_CLASS_QUIET);
   return ok;
 }
 
@@ -156,22 +193,16 @@ static int path_allowed(long dirfd, long path, long flags) {
  * not at all, as the blocking one is: at most PIPE_BUF bytes into a pipe or
  * FIFO, at most 2048 into an AF_UNIX socket (one skb whatever SO_SNDBUF is;
  * other families' stream writes may stop part way). */
-#define S_IFIFO_ 0010000
-#define S_IFSOCK_ 0140000
 #define PIPE_BUF_ 4096
 #define UNIX_WHOLE_WRITE 2048
-static int stream_fd(long fd, uint32_t type, int writing, uint64_t length, uint8_t nowait) {
+static int stream_fd(int fd_class_bits, int writing, uint64_t length, uint8_t nowait) {
   /* (before 6.5 a kernel may take RWF_NOWAIT on a pipe and block anyway) */
   if (nowait == REC_SYSBUF_NOWAIT_RWF && !header()->nowait_rwf) return 0;
-  if (type == S_IFIFO_) return nowait == REC_SYSBUF_NOWAIT_RWF && (!writing || length <= PIPE_BUF_);
-  if (type != S_IFSOCK_) return 0;
+  if (fd_class_bits & REC_SYSBUF_CLASS_FIFO)
+    return nowait == REC_SYSBUF_NOWAIT_RWF && (!writing || length <= PIPE_BUF_);
+  if (!(fd_class_bits & REC_SYSBUF_CLASS_SOCKET)) return 0;
   if (!writing) return 1;
-  if (length > UNIX_WHOLE_WRITE) return 0;
-  int domain = 0;
-  uint32_t size = sizeof domain;
-  return untraced6(SYS_getsockopt, fd, 1 /* SOL_SOCKET */, 39 /* SO_DOMAIN */, (long)&domain,
-                   (long)&size, 0) == 0 &&
-         domain == 1 /* AF_UNIX */;
+  return length <= UNIX_WHOLE_WRITE && (fd_class_bits & REC_SYSBUF_CLASS_UNIX);
 }
 
 /* The call on a pipe or socket, as read(2)/write(2) with RWF_NOWAIT; 0
@@ -219,28 +250,23 @@ static int fd_allowed(uint8_t check, uint8_t nowait, const uint64_t* args) {
       break;
   }
   if (fd < 0) return 0;
-  uint32_t type = 0;
-  if (check == REC_SYSBUF_FD_READ) return quiet_file(fd, 1, 0, 0) ? VIA_CALL : 0;
+  if (check == REC_SYSBUF_FD_READ) return (fd_class(fd) & REC_SYSBUF_CLASS_QUIET) ? VIA_CALL : 0;
   if (check == REC_SYSBUF_FD_READ_STREAM) {
-    if (nowait == REC_SYSBUF_NOWAIT_RWF && quiet_file(fd, 1, 0, &type)) return VIA_CALL;
-    if (nowait == REC_SYSBUF_NOWAIT_MSG) type = file_type(fd);
-    return stream_fd(fd, type, 0, args[2], nowait) ? VIA_NOWAIT : 0;
+    int c = fd_class(fd);
+    if (nowait == REC_SYSBUF_NOWAIT_RWF && (c & REC_SYSBUF_CLASS_QUIET)) return VIA_CALL;
+    return stream_fd(c, 0, args[2], nowait) ? VIA_NOWAIT : 0;
   }
   /* what replay shows as the program's output, or an fd that would become
    * an alias of it (rec's view of the fd table changes only at its stops) */
   if (output_fd(fd)) return 0;
   if (check == REC_SYSBUF_FD_NOT_OUTPUT) return VIA_CALL;
-  if (check == REC_SYSBUF_FD_CLOSE) return quiet_file(fd, 1, 0, 0) ? VIA_CALL : 0;
+  if (check == REC_SYSBUF_FD_CLOSE) return (fd_class(fd) & REC_SYSBUF_CLASS_QUIET) ? VIA_CALL : 0;
   /* REC_SYSBUF_FD_WRITE(_STREAM) */
   if (header()->no_writes) return 0;
-  int is_watched = 0;
-  if (nowait == REC_SYSBUF_NOWAIT_MSG) {
-    type = file_type(fd);
-  } else if (quiet_file(fd, 0, &is_watched, &type)) {
-    return is_watched ? 0 : VIA_CALL;
-  }
-  return check == REC_SYSBUF_FD_WRITE_STREAM && stream_fd(fd, type, 1, args[2], nowait) ? VIA_NOWAIT
-                                                                                        : 0;
+  int c = fd_class(fd);
+  if (nowait != REC_SYSBUF_NOWAIT_MSG && (c & REC_SYSBUF_CLASS_QUIET_FILE))
+    return (c & REC_SYSBUF_CLASS_WATCHED) ? 0 : VIA_CALL;
+  return check == REC_SYSBUF_FD_WRITE_STREAM && stream_fd(c, 1, args[2], nowait) ? VIA_NOWAIT : 0;
 }
 
 static int rule_allows(uint8_t rule, const uint64_t* args) {
@@ -299,6 +325,9 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     if (len) copy(e->data, (const void*)args[p.out_arg], len);
     uint32_t size = (uint32_t)((sizeof(struct rec_sysbuf_entry) + len + 7) & ~7ul);
     e->size = size;
+    if (result >= 0 && (p.fd_check == REC_SYSBUF_PATH_OPEN || p.fd_check == REC_SYSBUF_FD_CLOSE ||
+                        p.fd_check == REC_SYSBUF_FD_NOT_OUTPUT))
+      fd_table_changed();
     h->used = (uint32_t)(used + size); /* last: rec reads entries below `used` */
     frame[F_RAX] = (uint64_t)result;
     return 1;

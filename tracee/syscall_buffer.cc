@@ -51,18 +51,54 @@ constexpr uint64_t kSlotSize = 32;
 constexpr unsigned kSlotsPerPage = (kPageSize - kSlotsOffset) / kSlotSize;
 constexpr uint64_t kSlotCmp = 19;   // where the displaced `cmp` runs in a slot
 constexpr uint64_t kPatchSize = 8;  // at most: `syscall` (2) + `cmp $imm32,%rax` (6)
+constexpr uint64_t kPatchRead = 16; // what is read at a site to find out (padding after a `ret`)
+
+// The length of a padding instruction (nop, int3) at p, 0 for anything else.
+size_t paddingLength(const uint8_t* p, size_t n) {
+  if (n >= 1 && (p[0] == 0x90 || p[0] == 0xcc)) return 1;
+  size_t i = 0;
+  while (i < n && p[i] == 0x66) ++i;
+  if (i > 0 && i < n && p[i] == 0x90) return i + 1;  // 66 90
+  if (i < n && p[i] == 0x2e) ++i;
+  if (i + 2 >= n || p[i] != 0x0f || p[i + 1] != 0x1f) return 0;
+  switch (p[i + 2]) {  // nopl/nopw with its ModRM
+    case 0x00: return i + 3;
+    case 0x40: return i + 4;
+    case 0x44: return i + 5;
+    case 0x80: return i + 7;
+    case 0x84: return i + 8;
+    default: return 0;
+  }
+}
 
 // The bytes a patch replaces at a site: `syscall` and the compare after it
-// (glibc's wrappers: cmp $-4096 or $-4095 with %rax, or with %eax); 0 when
-// the code is something else.
-size_t patchLength(const uint8_t code[kPatchSize]) {
+// (glibc's wrappers: cmp $-4096 or $-4095 with %rax, or with %eax), or
+// `syscall; ret` and two bytes of the padding after it up to the next
+// 16-byte boundary (glibc's __lll_lock_wake_private, whose result nothing
+// checks: padding is never jumped to); 0 when the code is something else.
+size_t patchLength(const uint8_t code[kPatchRead], uint64_t site) {
   if (code[0] != 0x0f || code[1] != 0x05) return 0;
   auto errorBound = [](const uint8_t* imm) {
     return (imm[0] == 0x00 || imm[0] == 0x01) && imm[1] == 0xf0 && imm[2] == 0xff && imm[3] == 0xff;
   };
   if (code[2] == 0x48 && code[3] == 0x3d && errorBound(code + 4)) return 8;
   if (code[2] == 0x3d && errorBound(code + 3)) return 7;
+  if (code[2] == 0xc3) {
+    const uint64_t pad = (site + 3) & 15;
+    if (pad == 0 || pad > 11) return 0;  // the jump would reach past the boundary
+    for (size_t at = 3; at < 5;) {
+      size_t n = paddingLength(code + at, kPatchRead - at);
+      if (!n) return 0;
+      at += n;
+    }
+    return 5;
+  }
   return 0;
+}
+
+// What a slot runs after the entry returns: the compare, or the `ret`.
+size_t displacedLength(const uint8_t code[kPatchRead], size_t length) {
+  return code[2] == 0xc3 ? 1 : length - 2;
 }
 
 bool near(uint64_t a, uint64_t b) {
@@ -81,7 +117,7 @@ std::vector<uint8_t> slotCode(uint64_t slot, uint64_t site, std::span<const uint
   c.insert(c.end(), {0xff, 0x15});                          // call *entry(%rip)
   put32(c, static_cast<int64_t>(page) - static_cast<int64_t>(slot + 11));
   c.insert(c.end(), {0x48, 0x8d, 0xa4, 0x24, 0x80, 0x00, 0x00, 0x00});  // lea 128(%rsp),%rsp
-  c.insert(c.end(), displaced.begin(), displaced.end());                // cmp $-4096,%rax
+  c.insert(c.end(), displaced.begin(), displaced.end());                // cmp $-4096,%rax, or ret
   while (c.size() < kSlotCmp + 6) c.push_back(0x90);
   c.push_back(0xe9);  // jmp to the instruction after the compare
   put32(c, static_cast<int64_t>(site + 2 + displaced.size()) - static_cast<int64_t>(slot + 30));
@@ -330,9 +366,9 @@ void setWatchedFiles(SysbufSpace& space, std::span<const FileId> files) {
 std::optional<SysbufPatch> planPatch(Task& task, SysbufSpace& space, uint64_t site,
                                      std::span<const uint64_t> busyIps) {
   if (space.disabled || space.patched.count(site)) return std::nullopt;
-  uint8_t code[kPatchSize];
-  if (task.read(site, code, sizeof code) != sizeof code) return std::nullopt;
-  const size_t length = patchLength(code);
+  uint8_t code[kPatchRead] = {};  // (a site near the end of its mapping: 8 bytes do)
+  if (task.read(site, code, sizeof code) < kPatchSize) return std::nullopt;
+  const size_t length = patchLength(code, site);
   if (!length) return std::nullopt;
   // A task that would return into the replaced bytes (after the syscall, or
   // from a signal handler that interrupted it there) would run half a jump.
@@ -352,9 +388,9 @@ std::optional<SysbufPatch> planPatch(Task& task, SysbufSpace& space, uint64_t si
 void applyPatch(Task& task, SysbufSpace& space, const SysbufPatch& patch, StraySignals& strays,
                 bool replaying) {
   const int failure = replaying ? kExitDivergence : kExitInternal;
-  uint8_t code[kPatchSize];
+  uint8_t code[kPatchRead] = {};
   const size_t length =
-      task.read(patch.site, code, sizeof code) == sizeof code ? patchLength(code) : 0;
+      task.read(patch.site, code, sizeof code) >= kPatchSize ? patchLength(code, patch.site) : 0;
   if (!length)
     throw RecError(failure, fmt::format("rec: {}: no syscall site to patch at {:#x}",
                                         modeName(replaying), patch.site));
@@ -382,7 +418,8 @@ void applyPatch(Task& task, SysbufSpace& space, const SysbufPatch& patch, StrayS
     throw RecError(failure, fmt::format("rec: {}: the syscall buffer's slot {:#x} is not the next",
                                         modeName(replaying), patch.slot));
   std::vector<uint8_t> slot =
-      slotCode(patch.slot, patch.site, std::span<const uint8_t>(code + 2, length - 2));
+      slotCode(patch.slot, patch.site,
+               std::span<const uint8_t>(code + 2, displacedLength(code, length)));
   task.writeForced(patch.slot, slot.data(), slot.size());
   ++page->slots;
   std::vector<uint8_t> jump = {0xe9};

@@ -5,7 +5,8 @@
 //   - map a buffer shared with rec at REC_SYSBUF, at the first patch of a
 //     process (sysbuf::start), and fill its policy from the syscall table's
 //     buffered rows;
-//   - patch a `syscall; cmp $-4096,%rax` site (8 bytes) into a jump to a
+//   - patch a `syscall; cmp $-4096,%rax` site (8 bytes; or `syscall; ret`
+//     and 2 bytes of padding) into a jump to a
 //     trampoline slot in a page near it (within +-2 GiB), which calls the
 //     buffer's entry and then runs the displaced `cmp` (sysbuf::applyPatch).
 //     The recorder decides (sysbuf::planPatch) at the exit of a buffered

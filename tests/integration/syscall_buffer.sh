@@ -37,18 +37,26 @@ check_tour() {
 
 # Chaos scheduling moves preemptions and thread switches around: the calls
 # each thread buffered stay with it.
+# chaos_pairs PREFIX COUNT REGEX PROGRAM ARGS...: COUNT recordings under
+# --chaos, each printing a line matching REGEX, each replayed to the same
+# output with status 0.
+chaos_pairs() {
+  local prefix=$1 count=$2 re=$3 i status
+  shift 3
+  for ((i = 1; i <= count; i++)); do
+    timeout 120 "$REC" record --chaos -o "${prefix}chaos$i.rec" -- "$@" >"${prefix}rec$i.out" 2>"${prefix}rec$i.err" ||
+      { show "record stderr" "${prefix}rec$i.err"; fail "chaos recording $i of $1 failed"; }
+    grep -Eq "$re" "${prefix}rec$i.out" || { show "record stdout" "${prefix}rec$i.out"; fail "chaos recording $i of $1 printed no /$re/"; }
+    timeout 120 "$REC" replay "${prefix}chaos$i.rec" >"${prefix}replay$i.out" 2>"${prefix}replay$i.err"
+    status=$?
+    [ "$status" -eq 0 ] || { show "replay stderr" "${prefix}replay$i.err"; fail "chaos replay $i of $1 exited $status"; }
+    cmp -s "${prefix}rec$i.out" "${prefix}replay$i.out" || fail "chaos replay $i of $1 printed something else"
+  done
+}
+
 check_chaos() {
   need_program sysbuf
-  local i status
-  for i in 1 2 3; do
-    timeout 120 "$REC" record --chaos -o "chaos$i.rec" -- "$PROGRAMS/sysbuf" 10 >"rec$i.out" 2>"rec$i.err" ||
-      { show "record stderr" "rec$i.err"; fail "chaos recording $i failed"; }
-    grep -Eq '^thread 1 [0-9a-f]{16}$' "rec$i.out" || { show "record stdout" "rec$i.out"; fail "chaos recording $i: no thread output"; }
-    timeout 120 "$REC" replay "chaos$i.rec" >"replay$i.out" 2>"replay$i.err"
-    status=$?
-    [ "$status" -eq 0 ] || { show "replay stderr" "replay$i.err"; fail "chaos replay $i exited $status"; }
-    cmp -s "rec$i.out" "replay$i.out" || fail "chaos replay $i printed something else"
-  done
+  chaos_pairs "" 3 '^thread 1 [0-9a-f]{16}$' "$PROGRAMS/sysbuf" 10
 }
 
 check_divergence() {
@@ -269,16 +277,7 @@ check_futex() {
     --expect-out '^queue 2000 items 2000 taken sum [0-9a-f]{16} order [0-9a-f]{16}$' \
     --expect-out '^futex 500 rounds token [0-9a-f]{16}$' -- "$PROGRAMS/sysbuf_futex" 2000
   # chaos moves the switches between a buffered wake and the woken waiter
-  local i status
-  for i in 1 2; do
-    timeout 120 "$REC" record --chaos -o "fchaos$i.rec" -- "$PROGRAMS/sysbuf_futex" 400 >"frec$i.out" 2>"frec$i.err" ||
-      { show "record stderr" "frec$i.err"; fail "chaos recording $i failed"; }
-    grep -Eq '^futex 100 rounds token [0-9a-f]{16}$' "frec$i.out" || { show "record stdout" "frec$i.out"; fail "chaos recording $i printed no token"; }
-    timeout 120 "$REC" replay "fchaos$i.rec" >"freplay$i.out" 2>"freplay$i.err"
-    status=$?
-    [ "$status" -eq 0 ] || { show "replay stderr" "freplay$i.err"; fail "chaos replay $i exited $status"; }
-    cmp -s "frec$i.out" "freplay$i.out" || fail "chaos replay $i printed something else"
-  done
+  chaos_pairs f 2 '^futex 100 rounds token [0-9a-f]{16}$' "$PROGRAMS/sysbuf_futex" 400
   "$REC" dump futex.rec >dump.out || fail "rec dump failed"
   local n
   n=$(grep -Ec '\] futex\(0x[0-9a-f]+, FUTEX_WAKE(_PRIVATE)?, .*syscall buffer, no stop' dump.out)

@@ -42,6 +42,7 @@ struct Insn {
   bool endsFlow = false;  // jmp, ret, indirect jmp: nothing falls through
   bool loop = false;      // `loop rel8` on rcx: copied as a decrement and a rel32 jump
   bool stop = false;      // cannot run from a copy: depends on its address, or traps
+  bool padding = false;   // nop (any length) or int3: what compilers put between functions
   size_t size() const { return bytes.size(); }
 };
 
@@ -86,6 +87,7 @@ std::optional<Insn> decodeAt(std::span<const uint8_t> code, uint64_t codeStart, 
     // `loop` (rcx form) has only a rel8 target; its copy becomes
     // instructions that reach anywhere (see copy in buildTrampoline).
     d.loop = insn->id == X86_INS_LOOP && d.bytes.size() == 2 && d.bytes[0] == 0xe2;
+    d.padding = insn->id == X86_INS_NOP || insn->id == X86_INS_INT3;
     switch (d.loop ? unsigned{X86_INS_INVALID} : insn->id) {
       case X86_INS_LOOP:
       case X86_INS_LOOPE:
@@ -649,6 +651,11 @@ std::vector<uint64_t> memoryWrittenBy(std::span<const uint8_t> code, uint64_t ip
 size_t instructionLength(std::span<const uint8_t> code, uint64_t ip) {
   auto d = decodeAt(code, ip, ip);
   return d ? d->size() : 0;
+}
+
+size_t paddingLength(std::span<const uint8_t> code, uint64_t ip) {
+  auto d = decodeAt(code, ip, ip);
+  return d && d->padding ? d->size() : 0;
 }
 
 }  // namespace rec

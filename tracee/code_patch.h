@@ -121,5 +121,8 @@ std::vector<uint64_t> memoryWrittenBy(std::span<const uint8_t> code, uint64_t ip
 
 // Length of the instruction at ip (0 when it does not decode).
 size_t instructionLength(std::span<const uint8_t> code, uint64_t ip);
+// Length of the padding instruction (a nop of any length, int3) at ip; 0 for
+// anything else.
+size_t paddingLength(std::span<const uint8_t> code, uint64_t ip);
 
 }  // namespace rec

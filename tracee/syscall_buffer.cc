@@ -53,24 +53,6 @@ constexpr uint64_t kSlotCmp = 19;   // where the displaced `cmp` runs in a slot
 constexpr uint64_t kPatchSize = 8;  // at most: `syscall` (2) + `cmp $imm32,%rax` (6)
 constexpr uint64_t kPatchRead = 16; // what is read at a site to find out (padding after a `ret`)
 
-// The length of a padding instruction (nop, int3) at p, 0 for anything else.
-size_t paddingLength(const uint8_t* p, size_t n) {
-  if (n >= 1 && (p[0] == 0x90 || p[0] == 0xcc)) return 1;
-  size_t i = 0;
-  while (i < n && p[i] == 0x66) ++i;
-  if (i > 0 && i < n && p[i] == 0x90) return i + 1;  // 66 90
-  if (i < n && p[i] == 0x2e) ++i;
-  if (i + 2 >= n || p[i] != 0x0f || p[i + 1] != 0x1f) return 0;
-  switch (p[i + 2]) {  // nopl/nopw with its ModRM
-    case 0x00: return i + 3;
-    case 0x40: return i + 4;
-    case 0x44: return i + 5;
-    case 0x80: return i + 7;
-    case 0x84: return i + 8;
-    default: return 0;
-  }
-}
-
 // The bytes a patch replaces at a site: `syscall` and the compare after it
 // (glibc's wrappers: cmp $-4096 or $-4095 with %rax, or with %eax), or
 // `syscall; ret` and two bytes of the padding after it up to the next
@@ -87,7 +69,7 @@ size_t patchLength(const uint8_t code[kPatchRead], uint64_t site) {
     const uint64_t pad = (site + 3) & 15;
     if (pad == 0 || pad > 11) return 0;  // the jump would reach past the boundary
     for (size_t at = 3; at < 5;) {
-      size_t n = paddingLength(code + at, kPatchRead - at);
+      size_t n = paddingLength(std::span<const uint8_t>(code + at, kPatchRead - at), site + at);
       if (!n) return 0;
       at += n;
     }

@@ -366,3 +366,19 @@ TEST_CASE("syscall buffer: which sites load the syscall's number", "[patch][sysb
   // mov $imm,%r8d (41 b8) is not mov $imm,%eax
   CHECK_FALSE(check(window({0x41, 0xb8, 0x01, 0x01, 0, 0}), 257));
 }
+
+TEST_CASE("padding after a `syscall; ret` site: nops of every length and int3, nothing else",
+          "[patch]") {
+  const uint8_t nop1[] = {0x90}, int3[] = {0xcc}, nop2[] = {0x66, 0x90},
+                nopl5[] = {0x0f, 0x1f, 0x44, 0x00, 0x00},
+                nopw10[] = {0x66, 0x2e, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00};
+  CHECK(rec::paddingLength(nop1, 0x1000) == 1);
+  CHECK(rec::paddingLength(int3, 0x1000) == 1);
+  CHECK(rec::paddingLength(nop2, 0x1000) == 2);
+  CHECK(rec::paddingLength(nopl5, 0x1000) == 5);
+  CHECK(rec::paddingLength(nopw10, 0x1000) == 10);
+  const uint8_t push[] = {0x55}, mov[] = {0x48, 0x89, 0xe5}, cut[] = {0x0f, 0x1f, 0x44};
+  CHECK(rec::paddingLength(push, 0x1000) == 0);
+  CHECK(rec::paddingLength(mov, 0x1000) == 0);
+  CHECK(rec::paddingLength(cut, 0x1000) == 0);  // a nop cut short is not one
+}

@@ -67,17 +67,10 @@ void ReplaySession::noteMatched(ReplayTask& t, schema::Event::Reader event) {
   m.index = eventIndex_;
   m.tid = t.recordedTid;
   m.kind = event.which();
-  m.strings.clear();
   switch (m.kind) {
-    case schema::Event::SYSCALL: {
-      auto e = event.getSyscall();
-      m.number = e.getNumber();
-      m.args = {};
-      auto args = e.getArgs();
-      for (unsigned i = 0; i < 6 && i < args.size(); ++i) m.args[i] = args[i];
-      for (auto s : e.getStrings()) m.strings.emplace_back(s.cStr());
+    case schema::Event::SYSCALL:
+      m.call = RecordedCall::of(event.getSyscall());
       break;
-    }
     case schema::Event::SYSCALL_ENTER:
       m.number = event.getSyscallEnter().getNumber();
       break;
@@ -92,15 +85,26 @@ void ReplaySession::noteMatched(ReplayTask& t, schema::Event::Reader event) {
   }
 }
 
+RecordedCall RecordedCall::of(schema::SyscallEvent::Reader e) {
+  RecordedCall c;
+  c.number = e.getNumber();
+  auto args = e.getArgs();
+  for (unsigned i = 0; i < 6 && i < args.size(); ++i) c.args[i] = args[i];
+  for (auto s : e.getStrings()) c.strings.emplace_back(s.cStr());
+  return c;
+}
+
+std::string RecordedCall::text() const {
+  const sys::SyscallRow* row = sys::findSyscall(number);
+  return row ? sys::formatCall(*row, args, strings) : fmt::format("syscall_{}", number);
+}
+
 std::string ReplaySession::MatchedEvent::text() const {
   if (!valid) return {};
   std::string what;
   switch (kind) {
     case schema::Event::SYSCALL:
-      if (const sys::SyscallRow* row = sys::findSyscall(number))
-        what = sys::formatCall(*row, args, strings);
-      else
-        what = fmt::format("syscall_{}", number);
+      what = call.text();
       break;
     case schema::Event::SYSCALL_ENTER:
       what = fmt::format("entry of syscall {}", number);

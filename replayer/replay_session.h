@@ -52,6 +52,16 @@ struct ActivePatch {
   uint64_t trapIp = 0;            // rip after the trampoline's int3
 };
 
+// A recorded syscall's number, arguments and strings: what a report needs
+// to describe it, without keeping its trace message.
+struct RecordedCall {
+  int32_t number = 0;
+  std::array<uint64_t, 6> args{};
+  std::vector<std::string> strings;
+  static RecordedCall of(schema::SyscallEvent::Reader e);
+  std::string text() const;  // as `rec dump` prints it
+};
+
 class ReplaySession {
  public:
   explicit ReplaySession(ReplayOptions options);
@@ -229,10 +239,9 @@ class ReplaySession {
     uint64_t index = 0;
     int tid = 0;
     schema::Event::Which kind = schema::Event::SYSCALL;
-    int32_t number = 0;  // syscall number, syscall-entry number or signal
-    std::array<uint64_t, 6> args{};
-    std::vector<std::string> strings;
-    uint64_t rip = 0;  // a preemption's
+    RecordedCall call;   // a syscall's
+    int32_t number = 0;  // a syscall entry's number or a signal's
+    uint64_t rip = 0;    // a preemption's
     std::string text() const;
   };
   MatchedEvent lastMatched_;

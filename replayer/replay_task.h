@@ -32,13 +32,7 @@ inline format::BlobHash hashOf(capnp::Data::Reader d) {
 }
 
 inline std::string describeRecordedSyscall(schema::SyscallEvent::Reader e) {
-  const sys::SyscallRow* row = sys::findSyscall(e.getNumber());
-  if (!row) return fmt::format("syscall_{}", e.getNumber());
-  std::array<uint64_t, 6> args{};
-  for (unsigned i = 0; i < 6 && i < e.getArgs().size(); ++i) args[i] = e.getArgs()[i];
-  std::vector<std::string> strings;
-  for (auto s : e.getStrings()) strings.emplace_back(s.cStr());
-  return sys::formatCall(*row, args, strings);
+  return RecordedCall::of(e).text();
 }
 
 // Whether a core file was written (0x80) depends on RLIMIT_CORE, and replay

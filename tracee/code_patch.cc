@@ -14,12 +14,13 @@ namespace {
 
 constexpr uint64_t kArithmeticFlags = 0xcd5;  // CF PF AF ZF SF DF OF
 
-// The data page: what the check compares with, and its own stack.
-constexpr size_t kExpectedRegs = 0;         // 16 registers, x86 encoding order
-constexpr size_t kExpectedFlags = 16 * 8;   // eflags & kArithmeticFlags
-constexpr size_t kExpectedMemory = 17 * 8;  // up to kMaxMemoryChecks words
+// At most this many memory words are checked in the program.
 constexpr size_t kMaxMemoryChecks = kMaxPointWords;
-constexpr size_t kSavedRsp = kExpectedMemory + kMaxMemoryChecks * 8;  // the program's rsp
+// The data page: what the full check compares with (the pre-check's values
+// are immediates in its code), and its own stack.
+constexpr size_t kExpectedRegs = 0;        // 16 registers, x86 encoding order (rsp is read)
+constexpr size_t kExpectedFlags = 16 * 8;  // eflags & kArithmeticFlags
+constexpr size_t kSavedRsp = 17 * 8;       // the program's rsp
 constexpr size_t kSavedRcx = kSavedRsp + 8;  // the pre-check's scratch registers
 constexpr size_t kSavedRdx = kSavedRcx + 8;
 constexpr size_t kExpectedStack = 512;  // up to kPointStackBytes of the program's stack
@@ -211,8 +212,9 @@ class Assembler {
 
 constexpr uint8_t kJne = 0x5;
 
-// The registers most likely to differ first (x86 numbering; 4 is rsp).
-constexpr int kCheckOrder[16] = {0, 1, 2, 6, 7, 8, 9, 10, 11, 3, 5, 12, 13, 14, 15, 4};
+// The general registers but rsp, those most likely to differ first (x86
+// numbering).
+constexpr int kCheckOrder[15] = {0, 1, 2, 6, 7, 8, 9, 10, 11, 3, 5, 12, 13, 14, 15};
 
 // A load the check makes of the program's memory, [start, end), and the
 // label a fault there goes on at (rec moves the task: not the program's fault).
@@ -221,13 +223,14 @@ struct LoadSite {
   int miss;
 };
 
-// The in-process check: registers and memory words against the data page.
-// Falls into int3 on a match, else jumps to `fastMiss` (the flag-free
-// pre-check missed: rcx and rdx to restore) or `miss` (the full check,
-// on its own stack, missed).
+// The in-process check: a flag-free pre-check of the general registers
+// but rsp and of the memory words, then, on its own stack, rsp, the flags,
+// xmm0-15 and the stack against the data page. Falls into int3 on a
+// match, else jumps to `fastMiss` (the pre-check missed: rcx and rdx to
+// restore) or `miss` (the full check missed).
 bool emitCheck(Assembler& a, uint64_t data, const uint64_t (&expectedRegs)[16],
                std::span<const MemoryCheck> memory, bool xmm, size_t stackQwords, int fastMiss,
-               int miss, int faultMiss, int stackFaultMiss, std::vector<LoadSite>& loads) {
+               int miss, int stackFaultMiss, std::vector<LoadSite>& loads) {
   bool ok = true;
   // Pre-check without touching the flags: most passes of a loop differ in
   // a general register or a word it writes, and pushfq/popfq cost more than
@@ -242,7 +245,7 @@ bool emitCheck(Assembler& a, uint64_t data, const uint64_t (&expectedRegs)[16],
     a.jmp(fastMiss);
   };
   for (int n : kCheckOrder) {
-    if (n == 1 || n == 4) continue;  // rcx below; rsp is compared as saved
+    if (n == 1) continue;  // rcx below
     a.emit({0x48, 0xb9});            // movabs $-expected, %rcx
     put64(a.bytes(), uint64_t{0} - expectedRegs[n]);
     // lea (%rcx,R,1), %rcx
@@ -284,11 +287,7 @@ bool emitCheck(Assembler& a, uint64_t data, const uint64_t (&expectedRegs)[16],
             static_cast<uint8_t>(((n & 7) << 3) | 0x05)});
     ok &= a.ripDisp(at);
   };
-  for (int n : kCheckOrder) {
-    if (n == 4) continue;
-    cmpReg(n, data + kExpectedRegs + static_cast<uint64_t>(n) * 8);
-    a.jcc(kJne, miss);
-  }
+  // The other general registers and the words passed the pre-check.
   // The program's rsp, as saved.
   a.emit({0x50, 0x48, 0x8b, 0x05});  // push %rax; mov saved(%rip), %rax
   ok &= a.ripDisp(data + kSavedRsp);
@@ -301,16 +300,6 @@ bool emitCheck(Assembler& a, uint64_t data, const uint64_t (&expectedRegs)[16],
   cmpReg(0, data + kExpectedFlags);
   a.emit({0x58});
   a.jcc(kJne, miss);
-  for (size_t i = 0; i < memory.size(); ++i) {
-    a.emit({0x50, 0x48, 0xb8});  // push %rax; movabs $address,%rax
-    put64(a.bytes(), memory[i].address);
-    uint64_t load = a.here();
-    a.emit({0x48, 0x8b, 0x00});  // mov (%rax),%rax
-    loads.push_back({load, a.here(), faultMiss});
-    cmpReg(0, data + kExpectedMemory + i * 8);
-    a.emit({0x58});
-    a.jcc(kJne, miss);
-  }
   if (xmm) {
     // The vector registers: stored into the data page (nothing of the
     // program's changes), then compared whole with the recorded ones.
@@ -480,16 +469,13 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
   uint64_t flags = expected.eflags & kArithmeticFlags;
   std::memcpy(t.data.data() + kExpectedFlags, &flags, 8);
   if (memory.size() > kMaxMemoryChecks) memory = memory.first(kMaxMemoryChecks);
-  for (size_t i = 0; i < memory.size(); ++i)
-    std::memcpy(t.data.data() + kExpectedMemory + i * 8, &memory[i].value, 8);
   const size_t stackQwords = std::min(stack.size(), kPointStackBytes) / 8;
   if (stackQwords) std::memcpy(t.data.data() + kExpectedStack, stack.data(), stackQwords * 8);
   const bool checkXmm = xmm.size() == kXmmBytes;
   if (checkXmm) std::memcpy(t.data.data() + kExpectedXmm, xmm.data(), kXmmBytes);
 
   Assembler a(pageAddress);
-  int check = a.label(), miss = a.label(), fastMiss = a.label(), faultMiss = a.label(),
-      stackFaultMiss = a.label();
+  int check = a.label(), miss = a.label(), fastMiss = a.label(), stackFaultMiss = a.label();
   std::map<uint64_t, int> copyOf;  // original address -> label of its copy
   for (const Insn& d : before) copyOf[d.address] = a.label();
   for (const Insn& d : after) copyOf[d.address] = a.label();
@@ -540,7 +526,7 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
   uint64_t expectedRegs[16];
   for (int n = 0; n < 16; ++n) expectedRegs[n] = regByNumber(expected, n);
   std::vector<LoadSite> loads;
-  ok &= emitCheck(a, data, expectedRegs, memory, checkXmm, stackQwords, fastMiss, miss, faultMiss,
+  ok &= emitCheck(a, data, expectedRegs, memory, checkXmm, stackQwords, fastMiss, miss,
                   stackFaultMiss, loads);
   t.trapIp = a.here();
   t.resumeIp = a.here();  // X's copy follows the int3
@@ -557,10 +543,6 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
   a.emit({0x48, 0x8b, 0x15});  // mov savedRdx(%rip), %rdx
   ok &= a.ripDisp(data + kSavedRdx);
   a.jmp(copyOf[ip]);
-  // A memory word's load faulted (rec moved the task here): %rax is on the stack.
-  a.bind(faultMiss);
-  a.emit({0x58});
-  a.jmp(miss);
   // The stack comparison faulted: %rsi, %rdi, %rcx are on the stack.
   a.bind(stackFaultMiss);
   a.emit({0x59, 0x5f, 0x5e});

@@ -192,7 +192,7 @@ check_fdcache() {
 check_stream() {
   need_program sysbuf_stream
   local mode
-  for mode in "procs 3000" "threads 3000" "socket 2000" eagain epipe nonblock "signals 2000" "exits 300" "sendrecv 500"; do
+  for mode in "procs 3000" "threads 3000" "socket 2000" eagain epipe nonblock "signals 800" "exits 300" "sendrecv 500"; do
     # shellcheck disable=SC2086
     expect_native_differs "$PROGRAMS/sysbuf_stream" $mode 2>/dev/null
   done
@@ -219,8 +219,8 @@ check_stream() {
   # a fast timer's handler writing to a pipe while the threads' calls are
   # buffered or blocked; writers exiting with their writes still buffered
   record_replay signals --status 0 \
-    --expect-out '^signals 2000 [0-9a-f]{16} echo 0; the handler wrote [0-9]+ bytes, [0-9]+ read: same$' \
-    -- "$PROGRAMS/sysbuf_stream" signals 2000
+    --expect-out '^signals 800 [0-9a-f]{16} echo 0; the handler wrote [0-9]+ bytes, [0-9]+ read: same$' \
+    -- "$PROGRAMS/sysbuf_stream" signals 800
   grep -Eq 'handler wrote ([1-9][0-9]{1,}) bytes' signals.rec.out || fail "fewer than 10 timer signals came"
   record_replay exits --status 0 --expect-out '^exits: 1500 messages of 1500, sum [0-9a-f]{16}, child 0$' \
     -- "$PROGRAMS/sysbuf_stream" exits 300
@@ -255,7 +255,7 @@ check_stream() {
     grep -Eq '\] sendto\(.*EPIPE.*syscall buffer' dump.out && fail "a send() that failed with EPIPE was buffered"
     "$REC" dump signals.rec >dump.out || fail "rec dump failed"
     n=$(grep -Ec '\] write\(.*syscall buffer, no stop' dump.out)
-    ((n >= 3900)) || fail "only $n of the signals test's writes went through the buffer"
+    ((n >= 1560)) || fail "only $n of the signals test's writes went through the buffer"
     n=$("$REC" dump exits.rec | grep -Ec '\] write\(.*syscall buffer, no stop')
     ((n >= 1400)) || fail "only $n of the exiting writers' 1500 writes went through the buffer"
     "$REC" dump external.rec >dump.out || fail "rec dump failed"

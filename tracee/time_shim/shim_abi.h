@@ -112,6 +112,7 @@ static inline int rec_shim_system_wide_clock(long clock) {
 #define REC_SYSBUF_CLASS_FIFO 8      /* a pipe or FIFO */
 #define REC_SYSBUF_CLASS_SOCKET 16   /* a socket */
 #define REC_SYSBUF_CLASS_UNIX 32     /* ... of AF_UNIX */
+#define REC_SYSBUF_CLASS_ZERO 64     /* /dev/zero: what it reads is zeros */
 #define REC_SYSBUF_RULE_ONE_OF 1  /* the argument equals one of values[0..count) */
 #define REC_SYSBUF_RULE_NO_BITS 2 /* the argument has none of values[0]'s bits */
 #define REC_SYSBUF_RULES 8

@@ -131,6 +131,8 @@ std::string_view modeName(bool replaying) {
   return replaying ? "replay" : "recording";
 }
 
+}  // namespace
+
 // The policy of each buffered row (the syscall table's flag), for the
 // in-process code.
 void fillPolicy(rec_sysbuf_header& h) {
@@ -200,6 +202,8 @@ void fillPolicy(rec_sysbuf_header& h) {
     h.policy[row.number] = p;
   }
 }
+
+namespace {
 
 // Pipes take RWF_NOWAIT since 6.4 (FMODE_NOWAIT), and honour it since the
 // fix after it ("pipe: check for IOCB_NOWAIT alongside O_NONBLOCK"); on

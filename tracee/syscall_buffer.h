@@ -80,6 +80,11 @@ struct SysbufPatch {
 
 namespace sysbuf {
 
+// The buffer's policy (which calls it takes, and how), from the syscall
+// table's buffered rows; a row that does not fit (its output kind, no room
+// for its argument rule) is left out, and stays traced.
+void fillPolicy(rec_sysbuf_header& h);
+
 // REC_SYSCALL_BUFFER=off turns the buffer off for a recording.
 bool enabledByEnvironment();
 

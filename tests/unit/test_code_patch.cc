@@ -5,9 +5,12 @@
 #include <catch2/catch.hpp>
 #include <array>
 #include <cstring>
+#include <memory>
+#include <sys/syscall.h>
 
 #include "code_patch.h"
 #include "syscall_buffer.h"
+#include "syscall_table.h"
 
 using rec::buildTrampoline;
 using rec::jumpPatchable;
@@ -382,4 +385,29 @@ TEST_CASE("padding after a `syscall; ret` site: nops of every length and int3, n
   CHECK(rec::paddingLength(push, 0x1000) == 0);
   CHECK(rec::paddingLength(mov, 0x1000) == 0);
   CHECK(rec::paddingLength(cut, 0x1000) == 0);  // a nop cut short is not one
+}
+
+// Every row the syscall table marks buffered gets a policy: none is left
+// out for want of room for its argument rule or an output kind the
+// buffer's code does not know (it would silently stay traced).
+TEST_CASE("syscall buffer: every buffered row has a policy") {
+  auto header = std::make_unique<rec_sysbuf_header>();
+  std::memset(header.get(), 0, sizeof *header);
+  rec::sysbuf::fillPolicy(*header);
+  int rows = 0;
+  for (const rec::sys::SyscallRow& row : rec::sys::allSyscalls()) {
+    if (!(row.flags & rec::sys::kBuffered)) continue;
+    INFO(row.name);
+    REQUIRE(row.number < REC_SYSBUF_MAX_NR);
+    CHECK(header->policy[row.number].args == row.argCount);
+    ++rows;
+  }
+  CHECK(rows >= 28);  // (28 when this was written)
+  const rec_sysbuf_policy& readv = header->policy[SYS_readv];
+  CHECK(readv.out_kind == REC_SYSBUF_OUT_IOVEC);
+  CHECK(readv.fd_check == REC_SYSBUF_FD_READ_STREAM);
+  CHECK(header->policy[SYS_writev].out_kind == REC_SYSBUF_IN_IOVEC);
+  CHECK(header->policy[SYS_writev].fd_check == REC_SYSBUF_FD_WRITE_STREAM);
+  CHECK(header->policy[SYS_pwritev2].fd_check == REC_SYSBUF_FD_WRITE);
+  CHECK(header->policy[SYS_preadv].fd_check == REC_SYSBUF_FD_READ);
 }

@@ -115,7 +115,7 @@ static inline int rec_shim_system_wide_clock(long clock) {
 #define REC_SYSBUF_CLASS_ZERO 64     /* /dev/zero: what it reads is zeros */
 #define REC_SYSBUF_RULE_ONE_OF 1  /* the argument equals one of values[0..count) */
 #define REC_SYSBUF_RULE_NO_BITS 2 /* the argument has none of values[0]'s bits */
-#define REC_SYSBUF_RULES 8
+#define REC_SYSBUF_RULES 12 /* (7 used: room for a few more rows with a rule) */
 struct rec_sysbuf_rule {
   uint8_t arg;
   uint8_t kind;

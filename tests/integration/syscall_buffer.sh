@@ -309,6 +309,9 @@ check_vectors() {
     -- "$PROGRAMS/sysbuf_vectors" files v 200
   record_replay vpipes --status 0 --expect-out '^pipes 1000 rounds: sent [0-9a-f]{16}, echo same, child 0$' \
     -- "$PROGRAMS/sysbuf_vectors" pipes 1000
+  # chaos moves the switches between the two processes' buffered writev
+  # and traced readv calls
+  chaos_pairs v 2 '^pipes 300 rounds: sent [0-9a-f]{16}, echo same, child 0$' "$PROGRAMS/sysbuf_vectors" pipes 300
   record_replay vbad --status 0 \
     --expect-out '^bad: 90 EFAULT, 60 EINVAL, 30 short, 60 empty, read [0-9a-f]{16}$' \
     -- "$PROGRAMS/sysbuf_vectors" bad v

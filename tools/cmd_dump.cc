@@ -67,9 +67,15 @@ std::string syscallLine(schema::SyscallEvent::Reader s) {
     for (unsigned i = 0; i < args.size(); ++i) out += (i ? ", " : "") + hex(args[i]);
     out += ") = " + rawResult(s.getResult());
   }
-  uint64_t captured = 0;
-  for (auto w : s.getWrites()) captured += w.getData().size() + w.getZeros();
-  if (captured > 0) out += " (" + std::to_string(captured) + " bytes captured)";
+  uint64_t captured = 0, zeros = 0;
+  for (auto w : s.getWrites()) {
+    captured += w.getData().size() + w.getZeros();
+    zeros += w.getZeros();
+  }
+  if (captured > 0)
+    out += " (" + std::to_string(captured) + " bytes captured" +
+           (zeros == captured ? ", all zero" : zeros ? ", " + std::to_string(zeros) + " zero" : "") +
+           ")";
   if (s.getRefused()) out += " (refused by rec)";
   if (s.getInSyscallBuffer())
     out += " [syscall buffer, no stop]";

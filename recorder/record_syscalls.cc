@@ -801,6 +801,10 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
   const Registers& regs = t.task.regs();
   int64_t result = regs.result();
   if (result <= -512 && result >= -516) return;  // -ERESTART*: a signal comes first
+  // A call the row's rule turns down (prlimit64 setting a limit) would stay
+  // traced through the patch: its site is left alone (and replay's special
+  // paths for such calls, applyRlimit, need no patch).
+  if (!sys::bufferRuleAllows(*t.row, t.args)) return;
   const uint64_t site = regs.ip() - 2;
   // Only a site that makes this one syscall (`mov $nr,%eax` or `xor
   // %eax,%eax` just before it): a task in another syscall there, which rec

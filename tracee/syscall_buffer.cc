@@ -140,7 +140,10 @@ void fillPolicy(rec_sysbuf_header& h) {
     rec_sysbuf_policy p{};
     p.args = row.argCount;
     const sys::OutParam& out = row.outs[0];
-    if (out.kind == sys::Out::ByResult) {
+    if (row.buffer.fd == sys::BufferFd::Quiet) {
+      // the rule's requests write nothing on such an fd: no output
+    } else if (out.kind == sys::Out::ByResult || out.kind == sys::Out::CString) {
+      // (CString: getcwd, whose result counts the bytes it stored)
       p.out_kind = REC_SYSBUF_OUT_RESULT;
       p.out_arg = out.arg;
     } else if (out.kind == sys::Out::Fixed) {
@@ -155,6 +158,7 @@ void fillPolicy(rec_sysbuf_header& h) {
       case sys::BufferFd::NotOutput: p.fd_check = REC_SYSBUF_FD_NOT_OUTPUT; break;
       case sys::BufferFd::Close: p.fd_check = REC_SYSBUF_FD_CLOSE; break;
       case sys::BufferFd::PathOpen: p.fd_check = REC_SYSBUF_PATH_OPEN; break;
+      case sys::BufferFd::Quiet: p.fd_check = REC_SYSBUF_FD_READ; break;
       case sys::BufferFd::Stream:
       case sys::BufferFd::SocketMsg:
         // (fd, buf, len, ...): a read when it returns bytes at buf, else a write

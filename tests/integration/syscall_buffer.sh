@@ -295,7 +295,35 @@ check_futex() {
   return 0
 }
 
+# What start-ups ask (isatty() on files, getcwd, prlimit64 reads, sysinfo,
+# getrandom GRND_NONBLOCK) goes through the buffer; a prlimit64 with no
+# pointer for the old limit too (nothing to record), and replay hands the
+# same answers back.
+check_queries() {
+  need_program sysbuf_edge
+  expect_native_differs "$PROGRAMS/sysbuf_edge" queries 30 2>/dev/null
+  record_replay queries --status 0 --expect-out '^queries 30 notty 90 [0-9a-f]{16}$' \
+    -- "$PROGRAMS/sysbuf_edge" queries 30
+  "$REC" dump queries.rec >dump.out || fail "rec dump failed"
+  local name n
+  if buffer_on; then
+    for name in getcwd prlimit64 sysinfo getrandom ioctl; do
+      n=$(grep -Ec "\] $name\(.*syscall buffer, no stop" dump.out)
+      ((n >= 25)) || fail "only $n ${name} calls went through the buffer"
+    done
+    grep -Eq '\] prlimit64\(0, 3, NULL, NULL\) = 0 \[syscall buffer, no stop' dump.out ||
+      fail "prlimit64 with no old-limit pointer did not go through the buffer"
+    grep -Eq '\] ioctl\([0-9]+, TCGETS, .*ENOTTY.*syscall buffer, no stop' dump.out ||
+      fail "no isatty() went through the buffer"
+  else
+    n=$(buffered_count queries.rec)
+    ((n == 0)) || fail "$n buffered syscalls with REC_SYSCALL_BUFFER=off"
+  fi
+  return 0
+}
+
 t tour check_tour
+t queries check_queries
 t fdcache check_fdcache
 t stream check_stream
 t futex check_futex

@@ -114,7 +114,7 @@ static inline int rec_shim_system_wide_clock(long clock) {
 #define REC_SYSBUF_CLASS_UNIX 32     /* ... of AF_UNIX */
 #define REC_SYSBUF_RULE_ONE_OF 1  /* the argument equals one of values[0..count) */
 #define REC_SYSBUF_RULE_NO_BITS 2 /* the argument has none of values[0]'s bits */
-#define REC_SYSBUF_RULES 8
+#define REC_SYSBUF_RULES 12
 struct rec_sysbuf_rule {
   uint8_t arg;
   uint8_t kind;

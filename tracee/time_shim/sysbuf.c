@@ -315,8 +315,8 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     uint64_t len = 0;
     if (p.out_kind == REC_SYSBUF_OUT_RESULT && result > 0)
       len = (uint64_t)result <= most ? (uint64_t)result : most;
-    else if (p.out_kind == REC_SYSBUF_OUT_FIXED && result == 0)
-      len = p.out_size;
+    else if (p.out_kind == REC_SYSBUF_OUT_FIXED && result == 0 && args[p.out_arg])
+      len = p.out_size; /* (a NULL pointer the call may skip: prlimit64's old limit) */
     e->nr = (int32_t)nr;
     e->result = result;
     for (int i = 0; i < 6; ++i) e->args[i] = args[i];

@@ -363,6 +363,7 @@ void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
     diverge(t, fmt::format("mmap of {} at {:#x}", m.getPath().cStr(), address),
             fmt::format("got {}", got));
   patchRdtsc(t, m);
+  applyBufferPatches(t, e.getBufferPatches());
   t.task.mutableRegs().setResult(e.getResult());
 }
 
@@ -493,6 +494,31 @@ void ReplaySession::applyBufferPatch(ReplayTask& t, schema::SyscallEvent::Reader
   t.task.mutableRegs().setResult(e.getResult());
   t.lastExecutedNumber = e.getNumber();
   t.park = ReplayTask::Park::Resumable;
+}
+
+// The sites the recorder patched as soon as an executable file was mapped
+// (at exec, or this mmap's exit), in its order; the task stands where it
+// did then.
+void ReplaySession::applyBufferPatches(ReplayTask& t,
+                                       capnp::List<schema::BufferPatch>::Reader patches) {
+  if (patches.size() == 0) return;
+  if (!t.sysbuf)
+    throw RecError(kExitBadTrace, fmt::format("rec: event #{} patches syscall sites without a "
+                                              "syscall buffer",
+                                              eventIndex_));
+  StraySignals strays;
+  for (auto p : patches) {
+    if (p.getStartsBuffer() == (t.sysbuf->buffer != nullptr))
+      throw RecError(kExitBadTrace,
+                     fmt::format("rec: event #{} patches a syscall site where the syscall buffer "
+                                 "cannot be in that state",
+                                 eventIndex_));
+    if (p.getStartsBuffer() && !sysbuf::start(t.task, *t.sysbuf, REC_SHIM_REPLAY, strays))
+      throw RecError(kExitUnsupported,
+                     fmt::format("rec: cannot map the syscall buffer in task {}", t.task.tid()));
+    sysbuf::applyPatch(t.task, *t.sysbuf, SysbufPatch{p.getSite(), p.getSlot(), p.getNewPage()},
+                       strays, true);
+  }
 }
 
 // Leaves the task at the seccomp stop of an emulated syscall; its next event

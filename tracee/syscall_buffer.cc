@@ -41,6 +41,24 @@ SysbufMemory::~SysbufMemory() {
   if (base_) ::munmap(base_, REC_SYSBUF_SIZE);
 }
 
+void SysbufSpace::noteCode(uint64_t start, uint64_t end, uint64_t offset,
+                           const std::string& file) {
+  // A new mapping replaces whatever lay in its range.
+  auto it = code.lower_bound(start);
+  if (it != code.begin() && std::prev(it)->second.end > start) --it;
+  while (it != code.end() && it->first < end) it = code.erase(it);
+  code[start] = Code{end, offset, file};
+}
+
+const SysbufSpace::Code* SysbufSpace::codeAt(uint64_t address, uint64_t* start) const {
+  auto it = code.upper_bound(address);
+  if (it == code.begin()) return nullptr;
+  --it;
+  if (address >= it->second.end) return nullptr;
+  *start = it->first;
+  return &it->second;
+}
+
 namespace sysbuf {
 
 namespace {
@@ -430,6 +448,7 @@ std::shared_ptr<SysbufSpace> forChild(const std::shared_ptr<SysbufSpace>& space,
   copy->pages = space->pages;
   copy->patched = space->patched;
   copy->signalIps = space->signalIps;
+  copy->code = space->code;
   // Its mapping is the parent's memfd: off until it has a buffer of its own.
   if (space->buffer) setMode(child, REC_SHIM_OFF);
   return copy;

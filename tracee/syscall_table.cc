@@ -14,7 +14,6 @@
 #include <sched.h>
 #include <linux/futex.h>
 #include <sys/ioctl.h>
-#include <sys/random.h>
 #include <sys/syscall.h>
 
 #include <algorithm>
@@ -614,8 +613,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_seccomp, "seccomp", {Int, Hex, Ptr}).hook(Hook::Seccomp)
       .why("rec installs a program's filter itself, in record and replay, behind an exemption "
            "for its own syscalls; strict mode becomes the equivalent filter"),
-  emulated(SYS_getrandom, "getrandom", {Ptr, Size, Hex}).out(byResult(0))
-      .bufferedIfArg(BufferFd::Default, 2, {GRND_NONBLOCK}),  // never waits for entropy
+  emulated(SYS_getrandom, "getrandom", {Ptr, Size, Hex}).out(byResult(0)),
   emulated(SYS_memfd_create, "memfd_create", {Str, Hex}).fd(),
   refused(SYS_kexec_file_load, "kexec_file_load", {Fd, Fd, Size, Str, Hex}, kKexec),
   refused(SYS_bpf, "bpf", {Int, Ptr, Size},

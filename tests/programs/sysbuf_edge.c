@@ -25,9 +25,9 @@
 //                              printed at the end is the same on replay
 //   sysbuf_edge queries N      what a start-up asks N times over (isatty() on
 //                              a file and /dev/null, getcwd, prlimit64 reads,
-//                              one with no old-limit pointer, sysinfo,
-//                              getrandom GRND_NONBLOCK): buffered; a hash of
-//                              the answers, which differ every run
+//                              one with no old-limit pointer, sysinfo):
+//                              buffered; a hash of the answers with random
+//                              bytes (getrandom), which differ every run
 #define _GNU_SOURCE  // prlimit
 #include <dirent.h>
 #include <errno.h>

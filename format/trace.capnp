@@ -181,6 +181,9 @@ struct SyscallEvent {
   # At this syscall's exit the recorder patched the site it was made from
   # into a jump to the syscall buffer; replay patches it at the same point.
   bufferPatch @23 :BufferPatch;
+  # mmap of an executable file: the syscall sites of the new mapping the
+  # recorder patched at this syscall's exit, in order; replay does the same.
+  bufferPatches @24 :List(BufferPatch);
 }
 
 struct BufferPatch {
@@ -246,6 +249,7 @@ struct ExecEvent {
   argv @6 :List(Text);
   writableData @7 :List(MemWrite); # contents of writable mappings right after exec (data/bss pages)
   becomesTid @8 :Int32;            # exec from a non-leader thread: the id it has afterwards (the leader's)
+  bufferPatches @9 :List(BufferPatch);  # syscall sites of the new image patched right after exec, in order
 }
 
 struct RdtscEvent {

@@ -155,6 +155,12 @@ void RecordSession::completeExec(RecordTask& t) {
   installScratchPage(t.task, strays, timeShim_ || syscallBuffer_);
   absorbStrays(t, strays);
   auto space = std::make_shared<TimeShimSpace>();
+  // The new image's buffer space (t.sysbuf still holds the old one's calls,
+  // written before the Exec event).
+  auto sysbufSpace = syscallBuffer_ ? std::make_shared<SysbufSpace>() : nullptr;
+  // A filter the program installed survives exec; the buffer's calls would pass it.
+  if (sysbufSpace && t.seccompMode != 0) sysbufSpace->disabled = true;
+  std::vector<std::pair<SysbufPatch, bool>> prepatched;
 
   capnp::MallocMessageBuilder msg;
   auto e = msg.initRoot<schema::Event>().initExec();
@@ -200,6 +206,8 @@ void RecordSession::completeExec(RecordTask& t) {
       hash = blobs_->storePath(m.path, m.path);
     }
     patchRdtsc(t, hash, readPath, m.start, m.end, m.offset, m.prot);
+    if (sysbufSpace && !m.shared)
+      prepatchMapping(t, *sysbufSpace, hash.hex(), m.start, m.end, m.offset, m.prot, prepatched);
     auto bytes = hash.bytes();
     out.setBlobHash(asData(bytes.data(), bytes.size()));
     if (m.prot & PROT_WRITE) pagesUnlikeFile(t, m, readPath, writable);
@@ -247,6 +255,8 @@ void RecordSession::completeExec(RecordTask& t) {
   e.initRegisters().setRaw(asData(regs.raw()));
   auto argv = e.initArgv(static_cast<unsigned>(argvStrings.size()));
   for (unsigned i = 0; i < argvStrings.size(); ++i) argv.set(i, argvStrings[i]);
+  if (!prepatched.empty())
+    writePatches(e.initBufferPatches(static_cast<unsigned>(prepatched.size())), prepatched);
   if (t.formerTid) {
     e.setBecomesTid(tid);
     emit(t, msg, std::exchange(t.formerTid, 0));
@@ -264,9 +274,7 @@ void RecordSession::completeExec(RecordTask& t) {
   }
   // After the Exec event, which carries the old image's last time answers.
   t.timeSpace = std::move(space);
-  t.sysbuf = syscallBuffer_ ? std::make_shared<SysbufSpace>() : nullptr;
-  // A filter the program installed survives exec; the buffer's calls would pass it.
-  if (t.sysbuf && t.seccompMode != 0) t.sysbuf->disabled = true;
+  t.sysbuf = std::move(sysbufSpace);
   t.execSeen = false;
   // The mask survives exec; handlers become SIG_DFL (SIG_IGN stays).
   t.signalMask.reset();

@@ -138,6 +138,15 @@ class RecordSession {
   void drainSyscallBuffer(RecordTask& t);
   void writeBuffered(RecordTask& t, pid_t tid);
   void patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builder s);
+  bool startBuffer(RecordTask& t, SysbufSpace& space, StraySignals& strays);
+  // A new executable file mapping of `space` (at exec, or an mmap):
+  // noted, and the sites earlier processes made buffered calls from patched
+  // now, the patches written into `out`.
+  void prepatchMapping(RecordTask& t, SysbufSpace& space, const std::string& file,
+                       uint64_t start, uint64_t end, uint64_t offset, int prot,
+                       std::vector<std::pair<SysbufPatch, bool>>& done);
+  static void writePatches(capnp::List<schema::BufferPatch>::Builder out,
+                           const std::vector<std::pair<SysbufPatch, bool>>& done);
   void updateBufferDenials();
   static bool noteFdTable(OutputFds& fds, const sys::SyscallRow& row,
                           const std::array<uint64_t, 6>& args, int64_t result);
@@ -217,6 +226,11 @@ class RecordSession {
   std::vector<uint8_t> tracedBitmap_;
   std::vector<std::string> env_;
   std::optional<RdtscPatcher> rdtscPatcher_;  // set where RDTSC does not trap
+  // Syscall sites a process of this recording made a buffered call from, by
+  // file (content hash) and offset in it, with the syscall's number: the
+  // next process mapping that file gets them patched before their first
+  // call, which would otherwise cost two stops each in every process.
+  std::map<std::string, std::map<uint64_t, int>> hotSites_;
   bool timeShim_ = true;                      // REC_TIME_SHIM=off hides the vDSO instead
   bool syscallBuffer_ = true;                 // REC_SYSCALL_BUFFER=off: every syscall stops
 };

@@ -585,6 +585,13 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
       if (result >= 0)
         patchRdtsc(t, hash, fdPath, m.getStart(), m.getEnd(), t.args[5],
                    static_cast<int>(t.args[2]));
+      if (result >= 0 && t.sysbuf && !file) {
+        std::vector<std::pair<SysbufPatch, bool>> done;
+        prepatchMapping(t, *t.sysbuf, hash.hex(), m.getStart(), m.getEnd(), t.args[5],
+                        static_cast<int>(t.args[2]), done);
+        if (!done.empty())
+          writePatches(s.initBufferPatches(static_cast<unsigned>(done.size())), done);
+      }
       break;
     }
     default:
@@ -809,6 +816,10 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
   const Registers& regs = t.task.regs();
   int64_t result = regs.result();
   if (result <= -512 && result >= -516) return;  // -ERESTART*: a signal comes first
+  // A call the row's rule turns down (prlimit64 setting a limit) would stay
+  // traced through the patch: its site is left alone (and replay's special
+  // paths for such calls, applyRlimit, need no patch).
+  if (!sys::bufferRuleAllows(*t.row, t.args)) return;
   const uint64_t site = regs.ip() - 2;
   // Only a site that makes this one syscall (`mov $nr,%eax` or `xor
   // %eax,%eax` just before it): a task in another syscall there, which rec
@@ -845,14 +856,11 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
   StraySignals strays;
   bool starts = false;
   if (!t.sysbuf->buffer) {
-    if (!sysbuf::start(t.task, *t.sysbuf, REC_SHIM_RECORD, strays)) {
+    if (!startBuffer(t, *t.sysbuf, strays)) {
       t.sysbuf->disabled = true;
       absorbStrays(t, strays);
       return;
     }
-    sysbuf::setWatchedFiles(*t.sysbuf, bufferWatchedFiles());
-    sysbuf::setOutputFds(*t.sysbuf, bufferOutputFds(*t.sysbuf));
-    updateBufferFdTables(*t.sysbuf);
     starts = true;
   }
   sysbuf::applyPatch(t.task, *t.sysbuf, *patch, strays, false);
@@ -862,6 +870,83 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
   b.setSlot(patch->slot);
   b.setNewPage(patch->newPage);
   b.setStartsBuffer(starts);
+  uint64_t start = 0;
+  if (const SysbufSpace::Code* code = t.sysbuf->codeAt(patch->site, &start))
+    hotSites_[code->file][patch->site - start + code->offset] = static_cast<int>(t.nr);
+}
+
+// Maps the buffer into the task and tells it what rec knows (watched
+// files, output fds, whether the fd table is shared).
+bool RecordSession::startBuffer(RecordTask& t, SysbufSpace& space, StraySignals& strays) {
+  if (!sysbuf::start(t.task, space, REC_SHIM_RECORD, strays)) return false;
+  sysbuf::setWatchedFiles(space, bufferWatchedFiles());
+  if (t.sysbuf.get() == &space) {
+    sysbuf::setOutputFds(space, bufferOutputFds(space));
+    updateBufferFdTables(space);
+  } else {
+    // The new image's space, right after exec: `t` is its only task.
+    std::vector<long> fds;
+    if (t.fds)
+      for (long fd : t.fds->fds()) fds.push_back(fd);
+    sysbuf::setOutputFds(space, fds);
+    sysbuf::setFdTables(space, false);
+  }
+  return true;
+}
+
+// Each process reaches ld.so's and libc's syscall sites anew, and the first
+// call at each stopped twice before patchSyscallSite patched it there (make
+// -j2: 528 such first calls, a sixth of its stops). A site some process of
+// this recording patched is patched in the next process as soon as its file
+// is mapped, checked as at its first patch (the `mov` of that number before
+// it, the pattern planPatch checks). Only while `t` is the only task of the
+// address space: no other one can be running in or returning into the new
+// mapping.
+void RecordSession::prepatchMapping(RecordTask& t, SysbufSpace& space, const std::string& file,
+                                    uint64_t start, uint64_t end, uint64_t offset, int prot,
+                                    std::vector<std::pair<SysbufPatch, bool>>& done) {
+  if (!(prot & PROT_EXEC) || end <= start) return;
+  space.noteCode(start, end, offset, file);
+  if (space.disabled || t.compat || t.seccompMode != 0) return;
+  auto hot = hotSites_.find(file);
+  if (hot == hotSites_.end()) return;
+  for (auto& [tid, u] : tasks_)
+    if (u.get() != &t && u->sysbuf.get() == &space && u->alive()) return;
+  for (auto [at, nr] : hot->second) {
+    if (at < offset || at - offset >= end - start) continue;
+    const uint64_t site = start + (at - offset);
+    const sys::SyscallRow* row = sys::findSyscall(nr);
+    if (!row || !(row->flags & sys::kBuffered)) continue;
+    uint8_t before[sysbuf::kSetsNumberWindow] = {};
+    if (t.task.read(site - sizeof before, before, sizeof before) != sizeof before ||
+        !sysbuf::setsNumberBefore(before, nr))
+      continue;
+    auto patch = sysbuf::planPatch(t.task, space, site, {});
+    if (!patch) continue;
+    StraySignals strays;
+    bool starts = false;
+    if (!space.buffer) {
+      if (!startBuffer(t, space, strays)) {
+        space.disabled = true;
+        absorbStrays(t, strays);
+        return;
+      }
+      starts = true;
+    }
+    sysbuf::applyPatch(t.task, space, *patch, strays, false);
+    absorbStrays(t, strays);
+    done.emplace_back(*patch, starts);
+  }
+}
+
+void RecordSession::writePatches(capnp::List<schema::BufferPatch>::Builder out,
+                                 const std::vector<std::pair<SysbufPatch, bool>>& done) {
+  for (unsigned i = 0; i < done.size(); ++i) {
+    out[i].setSite(done[i].first.site);
+    out[i].setSlot(done[i].first.slot);
+    out[i].setNewPage(done[i].first.newPage);
+    out[i].setStartsBuffer(done[i].second);
+  }
 }
 
 // A file mapped MAP_SHARED is watched: from now on writes to it stay

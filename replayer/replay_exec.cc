@@ -235,6 +235,7 @@ void ReplaySession::onExec(ReplayTask& t, schema::ExecEvent::Reader e) {
   t.sysbuf = syscallBuffer_ ? std::make_shared<SysbufSpace>() : nullptr;
   remapExecFiles(t, e);
   for (auto m : e.getMappings()) patchRdtsc(t, m);
+  applyBufferPatches(t, e.getBufferPatches());
   // The recorded initial stack (argv, environment, auxv with AT_RANDOM and
   // the time shim or no vDSO) and registers, so the program starts from the very
   // state it started from when recorded.

@@ -181,6 +181,7 @@ class ReplaySession {
   void startTimeLog(ReplayTask& t, schema::SyscallEvent::Reader e);
   void onSyscallBufferEntry(ReplayTask& t, schema::SyscallEvent::Reader e);
   void applyBufferPatch(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void applyBufferPatches(ReplayTask& t, capnp::List<schema::BufferPatch>::Reader patches);
   void checkBufferConsumed(ReplayTask& t);
   void completeForkLike(ReplayTask& t, schema::SyscallEvent::Reader e);
   void fixParentTid(ReplayTask& t);

@@ -347,8 +347,6 @@ void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
   // so do private mappings of files the recording watched (open for
   // writing: their uncopied pages follow the file); other private ones map
   // the blob.
-  StraySignals strays;
-  skipToSyscallExit(t.task, e.getResult(), strays);
   bool shared = (m.getFlags() & MAP_TYPE) != MAP_PRIVATE;
   bool followsFile = shared || m.getDevice() != 0 || m.getInode() != 0;
   BlobFiles::Contents contents = contentsOf(m);
@@ -357,13 +355,31 @@ void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
                   : blobs_->path(contents, m.getPath());
   uint64_t mapFlags = (flags & ~uint64_t{MAP_TYPE} & ~uint64_t{MAP_FIXED_NOREPLACE}) |
                       (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED;
-  int64_t got =
-      mapIntoTask(t, file, shared,
-                  {address, m.getEnd() - m.getStart(), m.getProt(), mapFlags, 0, m.getOffset()});
+  std::array<uint64_t, 6> mmapArgs = {address, m.getEnd() - m.getStart(), m.getProt(), mapFlags,
+                                      0, m.getOffset()};
+  int64_t got = -EBADF;
+  if (t.mappedFile && t.mappedFile->path == file && t.mappedFile->writable == shared) {
+    // The file is still open in the task (ld.so maps a library's segments
+    // one after another): the program's own mmap maps it, rewritten, one
+    // stop instead of skipping it and a remote mmap (3 stops).
+    auto programArgs = r.syscallArgs();
+    mmapArgs[4] = static_cast<uint64_t>(t.mappedFile->fd);
+    r.setSyscallArgs(mmapArgs);
+    t.task.resume(Task::Resume::Syscall);
+    waitSyscallExit(t);
+    got = t.task.regs().result();
+    t.task.mutableRegs().setSyscallArgs(programArgs);
+    if (got == -EBADF) t.mappedFile.reset();  // closed behind rec's back: opened again below
+  } else {
+    StraySignals strays;
+    skipToSyscallExit(t.task, e.getResult(), strays);
+  }
+  if (got == -EBADF) got = mapIntoTask(t, file, shared, mmapArgs);
   if (got != static_cast<int64_t>(address))
     diverge(t, fmt::format("mmap of {} at {:#x}", m.getPath().cStr(), address),
             fmt::format("got {}", got));
   patchRdtsc(t, m);
+  applyBufferPatches(t, e.getBufferPatches());
   t.task.mutableRegs().setResult(e.getResult());
 }
 
@@ -502,6 +518,31 @@ void ReplaySession::applyBufferPatch(ReplayTask& t, schema::SyscallEvent::Reader
   t.task.mutableRegs().setResult(e.getResult());
   t.lastExecutedNumber = e.getNumber();
   t.park = ReplayTask::Park::Resumable;
+}
+
+// The sites the recorder patched as soon as an executable file was mapped
+// (at exec, or this mmap's exit), in its order; the task stands where it
+// did then.
+void ReplaySession::applyBufferPatches(ReplayTask& t,
+                                       capnp::List<schema::BufferPatch>::Reader patches) {
+  if (patches.size() == 0) return;
+  if (!t.sysbuf)
+    throw RecError(kExitBadTrace, fmt::format("rec: event #{} patches syscall sites without a "
+                                              "syscall buffer",
+                                              eventIndex_));
+  StraySignals strays;
+  for (auto p : patches) {
+    if (p.getStartsBuffer() == (t.sysbuf->buffer != nullptr))
+      throw RecError(kExitBadTrace,
+                     fmt::format("rec: event #{} patches a syscall site where the syscall buffer "
+                                 "cannot be in that state",
+                                 eventIndex_));
+    if (p.getStartsBuffer() && !sysbuf::start(t.task, *t.sysbuf, REC_SHIM_REPLAY, strays))
+      throw RecError(kExitUnsupported,
+                     fmt::format("rec: cannot map the syscall buffer in task {}", t.task.tid()));
+    sysbuf::applyPatch(t.task, *t.sysbuf, SysbufPatch{p.getSite(), p.getSlot(), p.getNewPage()},
+                       strays, true);
+  }
 }
 
 // Leaves the task at the seccomp stop of an emulated syscall; its next event

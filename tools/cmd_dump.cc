@@ -82,6 +82,8 @@ std::string syscallLine(schema::SyscallEvent::Reader s) {
   else if (s.getBuffered())
     out += " [vdso, no stop]";
   if (s.hasBufferPatch()) out += fmt::format(" [site {:#x} patched]", s.getBufferPatch().getSite());
+  if (s.getBufferPatches().size() > 0)
+    out += fmt::format(" [{} sites patched ahead]", s.getBufferPatches().size());
   if (s.getStartsTimeLog()) out += " [time shim on]";
   if (s.getCompat32()) out += " [int 0x80]";
   return out;
@@ -140,7 +142,10 @@ std::string eventText(schema::Event::Reader e) {
       auto name = x.getFilename();
       return "execve(" + sys::quoted(std::string_view(name.cStr(), name.size())) + ") -> " +
              std::to_string(x.getMappings().size()) + " mappings, stack " +
-             std::to_string(x.getStackImage().size()) + " bytes";
+             std::to_string(x.getStackImage().size()) + " bytes" +
+             (x.getBufferPatches().size() > 0
+                  ? fmt::format(" [{} sites patched ahead]", x.getBufferPatches().size())
+                  : "");
     }
     case schema::Event::RDTSC: {
       auto r = e.getRdtsc();

@@ -41,6 +41,24 @@ SysbufMemory::~SysbufMemory() {
   if (base_) ::munmap(base_, REC_SYSBUF_SIZE);
 }
 
+void SysbufSpace::noteCode(uint64_t start, uint64_t end, uint64_t offset,
+                           const std::string& file) {
+  // A new mapping replaces whatever lay in its range.
+  auto it = code.lower_bound(start);
+  if (it != code.begin() && std::prev(it)->second.end > start) --it;
+  while (it != code.end() && it->first < end) it = code.erase(it);
+  code[start] = Code{end, offset, file};
+}
+
+const SysbufSpace::Code* SysbufSpace::codeAt(uint64_t address, uint64_t* start) const {
+  auto it = code.upper_bound(address);
+  if (it == code.begin()) return nullptr;
+  --it;
+  if (address >= it->second.end) return nullptr;
+  *start = it->first;
+  return &it->second;
+}
+
 namespace sysbuf {
 
 namespace {
@@ -142,7 +160,10 @@ void fillPolicy(rec_sysbuf_header& h) {
     rec_sysbuf_policy p{};
     p.args = row.argCount;
     const sys::OutParam& out = row.outs[0];
-    if (out.kind == sys::Out::ByResult) {
+    if (row.buffer.fd == sys::BufferFd::Quiet) {
+      // the rule's requests write nothing on such an fd: no output
+    } else if (out.kind == sys::Out::ByResult || out.kind == sys::Out::CString) {
+      // (CString: getcwd, whose result counts the bytes it stored)
       p.out_kind = REC_SYSBUF_OUT_RESULT;
       p.out_arg = out.arg;
     } else if (out.kind == sys::Out::Fixed) {
@@ -166,6 +187,7 @@ void fillPolicy(rec_sysbuf_header& h) {
       case sys::BufferFd::NotOutput: p.fd_check = REC_SYSBUF_FD_NOT_OUTPUT; break;
       case sys::BufferFd::Close: p.fd_check = REC_SYSBUF_FD_CLOSE; break;
       case sys::BufferFd::PathOpen: p.fd_check = REC_SYSBUF_PATH_OPEN; break;
+      case sys::BufferFd::Quiet: p.fd_check = REC_SYSBUF_FD_READ; break;
       case sys::BufferFd::Stream:
       case sys::BufferFd::SocketMsg:
         // (fd, buf, len, ...) or (fd, iov, count): a read when it returns
@@ -442,6 +464,7 @@ std::shared_ptr<SysbufSpace> forChild(const std::shared_ptr<SysbufSpace>& space,
   copy->pages = space->pages;
   copy->patched = space->patched;
   copy->signalIps = space->signalIps;
+  copy->code = space->code;
   // Its mapping is the parent's memfd: off until it has a buffer of its own.
   if (space->buffer) setMode(child, REC_SHIM_OFF);
   return copy;

@@ -22,7 +22,9 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <map>
 #include <set>
+#include <string>
 #include <span>
 #include <vector>
 
@@ -69,6 +71,17 @@ struct SysbufSpace {
   std::vector<Page> pages;        // trampoline pages
   std::set<uint64_t> patched;     // sites
   std::set<uint64_t> signalIps;   // where signals were delivered: a handler may return there
+  // Record: executable file mappings by start address, the file named by
+  // rec's key for it (its content hash), to learn which file a patched site
+  // lies in.
+  struct Code {
+    uint64_t end = 0;
+    uint64_t offset = 0;
+    std::string file;
+  };
+  std::map<uint64_t, Code> code;
+  void noteCode(uint64_t start, uint64_t end, uint64_t offset, const std::string& file);
+  const Code* codeAt(uint64_t address, uint64_t* start) const;
 };
 
 // A patch as the trace notes it.

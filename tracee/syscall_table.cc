@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <linux/futex.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 
 #include <algorithm>
@@ -218,6 +219,8 @@ constexpr SyscallRow kTable[] = {
            "kernel's forced fault unblocks it and resets its handler, which rec restores"),
   passthrough(SYS_rt_sigreturn, "rt_sigreturn", {}).flags(kNeverReturns),
   emulated(SYS_ioctl, "ioctl", {Fd, Ioctl, Hex}).blocks().hook(Hook::Ioctl).out(ioctlSize(2))
+      // isatty() on a file: ENOTTY, nothing written, never blocks
+      .bufferedIfArg(BufferFd::Quiet, 1, {TCGETS, TIOCGWINSZ})
       .why("output size from known requests (termios, winsize, FIONREAD...), else _IOC_SIZE"),
   emulated(SYS_pread64, "pread64", {Fd, Ptr, Size, Int}).out(byResult(1)).buffered(),
   emulated(SYS_pwrite64, "pwrite64", {Fd, Ptr, Size, Int}).writesFd(buffer(0, 1, Offset::Arg, 3)).buffered(),
@@ -306,7 +309,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_truncate, "truncate", {Path, Int}).flags(kResizesFile),
   emulated(SYS_ftruncate, "ftruncate", {Fd, Int}).flags(kResizesFile),
   emulated(SYS_getdents, "getdents", {Fd, Ptr, Size}).out(byResult(1)),
-  emulated(SYS_getcwd, "getcwd", {Ptr, Size}).out(cstring(0, 1)),
+  emulated(SYS_getcwd, "getcwd", {Ptr, Size}).out(cstring(0, 1)).buffered(),
   emulated(SYS_chdir, "chdir", {Path}),
   emulated(SYS_fchdir, "fchdir", {Fd}),
   emulated(SYS_rename, "rename", {Path, Path}),
@@ -328,7 +331,7 @@ constexpr SyscallRow kTable[] = {
       .hook(Hook::TimeAtEntry),
   emulated(SYS_getrlimit, "getrlimit", {Int, Ptr}).out(fixed(1, kRlimit)),
   emulated(SYS_getrusage, "getrusage", {Int, Ptr}).out(fixed(1, kRusage)),
-  emulated(SYS_sysinfo, "sysinfo", {Ptr}).out(fixed(0, kSysinfo)),
+  emulated(SYS_sysinfo, "sysinfo", {Ptr}).out(fixed(0, kSysinfo)).buffered(),
   emulated(SYS_times, "times", {Ptr}).out(fixed(0, kTms)),
   emulated(SYS_ptrace, "ptrace", {Int, Pid, Ptr, Ptr}).hook(Hook::Ptrace)
       .why("rec is the kernel's tracer of every task: it plays the tracer's part between tracees "
@@ -588,6 +591,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_fanotify_mark, "fanotify_mark", {Fd, Hex, Hex, DirFd, Path}),
   emulated(SYS_prlimit64, "prlimit64", {Pid, Int, Ptr, Ptr}).out(fixed(3, kRlimit))
       .hook(Hook::Rlimit)
+      .bufferedIfArg(BufferFd::Default, 2, {0})  // a read: no new limit (replay applies none)
       .why("RLIMIT_STACK and RLIMIT_DATA decide where a program faults: applied on replay too"),
   emulated(SYS_name_to_handle_at, "name_to_handle_at", {DirFd, Path, Ptr, Ptr, AtFlags})
       .why("handle size read back from the handle; mount id 4 or 8 bytes by flags"),
@@ -730,6 +734,17 @@ const Index& index() {
 
 std::span<const SyscallRow> allSyscalls() {
   return kTable;
+}
+
+bool bufferRuleAllows(const SyscallRow& row, const std::array<uint64_t, 6>& args) {
+  const BufferRule& r = row.buffer;
+  if (r.arg < 0) return true;
+  if (r.arg >= 6) return false;
+  auto v = static_cast<int64_t>(args[static_cast<size_t>(r.arg)]);
+  if (!r.oneOf) return (v & r.values[0]) == 0;
+  for (unsigned i = 0; i < r.count && i < r.values.size(); ++i)
+    if (r.values[i] == v) return true;
+  return false;
 }
 
 const SyscallRow* findSyscall(int nr) {

@@ -173,6 +173,9 @@ enum class BufferFd : uint8_t {
               // (EAGAIN and EPIPE traced); writes only when whole-or-nothing (small, AF_UNIX)
   SocketMsg,  // recvfrom/sendto (fd, buf, len, flags, ...) on a socket: made with MSG_DONTWAIT
               // added to flags, as Stream; with a rule that the address is NULL
+  Quiet,      // argument 0 is a regular file, directory or /dev/null|zero on a local file
+              // system, where the call (its rule picks requests) fails and writes nothing
+              // (ioctl TCGETS: ENOTTY): no output recorded
 };
 struct BufferRule {
   BufferFd fd = BufferFd::Default;
@@ -214,6 +217,9 @@ inline constexpr int kMaxSyscall = 512;  // numbers >= this are not x86-64 sysca
 
 // Row for nr, or nullptr when the kernel defines no such syscall.
 const SyscallRow* findSyscall(int nr);
+// Whether `args` pass the row's buffer rule (BufferRule; none: true), as the
+// buffer's code checks it (sysbuf.c rule_allows).
+bool bufferRuleAllows(const SyscallRow& row, const std::array<uint64_t, 6>& args);
 const SyscallRow* findSyscall(std::string_view name);
 // All rows, ordered by number.
 std::span<const SyscallRow> allSyscalls();

@@ -295,6 +295,61 @@ check_futex() {
   return 0
 }
 
+# What start-ups ask (isatty() on files, getcwd, prlimit64 reads, sysinfo)
+# goes through the buffer; a prlimit64 with no
+# pointer for the old limit too (nothing to record), and replay hands the
+# same answers back.
+check_queries() {
+  need_program sysbuf_edge
+  expect_native_differs "$PROGRAMS/sysbuf_edge" queries 30 2>/dev/null
+  record_replay queries --status 0 --expect-out '^queries 30 notty 90 [0-9a-f]{16}$' \
+    -- "$PROGRAMS/sysbuf_edge" queries 30
+  "$REC" dump queries.rec >dump.out || fail "rec dump failed"
+  local name n
+  if buffer_on; then
+    for name in getcwd prlimit64 sysinfo ioctl; do
+      n=$(grep -Ec "\] $name\(.*syscall buffer, no stop" dump.out)
+      ((n >= 25)) || fail "only $n ${name} calls went through the buffer"
+    done
+    grep -Eq '\] prlimit64\(0, 3, NULL, NULL\) = 0 \[syscall buffer, no stop' dump.out ||
+      fail "prlimit64 with no old-limit pointer did not go through the buffer"
+    grep -Eq '\] ioctl\([0-9]+, TCGETS, .*ENOTTY.*syscall buffer, no stop' dump.out ||
+      fail "no isatty() went through the buffer"
+  else
+    n=$(buffered_count queries.rec)
+    ((n == 0)) || fail "$n buffered syscalls with REC_SYSCALL_BUFFER=off"
+  fi
+  return 0
+}
+
+# A site one process patched is patched in the next process that maps the
+# same file right at its exec or mmap (docs/syscall-buffer.md "Patched
+# ahead"): four processes in a row, ld.so's and libc's sites patched before
+# their first call from the second on; replay applies the same patches.
+check_ahead() {
+  need_program sysbuf_edge
+  local prog="$PROGRAMS/sysbuf_edge"
+  expect_native_differs sh -c "for i in 1 2 3 4; do $prog queries 5; done" 2>/dev/null
+  record_replay ahead --status 0 --expect-out '^queries 5 notty 15 [0-9a-f]{16}$' \
+    -- sh -c "for i in 1 2 3 4; do $prog queries 5; done"
+  "$REC" dump ahead.rec >dump.out || fail "rec dump failed"
+  local execs lazy last
+  execs=$(grep -Ec '\] execve\(".*sysbuf_edge"\) -> .*sites patched ahead\]' dump.out)
+  if buffer_on; then
+    ((execs == 4)) || fail "$execs of 4 execs had sites patched ahead (ld.so's)"
+    grep -Eq '\] mmap\(.*PROT_EXEC.* \[[0-9]+ sites patched ahead\]' dump.out ||
+      fail "no library mapping had sites patched ahead"
+    # the last process: nearly every site it calls was patched ahead
+    last=$(grep -E '\] execve\(' dump.out | tail -1 | grep -oE '^#[0-9]+')
+    lazy=$(sed -n "/^${last} /,\$p" dump.out | grep -c 'patched\]')
+    ((lazy <= 2)) || fail "the last process still patched $lazy sites at their first call"
+  else
+    ((execs == 0)) || fail "sites patched ahead with REC_SYSCALL_BUFFER=off"
+    grep -q 'patched ahead' dump.out && fail "sites patched ahead with REC_SYSCALL_BUFFER=off"
+  fi
+  return 0
+}
+
 # readv/writev/preadv/pwritev/preadv2/pwritev2 (docs/syscall-buffer.md
 # "Vector calls"): many iovecs, empty ones, short reads, outputs all zero
 # (a hole, /dev/zero), pipes and sockets, bad iovec arrays and counts.
@@ -343,6 +398,8 @@ check_vectors() {
 
 t tour check_tour
 t vectors check_vectors
+t ahead check_ahead
+t queries check_queries
 t fdcache check_fdcache
 t stream check_stream
 t futex check_futex

@@ -23,14 +23,25 @@
 //                              a vfork child makes it the plain file again):
 //                              its pwrites must be traced, and the mapping
 //                              printed at the end is the same on replay
+//   sysbuf_edge queries N      what a start-up asks N times over (isatty() on
+//                              a file and /dev/null, getcwd, prlimit64 reads,
+//                              one with no old-limit pointer, sysinfo):
+//                              buffered; a hash of the answers with random
+//                              bytes (getrandom), which differ every run
+#define _GNU_SOURCE  // prlimit
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/sysinfo.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -222,6 +233,36 @@ static int fds(const char* parent) {
   return 0;
 }
 
+static int queries(int n) {
+  int file = open("/proc/self/exe", O_RDONLY);
+  int null = open("/dev/null", O_RDONLY);
+  if (file < 0 || null < 0) return 2;
+  unsigned long h = 0;
+  int notty = 0;
+  for (int i = 0; i < n; ++i) {
+    struct termios tio;
+    struct winsize ws;
+    notty += isatty(file) == 0 && errno == ENOTTY;
+    notty += ioctl(null, TIOCGWINSZ, &ws) < 0 && errno == ENOTTY;
+    notty += tcgetattr(null, &tio) < 0 && errno == ENOTTY;
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof cwd)) return 3;
+    h ^= fnv((const unsigned char*)cwd, strlen(cwd));
+    struct rlimit lim;
+    if (prlimit(0, RLIMIT_NOFILE, NULL, &lim) != 0) return 4;
+    if (prlimit(0, RLIMIT_STACK, NULL, NULL) != 0) return 5;
+    h = h * 31 + lim.rlim_cur;
+    struct sysinfo si;
+    if (sysinfo(&si) != 0) return 6;
+    h = h * 31 + (unsigned long)si.procs;
+    unsigned char random[16];
+    if (getrandom(random, sizeof random, GRND_NONBLOCK) != (ssize_t)sizeof random) return 7;
+    h ^= fnv(random, sizeof random);
+  }
+  printf("queries %d notty %d %016lx\n", n, notty, h);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc >= 2 && strcmp(argv[1], "diverge") == 0) {
@@ -254,6 +295,9 @@ int main(int argc, char** argv) {
   if (argc >= 3 && strcmp(argv[1], "watched") == 0) return watched(argv[2]);
   if (argc >= 3 && strcmp(argv[1], "fds") == 0) return fds(argv[2]);
   if (argc >= 3 && strcmp(argv[1], "fdcache") == 0) return fdcache(argv[2]);
-  fprintf(stderr, "usage: sysbuf_edge diverge | forever FILE | watched DIR | fds DIR | fdcache DIR\n");
+  if (argc >= 3 && strcmp(argv[1], "queries") == 0) return queries(atoi(argv[2]));
+  fprintf(stderr,
+          "usage: sysbuf_edge diverge | forever FILE | watched DIR | fds DIR | fdcache DIR | "
+          "queries N\n");
   return 64;
 }

@@ -401,8 +401,8 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     if (p.out_kind == REC_SYSBUF_OUT_RESULT && result > 0) {
       len = (uint64_t)result <= most ? (uint64_t)result : most;
       addr = args[p.out_arg];
-    } else if (p.out_kind == REC_SYSBUF_OUT_FIXED && result == 0) {
-      len = p.out_size;
+    } else if (p.out_kind == REC_SYSBUF_OUT_FIXED && result == 0 && args[p.out_arg]) {
+      len = p.out_size; /* (a NULL pointer the call may skip: prlimit64's old limit) */
       addr = args[p.out_arg];
     } else if (p.out_kind == REC_SYSBUF_OUT_IOVEC && result > 0) {
       /* the iovecs filled in order up to the result, empty ones left out */

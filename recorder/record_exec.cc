@@ -265,6 +265,8 @@ void RecordSession::completeExec(RecordTask& t) {
   // After the Exec event, which carries the old image's last time answers.
   t.timeSpace = std::move(space);
   t.sysbuf = syscallBuffer_ ? std::make_shared<SysbufSpace>() : nullptr;
+  t.desched.reset();  // (its fd in the old image was close-on-exec)
+  t.deschedTried = false;
   // A filter the program installed survives exec; the buffer's calls would pass it.
   if (t.sysbuf && t.seccompMode != 0) t.sysbuf->disabled = true;
   t.execSeen = false;
@@ -456,6 +458,7 @@ void RecordSession::writeGroupExits(const RecordTask& t) {
 
 void RecordSession::onExited(RecordTask& t, int status) {
   reaped_.push_back(t.task.tid());
+  sysbuf::dropDesched(t.sysbuf.get(), std::move(t.desched));
   endPtraceOf(t, status);
   if (t.exitRecord() == RecordTask::ExitRecord::AfterExec || siblingExecing(t)) {
     t.deferExit(RecordTask::ExitRecord::AfterExec, status);

@@ -102,6 +102,9 @@ struct AddressRange {
 struct MemWrite {
   address @0 :UInt64;
   data @1 :Data;
+  # data empty: this many bytes, all zero, were written at address (a
+  # buffered read of /dev/zero or of a file's hole; docs/syscall-buffer.md)
+  zeros @2 :UInt64;
 }
 
 # A file-backed mapping whose contents come from a stored blob.

@@ -762,7 +762,7 @@ void RecordSession::writeBuffered(RecordTask& t, pid_t tid) {
     rec_sysbuf_entry entry;
     std::memcpy(&entry, pending.data() + at, sizeof entry);
     offsets.push_back(at);
-    largest = std::max<size_t>(largest, entry.out_len);
+    largest = std::max<size_t>(largest, (entry.zero ? 0 : entry.out_len) + entry.ranges * 32);
     at += entry.size;
   }
   writer_->writeEvents(offsets.size(), largest, [&](size_t i, capnp::MessageBuilder& msg) {
@@ -779,12 +779,20 @@ void RecordSession::writeBuffered(RecordTask& t, pid_t tid) {
     for (unsigned j = 0; j < 6; ++j) args.set(j, entry.args[j]);
     s.setResult(entry.result);
     if (entry.out_len) {
-      auto w = s.initWrites(1)[0];
-      w.setAddress(entry.out_addr);
-      // Referenced, not copied: writeMessage copies it once, into the chunk
-      // (entries are 8-byte aligned and padded, as capnp needs).
-      w.adoptData(msg.getOrphanage().referenceExternalData(
-          asData(pending.data() + at + sizeof entry, entry.out_len)));
+      // One write per range (a vector read's iovecs); the bytes referenced,
+      // not copied (each range's start on 8 bytes, as capnp needs):
+      // writeMessage copies them once, into the chunk. Zeros are a length.
+      const unsigned n = entry.ranges ? entry.ranges : 1;
+      auto writes = s.initWrites(n);
+      unsigned j = 0;
+      sysbuf::forEachWrite(pending.data() + at, [&](const sysbuf::SysbufWrite& r) {
+        auto w = writes[j++];
+        w.setAddress(r.address);
+        if (!r.data)
+          w.setZeros(r.length);
+        else
+          w.adoptData(msg.getOrphanage().referenceExternalData(asData(r.data, r.length)));
+      });
     }
   });
   t.pendingBuffered.clear();

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "code_patch.h"
@@ -433,18 +434,26 @@ void ReplaySession::onSyscallBufferEntry(ReplayTask& t, schema::SyscallEvent::Re
   entry.result = e.getResult();
   auto args = e.getArgs();
   for (unsigned i = 0; i < 6 && i < args.size(); ++i) entry.args[i] = args[i];
-  std::span<const std::byte> data;
-  if (e.getWrites().size() > 1)
+  auto recorded = e.getWrites();
+  if (recorded.size() > REC_SYSBUF_IOV_MAX)
     throw RecError(kExitBadTrace, fmt::format("rec: event #{}: a buffered syscall with more than "
-                                              "one write",
-                                              eventIndex_));
-  if (e.getWrites().size() == 1) {
-    auto w = e.getWrites()[0];
-    entry.out_addr = w.getAddress();
-    entry.out_len = w.getData().size();
-    data = {reinterpret_cast<const std::byte*>(w.getData().begin()), w.getData().size()};
+                                              "{} writes",
+                                              eventIndex_, REC_SYSBUF_IOV_MAX));
+  std::array<sysbuf::SysbufWrite, 4> few;  // (no allocation for the common one)
+  std::vector<sysbuf::SysbufWrite> many;
+  std::span<sysbuf::SysbufWrite> writes(few.data(), recorded.size());
+  if (recorded.size() > few.size()) {
+    many.resize(recorded.size());
+    writes = many;
   }
-  if (!sysbuf::enqueue(*t.sysbuf, entry, data))
+  for (unsigned i = 0; i < recorded.size(); ++i) {
+    auto w = recorded[i];
+    auto d = w.getData();
+    writes[i] = d.size() ? sysbuf::SysbufWrite{w.getAddress(), d.size(),
+                                               reinterpret_cast<const std::byte*>(d.begin())}
+                         : sysbuf::SysbufWrite{w.getAddress(), w.getZeros(), nullptr};
+  }
+  if (!sysbuf::enqueue(*t.sysbuf, entry, writes))
     throw RecError(kExitBadTrace, fmt::format("rec: event #{}: more buffered syscalls in a row "
                                               "than the syscall buffer holds",
                                               eventIndex_));

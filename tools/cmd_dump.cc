@@ -68,7 +68,7 @@ std::string syscallLine(schema::SyscallEvent::Reader s) {
     out += ") = " + rawResult(s.getResult());
   }
   uint64_t captured = 0;
-  for (auto w : s.getWrites()) captured += w.getData().size();
+  for (auto w : s.getWrites()) captured += w.getData().size() + w.getZeros();
   if (captured > 0) out += " (" + std::to_string(captured) + " bytes captured)";
   if (s.getRefused()) out += " (refused by rec)";
   if (s.getInSyscallBuffer())

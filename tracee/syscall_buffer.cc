@@ -152,29 +152,41 @@ void fillPolicy(rec_sysbuf_header& h) {
       p.out_arg = out.arg;
       if (out.size > UINT16_MAX) continue;
       p.out_size = static_cast<uint16_t>(out.size);
+    } else if (out.kind == sys::Out::Iovec) {
+      p.out_kind = REC_SYSBUF_OUT_IOVEC;
+      p.out_arg = out.arg;
+      p.out_size = out.lenArg;  // (the count's argument)
     } else if (out.kind != sys::Out::None) {
       continue;  // not a kind the buffer records
+    } else if (row.fdWrite.data == sys::Data::Iovec) {
+      p.out_kind = REC_SYSBUF_IN_IOVEC;
+      p.out_arg = row.fdWrite.dataArg;
+      p.out_size = row.fdWrite.countArg;
     }
+    const bool vector = p.out_kind == REC_SYSBUF_OUT_IOVEC || p.out_kind == REC_SYSBUF_IN_IOVEC;
     switch (row.buffer.fd) {
       case sys::BufferFd::NotOutput: p.fd_check = REC_SYSBUF_FD_NOT_OUTPUT; break;
       case sys::BufferFd::Close: p.fd_check = REC_SYSBUF_FD_CLOSE; break;
       case sys::BufferFd::PathOpen: p.fd_check = REC_SYSBUF_PATH_OPEN; break;
       case sys::BufferFd::Stream:
       case sys::BufferFd::SocketMsg:
-        // (fd, buf, len, ...): a read when it returns bytes at buf, else a write
+        // (fd, buf, len, ...) or (fd, iov, count): a read when it returns
+        // bytes there, else a write
         if (row.args[0] != sys::Arg::Fd || row.args[1] != sys::Arg::Ptr ||
-            row.args[2] != sys::Arg::Size)
+            (row.args[2] != sys::Arg::Size && !vector) || (vector && p.out_arg != 1))
           continue;
-        p.fd_check = p.out_kind == REC_SYSBUF_OUT_RESULT && p.out_arg == 1
+        p.fd_check = (p.out_kind == REC_SYSBUF_OUT_RESULT || p.out_kind == REC_SYSBUF_OUT_IOVEC) &&
+                             p.out_arg == 1
                          ? REC_SYSBUF_FD_READ_STREAM
                          : REC_SYSBUF_FD_WRITE_STREAM;
         p.nowait = row.buffer.fd == sys::BufferFd::Stream ? REC_SYSBUF_NOWAIT_RWF
                                                           : REC_SYSBUF_NOWAIT_MSG;
         break;
       case sys::BufferFd::Default:
-        if (row.fdWrite.data == sys::Data::Buffer)
+        if (row.fdWrite.data == sys::Data::Buffer || row.fdWrite.data == sys::Data::Iovec)
           p.fd_check = REC_SYSBUF_FD_WRITE;
-        else if (row.args[0] == sys::Arg::Fd && p.out_kind == REC_SYSBUF_OUT_RESULT)
+        else if (row.args[0] == sys::Arg::Fd &&
+                 (p.out_kind == REC_SYSBUF_OUT_RESULT || p.out_kind == REC_SYSBUF_OUT_IOVEC))
           p.fd_check = REC_SYSBUF_FD_READ;
         else
           p.fd_check = REC_SYSBUF_FD_ANY;
@@ -454,7 +466,8 @@ void drain(SysbufSpace& space, std::vector<std::byte>& pending) {
   while (at + sizeof(rec_sysbuf_entry) <= used) {
     rec_sysbuf_entry e;
     std::memcpy(&e, entries + at, sizeof e);
-    if (e.size < sizeof e || e.size % 8 || at + e.size > used || e.out_len > e.size - sizeof e)
+    if (e.size < sizeof e || e.size % 8 || at + e.size > used ||
+        !forEachWrite(entries + at, [](const SysbufWrite&) {}))
       throw RecError(kExitInternal, "rec: the syscall buffer was overwritten by the program");
     at += e.size;
   }
@@ -487,16 +500,47 @@ void clearQueue(SysbufSpace& space) {
   space.buffer->header().next = 0;
 }
 
-bool enqueue(SysbufSpace& space, const rec_sysbuf_entry& entry, std::span<const std::byte> data) {
-  if (!space.buffer || data.size() != entry.out_len) return false;
+bool enqueue(SysbufSpace& space, const rec_sysbuf_entry& entry, std::span<const SysbufWrite> writes) {
+  if (!space.buffer || writes.size() > REC_SYSBUF_IOV_MAX) return false;
   rec_sysbuf_header& h = space.buffer->header();
-  uint64_t size = (sizeof entry + data.size() + 7) & ~uint64_t{7};
+  rec_sysbuf_entry e = entry;
+  // The layout the buffer's code records (shim_abi.h): one range in place,
+  // several as (address, length) pairs first; zeros only as lengths when
+  // every range is zeros.
+  e.ranges = writes.size() > 1 ? static_cast<uint32_t>(writes.size()) : 0;
+  e.zero = !writes.empty();
+  e.out_len = 0;
+  uint64_t bytes = 0;
+  for (const SysbufWrite& w : writes) {
+    if (w.length > REC_SYSBUF_REPLAY_CAPACITY) return false;
+    e.zero = e.zero && !w.data;
+    e.out_len += w.length;
+    bytes += REC_SYSBUF_PAD(w.length);
+  }
+  e.out_addr = writes.size() == 1 ? writes[0].address : 0;
+  const uint64_t size =
+      sizeof e + e.ranges * sizeof(rec_sysbuf_range) + (e.zero ? 0 : REC_SYSBUF_PAD(bytes));
   if (h.used + size > REC_SYSBUF_REPLAY_CAPACITY) return false;
   std::byte* at = space.buffer->entries() + h.used;
-  rec_sysbuf_entry e = entry;
   e.size = static_cast<uint32_t>(size);
   std::memcpy(at, &e, sizeof e);
-  if (!data.empty()) std::memcpy(at + sizeof e, data.data(), data.size());
+  std::byte* out = at + sizeof e;
+  if (e.ranges) {
+    for (const SysbufWrite& w : writes) {
+      const rec_sysbuf_range r{w.address, w.length};
+      std::memcpy(out, &r, sizeof r);
+      out += sizeof r;
+    }
+  }
+  if (!e.zero) {
+    for (const SysbufWrite& w : writes) {
+      if (w.data)
+        std::memcpy(out, w.data, w.length);
+      else
+        std::memset(out, 0, w.length);
+      out += REC_SYSBUF_PAD(w.length);
+    }
+  }
   h.used = static_cast<uint32_t>(h.used + size);
   return true;
 }

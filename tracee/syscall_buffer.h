@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <array>
 #include <optional>
@@ -166,11 +167,53 @@ void disable(Task& task, SysbufSpace& space);
 // store `used`: the buffer is not emptied then.
 void drain(SysbufSpace& space, std::vector<std::byte>& pending);
 
+// One range of memory a buffered call wrote: `data` (nullptr: all zeros).
+struct SysbufWrite {
+  uint64_t address = 0;
+  uint64_t length = 0;
+  const std::byte* data = nullptr;
+};
+
+// Calls f(SysbufWrite) for each range the entry at `entry` (its `size`
+// bytes, checked by the caller) wrote, in order; false when its ranges,
+// lengths and size disagree (the program wrote over the buffer).
+template <typename F>
+bool forEachWrite(const std::byte* entry, F&& f) {
+  rec_sysbuf_entry e;
+  std::memcpy(&e, entry, sizeof e);
+  const std::byte* data = entry + sizeof e;
+  const std::byte* const end = entry + e.size;
+  if (e.ranges > REC_SYSBUF_IOV_MAX || e.out_len > REC_SYSBUF_CAPACITY) return false;
+  if (!e.ranges) {
+    if (!e.out_len) return true;
+    if (!e.zero && e.out_len > static_cast<uint64_t>(end - data)) return false;
+    f(SysbufWrite{e.out_addr, e.out_len, e.zero ? nullptr : data});
+    return true;
+  }
+  const std::byte* bytes = data + e.ranges * sizeof(rec_sysbuf_range);
+  if (bytes > end) return false;
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < e.ranges; ++i) {
+    rec_sysbuf_range r;
+    std::memcpy(&r, data + i * sizeof r, sizeof r);
+    if (r.len > REC_SYSBUF_CAPACITY) return false;
+    total += r.len;
+    if (e.zero) {
+      f(SysbufWrite{r.addr, r.len, nullptr});
+      continue;
+    }
+    if (REC_SYSBUF_PAD(r.len) > static_cast<uint64_t>(end - bytes)) return false;
+    f(SysbufWrite{r.addr, r.len, bytes});
+    bytes += REC_SYSBUF_PAD(r.len);
+  }
+  return total == e.out_len;
+}
+
 // Replay: the bytes queued and not yet handed back; emptying the queue;
-// adding an entry (false when it does not fit or its data is not out_len).
+// adding an entry that wrote `writes` (false when it does not fit).
 uint32_t unread(SysbufSpace& space);
 void clearQueue(SysbufSpace& space);
-bool enqueue(SysbufSpace& space, const rec_sysbuf_entry& entry, std::span<const std::byte> data);
+bool enqueue(SysbufSpace& space, const rec_sysbuf_entry& entry, std::span<const SysbufWrite> writes);
 
 // Record: whether the task stands at a signal-delivery-stop for the
 // SIGPIPE the kernel raised in a buffered pipe or socket write (EPIPE, in

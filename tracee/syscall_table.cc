@@ -238,8 +238,9 @@ constexpr SyscallRow kTable[] = {
       .why("output size from known requests (termios, winsize, FIONREAD...), else _IOC_SIZE"),
   emulated(SYS_pread64, "pread64", {Fd, Ptr, Size, Int}).out(byResult(1)).buffered(),
   emulated(SYS_pwrite64, "pwrite64", {Fd, Ptr, Size, Int}).writesFd(buffer(0, 1, Offset::Arg, 3)).buffered(),
-  emulated(SYS_readv, "readv", {Fd, Ptr, Int}).blocks().out(iovec(1, 2)),
-  emulated(SYS_writev, "writev", {Fd, Ptr, Int}).blocks().writesFd(iovecs(0, 1, 2)),
+  emulated(SYS_readv, "readv", {Fd, Ptr, Int}).blocks().out(iovec(1, 2)).buffered(BufferFd::Stream),
+  emulated(SYS_writev, "writev", {Fd, Ptr, Int}).blocks().writesFd(iovecs(0, 1, 2))
+      .buffered(BufferFd::Stream),
   emulated(SYS_access, "access", {Path, Int}).buffered(),
   emulated(SYS_pipe, "pipe", {Ptr}).out(fixed(0, 8)).flags(kReturnsFdPair),
   emulated(SYS_select, "select", {Int, Ptr, Ptr, Ptr, Ptr}).blocks().hook(Hook::Select),
@@ -594,8 +595,9 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_dup3, "dup3", {Fd, Fd, OpenFlags}).hook(Hook::Dup).fd(),
   emulated(SYS_pipe2, "pipe2", {Ptr, OpenFlags}).out(fixed(0, 8)).flags(kReturnsFdPair),
   emulated(SYS_inotify_init1, "inotify_init1", {OpenFlags}).fd(),
-  emulated(SYS_preadv, "preadv", {Fd, Ptr, Int, Int, Int}).out(iovec(1, 2)),
-  emulated(SYS_pwritev, "pwritev", {Fd, Ptr, Int, Int, Int}).writesFd(iovecs(0, 1, 2, Offset::Arg, 3)),
+  emulated(SYS_preadv, "preadv", {Fd, Ptr, Int, Int, Int}).out(iovec(1, 2)).buffered(),
+  emulated(SYS_pwritev, "pwritev", {Fd, Ptr, Int, Int, Int}).writesFd(iovecs(0, 1, 2, Offset::Arg, 3))
+      .buffered(),
   emulated(SYS_rt_tgsigqueueinfo, "rt_tgsigqueueinfo", {Pid, Pid, Signal, Ptr}).why(kSignalSend),
   emulated(SYS_perf_event_open, "perf_event_open", {Ptr, Pid, Int, Fd, Hex}).fd()
       .why("counters are read with read(), which is recorded; their ring buffers cannot be "
@@ -642,9 +644,12 @@ constexpr SyscallRow kTable[] = {
   passthrough(SYS_mlock2, "mlock2", {Ptr, Size, Hex}),
   emulated(SYS_copy_file_range, "copy_file_range", {Fd, Ptr, Fd, Ptr, Size, Hex})
       .out(fixed(1, 8), fixed(3, 8)).writesFd(byKernel(2, Offset::Ptr, 3)),
-  emulated(SYS_preadv2, "preadv2", {Fd, Ptr, Int, Int, Int, Hex}).out(iovec(1, 2)),
+  // (buffered on files only; RWF_* flags up to RWF_DONTCACHE, which change
+  // nothing the buffer relies on there; newer ones stay traced)
+  emulated(SYS_preadv2, "preadv2", {Fd, Ptr, Int, Int, Int, Hex}).out(iovec(1, 2))
+      .bufferedUnlessBits(BufferFd::Default, 5, ~int64_t{0xff}),
   emulated(SYS_pwritev2, "pwritev2", {Fd, Ptr, Int, Int, Int, Hex})
-      .writesFd(iovecs(0, 1, 2, Offset::Arg, 3)),
+      .writesFd(iovecs(0, 1, 2, Offset::Arg, 3)).bufferedUnlessBits(BufferFd::Default, 5, ~int64_t{0xff}),
   passthrough(SYS_pkey_mprotect, "pkey_mprotect", {Ptr, Size, Prot, Int}),
   passthrough(SYS_pkey_alloc, "pkey_alloc", {Hex, Hex}),
   passthrough(SYS_pkey_free, "pkey_free", {Int}),

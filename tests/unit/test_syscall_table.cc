@@ -147,8 +147,8 @@ TEST_CASE("rows are internally consistent") {
 }
 
 // The syscall buffer's pipe and socket rules (docs/syscall-buffer.md):
-// calls of the (fd, buf, len, ...) shape, whose one output is the bytes
-// read at buf; send/recv only without an address (what recvfrom writes
+// calls of the (fd, buf, len, ...) or (fd, iov, count) shape, whose one
+// output is the bytes read at buf or over the iovecs; send/recv only without an address (what recvfrom writes
 // there is not in the buffer's entry).
 TEST_CASE("buffered pipe and socket rows") {
   std::set<std::string> stream;
@@ -159,9 +159,17 @@ TEST_CASE("buffered pipe and socket rows") {
     stream.insert(std::string(r.name));
     CHECK(r.args[0] == Arg::Fd);
     CHECK(r.args[1] == Arg::Ptr);
-    CHECK(r.args[2] == Arg::Size);
-    CHECK((r.outs[0].kind == Out::None ||
-           (r.outs[0].kind == Out::ByResult && r.outs[0].arg == 1)));
+    if (r.outs[0].kind == Out::Iovec || r.fdWrite.data == Data::Iovec) {
+      // readv/writev: (fd, iov, count)
+      CHECK((r.outs[0].kind == Out::None ||
+             (r.outs[0].arg == 1 && r.outs[0].lenArg == 2)));
+      CHECK((r.fdWrite.data == Data::None ||
+             (r.fdWrite.dataArg == 1 && r.fdWrite.countArg == 2)));
+    } else {
+      CHECK(r.args[2] == Arg::Size);
+      CHECK((r.outs[0].kind == Out::None ||
+             (r.outs[0].kind == Out::ByResult && r.outs[0].arg == 1)));
+    }
     if (r.buffer.fd == BufferFd::SocketMsg) {
       CHECK(r.buffer.arg == 4);
       CHECK(r.buffer.oneOf);
@@ -171,7 +179,8 @@ TEST_CASE("buffered pipe and socket rows") {
       for (size_t i = 1; i < r.outs.size(); ++i) CHECK(r.outs[i].kind == Out::None);
     }
   }
-  CHECK(stream == std::set<std::string>{"read", "write", "recvfrom", "sendto"});
+  CHECK(stream ==
+        std::set<std::string>{"read", "write", "readv", "writev", "recvfrom", "sendto"});
 }
 
 TEST_CASE("support levels follow the classification rules") {

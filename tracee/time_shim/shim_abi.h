@@ -130,6 +130,12 @@ struct rec_sysbuf_rule {
 #define REC_SYSBUF_OUT_NONE 0
 #define REC_SYSBUF_OUT_RESULT 1  /* `result` bytes at argument out_arg */
 #define REC_SYSBUF_OUT_FIXED 2   /* out_size bytes at argument out_arg when the call succeeds */
+/* readv/writev and their p- and 2 forms: the iovec array at argument out_arg,
+ * its count at argument out_size (read first with process_vm_readv on the
+ * buffer's own process: a bad array is left to the traced call) */
+#define REC_SYSBUF_OUT_IOVEC 3   /* a read: `result` bytes spread over the iovecs, in order */
+#define REC_SYSBUF_IN_IOVEC 4    /* a write: nothing written to memory */
+#define REC_SYSBUF_IOV_MAX 1024  /* UIO_MAXIOV: more is EINVAL, left to the traced call */
 struct rec_sysbuf_policy {
   uint8_t args;     /* arguments compared on replay; 0: not buffered */
   uint8_t fd_check; /* REC_SYSBUF_FD_*, on argument 0 */
@@ -189,13 +195,24 @@ struct rec_sysbuf_header {
 };
 #define REC_SYSBUF_DESCHED_SIGNAL 30 /* SIGPWR: never delivered to the program */
 
+/* What a call wrote to memory: out_len bytes in all, either at out_addr
+ * (ranges == 0) or over `ranges` ranges (a vector read), whose (address,
+ * length) pairs start data[], in the order the bytes were written. The bytes
+ * follow in data[] (each range's padded to 8), unless `zero`: they were all
+ * zero, and are not stored (replay fills them with zeros). */
+#define REC_SYSBUF_PAD(n) (((n) + 7) & ~(uint64_t)7)
+struct rec_sysbuf_range {
+  uint64_t addr, len;
+};
 struct rec_sysbuf_entry {
   uint32_t size; /* bytes, this header included, a multiple of 8 */
   int32_t nr;
   int64_t result;
   uint64_t args[6];
-  uint64_t out_addr; /* the memory the call wrote: out_len bytes, in data[] */
+  uint64_t out_addr;
   uint64_t out_len;
+  uint32_t ranges;
+  uint32_t zero;
   unsigned char data[];
 };
 

@@ -37,6 +37,8 @@ _Static_assert(sizeof(struct rec_sysbuf_header) <= 0x2000, "the header leaves th
 #define MSG_PEEK_ 0x2
 #define MSG_DONTWAIT_ 0x40
 #define MSG_NOSIGNAL_ 0x4000
+#define SYS_getpid 39
+#define SYS_process_vm_readv 310
 #define SYS_preadv2 327
 #define SYS_pwritev2 328
 #define RWF_NOWAIT_ 8
@@ -76,6 +78,27 @@ static long untraced6(long nr, long a, long b, long c, long d, long e, long f) {
 
 static void copy(void* to, const void* from, uint64_t n) {
   __asm__ volatile("rep movsb" : "+D"(to), "+S"(from), "+c"(n) : : "memory");
+}
+
+static void zero_fill(void* to, uint64_t n) {
+  __asm__ volatile("rep stosb" : "+D"(to), "+c"(n) : "a"(0) : "memory");
+}
+
+/* Whether n bytes at p are all zero (/dev/zero, sparse files): such an
+ * output is stored as its length only. Stops at the first non-zero word, so
+ * other data costs a word or two. */
+static int all_zero(const unsigned char* p, uint64_t n) {
+  for (; n && ((uint64_t)p & 7); --n)
+    if (*p++) return 0;
+  const uint64_t* w = (const uint64_t*)p;
+  if (n >= 8 && *w) return 0; /* (most data: the first word says so) */
+  for (; n >= 64; n -= 64, w += 8)
+    if (w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7]) return 0;
+  for (; n >= 8; n -= 8)
+    if (*w++) return 0;
+  for (p = (const unsigned char*)w; n; --n)
+    if (*p++) return 0;
+  return 1;
 }
 
 static inline volatile struct rec_sysbuf_header* header(void) {
@@ -276,36 +299,41 @@ static int stream_fd(int fd_class_bits, int writing, uint64_t length, uint8_t no
  * SIGPIPE: rec drops it at this stop, sysbuf::ownSigpipe, and the traced
  * call raises it again where replay sees it), EOPNOTSUPP (no NOWAIT for
  * this file). None of them had an effect. */
-static int stream_call(const uint64_t* args, int writing, uint8_t nowait, long* result) {
+static int stream_call(const uint64_t* args, int writing, uint8_t nowait,
+                       const struct rec_sysbuf_range* iov, uint64_t count, long* result) {
   long r;
+  /* REC_SYSBUF_BLOCKING=desched: the call blocking (send with MSG_NOSIGNAL,
+   * as below), under the desched event ("Blocking") */
   long desched = header()->desched_streams ? desched_fd() : -1;
-  if (desched >= 0) {
-    /* REC_SYSBUF_BLOCKING=desched: the call as the program made it (send
-     * with MSG_NOSIGNAL, as below), blocking, under the desched event */
-    long flags = (long)args[3];
-    if (nowait == REC_SYSBUF_NOWAIT_MSG &&
-        (flags & ~(long)(writing ? MSG_DONTWAIT_ | MSG_NOSIGNAL_ : MSG_DONTWAIT_ | MSG_PEEK_)))
-      return 0;
-    long a[6] = {(long)args[0], (long)args[1], (long)args[2], flags | (writing ? MSG_NOSIGNAL_ : 0),
-                 0, 0};
-    long nr = nowait == REC_SYSBUF_NOWAIT_MSG ? (writing ? SYS_sendto : SYS_recvfrom)
-                                              : (writing ? 1 /* write */ : 0 /* read */);
-    if (!desched_call(desched, nr, a, &r)) return 0;
-  } else if (nowait == REC_SYSBUF_NOWAIT_MSG) {
+  if (nowait == REC_SYSBUF_NOWAIT_MSG) {
     /* send()/recv(): only flags whose meaning MSG_DONTWAIT does not change
      * (not MSG_WAITALL, MSG_OOB, MSG_TRUNC, ...); MSG_NOSIGNAL: no SIGPIPE
      * at all, the traced call raises it */
     long flags = (long)args[3];
     if (flags & ~(long)(writing ? MSG_DONTWAIT_ | MSG_NOSIGNAL_ : MSG_DONTWAIT_ | MSG_PEEK_))
       return 0;
-    r = untraced6(writing ? SYS_sendto : SYS_recvfrom, (long)args[0], (long)args[1],
-                  (long)args[2], flags | MSG_DONTWAIT_ | (writing ? MSG_NOSIGNAL_ : 0), 0, 0);
+    long a[6] = {(long)args[0], (long)args[1], (long)args[2],
+                 flags | (desched >= 0 ? 0 : MSG_DONTWAIT_) | (writing ? MSG_NOSIGNAL_ : 0), 0, 0};
+    long nr = writing ? SYS_sendto : SYS_recvfrom;
+    if (desched >= 0) {
+      if (!desched_call(desched, nr, a, &r)) return 0;
+    } else {
+      r = untraced6(nr, a[0], a[1], a[2], a[3], 0, 0);
+    }
   } else {
-    struct {
-      uint64_t base, length;
-    } iov = {args[1], args[2]};
-    r = untraced6(writing ? SYS_pwritev2 : SYS_preadv2, (long)args[0], (long)&iov, 1, -1, -1,
-                  RWF_NOWAIT_);
+    /* read/write: their one buffer; readv/writev: the program's iovecs */
+    struct rec_sysbuf_range one = {args[1], args[2]};
+    if (!iov) {
+      iov = &one;
+      count = 1;
+    }
+    long a[6] = {(long)args[0], (long)iov, (long)count, -1, -1, desched >= 0 ? 0 : RWF_NOWAIT_};
+    long nr = writing ? SYS_pwritev2 : SYS_preadv2;
+    if (desched >= 0) {
+      if (!desched_call(desched, nr, a, &r)) return 0;
+    } else {
+      r = untraced6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+    }
   }
   if (r == -EAGAIN_ || r == -EPIPE_ || r == -EOPNOTSUPP_) return 0;
   *result = r;
@@ -317,7 +345,7 @@ static int stream_call(const uint64_t* args, int writing, uint8_t nowait, long* 
 
 /* How the call may be made here (VIA_*), or 0: it could block, or rec has
  * something else to note about it. */
-static int fd_allowed(uint8_t check, uint8_t nowait, const uint64_t* args) {
+static int fd_allowed(uint8_t check, uint8_t nowait, const uint64_t* args, uint64_t length) {
   long fd = (long)args[0];
   switch (check) {
     case REC_SYSBUF_FD_ANY:
@@ -332,7 +360,7 @@ static int fd_allowed(uint8_t check, uint8_t nowait, const uint64_t* args) {
   if (check == REC_SYSBUF_FD_READ_STREAM) {
     int c = fd_class(fd);
     if (nowait == REC_SYSBUF_NOWAIT_RWF && (c & REC_SYSBUF_CLASS_QUIET)) return VIA_CALL;
-    return stream_fd(c, 0, args[2], nowait) ? VIA_NOWAIT : 0;
+    return stream_fd(c, 0, length, nowait) ? VIA_NOWAIT : 0;
   }
   /* what replay shows as the program's output, or an fd that would become
    * an alias of it (rec's view of the fd table changes only at its stops) */
@@ -344,7 +372,7 @@ static int fd_allowed(uint8_t check, uint8_t nowait, const uint64_t* args) {
   int c = fd_class(fd);
   if (nowait != REC_SYSBUF_NOWAIT_MSG && (c & REC_SYSBUF_CLASS_QUIET_FILE))
     return (c & REC_SYSBUF_CLASS_WATCHED) ? 0 : VIA_CALL;
-  return check == REC_SYSBUF_FD_WRITE_STREAM && stream_fd(c, 1, args[2], nowait) ? VIA_NOWAIT : 0;
+  return check == REC_SYSBUF_FD_WRITE_STREAM && stream_fd(c, 1, length, nowait) ? VIA_NOWAIT : 0;
 }
 
 #define RULE_CALL 1  /* the rule takes the call */
@@ -363,6 +391,36 @@ static int rule_allows(uint8_t rule, const uint64_t* args) {
   return 0;
 }
 
+/* readv/writev and co: the program's iovec array (count entries at addr),
+ * read into `to` by the kernel (process_vm_readv on this very process), so a
+ * bad pointer fails here with EFAULT instead of faulting: the call is then
+ * made traced, and fails there the same way in recording and replay.
+ * Returns the bytes the iovecs cover, or -1. */
+static int64_t read_iovecs(uint64_t addr, uint64_t count, struct rec_sysbuf_range* to) {
+  if (count == 0) return 0;
+  struct rec_sysbuf_range local = {(uint64_t)to, count * sizeof *to}, remote = {addr, local.len};
+  long pid = untraced6(SYS_getpid, 0, 0, 0, 0, 0, 0);
+  if (untraced6(SYS_process_vm_readv, pid, (long)&local, 1, (long)&remote, 1, 0) !=
+      (long)local.len)
+    return -1;
+  uint64_t total = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    if (to[i].len > (1ul << 40)) return -1; /* (past SSIZE_MAX: EINVAL, traced) */
+    total += to[i].len;
+  }
+  return (int64_t)total;
+}
+
+/* Where a read's output goes: one range at `addr`, or (ranges > 0) the
+ * ranges at the start of the entry's data. */
+static int output_zero(uint64_t addr, uint64_t len, const struct rec_sysbuf_range* r,
+                       uint32_t ranges) {
+  if (!ranges) return all_zero((const unsigned char*)addr, len);
+  for (uint32_t i = 0; i < ranges; ++i)
+    if (!all_zero((const unsigned char*)r[i].addr, r[i].len)) return 0;
+  return 1;
+}
+
 /* Returns 1 with the result in frame[F_RAX], or 0: the entry makes the
  * call as a traced syscall. */
 __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* frame) {
@@ -375,18 +433,32 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
                       frame[F_R10], frame[F_R8],  frame[F_R9]};
   uint32_t mode = ((volatile struct rec_shim_control*)REC_SHIM_CONTROL)->sysbuf_mode;
   if (mode == REC_SHIM_RECORD) {
-    uint64_t most = p.out_kind == REC_SYSBUF_OUT_RESULT ? args[p.out_arg + 1]
-                    : p.out_kind == REC_SYSBUF_OUT_FIXED ? p.out_size
-                                                         : 0;
     uint64_t used = h->used, limit = h->limit;
-    if (limit > REC_SYSBUF_CAPACITY || most > limit ||
-        used + sizeof(struct rec_sysbuf_entry) + most > limit)
+    if (limit > REC_SYSBUF_CAPACITY || used + sizeof(struct rec_sysbuf_entry) > limit)
       return 0; /* full: the traced call's stop empties it */
+    uint64_t room = limit - used - sizeof(struct rec_sysbuf_entry);
     int ruled = rule_allows(p.rule, args);
     if (!ruled) return 0;
     long desched = (ruled & RULE_BLOCKS) ? desched_fd() : -1;
     if ((ruled & RULE_BLOCKS) && desched < 0) return 0;
-    int via = fd_allowed(p.fd_check, p.nowait, args);
+    struct rec_sysbuf_entry* e = (struct rec_sysbuf_entry*)(REC_SYSBUF_ENTRIES + used);
+    /* a vector call's iovecs, copied to where the entry's ranges go */
+    struct rec_sysbuf_range* iov = 0;
+    uint64_t count = 0, length = args[2]; /* bytes read or written at most */
+    if (p.out_kind == REC_SYSBUF_OUT_IOVEC || p.out_kind == REC_SYSBUF_IN_IOVEC) {
+      count = args[p.out_size];
+      if (count > REC_SYSBUF_IOV_MAX || count * sizeof *iov > room) return 0;
+      iov = (struct rec_sysbuf_range*)e->data;
+      int64_t total = read_iovecs(args[p.out_arg], count, iov);
+      if (total < 0) return 0;
+      length = (uint64_t)total;
+    }
+    uint64_t most = p.out_kind == REC_SYSBUF_OUT_RESULT  ? args[p.out_arg + 1]
+                    : p.out_kind == REC_SYSBUF_OUT_FIXED ? p.out_size
+                    : p.out_kind == REC_SYSBUF_OUT_IOVEC ? length + count * (sizeof *iov + 8)
+                                                         : 0;
+    if (most > room) return 0;
+    int via = fd_allowed(p.fd_check, p.nowait, args, length);
     if (!via) return 0;
     long result;
     if (ruled & RULE_BLOCKS) {
@@ -394,24 +466,70 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
                          (long)args[3], (long)args[4], (long)args[5]};
       if (!desched_call(desched, (long)nr, a, &result)) return 0;
     } else if (via == VIA_NOWAIT) {
-      if (!stream_call(args, p.fd_check == REC_SYSBUF_FD_WRITE_STREAM, p.nowait, &result)) return 0;
+      if (!stream_call(args, p.fd_check == REC_SYSBUF_FD_WRITE_STREAM, p.nowait, iov, count,
+                       &result))
+        return 0;
+    } else if (iov) {
+      /* the copy the ranges are taken from: what the kernel used */
+      result = untraced6((long)nr, (long)args[0], (long)iov, (long)count, (long)args[3],
+                         (long)args[4], (long)args[5]);
     } else {
       result = untraced6((long)nr, (long)args[0], (long)args[1], (long)args[2], (long)args[3],
                          (long)args[4], (long)args[5]);
     }
-    struct rec_sysbuf_entry* e = (struct rec_sysbuf_entry*)(REC_SYSBUF_ENTRIES + used);
-    uint64_t len = 0;
-    if (p.out_kind == REC_SYSBUF_OUT_RESULT && result > 0)
+    uint64_t len = 0, addr = 0;
+    uint32_t ranges = 0;
+    if (p.out_kind == REC_SYSBUF_OUT_RESULT && result > 0) {
       len = (uint64_t)result <= most ? (uint64_t)result : most;
-    else if (p.out_kind == REC_SYSBUF_OUT_FIXED && result == 0)
+      addr = args[p.out_arg];
+    } else if (p.out_kind == REC_SYSBUF_OUT_FIXED && result == 0) {
       len = p.out_size;
+      addr = args[p.out_arg];
+    } else if (p.out_kind == REC_SYSBUF_OUT_IOVEC && result > 0) {
+      /* the iovecs filled in order up to the result, empty ones left out */
+      uint64_t left = (uint64_t)result <= length ? (uint64_t)result : length;
+      len = left;
+      for (uint64_t i = 0; i < count && left; ++i) {
+        uint64_t at = iov[i].addr, n = iov[i].len < left ? iov[i].len : left;
+        if (!n) continue;
+        iov[ranges].addr = at;
+        iov[ranges].len = n;
+        ++ranges;
+        left -= n;
+      }
+      if (ranges == 1) { /* one range: as a read's */
+        addr = iov[0].addr;
+        ranges = 0;
+      }
+    }
+    const struct rec_sysbuf_range* r = (const struct rec_sysbuf_range*)e->data;
+    unsigned char* const start = e->data + ranges * sizeof *r;
+    unsigned char* bytes = start;
+    int zero = len >= 64 && output_zero(addr, len, r, ranges);
+    if (len && !zero) {
+      if (!ranges) {
+        copy(bytes, (const void*)addr, len);
+        bytes += len;
+      } else {
+        /* each range's bytes start on 8 bytes (rec hands them to the trace
+         * writer in place) */
+        for (uint32_t i = 0; i < ranges; ++i) {
+          copy(bytes, (const void*)r[i].addr, r[i].len);
+          bytes += r[i].len;
+          zero_fill(bytes, REC_SYSBUF_PAD(r[i].len) - r[i].len);
+          bytes += REC_SYSBUF_PAD(r[i].len) - r[i].len;
+        }
+      }
+    }
     e->nr = (int32_t)nr;
     e->result = result;
     for (int i = 0; i < 6; ++i) e->args[i] = args[i];
-    e->out_addr = len ? args[p.out_arg] : 0;
+    e->out_addr = ranges ? 0 : addr;
     e->out_len = len;
-    if (len) copy(e->data, (const void*)args[p.out_arg], len);
-    uint32_t size = (uint32_t)((sizeof(struct rec_sysbuf_entry) + len + 7) & ~7ul);
+    e->ranges = ranges;
+    e->zero = (uint32_t)zero;
+    uint32_t size = (uint32_t)REC_SYSBUF_PAD(sizeof(struct rec_sysbuf_entry) + ranges * sizeof *r +
+                                             (uint64_t)(bytes - start));
     e->size = size;
     if (result >= 0 && (p.fd_check == REC_SYSBUF_PATH_OPEN || p.fd_check == REC_SYSBUF_FD_CLOSE ||
                         p.fd_check == REC_SYSBUF_FD_NOT_OUTPUT))
@@ -429,7 +547,25 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     if (e->nr != (int32_t)nr) return 0;
     for (unsigned i = 0; i < p.args; ++i)
       if (e->args[i] != args[i]) return 0;
-    if (e->out_len) copy((void*)e->out_addr, e->data, e->out_len);
+    if (e->out_len) {
+      if (!e->ranges) {
+        if (e->zero)
+          zero_fill((void*)e->out_addr, e->out_len);
+        else
+          copy((void*)e->out_addr, e->data, e->out_len);
+      } else {
+        const struct rec_sysbuf_range* r = (const struct rec_sysbuf_range*)e->data;
+        const unsigned char* bytes = e->data + e->ranges * sizeof *r;
+        for (uint32_t i = 0; i < e->ranges; ++i) {
+          if (e->zero) {
+            zero_fill((void*)r[i].addr, r[i].len);
+          } else {
+            copy((void*)r[i].addr, bytes, r[i].len);
+            bytes += REC_SYSBUF_PAD(r[i].len);
+          }
+        }
+      }
+    }
     h->next = next + e->size;
     frame[F_RAX] = (uint64_t)e->result;
     return 1;

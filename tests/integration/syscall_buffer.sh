@@ -380,7 +380,7 @@ check_desched() {
   # wait traced), from copies any user can run.
   if [[ $(id -u) == 0 ]]; then
     local dir
-    dir=$(mktemp -d)
+    dir=$(mktemp -d /tmp/rec-nobody.XXXXXX)  # (every directory above it open to nobody)
     chmod 755 "$dir"
     cp "$REC" "$prog" "$dir/"
     mkdir "$dir/out" && chmod 777 "$dir/out"

@@ -321,7 +321,7 @@ check_desched() {
   local auto=(--record-env REC_SYSBUF_BLOCKING=auto)
   record_replay eagain "${auto[@]}" --status 0 --expect-out '^eagain 4000 [0-9a-f]{16} [0-9a-f]{16}$' \
     -- "$prog" eagain 4000
-  record_replay eagain_nowait --status 0 --expect-out '^eagain 4000 [0-9a-f]{16} [0-9a-f]{16}$' \
+  record_replay eagain_nowait --record-env REC_SYSBUF_BLOCKING=nowait --status 0 --expect-out '^eagain 4000 [0-9a-f]{16} [0-9a-f]{16}$' \
     -- "$prog" eagain 4000
   record_replay pingpong "${auto[@]}" --status 0 --expect-out '^pingpong 500 token [0-9a-f]{16}$' \
     -- "$prog" pingpong 500
@@ -352,7 +352,7 @@ check_desched() {
     n=$(waits eagain)
     ((n >= 4000)) || fail "only $n of the 8000 waits that return at once went through the buffer"
     n=$(waits eagain_nowait)
-    ((n == 0)) || fail "$n futex waits buffered without REC_SYSBUF_BLOCKING"
+    ((n == 0)) || fail "$n futex waits buffered with REC_SYSBUF_BLOCKING=nowait"
     # every wait blocks there (one task runs at a time): made again traced
     n=$("$REC" dump pingpong.rec | grep -E '\] futex\(0x[0-9a-f]+, FUTEX_WAIT' | grep -vc 'syscall buffer')
     ((n >= 500)) || fail "only $n traced waits in the ping-pong"

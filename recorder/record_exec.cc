@@ -275,6 +275,8 @@ void RecordSession::completeExec(RecordTask& t) {
   // After the Exec event, which carries the old image's last time answers.
   t.timeSpace = std::move(space);
   t.sysbuf = std::move(sysbufSpace);
+  t.desched.reset();  // (its fd in the old image was close-on-exec)
+  t.deschedTried = false;
   t.execSeen = false;
   // The mask survives exec; handlers become SIG_DFL (SIG_IGN stays).
   t.signalMask.reset();
@@ -464,6 +466,7 @@ void RecordSession::writeGroupExits(const RecordTask& t) {
 
 void RecordSession::onExited(RecordTask& t, int status) {
   reaped_.push_back(t.task.tid());
+  sysbuf::dropDesched(t.sysbuf.get(), std::move(t.desched));
   endPtraceOf(t, status);
   if (t.exitRecord() == RecordTask::ExitRecord::AfterExec || siblingExecing(t)) {
     t.deferExit(RecordTask::ExitRecord::AfterExec, status);

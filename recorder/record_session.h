@@ -82,6 +82,10 @@ class RecordSession {
   std::optional<Stop> choosePoint(RecordTask& t, PointChoice& point);
   std::optional<Stop> runTo(RecordTask& t, uint64_t address);
   bool holdIfAsynchronous(RecordTask& t, const Stop& stop);
+  bool onDeschedSignal(RecordTask& t, int signo, const siginfo_t& info);
+  bool absorbDesched(RecordTask& t, Stop& stop);
+  std::optional<Stop> settleDesched(RecordTask& t);
+  void ensureDesched(RecordTask& t);
   void setPoint(schema::Registers::Builder regs, capnp::List<schema::MemWrite>::Builder out,
                 schema::PointState::Builder state, RecordTask& t, const PointChoice& point);
   // What the syscalls the other tasks of t's address space are blocked in may write.
@@ -233,6 +237,7 @@ class RecordSession {
   std::map<std::string, std::map<uint64_t, int>> hotSites_;
   bool timeShim_ = true;                      // REC_TIME_SHIM=off hides the vDSO instead
   bool syscallBuffer_ = true;                 // REC_SYSCALL_BUFFER=off: every syscall stops
+  sysbuf::Blocking blocking_ = sysbuf::Blocking::NoWait;  // REC_SYSBUF_BLOCKING
 };
 
 // Set by rec's SIGTERM/SIGHUP handler; the session then kills the tracees

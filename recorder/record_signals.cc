@@ -18,6 +18,8 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <fstream>
+#include <linux/perf_event.h>
 #include <cstring>
 #include <map>
 #include <set>
@@ -32,8 +34,10 @@
 #include "remote_syscall.h"
 #include "scheduler.h"
 #include "signals.h"
+#include "syscall_buffer.h"
 #include "syscall_table.h"
 #include "task_state.h"
+#include "time_shim.h"
 
 namespace rec {
 
@@ -214,6 +218,10 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
       }
     t.task.resume(Task::Resume::Step);  // with the registers rec changed
     Stop stop = t.task.wait();
+    if (absorbDesched(t, stop)) {
+      again = true;
+      continue;
+    }
     // Stepped over a syscall that needs no stop (rec lets some through):
     // the kernel reports that step as TRAP_BRKPT, and the flags it saved in
     // r11 hold rec's trap flag, which the program, replayed without
@@ -282,6 +290,7 @@ std::optional<Stop> RecordSession::runTo(RecordTask& t, uint64_t address) {
   for (;;) {
     t.task.resume(Task::Resume::Cont);  // with the registers rec changed
     Stop stop = t.task.wait();
+    if (absorbDesched(t, stop)) continue;
     if (stop.kind == StopKind::Signal && stop.signal == SIGTRAP &&
         t.task.siginfo().si_code == TRAP_HWBKPT && t.task.regs().raw().rip == address)
       return std::nullopt;
@@ -435,6 +444,7 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
     scheduler_->run(t);  // the buffer makes the write again, traced: SIGPIPE comes again
     return;
   }
+  if (onDeschedSignal(t, signo, info)) return;
   bool atExit = t.atSyscallReturn(regs, true);
   t.leftSyscallReturn();
 
@@ -537,6 +547,153 @@ void RecordSession::deliverSignal(RecordTask& t, int signo, capnp::MallocMessage
   for (unsigned i = 0; i < 3; ++i) frame.set(i, words[i]);
   emit(t, msg);
   scheduler_->run(t);
+}
+
+// ---- The desched event (docs/syscall-buffer.md "Blocking") ----------------
+
+namespace {
+bool restartCode(int64_t result) {
+  return result <= -512 && result >= -516;  // -ERESTARTSYS ... -ERESTART_RESTARTBLOCK
+}
+
+// Whether a desched signal of the task's event is queued for it.
+bool deschedEchoPending(RecordTask& t) {
+  siginfo_t queued[8];
+  __ptrace_peeksiginfo_args args{0, 0, 8};  // the thread's own queue
+  long n = ::ptrace(PTRACE_PEEKSIGINFO, t.task.tid(), &args, queued);
+  for (long i = 0; i < n; ++i)
+    if (sysbuf::isDeschedSignal(t.desched.get(), queued[i].si_signo, queued[i])) return true;
+  return false;
+}
+
+// Whether `signo` is pending for the thread itself (not the process).
+bool threadSignalPending(pid_t tid, int signo) {
+  std::ifstream status(fmt::format("/proc/{}/status", tid));
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("SigPnd:", 0) == 0)
+      return (std::stoull(line.substr(7), nullptr, 16) >> (signo - 1)) & 1;
+  return false;
+}
+}  // namespace
+
+// The desched event's signal, or any signal while the running task is in
+// the window of a buffered call that may block: handled here, never the
+// program's. Returns false for every other signal.
+bool RecordSession::onDeschedSignal(RecordTask& t, int signo, const siginfo_t& info) {
+  const bool desched = sysbuf::isDeschedSignal(t.desched.get(), signo, info);
+  const bool armed = t.desched && scheduler_->isCurrent(t) &&
+                     sysbuf::deschedArmed(t.sysbuf.get()) &&
+                     time_shim::inShimCode(t.task.regs().ip());
+  if (!desched && !armed) return false;
+  sysbuf::disarmDesched(*t.desched);
+  if (!armed) {
+    // After the window (a switch between its end and the event's disable,
+    // or the stop at the window's end): nothing to do but drop it.
+    if (scheduler_->isCurrent(t))
+      scheduler_->run(t);
+    else
+      t.task.resume(t.state() == RecordTask::State::InSyscall ? Task::Resume::Syscall
+                                                              : Task::Resume::Cont);
+    return true;
+  }
+  // The program's own signal: delivered before the traced call the buffer
+  // makes instead (or before the next traced one), as replay will.
+  if (!desched) holdSignal(t, info);
+  if (std::optional<Stop> other = settleDesched(t)) {
+    handleStop(t, *other);
+    return true;
+  }
+  scheduler_->run(t);
+  return true;
+}
+
+// Brings the task from a signal stop inside the window of a buffered call
+// that may block to the window's end, with its event off: a call that was
+// interrupted (it blocked) or is still to be made fails with EINTR and the
+// buffer is told to make it traced (desched_abort), where it blocks under
+// rec's scheduler; a call that completed stays buffered. Each desched signal
+// on the way (the ptrace stops themselves are context switches) is dropped,
+// any other held. Returns another stop that came instead (an exit).
+std::optional<Stop> RecordSession::settleDesched(RecordTask& t) {
+  SysbufSpace& space = *t.sysbuf;
+  auto abortAtReturn = [&] {
+    Registers& r = t.task.mutableRegs();
+    if (r.ip() != kScratchShimSyscallIp || !restartCode(r.result())) return;
+    r.raw().rax = static_cast<uint64_t>(-EINTR);  // not restarted
+    sysbuf::setDeschedAbort(space);
+  };
+  abortAtReturn();
+  if (space.buffer->header().desched_abort && deschedEchoPending(t)) {
+    // The usual case: the call blocked, and the stop rec stands at was a
+    // switch with the event on, whose signal is queued already: taken here,
+    // the task goes on to the traced call with nothing pending.
+    t.task.resume(Task::Resume::Cont);
+    Stop stop = t.task.wait();
+    if (stop.kind != StopKind::Signal) return stop;
+    siginfo_t info = t.task.siginfo();
+    if (!sysbuf::isDeschedSignal(t.desched.get(), stop.signal, info)) holdSignal(t, info);
+    if (!deschedEchoPending(t)) return std::nullopt;
+  }
+  bool inCall = false;  // between a syscall's entry and exit stops
+  bool skipped = false;
+  bool done = false;
+  for (int round = 0; round < 64 && !done; ++round) {
+    sysbuf::disarmDesched(*t.desched);  // (an ENABLE made meanwhile turned it on)
+    t.task.resume(Task::Resume::Syscall);
+    Stop stop = t.task.wait();
+    if (stop.kind == StopKind::Signal) {
+      siginfo_t info = t.task.siginfo();
+      if (!sysbuf::isDeschedSignal(t.desched.get(), stop.signal, info)) holdSignal(t, info);
+      if (!inCall) abortAtReturn();
+      continue;
+    }
+    if (stop.kind != StopKind::SyscallStop) return stop;
+    inCall = !inCall;
+    Registers& r = t.task.mutableRegs();
+    if (r.ip() != kScratchShimSyscallIp) return std::nullopt;  // past the window (not expected)
+    const auto nr = static_cast<int64_t>(r.raw().orig_rax);
+    if (inCall) {
+      if (nr != SYS_ioctl && !space.buffer->header().desched_abort) {
+        r.setSyscallNumber(-1);  // the call that may block: not made
+        skipped = true;
+      }
+      continue;
+    }
+    if (skipped) {
+      skipped = false;
+      r.raw().rax = static_cast<uint64_t>(-EINTR);
+      sysbuf::setDeschedAbort(space);
+    } else if (nr == SYS_ioctl && r.raw().rsi == PERF_EVENT_IOC_DISABLE) {
+      done = true;
+    }
+  }
+  // The stop that began this was a switch with the event on: its signal
+  // may still be pending, and would interrupt the traced call.
+  if (threadSignalPending(t.task.tid(), REC_SYSBUF_DESCHED_SIGNAL)) {
+    t.task.resume(Task::Resume::Syscall);
+    Stop stop = t.task.wait();
+    if (stop.kind != StopKind::Signal) return stop;
+    siginfo_t info = t.task.siginfo();
+    if (!sysbuf::isDeschedSignal(t.desched.get(), stop.signal, info)) holdSignal(t, info);
+  }
+  return std::nullopt;
+}
+
+// A desched signal while rec steps or runs the task to a point: dropped
+// (settling the window if it is open). False for any other stop, or when
+// settling ended in another stop (then `stop`).
+bool RecordSession::absorbDesched(RecordTask& t, Stop& stop) {
+  if (stop.kind != StopKind::Signal || stop.signal != REC_SYSBUF_DESCHED_SIGNAL || !t.desched)
+    return false;
+  if (!sysbuf::isDeschedSignal(t.desched.get(), stop.signal, t.task.siginfo())) return false;
+  sysbuf::disarmDesched(*t.desched);
+  if (sysbuf::deschedArmed(t.sysbuf.get()) && time_shim::inShimCode(t.task.regs().ip()))
+    if (std::optional<Stop> other = settleDesched(t)) {
+      stop = *other;
+      return false;
+    }
+  return true;
 }
 
 // A standard signal already held is not held twice: the kernel, too, keeps

@@ -695,6 +695,7 @@ void RecordSession::onSyscallExit(RecordTask& t) {
     capnp::MallocMessageBuilder msg;
     finishSyscallEvent(t, msg);
     patchSyscallSite(t, msg.getRoot<schema::Event>().getSyscall());
+    ensureDesched(t);
     emit(t, msg);
     t.returnedFromSyscall(t.task.regs());
   }
@@ -947,6 +948,27 @@ void RecordSession::writePatches(capnp::List<schema::BufferPatch>::Builder out,
     out[i].setNewPage(done[i].first.newPage);
     out[i].setStartsBuffer(done[i].second);
   }
+}
+
+// At the exit of a traced call the buffer would take under a desched event
+// (a futex wait): the task gets its event, once (docs/syscall-buffer.md
+// "Blocking"). Without one (no permission: perf_event_paranoid above 1 for
+// an unprivileged user) such calls stay traced.
+void RecordSession::ensureDesched(RecordTask& t) {
+  if (blocking_ == sysbuf::Blocking::NoWait || t.deschedTried || !t.sysbuf ||
+      !t.sysbuf->buffer || t.sysbuf->disabled || t.compat || !t.row)
+    return;
+  const int64_t result = t.task.regs().result();
+  if (result <= -512 && result >= -516) return;  // -ERESTART*: a signal comes first
+  if (!sysbuf::mayBlockInBuffer(*t.row, t.args, blocking_ == sysbuf::Blocking::Desched)) return;
+  t.deschedTried = true;
+  sysbuf::setDeschedStreams(*t.sysbuf, blocking_ == sysbuf::Blocking::Desched);
+  StraySignals strays;
+  t.desched = sysbuf::openDesched(t.task, *t.sysbuf, strays);
+  absorbStrays(t, strays);
+  if (options_.verbose)
+    fmt::print(stderr, "rec: task {}: {} desched event\n", t.task.tid(),
+               t.desched ? "a" : "no");
 }
 
 // A file mapped MAP_SHARED is watched: from now on writes to it stay

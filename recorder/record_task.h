@@ -204,6 +204,8 @@ class RecordTask {
   std::shared_ptr<TimeShimSpace> timeSpace;  // shared by tasks created with CLONE_VM
   std::shared_ptr<SysbufSpace> sysbuf;        // the syscall buffer's, likewise (null: off)
   std::vector<std::byte> pendingBuffered;     // its buffered syscalls not yet in the trace
+  std::unique_ptr<DeschedEvent> desched;      // its desched event (syscall-buffer.md "Blocking")
+  bool deschedTried = false;                  // opened once per task (and image)
   ScopedFd pagemap;                          // /proc/TID/pagemap of the current image
   Clock::time_point sliceStart;
 

@@ -167,6 +167,10 @@ bool rdtscTrapsHere() {
       return false;
     // vfork: the child only sets its own TSC mode and runs one instruction,
     // and copying rec's page tables for a fork cost more than the probe.
+    // The child shares rec's memory, and the dumpable flag is the memory's:
+    // put back after the probe (a non-dumpable rec could not PTRACE_SEIZE
+    // its CLONE_VM child without CAP_SYS_PTRACE: no recording as non-root).
+    const int dumpable = ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
     pid_t child = ::vfork();
     if (child < 0) return true;  // cannot tell; trapping is the common case
     if (child == 0) {
@@ -183,6 +187,7 @@ bool rdtscTrapsHere() {
     int status = 0;
     while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
     }
+    if (dumpable > 0) ::prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
     return WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV;
   }();
   return traps;

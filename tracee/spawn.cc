@@ -57,12 +57,15 @@ constexpr long kPtraceOptions = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACESECCOMP | 
 // execve replaces its address space. So it calls the kernel directly:
 // glibc's wrappers would set errno in the thread-local storage of rec's
 // thread, which runs on meanwhile.
-long rawSyscall(long nr, long a = 0, long b = 0, long c = 0, long d = 0) {
+// (r8 too: prctl(PR_SET_NO_NEW_PRIVS) fails with EINVAL unless arguments 3
+// to 5 are zero, and without it an unprivileged seccomp filter is refused)
+long rawSyscall(long nr, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0) {
   long result;
   register long r10 __asm__("r10") = d;
+  register long r8 __asm__("r8") = e;
   __asm__ volatile("syscall"
                    : "=a"(result)
-                   : "0"(nr), "D"(a), "S"(b), "d"(c), "r"(r10)
+                   : "0"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8)
                    : "rcx", "r11", "memory");
   return result;
 }

@@ -1,9 +1,13 @@
 #include "syscall_buffer.h"
 
 #include <fcntl.h>
+#include <linux/kcmp.h>
+#include <linux/perf_event.h>
+#include <sys/resource.h>
 #include <fmt/format.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
 #include <sys/syscall.h>
@@ -218,6 +222,8 @@ void fillPolicy(rec_sysbuf_header& h) {
       r.arg = static_cast<uint8_t>(row.buffer.arg);
       r.kind = row.buffer.oneOf ? REC_SYSBUF_RULE_ONE_OF : REC_SYSBUF_RULE_NO_BITS;
       r.count = row.buffer.count;
+      r.blocking_from = row.buffer.blockingFrom;
+      r.ignore_bits = row.buffer.ignoreBits;
       for (unsigned i = 0; i < row.buffer.values.size(); ++i) r.values[i] = row.buffer.values[i];
       p.rule = static_cast<uint8_t>(++rules);
     }
@@ -572,6 +578,128 @@ bool ownSigpipe(Task& task, SysbufSpace* space, int signo, const siginfo_t& info
     return false;
   const Registers& regs = task.regs();
   return regs.ip() == kScratchShimSyscallIp && static_cast<int64_t>(regs.raw().rax) == -EPIPE;
+}
+
+Blocking blockingByEnvironment() {
+  const char* v = std::getenv("REC_SYSBUF_BLOCKING");
+  std::string_view s(v ? v : "");
+  // nowait is the default: measured faster (docs/syscall-buffer.md "Blocking")
+  if (s == "auto") return Blocking::Auto;
+  if (s == "desched") return Blocking::Desched;
+  return Blocking::NoWait;
+}
+
+void setDeschedStreams(SysbufSpace& space, bool on) {
+  if (space.buffer) space.buffer->header().desched_streams = on ? 1 : 0;
+}
+
+bool mayBlockInBuffer(const sys::SyscallRow& row, const std::array<uint64_t, 6>& args,
+                      bool streams) {
+  if (!(row.flags & sys::kBuffered)) return false;
+  const sys::BufferRule& r = row.buffer;
+  if (streams && (r.fd == sys::BufferFd::Stream || r.fd == sys::BufferFd::SocketMsg)) return true;
+  if (!r.oneOf || r.arg < 0 || r.arg >= 6) return false;
+  const int64_t v = static_cast<int64_t>(args[r.arg]) & ~r.ignoreBits;
+  for (unsigned i = r.blockingFrom; i < r.count && i < r.values.size(); ++i)
+    if (r.values[i] == v) return true;
+  return false;
+}
+
+std::unique_ptr<DeschedEvent> openDesched(Task& task, SysbufSpace& space, StraySignals& strays) {
+  if (!space.buffer || space.disabled) return nullptr;
+  rec_sysbuf_header& h = space.buffer->header();
+  if (h.fd_cache_off) return nullptr;  // tasks with another fd table share the buffer
+  int slot = -1;
+  for (int i = 0; i < REC_SYSBUF_DESCHED_TASKS && slot < 0; ++i)
+    if (h.desched[i].tid == 0) slot = i;
+  if (slot < 0) return nullptr;
+  const pid_t tid = task.tid();
+  // Dead threads' events: closed while that number still holds them (the
+  // program may have put a file of its own there).
+  for (const auto& dead : space.deadDesched)
+    if (::syscall(SYS_kcmp, ::getpid(), task.tgid(), KCMP_FILE, dead->fd.get(), dead->traceeFd) ==
+        0)
+      remoteSyscall(task, SYS_close, {static_cast<uint64_t>(dead->traceeFd), 0, 0, 0, 0, 0},
+                    strays);
+  space.deadDesched.clear();
+  // High, where the program's lowest-free allocation does not reach, but
+  // within a table of 1024 (a larger soft limit would grow it to its size).
+  rlimit limit{};
+  if (::prlimit(tid, RLIMIT_NOFILE, nullptr, &limit) != 0) return nullptr;
+  const uint64_t top = std::min<uint64_t>(limit.rlim_cur, 1024);
+  if (top < 256) return nullptr;
+  const uint64_t floor = top - REC_SYSBUF_DESCHED_TASKS - 16;
+  perf_event_attr attr{};
+  attr.size = sizeof attr;
+  attr.type = PERF_TYPE_SOFTWARE;
+  attr.config = PERF_COUNT_SW_CONTEXT_SWITCHES;
+  attr.sample_period = 1;
+  attr.disabled = 1;
+  // (not exclude_kernel, which an unprivileged user at perf_event_paranoid
+  // 2 could open: such an event counts no context switch at all here)
+  task.writeForced(kScratchData, &attr, sizeof attr);
+  const int64_t fd = remoteSyscall(
+      task, SYS_perf_event_open,
+      {kScratchData, static_cast<uint64_t>(tid), static_cast<uint64_t>(-1),
+       static_cast<uint64_t>(-1), PERF_FLAG_FD_CLOEXEC, 0},
+      strays);
+  if (fd < 0) return nullptr;
+  const int64_t high = remoteSyscall(
+      task, SYS_fcntl, {static_cast<uint64_t>(fd), F_DUPFD_CLOEXEC, floor, 0, 0, 0}, strays);
+  remoteSyscall(task, SYS_close, {static_cast<uint64_t>(fd), 0, 0, 0, 0, 0}, strays);
+  if (high < 0) return nullptr;
+  auto event = std::make_unique<DeschedEvent>();
+  event->traceeFd = static_cast<int>(high);
+  event->tid = tid;
+  ScopedFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, task.tgid(), 0)));
+  if (pidfd.valid())
+    event->fd.reset(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), high, 0)));
+  bool ok = event->fd.valid();
+  if (ok) {
+    // Set from rec's copy (one open file): the signal goes to the thread.
+    f_owner_ex owner{F_OWNER_TID, tid};
+    const int flags = ::fcntl(event->fd.get(), F_GETFL);
+    ok = ::fcntl(event->fd.get(), F_SETOWN_EX, &owner) == 0 &&
+         ::fcntl(event->fd.get(), F_SETSIG, REC_SYSBUF_DESCHED_SIGNAL) == 0 && flags >= 0 &&
+         ::fcntl(event->fd.get(), F_SETFL, flags | O_ASYNC) == 0;
+  }
+  if (!ok) {
+    remoteSyscall(task, SYS_close, {static_cast<uint64_t>(high), 0, 0, 0, 0, 0}, strays);
+    return nullptr;
+  }
+  h.desched[slot].fd = static_cast<int32_t>(high);
+  __atomic_store_n(&h.desched[slot].tid, tid, __ATOMIC_RELEASE);
+  return event;
+}
+
+void dropDesched(SysbufSpace* space, std::unique_ptr<DeschedEvent> event) {
+  if (!event) return;
+  disarmDesched(*event);
+  if (!space || !space->buffer) return;
+  rec_sysbuf_header& h = space->buffer->header();
+  for (auto& entry : h.desched)
+    if (entry.tid == event->tid) {
+      entry.fd = -1;
+      entry.tid = 0;
+    }
+  space->deadDesched.push_back(std::move(event));
+}
+
+void disarmDesched(const DeschedEvent& event) {
+  ::ioctl(event.fd.get(), PERF_EVENT_IOC_DISABLE, 0);
+}
+
+bool isDeschedSignal(const DeschedEvent* event, int signo, const siginfo_t& info) {
+  return event && signo == REC_SYSBUF_DESCHED_SIGNAL && info.si_code >= POLL_IN &&
+         info.si_code <= POLL_HUP && info.si_fd == event->fd.get();
+}
+
+bool deschedArmed(const SysbufSpace* space) {
+  return space && space->buffer && space->buffer->header().desched_armed;
+}
+
+void setDeschedAbort(SysbufSpace& space) {
+  if (space.buffer) space.buffer->header().desched_abort = 1;
 }
 
 bool inBufferData(uint64_t address) {

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <array>
 #include <optional>
 #include <map>
 #include <set>
@@ -30,6 +31,7 @@
 
 #include "remote_syscall.h"
 #include "scoped_fd.h"
+#include "syscall_table.h"
 #include "task.h"
 #include "time_shim/shim_abi.h"
 
@@ -58,6 +60,16 @@ class SysbufMemory {
   void* base_ = nullptr;
 };
 
+// A task's desched event (docs/syscall-buffer.md "Blocking"): a perf
+// context-switch event opened in the task, whose signal
+// (REC_SYSBUF_DESCHED_SIGNAL) tells rec that the task blocked in a buffered
+// call that may block.
+struct DeschedEvent {
+  ScopedFd fd;        // rec's copy (the signal's si_fd is its number)
+  int traceeFd = -1;  // its number in the task's fd table
+  pid_t tid = 0;
+};
+
 // The buffer's state in one address space (shared by the tasks created
 // with CLONE_VM).
 struct SysbufSpace {
@@ -82,6 +94,9 @@ struct SysbufSpace {
   std::map<uint64_t, Code> code;
   void noteCode(uint64_t start, uint64_t end, uint64_t offset, const std::string& file);
   const Code* codeAt(uint64_t address, uint64_t* start) const;
+  // Events of exited threads: their fds are closed in the process at the
+  // next event opened there (when still theirs).
+  std::vector<std::unique_ptr<DeschedEvent>> deadDesched;
 };
 
 // A patch as the trace notes it.
@@ -224,6 +239,34 @@ bool enqueue(SysbufSpace& space, const rec_sysbuf_entry& entry, std::span<const 
 // buffer's code turns EPIPE into the traced call, which raises it again at
 // a syscall exit replay knows.
 bool ownSigpipe(Task& task, SysbufSpace* space, int signo, const siginfo_t& info);
+
+// ---- The desched event (docs/syscall-buffer.md "Blocking") ----
+// REC_SYSBUF_BLOCKING: nowait (the default, measured faster: no event,
+// waits stay traced, pipes and sockets with RWF_NOWAIT/MSG_DONTWAIT), auto
+// (futex waits under the event where it opens), desched (pipes and sockets
+// too under the event, blocking; RWF_NOWAIT for a task without one).
+enum class Blocking { Auto, NoWait, Desched };
+Blocking blockingByEnvironment();
+void setDeschedStreams(SysbufSpace& space, bool on);
+
+// Whether the traced call of `row` with `args` is one the buffer would take
+// under a desched event (a futex wait; with `streams` also a read or write).
+bool mayBlockInBuffer(const sys::SyscallRow& row, const std::array<uint64_t, 6>& args,
+                      bool streams);
+
+// Opens the task's event (it stands at a syscall-exit stop, its buffer
+// mapped) at a high fd number, and enters it in the buffer's table; nullptr
+// when it cannot (no permission: perf_event_paranoid, no room, ...).
+std::unique_ptr<DeschedEvent> openDesched(Task& task, SysbufSpace& space, StraySignals& strays);
+// The task exited: its entry leaves the table (its fd is closed later).
+void dropDesched(SysbufSpace* space, std::unique_ptr<DeschedEvent> event);
+// Turns the event off (from rec's copy).
+void disarmDesched(const DeschedEvent& event);
+bool isDeschedSignal(const DeschedEvent* event, int signo, const siginfo_t& info);
+// The buffer's code is in the enabled window of a call that may block
+// (of the one task running user code).
+bool deschedArmed(const SysbufSpace* space);
+void setDeschedAbort(SysbufSpace& space);
 
 // Whether the syscall buffer's code or data lies at ip (in rec's image: the
 // same rule as the time shim's code).

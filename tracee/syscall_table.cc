@@ -64,6 +64,23 @@ struct Row {
     std::copy(values.begin(), values.end(), c.r.buffer.values.begin());
     return c;
   }
+  // Buffered when argument `arg`, less the bits `ignore`, is one of `values`
+  // (a call that never blocks) or of `blocking` (one that may: made in the
+  // buffer only under the task's desched event, else traced).
+  constexpr Row bufferedIfArgMayBlock(BufferFd fd, int arg, int64_t ignore,
+                                      std::initializer_list<int64_t> values,
+                                      std::initializer_list<int64_t> blocking) const {
+    if (values.size() + blocking.size() > 6) throw std::logic_error("more than 6 values");
+    Row c = buffered(fd);
+    c.r.buffer.arg = static_cast<int8_t>(arg);
+    c.r.buffer.oneOf = true;
+    c.r.buffer.count = static_cast<uint8_t>(values.size() + blocking.size());
+    c.r.buffer.blockingFrom = static_cast<uint8_t>(values.size());
+    c.r.buffer.ignoreBits = ignore;
+    std::copy(values.begin(), values.end(), c.r.buffer.values.begin());
+    std::copy(blocking.begin(), blocking.end(), c.r.buffer.values.begin() + values.size());
+    return c;
+  }
   // Buffered only when argument `arg` has none of the bits of `mask`.
   constexpr Row bufferedUnlessBits(BufferFd fd, int arg, int64_t mask) const {
     Row c = buffered(fd);
@@ -451,10 +468,12 @@ constexpr SyscallRow kTable[] = {
   // FUTEX_WAKE(_BITSET) never blocks and writes nothing: buffered. A waiter
   // it wakes is blocked in a traced wait (rec sees its exit stop as for any
   // blocked call); replay emulates both sides, the real wake is not needed.
+  // FUTEX_WAIT(_BITSET) writes nothing either: buffered under the task's
+  // desched event (a wait that blocks is redone traced), private or not,
+  // with either clock.
   emulated(SYS_futex, "futex", {Ptr, FutexOp, Int, Ptr, Ptr, Hex}).blocks().hook(Hook::Futex)
-      .bufferedIfArg(BufferFd::Default, 1,
-                     {FUTEX_WAKE, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, FUTEX_WAKE_BITSET,
-                      FUTEX_WAKE_BITSET | FUTEX_PRIVATE_FLAG})
+      .bufferedIfArgMayBlock(BufferFd::Default, 1, FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME,
+                             {FUTEX_WAKE, FUTEX_WAKE_BITSET}, {FUTEX_WAIT, FUTEX_WAIT_BITSET})
       .why("PI and WAKE_OP operations write the futex words, computed in outputRanges"),
   emulated(SYS_sched_setaffinity, "sched_setaffinity", {Pid, Size, Ptr}).hook(Hook::Affinity)
       .why("answered by rec for the program's tasks: it must not undo rec's own CPU pinning"),

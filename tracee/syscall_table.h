@@ -183,6 +183,9 @@ struct BufferRule {
   bool oneOf = false;    // true: it equals one of `values`; false: it has none of values[0]'s bits
   uint8_t count = 0;
   std::array<int64_t, 6> values{};
+  int64_t ignoreBits = 0;    // oneOf: bits of the argument the comparison leaves out
+  uint8_t blockingFrom = 6;  // oneOf: values from this index on may block: buffered only under
+                             // the task's desched event (docs/syscall-buffer.md "Blocking")
 };
 
 // Where a call that waits finds the signal mask it installs while waiting

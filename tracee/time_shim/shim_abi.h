@@ -116,11 +116,16 @@ static inline int rec_shim_system_wide_clock(long clock) {
 #define REC_SYSBUF_RULE_ONE_OF 1  /* the argument equals one of values[0..count) */
 #define REC_SYSBUF_RULE_NO_BITS 2 /* the argument has none of values[0]'s bits */
 #define REC_SYSBUF_RULES 12 /* (7 used: room for a few more rows with a rule) */
+#define REC_SYSBUF_DESCHED_TASKS 64 /* threads of one process with a desched event */
 struct rec_sysbuf_rule {
   uint8_t arg;
   uint8_t kind;
   uint8_t count;
-  uint8_t reserved[5];
+  /* ONE_OF: values[blocking_from..count) name calls that may block: made
+   * only under the task's desched event (docs/syscall-buffer.md "Blocking") */
+  uint8_t blocking_from;
+  uint8_t reserved[4];
+  int64_t ignore_bits; /* ONE_OF: bits of the argument left out of the comparison */
   int64_t values[6];
 };
 #define REC_SYSBUF_OUT_NONE 0
@@ -173,7 +178,23 @@ struct rec_sysbuf_header {
   uint32_t fd_cache_off;
   uint32_t fd_class_gen[REC_SYSBUF_FD_CACHE];
   uint8_t fd_class[REC_SYSBUF_FD_CACHE];
+  /* The desched event (docs/syscall-buffer.md "Blocking"): each task's
+   * perf context-switch event, as rec opened it in the task (fd -1 or no
+   * entry: none; the task's calls that may block stay traced). The buffer
+   * code sets desched_armed around the enabled window of a call that may
+   * block; rec sets desched_abort when the event (or a signal) interrupted
+   * that call: the buffer then makes it traced. desched_streams: pipes and
+   * sockets too are made blocking under the event instead of with
+   * RWF_NOWAIT/MSG_DONTWAIT (REC_SYSBUF_BLOCKING=desched). */
+  struct {
+    int32_t tid, fd;
+  } desched[REC_SYSBUF_DESCHED_TASKS];
+  uint32_t desched_armed;
+  uint32_t desched_abort;
+  uint32_t desched_streams;
+  uint32_t reserved_desched;
 };
+#define REC_SYSBUF_DESCHED_SIGNAL 30 /* SIGPWR: never delivered to the program */
 
 /* What a call wrote to memory: out_len bytes in all, either at out_addr
  * (ranges == 0) or over `ranges` ranges (a vector read), whose (address,

@@ -51,6 +51,14 @@ _Static_assert(sizeof(struct rec_sysbuf_header) <= 0x2000, "the header leaves th
 #define O_PATH_ 010000000
 #define ENOENT_ 2
 #define ENOTDIR_ 20
+#define SYS_ioctl 16
+#define SYS_rt_sigprocmask 14
+#define SYS_fcntl 72
+#define SYS_gettid 186
+#define F_GETOWN_EX_ 16
+#define F_OWNER_TID_ 0
+#define PERF_EVENT_IOC_ENABLE_ 0x2400
+#define PERF_EVENT_IOC_DISABLE_ 0x2401
 
 /* Saved registers, as rec_sysbuf_entry pushes them (lowest address first). */
 enum { F_RBX, F_R11, F_RCX, F_R9, F_R8, F_R10, F_RDX, F_RSI, F_RDI, F_RAX };
@@ -210,6 +218,63 @@ static int path_allowed(long dirfd, long path, long flags) {
   return ok;
 }
 
+/* The desched event (docs/syscall-buffer.md "Blocking"): the calling
+ * thread's perf context-switch event, or -1 when it has none, blocks the
+ * desched signal (it would never interrupt the call), or the fd at that
+ * number is no longer the event rec opened (the program closed it or put
+ * another file there: its owner is not this thread). */
+static long desched_fd(void) {
+  volatile struct rec_sysbuf_header* h = header();
+  int any = 0;
+  for (int i = 0; i < REC_SYSBUF_DESCHED_TASKS && !any; ++i) any = h->desched[i].tid != 0;
+  if (!any) return -1; /* (no event in this process: no syscall spent) */
+  long tid = untraced6(SYS_gettid, 0, 0, 0, 0, 0, 0);
+  long fd = -1;
+  for (int i = 0; i < REC_SYSBUF_DESCHED_TASKS; ++i)
+    if (h->desched[i].tid == tid) {
+      fd = h->desched[i].fd;
+      break;
+    }
+  if (fd < 0) return -1;
+  uint64_t blocked = 0;
+  if (untraced6(SYS_rt_sigprocmask, 0 /* SIG_BLOCK */, 0, (long)&blocked, 8, 0, 0) != 0 ||
+      ((blocked >> (REC_SYSBUF_DESCHED_SIGNAL - 1)) & 1))
+    return -1;
+  struct {
+    int32_t type, pid;
+  } owner = {-1, 0};
+  if (untraced6(SYS_fcntl, fd, F_GETOWN_EX_, (long)&owner, 0, 0, 0) != 0 ||
+      owner.type != F_OWNER_TID_ || owner.pid != tid)
+    return -1;
+  return fd;
+}
+
+/* A call that may block, made with the desched event enabled: if the thread
+ * blocks, the event's signal interrupts the call and rec, at that signal's
+ * stop, sets desched_abort (and rax to -EINTR: no restart); so does a
+ * signal of the program's arriving meanwhile (rec holds it for the traced
+ * call). 1: made, *result set; 0: make it traced. */
+static int desched_call(long fd, long nr, const long* a, long* result) {
+  volatile struct rec_sysbuf_header* h = header();
+  h->desched_abort = 0;
+  h->desched_armed = 1;
+  if (untraced6(SYS_ioctl, fd, PERF_EVENT_IOC_ENABLE_, 0, 0, 0, 0) != 0) {
+    h->desched_armed = 0;
+    return 0;
+  }
+  long r = untraced6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+  /* (cleared before the event is off: a desched signal rec sees unarmed is
+   * one from this window or later, which needs nothing but dropping) */
+  h->desched_armed = 0;
+  untraced6(SYS_ioctl, fd, PERF_EVENT_IOC_DISABLE_, 0, 0, 0, 0);
+  if (h->desched_abort) {
+    h->desched_abort = 0;
+    return 0;
+  }
+  *result = r;
+  return 1;
+}
+
 /* Pipes and sockets (docs/syscall-buffer.md "Pipes and sockets"): the
  * call is made with RWF_NOWAIT, so it never blocks; EAGAIN sends it to the
  * traced path, where it blocks under rec's scheduler. A read returns what
@@ -238,6 +303,9 @@ static int stream_fd(int fd_class_bits, int writing, uint64_t length, uint8_t no
 static int stream_call(const uint64_t* args, int writing, uint8_t nowait,
                        const struct rec_sysbuf_range* iov, uint64_t count, long* result) {
   long r;
+  /* REC_SYSBUF_BLOCKING=desched: the call blocking (send with MSG_NOSIGNAL,
+   * as below), under the desched event ("Blocking") */
+  long desched = header()->desched_streams ? desched_fd() : -1;
   if (nowait == REC_SYSBUF_NOWAIT_MSG) {
     /* send()/recv(): only flags whose meaning MSG_DONTWAIT does not change
      * (not MSG_WAITALL, MSG_OOB, MSG_TRUNC, ...); MSG_NOSIGNAL: no SIGPIPE
@@ -245,8 +313,14 @@ static int stream_call(const uint64_t* args, int writing, uint8_t nowait,
     long flags = (long)args[3];
     if (flags & ~(long)(writing ? MSG_DONTWAIT_ | MSG_NOSIGNAL_ : MSG_DONTWAIT_ | MSG_PEEK_))
       return 0;
-    r = untraced6(writing ? SYS_sendto : SYS_recvfrom, (long)args[0], (long)args[1],
-                  (long)args[2], flags | MSG_DONTWAIT_ | (writing ? MSG_NOSIGNAL_ : 0), 0, 0);
+    long a[6] = {(long)args[0], (long)args[1], (long)args[2],
+                 flags | (desched >= 0 ? 0 : MSG_DONTWAIT_) | (writing ? MSG_NOSIGNAL_ : 0), 0, 0};
+    long nr = writing ? SYS_sendto : SYS_recvfrom;
+    if (desched >= 0) {
+      if (!desched_call(desched, nr, a, &r)) return 0;
+    } else {
+      r = untraced6(nr, a[0], a[1], a[2], a[3], 0, 0);
+    }
   } else {
     /* read/write: their one buffer; readv/writev: the program's iovecs */
     struct rec_sysbuf_range one = {args[1], args[2]};
@@ -254,8 +328,13 @@ static int stream_call(const uint64_t* args, int writing, uint8_t nowait,
       iov = &one;
       count = 1;
     }
-    r = untraced6(writing ? SYS_pwritev2 : SYS_preadv2, (long)args[0], (long)iov, (long)count, -1,
-                  -1, RWF_NOWAIT_);
+    long a[6] = {(long)args[0], (long)iov, (long)count, -1, -1, desched >= 0 ? 0 : RWF_NOWAIT_};
+    long nr = writing ? SYS_pwritev2 : SYS_preadv2;
+    if (desched >= 0) {
+      if (!desched_call(desched, nr, a, &r)) return 0;
+    } else {
+      r = untraced6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+    }
   }
   if (r == -EAGAIN_ || r == -EPIPE_ || r == -EOPNOTSUPP_) return 0;
   *result = r;
@@ -303,16 +382,19 @@ static int fd_allowed(uint8_t check, uint8_t nowait, const uint64_t* args, uint6
   return check == REC_SYSBUF_FD_WRITE_STREAM && stream_fd(c, 1, length, nowait) ? VIA_NOWAIT : 0;
 }
 
+#define RULE_CALL 1  /* the rule takes the call */
+#define RULE_BLOCKS 2 /* ... and it may block: only under the desched event */
 static int rule_allows(uint8_t rule, const uint64_t* args) {
-  if (!rule) return 1;
+  if (!rule) return RULE_CALL;
   if (rule > REC_SYSBUF_RULES) return 0;
   const volatile struct rec_sysbuf_rule* r = &header()->rules[rule - 1];
   if (r->arg >= 6) return 0;
   int64_t v = (int64_t)args[r->arg];
-  if (r->kind == REC_SYSBUF_RULE_NO_BITS) return (v & r->values[0]) == 0;
+  if (r->kind == REC_SYSBUF_RULE_NO_BITS) return (v & r->values[0]) == 0 ? RULE_CALL : 0;
   if (r->kind != REC_SYSBUF_RULE_ONE_OF) return 0;
+  v &= ~r->ignore_bits;
   for (uint8_t i = 0; i < r->count && i < 6; ++i)
-    if (r->values[i] == v) return 1;
+    if (r->values[i] == v) return i >= r->blocking_from ? RULE_CALL | RULE_BLOCKS : RULE_CALL;
   return 0;
 }
 
@@ -362,7 +444,10 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     if (limit > REC_SYSBUF_CAPACITY || used + sizeof(struct rec_sysbuf_entry) > limit)
       return 0; /* full: the traced call's stop empties it */
     uint64_t room = limit - used - sizeof(struct rec_sysbuf_entry);
-    if (!rule_allows(p.rule, args)) return 0;
+    int ruled = rule_allows(p.rule, args);
+    if (!ruled) return 0;
+    long desched = (ruled & RULE_BLOCKS) ? desched_fd() : -1;
+    if ((ruled & RULE_BLOCKS) && desched < 0) return 0;
     struct rec_sysbuf_entry* e = (struct rec_sysbuf_entry*)(REC_SYSBUF_ENTRIES + used);
     /* a vector call's iovecs, copied to where the entry's ranges go */
     struct rec_sysbuf_range* iov = 0;
@@ -384,7 +469,11 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     int via = fd_allowed(p.fd_check, p.nowait, args, length, &zeros);
     if (!via) return 0;
     long result;
-    if (via == VIA_NOWAIT) {
+    if (ruled & RULE_BLOCKS) {
+      const long a[6] = {(long)args[0], (long)args[1], (long)args[2],
+                         (long)args[3], (long)args[4], (long)args[5]};
+      if (!desched_call(desched, (long)nr, a, &result)) return 0;
+    } else if (via == VIA_NOWAIT) {
       if (!stream_call(args, p.fd_check == REC_SYSBUF_FD_WRITE_STREAM, p.nowait, iov, count,
                        &result))
         return 0;

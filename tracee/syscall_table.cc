@@ -761,6 +761,7 @@ bool bufferRuleAllows(const SyscallRow& row, const std::array<uint64_t, 6>& args
   if (r.arg >= 6) return false;
   auto v = static_cast<int64_t>(args[static_cast<size_t>(r.arg)]);
   if (!r.oneOf) return (v & r.values[0]) == 0;
+  v &= ~r.ignoreBits;  // (as the buffer's rule_allows; the calls that may block match too)
   for (unsigned i = 0; i < r.count && i < r.values.size(); ++i)
     if (r.values[i] == v) return true;
   return false;

@@ -27,7 +27,11 @@ TEST_CASE("futex waits may block in the buffer, wakes never, other operations ar
     CHECK(sysbuf::mayBlockInBuffer(*futex, op(FUTEX_WAIT_BITSET | flags), false));
     CHECK_FALSE(sysbuf::mayBlockInBuffer(*futex, op(FUTEX_WAKE | flags), false));
     CHECK_FALSE(sysbuf::mayBlockInBuffer(*futex, op(FUTEX_WAKE_BITSET | flags), false));
+    // rec patches a site only for a call its row's rule allows: every form
+    for (int64_t allowed : {FUTEX_WAIT, FUTEX_WAIT_BITSET, FUTEX_WAKE, FUTEX_WAKE_BITSET})
+      CHECK(sys::bufferRuleAllows(*futex, op(allowed | flags)));
   }
+  CHECK_FALSE(sys::bufferRuleAllows(*futex, op(FUTEX_WAKE_OP | FUTEX_PRIVATE_FLAG)));
   for (int64_t other : {FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP, FUTEX_LOCK_PI,
                         FUTEX_WAIT_REQUEUE_PI, FUTEX_UNLOCK_PI})
     CHECK_FALSE(sysbuf::mayBlockInBuffer(*futex, op(other), true));

@@ -180,7 +180,7 @@ class ReplaySession {
   void onBufferedSyscall(ReplayTask& t, schema::SyscallEvent::Reader e);
   void startTimeLog(ReplayTask& t, schema::SyscallEvent::Reader e);
   void onSyscallBufferEntry(ReplayTask& t, schema::SyscallEvent::Reader e);
-  void applyBufferPatch(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void applyBufferPatch(ReplayTask& t, schema::SyscallEvent::Reader e, bool executed);
   void applyBufferPatches(ReplayTask& t, capnp::List<schema::BufferPatch>::Reader patches);
   void checkBufferConsumed(ReplayTask& t);
   void completeForkLike(ReplayTask& t, schema::SyscallEvent::Reader e);

@@ -493,7 +493,8 @@ void ReplaySession::checkBufferConsumed(ReplayTask& t) {
 
 // The recording patched the site of this syscall at its exit (and mapped
 // the process's buffer first, or a trampoline page): so does replay.
-void ReplaySession::applyBufferPatch(ReplayTask& t, schema::SyscallEvent::Reader e) {
+void ReplaySession::applyBufferPatch(ReplayTask& t, schema::SyscallEvent::Reader e,
+                                     bool executed) {
   auto p = e.getBufferPatch();
   if (!t.sysbuf || (p.getStartsBuffer() == (t.sysbuf->buffer != nullptr)))
     throw RecError(kExitBadTrace,
@@ -501,7 +502,8 @@ void ReplaySession::applyBufferPatch(ReplayTask& t, schema::SyscallEvent::Reader
                                "cannot be in that state",
                                eventIndex_));
   StraySignals strays;  // replay's own signals: the recording's come from the trace
-  skipToSyscallExit(t.task, e.getResult(), strays);
+  // (an executed call, mmap, has been made: the task is at its exit)
+  if (!executed) skipToSyscallExit(t.task, e.getResult(), strays);
   if (p.getStartsBuffer() && !sysbuf::start(t.task, *t.sysbuf, REC_SHIM_REPLAY, strays))
     throw RecError(kExitUnsupported,
                    fmt::format("rec: cannot map the syscall buffer in task {}", t.task.tid()));
@@ -666,7 +668,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
       return;
     }
     if (e.hasBufferPatch()) {
-      applyBufferPatch(t, e);
+      applyBufferPatch(t, e, false);
       return;
     }
     parkSkipPending(t, e, false);
@@ -717,6 +719,8 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
   }
   t.lastExecutedNumber = e.getNumber();
   t.park = ReplayTask::Park::Resumable;
+  // A buffered executed row (mmap) patched its site at this exit.
+  if (e.hasBufferPatch()) applyBufferPatch(t, e, true);
 }
 
 }  // namespace rec

@@ -192,6 +192,7 @@ void fillPolicy(rec_sysbuf_header& h) {
       case sys::BufferFd::Close: p.fd_check = REC_SYSBUF_FD_CLOSE; break;
       case sys::BufferFd::PathOpen: p.fd_check = REC_SYSBUF_PATH_OPEN; break;
       case sys::BufferFd::Quiet: p.fd_check = REC_SYSBUF_FD_READ; break;
+      case sys::BufferFd::MmapAnon: p.fd_check = REC_SYSBUF_MMAP_ANON; break;
       case sys::BufferFd::Stream:
       case sys::BufferFd::SocketMsg:
         // (fd, buf, len, ...) or (fd, iov, count): a read when it returns

@@ -226,6 +226,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_poll, "poll", {Ptr, Uint, Int}).blocks().out(argTimes(0, 1, kPollfd)),
   emulated(SYS_lseek, "lseek", {Fd, Int, Whence}).buffered(),
   executed(SYS_mmap, "mmap", {Ptr, Size, Prot, MapFlags, Fd, Hex}).hook(Hook::Mmap)
+      .buffered(BufferFd::MmapAnon)
       .why("file contents are stored in the trace and mapped from there on replay"),
   passthrough(SYS_mprotect, "mprotect", {Ptr, Size, Prot}),
   passthrough(SYS_munmap, "munmap", {Ptr, Size}),

@@ -176,6 +176,9 @@ enum class BufferFd : uint8_t {
   Quiet,      // argument 0 is a regular file, directory or /dev/null|zero on a local file
               // system, where the call (its rule picks requests) fails and writes nothing
               // (ioctl TCGETS: ENOTTY): no output recorded
+  MmapAnon,   // mmap of private anonymous memory (MAP_ANONYMOUS, MAP_PRIVATE, fd (int) -1, not
+              // MAP_GROWSDOWN): no file to store; replay's buffer code maps it again at the
+              // recorded address, as replay does for a traced one
 };
 struct BufferRule {
   BufferFd fd = BufferFd::Default;

@@ -350,6 +350,35 @@ check_ahead() {
   return 0
 }
 
+# Private anonymous mmaps go through the buffer (docs/syscall-buffer.md,
+# `MmapAnon`), and replay's buffer code maps them again where the recording
+# got them: memory filled, then partly mapped over with MAP_FIXED (zeros
+# replay must reproduce), failures (EEXIST, EINVAL) buffered like any
+# result; shared, growsdown and /dev/zero mappings stay traced.
+check_mmaps() {
+  need_program sysbuf_edge
+  expect_native_differs "$PROGRAMS/sysbuf_edge" mmaps 20 2>/dev/null
+  record_replay mmaps --status 0 --expect-out '^child [0-9a-f]{16}$' \
+    --expect-out '^mmaps 20 [0-9a-f]{16}$' -- "$PROGRAMS/sysbuf_edge" mmaps 20
+  "$REC" dump mmaps.rec >dump.out || fail "rec dump failed"
+  local n
+  n=$(grep -Ec '\] mmap\(.*MAP_PRIVATE\|(MAP_FIXED\|)?MAP_ANONYMOUS.*syscall buffer, no stop' dump.out)
+  if buffer_on; then
+    # 5 private anonymous mmaps a round, 20 rounds in the parent (the first
+    # at each site traced, patching it)
+    ((n >= 95)) || fail "only $n private anonymous mmaps went through the buffer"
+    grep -Eq '\] mmap\(.*MAP_FIXED\|MAP_ANONYMOUS.*syscall buffer, no stop' dump.out ||
+      fail "no MAP_FIXED mmap went through the buffer"
+    grep -Eq '\] mmap\(.*= -1 EEXIST.*syscall buffer, no stop' dump.out ||
+      fail "a failed MAP_FIXED_NOREPLACE was not buffered"
+    grep -E '\] mmap\(.*syscall buffer' dump.out | grep -Eq 'MAP_SHARED|MAP_GROWSDOWN|, [0-9]+, 0\) =' &&
+      fail "a shared, growsdown or file mapping went through the buffer"
+  else
+    ((n == 0)) || fail "$n buffered mmaps with REC_SYSCALL_BUFFER=off"
+  fi
+  return 0
+}
+
 # Futex waits under the desched event (REC_SYSBUF_BLOCKING=auto; the
 # default, nowait, keeps them traced): waits that return at once are
 # buffered, waits that block are interrupted by the event's signal and made
@@ -511,6 +540,7 @@ t tour check_tour
 t vectors check_vectors
 t ahead check_ahead
 t queries check_queries
+t mmaps check_mmaps
 t fdcache check_fdcache
 t stream check_stream
 t futex check_futex

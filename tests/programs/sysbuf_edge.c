@@ -28,6 +28,13 @@
 //                              one with no old-limit pointer, sysinfo):
 //                              buffered; a hash of the answers with random
 //                              bytes (getrandom), which differ every run
+//   sysbuf_edge mmaps N        private anonymous mmaps (buffered: replay maps
+//                              them again where the recording got them) of
+//                              random sizes, filled, partly mapped over with
+//                              MAP_FIXED (zeros), a MAP_FIXED_NOREPLACE that
+//                              fails, a bad length, beside shared, growsdown
+//                              and /dev/zero mappings (traced), in a forked
+//                              child too: a hash of what the memory holds
 #define _GNU_SOURCE  // prlimit
 #include <dirent.h>
 #include <errno.h>
@@ -263,6 +270,61 @@ static int queries(int n) {
   return 0;
 }
 
+static unsigned long mmap_round(unsigned long h) {
+  unsigned int r;
+  if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) return 0;
+  size_t pages = 1 + r % 40, size = pages * 4096;
+  unsigned char* p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return 0;
+  for (size_t i = 0; i < size; i += 512) p[i] = (unsigned char)(r >> (i % 24));
+  // zeros over the middle: replay must really map there again
+  size_t at = (pages / 2) * 4096;
+  if (mmap(p + at, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) !=
+      p + at)
+    return 0;
+  // over an existing mapping: EEXIST, buffered like any result
+  void* no = mmap(p, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  if (no != MAP_FAILED || errno != EEXIST) return 0;
+  if (mmap(NULL, 0, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) != MAP_FAILED) return 0;
+  unsigned char* ro = mmap(NULL, 8192, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (ro == MAP_FAILED || ro[4096] != 0) return 0;
+  // traced: shared memory, a stack-like mapping, a device's
+  unsigned char* shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  unsigned char* down = mmap(NULL, 8192, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN, -1, 0);
+  if (shared == MAP_FAILED || down == MAP_FAILED) return 0;
+  shared[1] = p[0];
+  down[8191] = p[512];
+  h = h * 31 + fnv(p, size);
+  h = h * 31 + (unsigned long)(shared[1] + down[8191]);
+  munmap(p, size);
+  munmap(ro, 8192);
+  munmap(shared, 4096);
+  munmap(down, 8192);
+  return h ? h : 1;
+}
+
+static int mmaps(int n) {
+  unsigned long h = 1469598103934665603ul;
+  for (int i = 0; i < n; ++i)
+    if (!(h = mmap_round(h))) return 2;
+  int zero = open("/dev/zero", O_RDWR);
+  unsigned char* z = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, zero, 0);
+  if (zero < 0 || z == MAP_FAILED || z[100] != 0) return 3;
+  pid_t child = fork();
+  if (child == 0) {
+    unsigned long c = 7;
+    for (int i = 0; i < n; ++i)
+      if (!(c = mmap_round(c))) _exit(2);
+    printf("child %016lx\n", c);
+    _exit(0);
+  }
+  int status = 0;
+  if (child < 0 || waitpid(child, &status, 0) != child || status != 0) return 4;
+  printf("mmaps %d %016lx\n", n, h);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc >= 2 && strcmp(argv[1], "diverge") == 0) {
@@ -296,8 +358,9 @@ int main(int argc, char** argv) {
   if (argc >= 3 && strcmp(argv[1], "fds") == 0) return fds(argv[2]);
   if (argc >= 3 && strcmp(argv[1], "fdcache") == 0) return fdcache(argv[2]);
   if (argc >= 3 && strcmp(argv[1], "queries") == 0) return queries(atoi(argv[2]));
+  if (argc >= 3 && strcmp(argv[1], "mmaps") == 0) return mmaps(atoi(argv[2]));
   fprintf(stderr,
           "usage: sysbuf_edge diverge | forever FILE | watched DIR | fds DIR | fdcache DIR | "
-          "queries N\n");
+          "queries N | mmaps N\n");
   return 64;
 }

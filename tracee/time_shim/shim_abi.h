@@ -102,6 +102,8 @@ static inline int rec_shim_system_wide_clock(long clock) {
 #define REC_SYSBUF_FD_WRITE_STREAM 7 /* REC_SYSBUF_FD_WRITE, or a pipe (at most PIPE_BUF bytes) or
                                         an AF_UNIX socket (at most 2048), made without waiting,
                                         EAGAIN and EPIPE traced */
+#define REC_SYSBUF_MMAP_ANON 8 /* mmap: anonymous, MAP_PRIVATE, fd -1 (argument 3, 4); replay's
+                                  buffer code maps it again at the recorded address */
 #define REC_SYSBUF_NOWAIT_RWF 1 /* read/write(fd, buf, n) as preadv2/pwritev2(RWF_NOWAIT) */
 #define REC_SYSBUF_NOWAIT_MSG 2 /* recvfrom/sendto(fd, buf, n, flags, NULL, ...) on a socket,
                                    with MSG_DONTWAIT (and MSG_NOSIGNAL) added to flags */

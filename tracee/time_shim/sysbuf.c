@@ -59,6 +59,13 @@ _Static_assert(sizeof(struct rec_sysbuf_header) <= 0x2000, "the header leaves th
 #define F_OWNER_TID_ 0
 #define PERF_EVENT_IOC_ENABLE_ 0x2400
 #define PERF_EVENT_IOC_DISABLE_ 0x2401
+#define SYS_mmap 9
+#define MAP_TYPE_ 0x0f
+#define MAP_PRIVATE_ 0x02
+#define MAP_FIXED_ 0x10
+#define MAP_ANONYMOUS_ 0x20
+#define MAP_GROWSDOWN_ 0x0100
+#define MAP_FIXED_NOREPLACE_ 0x100000
 
 /* Saved registers, as rec_sysbuf_entry pushes them (lowest address first). */
 enum { F_RBX, F_R11, F_RCX, F_R9, F_R8, F_R10, F_RDX, F_RSI, F_RDI, F_RAX };
@@ -354,6 +361,13 @@ static int fd_allowed(uint8_t check, uint8_t nowait, const uint64_t* args, uint6
       return VIA_CALL;
     case REC_SYSBUF_PATH_OPEN:
       return path_allowed(fd, (long)args[1], (long)args[2]) ? VIA_CALL : 0;
+    case REC_SYSBUF_MMAP_ANON:
+      /* private anonymous memory: rec notes nothing about it (no file to
+       * store, nothing shared), and replay makes it again (mmap_again) */
+      return (args[3] & MAP_ANONYMOUS_) && (args[3] & MAP_TYPE_) == MAP_PRIVATE_ &&
+                     !(args[3] & MAP_GROWSDOWN_) && (int32_t)args[4] == -1
+                 ? VIA_CALL
+                 : 0;
     default:
       break;
   }
@@ -426,6 +440,17 @@ static int output_zero(uint64_t addr, uint64_t len, const struct rec_sysbuf_rang
   for (uint32_t i = 0; i < ranges; ++i)
     if (!all_zero((const unsigned char*)r[i].addr, r[i].len)) return 0;
   return 1;
+}
+
+/* Replay of a buffered anonymous mmap: the same mapping at the address
+ * the recording got, as replay does for a traced one (MAP_FIXED, never
+ * NOREPLACE). 0: not made there (the traced call then shows the
+ * divergence, with the entry left unread). */
+static int mmap_again(const struct rec_sysbuf_entry* e) {
+  if (e->result < 0 && e->result >= -4095) return 1; /* failed in the recording: nothing to map */
+  long flags = ((long)e->args[3] & ~(long)MAP_FIXED_NOREPLACE_) | MAP_FIXED_;
+  return untraced6(SYS_mmap, e->result, (long)e->args[1], (long)e->args[2], flags, -1, 0) ==
+         e->result;
 }
 
 /* Returns 1 with the result in frame[F_RAX], or 0: the entry makes the
@@ -555,6 +580,7 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     if (e->nr != (int32_t)nr) return 0;
     for (unsigned i = 0; i < p.args; ++i)
       if (e->args[i] != args[i]) return 0;
+    if (p.fd_check == REC_SYSBUF_MMAP_ANON && !mmap_again(e)) return 0;
     if (e->out_len) {
       if (!e->ranges) {
         if (e->zero)

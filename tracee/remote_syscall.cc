@@ -8,6 +8,7 @@
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "errors.h"
@@ -44,8 +45,12 @@ bool atSyscallExit(Task& task) {
   return n > 0 && info.op == PTRACE_SYSCALL_INFO_EXIT;
 }
 
-int64_t remoteSyscall(Task& task, int nr, std::array<uint64_t, 6> args, StraySignals& strays) {
-  // The call ends in int3: were SIGTRAP blocked, the kernel would force it,
+namespace {
+// Runs the task from `regs` until the int3 whose next ip is `trapIp`; the
+// task's registers there. The caller restores its registers.
+Registers runToTrap(Task& task, const Registers& regs, uint64_t trapIp, bool keepsMask,
+                    StraySignals& strays) {
+  // The code ends in int3: were SIGTRAP blocked, the kernel would force it,
   // resetting the program's SIGTRAP handler. Unblocked meanwhile.
   constexpr uint64_t kTrapBit = uint64_t{1} << (SIGTRAP - 1);
   uint64_t mask = 0;
@@ -56,13 +61,12 @@ int64_t remoteSyscall(Task& task, int nr, std::array<uint64_t, 6> args, StraySig
     uint64_t without = mask & ~kTrapBit;
     ::ptrace(PTRACE_SETSIGMASK, task.tid(), reinterpret_cast<void*>(8), &without);
   }
-  Registers saved = task.regs();
-  task.setRegs(prepared(saved, kScratchSyscallInsn, nr, args));
+  task.setRegs(regs);
   task.resume(Task::Resume::Cont);
   for (;;) {
     Stop stop = task.wait();
     if (stop.kind == StopKind::Signal) {
-      if (stop.signal == SIGTRAP && task.regs().ip() == kScratchSyscallInsn + 3) break;
+      if (stop.signal == SIGTRAP && task.regs().ip() == trapIp) break;
       strays.push_back(task.siginfo());
       task.resume(Task::Resume::Cont);
       continue;
@@ -70,11 +74,84 @@ int64_t remoteSyscall(Task& task, int nr, std::array<uint64_t, 6> args, StraySig
     if (stop.kind == StopKind::Exited || stop.kind == StopKind::ExitEvent) taskVanished(task, stop);
     task.resume(Task::Resume::Cont);
   }
-  int64_t result = task.regs().result();
-  task.setRegs(saved);
-  if (unblocked && nr != SYS_rt_sigprocmask)
+  Registers at = task.regs();
+  if (unblocked && keepsMask)
     ::ptrace(PTRACE_SETSIGMASK, task.tid(), reinterpret_cast<void*>(8), &mask);
-  return result;
+  return at;
+}
+}  // namespace
+
+int64_t remoteSyscall(Task& task, int nr, std::array<uint64_t, 6> args, StraySignals& strays) {
+  Registers saved = task.regs();
+  Registers at = runToTrap(task, prepared(saved, kScratchSyscallInsn, nr, args),
+                           kScratchSyscallInsn + 3, nr != SYS_rt_sigprocmask, strays);
+  task.setRegs(saved);
+  return at.result();
+}
+
+std::vector<int64_t> remoteSyscalls(Task& task, const std::vector<RemoteCall>& calls,
+                                    StraySignals& strays) {
+  // Generated code: per call, the arguments into their registers (an
+  // earlier result from r12..r15), the number into eax, rbx = where to come
+  // back, a jump to the `syscall; jmp *%rbx` the filter lets through, the
+  // result into r12 + index; int3 at the end. No stack, no memory written.
+  if (calls.empty() || calls.size() > 4)
+    throw RecError(kExitInternal, "rec: a batch of remote syscalls holds 1 to 4 calls");
+  static constexpr int kArgRegs[6] = {7 /* rdi */, 6 /* rsi */, 2 /* rdx */,
+                                      10 /* r10 */, 8 /* r8 */, 9 /* r9 */};
+  std::vector<uint8_t> code;
+  auto imm = [&](uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) code.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  };
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const RemoteCall& c = calls[i];
+    for (int a = 0; a < 6; ++a) {
+      int dst = kArgRegs[a];
+      int from = c.fromResult[static_cast<size_t>(a)];
+      if (from >= static_cast<int>(i))
+        throw RecError(kExitInternal, "rec: a remote syscall uses a later call's result");
+      if (from >= 0) {  // mov %r(12+from), %dst
+        int src = 12 + from;
+        code.push_back(static_cast<uint8_t>(0x48 | ((src >> 3) << 2) | (dst >> 3)));
+        code.push_back(0x89);
+        code.push_back(static_cast<uint8_t>(0xc0 | ((src & 7) << 3) | (dst & 7)));
+      } else {  // movabs $imm, %dst
+        code.push_back(static_cast<uint8_t>(0x48 | (dst >> 3)));
+        code.push_back(static_cast<uint8_t>(0xb8 + (dst & 7)));
+        imm(c.args[static_cast<size_t>(a)], 8);
+      }
+    }
+    code.push_back(0xb8);  // mov $nr, %eax
+    imm(static_cast<uint32_t>(c.nr), 4);
+    // lea after(%rip), %rbx (after: past the jmp below, 5 bytes on)
+    code.insert(code.end(), {0x48, 0x8d, 0x1d});
+    imm(5, 4);
+    // jmp kScratchBatchSyscall
+    uint64_t jmpEnd = kScratchBatchCode + code.size() + 5;
+    code.push_back(0xe9);
+    imm(static_cast<uint32_t>(static_cast<int32_t>(kScratchBatchSyscall - jmpEnd)), 4);
+    // mov %rax, %r(12+i)
+    code.push_back(0x49);
+    code.push_back(0x89);
+    code.push_back(static_cast<uint8_t>(0xc0 | ((12 + i) & 7)));
+  }
+  code.push_back(0xcc);  // int3
+  if (code.size() > kScratchAddress + kScratchSize - kScratchBatchCode)
+    throw RecError(kExitInternal, "rec: a batch of remote syscalls does not fit its page");
+  task.writeForced(kScratchBatchCode, code.data(), code.size());
+  Registers saved = task.regs();
+  Registers r = saved;
+  r.setIp(kScratchBatchCode);
+  r.setSyscallNumber(-1);  // no syscall restart games on the way out
+  bool masks = std::any_of(calls.begin(), calls.end(),
+                           [](const RemoteCall& c) { return c.nr == SYS_rt_sigprocmask; });
+  Registers at = runToTrap(task, r, kScratchBatchCode + code.size(), !masks, strays);
+  task.setRegs(saved);
+  const user_regs_struct& u = at.raw();
+  const uint64_t results[4] = {u.r12, u.r13, u.r14, u.r15};
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < calls.size(); ++i) out.push_back(static_cast<int64_t>(results[i]));
+  return out;
 }
 
 int64_t remoteSyscallVia(Task& task, uint64_t syscallInsn, int nr, std::array<uint64_t, 6> args,
@@ -168,6 +245,8 @@ void installScratchPage(Task& task, StraySignals& strays, bool withTimeShim) {
   task.writeForced(kScratchSyscallInsn, code, sizeof code);
   const unsigned char shimCode[] = {0x0f, 0x05, 0xc3};  // syscall; ret
   task.writeForced(kScratchShimSyscall, shimCode, sizeof shimCode);
+  const unsigned char batchCode[] = {0x0f, 0x05, 0xff, 0xe3};  // syscall; jmp *%rbx
+  task.writeForced(kScratchBatchSyscall, batchCode, sizeof batchCode);
   if (withTimeShim) time_shim::writeImage(task);
 }
 
@@ -181,18 +260,21 @@ uint64_t putScratchString(Task& task, const std::string& s) {
 bool mapRecMemoryAt(Task& task, int recFd, uint64_t address, uint64_t size, const char* what,
                     StraySignals& strays) {
   uint64_t path = putScratchString(task, fmt::format("/proc/{}/fd/{}", ::getpid(), recFd));
-  int64_t fd =
-      remoteSyscall(task, SYS_openat,
-                    {static_cast<uint64_t>(AT_FDCWD), path, O_RDWR | O_CLOEXEC, 0, 0, 0}, strays);
-  if (fd < 0) return false;
-  int64_t got = remoteSyscall(
-      task, SYS_mmap,
-      {address, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, static_cast<uint64_t>(fd), 0},
+  // One stop for the three (a failed open fails the mmap with EBADF before
+  // it unmaps anything, and the close the same way).
+  constexpr std::array<int8_t, 6> kFdFromOpen = {-1, -1, -1, -1, 0, -1};
+  std::vector<int64_t> got = remoteSyscalls(
+      task,
+      {RemoteCall{SYS_openat, {static_cast<uint64_t>(AT_FDCWD), path, O_RDWR | O_CLOEXEC, 0, 0, 0}},
+       RemoteCall{SYS_mmap,
+                  {address, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, 0, 0},
+                  kFdFromOpen},
+       RemoteCall{SYS_close, {0, 0, 0, 0, 0, 0}, {0, -1, -1, -1, -1, -1}}},
       strays);
-  remoteSyscall(task, SYS_close, {static_cast<uint64_t>(fd), 0, 0, 0, 0, 0}, strays);
-  if (got != static_cast<int64_t>(address))
+  if (got[0] < 0) return false;
+  if (got[1] != static_cast<int64_t>(address))
     throw RecError(kExitInternal,
-                   fmt::format("cannot map {} in task {} ({})", what, task.tid(), got));
+                   fmt::format("cannot map {} in task {} ({})", what, task.tid(), got[1]));
   return true;
 }
 

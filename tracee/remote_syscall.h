@@ -26,8 +26,13 @@ inline constexpr uint64_t kScratchUntracedIp = kScratchAddress + 2;  // ip secco
 // `syscall; ret`: the time shim's untraced clock reads while recording.
 inline constexpr uint64_t kScratchShimSyscall = kScratchAddress + 16;
 inline constexpr uint64_t kScratchShimSyscallIp = kScratchShimSyscall + 2;
+// `syscall; jmp *%rbx`: inside the range the seccomp filter lets through,
+// so that a batch of remote syscalls (remoteSyscalls) runs in one stop.
+inline constexpr uint64_t kScratchBatchSyscall = kScratchAddress + 8;
 inline constexpr uint64_t kScratchData = kScratchAddress + 64;
 inline constexpr uint64_t kScratchDataSize = kScratchSize - 64;
+// Where remoteSyscalls writes its code: the end of the data area.
+inline constexpr uint64_t kScratchBatchCode = kScratchAddress + kScratchSize - 512;
 
 // Signals that arrived while rec was running its own syscalls in the task;
 // the caller decides what they mean (held for later at record, dropped at replay).
@@ -37,6 +42,18 @@ using StraySignals = std::vector<siginfo_t>;
 // syscall-exit-stop, a signal-delivery-stop (that signal is then discarded),
 // or the SIGTRAP of a previous remote syscall. Registers are restored after.
 int64_t remoteSyscall(Task& task, int nr, std::array<uint64_t, 6> args, StraySignals& strays);
+
+// Several syscalls run one after another in a single stop (each ptrace
+// stop costs two context switches): an argument may be the result of an
+// earlier call of the batch (`fromResult[i]` its index, else -1). Up to 4
+// calls; returns their results. Same conditions as remoteSyscall.
+struct RemoteCall {
+  int nr;
+  std::array<uint64_t, 6> args;
+  std::array<int8_t, 6> fromResult = {-1, -1, -1, -1, -1, -1};
+};
+std::vector<int64_t> remoteSyscalls(Task& task, const std::vector<RemoteCall>& calls,
+                                    StraySignals& strays);
 
 // Whether the task is at a syscall-exit stop. A signal given when resuming
 // it there is sent to it (its delivery stop follows); at a signal stop (where

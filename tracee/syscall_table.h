@@ -179,8 +179,6 @@ enum class BufferFd : uint8_t {
   MmapAnon,   // mmap of private anonymous memory (MAP_ANONYMOUS, MAP_PRIVATE, fd (int) -1, not
               // MAP_GROWSDOWN): no file to store; replay's buffer code maps it again at the
               // recorded address, as replay does for a traced one
-  Brk,        // brk: replay's buffer code makes it again with the same argument, and the break
-              // must be the recorded one (as replay checks a traced one)
 };
 struct BufferRule {
   BufferFd fd = BufferFd::Default;

@@ -29,6 +29,7 @@
 #include "replay_session.h"
 #include "replay_task.h"
 #include "signals.h"
+#include "syscall_buffer.h"
 #include "task_state.h"
 
 namespace rec {
@@ -58,6 +59,24 @@ uint64_t freePagesNear(const std::vector<MapEntry>& maps, uint64_t ip) {
   }
   consider(previousEnd, kHighest);
   return bestDistance < kReach ? best : 0;
+}
+
+// The task's mappings, with those the buffered calls queued for it will
+// make before it reaches the point (anonymous mmaps, which replay's buffer
+// code makes at the recorded address): a trampoline page put there would be
+// mapped over, and its unmapping take the program's memory.
+std::vector<MapEntry> mapsWithPending(pid_t tid, SysbufSpace* space) {
+  std::vector<MapEntry> maps = readMaps(tid);
+  if (!space) return maps;
+  for (auto [start, end] : sysbuf::pendingMappings(*space)) {
+    MapEntry m;
+    m.start = start;
+    m.end = end;
+    maps.push_back(m);
+  }
+  std::sort(maps.begin(), maps.end(),
+            [](const MapEntry& a, const MapEntry& b) { return a.start < b.start; });
+  return maps;
 }
 
 // Wakes rec's waitpid every tick (this thread only), so the bound on
@@ -216,7 +235,7 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
   }
   code.resize(n);
   if (n <= ip - codeStart) diverge(t, expected, "has no code there");
-  uint64_t page = freePagesNear(readMaps(t.task.tid()), ip);
+  uint64_t page = freePagesNear(mapsWithPending(t.task.tid(), t.sysbuf.get()), ip);
   if (!page) diverge(t, expected, "has no room for a trampoline near it");
   std::span<const uint8_t> xmm;
   if (point.xstate && point.xstate->size() >= kXmmOffset + kXmmBytes)

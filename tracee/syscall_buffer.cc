@@ -522,6 +522,25 @@ uint32_t unread(SysbufSpace& space) {
   return h.used > h.next ? h.used - h.next : 0;
 }
 
+std::vector<std::pair<uint64_t, uint64_t>> pendingMappings(SysbufSpace& space) {
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  if (!space.buffer) return out;
+  const rec_sysbuf_header& h = space.buffer->header();
+  const std::byte* entries = space.buffer->entries();
+  for (uint32_t at = h.next; at + sizeof(rec_sysbuf_entry) <= h.used;) {
+    rec_sysbuf_entry e;
+    std::memcpy(&e, entries + at, sizeof e);
+    if (e.size < sizeof e) break;
+    at += e.size;
+    const bool ok = e.result >= 0 || e.result < -4095;
+    if (e.nr == SYS_mmap && ok && e.args[1])
+      out.emplace_back(static_cast<uint64_t>(e.result),
+                       static_cast<uint64_t>(e.result) +
+                           ((e.args[1] + kPageSize - 1) & ~(kPageSize - 1)));
+  }
+  return out;
+}
+
 void clearQueue(SysbufSpace& space) {
   if (!space.buffer) return;
   space.buffer->header().used = 0;

@@ -231,6 +231,10 @@ bool forEachWrite(const std::byte* entry, F&& f) {
 // adding recorded entries (whole entries in the buffer's layout, as drain
 // moved them out; checked first, copied once).
 uint32_t unread(SysbufSpace& space);
+// Replay: the address ranges the queued, unread entries will map when the
+// program makes them (anonymous mmaps): replay must not put a page of its
+// own there meanwhile (a point's trampoline).
+std::vector<std::pair<uint64_t, uint64_t>> pendingMappings(SysbufSpace& space);
 void clearQueue(SysbufSpace& space);
 enum class Enqueued { Ok, Malformed, Full };
 Enqueued enqueue(SysbufSpace& space, std::span<const std::byte> entries);

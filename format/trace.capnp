@@ -177,6 +177,8 @@ struct SyscallEvent {
   traceeUserWrites @21 :List(MemWrite);
   # Made through the syscall buffer without a stop (with `buffered`): replay
   # queues it in the buffer, whose code hands it back (docs/syscall-buffer.md).
+  # Format 1 only: since format 2 such calls are BufferedSyscalls events
+  # (rec dump still shows each as a SyscallEvent with this set).
   inSyscallBuffer @22 :Bool;
   # At this syscall's exit the recorder patched the site it was made from
   # into a jump to the syscall buffer; replay patches it at the same point.
@@ -184,6 +186,18 @@ struct SyscallEvent {
   # mmap of an executable file: the syscall sites of the new mapping the
   # recorder patched at this syscall's exit, in order; replay does the same.
   bufferPatches @24 :List(BufferPatch);
+}
+
+# The syscalls one task made through the syscall buffer without a stop
+# since its last event, in order, as one event (docs/syscall-buffer.md):
+# replay queues them in the task's buffer before running it to its next
+# event. `entries` is `count` entries back to back, in the layout the
+# buffer defines (format/README.md, "Buffered syscalls"; format/buffered_calls.h
+# decodes and checks it). Since format version 2; before, each such call was a
+# SyscallEvent with `inSyscallBuffer` set.
+struct BufferedSyscalls {
+  count @0 :UInt32;
+  entries @1 :Data;
 }
 
 struct BufferPatch {
@@ -284,6 +298,7 @@ struct Event {
     rdtsc @5 :RdtscEvent;
     exit @6 :ExitEvent;
     preempt @7 :PreemptEvent;
+    bufferedSyscalls @10 :BufferedSyscalls;
   }
   memory @8 :List(MemoryBlock);  # --check-memory: digest of the writable memory when the event happened
   pendingOutputs @9 :List(AddressRange);  # --check-memory: bytes hashed as zeros in memory (what

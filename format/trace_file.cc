@@ -2,6 +2,8 @@
 // format/README.md; keep the two in sync.
 #include "trace_file.h"
 
+#include "buffered_calls.h"
+
 #include <capnp/any.h>
 #include <capnp/dynamic.h>
 #include <capnp/serialize.h>
@@ -232,6 +234,20 @@ bool validateCommonSyscall(schema::Event::Reader event) {
   return true;
 }
 
+// A BufferedSyscalls event checked through the generated getters (true
+// when that was the whole message); its entries are checked separately.
+bool validateBufferedSyscalls(schema::Event::Reader event) {
+  static const uint64_t eventSlots =
+      pointerSlots(capnp::Schema::from<schema::Event>(), {"bufferedSyscalls"});
+  static const uint64_t batchSlots =
+      pointerSlots(capnp::Schema::from<schema::BufferedSyscalls>(), {"entries"});
+  if (!event.isBufferedSyscalls() || !onlyPointers(event, eventSlots)) return false;
+  auto b = event.getBufferedSyscalls();
+  if (!onlyPointers(b, batchSlots)) return false;
+  (void)b.getEntries();
+  return true;
+}
+
 capnp::ReaderOptions readerOptions(size_t words) {
   capnp::ReaderOptions o;
   // Room for callers to read every field many times; still bounded, which
@@ -435,26 +451,6 @@ class TraceWriterImpl final : public TraceWriter {
     std::unique_lock lock(mu_);
     throwIfFailed();
     appendLocked(lock, event);
-    if (current_.messageCount > 0 &&
-        std::chrono::steady_clock::now() - current_.started >= maxAge())
-      sealLocked(lock);
-  }
-
-  void writeEvents(size_t count, size_t largestData,
-                   const std::function<void(size_t, capnp::MessageBuilder&)>& build) override {
-    if (count == 0) return;
-    // capnp zeroes what a message used of a first segment it was lent when
-    // it is destroyed, so the same words serve every event.
-    const size_t words = largestData / sizeof(capnp::word) + 512;
-    if (scratch_.size() < words) scratch_.assign(words, 0);
-    auto segment = kj::arrayPtr(reinterpret_cast<capnp::word*>(scratch_.data()), scratch_.size());
-    std::unique_lock lock(mu_);
-    throwIfFailed();
-    for (size_t i = 0; i < count; ++i) {
-      capnp::MallocMessageBuilder message(segment);
-      build(i, message);
-      appendLocked(lock, message);
-    }
     if (current_.messageCount > 0 &&
         std::chrono::steady_clock::now() - current_.started >= maxAge())
       sealLocked(lock);
@@ -779,7 +775,6 @@ class TraceWriterImpl final : public TraceWriter {
   WriterOptions options_;
   std::unordered_set<BlobHash, BlobHashHasher> blobs_;  // tracing thread only
   uint64_t eventCount_ = 0;                             // tracing thread only
-  std::vector<uint64_t> scratch_;                       // tracing thread only: writeEvents' segment
   bool finished_ = false;
 
   std::mutex mu_;
@@ -1083,7 +1078,9 @@ void TraceReaderImpl::scan() {
   uint32_t version = loadLe<uint32_t>(fileHeader + 8);
   if (version != kFormatVersion) {
     throw FormatError(name_ + ": trace format version " + std::to_string(version) +
-                      ", this rec reads version " + std::to_string(kFormatVersion));
+                      ", this rec reads version " + std::to_string(kFormatVersion) +
+                      (version < kFormatVersion ? " (recorded by an older rec: record it again)"
+                                                : " (recorded by a newer rec)"));
   }
   if (loadLe<uint32_t>(fileHeader + 12) != 0) {
     throw FormatError(name_ + ": reserved field in the file header is not zero");
@@ -1212,7 +1209,18 @@ void TraceReaderImpl::loadEventChunk(size_t i) {
       kj::ArrayPtr<const capnp::word> rest(chunkWords_.begin() + pos, chunkWords_.size() - pos);
       capnp::FlatArrayMessageReader message(rest, readerOptions(rest.size()));
       auto event = message.getRoot<schema::Event>();
-      if (!validateCommonSyscall(event)) validateMessage<schema::Event>(event);
+      if (!validateCommonSyscall(event) && !validateBufferedSyscalls(event))
+        validateMessage<schema::Event>(event);
+      if (event.isBufferedSyscalls()) {
+        auto b = event.getBufferedSyscalls();
+        auto entries = b.getEntries();
+        std::string problem = checkBufferedCalls(
+            std::span(reinterpret_cast<const std::byte*>(entries.begin()), entries.size()),
+            b.getCount());
+        if (!problem.empty())
+          fail(c, "event " + std::to_string(c.firstEvent + messageOffsets_.size()) + ": " +
+                      problem);
+      }
       messageOffsets_.push_back(pos);
       pos = static_cast<size_t>(message.getEnd() - chunkWords_.begin());
       if (messageOffsets_.size() > c.h.messageCount) break;

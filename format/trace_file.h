@@ -27,7 +27,9 @@
 namespace rec::format {
 
 inline constexpr char kFileMagic[8] = {'R', 'E', 'C', 'T', 'R', 'A', 'C', 'E'};
-inline constexpr uint32_t kFormatVersion = 1;
+// 2: a task's buffered syscalls are one BufferedSyscalls event per batch
+// (1: one SyscallEvent each).
+inline constexpr uint32_t kFormatVersion = 2;
 
 // A problem with a trace file. what() is one line naming the file, the
 // problem and where (byte offset and/or chunk number).
@@ -115,12 +117,6 @@ class TraceWriter {
   virtual ~TraceWriter() = default;
 
   virtual void writeEvent(capnp::MessageBuilder& event) = 0;
-  // Writes `count` events, the i-th built by build(i, message) in memory the
-  // writer reuses (`largestData`: the most bytes of Data one of them holds):
-  // one lock and no allocation per event, for the syscall buffer's
-  // entries (tens of thousands in a second).
-  virtual void writeEvents(size_t count, size_t largestData,
-                           const std::function<void(size_t, capnp::MessageBuilder&)>& build) = 0;
 
   // Stores data once per trace; returns its hash. Cheap when already stored.
   virtual BlobHash writeBlob(std::span<const std::byte> data, const std::string& path) = 0;

@@ -19,9 +19,11 @@
 #include <x86intrin.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <fstream>
 
+#include "buffered_calls.h"
 #include "code_patch.h"
 #include "errors.h"
 #include "exit_codes.h"
@@ -758,50 +760,40 @@ void RecordSession::drainSyscallBuffer(RecordTask& t) {
   if (fdTableChanged) updateBufferOutputFds(t);
 }
 
-// The task's buffered syscalls, as syscall events marked `buffered` and
-// `inSyscallBuffer`, written before its next event: replay queues them in
-// the buffer before running the task to that event.
+// The task's buffered syscalls, as one BufferedSyscalls event holding the
+// buffer's entries as the buffer wrote them (format/buffered_calls.h
+// describes that layout to the trace's readers), written before its next
+// event: replay queues them in the buffer before running the task to that
+// event. The bytes are referenced, not copied, by the message: writeEvent
+// copies them once, into the chunk.
 void RecordSession::writeBuffered(RecordTask& t, pid_t tid) {
+  static_assert(sizeof(format::BufferedCallHeader) == sizeof(rec_sysbuf_entry) &&
+                offsetof(format::BufferedCallHeader, number) == offsetof(rec_sysbuf_entry, nr) &&
+                offsetof(format::BufferedCallHeader, result) == offsetof(rec_sysbuf_entry, result) &&
+                offsetof(format::BufferedCallHeader, args) == offsetof(rec_sysbuf_entry, args) &&
+                offsetof(format::BufferedCallHeader, outAddress) ==
+                    offsetof(rec_sysbuf_entry, out_addr) &&
+                offsetof(format::BufferedCallHeader, outLength) ==
+                    offsetof(rec_sysbuf_entry, out_len) &&
+                offsetof(format::BufferedCallHeader, ranges) == offsetof(rec_sysbuf_entry, ranges) &&
+                offsetof(format::BufferedCallHeader, zero) == offsetof(rec_sysbuf_entry, zero) &&
+                sizeof(format::BufferedRange) == sizeof(rec_sysbuf_range));
   const std::vector<std::byte>& pending = t.pendingBuffered;
-  std::vector<size_t> offsets;
-  size_t largest = 0;
-  for (size_t at = 0; at + sizeof(rec_sysbuf_entry) <= pending.size();) {
+  if (pending.empty()) return;
+  uint32_t count = 0;
+  for (size_t at = 0; at + sizeof(rec_sysbuf_entry) <= pending.size(); ++count) {
     rec_sysbuf_entry entry;
     std::memcpy(&entry, pending.data() + at, sizeof entry);
-    offsets.push_back(at);
-    largest = std::max<size_t>(largest, (entry.zero ? 0 : entry.out_len) + entry.ranges * 32);
-    at += entry.size;
+    at += entry.size;  // (whole entries, checked by sysbuf::drain)
   }
-  writer_->writeEvents(offsets.size(), largest, [&](size_t i, capnp::MessageBuilder& msg) {
-    const size_t at = offsets[i];
-    rec_sysbuf_entry entry;
-    std::memcpy(&entry, pending.data() + at, sizeof entry);
-    auto e = msg.initRoot<schema::Event>();
-    e.setTid(tid);
-    auto s = e.initSyscall();
-    s.setNumber(entry.nr);
-    s.setBuffered(true);
-    s.setInSyscallBuffer(true);
-    auto args = s.initArgs(6);
-    for (unsigned j = 0; j < 6; ++j) args.set(j, entry.args[j]);
-    s.setResult(entry.result);
-    if (entry.out_len) {
-      // One write per range (a vector read's iovecs); the bytes referenced,
-      // not copied (each range's start on 8 bytes, as capnp needs):
-      // writeMessage copies them once, into the chunk. Zeros are a length.
-      const unsigned n = entry.ranges ? entry.ranges : 1;
-      auto writes = s.initWrites(n);
-      unsigned j = 0;
-      sysbuf::forEachWrite(pending.data() + at, [&](const sysbuf::SysbufWrite& r) {
-        auto w = writes[j++];
-        w.setAddress(r.address);
-        if (!r.data)
-          w.setZeros(r.length);
-        else
-          w.adoptData(msg.getOrphanage().referenceExternalData(asData(r.data, r.length)));
-      });
-    }
-  });
+  capnp::word first[64] = {};  // (a first segment lent to capnp must be zeroed)
+  capnp::MallocMessageBuilder msg(kj::arrayPtr(first, std::size(first)));
+  auto e = msg.initRoot<schema::Event>();
+  e.setTid(tid);
+  auto batch = e.initBufferedSyscalls();
+  batch.setCount(count);
+  batch.adoptEntries(msg.getOrphanage().referenceExternalData(asData(pending.data(), pending.size())));
+  writer_->writeEvent(msg);
   t.pendingBuffered.clear();
   if (t.sysbuf && t.sysbuf->buffer && scheduler_->isCurrent(t))
     t.sysbuf->buffer->header().limit = REC_SYSBUF_CAPACITY;  // nothing pending now

@@ -62,6 +62,7 @@ void ReplaySession::checkMemory(ReplayTask& t, const std::string& at) {
 // After an event's checks passed: what a later divergence report names as
 // the last event that matched.
 void ReplaySession::noteMatched(ReplayTask& t, schema::Event::Reader event) {
+  if (event.isBufferedSyscalls()) return;  // queued, not yet made: matched on the way
   MatchedEvent& m = lastMatched_;
   m.valid = true;
   m.index = eventIndex_;

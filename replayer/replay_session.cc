@@ -273,7 +273,10 @@ void ReplaySession::dispatch(schema::Event::Reader event) {
   switch (event.which()) {
     case schema::Event::SYSCALL:
       if (event.getSyscall().getInSyscallBuffer())
-        onSyscallBufferEntry(t, event.getSyscall());
+        throw RecError(kExitBadTrace,
+                       fmt::format("rec: event #{} is a buffered syscall of the format before "
+                                   "version 2",
+                                   eventIndex_));
       else if (event.getSyscall().getBuffered())
         onBufferedSyscall(t, event.getSyscall());
       else
@@ -293,6 +296,9 @@ void ReplaySession::dispatch(schema::Event::Reader event) {
       break;
     case schema::Event::EXIT:
       onExit(t, event.getExit());
+      break;
+    case schema::Event::BUFFERED_SYSCALLS:
+      onBufferedSyscalls(t, event.getBufferedSyscalls());
       break;
     case schema::Event::PREEMPT: {
       auto p = event.getPreempt();

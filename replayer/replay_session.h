@@ -181,7 +181,7 @@ class ReplaySession {
   void runForkLike(ReplayTask& t, int recordedChild, int32_t idSeen);
   void onBufferedSyscall(ReplayTask& t, schema::SyscallEvent::Reader e);
   void startTimeLog(ReplayTask& t, schema::SyscallEvent::Reader e);
-  void onSyscallBufferEntry(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void onBufferedSyscalls(ReplayTask& t, schema::BufferedSyscalls::Reader b);
   void applyBufferPatch(ReplayTask& t, schema::SyscallEvent::Reader e);
   void applyBufferPatches(ReplayTask& t, capnp::List<schema::BufferPatch>::Reader patches);
   void checkBufferConsumed(ReplayTask& t);

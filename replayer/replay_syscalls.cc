@@ -458,13 +458,14 @@ void ReplaySession::onBufferedSyscall(ReplayTask& t, schema::SyscallEvent::Reade
 
 // ---- The syscall buffer (docs/syscall-buffer.md) ----------------------------
 
-// A syscall the buffer made without a stop: queued in the buffer, whose
-// code hands it back as the task runs to its next event. Whatever the
-// previous batch left unread, the program did not ask for again.
-void ReplaySession::onSyscallBufferEntry(ReplayTask& t, schema::SyscallEvent::Reader e) {
+// The syscalls the buffer made without a stop since the task's last event:
+// queued in the buffer (one copy of the recorded entries), whose code hands
+// them back as the task runs to its next event. Whatever the previous batch
+// left unread, the program did not ask for again.
+void ReplaySession::onBufferedSyscalls(ReplayTask& t, schema::BufferedSyscalls::Reader b) {
   if (!t.sysbuf || !t.sysbuf->buffer)
     throw RecError(kExitBadTrace,
-                   fmt::format("rec: event #{} is a buffered syscall of task {}, which has no "
+                   fmt::format("rec: event #{} holds buffered syscalls of task {}, which has no "
                                "syscall buffer",
                                eventIndex_, t.recordedTid));
   bool batchStarts = eventIndex_ != t.lastSysbufEvent + 1;
@@ -473,34 +474,21 @@ void ReplaySession::onSyscallBufferEntry(ReplayTask& t, schema::SyscallEvent::Re
     checkBufferConsumed(t);
     sysbuf::clearQueue(*t.sysbuf);
   }
-  rec_sysbuf_entry entry{};
-  entry.nr = e.getNumber();
-  entry.result = e.getResult();
-  auto args = e.getArgs();
-  for (unsigned i = 0; i < 6 && i < args.size(); ++i) entry.args[i] = args[i];
-  auto recorded = e.getWrites();
-  if (recorded.size() > REC_SYSBUF_IOV_MAX)
-    throw RecError(kExitBadTrace, fmt::format("rec: event #{}: a buffered syscall with more than "
-                                              "{} writes",
-                                              eventIndex_, REC_SYSBUF_IOV_MAX));
-  std::array<sysbuf::SysbufWrite, 4> few;  // (no allocation for the common one)
-  std::vector<sysbuf::SysbufWrite> many;
-  std::span<sysbuf::SysbufWrite> writes(few.data(), recorded.size());
-  if (recorded.size() > few.size()) {
-    many.resize(recorded.size());
-    writes = many;
+  auto entries = b.getEntries();
+  switch (sysbuf::enqueue(*t.sysbuf, std::span(reinterpret_cast<const std::byte*>(entries.begin()),
+                                               entries.size()))) {
+    case sysbuf::Enqueued::Ok:
+      return;
+    case sysbuf::Enqueued::Malformed:
+      throw RecError(kExitBadTrace,
+                     fmt::format("rec: event #{}: buffered syscalls the syscall buffer cannot "
+                                 "hand back",
+                                 eventIndex_));
+    case sysbuf::Enqueued::Full:
+      throw RecError(kExitBadTrace, fmt::format("rec: event #{}: more buffered syscalls in a row "
+                                                "than the syscall buffer holds",
+                                                eventIndex_));
   }
-  for (unsigned i = 0; i < recorded.size(); ++i) {
-    auto w = recorded[i];
-    auto d = w.getData();
-    writes[i] = d.size() ? sysbuf::SysbufWrite{w.getAddress(), d.size(),
-                                               reinterpret_cast<const std::byte*>(d.begin())}
-                         : sysbuf::SysbufWrite{w.getAddress(), w.getZeros(), nullptr};
-  }
-  if (!sysbuf::enqueue(*t.sysbuf, entry, writes))
-    throw RecError(kExitBadTrace, fmt::format("rec: event #{}: more buffered syscalls in a row "
-                                              "than the syscall buffer holds",
-                                              eventIndex_));
 }
 
 // The task reached an event: every buffered syscall queued before it must

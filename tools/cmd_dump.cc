@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "buffered_calls.h"
 #include "commands.h"
 #include "trace_command.h"
 
@@ -157,6 +158,8 @@ std::string eventText(schema::Event::Reader e) {
       return std::string("+++ ") + (x.getThreadOnly() ? "thread " : "") +
              cli::describeWaitStatus(x.getWaitStatus()) + " +++";
     }
+    case schema::Event::BUFFERED_SYSCALLS:  // (runDump shows each call instead)
+      return "<" + std::to_string(e.getBufferedSyscalls().getCount()) + " buffered syscalls>";
     case schema::Event::PREEMPT: {
       auto raw = e.getPreempt().getRegisters().getRaw();
       uint64_t ip = 0;
@@ -197,15 +200,17 @@ int runDump(const DumpOptions& options) {
     HexDataHandler hexData;
     codec.addTypeHandler(hexData);
     std::string line;
-    while (auto event = reader.nextEvent()) {
-      uint64_t index = reader.nextEventIndex() - 1;
+    // `label` is the event's index, or index.k for the k-th call of a batch
+    // of buffered syscalls (one event in the trace, one line each here).
+    auto show = [&](uint64_t index, int call, schema::Event::Reader event) {
       line.clear();
       if (options.json) {
         // Splice the index (and name) in as the first members of the event's object.
-        kj::String json = codec.encode(*event);
+        kj::String json = codec.encode(event);
         std::string_view body(json.cStr(), json.size());
         line = "{\"index\":" + std::to_string(index);
-        if (std::string name = eventName(*event); !name.empty())
+        if (call >= 0) line += ",\"call\":" + std::to_string(call);
+        if (std::string name = eventName(event); !name.empty())
           line += ",\"name\":\"" + name + "\"";
         if (body.size() > 2)
           line += "," + std::string(body.substr(1));
@@ -213,13 +218,50 @@ int runDump(const DumpOptions& options) {
           line += "}";
         line += '\n';
       } else {
-        line = "#" + std::to_string(index) + " [" + std::to_string(event->getTid()) + "] " +
-               eventText(*event) + "\n";
-        if (options.showWrites && event->isSyscall()) {
-          for (auto w : event->getSyscall().getWrites()) hexdump(line, w.getAddress(), w.getData());
+        line = "#" + std::to_string(index) + (call >= 0 ? "." + std::to_string(call) : "") + " [" +
+               std::to_string(event.getTid()) + "] " + eventText(event) + "\n";
+        if (options.showWrites && event.isSyscall()) {
+          for (auto w : event.getSyscall().getWrites()) hexdump(line, w.getAddress(), w.getData());
         }
       }
       std::cout << line;
+    };
+    while (auto event = reader.nextEvent()) {
+      uint64_t index = reader.nextEventIndex() - 1;
+      if (!event->isBufferedSyscalls()) {
+        show(index, -1, *event);
+        continue;
+      }
+      // Each call as the syscall event it stands for (checked by the reader).
+      auto entries = event->getBufferedSyscalls().getEntries();
+      int call = 0;
+      format::forEachBufferedCall(
+          std::span(reinterpret_cast<const std::byte*>(entries.begin()), entries.size()),
+          [&](const format::BufferedCallHeader& h, const std::byte* entry) {
+            capnp::MallocMessageBuilder msg;
+            auto e = msg.initRoot<schema::Event>();
+            e.setTid(event->getTid());
+            auto s = e.initSyscall();
+            s.setNumber(h.number);
+            auto args = s.initArgs(6);
+            for (unsigned j = 0; j < 6; ++j) args.set(j, h.args[j]);
+            s.setResult(h.result);
+            s.setBuffered(true);
+            s.setInSyscallBuffer(true);
+            std::vector<format::BufferedWrite> writes;
+            format::forEachBufferedWrite(h, entry,
+                                         [&](const format::BufferedWrite& w) { writes.push_back(w); });
+            auto list = s.initWrites(static_cast<unsigned>(writes.size()));
+            for (unsigned j = 0; j < writes.size(); ++j) {
+              list[j].setAddress(writes[j].address);
+              if (writes[j].data)
+                list[j].setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(writes[j].data),
+                                             writes[j].length));
+              else
+                list[j].setZeros(writes[j].length);
+            }
+            show(index, call++, e.asReader());
+          });
     }
     cli::noteIfCutShort(reader, options.tracePath);
     return 0;

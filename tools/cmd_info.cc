@@ -44,13 +44,14 @@ int runInfo(const InfoOptions& options) {
 
     // Counts the footer may not have (cut short) come from the events.
     std::set<int32_t> tids;
-    uint64_t signals = 0;
+    uint64_t signals = 0, buffered = 0;
     int32_t initialTid = 0;
     std::optional<int32_t> initialExit;
     while (auto e = reader.nextEvent()) {
       if (tids.empty()) initialTid = e->getTid();
       tids.insert(e->getTid());
       if (e->isSignal()) ++signals;
+      if (e->isBufferedSyscalls()) buffered += e->getBufferedSyscalls().getCount();
       if (e->isExit() && e->getTid() == initialTid && !e->getExit().getThreadOnly()) {
         initialExit = e->getExit().getWaitStatus();
       }
@@ -92,6 +93,8 @@ int runInfo(const InfoOptions& options) {
     if (header.getChaosSeed() != 0) add("chaos seed", std::to_string(header.getChaosSeed()));
     add("tasks", std::to_string(tids.size()));
     add("events", std::to_string(stats.eventCount));
+    if (header.getSyscallBuffer())
+      add("buffered calls", std::to_string(buffered) + " (made without a stop)");
     add("signals", std::to_string(signals));
     if (footer) {
       add("exit status", cli::describeWaitStatus(footer->getExitStatus()) +

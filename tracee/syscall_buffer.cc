@@ -527,49 +527,25 @@ void clearQueue(SysbufSpace& space) {
   space.buffer->header().next = 0;
 }
 
-bool enqueue(SysbufSpace& space, const rec_sysbuf_entry& entry, std::span<const SysbufWrite> writes) {
-  if (!space.buffer || writes.size() > REC_SYSBUF_IOV_MAX) return false;
+Enqueued enqueue(SysbufSpace& space, std::span<const std::byte> entries) {
+  if (!space.buffer) return Enqueued::Malformed;
+  // Whole entries the buffer's code can follow (it trusts sizes and
+  // lengths): the same checks as drain's.
+  for (size_t at = 0; at < entries.size();) {
+    rec_sysbuf_entry e;
+    if (entries.size() - at < sizeof e) return Enqueued::Malformed;
+    std::memcpy(&e, entries.data() + at, sizeof e);
+    if (e.size < sizeof e || e.size % 8 || e.size > entries.size() - at ||
+        !forEachWrite(entries.data() + at, [](const SysbufWrite&) {}))
+      return Enqueued::Malformed;
+    at += e.size;
+  }
   rec_sysbuf_header& h = space.buffer->header();
-  rec_sysbuf_entry e = entry;
-  // The layout the buffer's code records (shim_abi.h): one range in place,
-  // several as (address, length) pairs first; zeros only as lengths when
-  // every range is zeros.
-  e.ranges = writes.size() > 1 ? static_cast<uint32_t>(writes.size()) : 0;
-  e.zero = !writes.empty();
-  e.out_len = 0;
-  uint64_t bytes = 0;
-  for (const SysbufWrite& w : writes) {
-    if (w.length > REC_SYSBUF_REPLAY_CAPACITY) return false;
-    e.zero = e.zero && !w.data;
-    e.out_len += w.length;
-    bytes += REC_SYSBUF_PAD(w.length);
-  }
-  e.out_addr = writes.size() == 1 ? writes[0].address : 0;
-  const uint64_t size =
-      sizeof e + e.ranges * sizeof(rec_sysbuf_range) + (e.zero ? 0 : REC_SYSBUF_PAD(bytes));
-  if (h.used + size > REC_SYSBUF_REPLAY_CAPACITY) return false;
-  std::byte* at = space.buffer->entries() + h.used;
-  e.size = static_cast<uint32_t>(size);
-  std::memcpy(at, &e, sizeof e);
-  std::byte* out = at + sizeof e;
-  if (e.ranges) {
-    for (const SysbufWrite& w : writes) {
-      const rec_sysbuf_range r{w.address, w.length};
-      std::memcpy(out, &r, sizeof r);
-      out += sizeof r;
-    }
-  }
-  if (!e.zero) {
-    for (const SysbufWrite& w : writes) {
-      if (w.data)
-        std::memcpy(out, w.data, w.length);
-      else
-        std::memset(out, 0, w.length);
-      out += REC_SYSBUF_PAD(w.length);
-    }
-  }
-  h.used = static_cast<uint32_t>(h.used + size);
-  return true;
+  if (entries.size() > REC_SYSBUF_REPLAY_CAPACITY - std::min<size_t>(h.used, REC_SYSBUF_REPLAY_CAPACITY))
+    return Enqueued::Full;
+  std::memcpy(space.buffer->entries() + h.used, entries.data(), entries.size());
+  h.used = static_cast<uint32_t>(h.used + entries.size());
+  return Enqueued::Ok;
 }
 
 bool ownSigpipe(Task& task, SysbufSpace* space, int signo, const siginfo_t& info) {

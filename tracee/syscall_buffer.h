@@ -228,10 +228,12 @@ bool forEachWrite(const std::byte* entry, F&& f) {
 }
 
 // Replay: the bytes queued and not yet handed back; emptying the queue;
-// adding an entry that wrote `writes` (false when it does not fit).
+// adding recorded entries (whole entries in the buffer's layout, as drain
+// moved them out; checked first, copied once).
 uint32_t unread(SysbufSpace& space);
 void clearQueue(SysbufSpace& space);
-bool enqueue(SysbufSpace& space, const rec_sysbuf_entry& entry, std::span<const SysbufWrite> writes);
+enum class Enqueued { Ok, Malformed, Full };
+Enqueued enqueue(SysbufSpace& space, std::span<const std::byte> entries);
 
 // Record: whether the task stands at a signal-delivery-stop for the
 // SIGPIPE the kernel raised in a buffered pipe or socket write (EPIPE, in

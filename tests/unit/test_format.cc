@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "temp_dir.h"
+#include "buffered_calls.h"
 #include "trace_file.h"
 
 namespace fs = std::filesystem;
@@ -371,9 +373,14 @@ TEST_CASE("open errors", "[format]") {
   }
   SECTION("version mismatch") {
     auto b = bytes;
-    b[8] = std::byte{2};
+    b[8] = std::byte{3};
     CHECK_THROWS_WITH(TraceReader::openBytes(b, "t.rec"),
-                      "t.rec: trace format version 2, this rec reads version 1");
+                      "t.rec: trace format version 3, this rec reads version 2 (recorded by a "
+                      "newer rec)");
+    b[8] = std::byte{1};
+    CHECK_THROWS_WITH(TraceReader::openBytes(b, "t.rec"),
+                      "t.rec: trace format version 1, this rec reads version 2 (recorded by an "
+                      "older rec: record it again)");
   }
   SECTION("cut inside the file header or Header chunk") {
     for (size_t len : {size_t{4}, size_t{12}, size_t{16}, size_t{20}, size_t{60}}) {
@@ -444,49 +451,164 @@ TEST_CASE("flush makes events readable; destructor leaves a cut-short trace", "[
   CHECK(readAllEvents(*r).size() == 4);
 }
 
-TEST_CASE("writeEvents: batches between single events, a reused segment, data past its size",
-          "[format]") {
-  TempDir dir("rec-format");
+namespace {
+
+// One buffered call in the trace's entry layout (format/buffered_calls.h).
+void appendCall(std::vector<std::byte>& out, int32_t nr, int64_t result,
+                const std::vector<std::pair<uint64_t, std::vector<std::byte>>>& writes,
+                bool zero = false) {
+  rec::format::BufferedCallHeader h{};
+  h.number = nr;
+  h.result = result;
+  for (unsigned i = 0; i < 6; ++i) h.args[i] = 0x1000u * (i + 1) + static_cast<uint64_t>(nr);
+  std::vector<std::byte> body;
+  for (const auto& [address, bytes] : writes) h.outLength += bytes.size();
+  if (writes.size() == 1) {
+    h.outAddress = writes[0].first;
+  } else {
+    h.ranges = static_cast<uint32_t>(writes.size());
+    for (const auto& [address, bytes] : writes) {
+      rec::format::BufferedRange r{address, bytes.size()};
+      const auto* p = reinterpret_cast<const std::byte*>(&r);
+      body.insert(body.end(), p, p + sizeof r);
+    }
+  }
+  h.zero = zero;
+  if (!zero)
+    for (const auto& [address, bytes] : writes) {
+      body.insert(body.end(), bytes.begin(), bytes.end());
+      body.resize(rec::format::bufferedPad(body.size()));
+    }
+  h.size = static_cast<uint32_t>(sizeof h + body.size());
+  const auto* p = reinterpret_cast<const std::byte*>(&h);
+  out.insert(out.end(), p, p + sizeof h);
+  out.insert(out.end(), body.begin(), body.end());
+}
+
+std::vector<std::byte> bytesOf(std::string_view s) {
+  std::vector<std::byte> out(s.size());
+  std::memcpy(out.data(), s.data(), s.size());
+  return out;
+}
+
+// A trace whose events are a syscall, one BufferedSyscalls event holding
+// `entries` with `count`, and another syscall; returns its bytes.
+std::vector<std::byte> batchTrace(const TempDir& dir, const std::vector<std::byte>& entries,
+                                  uint32_t count) {
   std::string path = dir.file("batch.rec");
   capnp::MallocMessageBuilder header;
   fillHeader(header);
-  WriterOptions options;
-  options.maxEventsPerChunk = 7;  // batches cross chunk boundaries
-  std::vector<std::string> expected;
-  std::mt19937_64 rng(9);
   {
-    auto writer = TraceWriter::create(path, header, options);
-    for (int round = 0; round < 4; ++round) {
-      capnp::MallocMessageBuilder single;
-      fillEvent(single, rng, static_cast<unsigned>(round));
-      expected.push_back(text(single.getRoot<rec::schema::Event>().asReader()));
-      writer->writeEvent(single);
-      // Data sizes that vary, and one larger than the hint (capnp then adds
-      // segments of its own): each event must come back exactly, with no
-      // trace of the previous one's bytes in the reused words.
-      std::vector<kj::Array<kj::byte>> data;
-      for (int i = 0; i < 20; ++i) data.push_back(randomBytes(rng, (rng() % 5000) * (i % 3)));
-      data.push_back(randomBytes(rng, 70000));
-      std::vector<std::string> texts(data.size());
-      writer->writeEvents(data.size(), 5000, [&](size_t i, capnp::MessageBuilder& m) {
-        auto e = m.initRoot<rec::schema::Event>();
-        e.setTid(100 + static_cast<int32_t>(i));
-        auto s = e.initSyscall();
-        s.setNumber(static_cast<int32_t>(i));
-        s.setBuffered(i % 2 == 0);
-        s.initArgs(6).set(0, rng());
-        if (data[i].size() > 0)
-          s.initWrites(1)[0].setData(data[i]);
-        texts[i] = text(e.asReader());
-      });
-      expected.insert(expected.end(), texts.begin(), texts.end());
-    }
+    auto writer = TraceWriter::create(path, header);
+    std::mt19937_64 rng(5);
+    capnp::MallocMessageBuilder before;
+    fillEvent(before, rng, 0);
+    writer->writeEvent(before);
+    capnp::MallocMessageBuilder m;
+    auto e = m.initRoot<rec::schema::Event>();
+    e.setTid(7);
+    auto b = e.initBufferedSyscalls();
+    b.setCount(count);
+    // referenced, as the recorder does, not copied
+    b.adoptEntries(m.getOrphanage().referenceExternalData(
+        kj::arrayPtr(reinterpret_cast<const kj::byte*>(entries.data()), entries.size())));
+    writer->writeEvent(m);
+    capnp::MallocMessageBuilder after;
+    fillEvent(after, rng, 1);
+    writer->writeEvent(after);
     capnp::MallocMessageBuilder footer;
     footer.initRoot<rec::schema::Footer>();
     writer->finish(footer);
   }
-  auto r = TraceReader::open(path);
-  CHECK(r->complete());
-  CHECK(r->stats().eventCount == expected.size());
-  CHECK(readAllEvents(*r) == expected);
+  return readFile(path);
+}
+
+}  // namespace
+
+TEST_CASE("buffered syscalls: one event per batch, every entry checked", "[format]") {
+  TempDir dir("rec-format");
+  std::vector<std::byte> entries;
+  appendCall(entries, 0, 5, {{0x5000, bytesOf("hello")}});                       // a read
+  appendCall(entries, 1, 4096, {});                                              // a write
+  appendCall(entries, 0, 8192, {{0x6000, std::vector<std::byte>(8192)}}, true);  // zeros
+  appendCall(entries, 19, 7, {{0x7000, bytesOf("abc")}, {0x8000, bytesOf("defg")}});  // readv
+  appendCall(entries, 3, 0, {});
+
+  SECTION("round trip: the entries come back as written") {
+    auto r = TraceReader::openBytes(batchTrace(dir, entries, 5), "t.rec");
+    CHECK(r->stats().eventCount == 3);
+    (void)r->nextEvent();
+    auto e = r->nextEvent();
+    REQUIRE(e);
+    REQUIRE(e->isBufferedSyscalls());
+    CHECK(e->getTid() == 7);
+    auto b = e->getBufferedSyscalls();
+    CHECK(b.getCount() == 5);
+    auto data = b.getEntries();
+    REQUIRE(data.size() == entries.size());
+    CHECK(std::memcmp(data.begin(), entries.data(), entries.size()) == 0);
+    std::vector<std::string> seen;
+    rec::format::forEachBufferedCall(
+        std::span(reinterpret_cast<const std::byte*>(data.begin()), data.size()),
+        [&](const rec::format::BufferedCallHeader& h, const std::byte* entry) {
+          std::string s = std::to_string(h.number) + "=" + std::to_string(h.result);
+          rec::format::forEachBufferedWrite(h, entry, [&](const rec::format::BufferedWrite& w) {
+            s += " " + std::to_string(w.address) + ":" +
+                 (w.data ? std::string(reinterpret_cast<const char*>(w.data), w.length)
+                         : std::to_string(w.length) + " zeros");
+          });
+          seen.push_back(s);
+        });
+    CHECK(seen == std::vector<std::string>{"0=5 20480:hello", "1=4096", "0=8192 24576:8192 zeros",
+                                           "19=7 28672:abc 32768:defg", "3=0"});
+    CHECK(r->nextEvent());
+    CHECK(!r->nextEvent());
+  }
+
+  // Each damage (made before the checksums are computed, as a crafted or
+  // buggy writer would) is a FormatError naming the event and the entry.
+  auto expectBad = [&](std::vector<std::byte> bad, uint32_t count, const std::string& what) {
+    CAPTURE(what);
+    auto r = TraceReader::openBytes(batchTrace(dir, bad, count), "t.rec");
+    CHECK_THROWS_WITH(
+        [&] {
+          while (r->nextEvent()) {
+          }
+        }(),
+        Catch::Contains("t.rec: chunk ") && Catch::Contains("event 1: ") && Catch::Contains(what));
+  };
+  auto at = [&](std::vector<std::byte> b, size_t offset, uint64_t value, size_t width) {
+    std::memcpy(b.data() + offset, &value, width);
+    return b;
+  };
+  const size_t second = 88 + 8;  // the read's entry: header and "hello" padded
+  SECTION("counts and sizes") {
+    expectBad(entries, 4, "more entries than the count of 4");
+    expectBad(entries, 6, "5 entries, the count says 6");
+    expectBad(at(entries, 0, 0, 4), 5, "buffered syscall 0 at byte 0 of its batch: bad size 0");
+    expectBad(at(entries, 0, 92, 4), 5, "bad size 92");
+    expectBad(at(entries, second, 1u << 20, 4), 5, "buffered syscall 1 at byte 96");
+    std::vector<std::byte> cut(entries.begin(), entries.end() - 8);
+    expectBad(cut, 5, "buffered syscall 4");
+    std::vector<std::byte> tail = entries;
+    tail.resize(tail.size() + 40);
+    expectBad(tail, 5, "more entries than the count of 5");
+  }
+  SECTION("outputs") {
+    expectBad(at(entries, offsetof(rec::format::BufferedCallHeader, outLength), 9, 8), 5,
+              "output longer than the entry");
+    expectBad(at(entries, offsetof(rec::format::BufferedCallHeader, zero), 2, 4), 5,
+              "bad zero flag 2");
+    expectBad(at(entries, offsetof(rec::format::BufferedCallHeader, ranges), 2000, 4), 5,
+              "too many ranges");
+    expectBad(at(entries, offsetof(rec::format::BufferedCallHeader, ranges), 9, 4), 5,
+              "ranges past the entry's end");
+    const size_t readv = second + 88 + 88;  // after the write and the zeros
+    expectBad(at(entries, readv + offsetof(rec::format::BufferedCallHeader, outLength), 8, 8), 5,
+              "ranges disagree with the output length");
+    // a range longer than the bytes stored, the total agreeing
+    auto b = at(entries, readv + 88 + 8, 20, 8);
+    b = at(b, readv + offsetof(rec::format::BufferedCallHeader, outLength), 24, 8);
+    expectBad(b, 5, "output longer than the entry");
+  }
 }

@@ -1,0 +1,84 @@
+// The entries of a BufferedSyscalls event: the syscalls one task made
+// through the syscall buffer between two events, back to back in the layout
+// the buffer itself writes (format/README.md, "Buffered syscalls"). The
+// recorder stores the buffer's bytes as they are and replay hands them
+// back with one copy; this is the trace's description of that layout, which
+// the reader checks entry by entry before anyone reads it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+
+namespace rec::format {
+
+// One entry's fixed part (little-endian, 88 bytes). Its `size` bytes hold
+// this header, then (ranges > 0) `ranges` (address, length) pairs of 16
+// bytes, then the written bytes unless `zero`: the single range's (ranges
+// == 0: outLength bytes for outAddress) or each range's, each padded to 8.
+struct BufferedCallHeader {
+  uint32_t size;    // bytes of the entry, this header included: a multiple of 8
+  int32_t number;   // x86-64 syscall number
+  int64_t result;   // raw rax after the call
+  uint64_t args[6];
+  uint64_t outAddress;  // ranges == 0: where the call wrote
+  uint64_t outLength;   // bytes the call wrote, in all
+  uint32_t ranges;      // > 0: a vector read's ranges, in the order written
+  uint32_t zero;        // 1: every byte written was zero, none stored
+};
+static_assert(sizeof(BufferedCallHeader) == 88);
+
+struct BufferedRange {
+  uint64_t address;
+  uint64_t length;
+};
+
+inline constexpr uint32_t kMaxBufferedRanges = 1024;               // UIO_MAXIOV
+inline constexpr uint64_t kMaxBufferedLength = uint64_t{1} << 32;  // per range and per entry
+
+inline constexpr uint64_t bufferedPad(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
+
+// Whether `entries` is exactly `count` well-formed entries; "" when it is,
+// else the problem, naming the entry and its byte offset.
+std::string checkBufferedCalls(std::span<const std::byte> entries, uint32_t count);
+
+// One memory range a call wrote: data == nullptr for zeros.
+struct BufferedWrite {
+  uint64_t address = 0;
+  uint64_t length = 0;
+  const std::byte* data = nullptr;
+};
+
+// Calls f(const BufferedCallHeader&, const std::byte* entry) for each entry
+// of a checked batch, in order.
+template <typename F>
+void forEachBufferedCall(std::span<const std::byte> entries, F&& f) {
+  for (size_t at = 0; at + sizeof(BufferedCallHeader) <= entries.size();) {
+    BufferedCallHeader h;
+    std::memcpy(&h, entries.data() + at, sizeof h);
+    if (h.size < sizeof h) return;  // (not in a checked batch)
+    f(h, entries.data() + at);
+    at += h.size;
+  }
+}
+
+// Calls f(BufferedWrite) for each range a checked entry wrote, in order.
+template <typename F>
+void forEachBufferedWrite(const BufferedCallHeader& h, const std::byte* entry, F&& f) {
+  const std::byte* data = entry + sizeof h;
+  if (!h.ranges) {
+    if (h.outLength) f(BufferedWrite{h.outAddress, h.outLength, h.zero ? nullptr : data});
+    return;
+  }
+  const std::byte* bytes = data + h.ranges * sizeof(BufferedRange);
+  for (uint32_t i = 0; i < h.ranges; ++i) {
+    BufferedRange r;
+    std::memcpy(&r, data + i * sizeof r, sizeof r);
+    f(BufferedWrite{r.address, r.length, h.zero ? nullptr : bytes});
+    if (!h.zero) bytes += bufferedPad(r.length);
+  }
+}
+
+}  // namespace rec::format

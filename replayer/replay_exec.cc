@@ -25,10 +25,34 @@
 #include "remote_syscall.h"
 #include "replay_session.h"
 #include "replay_task.h"
+#include "scoped_fd.h"
 #include "signals.h"
 #include "syscall_table.h"
 
 namespace rec {
+
+// The hash of this machine's file at `path`, read once per replay for each
+// version of the file (device, inode, size, mtime and ctime): ld.so's
+// segments each asked for it again at every exec (100 x /bin/true read and
+// hashed its 215 KB 400 times). nullopt when it cannot be read.
+std::optional<format::BlobHash> ReplaySession::diskFileHash(const std::string& path) {
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  struct stat st;
+  if (!fd.valid() || ::fstat(fd.get(), &st) != 0) return std::nullopt;
+  DiskFileKey key{st.st_dev,          st.st_ino,          static_cast<uint64_t>(st.st_size),
+                  st.st_mtim.tv_sec,  st.st_mtim.tv_nsec, st.st_ctim.tv_sec,
+                  st.st_ctim.tv_nsec};
+  if (auto it = diskHashes_.find(key); it != diskHashes_.end()) return it->second;
+  std::optional<format::BlobHash> hash;
+  try {
+    std::vector<std::byte> content(static_cast<size_t>(st.st_size));
+    if (::pread(fd.get(), content.data(), content.size(), 0) == st.st_size)
+      hash = format::BlobHash::of(content);
+  } catch (const std::exception&) {  // too large to hold: mapped from the trace
+  }
+  if (hash) diskHashes_[key] = *hash;
+  return hash;
+}
 
 void ReplaySession::remapExecFiles(ReplayTask& t, schema::ExecEvent::Reader e) {
   t.mappedFile.reset();  // O_CLOEXEC: gone with the old program
@@ -44,24 +68,9 @@ void ReplaySession::remapExecFiles(ReplayTask& t, schema::ExecEvent::Reader e) {
       if (h.start != m.getStart() || h.end != m.getEnd() || h.offset != m.getOffset()) continue;
       if (blobs_->holds(h.inode, hash))
         same = true;
-      else if (h.path == m.getPath().cStr()) {
+      else if (h.path == m.getPath().cStr())
         // Same path: same contents unless the file changed since recording.
-        try {
-          std::vector<std::byte> content;
-          std::string mapFile = h.path;
-          int fd = ::open(mapFile.c_str(), O_RDONLY | O_CLOEXEC);
-          if (fd >= 0) {
-            struct stat st;
-            if (::fstat(fd, &st) == 0) {
-              content.resize(static_cast<size_t>(st.st_size));
-              if (::pread(fd, content.data(), content.size(), 0) == st.st_size)
-                same = format::BlobHash::of(content) == hash;
-            }
-            ::close(fd);
-          }
-        } catch (...) {
-        }
-      }
+        same = diskFileHash(h.path) == hash;
     }
     if (same) continue;
     const std::string& file = blobs_->path(hash, m.getPath());

@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "blob_files.h"
@@ -172,6 +173,7 @@ class ReplaySession {
   void applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e);
   void applyShmAt(ReplayTask& t, schema::SyscallEvent::Reader e);
   void applyShmDt(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void openForMmap(ReplayTask& t, const std::string& file, bool writable);
   int64_t mapIntoTask(ReplayTask& t, const std::string& file, bool writable,
                       std::array<uint64_t, 6> mmapArgs);
   // Creates the task the recording named `recordedChild`; the program sees
@@ -192,6 +194,7 @@ class ReplaySession {
   Stop waitSyscallExit(ReplayTask& t);
   void echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e);
   void remapExecFiles(ReplayTask& t, schema::ExecEvent::Reader e);
+  std::optional<format::BlobHash> diskFileHash(const std::string& path);
   void patchRdtsc(ReplayTask& t, schema::Mapping::Reader m);
   // State checks at events (replay_checks.cc).
   void checkRegisters(ReplayTask& t, schema::Registers::Reader recorded, const std::string& at);
@@ -247,6 +250,9 @@ class ReplaySession {
   };
   MatchedEvent lastMatched_;
   std::vector<AddressRange> trampolines_;  // rec's pages in the task now (not digested)
+  // What diskFileHash found, by device, inode, size, mtime and ctime.
+  using DiskFileKey = std::tuple<uint64_t, uint64_t, uint64_t, int64_t, int64_t, int64_t, int64_t>;
+  std::map<DiskFileKey, format::BlobHash> diskHashes_;
 };
 
 }  // namespace rec

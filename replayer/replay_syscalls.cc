@@ -281,6 +281,32 @@ int64_t ReplaySession::mapIntoTask(ReplayTask& t, const std::string& file, bool 
   return -EBADF;
 }
 
+// At the seccomp stop of an mmap replay maps from `file`: the syscall is
+// made an openat of that file, whose fd becomes the task's kept one
+// (ReplayTask::mappedFile, the previous one closed); the task is left at its
+// exit with the program's argument registers, as a skipped call leaves it.
+// When the open fails, nothing is kept and mapIntoTask tries again.
+void ReplaySession::openForMmap(ReplayTask& t, const std::string& file, bool writable) {
+  Registers& r = t.task.mutableRegs();
+  const auto programArgs = r.syscallArgs();
+  uint64_t pathAddr = putScratchString(t.task, file);
+  uint64_t openFlags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
+  r.setSyscallNumber(SYS_openat);
+  r.setSyscallArgs({static_cast<uint64_t>(AT_FDCWD), pathAddr, openFlags, 0, 0, 0});
+  t.task.resume(Task::Resume::Syscall);
+  waitSyscallExit(t);
+  int64_t fd = t.task.regs().result();
+  Registers& after = t.task.mutableRegs();
+  after.setSyscallArgs(programArgs);
+  after.setSyscallNumber(-1);  // as skipToSyscallExit leaves it: no restart
+  if (fd < 0) return;
+  StraySignals strays;
+  if (t.mappedFile)
+    remoteSyscall(t.task, SYS_close, {static_cast<uint64_t>(t.mappedFile->fd), 0, 0, 0, 0, 0},
+                  strays);
+  t.mappedFile = ReplayTask::MappedFile{file, writable, fd};
+}
+
 void ReplaySession::applyShmAt(ReplayTask& t, schema::SyscallEvent::Reader e) {
   // Every attach of a segment maps the same memfd, so replayed processes
   // share it as they shared the segment.
@@ -371,8 +397,10 @@ void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
     t.task.mutableRegs().setSyscallArgs(programArgs);
     if (got == -EBADF) t.mappedFile.reset();  // closed behind rec's back: opened again below
   } else {
-    StraySignals strays;
-    skipToSyscallExit(t.task, e.getResult(), strays);
+    // Another file: the program's mmap opens it instead of being skipped
+    // (one stop fewer than skipping it and opening it remotely); the
+    // remote mmap below then finds it kept.
+    openForMmap(t, file, shared);
   }
   if (got == -EBADF) got = mapIntoTask(t, file, shared, mmapArgs);
   if (got != static_cast<int64_t>(address))

@@ -11,10 +11,11 @@ namespace rec {
 uint64_t peekDebugRegister(pid_t tid, int index);
 void pokeDebugRegister(pid_t tid, int index, uint64_t value);
 
-// An execution breakpoint at one address, armed around each run of the task
-// in a debug register nobody else (a debugger above the replay) uses at that
-// moment, and disarmed at each stop with DR7 put back as it was, so that
-// whoever programs the others finds them as it left them.
+// An execution breakpoint at one address, armed in a debug register nobody
+// else (a debugger above the replay) uses at that moment. Under a debugger
+// the caller disarms it at each stop, DR7 put back as it was, so that the
+// debugger finds the others as it left them; without one it stays armed
+// until disarm() or destruction (each arm and disarm is a DR7 write).
 class ExecutionBreakpoint {
  public:
   ExecutionBreakpoint(pid_t tid, uint64_t address) : tid_(tid), address_(address) {}

@@ -94,6 +94,20 @@ check_corrupted_trace() {
   note "one corrupted byte: status $st: $(tail -n 1 bad.err)"
 }
 
+# A trace of format version 1 (each buffered syscall an event of its own,
+# before the batches of format 2): refused with one line saying so.
+check_old_format() {
+  record old --status 0 -- cat /etc/passwd
+  printf '\x01' | dd of=old.rec bs=1 seek=8 conv=notrunc status=none
+  local cmd
+  for cmd in replay dump info; do
+    expect_status 65 "$REC" "$cmd" old.rec
+    expect_one_line_stderr
+    grep -q 'trace format version 1, this rec reads version 2 (recorded by an older rec' "$T/last.err" ||
+      { show stderr "$T/last.err"; fail "rec $cmd does not say the trace is of an older format"; }
+  done
+}
+
 check_usage() {
   expect_status 64 "$REC" record
   expect_status 64 "$REC"
@@ -207,6 +221,7 @@ t corrupted_trace check_corrupted_trace
 t usage check_usage
 t help check_help
 t version check_version
+t old_format check_old_format
 t syscalls check_syscalls
 t record_stdout_clean check_record_stdout_clean
 t default_trace check_default_trace

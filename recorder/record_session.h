@@ -149,6 +149,9 @@ class RecordSession {
   void prepatchMapping(RecordTask& t, SysbufSpace& space, const std::string& file,
                        uint64_t start, uint64_t end, uint64_t offset, int prot,
                        std::vector<std::pair<SysbufPatch, bool>>& done);
+  std::optional<bool> applySitePatch(RecordTask& t, SysbufSpace& space, const SysbufPatch& patch);
+  static void writePatch(schema::BufferPatch::Builder out, const SysbufPatch& patch,
+                         bool startsBuffer);
   static void writePatches(capnp::List<schema::BufferPatch>::Builder out,
                            const std::vector<std::pair<SysbufPatch, bool>>& done);
   void updateBufferDenials();

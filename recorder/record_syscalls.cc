@@ -846,23 +846,9 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
   }
   auto patch = sysbuf::planPatch(t.task, *t.sysbuf, site, busy);
   if (!patch) return;
-  StraySignals strays;
-  bool starts = false;
-  if (!t.sysbuf->buffer) {
-    if (!startBuffer(t, *t.sysbuf, strays)) {
-      t.sysbuf->disabled = true;
-      absorbStrays(t, strays);
-      return;
-    }
-    starts = true;
-  }
-  sysbuf::applyPatch(t.task, *t.sysbuf, *patch, strays, false);
-  absorbStrays(t, strays);
-  auto b = s.initBufferPatch();
-  b.setSite(patch->site);
-  b.setSlot(patch->slot);
-  b.setNewPage(patch->newPage);
-  b.setStartsBuffer(starts);
+  std::optional<bool> starts = applySitePatch(t, *t.sysbuf, *patch);
+  if (!starts) return;
+  writePatch(s.initBufferPatch(), *patch, *starts);
   uint64_t start = 0;
   if (const SysbufSpace::Code* code = t.sysbuf->codeAt(patch->site, &start))
     hotSites_[code->file][patch->site - start + code->offset] = static_cast<int>(t.nr);
@@ -916,30 +902,40 @@ void RecordSession::prepatchMapping(RecordTask& t, SysbufSpace& space, const std
       continue;
     auto patch = sysbuf::planPatch(t.task, space, site, {});
     if (!patch) continue;
-    StraySignals strays;
-    bool starts = false;
-    if (!space.buffer) {
-      if (!startBuffer(t, space, strays)) {
-        space.disabled = true;
-        absorbStrays(t, strays);
-        return;
-      }
-      starts = true;
-    }
-    sysbuf::applyPatch(t.task, space, *patch, strays, false);
-    absorbStrays(t, strays);
-    done.emplace_back(*patch, starts);
+    std::optional<bool> starts = applySitePatch(t, space, *patch);
+    if (!starts) return;
+    done.emplace_back(*patch, *starts);
   }
+}
+
+// Patches a planned site, mapping the buffer first when it is the space's
+// first patch; whether it started the buffer, or nothing when the buffer
+// could not be mapped (the space is then disabled).
+std::optional<bool> RecordSession::applySitePatch(RecordTask& t, SysbufSpace& space,
+                                                  const SysbufPatch& patch) {
+  StraySignals strays;
+  const bool starts = !space.buffer;
+  if (starts && !startBuffer(t, space, strays)) {
+    space.disabled = true;
+    absorbStrays(t, strays);
+    return std::nullopt;
+  }
+  sysbuf::applyPatch(t.task, space, patch, strays, false);
+  absorbStrays(t, strays);
+  return starts;
+}
+
+void RecordSession::writePatch(schema::BufferPatch::Builder out, const SysbufPatch& patch,
+                               bool startsBuffer) {
+  out.setSite(patch.site);
+  out.setSlot(patch.slot);
+  out.setNewPage(patch.newPage);
+  out.setStartsBuffer(startsBuffer);
 }
 
 void RecordSession::writePatches(capnp::List<schema::BufferPatch>::Builder out,
                                  const std::vector<std::pair<SysbufPatch, bool>>& done) {
-  for (unsigned i = 0; i < done.size(); ++i) {
-    out[i].setSite(done[i].first.site);
-    out[i].setSlot(done[i].first.slot);
-    out[i].setNewPage(done[i].first.newPage);
-    out[i].setStartsBuffer(done[i].second);
-  }
+  for (unsigned i = 0; i < done.size(); ++i) writePatch(out[i], done[i].first, done[i].second);
 }
 
 // At the exit of a traced call the buffer would take under a desched event

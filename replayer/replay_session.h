@@ -26,6 +26,7 @@
 #include "debug_registers.h"
 #include "rdtsc_sites.h"
 #include "signals.h"
+#include "syscall_buffer.h"
 #include "task.h"
 #include "task_state.h"
 #include "time_shim.h"
@@ -184,6 +185,7 @@ class ReplaySession {
   void onBufferedSyscalls(ReplayTask& t, schema::BufferedSyscalls::Reader b);
   void applyBufferPatch(ReplayTask& t, schema::SyscallEvent::Reader e, bool executed);
   void applyBufferPatches(ReplayTask& t, capnp::List<schema::BufferPatch>::Reader patches);
+  SysbufPatch replayPatch(ReplayTask& t, schema::BufferPatch::Reader p, StraySignals& strays);
   void checkBufferConsumed(ReplayTask& t);
   void completeForkLike(ReplayTask& t, schema::SyscallEvent::Reader e);
   void fixParentTid(ReplayTask& t);

@@ -511,20 +511,10 @@ void ReplaySession::checkBufferConsumed(ReplayTask& t) {
 // the process's buffer first, or a trampoline page): so does replay.
 void ReplaySession::applyBufferPatch(ReplayTask& t, schema::SyscallEvent::Reader e,
                                      bool executed) {
-  auto p = e.getBufferPatch();
-  if (!t.sysbuf || (p.getStartsBuffer() == (t.sysbuf->buffer != nullptr)))
-    throw RecError(kExitBadTrace,
-                   fmt::format("rec: event #{} patches a syscall site where the syscall buffer "
-                               "cannot be in that state",
-                               eventIndex_));
   StraySignals strays;  // replay's own signals: the recording's come from the trace
   // (an executed call, mmap, has been made: the task is at its exit)
   if (!executed) skipToSyscallExit(t.task, e.getResult(), strays);
-  if (p.getStartsBuffer() && !sysbuf::start(t.task, *t.sysbuf, REC_SHIM_REPLAY, strays))
-    throw RecError(kExitUnsupported,
-                   fmt::format("rec: cannot map the syscall buffer in task {}", t.task.tid()));
-  const SysbufPatch patch{p.getSite(), p.getSlot(), p.getNewPage()};
-  sysbuf::applyPatch(t.task, *t.sysbuf, patch, strays, true);
+  const SysbufPatch patch = replayPatch(t, e.getBufferPatch(), strays);
   // A task replay left parked right after this site's `syscall` (its last
   // event) ran on past it in the recording before the patch (the recorder
   // patches only then), so it goes on through the slot's copy of the
@@ -543,24 +533,25 @@ void ReplaySession::applyBufferPatch(ReplayTask& t, schema::SyscallEvent::Reader
 // did then.
 void ReplaySession::applyBufferPatches(ReplayTask& t,
                                        capnp::List<schema::BufferPatch>::Reader patches) {
-  if (patches.size() == 0) return;
-  if (!t.sysbuf)
-    throw RecError(kExitBadTrace, fmt::format("rec: event #{} patches syscall sites without a "
-                                              "syscall buffer",
-                                              eventIndex_));
   StraySignals strays;
-  for (auto p : patches) {
-    if (p.getStartsBuffer() == (t.sysbuf->buffer != nullptr))
-      throw RecError(kExitBadTrace,
-                     fmt::format("rec: event #{} patches a syscall site where the syscall buffer "
-                                 "cannot be in that state",
-                                 eventIndex_));
-    if (p.getStartsBuffer() && !sysbuf::start(t.task, *t.sysbuf, REC_SHIM_REPLAY, strays))
-      throw RecError(kExitUnsupported,
-                     fmt::format("rec: cannot map the syscall buffer in task {}", t.task.tid()));
-    sysbuf::applyPatch(t.task, *t.sysbuf, SysbufPatch{p.getSite(), p.getSlot(), p.getNewPage()},
-                       strays, true);
-  }
+  for (auto p : patches) replayPatch(t, p, strays);
+}
+
+// One site the recording patched, in the state it patched it in (the
+// process's buffer mapped first when the patch started it).
+SysbufPatch ReplaySession::replayPatch(ReplayTask& t, schema::BufferPatch::Reader p,
+                                       StraySignals& strays) {
+  if (!t.sysbuf || p.getStartsBuffer() == (t.sysbuf->buffer != nullptr))
+    throw RecError(kExitBadTrace,
+                   fmt::format("rec: event #{} patches a syscall site where the syscall buffer "
+                               "cannot be in that state",
+                               eventIndex_));
+  if (p.getStartsBuffer() && !sysbuf::start(t.task, *t.sysbuf, REC_SHIM_REPLAY, strays))
+    throw RecError(kExitUnsupported,
+                   fmt::format("rec: cannot map the syscall buffer in task {}", t.task.tid()));
+  const SysbufPatch patch{p.getSite(), p.getSlot(), p.getNewPage()};
+  sysbuf::applyPatch(t.task, *t.sysbuf, patch, strays, true);
+  return patch;
 }
 
 // Leaves the task at the seccomp stop of an emulated syscall; its next event

@@ -533,7 +533,10 @@ std::vector<std::pair<uint64_t, uint64_t>> pendingMappings(SysbufSpace& space) {
     if (e.size < sizeof e) break;
     at += e.size;
     const bool ok = e.result >= 0 || e.result < -4095;
-    if (e.nr == SYS_mmap && ok && e.args[1])
+    // (the rows the buffer makes again on replay: their policy says so)
+    const bool maps = e.nr >= 0 && e.nr < REC_SYSBUF_MAX_NR &&
+                      h.policy[e.nr].fd_check == REC_SYSBUF_MMAP_ANON;
+    if (maps && ok && e.args[1])
       out.emplace_back(static_cast<uint64_t>(e.result),
                        static_cast<uint64_t>(e.result) +
                            ((e.args[1] + kPageSize - 1) & ~(kPageSize - 1)));

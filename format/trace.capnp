@@ -205,6 +205,12 @@ struct BufferPatch {
   slot @1 :UInt64;          # its trampoline
   newPage @2 :UInt64;       # a trampoline page mapped first; 0: none
   startsBuffer @3 :Bool;    # the process's buffer was mapped first
+  # An RDTSC (1) or RDTSCP (2) site instead (docs/syscall-buffer.md "RDTSC
+  # without a stop"): `length` bytes from `site` on (the instruction and
+  # those after it) jump to a 64-byte slot that asks the time shim.
+  rdtsc @4 :UInt8;
+  length @5 :UInt8;
+  startsTimeLog @6 :Bool;   # the process's time log was mapped first
 }
 
 # A write into a process's memory through its /proc/PID/mem file: replay
@@ -278,6 +284,10 @@ struct RdtscEvent {
   # struct sigaction, empty when it was SIG_DFL) and blocks it again.
   trapAction @5 :Data;
   reblockTrapSignal @6 :Bool;
+  # Answered by the time shim at a patched site, without a stop (the time
+  # log's entry; `ip` is the site, no registers): replay queues it in the
+  # task's log like the shim's other answers.
+  inLog @7 :Bool;
 }
 
 struct ExitEvent {

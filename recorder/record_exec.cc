@@ -207,7 +207,8 @@ void RecordSession::completeExec(RecordTask& t) {
     }
     patchRdtsc(t, hash, readPath, m.start, m.end, m.offset, m.prot);
     if (sysbufSpace && !m.shared)
-      prepatchMapping(t, *sysbufSpace, hash.hex(), m.start, m.end, m.offset, m.prot, prepatched);
+      prepatchMapping(t, *sysbufSpace, space.get(), hash.hex(), readPath, m.start, m.end, m.offset, m.prot,
+                      prepatched);
     auto bytes = hash.bytes();
     out.setBlobHash(asData(bytes.data(), bytes.size()));
     if (m.prot & PROT_WRITE) pagesUnlikeFile(t, m, readPath, writable);

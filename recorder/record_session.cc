@@ -44,8 +44,40 @@ namespace rec {
 volatile sig_atomic_t gRecordStopRequested = 0;
 volatile sig_atomic_t gRecordTimeoutExpired = 0;
 
+namespace {
+uint64_t monotonicRawNs() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000 + static_cast<uint64_t>(ts.tv_nsec);
+}
+}  // namespace
+
 RecordSession::RecordSession(RecordOptions options)
-    : options_(std::move(options)), scheduler_(std::make_unique<Scheduler>(options_.chaos)) {}
+    : options_(std::move(options)), scheduler_(std::make_unique<Scheduler>(options_.chaos)) {
+  tscBase_ = __rdtsc();
+  tscNsBase_ = monotonicRawNs();
+}
+
+// The counter as every rdtsc of the recording reports it, the same scale the
+// time shim computes in the tracee (which cannot run RDTSC where it traps):
+// monotonic, strictly increasing, at the machine's TSC rate as measured
+// between rec's start and the first use (at least 200 us apart).
+uint64_t RecordSession::tscNow() {
+  if (!tscMult_) {
+    uint64_t ns = monotonicRawNs();
+    while (ns - tscNsBase_ < 200000) ns = monotonicRawNs();
+    const uint64_t ticks = __rdtsc() - tscBase_;
+    tscMult_ = static_cast<uint64_t>((static_cast<unsigned __int128>(ticks) << 32) /
+                                     (ns - tscNsBase_));
+    if (!tscMult_) tscMult_ = uint64_t{1} << 32;
+  }
+  const uint64_t ns = monotonicRawNs() - tscNsBase_;
+  uint64_t value =
+      tscBase_ + static_cast<uint64_t>((static_cast<unsigned __int128>(ns) * tscMult_) >> 32);
+  if (value <= lastTsc_) value = lastTsc_ + 1;
+  lastTsc_ = value;
+  return value;
+}
 RecordSession::~RecordSession() = default;
 
 uint64_t RecordSession::chaosSeed() const {
@@ -294,6 +326,18 @@ void RecordSession::writeTimeLog(RecordTask& t, pid_t tid) {
     capnp::MallocMessageBuilder msg;
     auto e = msg.initRoot<schema::Event>();
     e.setTid(tid);
+    if (entry.function == REC_SHIM_RDTSC || entry.function == REC_SHIM_RDTSCP) {
+      // an rdtsc at a patched site, answered without a stop
+      auto r = e.initRdtsc();
+      r.setValue(entry.data[0]);
+      r.setAux(static_cast<uint32_t>(entry.data[1]));
+      r.setIsRdtscp(entry.function == REC_SHIM_RDTSCP);
+      r.setIp(entry.args[0]);
+      r.setInLog(true);
+      lastTsc_ = std::max(lastTsc_, entry.data[0]);
+      writer_->writeEvent(msg);
+      continue;
+    }
     auto s = e.initSyscall();
     time_shim::describeEntry(entry, s);
     writer_->writeEvent(msg);

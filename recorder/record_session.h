@@ -146,9 +146,18 @@ class RecordSession {
   // A new executable file mapping of `space` (at exec, or an mmap):
   // noted, and the sites earlier processes made buffered calls from patched
   // now, the patches written into `out`.
-  void prepatchMapping(RecordTask& t, SysbufSpace& space, const std::string& file,
-                       uint64_t start, uint64_t end, uint64_t offset, int prot,
-                       std::vector<std::pair<SysbufPatch, bool>>& done);
+  void prepatchMapping(RecordTask& t, SysbufSpace& space, TimeShimSpace* timeSpace,
+                       const std::string& file, const std::string& readPath, uint64_t start, uint64_t end,
+                       uint64_t offset, int prot, std::vector<std::pair<SysbufPatch, bool>>& done);
+  // RDTSC without a stop (docs/syscall-buffer.md): the mapping's rdtsc sites
+  // that can take a jump, patched to ask the time shim.
+  void prepatchRdtsc(RecordTask& t, SysbufSpace& space, TimeShimSpace& timeSpace,
+                     const std::string& file,
+                     const std::string& readPath, uint64_t start, uint64_t end, uint64_t offset,
+                     std::vector<std::pair<SysbufPatch, bool>>& done);
+  bool startTimeLog(RecordTask& t, TimeShimSpace& space, StraySignals& strays);
+  void writeTscControl(RecordTask& t);
+  uint64_t tscNow();  // the counter rec reports (calibrated from CLOCK_MONOTONIC_RAW)
   std::optional<bool> applySitePatch(RecordTask& t, SysbufSpace& space, const SysbufPatch& patch);
   static void writePatch(schema::BufferPatch::Builder out, const SysbufPatch& patch,
                          bool startsBuffer);
@@ -233,6 +242,13 @@ class RecordSession {
   std::vector<uint8_t> tracedBitmap_;
   std::vector<std::string> env_;
   std::optional<RdtscPatcher> rdtscPatcher_;  // set where RDTSC does not trap
+  // The counter every rdtsc of the recording reports: tscBase_ + (ns -
+  // tscNsBase_) * tscMult_ / 2^32 of CLOCK_MONOTONIC_RAW, the scale measured
+  // from rec's start to its first use (the time shim reports the same).
+  uint64_t tscBase_ = 0;
+  uint64_t tscNsBase_ = 0;
+  uint64_t tscMult_ = 0;
+  uint64_t lastTsc_ = 0;
   // Syscall sites a process of this recording made a buffered call from, by
   // file (content hash) and offset in it, with the syscall's number: the
   // next process mapping that file gets them patched before their first

@@ -385,7 +385,12 @@ bool RecordSession::emulateRdtsc(RecordTask& t) {
     absorbStrays(t, strays);
   }
   unsigned aux = 0;
-  uint64_t value = rdtscp ? __rdtscp(&aux) : __rdtsc();
+  if (rdtscp) __rdtscp(&aux);
+  // (the scale the time shim reports at patched sites, kept above what it
+  // reported in this process)
+  if (t.timeSpace && t.timeSpace->log) lastTsc_ = std::max(lastTsc_, t.timeSpace->log->log().last_tsc);
+  const uint64_t value = tscNow();
+  if (t.timeSpace && t.timeSpace->log) t.timeSpace->log->log().last_tsc = value;
   capnp::MallocMessageBuilder msg;
   auto e = msg.initRoot<schema::Event>().initRdtsc();
   e.setValue(value);

@@ -202,8 +202,7 @@ bool RecordSession::answerTime(RecordTask& t) {
   // syscall's exit.
   StraySignals strays;
   skipToSyscallExit(t.task, result, strays);
-  bool startsLog = time_shim::startLog(t.task, *t.timeSpace, REC_SHIM_RECORD, strays);
-  if (!startsLog) t.timeSpace->disabled = true;
+  bool startsLog = startTimeLog(t, *t.timeSpace, strays);
   absorbStrays(t, strays);
   capnp::MallocMessageBuilder msg;
   finishSyscallEvent(t, msg, written);
@@ -299,6 +298,7 @@ bool RecordSession::answerPrctl(RecordTask& t) {
         return true;
       }
       t.tscMode = static_cast<int>(t.args[1]);
+      if (t.timeSpace && t.timeSpace->log) writeTscControl(t);
       completeAtEntry(t, 0);
       return true;
     default:
@@ -589,7 +589,7 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
                    static_cast<int>(t.args[2]));
       if (result >= 0 && t.sysbuf && !file) {
         std::vector<std::pair<SysbufPatch, bool>> done;
-        prepatchMapping(t, *t.sysbuf, hash.hex(), m.getStart(), m.getEnd(), t.args[5],
+        prepatchMapping(t, *t.sysbuf, t.timeSpace.get(), hash.hex(), fdPath, m.getStart(), m.getEnd(), t.args[5],
                         static_cast<int>(t.args[2]), done);
         if (!done.empty())
           writePatches(s.initBufferPatches(static_cast<unsigned>(done.size())), done);
@@ -881,16 +881,18 @@ bool RecordSession::startBuffer(RecordTask& t, SysbufSpace& space, StraySignals&
 // it, the pattern planPatch checks). Only while `t` is the only task of the
 // address space: no other one can be running in or returning into the new
 // mapping.
-void RecordSession::prepatchMapping(RecordTask& t, SysbufSpace& space, const std::string& file,
-                                    uint64_t start, uint64_t end, uint64_t offset, int prot,
+void RecordSession::prepatchMapping(RecordTask& t, SysbufSpace& space, TimeShimSpace* timeSpace,
+                                    const std::string& file, const std::string& readPath, uint64_t start, uint64_t end,
+                                    uint64_t offset, int prot,
                                     std::vector<std::pair<SysbufPatch, bool>>& done) {
   if (!(prot & PROT_EXEC) || end <= start) return;
   space.noteCode(start, end, offset, file);
   if (space.disabled || t.compat || t.seccompMode != 0) return;
-  auto hot = hotSites_.find(file);
-  if (hot == hotSites_.end()) return;
   for (auto& [tid, u] : tasks_)
     if (u.get() != &t && u->sysbuf.get() == &space && u->alive()) return;
+  if (timeSpace) prepatchRdtsc(t, space, *timeSpace, file, readPath, start, end, offset, done);
+  auto hot = hotSites_.find(file);
+  if (hot == hotSites_.end()) return;
   for (auto [at, nr] : hot->second) {
     if (at < offset || at - offset >= end - start) continue;
     const uint64_t site = start + (at - offset);
@@ -906,6 +908,68 @@ void RecordSession::prepatchMapping(RecordTask& t, SysbufSpace& space, const std
     if (!starts) return;
     done.emplace_back(*patch, *starts);
   }
+}
+
+// Every process runs ld.so's HP_TIMING rdtscs (8 in /bin/true), each a
+// trap and a stop. The sites of a new executable mapping that can take a
+// 5-byte jump (the instruction and whole movable instructions after it, no
+// branch of the function landing inside: tracee/rdtsc_sites.h) jump to a
+// slot that asks the time shim, which logs a value without a stop; the
+// others, and every rdtsc while the shim is off (a second thread, a fork's
+// child before its log, the program's own PR_TSC_SIGSEGV), trap as before.
+// Patched as the mapping appears, while `t` is the space's one task: no
+// task stands inside the new code.
+void RecordSession::prepatchRdtsc(RecordTask& t, SysbufSpace& space, TimeShimSpace& timeSpace,
+                                  const std::string& file,
+                                  const std::string& readPath, uint64_t start, uint64_t end,
+                                  uint64_t offset,
+                                  std::vector<std::pair<SysbufPatch, bool>>& done) {
+  if (!timeShim_ || timeSpace.disabled) return;
+  const std::vector<RdtscSite>& sites = rdtscSitesOf(file, readPath);
+  for (const RdtscSite& s : sites) {
+    if (!s.moveLength) continue;
+    const uint64_t length = (s.kind == TscInstruction::Rdtscp ? 3 : 2) + uint64_t{s.moveLength};
+    if (s.fileOffset < offset || s.fileOffset + length > offset + (end - start)) continue;
+    const uint64_t site = start + (s.fileOffset - offset);
+    auto patch = sysbuf::planRdtscPatch(t.task, space, site,
+                                        s.kind == TscInstruction::Rdtscp ? 2 : 1, s.moveLength);
+    if (!patch) continue;
+    StraySignals strays;
+    if (!timeSpace.log) {
+      if (!startTimeLog(t, timeSpace, strays)) {
+        absorbStrays(t, strays);
+        return;
+      }
+      patch->startsTimeLog = true;
+    }
+    sysbuf::applyPatch(t.task, space, *patch, strays, false, rdtscPatcher_.has_value());
+    absorbStrays(t, strays);
+    if (rdtscPatcher_) rdtscPatcher_->noteSite(sysbuf::rdtscFallback(*patch), s.kind);
+    done.emplace_back(*patch, false);
+  }
+}
+
+// Maps the task's time log (its process's first time syscall, or rdtsc
+// patch) and gives the shim what its rdtsc entry needs.
+bool RecordSession::startTimeLog(RecordTask& t, TimeShimSpace& space, StraySignals& strays) {
+  if (!time_shim::startLog(t.task, space, REC_SHIM_RECORD, strays)) {
+    space.disabled = true;
+    return false;
+  }
+  writeTscControl(t);
+  return true;
+}
+
+void RecordSession::writeTscControl(RecordTask& t) {
+  rec_shim_control c{};
+  tscNow();  // (calibrated)
+  c.rdtsc_trap = t.tscMode == PR_TSC_SIGSEGV ? 1 : 0;
+  c.tsc_base = tscBase_;
+  c.tsc_ns_base = tscNsBase_;
+  c.tsc_mult = tscMult_;
+  constexpr size_t from = offsetof(rec_shim_control, rdtsc_trap);
+  t.task.writeForced(REC_SHIM_CONTROL + from, reinterpret_cast<const std::byte*>(&c) + from,
+                     sizeof c - from);
 }
 
 // Patches a planned site, mapping the buffer first when it is the space's
@@ -931,6 +995,11 @@ void RecordSession::writePatch(schema::BufferPatch::Builder out, const SysbufPat
   out.setSlot(patch.slot);
   out.setNewPage(patch.newPage);
   out.setStartsBuffer(startsBuffer);
+  if (patch.rdtsc) {
+    out.setRdtsc(patch.rdtsc);
+    out.setLength(patch.length);
+    out.setStartsTimeLog(patch.startsTimeLog);
+  }
 }
 
 void RecordSession::writePatches(capnp::List<schema::BufferPatch>::Builder out,

@@ -182,6 +182,8 @@ class ReplaySession {
   void runForkLike(ReplayTask& t, int recordedChild, int32_t idSeen);
   void onBufferedSyscall(ReplayTask& t, schema::SyscallEvent::Reader e);
   void startTimeLog(ReplayTask& t, schema::SyscallEvent::Reader e);
+  void queueTimeAnswer(ReplayTask& t, const rec_shim_entry& entry);
+  SysbufPatch replayRdtscPatch(ReplayTask& t, schema::BufferPatch::Reader p, StraySignals& strays);
   void onBufferedSyscalls(ReplayTask& t, schema::BufferedSyscalls::Reader b);
   void applyBufferPatch(ReplayTask& t, schema::SyscallEvent::Reader e, bool executed);
   void applyBufferPatches(ReplayTask& t, capnp::List<schema::BufferPatch>::Reader patches);

@@ -273,6 +273,21 @@ void ReplaySession::resumeDeliveringPending(ReplayTask& t) {
 }
 
 void ReplaySession::onRdtsc(ReplayTask& t, schema::RdtscEvent::Reader e) {
+  if (e.getInLog()) {
+    // answered by the time shim at a patched site: handed back from the log
+    if (!t.timeSpace || !t.timeSpace->log)
+      throw RecError(kExitBadTrace,
+                     fmt::format("rec: event #{} is an rdtsc the time shim answered for task {}, "
+                                 "which has no time log",
+                                 eventIndex_, t.recordedTid));
+    rec_shim_entry entry{};
+    entry.function = e.getIsRdtscp() ? REC_SHIM_RDTSCP : REC_SHIM_RDTSC;
+    entry.args[0] = e.getIp();
+    entry.data[0] = e.getValue();
+    entry.data[1] = e.getAux();
+    queueTimeAnswer(t, entry);
+    return;
+  }
   Stop stop = advance(t);
   bool patched = stop.kind == StopKind::Signal && stop.signal == SIGILL && rdtscPatcher_ &&
                  rdtscPatcher_->siteAt(t.task, t.task.regs().ip());

@@ -437,6 +437,13 @@ void ReplaySession::onBufferedSyscall(ReplayTask& t, schema::SyscallEvent::Reade
                    fmt::format("rec: event #{} is a time shim answer for task {}, which has no "
                                "time log",
                                eventIndex_, t.recordedTid));
+  queueTimeAnswer(t, time_shim::entryFromEvent(e));
+}
+
+// One of the shim's answers (a time call, or an rdtsc at a patched site) in
+// the task's log; consecutive answers are one batch, read as the task runs
+// to its next event.
+void ReplaySession::queueTimeAnswer(ReplayTask& t, const rec_shim_entry& entry) {
   rec_shim_log& log = t.timeSpace->log->log();
   bool batchStarts = eventIndex_ != t.lastBufferedEvent + 1;
   t.lastBufferedEvent = eventIndex_;
@@ -452,7 +459,7 @@ void ReplaySession::onBufferedSyscall(ReplayTask& t, schema::SyscallEvent::Reade
     throw RecError(kExitBadTrace,
                    fmt::format("rec: event #{}: more time shim answers in a row than its log holds",
                                eventIndex_));
-  log.entries[log.count] = time_shim::entryFromEvent(e);
+  log.entries[log.count] = entry;
   log.count = log.count + 1;
 }
 
@@ -541,6 +548,7 @@ void ReplaySession::applyBufferPatches(ReplayTask& t,
 // process's buffer mapped first when the patch started it).
 SysbufPatch ReplaySession::replayPatch(ReplayTask& t, schema::BufferPatch::Reader p,
                                        StraySignals& strays) {
+  if (p.getRdtsc()) return replayRdtscPatch(t, p, strays);
   if (!t.sysbuf || p.getStartsBuffer() == (t.sysbuf->buffer != nullptr))
     throw RecError(kExitBadTrace,
                    fmt::format("rec: event #{} patches a syscall site where the syscall buffer "
@@ -551,6 +559,29 @@ SysbufPatch ReplaySession::replayPatch(ReplayTask& t, schema::BufferPatch::Reade
                    fmt::format("rec: cannot map the syscall buffer in task {}", t.task.tid()));
   const SysbufPatch patch{p.getSite(), p.getSlot(), p.getNewPage()};
   sysbuf::applyPatch(t.task, *t.sysbuf, patch, strays, true);
+  return patch;
+}
+
+// An rdtsc site the recording patched to ask the time shim (mapping the
+// process's time log first when it did).
+SysbufPatch ReplaySession::replayRdtscPatch(ReplayTask& t, schema::BufferPatch::Reader p,
+                                            StraySignals& strays) {
+  if (!t.sysbuf || !t.timeSpace || p.getStartsBuffer() || p.getRdtsc() > 2 ||
+      p.getStartsTimeLog() == (t.timeSpace->log != nullptr))
+    throw RecError(kExitBadTrace,
+                   fmt::format("rec: event #{} patches an rdtsc site where the time shim cannot "
+                               "be in that state",
+                               eventIndex_));
+  if (p.getStartsTimeLog() && !time_shim::startLog(t.task, *t.timeSpace, REC_SHIM_REPLAY, strays))
+    throw RecError(kExitUnsupported,
+                   fmt::format("rec: cannot map the time shim's log in task {}", t.task.tid()));
+  SysbufPatch patch{p.getSite(), p.getSlot(), p.getNewPage()};
+  patch.rdtsc = p.getRdtsc();
+  patch.length = p.getLength();
+  sysbuf::applyPatch(t.task, *t.sysbuf, patch, strays, true, rdtscPatcher_.has_value());
+  if (rdtscPatcher_)
+    rdtscPatcher_->noteSite(sysbuf::rdtscFallback(patch),
+                            patch.rdtsc == 2 ? TscInstruction::Rdtscp : TscInstruction::Rdtsc);
   return patch;
 }
 

@@ -52,6 +52,13 @@ std::string rawResult(int64_t result) {
   return std::to_string(result);
 }
 
+// A patch of an rdtsc site that mapped the process's time log first.
+bool startsTimeLog(capnp::List<schema::BufferPatch>::Reader patches) {
+  for (auto p : patches)
+    if (p.getStartsTimeLog()) return true;
+  return false;
+}
+
 std::string syscallLine(schema::SyscallEvent::Reader s) {
   std::array<uint64_t, 6> args{};
   auto argList = s.getArgs();
@@ -85,7 +92,7 @@ std::string syscallLine(schema::SyscallEvent::Reader s) {
   if (s.hasBufferPatch()) out += fmt::format(" [site {:#x} patched]", s.getBufferPatch().getSite());
   if (s.getBufferPatches().size() > 0)
     out += fmt::format(" [{} sites patched ahead]", s.getBufferPatches().size());
-  if (s.getStartsTimeLog()) out += " [time shim on]";
+  if (s.getStartsTimeLog() || startsTimeLog(s.getBufferPatches())) out += " [time shim on]";
   if (s.getCompat32()) out += " [int 0x80]";
   return out;
 }
@@ -146,12 +153,16 @@ std::string eventText(schema::Event::Reader e) {
              std::to_string(x.getStackImage().size()) + " bytes" +
              (x.getBufferPatches().size() > 0
                   ? fmt::format(" [{} sites patched ahead]", x.getBufferPatches().size())
-                  : "");
+                  : "") +
+             (startsTimeLog(x.getBufferPatches()) ? " [time shim on]" : "");
     }
     case schema::Event::RDTSC: {
       auto r = e.getRdtsc();
-      if (r.getIsRdtscp()) return "rdtscp = " + hex(r.getValue()) + ", aux " + hex(r.getAux());
-      return "rdtsc = " + hex(r.getValue());
+      // (answered by the time shim at a patched site: no stop)
+      const std::string shim = r.getInLog() ? fmt::format(" [site {:#x}, time shim, no stop]", r.getIp()) : "";
+      if (r.getIsRdtscp())
+        return "rdtscp = " + hex(r.getValue()) + ", aux " + hex(r.getAux()) + shim;
+      return "rdtsc = " + hex(r.getValue()) + shim;
     }
     case schema::Event::EXIT: {
       auto x = e.getExit();

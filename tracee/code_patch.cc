@@ -630,6 +630,49 @@ std::vector<uint64_t> memoryWrittenBy(std::span<const uint8_t> code, uint64_t ip
   return out;
 }
 
+std::optional<std::vector<uint8_t>> moveCode(std::span<const uint8_t> code, uint64_t ip,
+                                             size_t minLength, uint64_t to) {
+  std::vector<uint8_t> out;
+  while (out.size() < minLength) {
+    const uint64_t at = ip + out.size();
+    auto d = decodeAt(code, ip, at);
+    if (!d || d->stop || d->relativeBranch || d->endsFlow || d->loop) return std::nullopt;
+    std::vector<uint8_t> bytes = d->bytes;
+    if (d->ripRelative) {
+      if (!d->dispOffset || d->dispOffset + 4u > bytes.size()) return std::nullopt;
+      int32_t disp = 0;
+      std::memcpy(&disp, bytes.data() + d->dispOffset, 4);
+      const int64_t moved = int64_t{disp} + static_cast<int64_t>(at) -
+                            static_cast<int64_t>(to + out.size());
+      if (!fitsInt32(moved)) return std::nullopt;
+      const int32_t v = static_cast<int32_t>(moved);
+      std::memcpy(bytes.data() + d->dispOffset, &v, 4);
+    }
+    out.insert(out.end(), bytes.begin(), bytes.end());
+  }
+  return out;
+}
+
+std::vector<uint64_t> branchTargets(std::span<const uint8_t> code, uint64_t ip) {
+  std::vector<uint64_t> out;
+  CapstoneHandle& cs = capstone();
+  if (!cs.ok) return out;
+  const uint8_t* p = code.data();
+  size_t size = code.size();
+  uint64_t at = ip;
+  cs_insn* insn = cs_malloc(cs.handle);
+  while (cs_disasm_iter(cs.handle, &p, &size, &at, insn)) {
+    const cs_x86& x86 = insn->detail->x86;
+    const bool branch = cs_insn_group(cs.handle, insn, CS_GRP_BRANCH_RELATIVE) ||
+                        (cs_insn_group(cs.handle, insn, CS_GRP_CALL) && x86.op_count == 1 &&
+                         x86.operands[0].type == X86_OP_IMM);
+    if (branch && x86.op_count >= 1 && x86.operands[0].type == X86_OP_IMM)
+      out.push_back(static_cast<uint64_t>(x86.operands[0].imm));
+  }
+  cs_free(insn, 1);
+  return out;
+}
+
 size_t instructionLength(std::span<const uint8_t> code, uint64_t ip) {
   auto d = decodeAt(code, ip, ip);
   return d ? d->size() : 0;

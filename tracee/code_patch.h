@@ -119,6 +119,19 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
 std::vector<uint64_t> memoryWrittenBy(std::span<const uint8_t> code, uint64_t ip,
                                       const user_regs_struct& regs);
 
+// The whole instructions from `ip` on (`code` starts at ip) covering at
+// least `minLength` bytes, re-encoded to run at `to`: none may branch, trap
+// or depend on its address other than through a rip-relative operand, which
+// is adjusted. nullopt when they cannot be moved (rdtsc patches,
+// syscall_buffer.h).
+std::optional<std::vector<uint8_t>> moveCode(std::span<const uint8_t> code, uint64_t ip,
+                                             size_t minLength, uint64_t to);
+
+// The targets of the relative branches (jmp, jcc, loop, call) in the code
+// decoded linearly from its start (`code` starts at ip) to its end or the
+// first byte that does not decode.
+std::vector<uint64_t> branchTargets(std::span<const uint8_t> code, uint64_t ip);
+
 // Length of the instruction at ip (0 when it does not decode).
 size_t instructionLength(std::span<const uint8_t> code, uint64_t ip);
 // Length of the padding instruction (a nop of any length, int3) at ip; 0 for

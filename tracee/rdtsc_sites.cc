@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "cache_dir.h"
+#include "code_patch.h"
 #include "file_mapping.h"
 #include "scoped_fd.h"
 #include "task.h"
@@ -230,13 +231,39 @@ std::vector<RdtscSite> findRdtscSites(std::span<const uint8_t> elf) {
       }
     }
     std::sort(candidates.begin(), candidates.end());
+    uint64_t targetsOf = ~uint64_t{0};
+    std::vector<uint64_t> targets;
     for (uint64_t i : candidates) {
       uint64_t vaddr = seg.vaddr + i;
       auto next = std::upper_bound(starts.begin(), starts.end(), vaddr);
       if (next == starts.begin()) continue;
       uint64_t from = *(next - 1);
       if (from < seg.vaddr || vaddr - from > kMaxFunctionScan) continue;
-      if (auto kind = decoder.at(from, vaddr)) sites.push_back({seg.offset + i, *kind});
+      auto kind = decoder.at(from, vaddr);
+      if (!kind) continue;
+      RdtscSite site{seg.offset + i, *kind, 0};
+      // The jump over it: whole instructions after it that can run in a
+      // slot, none of them a target of a branch in the function (the next
+      // known start ends it).
+      const size_t length = *kind == TscInstruction::Rdtscp ? 3 : 2;
+      const uint64_t end =
+          std::min(seg.vaddr + seg.size, next == starts.end() ? seg.vaddr + seg.size : *next);
+      if (vaddr + length < end && end - from <= kMaxFunctionScan) {
+        std::span<const uint8_t> after(bytes + i + length, end - (vaddr + length));
+        if (auto moved = moveCode(after, vaddr + length, kJumpSize - length, vaddr + length);
+            moved && moved->size() < 64) {
+          if (targetsOf != from) {
+            targets = branchTargets(
+                std::span<const uint8_t>(bytes + (from - seg.vaddr), end - from), from);
+            std::sort(targets.begin(), targets.end());
+            targetsOf = from;
+          }
+          auto t = std::upper_bound(targets.begin(), targets.end(), vaddr);
+          if (t == targets.end() || *t >= vaddr + length + moved->size())
+            site.moveLength = static_cast<uint8_t>(moved->size());
+        }
+      }
+      sites.push_back(site);
     }
   }
   return sites;
@@ -267,15 +294,15 @@ std::vector<uint64_t> functionStartOffsets(std::span<const uint8_t> elf) {
   return out;
 }
 
-RdtscPatcher::RdtscPatcher() : cacheDir_(cacheDir("rdtsc-sites-v1")) {}
-
-// Cached as one 64-bit word a site, file offset << 1 | is-RDTSCP; the file is
-// named by the content hash, so an entry never goes stale.
-const std::vector<RdtscSite>& RdtscPatcher::sitesOf(const std::string& key,
-                                                    const std::string& readPath) {
-  auto it = byFile_.find(key);
-  if (it != byFile_.end()) return it->second;
-  std::string cached = cacheDir_.empty() ? "" : cacheDir_ + "/" + key;
+// Cached as one 64-bit word a site, file offset << 8 | move length << 1 |
+// is-RDTSCP; the file is named by the content hash, so an entry never goes
+// stale.
+const std::vector<RdtscSite>& rdtscSitesOf(const std::string& key, const std::string& readPath) {
+  static std::map<std::string, std::vector<RdtscSite>> byFile;
+  static const std::string cacheDirectory = cacheDir("rdtsc-sites-v2");
+  auto it = byFile.find(key);
+  if (it != byFile.end()) return it->second;
+  std::string cached = cacheDirectory.empty() ? "" : cacheDirectory + "/" + key;
   std::vector<RdtscSite> sites;
   std::vector<uint64_t> entry;
   if (!cached.empty()) {
@@ -287,12 +314,14 @@ const std::vector<RdtscSite>& RdtscPatcher::sitesOf(const std::string& key,
   }
   if (!entry.empty()) {
     for (uint64_t word : entry)
-      sites.push_back({word >> 1, (word & 1) ? TscInstruction::Rdtscp : TscInstruction::Rdtsc});
+      sites.push_back({word >> 8, (word & 1) ? TscInstruction::Rdtscp : TscInstruction::Rdtsc,
+                       static_cast<uint8_t>((word >> 1) & 0x7f)});
   } else {
     sites = findRdtscSites(FileMapping::open(readPath).u8());
     std::vector<uint64_t> words;
     for (const RdtscSite& s : sites)
-      words.push_back(s.fileOffset << 1 | (s.kind == TscInstruction::Rdtscp ? 1 : 0));
+      words.push_back(s.fileOffset << 8 | uint64_t{s.moveLength} << 1 |
+                      (s.kind == TscInstruction::Rdtscp ? 1 : 0));
     // An empty list is stored as one word that names no site (offset 0 is
     // the ELF magic), so that "no sites" is cached too.
     if (words.empty()) words.push_back(0);
@@ -307,14 +336,14 @@ const std::vector<RdtscSite>& RdtscPatcher::sitesOf(const std::string& key,
     }
   }
   std::erase_if(sites, [](const RdtscSite& s) { return s.fileOffset == 0; });
-  return byFile_.emplace(key, std::move(sites)).first->second;
+  return byFile.emplace(key, std::move(sites)).first->second;
 }
 
 void RdtscPatcher::patchMapping(Task& task, const std::string& key, const std::string& readPath,
                                 uint64_t start, uint64_t end, uint64_t offset) {
   // A new mapping replaces whatever was patched there before.
   std::erase_if(patched_, [&](const auto& p) { return p.first >= start && p.first < end; });
-  for (const RdtscSite& site : sitesOf(key, readPath)) {
+  for (const RdtscSite& site : rdtscSitesOf(key, readPath)) {
     size_t length = site.kind == TscInstruction::Rdtscp ? 3 : 2;
     if (site.fileOffset < offset || site.fileOffset + length > offset + (end - start)) continue;
     uint64_t address = start + (site.fileOffset - offset);

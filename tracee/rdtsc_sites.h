@@ -32,6 +32,12 @@ enum class TscInstruction : uint8_t { Rdtsc, Rdtscp };
 struct RdtscSite {
   uint64_t fileOffset;
   TscInstruction kind;
+  // The bytes after the instruction that a 5-byte jump over it would cover
+  // and that can run elsewhere (whole instructions, no branch, none a branch
+  // in the function targets): the site is patched into a jump to a slot
+  // that asks rec's shim (docs/syscall-buffer.md "RDTSC without a stop").
+  // 0: no such patch.
+  uint8_t moveLength = 0;
 };
 
 // The RDTSC/RDTSCP instructions in the executable segments of an ELF file's
@@ -44,11 +50,14 @@ std::vector<RdtscSite> findRdtscSites(std::span<const uint8_t> elf);
 // from these to find which instructions can precede another.)
 std::vector<uint64_t> functionStartOffsets(std::span<const uint8_t> elf);
 
+// The sites of a file (contents read from `readPath`, `key` its content
+// hash), cached in rec's cache directory.
+const std::vector<RdtscSite>& rdtscSitesOf(const std::string& key, const std::string& readPath);
+
 // Patches the sites of the files a program maps, and recognises them when
 // they fault. Record and replay patch the same files the same way.
 class RdtscPatcher {
  public:
-  RdtscPatcher();  // keeps the sites of each file in rec's cache directory
   // Writes UD2 over each site of the file (contents read from `readPath`;
   // `key` is its content hash, under which its sites are cached) that lies
   // inside [start, end), mapped from file offset `offset`.
@@ -56,12 +65,10 @@ class RdtscPatcher {
                     uint64_t end, uint64_t offset);
   // The instruction that was at ip, when ip is a site that still holds UD2.
   std::optional<TscInstruction> siteAt(Task& task, uint64_t ip) const;
+  // A UD2 rec wrote elsewhere for the instruction (an rdtsc slot's fallback).
+  void noteSite(uint64_t address, TscInstruction kind) { patched_[address] = kind; }
 
  private:
-  const std::vector<RdtscSite>& sitesOf(const std::string& key, const std::string& readPath);
-
-  std::string cacheDir_;  // empty: no cache
-  std::map<std::string, std::vector<RdtscSite>> byFile_;
   std::unordered_map<uint64_t, TscInstruction> patched_;  // address -> original
 };
 

@@ -129,6 +129,35 @@ std::vector<uint8_t> slotCode(uint64_t slot, uint64_t site, std::span<const uint
   return c;
 }
 
+// An rdtsc slot (shim_abi.h): the call to the entry, the fallback, the
+// displaced instructions (moved to run there), the jump back, the site.
+std::vector<uint8_t> rdtscSlotCode(uint64_t slot, const SysbufPatch& patch,
+                                   std::span<const uint8_t> fallback,
+                                   std::span<const uint8_t> displaced) {
+  const uint64_t page = slot & ~(kPageSize - 1);
+  std::vector<uint8_t> c = {0x48, 0x8d, 0x64, 0x24, 0x80};  // lea -128(%rsp),%rsp: the red zone
+  c.insert(c.end(), {0xff, 0x15});                          // call *8(page)
+  put32(c, static_cast<int64_t>(page + 8) - static_cast<int64_t>(slot + 11));
+  c.insert(c.end(), fallback.begin(), fallback.end());
+  c.insert(c.end(), {0x48, 0x8d, 0xa4, 0x24, 0x80, 0x00, 0x00, 0x00});  // lea 128(%rsp),%rsp
+  c.insert(c.end(), displaced.begin(), displaced.end());
+  c.push_back(0xe9);  // jmp back after the displaced bytes
+  put32(c, static_cast<int64_t>(patch.site + patch.length) - static_cast<int64_t>(slot + c.size() + 4));
+  while (c.size() < REC_RDTSC_SLOT_SITE) c.push_back(0xcc);
+  for (int i = 0; i < 8; ++i) c.push_back(static_cast<uint8_t>(patch.site >> (8 * i)));
+  return c;
+}
+
+// The length of the RDTSC (2) or RDTSCP (3) at the start of `code`, or of
+// the UD2 rec wrote over one (tracee/rdtsc_sites.h); 0 for anything else.
+size_t tscInstructionLength(const uint8_t* code, uint8_t rdtsc) {
+  if (code[0] != 0x0f) return 0;
+  if (rdtsc == 1 && (code[1] == 0x31 || code[1] == 0x0b)) return 2;
+  if (rdtsc == 2 && ((code[1] == 0x01 && code[2] == 0xf9) || (code[1] == 0x0b && code[2] == 0x90)))
+    return 3;
+  return 0;
+}
+
 // A free page within reach of `site`: the top of the nearest gap between
 // mappings (never right below the stack, which grows down into its gap).
 std::optional<uint64_t> freePageNear(pid_t tid, uint64_t site) {
@@ -412,12 +441,51 @@ std::optional<SysbufPatch> planPatch(Task& task, SysbufSpace& space, uint64_t si
   return SysbufPatch{site, *page + kSlotsOffset, *page};
 }
 
+std::optional<SysbufPatch> planRdtscPatch(Task& task, SysbufSpace& space, uint64_t site,
+                                          uint8_t rdtsc, uint8_t moveLength) {
+  if (space.disabled || space.patched.count(site) || (rdtsc != 1 && rdtsc != 2)) return std::nullopt;
+  uint8_t code[4] = {};
+  if (task.read(site, code, sizeof code) != sizeof code) return std::nullopt;
+  const size_t length = tscInstructionLength(code, rdtsc);
+  if (!length || length + moveLength < kJumpSize ||
+      REC_RDTSC_SLOT_DISPLACED + moveLength + 5 > REC_RDTSC_SLOT_SITE)
+    return std::nullopt;
+  constexpr unsigned kRdtscSlots = REC_RDTSC_SLOT_SIZE / kSlotSize;
+  const auto total = static_cast<uint8_t>(length + moveLength);
+  for (const SysbufSpace::Page& page : space.pages)
+    if (page.slots + kRdtscSlots <= kSlotsPerPage && near(page.address, site))
+      return SysbufPatch{site, page.address + kSlotsOffset + page.slots * kSlotSize, 0, rdtsc,
+                         total};
+  auto page = freePageNear(task.tid(), site);
+  if (!page) return std::nullopt;
+  return SysbufPatch{site, *page + kSlotsOffset, *page, rdtsc, total};
+}
+
 void applyPatch(Task& task, SysbufSpace& space, const SysbufPatch& patch, StraySignals& strays,
-                bool replaying) {
+                bool replaying, bool ud2Fallback) {
   const int failure = replaying ? kExitDivergence : kExitInternal;
-  uint8_t code[kPatchRead] = {};
-  const size_t length =
-      task.read(patch.site, code, sizeof code) >= kPatchSize ? patchLength(code, patch.site) : 0;
+  uint8_t code[64] = {};
+  size_t length = 0;
+  std::vector<uint8_t> displaced;
+  if (patch.rdtsc) {
+    // (the instruction, then what the jump displaces, moved to the slot)
+    const size_t got = task.read(patch.site, code, sizeof code);
+    const size_t insn = got >= 4 ? tscInstructionLength(code, patch.rdtsc) : 0;
+    if (insn && patch.length > insn && patch.length <= got) {
+      auto moved = moveCode(std::span<const uint8_t>(code + insn, got - insn), patch.site + insn,
+                            patch.length - insn, patch.slot + REC_RDTSC_SLOT_DISPLACED);
+      if (moved && moved->size() == patch.length - insn) {
+        length = patch.length;
+        displaced = std::move(*moved);
+      }
+    }
+    if (!length || REC_RDTSC_SLOT_DISPLACED + displaced.size() + 5 > REC_RDTSC_SLOT_SITE)
+      throw RecError(failure, fmt::format("rec: {}: no rdtsc site to patch at {:#x}",
+                                          modeName(replaying), patch.site));
+  } else {
+    length = task.read(patch.site, code, kPatchRead) >= kPatchSize ? patchLength(code, patch.site)
+                                                                    : 0;
+  }
   if (!length)
     throw RecError(failure, fmt::format("rec: {}: no syscall site to patch at {:#x}",
                                         modeName(replaying), patch.site));
@@ -433,22 +501,30 @@ void applyPatch(Task& task, SysbufSpace& space, const SysbufPatch& patch, StrayS
     if (got != static_cast<int64_t>(patch.newPage))
       throw RecError(failure, fmt::format("rec: {}: cannot map a trampoline page at {:#x} ({})",
                                           modeName(replaying), patch.newPage, got));
-    uint64_t entry = REC_SYSBUF_ENTRY;
-    task.writeForced(patch.newPage, &entry, sizeof entry);
+    const uint64_t entries[2] = {REC_SYSBUF_ENTRY, REC_RDTSC_ENTRY};
+    task.writeForced(patch.newPage, entries, sizeof entries);
     space.pages.push_back({patch.newPage, 0});
   }
   SysbufSpace::Page* page = nullptr;
   for (SysbufSpace::Page& p : space.pages)
     if (p.address == pageAddress) page = &p;
+  const unsigned slots = patch.rdtsc ? REC_RDTSC_SLOT_SIZE / kSlotSize : 1;
   if (!page || patch.slot != pageAddress + kSlotsOffset + page->slots * kSlotSize ||
-      page->slots >= kSlotsPerPage || !near(patch.slot, patch.site))
+      page->slots + slots > kSlotsPerPage || !near(patch.slot, patch.site))
     throw RecError(failure, fmt::format("rec: {}: the syscall buffer's slot {:#x} is not the next",
                                         modeName(replaying), patch.slot));
-  std::vector<uint8_t> slot =
-      slotCode(patch.slot, patch.site,
-               std::span<const uint8_t>(code + 2, displacedLength(code, length)));
+  std::vector<uint8_t> slot;
+  if (patch.rdtsc) {
+    static constexpr uint8_t kFallbacks[2][2][3] = {{{0x0f, 0x31, 0x90}, {0x0f, 0x01, 0xf9}},
+                                                    {{0x0f, 0x0b, 0x90}, {0x0f, 0x0b, 0xf9}}};
+    slot = rdtscSlotCode(patch.slot, patch, kFallbacks[ud2Fallback ? 1 : 0][patch.rdtsc - 1],
+                         displaced);
+  } else {
+    slot = slotCode(patch.slot, patch.site,
+                    std::span<const uint8_t>(code + 2, displacedLength(code, length)));
+  }
   task.writeForced(patch.slot, slot.data(), slot.size());
-  ++page->slots;
+  page->slots += slots;
   std::vector<uint8_t> jump = {0xe9};
   put32(jump, static_cast<int64_t>(patch.slot) - static_cast<int64_t>(patch.site + 5));
   while (jump.size() < length) jump.push_back(0xcc);  // never reached
@@ -459,6 +535,7 @@ void applyPatch(Task& task, SysbufSpace& space, const SysbufPatch& patch, StrayS
 }
 
 void moveOutOfSite(Task& task, const SysbufPatch& patch) {
+  if (patch.rdtsc) return;  // (patched only where no task can stand inside)
   if (task.regs().ip() == patch.site + 2) task.mutableRegs().setIp(patch.slot + kSlotCmp);
 }
 

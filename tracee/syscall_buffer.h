@@ -101,9 +101,16 @@ struct SysbufSpace {
 
 // A patch as the trace notes it.
 struct SysbufPatch {
-  uint64_t site = 0;     // the `syscall` instruction
+  uint64_t site = 0;     // the `syscall` instruction (or RDTSC/RDTSCP)
   uint64_t slot = 0;     // its trampoline
   uint64_t newPage = 0;  // a trampoline page mapped first (0: none)
+  // An RDTSC (1) or RDTSCP (2) site, whose `length` bytes (the instruction
+  // and what follows it, up to 5 bytes or more) the jump replaces; the slot
+  // (REC_RDTSC_SLOT_SIZE, two syscall slots) calls the shim's rdtsc entry
+  // (docs/syscall-buffer.md "RDTSC without a stop"). 0: a syscall site.
+  uint8_t rdtsc = 0;
+  uint8_t length = 0;
+  bool startsTimeLog = false;  // the process's time log was mapped first (the entry's log)
 };
 
 namespace sysbuf {
@@ -150,6 +157,17 @@ void setFdTables(SysbufSpace& space, bool several);
 std::optional<SysbufPatch> planPatch(Task& task, SysbufSpace& space, uint64_t site,
                                      std::span<const uint64_t> busyIps);
 
+// Record: the patch of an RDTSC/RDTSCP site (`rdtsc` 1 or 2) followed by
+// `moveLength` bytes that can run from a slot (tracee/rdtsc_sites.h), or
+// nullopt when it does not hold that instruction (or UD2, where rec patched
+// it so) or no page near it can be had.
+std::optional<SysbufPatch> planRdtscPatch(Task& task, SysbufSpace& space, uint64_t site,
+                                          uint8_t rdtsc, uint8_t moveLength);
+// The address of an rdtsc slot's fallback instruction.
+inline uint64_t rdtscFallback(const SysbufPatch& patch) {
+  return patch.slot + REC_RDTSC_SLOT_FALLBACK;
+}
+
 // A task standing right after the patched `syscall` goes on at the slot's
 // copy of the displaced compare instead (applyPatch does so for its task).
 void moveOutOfSite(Task& task, const SysbufPatch& patch);
@@ -165,8 +183,10 @@ bool setsNumberBefore(const uint8_t (&code)[kSetsNumberWindow], long nr);
 // writes the slot and the jump, and moves a task standing right after the
 // site's `syscall` into the slot. Throws RecError (kExitDivergence in
 // replay) when the code or the page is not as recorded.
+// An rdtsc patch's fallback is the instruction itself where RDTSC traps,
+// UD2 where rec patches RDTSC (`ud2Fallback`, tracee/rdtsc_sites.h).
 void applyPatch(Task& task, SysbufSpace& space, const SysbufPatch& patch, StraySignals& strays,
-                bool replaying);
+                bool replaying, bool ud2Fallback = false);
 
 // The state of a task created with `flags` by `parent`: a thread or vfork
 // child shares the space; a fork's child starts with the buffer off (its

@@ -31,6 +31,53 @@ check_time_shim() {
   if grep -q 'vdso, no stop' dump2.out; then fail "REC_TIME_SHIM=off still used the shim"; fi
 }
 
+# RDTSC/RDTSCP without a stop (docs/syscall-buffer.md "RDTSC without a
+# stop"): sites that can take a jump are patched as their file is mapped and
+# ask the time shim, which logs the value; replay hands the logged values
+# back, without a stop either. A forked child (no log of its own) and threads
+# (the shim is off) trap as before. Every task's values only go up; with
+# --check-memory replay compares memory at every event (the entry writes the
+# program's stack below its red zone). With the syscall buffer off every
+# rdtsc traps.
+check_rdtsc_log() {
+  need_program rdtsc_loop
+  expect_native_differs "$PROGRAMS/rdtsc_loop" 300
+  local mode re='^(main|child|thread 1|thread 2|after) first [0-9]+ odd [0-9]+ digest [0-9a-f]{16} backwards 0$'
+  # (the machine's own way, PR_SET_TSC where it traps; and UD2 patching)
+  for mode in probe patch; do
+    record_replay "rdtsc_$mode" --record-env "REC_RDTSC=$mode" --replay-env "REC_RDTSC=$mode" --status 0 \
+      --expect-out '^main first [0-9]+ odd [0-9]+ digest [0-9a-f]{16} backwards 0$' \
+      --expect-out '^child first .* backwards 0$' --expect-out '^thread 2 first .* backwards 0$' \
+      --expect-out '^after first .* backwards 0$' --expect-out '^child status 0$' \
+      --expect-out '^flags kept 100/100$' \
+      -- "$PROGRAMS/rdtsc_loop" 3000
+    (($(grep -Ec "$re" "rdtsc_$mode.rec.out") == 5)) || fail "rdtsc_loop ($mode) printed something else"
+    "$REC" dump "rdtsc_$mode.rec" >dump.out || fail "rec dump failed"
+    local logged trapped
+    logged=$(grep -Ec '\brdtscp? = .*time shim, no stop\]' dump.out)
+    trapped=$(grep -Ec '\brdtscp? = ' dump.out)
+    trapped=$((trapped - logged))
+    if [[ ${REC_SYSCALL_BUFFER:-on} != off ]]; then
+      # main's 3000 reads, the flags check's 100 and ld.so's; the child's,
+      # the threads' and after
+      # (the process has had threads) trap: 4 x 3000
+      ((logged >= 3100 && logged < 3200)) || fail "$logged rdtsc reads answered by the shim, not ~3100"
+      ((trapped >= 12000)) || fail "only $trapped rdtsc reads trapped"
+      grep -Eq '^#0 .*execve\(.*sites patched ahead\] \[time shim on\]' dump.out ||
+        fail "the exec did not patch rdtsc sites ahead"
+    else
+      ((logged == 0)) || fail "$logged rdtsc reads answered by the shim with REC_SYSCALL_BUFFER=off"
+      ((trapped >= 15000)) || fail "only $trapped rdtsc reads trapped"
+    fi
+  done
+  # Memory digests at every event, compared by replay --check.
+  "$REC" record --check-memory -o "$T/rdtsc_digests.rec" "$PROGRAMS/rdtsc_loop" 500 \
+    >"$T/rdtsc_digests.out" 2>"$T/rdtsc_digests.err" || fail "record --check-memory failed: $(tail -n 1 "$T/rdtsc_digests.err")"
+  "$REC" replay --check "$T/rdtsc_digests.rec" >"$T/rdtsc_digests.replay" 2>"$T/rdtsc_digests.replay.err" ||
+    fail "replay --check failed: $(tail -n 1 "$T/rdtsc_digests.replay.err")"
+  cmp -s "$T/rdtsc_digests.out" "$T/rdtsc_digests.replay" || fail "replay --check printed something else"
+}
+
 # Where RDTSC does not trap (some hypervisors; REC_RDTSC=patch pretends so),
 # rec patches the instructions to UD2: the counter values and the branches
 # taken on them replay, decoy bytes inside other instructions stay intact,
@@ -208,6 +255,7 @@ check_tty() {
 }
 
 t time_random check_time_random
+t rdtsc_log check_rdtsc_log
 t time_shim check_time_shim
 t rdtsc_patched check_rdtsc_patched
 t blob_cache check_blob_cache

@@ -25,6 +25,7 @@
 #define SYS_clock_gettime 228
 #define SYS_clock_getres 229
 #define SYS_getcpu 309
+#define CLOCK_MONOTONIC_RAW_ 4
 
 static long raw_syscall(long nr, long a, long b, long c) {
   long result;
@@ -164,6 +165,135 @@ IMPL long impl_getcpu(void* cpu, void* node, void* unused) {
 IMPL long impl_clock_getres(long clock, void* res) {
   return raw_syscall(SYS_clock_getres, clock, (long)res, 0);
 }
+
+/* ---- RDTSC/RDTSCP at a patched site (docs/syscall-buffer.md "RDTSC
+ * without a stop") ----
+ * Recording: the counter cannot be read here (PR_SET_TSC makes RDTSC fault
+ * in the shim as anywhere), so it is computed from CLOCK_MONOTONIC_RAW,
+ * asked untraced, scaled as rec calibrated it (rec's own traps report the
+ * same scale), kept strictly increasing, and logged. Replay: the next logged
+ * value, if it is for this site. Otherwise the slot runs its own
+ * RDTSC/RDTSCP (or UD2), which traps into rec as before. */
+_Static_assert(REC_SHIM_CONTROL == 0x70005000, "the rdtsc entry's address of mode");
+_Static_assert(REC_SHIM_CONTROL + 8 == 0x70005008, "the rdtsc entry's address of rdtsc_trap");
+_Static_assert(REC_SHIM_RDTSC_STACK_TOP == 0x70016000, "the rdtsc entry's stack");
+_Static_assert(REC_RDTSC_ENTRY == REC_SHIM_IMAGE + 0x700, "the rdtsc entry's place (shim.lds)");
+_Static_assert(sizeof(struct rec_shim_log) + REC_SHIM_LOG_CAPACITY * sizeof(struct rec_shim_entry) <=
+                   REC_SHIM_LOG_SIZE - REC_SHIM_RDTSC_STACK,
+               "the log leaves the rdtsc stack room");
+
+struct rdtsc_answer {
+  uint64_t value;
+  uint64_t aux_kind; /* TSC_AUX | 1 (rdtsc) or 2 (rdtscp) << 32; 0: not answered */
+};
+
+IMPL struct rdtsc_answer rec_rdtsc_handle(const unsigned char* fallback) {
+  struct rdtsc_answer a = {0, 0};
+  const uint32_t function = fallback[2] == 0xf9 ? REC_SHIM_RDTSCP : REC_SHIM_RDTSC;
+  const uint64_t site = *(const volatile uint64_t*)(fallback + (REC_RDTSC_SLOT_SITE -
+                                                                REC_RDTSC_SLOT_FALLBACK));
+  volatile struct rec_shim_log* log = shim_log();
+  volatile struct rec_shim_entry* e = recording_entry();
+  if (e) {
+    volatile struct rec_shim_control* c = control();
+    int64_t ts[2] = {0, 0};
+    if (untraced_syscall(SYS_clock_gettime, CLOCK_MONOTONIC_RAW_, (long)ts, 0) != 0) return a;
+    int64_t ns = ts[0] * 1000000000 + ts[1] - (int64_t)c->tsc_ns_base;
+    if (ns < 0) ns = 0;
+    uint64_t value =
+        c->tsc_base + (uint64_t)(((unsigned __int128)(uint64_t)ns * c->tsc_mult) >> 32);
+    if (value <= log->last_tsc) value = log->last_tsc + 1;
+    log->last_tsc = value;
+    uint64_t aux = 0;
+    if (function == REC_SHIM_RDTSCP) {
+      uint32_t cpu_node[2] = {0, 0};
+      untraced_syscall(SYS_getcpu, (long)&cpu_node[0], (long)&cpu_node[1], 0);
+      aux = (uint64_t)(cpu_node[1] << 12 | cpu_node[0]);
+    }
+    e->data[0] = value;
+    e->data[1] = aux;
+    commit(e, function, 0, (long)site, 0, 0);
+    a.value = value;
+    a.aux_kind = aux;
+  } else if (control()->mode == REC_SHIM_REPLAY && log->next < log->count) {
+    e = &log->entries[log->next];
+    if (e->function != function || e->args[0] != site) return a;
+    log->next = log->next + 1;
+    a.value = e->data[0];
+    a.aux_kind = (uint32_t)e->data[1];
+  } else {
+    return a;
+  }
+  a.aux_kind |= (uint64_t)(function == REC_SHIM_RDTSCP ? 2 : 1) << 32;
+  return a;
+}
+
+/* Called from a slot (REC_RDTSC_ENTRY): every register but rax, rdx (and
+ * rcx for rdtscp) comes back as it was, the flags too (arithmetic ones and
+ * DF); the program's
+ * stack below its red zone gets the return address, the flags and the
+ * saved registers, the same values in recording and replay; the C body runs
+ * on the stack at the end of the log's mapping (mapped whenever the mode is
+ * not off). */
+__asm__(".section .text.rec_rdtsc_entry,\"ax\",@progbits\n"
+        ".globl rec_rdtsc_entry\n.hidden rec_rdtsc_entry\n"
+        ".type rec_rdtsc_entry,@function\n"
+        "rec_rdtsc_entry:\n"
+        "  pushfq\n"
+        "  push %rcx\n  push %rsi\n  push %rdi\n  push %r8\n  push %r9\n"
+        "  push %r10\n  push %r11\n  push %rbx\n"
+        "  mov %rsp, %rbx\n"
+        "  cmpl $0, 0x70005000\n" /* REC_SHIM_CONTROL's mode */
+        "  je 2f\n"
+        "  cmpl $0, 0x70005008\n" /* ... rdtsc_trap */
+        "  jne 2f\n"
+        "  mov $0x70016000, %rsp\n" /* REC_SHIM_RDTSC_STACK_TOP */
+        "  cld\n"
+        "  mov 72(%rbx), %rdi\n" /* the return address: the slot's fallback */
+        "  call rec_rdtsc_handle\n"
+        "  mov %rbx, %rsp\n"
+        "  mov %rdx, %rcx\n"
+        "  shr $32, %rcx\n"
+        "  jz 2f\n"
+        "  cmp $2, %ecx\n"
+        "  jne 1f\n"
+        "  mov %edx, %edx\n"
+        "  mov %rdx, 56(%rbx)\n" /* rdtscp: the saved rcx becomes TSC_AUX */
+        "1:\n"
+        "  addq $3, 72(%rbx)\n" /* past the fallback */
+        "  mov %rax, %rdx\n"
+        "  shr $32, %rdx\n"
+        "  mov %eax, %eax\n"
+        "  jmp 3f\n"
+        "2:\n"
+        "  xor %eax, %eax\n" /* the same registers at the fallback's trap in both modes */
+        "  xor %edx, %edx\n"
+        "3:\n"
+        /* The flags back without popf: rec single-steps tasks out of the
+         * image, and a popf of flags pushed under single-step would leave
+         * TF set for good (the kernel takes a popf as the program's own). */
+        "  mov %rax, %r8\n"
+        "  mov 64(%rbx), %rcx\n"
+        "  bt $10, %rcx\n" /* DF */
+        "  jnc 4f\n"
+        "  std\n"
+        "  jmp 5f\n"
+        "4:\n"
+        "  cld\n"
+        "5:\n"
+        "  mov %ecx, %edi\n"
+        "  shr $11, %edi\n"
+        "  and $1, %edi\n"
+        "  add $0x7f, %dil\n" /* OF */
+        "  mov %cl, %ah\n"
+        "  sahf\n" /* SF ZF AF PF CF */
+        "  mov %r8, %rax\n"
+        "  pop %rbx\n  pop %r11\n  pop %r10\n  pop %r9\n  pop %r8\n"
+        "  pop %rdi\n  pop %rsi\n  pop %rcx\n"
+        "  lea 8(%rsp), %rsp\n" /* the flags as pushed */
+        "  ret\n"
+        ".size rec_rdtsc_entry, .-rec_rdtsc_entry\n"
+        ".text\n");
 
 /* The exported entry points. Recording and replay run different code in
  * the bodies, which leave different values in the registers a call may

@@ -35,11 +35,25 @@
 #define REC_SHIM_GETTIMEOFDAY 1
 #define REC_SHIM_TIME 2
 #define REC_SHIM_GETCPU 3
-#define REC_SHIM_FUNCTIONS 4
+/* RDTSC/RDTSCP at a patched site (docs/syscall-buffer.md "RDTSC without a
+ * stop"): args[0] the site, data[0] the counter, data[1] TSC_AUX (rdtscp). */
+#define REC_SHIM_RDTSC 4
+#define REC_SHIM_RDTSCP 5
+#define REC_SHIM_FUNCTIONS 6
 
 struct rec_shim_control {
   uint32_t mode;
   uint32_t sysbuf_mode; /* REC_SHIM_OFF, REC_SHIM_RECORD or REC_SHIM_REPLAY */
+  /* Record: the program asked for PR_TSC_SIGSEGV: its RDTSC must fault (the
+   * rdtsc entry falls back to the slot's own instruction). */
+  uint32_t rdtsc_trap;
+  uint32_t reserved;
+  /* Record: the counter the rdtsc entry reports, from CLOCK_MONOTONIC_RAW
+   * (the shim cannot run RDTSC where it traps): tsc_base + (ns - ns_base) *
+   * tsc_mult / 2^32, as rec calibrated it (and reports at its own traps). */
+  uint64_t tsc_base;
+  uint64_t tsc_ns_base;
+  uint64_t tsc_mult;
 };
 
 struct rec_shim_entry {
@@ -55,6 +69,7 @@ struct rec_shim_log {
   uint32_t capacity;
   uint32_t next; /* replay: the next entry the shim returns */
   uint32_t reserved;
+  uint64_t last_tsc; /* record: the last counter value the rdtsc entry reported */
   struct rec_shim_entry entries[];
 };
 
@@ -65,8 +80,26 @@ static inline int rec_shim_system_wide_clock(long clock) {
   return clock == 0 || clock == 1 || (clock >= 4 && clock <= 7) || clock == 11;
 }
 
-#define REC_SHIM_LOG_CAPACITY \
-  ((REC_SHIM_LOG_SIZE - sizeof(struct rec_shim_log)) / sizeof(struct rec_shim_entry))
+/* The log mapping's last REC_SHIM_RDTSC_STACK bytes: the rdtsc entry's stack. */
+#define REC_SHIM_RDTSC_STACK 0x800UL
+#define REC_SHIM_RDTSC_STACK_TOP (REC_SHIM_LOG + REC_SHIM_LOG_SIZE)
+#define REC_SHIM_LOG_CAPACITY                                                  \
+  ((REC_SHIM_LOG_SIZE - REC_SHIM_RDTSC_STACK - sizeof(struct rec_shim_log)) / \
+   sizeof(struct rec_shim_entry))
+
+/* A patched RDTSC/RDTSCP site jumps to a 64-byte trampoline slot:
+ *    0  lea -128(%rsp),%rsp
+ *    5  call *8(page)          REC_RDTSC_ENTRY, the page's second word
+ *   11  the fallback: rdtsc;nop | rdtscp | ud2;nop (rdtsc) | ud2;0xf9 (rdtscp)
+ *   14  lea 128(%rsp),%rsp
+ *   22  the instructions the jump displaced, then jmp back
+ *   56  the site's address (the log names it)
+ * The entry returns past the fallback when it answered, to it otherwise. */
+#define REC_RDTSC_ENTRY (REC_SHIM_IMAGE + 0x700UL)
+#define REC_RDTSC_SLOT_SIZE 64
+#define REC_RDTSC_SLOT_FALLBACK 11
+#define REC_RDTSC_SLOT_DISPLACED 22
+#define REC_RDTSC_SLOT_SITE 56
 
 /* ---- The syscall buffer ---------------------------------------------------
  * A patched syscall site jumps to a trampoline near it, which calls

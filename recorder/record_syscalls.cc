@@ -20,8 +20,10 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <string_view>
 
 #include "buffered_calls.h"
 #include "code_patch.h"
@@ -924,15 +926,33 @@ void RecordSession::prepatchRdtsc(RecordTask& t, SysbufSpace& space, TimeShimSpa
                                   const std::string& readPath, uint64_t start, uint64_t end,
                                   uint64_t offset,
                                   std::vector<std::pair<SysbufPatch, bool>>& done) {
-  if (!timeShim_ || timeSpace.disabled) return;
-  const std::vector<RdtscSite>& sites = rdtscSitesOf(file, readPath);
-  for (const RdtscSite& s : sites) {
-    if (!s.moveLength) continue;
+  // (REC_RDTSC_SHIM=off: every rdtsc traps, as before; for measuring)
+  static const bool off = [] {
+    const char* v = std::getenv("REC_RDTSC_SHIM");
+    return v && std::string_view(v) == "off";
+  }();
+  if (!timeShim_ || timeSpace.disabled || off) return;
+  std::vector<const RdtscSite*> inside;
+  for (const RdtscSite& s : rdtscSitesOf(file, readPath)) {
     const uint64_t length = (s.kind == TscInstruction::Rdtscp ? 3 : 2) + uint64_t{s.moveLength};
-    if (s.fileOffset < offset || s.fileOffset + length > offset + (end - start)) continue;
-    const uint64_t site = start + (s.fileOffset - offset);
+    if (s.moveLength && s.fileOffset >= offset && s.fileOffset + length <= offset + (end - start))
+      inside.push_back(&s);
+  }
+  if (inside.empty()) return;
+  // The code of all of them in one read (ld.so's 8 lie within 15 KiB).
+  auto [lo, hi] = std::minmax_element(inside.begin(), inside.end(), [](auto* a, auto* b) {
+    return a->fileOffset < b->fileOffset;
+  });
+  const uint64_t from = start + ((*lo)->fileOffset - offset);
+  const uint64_t to = std::min(end, start + ((*hi)->fileOffset - offset) + 64);
+  std::vector<uint8_t> code(to - from);
+  code.resize(t.task.read(from, code.data(), code.size()));
+  for (const RdtscSite* s : inside) {
+    const uint64_t site = start + (s->fileOffset - offset);
+    if (site - from >= code.size()) continue;
+    const std::span<const uint8_t> at = std::span<const uint8_t>(code).subspan(site - from);
     auto patch = sysbuf::planRdtscPatch(t.task, space, site,
-                                        s.kind == TscInstruction::Rdtscp ? 2 : 1, s.moveLength);
+                                        s->kind == TscInstruction::Rdtscp ? 2 : 1, s->moveLength, at);
     if (!patch) continue;
     StraySignals strays;
     if (!timeSpace.log) {
@@ -942,9 +962,9 @@ void RecordSession::prepatchRdtsc(RecordTask& t, SysbufSpace& space, TimeShimSpa
       }
       patch->startsTimeLog = true;
     }
-    sysbuf::applyPatch(t.task, space, *patch, strays, false, rdtscPatcher_.has_value());
+    sysbuf::applyPatch(t.task, space, *patch, strays, false, rdtscPatcher_.has_value(), at);
     absorbStrays(t, strays);
-    if (rdtscPatcher_) rdtscPatcher_->noteSite(sysbuf::rdtscFallback(*patch), s.kind);
+    if (rdtscPatcher_) rdtscPatcher_->noteSite(sysbuf::rdtscFallback(*patch), s->kind);
     done.emplace_back(*patch, false);
   }
 }

@@ -442,11 +442,12 @@ std::optional<SysbufPatch> planPatch(Task& task, SysbufSpace& space, uint64_t si
 }
 
 std::optional<SysbufPatch> planRdtscPatch(Task& task, SysbufSpace& space, uint64_t site,
-                                          uint8_t rdtsc, uint8_t moveLength) {
-  if (space.disabled || space.patched.count(site) || (rdtsc != 1 && rdtsc != 2)) return std::nullopt;
-  uint8_t code[4] = {};
-  if (task.read(site, code, sizeof code) != sizeof code) return std::nullopt;
-  const size_t length = tscInstructionLength(code, rdtsc);
+                                          uint8_t rdtsc, uint8_t moveLength,
+                                          std::span<const uint8_t> code) {
+  if (space.disabled || space.patched.count(site) || (rdtsc != 1 && rdtsc != 2) ||
+      code.size() < 4u + moveLength)
+    return std::nullopt;
+  const size_t length = tscInstructionLength(code.data(), rdtsc);
   if (!length || length + moveLength < kJumpSize ||
       REC_RDTSC_SLOT_DISPLACED + moveLength + 5 > REC_RDTSC_SLOT_SITE)
     return std::nullopt;
@@ -462,14 +463,20 @@ std::optional<SysbufPatch> planRdtscPatch(Task& task, SysbufSpace& space, uint64
 }
 
 void applyPatch(Task& task, SysbufSpace& space, const SysbufPatch& patch, StraySignals& strays,
-                bool replaying, bool ud2Fallback) {
+                bool replaying, bool ud2Fallback, std::span<const uint8_t> known) {
   const int failure = replaying ? kExitDivergence : kExitInternal;
   uint8_t code[64] = {};
   size_t length = 0;
   std::vector<uint8_t> displaced;
   if (patch.rdtsc) {
     // (the instruction, then what the jump displaces, moved to the slot)
-    const size_t got = task.read(patch.site, code, sizeof code);
+    size_t got = 0;
+    if (known.empty()) {
+      got = task.read(patch.site, code, sizeof code);
+    } else {
+      got = std::min(known.size(), sizeof code);
+      std::memcpy(code, known.data(), got);
+    }
     const size_t insn = got >= 4 ? tscInstructionLength(code, patch.rdtsc) : 0;
     if (insn && patch.length > insn && patch.length <= got) {
       auto moved = moveCode(std::span<const uint8_t>(code + insn, got - insn), patch.site + insn,

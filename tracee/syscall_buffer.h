@@ -161,8 +161,11 @@ std::optional<SysbufPatch> planPatch(Task& task, SysbufSpace& space, uint64_t si
 // `moveLength` bytes that can run from a slot (tracee/rdtsc_sites.h), or
 // nullopt when it does not hold that instruction (or UD2, where rec patched
 // it so) or no page near it can be had.
+// `code` holds the bytes at the site (read by the caller, which reads a
+// mapping's sites at once).
 std::optional<SysbufPatch> planRdtscPatch(Task& task, SysbufSpace& space, uint64_t site,
-                                          uint8_t rdtsc, uint8_t moveLength);
+                                          uint8_t rdtsc, uint8_t moveLength,
+                                          std::span<const uint8_t> code);
 // The address of an rdtsc slot's fallback instruction.
 inline uint64_t rdtscFallback(const SysbufPatch& patch) {
   return patch.slot + REC_RDTSC_SLOT_FALLBACK;
@@ -185,8 +188,9 @@ bool setsNumberBefore(const uint8_t (&code)[kSetsNumberWindow], long nr);
 // replay) when the code or the page is not as recorded.
 // An rdtsc patch's fallback is the instruction itself where RDTSC traps,
 // UD2 where rec patches RDTSC (`ud2Fallback`, tracee/rdtsc_sites.h).
+// `code`: the bytes at an rdtsc site when the caller has them (else read).
 void applyPatch(Task& task, SysbufSpace& space, const SysbufPatch& patch, StraySignals& strays,
-                bool replaying, bool ud2Fallback = false);
+                bool replaying, bool ud2Fallback = false, std::span<const uint8_t> code = {});
 
 // The state of a task created with `flags` by `parent`: a thread or vfork
 // child shares the space; a fork's child starts with the buffer off (its

@@ -335,6 +335,7 @@ void RecordSession::writeTimeLog(RecordTask& t, pid_t tid) {
       r.setIp(entry.args[0]);
       r.setInLog(true);
       lastTsc_ = std::max(lastTsc_, entry.data[0]);
+      noteRdtscRan(t, entry.args[0]);
       writer_->writeEvent(msg);
       continue;
     }

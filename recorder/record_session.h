@@ -249,6 +249,14 @@ class RecordSession {
   uint64_t tscNsBase_ = 0;
   uint64_t tscMult_ = 0;
   uint64_t lastTsc_ = 0;
+  // rdtsc sites that ran in this recording (by file and offset), and the
+  // files whose sites a process patched: the first process mapping a file
+  // gets all its patchable sites patched, later ones only those that ran
+  // (ld.so: 8 of 21 in /bin/true; each patch is two writes that copy a
+  // page of code).
+  std::map<std::string, std::set<uint64_t>> hotRdtsc_;
+  std::set<std::string> rdtscFilesSeen_;
+  void noteRdtscRan(RecordTask& t, uint64_t site);
   // Syscall sites a process of this recording made a buffered call from, by
   // file (content hash) and offset in it, with the syscall's number: the
   // next process mapping that file gets them patched before their first

@@ -378,6 +378,16 @@ bool RecordSession::emulateRdtsc(RecordTask& t) {
     }
   }
   if (!rdtsc && !rdtscp) return false;
+  {
+    // the site that ran: here, or the one whose slot's fallback this is
+    static constexpr uint8_t kSlotStart[7] = {0x48, 0x8d, 0x64, 0x24, 0x80, 0xff, 0x15};
+    uint8_t slot[sizeof kSlotStart] = {};
+    uint64_t site = atTrap.rip;
+    if (t.task.read(atTrap.rip - REC_RDTSC_SLOT_FALLBACK, slot, sizeof slot) == sizeof slot &&
+        std::memcmp(slot, kSlotStart, sizeof slot) == 0)
+      t.task.read(atTrap.rip - REC_RDTSC_SLOT_FALLBACK + REC_RDTSC_SLOT_SITE, &site, sizeof site);
+    noteRdtscRan(t, site);
+  }
   const bool restores = t.signalMask && (*t.signalMask & signalBit(trapSignal()));
   if (restores) {
     StraySignals strays;

@@ -933,24 +933,29 @@ void RecordSession::prepatchRdtsc(RecordTask& t, SysbufSpace& space, TimeShimSpa
   }();
   if (!timeShim_ || timeSpace.disabled || off) return;
   std::vector<const RdtscSite*> inside;
+  const bool firstTime = rdtscFilesSeen_.insert(file).second;
+  const std::set<uint64_t>& hot = hotRdtsc_[file];
   for (const RdtscSite& s : rdtscSitesOf(file, readPath)) {
     const uint64_t length = (s.kind == TscInstruction::Rdtscp ? 3 : 2) + uint64_t{s.moveLength};
-    if (s.moveLength && s.fileOffset >= offset && s.fileOffset + length <= offset + (end - start))
+    if (s.moveLength && s.fileOffset >= offset && s.fileOffset + length <= offset + (end - start) &&
+        (firstTime || hot.count(s.fileOffset)))
       inside.push_back(&s);
   }
   if (inside.empty()) return;
   // The code of all of them in one read (ld.so's 8 lie within 15 KiB).
-  auto [lo, hi] = std::minmax_element(inside.begin(), inside.end(), [](auto* a, auto* b) {
+  auto [first, last] = std::minmax_element(inside.begin(), inside.end(), [](auto* a, auto* b) {
     return a->fileOffset < b->fileOffset;
   });
-  const uint64_t from = start + ((*lo)->fileOffset - offset);
-  const uint64_t to = std::min(end, start + ((*hi)->fileOffset - offset) + 64);
+  const uint64_t from = start + ((*first)->fileOffset - offset);
+  const uint64_t to = std::min(end, start + ((*last)->fileOffset - offset) + 64);
   std::vector<uint8_t> code(to - from);
   code.resize(t.task.read(from, code.data(), code.size()));
+  const std::vector<uint8_t> original = code;
+  sysbuf::CodeWrites writes;
   for (const RdtscSite* s : inside) {
     const uint64_t site = start + (s->fileOffset - offset);
     if (site - from >= code.size()) continue;
-    const std::span<const uint8_t> at = std::span<const uint8_t>(code).subspan(site - from);
+    const std::span<const uint8_t> at = std::span<const uint8_t>(original).subspan(site - from);
     auto patch = sysbuf::planRdtscPatch(t.task, space, site,
                                         s->kind == TscInstruction::Rdtscp ? 2 : 1, s->moveLength, at);
     if (!patch) continue;
@@ -962,11 +967,39 @@ void RecordSession::prepatchRdtsc(RecordTask& t, SysbufSpace& space, TimeShimSpa
       }
       patch->startsTimeLog = true;
     }
-    sysbuf::applyPatch(t.task, space, *patch, strays, false, rdtscPatcher_.has_value(), at);
+    sysbuf::applyPatch(t.task, space, *patch, strays, false, rdtscPatcher_.has_value(), at,
+                       &writes);
     absorbStrays(t, strays);
     if (rdtscPatcher_) rdtscPatcher_->noteSite(sysbuf::rdtscFallback(*patch), s->kind);
     done.emplace_back(*patch, false);
   }
+  // The jumps go into the code read above, written back as one range; the
+  // slots, consecutive in their pages, one run each.
+  uint64_t lo = ~uint64_t{0}, hi = 0;
+  std::vector<std::pair<uint64_t, std::vector<uint8_t>>> slotRuns;
+  for (auto& [address, bytes] : writes) {
+    if (address >= from && address + bytes.size() <= from + code.size()) {
+      std::memcpy(code.data() + (address - from), bytes.data(), bytes.size());
+      lo = std::min(lo, address);
+      hi = std::max<uint64_t>(hi, address + bytes.size());
+    } else if (!slotRuns.empty() &&
+               slotRuns.back().first + slotRuns.back().second.size() == address) {
+      slotRuns.back().second.insert(slotRuns.back().second.end(), bytes.begin(), bytes.end());
+    } else {
+      slotRuns.emplace_back(address, std::move(bytes));
+    }
+  }
+  for (const auto& [address, bytes] : slotRuns) t.task.writeForced(address, bytes.data(), bytes.size());
+  if (lo < hi) t.task.writeForced(lo, code.data() + (lo - from), hi - lo);
+}
+
+// An rdtsc ran at `site` (answered by the shim, or trapped): later
+// processes mapping its file get it patched ahead.
+void RecordSession::noteRdtscRan(RecordTask& t, uint64_t site) {
+  if (!t.sysbuf) return;
+  uint64_t start = 0;
+  if (const SysbufSpace::Code* code = t.sysbuf->codeAt(site, &start))
+    hotRdtsc_[code->file].insert(site - start + code->offset);
 }
 
 // Maps the task's time log (its process's first time syscall, or rdtsc

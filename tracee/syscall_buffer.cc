@@ -463,7 +463,8 @@ std::optional<SysbufPatch> planRdtscPatch(Task& task, SysbufSpace& space, uint64
 }
 
 void applyPatch(Task& task, SysbufSpace& space, const SysbufPatch& patch, StraySignals& strays,
-                bool replaying, bool ud2Fallback, std::span<const uint8_t> known) {
+                bool replaying, bool ud2Fallback, std::span<const uint8_t> known,
+                CodeWrites* deferred) {
   const int failure = replaying ? kExitDivergence : kExitInternal;
   uint8_t code[64] = {};
   size_t length = 0;
@@ -530,12 +531,18 @@ void applyPatch(Task& task, SysbufSpace& space, const SysbufPatch& patch, StrayS
     slot = slotCode(patch.slot, patch.site,
                     std::span<const uint8_t>(code + 2, displacedLength(code, length)));
   }
-  task.writeForced(patch.slot, slot.data(), slot.size());
+  if (deferred)
+    deferred->emplace_back(patch.slot, std::move(slot));
+  else
+    task.writeForced(patch.slot, slot.data(), slot.size());
   page->slots += slots;
   std::vector<uint8_t> jump = {0xe9};
   put32(jump, static_cast<int64_t>(patch.slot) - static_cast<int64_t>(patch.site + 5));
   while (jump.size() < length) jump.push_back(0xcc);  // never reached
-  task.writeForced(patch.site, jump.data(), jump.size());
+  if (deferred)
+    deferred->emplace_back(patch.site, std::move(jump));
+  else
+    task.writeForced(patch.site, jump.data(), jump.size());
   space.patched.insert(patch.site);
   // The task is at the syscall's exit: it goes on with the displaced cmp.
   moveOutOfSite(task, patch);

@@ -189,8 +189,14 @@ bool setsNumberBefore(const uint8_t (&code)[kSetsNumberWindow], long nr);
 // An rdtsc patch's fallback is the instruction itself where RDTSC traps,
 // UD2 where rec patches RDTSC (`ud2Fallback`, tracee/rdtsc_sites.h).
 // `code`: the bytes at an rdtsc site when the caller has them (else read).
+// `deferred`: the slot's and the site's bytes are appended there (address,
+// bytes) for the caller to write, several patches' at once, instead of
+// written now (each write of code through /proc/PID/mem costs a page walk,
+// the first one on a page a copy of it).
+using CodeWrites = std::vector<std::pair<uint64_t, std::vector<uint8_t>>>;
 void applyPatch(Task& task, SysbufSpace& space, const SysbufPatch& patch, StraySignals& strays,
-                bool replaying, bool ud2Fallback = false, std::span<const uint8_t> code = {});
+                bool replaying, bool ud2Fallback = false, std::span<const uint8_t> code = {},
+                CodeWrites* deferred = nullptr);
 
 // The state of a task created with `flags` by `parent`: a thread or vfork
 // child shares the space; a fork's child starts with the buffer off (its

@@ -288,6 +288,9 @@ struct RdtscEvent {
   # log's entry; `ip` is the site, no registers): replay queues it in the
   # task's log like the shim's other answers.
   inLog @7 :Bool;
+  # A trap at a patched site's fallback in a process without a time log (a
+  # fork's child): rec mapped it the log at this trap; replay does too.
+  startsTimeLog @8 :Bool;
 }
 
 struct ExitEvent {

@@ -378,15 +378,26 @@ bool RecordSession::emulateRdtsc(RecordTask& t) {
     }
   }
   if (!rdtsc && !rdtscp) return false;
+  bool startsLog = false;
   {
     // the site that ran: here, or the one whose slot's fallback this is
     static constexpr uint8_t kSlotStart[7] = {0x48, 0x8d, 0x64, 0x24, 0x80, 0xff, 0x15};
     uint8_t slot[sizeof kSlotStart] = {};
     uint64_t site = atTrap.rip;
-    if (t.task.read(atTrap.rip - REC_RDTSC_SLOT_FALLBACK, slot, sizeof slot) == sizeof slot &&
-        std::memcmp(slot, kSlotStart, sizeof slot) == 0)
+    const bool inSlot =
+        t.task.read(atTrap.rip - REC_RDTSC_SLOT_FALLBACK, slot, sizeof slot) == sizeof slot &&
+        std::memcmp(slot, kSlotStart, sizeof slot) == 0;
+    if (inSlot)
       t.task.read(atTrap.rip - REC_RDTSC_SLOT_FALLBACK + REC_RDTSC_SLOT_SITE, &site, sizeof site);
     noteRdtscRan(t, site);
+    // A patched site's fallback in a process with no log yet (a fork's
+    // child): its log now, so that its next rdtscs there cost no stop.
+    if (inSlot && timeShim_ && t.timeSpace && !t.timeSpace->log && !t.timeSpace->disabled &&
+        t.tscMode != PR_TSC_SIGSEGV) {
+      StraySignals strays;
+      startsLog = startTimeLog(t, *t.timeSpace, strays);
+      absorbStrays(t, strays);
+    }
   }
   const bool restores = t.signalMask && (*t.signalMask & signalBit(trapSignal()));
   if (restores) {
@@ -408,6 +419,7 @@ bool RecordSession::emulateRdtsc(RecordTask& t) {
   e.setIsRdtscp(rdtscp);
   e.setIp(atTrap.rip);
   e.initRegisters().setRaw(asData(atTrap));
+  e.setStartsTimeLog(startsLog);
   if (restores) {
     e.setReblockTrapSignal(true);
     if (t.blockedTrapAction.size() == kKernelSigactionSize)

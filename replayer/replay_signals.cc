@@ -303,6 +303,17 @@ void ReplaySession::onRdtsc(ReplayTask& t, schema::RdtscEvent::Reader e) {
     restoreForcedSignal(t.task, stop.signal,
                         std::as_bytes(std::span(action.begin(), action.size())), strays);
   }
+  if (e.getStartsTimeLog()) {
+    // the recording mapped this process its time log at this trap
+    if (!t.timeSpace || t.timeSpace->log)
+      throw RecError(kExitBadTrace,
+                     fmt::format("rec: event #{} starts a time log where there cannot be one",
+                                 eventIndex_));
+    StraySignals strays;  // replay's own signals: the recording's come from the trace
+    if (!time_shim::startLog(t.task, *t.timeSpace, REC_SHIM_REPLAY, strays))
+      throw RecError(kExitUnsupported,
+                     fmt::format("rec: cannot map the time shim's log in task {}", t.task.tid()));
+  }
   Registers& r = t.task.mutableRegs();
   r.raw().rax = e.getValue() & 0xffffffff;
   r.raw().rdx = e.getValue() >> 32;

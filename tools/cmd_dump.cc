@@ -159,7 +159,10 @@ std::string eventText(schema::Event::Reader e) {
     case schema::Event::RDTSC: {
       auto r = e.getRdtsc();
       // (answered by the time shim at a patched site: no stop)
-      const std::string shim = r.getInLog() ? fmt::format(" [site {:#x}, time shim, no stop]", r.getIp()) : "";
+      const std::string shim =
+          r.getInLog() ? fmt::format(" [site {:#x}, time shim, no stop]", r.getIp())
+          : r.getStartsTimeLog() ? " [time shim on]"
+                                 : "";
       if (r.getIsRdtscp())
         return "rdtscp = " + hex(r.getValue()) + ", aux " + hex(r.getAux()) + shim;
       return "rdtsc = " + hex(r.getValue()) + shim;

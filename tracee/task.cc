@@ -5,6 +5,7 @@
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -115,6 +116,10 @@ void Registers::setSyscallArgs(const std::array<uint64_t, 6>& args) {
 
 Task::Task(pid_t tid, pid_t tgid) : tid_(tid), tgid_(tgid) {}
 
+Task::~Task() {
+  dropStatFd();
+}
+
 Stop Task::wait() {
   int status = 0;
   for (;;) {
@@ -152,17 +157,46 @@ std::optional<Stop> Task::poll() {
   return decodeStop(status);
 }
 
-char Task::kernelState() const {
+namespace {
+// Tasks whose /proc/TID/stat rec keeps open (kernelState): bounded, so that
+// a program with thousands of threads does not use up rec's fds.
+int gOpenStatFds = 0;
+constexpr int kMaxOpenStatFds = 128;
+}  // namespace
+
+char Task::kernelState() {
+  // The file stays open: a blocking syscall asks this at each call (the pipe
+  // ping-pong: twice a round), and a pread at offset 0 regenerates it, so
+  // open and close need not be paid each time. A failed read (the task
+  // gone) drops it, and so does a new id (setTid).
   char buf[512];
-  ScopedFd fd(::open(fmt::format("/proc/{}/stat", tid_).c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return 0;
-  ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
-  if (n <= 0) return 0;
+  ScopedFd once;
+  int fd = statFd_.get();
+  if (fd < 0) {
+    once.reset(::open(fmt::format("/proc/{}/stat", tid_).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!once.valid()) return 0;
+    fd = once.get();
+    if (gOpenStatFds < kMaxOpenStatFds) {
+      statFd_ = std::move(once);
+      ++gOpenStatFds;
+    }
+  }
+  ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+  if (n <= 0) {
+    dropStatFd();
+    return 0;
+  }
   buf[n] = 0;
   // "pid (comm) S ...": comm may hold spaces and parentheses; the state
   // follows the last ')'.
   const char* close = std::strrchr(buf, ')');
   return close && close[1] == ' ' ? close[2] : 0;
+}
+
+void Task::dropStatFd() {
+  if (!statFd_.valid()) return;
+  statFd_.reset();
+  --gOpenStatFds;
 }
 
 const Registers& Task::regs() {

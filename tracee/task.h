@@ -84,12 +84,16 @@ class Registers {
 class Task : public sys::MemoryReader {
  public:
   Task(pid_t tid, pid_t tgid);
+  ~Task();
   Task(const Task&) = delete;
   Task& operator=(const Task&) = delete;
 
   pid_t tid() const { return tid_; }
   // execve from a non-leader thread gives it the leader's id.
-  void setTid(pid_t tid) { tid_ = tid; }
+  void setTid(pid_t tid) {
+    tid_ = tid;
+    dropStatFd();
+  }
   pid_t tgid() const { return tgid_; }
   void setTgid(pid_t tgid) { tgid_ = tgid; }
 
@@ -102,7 +106,7 @@ class Task : public sys::MemoryReader {
   // The scheduler state the kernel shows in /proc/TID/stat: 'R' running,
   // 'S'/'D' asleep (in a syscall that waits), 't' in a ptrace stop, ...;
   // 0 when the task is gone.
-  char kernelState() const;
+  char kernelState();
   // Called when a stop for this task was collected elsewhere (waitpid(-1)).
   void noteStopped();
 
@@ -149,6 +153,7 @@ class Task : public sys::MemoryReader {
   bool regsValid_ = false;
   bool regsDirty_ = false;
   ScopedFd memFd_;
+  ScopedFd statFd_;  // /proc/TID/stat, kept open for kernelState()
   // A single-step over `pushf` pushes the trap flag the step itself set; the
   // program would pop it later and trap on its own (Go's asyncPreempt does
   // pushfq ... popfq). Where that word lands and how wide it is, until the
@@ -160,6 +165,7 @@ class Task : public sys::MemoryReader {
   };
   std::optional<PushfStep> pushfStep_;
   void notePushfStep();
+  void dropStatFd();
   void clearPushedTrapFlag();
 };
 

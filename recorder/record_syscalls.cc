@@ -814,12 +814,15 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
   // paths for such calls, applyRlimit, need no patch).
   if (!sys::bufferRuleAllows(*t.row, t.args)) return;
   const uint64_t site = regs.ip() - 2;
+  // The traced fallback in rec's own image (a call the buffer turned down)
+  // is never a site to patch: known without reading its code.
+  if (time_shim::inShimCode(site)) return;
   // Only a site that makes this one syscall (`mov $nr,%eax` or `xor
   // %eax,%eax` just before it): a task in another syscall there, which rec
-  // would not know of (an untraced one), could return into the patch.
-  uint8_t before[sysbuf::kSetsNumberWindow] = {};
-  if (t.task.read(site - sizeof before, before, sizeof before) != sizeof before) return;
-  if (!sysbuf::setsNumberBefore(before, t.nr)) return;
+  // would not know of (an untraced one), could return into the patch. The
+  // code before the site and at it is read at once.
+  const sysbuf::SiteCode code = sysbuf::readSite(t.task, site);
+  if (!code.beforeRead || !sysbuf::setsNumberBefore(code.before, t.nr)) return;
   std::vector<uint64_t> busy;
   try {
     for (auto& [tid, u] : tasks_) {
@@ -844,7 +847,7 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
   } catch (const RecError&) {
     return;  // one was killed meanwhile (a group exit): its ip is unknown
   }
-  auto patch = sysbuf::planPatch(t.task, *t.sysbuf, site, busy);
+  auto patch = sysbuf::planPatch(t.task, *t.sysbuf, site, code, busy);
   if (!patch) return;
   std::optional<bool> starts = applySitePatch(t, *t.sysbuf, *patch);
   if (!starts) return;
@@ -896,11 +899,9 @@ void RecordSession::prepatchMapping(RecordTask& t, SysbufSpace& space, const std
     const uint64_t site = start + (at - offset);
     const sys::SyscallRow* row = sys::findSyscall(nr);
     if (!row || !(row->flags & sys::kBuffered)) continue;
-    uint8_t before[sysbuf::kSetsNumberWindow] = {};
-    if (t.task.read(site - sizeof before, before, sizeof before) != sizeof before ||
-        !sysbuf::setsNumberBefore(before, nr))
-      continue;
-    auto patch = sysbuf::planPatch(t.task, space, site, {});
+    const sysbuf::SiteCode code = sysbuf::readSite(t.task, site);
+    if (!code.beforeRead || !sysbuf::setsNumberBefore(code.before, nr)) continue;
+    auto patch = sysbuf::planPatch(t.task, space, site, code, {});
     if (!patch) continue;
     std::optional<bool> starts = applySitePatch(t, space, *patch);
     if (!starts) return;

@@ -549,7 +549,7 @@ SysbufPatch ReplaySession::replayPatch(ReplayTask& t, schema::BufferPatch::Reade
   if (p.getStartsBuffer() && !sysbuf::start(t.task, *t.sysbuf, REC_SHIM_REPLAY, strays))
     throw RecError(kExitUnsupported,
                    fmt::format("rec: cannot map the syscall buffer in task {}", t.task.tid()));
-  const SysbufPatch patch{p.getSite(), p.getSlot(), p.getNewPage()};
+  const SysbufPatch patch{p.getSite(), p.getSlot(), p.getNewPage(), std::nullopt};
   sysbuf::applyPatch(t.task, *t.sysbuf, patch, strays, true);
   return patch;
 }

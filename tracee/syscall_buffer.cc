@@ -390,12 +390,25 @@ void setWatchedFiles(SysbufSpace& space, std::span<const FileId> files) {
   ++h.fd_gen;  // the fd classes remember which files are watched
 }
 
+SiteCode readSite(Task& task, uint64_t site) {
+  SiteCode out;
+  uint8_t bytes[kSetsNumberWindow + sizeof out.at] = {};
+  const size_t got = task.read(site - kSetsNumberWindow, bytes, sizeof bytes);
+  out.beforeRead = got >= kSetsNumberWindow;
+  if (!out.beforeRead) return out;
+  std::memcpy(out.before, bytes, kSetsNumberWindow);
+  out.atRead = got - kSetsNumberWindow;
+  std::memcpy(out.at.data(), bytes + kSetsNumberWindow, out.atRead);
+  return out;
+}
+
 std::optional<SysbufPatch> planPatch(Task& task, SysbufSpace& space, uint64_t site,
-                                     std::span<const uint64_t> busyIps) {
+                                     const SiteCode& code, std::span<const uint64_t> busyIps) {
+  static_assert(sizeof code.at == kPatchRead);
   if (space.disabled || space.patched.count(site)) return std::nullopt;
-  uint8_t code[kPatchRead] = {};  // (a site near the end of its mapping: 8 bytes do)
-  if (task.read(site, code, sizeof code) < kPatchSize) return std::nullopt;
-  const size_t length = patchLength(code, site);
+  // (a site near the end of its mapping: 8 bytes do)
+  if (code.atRead < kPatchSize) return std::nullopt;
+  const size_t length = patchLength(code.at.data(), site);
   if (!length) return std::nullopt;
   // A task that would return into the replaced bytes (after the syscall, or
   // from a signal handler that interrupted it there) would run half a jump.
@@ -406,18 +419,23 @@ std::optional<SysbufPatch> planPatch(Task& task, SysbufSpace& space, uint64_t si
     return std::nullopt;
   for (const SysbufSpace::Page& page : space.pages)
     if (page.slots < kSlotsPerPage && near(page.address, site))
-      return SysbufPatch{site, page.address + kSlotsOffset + page.slots * kSlotSize, 0};
+      return SysbufPatch{site, page.address + kSlotsOffset + page.slots * kSlotSize, 0, code.at};
   auto page = freePageNear(task.tid(), site);
   if (!page) return std::nullopt;
-  return SysbufPatch{site, *page + kSlotsOffset, *page};
+  return SysbufPatch{site, *page + kSlotsOffset, *page, code.at};
 }
 
 void applyPatch(Task& task, SysbufSpace& space, const SysbufPatch& patch, StraySignals& strays,
                 bool replaying) {
   const int failure = replaying ? kExitDivergence : kExitInternal;
   uint8_t code[kPatchRead] = {};
-  const size_t length =
-      task.read(patch.site, code, sizeof code) >= kPatchSize ? patchLength(code, patch.site) : 0;
+  size_t length = 0;
+  if (patch.code && !replaying) {
+    std::memcpy(code, patch.code->data(), sizeof code);
+    length = patchLength(code, patch.site);
+  } else if (task.read(patch.site, code, sizeof code) >= kPatchSize) {
+    length = patchLength(code, patch.site);
+  }
   if (!length)
     throw RecError(failure, fmt::format("rec: {}: no syscall site to patch at {:#x}",
                                         modeName(replaying), patch.site));

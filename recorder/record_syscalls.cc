@@ -565,11 +565,28 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
         sharedFiles_.watch(*file);
         updateBufferDenials();
       }
-      ScopedFd contents(::open(fdPath.c_str(), O_RDONLY | O_CLOEXEC));
-      if (!contents.valid()) throwErrno(kExitIoError, fmt::format("cannot open {}", path));
+      // A private mapping of a file an mmap stored whole before, unchanged
+      // since: its hash, as storeFd would find it.
+      auto keyOf = [](const struct stat& st) {
+        return std::make_tuple(static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+                               static_cast<int64_t>(st.st_size),
+                               static_cast<int64_t>(st.st_mtim.tv_sec),
+                               static_cast<int64_t>(st.st_mtim.tv_nsec));
+      };
+      std::optional<format::BlobHash> known;
+      struct stat st;
+      if (!file && ::stat(fdPath.c_str(), &st) == 0 && mappedWhole_.contains(keyOf(st)))
+        known = blobs_->known(st);
+      ScopedFd contents;
+      if (!known) {
+        contents.reset(::open(fdPath.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!contents.valid() || ::fstat(contents.get(), &st) != 0)
+          throwErrno(kExitIoError, fmt::format("cannot open {}", path));
+      }
       // A huge or sparse file (a 1 TiB memfd, a file with a 100 GiB hole)
       // is stored as its data extents: never read whole into rec's memory.
-      if (BlobStore::wantsSparse(contents.get(), file ? kWholeSharedFileLimit : kWholeFileLimit)) {
+      if (!known && BlobStore::wantsSparse(contents.get(), st,
+                                           file ? kWholeSharedFileLimit : kWholeFileLimit)) {
         BlobStore::Sparse sparse = blobs_->storeSparse(contents.get(), path);
         auto out = m.initSparse();
         out.setSize(sparse.size);
@@ -581,7 +598,9 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
         }
         break;  // no rdtsc patching: finding the sites would read the whole file
       }
-      format::BlobHash hash = blobs_->storeFd(contents.get(), path, file.has_value());
+      format::BlobHash hash =
+          known ? *known : blobs_->storeFd(contents.get(), path, file.has_value());
+      if (!known && !file && S_ISREG(st.st_mode)) mappedWhole_.insert(keyOf(st));
       auto bytes = hash.bytes();
       m.setBlobHash(asData(bytes.data(), bytes.size()));
       if (result >= 0)

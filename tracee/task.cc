@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -220,7 +221,16 @@ void Task::setRegs(const Registers& regs) {
   regsDirty_ = true;
 }
 
+void Task::knowCodeAt(uint64_t ip, std::span<const uint8_t> code) {
+  KnownCode known;
+  known.ip = ip;
+  known.size = std::min(code.size(), known.bytes.size());
+  std::copy_n(code.begin(), known.size, known.bytes.begin());
+  knownCode_ = known;
+}
+
 void Task::noteStopped() {
+  knownCode_.reset();
   regsValid_ = false;
   regsDirty_ = false;
   if (pushfStep_) clearPushedTrapFlag();
@@ -232,7 +242,14 @@ void Task::notePushfStep() {
   constexpr uint64_t kTrapFlag = 0x100;
   if (r.raw().eflags & kTrapFlag) return;  // the program's own: leave it
   uint8_t code[3] = {};
-  if (read(r.ip(), code, sizeof code) < 2) return;
+  size_t got = 0;
+  if (knownCode_ && knownCode_->ip == r.ip()) {
+    got = knownCode_->size;
+    std::copy_n(knownCode_->bytes.begin(), got, code);
+  } else {
+    got = read(r.ip(), code, sizeof code);
+  }
+  if (got < 2) return;
   unsigned at = code[0] == 0x66 || code[0] == 0x48 ? 1 : 0;
   if (code[at] != 0x9c) return;
   unsigned width = code[0] == 0x66 ? 2 : 8;
@@ -254,6 +271,7 @@ void Task::clearPushedTrapFlag() {
 
 void Task::resume(Resume how, int signal) {
   if (how == Resume::Step) notePushfStep();
+  knownCode_.reset();
   if (regsDirty_) {
     regsDirty_ = false;
     if (::ptrace(PTRACE_SETREGS, tid_, nullptr, &regs_.raw()) != 0) {
@@ -360,12 +378,14 @@ void Task::resetMemory() {
 }
 
 bool Task::writeAsTask(uint64_t addr, const void* buf, size_t len) {
+  knownCode_.reset();
   iovec local{const_cast<void*>(buf), len};
   iovec remote{reinterpret_cast<void*>(addr), len};
   return ::process_vm_writev(tid_, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(len);
 }
 
 void Task::write(uint64_t addr, const void* buf, size_t len) {
+  knownCode_.reset();
   if (len == 0) return;
   iovec local{const_cast<void*>(buf), len};
   iovec remote{reinterpret_cast<void*>(addr), len};
@@ -375,6 +395,7 @@ void Task::write(uint64_t addr, const void* buf, size_t len) {
 }
 
 void Task::writeForced(uint64_t addr, const void* buf, size_t len) {
+  knownCode_.reset();
   // /proc/pid/mem writes with FOLL_FORCE, as a debugger does.
   if (!memFd_.valid()) {
     memFd_.reset(::open(fmt::format("/proc/{}/mem", tid_).c_str(), O_RDWR | O_CLOEXEC));

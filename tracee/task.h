@@ -114,6 +114,11 @@ class Task : public sys::MemoryReader {
   Registers& mutableRegs();  // marks registers dirty; written back on resume
   void setRegs(const Registers& regs);
 
+  // The code at `ip` as the caller just read it in this stop: a single
+  // step from there (resume(Step) looks for `pushf`) need not read it
+  // again. Forgotten at the next stop, resume, or write to the task.
+  void knowCodeAt(uint64_t ip, std::span<const uint8_t> code);
+
   enum class Resume { Cont, Syscall, Step };  // Step: PTRACE_SINGLESTEP (one instruction)
   // Writes back dirty registers and resumes, delivering `signal` (0: none).
   void resume(Resume how, int signal = 0);
@@ -164,6 +169,12 @@ class Task : public sys::MemoryReader {
     unsigned width = 0;
   };
   std::optional<PushfStep> pushfStep_;
+  struct KnownCode {
+    uint64_t ip = 0;
+    std::array<uint8_t, 3> bytes{};
+    size_t size = 0;
+  };
+  std::optional<KnownCode> knownCode_;  // knowCodeAt(), until the stop ends
   void notePushfStep();
   void dropStatFd();
   void clearPushedTrapFlag();

@@ -566,12 +566,15 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
         updateBufferDenials();
       }
       // A private mapping of a file an mmap stored whole before, unchanged
-      // since: its hash, as storeFd would find it.
+      // since: its hash, as storeFd would find it. (ctime too: a chmod that
+      // would now make rec's open fail is not hidden by the shortcut.)
       auto keyOf = [](const struct stat& st) {
         return std::make_tuple(static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
                                static_cast<int64_t>(st.st_size),
                                static_cast<int64_t>(st.st_mtim.tv_sec),
-                               static_cast<int64_t>(st.st_mtim.tv_nsec));
+                               static_cast<int64_t>(st.st_mtim.tv_nsec),
+                               static_cast<int64_t>(st.st_ctim.tv_sec),
+                               static_cast<int64_t>(st.st_ctim.tv_nsec));
       };
       std::optional<format::BlobHash> known;
       struct stat st;

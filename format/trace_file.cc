@@ -359,6 +359,7 @@ struct IndexEntry {
   uint32_t kind;
   uint64_t firstEvent;
   uint32_t eventCount;
+  BlobHash blob;  // kKindBlob
 };
 
 // Writes all of buf with one write(2) call in the normal case; loops only on
@@ -538,6 +539,10 @@ class TraceWriterImpl final : public TraceWriter {
         e.setKind(static_cast<uint8_t>(index_[i].kind));
         e.setFirstEvent(index_[i].firstEvent);
         e.setEventCount(index_[i].eventCount);
+        if (index_[i].kind == kKindBlob) {
+          auto hash = index_[i].blob.bytes();
+          e.setBlobHash(kj::arrayPtr(reinterpret_cast<const kj::byte*>(hash.data()), 16));
+        }
       }
     }
     VectorSink sink(chunk.raw);
@@ -685,7 +690,7 @@ class TraceWriterImpl final : public TraceWriter {
     if (chunk.framed) {
       if (copyFramedIfIntact(*chunk.framed)) {
         std::lock_guard guard(indexMu_);
-        index_.push_back(IndexEntry{offset_, chunk.kind, 0, 0});
+        index_.push_back(IndexEntry{offset_, chunk.kind, 0, 0, chunk.blob});
         offset_ += chunk.framed->size;
       } else {
         writeChunk(blobChunkFromOriginal(*chunk.framed));
@@ -733,7 +738,7 @@ class TraceWriterImpl final : public TraceWriter {
     std::memcpy(buffer_.data(), &h, kChunkHeaderSize);
     writeAll(fd_.get(), buffer_.data(), kChunkHeaderSize + n, path_);
     IndexEntry entry{offset_, chunk.kind, chunk.kind == kKindEvents ? chunk.firstEvent : 0,
-                     chunk.kind == kKindEvents ? chunk.messageCount : 0};
+                     chunk.kind == kKindEvents ? chunk.messageCount : 0, chunk.blob};
     offset_ += kChunkHeaderSize + n;
     if (chunk.kind == kKindBlob && options_.onBlobWritten)
       options_.onBlobWritten(chunk.blob, std::span(buffer_.data(), kChunkHeaderSize + n));
@@ -952,6 +957,7 @@ class TraceReaderImpl final : public TraceReader {
   void verifyPayload(const ChunkInfo& c);
   void decode(const ChunkInfo& c, kj::Array<capnp::word>& out);
   BlobHash peekBlobHash(const ChunkInfo& c);
+  void indexBlobs(const std::vector<ChunkInfo>& chunks);
   void loadEventChunk(size_t i);
 
   std::string name_;
@@ -1021,7 +1027,7 @@ void TraceReaderImpl::decode(const ChunkInfo& c, kj::Array<capnp::word>& out) {
   source_->readAt(c.offset + kChunkHeaderSize, compressed.data(), compressed.size());
 #ifndef REC_FORMAT_FUZZING
   if (XXH3_64bits(compressed.data(), compressed.size()) != c.h.payloadHash) {
-    fail(c, "checksum mismatch (file changed since it was opened?)");
+    fail(c, "checksum mismatch");
   }
 #endif
   if (ZSTD_findFrameCompressedSize(compressed.data(), compressed.size()) != compressed.size()) {
@@ -1106,6 +1112,7 @@ void TraceReaderImpl::scan() {
   uint64_t off = kFileHeaderSize;
   uint64_t number = 0;
   bool sawFooter = false;
+  std::vector<ChunkInfo> blobChunks;
   for (;; ++number) {
     if (off == size) break;
     ChunkInfo c;
@@ -1153,7 +1160,9 @@ void TraceReaderImpl::scan() {
       cutShort();
       break;
     }
-    verifyPayload(c);
+    // Its payload is checked where it is first read (decode()): a replay
+    // reads only the events and the few blobs it needs, not every file's
+    // contents at open.
     stats_.chunkCount++;
     stats_.compressedBytes += c.h.compressedSize;
     stats_.uncompressedBytes += c.h.uncompressedSize;
@@ -1174,14 +1183,9 @@ void TraceReaderImpl::scan() {
         stats_.eventCount += c.h.messageCount;
         eventChunks_.push_back(c);
         break;
-      case kKindBlob: {
-        BlobHash hash = peekBlobHash(c);
-        if (blobs_.emplace(hash, c).second) {
-          stats_.blobCount++;
-          stats_.blobBytes += c.h.uncompressedSize;
-        }
+      case kKindBlob:
+        blobChunks.push_back(c);
         break;
-      }
       case kKindFooter:
         decode(c, footerWords_);
         try {
@@ -1208,6 +1212,43 @@ void TraceReaderImpl::scan() {
   if (!sawFooter && cutShortReason_.empty()) {
     cutShortReason_ = "recording did not finish (no footer after chunk " +
                       std::to_string(number - 1) + ", at byte " + std::to_string(size) + ")";
+  }
+  indexBlobs(blobChunks);
+}
+
+// The blobs' hashes: from the footer's index when it lists one for every
+// blob chunk (readBlob() then checks the chunk and that its contents have
+// that hash); else, from a trace cut short or written before the index held
+// them, each chunk is checked now and the start of its payload decoded.
+void TraceReaderImpl::indexBlobs(const std::vector<ChunkInfo>& chunks) {
+  std::unordered_map<uint64_t, BlobHash> listed;  // by chunk offset
+  if (footerMessage_) {
+    for (auto e : footerRoot_.getChunks()) {
+      if (e.getKind() != kKindBlob) continue;
+      auto hash = e.getBlobHash();
+      if (hash.size() != 16) {
+        listed.clear();
+        break;
+      }
+      listed[e.getOffset()] =
+          BlobHash::fromBytes(std::span(reinterpret_cast<const std::byte*>(hash.begin()), 16));
+    }
+  }
+  bool useListed = listed.size() == chunks.size() &&
+                   std::all_of(chunks.begin(), chunks.end(),
+                               [&](const ChunkInfo& c) { return listed.count(c.offset) != 0; });
+  for (const ChunkInfo& c : chunks) {
+    BlobHash hash;
+    if (useListed) {
+      hash = listed.at(c.offset);
+    } else {
+      verifyPayload(c);
+      hash = peekBlobHash(c);
+    }
+    if (blobs_.emplace(hash, c).second) {
+      stats_.blobCount++;
+      stats_.blobBytes += c.h.uncompressedSize;
+    }
   }
 }
 

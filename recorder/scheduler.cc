@@ -15,6 +15,10 @@ namespace rec {
 namespace {
 // A task that keeps making non-blocking syscalls yields to others after this long.
 constexpr auto kTimeslice = std::chrono::milliseconds(20);
+// A task whose timeslice is up is first asked to stop at its next buffered
+// syscall (a free switch point) and given this long to reach one before it is
+// interrupted in user code (which costs a point: record_signals.cc).
+constexpr auto kSwitchGrace = std::chrono::milliseconds(10);
 // Chaos: how often a syscall becomes a switch point.
 constexpr double kChaosSwitchProbability = 0.3;
 // The scheduler's clock (see TickTimer).
@@ -160,7 +164,18 @@ void Scheduler::maybePreempt() {
   if (!t || t->state() != RecordTask::State::Running ||
       t->expecting(RecordTask::Expect::InterruptStop) || ready_.empty())
     return;
-  if (Clock::now() - t->sliceStart < timeslice_) return;
+  auto ran = Clock::now() - t->sliceStart;
+  if (ran < timeslice_) return;
+  // A switch at a syscall costs nothing: replay parks the task there. One
+  // in user code costs a point: rec single-steps the task for hundreds to
+  // thousands of instructions to find one replay can recognise (a make -j2
+  // recording took 1.45 s instead of 0.30 s with 5 of them), and replay
+  // stops there too. So a task making buffered calls is first asked to make
+  // the next one traced. Chaos keeps preempting anywhere: switches inside
+  // user code are what shake out races between threads.
+  if (!chaos_.enabled && ran < timeslice_ + kSwitchGrace && t->sysbuf &&
+      sysbuf::stopAtNextCall(*t->sysbuf))
+    return;
   t->requestInterrupt();
 }
 

@@ -516,6 +516,14 @@ void drain(SysbufSpace& space, std::vector<std::byte>& pending) {
   h.limit = static_cast<uint32_t>(std::min<size_t>(REC_SYSBUF_CAPACITY, space.drained + room));
 }
 
+bool stopAtNextCall(SysbufSpace& space) {
+  if (space.disabled || !space.buffer) return false;
+  // The buffer code reads the limit once per call: a call already past that
+  // check completes buffered, the next one finds no room and is traced.
+  __atomic_store_n(&space.buffer->header().limit, 0u, __ATOMIC_RELAXED);
+  return true;
+}
+
 uint32_t unread(SysbufSpace& space) {
   if (!space.buffer) return 0;
   const rec_sysbuf_header& h = space.buffer->header();

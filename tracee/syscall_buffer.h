@@ -185,6 +185,13 @@ void disable(Task& task, SysbufSpace& space);
 // store `used`: the buffer is not emptied then.
 void drain(SysbufSpace& space, std::vector<std::byte>& pending);
 
+// Record, while the task runs: its next call that would go through the
+// buffer is made as a traced syscall instead (a stop), until the next
+// drain() sets the limit again. False when the task has no buffer. The
+// scheduler asks this before preempting a task in user code: a switch at a
+// syscall needs no point.
+bool stopAtNextCall(SysbufSpace& space);
+
 // One range of memory a buffered call wrote: `data` (nullptr: all zeros).
 struct SysbufWrite {
   uint64_t address = 0;

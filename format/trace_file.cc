@@ -510,9 +510,11 @@ class TraceWriterImpl final : public TraceWriter {
     if (cpu < 0 || !thread_.joinable()) return;
     cpu_set_t allowed;
     if (::pthread_getaffinity_np(thread_.native_handle(), sizeof allowed, &allowed) != 0) return;
-    CPU_CLR(cpu, &allowed);
-    if (CPU_COUNT(&allowed) == 0) return;
-    ::pthread_setaffinity_np(thread_.native_handle(), sizeof allowed, &allowed);
+    cpu_set_t others = allowed;
+    CPU_CLR(cpu, &others);
+    if (CPU_COUNT(&others) == 0) return;
+    if (::pthread_setaffinity_np(thread_.native_handle(), sizeof others, &others) == 0)
+      allowedBefore_ = allowed;
   }
 
   void flush() override {
@@ -524,35 +526,22 @@ class TraceWriterImpl final : public TraceWriter {
   }
 
   void finish(capnp::MessageBuilder& footer) override {
-    flush();
-    PendingChunk chunk;
-    chunk.kind = kKindFooter;
-    chunk.messageCount = 1;
-    {
-      std::lock_guard guard(indexMu_);
-      auto root = footer.getRoot<schema::Footer>();
-      root.setEventCount(eventCount_);
-      auto list = root.initChunks(static_cast<unsigned>(index_.size()));
-      for (size_t i = 0; i < index_.size(); ++i) {
-        auto e = list[static_cast<unsigned>(i)];
-        e.setOffset(index_[i].offset);
-        e.setKind(static_cast<uint8_t>(index_[i].kind));
-        e.setFirstEvent(index_[i].firstEvent);
-        e.setEventCount(index_[i].eventCount);
-        if (index_[i].kind == kKindBlob) {
-          auto hash = index_[i].blob.bytes();
-          e.setBlobHash(kj::arrayPtr(reinterpret_cast<const kj::byte*>(hash.data()), 16));
-        }
-      }
-    }
-    VectorSink sink(chunk.raw);
-    capnp::writeMessage(sink, footer);
+    // One hand-over: the background thread writes what is queued, then the
+    // footer (whose index needs every chunk's offset), and ends; this
+    // thread only waits for it, instead of a flush and a second round trip.
     {
       std::unique_lock lock(mu_);
-      enqueueLocked(lock, std::move(chunk));
+      throwIfFailed();
+      if (current_.messageCount > 0) sealLocked(lock);
+      footer_ = &footer;
       stop_ = true;
       workCv_.notify_all();
     }
+    // The program is gone, and with it the reason to keep the background
+    // thread off the tracer's CPU: under load the other CPU may be busy for
+    // milliseconds while this one idles in join().
+    if (allowedBefore_)
+      ::pthread_setaffinity_np(thread_.native_handle(), sizeof *allowedBefore_, &*allowedBefore_);
     thread_.join();
     finished_ = true;
     throwIfFailed();
@@ -633,7 +622,21 @@ class TraceWriterImpl final : public TraceWriter {
         drainedCv_.notify_all();
         continue;
       }
-      if (stop_) return;
+      if (stop_) {
+        if (footer_ && !error_) {
+          lock.unlock();
+          std::exception_ptr failure;
+          try {
+            writeFooter(*footer_);
+          } catch (...) {
+            failure = std::current_exception();
+          }
+          lock.lock();
+          if (failure) error_ = failure;
+        }
+        if (!idleBefore && !replaced_.empty()) ::unlink(replaced_.c_str());
+        return;
+      }
       if (!idleBefore) {
         // The first idle moment (the header is on disk): chores that need
         // not delay the program's start.
@@ -659,6 +662,33 @@ class TraceWriterImpl final : public TraceWriter {
         workCv_.wait(lock);
       }
     }
+  }
+
+  // The Footer chunk, last: its index lists every chunk written before it.
+  void writeFooter(capnp::MessageBuilder& footer) {
+    PendingChunk chunk;
+    chunk.kind = kKindFooter;
+    chunk.messageCount = 1;
+    {
+      std::lock_guard guard(indexMu_);
+      auto root = footer.getRoot<schema::Footer>();
+      root.setEventCount(eventCount_);
+      auto list = root.initChunks(static_cast<unsigned>(index_.size()));
+      for (size_t i = 0; i < index_.size(); ++i) {
+        auto e = list[static_cast<unsigned>(i)];
+        e.setOffset(index_[i].offset);
+        e.setKind(static_cast<uint8_t>(index_[i].kind));
+        e.setFirstEvent(index_[i].firstEvent);
+        e.setEventCount(index_[i].eventCount);
+        if (index_[i].kind == kKindBlob) {
+          auto hash = index_[i].blob.bytes();
+          e.setBlobHash(kj::arrayPtr(reinterpret_cast<const kj::byte*>(hash.data()), 16));
+        }
+      }
+    }
+    VectorSink sink(chunk.raw);
+    capnp::writeMessage(sink, footer);
+    writeChunk(chunk);
   }
 
   // Touches the compressor's tables and the output buffer once, while the
@@ -806,6 +836,8 @@ class TraceWriterImpl final : public TraceWriter {
   std::deque<PendingChunk> queue_;
   bool inFlight_ = false;
   bool stop_ = false;
+  capnp::MessageBuilder* footer_ = nullptr;  // set by finish(), with stop_
+  std::optional<cpu_set_t> allowedBefore_;   // the thread's CPUs before avoidCpu()
   std::exception_ptr error_;
 
   // Background thread only.

@@ -248,7 +248,9 @@ void ReplaySession::onExec(ReplayTask& t, schema::ExecEvent::Reader e) {
     throw RecError(kExitUnsupported, fmt::format("rec: cannot execute the recorded {} (error {})",
                                                  e.getFilename().cStr(), t.task.regs().result()));
   StraySignals strays;
-  installScratchPage(t.task, strays, timeShim_ || syscallBuffer_);
+  auto traced = reader_->header().getTracedSyscalls();
+  installScratchPage(t.task, strays, timeShim_ || syscallBuffer_,
+                     SYS_mmap / 8 < traced.size() && ((traced[SYS_mmap / 8] >> (SYS_mmap % 8)) & 1));
   t.timeSpace = std::make_shared<TimeShimSpace>();
   t.sysbuf = syscallBuffer_ ? std::make_shared<SysbufSpace>() : nullptr;
   remapExecFiles(t, e);

@@ -83,7 +83,7 @@ void ReplaySession::checkCpu() {
   for (auto l : c.getCpuidLeaves())
     recorded.leaves.push_back(
         {l.getLeaf(), l.getSubleaf(), l.getEax(), l.getEbx(), l.getEcx(), l.getEdx()});
-  auto diffs = cpuDifferences(recorded, describeThisCpu());
+  auto diffs = cpuDifferences(recorded, describeCpuFeatures());
   if (diffs.empty()) return;
   std::string list;
   for (const auto& d : diffs) list += (list.empty() ? "" : "; ") + d;

@@ -70,16 +70,21 @@ const CpuidAnswer* find(const std::vector<CpuidAnswer>& leaves, uint32_t leaf, u
   return nullptr;
 }
 
+// Leaf 0's vendor string (ebx, edx, ecx).
+std::string vendorOf(const CpuidAnswer& l0) {
+  char vendor[13] = {};
+  std::memcpy(vendor, &l0.ebx, 4);
+  std::memcpy(vendor + 4, &l0.edx, 4);
+  std::memcpy(vendor + 8, &l0.ecx, 4);
+  return vendor;
+}
+
 }  // namespace
 
 CpuDescription describeThisCpu() {
   CpuDescription d;
   CpuidAnswer l0 = query(0, 0);
-  char vendor[13] = {};
-  std::memcpy(vendor, &l0.ebx, 4);
-  std::memcpy(vendor + 4, &l0.edx, 4);
-  std::memcpy(vendor + 8, &l0.ecx, 4);
-  d.vendor = vendor;
+  d.vendor = vendorOf(l0);
   uint32_t maxLeaf = l0.eax;
   d.leaves.push_back(l0);
   for (uint32_t leaf = 1; leaf <= std::min<uint32_t>(maxLeaf, 0x1f); ++leaf) {
@@ -113,11 +118,7 @@ CpuDescription describeThisCpu() {
 CpuDescription describeCpuFeatures() {
   CpuDescription d;
   CpuidAnswer l0 = query(0, 0);
-  char vendor[13] = {};
-  std::memcpy(vendor, &l0.ebx, 4);
-  std::memcpy(vendor + 4, &l0.edx, 4);
-  std::memcpy(vendor + 8, &l0.ecx, 4);
-  d.vendor = vendor;
+  d.vendor = vendorOf(l0);
   d.leaves.push_back(l0);
   // The same leaves describeThisCpu() would have, so that absent ones
   // compare alike.

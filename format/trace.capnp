@@ -329,6 +329,8 @@ struct ChunkIndexEntry {
   kind @1 :UInt8;
   firstEvent @2 :UInt64;
   eventCount @3 :UInt32;
+  blobHash @4 :Data;     # blob chunks: the blob's hash (16 bytes), so that a
+                         # reader learns it without decompressing the chunk
 }
 
 struct Footer {

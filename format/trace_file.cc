@@ -359,6 +359,7 @@ struct IndexEntry {
   uint32_t kind;
   uint64_t firstEvent;
   uint32_t eventCount;
+  BlobHash blob;  // kKindBlob
 };
 
 // Writes all of buf with one write(2) call in the normal case; loops only on
@@ -509,9 +510,11 @@ class TraceWriterImpl final : public TraceWriter {
     if (cpu < 0 || !thread_.joinable()) return;
     cpu_set_t allowed;
     if (::pthread_getaffinity_np(thread_.native_handle(), sizeof allowed, &allowed) != 0) return;
-    CPU_CLR(cpu, &allowed);
-    if (CPU_COUNT(&allowed) == 0) return;
-    ::pthread_setaffinity_np(thread_.native_handle(), sizeof allowed, &allowed);
+    cpu_set_t others = allowed;
+    CPU_CLR(cpu, &others);
+    if (CPU_COUNT(&others) == 0) return;
+    if (::pthread_setaffinity_np(thread_.native_handle(), sizeof others, &others) == 0)
+      allowedBefore_ = allowed;
   }
 
   void flush() override {
@@ -523,31 +526,22 @@ class TraceWriterImpl final : public TraceWriter {
   }
 
   void finish(capnp::MessageBuilder& footer) override {
-    flush();
-    PendingChunk chunk;
-    chunk.kind = kKindFooter;
-    chunk.messageCount = 1;
-    {
-      std::lock_guard guard(indexMu_);
-      auto root = footer.getRoot<schema::Footer>();
-      root.setEventCount(eventCount_);
-      auto list = root.initChunks(static_cast<unsigned>(index_.size()));
-      for (size_t i = 0; i < index_.size(); ++i) {
-        auto e = list[static_cast<unsigned>(i)];
-        e.setOffset(index_[i].offset);
-        e.setKind(static_cast<uint8_t>(index_[i].kind));
-        e.setFirstEvent(index_[i].firstEvent);
-        e.setEventCount(index_[i].eventCount);
-      }
-    }
-    VectorSink sink(chunk.raw);
-    capnp::writeMessage(sink, footer);
+    // One hand-over: the background thread writes what is queued, then the
+    // footer (whose index needs every chunk's offset), and ends; this
+    // thread only waits for it, instead of a flush and a second round trip.
     {
       std::unique_lock lock(mu_);
-      enqueueLocked(lock, std::move(chunk));
+      throwIfFailed();
+      if (current_.messageCount > 0) sealLocked(lock);
+      footer_ = &footer;
       stop_ = true;
       workCv_.notify_all();
     }
+    // The program is gone, and with it the reason to keep the background
+    // thread off the tracer's CPU: under load the other CPU may be busy for
+    // milliseconds while this one idles in join().
+    if (allowedBefore_)
+      ::pthread_setaffinity_np(thread_.native_handle(), sizeof *allowedBefore_, &*allowedBefore_);
     thread_.join();
     finished_ = true;
     throwIfFailed();
@@ -628,7 +622,21 @@ class TraceWriterImpl final : public TraceWriter {
         drainedCv_.notify_all();
         continue;
       }
-      if (stop_) return;
+      if (stop_) {
+        if (footer_ && !error_) {
+          lock.unlock();
+          std::exception_ptr failure;
+          try {
+            writeFooter(*footer_);
+          } catch (...) {
+            failure = std::current_exception();
+          }
+          lock.lock();
+          if (failure) error_ = failure;
+        }
+        if (!idleBefore && !replaced_.empty()) ::unlink(replaced_.c_str());
+        return;
+      }
       if (!idleBefore) {
         // The first idle moment (the header is on disk): chores that need
         // not delay the program's start.
@@ -654,6 +662,33 @@ class TraceWriterImpl final : public TraceWriter {
         workCv_.wait(lock);
       }
     }
+  }
+
+  // The Footer chunk, last: its index lists every chunk written before it.
+  void writeFooter(capnp::MessageBuilder& footer) {
+    PendingChunk chunk;
+    chunk.kind = kKindFooter;
+    chunk.messageCount = 1;
+    {
+      std::lock_guard guard(indexMu_);
+      auto root = footer.getRoot<schema::Footer>();
+      root.setEventCount(eventCount_);
+      auto list = root.initChunks(static_cast<unsigned>(index_.size()));
+      for (size_t i = 0; i < index_.size(); ++i) {
+        auto e = list[static_cast<unsigned>(i)];
+        e.setOffset(index_[i].offset);
+        e.setKind(static_cast<uint8_t>(index_[i].kind));
+        e.setFirstEvent(index_[i].firstEvent);
+        e.setEventCount(index_[i].eventCount);
+        if (index_[i].kind == kKindBlob) {
+          auto hash = index_[i].blob.bytes();
+          e.setBlobHash(kj::arrayPtr(reinterpret_cast<const kj::byte*>(hash.data()), 16));
+        }
+      }
+    }
+    VectorSink sink(chunk.raw);
+    capnp::writeMessage(sink, footer);
+    writeChunk(chunk);
   }
 
   // Touches the compressor's tables and the output buffer once, while the
@@ -686,7 +721,7 @@ class TraceWriterImpl final : public TraceWriter {
     if (chunk.framed) {
       if (copyFramedIfIntact(*chunk.framed)) {
         std::lock_guard guard(indexMu_);
-        index_.push_back(IndexEntry{offset_, chunk.kind, 0, 0});
+        index_.push_back(IndexEntry{offset_, chunk.kind, 0, 0, chunk.blob});
         offset_ += chunk.framed->size;
       } else {
         writeChunk(blobChunkFromOriginal(*chunk.framed));
@@ -734,7 +769,7 @@ class TraceWriterImpl final : public TraceWriter {
     std::memcpy(buffer_.data(), &h, kChunkHeaderSize);
     writeAll(fd_.get(), buffer_.data(), kChunkHeaderSize + n, path_);
     IndexEntry entry{offset_, chunk.kind, chunk.kind == kKindEvents ? chunk.firstEvent : 0,
-                     chunk.kind == kKindEvents ? chunk.messageCount : 0};
+                     chunk.kind == kKindEvents ? chunk.messageCount : 0, chunk.blob};
     offset_ += kChunkHeaderSize + n;
     if (chunk.kind == kKindBlob && options_.onBlobWritten)
       options_.onBlobWritten(chunk.blob, std::span(buffer_.data(), kChunkHeaderSize + n));
@@ -801,6 +836,8 @@ class TraceWriterImpl final : public TraceWriter {
   std::deque<PendingChunk> queue_;
   bool inFlight_ = false;
   bool stop_ = false;
+  capnp::MessageBuilder* footer_ = nullptr;  // set by finish(), with stop_
+  std::optional<cpu_set_t> allowedBefore_;   // the thread's CPUs before avoidCpu()
   std::exception_ptr error_;
 
   // Background thread only.
@@ -953,6 +990,7 @@ class TraceReaderImpl final : public TraceReader {
   void verifyPayload(const ChunkInfo& c);
   void decode(const ChunkInfo& c, kj::Array<capnp::word>& out);
   BlobHash peekBlobHash(const ChunkInfo& c);
+  void indexBlobs(const std::vector<ChunkInfo>& chunks);
   void loadEventChunk(size_t i);
 
   std::string name_;
@@ -1022,7 +1060,7 @@ void TraceReaderImpl::decode(const ChunkInfo& c, kj::Array<capnp::word>& out) {
   source_->readAt(c.offset + kChunkHeaderSize, compressed.data(), compressed.size());
 #ifndef REC_FORMAT_FUZZING
   if (XXH3_64bits(compressed.data(), compressed.size()) != c.h.payloadHash) {
-    fail(c, "checksum mismatch (file changed since it was opened?)");
+    fail(c, "checksum mismatch");
   }
 #endif
   if (ZSTD_findFrameCompressedSize(compressed.data(), compressed.size()) != compressed.size()) {
@@ -1107,6 +1145,7 @@ void TraceReaderImpl::scan() {
   uint64_t off = kFileHeaderSize;
   uint64_t number = 0;
   bool sawFooter = false;
+  std::vector<ChunkInfo> blobChunks;
   for (;; ++number) {
     if (off == size) break;
     ChunkInfo c;
@@ -1154,7 +1193,9 @@ void TraceReaderImpl::scan() {
       cutShort();
       break;
     }
-    verifyPayload(c);
+    // Its payload is checked where it is first read (decode()): a replay
+    // reads only the events and the few blobs it needs, not every file's
+    // contents at open.
     stats_.chunkCount++;
     stats_.compressedBytes += c.h.compressedSize;
     stats_.uncompressedBytes += c.h.uncompressedSize;
@@ -1175,14 +1216,9 @@ void TraceReaderImpl::scan() {
         stats_.eventCount += c.h.messageCount;
         eventChunks_.push_back(c);
         break;
-      case kKindBlob: {
-        BlobHash hash = peekBlobHash(c);
-        if (blobs_.emplace(hash, c).second) {
-          stats_.blobCount++;
-          stats_.blobBytes += c.h.uncompressedSize;
-        }
+      case kKindBlob:
+        blobChunks.push_back(c);
         break;
-      }
       case kKindFooter:
         decode(c, footerWords_);
         try {
@@ -1209,6 +1245,43 @@ void TraceReaderImpl::scan() {
   if (!sawFooter && cutShortReason_.empty()) {
     cutShortReason_ = "recording did not finish (no footer after chunk " +
                       std::to_string(number - 1) + ", at byte " + std::to_string(size) + ")";
+  }
+  indexBlobs(blobChunks);
+}
+
+// The blobs' hashes: from the footer's index when it lists one for every
+// blob chunk (readBlob() then checks the chunk and that its contents have
+// that hash); else, from a trace cut short or written before the index held
+// them, each chunk is checked now and the start of its payload decoded.
+void TraceReaderImpl::indexBlobs(const std::vector<ChunkInfo>& chunks) {
+  std::unordered_map<uint64_t, BlobHash> listed;  // by chunk offset
+  if (footerMessage_) {
+    for (auto e : footerRoot_.getChunks()) {
+      if (e.getKind() != kKindBlob) continue;
+      auto hash = e.getBlobHash();
+      if (hash.size() != 16) {
+        listed.clear();
+        break;
+      }
+      listed[e.getOffset()] =
+          BlobHash::fromBytes(std::span(reinterpret_cast<const std::byte*>(hash.begin()), 16));
+    }
+  }
+  bool useListed = listed.size() == chunks.size() &&
+                   std::all_of(chunks.begin(), chunks.end(),
+                               [&](const ChunkInfo& c) { return listed.count(c.offset) != 0; });
+  for (const ChunkInfo& c : chunks) {
+    BlobHash hash;
+    if (useListed) {
+      hash = listed.at(c.offset);
+    } else {
+      verifyPayload(c);
+      hash = peekBlobHash(c);
+    }
+    if (blobs_.emplace(hash, c).second) {
+      stats_.blobCount++;
+      stats_.blobBytes += c.h.uncompressedSize;
+    }
   }
 }
 

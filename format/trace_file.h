@@ -149,13 +149,16 @@ struct TraceStats {
   uint64_t blobBytes = 0;  // uncompressed
 };
 
-// Reads a trace. open() validates the file header, the Header chunk and the
-// framing and checksum of every chunk, building an index of events and blobs,
-// so problems are reported up front.
+// Reads a trace. open() validates the file header, the Header and Footer
+// chunks and the framing of every chunk (header checksums, sizes), building
+// an index of events and blobs; each other chunk's payload is checked when
+// it is first read, so opening costs little however many files a trace holds.
 class TraceReader {
  public:
   // Throws FormatError for a missing/unreadable file, wrong magic, unknown
-  // version, a corrupt chunk anywhere, or a file cut short before the Header.
+  // version, a corrupt chunk header anywhere, a corrupt Header or Footer, or
+  // a file cut short before the Header. nextEvent() and readBlob() throw it
+  // for a corrupt payload.
   // A file cut short after the Header opens fine: complete() is false and
   // cutShortReason() says where.
   static std::unique_ptr<TraceReader> open(const std::string& path);

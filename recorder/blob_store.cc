@@ -71,9 +71,21 @@ format::BlobHash BlobStore::storePath(const std::string& openPath, const std::st
   return storeFd(fd.get(), displayPath, fresh);
 }
 
+std::optional<format::BlobHash> BlobStore::known(const struct stat& st) const {
+  if (!S_ISREG(st.st_mode)) return std::nullopt;
+  auto it = known_.find(FileKey{st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec});
+  if (it == known_.end()) return std::nullopt;
+  return it->second;
+}
+
 bool BlobStore::wantsSparse(int fd, uint64_t limit) {
   struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  if (::fstat(fd, &st) != 0) return false;
+  return wantsSparse(fd, st, limit);
+}
+
+bool BlobStore::wantsSparse(int fd, const struct stat& st, uint64_t limit) {
+  if (!S_ISREG(st.st_mode)) return false;
   if (static_cast<uint64_t>(st.st_size) > limit) return true;
   off_t hole = ::lseek(fd, 0, SEEK_HOLE);
   return hole >= 0 && hole < st.st_size;

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -41,6 +42,11 @@ class BlobStore {
   // Whether the file at `fd` is better stored with storeSparse(): it has a
   // hole, or is larger than `limit` bytes.
   static bool wantsSparse(int fd, uint64_t limit);
+  // The same, with the file's fstat already at hand.
+  static bool wantsSparse(int fd, const struct stat& st, uint64_t limit);
+  // What storeFd returned for a regular file of this identity, size and
+  // mtime (not `fresh`), if it stored one.
+  std::optional<format::BlobHash> known(const struct stat& st) const;
   uint64_t bytesStored() const { return bytes_; }
 
  private:

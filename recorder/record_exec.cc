@@ -27,6 +27,7 @@
 #include "record_task.h"
 #include "remote_syscall.h"
 #include "scheduler.h"
+#include "seccomp_filter.h"
 #include "signals.h"
 #include "syscall_table.h"
 
@@ -152,7 +153,8 @@ void RecordSession::completeExec(RecordTask& t) {
   pid_t tid = t.task.tid();
   t.pagemap.reset();  // an open pagemap still shows the address space before exec
   StraySignals strays;
-  installScratchPage(t.task, strays, timeShim_ || syscallBuffer_);
+  installScratchPage(t.task, strays, timeShim_ || syscallBuffer_,
+                     bitmapHas(tracedBitmap_, SYS_mmap));
   absorbStrays(t, strays);
   auto space = std::make_shared<TimeShimSpace>();
   // The new image's buffer space (t.sysbuf still holds the old one's calls,

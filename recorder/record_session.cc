@@ -109,7 +109,7 @@ void RecordSession::writeHeader(const std::string& executable, int cpuNumber) {
     h.setKernelRelease(u.release);
     h.setHostname(u.nodename);
   }
-  CpuDescription cpu = describeThisCpu();
+  CpuDescription cpu = describeThisCpuCached();
   auto c = h.initCpu();
   c.setVendor(cpu.vendor);
   c.setModelName(cpu.modelName);

@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -262,6 +263,13 @@ class RecordSession {
   // next process mapping that file gets them patched before their first
   // call, which would otherwise cost two stops each in every process.
   std::map<std::string, std::map<uint64_t, int>> hotSites_;
+  // Files a private mmap found not sparse and stored whole, by (device,
+  // inode, size, mtime: the identity the blob store goes by; and ctime): a
+  // later private mmap of the same file unchanged (ld.so maps each library
+  // 4 times, and again in every process) takes its hash from the store
+  // after a stat of it, without an open, the sparse check and an fstat.
+  std::set<std::tuple<uint64_t, uint64_t, int64_t, int64_t, int64_t, int64_t, int64_t>>
+      mappedWhole_;
   bool timeShim_ = true;                      // REC_TIME_SHIM=off hides the vDSO instead
   bool syscallBuffer_ = true;                 // REC_SYSCALL_BUFFER=off: every syscall stops
   sysbuf::Blocking blocking_ = sysbuf::Blocking::NoWait;  // REC_SYSBUF_BLOCKING

@@ -155,6 +155,7 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
     uint8_t code[kCodeWindow] = {};
     size_t n = t.task.read(ip, code, sizeof code);
     std::span<const uint8_t> window(code, n);
+    t.task.knowCodeAt(ip, window);
     const bool repeat = again;
     again = false;
     int visit = repeat ? visits[ip] : ++visits[ip];

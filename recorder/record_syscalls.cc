@@ -567,11 +567,31 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
         sharedFiles_.watch(*file);
         updateBufferDenials();
       }
-      ScopedFd contents(::open(fdPath.c_str(), O_RDONLY | O_CLOEXEC));
-      if (!contents.valid()) throwErrno(kExitIoError, fmt::format("cannot open {}", path));
+      // A private mapping of a file an mmap stored whole before, unchanged
+      // since: its hash, as storeFd would find it. (ctime too: a chmod that
+      // would now make rec's open fail is not hidden by the shortcut.)
+      auto keyOf = [](const struct stat& st) {
+        return std::make_tuple(static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+                               static_cast<int64_t>(st.st_size),
+                               static_cast<int64_t>(st.st_mtim.tv_sec),
+                               static_cast<int64_t>(st.st_mtim.tv_nsec),
+                               static_cast<int64_t>(st.st_ctim.tv_sec),
+                               static_cast<int64_t>(st.st_ctim.tv_nsec));
+      };
+      std::optional<format::BlobHash> known;
+      struct stat st;
+      if (!file && ::stat(fdPath.c_str(), &st) == 0 && mappedWhole_.contains(keyOf(st)))
+        known = blobs_->known(st);
+      ScopedFd contents;
+      if (!known) {
+        contents.reset(::open(fdPath.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!contents.valid() || ::fstat(contents.get(), &st) != 0)
+          throwErrno(kExitIoError, fmt::format("cannot open {}", path));
+      }
       // A huge or sparse file (a 1 TiB memfd, a file with a 100 GiB hole)
       // is stored as its data extents: never read whole into rec's memory.
-      if (BlobStore::wantsSparse(contents.get(), file ? kWholeSharedFileLimit : kWholeFileLimit)) {
+      if (!known && BlobStore::wantsSparse(contents.get(), st,
+                                           file ? kWholeSharedFileLimit : kWholeFileLimit)) {
         BlobStore::Sparse sparse = blobs_->storeSparse(contents.get(), path);
         auto out = m.initSparse();
         out.setSize(sparse.size);
@@ -583,7 +603,9 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
         }
         break;  // no rdtsc patching: finding the sites would read the whole file
       }
-      format::BlobHash hash = blobs_->storeFd(contents.get(), path, file.has_value());
+      format::BlobHash hash =
+          known ? *known : blobs_->storeFd(contents.get(), path, file.has_value());
+      if (!known && !file && S_ISREG(st.st_mode)) mappedWhole_.insert(keyOf(st));
       auto bytes = hash.bytes();
       m.setBlobHash(asData(bytes.data(), bytes.size()));
       if (result >= 0)
@@ -816,12 +838,15 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
   // paths for such calls, applyRlimit, need no patch).
   if (!sys::bufferRuleAllows(*t.row, t.args)) return;
   const uint64_t site = regs.ip() - 2;
+  // The traced fallback in rec's own image (a call the buffer turned down)
+  // is never a site to patch: known without reading its code.
+  if (time_shim::inShimCode(site)) return;
   // Only a site that makes this one syscall (`mov $nr,%eax` or `xor
   // %eax,%eax` just before it): a task in another syscall there, which rec
-  // would not know of (an untraced one), could return into the patch.
-  uint8_t before[sysbuf::kSetsNumberWindow] = {};
-  if (t.task.read(site - sizeof before, before, sizeof before) != sizeof before) return;
-  if (!sysbuf::setsNumberBefore(before, t.nr)) return;
+  // would not know of (an untraced one), could return into the patch. The
+  // code before the site and at it is read at once.
+  const sysbuf::SiteCode code = sysbuf::readSite(t.task, site);
+  if (!code.beforeRead || !sysbuf::setsNumberBefore(code.before, t.nr)) return;
   std::vector<uint64_t> busy;
   try {
     for (auto& [tid, u] : tasks_) {
@@ -846,7 +871,7 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
   } catch (const RecError&) {
     return;  // one was killed meanwhile (a group exit): its ip is unknown
   }
-  auto patch = sysbuf::planPatch(t.task, *t.sysbuf, site, busy);
+  auto patch = sysbuf::planPatch(t.task, *t.sysbuf, site, code, busy);
   if (!patch) return;
   std::optional<bool> starts = applySitePatch(t, *t.sysbuf, *patch);
   if (!starts) return;
@@ -900,11 +925,9 @@ void RecordSession::prepatchMapping(RecordTask& t, SysbufSpace& space, TimeShimS
     const uint64_t site = start + (at - offset);
     const sys::SyscallRow* row = sys::findSyscall(nr);
     if (!row || !(row->flags & sys::kBuffered)) continue;
-    uint8_t before[sysbuf::kSetsNumberWindow] = {};
-    if (t.task.read(site - sizeof before, before, sizeof before) != sizeof before ||
-        !sysbuf::setsNumberBefore(before, nr))
-      continue;
-    auto patch = sysbuf::planPatch(t.task, space, site, {});
+    const sysbuf::SiteCode code = sysbuf::readSite(t.task, site);
+    if (!code.beforeRead || !sysbuf::setsNumberBefore(code.before, nr)) continue;
+    auto patch = sysbuf::planPatch(t.task, space, site, code, {});
     if (!patch) continue;
     std::optional<bool> starts = applySitePatch(t, space, *patch);
     if (!starts) return;

@@ -47,11 +47,13 @@ pid_t memoryFileOwner(pid_t tid, long fd) {
 }  // namespace
 
 bool SharedFiles::openForWriting(pid_t tid, long fd) {
-  std::ifstream info(fmt::format("/proc/{}/fdinfo/{}", tid, fd));
-  std::string key, value;
-  while (info >> key >> value)
-    if (key == "flags:") return (std::stoul(value, nullptr, 8) & O_ACCMODE) != O_RDONLY;
-  return false;
+  // The mode of the /proc/PID/fd/N link is the open file's f_mode (the
+  // kernel sets S_IWUSR from FMODE_WRITE at each lookup), which is what
+  // fdinfo's access mode says for any fd that can be mapped (one with
+  // FMODE_READ): one lstat instead of open, read and close of fdinfo.
+  struct stat st;
+  if (::lstat(fmt::format("/proc/{}/fd/{}", tid, fd).c_str(), &st) != 0) return false;
+  return (st.st_mode & S_IWUSR) != 0;
 }
 
 std::optional<SharedFiles::Update> SharedFiles::updateAfter(

@@ -45,7 +45,8 @@ class SharedFiles {
   // The identity of the file at `path` (e.g. /proc/PID/fd/N); nullopt when
   // it is not a regular file (or cannot be looked at).
   static std::optional<Id> identify(const std::string& path);
-  // True when task `tid` has `fd` open for writing (/proc/PID/fdinfo).
+  // True when task `tid` has `fd` open for writing (the mode of its
+  // /proc/PID/fd/N link).
   static bool openForWriting(pid_t tid, long fd);
   // From now on, changes to `file` are watched.
   void watch(Id file) {

@@ -36,12 +36,21 @@ namespace rec {
 // segments each asked for it again at every exec (100 x /bin/true read and
 // hashed its 215 KB 400 times). nullopt when it cannot be read.
 std::optional<format::BlobHash> ReplaySession::diskFileHash(const std::string& path) {
-  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  auto keyOf = [](const struct stat& st) {
+    return DiskFileKey{st.st_dev,          st.st_ino,          static_cast<uint64_t>(st.st_size),
+                       st.st_mtim.tv_sec,  st.st_mtim.tv_nsec, st.st_ctim.tv_sec,
+                       st.st_ctim.tv_nsec};
+  };
+  // A version read before is known by a stat alone (the file is opened
+  // only to be read): ld.so's 4 segments at every exec cost 4 stats, not 4
+  // opens, fstats and closes. A version that could not be opened then has
+  // no entry; a chmod since changes ctime, so no entry hides a new refusal.
   struct stat st;
+  if (::stat(path.c_str(), &st) == 0)
+    if (auto it = diskHashes_.find(keyOf(st)); it != diskHashes_.end()) return it->second;
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid() || ::fstat(fd.get(), &st) != 0) return std::nullopt;
-  DiskFileKey key{st.st_dev,          st.st_ino,          static_cast<uint64_t>(st.st_size),
-                  st.st_mtim.tv_sec,  st.st_mtim.tv_nsec, st.st_ctim.tv_sec,
-                  st.st_ctim.tv_nsec};
+  DiskFileKey key = keyOf(st);
   if (auto it = diskHashes_.find(key); it != diskHashes_.end()) return it->second;
   std::optional<format::BlobHash> hash;
   try {
@@ -239,7 +248,9 @@ void ReplaySession::onExec(ReplayTask& t, schema::ExecEvent::Reader e) {
     throw RecError(kExitUnsupported, fmt::format("rec: cannot execute the recorded {} (error {})",
                                                  e.getFilename().cStr(), t.task.regs().result()));
   StraySignals strays;
-  installScratchPage(t.task, strays, timeShim_ || syscallBuffer_);
+  auto traced = reader_->header().getTracedSyscalls();
+  installScratchPage(t.task, strays, timeShim_ || syscallBuffer_,
+                     SYS_mmap / 8 < traced.size() && ((traced[SYS_mmap / 8] >> (SYS_mmap % 8)) & 1));
   t.timeSpace = std::make_shared<TimeShimSpace>();
   t.sysbuf = syscallBuffer_ ? std::make_shared<SysbufSpace>() : nullptr;
   remapExecFiles(t, e);

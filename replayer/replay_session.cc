@@ -83,7 +83,7 @@ void ReplaySession::checkCpu() {
   for (auto l : c.getCpuidLeaves())
     recorded.leaves.push_back(
         {l.getLeaf(), l.getSubleaf(), l.getEax(), l.getEbx(), l.getEcx(), l.getEdx()});
-  auto diffs = cpuDifferences(recorded, describeThisCpu());
+  auto diffs = cpuDifferences(recorded, describeCpuFeatures());
   if (diffs.empty()) return;
   std::string list;
   for (const auto& d : diffs) list += (list.empty() ? "" : "; ") + d;
@@ -346,10 +346,13 @@ void ReplaySession::skipSyscall(ReplayTask& t) {
 }
 
 // A 32-bit syscall that runs without an event (exit, exit_group by int 0x80).
+// The number is looked at first: only exit and exit_group's 32-bit numbers
+// (1, 252) need the seccomp data, a PTRACE_GETEVENTMSG this stop would
+// otherwise pay at every syscall.
 bool ReplaySession::compatPassthrough(ReplayTask& t) {
-  if (t.task.eventMessage() != sys::kSeccompCompatData) return false;
   const sys::SyscallRow* row = sys::findCompatSyscall(t.task.regs().syscallNumber());
-  return row && row->support == sys::Support::Passthrough;
+  return row && row->support == sys::Support::Passthrough &&
+         t.task.eventMessage() == sys::kSeccompCompatData;
 }
 
 // Resumes the task and returns its next stop that matters to the trace,

@@ -557,7 +557,10 @@ SysbufPatch ReplaySession::replayPatch(ReplayTask& t, schema::BufferPatch::Reade
   if (p.getStartsBuffer() && !sysbuf::start(t.task, *t.sysbuf, REC_SHIM_REPLAY, strays))
     throw RecError(kExitUnsupported,
                    fmt::format("rec: cannot map the syscall buffer in task {}", t.task.tid()));
-  const SysbufPatch patch{p.getSite(), p.getSlot(), p.getNewPage()};
+  const SysbufPatch patch{.site = p.getSite(),
+                          .slot = p.getSlot(),
+                          .newPage = p.getNewPage(),
+                          .code = std::nullopt};
   sysbuf::applyPatch(t.task, *t.sysbuf, patch, strays, true);
   return patch;
 }
@@ -575,9 +578,12 @@ SysbufPatch ReplaySession::replayRdtscPatch(ReplayTask& t, schema::BufferPatch::
   if (p.getStartsTimeLog() && !time_shim::startLog(t.task, *t.timeSpace, REC_SHIM_REPLAY, strays))
     throw RecError(kExitUnsupported,
                    fmt::format("rec: cannot map the time shim's log in task {}", t.task.tid()));
-  SysbufPatch patch{p.getSite(), p.getSlot(), p.getNewPage()};
-  patch.rdtsc = p.getRdtsc();
-  patch.length = p.getLength();
+  const SysbufPatch patch{.site = p.getSite(),
+                          .slot = p.getSlot(),
+                          .newPage = p.getNewPage(),
+                          .rdtsc = static_cast<uint8_t>(p.getRdtsc()),
+                          .length = p.getLength(),
+                          .code = std::nullopt};
   sysbuf::applyPatch(t.task, *t.sysbuf, patch, strays, true, rdtscPatcher_.has_value());
   if (rdtscPatcher_)
     rdtscPatcher_->noteSite(sysbuf::rdtscFallback(patch),

@@ -5,8 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
+#include <string_view>
 
 #include "errors.h"
 #include "exit_codes.h"
@@ -34,7 +39,22 @@ std::string newTracePath(const std::string& program) {
   std::string dir = traceDirectory();
   makeDirs(dir);
   std::string base = program.substr(program.rfind('/') + 1);
-  for (int n = 0;; ++n) {
+  // Past the highest number in use: one directory read, not a failed
+  // create per trace already there (a thousand recordings of a program made
+  // the next one try a thousand names).
+  long first = 0;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    const std::string prefix = base + "-";
+    while (dirent* e = ::readdir(d)) {
+      std::string_view name(e->d_name);
+      if (name.size() <= prefix.size() || name.substr(0, prefix.size()) != prefix) continue;
+      std::string_view digits = name.substr(prefix.size());
+      if (digits.size() > 9 || !std::all_of(digits.begin(), digits.end(), ::isdigit)) continue;
+      first = std::max(first, std::stol(std::string(digits)) + 1);
+    }
+    ::closedir(d);
+  }
+  for (long n = first;; ++n) {
     std::string path = fmt::format("{}/{}-{}", dir, base, n);
     // O_EXCL reserves the name against a concurrent recording.
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);

@@ -27,6 +27,8 @@ constexpr size_t kEntryHeaderSize = sizeof kEntryMagic + 16;  // magic, blob has
 // (which includes the change time) can never match it, whatever the
 // filesystem's timestamp granularity.
 constexpr int64_t kSettledSeconds = 2;
+// An entry's modification time says when it was last used, to the hour.
+constexpr int64_t kTouchSeconds = 3600;
 
 bool writeAllAt(int fd, const void* data, size_t size, off_t offset) {
   const char* p = static_cast<const char*>(data);
@@ -80,7 +82,13 @@ std::optional<format::FramedBlob> BlobCache::lookup(const struct stat& st) const
   if (!format::isBlobChunkHeader(std::span(header + kEntryHeaderSize, format::kChunkHeaderSize),
                                  blob.size))
     return std::nullopt;
-  ::futimens(blob.file.get(), nullptr);  // recently used: evicted last
+  // Recently used: evicted last. An entry used within the last hour is
+  // recent enough, and is not touched again (a metadata write per library
+  // per recording, on the tracing thread).
+  timespec now;
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  if (now.tv_sec - entry.st_mtim.tv_sec > kTouchSeconds || entry.st_mtim.tv_sec > now.tv_sec)
+    ::futimens(blob.file.get(), nullptr);
   return blob;
 }
 

@@ -11,7 +11,8 @@
 // where a damaged one is replaced by the file's contents, and it is written
 // by rename, so concurrent recorders and crashes leave no half entries.
 // Location: blobs-v<format> under rec's cache directory (tracee/cache_dir.h).
-// Bounded: the least recently used entries go when it grows past kBudgetBytes.
+// Bounded: the least recently used entries (to the hour) go when it grows past
+// kBudgetBytes.
 #pragma once
 
 #include <sys/stat.h>

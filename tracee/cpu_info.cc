@@ -4,6 +4,10 @@
 #include <fmt/format.h>
 
 #include <cstring>
+#include <optional>
+#include <sstream>
+
+#include "boot_cache.h"
 
 namespace rec {
 
@@ -43,6 +47,10 @@ constexpr FeatureWord kFeatureWords[] = {
     {0x80000001, 0, 3, 0, "CPUID.80000001:EDX"},
 };
 
+// The leaves kFeatureWords read.
+constexpr std::pair<uint32_t, uint32_t> kFeatureLeaves[] = {
+    {1, 0}, {7, 0}, {0xd, 1}, {0x80000001, 0}};
+
 uint32_t reg(const CpuidAnswer& a, int r) {
   switch (r) {
     case 0:
@@ -62,16 +70,21 @@ const CpuidAnswer* find(const std::vector<CpuidAnswer>& leaves, uint32_t leaf, u
   return nullptr;
 }
 
+// Leaf 0's vendor string (ebx, edx, ecx).
+std::string vendorOf(const CpuidAnswer& l0) {
+  char vendor[13] = {};
+  std::memcpy(vendor, &l0.ebx, 4);
+  std::memcpy(vendor + 4, &l0.edx, 4);
+  std::memcpy(vendor + 8, &l0.ecx, 4);
+  return vendor;
+}
+
 }  // namespace
 
 CpuDescription describeThisCpu() {
   CpuDescription d;
   CpuidAnswer l0 = query(0, 0);
-  char vendor[13] = {};
-  std::memcpy(vendor, &l0.ebx, 4);
-  std::memcpy(vendor + 4, &l0.edx, 4);
-  std::memcpy(vendor + 8, &l0.ecx, 4);
-  d.vendor = vendor;
+  d.vendor = vendorOf(l0);
   uint32_t maxLeaf = l0.eax;
   d.leaves.push_back(l0);
   for (uint32_t leaf = 1; leaf <= std::min<uint32_t>(maxLeaf, 0x1f); ++leaf) {
@@ -99,6 +112,91 @@ CpuDescription describeThisCpu() {
                                                      : baseModel;
   d.stepping = l1.eax & 0xf;
   d.xcr0 = readXcr0();
+  return d;
+}
+
+CpuDescription describeCpuFeatures() {
+  CpuDescription d;
+  CpuidAnswer l0 = query(0, 0);
+  d.vendor = vendorOf(l0);
+  d.leaves.push_back(l0);
+  // The same leaves describeThisCpu() would have, so that absent ones
+  // compare alike.
+  for (auto [leaf, subleaf] : kFeatureLeaves)
+    if (leaf < 0x80000000 && leaf <= std::min<uint32_t>(l0.eax, 0x1f))
+      d.leaves.push_back(query(leaf, subleaf));
+  CpuidAnswer ext = query(0x80000000, 0);
+  d.leaves.push_back(ext);
+  for (auto [leaf, subleaf] : kFeatureLeaves)
+    if (leaf > 0x80000000 && leaf <= std::min<uint32_t>(ext.eax, 0x80000008))
+      d.leaves.push_back(query(leaf, subleaf));
+  d.xcr0 = readXcr0();
+  return d;
+}
+
+namespace {
+
+std::string serialize(const CpuDescription& d) {
+  std::string out = fmt::format("cpu 1\n{}\n{}\n{} {} {} {}\n", d.vendor, d.modelName, d.family,
+                                d.model, d.stepping, d.xcr0);
+  for (const auto& a : d.leaves)
+    out += fmt::format("{} {} {} {} {} {}\n", a.leaf, a.subleaf, a.eax, a.ebx, a.ecx, a.edx);
+  return out;
+}
+
+std::optional<CpuDescription> parse(const std::string& text) {
+  std::istringstream in(text);
+  std::string line;
+  CpuDescription d;
+  if (!std::getline(in, line) || line != "cpu 1" || !std::getline(in, d.vendor) ||
+      !std::getline(in, d.modelName) || !std::getline(in, line))
+    return std::nullopt;
+  std::istringstream numbers(line);
+  if (!(numbers >> d.family >> d.model >> d.stepping >> d.xcr0)) return std::nullopt;
+  while (std::getline(in, line)) {
+    std::istringstream l(line);
+    CpuidAnswer a;
+    if (!(l >> a.leaf >> a.subleaf >> a.eax >> a.ebx >> a.ecx >> a.edx)) return std::nullopt;
+    d.leaves.push_back(a);
+  }
+  if (d.leaves.empty()) return std::nullopt;
+  return d;
+}
+
+CpuidAnswer* findMutable(std::vector<CpuidAnswer>& leaves, uint32_t leaf, uint32_t sub) {
+  for (auto& a : leaves)
+    if (a.leaf == leaf && a.subleaf == sub) return &a;
+  return nullptr;
+}
+
+}  // namespace
+
+CpuDescription describeThisCpuCached() {
+  CpuDescription fresh = describeCpuFeatures();
+  if (auto text = readBootCache("cpu")) {
+    if (auto cached = parse(*text); cached && cached->vendor == fresh.vendor &&
+                                    cached->xcr0 == fresh.xcr0) {
+      bool agrees = true;
+      for (const auto& a : fresh.leaves) {
+        CpuidAnswer* c = findMutable(cached->leaves, a.leaf, a.subleaf);
+        // Leaf 1's EBX holds the APIC id of the CPU that ran CPUID.
+        uint32_t ebxMask = a.leaf == 1 ? 0x00ffffffu : ~0u;
+        if (!c || c->eax != a.eax || (c->ebx & ebxMask) != (a.ebx & ebxMask) || c->ecx != a.ecx ||
+            c->edx != a.edx) {
+          agrees = false;
+          break;
+        }
+        *c = a;
+      }
+      // Leaves the fresh set lacks must be absent from the cache too.
+      for (auto [leaf, subleaf] : kFeatureLeaves)
+        if (!find(fresh.leaves, leaf, subleaf) && find(cached->leaves, leaf, subleaf))
+          agrees = false;
+      if (agrees) return *cached;
+    }
+  }
+  CpuDescription d = describeThisCpu();
+  writeBootCache("cpu", serialize(d));
   return d;
 }
 

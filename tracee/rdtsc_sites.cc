@@ -18,6 +18,7 @@
 #include "cache_dir.h"
 #include "code_patch.h"
 #include "file_mapping.h"
+#include "boot_cache.h"
 #include "scoped_fd.h"
 #include "task.h"
 
@@ -166,6 +167,9 @@ bool rdtscTrapsHere() {
     // A testing aid: behave as on a machine that ignores PR_SET_TSC.
     if (const char* mode = std::getenv("REC_RDTSC"); mode && std::string_view(mode) == "patch")
       return false;
+    // The answer holds until the machine reboots.
+    if (auto known = readBootCache("rdtsc-traps"); known && (*known == "1" || *known == "0"))
+      return *known == "1";
     // vfork: the child only sets its own TSC mode and runs one instruction,
     // and copying rec's page tables for a fork cost more than the probe.
     // The child shares rec's memory, and the dumpable flag is the memory's:
@@ -189,7 +193,9 @@ bool rdtscTrapsHere() {
     while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
     }
     if (dumpable > 0) ::prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
-    return WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV;
+    const bool traps = WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV;
+    writeBootCache("rdtsc-traps", traps ? "1" : "0");
+    return traps;
   }();
   return traps;
 }

@@ -155,10 +155,12 @@ std::vector<int64_t> remoteSyscalls(Task& task, const std::vector<RemoteCall>& c
 }
 
 int64_t remoteSyscallVia(Task& task, uint64_t syscallInsn, int nr, std::array<uint64_t, 6> args,
-                         StraySignals& strays) {
+                         StraySignals& strays, bool filterStops) {
   Registers saved = task.regs();
   task.setRegs(prepared(saved, syscallInsn, nr, args));
-  task.resume(Task::Resume::Syscall);
+  // Past the seccomp stop (which comes after the syscall-entry-stop), the
+  // next stop is the syscall-exit-stop either way.
+  task.resume(filterStops ? Task::Resume::Cont : Task::Resume::Syscall);
   for (;;) {
     Stop stop = task.wait();
     if (stop.kind == StopKind::SyscallStop && atSyscallExit(task)) break;
@@ -227,7 +229,7 @@ uint64_t findVdsoSyscall(Task& task) {
   return 0;
 }
 
-void installScratchPage(Task& task, StraySignals& strays, bool withTimeShim) {
+void installScratchPage(Task& task, StraySignals& strays, bool withTimeShim, bool mmapStops) {
   uint64_t insn = findVdsoSyscall(task);
   if (!insn)
     throw RecError(kExitUnsupported, "no syscall instruction in the vDSO to bootstrap from");
@@ -236,7 +238,7 @@ void installScratchPage(Task& task, StraySignals& strays, bool withTimeShim) {
       {kScratchAddress, withTimeShim ? REC_SHIM_LOG - kScratchAddress : kScratchSize,
        PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
        static_cast<uint64_t>(-1), 0},
-      strays);
+      strays, mmapStops);
   if (addr != static_cast<int64_t>(kScratchAddress))
     throw RecError(
         kExitUnsupported,

@@ -61,9 +61,12 @@ std::vector<int64_t> remoteSyscalls(Task& task, const std::vector<RemoteCall>& c
 bool atSyscallExit(Task& task);
 
 // Same, before the scratch page exists: uses the syscall instruction at
-// `syscallInsn` (found in the vDSO) and steps with PTRACE_SYSCALL.
+// `syscallInsn` (found in the vDSO) and steps with PTRACE_SYSCALL. When the
+// task's seccomp filter is known to stop at `nr` (`filterStops`), it goes
+// straight to that stop instead of the syscall-entry-stop before it: two
+// stops instead of three.
 int64_t remoteSyscallVia(Task& task, uint64_t syscallInsn, int nr, std::array<uint64_t, 6> args,
-                         StraySignals& strays);
+                         StraySignals& strays, bool filterStops = false);
 
 // At a seccomp stop: lets the syscall be skipped with `result` and stops at
 // its syscall-exit-stop, from where remote syscalls can run.
@@ -76,7 +79,10 @@ void unwindSyscallEntry(Task& task, StraySignals& strays);
 
 // After exec, at the execve syscall-exit-stop: maps and fills the scratch
 // page, and after it the time shim's image and control page (time_shim.h).
-void installScratchPage(Task& task, StraySignals& strays, bool withTimeShim);
+// `mmapStops`: the task's seccomp filter traces mmap (its traced-syscall
+// bitmap has it), so the mmap takes two stops instead of three.
+void installScratchPage(Task& task, StraySignals& strays, bool withTimeShim,
+                        bool mmapStops = false);
 
 // Puts a NUL-terminated string into the scratch data area; returns its address.
 uint64_t putScratchString(Task& task, const std::string& s);

@@ -75,10 +75,13 @@ constexpr size_t kOffsets[3] = {kGregs + REG_ERR * 8, kGregs + REG_TRAPNO * 8,
 }  // namespace
 
 FrameTrapWords readFrameTrapWords(Task& task) {
+  // err, trapno, oldmask, cr2 are adjacent: one read of the four (a short
+  // read at a hole leaves the same zeros as three reads would).
+  static_assert(REG_TRAPNO == REG_ERR + 1 && REG_CR2 == REG_ERR + 3);
   uint64_t uc = task.regs().raw().rdx;
-  FrameTrapWords words{};
-  for (int i = 0; i < 3; ++i) task.read(uc + kOffsets[i], &words[i], 8);
-  return words;
+  uint64_t span[4] = {};
+  task.read(uc + kOffsets[0], span, sizeof span);
+  return FrameTrapWords{span[0], span[1], span[3]};
 }
 
 void writeFrameTrapWords(Task& task, const FrameTrapWords& words) {

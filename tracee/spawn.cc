@@ -217,6 +217,11 @@ int chooseCpu(int preferred) {
   cpu_set_t allowed;
   if (::sched_getaffinity(0, sizeof allowed, &allowed) != 0) return -1;
   if (preferred >= 0 && preferred < CPU_SETSIZE && CPU_ISSET(preferred, &allowed)) return preferred;
+  // The CPU this thread runs on: pinning to it needs no migration (which
+  // under load waits for the other CPU's current task), and the kernel
+  // placed rec's exec on the idlest CPU.
+  if (int here = ::sched_getcpu(); here >= 0 && here < CPU_SETSIZE && CPU_ISSET(here, &allowed))
+    return here;
   std::vector<int> cpus;
   for (int i = 0; i < CPU_SETSIZE; ++i)
     if (CPU_ISSET(i, &allowed)) cpus.push_back(i);

@@ -35,11 +35,11 @@ pid_t spawnTraced(const SpawnOptions& options);
 // with kExitNotFound / kExitNotExecutable and a one-line message.
 std::string resolveProgram(const std::string& program);
 
-// An allowed CPU of the calling thread: `preferred` when allowed, else a
-// random one; -1 when none can be told.
+// An allowed CPU of the calling thread: `preferred` when allowed, else the
+// one it runs on, else a random one; -1 when none can be told.
 int chooseCpu(int preferred);
-// Pins the calling thread to `cpu`; returns the CPU chosen (a random allowed
-// one when cpu < 0), or -1 when pinning is impossible.
+// Pins the calling thread to `cpu`; returns the CPU chosen (chooseCpu(-1)'s
+// when cpu < 0), or -1 when pinning is impossible.
 int pinToCpu(int cpu);
 
 }  // namespace rec

@@ -419,12 +419,25 @@ void setWatchedFiles(SysbufSpace& space, std::span<const FileId> files) {
   ++h.fd_gen;  // the fd classes remember which files are watched
 }
 
+SiteCode readSite(Task& task, uint64_t site) {
+  SiteCode out;
+  uint8_t bytes[kSetsNumberWindow + sizeof out.at] = {};
+  const size_t got = task.read(site - kSetsNumberWindow, bytes, sizeof bytes);
+  out.beforeRead = got >= kSetsNumberWindow;
+  if (!out.beforeRead) return out;
+  std::memcpy(out.before, bytes, kSetsNumberWindow);
+  out.atRead = got - kSetsNumberWindow;
+  std::memcpy(out.at.data(), bytes + kSetsNumberWindow, out.atRead);
+  return out;
+}
+
 std::optional<SysbufPatch> planPatch(Task& task, SysbufSpace& space, uint64_t site,
-                                     std::span<const uint64_t> busyIps) {
+                                     const SiteCode& code, std::span<const uint64_t> busyIps) {
+  static_assert(sizeof code.at == kPatchRead);
   if (space.disabled || space.patched.count(site)) return std::nullopt;
-  uint8_t code[kPatchRead] = {};  // (a site near the end of its mapping: 8 bytes do)
-  if (task.read(site, code, sizeof code) < kPatchSize) return std::nullopt;
-  const size_t length = patchLength(code, site);
+  // (a site near the end of its mapping: 8 bytes do)
+  if (code.atRead < kPatchSize) return std::nullopt;
+  const size_t length = patchLength(code.at.data(), site);
   if (!length) return std::nullopt;
   // A task that would return into the replaced bytes (after the syscall, or
   // from a signal handler that interrupted it there) would run half a jump.
@@ -435,10 +448,12 @@ std::optional<SysbufPatch> planPatch(Task& task, SysbufSpace& space, uint64_t si
     return std::nullopt;
   for (const SysbufSpace::Page& page : space.pages)
     if (page.slots < kSlotsPerPage && near(page.address, site))
-      return SysbufPatch{site, page.address + kSlotsOffset + page.slots * kSlotSize, 0};
+      return SysbufPatch{.site = site,
+                         .slot = page.address + kSlotsOffset + page.slots * kSlotSize,
+                         .code = code.at};
   auto page = freePageNear(task.tid(), site);
   if (!page) return std::nullopt;
-  return SysbufPatch{site, *page + kSlotsOffset, *page};
+  return SysbufPatch{.site = site, .slot = *page + kSlotsOffset, .newPage = *page, .code = code.at};
 }
 
 std::optional<SysbufPatch> planRdtscPatch(Task& task, SysbufSpace& space, uint64_t site,
@@ -455,11 +470,19 @@ std::optional<SysbufPatch> planRdtscPatch(Task& task, SysbufSpace& space, uint64
   const auto total = static_cast<uint8_t>(length + moveLength);
   for (const SysbufSpace::Page& page : space.pages)
     if (page.slots + kRdtscSlots <= kSlotsPerPage && near(page.address, site))
-      return SysbufPatch{site, page.address + kSlotsOffset + page.slots * kSlotSize, 0, rdtsc,
-                         total};
+      return SysbufPatch{.site = site,
+                         .slot = page.address + kSlotsOffset + page.slots * kSlotSize,
+                         .rdtsc = rdtsc,
+                         .length = total,
+                         .code = std::nullopt};
   auto page = freePageNear(task.tid(), site);
   if (!page) return std::nullopt;
-  return SysbufPatch{site, *page + kSlotsOffset, *page, rdtsc, total};
+  return SysbufPatch{.site = site,
+                     .slot = *page + kSlotsOffset,
+                     .newPage = *page,
+                     .rdtsc = rdtsc,
+                     .length = total,
+                     .code = std::nullopt};
 }
 
 void applyPatch(Task& task, SysbufSpace& space, const SysbufPatch& patch, StraySignals& strays,
@@ -490,9 +513,11 @@ void applyPatch(Task& task, SysbufSpace& space, const SysbufPatch& patch, StrayS
     if (!length || REC_RDTSC_SLOT_DISPLACED + displaced.size() + 5 > REC_RDTSC_SLOT_SITE)
       throw RecError(failure, fmt::format("rec: {}: no rdtsc site to patch at {:#x}",
                                           modeName(replaying), patch.site));
-  } else {
-    length = task.read(patch.site, code, kPatchRead) >= kPatchSize ? patchLength(code, patch.site)
-                                                                    : 0;
+  } else if (patch.code && !replaying) {
+    std::memcpy(code, patch.code->data(), kPatchRead);
+    length = patchLength(code, patch.site);
+  } else if (task.read(patch.site, code, kPatchRead) >= kPatchSize) {
+    length = patchLength(code, patch.site);
   }
   if (!length)
     throw RecError(failure, fmt::format("rec: {}: no syscall site to patch at {:#x}",

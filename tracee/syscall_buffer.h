@@ -111,6 +111,10 @@ struct SysbufPatch {
   uint8_t rdtsc = 0;
   uint8_t length = 0;
   bool startsTimeLog = false;  // the process's time log was mapped first (the entry's log)
+  // Recording: the bytes planPatch read at the site, which applyPatch
+  // patches without reading them again (nothing runs in the process in
+  // between). Not in the trace: replay reads the site and checks it.
+  std::optional<std::array<uint8_t, 16>> code;
 };
 
 namespace sysbuf {
@@ -149,13 +153,31 @@ void setWatchedFiles(SysbufSpace& space, std::span<const FileId> files);
 // unshare(CLONE_FILES)), so nothing may be remembered.
 void setFdTables(SysbufSpace& space, bool several);
 
+// Whether the code right before a `syscall` (the last kSetsNumberWindow
+// bytes) loads `nr` into eax: `mov $nr,%eax` (or `xor %eax,%eax` for 0),
+// followed only by moves of the other argument registers (glibc's
+// __open_nocancel: mov $0x101,%eax; mov %rdi,%rsi; mov $-100,%edi; syscall).
+inline constexpr size_t kSetsNumberWindow = 16;
+bool setsNumberBefore(const uint8_t (&code)[kSetsNumberWindow], long nr);
+
+// The code around a syscall site, read in one process_vm_readv: the
+// kSetsNumberWindow bytes before it (`beforeRead`: all of them could be
+// read) and up to 16 from it (`atRead` of them; zeros past a hole).
+struct SiteCode {
+  uint8_t before[kSetsNumberWindow] = {};
+  std::array<uint8_t, 16> at = {};
+  bool beforeRead = false;
+  size_t atRead = 0;
+};
+SiteCode readSite(Task& task, uint64_t site);
+
 // Record, at the exit of a buffered syscall whose `syscall` instruction is
-// at site = ip - 2: the patch to apply, or nullopt when the site is not the
-// glibc pattern, or some task may still return into the bytes it replaces
-// (`busyIps`: where the other tasks of the address space stand or will
-// return to), or no page near it can be had.
+// at site = ip - 2 (`code`: readSite of it): the patch to apply, or nullopt
+// when the site is not the glibc pattern, or some task may still return
+// into the bytes it replaces (`busyIps`: where the other tasks of the
+// address space stand or will return to), or no page near it can be had.
 std::optional<SysbufPatch> planPatch(Task& task, SysbufSpace& space, uint64_t site,
-                                     std::span<const uint64_t> busyIps);
+                                     const SiteCode& code, std::span<const uint64_t> busyIps);
 
 // Record: the patch of an RDTSC/RDTSCP site (`rdtsc` 1 or 2) followed by
 // `moveLength` bytes that can run from a slot (tracee/rdtsc_sites.h), or
@@ -174,13 +196,6 @@ inline uint64_t rdtscFallback(const SysbufPatch& patch) {
 // A task standing right after the patched `syscall` goes on at the slot's
 // copy of the displaced compare instead (applyPatch does so for its task).
 void moveOutOfSite(Task& task, const SysbufPatch& patch);
-
-// Whether the code right before a `syscall` (the last kSetsNumberWindow
-// bytes) loads `nr` into eax: `mov $nr,%eax` (or `xor %eax,%eax` for 0),
-// followed only by moves of the other argument registers (glibc's
-// __open_nocancel: mov $0x101,%eax; mov %rdi,%rsi; mov $-100,%edi; syscall).
-inline constexpr size_t kSetsNumberWindow = 16;
-bool setsNumberBefore(const uint8_t (&code)[kSetsNumberWindow], long nr);
 
 // Applies `patch` (recorded, or planned just now): maps its new page,
 // writes the slot and the jump, and moves a task standing right after the

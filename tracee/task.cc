@@ -5,7 +5,9 @@
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -115,6 +117,10 @@ void Registers::setSyscallArgs(const std::array<uint64_t, 6>& args) {
 
 Task::Task(pid_t tid, pid_t tgid) : tid_(tid), tgid_(tgid) {}
 
+Task::~Task() {
+  dropStatFd();
+}
+
 Stop Task::wait() {
   int status = 0;
   for (;;) {
@@ -152,17 +158,46 @@ std::optional<Stop> Task::poll() {
   return decodeStop(status);
 }
 
-char Task::kernelState() const {
+namespace {
+// Tasks whose /proc/TID/stat rec keeps open (kernelState): bounded, so that
+// a program with thousands of threads does not use up rec's fds.
+int gOpenStatFds = 0;
+constexpr int kMaxOpenStatFds = 128;
+}  // namespace
+
+char Task::kernelState() {
+  // The file stays open: a blocking syscall asks this at each call (the pipe
+  // ping-pong: twice a round), and a pread at offset 0 regenerates it, so
+  // open and close need not be paid each time. A failed read (the task
+  // gone) drops it, and so does a new id (setTid).
   char buf[512];
-  ScopedFd fd(::open(fmt::format("/proc/{}/stat", tid_).c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return 0;
-  ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
-  if (n <= 0) return 0;
+  ScopedFd once;
+  int fd = statFd_.get();
+  if (fd < 0) {
+    once.reset(::open(fmt::format("/proc/{}/stat", tid_).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!once.valid()) return 0;
+    fd = once.get();
+    if (gOpenStatFds < kMaxOpenStatFds) {
+      statFd_ = std::move(once);
+      ++gOpenStatFds;
+    }
+  }
+  ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+  if (n <= 0) {
+    dropStatFd();
+    return 0;
+  }
   buf[n] = 0;
   // "pid (comm) S ...": comm may hold spaces and parentheses; the state
   // follows the last ')'.
   const char* close = std::strrchr(buf, ')');
   return close && close[1] == ' ' ? close[2] : 0;
+}
+
+void Task::dropStatFd() {
+  if (!statFd_.valid()) return;
+  statFd_.reset();
+  --gOpenStatFds;
 }
 
 const Registers& Task::regs() {
@@ -186,7 +221,16 @@ void Task::setRegs(const Registers& regs) {
   regsDirty_ = true;
 }
 
+void Task::knowCodeAt(uint64_t ip, std::span<const uint8_t> code) {
+  KnownCode known;
+  known.ip = ip;
+  known.size = std::min(code.size(), known.bytes.size());
+  std::copy_n(code.begin(), known.size, known.bytes.begin());
+  knownCode_ = known;
+}
+
 void Task::noteStopped() {
+  knownCode_.reset();
   regsValid_ = false;
   regsDirty_ = false;
   if (pushfStep_) clearPushedTrapFlag();
@@ -198,7 +242,14 @@ void Task::notePushfStep() {
   constexpr uint64_t kTrapFlag = 0x100;
   if (r.raw().eflags & kTrapFlag) return;  // the program's own: leave it
   uint8_t code[3] = {};
-  if (read(r.ip(), code, sizeof code) < 2) return;
+  size_t got = 0;
+  if (knownCode_ && knownCode_->ip == r.ip()) {
+    got = knownCode_->size;
+    std::copy_n(knownCode_->bytes.begin(), got, code);
+  } else {
+    got = read(r.ip(), code, sizeof code);
+  }
+  if (got < 2) return;
   unsigned at = code[0] == 0x66 || code[0] == 0x48 ? 1 : 0;
   if (code[at] != 0x9c) return;
   unsigned width = code[0] == 0x66 ? 2 : 8;
@@ -220,6 +271,7 @@ void Task::clearPushedTrapFlag() {
 
 void Task::resume(Resume how, int signal) {
   if (how == Resume::Step) notePushfStep();
+  knownCode_.reset();
   if (regsDirty_) {
     regsDirty_ = false;
     if (::ptrace(PTRACE_SETREGS, tid_, nullptr, &regs_.raw()) != 0) {
@@ -326,12 +378,14 @@ void Task::resetMemory() {
 }
 
 bool Task::writeAsTask(uint64_t addr, const void* buf, size_t len) {
+  knownCode_.reset();
   iovec local{const_cast<void*>(buf), len};
   iovec remote{reinterpret_cast<void*>(addr), len};
   return ::process_vm_writev(tid_, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(len);
 }
 
 void Task::write(uint64_t addr, const void* buf, size_t len) {
+  knownCode_.reset();
   if (len == 0) return;
   iovec local{const_cast<void*>(buf), len};
   iovec remote{reinterpret_cast<void*>(addr), len};
@@ -341,6 +395,7 @@ void Task::write(uint64_t addr, const void* buf, size_t len) {
 }
 
 void Task::writeForced(uint64_t addr, const void* buf, size_t len) {
+  knownCode_.reset();
   // /proc/pid/mem writes with FOLL_FORCE, as a debugger does.
   if (!memFd_.valid()) {
     memFd_.reset(::open(fmt::format("/proc/{}/mem", tid_).c_str(), O_RDWR | O_CLOEXEC));

@@ -84,12 +84,16 @@ class Registers {
 class Task : public sys::MemoryReader {
  public:
   Task(pid_t tid, pid_t tgid);
+  ~Task();
   Task(const Task&) = delete;
   Task& operator=(const Task&) = delete;
 
   pid_t tid() const { return tid_; }
   // execve from a non-leader thread gives it the leader's id.
-  void setTid(pid_t tid) { tid_ = tid; }
+  void setTid(pid_t tid) {
+    tid_ = tid;
+    dropStatFd();
+  }
   pid_t tgid() const { return tgid_; }
   void setTgid(pid_t tgid) { tgid_ = tgid; }
 
@@ -102,13 +106,18 @@ class Task : public sys::MemoryReader {
   // The scheduler state the kernel shows in /proc/TID/stat: 'R' running,
   // 'S'/'D' asleep (in a syscall that waits), 't' in a ptrace stop, ...;
   // 0 when the task is gone.
-  char kernelState() const;
+  char kernelState();
   // Called when a stop for this task was collected elsewhere (waitpid(-1)).
   void noteStopped();
 
   const Registers& regs();
   Registers& mutableRegs();  // marks registers dirty; written back on resume
   void setRegs(const Registers& regs);
+
+  // The code at `ip` as the caller just read it in this stop: a single
+  // step from there (resume(Step) looks for `pushf`) need not read it
+  // again. Forgotten at the next stop, resume, or write to the task.
+  void knowCodeAt(uint64_t ip, std::span<const uint8_t> code);
 
   enum class Resume { Cont, Syscall, Step };  // Step: PTRACE_SINGLESTEP (one instruction)
   // Writes back dirty registers and resumes, delivering `signal` (0: none).
@@ -149,6 +158,7 @@ class Task : public sys::MemoryReader {
   bool regsValid_ = false;
   bool regsDirty_ = false;
   ScopedFd memFd_;
+  ScopedFd statFd_;  // /proc/TID/stat, kept open for kernelState()
   // A single-step over `pushf` pushes the trap flag the step itself set; the
   // program would pop it later and trap on its own (Go's asyncPreempt does
   // pushfq ... popfq). Where that word lands and how wide it is, until the
@@ -159,7 +169,14 @@ class Task : public sys::MemoryReader {
     unsigned width = 0;
   };
   std::optional<PushfStep> pushfStep_;
+  struct KnownCode {
+    uint64_t ip = 0;
+    std::array<uint8_t, 3> bytes{};
+    size_t size = 0;
+  };
+  std::optional<KnownCode> knownCode_;  // knowCodeAt(), until the stop ends
   void notePushfStep();
+  void dropStatFd();
   void clearPushedTrapFlag();
 };
 

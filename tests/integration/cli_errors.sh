@@ -161,6 +161,14 @@ check_default_trace() {
   st=$?
   [[ $st == 0 ]] || fail "rec replay without a trace exited $st: $(head -c 300 r.err)"
   cmp -s d.out r.out || fail "rec replay (latest trace) printed '$(head -c 100 r.out)'"
+  # Each recording gets a name of its own past the highest in use (echo-0
+  # above; a gap left by a deleted trace is not reused, nothing overwritten).
+  local dir=$home/.local/share/rec
+  [[ -f $dir/echo-0 ]] || fail "the first default trace is not echo-0: $(ls "$dir")"
+  : >"$dir/echo-7"
+  HOME=$home timeout 60 "$REC" record -- /bin/echo again >/dev/null 2>&1 || fail "second record failed"
+  [[ -s $dir/echo-8 && ! -s $dir/echo-7 && ! -e $dir/echo-1 ]] ||
+    fail "the next default trace is not echo-8: $(ls "$dir")"
 }
 
 # The trace cannot be written: 74 (the README's "trace could not be

@@ -131,7 +131,35 @@ check_vm_write_child() {
     -- "$PROGRAMS/vm_write"
 }
 
+# A file mapped the way ld.so maps a library: a reserving mmap of the fd,
+# then MAP_FIXED pieces of the same fd inside it (executable, read-only,
+# writable private), twice through new fds of the same file, then again
+# after the program appended to the file. rec stores the file once and
+# takes later mappings of it unchanged from what it stored; the pieces must
+# show the recorded bytes on replay though the file on disk was rewritten
+# in between, and the program's own change must show in the last round.
+check_mapped_pieces() {
+  need_program mapped_pieces
+  head -c 20000 /dev/urandom >pieces.bin
+  expect_native_differs "$PROGRAMS/mapped_pieces" "$T/pieces.bin"
+  head -c 20000 /dev/urandom >pieces.bin
+  record_replay mapped_pieces --status 0 \
+    --expect-out '^1 pieces: [0-9a-f]{16} [0-9a-f]{16} [0-9a-f]{16} size 20000$' \
+    --expect-out '^3 pieces: [0-9a-f]{16} [0-9a-f]{16} [0-9a-f]{16} size 24096$' \
+    --between "head -c 20000 /dev/urandom >'$T/pieces.bin'" \
+    -- "$PROGRAMS/mapped_pieces" "$T/pieces.bin"
+  local one two three
+  one=$(sed -n 's/^1 pieces: //p' mapped_pieces.rec.out)
+  two=$(sed -n 's/^2 pieces: //p' mapped_pieces.rec.out)
+  three=$(sed -n 's/^3 pieces: //p' mapped_pieces.rec.out)
+  [[ $one == "$two" ]] || fail "the same file mapped again showed other bytes: '$one' then '$two'"
+  [[ ${one% size*} != "${three% size*}" ]] || fail "the appended file showed its old bytes: '$three'"
+  # The first two pieces did not change with the append: only the last one.
+  [[ ${one:0:33} == "${three:0:33}" ]] || fail "unchanged pieces differ after the append: '$one', '$three'"
+}
+
 t shared_file check_shared_file
+t mapped_pieces check_mapped_pieces
 t vm_write_child check_vm_write_child
 t kill_self check_kill_self
 t proc_mem_write check_proc_mem_write

@@ -166,3 +166,31 @@ TEST_CASE("blob cache: damaged entries and unsettled files are never used") {
   off.store(st, made.hash, made.framed);
   CHECK_FALSE(off.lookup(st));
 }
+
+TEST_CASE("blob cache: a lookup marks an entry used, at most once an hour") {
+  Fixture fx;
+  auto& [dir, made, cache, st] = fx;
+  cache.store(st, made.hash, made.framed);
+  std::string entry;
+  for (const auto& e : std::filesystem::directory_iterator(dir.file("cache")))
+    entry = e.path().string();
+  REQUIRE(!entry.empty());
+  auto mtimeOf = [&] {
+    struct stat s;
+    REQUIRE(::stat(entry.c_str(), &s) == 0);
+    return s.st_mtim.tv_sec;
+  };
+  auto setMtime = [&](time_t when) {
+    timespec times[2] = {{when, 0}, {when, 0}};
+    REQUIRE(::utimensat(AT_FDCWD, entry.c_str(), times, 0) == 0);
+  };
+  const time_t now = ::time(nullptr);
+  // Used ten minutes ago: left as it is.
+  setMtime(now - 600);
+  REQUIRE(cache.lookup(st));
+  CHECK(mtimeOf() == now - 600);
+  // Used two hours ago: now.
+  setMtime(now - 7200);
+  REQUIRE(cache.lookup(st));
+  CHECK(mtimeOf() >= now);
+}

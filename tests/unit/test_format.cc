@@ -314,6 +314,57 @@ TEST_CASE("cut-short reasons", "[format]") {
   CHECK(readAllEvents(*cut).size() < 6);
 }
 
+TEST_CASE("open learns blob hashes from the footer and checks a blob when it is read", "[format]") {
+  TempDir dir("rec-format");
+  WriterOptions options;
+  options.maxEventsPerChunk = 5;
+  std::string path = dir.file("blobs.rec");
+  Written w = writeTrace(path, 21, 40, options);
+  REQUIRE(w.blobs.size() >= 3);
+  auto bytes = readFile(path);
+  // The footer's index gives every blob chunk's hash.
+  uint64_t damagedAt = 0;
+  BlobHash damaged;
+  {
+    auto r = TraceReader::openBytes(bytes, "blobs.rec");
+    size_t listed = 0;
+    for (auto c : r->footer()->getChunks()) {
+      if (c.getKind() != 3) continue;
+      REQUIRE(c.getBlobHash().size() == 16);
+      BlobHash h = BlobHash::fromBytes(
+          std::span(reinterpret_cast<const std::byte*>(c.getBlobHash().begin()), 16));
+      CHECK(r->hasBlob(h));
+      if (listed++ == 1) {
+        damagedAt = c.getOffset();
+        damaged = h;
+      }
+    }
+    CHECK(listed == w.blobs.size());
+  }
+  // A damaged blob payload: the trace opens (the chunk is not read yet) and
+  // replays its events, and reading that blob fails with the chunk named.
+  auto bad = bytes;
+  bad[damagedAt + 32 + 3] ^= std::byte{0x40};
+  auto r = TraceReader::openBytes(bad, "blobs.rec");
+  CHECK(r->complete());
+  CHECK(readAllEvents(*r) == w.events);
+  CHECK(r->hasBlob(damaged));
+  CHECK_THROWS_WITH(r->readBlob(damaged),
+                    Catch::StartsWith("blobs.rec: chunk ") &&
+                        Catch::Contains(" at byte " + std::to_string(damagedAt)) &&
+                        Catch::Contains("checksum mismatch"));
+  for (auto& [hash, data] : w.blobs)
+    if (!(hash == damaged)) CHECK(r->readBlob(hash) == data);
+
+  // Without a footer (rec killed), each blob chunk is checked at open and its
+  // hash read from the chunk itself.
+  std::string cutPath = dir.file("cut.rec");
+  Written cut = writeTrace(cutPath, 21, 40, options, /*finish=*/false);
+  auto c = TraceReader::open(cutPath);
+  CHECK(!c->complete());
+  for (auto& [hash, data] : cut.blobs) CHECK(c->readBlob(hash) == data);
+}
+
 TEST_CASE("every single-bit flip is detected", "[format]") {
   TempDir dir("rec-format");
   std::string path = dir.file("flip.rec");

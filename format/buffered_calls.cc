@@ -21,6 +21,8 @@ std::string checkBufferedCalls(std::span<const std::byte> entries, uint32_t coun
     if (h.ranges > kMaxBufferedRanges) return problem("too many ranges");
     if (h.outLength > kMaxBufferedLength) return problem("bad output length");
     const uint64_t body = h.size - sizeof h;
+    if (bufferedMapsFile(h) && (h.outLength || h.ranges || body < sizeof(BufferedMappedFile)))
+      return problem("an mmap of a file without its file");
     if (!h.ranges) {
       if (!h.zero && h.outLength > body) return problem("output longer than the entry");
     } else {

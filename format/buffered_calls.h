@@ -35,6 +35,19 @@ struct BufferedRange {
   uint64_t length;
 };
 
+// A buffered mmap of a file (number 9, MAP_ANONYMOUS clear in args[3],
+// args[4] not -1 as an int) maps a file the recording stored whole: its
+// entry's data starts with this (no output: outLength 0).
+struct BufferedMappedFile {
+  uint8_t blobHash[16];  // the file's blob
+  uint32_t slot;         // the buffer's stored-files slot (replay fills it)
+  uint32_t reserved;
+};
+static_assert(sizeof(BufferedMappedFile) == 24);
+inline bool bufferedMapsFile(const BufferedCallHeader& h) {
+  return h.number == 9 && !(h.args[3] & 0x20) && static_cast<int32_t>(h.args[4]) != -1;
+}
+
 inline constexpr uint32_t kMaxBufferedRanges = 1024;               // UIO_MAXIOV
 inline constexpr uint64_t kMaxBufferedLength = uint64_t{1} << 32;  // per range and per entry
 

@@ -270,6 +270,10 @@ class RecordSession {
   // after a stat of it, without an open, the sparse check and an fstat.
   std::set<std::tuple<uint64_t, uint64_t, int64_t, int64_t, int64_t, int64_t, int64_t>>
       mappedWhole_;
+  // The same files, in the order stored, as the buffer's stored-files table
+  // (a later private, non-executable mmap of one is buffered).
+  std::vector<sysbuf::StoredFile> storedFiles_;
+  void noteStoredFile(const struct stat& st, const format::BlobHash& hash);
   bool timeShim_ = true;                      // REC_TIME_SHIM=off hides the vDSO instead
   bool syscallBuffer_ = true;                 // REC_SYSCALL_BUFFER=off: every syscall stops
   sysbuf::Blocking blocking_ = sysbuf::Blocking::NoWait;  // REC_SYSBUF_BLOCKING

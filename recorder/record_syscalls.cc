@@ -605,7 +605,10 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
       }
       format::BlobHash hash =
           known ? *known : blobs_->storeFd(contents.get(), path, file.has_value());
-      if (!known && !file && S_ISREG(st.st_mode)) mappedWhole_.insert(keyOf(st));
+      if (!known && !file && S_ISREG(st.st_mode)) {
+        mappedWhole_.insert(keyOf(st));
+        noteStoredFile(st, hash);
+      }
       auto bytes = hash.bytes();
       m.setBlobHash(asData(bytes.data(), bytes.size()));
       if (result >= 0)
@@ -791,6 +794,9 @@ void RecordSession::drainSyscallBuffer(RecordTask& t) {
 // event. The bytes are referenced, not copied, by the message: writeEvent
 // copies them once, into the chunk.
 void RecordSession::writeBuffered(RecordTask& t, pid_t tid) {
+  static_assert(sizeof(format::BufferedMappedFile) == sizeof(rec_sysbuf_mapped_file) &&
+                offsetof(format::BufferedMappedFile, slot) ==
+                    offsetof(rec_sysbuf_mapped_file, slot));
   static_assert(sizeof(format::BufferedCallHeader) == sizeof(rec_sysbuf_entry) &&
                 offsetof(format::BufferedCallHeader, number) == offsetof(rec_sysbuf_entry, nr) &&
                 offsetof(format::BufferedCallHeader, result) == offsetof(rec_sysbuf_entry, result) &&
@@ -886,6 +892,7 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
 bool RecordSession::startBuffer(RecordTask& t, SysbufSpace& space, StraySignals& strays) {
   if (!sysbuf::start(t.task, space, REC_SHIM_RECORD, strays)) return false;
   sysbuf::setWatchedFiles(space, bufferWatchedFiles());
+  sysbuf::setStoredFiles(space, storedFiles_);
   if (t.sysbuf.get() == &space) {
     sysbuf::setOutputFds(space, bufferOutputFds(space));
     updateBufferFdTables(space);
@@ -1110,6 +1117,19 @@ void RecordSession::updateBufferDenials() {
   std::vector<sysbuf::FileId> files = bufferWatchedFiles();
   for (auto& [tid, u] : tasks_)
     if (u->sysbuf) sysbuf::setWatchedFiles(*u->sysbuf, files);
+}
+
+// A file stored whole from a private mmap: the buffers take its later
+// private, non-executable mmaps while it stays unchanged.
+void RecordSession::noteStoredFile(const struct stat& st, const format::BlobHash& hash) {
+  if (!syscallBuffer_ || storedFiles_.size() >= REC_SYSBUF_FILES_MAX) return;
+  storedFiles_.push_back({static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+                          static_cast<int64_t>(st.st_size), static_cast<int64_t>(st.st_mtim.tv_sec),
+                          static_cast<int64_t>(st.st_mtim.tv_nsec),
+                          static_cast<int64_t>(st.st_ctim.tv_sec),
+                          static_cast<int64_t>(st.st_ctim.tv_nsec), hash.bytes()});
+  for (auto& [tid, u] : tasks_)
+    if (u->sysbuf) sysbuf::setStoredFiles(*u->sysbuf, storedFiles_);
 }
 
 std::vector<sysbuf::FileId> RecordSession::bufferWatchedFiles() const {

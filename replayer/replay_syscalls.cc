@@ -482,9 +482,17 @@ void ReplaySession::onBufferedSyscalls(ReplayTask& t, schema::BufferedSyscalls::
     sysbuf::clearQueue(*t.sysbuf);
   }
   auto entries = b.getEntries();
-  switch (sysbuf::enqueue(*t.sysbuf, std::span(reinterpret_cast<const std::byte*>(entries.begin()),
-                                               entries.size()))) {
+  const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(entries.begin()),
+                                         entries.size());
+  switch (sysbuf::enqueue(*t.sysbuf, bytes)) {
     case sysbuf::Enqueued::Ok:
+      // Stored files the batch maps: the buffer code maps replay's copy.
+      for (const sysbuf::MappedFileRef& ref : sysbuf::mappedFiles(bytes))
+        if (!sysbuf::setReplayFile(*t.sysbuf, ref, blobs_->path(format::BlobHash::fromBytes(ref.hash))))
+          throw RecError(kExitBadTrace,
+                         fmt::format("rec: event #{}: a buffered mmap of a file replay cannot "
+                                     "name (slot {})",
+                                     eventIndex_, ref.slot));
       return;
     case sysbuf::Enqueued::Malformed:
       throw RecError(kExitBadTrace,

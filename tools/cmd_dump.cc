@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -85,6 +86,8 @@ std::string syscallLine(schema::SyscallEvent::Reader s) {
            (zeros == captured ? ", all zero" : zeros ? ", " + std::to_string(zeros) + " zero" : "") +
            ")";
   if (s.getRefused()) out += " (refused by rec)";
+  if (s.getInSyscallBuffer() && s.hasMapping())
+    out += " [" + std::string(s.getMapping().getPath().cStr()) + "]";
   if (s.getInSyscallBuffer())
     out += " [syscall buffer, no stop]";
   else if (s.getBuffered())
@@ -240,9 +243,21 @@ int runDump(const DumpOptions& options) {
       }
       std::cout << line;
     };
+    // The paths of the files traced mmaps stored, for the buffered mmaps of
+    // them (whose entries name the blob).
+    std::map<std::string, std::string> pathOfBlob;
+    auto remember = [&](schema::Mapping::Reader m) {
+      if (m.getBlobHash().size() == 16 && m.hasPath())
+        pathOfBlob.emplace(std::string(reinterpret_cast<const char*>(m.getBlobHash().begin()), 16),
+                           m.getPath().cStr());
+    };
     while (auto event = reader.nextEvent()) {
       uint64_t index = reader.nextEventIndex() - 1;
       if (!event->isBufferedSyscalls()) {
+        if (event->isExec())
+          for (auto m : event->getExec().getMappings()) remember(m);
+        else if (event->isSyscall() && event->getSyscall().hasMapping())
+          remember(event->getSyscall().getMapping());
         show(index, -1, *event);
         continue;
       }
@@ -262,6 +277,21 @@ int runDump(const DumpOptions& options) {
             s.setResult(h.result);
             s.setBuffered(true);
             s.setInSyscallBuffer(true);
+            if (format::bufferedMapsFile(h) && !(h.result < 0 && h.result >= -4095)) {
+              // (checked by the reader: the entry holds its file)
+              format::BufferedMappedFile f;
+              std::memcpy(&f, entry + sizeof h, sizeof f);
+              auto m = s.initMapping();
+              m.setStart(static_cast<uint64_t>(h.result));
+              m.setEnd(static_cast<uint64_t>(h.result) + h.args[1]);
+              m.setProt(static_cast<uint32_t>(h.args[2]));
+              m.setFlags(static_cast<uint32_t>(h.args[3]));
+              m.setOffset(h.args[5]);
+              m.setBlobHash(kj::arrayPtr(reinterpret_cast<const kj::byte*>(f.blobHash), 16));
+              auto it = pathOfBlob.find(
+                  std::string(reinterpret_cast<const char*>(f.blobHash), sizeof f.blobHash));
+              m.setPath(it != pathOfBlob.end() ? it->second : "?");
+            }
             std::vector<format::BufferedWrite> writes;
             format::forEachBufferedWrite(h, entry,
                                          [&](const format::BufferedWrite& w) { writes.push_back(w); });

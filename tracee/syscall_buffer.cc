@@ -375,6 +375,7 @@ bool startCopy(Task& task, SysbufSpace& space, SysbufSpace& from, StraySignals& 
   auto buffer = std::make_unique<SysbufMemory>();
   const rec_sysbuf_header& h = from.buffer->header();
   std::memcpy(&buffer->header(), &h, sizeof h);
+  std::memcpy(&buffer->files(), &from.buffer->files(), sizeof(rec_sysbuf_files));
   std::memcpy(buffer->entries(), from.buffer->entries(),
               std::min<size_t>(h.used, REC_SYSBUF_REPLAY_CAPACITY));
   return mapBuffer(task, space, std::move(buffer), REC_SHIM_REPLAY, strays);
@@ -417,6 +418,58 @@ void setWatchedFiles(SysbufSpace& space, std::span<const FileId> files) {
   __atomic_store_n(&h.watched_count, static_cast<uint32_t>(n), __ATOMIC_RELEASE);
   h.no_writes = files.size() > REC_SYSBUF_WATCHED;
   ++h.fd_gen;  // the fd classes remember which files are watched
+}
+
+void setStoredFiles(SysbufSpace& space, std::span<const StoredFile> files) {
+  if (!space.buffer) return;
+  rec_sysbuf_files& f = space.buffer->files();
+  size_t n = std::min<size_t>(files.size(), REC_SYSBUF_FILES_MAX);
+  for (size_t i = f.count; i < n; ++i) {
+    rec_sysbuf_file& x = f.file[i];
+    x.dev = files[i].device;
+    x.ino = files[i].inode;
+    x.size = files[i].size;
+    x.mtime_sec = files[i].mtimeSec;
+    x.mtime_nsec = files[i].mtimeNsec;
+    x.ctime_sec = files[i].ctimeSec;
+    x.ctime_nsec = files[i].ctimeNsec;
+    std::memcpy(x.hash, files[i].hash.data(), sizeof x.hash);
+  }
+  // (after the slots it covers: the buffer code reads the count first)
+  if (n > f.count) __atomic_store_n(&f.count, static_cast<uint32_t>(n), __ATOMIC_RELEASE);
+}
+
+bool lacksMappedFile(const rec_sysbuf_entry& e) {
+  return e.nr == SYS_mmap && rec_sysbuf_maps_file(e.args) &&
+         e.size < sizeof e + sizeof(rec_sysbuf_mapped_file);
+}
+
+std::vector<MappedFileRef> mappedFiles(std::span<const std::byte> entries) {
+  std::vector<MappedFileRef> out;
+  for (size_t at = 0; at + sizeof(rec_sysbuf_entry) <= entries.size();) {
+    rec_sysbuf_entry e;
+    std::memcpy(&e, entries.data() + at, sizeof e);
+    if (e.size < sizeof e) break;
+    if (e.nr == SYS_mmap && rec_sysbuf_maps_file(e.args) && !lacksMappedFile(e) &&
+        at + e.size <= entries.size()) {
+      rec_sysbuf_mapped_file m;
+      std::memcpy(&m, entries.data() + at + sizeof e, sizeof m);
+      MappedFileRef ref{m.slot, {}};
+      std::memcpy(ref.hash.data(), m.hash, sizeof m.hash);
+      out.push_back(ref);
+    }
+    at += e.size;
+  }
+  return out;
+}
+
+bool setReplayFile(SysbufSpace& space, const MappedFileRef& ref, const std::string& path) {
+  if (!space.buffer || ref.slot >= REC_SYSBUF_FILES_MAX) return false;
+  rec_sysbuf_file& x = space.buffer->files().file[ref.slot];
+  if (path.size() >= sizeof x.path) return false;
+  std::memcpy(x.hash, ref.hash.data(), sizeof x.hash);
+  std::memcpy(x.path, path.c_str(), path.size() + 1);
+  return true;
 }
 
 SiteCode readSite(Task& task, uint64_t site) {
@@ -683,7 +736,7 @@ Enqueued enqueue(SysbufSpace& space, std::span<const std::byte> entries) {
     if (entries.size() - at < sizeof e) return Enqueued::Malformed;
     std::memcpy(&e, entries.data() + at, sizeof e);
     if (e.size < sizeof e || e.size % 8 || e.size > entries.size() - at ||
-        !forEachWrite(entries.data() + at, [](const SysbufWrite&) {}))
+        !forEachWrite(entries.data() + at, [](const SysbufWrite&) {}) || lacksMappedFile(e))
       return Enqueued::Malformed;
     at += e.size;
   }

@@ -53,6 +53,10 @@ class SysbufMemory {
   // fewer per process, however many live).
   void closeFd() { fd_.reset(); }
   rec_sysbuf_header& header() { return *static_cast<rec_sysbuf_header*>(base_); }
+  rec_sysbuf_files& files() {
+    return *reinterpret_cast<rec_sysbuf_files*>(static_cast<std::byte*>(base_) +
+                                                (REC_SYSBUF_FILES - REC_SYSBUF));
+  }
   std::byte* entries() { return static_cast<std::byte*>(base_) + (REC_SYSBUF_ENTRIES - REC_SYSBUF); }
 
  private:
@@ -147,6 +151,29 @@ struct FileId {
 };
 void setOutputFds(SysbufSpace& space, std::span<const long> outputFds);
 void setWatchedFiles(SysbufSpace& space, std::span<const FileId> files);
+// Record: the files rec stored whole from a private mmap, in the order it
+// stored them (the slots are the same in every process; past
+// REC_SYSBUF_FILES_MAX the rest stay traced): a later private,
+// non-executable mmap of one, unchanged since, is buffered
+// (docs/syscall-buffer.md "File mmaps"). Grown only.
+struct StoredFile {
+  uint64_t device = 0, inode = 0;
+  int64_t size = 0, mtimeSec = 0, mtimeNsec = 0, ctimeSec = 0, ctimeNsec = 0;
+  std::array<std::byte, 16> hash{};  // the blob's
+};
+void setStoredFiles(SysbufSpace& space, std::span<const StoredFile> files);
+// Replay: the stored files the entries (checked) map, by slot; and the file
+// replay's buffer code maps for a slot (false: a slot or path it cannot hold).
+struct MappedFileRef {
+  uint32_t slot = 0;
+  std::array<std::byte, 16> hash{};
+};
+std::vector<MappedFileRef> mappedFiles(std::span<const std::byte> entries);
+bool setReplayFile(SysbufSpace& space, const MappedFileRef& ref, const std::string& path);
+// Whether an entry (its header and `size` bytes) is an mmap of a file that
+// lacks the rec_sysbuf_mapped_file it needs.
+bool lacksMappedFile(const rec_sysbuf_entry& e);
+
 // Record: the buffer remembers what its fd checks found per fd until the fd
 // table changes (each of the calls above forgets it). `several`: the tasks
 // of the address space do not all share one fd table (a vfork child,

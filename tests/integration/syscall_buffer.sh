@@ -350,6 +350,43 @@ check_ahead() {
   return 0
 }
 
+# Private, non-executable mmaps of a file rec stored, unchanged since, go
+# through the buffer (docs/syscall-buffer.md "File mmaps"): mapped_pieces
+# maps a file as ld.so maps a library (a reservation, then MAP_FIXED pieces,
+# one executable) in three rounds, the third after the program appended to
+# the file; then through an fd open for writing, then MAP_SHARED. The file
+# on disk is rewritten before the replay, which must show the recorded
+# bytes (its buffer code maps replay's copy of the stored file).
+check_file_mmaps() {
+  need_program mapped_pieces
+  head -c 20000 /dev/urandom >fm.bin
+  expect_native_differs "$PROGRAMS/mapped_pieces" "$T/fm.bin"
+  head -c 20000 /dev/urandom >fm.bin
+  record_replay file_mmaps --status 0 \
+    --expect-out '^2 pieces: [0-9a-f]{16} [0-9a-f]{16} [0-9a-f]{16} size 20000$' \
+    --expect-out '^4 pieces: [0-9a-f]{16} [0-9a-f]{16} [0-9a-f]{16} size 24096$' \
+    --expect-out '^shared: [0-9a-f]{16}$' \
+    --between "head -c 20000 /dev/urandom >'$T/fm.bin'" \
+    -- "$PROGRAMS/mapped_pieces" "$T/fm.bin"
+  "$REC" dump file_mmaps.rec >dump.out || fail "rec dump failed"
+  local n
+  n=$(grep -E '\] mmap\(.*\[[^]]*/fm\.bin\] \[syscall buffer, no stop\]' dump.out | grep -c .)
+  if buffer_on; then
+    # rounds 1 and 3: the 2 pieces without PROT_EXEC (the reservation
+    # stores the file, unknown or changed); round 2: those and the
+    # reservation; round 4 (an fd open for writing) and MAP_SHARED: none
+    ((n >= 5 && n <= 7)) || fail "$n buffered mmaps of the file, expected 5 to 7"
+    grep -E 'mmap\(.*(PROT_EXEC|MAP_SHARED).*\[syscall buffer, no stop\]' dump.out &&
+      fail "an executable or shared file mapping went through the buffer"
+    # round 3's reservation: the file changed since it was stored
+    grep -E '\] mmap\(NULL, 28192, .*\[syscall buffer, no stop\]' dump.out &&
+      fail "a mapping of the changed file went through the buffer"
+  else
+    ((n == 0)) || fail "$n buffered file mmaps with REC_SYSCALL_BUFFER=off"
+  fi
+  return 0
+}
+
 # Private anonymous mmaps go through the buffer (docs/syscall-buffer.md,
 # `MmapAnon`), and replay's buffer code maps them again where the recording
 # got them: memory filled, then partly mapped over with MAP_FIXED (zeros
@@ -537,6 +574,7 @@ check_vectors() {
 }
 
 t tour check_tour
+t file_mmaps check_file_mmaps
 t vectors check_vectors
 t ahead check_ahead
 t queries check_queries

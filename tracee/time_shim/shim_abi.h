@@ -109,7 +109,8 @@ static inline int rec_shim_system_wide_clock(long clock) {
 #define REC_SYSBUF_ENTRY (REC_SHIM_IMAGE + 0x800UL)
 #define REC_SYSBUF (REC_SHIM_LOG + REC_SHIM_LOG_SIZE)
 #define REC_SYSBUF_SIZE 0x400000UL
-#define REC_SYSBUF_STACK_TOP (REC_SYSBUF + 0x6000UL) /* 16 KiB below it, after the header */
+#define REC_SYSBUF_STACK_TOP (REC_SYSBUF + 0x6000UL) /* 12 KiB below it, after the files */
+#define REC_SYSBUF_FILES (REC_SYSBUF + 0x2000UL)     /* struct rec_sysbuf_files, one page */
 #define REC_SYSBUF_ENTRIES (REC_SYSBUF + 0x6000UL)
 /* Recording fills at most this much between two stops of a task (`limit`);
  * replay may queue a few such fills at once (a task that ran on after a
@@ -135,8 +136,10 @@ static inline int rec_shim_system_wide_clock(long clock) {
 #define REC_SYSBUF_FD_WRITE_STREAM 7 /* REC_SYSBUF_FD_WRITE, or a pipe (at most PIPE_BUF bytes) or
                                         an AF_UNIX socket (at most 2048), made without waiting,
                                         EAGAIN and EPIPE traced */
-#define REC_SYSBUF_MMAP_ANON 8 /* mmap: anonymous, MAP_PRIVATE, fd -1 (argument 3, 4); replay's
-                                  buffer code maps it again at the recorded address */
+#define REC_SYSBUF_MMAP_ANON 8 /* mmap: anonymous, MAP_PRIVATE, fd -1 (argument 3, 4); or
+                                  MAP_PRIVATE without PROT_EXEC of a file rec stored, unchanged
+                                  since, open read-only (rec_sysbuf_files); replay's buffer code
+                                  maps it again at the recorded address (the file: its copy) */
 #define REC_SYSBUF_NOWAIT_RWF 1 /* read/write(fd, buf, n) as preadv2/pwritev2(RWF_NOWAIT) */
 #define REC_SYSBUF_NOWAIT_MSG 2 /* recvfrom/sendto(fd, buf, n, flags, NULL, ...) on a socket,
                                    with MSG_DONTWAIT (and MSG_NOSIGNAL) added to flags */
@@ -230,6 +233,38 @@ struct rec_sysbuf_header {
   uint32_t reserved_desched;
 };
 #define REC_SYSBUF_DESCHED_SIGNAL 30 /* SIGPWR: never delivered to the program */
+
+/* Files rec stored whole from a private mmap (docs/syscall-buffer.md "File
+ * mmaps"), at REC_SYSBUF_FILES: a later private, non-executable mmap of one,
+ * unchanged since (device, inode, size, mtime, ctime as fstat gives them),
+ * is buffered. Its entry's data holds a rec_sysbuf_mapped_file naming the
+ * slot and the stored blob. Record: rec fills the slots in the order it
+ * stored the files (the same slots in every process; count grows only, set
+ * after the slot it covers). Replay: rec fills the slot an entry names, with
+ * `path`, the file replay's copy of the blob is (the buffer code opens it),
+ * before queueing the entry. */
+#define REC_SYSBUF_FILES_MAX 32
+struct rec_sysbuf_file {
+  uint64_t dev, ino;
+  int64_t size, mtime_sec, mtime_nsec, ctime_sec, ctime_nsec;
+  uint8_t hash[16];
+  char path[48]; /* replay: NUL-terminated */
+};
+struct rec_sysbuf_files {
+  uint32_t count; /* record: slots filled */
+  uint32_t reserved;
+  struct rec_sysbuf_file file[REC_SYSBUF_FILES_MAX];
+};
+struct rec_sysbuf_mapped_file {
+  uint8_t hash[16];
+  uint32_t slot;
+  uint32_t reserved;
+};
+/* Whether an mmap entry (nr 9, args as the program passed them) maps a file
+ * (and so carries a rec_sysbuf_mapped_file when it succeeded). */
+static inline int rec_sysbuf_maps_file(const uint64_t* args) {
+  return !(args[3] & 0x20 /* MAP_ANONYMOUS */) && (int32_t)args[4] != -1;
+}
 
 /* What a call wrote to memory: out_len bytes in all, either at out_addr
  * (ranges == 0) or over `ranges` ranges (a vector read), whose (address,

@@ -23,7 +23,9 @@
 _Static_assert(REC_SHIM_CONTROL + 4 == 0x70005004, "the entry's address of sysbuf_mode");
 _Static_assert(REC_SYSBUF + 8 == 0x70016008, "the entry's address of busy");
 _Static_assert(REC_SYSBUF_STACK_TOP == 0x7001c000, "the entry's stack");
-_Static_assert(sizeof(struct rec_sysbuf_header) <= 0x2000, "the header leaves the stack room");
+_Static_assert(sizeof(struct rec_sysbuf_header) <= REC_SYSBUF_FILES - REC_SYSBUF,
+               "the header ends before the files table");
+_Static_assert(sizeof(struct rec_sysbuf_files) <= 0x1000, "the files table leaves the stack room");
 
 #define SYS_close 3
 #define SYS_fstat 5
@@ -66,6 +68,10 @@ _Static_assert(sizeof(struct rec_sysbuf_header) <= 0x2000, "the header leaves th
 #define MAP_ANONYMOUS_ 0x20
 #define MAP_GROWSDOWN_ 0x0100
 #define MAP_FIXED_NOREPLACE_ 0x100000
+#define PROT_EXEC_ 4
+#define F_GETFL_ 3
+#define O_ACCMODE_ 3
+#define AT_FDCWD_ (-100)
 
 /* Saved registers, as rec_sysbuf_entry pushes them (lowest address first). */
 enum { F_RBX, F_R11, F_RCX, F_R9, F_R8, F_R10, F_RDX, F_RSI, F_RDI, F_RAX };
@@ -149,6 +155,39 @@ static int watched(const struct kstat* st) {
   for (uint32_t i = 0; i < n && i < REC_SYSBUF_WATCHED; ++i)
     if (h->watched[i].ino == st->ino && h->watched[i].dev == st->dev) return 1;
   return 0;
+}
+
+static inline volatile struct rec_sysbuf_files* files(void) {
+  return (volatile struct rec_sysbuf_files*)REC_SYSBUF_FILES;
+}
+
+/* A private, non-executable mmap of a file rec stored whole (its blob is in
+ * the trace), unchanged since (device, inode, size, mtime, ctime), open
+ * read-only (a file open for writing, or watched, follows later changes:
+ * traced), and the slot that names it; -1: traced. Executable pieces stay
+ * traced: rec patches them ahead before they run. */
+static int stored_file(const uint64_t* args) {
+  if ((args[3] & MAP_TYPE_) != MAP_PRIVATE_ || (args[3] & (MAP_ANONYMOUS_ | MAP_GROWSDOWN_)) ||
+      (args[2] & PROT_EXEC_))
+    return -1;
+  long fd = (long)(int32_t)args[4];
+  volatile struct rec_sysbuf_files* f = files();
+  uint32_t n = __atomic_load_n(&f->count, __ATOMIC_ACQUIRE);
+  if (fd < 0 || n == 0) return -1;
+  struct kstat st;
+  if (untraced6(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) != 0 || (st.mode & 0170000) != 0100000 ||
+      watched(&st))
+    return -1;
+  long fl = untraced6(SYS_fcntl, fd, F_GETFL_, 0, 0, 0, 0);
+  if (fl < 0 || (fl & O_ACCMODE_) != 0 /* O_RDONLY */) return -1;
+  for (uint32_t i = 0; i < n && i < REC_SYSBUF_FILES_MAX; ++i) {
+    volatile struct rec_sysbuf_file* x = &f->file[i];
+    if (x->ino == st.ino && x->dev == st.dev && x->size == st.size &&
+        x->mtime_sec == (int64_t)st.times[2] && x->mtime_nsec == (int64_t)st.times[3] &&
+        x->ctime_sec == (int64_t)st.times[4] && x->ctime_nsec == (int64_t)st.times[5])
+      return (int)i;
+  }
+  return -1;
 }
 
 /* What the fd checks need to know of a file open as `fd`
@@ -449,8 +488,22 @@ static int output_zero(uint64_t addr, uint64_t len, const struct rec_sysbuf_rang
 static int mmap_again(const struct rec_sysbuf_entry* e) {
   if (e->result < 0 && e->result >= -4095) return 1; /* failed in the recording: nothing to map */
   long flags = ((long)e->args[3] & ~(long)MAP_FIXED_NOREPLACE_) | MAP_FIXED_;
-  return untraced6(SYS_mmap, e->result, (long)e->args[1], (long)e->args[2], flags, -1, 0) ==
-         e->result;
+  if (!rec_sysbuf_maps_file(e->args))
+    return untraced6(SYS_mmap, e->result, (long)e->args[1], (long)e->args[2], flags, -1, 0) ==
+           e->result;
+  /* a stored file: replay's copy of it, which rec named in the slot */
+  if (e->size < sizeof *e + sizeof(struct rec_sysbuf_mapped_file)) return 0;
+  const struct rec_sysbuf_mapped_file* m = (const struct rec_sysbuf_mapped_file*)e->data;
+  if (m->slot >= REC_SYSBUF_FILES_MAX) return 0;
+  volatile struct rec_sysbuf_file* x = &files()->file[m->slot];
+  for (int i = 0; i < 16; ++i)
+    if (x->hash[i] != m->hash[i]) return 0;
+  long fd = untraced6(SYS_openat, AT_FDCWD_, (long)x->path, O_CLOEXEC_, 0, 0, 0);
+  if (fd < 0) return 0;
+  long got = untraced6(SYS_mmap, e->result, (long)e->args[1], (long)e->args[2], flags, fd,
+                       (long)e->args[5]);
+  untraced6(SYS_close, fd, 0, 0, 0, 0, 0);
+  return got == e->result;
 }
 
 /* Returns 1 with the result in frame[F_RAX], or 0: the entry makes the
@@ -491,7 +544,11 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
                                                          : 0;
     if (most > room) return 0;
     int zeros = 0; /* reading /dev/zero: the output is zeros, no need to look */
+    int slot = -1; /* a stored file's mmap: its slot */
     int via = fd_allowed(p.fd_check, p.nowait, args, length, &zeros);
+    if (!via && p.fd_check == REC_SYSBUF_MMAP_ANON &&
+        room >= sizeof(struct rec_sysbuf_mapped_file) && (slot = stored_file(args)) >= 0)
+      via = VIA_CALL;
     if (!via) return 0;
     long result;
     if (ruled & RULE_BLOCKS) {
@@ -561,6 +618,14 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     e->out_len = len;
     e->ranges = ranges;
     e->zero = (uint32_t)zero;
+    if (slot >= 0) { /* (no output: out_len 0) */
+      struct rec_sysbuf_mapped_file* m = (struct rec_sysbuf_mapped_file*)bytes;
+      volatile struct rec_sysbuf_file* x = &files()->file[slot];
+      for (int i = 0; i < 16; ++i) m->hash[i] = x->hash[i];
+      m->slot = (uint32_t)slot;
+      m->reserved = 0;
+      bytes += sizeof *m;
+    }
     uint32_t size = (uint32_t)REC_SYSBUF_PAD(sizeof(struct rec_sysbuf_entry) + ranges * sizeof *r +
                                              (uint64_t)(bytes - start));
     e->size = size;

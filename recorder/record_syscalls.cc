@@ -1122,7 +1122,12 @@ void RecordSession::updateBufferDenials() {
 // A file stored whole from a private mmap: the buffers take its later
 // private, non-executable mmaps while it stays unchanged.
 void RecordSession::noteStoredFile(const struct stat& st, const format::BlobHash& hash) {
-  if (!syscallBuffer_ || storedFiles_.size() >= REC_SYSBUF_FILES_MAX) return;
+  // (REC_SYSBUF_FILE_MMAPS=off: every file mmap traced, for measuring)
+  static const bool off = [] {
+    const char* v = std::getenv("REC_SYSBUF_FILE_MMAPS");
+    return v && std::string_view(v) == "off";
+  }();
+  if (off || !syscallBuffer_ || storedFiles_.size() >= REC_SYSBUF_FILES_MAX) return;
   storedFiles_.push_back({static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
                           static_cast<int64_t>(st.st_size), static_cast<int64_t>(st.st_mtim.tv_sec),
                           static_cast<int64_t>(st.st_mtim.tv_nsec),

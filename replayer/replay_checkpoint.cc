@@ -287,6 +287,13 @@ bool ReplaySession::copyProcess(ReplaySession& copy, std::vector<ReplayTask*>& t
     newSysbuf = sysbuf::forChild(forker->sysbuf, main, 0);
     if (forker->sysbuf->buffer && !sysbuf::startCopy(main, *newSysbuf, *forker->sysbuf, strays))
       return false;
+    // The stored files queued mmaps map: this session's copies of them
+    // (the paths name another session's fds).
+    if (newSysbuf->buffer)
+      for (const sysbuf::MappedFileRef& ref : sysbuf::replayFiles(*newSysbuf))
+        if (!sysbuf::setReplayFile(*newSysbuf, ref,
+                                   copy.blobs_->path(format::BlobHash::fromBytes(ref.hash))))
+          return false;
   }
   for (const auto& m : readMaps(pid)) {
     if (!m.shared || !(m.prot & PROT_WRITE)) continue;

@@ -472,6 +472,19 @@ bool setReplayFile(SysbufSpace& space, const MappedFileRef& ref, const std::stri
   return true;
 }
 
+std::vector<MappedFileRef> replayFiles(SysbufSpace& space) {
+  std::vector<MappedFileRef> out;
+  if (!space.buffer) return out;
+  const rec_sysbuf_files& f = space.buffer->files();
+  for (uint32_t i = 0; i < REC_SYSBUF_FILES_MAX; ++i) {
+    if (!f.file[i].path[0]) continue;
+    MappedFileRef ref{i, {}};
+    std::memcpy(ref.hash.data(), f.file[i].hash, sizeof f.file[i].hash);
+    out.push_back(ref);
+  }
+  return out;
+}
+
 SiteCode readSite(Task& task, uint64_t site) {
   SiteCode out;
   uint8_t bytes[kSetsNumberWindow + sizeof out.at] = {};

@@ -170,6 +170,8 @@ struct MappedFileRef {
 };
 std::vector<MappedFileRef> mappedFiles(std::span<const std::byte> entries);
 bool setReplayFile(SysbufSpace& space, const MappedFileRef& ref, const std::string& path);
+// Replay: the slots filled (a copied buffer's, to be named again).
+std::vector<MappedFileRef> replayFiles(SysbufSpace& space);
 // Whether an entry (its header and `size` bytes) is an mmap of a file that
 // lacks the rec_sysbuf_mapped_file it needs.
 bool lacksMappedFile(const rec_sysbuf_entry& e);

@@ -384,7 +384,19 @@ void ReplaySession::applyMmap(ReplayTask& t, schema::SyscallEvent::Reader e) {
   std::array<uint64_t, 6> mmapArgs = {address, m.getEnd() - m.getStart(), m.getProt(), mapFlags,
                                       0, m.getOffset()};
   int64_t got = -EBADF;
-  if (t.mappedFile && t.mappedFile->path == file && t.mappedFile->writable == shared) {
+  // A stored file the buffer's mappings of it keep open: the same open file
+  // (mappings of one merge as in the recording).
+  int slotFd = !shared && t.sysbuf ? sysbuf::replayFileFd(*t.sysbuf, t.task.tid(), file) : -1;
+  if (slotFd >= 0) {
+    auto programArgs = r.syscallArgs();
+    mmapArgs[4] = static_cast<uint64_t>(slotFd);
+    r.setSyscallArgs(mmapArgs);
+    t.task.resume(Task::Resume::Syscall);
+    waitSyscallExit(t);
+    got = t.task.regs().result();
+    t.task.mutableRegs().setSyscallArgs(programArgs);
+    // (-EBADF: closed since; the remote mmap below opens the file again)
+  } else if (t.mappedFile && t.mappedFile->path == file && t.mappedFile->writable == shared) {
     // The file is still open in the task (ld.so maps a library's segments
     // one after another): the program's own mmap maps it, rewritten, one
     // stop instead of skipping it and a remote mmap (3 stops).
@@ -487,12 +499,21 @@ void ReplaySession::onBufferedSyscalls(ReplayTask& t, schema::BufferedSyscalls::
   switch (sysbuf::enqueue(*t.sysbuf, bytes)) {
     case sysbuf::Enqueued::Ok:
       // Stored files the batch maps: the buffer code maps replay's copy.
-      for (const sysbuf::MappedFileRef& ref : sysbuf::mappedFiles(bytes))
-        if (!sysbuf::setReplayFile(*t.sysbuf, ref, blobs_->path(format::BlobHash::fromBytes(ref.hash))))
+      for (const sysbuf::MappedFileRef& ref : sysbuf::mappedFiles(bytes)) {
+        const std::string& file = blobs_->path(format::BlobHash::fromBytes(ref.hash));
+        // The open file the traced mappings of it used: the slot's from now
+        // on (mappings of one open file merge, as in the recording).
+        int kept = -1;
+        if (t.mappedFile && t.mappedFile->path == file && !t.mappedFile->writable) {
+          kept = t.mappedFile->fd;
+          t.mappedFile.reset();
+        }
+        if (!sysbuf::setReplayFile(*t.sysbuf, ref, file, kept))
           throw RecError(kExitBadTrace,
                          fmt::format("rec: event #{}: a buffered mmap of a file replay cannot "
                                      "name (slot {})",
                                      eventIndex_, ref.slot));
+      }
       return;
     case sysbuf::Enqueued::Malformed:
       throw RecError(kExitBadTrace,

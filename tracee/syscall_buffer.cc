@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -463,13 +464,36 @@ std::vector<MappedFileRef> mappedFiles(std::span<const std::byte> entries) {
   return out;
 }
 
-bool setReplayFile(SysbufSpace& space, const MappedFileRef& ref, const std::string& path) {
+bool setReplayFile(SysbufSpace& space, const MappedFileRef& ref, const std::string& path,
+                   int keptFd) {
   if (!space.buffer || ref.slot >= REC_SYSBUF_FILES_MAX) return false;
   rec_sysbuf_file& x = space.buffer->files().file[ref.slot];
   if (path.size() >= sizeof x.path) return false;
-  std::memcpy(x.hash, ref.hash.data(), sizeof x.hash);
-  std::memcpy(x.path, path.c_str(), path.size() + 1);
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return false;
+  if (x.path != path || std::memcmp(x.hash, ref.hash.data(), sizeof x.hash) != 0 ||
+      x.copy_dev != st.st_dev || x.copy_ino != st.st_ino) {
+    std::memcpy(x.hash, ref.hash.data(), sizeof x.hash);
+    std::memcpy(x.path, path.c_str(), path.size() + 1);
+    x.copy_dev = st.st_dev;
+    x.copy_ino = st.st_ino;
+    x.fd_plus1 = 0;
+  }
+  if (keptFd >= 0) x.fd_plus1 = keptFd + 1;
   return true;
+}
+
+int replayFileFd(SysbufSpace& space, pid_t tid, const std::string& path) {
+  if (!space.buffer) return -1;
+  const rec_sysbuf_files& f = space.buffer->files();
+  for (const rec_sysbuf_file& x : f.file) {
+    if (x.fd_plus1 <= 0 || x.path != path) continue;
+    struct stat st;
+    if (::stat(fmt::format("/proc/{}/fd/{}", tid, x.fd_plus1 - 1).c_str(), &st) == 0 &&
+        st.st_dev == x.copy_dev && st.st_ino == x.copy_ino)
+      return x.fd_plus1 - 1;
+  }
+  return -1;
 }
 
 std::vector<MappedFileRef> replayFiles(SysbufSpace& space) {

@@ -169,9 +169,15 @@ struct MappedFileRef {
   std::array<std::byte, 16> hash{};
 };
 std::vector<MappedFileRef> mappedFiles(std::span<const std::byte> entries);
-bool setReplayFile(SysbufSpace& space, const MappedFileRef& ref, const std::string& path);
+// `keptFd`: an fd the process holds open on that file (>= 0: the slot takes
+// it over; the traced mappings of the file used it).
+bool setReplayFile(SysbufSpace& space, const MappedFileRef& ref, const std::string& path,
+                   int keptFd = -1);
 // Replay: the slots filled (a copied buffer's, to be named again).
 std::vector<MappedFileRef> replayFiles(SysbufSpace& space);
+// Replay: the fd task `tid` keeps open on `path` for a slot (still that
+// file), or -1.
+int replayFileFd(SysbufSpace& space, pid_t tid, const std::string& path);
 // Whether an entry (its header and `size` bytes) is an mmap of a file that
 // lacks the rec_sysbuf_mapped_file it needs.
 bool lacksMappedFile(const rec_sysbuf_entry& e);

@@ -109,8 +109,8 @@ static inline int rec_shim_system_wide_clock(long clock) {
 #define REC_SYSBUF_ENTRY (REC_SHIM_IMAGE + 0x800UL)
 #define REC_SYSBUF (REC_SHIM_LOG + REC_SHIM_LOG_SIZE)
 #define REC_SYSBUF_SIZE 0x400000UL
-#define REC_SYSBUF_STACK_TOP (REC_SYSBUF + 0x6000UL) /* 12 KiB below it, after the files */
-#define REC_SYSBUF_FILES (REC_SYSBUF + 0x2000UL)     /* struct rec_sysbuf_files, one page */
+#define REC_SYSBUF_STACK_TOP (REC_SYSBUF + 0x6000UL) /* 8 KiB below it, after the files */
+#define REC_SYSBUF_FILES (REC_SYSBUF + 0x2000UL)     /* struct rec_sysbuf_files, two pages */
 #define REC_SYSBUF_ENTRIES (REC_SYSBUF + 0x6000UL)
 /* Recording fills at most this much between two stops of a task (`limit`);
  * replay may queue a few such fills at once (a task that ran on after a
@@ -248,7 +248,15 @@ struct rec_sysbuf_file {
   uint64_t dev, ino;
   int64_t size, mtime_sec, mtime_nsec, ctime_sec, ctime_nsec;
   uint8_t hash[16];
-  char path[48]; /* replay: NUL-terminated */
+  /* Replay: the file replay's copy of the blob is (NUL-terminated), its
+   * identity, and the fd + 1 the process keeps open on it (0: none), which
+   * every mapping of the slot uses, buffered or traced: mappings of one open
+   * file merge as in the recording (an mremap across them works). The
+   * buffer code checks the fd is still that file (fstat) before using it. */
+  char path[32];
+  uint64_t copy_dev, copy_ino;
+  int32_t fd_plus1;
+  uint32_t reserved;
 };
 struct rec_sysbuf_files {
   uint32_t count; /* record: slots filled */

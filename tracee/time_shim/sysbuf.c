@@ -25,7 +25,7 @@ _Static_assert(REC_SYSBUF + 8 == 0x70016008, "the entry's address of busy");
 _Static_assert(REC_SYSBUF_STACK_TOP == 0x7001c000, "the entry's stack");
 _Static_assert(sizeof(struct rec_sysbuf_header) <= REC_SYSBUF_FILES - REC_SYSBUF,
                "the header ends before the files table");
-_Static_assert(sizeof(struct rec_sysbuf_files) <= 0x1000, "the files table leaves the stack room");
+_Static_assert(sizeof(struct rec_sysbuf_files) <= 0x2000, "the files table leaves the stack room");
 
 #define SYS_close 3
 #define SYS_fstat 5
@@ -498,11 +498,22 @@ static int mmap_again(const struct rec_sysbuf_entry* e) {
   volatile struct rec_sysbuf_file* x = &files()->file[m->slot];
   for (int i = 0; i < 16; ++i)
     if (x->hash[i] != m->hash[i]) return 0;
-  long fd = untraced6(SYS_openat, AT_FDCWD_, (long)x->path, O_CLOEXEC_, 0, 0, 0);
-  if (fd < 0) return 0;
+  long fd = -1;
+  if (x->fd_plus1 > 0) {
+    struct kstat st;
+    long kept = (long)x->fd_plus1 - 1;
+    if (untraced6(SYS_fstat, kept, (long)&st, 0, 0, 0, 0) == 0 && st.ino == x->copy_ino &&
+        st.dev == x->copy_dev)
+      fd = kept;
+  }
+  if (fd < 0) {
+    /* kept open: the next mapping of the file uses the same open file */
+    fd = untraced6(SYS_openat, AT_FDCWD_, (long)x->path, O_CLOEXEC_, 0, 0, 0);
+    if (fd < 0) return 0;
+    x->fd_plus1 = (int32_t)(fd + 1);
+  }
   long got = untraced6(SYS_mmap, e->result, (long)e->args[1], (long)e->args[2], flags, fd,
                        (long)e->args[5]);
-  untraced6(SYS_close, fd, 0, 0, 0, 0, 0);
   return got == e->result;
 }
 

@@ -420,7 +420,30 @@ EOF
   return 0
 }
 
+# Mappings the syscall buffer made (docs/syscall-buffer.md "File mmaps":
+# private, non-executable pieces of a file rec stored) are real mappings of
+# the stored file in the replay: gdb's `info proc mappings` names the file
+# at each piece's offset, and its library list (read from ld.so's r_debug,
+# which the buffered pieces of libc hold) has libc. The file on disk is
+# rewritten before the replay.
+check_buffered_mappings() {
+  need_program mapped_pieces
+  head -c 20000 /dev/urandom >dbg.bin
+  record pieces --status 0 --expect-out '^2 pieces: ' -- "$PROGRAMS/mapped_pieces" "$T/dbg.bin"
+  head -c 20000 /dev/urandom >dbg.bin
+  local n
+  n=$("$REC" dump "$T/pieces.rec" | grep -cE '\] mmap\(.*dbg\.bin\] \[syscall buffer, no stop\]')
+  ((n >= 5)) || fail "only $n mmaps of the file went through the buffer"
+  # at round 2's munmap: its pieces, buffered
+  gdb_replay mappings "$T/pieces.rec" -- 'break munmap' 'continue' 'continue' \
+    'info proc mappings' 'info sharedlibrary'
+  expect_in_order "$T/mappings.out" \
+    ' 0x1000 +0x1000 +r--p +/.*dbg\.bin' ' 0x2000 +rw-p +/.*dbg\.bin' \
+    '^0x[0-9a-f]+ +0x[0-9a-f]+ +Yes .*libc\.so'
+}
+
 t breakpoints check_breakpoints
+t buffered_mappings check_buffered_mappings
 t watch_and_refusals check_watch_and_refusals
 t reverse_stepping check_reverse_stepping
 t kernel_writes check_kernel_writes

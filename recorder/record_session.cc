@@ -206,6 +206,7 @@ int RecordSession::run() {
   f.setInterruptedByUser(interrupted_ && !timedOut_);
   f.setTimedOut(timedOut_);
   writer_->finish(footer);
+  siteCache_.save();
   return initialStatus_;
 }
 

@@ -75,13 +75,25 @@ constexpr uint64_t kSlotCmp = 19;   // where the displaced `cmp` runs in a slot
 constexpr uint64_t kPatchSize = 8;  // at most: `syscall` (2) + `cmp $imm32,%rax` (6)
 constexpr uint64_t kPatchRead = 16; // what is read at a site to find out (padding after a `ret`)
 
+// `mov %eax,disp32(%reg)` (no SIB, not rip-relative): a store of the
+// result that runs the same anywhere (ld.so's set_tid_address: `mov
+// %eax,0x2d0(%rbx)`, the tid into the thread's descriptor).
+bool baseDisp32Store(const uint8_t* insn) {
+  const uint8_t modrm = insn[1];
+  return insn[0] == 0x89 && (modrm & 0xc0) == 0x80 && (modrm & 0x07) != 0x04 &&
+         (modrm & 0x38) == 0;
+}
+
 // The bytes a patch replaces at a site: `syscall` and the compare after it
 // (glibc's wrappers: cmp $-4096 or $-4095 with %rax, or with %eax), or
-// `syscall; ret` and two bytes of the padding after it up to the next
-// 16-byte boundary (glibc's __lll_lock_wake_private, whose result nothing
-// checks: padding is never jumped to); 0 when the code is something else.
+// `syscall` and a store of eax at a register plus disp32 (6 bytes, run in
+// the slot as a compare is), or `syscall; ret` and two bytes of the padding
+// after it up to the next 16-byte boundary (glibc's
+// __lll_lock_wake_private, whose result nothing checks: padding is never
+// jumped to); 0 when the code is something else.
 size_t patchLength(const uint8_t code[kPatchRead], uint64_t site) {
   if (code[0] != 0x0f || code[1] != 0x05) return 0;
+  if (baseDisp32Store(code + 2)) return 8;
   auto errorBound = [](const uint8_t* imm) {
     return (imm[0] == 0x00 || imm[0] == 0x01) && imm[1] == 0xf0 && imm[2] == 0xff && imm[3] == 0xff;
   };
@@ -222,6 +234,7 @@ void fillPolicy(rec_sysbuf_header& h) {
       case sys::BufferFd::PathOpen: p.fd_check = REC_SYSBUF_PATH_OPEN; break;
       case sys::BufferFd::Quiet: p.fd_check = REC_SYSBUF_FD_READ; break;
       case sys::BufferFd::MmapAnon: p.fd_check = REC_SYSBUF_MMAP_ANON; break;
+      case sys::BufferFd::Again: p.fd_check = REC_SYSBUF_AGAIN; break;
       case sys::BufferFd::Stream:
       case sys::BufferFd::SocketMsg:
         // (fd, buf, len, ...) or (fd, iov, count): a read when it returns

@@ -499,6 +499,7 @@ constexpr SyscallRow kTable[] = {
           "cannot be re-executed"),
   emulated(SYS_getdents64, "getdents64", {Fd, Ptr, Size}).out(byResult(1)).buffered(),
   executed(SYS_set_tid_address, "set_tid_address", {Ptr}).flags(kResultFromTrace)
+      .buffered(BufferFd::Again)
       .why("the kernel clears the word at thread exit; the program sees the recorded tid"),
   emulated(SYS_restart_syscall, "restart_syscall", {}).blocks()
       .why("continues an interrupted call (nanosleep, poll, futex...): recorded as that call"),

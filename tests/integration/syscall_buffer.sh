@@ -295,6 +295,27 @@ check_futex() {
   return 0
 }
 
+# set_tid_address through the buffer (ld.so's site shape, `syscall; mov
+# %eax,disp32(%rbx)`, the move run in the slot): replay's buffer code makes
+# the call again, so the kernel clears each thread's word at its exit and
+# wakes main, which waits for it; the program sees the recorded tid.
+check_tidaddr() {
+  need_program sysbuf_tidaddr
+  expect_native_differs "$PROGRAMS/sysbuf_tidaddr" 20
+  record_replay tidaddr --status 0 \
+    --expect-out '^20 of 20 threads: the result was the tid, the word cleared at exit$' \
+    -- "$PROGRAMS/sysbuf_tidaddr" 20
+  "$REC" dump tidaddr.rec >dump.out || fail "rec dump failed"
+  local n
+  n=$(grep -Ec '\] set_tid_address\(.*syscall buffer, no stop' dump.out)
+  if buffer_on; then
+    ((n >= 15)) || fail "only $n set_tid_address calls went through the buffer"
+  else
+    ((n == 0)) || fail "$n buffered set_tid_address calls with REC_SYSCALL_BUFFER=off"
+  fi
+  return 0
+}
+
 # What start-ups ask (isatty() on files, getcwd, prlimit64 reads, sysinfo)
 # goes through the buffer; a prlimit64 with no
 # pointer for the old limit too (nothing to record), and replay hands the
@@ -544,6 +565,7 @@ t mmaps check_mmaps
 t fdcache check_fdcache
 t stream check_stream
 t futex check_futex
+t tidaddr check_tidaddr
 t desched check_desched
 t fds check_fds
 t watched check_watched

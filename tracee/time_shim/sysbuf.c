@@ -361,6 +361,8 @@ static int fd_allowed(uint8_t check, uint8_t nowait, const uint64_t* args, uint6
       return VIA_CALL;
     case REC_SYSBUF_PATH_OPEN:
       return path_allowed(fd, (long)args[1], (long)args[2]) ? VIA_CALL : 0;
+    case REC_SYSBUF_AGAIN:
+      return VIA_CALL; /* (replay makes it again for its effect) */
     case REC_SYSBUF_MMAP_ANON:
       /* private anonymous memory: rec notes nothing about it (no file to
        * store, nothing shared), and replay makes it again (mmap_again) */
@@ -581,6 +583,12 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     for (unsigned i = 0; i < p.args; ++i)
       if (e->args[i] != args[i]) return 0;
     if (p.fd_check == REC_SYSBUF_MMAP_ANON && !mmap_again(e)) return 0;
+    /* set_tid_address: the kernel's clear_child_tid must be set in replay
+     * too (the word cleared and woken at the thread's exit); the program
+     * gets the recorded tid below */
+    if (p.fd_check == REC_SYSBUF_AGAIN)
+      untraced6((long)nr, (long)args[0], (long)args[1], (long)args[2], (long)args[3],
+                (long)args[4], (long)args[5]);
     if (e->out_len) {
       if (!e->ranges) {
         if (e->zero)

@@ -230,7 +230,7 @@ constexpr SyscallRow kTable[] = {
       .why("file contents are stored in the trace and mapped from there on replay"),
   passthrough(SYS_mprotect, "mprotect", {Ptr, Size, Prot}),
   passthrough(SYS_munmap, "munmap", {Ptr, Size}),
-  executed(SYS_brk, "brk", {Ptr}).hook(Hook::Brk),
+  executed(SYS_brk, "brk", {Ptr}).hook(Hook::Brk).buffered(BufferFd::Brk),
   passthrough(SYS_rt_sigaction, "rt_sigaction", {Signal, Ptr, Ptr, Size}),
   executed(SYS_rt_sigprocmask, "rt_sigprocmask", {Int, Ptr, Ptr, Size}).hook(Hook::SigMask)
       .why("the recorder follows whether the signal a trapped rdtsc raises is blocked: the "

@@ -182,6 +182,8 @@ enum class BufferFd : uint8_t {
   Again,      // set_tid_address: never blocks; replay's buffer code makes the call again for
               // its effect on the kernel's state, the program gets the recorded result
               // (kResultFromTrace)
+  Brk,        // brk: replay's buffer code makes it again with the same argument, and the break
+              // must be the recorded one (as replay checks a traced one)
 };
 struct BufferRule {
   BufferFd fd = BufferFd::Default;

@@ -45,7 +45,9 @@ struct Header {
   hostname @7 :Text;
   cpu @8 :CpuInfo;
   pageSize @9 :UInt32;
-  tracedSyscalls @10 :Data;     # bitmap, bit N set = syscall N stops under seccomp
+  tracedSyscalls @10 :Data;     # bitmap, bit N set = syscall N stops under seccomp (64 bytes); then,
+                                # when present, 64 more: bit N set = the filter answers syscall N with
+                                # ENOSYS, no stop (the table's refused rows; tracee/seccomp_filter.h)
   rlimits @11 :List(Rlimit);    # applied to the replayed process so its layout matches
   chaosSeed @12 :UInt64;        # 0 when chaos scheduling was off
   scratchAddress @13 :UInt64;   # rec's scratch page in every tracee

@@ -243,6 +243,7 @@ class RecordSession {
   // Exits of tracees whose tracer is not their parent, per tracer thread group.
   std::map<pid_t, std::deque<PtraceZombie>> ptraceZombies_;
   std::vector<uint8_t> tracedBitmap_;
+  std::vector<uint8_t> refusedBitmap_;  // answered ENOSYS by the seccomp filter, no stop
   std::vector<std::string> env_;
   std::optional<RdtscPatcher> rdtscPatcher_;  // set where RDTSC does not trap
   // The counter every rdtsc of the recording reports: tscBase_ + (ns -

@@ -172,20 +172,20 @@ int RecordSession::run() {
   // The trace writer's compression thread starts here, before rec pins
   // itself, and is then kept off rec's CPU, so zstd and the file writes run
   // beside the program instead of taking turns with it. Parallel recording
-  // pins neither rec nor the program: its tasks run on every CPU allowed.
+  // pins the program to that one CPU too: CPUID's answers (APIC ids, which
+  // ld.so keeps in memory) differ between CPUs and cannot be trapped, and
+  // replay runs on the CPU the header names (docs/parallel.md).
   int cpu = chooseCpu(-1);
   writeHeader(executable, cpu);
-  if (!parallel_) {
-    cpu = pinToCpu(cpu);
-    writer_->avoidCpu(cpu);
-  }
+  cpu = pinToCpu(cpu);
+  writer_->avoidCpu(cpu);
   blobs_ = std::make_unique<BlobStore>(*writer_, *blobCache_);
 
   SpawnOptions spawn;
   spawn.path = executable;
   spawn.argv = options_.command;
   spawn.envp = env_;
-  spawn.cpu = parallel_ ? -1 : cpu;
+  spawn.cpu = cpu;
   spawn.tracedSyscalls = tracedBitmap_;
   spawn.untracedIpFrom = kScratchUntracedIp;
   spawn.untracedIpTo = kScratchShimSyscallIp;

@@ -134,6 +134,7 @@ class RecordSession {
   // Parallel recording (docs/parallel.md).
   bool independent(const RecordTask& a, const RecordTask& b) const;
   bool needsExclusive(RecordTask& t);
+  bool changesWatchedFile(RecordTask& t) const;
   void refuse(RecordTask& t, int error);
   void releaseVforkParent(RecordTask& child);
   bool emulateRdtsc(RecordTask& t);

@@ -1182,10 +1182,9 @@ namespace rec {
 
 // Parallel recording (docs/parallel.md): two tasks may execute at once when
 // nothing one does in user code can be seen by the other: different
-// processes, neither sharing memory with anything, no emulated ptrace, no
-// file mapped shared (whose writes replay applies in trace order).
+// processes, neither sharing memory with anything, no emulated ptrace.
 bool RecordSession::independent(const RecordTask& a, const RecordTask& b) const {
-  if (!parallel_ || parallelOff_ || ptraceTracees_ > 0 || sharedFiles_.watching()) return false;
+  if (!parallel_ || parallelOff_ || ptraceTracees_ > 0) return false;
   auto alone = [](const RecordTask& x) {
     return !x.sharesMemory && !x.forkHeld && !x.vforkParent && !x.vforkChild && !x.ptrace.tracer;
   };
@@ -1204,10 +1203,21 @@ bool RecordSession::needsExclusive(RecordTask& t) {
     case sys::Hook::ShmAt:
       t.sharesMemory = true;
       return true;
-    case sys::Hook::Mmap:
-      if ((t.args[3] & MAP_TYPE) == MAP_PRIVATE) break;
-      t.sharesMemory = true;
+    case sys::Hook::Mmap: {
+      // A mapping that shows a file's later changes (shared, or private of
+      // a file open for writing) is made alone: the file becomes watched at
+      // its exit, and a write to it from a task running meanwhile would
+      // land before or after that unordered. Memory another process can
+      // write (anonymous shared, or a file this one may write through it)
+      // keeps the process off the parallel schedule for good.
+      const auto flags = static_cast<int>(t.args[3]);
+      const auto fd = static_cast<long>(t.args[4]);
+      const bool file = !(flags & MAP_ANONYMOUS) && fd >= 0;
+      const bool writableFile = file && SharedFiles::openForWriting(t.task.tid(), fd);
+      if ((flags & MAP_TYPE) == MAP_PRIVATE) return writableFile;
+      if (!file || writableFile) t.sharesMemory = true;
       return true;
+    }
     case sys::Hook::Clone: {
       uint64_t flags = sys::cloneFlags(t.nr, t.args[0]);
       if ((flags & CLONE_VM) && !(flags & (CLONE_THREAD | CLONE_VFORK))) {
@@ -1226,6 +1236,7 @@ bool RecordSession::needsExclusive(RecordTask& t) {
     if (row.args[i] == sys::Arg::Fd && t.fds && t.fds->originOf(static_cast<long>(t.args[i])))
       return true;
   }
+  if (sharedFiles_.watching() && changesWatchedFile(t)) return true;
   for (const std::string& s : t.strings) {
     // Another process's memory as a file: serial from here on.
     if (s.starts_with("/proc/") && s.find("/mem") != std::string::npos) {
@@ -1234,6 +1245,29 @@ bool RecordSession::needsExclusive(RecordTask& t) {
     }
   }
   return false;
+}
+
+// Whether `t`'s syscall would write or resize a watched file (one mapped so
+// that it shows the file's changes): replay applies such a write to the
+// mapping at its event, so no mapper may run while it happens. The file as
+// SharedFiles::updateAfter finds it at the exit.
+bool RecordSession::changesWatchedFile(RecordTask& t) const {
+  const sys::SyscallRow& row = *t.row;
+  const bool writes = row.fdWrite.data != sys::Data::None;
+  if (!writes && !(row.flags & sys::kResizesFile)) return false;
+  std::string path;
+  if (writes || row.args[0] == sys::Arg::Fd) {
+    path = fmt::format("/proc/{}/fd/{}", t.task.tid(), t.args[writes ? row.fdWrite.fdArg : 0]);
+  } else if (!t.strings.empty() && !t.strings[0].empty()) {
+    path = t.strings[0][0] == '/' ? t.strings[0]
+                                  : fmt::format("/proc/{}/cwd/{}", t.task.tid(), t.strings[0]);
+  } else {
+    return true;  // cannot tell: as if it did
+  }
+  std::optional<SharedFiles::Id> id = SharedFiles::identify(path);
+  if (!id) return false;
+  const auto& watched = sharedFiles_.watchedInOrder();
+  return std::find(watched.begin(), watched.end(), *id) != watched.end();
 }
 
 }  // namespace rec

@@ -130,6 +130,12 @@ class RecordSession {
   bool refuseForeignMemory(RecordTask& t);
   pid_t foreignMemoryTarget(const RecordTask& t, int64_t result) const;
   void continueAfterSyscall(RecordTask& t);
+  // Resumes `t` from its seccomp stop into the traced syscall.
+  void enterTracedSyscall(RecordTask& t);
+  // Parallel recording (docs/parallel.md).
+  bool independent(const RecordTask& a, const RecordTask& b) const;
+  bool needsExclusive(RecordTask& t);
+  bool changesWatchedFile(RecordTask& t) const;
   void refuse(RecordTask& t, int error);
   void releaseVforkParent(RecordTask& child);
   bool emulateRdtsc(RecordTask& t);
@@ -277,6 +283,8 @@ class RecordSession {
       mappedWhole_;
   bool timeShim_ = true;                      // REC_TIME_SHIM=off hides the vDSO instead
   bool syscallBuffer_ = true;                 // REC_SYSCALL_BUFFER=off: every syscall stops
+  bool parallel_ = false;     // REC_PARALLEL=on: independent processes execute at once
+  bool parallelOff_ = false;  // ... until something made every task depend on the others
   sysbuf::Blocking blocking_ = sysbuf::Blocking::NoWait;  // REC_SYSBUF_BLOCKING
 };
 

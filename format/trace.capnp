@@ -188,6 +188,10 @@ struct SyscallEvent {
   # mmap of an executable file: the syscall sites of the new mapping the
   # recorder patched at this syscall's exit, in order; replay does the same.
   bufferPatches @24 :List(BufferPatch);
+  # The process's syscall buffer was mapped at this call's exit: a call the
+  # buffer turned down (from its traced fallback) because the process had
+  # none yet, a fork's child whose calls come from sites its parent patched.
+  startsBuffer @25 :Bool;
 }
 
 # The syscalls one task made through the syscall buffer without a stop

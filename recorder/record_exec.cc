@@ -168,7 +168,9 @@ void RecordSession::completeExec(RecordTask& t) {
   auto e = msg.initRoot<schema::Event>().initExec();
   e.setFilename(t.strings.empty() ? "" : t.strings[0]);
   std::string exePath = readLink(fmt::format("/proc/{}/exe", tid));
-  auto exeHash = blobs_->storePath(fmt::format("/proc/{}/exe", tid), exePath).bytes();
+  const format::BlobHash exeBlob = blobs_->storePath(fmt::format("/proc/{}/exe", tid), exePath);
+  auto exeHash = exeBlob.bytes();
+  if (sysbufSpace) sysbufSpace->program = exeBlob.hex();
   e.setExeBlob(asData(exeHash.data(), exeHash.size()));
 
   struct stat exeStat;
@@ -302,6 +304,10 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
   child.tscMode = t.tscMode;
   child.seccompMode = t.seccompMode;
   child.signalMask = t.signalMask;
+  // Parallel recording: what shares memory stays shared in the child (a
+  // MAP_SHARED mapping survives fork); the child waits for its fork event.
+  child.sharesMemory = t.sharesMemory;
+  child.forkHeld = parallel_;
   child.blockedTrapAction = t.blockedTrapAction;
   t.newTask = childTid;
   child.forkedBy = t.task.tid();
@@ -318,6 +324,7 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
     attachMemoryDigest(t, msg, t.entryDigest, t.entryMasked);
     emit(t, msg);
     t.enterAnnounced = true;
+    child.forkHeld = false;
   }
   if (born) scheduler_->makeReady(child);
   if (stopAtForkForPtracer(t, child, stop.event)) return;

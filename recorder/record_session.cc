@@ -163,9 +163,20 @@ int RecordSession::run() {
   syscallBuffer_ = sysbuf::enabledByEnvironment();
   blocking_ = sysbuf::blockingByEnvironment();
   if (!rdtscTrapsHere()) rdtscPatcher_.emplace();
+  if (const char* p = ::getenv("REC_PARALLEL")) parallel_ = std::string_view(p) == "on";
+  int lanes = 1;
+  if (parallel_) {
+    cpu_set_t allowed;
+    lanes = ::sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? CPU_COUNT(&allowed) : 1;
+    // At least two, so that the parallel path is taken (and tested) on one CPU too.
+    lanes = std::max(lanes, 2);
+  }
   // The trace writer's compression thread starts here, before rec pins
   // itself, and is then kept off rec's CPU, so zstd and the file writes run
-  // beside the program instead of taking turns with it.
+  // beside the program instead of taking turns with it. Parallel recording
+  // pins the program to that one CPU too: CPUID's answers (APIC ids, which
+  // ld.so keeps in memory) differ between CPUs and cannot be trapped, and
+  // replay runs on the CPU the header names (docs/parallel.md).
   int cpu = chooseCpu(-1);
   writeHeader(executable, cpu);
   cpu = pinToCpu(cpu);
@@ -197,8 +208,20 @@ int RecordSession::run() {
   t.setState(RecordTask::State::Running);
   scheduler_->adopt(t);
   scheduler_->setStarter([this](RecordTask& task) { startTask(task); });
+  if (parallel_) {
+    scheduler_->setParallel(lanes, [this](const RecordTask& a, const RecordTask& b) {
+      return independent(a, b);
+    });
+    scheduler_->setExclusiveStarter([this](RecordTask& task) {
+      scheduler_->beginExclusive(task);
+      enterTracedSyscall(task);
+    });
+  }
 
   loop();
+  if (options_.verbose && parallel_)
+    fmt::print(stderr, "rec: parallel: {} tasks started beside others, at most {} at once\n",
+               scheduler_->parallelStarts(), scheduler_->mostAtOnce());
 
   capnp::MallocMessageBuilder footer;
   auto f = footer.initRoot<schema::Footer>();
@@ -209,6 +232,7 @@ int RecordSession::run() {
   f.setInterruptedByUser(interrupted_ && !timedOut_);
   f.setTimedOut(timedOut_);
   writer_->finish(footer);
+  siteCache_.save();
   return initialStatus_;
 }
 

@@ -29,6 +29,7 @@
 #include "rdtsc_sites.h"
 #include "remote_syscall.h"
 #include "shared_files.h"
+#include "site_cache.h"
 #include "syscall_buffer.h"
 #include "task.h"
 #include "task_state.h"
@@ -129,6 +130,12 @@ class RecordSession {
   bool refuseForeignMemory(RecordTask& t);
   pid_t foreignMemoryTarget(const RecordTask& t, int64_t result) const;
   void continueAfterSyscall(RecordTask& t);
+  // Resumes `t` from its seccomp stop into the traced syscall.
+  void enterTracedSyscall(RecordTask& t);
+  // Parallel recording (docs/parallel.md).
+  bool independent(const RecordTask& a, const RecordTask& b) const;
+  bool needsExclusive(RecordTask& t);
+  bool changesWatchedFile(RecordTask& t) const;
   void refuse(RecordTask& t, int error);
   void releaseVforkParent(RecordTask& child);
   bool emulateRdtsc(RecordTask& t);
@@ -143,6 +150,7 @@ class RecordSession {
   void drainSyscallBuffer(RecordTask& t);
   void writeBuffered(RecordTask& t, pid_t tid);
   void patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builder s);
+  void startBufferAtFallback(RecordTask& t, schema::SyscallEvent::Builder s);
   bool startBuffer(RecordTask& t, SysbufSpace& space, StraySignals& strays);
   // A new executable file mapping of `space` (at exec, or an mmap):
   // noted, and the sites earlier processes made buffered calls from patched
@@ -264,6 +272,8 @@ class RecordSession {
   // next process mapping that file gets them patched before their first
   // call, which would otherwise cost two stops each in every process.
   std::map<std::string, std::map<uint64_t, int>> hotSites_;
+  // The same, by program, from earlier recordings and for later ones.
+  HotSiteCache siteCache_;
   // Files a private mmap found not sparse and stored whole, by (device,
   // inode, size, mtime: the identity the blob store goes by; and ctime): a
   // later private mmap of the same file unchanged (ld.so maps each library
@@ -273,6 +283,8 @@ class RecordSession {
       mappedWhole_;
   bool timeShim_ = true;                      // REC_TIME_SHIM=off hides the vDSO instead
   bool syscallBuffer_ = true;                 // REC_SYSCALL_BUFFER=off: every syscall stops
+  bool parallel_ = false;     // REC_PARALLEL=on: independent processes execute at once
+  bool parallelOff_ = false;  // ... until something made every task depend on the others
   sysbuf::Blocking blocking_ = sysbuf::Blocking::NoWait;  // REC_SYSBUF_BLOCKING
 };
 

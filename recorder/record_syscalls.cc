@@ -103,6 +103,17 @@ void RecordSession::onSeccomp(RecordTask& t) {
     t.task.mutableRegs().setSyscallArg(0, t.args[0] & ~uint64_t{CLONE_UNTRACED});
     t.argsRewritten = true;
   }
+  if (parallel_ && needsExclusive(t)) {
+    if (!scheduler_->alone(t)) {
+      scheduler_->parkExclusive(t);
+      return;
+    }
+    scheduler_->beginExclusive(t);
+  }
+  enterTracedSyscall(t);
+}
+
+void RecordSession::enterTracedSyscall(RecordTask& t) {
   scheduler_->run(t, Task::Resume::Syscall);
   // A blocking syscall lets other tasks run meanwhile, once it waits in the
   // kernel. fork-like calls stay current until their fork event, which
@@ -725,19 +736,25 @@ void RecordSession::onSyscallExit(RecordTask& t) {
     emit(t, msg);
     t.returnedFromSyscall(t.task.regs());
   }
+  // Its fork event is written: the child may run beside others now.
+  if (t.newTask)
+    if (RecordTask* child = findTask(t.newTask)) child->forkHeld = false;
   continueAfterSyscall(t);
 }
 
 void RecordSession::continueAfterSyscall(RecordTask& t) {
   if (interruptForPtracer(t)) return;
   bool yield = scheduler_->shouldSwitchAfterSyscall(t);
+  scheduler_->endExclusive(t);
   t.nr = -1;
   if (scheduler_->isCurrent(t)) {
-    if (yield && scheduler_->othersWaiting())
+    // A lane gives way at once to a task waiting to be alone (parkExclusive).
+    if ((yield && scheduler_->othersWaiting()) ||
+        (scheduler_->exclusiveWaiting() && !scheduler_->alone(t)))
       scheduler_->makeReady(t);
     else
       scheduler_->run(t);
-  } else if (!scheduler_->current()) {
+  } else if (scheduler_->mayStart(t)) {
     scheduler_->run(t);
   } else {
     scheduler_->makeReady(t);
@@ -833,6 +850,9 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
   const Registers& regs = t.task.regs();
   int64_t result = regs.result();
   if (result <= -512 && result >= -516) return;  // -ERESTART*: a signal comes first
+  // EPIPE comes with a SIGPIPE (EFBIG with SIGXFSZ) that must be delivered
+  // at this exit: a patch's remote syscalls would take it in first.
+  if (result == -EPIPE || result == -EFBIG) return;
   // A call the row's rule turns down (prlimit64 setting a limit) would stay
   // traced through the patch: its site is left alone (and replay's special
   // paths for such calls, applyRlimit, need no patch).
@@ -840,7 +860,10 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
   const uint64_t site = regs.ip() - 2;
   // The traced fallback in rec's own image (a call the buffer turned down)
   // is never a site to patch: known without reading its code.
-  if (time_shim::inShimCode(site)) return;
+  if (time_shim::inShimCode(site)) {
+    startBufferAtFallback(t, s);
+    return;
+  }
   // Only a site that makes this one syscall (`mov $nr,%eax` or `xor
   // %eax,%eax` just before it): a task in another syscall there, which rec
   // would not know of (an untraced one), could return into the patch. The
@@ -877,8 +900,33 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
   if (!starts) return;
   writePatch(s.initBufferPatch(), *patch, *starts);
   uint64_t start = 0;
-  if (const SysbufSpace::Code* code = t.sysbuf->codeAt(patch->site, &start))
+  if (const SysbufSpace::Code* code = t.sysbuf->codeAt(patch->site, &start)) {
     hotSites_[code->file][patch->site - start + code->offset] = static_cast<int>(t.nr);
+    siteCache_.note(t.sysbuf->program, code->file, patch->site - start + code->offset,
+                    static_cast<int>(t.nr));
+  }
+}
+
+// A call the buffer turned down because its process has no buffer yet: a
+// fork's child, whose calls all come from sites its parent patched (and,
+// with the site cache, every process of a program recorded before), reaches
+// rec only through the traced fallback, so no first patch at a site would
+// ever map it one. It gets one at this exit; replay maps it at the same
+// event (SyscallEvent.startsBuffer).
+void RecordSession::startBufferAtFallback(RecordTask& t, schema::SyscallEvent::Builder s) {
+  // Not after EPIPE (EFBIG): its SIGPIPE (SIGXFSZ) must be delivered at
+  // this exit, and the remote syscalls would take it in first (and hold it
+  // to the next traced call, which may never come).
+  const int64_t result = t.task.regs().result();
+  if (t.sysbuf->buffer || s.getStartsTimeLog() || result == -EPIPE || result == -EFBIG) return;
+  StraySignals strays;
+  const bool started = startBuffer(t, *t.sysbuf, strays);
+  absorbStrays(t, strays);
+  if (!started) {
+    t.sysbuf->disabled = true;
+    return;
+  }
+  s.setStartsBuffer(true);
 }
 
 // Maps the buffer into the task and tells it what rec knows (watched
@@ -918,9 +966,12 @@ void RecordSession::prepatchMapping(RecordTask& t, SysbufSpace& space, TimeShimS
   for (auto& [tid, u] : tasks_)
     if (u.get() != &t && u->sysbuf.get() == &space && u->alive()) return;
   if (timeSpace) prepatchRdtsc(t, space, *timeSpace, file, readPath, start, end, offset, done);
-  auto hot = hotSites_.find(file);
-  if (hot == hotSites_.end()) return;
-  for (auto [at, nr] : hot->second) {
+  // This recording's sites in the file, and those earlier recordings of
+  // the same program noted.
+  std::map<uint64_t, int> hot = siteCache_.sitesOf(space.program, file);
+  if (auto here = hotSites_.find(file); here != hotSites_.end())
+    hot.insert(here->second.begin(), here->second.end());
+  for (auto [at, nr] : hot) {
     if (at < offset || at - offset >= end - start) continue;
     const uint64_t site = start + (at - offset);
     const sys::SyscallRow* row = sys::findSyscall(nr);
@@ -1157,6 +1208,100 @@ void RecordSession::updateBufferFdTables(SysbufSpace& space) {
     table = u->fds.get();
   }
   sysbuf::setFdTables(space, several);
+}
+
+}  // namespace rec
+
+namespace rec {
+
+// Parallel recording (docs/parallel.md): two tasks may execute at once when
+// nothing one does in user code can be seen by the other: different
+// processes, neither sharing memory with anything, no emulated ptrace.
+bool RecordSession::independent(const RecordTask& a, const RecordTask& b) const {
+  if (!parallel_ || parallelOff_ || ptraceTracees_ > 0) return false;
+  auto alone = [](const RecordTask& x) {
+    return !x.sharesMemory && !x.forkHeld && !x.vforkParent && !x.vforkChild && !x.ptrace.tracer;
+  };
+  return a.task.tgid() != b.task.tgid() && alone(a) && alone(b);
+}
+
+// Whether the traced syscall `t` stands at must not overlap other tasks'
+// execution: its effect reaches them or the replayed output, where the
+// trace's order must be the kernel's. Notes what it makes shared.
+bool RecordSession::needsExclusive(RecordTask& t) {
+  const sys::SyscallRow& row = *t.row;
+  switch (row.hook) {
+    case sys::Hook::OwnMemory:  // process_vm_writev into another: its memory changes under it
+    case sys::Hook::Ptrace:
+      return true;
+    case sys::Hook::ShmAt:
+      t.sharesMemory = true;
+      return true;
+    case sys::Hook::Mmap: {
+      // A mapping that shows a file's later changes (shared, or private of
+      // a file open for writing) is made alone: the file becomes watched at
+      // its exit, and a write to it from a task running meanwhile would
+      // land before or after that unordered. Memory another process can
+      // write (anonymous shared, or a file this one may write through it)
+      // keeps the process off the parallel schedule for good.
+      const auto flags = static_cast<int>(t.args[3]);
+      const auto fd = static_cast<long>(t.args[4]);
+      const bool file = !(flags & MAP_ANONYMOUS) && fd >= 0;
+      const bool writableFile = file && SharedFiles::openForWriting(t.task.tid(), fd);
+      if ((flags & MAP_TYPE) == MAP_PRIVATE) return writableFile;
+      if (!file || writableFile) t.sharesMemory = true;
+      return true;
+    }
+    case sys::Hook::Clone: {
+      uint64_t flags = sys::cloneFlags(t.nr, t.args[0]);
+      if ((flags & CLONE_VM) && !(flags & (CLONE_THREAD | CLONE_VFORK))) {
+        t.sharesMemory = true;
+        return true;
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  for (size_t i = 0; i < row.args.size() && i < t.args.size(); ++i) {
+    // A signal to another task reaches it where it runs: kept in order.
+    if (row.args[i] == sys::Arg::Signal) return true;
+    // The program's output, which replay shows in trace order.
+    if (row.args[i] == sys::Arg::Fd && t.fds && t.fds->originOf(static_cast<long>(t.args[i])))
+      return true;
+  }
+  if (sharedFiles_.watching() && changesWatchedFile(t)) return true;
+  for (const std::string& s : t.strings) {
+    // Another process's memory as a file: serial from here on.
+    if (s.starts_with("/proc/") && s.find("/mem") != std::string::npos) {
+      parallelOff_ = true;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Whether `t`'s syscall would write or resize a watched file (one mapped so
+// that it shows the file's changes): replay applies such a write to the
+// mapping at its event, so no mapper may run while it happens. The file as
+// SharedFiles::updateAfter finds it at the exit.
+bool RecordSession::changesWatchedFile(RecordTask& t) const {
+  const sys::SyscallRow& row = *t.row;
+  const bool writes = row.fdWrite.data != sys::Data::None;
+  if (!writes && !(row.flags & sys::kResizesFile)) return false;
+  std::string path;
+  if (writes || row.args[0] == sys::Arg::Fd) {
+    path = fmt::format("/proc/{}/fd/{}", t.task.tid(), t.args[writes ? row.fdWrite.fdArg : 0]);
+  } else if (!t.strings.empty() && !t.strings[0].empty()) {
+    path = t.strings[0][0] == '/' ? t.strings[0]
+                                  : fmt::format("/proc/{}/cwd/{}", t.task.tid(), t.strings[0]);
+  } else {
+    return true;  // cannot tell: as if it did
+  }
+  std::optional<SharedFiles::Id> id = SharedFiles::identify(path);
+  if (!id) return false;
+  const auto& watched = sharedFiles_.watchedInOrder();
+  return std::find(watched.begin(), watched.end(), *id) != watched.end();
 }
 
 }  // namespace rec

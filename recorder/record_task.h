@@ -211,6 +211,14 @@ class RecordTask {
 
   EmulatedPtrace ptrace;  // a tracee that ptraces another, or is ptraced by one
 
+  // Parallel recording (docs/parallel.md): its address space may share
+  // memory with another (a MAP_SHARED mapping, SysV shm, a CLONE_VM child;
+  // inherited by children), so it never executes beside another task.
+  bool sharesMemory = false;
+  // A child whose parent's fork event is not in the trace yet: it starts
+  // only when nothing else executes (its events must follow that one).
+  bool forkHeld = false;
+
   pid_t forkedBy = 0;                 // the thread whose fork-like call created it
   pid_t formerTid = 0;                // exec'd from a non-leader thread: its id before
   RecordTask* vforkParent = nullptr;  // vfork: the parent waiting for this child

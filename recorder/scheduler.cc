@@ -85,19 +85,29 @@ Scheduler::Scheduler(const ChaosOptions& chaos)
 
 Scheduler::~Scheduler() = default;
 
+void Scheduler::noteRunning(RecordTask& t) {
+  if (isCurrent(t)) return;
+  t.sliceStart = Clock::now();
+  if (lanes_ <= 1) running_.clear();  // serial: the one current task
+  if (!running_.empty()) ++parallelStarts_;
+  running_.push_back(&t);
+  mostAtOnce_ = std::max(mostAtOnce_, running_.size());
+}
+
 void Scheduler::run(RecordTask& t, Task::Resume how, int signal) {
-  if (current_ != &t) t.sliceStart = Clock::now();
-  current_ = lastRun_ = &t;
+  noteRunning(t);
+  lastRun_ = &t;
   t.resume(how, signal);
 }
 
 void Scheduler::adopt(RecordTask& t) {
-  if (current_ != &t) t.sliceStart = Clock::now();
-  current_ = lastRun_ = &t;
+  noteRunning(t);
+  lastRun_ = &t;
 }
 
 void Scheduler::release(RecordTask& t) {
-  if (current_ == &t) current_ = nullptr;
+  std::erase(running_, &t);
+  endExclusive(t);
 }
 
 void Scheduler::makeReady(RecordTask& t) {
@@ -109,11 +119,58 @@ void Scheduler::makeReady(RecordTask& t) {
 void Scheduler::forget(RecordTask& t) {
   release(t);
   if (lastRun_ == &t) lastRun_ = nullptr;
+  if (exclusive_ == &t) exclusive_ = nullptr;
   std::erase(ready_, &t);
 }
 
+void Scheduler::setParallel(int lanes,
+                            std::function<bool(const RecordTask&, const RecordTask&)> independent) {
+  lanes_ = static_cast<size_t>(std::max(1, lanes));
+  independent_ = std::move(independent);
+}
+
+bool Scheduler::mayStart(const RecordTask& t) const {
+  if (exclusive_) return false;
+  if (running_.empty()) return true;
+  if (inExclusive_) return false;
+  if (running_.size() >= lanes_ || !independent_) return false;
+  return std::all_of(running_.begin(), running_.end(),
+                     [&](const RecordTask* r) { return independent_(t, *r); });
+}
+
+void Scheduler::parkExclusive(RecordTask& t) {
+  release(t);
+  exclusive_ = &t;
+}
+
 void Scheduler::scheduleIfIdle() {
-  while (!current_ && !ready_.empty()) {
+  for (;;) {
+    if (exclusive_) {
+      // Parked until alone; nothing else starts first.
+      if (!running_.empty()) return;
+      RecordTask& x = *std::exchange(exclusive_, nullptr);
+      exclusiveStarter_(x);
+      continue;
+    }
+    if (ready_.empty()) return;
+    if (!running_.empty()) {
+      // Parallel: a ready task independent of all that run, at random.
+      if (lanes_ <= 1 || running_.size() >= lanes_ || inExclusive_) return;
+      std::vector<size_t> fit;
+      for (size_t i = 0; i < ready_.size(); ++i)
+        if (ready_[i]->state() != RecordTask::State::Ready || mayStart(*ready_[i])) fit.push_back(i);
+      if (fit.empty()) return;
+      size_t pick = fit[std::uniform_int_distribution<size_t>(0, fit.size() - 1)(
+          chaos_.enabled ? chaosRandom_ : pickRandom_)];
+      RecordTask& t = *ready_[pick];
+      ready_.erase(ready_.begin() + static_cast<long>(pick));
+      if (t.state() != RecordTask::State::Ready) continue;
+      if (starter_)
+        starter_(t);
+      else
+        run(t);
+      continue;
+    }
     size_t pick = 0;
     if (chaos_.enabled) {
       // Chaos: any runnable task may go next, for a random timeslice.
@@ -169,27 +226,31 @@ bool Scheduler::shouldSwitchAfterSyscall(const RecordTask& t) {
 }
 
 void Scheduler::maybePreempt() {
-  RecordTask* t = current_;
-  if (!t || t->state() != RecordTask::State::Running ||
-      t->expecting(RecordTask::Expect::InterruptStop) || ready_.empty())
-    return;
-  auto ran = Clock::now() - t->sliceStart;
-  if (ran < timeslice_) return;
-  // A switch at a syscall costs nothing: replay parks the task there. One
-  // in user code costs a point: rec single-steps the task for hundreds to
-  // thousands of instructions to find one replay can recognise (a make -j2
-  // recording took 1.45 s instead of 0.30 s with 5 of them), and replay
-  // stops there too. So a task making buffered calls is first asked to make
-  // the next one traced. Chaos keeps preempting anywhere: switches inside
-  // user code are what shake out races between threads.
-  if (!chaos_.enabled && ran < timeslice_ + kSwitchGrace && t->sysbuf &&
-      sysbuf::stopAtNextCall(*t->sysbuf))
-    return;
-  t->requestInterrupt();
+  if (ready_.empty() && !exclusive_) return;
+  // Copied: requestInterrupt leaves the lanes as they are, but be safe.
+  std::vector<RecordTask*> lanes = running_;
+  for (RecordTask* t : lanes) {
+    if (t->state() != RecordTask::State::Running ||
+        t->expecting(RecordTask::Expect::InterruptStop))
+      continue;
+    auto ran = Clock::now() - t->sliceStart;
+    if (ran < timeslice_) continue;
+    // A switch at a syscall costs nothing: replay parks the task there. One
+    // in user code costs a point: rec single-steps the task for hundreds to
+    // thousands of instructions to find one replay can recognise (a make -j2
+    // recording took 1.45 s instead of 0.30 s with 5 of them), and replay
+    // stops there too. So a task making buffered calls is first asked to make
+    // the next one traced. Chaos keeps preempting anywhere: switches inside
+    // user code are what shake out races between threads.
+    if (!chaos_.enabled && ran < timeslice_ + kSwitchGrace && t->sysbuf &&
+        sysbuf::stopAtNextCall(*t->sysbuf))
+      continue;
+    t->requestInterrupt();
+  }
 }
 
 void Scheduler::tick(bool otherReason) {
-  if (tick_) tick_->want(!ready_.empty() || otherReason);
+  if (tick_) tick_->want(!ready_.empty() || exclusive_ || otherReason);
 }
 
 Scheduler::TickScope::TickScope(Scheduler& s) : scheduler_(s) {

@@ -6,6 +6,13 @@
 // parent), new or exiting. The recorded event order is the schedule, so replay
 // needs nothing from here but the events.
 //
+// Parallel recording (REC_PARALLEL=on, docs/parallel.md) relaxes the
+// invariant: tasks the recorder calls independent (different address
+// spaces, neither sharing memory with anything) may execute at once, each
+// in a lane of its own; all of them are "current". A task about to make a
+// syscall that must not overlap others (parkExclusive) waits until it is
+// the only one executing, and nothing new starts meanwhile.
+//
 // A task gives up the CPU at a blocking syscall, after a syscall once its
 // timeslice is used up (or at sched_yield), or by preemption in user code
 // (PTRACE_INTERRUPT, then a point chosen by record_signals.cc). The next
@@ -22,6 +29,8 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <vector>
+#include <algorithm>
 
 #include "record_session.h"
 #include "task.h"
@@ -43,9 +52,41 @@ class Scheduler {
   int pretendedCpus() const { return pretendedCpus_; }
   uint64_t preemptions() const { return preemptions_; }
 
-  RecordTask* current() const { return current_; }
-  bool isCurrent(const RecordTask& t) const { return current_ == &t; }
-  bool othersWaiting() const { return !ready_.empty(); }
+  // The task executing (in parallel recording: one of them), or null.
+  RecordTask* current() const { return running_.empty() ? nullptr : running_.front(); }
+  bool isCurrent(const RecordTask& t) const {
+    return std::find(running_.begin(), running_.end(), &t) != running_.end();
+  }
+  bool othersWaiting() const { return !ready_.empty() || exclusive_; }
+
+  // Parallel recording: up to `lanes` tasks execute at once, any two of
+  // them `independent`. Off (one at a time) unless called.
+  void setParallel(int lanes, std::function<bool(const RecordTask&, const RecordTask&)> independent);
+  bool parallel() const { return lanes_ > 1; }
+  // Whether `t` (not executing) may be resumed now: nothing executes, or
+  // (parallel) a lane is free and `t` is independent of every executing task.
+  bool mayStart(const RecordTask& t) const;
+  // `t`, executing and stopped at a syscall's entry, may not make it while
+  // others execute: it leaves its lane and is resumed into the syscall (by
+  // the exclusive starter) once it would be alone. Others that stop
+  // meanwhile queue; nothing starts before it.
+  void parkExclusive(RecordTask& t);
+  bool exclusiveWaiting() const { return exclusive_ != nullptr; }
+  // `t` (executing, alone) enters such a syscall now: nothing starts beside
+  // it until endExclusive(t), its syscall's exit (or it leaves its lane).
+  void beginExclusive(RecordTask& t) { inExclusive_ = &t; }
+  void endExclusive(const RecordTask& t) {
+    if (inExclusive_ == &t) inExclusive_ = nullptr;
+  }
+  bool alone(const RecordTask& t) const {
+    return running_.empty() || (running_.size() == 1 && running_.front() == &t);
+  }
+  void setExclusiveStarter(std::function<void(RecordTask&)> starter) {
+    exclusiveStarter_ = std::move(starter);
+  }
+  // Lanes started beside an executing task, and the most executing at once.
+  uint64_t parallelStarts() const { return parallelStarts_; }
+  size_t mostAtOnce() const { return mostAtOnce_; }
 
   // Resumes `t` as the current task; a task that was not current starts a
   // new timeslice.
@@ -104,11 +145,19 @@ class Scheduler {
   int pretendedCpus_ = 0;
   std::chrono::nanoseconds timeslice_;
   std::deque<RecordTask*> ready_;
-  RecordTask* current_ = nullptr;
+  std::vector<RecordTask*> running_;  // executing (serial: at most one)
   RecordTask* lastRun_ = nullptr;  // the task that ran last (not picked next if another is ready)
   uint64_t preemptions_ = 0;
   std::unique_ptr<TickTimer> tick_;
   std::function<void(RecordTask&)> starter_;
+  size_t lanes_ = 1;
+  std::function<bool(const RecordTask&, const RecordTask&)> independent_;
+  RecordTask* exclusive_ = nullptr;  // parked at a syscall entry until alone
+  RecordTask* inExclusive_ = nullptr;  // in that syscall now
+  std::function<void(RecordTask&)> exclusiveStarter_;
+  uint64_t parallelStarts_ = 0;
+  size_t mostAtOnce_ = 0;
+  void noteRunning(RecordTask& t);
 };
 
 }  // namespace rec

@@ -92,6 +92,7 @@ struct SysbufSpace {
     std::string file;
   };
   std::map<uint64_t, Code> code;
+  std::string program;  // record: the executable's key (content hash), for the site cache
   void noteCode(uint64_t start, uint64_t end, uint64_t offset, const std::string& file);
   const Code* codeAt(uint64_t address, uint64_t* start) const;
   // Events of exited threads: their fds are closed in the process at the

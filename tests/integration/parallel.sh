@@ -1,0 +1,96 @@
+# Parallel recording (REC_PARALLEL=on, docs/parallel.md): processes that
+# share no memory execute at the same time while recorded; replay stays
+# serial and exact. Each check records with -v (whose last lines count the
+# tasks started beside others), replays, and compares output and status byte
+# for byte; the hazards (a shared counter, a signal to a running process,
+# wait4 reaping) each have one.
+# shellcheck source=lib.bash
+source "$TESTLIB"
+
+# parallel_record_replay NAME MIN_BESIDE CMD...: MIN_BESIDE is the least
+# number of tasks the recording must have started beside others (0: the
+# parallel path must not be taken at all).
+parallel_record_replay() {
+  local name=$1 least=$2
+  shift 2
+  REC_PARALLEL=on timeout -k 5 "$REC_TIMEOUT" "$REC" record -v -o "$T/$name.rec" -- "$@" \
+    </dev/null >"$T/$name.rec.out" 2>"$T/$name.rec.err"
+  local recorded=$?
+  ((recorded == 0)) || { show "record stderr" "$T/$name.rec.err"; fail "recording exited $recorded"; }
+  local line beside
+  line=$(grep '^rec: parallel: ' "$T/$name.rec.err") || fail "no parallel summary in rec -v's output"
+  beside=$(sed -E 's/^rec: parallel: ([0-9]+) tasks started beside others.*/\1/' <<<"$line")
+  note "$line"
+  if ((least == 0)); then
+    ((beside == 0)) || fail "$beside tasks ran beside others, none may: $line"
+  else
+    ((beside >= least)) || fail "only $beside tasks ran beside others (at least $least expected)"
+  fi
+  timeout -k 5 "$REC_TIMEOUT" "$REC" replay "$T/$name.rec" </dev/null >"$T/$name.replay.out" \
+    2>"$T/$name.replay.err"
+  local replayed=$?
+  ((replayed == 0)) || { show "replay stderr" "$T/$name.replay.err"; fail "replay exited $replayed"; }
+  cmp -s "$T/$name.rec.out" "$T/$name.replay.out" ||
+    fail "replay's stdout differs: $(diff "$T/$name.rec.out" "$T/$name.replay.out" | head -5)"
+  [[ ! -s $T/$name.replay.err ]] || fail "replay wrote to stderr: $(head -3 "$T/$name.replay.err")"
+}
+
+check_pingpong() {
+  need_program parallel
+  expect_native_differs "$PROGRAMS/parallel" pingpong
+  parallel_record_replay pingpong 10 "$PROGRAMS/parallel" pingpong
+  grep -Eq '^pingpong final [0-9a-f]{16} child status 0$' "$T/pingpong.rec.out" ||
+    fail "unexpected output: $(cat "$T/pingpong.rec.out")"
+}
+
+check_tree() {
+  need_program parallel
+  expect_native_differs "$PROGRAMS/parallel" tree
+  parallel_record_replay tree 2 "$PROGRAMS/parallel" tree
+  [[ $(grep -c 'matches 1$' "$T/tree.rec.out") == 4 ]] || fail "wait4 statuses: $(cat "$T/tree.rec.out")"
+  grep -q '^tree no more children: 1$' "$T/tree.rec.out" || fail "a child was not reaped"
+}
+
+check_signal_to_running() {
+  need_program parallel
+  expect_native_differs "$PROGRAMS/parallel" signal
+  parallel_record_replay signal 1 "$PROGRAMS/parallel" signal
+  grep -Eq '^signal child stopped after [0-9]+ rounds' "$T/signal.rec.out" ||
+    fail "unexpected output: $(cat "$T/signal.rec.out")"
+}
+
+# Parent and child share a counter: they never run at once, and replay
+# prints the total the recording saw.
+check_shared_counter() {
+  need_program parallel
+  expect_native_differs "$PROGRAMS/parallel" shared
+  parallel_record_replay shared 0 "$PROGRAMS/parallel" shared
+  grep -Eq '^shared each [0-9]+ total [0-9]+ of [0-9]+$' "$T/shared.rec.out" ||
+    fail "unexpected output: $(cat "$T/shared.rec.out")"
+}
+
+# Two processes writing lines to the same stdout: replay shows them in the
+# order the recording wrote them.
+check_output_order() {
+  local script='for i in 1 2 3 4 5 6 7 8; do (od -An -N4 -tu4 /dev/urandom; echo "a$i") & (echo "b$i"; od -An -N2 -tu2 /dev/urandom) & done; wait'
+  expect_native_differs sh -c "$script"
+  parallel_record_replay output_order 1 sh -c "$script"
+}
+
+check_make_j2() {
+  command -v make >/dev/null && command -v cc >/dev/null || fail "make and cc are needed"
+  mkdir -p src
+  for i in 1 2 3 4; do
+    printf 'int f%d(int x) { int s = 0; for (int i = 0; i < x; ++i) s += i * %d; return s; }\n' "$i" "$i" >"src/f$i.c"
+  done
+  printf 'all: f1.o f2.o f3.o f4.o\n%%.o: src/%%.c\n\tcc -O1 -c -o $@ $<\n' >Makefile
+  parallel_record_replay make_j2 1 make -j2 -s
+}
+
+t pingpong check_pingpong
+t tree check_tree
+t signal_to_running check_signal_to_running
+t shared_counter check_shared_counter
+t output_order check_output_order
+t make_j2 check_make_j2
+finish

@@ -45,7 +45,9 @@ struct Header {
   hostname @7 :Text;
   cpu @8 :CpuInfo;
   pageSize @9 :UInt32;
-  tracedSyscalls @10 :Data;     # bitmap, bit N set = syscall N stops under seccomp
+  tracedSyscalls @10 :Data;     # bitmap, bit N set = syscall N stops under seccomp (64 bytes); then,
+                                # when present, 64 more: bit N set = the filter answers syscall N with
+                                # ENOSYS, no stop (the table's refused rows; tracee/seccomp_filter.h)
   rlimits @11 :List(Rlimit);    # applied to the replayed process so its layout matches
   chaosSeed @12 :UInt64;        # 0 when chaos scheduling was off
   scratchAddress @13 :UInt64;   # rec's scratch page in every tracee
@@ -186,6 +188,10 @@ struct SyscallEvent {
   # mmap of an executable file: the syscall sites of the new mapping the
   # recorder patched at this syscall's exit, in order; replay does the same.
   bufferPatches @24 :List(BufferPatch);
+  # The process's syscall buffer was mapped at this call's exit: a call the
+  # buffer turned down (from its traced fallback) because the process had
+  # none yet, a fork's child whose calls come from sites its parent patched.
+  startsBuffer @25 :Bool;
 }
 
 # The syscalls one task made through the syscall buffer without a stop

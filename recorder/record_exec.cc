@@ -168,7 +168,9 @@ void RecordSession::completeExec(RecordTask& t) {
   auto e = msg.initRoot<schema::Event>().initExec();
   e.setFilename(t.strings.empty() ? "" : t.strings[0]);
   std::string exePath = readLink(fmt::format("/proc/{}/exe", tid));
-  auto exeHash = blobs_->storePath(fmt::format("/proc/{}/exe", tid), exePath).bytes();
+  const format::BlobHash exeBlob = blobs_->storePath(fmt::format("/proc/{}/exe", tid), exePath);
+  auto exeHash = exeBlob.bytes();
+  if (sysbufSpace) sysbufSpace->program = exeBlob.hex();
   e.setExeBlob(asData(exeHash.data(), exeHash.size()));
 
   struct stat exeStat;

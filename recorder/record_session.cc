@@ -129,7 +129,8 @@ void RecordSession::writeHeader(const std::string& executable, int cpuNumber) {
     l.setEdx(a.edx);
   }
   h.setPageSize(static_cast<uint32_t>(::sysconf(_SC_PAGESIZE)));
-  h.setTracedSyscalls(asData(tracedBitmap_.data(), tracedBitmap_.size()));
+  const auto bitmaps = headerSyscallBitmaps(tracedBitmap_, refusedBitmap_);
+  h.setTracedSyscalls(asData(bitmaps.data(), bitmaps.size()));
   // The stack limit decides where mmap places things: replay must use it too.
   rlimit stack;
   ::getrlimit(RLIMIT_STACK, &stack);
@@ -156,6 +157,7 @@ void RecordSession::writeHeader(const std::string& executable, int cpuNumber) {
 int RecordSession::run() {
   std::string executable = resolveProgram(options_.command.at(0));
   tracedBitmap_ = tracedSyscallBitmap();
+  refusedBitmap_ = refusedSyscallBitmap();
   if (const char* shim = ::getenv("REC_TIME_SHIM"); shim && std::string_view(shim) == "off")
     timeShim_ = false;
   syscallBuffer_ = sysbuf::enabledByEnvironment();
@@ -187,6 +189,7 @@ int RecordSession::run() {
   spawn.envp = env_;
   spawn.cpu = cpu;
   spawn.tracedSyscalls = tracedBitmap_;
+  spawn.refusedSyscalls = refusedBitmap_;
   spawn.untracedIpFrom = kScratchUntracedIp;
   spawn.untracedIpTo = kScratchShimSyscallIp;
   spawn.stdoutFd = options_.stdoutFd;
@@ -229,6 +232,7 @@ int RecordSession::run() {
   f.setInterruptedByUser(interrupted_ && !timedOut_);
   f.setTimedOut(timedOut_);
   writer_->finish(footer);
+  siteCache_.save();
   return initialStatus_;
 }
 

@@ -29,6 +29,7 @@
 #include "rdtsc_sites.h"
 #include "remote_syscall.h"
 #include "shared_files.h"
+#include "site_cache.h"
 #include "syscall_buffer.h"
 #include "task.h"
 #include "task_state.h"
@@ -149,6 +150,7 @@ class RecordSession {
   void drainSyscallBuffer(RecordTask& t);
   void writeBuffered(RecordTask& t, pid_t tid);
   void patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builder s);
+  void startBufferAtFallback(RecordTask& t, schema::SyscallEvent::Builder s);
   bool startBuffer(RecordTask& t, SysbufSpace& space, StraySignals& strays);
   // A new executable file mapping of `space` (at exec, or an mmap):
   // noted, and the sites earlier processes made buffered calls from patched
@@ -247,6 +249,7 @@ class RecordSession {
   // Exits of tracees whose tracer is not their parent, per tracer thread group.
   std::map<pid_t, std::deque<PtraceZombie>> ptraceZombies_;
   std::vector<uint8_t> tracedBitmap_;
+  std::vector<uint8_t> refusedBitmap_;  // answered ENOSYS by the seccomp filter, no stop
   std::vector<std::string> env_;
   std::optional<RdtscPatcher> rdtscPatcher_;  // set where RDTSC does not trap
   // The counter every rdtsc of the recording reports: tscBase_ + (ns -
@@ -269,6 +272,8 @@ class RecordSession {
   // next process mapping that file gets them patched before their first
   // call, which would otherwise cost two stops each in every process.
   std::map<std::string, std::map<uint64_t, int>> hotSites_;
+  // The same, by program, from earlier recordings and for later ones.
+  HotSiteCache siteCache_;
   // Files a private mmap found not sparse and stored whole, by (device,
   // inode, size, mtime: the identity the blob store goes by; and ctime): a
   // later private mmap of the same file unchanged (ld.so maps each library

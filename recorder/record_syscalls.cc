@@ -850,6 +850,9 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
   const Registers& regs = t.task.regs();
   int64_t result = regs.result();
   if (result <= -512 && result >= -516) return;  // -ERESTART*: a signal comes first
+  // EPIPE comes with a SIGPIPE (EFBIG with SIGXFSZ) that must be delivered
+  // at this exit: a patch's remote syscalls would take it in first.
+  if (result == -EPIPE || result == -EFBIG) return;
   // A call the row's rule turns down (prlimit64 setting a limit) would stay
   // traced through the patch: its site is left alone (and replay's special
   // paths for such calls, applyRlimit, need no patch).
@@ -857,7 +860,10 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
   const uint64_t site = regs.ip() - 2;
   // The traced fallback in rec's own image (a call the buffer turned down)
   // is never a site to patch: known without reading its code.
-  if (time_shim::inShimCode(site)) return;
+  if (time_shim::inShimCode(site)) {
+    startBufferAtFallback(t, s);
+    return;
+  }
   // Only a site that makes this one syscall (`mov $nr,%eax` or `xor
   // %eax,%eax` just before it): a task in another syscall there, which rec
   // would not know of (an untraced one), could return into the patch. The
@@ -894,8 +900,33 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
   if (!starts) return;
   writePatch(s.initBufferPatch(), *patch, *starts);
   uint64_t start = 0;
-  if (const SysbufSpace::Code* code = t.sysbuf->codeAt(patch->site, &start))
+  if (const SysbufSpace::Code* code = t.sysbuf->codeAt(patch->site, &start)) {
     hotSites_[code->file][patch->site - start + code->offset] = static_cast<int>(t.nr);
+    siteCache_.note(t.sysbuf->program, code->file, patch->site - start + code->offset,
+                    static_cast<int>(t.nr));
+  }
+}
+
+// A call the buffer turned down because its process has no buffer yet: a
+// fork's child, whose calls all come from sites its parent patched (and,
+// with the site cache, every process of a program recorded before), reaches
+// rec only through the traced fallback, so no first patch at a site would
+// ever map it one. It gets one at this exit; replay maps it at the same
+// event (SyscallEvent.startsBuffer).
+void RecordSession::startBufferAtFallback(RecordTask& t, schema::SyscallEvent::Builder s) {
+  // Not after EPIPE (EFBIG): its SIGPIPE (SIGXFSZ) must be delivered at
+  // this exit, and the remote syscalls would take it in first (and hold it
+  // to the next traced call, which may never come).
+  const int64_t result = t.task.regs().result();
+  if (t.sysbuf->buffer || s.getStartsTimeLog() || result == -EPIPE || result == -EFBIG) return;
+  StraySignals strays;
+  const bool started = startBuffer(t, *t.sysbuf, strays);
+  absorbStrays(t, strays);
+  if (!started) {
+    t.sysbuf->disabled = true;
+    return;
+  }
+  s.setStartsBuffer(true);
 }
 
 // Maps the buffer into the task and tells it what rec knows (watched
@@ -935,9 +966,12 @@ void RecordSession::prepatchMapping(RecordTask& t, SysbufSpace& space, TimeShimS
   for (auto& [tid, u] : tasks_)
     if (u.get() != &t && u->sysbuf.get() == &space && u->alive()) return;
   if (timeSpace) prepatchRdtsc(t, space, *timeSpace, file, readPath, start, end, offset, done);
-  auto hot = hotSites_.find(file);
-  if (hot == hotSites_.end()) return;
-  for (auto [at, nr] : hot->second) {
+  // This recording's sites in the file, and those earlier recordings of
+  // the same program noted.
+  std::map<uint64_t, int> hot = siteCache_.sitesOf(space.program, file);
+  if (auto here = hotSites_.find(file); here != hotSites_.end())
+    hot.insert(here->second.begin(), here->second.end());
+  for (auto [at, nr] : hot) {
     if (at < offset || at - offset >= end - start) continue;
     const uint64_t site = start + (at - offset);
     const sys::SyscallRow* row = sys::findSyscall(nr);

@@ -19,7 +19,10 @@
 #include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <cstdlib>
 #include <fstream>
+#include <sstream>
+#include <string>
 
 #include "code_patch.h"
 #include "errors.h"
@@ -61,6 +64,20 @@ uint64_t freePagesNear(const std::vector<MapEntry>& maps, uint64_t ip) {
   return bestDistance < kReach ? best : 0;
 }
 
+// The process's start_brk (/proc/TID/stat field 47), or 0.
+uint64_t startBrkOf(pid_t tid) {
+  std::ifstream stat(fmt::format("/proc/{}/stat", tid));
+  std::string line;
+  std::getline(stat, line);
+  const auto close = line.rfind(')');
+  if (close == std::string::npos || close + 2 > line.size()) return 0;
+  std::istringstream fields(line.substr(close + 2));  // from field 3 on
+  std::string field;
+  for (int i = 3; fields >> field; ++i)
+    if (i == 47) return std::strtoull(field.c_str(), nullptr, 10);
+  return 0;
+}
+
 // The task's mappings, with those the buffered calls queued for it will
 // make before it reaches the point (anonymous mmaps, which replay's buffer
 // code makes at the recorded address): a trampoline page put there would be
@@ -68,7 +85,7 @@ uint64_t freePagesNear(const std::vector<MapEntry>& maps, uint64_t ip) {
 std::vector<MapEntry> mapsWithPending(pid_t tid, SysbufSpace* space) {
   std::vector<MapEntry> maps = readMaps(tid);
   if (!space) return maps;
-  for (auto [start, end] : sysbuf::pendingMappings(*space)) {
+  for (auto [start, end] : sysbuf::pendingMappings(*space, startBrkOf(tid))) {
     MapEntry m;
     m.start = start;
     m.end = end;

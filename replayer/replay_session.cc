@@ -25,6 +25,7 @@
 #include "replay_observer.h"
 #include "replay_task.h"
 #include "signals.h"
+#include "seccomp_filter.h"
 #include "spawn.h"
 #include "symbolize.h"
 #include "syscall_table.h"
@@ -216,7 +217,8 @@ void ReplaySession::start(schema::Event::Reader first) {
   for (auto l : header.getRlimits())
     spawn.rlimits.push_back({static_cast<int>(l.getResource()), rlimit{l.getSoft(), l.getHard()}});
   auto bitmap = header.getTracedSyscalls();
-  spawn.tracedSyscalls.assign(bitmap.begin(), bitmap.end());
+  splitHeaderSyscallBitmaps(bitmap.begin(), bitmap.size(), spawn.tracedSyscalls,
+                            spawn.refusedSyscalls);
   spawn.untracedIpFrom = kScratchUntracedIp;
   spawn.untracedIpTo = kScratchShimSyscallIp;
   spawn.disableCoreDumps = true;  // replay has no side effects, not even a core file

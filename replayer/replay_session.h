@@ -186,6 +186,7 @@ class ReplaySession {
   SysbufPatch replayRdtscPatch(ReplayTask& t, schema::BufferPatch::Reader p, StraySignals& strays);
   void onBufferedSyscalls(ReplayTask& t, schema::BufferedSyscalls::Reader b);
   void applyBufferPatch(ReplayTask& t, schema::SyscallEvent::Reader e, bool executed);
+  void startBufferAtExit(ReplayTask& t, schema::SyscallEvent::Reader e, bool executed);
   void applyBufferPatches(ReplayTask& t, capnp::List<schema::BufferPatch>::Reader patches);
   SysbufPatch replayPatch(ReplayTask& t, schema::BufferPatch::Reader p, StraySignals& strays);
   void checkBufferConsumed(ReplayTask& t);

@@ -535,6 +535,25 @@ void ReplaySession::applyBufferPatch(ReplayTask& t, schema::SyscallEvent::Reader
   t.park = ReplayTask::Park::Resumable;
 }
 
+// The recording mapped the process its buffer at this call's exit (a call
+// from the buffer's traced fallback in a process that had none: a fork's
+// child whose calls come from sites its parent patched): so does replay.
+void ReplaySession::startBufferAtExit(ReplayTask& t, schema::SyscallEvent::Reader e,
+                                      bool executed) {
+  if (!t.sysbuf || t.sysbuf->buffer)
+    throw RecError(kExitBadTrace,
+                   fmt::format("rec: event #{} maps a syscall buffer where there cannot be one",
+                               eventIndex_));
+  StraySignals strays;  // replay's own signals: the recording's come from the trace
+  if (!executed) skipToSyscallExit(t.task, e.getResult(), strays);
+  if (!sysbuf::start(t.task, *t.sysbuf, REC_SHIM_REPLAY, strays))
+    throw RecError(kExitUnsupported,
+                   fmt::format("rec: cannot map the syscall buffer in task {}", t.task.tid()));
+  t.task.mutableRegs().setResult(e.getResult());
+  t.lastExecutedNumber = e.getNumber();
+  t.park = ReplayTask::Park::Resumable;
+}
+
 // The sites the recorder patched as soon as an executable file was mapped
 // (at exec, or this mmap's exit), in its order; the task stands where it
 // did then.
@@ -715,6 +734,10 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
       applyBufferPatch(t, e, false);
       return;
     }
+    if (e.getStartsBuffer()) {
+      startBufferAtExit(t, e, false);
+      return;
+    }
     parkSkipPending(t, e, false);
     return;
   }
@@ -765,6 +788,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
   t.park = ReplayTask::Park::Resumable;
   // A buffered executed row (mmap) patched its site at this exit.
   if (e.hasBufferPatch()) applyBufferPatch(t, e, true);
+  else if (e.getStartsBuffer()) startBufferAtExit(t, e, true);
 }
 
 }  // namespace rec

@@ -93,6 +93,7 @@ std::string syscallLine(schema::SyscallEvent::Reader s) {
   if (s.getBufferPatches().size() > 0)
     out += fmt::format(" [{} sites patched ahead]", s.getBufferPatches().size());
   if (s.getStartsTimeLog() || startsTimeLog(s.getBufferPatches())) out += " [time shim on]";
+  if (s.getStartsBuffer()) out += " [buffer mapped]";
   if (s.getCompat32()) out += " [int 0x80]";
   return out;
 }

@@ -7,7 +7,9 @@
 #include <sys/syscall.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstddef>
+#include <stdexcept>
 
 #include "syscall_table.h"
 
@@ -128,13 +130,46 @@ std::vector<uint8_t> tracedSyscallBitmap() {
   return bitmap;
 }
 
-SeccompFilter::SeccompFilter(const std::vector<uint8_t>& traced, uint64_t untracedFrom,
+std::vector<uint8_t> refusedSyscallBitmap() {
+  std::vector<uint8_t> bitmap(sys::kMaxSyscall / 8, 0);
+  for (const auto& row : sys::allSyscalls())
+    if (row.support == sys::Support::Refused)
+      bitmap[row.number / 8] |= static_cast<uint8_t>(1u << (row.number % 8));
+  return bitmap;
+}
+
+std::vector<uint8_t> headerSyscallBitmaps(const std::vector<uint8_t>& traced,
+                                          const std::vector<uint8_t>& refused) {
+  std::vector<uint8_t> out = traced;
+  out.resize(sys::kMaxSyscall / 8, 0xff);
+  out.insert(out.end(), refused.begin(), refused.end());
+  return out;
+}
+
+void splitHeaderSyscallBitmaps(const uint8_t* data, size_t size, std::vector<uint8_t>& traced,
+                               std::vector<uint8_t>& refused) {
+  const size_t half = sys::kMaxSyscall / 8;
+  traced.assign(data, data + std::min(size, half));
+  refused.clear();
+  if (size > half) refused.assign(data + half, data + std::min(size, 2 * half));
+}
+
+SeccompFilter::SeccompFilter(const std::vector<uint8_t>& traced,
+                             const std::vector<uint8_t>& refusedBitmap, uint64_t untracedFrom,
                              uint64_t untracedTo) {
   const uint32_t kTrace = SECCOMP_RET_TRACE;
   const uint32_t kAllow = SECCOMP_RET_ALLOW;
-  std::vector<int> passthrough;
-  for (int nr = 0; nr < sys::kMaxSyscall; ++nr)
-    if (!bitmapHas(traced, nr)) passthrough.push_back(nr);
+  const uint32_t kRefuse = SECCOMP_RET_ERRNO | ENOSYS;
+  std::vector<int> passthrough, refused;
+  for (int nr = 0; nr < sys::kMaxSyscall; ++nr) {
+    if (!bitmapHas(traced, nr))
+      passthrough.push_back(nr);
+    else if (static_cast<size_t>(nr / 8) < refusedBitmap.size() &&
+             (refusedBitmap[nr / 8] & (1u << (nr % 8))))
+      refused.push_back(nr);
+  }
+  if (passthrough.size() + refused.size() > 250)
+    throw std::logic_error("seccomp filter: too many syscalls for its short jumps");
 
   // Other ABIs (int 0x80) always stop, marked so rec knows their numbers
   // and registers for 32-bit ones (syscall_table.h).
@@ -148,16 +183,24 @@ SeccompFilter::SeccompFilter(const std::vector<uint8_t>& traced, uint64_t untrac
   code_.push_back(jump(BPF_JMP | BPF_JGE | BPF_K, static_cast<uint32_t>(untracedFrom), 0, 2));
   code_.push_back(jump(BPF_JMP | BPF_JGT | BPF_K, static_cast<uint32_t>(untracedTo), 1, 0));
   code_.push_back(stmt(BPF_RET | BPF_K, kAllow));
-  // Passthrough syscalls run without stopping.
+  // Passthrough syscalls run without stopping; refused ones fail with
+  // ENOSYS without stopping (the same answer rec gave at their stop).
+  // Layout: the passthrough tests, the refused tests, TRACE, ALLOW, ERRNO.
   code_.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, kNrOffset));
-  for (size_t i = 0; i < passthrough.size(); ++i) {
-    // Jump forward to the shared ALLOW at the end of the list.
-    uint8_t toAllow = static_cast<uint8_t>(passthrough.size() - i);
+  const size_t p = passthrough.size(), r = refused.size();
+  for (size_t i = 0; i < p; ++i) {
+    uint8_t toAllow = static_cast<uint8_t>(p - i - 1 + r + 1);
     code_.push_back(
         jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(passthrough[i]), toAllow, 0));
   }
+  for (size_t i = 0; i < r; ++i) {
+    uint8_t toRefuse = static_cast<uint8_t>(r - i - 1 + 2);
+    code_.push_back(
+        jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(refused[i]), toRefuse, 0));
+  }
   code_.push_back(stmt(BPF_RET | BPF_K, kTrace));
   code_.push_back(stmt(BPF_RET | BPF_K, kAllow));
+  code_.push_back(stmt(BPF_RET | BPF_K, kRefuse));
   program_.len = static_cast<unsigned short>(code_.size());
   program_.filter = code_.data();
 }

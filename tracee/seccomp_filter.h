@@ -6,7 +6,10 @@
 // syscall made from rec's own scratch page (its ip, the address after the
 // syscall instruction, in [untracedFrom, untracedTo]) is always allowed:
 // that is how rec runs syscalls inside the tracee, and how the time shim
-// reads the clock while recording.
+// reads the clock while recording. Syscalls rec refuses whatever their
+// arguments (the table's Refused rows) are answered by the filter itself,
+// ENOSYS without a stop, in record and replay alike (the trace header's
+// bitmap lists them: its second half).
 #pragma once
 
 #include <linux/filter.h>
@@ -22,8 +25,8 @@ namespace rec {
 
 class SeccompFilter {
  public:
-  SeccompFilter(const std::vector<uint8_t>& tracedBitmap, uint64_t untracedFrom,
-                uint64_t untracedTo);
+  SeccompFilter(const std::vector<uint8_t>& tracedBitmap, const std::vector<uint8_t>& refusedBitmap,
+                uint64_t untracedFrom, uint64_t untracedTo);
   const sock_fprog* program() const { return &program_; }
 
  private:
@@ -33,6 +36,15 @@ class SeccompFilter {
 
 // The bitmap of syscalls the current syscall table traces.
 std::vector<uint8_t> tracedSyscallBitmap();
+// The bitmap of syscalls the filter answers with ENOSYS (the table's Refused
+// rows: rec refuses them whatever their arguments). Empty: none.
+std::vector<uint8_t> refusedSyscallBitmap();
+// The trace header's `tracedSyscalls` holds the traced bitmap, then the
+// refused one (absent from traces made before the filter answered them).
+std::vector<uint8_t> headerSyscallBitmaps(const std::vector<uint8_t>& traced,
+                                          const std::vector<uint8_t>& refused);
+void splitHeaderSyscallBitmaps(const uint8_t* data, size_t size, std::vector<uint8_t>& traced,
+                               std::vector<uint8_t>& refused);
 bool bitmapHas(const std::vector<uint8_t>& bitmap, int nr);
 
 // A program's own seccomp request, which rec carries out itself (record and

@@ -78,7 +78,7 @@ long rawSyscall(long nr, long a = 0, long b = 0, long c = 0, long d = 0, long e 
 // spawn, by when that child has long exec'd or died.
 struct ChildSetup {
   ChildSetup(const SpawnOptions& o)
-      : options(o), filter(o.tracedSyscalls, o.untracedIpFrom, o.untracedIpTo) {
+      : options(o), filter(o.tracedSyscalls, o.refusedSyscalls, o.untracedIpFrom, o.untracedIpTo) {
     for (const auto& a : options.argv) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
     for (const auto& e : options.envp) envp.push_back(const_cast<char*>(e.c_str()));

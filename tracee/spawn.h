@@ -17,6 +17,7 @@ struct SpawnOptions {
   int cpu = -1;                                 // pin the tracee to this CPU; -1: no pinning
   std::vector<std::pair<int, rlimit>> rlimits;  // applied before exec
   std::vector<uint8_t> tracedSyscalls;          // bitmap for the seccomp filter
+  std::vector<uint8_t> refusedSyscalls;         // answered ENOSYS by the filter (none: empty)
   // Syscalls whose ip is in [untracedIpFrom, untracedIpTo] are never traced
   // (rec's scratch page).
   uint64_t untracedIpFrom = 0, untracedIpTo = 0;

@@ -72,16 +72,37 @@ constexpr uint64_t kSlotsOffset = 16;
 constexpr uint64_t kSlotSize = 32;
 constexpr unsigned kSlotsPerPage = (kPageSize - kSlotsOffset) / kSlotSize;
 constexpr uint64_t kSlotCmp = 19;   // where the displaced `cmp` runs in a slot
-constexpr uint64_t kPatchSize = 8;  // at most: `syscall` (2) + `cmp $imm32,%rax` (6)
+constexpr uint64_t kPatchSize = 9;  // at most: `syscall` (2) + `mov %rax,disp32(%rip)` (7)
 constexpr uint64_t kPatchRead = 16; // what is read at a site to find out (padding after a `ret`)
+
+// `mov %eax,disp32(%reg)` (no SIB, not rip-relative): a store of the
+// result that runs the same anywhere (ld.so's set_tid_address: `mov
+// %eax,0x2d0(%rbx)`, the tid into the thread's descriptor).
+bool baseDisp32Store(const uint8_t* insn) {
+  const uint8_t modrm = insn[1];
+  return insn[0] == 0x89 && (modrm & 0xc0) == 0x80 && (modrm & 0x07) != 0x04 &&
+         (modrm & 0x38) == 0;
+}
 
 // The bytes a patch replaces at a site: `syscall` and the compare after it
 // (glibc's wrappers: cmp $-4096 or $-4095 with %rax, or with %eax), or
-// `syscall; ret` and two bytes of the padding after it up to the next
-// 16-byte boundary (glibc's __lll_lock_wake_private, whose result nothing
-// checks: padding is never jumped to); 0 when the code is something else.
+// `syscall` and a store of eax at a register plus disp32 (6 bytes, run in
+// the slot as a compare is), or `syscall` and a 64-bit move between a
+// register and a rip-relative address (glibc's brk: `mov %rax,__curbrk(%rip)`
+// in ld.so, or the load of its address in libc), which the slot runs with
+// its displacement adjusted, or `syscall; ret` and two bytes of the padding
+// after it up to the next 16-byte boundary (glibc's __lll_lock_wake_private,
+// whose result nothing checks: padding is never jumped to); 0 when the code
+// is something else.
+bool ripRelativeMove(const uint8_t* insn) {
+  return (insn[0] == 0x48 || insn[0] == 0x4c) && (insn[1] == 0x89 || insn[1] == 0x8b) &&
+         (insn[2] & 0xc7) == 0x05;
+}
+
 size_t patchLength(const uint8_t code[kPatchRead], uint64_t site) {
   if (code[0] != 0x0f || code[1] != 0x05) return 0;
+  if (baseDisp32Store(code + 2)) return 8;
+  if (ripRelativeMove(code + 2)) return 9;
   auto errorBound = [](const uint8_t* imm) {
     return (imm[0] == 0x00 || imm[0] == 0x01) && imm[1] == 0xf0 && imm[2] == 0xff && imm[3] == 0xff;
   };
@@ -115,16 +136,35 @@ void put32(std::vector<uint8_t>& out, int64_t v) {
   for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(u >> (8 * i)));
 }
 
+// A displaced rip-relative move's displacement once it runs in the slot,
+// or nothing when its target is out of the slot's reach.
+std::optional<int32_t> movedDisplacement(uint64_t slot, uint64_t site,
+                                         std::span<const uint8_t> displaced) {
+  int32_t disp = 0;
+  std::memcpy(&disp, displaced.data() + 3, 4);
+  const int64_t target = static_cast<int64_t>(site + 2 + displaced.size()) + disp;
+  const int64_t moved = target - static_cast<int64_t>(slot + kSlotCmp + displaced.size());
+  if (moved < INT32_MIN || moved > INT32_MAX) return std::nullopt;
+  return static_cast<int32_t>(moved);
+}
+
 std::vector<uint8_t> slotCode(uint64_t slot, uint64_t site, std::span<const uint8_t> displaced) {
   const uint64_t page = slot & ~(kPageSize - 1);
   std::vector<uint8_t> c = {0x48, 0x8d, 0x64, 0x24, 0x80};  // lea -128(%rsp),%rsp: the red zone
   c.insert(c.end(), {0xff, 0x15});                          // call *entry(%rip)
   put32(c, static_cast<int64_t>(page) - static_cast<int64_t>(slot + 11));
   c.insert(c.end(), {0x48, 0x8d, 0xa4, 0x24, 0x80, 0x00, 0x00, 0x00});  // lea 128(%rsp),%rsp
-  c.insert(c.end(), displaced.begin(), displaced.end());                // cmp $-4096,%rax, or ret
+  c.insert(c.end(), displaced.begin(), displaced.end());  // cmp $-4096,%rax, ret, or the move
+  if (displaced.size() == 7 && ripRelativeMove(displaced.data())) {
+    auto disp = movedDisplacement(slot, site, displaced);
+    if (!disp) throw RecError(kExitInternal, "rec: a moved rip-relative operand out of reach");
+    std::memcpy(c.data() + kSlotCmp + 3, &*disp, 4);
+  }
   while (c.size() < kSlotCmp + 6) c.push_back(0x90);
-  c.push_back(0xe9);  // jmp to the instruction after the compare
-  put32(c, static_cast<int64_t>(site + 2 + displaced.size()) - static_cast<int64_t>(slot + 30));
+  c.push_back(0xe9);  // jmp to the instruction after the displaced one
+  put32(c, static_cast<int64_t>(site + 2 + displaced.size()) -
+               static_cast<int64_t>(slot + c.size() + 4));
+  if (c.size() > kSlotSize) throw RecError(kExitInternal, "rec: a syscall buffer slot overflows");
   while (c.size() < kSlotSize) c.push_back(0xcc);
   return c;
 }
@@ -222,6 +262,8 @@ void fillPolicy(rec_sysbuf_header& h) {
       case sys::BufferFd::PathOpen: p.fd_check = REC_SYSBUF_PATH_OPEN; break;
       case sys::BufferFd::Quiet: p.fd_check = REC_SYSBUF_FD_READ; break;
       case sys::BufferFd::MmapAnon: p.fd_check = REC_SYSBUF_MMAP_ANON; break;
+      case sys::BufferFd::Again: p.fd_check = REC_SYSBUF_AGAIN; break;
+      case sys::BufferFd::Brk: p.fd_check = REC_SYSBUF_BRK; break;
       case sys::BufferFd::Stream:
       case sys::BufferFd::SocketMsg:
         // (fd, buf, len, ...) or (fd, iov, count): a read when it returns
@@ -446,13 +488,19 @@ std::optional<SysbufPatch> planPatch(Task& task, SysbufSpace& space, uint64_t si
     if (inside(ip)) return std::nullopt;
   if (auto it = space.signalIps.upper_bound(site); it != space.signalIps.end() && inside(*it))
     return std::nullopt;
-  for (const SysbufSpace::Page& page : space.pages)
-    if (page.slots < kSlotsPerPage && near(page.address, site))
-      return SysbufPatch{.site = site,
-                         .slot = page.address + kSlotsOffset + page.slots * kSlotSize,
-                         .code = code.at};
+  // A moved rip-relative operand must stay within reach from the slot.
+  const std::span<const uint8_t> displaced(code.at.data() + 2, displacedLength(code.at.data(), length));
+  auto reaches = [&](uint64_t slot) {
+    return !ripRelativeMove(displaced.data()) || displaced.size() != 7 ||
+           movedDisplacement(slot, site, displaced).has_value();
+  };
+  for (const SysbufSpace::Page& page : space.pages) {
+    const uint64_t slot = page.address + kSlotsOffset + page.slots * kSlotSize;
+    if (page.slots < kSlotsPerPage && near(page.address, site) && reaches(slot))
+      return SysbufPatch{.site = site, .slot = slot, .code = code.at};
+  }
   auto page = freePageNear(task.tid(), site);
-  if (!page) return std::nullopt;
+  if (!page || !reaches(*page + kSlotsOffset)) return std::nullopt;
   return SysbufPatch{.site = site, .slot = *page + kSlotsOffset, .newPage = *page, .code = code.at};
 }
 
@@ -646,8 +694,9 @@ uint32_t unread(SysbufSpace& space) {
   return h.used > h.next ? h.used - h.next : 0;
 }
 
-std::vector<std::pair<uint64_t, uint64_t>> pendingMappings(SysbufSpace& space) {
+std::vector<std::pair<uint64_t, uint64_t>> pendingMappings(SysbufSpace& space, uint64_t startBrk) {
   std::vector<std::pair<uint64_t, uint64_t>> out;
+  uint64_t heapEnd = 0;
   if (!space.buffer) return out;
   const rec_sysbuf_header& h = space.buffer->header();
   const std::byte* entries = space.buffer->entries();
@@ -664,7 +713,15 @@ std::vector<std::pair<uint64_t, uint64_t>> pendingMappings(SysbufSpace& space) {
       out.emplace_back(static_cast<uint64_t>(e.result),
                        static_cast<uint64_t>(e.result) +
                            ((e.args[1] + kPageSize - 1) & ~(kPageSize - 1)));
+    const bool breaks = e.nr >= 0 && e.nr < REC_SYSBUF_MAX_NR &&
+                        h.policy[e.nr].fd_check == REC_SYSBUF_BRK;
+    if (breaks) heapEnd = std::max(heapEnd, static_cast<uint64_t>(e.result));
   }
+  // (brk keeps a page free above the break: the kernel refuses to grow the
+  // heap within a page of the next mapping)
+  if (startBrk && heapEnd > startBrk)
+    out.emplace_back(startBrk & ~(kPageSize - 1),
+                     ((heapEnd + kPageSize - 1) & ~(kPageSize - 1)) + kPageSize);
   return out;
 }
 

@@ -92,6 +92,7 @@ struct SysbufSpace {
     std::string file;
   };
   std::map<uint64_t, Code> code;
+  std::string program;  // record: the executable's key (content hash), for the site cache
   void noteCode(uint64_t start, uint64_t end, uint64_t offset, const std::string& file);
   const Code* codeAt(uint64_t address, uint64_t* start) const;
   // Events of exited threads: their fds are closed in the process at the
@@ -284,9 +285,11 @@ bool forEachWrite(const std::byte* entry, F&& f) {
 // moved them out; checked first, copied once).
 uint32_t unread(SysbufSpace& space);
 // Replay: the address ranges the queued, unread entries will map when the
-// program makes them (anonymous mmaps): replay must not put a page of its
-// own there meanwhile (a point's trampoline).
-std::vector<std::pair<uint64_t, uint64_t>> pendingMappings(SysbufSpace& space);
+// program makes them (anonymous mmaps; the heap from `startBrk`, the
+// process's start_brk, up to the highest break a queued brk sets): replay
+// must not put a page of its own there meanwhile (a point's trampoline: in
+// the gap above the heap, it would make the buffered brk fail).
+std::vector<std::pair<uint64_t, uint64_t>> pendingMappings(SysbufSpace& space, uint64_t startBrk);
 void clearQueue(SysbufSpace& space);
 enum class Enqueued { Ok, Malformed, Full };
 Enqueued enqueue(SysbufSpace& space, std::span<const std::byte> entries);

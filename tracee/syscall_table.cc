@@ -230,7 +230,7 @@ constexpr SyscallRow kTable[] = {
       .why("file contents are stored in the trace and mapped from there on replay"),
   passthrough(SYS_mprotect, "mprotect", {Ptr, Size, Prot}),
   passthrough(SYS_munmap, "munmap", {Ptr, Size}),
-  executed(SYS_brk, "brk", {Ptr}).hook(Hook::Brk),
+  executed(SYS_brk, "brk", {Ptr}).hook(Hook::Brk).buffered(BufferFd::Brk),
   passthrough(SYS_rt_sigaction, "rt_sigaction", {Signal, Ptr, Ptr, Size}),
   executed(SYS_rt_sigprocmask, "rt_sigprocmask", {Int, Ptr, Ptr, Size}).hook(Hook::SigMask)
       .why("the recorder follows whether the signal a trapped rdtsc raises is blocked: the "
@@ -499,6 +499,7 @@ constexpr SyscallRow kTable[] = {
           "cannot be re-executed"),
   emulated(SYS_getdents64, "getdents64", {Fd, Ptr, Size}).out(byResult(1)).buffered(),
   executed(SYS_set_tid_address, "set_tid_address", {Ptr}).flags(kResultFromTrace)
+      .buffered(BufferFd::Again)
       .why("the kernel clears the word at thread exit; the program sees the recorded tid"),
   emulated(SYS_restart_syscall, "restart_syscall", {}).blocks()
       .why("continues an interrupted call (nanosleep, poll, futex...): recorded as that call"),

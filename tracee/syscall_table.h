@@ -179,6 +179,11 @@ enum class BufferFd : uint8_t {
   MmapAnon,   // mmap of private anonymous memory (MAP_ANONYMOUS, MAP_PRIVATE, fd (int) -1, not
               // MAP_GROWSDOWN): no file to store; replay's buffer code maps it again at the
               // recorded address, as replay does for a traced one
+  Again,      // set_tid_address: never blocks; replay's buffer code makes the call again for
+              // its effect on the kernel's state, the program gets the recorded result
+              // (kResultFromTrace)
+  Brk,        // brk: replay's buffer code makes it again with the same argument, and the break
+              // must be the recorded one (as replay checks a traced one)
 };
 struct BufferRule {
   BufferFd fd = BufferFd::Default;

@@ -100,7 +100,10 @@ check_daemon() {
 # A program's own seccomp filters: ERRNO, TRAP (a SIGSYS handler emulates
 # the call) and KILL_PROCESS act the same in the recording and the replay;
 # strict mode works; PR_GET_SECCOMP does not see rec's own filter; TSYNC
-# puts a filter on the process's other threads.
+# puts a filter on the process's other threads. Calls rec refuses whatever
+# their arguments (rseq, clone3) fail with ENOSYS from rec's filter, with
+# no stop (no event in the trace), and the program's own filter's ERRNO
+# comes first.
 check_seccomp_user() {
   need_program seccomp_user
   expect_native_differs "$PROGRAMS/seccomp_user"
@@ -115,7 +118,14 @@ check_seccomp_user() {
     --expect-out '^getppid: -1 errno 77$' \
     --expect-out '^getpriority: 4242; SIGSYS 1 times, syscall 140 data 9 rax 140$' \
     --expect-out '^after the filter: pid [0-9]+ nonce [0-9]+$' \
+    --expect-out '^rseq: -1 errno 38$' \
+    --expect-out '^clone3: -1 errno 38$' \
+    --expect-out '^rseq under the filter: -1 errno 79$' \
     -- "$PROGRAMS/seccomp_user"
+  "$REC" dump "$T/seccomp.rec" >"$T/seccomp.dump" || fail "rec dump failed"
+  grep -Eq '\] (rseq|clone3)\(' "$T/seccomp.dump" &&
+    fail "rseq or clone3 stopped: rec's filter should answer them"
+  return 0
 }
 
 # Processes that have lived cost rec nothing: 150 short processes record and

@@ -29,7 +29,9 @@ check_tour() {
   if buffer_on; then
     # Every fileWork makes ~40 bufferable calls; nearly all must skip the stop.
     ((n >= 2000)) || fail "only $n syscalls went through the buffer"
-    "$REC" dump tour.rec | grep -q 'patched\]' || fail "no syscall site was patched"
+    # (at a first call, or ahead: at exec, from rec's cache of sites
+    # earlier recordings of the program patched)
+    "$REC" dump tour.rec | grep -Eq 'patched( ahead)?\]' || fail "no syscall site was patched"
   else
     ((n == 0)) || fail "$n buffered syscalls with REC_SYSCALL_BUFFER=off"
   fi
@@ -295,6 +297,50 @@ check_futex() {
   return 0
 }
 
+# set_tid_address through the buffer (ld.so's site shape, `syscall; mov
+# %eax,disp32(%rbx)`, the move run in the slot): replay's buffer code makes
+# the call again, so the kernel clears each thread's word at its exit and
+# wakes main, which waits for it; the program sees the recorded tid.
+check_tidaddr() {
+  need_program sysbuf_tidaddr
+  expect_native_differs "$PROGRAMS/sysbuf_tidaddr" 20
+  record_replay tidaddr --status 0 \
+    --expect-out '^20 of 20 threads: the result was the tid, the word cleared at exit$' \
+    -- "$PROGRAMS/sysbuf_tidaddr" 20
+  "$REC" dump tidaddr.rec >dump.out || fail "rec dump failed"
+  local n
+  n=$(grep -Ec '\] set_tid_address\(.*syscall buffer, no stop' dump.out)
+  if buffer_on; then
+    ((n >= 15)) || fail "only $n set_tid_address calls went through the buffer"
+  else
+    ((n == 0)) || fail "$n buffered set_tid_address calls with REC_SYSCALL_BUFFER=off"
+  fi
+  return 0
+}
+
+# Buffered brks before a preemption point whose nearest free pages lie just
+# above the heap (a large PIE, as cc1 in make -j2): replay's trampoline for
+# the point must keep out of the heap the queued brks grow (it went there,
+# the brk then failed and replay diverged, 3 runs in 3 before the fix).
+check_brk_points() {
+  need_program brk_points
+  expect_native_differs "$PROGRAMS/brk_points" 2 1000
+  record_replay brkpoints --status 0 \
+    --expect-out '^parent [0-9a-f]{16}, child status 0$' \
+    --expect-out '^child [0-9a-f]{16}$' -- "$PROGRAMS/brk_points" 6
+  "$REC" dump brkpoints.rec >dump.out || fail "rec dump failed"
+  local points brks
+  points=$(grep -c 'preempted at' dump.out)
+  brks=$(grep -Ec '\] brk\(.*syscall buffer, no stop' dump.out)
+  ((points >= 1)) || fail "no preemption point in user code: the check tested nothing"
+  if buffer_on; then
+    ((brks >= 4)) || fail "only $brks brk calls went through the buffer"
+  else
+    ((brks == 0)) || fail "$brks buffered brk calls with REC_SYSCALL_BUFFER=off"
+  fi
+  return 0
+}
+
 # What start-ups ask (isatty() on files, getcwd, prlimit64 reads, sysinfo)
 # goes through the buffer; a prlimit64 with no
 # pointer for the old limit too (nothing to record), and replay hands the
@@ -350,11 +396,41 @@ check_ahead() {
   return 0
 }
 
+# Sites a recording patched are patched ahead in the first process of the
+# next recording of the same program (recorder/site_cache.h, the cache's
+# syscall-sites-v1); the trace notes every patch, so replay needs no cache,
+# and entries that are garbage cost nothing but their checks.
+check_ahead_cache() {
+  need_program sysbuf_edge
+  local prog="$PROGRAMS/sysbuf_edge" env="REC_CACHE_DIR=$T/site-cache" run
+  local -a lazy=()
+  rm -rf "$T/site-cache"
+  for run in cache1 cache2; do
+    record_replay $run --record-env "$env" --status 0 \
+      --expect-out '^queries 5 notty 15 [0-9a-f]{16}$' -- "$prog" queries 5
+    "$REC" dump $run.rec >dump.out || fail "rec dump failed"
+    lazy+=("$(grep -c 'patched\]' dump.out)")
+  done
+  cmp -s cache1.rec.out cache2.rec.out && fail "two recordings printed the same random number"
+  if buffer_on; then
+    ((lazy[0] >= 3)) || fail "a first recording patched only ${lazy[0]} sites at their first call"
+    ((lazy[1] <= 1)) || fail "the second recording still patched ${lazy[1]} sites at their first call"
+    local f
+    for f in "$T"/site-cache/syscall-sites-v1/*; do head -c 256 /dev/urandom >"$f"; done
+    record_replay cache3 --record-env "$env" --status 0 \
+      --expect-out '^queries 5 notty 15 [0-9a-f]{16}$' -- "$prog" queries 5
+  else
+    ((lazy[0] == 0 && lazy[1] == 0)) || fail "sites patched with REC_SYSCALL_BUFFER=off"
+  fi
+  return 0
+}
+
 # Private anonymous mmaps go through the buffer (docs/syscall-buffer.md,
 # `MmapAnon`), and replay's buffer code maps them again where the recording
 # got them: memory filled, then partly mapped over with MAP_FIXED (zeros
 # replay must reproduce), failures (EEXIST, EINVAL) buffered like any
-# result; shared, growsdown and /dev/zero mappings stay traced.
+# result; shared, growsdown and /dev/zero mappings stay traced. brk too:
+# replay's buffer code makes it again.
 check_mmaps() {
   need_program sysbuf_edge
   expect_native_differs "$PROGRAMS/sysbuf_edge" mmaps 20 2>/dev/null
@@ -371,6 +447,10 @@ check_mmaps() {
       fail "no MAP_FIXED mmap went through the buffer"
     grep -Eq '\] mmap\(.*= -1 EEXIST.*syscall buffer, no stop' dump.out ||
       fail "a failed MAP_FIXED_NOREPLACE was not buffered"
+    # sbrk's brk (glibc's site: `syscall; mov disp32(%rip),%rdx`, moved to
+    # the slot with its displacement adjusted): 2 a round
+    n=$(grep -Ec '\] brk\(.*syscall buffer, no stop' dump.out)
+    ((n >= 38)) || fail "only $n brk calls went through the buffer"
     grep -E '\] mmap\(.*syscall buffer' dump.out | grep -Eq 'MAP_SHARED|MAP_GROWSDOWN|, [0-9]+, 0\) =' &&
       fail "a shared, growsdown or file mapping went through the buffer"
   else
@@ -539,11 +619,14 @@ check_vectors() {
 t tour check_tour
 t vectors check_vectors
 t ahead check_ahead
+t ahead_cache check_ahead_cache
 t queries check_queries
 t mmaps check_mmaps
 t fdcache check_fdcache
 t stream check_stream
 t futex check_futex
+t tidaddr check_tidaddr
+t brk_points check_brk_points
 t desched check_desched
 t fds check_fds
 t watched check_watched

@@ -34,11 +34,13 @@
 //                              MAP_FIXED (zeros), a MAP_FIXED_NOREPLACE that
 //                              fails, a bad length, beside shared, growsdown
 //                              and /dev/zero mappings (traced), in a forked
-//                              child too: a hash of what the memory holds
+//                              child too, and the heap grown and shrunk by
+//                              brk: a hash of what the memory holds
 #define _GNU_SOURCE  // prlimit
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,6 +297,12 @@ static unsigned long mmap_round(unsigned long h) {
   if (shared == MAP_FAILED || down == MAP_FAILED) return 0;
   shared[1] = p[0];
   down[8191] = p[512];
+  // the heap grown and shrunk by brk (buffered: replay makes it again)
+  unsigned char* heap = sbrk(0);
+  if (sbrk((intptr_t)size) != heap) return 0;
+  heap[size - 1] = (unsigned char)r;
+  h = h * 31 + heap[size - 1] + (unsigned long)(heap[0] == 0);
+  if (sbrk(-(intptr_t)size) == (void*)-1) return 0;
   h = h * 31 + fnv(p, size);
   h = h * 31 + (unsigned long)(shared[1] + down[8191]);
   munmap(p, size);

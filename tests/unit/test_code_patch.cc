@@ -410,4 +410,8 @@ TEST_CASE("syscall buffer: every buffered row has a policy") {
   CHECK(header->policy[SYS_writev].fd_check == REC_SYSBUF_FD_WRITE_STREAM);
   CHECK(header->policy[SYS_pwritev2].fd_check == REC_SYSBUF_FD_WRITE);
   CHECK(header->policy[SYS_preadv].fd_check == REC_SYSBUF_FD_READ);
+  // executed rows replay's buffer code makes again
+  CHECK(header->policy[SYS_mmap].fd_check == REC_SYSBUF_MMAP_ANON);
+  CHECK(header->policy[SYS_brk].fd_check == REC_SYSBUF_BRK);
+  CHECK(header->policy[SYS_set_tid_address].fd_check == REC_SYSBUF_AGAIN);
 }

@@ -137,6 +137,11 @@ static inline int rec_shim_system_wide_clock(long clock) {
                                         EAGAIN and EPIPE traced */
 #define REC_SYSBUF_MMAP_ANON 8 /* mmap: anonymous, MAP_PRIVATE, fd -1 (argument 3, 4); replay's
                                   buffer code maps it again at the recorded address */
+#define REC_SYSBUF_AGAIN 20 /* set_tid_address: always; replay's buffer code makes it again
+                               (its effect is the kernel's), the program gets the recorded
+                               result (20: apart from the values other rows may take) */
+#define REC_SYSBUF_BRK 21 /* brk: replay's buffer code makes it again (the same argument), and
+                             its result must be the recorded one */
 #define REC_SYSBUF_NOWAIT_RWF 1 /* read/write(fd, buf, n) as preadv2/pwritev2(RWF_NOWAIT) */
 #define REC_SYSBUF_NOWAIT_MSG 2 /* recvfrom/sendto(fd, buf, n, flags, NULL, ...) on a socket,
                                    with MSG_DONTWAIT (and MSG_NOSIGNAL) added to flags */

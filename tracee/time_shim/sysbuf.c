@@ -60,6 +60,7 @@ _Static_assert(sizeof(struct rec_sysbuf_header) <= 0x2000, "the header leaves th
 #define PERF_EVENT_IOC_ENABLE_ 0x2400
 #define PERF_EVENT_IOC_DISABLE_ 0x2401
 #define SYS_mmap 9
+#define SYS_brk 12
 #define MAP_TYPE_ 0x0f
 #define MAP_PRIVATE_ 0x02
 #define MAP_FIXED_ 0x10
@@ -361,6 +362,10 @@ static int fd_allowed(uint8_t check, uint8_t nowait, const uint64_t* args, uint6
       return VIA_CALL;
     case REC_SYSBUF_PATH_OPEN:
       return path_allowed(fd, (long)args[1], (long)args[2]) ? VIA_CALL : 0;
+    case REC_SYSBUF_AGAIN:
+      return VIA_CALL; /* (replay makes it again for its effect) */
+    case REC_SYSBUF_BRK:
+      return VIA_CALL; /* (the heap: replay makes it again, brk_again) */
     case REC_SYSBUF_MMAP_ANON:
       /* private anonymous memory: rec notes nothing about it (no file to
        * store, nothing shared), and replay makes it again (mmap_again) */
@@ -451,6 +456,13 @@ static int mmap_again(const struct rec_sysbuf_entry* e) {
   long flags = ((long)e->args[3] & ~(long)MAP_FIXED_NOREPLACE_) | MAP_FIXED_;
   return untraced6(SYS_mmap, e->result, (long)e->args[1], (long)e->args[2], flags, -1, 0) ==
          e->result;
+}
+
+/* Replay of a buffered brk: made again; the break must be where the
+ * recording found it (0: the traced call shows the divergence; brk made
+ * twice with one argument is the same brk). */
+static int brk_again(const struct rec_sysbuf_entry* e) {
+  return untraced6(SYS_brk, (long)e->args[0], 0, 0, 0, 0, 0) == e->result;
 }
 
 /* Returns 1 with the result in frame[F_RAX], or 0: the entry makes the
@@ -581,6 +593,13 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     for (unsigned i = 0; i < p.args; ++i)
       if (e->args[i] != args[i]) return 0;
     if (p.fd_check == REC_SYSBUF_MMAP_ANON && !mmap_again(e)) return 0;
+    /* set_tid_address: the kernel's clear_child_tid must be set in replay
+     * too (the word cleared and woken at the thread's exit); the program
+     * gets the recorded tid below */
+    if (p.fd_check == REC_SYSBUF_AGAIN)
+      untraced6((long)nr, (long)args[0], (long)args[1], (long)args[2], (long)args[3],
+                (long)args[4], (long)args[5]);
+    if (p.fd_check == REC_SYSBUF_BRK && !brk_again(e)) return 0;
     if (e->out_len) {
       if (!e->ranges) {
         if (e->zero)

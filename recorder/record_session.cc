@@ -163,7 +163,7 @@ int RecordSession::run() {
   syscallBuffer_ = sysbuf::enabledByEnvironment();
   blocking_ = sysbuf::blockingByEnvironment();
   if (!rdtscTrapsHere()) rdtscPatcher_.emplace();
-  if (const char* p = ::getenv("REC_PARALLEL")) parallel_ = std::string_view(p) == "on";
+  if (const char* p = ::getenv("REC_PARALLEL")) parallel_ = std::string_view(p) != "off";
   int lanes = 1;
   if (parallel_) {
     cpu_set_t allowed;

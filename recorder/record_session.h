@@ -287,7 +287,7 @@ class RecordSession {
   void noteStoredFile(const struct stat& st, const format::BlobHash& hash);
   bool timeShim_ = true;                      // REC_TIME_SHIM=off hides the vDSO instead
   bool syscallBuffer_ = true;                 // REC_SYSCALL_BUFFER=off: every syscall stops
-  bool parallel_ = false;     // REC_PARALLEL=on: independent processes execute at once
+  bool parallel_ = true;      // independent processes execute at once (REC_PARALLEL=off: not)
   bool parallelOff_ = false;  // ... until something made every task depend on the others
   sysbuf::Blocking blocking_ = sysbuf::Blocking::NoWait;  // REC_SYSBUF_BLOCKING
 };

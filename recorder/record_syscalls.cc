@@ -1244,8 +1244,10 @@ namespace rec {
 // processes, neither sharing memory with anything, no emulated ptrace.
 bool RecordSession::independent(const RecordTask& a, const RecordTask& b) const {
   if (!parallel_ || parallelOff_ || ptraceTracees_ > 0) return false;
+  // A vfork child uses its parent's memory, but the parent waits in the
+  // kernel until the child execs or exits: the child has it to itself.
   auto alone = [](const RecordTask& x) {
-    return !x.sharesMemory && !x.forkHeld && !x.vforkParent && !x.vforkChild && !x.ptrace.tracer;
+    return !x.sharesMemory && !x.forkHeld && !x.vforkChild && !x.ptrace.tracer;
   };
   return a.task.tgid() != b.task.tgid() && alone(a) && alone(b);
 }

@@ -6,7 +6,7 @@
 // parent), new or exiting. The recorded event order is the schedule, so replay
 // needs nothing from here but the events.
 //
-// Parallel recording (REC_PARALLEL=on, docs/parallel.md) relaxes the
+// Parallel recording (on unless REC_PARALLEL=off, docs/parallel.md) relaxes the
 // invariant: tasks the recorder calls independent (different address
 // spaces, neither sharing memory with anything) may execute at once, each
 // in a lane of its own; all of them are "current". A task about to make a

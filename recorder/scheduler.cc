@@ -162,13 +162,7 @@ void Scheduler::scheduleIfIdle() {
       if (fit.empty()) return;
       size_t pick = fit[std::uniform_int_distribution<size_t>(0, fit.size() - 1)(
           chaos_.enabled ? chaosRandom_ : pickRandom_)];
-      RecordTask& t = *ready_[pick];
-      ready_.erase(ready_.begin() + static_cast<long>(pick));
-      if (t.state() != RecordTask::State::Ready) continue;
-      if (starter_)
-        starter_(t);
-      else
-        run(t);
+      startReady(pick);
       continue;
     }
     size_t pick = 0;
@@ -193,15 +187,19 @@ void Scheduler::scheduleIfIdle() {
         if (pick >= skip) ++pick;
       }
     }
-    RecordTask& t = *ready_[pick];
-    ready_.erase(ready_.begin() + static_cast<long>(pick));
-    // Queued, then something else happened to it (it was killed).
-    if (t.state() != RecordTask::State::Ready) continue;
-    if (starter_)
-      starter_(t);
-    else
-      run(t);
+    startReady(pick);
   }
+}
+
+void Scheduler::startReady(size_t pick) {
+  RecordTask& t = *ready_[pick];
+  ready_.erase(ready_.begin() + static_cast<long>(pick));
+  // Queued, then something else happened to it (it was killed).
+  if (t.state() != RecordTask::State::Ready) return;
+  if (starter_)
+    starter_(t);
+  else
+    run(t);
 }
 
 std::optional<Stop> Scheduler::stopUnlessAsleep(RecordTask& t) {

@@ -138,6 +138,8 @@ class Scheduler {
   };
 
  private:
+  // Takes ready_[pick] off the queue and starts it, if it is still ready.
+  void startReady(size_t pick);
   ChaosOptions chaos_;
   uint64_t chaosSeed_ = 0;
   std::mt19937_64 chaosRandom_;

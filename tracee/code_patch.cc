@@ -64,16 +64,42 @@ CapstoneHandle& capstone() {
   return cs;
 }
 
+// Decodes `code`, whose first byte is at `address`, one instruction at a
+// time, in capstone's instruction storage (freed with it).
+class Disassembly {
+ public:
+  Disassembly(const CapstoneHandle& cs, std::span<const uint8_t> code, uint64_t address)
+      : handle_(cs.handle),
+        next_(code.data()),
+        left_(code.size()),
+        address_(address),
+        insn_(cs.ok ? cs_malloc(cs.handle) : nullptr) {}
+  ~Disassembly() {
+    if (insn_) cs_free(insn_, 1);
+  }
+  Disassembly(const Disassembly&) = delete;
+  Disassembly& operator=(const Disassembly&) = delete;
+
+  // The next instruction; nullptr at the end, or where the bytes decode to none.
+  const cs_insn* next() {
+    return insn_ && cs_disasm_iter(handle_, &next_, &left_, &address_, insn_) ? insn_ : nullptr;
+  }
+
+ private:
+  csh handle_;
+  const uint8_t* next_;
+  size_t left_;
+  uint64_t address_;
+  cs_insn* insn_;
+};
+
 // The instruction at `address`, from `code` which starts at `codeStart`.
 std::optional<Insn> decodeAt(std::span<const uint8_t> code, uint64_t codeStart, uint64_t address) {
   CapstoneHandle& cs = capstone();
   if (!cs.ok || address < codeStart || address >= codeStart + code.size()) return std::nullopt;
-  const uint8_t* p = code.data() + (address - codeStart);
-  size_t size = code.size() - (address - codeStart);
-  uint64_t at = address;
-  cs_insn* insn = cs_malloc(cs.handle);
+  Disassembly disassembly(cs, code.subspan(address - codeStart), address);
   std::optional<Insn> out;
-  if (cs_disasm_iter(cs.handle, &p, &size, &at, insn)) {
+  if (const cs_insn* insn = disassembly.next()) {
     Insn d;
     d.address = insn->address;
     d.bytes.assign(insn->bytes, insn->bytes + insn->size);
@@ -128,7 +154,6 @@ std::optional<Insn> decodeAt(std::span<const uint8_t> code, uint64_t codeStart, 
     if (d.ripRelative && !d.dispOffset) d.stop = true;  // cannot be moved
     out = std::move(d);
   }
-  cs_free(insn, 1);
   return out;
 }
 
@@ -570,11 +595,8 @@ std::vector<uint64_t> memoryWrittenBy(std::span<const uint8_t> code, uint64_t ip
   CapstoneHandle& cs = capstone();
   std::vector<uint64_t> out;
   if (!cs.ok) return out;
-  const uint8_t* p = code.data();
-  size_t size = code.size();
-  uint64_t address = ip;
-  cs_insn* insn = cs_malloc(cs.handle);
-  if (cs_disasm_iter(cs.handle, &p, &size, &address, insn)) {
+  Disassembly disassembly(cs, code, ip);
+  if (const cs_insn* insn = disassembly.next()) {
     const cs_x86& x86 = insn->detail->x86;
     auto value = [&](x86_reg r) -> uint64_t {
       switch (r) {
@@ -626,7 +648,6 @@ std::vector<uint64_t> memoryWrittenBy(std::span<const uint8_t> code, uint64_t ip
       out.push_back(a & ~uint64_t{7});  // the aligned word holding it
     }
   }
-  cs_free(insn, 1);
   return out;
 }
 
@@ -657,11 +678,8 @@ std::vector<uint64_t> branchTargets(std::span<const uint8_t> code, uint64_t ip) 
   std::vector<uint64_t> out;
   CapstoneHandle& cs = capstone();
   if (!cs.ok) return out;
-  const uint8_t* p = code.data();
-  size_t size = code.size();
-  uint64_t at = ip;
-  cs_insn* insn = cs_malloc(cs.handle);
-  while (cs_disasm_iter(cs.handle, &p, &size, &at, insn)) {
+  Disassembly disassembly(cs, code, ip);
+  while (const cs_insn* insn = disassembly.next()) {
     const cs_x86& x86 = insn->detail->x86;
     const bool branch = cs_insn_group(cs.handle, insn, CS_GRP_BRANCH_RELATIVE) ||
                         (cs_insn_group(cs.handle, insn, CS_GRP_CALL) && x86.op_count == 1 &&
@@ -669,7 +687,6 @@ std::vector<uint64_t> branchTargets(std::span<const uint8_t> code, uint64_t ip) 
     if (branch && x86.op_count >= 1 && x86.operands[0].type == X86_OP_IMM)
       out.push_back(static_cast<uint64_t>(x86.operands[0].imm));
   }
-  cs_free(insn, 1);
   return out;
 }
 

@@ -45,6 +45,12 @@ volatile sig_atomic_t gRecordStopRequested = 0;
 volatile sig_atomic_t gRecordTimeoutExpired = 0;
 
 namespace {
+// A switch the environment turns off with NAME=off (on otherwise).
+bool offByEnvironment(const char* name) {
+  const char* value = ::getenv(name);
+  return value && std::string_view(value) == "off";
+}
+
 uint64_t monotonicRawNs() {
   timespec ts{};
   ::clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
@@ -158,12 +164,13 @@ int RecordSession::run() {
   std::string executable = resolveProgram(options_.command.at(0));
   tracedBitmap_ = tracedSyscallBitmap();
   refusedBitmap_ = refusedSyscallBitmap();
-  if (const char* shim = ::getenv("REC_TIME_SHIM"); shim && std::string_view(shim) == "off")
-    timeShim_ = false;
+  timeShim_ = !offByEnvironment("REC_TIME_SHIM");
+  rdtscShim_ = !offByEnvironment("REC_RDTSC_SHIM");
+  fileMmapsBuffered_ = !offByEnvironment("REC_SYSBUF_FILE_MMAPS");
   syscallBuffer_ = sysbuf::enabledByEnvironment();
   blocking_ = sysbuf::blockingByEnvironment();
   if (!rdtscTrapsHere()) rdtscPatcher_.emplace();
-  if (const char* p = ::getenv("REC_PARALLEL")) parallel_ = std::string_view(p) != "off";
+  parallel_ = !offByEnvironment("REC_PARALLEL");
   int lanes = 1;
   if (parallel_) {
     cpu_set_t allowed;

@@ -284,9 +284,13 @@ class RecordSession {
   // The same files, in the order stored, as the buffer's stored-files table
   // (a later private, non-executable mmap of one is buffered).
   std::vector<sysbuf::StoredFile> storedFiles_;
-  void noteStoredFile(const struct stat& st, const format::BlobHash& hash);
+  void noteStoredFile(const sysbuf::StoredFile& file);
   bool timeShim_ = true;                      // REC_TIME_SHIM=off hides the vDSO instead
   bool syscallBuffer_ = true;                 // REC_SYSCALL_BUFFER=off: every syscall stops
+  // For measuring: REC_RDTSC_SHIM=off (every rdtsc traps, as before) and
+  // REC_SYSBUF_FILE_MMAPS=off (every file mmap traced).
+  bool rdtscShim_ = true;
+  bool fileMmapsBuffered_ = true;
   bool parallel_ = true;      // independent processes execute at once (REC_PARALLEL=off: not)
   bool parallelOff_ = false;  // ... until something made every task depend on the others
   sysbuf::Blocking blocking_ = sysbuf::Blocking::NoWait;  // REC_SYSBUF_BLOCKING

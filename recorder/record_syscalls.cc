@@ -20,10 +20,8 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <string_view>
 
 #include "buffered_calls.h"
 #include "code_patch.h"
@@ -581,17 +579,10 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
       // A private mapping of a file an mmap stored whole before, unchanged
       // since: its hash, as storeFd would find it. (ctime too: a chmod that
       // would now make rec's open fail is not hidden by the shortcut.)
-      auto keyOf = [](const struct stat& st) {
-        return std::make_tuple(static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
-                               static_cast<int64_t>(st.st_size),
-                               static_cast<int64_t>(st.st_mtim.tv_sec),
-                               static_cast<int64_t>(st.st_mtim.tv_nsec),
-                               static_cast<int64_t>(st.st_ctim.tv_sec),
-                               static_cast<int64_t>(st.st_ctim.tv_nsec));
-      };
       std::optional<format::BlobHash> known;
       struct stat st;
-      if (!file && ::stat(fdPath.c_str(), &st) == 0 && mappedWhole_.contains(keyOf(st)))
+      if (!file && ::stat(fdPath.c_str(), &st) == 0 &&
+          mappedWhole_.contains(sysbuf::StoredFile::of(st).identity()))
         known = blobs_->known(st);
       ScopedFd contents;
       if (!known) {
@@ -617,8 +608,10 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
       format::BlobHash hash =
           known ? *known : blobs_->storeFd(contents.get(), path, file.has_value());
       if (!known && !file && S_ISREG(st.st_mode)) {
-        mappedWhole_.insert(keyOf(st));
-        noteStoredFile(st, hash);
+        sysbuf::StoredFile stored = sysbuf::StoredFile::of(st);
+        stored.hash = hash.bytes();
+        mappedWhole_.insert(stored.identity());
+        noteStoredFile(stored);
       }
       auto bytes = hash.bytes();
       m.setBlobHash(asData(bytes.data(), bytes.size()));
@@ -919,12 +912,10 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
 // rec only through the traced fallback, so no first patch at a site would
 // ever map it one. It gets one at this exit; replay maps it at the same
 // event (SyscallEvent.startsBuffer).
+// (patchSyscallSite checked the rest: not after EPIPE/EFBIG, whose signal
+// the remote syscalls would take in first.)
 void RecordSession::startBufferAtFallback(RecordTask& t, schema::SyscallEvent::Builder s) {
-  // Not after EPIPE (EFBIG): its SIGPIPE (SIGXFSZ) must be delivered at
-  // this exit, and the remote syscalls would take it in first (and hold it
-  // to the next traced call, which may never come).
-  const int64_t result = t.task.regs().result();
-  if (t.sysbuf->buffer || s.getStartsTimeLog() || result == -EPIPE || result == -EFBIG) return;
+  if (t.sysbuf->buffer || s.getStartsTimeLog()) return;
   StraySignals strays;
   const bool started = startBuffer(t, *t.sysbuf, strays);
   absorbStrays(t, strays);
@@ -1007,12 +998,7 @@ void RecordSession::prepatchRdtsc(RecordTask& t, SysbufSpace& space, TimeShimSpa
                                   const std::string& readPath, uint64_t start, uint64_t end,
                                   uint64_t offset,
                                   std::vector<std::pair<SysbufPatch, bool>>& done) {
-  // (REC_RDTSC_SHIM=off: every rdtsc traps, as before; for measuring)
-  static const bool off = [] {
-    const char* v = std::getenv("REC_RDTSC_SHIM");
-    return v && std::string_view(v) == "off";
-  }();
-  if (!timeShim_ || timeSpace.disabled || off) return;
+  if (!timeShim_ || !rdtscShim_ || timeSpace.disabled) return;
   std::vector<const RdtscSite*> inside;
   const bool firstTime = rdtscFilesSeen_.insert(file).second;
   const std::set<uint64_t>& hot = hotRdtsc_[file];
@@ -1172,18 +1158,10 @@ void RecordSession::updateBufferDenials() {
 
 // A file stored whole from a private mmap: the buffers take its later
 // private, non-executable mmaps while it stays unchanged.
-void RecordSession::noteStoredFile(const struct stat& st, const format::BlobHash& hash) {
-  // (REC_SYSBUF_FILE_MMAPS=off: every file mmap traced, for measuring)
-  static const bool off = [] {
-    const char* v = std::getenv("REC_SYSBUF_FILE_MMAPS");
-    return v && std::string_view(v) == "off";
-  }();
-  if (off || !syscallBuffer_ || storedFiles_.size() >= REC_SYSBUF_FILES_MAX) return;
-  storedFiles_.push_back({static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
-                          static_cast<int64_t>(st.st_size), static_cast<int64_t>(st.st_mtim.tv_sec),
-                          static_cast<int64_t>(st.st_mtim.tv_nsec),
-                          static_cast<int64_t>(st.st_ctim.tv_sec),
-                          static_cast<int64_t>(st.st_ctim.tv_nsec), hash.bytes()});
+void RecordSession::noteStoredFile(const sysbuf::StoredFile& file) {
+  if (!fileMmapsBuffered_ || !syscallBuffer_ || storedFiles_.size() >= REC_SYSBUF_FILES_MAX)
+    return;
+  storedFiles_.push_back(file);
   for (auto& [tid, u] : tasks_)
     if (u->sysbuf) sysbuf::setStoredFiles(*u->sysbuf, storedFiles_);
 }
@@ -1234,10 +1212,6 @@ void RecordSession::updateBufferFdTables(SysbufSpace& space) {
   }
   sysbuf::setFdTables(space, several);
 }
-
-}  // namespace rec
-
-namespace rec {
 
 // Parallel recording (docs/parallel.md): two tasks may execute at once when
 // nothing one does in user code can be seen by the other: different

@@ -463,6 +463,13 @@ void setWatchedFiles(SysbufSpace& space, std::span<const FileId> files) {
   ++h.fd_gen;  // the fd classes remember which files are watched
 }
 
+StoredFile StoredFile::of(const struct stat& st) {
+  return {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+          static_cast<int64_t>(st.st_size),  static_cast<int64_t>(st.st_mtim.tv_sec),
+          static_cast<int64_t>(st.st_mtim.tv_nsec), static_cast<int64_t>(st.st_ctim.tv_sec),
+          static_cast<int64_t>(st.st_ctim.tv_nsec), {}};
+}
+
 void setStoredFiles(SysbufSpace& space, std::span<const StoredFile> files) {
   if (!space.buffer) return;
   rec_sysbuf_files& f = space.buffer->files();

@@ -18,6 +18,8 @@
 // buffer before running the task on.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -26,6 +28,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <tuple>
 #include <span>
 #include <vector>
 
@@ -161,6 +164,12 @@ struct StoredFile {
   uint64_t device = 0, inode = 0;
   int64_t size = 0, mtimeSec = 0, mtimeNsec = 0, ctimeSec = 0, ctimeNsec = 0;
   std::array<std::byte, 16> hash{};  // the blob's
+  // The file `st` describes, its hash not set.
+  static StoredFile of(const struct stat& st);
+  // What says the file is unchanged: all but the hash.
+  auto identity() const {
+    return std::make_tuple(device, inode, size, mtimeSec, mtimeNsec, ctimeSec, ctimeNsec);
+  }
 };
 void setStoredFiles(SysbufSpace& space, std::span<const StoredFile> files);
 // Replay: the stored files the entries (checked) map, by slot; and the file

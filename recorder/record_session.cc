@@ -171,6 +171,7 @@ int RecordSession::run() {
   blocking_ = sysbuf::blockingByEnvironment();
   if (!rdtscTrapsHere()) rdtscPatcher_.emplace();
   parallel_ = !offByEnvironment("REC_PARALLEL");
+  blockStreams_ = parallel_ && syscallBuffer_ && sysbuf::blockStreamsByEnvironment();
   int lanes = 1;
   if (parallel_) {
     cpu_set_t allowed;

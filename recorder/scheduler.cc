@@ -231,6 +231,13 @@ void Scheduler::maybePreempt() {
     if (t->state() != RecordTask::State::Running ||
         t->expecting(RecordTask::Expect::InterruptStop))
       continue;
+    // Asleep in the buffer (docs/syscall-buffer.md "Blocking in the
+    // buffer"): it holds its lane doing nothing, and a task waits. The
+    // interrupt turns its call into a traced one, which blocks here instead.
+    if (t->sysbuf && sysbuf::blockArmed(t->sysbuf.get())) {
+      t->requestInterrupt();
+      continue;
+    }
     auto ran = Clock::now() - t->sliceStart;
     if (ran < timeslice_) continue;
     // A switch at a syscall costs nothing: replay parks the task there. One

@@ -979,6 +979,26 @@ void setDeschedAbort(SysbufSpace& space) {
   if (space.buffer) space.buffer->header().desched_abort = 1;
 }
 
+bool blockStreamsByEnvironment() {
+  const char* v = std::getenv("REC_SYSBUF_BLOCK_STREAMS");
+  std::string_view s(v ? v : "");
+  return s == "on" || s == "1" || s == "yes" || s == "true";
+}
+
+void setBlockStreams(SysbufSpace& space, bool on) {
+  if (space.buffer && !space.disabled)
+    __atomic_store_n(&space.buffer->header().block_streams, on ? 1u : 0u, __ATOMIC_RELAXED);
+}
+
+bool blockArmed(const SysbufSpace* space) {
+  return space && space->buffer &&
+         __atomic_load_n(&space->buffer->header().block_armed, __ATOMIC_SEQ_CST) != 0;
+}
+
+void setBlockAbort(SysbufSpace& space) {
+  if (space.buffer) space.buffer->header().block_abort = 1;
+}
+
 bool inBufferData(uint64_t address) {
   return address >= kSysbufAddress && address < kSysbufEnd;
 }

@@ -996,7 +996,11 @@ bool blockArmed(const SysbufSpace* space) {
 }
 
 void setBlockAbort(SysbufSpace& space) {
-  if (space.buffer) space.buffer->header().block_abort = 1;
+  if (!space.buffer) return;
+  space.buffer->header().block_abort = 1;
+  // The window is over: the scheduler must not interrupt the task for it
+  // again on its way to the traced call.
+  __atomic_store_n(&space.buffer->header().block_armed, 0u, __ATOMIC_SEQ_CST);
 }
 
 bool inBufferData(uint64_t address) {

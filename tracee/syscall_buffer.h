@@ -381,6 +381,7 @@ bool blockStreamsByEnvironment();
 void setBlockStreams(SysbufSpace& space, bool on);
 // The buffer's code is in the window of such a call (block_armed).
 bool blockArmed(const SysbufSpace* space);
+// The call had no effect: the buffer makes it traced (the window ends).
 void setBlockAbort(SysbufSpace& space);
 
 // Whether the syscall buffer's code or data lies at ip (in rec's image: the

@@ -982,7 +982,7 @@ void setDeschedAbort(SysbufSpace& space) {
 bool blockStreamsByEnvironment() {
   const char* v = std::getenv("REC_SYSBUF_BLOCK_STREAMS");
   std::string_view s(v ? v : "");
-  return s == "on" || s == "1" || s == "yes" || s == "true";
+  return !(s == "off" || s == "0" || s == "no" || s == "false");
 }
 
 void setBlockStreams(SysbufSpace& space, bool on) {

@@ -219,10 +219,7 @@ int RecordSession::run() {
     scheduler_->setParallel(lanes, [this](const RecordTask& a, const RecordTask& b) {
       return independent(a, b);
     });
-    scheduler_->setExclusiveStarter([this](RecordTask& task) {
-      scheduler_->beginExclusive(task);
-      enterTracedSyscall(task);
-    });
+    scheduler_->setExclusiveStarter([this](RecordTask& task) { startAlone(task); });
   }
 
   loop();

@@ -131,6 +131,7 @@ class RecordSession {
   pid_t foreignMemoryTarget(const RecordTask& t, int64_t result) const;
   void continueAfterSyscall(RecordTask& t);
   // Resumes `t` from its seccomp stop into the traced syscall.
+  void startAlone(RecordTask& t);
   void enterTracedSyscall(RecordTask& t);
   // Parallel recording (docs/parallel.md).
   bool independent(const RecordTask& a, const RecordTask& b) const;

@@ -91,6 +91,13 @@ void RecordSession::onSeccomp(RecordTask& t) {
     refuse(t, EINVAL);
     return;
   }
+  if (parallel_ && t.row->hook == sys::Hook::Ptrace && !scheduler_->alone(t)) {
+    // rec answers a ptrace request itself, from its tracee's state: that
+    // tracee must not be executing meanwhile (a PTRACE_INTERRUPT of a
+    // running tracee would find nothing to stop). startAlone answers it.
+    scheduler_->parkExclusive(t);
+    return;
+  }
   if (answerAtEntry(t)) return;
   if (carryOutSeccompRequest(t)) return;
   for (int index : sys::stringArgs(*t.row)) t.strings.push_back(t.task.readCString(t.args[index]));
@@ -108,6 +115,14 @@ void RecordSession::onSeccomp(RecordTask& t) {
     }
     scheduler_->beginExclusive(t);
   }
+  enterTracedSyscall(t);
+}
+
+// A task parked at a syscall entry until alone (Scheduler::parkExclusive)
+// is alone now.
+void RecordSession::startAlone(RecordTask& t) {
+  scheduler_->beginExclusive(t);
+  if (t.row->hook == sys::Hook::Ptrace && answerAtEntry(t)) return;
   enterTracedSyscall(t);
 }
 

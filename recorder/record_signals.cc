@@ -408,6 +408,8 @@ bool RecordSession::emulateRdtsc(RecordTask& t) {
   }
   unsigned aux = 0;
   if (rdtscp) __rdtscp(&aux);
+  // TSC_AUX is (node << 12) | cpu of rec's CPU: the task's own CPU instead.
+  if (rdtscp && t.cpu >= 0) aux = (aux & ~0xfffu) | static_cast<unsigned>(t.cpu);
   // (the scale the time shim reports at patched sites, kept above what it
   // reported in this process)
   if (t.timeSpace && t.timeSpace->log) lastTsc_ = std::max(lastTsc_, t.timeSpace->log->log().last_tsc);

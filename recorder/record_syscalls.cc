@@ -272,7 +272,8 @@ bool RecordSession::answerVsyscall(RecordTask& t) {
       break;
     case SYS_getcpu: {
       unsigned cpu = 0, node = 0;
-      ::getcpu(&cpu, &node);  // the task runs on rec's CPU
+      ::getcpu(&cpu, &node);  // (the node of rec's CPU)
+      if (t.cpu >= 0) cpu = static_cast<unsigned>(t.cpu);  // the task's own CPU
       put(t.args[0], cpu);
       put(t.args[1], node);
       break;
@@ -531,6 +532,7 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
       break;
     case sys::Hook::Clone:
       s.setNewTask(t.newTask);
+      if (t.newTask) s.setNewTaskCpu(t.cpu);  // the kernel copied the parent's affinity
       break;
     case sys::Hook::Unshare:
       if (t.args[0] & CLONE_FILES) t.fds = fds.copy();

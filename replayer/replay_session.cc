@@ -233,6 +233,7 @@ void ReplaySession::start(schema::Event::Reader first) {
   pid_t pid = spawnTraced(spawn);
   initialRecordedTid_ = first.getTid();
   auto t = std::make_unique<ReplayTask>(first.getTid(), pid);
+  t->cpu = spawn.cpu;
   t->park = ReplayTask::Park::Seccomp;
   Stop stop = t->task.wait();
   if (stop.kind != StopKind::Seccomp)

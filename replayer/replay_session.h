@@ -179,7 +179,9 @@ class ReplaySession {
                       std::array<uint64_t, 6> mmapArgs);
   // Creates the task the recording named `recordedChild`; the program sees
   // it as `idSeen` (clone's result).
-  void runForkLike(ReplayTask& t, int recordedChild, int32_t idSeen);
+  void runForkLike(ReplayTask& t, int recordedChild, int32_t idSeen, int cpu);
+  // Pins `t` to its recorded CPU (-1: leaves it where it is).
+  void pinRecorded(ReplayTask& t, int cpu);
   void onBufferedSyscall(ReplayTask& t, schema::SyscallEvent::Reader e);
   void startTimeLog(ReplayTask& t, schema::SyscallEvent::Reader e);
   void queueTimeAnswer(ReplayTask& t, const rec_shim_entry& entry);

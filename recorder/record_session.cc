@@ -52,15 +52,19 @@ bool offByEnvironment(const char* name) {
   return value && std::string_view(value) == "off";
 }
 
-// REC_CPUS=N: the program's processes use at most N CPUs (1: all on one,
-// as before per-process CPUs); unset: every CPU rec may use (0).
+// REC_CPUS=N: the program's processes use at most N CPUs, `all`: every CPU
+// rec may use (0). Unset: one, the whole program on the header's CPU: under
+// load, a second CPU made make -j2's recording slower (cross-CPU ptrace stops
+// and preemption points; docs/parallel.md "CPU placement").
 size_t cpusByEnvironment() {
   const char* value = ::getenv("REC_CPUS");
-  if (!value || !*value) return 0;
+  if (!value || !*value) return 1;
+  if (std::string_view(value) == "all") return 0;
   char* end = nullptr;
   long n = std::strtol(value, &end, 10);
   if (*end != '\0' || n < 1)
-    throw RecError(kExitUsage, fmt::format("rec: REC_CPUS={}: not a number of CPUs (1 or more)", value));
+    throw RecError(kExitUsage,
+                   fmt::format("rec: REC_CPUS={}: not a number of CPUs (1 or more) or all", value));
   return static_cast<size_t>(n);
 }
 

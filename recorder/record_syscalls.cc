@@ -319,8 +319,8 @@ bool RecordSession::answerPrctl(RecordTask& t) {
 }
 
 // sched_setaffinity for the program's own tasks would undo rec's pinning of
-// every tracee to one CPU (one task runs at a time there). rec checks the
-// mask as the kernel would and reports success without applying it.
+// each process to its recorded CPU (docs/parallel.md "CPU placement"). rec
+// checks the mask as the kernel would and reports success without applying it.
 bool RecordSession::answerSetAffinity(RecordTask& t) {
   if (t.nr != SYS_sched_setaffinity) return false;
   pid_t pid = static_cast<pid_t>(t.args[0]);

@@ -192,6 +192,10 @@ struct SyscallEvent {
   # buffer turned down (from its traced fallback) because the process had
   # none yet, a fork's child whose calls come from sites its parent patched.
   startsBuffer @25 :Bool;
+  # fork/vfork/clone (with newTask): the CPU the created task was pinned to
+  # (docs/parallel.md "CPU placement"); replay pins it there. -1: none
+  # recorded, it keeps the CPU it inherits.
+  newTaskCpu @26 :Int32 = -1;
 }
 
 # The syscalls one task made through the syscall buffer without a stop
@@ -232,6 +236,7 @@ struct TaskMemWrite {
 struct SyscallEnterEvent {
   number @0 :Int32;
   newTask @1 :Int32;          # vfork / CLONE_VFORK: the child, created before the parent's syscall returns
+  newTaskCpu @2 :Int32 = -1;  # that child's CPU (SyscallEvent.newTaskCpu)
 }
 
 enum SignalDisposition {
@@ -276,6 +281,8 @@ struct ExecEvent {
   writableData @7 :List(MemWrite); # contents of writable mappings right after exec (data/bss pages)
   becomesTid @8 :Int32;            # exec from a non-leader thread: the id it has afterwards (the leader's)
   bufferPatches @9 :List(BufferPatch);  # syscall sites of the new image patched right after exec, in order
+  cpu @10 :Int32 = -1;             # the CPU the process is pinned to from this exec on (docs/parallel.md
+                                   # "CPU placement"); -1: none recorded, it keeps the one it had
 }
 
 struct RdtscEvent {

@@ -189,6 +189,7 @@ int RecordSession::run() {
   if (!rdtscTrapsHere()) rdtscPatcher_.emplace();
   parallel_ = !offByEnvironment("REC_PARALLEL");
   const size_t mostCpus = cpusByEnvironment();
+  blockStreams_ = parallel_ && syscallBuffer_ && sysbuf::blockStreamsByEnvironment();
   int lanes = 1;
   if (parallel_) {
     cpu_set_t allowed;

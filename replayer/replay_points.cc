@@ -240,6 +240,7 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
 
   const uint64_t ip = point.regs.rip;
   const std::string expected = fmt::format("to reach {} at {:#x}", what, ip);
+  const auto setupStart = std::chrono::steady_clock::now();
   // The code around the point: for a debug-register entry, the loop it may be in.
   uint64_t codeStart = point.entry == PointEntry::Jump ? ip : ip - kRegionBack;
   std::vector<uint8_t> code(ip + kRegionForward + 16 - codeStart);
@@ -318,7 +319,9 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
   if (observer_) wallLimit = std::chrono::nanoseconds::max();
   const auto cpuStart = cpuTime(t.task.tid());
   const auto wallStart = std::chrono::steady_clock::now();
-  uint64_t candidates = 0;
+  uint64_t candidates = 0, entryHits = 0;
+  std::chrono::steady_clock::duration confirming{};
+  const auto setupTime = wallStart - setupStart;
   std::string lastDifference;
 
   if (hasPending) t.task.setSiginfo(pendingInfo);
@@ -395,7 +398,9 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
         // A candidate: the registers and words match. The rest of the state?
         ++candidates;
         unplant();  // memory as the program has it
+        const auto confirmStart = std::chrono::steady_clock::now();
         auto difference = stateDifference(t, point, ip);
+        confirming += std::chrono::steady_clock::now() - confirmStart;
         if (!difference) break;
         lastDifference = *difference;
         plant();
@@ -405,6 +410,7 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
       }
       if (stop.signal == SIGTRAP && info.si_code == kTrapHardwareBreakpoint && at == ip &&
           point.entry == PointEntry::DebugRegister) {
+        ++entryHits;
         if (!checkHitsInRec) {
           t.task.mutableRegs().setIp(trampoline->checkIp);  // into the copy, checked
           resumeUserCode(t, 0);
@@ -455,6 +461,9 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
                          : stop.kind == StopKind::Signal
                              ? fmt::format("received {}", sys::signalName(stop.signal))
                              : describeStop(stop);
+    if (candidates)
+      actual += fmt::format(" after {} candidate(s) with matching registers (the last differed: {})",
+                            candidates, lastDifference);
     diverge(t, expected, actual);
   }
   // There: take the check away again and stand exactly at the point.
@@ -469,10 +478,12 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
       return std::chrono::duration_cast<std::chrono::microseconds>(d).count() / 1000.0;
     };
     fmt::print(stderr,
-               "rec: reached {} at {:#x} after {} candidate(s), {} ms of its CPU time and {} ms "
-               "of rec's (recorded: {} ms)\n",
-               what, ip, candidates, ms(cpuTime(t.task.tid()) - cpuStart),
-               ms(std::chrono::steady_clock::now() - wallStart), ms(recorded));
+               "rec: reached {} at {:#x} after {} candidate(s), {} debug-register entries, {} ms "
+               "of its CPU time and {} ms of rec's (recorded: {} ms; set-up {} ms, "
+               "confirmation {} ms)\n",
+               what, ip, candidates, entryHits, ms(cpuTime(t.task.tid()) - cpuStart),
+               ms(std::chrono::steady_clock::now() - wallStart), ms(recorded), ms(setupTime),
+               ms(confirming));
   }
 }
 

@@ -363,6 +363,11 @@ void RecordSession::setPoint(schema::Registers::Builder regs,
   excluded.push_back(deadStackBelow(t.task.tid(), t.task.regs().raw().rsp));
   state.setDeadStackExcluded(true);
   std::vector<AddressRange> masked = pendingOutputsBeside(t);
+  // The dead stack in rsp's own page too (an XSAVEC image of lazy binding
+  // there made the thread pool's replays under load reject their point):
+  // masked, so that replay, which reads the ranges from the trace, does alike.
+  if (AddressRange dead = deadStackInRspPage(t.task.tid(), t.task.regs().raw().rsp); dead.end)
+    masked.push_back(dead);
   setAddressRanges(state.initPendingOutputs(static_cast<unsigned>(masked.size())), masked);
   MemoryDigest digest = digestMemory(t.task.tid(), excluded, nullptr, masked);
   auto blocks = state.initMemory(static_cast<unsigned>(digest.blocks.size()));

@@ -93,7 +93,8 @@ struct PointState {
   pendingOutputs @6 :List(AddressRange);  # bytes hashed as zeros in memory: what the syscalls other
                                  # threads of the address space were blocked in may write (the kernel
                                  # writes them when the call completes, while this thread runs; the
-                                 # trace makes them visible at that call's exit event)
+                                 # trace makes them visible at that call's exit event); and the dead
+                                 # stack below rsp-128 inside rsp's own page (rec after 2026-12-03)
 }
 
 struct AddressRange {
@@ -192,6 +193,10 @@ struct SyscallEvent {
   # buffer turned down (from its traced fallback) because the process had
   # none yet, a fork's child whose calls come from sites its parent patched.
   startsBuffer @25 :Bool;
+  # fork/vfork/clone (with newTask): the CPU the created task was pinned to
+  # (docs/parallel.md "CPU placement"); replay pins it there. -1: none
+  # recorded, it keeps the CPU it inherits.
+  newTaskCpu @26 :Int32 = -1;
 }
 
 # The syscalls one task made through the syscall buffer without a stop
@@ -232,6 +237,7 @@ struct TaskMemWrite {
 struct SyscallEnterEvent {
   number @0 :Int32;
   newTask @1 :Int32;          # vfork / CLONE_VFORK: the child, created before the parent's syscall returns
+  newTaskCpu @2 :Int32 = -1;  # that child's CPU (SyscallEvent.newTaskCpu)
 }
 
 enum SignalDisposition {
@@ -276,6 +282,8 @@ struct ExecEvent {
   writableData @7 :List(MemWrite); # contents of writable mappings right after exec (data/bss pages)
   becomesTid @8 :Int32;            # exec from a non-leader thread: the id it has afterwards (the leader's)
   bufferPatches @9 :List(BufferPatch);  # syscall sites of the new image patched right after exec, in order
+  cpu @10 :Int32 = -1;             # the CPU the process is pinned to from this exec on (docs/parallel.md
+                                   # "CPU placement"); -1: none recorded, it keeps the one it had
 }
 
 struct RdtscEvent {

@@ -722,6 +722,7 @@ bool RecordSession::stopAtForkForPtracer(RecordTask& t, RecordTask& child, int e
     auto e = msg.initRoot<schema::Event>().initSyscallEnter();
     e.setNumber(t.nr);
     e.setNewTask(child.task.tid());
+    e.setNewTaskCpu(child.cpu);
     attachMemoryDigest(t, msg, t.entryDigest, t.entryMasked);
     emit(t, msg);
     t.enterAnnounced = true;

@@ -29,6 +29,7 @@
 #include "scheduler.h"
 #include "seccomp_filter.h"
 #include "signals.h"
+#include "spawn.h"
 #include "syscall_table.h"
 
 namespace rec {
@@ -149,8 +150,39 @@ void RecordSession::comparePagesWithFile(
   }
 }
 
+// The CPU for a process that execs: the one with the fewest tasks of other
+// processes executing or about to (blocked ones, a make or a shell waiting
+// for its children, do not count), its own CPU unless another has fewer
+// (docs/parallel.md "CPU placement"). A fork's child stays with its parent.
+int RecordSession::cpuAtExec(const RecordTask& t) const {
+  if (cpus_.size() < 2 || t.cpu < 0) return t.cpu;
+  std::vector<int> busy(cpus_.size(), 0);
+  for (const auto& [otherTid, o] : tasks_) {
+    if (o->task.tgid() == t.task.tgid() || o->cpu < 0) continue;
+    auto state = o->state();
+    bool active = state == RecordTask::State::Running || state == RecordTask::State::Ready ||
+                  state == RecordTask::State::Newborn ||
+                  (state == RecordTask::State::InSyscall && scheduler_->isCurrent(*o));
+    auto at = std::find(cpus_.begin(), cpus_.end(), o->cpu);
+    if (active && at != cpus_.end()) ++busy[static_cast<size_t>(at - cpus_.begin())];
+  }
+  auto own = std::find(cpus_.begin(), cpus_.end(), t.cpu);
+  size_t best = own != cpus_.end() ? static_cast<size_t>(own - cpus_.begin()) : 0;
+  for (size_t i = 0; i < cpus_.size(); ++i)
+    if (busy[i] < busy[best]) best = i;
+  return cpus_[best];
+}
+
+// At the exec stop, before the new image runs an instruction: every CPUID
+// it executes runs on the CPU the Exec event names.
+void RecordSession::pinAtExec(RecordTask& t) {
+  int cpu = cpuAtExec(t);
+  if (cpu != t.cpu && pinTask(t.task.tid(), cpu)) t.cpu = cpu;
+}
+
 void RecordSession::completeExec(RecordTask& t) {
   pid_t tid = t.task.tid();
+  pinAtExec(t);
   t.pagemap.reset();  // an open pagemap still shows the address space before exec
   StraySignals strays;
   installScratchPage(t.task, strays, timeShim_ || syscallBuffer_,
@@ -260,6 +292,7 @@ void RecordSession::completeExec(RecordTask& t) {
   e.initRegisters().setRaw(asData(regs.raw()));
   auto argv = e.initArgv(static_cast<unsigned>(argvStrings.size()));
   for (unsigned i = 0; i < argvStrings.size(); ++i) argv.set(i, argvStrings[i]);
+  e.setCpu(t.cpu);
   if (!prepatched.empty())
     writePatches(e.initBufferPatches(static_cast<unsigned>(prepatched.size())), prepatched);
   if (t.formerTid) {
@@ -301,6 +334,7 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
   child.timeSpace = time_shim::forChild(t.timeSpace, t.task, child.task, flags);
   child.sysbuf = sysbuf::forChild(t.sysbuf, child.task, flags);
   if (child.sysbuf && child.sysbuf == t.sysbuf) updateBufferFdTables(*child.sysbuf);
+  child.cpu = t.cpu;  // the kernel copies the affinity: a CPU for the process's life
   child.tscMode = t.tscMode;
   child.seccompMode = t.seccompMode;
   child.signalMask = t.signalMask;
@@ -321,6 +355,7 @@ void RecordSession::onFork(RecordTask& t, const Stop& stop) {
     auto e = msg.initRoot<schema::Event>().initSyscallEnter();
     e.setNumber(t.nr);
     e.setNewTask(childTid);
+    e.setNewTaskCpu(child.cpu);
     attachMemoryDigest(t, msg, t.entryDigest, t.entryMasked);
     emit(t, msg);
     t.enterAnnounced = true;

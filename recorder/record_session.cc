@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 
@@ -49,6 +50,22 @@ namespace {
 bool offByEnvironment(const char* name) {
   const char* value = ::getenv(name);
   return value && std::string_view(value) == "off";
+}
+
+// REC_CPUS=N: the program's processes use at most N CPUs, `all`: every CPU
+// rec may use (0). Unset: one, the whole program on the header's CPU: under
+// load, a second CPU made make -j2's recording slower (cross-CPU ptrace stops
+// and preemption points; docs/parallel.md "CPU placement").
+size_t cpusByEnvironment() {
+  const char* value = ::getenv("REC_CPUS");
+  if (!value || !*value) return 1;
+  if (std::string_view(value) == "all") return 0;
+  char* end = nullptr;
+  long n = std::strtol(value, &end, 10);
+  if (*end != '\0' || n < 1)
+    throw RecError(kExitUsage,
+                   fmt::format("rec: REC_CPUS={}: not a number of CPUs (1 or more) or all", value));
+  return static_cast<size_t>(n);
 }
 
 uint64_t monotonicRawNs() {
@@ -171,6 +188,7 @@ int RecordSession::run() {
   blocking_ = sysbuf::blockingByEnvironment();
   if (!rdtscTrapsHere()) rdtscPatcher_.emplace();
   parallel_ = !offByEnvironment("REC_PARALLEL");
+  const size_t mostCpus = cpusByEnvironment();
   blockStreams_ = parallel_ && syscallBuffer_ && sysbuf::blockStreamsByEnvironment();
   int lanes = 1;
   if (parallel_) {
@@ -181,13 +199,16 @@ int RecordSession::run() {
   }
   // The trace writer's compression thread starts here, before rec pins
   // itself, and is then kept off rec's CPU, so zstd and the file writes run
-  // beside the program instead of taking turns with it. Parallel recording
-  // pins the program to that one CPU too: CPUID's answers (APIC ids, which
-  // ld.so keeps in memory) differ between CPUs and cannot be trapped, and
-  // replay runs on the CPU the header names (docs/parallel.md).
+  // beside the program instead of taking turns with it. Each process is
+  // pinned to one CPU for its life, the first one to rec's: CPUID's answers
+  // (APIC ids, which ld.so keeps in memory) differ between CPUs and cannot
+  // be trapped, and replay pins each process to its recorded CPU
+  // (docs/parallel.md "CPU placement").
   int cpu = chooseCpu(-1);
   writeHeader(executable, cpu);
+  cpus_ = allowedCpus(cpu, mostCpus);
   cpu = pinToCpu(cpu);
+  if (cpu < 0 || cpus_.empty() || cpus_.front() != cpu) cpus_.assign(1, cpu);
   writer_->avoidCpu(cpu);
   blobs_ = std::make_unique<BlobStore>(*writer_, *blobCache_);
 
@@ -208,6 +229,7 @@ int RecordSession::run() {
   pid_t pid = spawnTraced(spawn);
   initialTid_ = pid;
   auto& t = taskFor(pid);
+  t.cpu = cpu;
   t.noteAnnouncedByParent();
   t.noteInitialStop();
   t.fds = OutputFds::initial();
@@ -220,10 +242,7 @@ int RecordSession::run() {
     scheduler_->setParallel(lanes, [this](const RecordTask& a, const RecordTask& b) {
       return independent(a, b);
     });
-    scheduler_->setExclusiveStarter([this](RecordTask& task) {
-      scheduler_->beginExclusive(task);
-      enterTracedSyscall(task);
-    });
+    scheduler_->setExclusiveStarter([this](RecordTask& task) { startAlone(task); });
   }
 
   loop();

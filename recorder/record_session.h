@@ -137,9 +137,13 @@ class RecordSession {
   pid_t foreignMemoryTarget(const RecordTask& t, int64_t result) const;
   void continueAfterSyscall(RecordTask& t);
   // Resumes `t` from its seccomp stop into the traced syscall.
+  void startAlone(RecordTask& t);
   void enterTracedSyscall(RecordTask& t);
   // Parallel recording (docs/parallel.md).
   bool independent(const RecordTask& a, const RecordTask& b) const;
+  // The CPU a process that execs moves to (docs/parallel.md "CPU placement").
+  int cpuAtExec(const RecordTask& t) const;
+  void pinAtExec(RecordTask& t);
   bool needsExclusive(RecordTask& t);
   bool changesWatchedFile(RecordTask& t) const;
   void refuse(RecordTask& t, int error);
@@ -298,6 +302,9 @@ class RecordSession {
   bool rdtscShim_ = true;
   bool fileMmapsBuffered_ = true;
   bool parallel_ = true;      // independent processes execute at once (REC_PARALLEL=off: not)
+  // The CPUs processes may be pinned to, the header's first (REC_CPUS=N:
+  // at most N; one: the whole program on the header's CPU).
+  std::vector<int> cpus_;
   bool parallelOff_ = false;  // ... until something made every task depend on the others
   sysbuf::Blocking blocking_ = sysbuf::Blocking::NoWait;  // REC_SYSBUF_BLOCKING
   // Pipes and sockets blocking inside the buffer of a process that may

@@ -34,6 +34,7 @@
 #include "remote_syscall.h"
 #include "scheduler.h"
 #include "signals.h"
+#include "spawn.h"
 #include "syscall_buffer.h"
 #include "syscall_table.h"
 #include "task_state.h"
@@ -65,6 +66,25 @@ uint64_t registerStateHash(const user_regs_struct& r) {
                              r.r12, r.r13, r.r14, r.r15, r.rip, r.eflags & 0xcd5};
   return XXH3_64bits(values, sizeof values);
 }
+}  // namespace
+
+namespace {
+// Moves rec's thread to `cpu` for a while, back to `home` afterwards.
+class NearCpu {
+ public:
+  NearCpu(int cpu, int home) : home_(home) {
+    moved_ = cpu >= 0 && home >= 0 && cpu != home && pinToCpu(cpu) == cpu;
+  }
+  ~NearCpu() {
+    if (moved_) pinToCpu(home_);
+  }
+  NearCpu(const NearCpu&) = delete;
+  NearCpu& operator=(const NearCpu&) = delete;
+
+ private:
+  int home_;
+  bool moved_ = false;
+};
 }  // namespace
 
 // A preemption the scheduler asked for (Scheduler::maybePreempt) has stopped
@@ -134,6 +154,10 @@ void RecordSession::onInterrupted(RecordTask& t) {
 // the stop that interrupted the stepping (a syscall, a signal), or nullopt
 // once the task stands at the chosen point.
 std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point) {
+  // Each step wakes the task, then rec: with the task on another CPU than
+  // rec (docs/parallel.md "CPU placement") those are cross-CPU wake-ups, and
+  // a walk of 4096 steps took 1.4 s under load. rec walks on the task's CPU.
+  NearCpu near(t.cpu, cpus_.empty() ? -1 : cpus_.front());
   constexpr int kMaxSteps = 256;        // then any patchable instruction, once a round is seen
   constexpr int kMaxRoundSteps = 4096;  // a round longer than this is not waited for
   constexpr int kCountingVisits = 24;   // visits of one instruction, never alike: registers count
@@ -339,6 +363,11 @@ void RecordSession::setPoint(schema::Registers::Builder regs,
   excluded.push_back(deadStackBelow(t.task.tid(), t.task.regs().raw().rsp));
   state.setDeadStackExcluded(true);
   std::vector<AddressRange> masked = pendingOutputsBeside(t);
+  // The dead stack in rsp's own page too (an XSAVEC image of lazy binding
+  // there made the thread pool's replays under load reject their point):
+  // masked, so that replay, which reads the ranges from the trace, does alike.
+  if (AddressRange dead = deadStackInRspPage(t.task.tid(), t.task.regs().raw().rsp); dead.end)
+    masked.push_back(dead);
   setAddressRanges(state.initPendingOutputs(static_cast<unsigned>(masked.size())), masked);
   MemoryDigest digest = digestMemory(t.task.tid(), excluded, nullptr, masked);
   auto blocks = state.initMemory(static_cast<unsigned>(digest.blocks.size()));
@@ -429,6 +458,8 @@ bool RecordSession::emulateRdtsc(RecordTask& t) {
   }
   unsigned aux = 0;
   if (rdtscp) __rdtscp(&aux);
+  // TSC_AUX is (node << 12) | cpu of rec's CPU: the task's own CPU instead.
+  if (rdtscp && t.cpu >= 0) aux = (aux & ~0xfffu) | static_cast<unsigned>(t.cpu);
   // (the scale the time shim reports at patched sites, kept above what it
   // reported in this process)
   if (t.timeSpace && t.timeSpace->log) lastTsc_ = std::max(lastTsc_, t.timeSpace->log->log().last_tsc);

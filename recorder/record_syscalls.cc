@@ -92,6 +92,13 @@ void RecordSession::onSeccomp(RecordTask& t) {
     refuse(t, EINVAL);
     return;
   }
+  if (parallel_ && t.row->hook == sys::Hook::Ptrace && !scheduler_->alone(t)) {
+    // rec answers a ptrace request itself, from its tracee's state: that
+    // tracee must not be executing meanwhile (a PTRACE_INTERRUPT of a
+    // running tracee would find nothing to stop). startAlone answers it.
+    scheduler_->parkExclusive(t);
+    return;
+  }
   if (answerAtEntry(t)) return;
   if (carryOutSeccompRequest(t)) return;
   for (int index : sys::stringArgs(*t.row)) t.strings.push_back(t.task.readCString(t.args[index]));
@@ -110,6 +117,14 @@ void RecordSession::onSeccomp(RecordTask& t) {
     }
     scheduler_->beginExclusive(t);
   }
+  enterTracedSyscall(t);
+}
+
+// A task parked at a syscall entry until alone (Scheduler::parkExclusive)
+// is alone now.
+void RecordSession::startAlone(RecordTask& t) {
+  scheduler_->beginExclusive(t);
+  if (t.row->hook == sys::Hook::Ptrace && answerAtEntry(t)) return;
   enterTracedSyscall(t);
 }
 
@@ -274,7 +289,8 @@ bool RecordSession::answerVsyscall(RecordTask& t) {
       break;
     case SYS_getcpu: {
       unsigned cpu = 0, node = 0;
-      ::getcpu(&cpu, &node);  // the task runs on rec's CPU
+      ::getcpu(&cpu, &node);  // (the node of rec's CPU)
+      if (t.cpu >= 0) cpu = static_cast<unsigned>(t.cpu);  // the task's own CPU
       put(t.args[0], cpu);
       put(t.args[1], node);
       break;
@@ -320,8 +336,8 @@ bool RecordSession::answerPrctl(RecordTask& t) {
 }
 
 // sched_setaffinity for the program's own tasks would undo rec's pinning of
-// every tracee to one CPU (one task runs at a time there). rec checks the
-// mask as the kernel would and reports success without applying it.
+// each process to its recorded CPU (docs/parallel.md "CPU placement"). rec
+// checks the mask as the kernel would and reports success without applying it.
 bool RecordSession::answerSetAffinity(RecordTask& t) {
   if (t.nr != SYS_sched_setaffinity) return false;
   pid_t pid = static_cast<pid_t>(t.args[0]);
@@ -533,6 +549,7 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
       break;
     case sys::Hook::Clone:
       s.setNewTask(t.newTask);
+      if (t.newTask) s.setNewTaskCpu(t.cpu);  // the kernel copied the parent's affinity
       break;
     case sys::Hook::Unshare:
       if (t.args[0] & CLONE_FILES) t.fds = fds.copy();

@@ -180,6 +180,9 @@ class RecordTask {
   std::vector<std::string> strings;
   bool enterAnnounced = true;
   pid_t newTask = 0;
+  // The CPU the task is pinned to (docs/parallel.md "CPU placement"): its
+  // parent's, or the one rec chose at its process's last exec; -1: unknown.
+  int cpu = -1;
   bool execSeen = false;
   bool argsRewritten = false;    // rec changed argument registers: `args` go back at the exit
   bool numberRewritten = false;  // ... and the syscall number: `nr` goes back there too

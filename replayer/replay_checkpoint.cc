@@ -245,6 +245,7 @@ bool ReplaySession::copyProcess(ReplaySession& copy, std::vector<ReplayTask*>& t
       parked.restore();
       if (child <= 0) return false;
       auto task = std::make_unique<ReplayTask>(t->recordedTid, child);
+      task->cpu = t->cpu;  // (the fork copied its affinity)
       Stop first = task->task.wait();  // its first stop, PTRACE_EVENT_STOP
       if (first.kind == StopKind::Exited) return false;
       copy.tasks_[t->recordedTid] = std::move(task);
@@ -339,6 +340,7 @@ bool ReplaySession::copyProcess(ReplaySession& copy, std::vector<ReplayTask*>& t
     if (tid <= 0) return false;
     auto task = std::make_unique<ReplayTask>(t->recordedTid, static_cast<pid_t>(tid));
     task->task.setTgid(pid);
+    task->cpu = t->cpu;
     Stop first = task->task.wait();
     if (first.kind == StopKind::Exited) return false;
     copy.tasks_[t->recordedTid] = std::move(task);

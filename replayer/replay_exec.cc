@@ -247,6 +247,8 @@ void ReplaySession::onExec(ReplayTask& t, schema::ExecEvent::Reader e) {
   if (t.task.regs().result() != 0)
     throw RecError(kExitUnsupported, fmt::format("rec: cannot execute the recorded {} (error {})",
                                                  e.getFilename().cStr(), t.task.regs().result()));
+  // On the recorded CPU before the new image runs an instruction.
+  pinRecorded(t, e.getCpu());
   StraySignals strays;
   auto traced = reader_->header().getTracedSyscalls();
   installScratchPage(t.task, strays, timeShim_ || syscallBuffer_,

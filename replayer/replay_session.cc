@@ -233,6 +233,8 @@ void ReplaySession::start(schema::Event::Reader first) {
   pid_t pid = spawnTraced(spawn);
   initialRecordedTid_ = first.getTid();
   auto t = std::make_unique<ReplayTask>(first.getTid(), pid);
+  t->cpu = spawn.cpu;
+  replayerCpu_ = spawn.cpu;
   t->park = ReplayTask::Park::Seccomp;
   Stop stop = t->task.wait();
   if (stop.kind != StopKind::Seccomp)
@@ -249,6 +251,11 @@ void ReplaySession::releaseIfDead(int recordedTid) {
   if (it == tasks_.end() || it->second->park != ReplayTask::Park::Dead) return;
   it->second->task.resetMemory();
   it->second->timeSpace.reset();
+}
+
+void ReplaySession::followTask(const ReplayTask& t) {
+  if (t.cpu < 0 || replayerCpu_ < 0 || t.cpu == replayerCpu_) return;
+  if (pinToCpu(t.cpu) == t.cpu) replayerCpu_ = t.cpu;
 }
 
 void ReplaySession::dispatch(schema::Event::Reader event) {
@@ -272,6 +279,7 @@ void ReplaySession::dispatch(schema::Event::Reader event) {
   if (t.park == ReplayTask::Park::Dead)
     throw RecError(kExitBadTrace, fmt::format("rec: trace event #{} is for task {} after it exited",
                                               eventIndex_, event.getTid()));
+  followTask(t);
   switch (event.which()) {
     case schema::Event::SYSCALL:
       if (event.getSyscall().getInSyscallBuffer())
@@ -406,12 +414,13 @@ Stop ReplaySession::advance(ReplayTask& t) {
 void ReplaySession::resumeUserCode(ReplayTask& t, int signal) {
   ReplayObserver::Run how = ReplayObserver::Run::Continue;
   if (observer_) how = observer_->resuming(t.recordedTid, t.task);
-  if (pointBreakpoint_ && !pointBreakpoint_->arm())
-    throw RecError(kExitUnsupported,
-                   fmt::format("rec: event #{}: the replay enters this point through a debug "
-                               "register, and the debugger holds all four (delete a hardware "
-                               "breakpoint or watchpoint)",
-                               eventIndex_));
+  for (auto& breakpoint : pointBreakpoints_)
+    if (!breakpoint->arm())
+      throw RecError(kExitUnsupported,
+                     fmt::format("rec: event #{}: the replay enters this point through a debug "
+                                 "register, and the debugger holds all four (delete a hardware "
+                                 "breakpoint or watchpoint)",
+                                 eventIndex_));
   t.task.resume(how == ReplayObserver::Run::SingleStep ? Task::Resume::Step : Task::Resume::Cont,
                 signal);
 }

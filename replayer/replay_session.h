@@ -179,7 +179,14 @@ class ReplaySession {
                       std::array<uint64_t, 6> mmapArgs);
   // Creates the task the recording named `recordedChild`; the program sees
   // it as `idSeen` (clone's result).
-  void runForkLike(ReplayTask& t, int recordedChild, int32_t idSeen);
+  void runForkLike(ReplayTask& t, int recordedChild, int32_t idSeen, int cpu);
+  // Pins `t` to its recorded CPU (-1: leaves it where it is).
+  void pinRecorded(ReplayTask& t, int cpu);
+  // Moves rec's thread to the CPU of `t`, which it is about to run: replay
+  // runs one task at a time, and each stop of a task on another CPU than
+  // rec's costs two cross-CPU wake-ups.
+  void followTask(const ReplayTask& t);
+  int replayerCpu_ = -1;  // the CPU rec's thread is pinned to (-1: none)
   void onBufferedSyscall(ReplayTask& t, schema::SyscallEvent::Reader e);
   void startTimeLog(ReplayTask& t, schema::SyscallEvent::Reader e);
   void queueTimeAnswer(ReplayTask& t, const rec_shim_entry& entry);
@@ -231,9 +238,14 @@ class ReplaySession {
   ReplayObserver* observer_ = nullptr;
   uint64_t echoFrom_ = 0;
   std::optional<ActivePatch> activePatch_;
-  // The debug register that enters the check of a point (replay_points.cc),
-  // armed around each run of user code while the task runs toward it.
-  std::unique_ptr<ExecutionBreakpoint> pointBreakpoint_;
+  // The debug registers of a point (replay_points.cc): the one that enters
+  // its check, or those that guard a jump over several instructions; armed
+  // around each run of user code while the task runs toward it, disarmed in
+  // reverse order (each puts back the DR7 it found).
+  std::vector<std::unique_ptr<ExecutionBreakpoint>> pointBreakpoints_;
+  void disarmPointBreakpoints() {
+    while (!pointBreakpoints_.empty()) pointBreakpoints_.pop_back();
+  }
   std::vector<pid_t> zombies_;  // exited leaders, reaped once their threads are gone
   // Set when the recording patched RDTSC or this machine does not trap it.
   std::optional<RdtscPatcher> rdtscPatcher_;

@@ -28,6 +28,7 @@
 #include "replay_task.h"
 #include "seccomp_filter.h"
 #include "signals.h"
+#include "spawn.h"
 #include "syscall_table.h"
 #include "task_state.h"
 
@@ -108,7 +109,15 @@ Stop ReplaySession::waitSyscallExit(ReplayTask& t) {
   }
 }
 
-void ReplaySession::runForkLike(ReplayTask& t, int recordedChild, int32_t idSeen) {
+// A CPU the recording used that this machine (or rec's affinity) lacks
+// leaves the task where it is: a program that depends on its CPU's CPUID
+// answers then diverges, as with the header's CPU (docs/parallel.md).
+void ReplaySession::pinRecorded(ReplayTask& t, int cpu) {
+  if (cpu < 0 || cpu == t.cpu) return;
+  if (pinTask(t.task.tid(), cpu)) t.cpu = cpu;
+}
+
+void ReplaySession::runForkLike(ReplayTask& t, int recordedChild, int32_t idSeen, int cpu) {
   // CLONE_UNTRACED would keep the child from rec, as the recorder kept it
   // (completeForkLike puts the program's flags back).
   Registers& r = t.task.mutableRegs();
@@ -129,6 +138,8 @@ void ReplaySession::runForkLike(ReplayTask& t, int recordedChild, int32_t idSeen
   pid_t child = static_cast<pid_t>(t.task.eventMessage());
   auto task = std::make_unique<ReplayTask>(recordedChild, child);
   task->park = ReplayTask::Park::Initial;
+  task->cpu = t.cpu;  // the kernel copied the parent's affinity
+  pinRecorded(*task, cpu);
   // The kernel stores the new task's id where clone was asked to (glibc
   // keeps it in the thread descriptor and passes it to tgkill etc.): the
   // program must find the recorded id there, as it does from gettid().
@@ -215,7 +226,7 @@ void ReplaySession::onSyscallEnter(ReplayTask& t, schema::SyscallEnterEvent::Rea
   if (e.getNewTask() != 0) {
     withoutNamespaces(t);
     // vfork: clone's result is not known yet; the recorded id stands in.
-    runForkLike(t, e.getNewTask(), e.getNewTask());
+    runForkLike(t, e.getNewTask(), e.getNewTask(), e.getNewTaskCpu());
   }
 }
 
@@ -785,7 +796,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
       break;
     case sys::Hook::Clone: {
       withoutNamespaces(t);
-      runForkLike(t, e.getNewTask(), static_cast<int32_t>(e.getResult()));
+      runForkLike(t, e.getNewTask(), static_cast<int32_t>(e.getResult()), e.getNewTaskCpu());
       waitSyscallExit(t);
       completeForkLike(t, e);
       break;

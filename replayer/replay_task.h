@@ -63,6 +63,9 @@ struct ReplaySession::ReplayTask {
   int recordedTid;
   Task task;
   Park park = Park::Initial;
+  // The CPU rec pinned the task to (its recorded CPU where this machine has
+  // it: docs/parallel.md "CPU placement"); -1: the one it inherited.
+  int cpu = -1;
   int pendingSignal = 0;                       // delivered/raised when the task is next resumed
   std::optional<FrameTrapWords> pendingFrame;  // and the trap words its handler's frame had
   int awaitingSignal = 0;                      // a signal rec raised whose delivery stop is due

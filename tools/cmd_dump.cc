@@ -158,7 +158,8 @@ std::string eventText(schema::Event::Reader e) {
              (x.getBufferPatches().size() > 0
                   ? fmt::format(" [{} sites patched ahead]", x.getBufferPatches().size())
                   : "") +
-             (startsTimeLog(x.getBufferPatches()) ? " [time shim on]" : "");
+             (startsTimeLog(x.getBufferPatches()) ? " [time shim on]" : "") +
+             (x.getCpu() >= 0 ? fmt::format(" [cpu {}]", x.getCpu()) : "");
     }
     case schema::Event::RDTSC: {
       auto r = e.getRdtsc();

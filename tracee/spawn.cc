@@ -240,4 +240,22 @@ int pinToCpu(int cpu) {
   return cpu;
 }
 
+std::vector<int> allowedCpus(int first, size_t most) {
+  std::vector<int> cpus;
+  cpu_set_t allowed;
+  if (::sched_getaffinity(0, sizeof allowed, &allowed) != 0) return cpus;
+  if (first >= 0 && first < CPU_SETSIZE && CPU_ISSET(first, &allowed)) cpus.push_back(first);
+  for (int i = 0; i < CPU_SETSIZE && (most == 0 || cpus.size() < most); ++i)
+    if (CPU_ISSET(i, &allowed) && i != first) cpus.push_back(i);
+  return cpus;
+}
+
+bool pinTask(pid_t tid, int cpu) {
+  if (cpu < 0 || cpu >= CPU_SETSIZE) return false;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return ::sched_setaffinity(tid, sizeof set, &set) == 0;
+}
+
 }  // namespace rec

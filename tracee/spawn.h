@@ -42,5 +42,10 @@ int chooseCpu(int preferred);
 // Pins the calling thread to `cpu`; returns the CPU chosen (chooseCpu(-1)'s
 // when cpu < 0), or -1 when pinning is impossible.
 int pinToCpu(int cpu);
+// The CPUs the calling thread may run on, `first` (when allowed) first, then
+// ascending, at most `most` of them (0: all).
+std::vector<int> allowedCpus(int first, size_t most);
+// Pins task `tid` (not the caller) to `cpu`; false when the kernel refuses.
+bool pinTask(pid_t tid, int cpu);
 
 }  // namespace rec

@@ -9,11 +9,14 @@ source "$TESTLIB"
 
 # parallel_record_replay NAME MIN_BESIDE CMD...: MIN_BESIDE is the least
 # number of tasks the recording must have started beside others (0: the
-# parallel path must not be taken at all).
+# parallel path must not be taken at all). RECORD_OPTIONS: more options for
+# `rec record`.
+RECORD_OPTIONS=()
 parallel_record_replay() {
   local name=$1 least=$2
   shift 2
-  REC_PARALLEL=on timeout -k 5 "$REC_TIMEOUT" "$REC" record -v -o "$T/$name.rec" -- "$@" \
+  REC_PARALLEL=on timeout -k 5 "$REC_TIMEOUT" "$REC" record -v ${RECORD_OPTIONS[@]+"${RECORD_OPTIONS[@]}"} \
+    -o "$T/$name.rec" -- "$@" \
     </dev/null >"$T/$name.rec.out" 2>"$T/$name.rec.err"
   local recorded=$?
   ((recorded == 0)) || { show "record stderr" "$T/$name.rec.err"; fail "recording exited $recorded"; }
@@ -89,6 +92,47 @@ check_output_order() {
   parallel_record_replay output_order 1 sh -c "$script"
 }
 
+# A CPU per process (docs/parallel.md "CPU placement"): children that exec
+# spread over the CPUs, each process reads its APIC ids with CPUID (which
+# cannot be trapped) and keeps them in memory; --check-memory replay must
+# run each on its recorded CPU. REC_CPUS=all here (the allcpus variant
+# runs every check so); with REC_CPUS=1, the default, all of them share the
+# header's CPU.
+check_cpu_placement() {
+  need_program cpu_tree
+  expect_native_differs "$PROGRAMS/cpu_tree" tree 4
+  local cpus expected
+  cpus=$(nproc)
+  expected=$((cpus < 2 ? cpus : 2))
+  RECORD_OPTIONS=(--check-memory)
+  REC_CPUS=all parallel_record_replay cpu_tree 1 "$PROGRAMS/cpu_tree" tree 4
+  [[ $(grep -c '^leaf [0-9] pid ' "$T/cpu_tree.rec.out") == 4 ]] ||
+    fail "unexpected output: $(cat "$T/cpu_tree.rec.out")"
+  grep -q '^root reaped, 0 failed$' "$T/cpu_tree.rec.out" || fail "a child failed"
+  ! grep -q MOVED "$T/cpu_tree.rec.out" || fail "a process changed CPUs: $(grep MOVED "$T/cpu_tree.rec.out")"
+  "$REC" dump "$T/cpu_tree.rec" >"$T/cpu_tree.dump" || fail "rec dump failed"
+  local used seen
+  used=$(grep -o 'execve(.*\[cpu [0-9]*\]' "$T/cpu_tree.dump" | grep -o 'cpu [0-9]*' | sort -u | wc -l)
+  seen=$(grep -o ' apic [0-9]* ' "$T/cpu_tree.rec.out" | sort -u | wc -l)
+  note "$used CPUs in the trace's execs, $seen APIC ids seen"
+  [[ $(grep -c 'execve(.*\[cpu [0-9]*\]' "$T/cpu_tree.dump") == 5 ]] ||
+    fail "not every exec names its CPU: $(grep -c 'execve(' "$T/cpu_tree.dump") execs"
+  ((used == expected)) || fail "$used CPUs used, $expected expected"
+  ((seen == expected)) || fail "$seen APIC ids seen, $expected expected"
+}
+
+# REC_CPUS=1: every exec names the header's CPU.
+check_cpu_placement_one() {
+  need_program cpu_tree
+  RECORD_OPTIONS=(--check-memory)
+  REC_CPUS=1 parallel_record_replay cpu_tree 1 "$PROGRAMS/cpu_tree" tree 4
+  "$REC" dump "$T/cpu_tree.rec" >"$T/cpu_tree.dump" || fail "rec dump failed"
+  [[ $(grep -o 'execve(.*\[cpu [0-9]*\]' "$T/cpu_tree.dump" | grep -o 'cpu [0-9]*' | sort -u | wc -l) == 1 ]] ||
+    fail "execs on more than one CPU: $(grep -o 'execve(.*' "$T/cpu_tree.dump")"
+  [[ $(grep -o ' apic [0-9]* ' "$T/cpu_tree.rec.out" | sort -u | wc -l) == 1 ]] ||
+    fail "more than one APIC id seen: $(cat "$T/cpu_tree.rec.out")"
+}
+
 check_make_j2() {
   command -v make >/dev/null && command -v cc >/dev/null || fail "make and cc are needed"
   mkdir -p src
@@ -106,4 +150,6 @@ t signal_to_running check_signal_to_running
 t shared_counter check_shared_counter
 t output_order check_output_order
 t make_j2 check_make_j2
+t cpu_placement check_cpu_placement
+t cpu_placement_one check_cpu_placement_one
 finish

@@ -1,0 +1,98 @@
+// A process tree whose processes tell which CPU they run on through CPUID
+// (docs/parallel.md "CPU placement"): the APIC ids of leaf 1 (EBX >> 24)
+// and leaf 0xB (EDX, the x2APIC id), which cannot be trapped, next to
+// sched_getcpu() (recorded), and a pid and a random hash that differ on
+// every native run.
+//   cpu_tree tree N   forks N children that each exec `cpu_tree leaf I`,
+//                     then a fork without exec that prints from the
+//                     parent's CPU; reaps them all
+//   cpu_tree leaf I   hashes for a while (keeps its CPU busy), prints
+//
+// Each process keeps its APIC ids in memory (as ld.so does) and checks them
+// again after its work: a process moved to another CPU midway says so.
+#define _GNU_SOURCE
+#include <cpuid.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct Ids {
+  unsigned apic, x2apic;
+};
+
+static struct Ids readIds(void) {
+  unsigned a, b, c, d;
+  struct Ids ids = {0, 0};
+  __cpuid(1, a, b, c, d);
+  ids.apic = b >> 24;
+  if (__get_cpuid_max(0, 0) >= 0xb) {
+    __cpuid_count(0xb, 0, a, b, c, d);
+    ids.x2apic = d;
+  }
+  return ids;
+}
+
+static uint64_t hashWork(uint64_t seed, long rounds) {
+  uint64_t h = seed | 1;
+  for (long i = 0; i < rounds; ++i) {
+    h ^= h << 13;
+    h ^= h >> 7;
+    h ^= h << 17;
+    h += (uint64_t)i * 0x9e3779b97f4a7c15ull;
+  }
+  return h;
+}
+
+static void report(const char* who, int index, long rounds) {
+  static volatile struct Ids first;  // in memory: --check-memory compares it
+  struct Ids ids = readIds();
+  first.apic = ids.apic;
+  first.x2apic = ids.x2apic;
+  uint64_t seed = 0;
+  if (getrandom(&seed, sizeof seed, 0) != sizeof seed) abort();
+  uint64_t h = hashWork(seed, rounds);
+  struct Ids again = readIds();
+  printf("%s %d pid %d apic %u x2apic %u cpu %d hash %016llx%s\n", who, index, (int)getpid(),
+         first.apic, first.x2apic, sched_getcpu(), (unsigned long long)h,
+         again.apic != first.apic || again.x2apic != first.x2apic ? " MOVED" : "");
+  fflush(stdout);
+}
+
+int main(int argc, char** argv) {
+  if (argc == 3 && strcmp(argv[1], "leaf") == 0) {
+    report("leaf", atoi(argv[2]), 30L * 1000 * 1000);
+    return 0;
+  }
+  if (argc != 3 || strcmp(argv[1], "tree") != 0) {
+    fprintf(stderr, "usage: cpu_tree tree N | cpu_tree leaf I\n");
+    return 2;
+  }
+  int n = atoi(argv[2]);
+  report("root", 0, 1000);
+  for (int i = 0; i < n; ++i) {
+    pid_t pid = fork();
+    if (pid < 0) abort();
+    if (pid == 0) {
+      char index[16];
+      snprintf(index, sizeof index, "%d", i + 1);
+      execl("/proc/self/exe", argv[0], "leaf", index, (char*)NULL);
+      _exit(127);
+    }
+  }
+  pid_t forked = fork();
+  if (forked < 0) abort();
+  if (forked == 0) {
+    report("forked", 0, 1000 * 1000);
+    _exit(0);
+  }
+  int status, bad = 0;
+  while (wait(&status) > 0)
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++bad;
+  printf("root reaped, %d failed\n", bad);
+  return bad != 0;
+}

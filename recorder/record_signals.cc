@@ -183,6 +183,10 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
   bool roundSeen = false;
   int roundKnownAt = -1;
   bool loopHasJumpable = false;  // an instruction of 5 bytes or more passed twice
+  // Instructions replay can enter by a jump over them and what follows
+  // (jumpOverFits), and the steps spent walking on to one of them.
+  std::set<uint64_t> overJumpable;
+  int overWait = 0;
   // The last step stopped for a signal before its instruction ran: this is
   // the same visit again, not a recurrence (a state "recurring" so looked
   // like a loop that writes nothing, and its point had no word to check:
@@ -235,7 +239,18 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
     // loop: only for a small loop without a jump-patchable instruction (it
     // fits the copy), or when no jump will do.
     bool smallLoop = visit >= 3 && visits.size() <= 32 && !loopHasJumpable;
-    if (allowed && (smallLoop || step - roundKnownAt >= kMaxSteps) && relocatable(window, ip)) {
+    // Replay enters a point by a jump over it and the instructions after it
+    // where those fit, with no stop each time the loop is entered again
+    // (the thread pool's, every work item): in a small loop with such an
+    // instruction, walk on to it (less than a round more).
+    const bool fitsOver = !time_shim::inShimCode(ip) && jumpOverFits(window, ip);
+    if (fitsOver) overJumpable.insert(ip);
+    bool waitForOver = false;
+    if (allowed && smallLoop && !fitsOver && overWait < 32)
+      for (uint64_t other : overJumpable) waitForOver |= visits[other] >= 2;
+    if (waitForOver) ++overWait;
+    if (allowed && !waitForOver && (smallLoop || step - roundKnownAt >= kMaxSteps) &&
+        relocatable(window, ip)) {
       point.entry = PointEntry::DebugRegister;
       point.steps = step;
       break;

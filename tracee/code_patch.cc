@@ -375,6 +375,17 @@ bool jumpPatchable(std::span<const uint8_t> code, uint64_t ip) {
   return d && !d->stop && d->size() >= kJumpSize;
 }
 
+bool jumpOverFits(std::span<const uint8_t> code, uint64_t ip) {
+  uint64_t at = ip;
+  while (at < ip + kJumpSize) {
+    auto d = decodeAt(code, ip, at);
+    if (!d || d->stop) return false;
+    at += d->size();
+    if (d->endsFlow) break;
+  }
+  return at >= ip + kJumpSize;
+}
+
 size_t repStringLength(std::span<const uint8_t> code) {
   bool rep = false;
   size_t i = 0;

@@ -60,6 +60,13 @@ enum class PointEntry { Jump, DebugRegister };
 // Whether the instruction at `ip` alone can take the 5-byte jump (Jump).
 bool jumpPatchable(std::span<const uint8_t> code, uint64_t ip);
 
+// Whether a jump over the instruction at `ip` and those after it may fit
+// (buildTrampoline's jumpOver): the instructions from ip that its 5 bytes
+// reach can all run from a copy, and the flow does not end before. The
+// recorder's guess from the code at ip alone; replay decides with the whole
+// copy in view.
+bool jumpOverFits(std::span<const uint8_t> code, uint64_t ip);
+
 // Whether the instruction at `ip` can run from a copy (DebugRegister): not a
 // call, syscall, trap or anything else that depends on where it runs.
 bool relocatable(std::span<const uint8_t> code, uint64_t ip);

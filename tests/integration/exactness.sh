@@ -77,6 +77,20 @@ check_item_loop() {
   done
 }
 
+# red-zone's loop (`dec; jnz; jmp` back to a call) is entered again every
+# round of the loop around it: the recorder's point is where replay can jump
+# over several instructions (the dec), not the jnz, whose jump would reach
+# past the jmp into other code; replay makes no debug-register stop per round
+# (there were ~70 000, 2-3 s, before).
+check_red_zone_jump() {
+  need_program exact_points
+  record_replay red-zone-jump --expect-out "${EXPECT[red-zone]}" -- "$PROGRAMS/exact_points" red-zone
+  "$REC" replay -v "$T/red-zone-jump.rec" >/dev/null 2>"$T/red-zone-jump.verbose" ||
+    fail "replay -v failed: $(tail -n 1 "$T/red-zone-jump.verbose")"
+  grep -q 'reached where SIGALRM arrived .* entered by a jump over several instructions, 0 debug-register entries' \
+    "$T/red-zone-jump.verbose" || fail "not entered by a jump: $(grep reached "$T/red-zone-jump.verbose")"
+}
+
 # A signal that arrives while the recorder walks the task to another's point
 # (a timer faster than the walk) is held; the step it cut short ran nothing
 # and is no recurrence of the task's state: every point of the busy loop still
@@ -183,6 +197,7 @@ done
 t stack_round check_first_candidate stack-round '^signal in stack round [0-9]+$'
 t probe_round check_first_candidate probe-round '^signal in heap round [0-9]+$'
 t item_loop check_item_loop
+t red_zone_jump check_red_zone_jump
 t xmm_round check_first_candidate xmm-round '^signal at xmm0 [0-9]+$'
 t signal_during_walk check_signal_during_walk
 t openssl_speed check_openssl_speed

@@ -93,7 +93,8 @@ struct PointState {
   pendingOutputs @6 :List(AddressRange);  # bytes hashed as zeros in memory: what the syscalls other
                                  # threads of the address space were blocked in may write (the kernel
                                  # writes them when the call completes, while this thread runs; the
-                                 # trace makes them visible at that call's exit event)
+                                 # trace makes them visible at that call's exit event); and the dead
+                                 # stack below rsp-128 inside rsp's own page (rec after 2026-12-03)
 }
 
 struct AddressRange {

@@ -189,6 +189,7 @@ int RecordSession::run() {
   if (!rdtscTrapsHere()) rdtscPatcher_.emplace();
   parallel_ = !offByEnvironment("REC_PARALLEL");
   const size_t mostCpus = cpusByEnvironment();
+  blockStreams_ = parallel_ && syscallBuffer_ && sysbuf::blockStreamsByEnvironment();
   int lanes = 1;
   if (parallel_) {
     cpu_set_t allowed;
@@ -241,10 +242,7 @@ int RecordSession::run() {
     scheduler_->setParallel(lanes, [this](const RecordTask& a, const RecordTask& b) {
       return independent(a, b);
     });
-    scheduler_->setExclusiveStarter([this](RecordTask& task) {
-      scheduler_->beginExclusive(task);
-      enterTracedSyscall(task);
-    });
+    scheduler_->setExclusiveStarter([this](RecordTask& task) { startAlone(task); });
   }
 
   loop();

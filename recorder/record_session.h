@@ -88,6 +88,12 @@ class RecordSession {
   bool absorbDesched(RecordTask& t, Stop& stop);
   std::optional<Stop> settleDesched(RecordTask& t);
   void ensureDesched(RecordTask& t);
+  // A stop of a task in the window of a call blocking in the buffer.
+  enum class BlockSettle { Completed, Aborted, Other };
+  BlockSettle settleBlock(RecordTask& t, std::optional<Stop>& other, bool* stepped = nullptr);
+  bool inBlockWindow(RecordTask& t);
+  void raiseInterruptingSignal(RecordTask& t);
+  bool takeInterruptingSignal(RecordTask& t, int signo, siginfo_t& info);
   void setPoint(schema::Registers::Builder regs, capnp::List<schema::MemWrite>::Builder out,
                 schema::PointState::Builder state, RecordTask& t, const PointChoice& point);
   // What the syscalls the other tasks of t's address space are blocked in may write.
@@ -131,6 +137,7 @@ class RecordSession {
   pid_t foreignMemoryTarget(const RecordTask& t, int64_t result) const;
   void continueAfterSyscall(RecordTask& t);
   // Resumes `t` from its seccomp stop into the traced syscall.
+  void startAlone(RecordTask& t);
   void enterTracedSyscall(RecordTask& t);
   // Parallel recording (docs/parallel.md).
   bool independent(const RecordTask& a, const RecordTask& b) const;
@@ -300,6 +307,9 @@ class RecordSession {
   std::vector<int> cpus_;
   bool parallelOff_ = false;  // ... until something made every task depend on the others
   sysbuf::Blocking blocking_ = sysbuf::Blocking::NoWait;  // REC_SYSBUF_BLOCKING
+  // Pipes and sockets blocking inside the buffer of a process that may
+  // execute beside others (REC_SYSBUF_BLOCK_STREAMS; parallel mode only).
+  bool blockStreams_ = false;
 };
 
 // Set by rec's SIGTERM/SIGHUP handler; the session then kills the tracees

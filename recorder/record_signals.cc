@@ -98,6 +98,21 @@ void RecordSession::onInterrupted(RecordTask& t) {
       scheduler_->makeReady(t);
     return;
   }
+  if (inBlockWindow(t)) {
+    // Asleep in the buffer (or on its way in or out): a call that had no
+    // effect is made traced instead, where it blocks under the scheduler.
+    std::optional<Stop> other;
+    switch (settleBlock(t, other)) {
+      case BlockSettle::Aborted:
+        scheduler_->run(t);
+        return;
+      case BlockSettle::Other:
+        handleStop(t, *other);
+        return;
+      case BlockSettle::Completed:
+        break;  // it ran on: a preemption as any other
+    }
+  }
   if (t.atSyscallReturn(t.task.regs(), false)) {
     // Right at a syscall's return: a switch there needs no event, replay
     // parks the task after that syscall anyway.
@@ -241,6 +256,12 @@ std::optional<Stop> RecordSession::choosePoint(RecordTask& t, PointChoice& point
         }
         pending.push_back({address, value});
       }
+    if (ip == kScratchShimSyscall && inBlockWindow(t)) {
+      // Stepping into a call that would block in the buffer: made traced
+      // instead (the walk ends at its seccomp stop).
+      std::optional<Stop> ignored;
+      settleBlock(t, ignored);
+    }
     t.task.resume(Task::Resume::Step);  // with the registers rec changed
     Stop stop = t.task.wait();
     if (absorbDesched(t, stop)) {
@@ -342,6 +363,11 @@ void RecordSession::setPoint(schema::Registers::Builder regs,
   excluded.push_back(deadStackBelow(t.task.tid(), t.task.regs().raw().rsp));
   state.setDeadStackExcluded(true);
   std::vector<AddressRange> masked = pendingOutputsBeside(t);
+  // The dead stack in rsp's own page too (an XSAVEC image of lazy binding
+  // there made the thread pool's replays under load reject their point):
+  // masked, so that replay, which reads the ranges from the trace, does alike.
+  if (AddressRange dead = deadStackInRspPage(t.task.tid(), t.task.regs().raw().rsp); dead.end)
+    masked.push_back(dead);
   setAddressRanges(state.initPendingOutputs(static_cast<unsigned>(masked.size())), masked);
   MemoryDigest digest = digestMemory(t.task.tid(), excluded, nullptr, masked);
   auto blocks = state.initMemory(static_cast<unsigned>(digest.blocks.size()));
@@ -492,6 +518,7 @@ void RecordSession::patchRdtsc(RecordTask& t, const format::BlobHash& file,
 
 void RecordSession::onSignal(RecordTask& t, int signo) {
   siginfo_t info = t.task.siginfo();
+  takeInterruptingSignal(t, signo, info);
   showPtraceSigchld(t, info);
   const Registers& regs = t.task.regs();
   if (sysbuf::ownSigpipe(t.task, t.sysbuf.get(), signo, info)) {
@@ -499,6 +526,31 @@ void RecordSession::onSignal(RecordTask& t, int signo) {
     return;
   }
   if (onDeschedSignal(t, signo, info)) return;
+  if (inBlockWindow(t) && !isSynchronousFault(signo, info)) {
+    std::optional<Stop> other;
+    bool stepped = false;
+    switch (settleBlock(t, other, &stepped)) {
+      case BlockSettle::Aborted:
+        // It interrupts the traced call the buffer makes instead, as it
+        // interrupted this one (EINTR, or a restart under SA_RESTART).
+        t.interruptNext = info;
+        scheduler_->run(t);
+        return;
+      case BlockSettle::Other:
+        holdSignal(t, info);
+        handleStop(t, *other);
+        return;
+      case BlockSettle::Completed:
+        if (stepped) {
+          // (the delivery stop is gone) at the next syscall, made traced
+          holdSignal(t, info);
+          sysbuf::stopAtNextCall(*t.sysbuf);
+          scheduler_->run(t);
+          return;
+        }
+        break;  // at a point, as any signal in user code (below)
+    }
+  }
   bool atExit = t.atSyscallReturn(regs, true);
   t.leftSyscallReturn();
 
@@ -747,6 +799,79 @@ bool RecordSession::absorbDesched(RecordTask& t, Stop& stop) {
       stop = *other;
       return false;
     }
+  return true;
+}
+
+// ---- Blocking in the buffer (docs/syscall-buffer.md "Blocking in the buffer") ----
+
+// The task executes the window of a call blocking in the buffer (the one
+// task of its address space that runs user code; the window is in rec's
+// image or its scratch page).
+bool RecordSession::inBlockWindow(RecordTask& t) {
+  return t.sysbuf && t.state() == RecordTask::State::Running && scheduler_->isCurrent(t) &&
+         sysbuf::blockArmed(t.sysbuf.get()) && time_shim::inShimCode(t.task.regs().ip());
+}
+
+// From a stop in the window: a call not made yet, or interrupted (it had no
+// effect: -ERESTART*, -EINTR), fails with EINTR and the buffer is told to
+// make it traced (Aborted); one that completed stays buffered (Completed).
+// The window holds that one untraced syscall at rec's scratch page, so rip
+// says which: before it, the task is stepped there (a few instructions),
+// holding any signal met. Other: another stop came instead (an exit).
+RecordSession::BlockSettle RecordSession::settleBlock(RecordTask& t, std::optional<Stop>& other,
+                                                      bool* stepped) {
+  SysbufSpace& space = *t.sysbuf;
+  auto abort = [&](Registers& r) {
+    r.setIp(kScratchShimSyscallIp);
+    r.raw().rax = static_cast<uint64_t>(-EINTR);  // not restarted
+    sysbuf::setBlockAbort(space);
+    return BlockSettle::Aborted;
+  };
+  for (int step = 0; step < 64; ++step) {
+    if (!sysbuf::blockArmed(&space)) return BlockSettle::Completed;
+    Registers& r = t.task.mutableRegs();
+    if (r.ip() == kScratchShimSyscall) return abort(r);  // not made yet
+    if (r.ip() == kScratchShimSyscallIp) {
+      const int64_t result = r.result();
+      if (restartCode(result) || result == -EINTR) return abort(r);
+      return BlockSettle::Completed;
+    }
+    if (!time_shim::inShimCode(r.ip())) return BlockSettle::Completed;
+    if (stepped) *stepped = true;
+    t.task.resume(Task::Resume::Step);
+    Stop stop = t.task.wait();
+    if (stop.kind == StopKind::Signal) {
+      siginfo_t info = t.task.siginfo();
+      if (stop.signal != SIGTRAP || info.si_code != TRAP_TRACE) holdSignal(t, info);
+      continue;
+    }
+    other = stop;
+    return BlockSettle::Other;
+  }
+  throw RecError(kExitInternal, "rec: a task did not reach its buffered call's syscall");
+}
+
+// The signal that interrupted a call blocking in the buffer is raised again
+// as its traced twin is entered: pending, it interrupts that call (or is
+// delivered at its exit if the call completes at once), at a syscall exit
+// replay knows. The raised one is rec's (SI_TKILL): its delivery stop gets
+// the original siginfo back (takeInterruptingSignal).
+void RecordSession::raiseInterruptingSignal(RecordTask& t) {
+  siginfo_t info = *t.interruptNext;
+  t.interruptNext.reset();
+  if (::syscall(SYS_tgkill, t.task.tgid(), t.task.tid(), info.si_signo) == 0)
+    t.interrupting = info;
+  else
+    holdSignal(t, info);
+}
+
+bool RecordSession::takeInterruptingSignal(RecordTask& t, int signo, siginfo_t& info) {
+  if (!t.interrupting || t.interrupting->si_signo != signo || info.si_code != SI_TKILL ||
+      info.si_pid != ::getpid())
+    return false;
+  info = *t.interrupting;
+  t.interrupting.reset();
+  t.task.setSiginfo(info);
   return true;
 }
 

@@ -50,6 +50,7 @@ constexpr uint64_t kWholeFileLimit = 512ull << 20;
 }  // namespace
 
 void RecordSession::onSeccomp(RecordTask& t) {
+  if (t.interruptNext) raiseInterruptingSignal(t);
   if (!t.heldSignals.empty()) {
     injectHeldSignal(t);
     return;
@@ -91,6 +92,13 @@ void RecordSession::onSeccomp(RecordTask& t) {
     refuse(t, EINVAL);
     return;
   }
+  if (parallel_ && t.row->hook == sys::Hook::Ptrace && !scheduler_->alone(t)) {
+    // rec answers a ptrace request itself, from its tracee's state: that
+    // tracee must not be executing meanwhile (a PTRACE_INTERRUPT of a
+    // running tracee would find nothing to stop). startAlone answers it.
+    scheduler_->parkExclusive(t);
+    return;
+  }
   if (answerAtEntry(t)) return;
   if (carryOutSeccompRequest(t)) return;
   for (int index : sys::stringArgs(*t.row)) t.strings.push_back(t.task.readCString(t.args[index]));
@@ -102,12 +110,21 @@ void RecordSession::onSeccomp(RecordTask& t) {
     t.argsRewritten = true;
   }
   if (parallel_ && needsExclusive(t)) {
+    if (t.sharesMemory && t.sysbuf) sysbuf::setBlockStreams(*t.sysbuf, false);
     if (!scheduler_->alone(t)) {
       scheduler_->parkExclusive(t);
       return;
     }
     scheduler_->beginExclusive(t);
   }
+  enterTracedSyscall(t);
+}
+
+// A task parked at a syscall entry until alone (Scheduler::parkExclusive)
+// is alone now.
+void RecordSession::startAlone(RecordTask& t) {
+  scheduler_->beginExclusive(t);
+  if (t.row->hook == sys::Hook::Ptrace && answerAtEntry(t)) return;
   enterTracedSyscall(t);
 }
 
@@ -941,6 +958,7 @@ bool RecordSession::startBuffer(RecordTask& t, SysbufSpace& space, StraySignals&
   if (!sysbuf::start(t.task, space, REC_SHIM_RECORD, strays)) return false;
   sysbuf::setWatchedFiles(space, bufferWatchedFiles());
   sysbuf::setStoredFiles(space, storedFiles_);
+  sysbuf::setBlockStreams(space, blockStreams_ && !t.sharesMemory);
   sysbuf::setTrapSignal(space, trapSignal());
   if (t.sysbuf.get() == &space) {
     sysbuf::setOutputFds(space, bufferOutputFds(space));
@@ -1265,6 +1283,9 @@ bool RecordSession::needsExclusive(RecordTask& t) {
     }
     case sys::Hook::Clone: {
       uint64_t flags = sys::cloneFlags(t.nr, t.args[0]);
+      // Threads take turns: one blocking in the buffer would keep the
+      // others waiting until rec interrupts it (its calls stay traced).
+      if ((flags & CLONE_THREAD) && t.sysbuf) sysbuf::setBlockStreams(*t.sysbuf, false);
       if ((flags & CLONE_VM) && !(flags & (CLONE_THREAD | CLONE_VFORK))) {
         t.sharesMemory = true;
         return true;

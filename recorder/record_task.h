@@ -199,6 +199,13 @@ class RecordTask {
 
   std::deque<siginfo_t> heldSignals;  // async signals to deliver at the next syscall
   std::map<int, siginfo_t> injected;  // raised by rec, awaiting their delivery stop
+  // A signal that interrupted a call blocked in the buffer (docs/syscall-
+  // buffer.md "Blocking in the buffer"): raised again by rec as the traced
+  // call the buffer makes instead is entered (interruptNext), so that it
+  // interrupts that call as it did the buffered one; then awaiting its
+  // delivery stop (interrupting), where it gets its original siginfo back.
+  std::optional<siginfo_t> interruptNext;
+  std::optional<siginfo_t> interrupting;
   // SIGCONT ended its job-control stop: the next signal stop is where it
   // stopped (the kernel delivers the pending signals there).
   bool afterJobStop = false;

@@ -228,9 +228,19 @@ void Scheduler::maybePreempt() {
   // Copied: requestInterrupt leaves the lanes as they are, but be safe.
   std::vector<RecordTask*> lanes = running_;
   for (RecordTask* t : lanes) {
-    if (t->state() != RecordTask::State::Running ||
-        t->expecting(RecordTask::Expect::InterruptStop))
+    if (t->state() != RecordTask::State::Running) continue;
+    // Asleep in the buffer (docs/syscall-buffer.md "Blocking in the
+    // buffer"): it holds its lane doing nothing, and a task waits. The
+    // interrupt turns its call into a traced one, which blocks here instead.
+    // Asked again until it comes: an interrupt that meets another ptrace
+    // stop of the task on its way is dropped by the kernel ("any trap
+    // clears a pending STOP trap"), and the expectation would then wait
+    // forever.
+    if (t->sysbuf && sysbuf::blockArmed(t->sysbuf.get())) {
+      t->requestInterrupt();
       continue;
+    }
+    if (t->expecting(RecordTask::Expect::InterruptStop)) continue;
     auto ran = Clock::now() - t->sliceStart;
     if (ran < timeslice_) continue;
     // A switch at a syscall costs nothing: replay parks the task there. One

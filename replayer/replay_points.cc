@@ -23,6 +23,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <string_view>
 
 #include "code_patch.h"
 #include "errors.h"
@@ -240,6 +241,7 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
 
   const uint64_t ip = point.regs.rip;
   const std::string expected = fmt::format("to reach {} at {:#x}", what, ip);
+  const auto setupStart = std::chrono::steady_clock::now();
   // The code around the point: for a debug-register entry, the loop it may be in.
   uint64_t codeStart = point.entry == PointEntry::Jump ? ip : ip - kRegionBack;
   std::vector<uint8_t> code(ip + kRegionForward + 16 - codeStart);
@@ -257,9 +259,39 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
   std::span<const uint8_t> xmm;
   if (point.xstate && point.xstate->size() >= kXmmOffset + kXmmBytes)
     xmm = std::span<const uint8_t>(*point.xstate).subspan(kXmmOffset, kXmmBytes);
-  auto trampoline = buildTrampoline(page, ip, code, codeStart, point.entry, point.regs,
-                                    point.words, point.stack, xmm);
+  // Without a debugger, a point a debug register would enter is entered by a
+  // jump over it and the instructions after it, when they allow one
+  // (tracee/code_patch.h): a loop entered again and again (the thread pool's,
+  // once per item) then costs no stop per entry. REC_POINT_JUMP_OVER=off
+  // keeps the debug register (for measuring).
+  static const bool jumpOverAllowed = [] {
+    const char* v = ::getenv("REC_POINT_JUMP_OVER");
+    return !(v && std::string_view(v) == "off");
+  }();
+  auto trampoline =
+      buildTrampoline(page, ip, code, codeStart, point.entry, point.regs, point.words,
+                      point.stack, xmm,
+                      point.entry == PointEntry::DebugRegister && !observer_ && jumpOverAllowed);
   if (!trampoline) diverge(t, expected, "has code there that cannot be checked in place");
+  bool jumpEntry = point.entry == PointEntry::Jump || !trampoline->jump.empty();
+  if (jumpEntry && point.entry == PointEntry::DebugRegister) {
+    // The task stands inside what the jump covers (the previous point was
+    // in the same loop): at the start of an instruction there, it goes on
+    // from that instruction's copy; with a signal to deliver first (whose
+    // frame would hold the trampoline's address) it keeps the debug register.
+    const uint64_t now = t.task.regs().ip();
+    if (now > ip && now < ip + trampoline->jump.size()) {
+      std::optional<uint64_t> copy = trampoline->copyOf(now);
+      if (copy && !hasPending)
+        t.task.mutableRegs().setIp(*copy);
+      else
+        jumpEntry = false;
+    }
+    if (!jumpEntry) {
+      trampoline->jump.clear();
+      trampoline->guards.clear();
+    }
+  }
   int64_t mapped = remoteSyscall(
       t.task, SYS_mmap,
       {page, kTrampolineSize, PROT_READ | PROT_WRITE | PROT_EXEC,
@@ -272,27 +304,27 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
   t.task.write(page + kPageSize, trampoline->data.data(), trampoline->data.size());
   std::span<const uint8_t> original(code.data() + (ip - codeStart), trampoline->jump.size());
   auto plant = [&] {
-    if (point.entry == PointEntry::Jump)
-      t.task.write(ip, trampoline->jump.data(), trampoline->jump.size());
+    if (jumpEntry) t.task.write(ip, trampoline->jump.data(), trampoline->jump.size());
   };
   auto unplant = [&] {
-    if (point.entry == PointEntry::Jump) t.task.write(ip, original.data(), original.size());
+    if (jumpEntry) t.task.write(ip, original.data(), original.size());
   };
   plant();
   // A debugger above the replay (observer_) sees the task's runs: its
   // breakpoints must not be skipped by running a copy of the program's loop,
   // so it gets no copy; rec then checks each hit of the debug register itself.
   const bool checkHitsInRec = point.entry == PointEntry::DebugRegister && observer_;
-  if (point.entry == PointEntry::DebugRegister)
-    pointBreakpoint_ = std::make_unique<ExecutionBreakpoint>(t.task.tid(), ip);
+  if (!jumpEntry)
+    pointBreakpoints_.push_back(std::make_unique<ExecutionBreakpoint>(t.task.tid(), ip));
+  for (uint64_t guard : trampoline->guards)
+    pointBreakpoints_.push_back(std::make_unique<ExecutionBreakpoint>(t.task.tid(), guard));
   activePatch_ = ActivePatch{t.recordedTid, ip,
-                             point.entry == PointEntry::Jump
-                                 ? std::vector<uint8_t>(original.begin(), original.end())
-                                 : std::vector<uint8_t>{},
+                             jumpEntry ? std::vector<uint8_t>(original.begin(), original.end())
+                                       : std::vector<uint8_t>{},
                              page, trampoline->trapIp};
   auto cleanUp = [&] {
     unplant();
-    pointBreakpoint_.reset();  // disarms
+    disarmPointBreakpoints();
     activePatch_.reset();
   };
   // The in-process check's words, read by rec (checkHitsInRec).
@@ -318,7 +350,9 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
   if (observer_) wallLimit = std::chrono::nanoseconds::max();
   const auto cpuStart = cpuTime(t.task.tid());
   const auto wallStart = std::chrono::steady_clock::now();
-  uint64_t candidates = 0;
+  uint64_t candidates = 0, entryHits = 0, guardHits = 0;
+  std::chrono::steady_clock::duration confirming{};
+  const auto setupTime = wallStart - setupStart;
   std::string lastDifference;
 
   if (hasPending) t.task.setSiginfo(pendingInfo);
@@ -330,7 +364,9 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
     // one nobody else programs the task's debug registers: the breakpoint
     // stays armed across stops (a hit costs 4 ptrace calls fewer, two of
     // them DR7 writes; the thread pool's loop entry hits it once per item).
-    if (got && pointBreakpoint_ && observer_) pointBreakpoint_->disarm();
+    if (got && observer_)
+      for (auto it = pointBreakpoints_.rbegin(); it != pointBreakpoints_.rend(); ++it)
+        (*it)->disarm();
     if (got && observerClaims(t, *got)) {
       resumeUserCode(t, 0);
       continue;
@@ -395,7 +431,9 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
         // A candidate: the registers and words match. The rest of the state?
         ++candidates;
         unplant();  // memory as the program has it
+        const auto confirmStart = std::chrono::steady_clock::now();
         auto difference = stateDifference(t, point, ip);
+        confirming += std::chrono::steady_clock::now() - confirmStart;
         if (!difference) break;
         lastDifference = *difference;
         plant();
@@ -403,8 +441,18 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
         resumeUserCode(t, 0);
         continue;
       }
+      if (stop.signal == SIGTRAP && info.si_code == kTrapHardwareBreakpoint &&
+          std::find(trampoline->guards.begin(), trampoline->guards.end(), at) !=
+              trampoline->guards.end()) {
+        // Into the middle of the jump: that instruction's copy runs instead.
+        ++guardHits;
+        t.task.mutableRegs().setIp(*trampoline->copyOf(at));
+        resumeUserCode(t, 0);
+        continue;
+      }
       if (stop.signal == SIGTRAP && info.si_code == kTrapHardwareBreakpoint && at == ip &&
-          point.entry == PointEntry::DebugRegister) {
+          point.entry == PointEntry::DebugRegister && !jumpEntry) {
+        ++entryHits;
         if (!checkHitsInRec) {
           t.task.mutableRegs().setIp(trampoline->checkIp);  // into the copy, checked
           resumeUserCode(t, 0);
@@ -439,7 +487,7 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
       continue;
     }
     if (stop.kind == StopKind::Exited) {
-      pointBreakpoint_.reset();
+      pointBreakpoints_.clear();  // the task is gone, and its debug registers
       activePatch_.reset();
       t.park = Park::Dead;
       throw RecError(kExitDivergence,
@@ -455,6 +503,9 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
                          : stop.kind == StopKind::Signal
                              ? fmt::format("received {}", sys::signalName(stop.signal))
                              : describeStop(stop);
+    if (candidates)
+      actual += fmt::format(" after {} candidate(s) with matching registers (the last differed: {})",
+                            candidates, lastDifference);
     diverge(t, expected, actual);
   }
   // There: take the check away again and stand exactly at the point.
@@ -469,10 +520,16 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
       return std::chrono::duration_cast<std::chrono::microseconds>(d).count() / 1000.0;
     };
     fmt::print(stderr,
-               "rec: reached {} at {:#x} after {} candidate(s), {} ms of its CPU time and {} ms "
-               "of rec's (recorded: {} ms)\n",
-               what, ip, candidates, ms(cpuTime(t.task.tid()) - cpuStart),
-               ms(std::chrono::steady_clock::now() - wallStart), ms(recorded));
+               "rec: reached {} at {:#x} after {} candidate(s), entered by {}, {} debug-register "
+               "entries, {} guard hits, {} ms of its CPU time and {} ms of rec's (recorded: {} "
+               "ms; set-up {} ms, confirmation {} ms)\n",
+               what, ip, candidates,
+               !jumpEntry                             ? "a debug register"
+               : point.entry == PointEntry::Jump      ? "a jump"
+                                                      : "a jump over several instructions",
+               entryHits, guardHits, ms(cpuTime(t.task.tid()) - cpuStart),
+               ms(std::chrono::steady_clock::now() - wallStart), ms(recorded), ms(setupTime),
+               ms(confirming));
   }
 }
 

@@ -414,12 +414,13 @@ Stop ReplaySession::advance(ReplayTask& t) {
 void ReplaySession::resumeUserCode(ReplayTask& t, int signal) {
   ReplayObserver::Run how = ReplayObserver::Run::Continue;
   if (observer_) how = observer_->resuming(t.recordedTid, t.task);
-  if (pointBreakpoint_ && !pointBreakpoint_->arm())
-    throw RecError(kExitUnsupported,
-                   fmt::format("rec: event #{}: the replay enters this point through a debug "
-                               "register, and the debugger holds all four (delete a hardware "
-                               "breakpoint or watchpoint)",
-                               eventIndex_));
+  for (auto& breakpoint : pointBreakpoints_)
+    if (!breakpoint->arm())
+      throw RecError(kExitUnsupported,
+                     fmt::format("rec: event #{}: the replay enters this point through a debug "
+                                 "register, and the debugger holds all four (delete a hardware "
+                                 "breakpoint or watchpoint)",
+                                 eventIndex_));
   t.task.resume(how == ReplayObserver::Run::SingleStep ? Task::Resume::Step : Task::Resume::Cont,
                 signal);
 }

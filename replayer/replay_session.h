@@ -238,9 +238,14 @@ class ReplaySession {
   ReplayObserver* observer_ = nullptr;
   uint64_t echoFrom_ = 0;
   std::optional<ActivePatch> activePatch_;
-  // The debug register that enters the check of a point (replay_points.cc),
-  // armed around each run of user code while the task runs toward it.
-  std::unique_ptr<ExecutionBreakpoint> pointBreakpoint_;
+  // The debug registers of a point (replay_points.cc): the one that enters
+  // its check, or those that guard a jump over several instructions; armed
+  // around each run of user code while the task runs toward it, disarmed in
+  // reverse order (each puts back the DR7 it found).
+  std::vector<std::unique_ptr<ExecutionBreakpoint>> pointBreakpoints_;
+  void disarmPointBreakpoints() {
+    while (!pointBreakpoints_.empty()) pointBreakpoints_.pop_back();
+  }
   std::vector<pid_t> zombies_;  // exited leaders, reaped once their threads are gone
   // Set when the recording patched RDTSC or this machine does not trap it.
   std::optional<RdtscPatcher> rdtscPatcher_;

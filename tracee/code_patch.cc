@@ -407,6 +407,12 @@ std::optional<uint64_t> Trampoline::originalOf(uint64_t copyIp) const {
   return std::nullopt;
 }
 
+std::optional<uint64_t> Trampoline::copyOf(uint64_t original) const {
+  for (auto [copy, from] : moved)
+    if (from == original) return copy;
+  return std::nullopt;
+}
+
 std::optional<uint64_t> Trampoline::faultMissFor(uint64_t ip) const {
   for (const FaultSite& site : loads)
     if (ip >= site.start && ip < site.end) return site.missIp;
@@ -418,7 +424,7 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
                                           PointEntry entry, const user_regs_struct& expected,
                                           std::span<const MemoryCheck> memory,
                                           std::span<const uint8_t> stack,
-                                          std::span<const uint8_t> xmm) {
+                                          std::span<const uint8_t> xmm, bool jumpOver) {
   // The code to copy: [regionStart, ip) before the check, [ip, regionEnd) after.
   std::vector<Insn> before, after;
   uint64_t regionEnd = ip;
@@ -577,6 +583,30 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
     a.absoluteJump(target);
   }
   if (!ok || !a.resolve() || a.bytes().size() > kPageSize) return std::nullopt;
+  // jumpOver: the instructions the jump's bytes reach, [ip, coverEnd).
+  uint64_t coverEnd = ip;
+  if (entry == PointEntry::DebugRegister && jumpOver) {
+    std::set<uint64_t> starts;
+    for (const Insn& d : after) {
+      if (d.address >= ip + kJumpSize) break;
+      starts.insert(d.address);
+      coverEnd = d.address + d.size();
+    }
+    // All of them copied, and the copy falls out (or jumps out) past them
+    // only: stubs are the copy's exits.
+    bool fits = coverEnd >= ip + kJumpSize && regionEnd >= coverEnd;
+    for (const auto& [target, l] : stubs) fits &= target <= ip || target >= coverEnd;
+    // No branch of the copy into the middle of one of them.
+    for (const std::vector<Insn>* list : {&before, &after})
+      for (const Insn& d : *list)
+        if (d.relativeBranch && d.target > ip && d.target < coverEnd) fits &= starts.count(d.target) > 0;
+    if (fits) {
+      for (uint64_t start : starts)
+        if (start != ip) t.guards.push_back(start);
+    } else {
+      coverEnd = ip;
+    }
+  }
   for (const LoadSite& load : loads) t.loads.push_back({load.start, load.end, a.address(load.miss)});
   t.code = std::move(a.bytes());
 
@@ -586,6 +616,17 @@ std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
     t.jump = {0xe9};
     put32(t.jump, static_cast<uint32_t>(static_cast<int32_t>(rel)));
     while (t.jump.size() < first->size()) t.jump.push_back(0x90);  // never executed
+  } else if (coverEnd > ip) {
+    int64_t rel = static_cast<int64_t>(t.checkIp) - static_cast<int64_t>(ip + kJumpSize);
+    if (fitsInt32(rel)) {
+      t.jump = {0xe9};
+      put32(t.jump, static_cast<uint32_t>(static_cast<int32_t>(rel)));
+      // The rest of the last instruction covered: reached only by a jump into
+      // the middle of an instruction, which then traps instead of sliding on.
+      while (t.jump.size() < coverEnd - ip) t.jump.push_back(0xcc);
+    } else {
+      t.guards.clear();
+    }
   }
   return t;
 }

@@ -24,6 +24,13 @@
 //     copy of the code around X (the loop, when X is in one: back branches
 //     stay inside the copy), so a hot loop keeps running checked in-process
 //     until it leaves the copied code.
+//   - DebugRegister entered by a jump (buildTrampoline's jumpOver, replay
+//     without a debugger): the jmp is written over X and the instructions
+//     after it that its 5 bytes reach, all copied; each of those others'
+//     starts is guarded by a debug register (a branch, a return or a
+//     sigreturn landing there would run the jump's bytes: rec moves the task
+//     to that instruction's copy instead). A loop entered again and again
+//     (the thread pool's, once per work item) then costs no stop per entry.
 // The copied instructions run at other addresses: relative branches and
 // rip-relative operands are adjusted, and the copy ends before anything that
 // would notice its own address (call, syscall, traps).
@@ -87,7 +94,10 @@ struct Trampoline {
   uint64_t checkIp = 0;       // the check: X's jump lands here, or rec moves the task here
   uint64_t trapIp = 0;        // rip after the int3 of a match; registers are the program's
   uint64_t resumeIp = 0;      // a candidate that was not the point goes on here (X's copy)
-  std::vector<uint8_t> jump;  // Jump: the bytes written at X
+  std::vector<uint8_t> jump;  // Jump, or DebugRegister with jumpOver: the bytes written at X
+  // jumpOver: the starts of the other instructions the jump covers, each to
+  // be guarded by a debug register (see the top of this file).
+  std::vector<uint64_t> guards;
   // Each copied instruction: its address in the trampoline, its original one.
   std::vector<std::pair<uint64_t, uint64_t>> moved;
   // The check's loads of the program's memory (its words, its stack): a
@@ -100,19 +110,26 @@ struct Trampoline {
 
   // The original address of a copied instruction (for reports).
   std::optional<uint64_t> originalOf(uint64_t copyIp) const;
+  // The copy of the instruction at `original`, if it was copied.
+  std::optional<uint64_t> copyOf(uint64_t original) const;
   std::optional<uint64_t> faultMissFor(uint64_t ip) const;
 };
 
 // Builds the trampoline for pages at `pageAddress` (within +-2 GiB of ip).
 // `code` holds the task's code from `codeStart` on, covering ip (for a
 // DebugRegister entry, up to kRegionBack before and kRegionForward after it).
-// nullopt when the code at ip cannot be moved there.
+// nullopt when the code at ip cannot be moved there. `jumpOver` (with a
+// DebugRegister entry): also a jump over X and what follows, in `jump` and
+// `guards`, when the instructions its 5 bytes reach are all copied, none of
+// the copy's branches lands inside one of them, and the copy does not
+// leave the code into them; else `jump` stays empty.
 std::optional<Trampoline> buildTrampoline(uint64_t pageAddress, uint64_t ip,
                                           std::span<const uint8_t> code, uint64_t codeStart,
                                           PointEntry entry, const user_regs_struct& expected,
                                           std::span<const MemoryCheck> memory = {},
                                           std::span<const uint8_t> stack = {},
-                                          std::span<const uint8_t> xmm = {});
+                                          std::span<const uint8_t> xmm = {},
+                                          bool jumpOver = false);
 
 // Addresses of the memory the instruction at `ip` writes, computed from the
 // registers it will execute with (fs/gs-relative operands included).

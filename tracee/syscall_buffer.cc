@@ -1004,6 +1004,30 @@ void setDeschedAbort(SysbufSpace& space) {
   if (space.buffer) space.buffer->header().desched_abort = 1;
 }
 
+bool blockStreamsByEnvironment() {
+  const char* v = std::getenv("REC_SYSBUF_BLOCK_STREAMS");
+  std::string_view s(v ? v : "");
+  return !(s == "off" || s == "0" || s == "no" || s == "false");
+}
+
+void setBlockStreams(SysbufSpace& space, bool on) {
+  if (space.buffer && !space.disabled)
+    __atomic_store_n(&space.buffer->header().block_streams, on ? 1u : 0u, __ATOMIC_RELAXED);
+}
+
+bool blockArmed(const SysbufSpace* space) {
+  return space && space->buffer &&
+         __atomic_load_n(&space->buffer->header().block_armed, __ATOMIC_SEQ_CST) != 0;
+}
+
+void setBlockAbort(SysbufSpace& space) {
+  if (!space.buffer) return;
+  space.buffer->header().block_abort = 1;
+  // The window is over: the scheduler must not interrupt the task for it
+  // again on its way to the traced call.
+  __atomic_store_n(&space.buffer->header().block_armed, 0u, __ATOMIC_SEQ_CST);
+}
+
 bool inBufferData(uint64_t address) {
   return address >= kSysbufAddress && address < kSysbufEnd;
 }

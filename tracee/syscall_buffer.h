@@ -387,6 +387,17 @@ bool isDeschedSignal(const DeschedEvent* event, int signo, const siginfo_t& info
 bool deschedArmed(const SysbufSpace* space);
 void setDeschedAbort(SysbufSpace& space);
 
+// ---- Blocking in the buffer (docs/syscall-buffer.md "Blocking in the buffer") ----
+// REC_SYSBUF_BLOCK_STREAMS (on unless off): a process that may execute
+// beside others makes its reads and writes on pipes and sockets blocking
+// inside the buffer (the header's block_streams).
+bool blockStreamsByEnvironment();
+void setBlockStreams(SysbufSpace& space, bool on);
+// The buffer's code is in the window of such a call (block_armed).
+bool blockArmed(const SysbufSpace* space);
+// The call had no effect: the buffer makes it traced (the window ends).
+void setBlockAbort(SysbufSpace& space);
+
 // Whether the syscall buffer's code or data lies at ip (in rec's image: the
 // same rule as the time shim's code).
 bool inBufferData(uint64_t address);

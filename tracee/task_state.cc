@@ -410,6 +410,12 @@ AddressRange deadStackBelow(pid_t tid, uint64_t rsp) {
   return {};
 }
 
+AddressRange deadStackInRspPage(pid_t tid, uint64_t rsp) {
+  const AddressRange whole = deadStackBelow(tid, rsp);
+  if (whole.end == 0 || rsp < 128 || whole.end >= rsp - 128) return {};
+  return {whole.end, rsp - 128};
+}
+
 MemoryDigest digestMemory(pid_t tid, std::span<const AddressRange> excluded, DigestStats* stats,
                           std::span<const AddressRange> masked) {
   return digestWithin(tid, excluded, stats, {0, ~uint64_t{0}}, masked);

@@ -107,6 +107,10 @@ BlockDigest digestBlock(pid_t tid, std::span<const AddressRange> excluded, uint6
 // there with XSAVEC, whose XSTATE_BV header follows the CPU's XINUSE bits,
 // which context switches reset. Empty when rsp is in no mapping.
 AddressRange deadStackBelow(pid_t tid, uint64_t rsp);
+// The rest of that dead stack: from the end of deadStackBelow's pages to the
+// red zone, inside rsp's own page (the digest leaves out whole pages only;
+// this part is masked, hashed as zeros). Empty when there is none.
+AddressRange deadStackInRspPage(pid_t tid, uint64_t rsp);
 
 // The start of the first block where two digests differ.
 std::optional<uint64_t> firstDifferingBlock(const MemoryDigest& recorded, const MemoryDigest& now);

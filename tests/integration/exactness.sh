@@ -47,6 +47,36 @@ check_first_candidate() {
     fail "not reached at its first candidate: $(grep reached "$T/$mode.verbose")"
 }
 
+# A loop of short instructions entered again for every work item (the bench's
+# thread pool): replay enters its point by a jump over several instructions,
+# not by a debug-register stop per item, and a guard takes an entry into the
+# jump's middle to its copy (tracee/code_patch.h); with the debug register
+# (REC_POINT_JUMP_OVER=off) the replay prints the same.
+check_item_loop() {
+  need_program exact_points
+  expect_native_differs "$PROGRAMS/exact_points" item-loop
+  local i line
+  for i in 1 2; do
+    record_replay "item-loop-$i" --expect-out '^signal in item [0-9]+ at rcx [0-9]+$' -- \
+      "$PROGRAMS/exact_points" item-loop
+    "$REC" replay -v "$T/item-loop-$i.rec" >"$T/item-loop-$i.v-out" 2>"$T/item-loop-$i.verbose" ||
+      fail "replay -v failed: $(tail -n 1 "$T/item-loop-$i.verbose")"
+    cmp -s "$T/item-loop-$i.v-out" "$T/item-loop-$i.rec.out" || fail "replay -v printed other output"
+    [[ $(grep -c 'reached where SIGALRM' "$T/item-loop-$i.verbose") == 3 ]] ||
+      fail "not 3 points reached: $(grep reached "$T/item-loop-$i.verbose")"
+    while read -r line; do
+      [[ $line == *"entered by a jump over several instructions, 0 debug-register entries"* ]] ||
+        fail "a point not entered by a jump: $line"
+    done < <(grep 'reached where SIGALRM' "$T/item-loop-$i.verbose")
+    REC_POINT_JUMP_OVER=off "$REC" replay -v "$T/item-loop-$i.rec" >"$T/item-loop-$i.dr-out" \
+      2>"$T/item-loop-$i.dr-verbose" || fail "replay with the debug register failed"
+    cmp -s "$T/item-loop-$i.dr-out" "$T/item-loop-$i.rec.out" ||
+      fail "replay with the debug register printed other output"
+    grep -q 'entered by a debug register' "$T/item-loop-$i.dr-verbose" ||
+      fail "REC_POINT_JUMP_OVER=off still jumped"
+  done
+}
+
 # A signal that arrives while the recorder walks the task to another's point
 # (a timer faster than the walk) is held; the step it cut short ran nothing
 # and is no recurrence of the task's state: every point of the busy loop still
@@ -152,6 +182,7 @@ for mode in global-round jmp-self dec-jnz loop-insn pause-spin red-zone syscall-
 done
 t stack_round check_first_candidate stack-round '^signal in stack round [0-9]+$'
 t probe_round check_first_candidate probe-round '^signal in heap round [0-9]+$'
+t item_loop check_item_loop
 t xmm_round check_first_candidate xmm-round '^signal at xmm0 [0-9]+$'
 t signal_during_walk check_signal_during_walk
 t openssl_speed check_openssl_speed

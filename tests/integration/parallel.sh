@@ -38,12 +38,24 @@ parallel_record_replay() {
   [[ ! -s $T/$name.replay.err ]] || fail "replay wrote to stderr: $(head -3 "$T/$name.replay.err")"
 }
 
+# Reads that find the pipe empty made traced: each round the two processes
+# stop and start again beside each other.
 check_pingpong() {
   need_program parallel
   expect_native_differs "$PROGRAMS/parallel" pingpong
-  parallel_record_replay pingpong 10 "$PROGRAMS/parallel" pingpong
+  REC_SYSBUF_BLOCK_STREAMS=off parallel_record_replay pingpong 10 "$PROGRAMS/parallel" pingpong
   grep -Eq '^pingpong final [0-9a-f]{16} child status 0$' "$T/pingpong.rec.out" ||
     fail "unexpected output: $(cat "$T/pingpong.rec.out")"
+}
+
+# The same with the reads blocking inside the syscall buffer
+# (docs/syscall-buffer.md "Blocking in the buffer"): the two run beside each
+# other from the start, with few stops.
+check_pingpong_in_buffer() {
+  need_program parallel
+  REC_SYSBUF_BLOCK_STREAMS=on parallel_record_replay pingpong_in_buffer 1 "$PROGRAMS/parallel" pingpong
+  grep -Eq '^pingpong final [0-9a-f]{16} child status 0$' "$T/pingpong_in_buffer.rec.out" ||
+    fail "unexpected output: $(cat "$T/pingpong_in_buffer.rec.out")"
 }
 
 check_tree() {
@@ -132,6 +144,7 @@ check_make_j2() {
 }
 
 t pingpong check_pingpong
+t pingpong_in_buffer check_pingpong_in_buffer
 t tree check_tree
 t signal_to_running check_signal_to_running
 t shared_counter check_shared_counter

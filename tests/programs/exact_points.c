@@ -36,6 +36,14 @@
 //                 into main's timeval when the call times out, while a
 //                 spinner is walked to its preemption point (rounds of 3000
 //                 instructions: a long walk).
+//   item-loop     SIGALRM lands in a loop of four short instructions (none
+//                 of 5 bytes: `mulsd; addsd; dec; jnz`) entered again for
+//                 every work item, as bench/threads.c's is, at its `dec`
+//                 (a rotated loop); the handler prints the item and rcx.
+//                 Replay enters its point by a jump over several
+//                 instructions (tracee/code_patch.h), not by a debug
+//                 register stop per item; a point at the `addsd` has the
+//                 jump cover the `dec`, entered from outside: a guard.
 //   xmm-round     SIGALRM lands in a subroutine called from several sites
 //                 every round of a loop that counts in xmm0 only, with the
 //                 stack moved 4 KiB away (rr's signal_xmm_state's shape):
@@ -125,6 +133,46 @@ static int dec_jnz(void) {
       before = i;
       arm_alarm(5000 + i * 1000);
       __asm__ volatile("mov $0xffffffff, %%ecx\n1: dec %%ecx\n jnz 1b" ::: "rcx", "cc");
+    }
+  }
+  return 0;
+}
+
+static volatile long item;
+// A call per item, as threads.c's mutex: the copy of the loop replay runs
+// ends before it, so the loop is entered from the program's code every item.
+__attribute__((noinline)) static void next_item(void) {
+  item = item + 1;
+  __asm__ volatile("" ::: "memory");
+}
+static void on_alarm_item(int sig, siginfo_t* info, void* context) {
+  (void)sig;
+  (void)info;
+  ucontext_t* uc = context;
+  printf("signal in item %ld at rcx %lld\n", item, (long long)uc->uc_mcontext.gregs[REG_RCX]);
+  fflush(stdout);
+  siglongjmp(escape, 1);
+}
+static int item_loop(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_alarm_item;
+  sa.sa_flags = SA_SIGINFO;
+  sigaction(SIGALRM, &sa, NULL);
+  static double x;
+  const double a = 1.0000001, b = 0.5;
+  for (int i = 0; i < 3; ++i) {
+    if (sigsetjmp(escape, 1) == 0) {
+      arm_alarm(5000 + i * 1000);
+      for (item = 0;; next_item())
+        __asm__ volatile(
+            "movsd %[x], %%xmm0\n movsd %[a], %%xmm1\n movsd %[b], %%xmm2\n mov $2000, %%ecx\n"
+            " jmp 2f\n"
+            "1: mulsd %%xmm1, %%xmm0\n addsd %%xmm2, %%xmm0\n2: dec %%rcx\n jnz 1b\n"
+            " movsd %%xmm0, %[x]\n"
+            : [x] "+m"(x)
+            : [a] "m"(a), [b] "m"(b)
+            : "rcx", "xmm0", "xmm1", "xmm2", "cc");
     }
   }
   return 0;
@@ -337,6 +385,7 @@ int main(int argc, char** argv) {
   if (!strcmp(mode, "jmp-self")) return jmp_self();
   if (!strcmp(mode, "dec-jnz")) return dec_jnz();
   if (!strcmp(mode, "loop-insn")) return loop_insn();
+  if (!strcmp(mode, "item-loop")) return item_loop();
   if (!strcmp(mode, "pause-spin")) return pause_spin();
   if (!strcmp(mode, "red-zone")) red_zone();
   if (!strcmp(mode, "syscall-spin")) return syscall_spin();
@@ -345,7 +394,7 @@ int main(int argc, char** argv) {
   if (!strcmp(mode, "xmm-round")) xmm_round();
   if (!strcmp(mode, "select-spin")) return select_spin();
   fprintf(stderr,
-          "usage: exact_points global-round|jmp-self|dec-jnz|loop-insn|pause-spin|red-zone|"
+          "usage: exact_points global-round|jmp-self|dec-jnz|loop-insn|item-loop|pause-spin|red-zone|"
           "syscall-spin|stack-round|probe-round|xmm-round|select-spin\n");
   return 2;
 }

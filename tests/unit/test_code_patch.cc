@@ -415,3 +415,107 @@ TEST_CASE("syscall buffer: every buffered row has a policy") {
   CHECK(header->policy[SYS_brk].fd_check == REC_SYSBUF_BRK);
   CHECK(header->policy[SYS_set_tid_address].fd_check == REC_SYSBUF_AGAIN);
 }
+
+TEST_CASE("a loop too tight for a jump over one instruction takes one over several, guarded",
+          "[patch]") {
+  // The thread pool's loop (bench/threads.c at -O2) and what follows it:
+  //   X0: mulsd %xmm2,%xmm0 ; addsd %xmm1,%xmm0 ; sub $1,%eax ; jne X0
+  //       mov %rbx,%rdi ; movsd %xmm0,8(%rsp) ; call ...
+  const uint8_t body[] = {0xf2, 0x0f, 0x59, 0xc2, 0xf2, 0x0f, 0x58, 0xc1, 0x83, 0xe8,
+                          0x01, 0x75, 0xf3, 0x48, 0x89, 0xdf, 0xf2, 0x0f, 0x11, 0x44,
+                          0x24, 0x08, 0xe8, 0xed, 0xfd, 0xff, 0xff};
+  const uint64_t start = 0x401268;
+  auto build = [&](uint64_t ip) {
+    return buildTrampoline(0x402000, ip, std::span(body, sizeof body), start,
+                           PointEntry::DebugRegister, user_regs_struct{}, {}, {}, {}, true);
+  };
+  struct Case {
+    uint64_t ip;
+    size_t jumpSize;
+    std::vector<uint64_t> guards;
+  };
+  for (const Case& c : {Case{start, 8, {start + 4}}, Case{start + 4, 7, {start + 8}},
+                        Case{start + 8, 5, {start + 11}}, Case{start + 11, 5, {start + 13}}}) {
+    auto t = build(c.ip);
+    REQUIRE(t.has_value());
+    CHECK(t->jump.size() == c.jumpSize);
+    CHECK(t->jump[0] == 0xe9);
+    CHECK(t->guards == c.guards);
+    for (uint64_t g : t->guards) CHECK(t->copyOf(g).has_value());
+    // The padding after the jump traps if ever run.
+    for (size_t i = 5; i < t->jump.size(); ++i) CHECK(t->jump[i] == 0xcc);
+  }
+  // Without jumpOver: no jump, as before.
+  auto plain = buildTrampoline(0x402000, start, std::span(body, sizeof body), start,
+                               PointEntry::DebugRegister, user_regs_struct{});
+  REQUIRE(plain.has_value());
+  CHECK(plain->jump.empty());
+  CHECK(plain->guards.empty());
+  // A call within the jump's 5 bytes cannot be copied: no jump.
+  //   X: dec %ecx ; jne X ; call ...
+  const uint8_t withCall[] = {0xff, 0xc9, 0x75, 0xfc, 0xe8, 0, 0, 0, 0, 0xc3};
+  auto t = buildTrampoline(0x402000, 0x401002, std::span(withCall, sizeof withCall), 0x401000,
+                           PointEntry::DebugRegister, user_regs_struct{}, {}, {}, {}, true);
+  REQUIRE(t.has_value());
+  CHECK(t->jump.empty());
+  CHECK(t->guards.empty());
+  // A branch of the copy into the middle of a covered instruction: no jump.
+  //   dec %ecx ; X: jne (into the mov's second byte) ; mov $1,%eax ; ret
+  const uint8_t midway[] = {0xff, 0xc9, 0x75, 0x01, 0xb8, 0x01, 0, 0, 0, 0xc3};
+  t = buildTrampoline(0x402000, 0x401002, std::span(midway, sizeof midway), 0x401000,
+                      PointEntry::DebugRegister, user_regs_struct{}, {}, {}, {}, true);
+  REQUIRE(t.has_value());
+  CHECK(t->jump.empty());
+}
+
+TEST_CASE("a loop entered by a jump over several instructions runs checked from its copy",
+          "[patch]") {
+  // +0: dec %rdi ; X = +3: jnz +0 ; +5: mov %rdi,%rax ; +8: ret
+  const uint8_t body[] = {0x48, 0xff, 0xcf, 0x75, 0xfb, 0x48, 0x89, 0xf8, 0xc3};
+  void* mem = mmap(nullptr, 4 * 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(mem != MAP_FAILED);
+  auto* code = static_cast<uint8_t*>(mem);
+  const uint64_t start = reinterpret_cast<uint64_t>(code), ip = start + 3, page = start + 4096;
+  static uint64_t stack[8192];
+  gStackTop = reinterpret_cast<uint64_t>(&stack[8192 - 16]);
+  auto install = [&](uint64_t matchRdi) {
+    std::memcpy(code, body, sizeof body);
+    user_regs_struct expected = stubRegisters(matchRdi, gStackTop - 8, start);
+    auto t = buildTrampoline(page, ip, std::span(body, sizeof body), start,
+                             PointEntry::DebugRegister, expected, {}, {}, {}, true);
+    REQUIRE(t.has_value());
+    REQUIRE(t->jump.size() == 5u);
+    REQUIRE(t->guards == std::vector<uint64_t>{ip + 2});
+    std::memcpy(reinterpret_cast<void*>(page), t->code.data(), t->code.size());
+    std::memcpy(reinterpret_cast<void*>(page + 4096), t->data.data(), t->data.size());
+    std::memcpy(code + 3, t->jump.data(), t->jump.size());  // what replay plants at X
+    return *t;
+  };
+  gEntry = start;  // the program's own code, before X
+  SECTION("no pass matches: the loop runs to its end in the copy, and what follows") {
+    install(1000);
+    gCounter = 10;
+    gRdiAtReturn = 1;
+    runChecked();
+    CHECK(gRdiAtReturn == 0);
+  }
+  SECTION("the pass with rdi 4 traps, after its first pass through the original dec") {
+    auto t = install(4);
+    struct sigaction sa {
+    }, old{};
+    sa.sa_sigaction = onTrap;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGTRAP, &sa, &old);
+    gCounter = 10;
+    gTrapRdi = 0;
+    if (sigsetjmp(gTrapped, 1) == 0) {
+      runChecked();
+      FAIL("no pass trapped");
+    }
+    sigaction(SIGTRAP, &old, nullptr);
+    CHECK(gTrapRdi == 4);
+    CHECK(gTrapRip == t.trapIp);
+  }
+  munmap(mem, 4 * 4096);
+}

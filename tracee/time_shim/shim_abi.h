@@ -239,6 +239,18 @@ struct rec_sysbuf_header {
   uint32_t desched_abort;
   uint32_t desched_streams;
   uint32_t reserved_desched;
+  /* Blocking pipes and sockets without an event (docs/syscall-buffer.md
+   * "Blocking in the buffer"): block_streams (set by rec for a process that
+   * may execute beside others): read/write/send/recv on pipes and sockets
+   * are made as the program asked, blocking, inside the buffer. The buffer
+   * code sets block_armed around that one untraced call; rec, when it needs
+   * the task stopped (a signal, another task waiting for its lane), sets
+   * block_abort (and rax to -EINTR) if the call had no effect: the buffer
+   * then makes it traced. */
+  uint32_t block_streams;
+  uint32_t block_armed;
+  uint32_t block_abort;
+  uint32_t reserved_block;
   /* Record: the signal a trapped rdtsc raises (rec sets it), and what the
    * last buffered rt_sigprocmask left: the thread (0: nothing new since rec
    * took it), its mask, and the trap signal's action when the mask blocks

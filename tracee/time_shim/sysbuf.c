@@ -324,6 +324,30 @@ static int desched_call(long fd, long nr, const long* a, long* result) {
   return 1;
 }
 
+/* A call on a pipe or socket made blocking, as the program asked, by a
+ * process that may execute beside others (block_streams, docs/syscall-
+ * buffer.md "Blocking in the buffer"): nobody waits for it, so it may sleep
+ * here. block_armed marks the window: when rec needs the task stopped (a
+ * signal, another task waiting for its lane) it interrupts it, and if the
+ * call had no effect (not made yet, or interrupted: -ERESTART*, -EINTR) sets
+ * rax to -EINTR and block_abort: the call is then made traced, where rec
+ * records it (and the signal) as any traced call. The window holds this one
+ * untraced syscall only, so rec can tell from rip where it stands. 1: made,
+ * *result set; 0: make it traced. */
+static int block_call(long nr, const long* a, long* result) {
+  volatile struct rec_sysbuf_header* h = header();
+  h->block_abort = 0;
+  __atomic_store_n(&h->block_armed, 1, __ATOMIC_SEQ_CST);
+  long r = untraced6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+  __atomic_store_n(&h->block_armed, 0, __ATOMIC_SEQ_CST);
+  if (h->block_abort) {
+    h->block_abort = 0;
+    return 0;
+  }
+  *result = r;
+  return 1;
+}
+
 /* Pipes and sockets (docs/syscall-buffer.md "Pipes and sockets"): the
  * call is made with RWF_NOWAIT, so it never blocks; EAGAIN sends it to the
  * traced path, where it blocks under rec's scheduler. A read returns what
@@ -355,6 +379,9 @@ static int stream_call(const uint64_t* args, int writing, uint8_t nowait,
   /* REC_SYSBUF_BLOCKING=desched: the call blocking (send with MSG_NOSIGNAL,
    * as below), under the desched event ("Blocking") */
   long desched = header()->desched_streams ? desched_fd() : -1;
+  /* block_streams: blocking, without an event (block_call) */
+  int block = desched < 0 && header()->block_streams;
+  int wait = desched >= 0 || block; /* made as the program asked: it may block */
   if (nowait == REC_SYSBUF_NOWAIT_MSG) {
     /* send()/recv(): only flags whose meaning MSG_DONTWAIT does not change
      * (not MSG_WAITALL, MSG_OOB, MSG_TRUNC, ...); MSG_NOSIGNAL: no SIGPIPE
@@ -363,10 +390,12 @@ static int stream_call(const uint64_t* args, int writing, uint8_t nowait,
     if (flags & ~(long)(writing ? MSG_DONTWAIT_ | MSG_NOSIGNAL_ : MSG_DONTWAIT_ | MSG_PEEK_))
       return 0;
     long a[6] = {(long)args[0], (long)args[1], (long)args[2],
-                 flags | (desched >= 0 ? 0 : MSG_DONTWAIT_) | (writing ? MSG_NOSIGNAL_ : 0), 0, 0};
+                 flags | (wait ? 0 : MSG_DONTWAIT_) | (writing ? MSG_NOSIGNAL_ : 0), 0, 0};
     long nr = writing ? SYS_sendto : SYS_recvfrom;
     if (desched >= 0) {
       if (!desched_call(desched, nr, a, &r)) return 0;
+    } else if (block) {
+      if (!block_call(nr, a, &r)) return 0;
     } else {
       r = untraced6(nr, a[0], a[1], a[2], a[3], 0, 0);
     }
@@ -377,15 +406,19 @@ static int stream_call(const uint64_t* args, int writing, uint8_t nowait,
       iov = &one;
       count = 1;
     }
-    long a[6] = {(long)args[0], (long)iov, (long)count, -1, -1, desched >= 0 ? 0 : RWF_NOWAIT_};
+    long a[6] = {(long)args[0], (long)iov, (long)count, -1, -1, wait ? 0 : RWF_NOWAIT_};
     long nr = writing ? SYS_pwritev2 : SYS_preadv2;
     if (desched >= 0) {
       if (!desched_call(desched, nr, a, &r)) return 0;
+    } else if (block) {
+      if (!block_call(nr, a, &r)) return 0;
     } else {
       r = untraced6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
     }
   }
-  if (r == -EAGAIN_ || r == -EPIPE_ || r == -EOPNOTSUPP_) return 0;
+  /* (made blocking, EAGAIN is the program's answer: an O_NONBLOCK fd, a
+   * timeout; made again traced it would wait that timeout twice) */
+  if ((r == -EAGAIN_ && !block) || r == -EPIPE_ || r == -EOPNOTSUPP_) return 0;
   *result = r;
   return 1;
 }

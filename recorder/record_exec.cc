@@ -152,13 +152,18 @@ void RecordSession::comparePagesWithFile(
 
 // The CPU for a process that execs: the one with the fewest tasks of other
 // processes executing or about to (blocked ones, a make or a shell waiting
-// for its children, do not count), its own CPU unless another has fewer
-// (docs/parallel.md "CPU placement"). A fork's child stays with its parent.
+// for its children, do not count; nor does the process that forked it,
+// which usually waits for it next: a shell loop's /bin/true stays with the
+// shell), its own CPU unless another has fewer (docs/parallel.md "CPU
+// placement"). A fork's child stays with its parent.
 int RecordSession::cpuAtExec(const RecordTask& t) const {
   if (cpus_.size() < 2 || t.cpu < 0) return t.cpu;
+  pid_t parent = 0;
+  if (auto it = tasks_.find(t.forkedBy); t.forkedBy && it != tasks_.end())
+    parent = it->second->task.tgid();
   std::vector<int> busy(cpus_.size(), 0);
   for (const auto& [otherTid, o] : tasks_) {
-    if (o->task.tgid() == t.task.tgid() || o->cpu < 0) continue;
+    if (o->task.tgid() == t.task.tgid() || o->task.tgid() == parent || o->cpu < 0) continue;
     auto state = o->state();
     bool active = state == RecordTask::State::Running || state == RecordTask::State::Ready ||
                   state == RecordTask::State::Newborn ||

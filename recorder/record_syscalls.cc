@@ -795,6 +795,13 @@ void RecordSession::drainSyscallBuffer(RecordTask& t) {
     fdTableChanged |= noteFdTable(*t.fds, *row, args, e.result);
   }
   if (fdTableChanged) updateBufferOutputFds(t);
+  // A buffered rt_sigprocmask: its mask, as a traced one's exit teaches it.
+  if (auto note = sysbuf::takeSignalMask(*t.sysbuf)) {
+    if (RecordTask* owner = note->tid == t.task.tid() ? &t : findTask(note->tid)) {
+      owner->signalMask = note->mask;
+      owner->blockedTrapAction = std::move(note->trapAction);
+    }
+  }
 }
 
 // The task's buffered syscalls, as one BufferedSyscalls event holding the
@@ -932,6 +939,7 @@ bool RecordSession::startBuffer(RecordTask& t, SysbufSpace& space, StraySignals&
   if (!sysbuf::start(t.task, space, REC_SHIM_RECORD, strays)) return false;
   sysbuf::setWatchedFiles(space, bufferWatchedFiles());
   sysbuf::setStoredFiles(space, storedFiles_);
+  sysbuf::setTrapSignal(space, trapSignal());
   if (t.sysbuf.get() == &space) {
     sysbuf::setOutputFds(space, bufferOutputFds(space));
     updateBufferFdTables(space);

@@ -24,6 +24,7 @@
 #include "errors.h"
 #include "exit_codes.h"
 #include "process_maps.h"
+#include "signals.h"
 #include "syscall_table.h"
 
 namespace rec {
@@ -93,8 +94,10 @@ bool baseDisp32Store(const uint8_t* insn) {
 // in ld.so, or the load of its address in libc), which the slot runs with
 // its displacement adjusted, or `syscall; ret` and two bytes of the padding
 // after it up to the next 16-byte boundary (glibc's __lll_lock_wake_private,
-// whose result nothing checks: padding is never jumped to); 0 when the code
-// is something else.
+// whose result nothing checks: padding is never jumped to), or `syscall` and
+// a register-to-register `mov r32,r32; neg r32` (glibc's pthread_sigmask,
+// which returns the error number: `mov %eax,%edx; neg %edx`); 0 when the
+// code is something else.
 bool ripRelativeMove(const uint8_t* insn) {
   return (insn[0] == 0x48 || insn[0] == 0x4c) && (insn[1] == 0x89 || insn[1] == 0x8b) &&
          (insn[2] & 0xc7) == 0x05;
@@ -109,6 +112,8 @@ size_t patchLength(const uint8_t code[kPatchRead], uint64_t site) {
   };
   if (code[2] == 0x48 && code[3] == 0x3d && errorBound(code + 4)) return 8;
   if (code[2] == 0x3d && errorBound(code + 3)) return 7;
+  if (code[2] == 0x89 && (code[3] & 0xc0) == 0xc0 && code[4] == 0xf7 && (code[5] & 0xf8) == 0xd8)
+    return 6;
   if (code[2] == 0xc3) {
     const uint64_t pad = (site + 3) & 15;
     if (pad == 0 || pad > 11) return 0;  // the jump would reach past the boundary
@@ -265,6 +270,7 @@ void fillPolicy(rec_sysbuf_header& h) {
       case sys::BufferFd::MmapAnon: p.fd_check = REC_SYSBUF_MMAP_ANON; break;
       case sys::BufferFd::Again: p.fd_check = REC_SYSBUF_AGAIN; break;
       case sys::BufferFd::Brk: p.fd_check = REC_SYSBUF_BRK; break;
+      case sys::BufferFd::SigMask: p.fd_check = REC_SYSBUF_SIGMASK; break;
       case sys::BufferFd::Stream:
       case sys::BufferFd::SocketMsg:
         // (fd, buf, len, ...) or (fd, iov, count): a read when it returns
@@ -775,6 +781,25 @@ void drain(SysbufSpace& space, std::vector<std::byte>& pending) {
   size_t room = REC_SYSBUF_REPLAY_CAPACITY -
                 std::min<size_t>(pendingBytes + drained, REC_SYSBUF_REPLAY_CAPACITY);
   h.limit = static_cast<uint32_t>(std::min<size_t>(REC_SYSBUF_CAPACITY, space.drained + room));
+}
+
+void setTrapSignal(SysbufSpace& space, int signo) {
+  if (space.buffer) space.buffer->header().trap_signal = signo;
+}
+
+std::optional<SignalMaskNote> takeSignalMask(SysbufSpace& space) {
+  if (!space.buffer) return std::nullopt;
+  rec_sysbuf_header& h = space.buffer->header();
+  if (h.sigmask_tid <= 0) return std::nullopt;
+  SignalMaskNote note{.tid = h.sigmask_tid, .mask = h.sigmask, .trapAction = {}};
+  const int trap = h.trap_signal;
+  if (trap > 0 && trap <= 64 && (note.mask >> (trap - 1)) & 1) {
+    static_assert(sizeof h.sigmask_trap_action == kKernelSigactionSize);
+    const auto* action = reinterpret_cast<const std::byte*>(h.sigmask_trap_action);
+    note.trapAction.assign(action, action + sizeof h.sigmask_trap_action);
+  }
+  h.sigmask_tid = 0;
+  return note;
 }
 
 bool stopAtNextCall(SysbufSpace& space) {

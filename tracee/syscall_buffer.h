@@ -144,6 +144,20 @@ bool start(Task& task, SysbufSpace& space, uint32_t mode, StraySignals& strays);
 // buffer holding what `from`'s holds, in `from`'s mode.
 bool startCopy(Task& task, SysbufSpace& space, SysbufSpace& from, StraySignals& strays);
 
+// Record: the signal a trapped rdtsc raises (the buffer notes that signal's
+// action when a buffered rt_sigprocmask blocks it).
+void setTrapSignal(SysbufSpace& space, int signo);
+
+// Record: what the last buffered rt_sigprocmask left, once: the thread that
+// made it, its mask, and the trap signal's action when the mask blocks it
+// (kKernelSigactionSize bytes; empty otherwise).
+struct SignalMaskNote {
+  pid_t tid = 0;
+  uint64_t mask = 0;
+  std::vector<std::byte> trapAction;
+};
+std::optional<SignalMaskNote> takeSignalMask(SysbufSpace& space);
+
 // Record: the fds that are the program's stdout or stderr (writes there
 // stay traced: replay shows them), and the files rec watches (mapped
 // MAP_SHARED: writes to them stay traced, in the order rec first saw them,

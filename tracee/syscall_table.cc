@@ -233,6 +233,7 @@ constexpr SyscallRow kTable[] = {
   executed(SYS_brk, "brk", {Ptr}).hook(Hook::Brk).buffered(BufferFd::Brk),
   passthrough(SYS_rt_sigaction, "rt_sigaction", {Signal, Ptr, Ptr, Size}),
   executed(SYS_rt_sigprocmask, "rt_sigprocmask", {Int, Ptr, Ptr, Size}).hook(Hook::SigMask)
+      .buffered(BufferFd::SigMask)
       .why("the recorder follows whether the signal a trapped rdtsc raises is blocked: the "
            "kernel's forced fault unblocks it and resets its handler, which rec restores"),
   passthrough(SYS_rt_sigreturn, "rt_sigreturn", {}).flags(kNeverReturns),

@@ -184,6 +184,8 @@ enum class BufferFd : uint8_t {
               // (kResultFromTrace)
   Brk,        // brk: replay's buffer code makes it again with the same argument, and the break
               // must be the recorded one (as replay checks a traced one)
+  SigMask,    // rt_sigprocmask: never blocks; the buffer leaves the resulting mask in its
+              // header for the recorder (the rdtsc trap's signal); replay makes it again
 };
 struct BufferRule {
   BufferFd fd = BufferFd::Default;

@@ -119,7 +119,37 @@ check_mmap_sigchld() {
     -- "$PROGRAMS/mmap_sigchld"
 }
 
+# rt_sigprocmask through the syscall buffer: a signal pending at an unblock
+# runs its handler before the call returns (such calls are made traced), and
+# a trapped rdtsc while a buffered call blocks SIGSEGV leaves the mask and
+# the handler as the program set them (rec takes both from the buffer).
+check_sigmask_buffered() {
+  need_program sigmask_buffered
+  expect_native_differs "$PROGRAMS/sigmask_buffered"
+  local opts=() i
+  for i in 0 1 2 3; do
+    opts+=(--expect-out "^round $i pid [0-9]+: handled before unblock $i, after $((i + 1))\$")
+  done
+  record_replay sigmask --status 0 "${opts[@]}" \
+    --expect-out '^after rdtsc, SIGSEGV blocked: SIGSEGV blocked 1, handler ours$' \
+    --expect-out '^unblocked: SIGSEGV blocked 0, handler ours$' \
+    -- "$PROGRAMS/sigmask_buffered"
+  local rounds trapped buffered
+  rounds=$(grep -c '^after rdtsc, SIGSEGV blocked: SIGSEGV blocked 1, handler ours$' "$T/sigmask.rec.out")
+  ((rounds == 4)) || fail "$rounds of 4 rounds found SIGSEGV blocked and the handler after rdtsc"
+  "$REC" dump "$T/sigmask.rec" >"$T/sigmask.dump" || fail "rec dump failed"
+  trapped=$(grep -Ec '\] rdtsc = [0-9a-fx]+$' "$T/sigmask.dump")
+  ((trapped >= 4)) || fail "only $trapped rdtsc traps (the run-time code's 4 should trap)"
+  buffered=$(grep -Ec 'rt_sigprocmask\(0, .*\[syscall buffer, no stop\]' "$T/sigmask.dump")
+  if [[ ${REC_SYSCALL_BUFFER:-on} != off ]]; then
+    ((buffered >= 4)) || fail "only $buffered SIG_BLOCK calls buffered"
+  else
+    ((buffered == 0)) || fail "$buffered rt_sigprocmask calls buffered with REC_SYSCALL_BUFFER=off"
+  fi
+}
+
 t dispositions check_dispositions
+t sigmask_buffered check_sigmask_buffered
 t mmap_sigchld check_mmap_sigchld
 t forced_fault check_forced_fault
 for mode in "${MODES[@]}"; do

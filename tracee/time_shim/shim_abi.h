@@ -145,6 +145,9 @@ static inline int rec_shim_system_wide_clock(long clock) {
                                result (20: apart from the values other rows may take) */
 #define REC_SYSBUF_BRK 21 /* brk: replay's buffer code makes it again (the same argument), and
                              its result must be the recorded one */
+#define REC_SYSBUF_SIGMASK 22 /* rt_sigprocmask: always; record: the resulting mask (and, when it
+                                 blocks the rdtsc trap's signal, that signal's action) goes to
+                                 the header's sigmask_* for rec; replay makes it again */
 #define REC_SYSBUF_NOWAIT_RWF 1 /* read/write(fd, buf, n) as preadv2/pwritev2(RWF_NOWAIT) */
 #define REC_SYSBUF_NOWAIT_MSG 2 /* recvfrom/sendto(fd, buf, n, flags, NULL, ...) on a socket,
                                    with MSG_DONTWAIT (and MSG_NOSIGNAL) added to flags */
@@ -236,6 +239,16 @@ struct rec_sysbuf_header {
   uint32_t desched_abort;
   uint32_t desched_streams;
   uint32_t reserved_desched;
+  /* Record: the signal a trapped rdtsc raises (rec sets it), and what the
+   * last buffered rt_sigprocmask left: the thread (0: nothing new since rec
+   * took it), its mask, and the trap signal's action when the mask blocks
+   * it. The kernel's forced fault unblocks that signal and resets its
+   * action, which rec puts back (signals.h, restoreForcedSignal): rec must
+   * know both before the trap, and at the trap they are gone. */
+  int32_t trap_signal;
+  int32_t sigmask_tid;
+  uint64_t sigmask;
+  uint8_t sigmask_trap_action[32];
 };
 #define REC_SYSBUF_DESCHED_SIGNAL 30 /* SIGPWR: never delivered to the program */
 

@@ -55,6 +55,8 @@ _Static_assert(sizeof(struct rec_sysbuf_files) <= 0x2000, "the files table leave
 #define ENOTDIR_ 20
 #define SYS_ioctl 16
 #define SYS_rt_sigprocmask 14
+#define SYS_rt_sigaction 13
+#define SYS_rt_sigpending 127
 #define SYS_fcntl 72
 #define SYS_gettid 186
 #define F_GETOWN_EX_ 16
@@ -391,6 +393,23 @@ static int stream_call(const uint64_t* args, int writing, uint8_t nowait,
 #define VIA_CALL 1   /* made as the program asked */
 #define VIA_NOWAIT 2 /* stream_call */
 
+/* Record, after a buffered rt_sigprocmask: the thread's mask now, and the
+ * rdtsc trap signal's action when that mask blocks it, for rec to take at
+ * its next stop (the header's sigmask_*). */
+static void note_sigmask(void) {
+  volatile struct rec_sysbuf_header* h = header();
+  uint64_t mask = 0;
+  if (untraced6(SYS_rt_sigprocmask, 0 /* SIG_BLOCK */, 0, (long)&mask, 8, 0, 0) != 0) return;
+  const int trap = h->trap_signal;
+  if (trap > 0 && trap <= 64 && (mask >> (trap - 1)) & 1) {
+    unsigned char action[32];
+    if (untraced6(SYS_rt_sigaction, trap, 0, (long)action, 8, 0, 0) != 0) return;
+    for (int i = 0; i < 32; ++i) h->sigmask_trap_action[i] = action[i];
+  }
+  h->sigmask = mask;
+  h->sigmask_tid = (int32_t)untraced6(SYS_gettid, 0, 0, 0, 0, 0, 0);
+}
+
 /* How the call may be made here (VIA_*), or 0: it could block, or rec has
  * something else to note about it. */
 static int fd_allowed(uint8_t check, uint8_t nowait, const uint64_t* args, uint64_t length,
@@ -405,6 +424,17 @@ static int fd_allowed(uint8_t check, uint8_t nowait, const uint64_t* args, uint6
       return VIA_CALL; /* (replay makes it again for its effect) */
     case REC_SYSBUF_BRK:
       return VIA_CALL; /* (the heap: replay makes it again, brk_again) */
+    case REC_SYSBUF_SIGMASK: {
+      /* A signal pending when a call unblocks it is delivered before the
+       * call returns (POSIX); made here, it would stop the task in the
+       * buffer's code and wait for rec's next traced call: such a call is
+       * made traced. (One arriving from elsewhere during the call is as if
+       * it had arrived later.) SIG_BLOCK (0) or no set unblocks nothing. */
+      if (args[0] == 0 || !args[1]) return VIA_CALL;
+      uint64_t pending = 0;
+      if (untraced6(SYS_rt_sigpending, (long)&pending, 8, 0, 0, 0, 0) != 0) return 0;
+      return pending ? 0 : VIA_CALL;
+    }
     case REC_SYSBUF_MMAP_ANON:
       /* private anonymous memory: rec notes nothing about it (no file to
        * store, nothing shared), and replay makes it again (mmap_again) */
@@ -652,6 +682,7 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     uint32_t size = (uint32_t)REC_SYSBUF_PAD(sizeof(struct rec_sysbuf_entry) + ranges * sizeof *r +
                                              (uint64_t)(bytes - start));
     e->size = size;
+    if (result == 0 && p.fd_check == REC_SYSBUF_SIGMASK) note_sigmask();
     if (result >= 0 && (p.fd_check == REC_SYSBUF_PATH_OPEN || p.fd_check == REC_SYSBUF_FD_CLOSE ||
                         p.fd_check == REC_SYSBUF_FD_NOT_OUTPUT))
       fd_table_changed();
@@ -672,7 +703,7 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     /* set_tid_address: the kernel's clear_child_tid must be set in replay
      * too (the word cleared and woken at the thread's exit); the program
      * gets the recorded tid below */
-    if (p.fd_check == REC_SYSBUF_AGAIN)
+    if (p.fd_check == REC_SYSBUF_AGAIN || p.fd_check == REC_SYSBUF_SIGMASK)
       untraced6((long)nr, (long)args[0], (long)args[1], (long)args[2], (long)args[3],
                 (long)args[4], (long)args[5]);
     if (p.fd_check == REC_SYSBUF_BRK && !brk_again(e)) return 0;

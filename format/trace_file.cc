@@ -3,6 +3,7 @@
 #include "trace_file.h"
 
 #include "buffered_calls.h"
+#include "fast_hash.h"
 
 #include <capnp/any.h>
 #include <capnp/dynamic.h>
@@ -11,6 +12,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <xxhash.h>
 #include <zstd.h>
@@ -19,6 +21,7 @@
 #include <bit>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -61,9 +64,15 @@ constexpr size_t kMaxEventsInChunk = 1u << 24;
 // zstd's level for events chunks after one that did not compress.
 constexpr int kFastLevel = -5;
 constexpr size_t kIncompressibleSample = 16 << 10;
+// Events chunks at least this large are sampled before compressing.
+constexpr size_t kSampledChunk = 256 << 10;
 // Prefix of a blob chunk decoded at open() to learn the blob's hash.
 constexpr size_t kBlobPeekBytes = 64 << 10;
 constexpr size_t kReadBufferBytes = 1 << 20;
+// decode() keeps its buffer for payloads up to this size.
+constexpr size_t kKeptReadBytes = 16 << 20;
+// Written lent buffers kept for reuse.
+constexpr size_t kSpareBuffers = 8;
 // The background thread starts writeback after each this many bytes.
 constexpr uint64_t kWritebackBytes = 8 << 20;
 
@@ -105,6 +114,13 @@ struct XxhStateFree {
   void operator()(XXH3_state_t* s) const { XXH3_freeState(s); }
 };
 
+// Bytes an event lent the writer (TraceWriter::writeEvent's `lent`): they
+// come before raw[at] in the chunk.
+struct LentBytes {
+  size_t at = 0;
+  std::vector<std::byte> data;
+};
+
 // kj::OutputStream appending to a byte vector: capnp serialises straight
 // into the open chunk without an intermediate flat array.
 class VectorSink final : public kj::OutputStream {
@@ -117,6 +133,34 @@ class VectorSink final : public kj::OutputStream {
 
  private:
   std::vector<std::byte>& out_;
+};
+
+// The same, for an event whose one segment is `lent`: that segment is
+// moved into the chunk instead of copied.
+class LendingSink final : public kj::OutputStream {
+ public:
+  LendingSink(std::vector<std::byte>& out, std::vector<LentBytes>& lent, size_t& lentBytes,
+              std::vector<std::byte>& data)
+      : out_(out), lent_(lent), lentBytes_(lentBytes), data_(data) {}
+  void write(const void* buffer, size_t size) override {
+    if (size > 0 && buffer == data_.data() && size == data_.size()) {
+      lent_.push_back(LentBytes{out_.size(), std::move(data_)});
+      lentBytes_ += size;
+      data_.clear();
+      return;
+    }
+    auto p = static_cast<const std::byte*>(buffer);
+    out_.insert(out_.end(), p, p + size);
+  }
+  void write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
+    for (auto piece : pieces) write(piece.begin(), piece.size());
+  }
+
+ private:
+  std::vector<std::byte>& out_;
+  std::vector<LentBytes>& lent_;
+  size_t& lentBytes_;
+  std::vector<std::byte>& data_;
 };
 
 std::string errnoText(int err) {
@@ -264,8 +308,9 @@ capnp::ReaderOptions readerOptions(size_t words) {
 // BlobHash
 
 BlobHash BlobHash::of(std::span<const std::byte> data) {
-  XXH128_hash_t h = XXH3_128bits(data.data(), data.size());
-  return BlobHash{h.high64, h.low64};
+  BlobHash h;
+  xxh3_128(data.data(), data.size(), &h.high, &h.low);
+  return h;
 }
 
 BlobHash BlobHash::fromBytes(std::span<const std::byte> b) {
@@ -331,7 +376,7 @@ bool isIntactBlobChunk(std::span<const std::byte> bytes) {
   ChunkHeader h;
   std::memcpy(&h, bytes.data(), kChunkHeaderSize);
   return isBlobChunkHeader(h, bytes.size()) &&
-         XXH3_64bits(bytes.data() + kChunkHeaderSize, h.compressedSize) == h.payloadHash;
+         xxh3_64(bytes.data() + kChunkHeaderSize, h.compressedSize) == h.payloadHash;
 }
 
 bool isBlobChunkHeader(std::span<const std::byte> header, uint64_t chunkSize) {
@@ -346,6 +391,21 @@ namespace {
 struct PendingChunk {
   uint32_t kind = kKindEvents;
   std::vector<std::byte> raw;  // serialised capnp messages, uncompressed
+  std::vector<LentBytes> lent;  // and the bytes lent to it, in their places
+  size_t lentBytes = 0;
+  size_t size() const { return raw.size() + lentBytes; }
+  // The chunk's bytes in order, as pieces where they lie.
+  std::vector<HashPiece> pieces() const {
+    std::vector<HashPiece> out;
+    size_t from = 0;
+    for (const LentBytes& l : lent) {
+      if (l.at > from) out.push_back({raw.data() + from, l.at - from});
+      if (!l.data.empty()) out.push_back({l.data.data(), l.data.size()});
+      from = l.at;
+    }
+    if (raw.size() > from) out.push_back({raw.data() + from, raw.size() - from});
+    return out;
+  }
   // A whole chunk made earlier (header and zstd frame), copied as it is.
   std::optional<FramedBlob> framed;
   BlobHash blob;  // kKindBlob: the blob's hash
@@ -373,6 +433,26 @@ void writeAll(int fd, const std::byte* buf, size_t len, const std::string& path)
     }
     buf += n;
     len -= static_cast<size_t>(n);
+  }
+}
+
+// writev(2) of all of iov, in as few calls as IOV_MAX allows; loops on a
+// short write. Consumes iov.
+void writevAll(int fd, std::vector<iovec>& iov, const std::string& path) {
+  size_t first = 0;
+  while (first < iov.size()) {
+    const int count = static_cast<int>(std::min<size_t>(iov.size() - first, IOV_MAX));
+    ssize_t n = ::writev(fd, iov.data() + first, count);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw TraceWriteError("cannot write trace " + path + ": " + errnoText(errno));
+    }
+    auto left = static_cast<size_t>(n);
+    while (first < iov.size() && left >= iov[first].iov_len) left -= iov[first++].iov_len;
+    if (left > 0) {
+      iov[first].iov_base = static_cast<std::byte*>(iov[first].iov_base) + left;
+      iov[first].iov_len -= left;
+    }
   }
 }
 
@@ -453,20 +533,44 @@ class TraceWriterImpl final : public TraceWriter {
   void writeEvent(capnp::MessageBuilder& event) override {
     std::unique_lock lock(mu_);
     throwIfFailed();
-    appendLocked(lock, event);
+    appendLocked(lock, event, nullptr);
     if (current_.messageCount > 0 &&
         std::chrono::steady_clock::now() - current_.started >= maxAge())
       sealLocked(lock);
   }
 
-  // One event into the open chunk, sealed when full.
-  void appendLocked(std::unique_lock<std::mutex>& lock, capnp::MessageBuilder& event) {
-    size_t before = current_.raw.size();
-    VectorSink sink(current_.raw);
-    capnp::writeMessage(sink, event);
-    if (current_.raw.size() > kMaxUncompressed) {
-      size_t eventBytes = current_.raw.size() - before;
+  void writeEvent(capnp::MessageBuilder& event, std::vector<std::byte>& lent) override {
+    std::unique_lock lock(mu_);
+    throwIfFailed();
+    appendLocked(lock, event, &lent);
+    lent.clear();
+    if (lent.capacity() == 0 && !spare_.empty()) {
+      lent = std::move(spare_.back());
+      spare_.pop_back();
+    }
+    if (current_.messageCount > 0 &&
+        std::chrono::steady_clock::now() - current_.started >= maxAge())
+      sealLocked(lock);
+  }
+
+  // One event into the open chunk, sealed when full; the bytes `lent`
+  // holds, when its message references them, moved there.
+  void appendLocked(std::unique_lock<std::mutex>& lock, capnp::MessageBuilder& event,
+                    std::vector<std::byte>* lent) {
+    const size_t before = current_.raw.size(), lentBefore = current_.lent.size(),
+                 sizeBefore = current_.size();
+    if (lent) {
+      LendingSink sink(current_.raw, current_.lent, current_.lentBytes, *lent);
+      capnp::writeMessage(sink, event);
+    } else {
+      VectorSink sink(current_.raw);
+      capnp::writeMessage(sink, event);
+    }
+    if (current_.size() > kMaxUncompressed) {
+      size_t eventBytes = current_.size() - sizeBefore;
       current_.raw.resize(before);
+      current_.lent.resize(lentBefore);
+      current_.lentBytes = sizeBefore - before;
       throw FormatError(path_ + ": event of " + std::to_string(eventBytes) +
                         " bytes exceeds the chunk size limit");
     }
@@ -476,7 +580,7 @@ class TraceWriterImpl final : public TraceWriter {
     }
     ++eventCount_;
     if (current_.messageCount >= options_.maxEventsPerChunk ||
-        current_.raw.size() >= options_.maxChunkBytes)
+        current_.size() >= options_.maxChunkBytes)
       sealLocked(lock);
   }
 
@@ -603,7 +707,6 @@ class TraceWriterImpl final : public TraceWriter {
         PendingChunk chunk = std::move(queue_.front());
         queue_.pop_front();
         inFlight_ = true;
-        notFullCv_.notify_all();
         lock.unlock();
         std::exception_ptr failure;
         try {
@@ -614,6 +717,15 @@ class TraceWriterImpl final : public TraceWriter {
         }
         lock.lock();
         inFlight_ = false;
+        for (LentBytes& l : chunk.lent)
+          if (spare_.size() < kSpareBuffers && l.data.capacity() > 0) {
+            l.data.clear();
+            spare_.push_back(std::move(l.data));
+          }
+        // A tracer waiting for room goes on only now, when this chunk's
+        // lent buffer is spare: one it allocated afresh would fault in a
+        // page per 4 KiB (read4k: a third of the tracer's time).
+        notFullCv_.notify_all();
         if (failure && !error_) {
           error_ = failure;
           queue_.clear();  // nobody may wait for a write that will never happen
@@ -728,8 +840,10 @@ class TraceWriterImpl final : public TraceWriter {
       }
       return;
     }
-    size_t bound = ZSTD_compressBound(chunk.raw.size());
-    buffer_.resize(kChunkHeaderSize + bound);
+    const size_t size = chunk.size();
+    const std::vector<HashPiece> pieces = chunk.pieces();
+    size_t bound = ZSTD_compressBound(size);
+    buffer_.resize(std::max(buffer_.size(), kChunkHeaderSize + bound));
     // Blobs (binaries, libraries) are large and mostly written once at exec:
     // the fastest level keeps the end of a short recording from waiting on
     // them. The header goes first, before the compressor is warmed up.
@@ -740,34 +854,42 @@ class TraceWriterImpl final : public TraceWriter {
     // MiB finding nothing. While the last events chunk did not shrink by a
     // tenth, the next is compressed at a fast level, which stores such data
     // raw for a fraction of that; one that shrinks again brings level 3 back.
-    // While they do not, a sample from the middle of the chunk at that
-    // level says whether this one is any different: if not, it is stored
-    // as it is (zstd's lowest level: raw blocks, a copy), for a fraction of
-    // the fast level's cost again (read4k: ~800 chunks of 128 KiB).
-    if (chunk.kind == kKindEvents && eventsIncompressible_) {
-      level = std::min(level, kFastLevel);
-      const size_t sample = std::min<size_t>(chunk.raw.size(), kIncompressibleSample);
-      const size_t from = (chunk.raw.size() - sample) / 2;
+    // While they do not, a sample from the middle of the chunk's largest
+    // piece at that level says whether this one is any different: if not,
+    // it is stored as it is (raw blocks written from where the bytes lie,
+    // writeStored), for a fraction of the fast level's cost again.
+    // A large chunk is sampled even when the last one compressed: the
+    // first chunk of read4k (1 MiB of random data) took 3 ms at level 3.
+    bool stored = false;
+    if (chunk.kind == kKindEvents && (eventsIncompressible_ || size >= kSampledChunk)) {
+      if (eventsIncompressible_) level = std::min(level, kFastLevel);
+      const HashPiece& largest = *std::max_element(
+          pieces.begin(), pieces.end(),
+          [](const HashPiece& a, const HashPiece& b) { return a.size < b.size; });
+      const size_t sample = std::min<size_t>(largest.size, kIncompressibleSample);
+      const size_t from = (largest.size - sample) / 2;
       size_t m = ZSTD_compressCCtx(cctx_.get(), buffer_.data() + kChunkHeaderSize, bound,
-                                   chunk.raw.data() + from, sample, kFastLevel);
-      if (!ZSTD_isError(m) && m * 10 > sample * 9) level = ZSTD_minCLevel();
-    }
-    size_t n = ZSTD_compressCCtx(cctx_.get(), buffer_.data() + kChunkHeaderSize, bound,
-                                 chunk.raw.data(), chunk.raw.size(), level);
-    if (ZSTD_isError(n)) {
-      throw FormatError(path_ + ": zstd compression failed: " + ZSTD_getErrorName(n));
+                                   static_cast<const std::byte*>(largest.data) + from, sample,
+                                   kFastLevel);
+      stored = !ZSTD_isError(m) && m * 10 > sample * 9;
     }
     ChunkHeader h;
     h.kind = chunk.kind;
-    h.compressedSize = static_cast<uint32_t>(n);
-    h.uncompressedSize = static_cast<uint32_t>(chunk.raw.size());
-    if (chunk.kind == kKindEvents && chunk.raw.size() >= (16 << 10) && level != ZSTD_minCLevel())
-      eventsIncompressible_ = n * 10 > chunk.raw.size() * 9;
-    h.payloadHash = XXH3_64bits(buffer_.data() + kChunkHeaderSize, n);
+    h.uncompressedSize = static_cast<uint32_t>(size);
     h.messageCount = chunk.messageCount;
-    h.headerChecksum = headerChecksum(h);
-    std::memcpy(buffer_.data(), &h, kChunkHeaderSize);
-    writeAll(fd_.get(), buffer_.data(), kChunkHeaderSize + n, path_);
+    size_t n = 0;
+    if (stored) {
+      n = writeStored(h, pieces, size);
+    } else {
+      n = compress(pieces, size, bound, level);
+      h.compressedSize = static_cast<uint32_t>(n);
+      if (chunk.kind == kKindEvents && size >= (16 << 10))
+        eventsIncompressible_ = n * 10 > size * 9;
+      h.payloadHash = xxh3_64(buffer_.data() + kChunkHeaderSize, n);
+      h.headerChecksum = headerChecksum(h);
+      std::memcpy(buffer_.data(), &h, kChunkHeaderSize);
+      writeAll(fd_.get(), buffer_.data(), kChunkHeaderSize + n, path_);
+    }
     IndexEntry entry{offset_, chunk.kind, chunk.kind == kKindEvents ? chunk.firstEvent : 0,
                      chunk.kind == kKindEvents ? chunk.messageCount : 0, chunk.blob};
     offset_ += kChunkHeaderSize + n;
@@ -776,6 +898,88 @@ class TraceWriterImpl final : public TraceWriter {
     if (chunk.kind == kKindHeader || chunk.kind == kKindFooter) return;
     std::lock_guard guard(indexMu_);
     index_.push_back(entry);
+  }
+
+  // Compresses the chunk's pieces into buffer_ after the header's room;
+  // returns the payload's size.
+  size_t compress(const std::vector<HashPiece>& pieces, size_t size, size_t bound, int level) {
+    std::byte* out = buffer_.data() + kChunkHeaderSize;
+    size_t n = 0;
+    if (pieces.size() == 1) {
+      n = ZSTD_compressCCtx(cctx_.get(), out, bound, pieces[0].data, pieces[0].size, level);
+    } else {
+      // One frame over the pieces, its content size in its header as
+      // the reader wants (the size pledged).
+      n = ZSTD_CCtx_reset(cctx_.get(), ZSTD_reset_session_and_parameters);
+      if (!ZSTD_isError(n)) n = ZSTD_CCtx_setParameter(cctx_.get(), ZSTD_c_compressionLevel, level);
+      if (!ZSTD_isError(n)) n = ZSTD_CCtx_setPledgedSrcSize(cctx_.get(), size);
+      ZSTD_outBuffer ob{out, bound, 0};
+      for (size_t i = 0; i < pieces.size() && !ZSTD_isError(n); ++i) {
+        const bool last = i + 1 == pieces.size();
+        ZSTD_inBuffer ib{pieces[i].data, pieces[i].size, 0};
+        do {
+          n = ZSTD_compressStream2(cctx_.get(), &ob, &ib, last ? ZSTD_e_end : ZSTD_e_continue);
+          if (!ZSTD_isError(n) && ob.pos == ob.size && (last ? n != 0 : ib.pos < ib.size))
+            throw FormatError(path_ + ": zstd compression failed: output larger than its bound");
+        } while (!ZSTD_isError(n) && (last ? n != 0 : ib.pos < ib.size));
+      }
+      if (!ZSTD_isError(n)) n = ob.pos;
+    }
+    if (ZSTD_isError(n))
+      throw FormatError(path_ + ": zstd compression failed: " + ZSTD_getErrorName(n));
+    return n;
+  }
+
+  // Writes the chunk with header `h` (sizes of its contents set) as a zstd
+  // frame of raw blocks (RFC 8878: the frame header with the content size,
+  // then each block's 3-byte header and its bytes as they are), gathered
+  // from the pieces in one writev, no copy; returns the payload's size.
+  // What zstd's lowest level writes for incompressible data, without its
+  // copy; every zstd decoder reads it.
+  size_t writeStored(ChunkHeader& h, const std::vector<HashPiece>& pieces, size_t size) {
+    constexpr size_t kBlockMax = 128 << 10;  // ZSTD_BLOCKSIZE_MAX
+    constexpr size_t kFrameHeader = 9;       // magic, descriptor, 4-byte content size
+    size_t blocks = 0;
+    for (const HashPiece& p : pieces) blocks += (p.size + kBlockMax - 1) / kBlockMax;
+    frame_.resize(kFrameHeader + 3 * blocks);
+    std::byte* f = frame_.data();
+    const uint32_t magic = 0xFD2FB528, contentSize = static_cast<uint32_t>(size);
+    std::memcpy(f, &magic, 4);
+    f[4] = std::byte{0xA0};  // content size 4 bytes, single segment, no checksum, no dictionary
+    std::memcpy(f + 5, &contentSize, 4);
+    std::vector<HashPiece> payload;
+    payload.reserve(2 * blocks + 1);
+    size_t header = kFrameHeader, done = 0;
+    payload.push_back({f, 0});
+    for (const HashPiece& p : pieces) {
+      for (size_t at = 0; at < p.size; at += kBlockMax) {
+        const size_t len = std::min(kBlockMax, p.size - at);
+        done += len;
+        const uint32_t bh = (done == size ? 1u : 0u) | static_cast<uint32_t>(len) << 3;  // raw
+        std::byte* b = f + header;
+        b[0] = static_cast<std::byte>(bh);
+        b[1] = static_cast<std::byte>(bh >> 8);
+        b[2] = static_cast<std::byte>(bh >> 16);
+        // The frame header and the first block header are one piece.
+        if (payload.size() == 1 && payload[0].size == 0)
+          payload[0].size = kFrameHeader + 3;
+        else
+          payload.push_back({b, 3});
+        header += 3;
+        payload.push_back({static_cast<const std::byte*>(p.data) + at, len});
+      }
+    }
+    size_t n = 0;
+    for (const HashPiece& p : payload) n += p.size;
+    h.compressedSize = static_cast<uint32_t>(n);
+    h.payloadHash = xxh3_64(payload);
+    h.headerChecksum = headerChecksum(h);
+    std::vector<iovec> iov;
+    iov.reserve(payload.size() + 1);
+    iov.push_back({&h, kChunkHeaderSize});
+    for (const HashPiece& p : payload) iov.push_back({const_cast<void*>(p.data), p.size});
+    writevAll(fd_.get(), iov, path_);
+    return n;
   }
 
   // Appends a framed chunk, checking its payload hash on the way (here, off
@@ -833,6 +1037,9 @@ class TraceWriterImpl final : public TraceWriter {
   std::condition_variable notFullCv_;  // tracing thread: queue has room
   std::condition_variable drainedCv_;  // flush(): everything written
   PendingChunk current_;               // the open event chunk
+  // Lent buffers written, for writeEvent to hand back (their pages are
+  // faulted in already).
+  std::vector<std::vector<std::byte>> spare_;
   std::deque<PendingChunk> queue_;
   bool inFlight_ = false;
   bool stop_ = false;
@@ -844,6 +1051,7 @@ class TraceWriterImpl final : public TraceWriter {
   std::string replaced_;  // a former trace at this path, deleted when idle
   std::unique_ptr<ZSTD_CCtx, CCtxFree> cctx_;
   std::vector<std::byte> buffer_;
+  std::vector<std::byte> frame_;  // writeStored's frame and block headers
   bool eventsIncompressible_ = false;  // the last large events chunk hardly shrank
   uint64_t offset_ = 0;
   uint64_t writebackFrom_ = 0;  // writeback started for the bytes before
@@ -989,6 +1197,10 @@ class TraceReaderImpl final : public TraceReader {
   }
   void verifyPayload(const ChunkInfo& c);
   void decode(const ChunkInfo& c, kj::Array<capnp::word>& out);
+  // The same into `store`, grown only when too small (a replay reads
+  // chunk after chunk: no allocation, no fresh pages each time); returns
+  // the payload's words at its start.
+  kj::ArrayPtr<capnp::word> decodeInto(const ChunkInfo& c, kj::Array<capnp::word>& store);
   BlobHash peekBlobHash(const ChunkInfo& c);
   void indexBlobs(const std::vector<ChunkInfo>& chunks);
   void loadEventChunk(size_t i);
@@ -1013,7 +1225,11 @@ class TraceReaderImpl final : public TraceReader {
   // Sequential event access.
   uint64_t nextEvent_ = 0;
   size_t loadedChunk_ = SIZE_MAX;
-  kj::Array<capnp::word> chunkWords_;
+  kj::Array<capnp::word> chunkStore_;
+  kj::ArrayPtr<capnp::word> chunkWords_;  // the loaded chunk's, in chunkStore_
+  // Compressed payloads read by decode(), uninitialised, kept for the next.
+  std::unique_ptr<std::byte[]> compressed_;
+  size_t compressedSize_ = 0;
   std::vector<size_t> messageOffsets_;  // in words, one per message plus the end
   std::optional<capnp::FlatArrayMessageReader> eventMessage_;
 };
@@ -1056,10 +1272,28 @@ void TraceReaderImpl::verifyPayload(const ChunkInfo& c) {
 
 // Reads, checks and decompresses one chunk payload into word-aligned memory.
 void TraceReaderImpl::decode(const ChunkInfo& c, kj::Array<capnp::word>& out) {
-  std::vector<std::byte> compressed(c.h.compressedSize);
+  out = kj::heapArray<capnp::word>(c.h.uncompressedSize / sizeof(capnp::word));
+  decodeInto(c, out);
+}
+
+kj::ArrayPtr<capnp::word> TraceReaderImpl::decodeInto(const ChunkInfo& c,
+                                                      kj::Array<capnp::word>& store) {
+  // A large blob's payload is read into memory of its own, not kept.
+  std::unique_ptr<std::byte[]> once;
+  std::byte* at = compressed_.get();
+  if (c.h.compressedSize > kKeptReadBytes) {
+    once = std::make_unique_for_overwrite<std::byte[]>(c.h.compressedSize);
+    at = once.get();
+  } else if (compressedSize_ < c.h.compressedSize) {
+    compressed_.reset();
+    compressed_ = std::make_unique_for_overwrite<std::byte[]>(c.h.compressedSize);
+    compressedSize_ = c.h.compressedSize;
+    at = compressed_.get();
+  }
+  std::span<std::byte> compressed(at, c.h.compressedSize);
   source_->readAt(c.offset + kChunkHeaderSize, compressed.data(), compressed.size());
 #ifndef REC_FORMAT_FUZZING
-  if (XXH3_64bits(compressed.data(), compressed.size()) != c.h.payloadHash) {
+  if (xxh3_64(compressed.data(), compressed.size()) != c.h.payloadHash) {
     fail(c, "checksum mismatch");
   }
 #endif
@@ -1069,11 +1303,16 @@ void TraceReaderImpl::decode(const ChunkInfo& c, kj::Array<capnp::word>& out) {
   if (ZSTD_getFrameContentSize(compressed.data(), compressed.size()) != c.h.uncompressedSize) {
     fail(c, "zstd frame size disagrees with the chunk header");
   }
-  out = kj::heapArray<capnp::word>(c.h.uncompressedSize / sizeof(capnp::word));
-  size_t n = ZSTD_decompressDCtx(dctx_.get(), out.begin(), c.h.uncompressedSize, compressed.data(),
-                                 compressed.size());
+  const size_t words = c.h.uncompressedSize / sizeof(capnp::word);
+  if (store.size() < words) {
+    store = nullptr;
+    store = kj::heapArray<capnp::word>(words);
+  }
+  size_t n = ZSTD_decompressDCtx(dctx_.get(), store.begin(), c.h.uncompressedSize,
+                                 compressed.data(), compressed.size());
   if (ZSTD_isError(n)) fail(c, std::string("zstd: ") + ZSTD_getErrorName(n));
   if (n != c.h.uncompressedSize) fail(c, "decompressed size disagrees with the chunk header");
+  return store.slice(0, words);
 }
 
 // Decodes just the start of a blob chunk to learn its hash, so open() does not
@@ -1289,7 +1528,8 @@ void TraceReaderImpl::loadEventChunk(size_t i) {
   const ChunkInfo& c = eventChunks_[i];
   eventMessage_.reset();
   loadedChunk_ = SIZE_MAX;
-  decode(c, chunkWords_);
+  chunkWords_ = nullptr;
+  chunkWords_ = decodeInto(c, chunkStore_);
   // Find and validate every message now, so a bad chunk fails as a whole
   // and the count agrees with the index built by open().
   messageOffsets_.clear();

@@ -827,8 +827,9 @@ void RecordSession::drainSyscallBuffer(RecordTask& t) {
 // buffer's entries as the buffer wrote them (format/buffered_calls.h
 // describes that layout to the trace's readers), written before its next
 // event: replay queues them in the buffer before running the task to that
-// event. The bytes are referenced, not copied, by the message: writeEvent
-// copies them once, into the chunk.
+// event. The bytes are referenced, not copied, by the message, and lent to
+// the writer, which writes them from where they lie (the pending vector
+// comes back empty, with a written one's pages).
 void RecordSession::writeBuffered(RecordTask& t, pid_t tid) {
   static_assert(sizeof(format::BufferedMappedFile) == sizeof(rec_sysbuf_mapped_file) &&
                 offsetof(format::BufferedMappedFile, slot) ==
@@ -859,8 +860,7 @@ void RecordSession::writeBuffered(RecordTask& t, pid_t tid) {
   auto batch = e.initBufferedSyscalls();
   batch.setCount(count);
   batch.adoptEntries(msg.getOrphanage().referenceExternalData(asData(pending.data(), pending.size())));
-  writer_->writeEvent(msg);
-  t.pendingBuffered.clear();
+  writer_->writeEvent(msg, t.pendingBuffered);  // moved, not copied
   if (t.sysbuf && t.sysbuf->buffer && scheduler_->isCurrent(t))
     t.sysbuf->buffer->header().limit = REC_SYSBUF_CAPACITY;  // nothing pending now
 }

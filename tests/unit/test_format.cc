@@ -18,7 +18,10 @@
 
 #include "temp_dir.h"
 #include "buffered_calls.h"
+#include "fast_hash.h"
 #include "trace_file.h"
+
+#include <xxhash.h>
 
 namespace fs = std::filesystem;
 using rec::format::BlobHash;
@@ -661,5 +664,127 @@ TEST_CASE("buffered syscalls: one event per batch, every entry checked", "[forma
     auto b = at(entries, readv + 88 + 8, 20, 8);
     b = at(b, readv + offsetof(rec::format::BufferedCallHeader, outLength), 24, 8);
     expectBad(b, 5, "output longer than the entry");
+  }
+}
+
+// Batches lent to the writer (writeEvent's `lent`): taken over, not copied,
+// and written as they lie, raw zstd blocks when their bytes do not
+// compress. Read back byte for byte, whatever mix of chunks they land in.
+TEST_CASE("lent batches: stored raw or compressed, read back exactly", "[format]") {
+  TempDir dir("rec-format");
+  std::mt19937_64 rng(11);
+  auto randomBytes = [&](size_t n, bool compressible) {
+    std::vector<std::byte> out(n);
+    for (auto& b : out) b = static_cast<std::byte>(compressible ? rng() % 3 : rng());
+    return out;
+  };
+  // Sizes around zstd's 128 KiB block and the 256 KiB sampling threshold.
+  struct Batch {
+    size_t bytes;
+    bool compressible;
+  };
+  const std::vector<Batch> batches = {{700 << 10, false}, {300 << 10, true},   {(1 << 20) + 24, false},
+                                      {100, false},       {128 << 10, false},  {5000, true},
+                                      {(2 << 20) + 8, false}, {(400 << 10) + 16, true}};
+  for (size_t maxChunk : {size_t{64} << 10, size_t{4} << 20}) {
+    CAPTURE(maxChunk);
+    std::string path = dir.file("lent.rec");
+    capnp::MallocMessageBuilder header;
+    fillHeader(header);
+    std::vector<std::vector<std::byte>> written;
+    std::vector<std::string> small;
+    WriterOptions options;
+    options.maxChunkBytes = maxChunk;
+    {
+      auto writer = TraceWriter::create(path, header, options);
+      std::vector<std::byte> lent;
+      for (size_t i = 0; i < batches.size(); ++i) {
+        capnp::MallocMessageBuilder before;
+        fillEvent(before, rng, static_cast<unsigned>(i));
+        small.push_back(text(before.getRoot<rec::schema::Event>().asReader()));
+        writer->writeEvent(before);
+        lent.clear();
+        appendCall(lent, 0, static_cast<int64_t>(batches[i].bytes),
+                   {{0x5000, randomBytes(batches[i].bytes, batches[i].compressible)}});
+        written.push_back(lent);
+        capnp::MallocMessageBuilder m;
+        auto e = m.initRoot<rec::schema::Event>();
+        e.setTid(7);
+        auto b = e.initBufferedSyscalls();
+        b.setCount(1);
+        b.adoptEntries(m.getOrphanage().referenceExternalData(
+            kj::arrayPtr(reinterpret_cast<const kj::byte*>(lent.data()), lent.size())));
+        writer->writeEvent(m, lent);
+        CHECK(lent.empty());
+      }
+      capnp::MallocMessageBuilder footer;
+      footer.initRoot<rec::schema::Footer>();
+      writer->finish(footer);
+    }
+    auto r = TraceReader::open(path);
+    CHECK(r->complete());
+    for (size_t i = 0; i < batches.size(); ++i) {
+      CAPTURE(i);
+      auto e = r->nextEvent();
+      REQUIRE(e);
+      CHECK(text(*e) == small[i]);
+      e = r->nextEvent();
+      REQUIRE(e);
+      REQUIRE(e->isBufferedSyscalls());
+      auto data = e->getBufferedSyscalls().getEntries();
+      REQUIRE(data.size() == written[i].size());
+      CHECK(std::memcmp(data.begin(), written[i].data(), data.size()) == 0);
+    }
+    CHECK(!r->nextEvent());
+    // The random batches were stored raw: the file is barely larger than
+    // its contents; with a chunk each, the compressible ones did shrink (a
+    // chunk that mixes both is stored or compressed as its largest piece
+    // says).
+    auto stats = r->stats();
+    size_t randomBytes = 0;
+    for (const Batch& b : batches)
+      if (!b.compressible) randomBytes += b.bytes;
+    CHECK(stats.compressedBytes > randomBytes);
+    CHECK(stats.compressedBytes < stats.uncompressedBytes + (1 << 10));
+    if (maxChunk < (1 << 20)) CHECK(stats.compressedBytes < randomBytes + (200 << 10));
+    // A flipped bit inside a stored block is caught by the payload hash.
+    auto bytes = readFile(path);
+    bytes[bytes.size() / 2] ^= std::byte{0x10};
+    auto damaged = TraceReader::openBytes(bytes, "d.rec");
+    CHECK_THROWS_WITH(
+        [&] {
+          while (damaged->nextEvent()) {
+          }
+        }(),
+        Catch::Contains("checksum mismatch"));
+  }
+}
+
+// The chunk checksums and blob hashes go through fast_hash (AVX2 where the
+// CPU has it): the values must be XXH3's, as the library computes them.
+TEST_CASE("fast_hash gives XXH3's values", "[format]") {
+  std::mt19937_64 rng(3);
+  std::vector<std::byte> data(3 << 20);
+  for (auto& b : data) b = static_cast<std::byte>(rng());
+  for (size_t size : {size_t{0}, size_t{1}, size_t{16}, size_t{17}, size_t{128}, size_t{129},
+                      size_t{240}, size_t{241}, size_t{1000}, size_t{1024}, size_t{65536 + 7},
+                      size_t{(1 << 20) + 3}, data.size()}) {
+    CAPTURE(size);
+    const std::byte* p = data.data() + (size < data.size() ? 1 : 0);  // unaligned too
+    if (size == data.size()) p = data.data();
+    CHECK(rec::format::xxh3_64(p, size) == XXH3_64bits(p, size));
+    uint64_t high = 0, low = 0;
+    rec::format::xxh3_128(p, size, &high, &low);
+    XXH128_hash_t h = XXH3_128bits(p, size);
+    CHECK(high == h.high64);
+    CHECK(low == h.low64);
+    // The same bytes in pieces of uneven sizes.
+    std::vector<rec::format::HashPiece> pieces;
+    for (size_t at = 0; at < size;) {
+      size_t n = std::min<size_t>(size - at, 1 + rng() % 300000);
+      pieces.push_back({p + at, n});
+      at += n;
+    }
+    CHECK(rec::format::xxh3_64(pieces) == XXH3_64bits(p, size));
   }
 }

@@ -26,6 +26,7 @@
 
 #include "code_patch.h"
 #include "cpu_info.h"
+#include "environment.h"
 #include "errors.h"
 #include "exit_codes.h"
 #include "process_maps.h"
@@ -46,12 +47,6 @@ volatile sig_atomic_t gRecordStopRequested = 0;
 volatile sig_atomic_t gRecordTimeoutExpired = 0;
 
 namespace {
-// A switch the environment turns off with NAME=off (on otherwise).
-bool offByEnvironment(const char* name) {
-  const char* value = ::getenv(name);
-  return value && std::string_view(value) == "off";
-}
-
 // REC_CPUS=N: the program's processes use at most N CPUs, `all`: every CPU
 // rec may use (0). Unset: one, the whole program on the header's CPU: under
 // load, a second CPU made make -j2's recording slower (cross-CPU ptrace stops

@@ -26,6 +26,7 @@
 #include <string_view>
 
 #include "code_patch.h"
+#include "environment.h"
 #include "errors.h"
 #include "exit_codes.h"
 #include "process_maps.h"
@@ -264,10 +265,7 @@ void ReplaySession::reachPoint(ReplayTask& t, const RecordedPoint& point, const 
   // (tracee/code_patch.h): a loop entered again and again (the thread pool's,
   // once per item) then costs no stop per entry. REC_POINT_JUMP_OVER=off
   // keeps the debug register (for measuring).
-  static const bool jumpOverAllowed = [] {
-    const char* v = ::getenv("REC_POINT_JUMP_OVER");
-    return !(v && std::string_view(v) == "off");
-  }();
+  static const bool jumpOverAllowed = !offByEnvironment("REC_POINT_JUMP_OVER");
   auto trampoline =
       buildTrampoline(page, ip, code, codeStart, point.entry, point.regs, point.words,
                       point.stack, xmm,

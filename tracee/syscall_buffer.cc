@@ -21,6 +21,7 @@
 #include <string_view>
 
 #include "code_patch.h"
+#include "environment.h"
 #include "errors.h"
 #include "exit_codes.h"
 #include "process_maps.h"
@@ -389,12 +390,7 @@ bool setsNumberBefore(const uint8_t (&code)[kSetsNumberWindow], long nr) {
   return false;
 }
 
-bool enabledByEnvironment() {
-  const char* v = std::getenv("REC_SYSCALL_BUFFER");
-  if (!v) return true;
-  std::string_view s(v);
-  return !(s == "off" || s == "0" || s == "no" || s == "false");
-}
+bool enabledByEnvironment() { return !offByEnvironment("REC_SYSCALL_BUFFER"); }
 
 namespace {
 
@@ -1004,11 +1000,7 @@ void setDeschedAbort(SysbufSpace& space) {
   if (space.buffer) space.buffer->header().desched_abort = 1;
 }
 
-bool blockStreamsByEnvironment() {
-  const char* v = std::getenv("REC_SYSBUF_BLOCK_STREAMS");
-  std::string_view s(v ? v : "");
-  return !(s == "off" || s == "0" || s == "no" || s == "false");
-}
+bool blockStreamsByEnvironment() { return !offByEnvironment("REC_SYSBUF_BLOCK_STREAMS"); }
 
 void setBlockStreams(SysbufSpace& space, bool on) {
   if (space.buffer && !space.disabled)

@@ -46,12 +46,10 @@ uint64_t blockedSignals(pid_t tid) {
   return 0;
 }
 
+// The whole XSAVE area: PTRACE_SETREGSET takes nothing shorter, and with
+// AVX-512 and AMX it is over 10 KiB.
 std::vector<uint8_t> extendedState(pid_t tid) {
-  std::vector<uint8_t> xsave(4096);
-  iovec iov{xsave.data(), xsave.size()};
-  if (::ptrace(PTRACE_GETREGSET, tid, reinterpret_cast<void*>(NT_X86_XSTATE), &iov) != 0) return {};
-  xsave.resize(iov.iov_len);
-  return xsave;
+  return readExtendedRegisters(tid);
 }
 
 void setExtendedState(pid_t tid, std::vector<uint8_t> xsave) {
@@ -245,7 +243,7 @@ bool ReplaySession::copyProcess(ReplaySession& copy, std::vector<ReplayTask*>& t
       parked.restore();
       if (child <= 0) return false;
       auto task = std::make_unique<ReplayTask>(t->recordedTid, child);
-      task->cpu = t->cpu;  // (the fork copied its affinity)
+      task->cpu = t->cpu;              // (the fork copied its affinity)
       Stop first = task->task.wait();  // its first stop, PTRACE_EVENT_STOP
       if (first.kind == StopKind::Exited) return false;
       copy.tasks_[t->recordedTid] = std::move(task);

@@ -348,9 +348,21 @@ user_regs_struct applyRegisterDelta(user_regs_struct predicted, const RegisterDe
   return predicted;
 }
 
+namespace {
+// The largest XSAVE area this CPU can need (CPUID leaf 0xD: ECX); over
+// 10 KiB with AMX. PTRACE_SETREGSET refuses anything shorter than the
+// kernel's full size, so reads must not truncate.
+size_t xsaveAreaSize() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid_count(0xd, 0, &eax, &ebx, &ecx, &edx)) return 4096;
+  return std::max<size_t>(ecx, 4096);
+}
+}  // namespace
+
 std::vector<uint8_t> readExtendedRegisters(pid_t tid) {
-  static thread_local std::unique_ptr<uint8_t[]> buffer(new uint8_t[16384]);
-  iovec iov{buffer.get(), 16384};
+  static const size_t size = xsaveAreaSize();
+  static thread_local std::unique_ptr<uint8_t[]> buffer(new uint8_t[size]);
+  iovec iov{buffer.get(), size};
   if (::ptrace(PTRACE_GETREGSET, tid, reinterpret_cast<void*>(NT_X86_XSTATE), &iov) != 0) return {};
   return std::vector<uint8_t>(buffer.get(), buffer.get() + iov.iov_len);
 }

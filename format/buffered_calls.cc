@@ -17,14 +17,23 @@ std::string checkBufferedCalls(std::span<const std::byte> entries, uint32_t coun
     std::memcpy(&h, entries.data() + at, sizeof h);
     if (h.size < sizeof h || h.size % 8 != 0 || h.size > left)
       return problem("bad size " + std::to_string(h.size));
-    if (h.zero > 1) return problem("bad zero flag " + std::to_string(h.zero));
+    if (h.flags & ~(kBufferedZero | kBufferedEchoStdout | kBufferedEchoStderr))
+      return problem("bad flags " + std::to_string(h.flags));
+    const bool zero = bufferedZero(h);
     if (h.ranges > kMaxBufferedRanges) return problem("too many ranges");
     if (h.outLength > kMaxBufferedLength) return problem("bad output length");
     const uint64_t body = h.size - sizeof h;
     if (bufferedMapsFile(h) && (h.outLength || h.ranges || body < sizeof(BufferedMappedFile)))
       return problem("an mmap of a file without its file");
+    if (h.flags & (kBufferedEchoStdout | kBufferedEchoStderr)) {
+      if ((h.flags & (kBufferedEchoStdout | kBufferedEchoStderr)) ==
+              (kBufferedEchoStdout | kBufferedEchoStderr) ||
+          zero || h.outLength || h.ranges || h.result <= 0 ||
+          static_cast<uint64_t>(h.result) > body)
+        return problem("bad output of the program");
+    }
     if (!h.ranges) {
-      if (!h.zero && h.outLength > body) return problem("output longer than the entry");
+      if (!zero && h.outLength > body) return problem("output longer than the entry");
     } else {
       const uint64_t table = uint64_t{h.ranges} * sizeof(BufferedRange);
       if (table > body) return problem("ranges past the entry's end");
@@ -37,7 +46,7 @@ std::string checkBufferedCalls(std::span<const std::byte> entries, uint32_t coun
         stored += bufferedPad(r.length);
       }
       if (total != h.outLength) return problem("ranges disagree with the output length");
-      if (!h.zero && stored > body - table) return problem("output longer than the entry");
+      if (!zero && stored > body - table) return problem("output longer than the entry");
     }
     at += h.size;
     ++n;

@@ -26,8 +26,20 @@ struct BufferedCallHeader {
   uint64_t outAddress;  // ranges == 0: where the call wrote
   uint64_t outLength;   // bytes the call wrote, in all
   uint32_t ranges;      // > 0: a vector read's ranges, in the order written
-  uint32_t zero;        // 1: every byte written was zero, none stored
+  uint32_t flags;       // kBuffered*
 };
+inline constexpr uint32_t kBufferedZero = 1;  // every byte written was zero, none stored
+// A write to the program's stdout (stderr): it wrote no memory (outLength 0,
+// no ranges); its entry stores the `result` bytes it wrote, which replay shows.
+inline constexpr uint32_t kBufferedEchoStdout = 2;
+inline constexpr uint32_t kBufferedEchoStderr = 4;
+inline bool bufferedZero(const BufferedCallHeader& h) {
+  return h.flags & kBufferedZero;
+}
+// 1 or 2: the output a checked entry wrote to (0: none).
+inline int bufferedEchoFd(const BufferedCallHeader& h) {
+  return (h.flags & kBufferedEchoStdout) ? 1 : (h.flags & kBufferedEchoStderr) ? 2 : 0;
+}
 static_assert(sizeof(BufferedCallHeader) == 88);
 
 struct BufferedRange {
@@ -57,6 +69,13 @@ inline constexpr uint64_t bufferedPad(uint64_t n) { return (n + 7) & ~uint64_t{7
 // else the problem, naming the entry and its byte offset.
 std::string checkBufferedCalls(std::span<const std::byte> entries, uint32_t count);
 
+// The bytes a checked entry wrote to the program's output (empty: none).
+inline std::span<const std::byte> bufferedEcho(const BufferedCallHeader& h,
+                                               const std::byte* entry) {
+  if (!bufferedEchoFd(h)) return {};
+  return {entry + sizeof h, static_cast<size_t>(h.result)};
+}
+
 // One memory range a call wrote: data == nullptr for zeros.
 struct BufferedWrite {
   uint64_t address = 0;
@@ -82,15 +101,15 @@ template <typename F>
 void forEachBufferedWrite(const BufferedCallHeader& h, const std::byte* entry, F&& f) {
   const std::byte* data = entry + sizeof h;
   if (!h.ranges) {
-    if (h.outLength) f(BufferedWrite{h.outAddress, h.outLength, h.zero ? nullptr : data});
+    if (h.outLength) f(BufferedWrite{h.outAddress, h.outLength, bufferedZero(h) ? nullptr : data});
     return;
   }
   const std::byte* bytes = data + h.ranges * sizeof(BufferedRange);
   for (uint32_t i = 0; i < h.ranges; ++i) {
     BufferedRange r;
     std::memcpy(&r, data + i * sizeof r, sizeof r);
-    f(BufferedWrite{r.address, r.length, h.zero ? nullptr : bytes});
-    if (!h.zero) bytes += bufferedPad(r.length);
+    f(BufferedWrite{r.address, r.length, bufferedZero(h) ? nullptr : bytes});
+    if (!bufferedZero(h)) bytes += bufferedPad(r.length);
   }
 }
 

@@ -85,8 +85,8 @@ uint64_t RecordSession::tscNow() {
     uint64_t ns = monotonicRawNs();
     while (ns - tscNsBase_ < 200000) ns = monotonicRawNs();
     const uint64_t ticks = __rdtsc() - tscBase_;
-    tscMult_ = static_cast<uint64_t>((static_cast<unsigned __int128>(ticks) << 32) /
-                                     (ns - tscNsBase_));
+    tscMult_ =
+        static_cast<uint64_t>((static_cast<unsigned __int128>(ticks) << 32) / (ns - tscNsBase_));
     if (!tscMult_) tscMult_ = uint64_t{1} << 32;
   }
   const uint64_t ns = monotonicRawNs() - tscNsBase_;
@@ -185,6 +185,7 @@ int RecordSession::run() {
   parallel_ = !offByEnvironment("REC_PARALLEL");
   const size_t mostCpus = cpusByEnvironment();
   blockStreams_ = parallel_ && syscallBuffer_ && sysbuf::blockStreamsByEnvironment();
+  echoOutput_ = sysbuf::echoOutputByEnvironment();
   int lanes = 1;
   if (parallel_) {
     cpu_set_t allowed;
@@ -233,10 +234,12 @@ int RecordSession::run() {
   t.setState(RecordTask::State::Running);
   scheduler_->adopt(t);
   scheduler_->setStarter([this](RecordTask& task) { startTask(task); });
+  scheduler_->setSoloHooks(
+      [this](RecordTask& task, bool alone) { openEchoWindow(task, alone); },
+      [](RecordTask& task) { return !task.sysbuf || sysbuf::closeEchoWindow(*task.sysbuf); });
   if (parallel_) {
-    scheduler_->setParallel(lanes, [this](const RecordTask& a, const RecordTask& b) {
-      return independent(a, b);
-    });
+    scheduler_->setParallel(
+        lanes, [this](const RecordTask& a, const RecordTask& b) { return independent(a, b); });
     scheduler_->setExclusiveStarter([this](RecordTask& task) { startAlone(task); });
   }
 

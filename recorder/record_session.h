@@ -191,7 +191,10 @@ class RecordSession {
   // Whether fd `fd` of the process pidfd `pidfd` of `t` names is the
   // program's stdout (1), stderr (2) or neither (0).
   int originInProcessOf(RecordTask& t, uint64_t pidfd, uint64_t fd);
-  std::vector<long> bufferOutputFds(const SysbufSpace& space);
+  std::vector<sysbuf::OutputFd> bufferOutputFds(const SysbufSpace& space);
+  // Lets the buffer take t's writes to the program's output while t
+  // executes alone (docs/syscall-buffer.md "The program's output").
+  void openEchoWindow(RecordTask& t, bool alone);
   // Emulated ptrace between tracees (ptrace_emulation.cc).
   bool answerPtrace(RecordTask& t);
   bool stopAtVforkDoneForPtracer(RecordTask& t);
@@ -310,6 +313,9 @@ class RecordSession {
   // Pipes and sockets blocking inside the buffer of a process that may
   // execute beside others (REC_SYSBUF_BLOCK_STREAMS; parallel mode only).
   bool blockStreams_ = false;
+  // Writes to the program's stdout/stderr through the buffer while the
+  // writer executes alone (REC_SYSBUF_ECHO).
+  bool echoOutput_ = true;
 };
 
 // Set by rec's SIGTERM/SIGHUP handler; the session then kills the tracees

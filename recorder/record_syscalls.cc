@@ -289,7 +289,7 @@ bool RecordSession::answerVsyscall(RecordTask& t) {
       break;
     case SYS_getcpu: {
       unsigned cpu = 0, node = 0;
-      ::getcpu(&cpu, &node);  // (the node of rec's CPU)
+      ::getcpu(&cpu, &node);                               // (the node of rec's CPU)
       if (t.cpu >= 0) cpu = static_cast<unsigned>(t.cpu);  // the task's own CPU
       put(t.args[0], cpu);
       put(t.args[1], node);
@@ -639,8 +639,8 @@ void RecordSession::finishSyscallEvent(RecordTask& t, capnp::MallocMessageBuilde
                    static_cast<int>(t.args[2]));
       if (result >= 0 && t.sysbuf && !file) {
         std::vector<std::pair<SysbufPatch, bool>> done;
-        prepatchMapping(t, *t.sysbuf, t.timeSpace.get(), hash.hex(), fdPath, m.getStart(), m.getEnd(), t.args[5],
-                        static_cast<int>(t.args[2]), done);
+        prepatchMapping(t, *t.sysbuf, t.timeSpace.get(), hash.hex(), fdPath, m.getStart(),
+                        m.getEnd(), t.args[5], static_cast<int>(t.args[2]), done);
         if (!done.empty())
           writePatches(s.initBufferPatches(static_cast<unsigned>(done.size())), done);
       }
@@ -834,17 +834,19 @@ void RecordSession::writeBuffered(RecordTask& t, pid_t tid) {
   static_assert(sizeof(format::BufferedMappedFile) == sizeof(rec_sysbuf_mapped_file) &&
                 offsetof(format::BufferedMappedFile, slot) ==
                     offsetof(rec_sysbuf_mapped_file, slot));
-  static_assert(sizeof(format::BufferedCallHeader) == sizeof(rec_sysbuf_entry) &&
-                offsetof(format::BufferedCallHeader, number) == offsetof(rec_sysbuf_entry, nr) &&
-                offsetof(format::BufferedCallHeader, result) == offsetof(rec_sysbuf_entry, result) &&
-                offsetof(format::BufferedCallHeader, args) == offsetof(rec_sysbuf_entry, args) &&
-                offsetof(format::BufferedCallHeader, outAddress) ==
-                    offsetof(rec_sysbuf_entry, out_addr) &&
-                offsetof(format::BufferedCallHeader, outLength) ==
-                    offsetof(rec_sysbuf_entry, out_len) &&
-                offsetof(format::BufferedCallHeader, ranges) == offsetof(rec_sysbuf_entry, ranges) &&
-                offsetof(format::BufferedCallHeader, zero) == offsetof(rec_sysbuf_entry, zero) &&
-                sizeof(format::BufferedRange) == sizeof(rec_sysbuf_range));
+  static_assert(
+      sizeof(format::BufferedCallHeader) == sizeof(rec_sysbuf_entry) &&
+      offsetof(format::BufferedCallHeader, number) == offsetof(rec_sysbuf_entry, nr) &&
+      offsetof(format::BufferedCallHeader, result) == offsetof(rec_sysbuf_entry, result) &&
+      offsetof(format::BufferedCallHeader, args) == offsetof(rec_sysbuf_entry, args) &&
+      offsetof(format::BufferedCallHeader, outAddress) == offsetof(rec_sysbuf_entry, out_addr) &&
+      offsetof(format::BufferedCallHeader, outLength) == offsetof(rec_sysbuf_entry, out_len) &&
+      offsetof(format::BufferedCallHeader, ranges) == offsetof(rec_sysbuf_entry, ranges) &&
+      offsetof(format::BufferedCallHeader, flags) == offsetof(rec_sysbuf_entry, flags) &&
+      format::kBufferedZero == REC_SYSBUF_ENTRY_ZERO &&
+      format::kBufferedEchoStdout == REC_SYSBUF_ENTRY_ECHO_STDOUT &&
+      format::kBufferedEchoStderr == REC_SYSBUF_ENTRY_ECHO_STDERR &&
+      sizeof(format::BufferedRange) == sizeof(rec_sysbuf_range));
   const std::vector<std::byte>& pending = t.pendingBuffered;
   if (pending.empty()) return;
   uint32_t count = 0;
@@ -859,7 +861,8 @@ void RecordSession::writeBuffered(RecordTask& t, pid_t tid) {
   e.setTid(tid);
   auto batch = e.initBufferedSyscalls();
   batch.setCount(count);
-  batch.adoptEntries(msg.getOrphanage().referenceExternalData(asData(pending.data(), pending.size())));
+  batch.adoptEntries(
+      msg.getOrphanage().referenceExternalData(asData(pending.data(), pending.size())));
   writer_->writeEvent(msg, t.pendingBuffered);  // moved, not copied
   if (t.sysbuf && t.sysbuf->buffer && scheduler_->isCurrent(t))
     t.sysbuf->buffer->header().limit = REC_SYSBUF_CAPACITY;  // nothing pending now
@@ -965,9 +968,9 @@ bool RecordSession::startBuffer(RecordTask& t, SysbufSpace& space, StraySignals&
     updateBufferFdTables(space);
   } else {
     // The new image's space, right after exec: `t` is its only task.
-    std::vector<long> fds;
+    std::vector<sysbuf::OutputFd> fds;
     if (t.fds)
-      for (long fd : t.fds->fds()) fds.push_back(fd);
+      for (long fd : t.fds->fds()) fds.push_back({fd, t.fds->originOf(fd)});
     sysbuf::setOutputFds(space, fds);
     sysbuf::setFdTables(space, false);
   }
@@ -983,8 +986,8 @@ bool RecordSession::startBuffer(RecordTask& t, SysbufSpace& space, StraySignals&
 // address space: no other one can be running in or returning into the new
 // mapping.
 void RecordSession::prepatchMapping(RecordTask& t, SysbufSpace& space, TimeShimSpace* timeSpace,
-                                    const std::string& file, const std::string& readPath, uint64_t start, uint64_t end,
-                                    uint64_t offset, int prot,
+                                    const std::string& file, const std::string& readPath,
+                                    uint64_t start, uint64_t end, uint64_t offset, int prot,
                                     std::vector<std::pair<SysbufPatch, bool>>& done) {
   if (!(prot & PROT_EXEC) || end <= start) return;
   space.noteCode(start, end, offset, file);
@@ -1022,9 +1025,8 @@ void RecordSession::prepatchMapping(RecordTask& t, SysbufSpace& space, TimeShimS
 // Patched as the mapping appears, while `t` is the space's one task: no
 // task stands inside the new code.
 void RecordSession::prepatchRdtsc(RecordTask& t, SysbufSpace& space, TimeShimSpace& timeSpace,
-                                  const std::string& file,
-                                  const std::string& readPath, uint64_t start, uint64_t end,
-                                  uint64_t offset,
+                                  const std::string& file, const std::string& readPath,
+                                  uint64_t start, uint64_t end, uint64_t offset,
                                   std::vector<std::pair<SysbufPatch, bool>>& done) {
   if (!timeShim_ || !rdtscShim_ || timeSpace.disabled) return;
   std::vector<const RdtscSite*> inside;
@@ -1038,9 +1040,8 @@ void RecordSession::prepatchRdtsc(RecordTask& t, SysbufSpace& space, TimeShimSpa
   }
   if (inside.empty()) return;
   // The code of all of them in one read (ld.so's 8 lie within 15 KiB).
-  auto [first, last] = std::minmax_element(inside.begin(), inside.end(), [](auto* a, auto* b) {
-    return a->fileOffset < b->fileOffset;
-  });
+  auto [first, last] = std::minmax_element(
+      inside.begin(), inside.end(), [](auto* a, auto* b) { return a->fileOffset < b->fileOffset; });
   const uint64_t from = start + ((*first)->fileOffset - offset);
   const uint64_t to = std::min(end, start + ((*last)->fileOffset - offset) + 64);
   std::vector<uint8_t> code(to - from);
@@ -1051,8 +1052,8 @@ void RecordSession::prepatchRdtsc(RecordTask& t, SysbufSpace& space, TimeShimSpa
     const uint64_t site = start + (s->fileOffset - offset);
     if (site - from >= code.size()) continue;
     const std::span<const uint8_t> at = std::span<const uint8_t>(original).subspan(site - from);
-    auto patch = sysbuf::planRdtscPatch(t.task, space, site,
-                                        s->kind == TscInstruction::Rdtscp ? 2 : 1, s->moveLength, at);
+    auto patch = sysbuf::planRdtscPatch(
+        t.task, space, site, s->kind == TscInstruction::Rdtscp ? 2 : 1, s->moveLength, at);
     if (!patch) continue;
     StraySignals strays;
     if (!timeSpace.log) {
@@ -1084,7 +1085,8 @@ void RecordSession::prepatchRdtsc(RecordTask& t, SysbufSpace& space, TimeShimSpa
       slotRuns.emplace_back(address, std::move(bytes));
     }
   }
-  for (const auto& [address, bytes] : slotRuns) t.task.writeForced(address, bytes.data(), bytes.size());
+  for (const auto& [address, bytes] : slotRuns)
+    t.task.writeForced(address, bytes.data(), bytes.size());
   if (lo < hi) t.task.writeForced(lo, code.data() + (lo - from), hi - lo);
 }
 
@@ -1160,11 +1162,15 @@ void RecordSession::writePatches(capnp::List<schema::BufferPatch>::Builder out,
 // "Blocking"). Without one (no permission: perf_event_paranoid above 1 for
 // an unprivileged user) such calls stay traced.
 void RecordSession::ensureDesched(RecordTask& t) {
-  if (blocking_ == sysbuf::Blocking::NoWait || t.deschedTried || !t.sysbuf ||
-      !t.sysbuf->buffer || t.sysbuf->disabled || t.compat || !t.row)
+  if (blocking_ == sysbuf::Blocking::NoWait || t.deschedTried || !t.sysbuf || !t.sysbuf->buffer ||
+      t.sysbuf->disabled || t.compat || !t.row)
     return;
   const int64_t result = t.task.regs().result();
   if (result <= -512 && result >= -516) return;  // -ERESTART*: a signal comes first
+  // EPIPE's SIGPIPE (EFBIG's SIGXFSZ) is delivered at this exit: the remote
+  // calls that open the event would take it in first, and it would come
+  // later, elsewhere (as for patchSyscallSite). The next such call opens it.
+  if (result == -EPIPE || result == -EFBIG) return;
   if (!sysbuf::mayBlockInBuffer(*t.row, t.args, blocking_ == sysbuf::Blocking::Desched)) return;
   t.deschedTried = true;
   sysbuf::setDeschedStreams(*t.sysbuf, blocking_ == sysbuf::Blocking::Desched);
@@ -1172,8 +1178,7 @@ void RecordSession::ensureDesched(RecordTask& t) {
   t.desched = sysbuf::openDesched(t.task, *t.sysbuf, strays);
   absorbStrays(t, strays);
   if (options_.verbose)
-    fmt::print(stderr, "rec: task {}: {} desched event\n", t.task.tid(),
-               t.desched ? "a" : "no");
+    fmt::print(stderr, "rec: task {}: {} desched event\n", t.task.tid(), t.desched ? "a" : "no");
 }
 
 // A file mapped MAP_SHARED is watched: from now on writes to it stay
@@ -1187,8 +1192,7 @@ void RecordSession::updateBufferDenials() {
 // A file stored whole from a private mmap: the buffers take its later
 // private, non-executable mmaps while it stays unchanged.
 void RecordSession::noteStoredFile(const sysbuf::StoredFile& file) {
-  if (!fileMmapsBuffered_ || !syscallBuffer_ || storedFiles_.size() >= REC_SYSBUF_FILES_MAX)
-    return;
+  if (!fileMmapsBuffered_ || !syscallBuffer_ || storedFiles_.size() >= REC_SYSBUF_FILES_MAX) return;
   storedFiles_.push_back(file);
   for (auto& [tid, u] : tasks_)
     if (u->sysbuf) sysbuf::setStoredFiles(*u->sysbuf, storedFiles_);
@@ -1204,11 +1208,11 @@ std::vector<sysbuf::FileId> RecordSession::bufferWatchedFiles() const {
 // The fds that are stdout/stderr in any file table of the tasks one buffer
 // serves: threads that unshared their table (unshare(CLONE_FILES)) share the
 // address space, and so the buffer, but not the fds.
-std::vector<long> RecordSession::bufferOutputFds(const SysbufSpace& space) {
-  std::vector<long> fds;
+std::vector<sysbuf::OutputFd> RecordSession::bufferOutputFds(const SysbufSpace& space) {
+  std::vector<sysbuf::OutputFd> fds;
   for (auto& [tid, u] : tasks_)
     if (u->sysbuf.get() == &space && u->fds)
-      for (long fd : u->fds->fds()) fds.push_back(fd);
+      for (long fd : u->fds->fds()) fds.push_back({fd, u->fds->originOf(fd)});
   return fds;
 }
 
@@ -1226,6 +1230,15 @@ void RecordSession::updateBufferOutputFds(RecordTask& t) {
     sysbuf::setOutputFds(*space, bufferOutputFds(*space));
     updateBufferFdTables(*space);
   }
+}
+
+void RecordSession::openEchoWindow(RecordTask& t, bool alone) {
+  if (!t.sysbuf || !t.sysbuf->buffer) return;
+  // Threads with file tables of their own (the buffer's fd cache is off
+  // then: updateBufferFdTables) share the buffer, which knows an fd's
+  // origin, stdout or stderr, for one table only.
+  const bool oneTable = !t.sysbuf->buffer->header().fd_cache_off;
+  sysbuf::setEchoWindow(*t.sysbuf, alone && oneTable && echoOutput_);
 }
 
 // The buffer remembers what it found per fd only while every live task of

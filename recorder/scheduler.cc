@@ -89,7 +89,11 @@ void Scheduler::noteRunning(RecordTask& t) {
   if (isCurrent(t)) return;
   t.sliceStart = Clock::now();
   if (lanes_ <= 1) running_.clear();  // serial: the one current task
-  if (!running_.empty()) ++parallelStarts_;
+  if (!running_.empty()) {
+    ++parallelStarts_;
+    if (closeBeside_)
+      for (RecordTask* u : running_) closeBeside_(*u);
+  }
   running_.push_back(&t);
   mostAtOnce_ = std::max(mostAtOnce_, running_.size());
 }
@@ -97,6 +101,7 @@ void Scheduler::noteRunning(RecordTask& t) {
 void Scheduler::run(RecordTask& t, Task::Resume how, int signal) {
   noteRunning(t);
   lastRun_ = &t;
+  if (resumed_) resumed_(t, running_.size() == 1);
   t.resume(how, signal);
 }
 
@@ -134,8 +139,11 @@ bool Scheduler::mayStart(const RecordTask& t) const {
   if (running_.empty()) return true;
   if (inExclusive_) return false;
   if (running_.size() >= lanes_ || !independent_) return false;
-  return std::all_of(running_.begin(), running_.end(),
-                     [&](const RecordTask* r) { return independent_(t, *r); });
+  if (!std::all_of(running_.begin(), running_.end(),
+                   [&](const RecordTask* r) { return independent_(t, *r); }))
+    return false;
+  return !closeBeside_ || std::all_of(running_.begin(), running_.end(),
+                                      [&](RecordTask* r) { return closeBeside_(*r); });
 }
 
 void Scheduler::parkExclusive(RecordTask& t) {
@@ -158,10 +166,11 @@ void Scheduler::scheduleIfIdle() {
       if (lanes_ <= 1 || running_.size() >= lanes_ || inExclusive_) return;
       std::vector<size_t> fit;
       for (size_t i = 0; i < ready_.size(); ++i)
-        if (ready_[i]->state() != RecordTask::State::Ready || mayStart(*ready_[i])) fit.push_back(i);
+        if (ready_[i]->state() != RecordTask::State::Ready || mayStart(*ready_[i]))
+          fit.push_back(i);
       if (fit.empty()) return;
-      size_t pick = fit[std::uniform_int_distribution<size_t>(0, fit.size() - 1)(
-          chaos_.enabled ? chaosRandom_ : pickRandom_)];
+      size_t pick = fit[std::uniform_int_distribution<size_t>(
+          0, fit.size() - 1)(chaos_.enabled ? chaosRandom_ : pickRandom_)];
       startReady(pick);
       continue;
     }

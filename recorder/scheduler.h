@@ -84,6 +84,16 @@ class Scheduler {
   void setExclusiveStarter(std::function<void(RecordTask&)> starter) {
     exclusiveStarter_ = std::move(starter);
   }
+  // The buffer's output window (docs/syscall-buffer.md "The program's
+  // output"): `resumed(t, alone)` for each task run() resumes, whether it
+  // executes alone; `closeBeside(u)` for each executing task before another
+  // starts beside it: false while u is inside an output write (nothing
+  // starts beside it meanwhile).
+  void setSoloHooks(std::function<void(RecordTask&, bool)> resumed,
+                    std::function<bool(RecordTask&)> closeBeside) {
+    resumed_ = std::move(resumed);
+    closeBeside_ = std::move(closeBeside);
+  }
   // Lanes started beside an executing task, and the most executing at once.
   uint64_t parallelStarts() const { return parallelStarts_; }
   size_t mostAtOnce() const { return mostAtOnce_; }
@@ -157,6 +167,8 @@ class Scheduler {
   RecordTask* exclusive_ = nullptr;  // parked at a syscall entry until alone
   RecordTask* inExclusive_ = nullptr;  // in that syscall now
   std::function<void(RecordTask&)> exclusiveStarter_;
+  std::function<void(RecordTask&, bool)> resumed_;
+  std::function<bool(RecordTask&)> closeBeside_;
   uint64_t parallelStarts_ = 0;
   size_t mostAtOnce_ = 0;
   void noteRunning(RecordTask& t);

@@ -205,6 +205,7 @@ class ReplaySession {
   bool applyRlimit(ReplayTask& t, schema::SyscallEvent::Reader e);
   Stop waitSyscallExit(ReplayTask& t);
   void echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e);
+  static void showOutput(int fd, std::span<const std::byte> data);
   void remapExecFiles(ReplayTask& t, schema::ExecEvent::Reader e);
   std::optional<format::BlobHash> diskFileHash(const std::string& path);
   void patchRdtsc(ReplayTask& t, schema::Mapping::Reader m);

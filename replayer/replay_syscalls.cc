@@ -19,6 +19,7 @@
 #include <array>
 #include <cstring>
 
+#include "buffered_calls.h"
 #include "code_patch.h"
 #include "errors.h"
 #include "exit_codes.h"
@@ -251,6 +252,11 @@ void ReplaySession::echoOutput(ReplayTask& t, schema::SyscallEvent::Reader e) {
   } else if (w.data == sys::Data::Buffer) {
     data = t.task.readBytes(args[w.dataArg], total);
   }
+  showOutput(fd, data);
+}
+
+// The program's output, on rec's own stdout (fd 1) or stderr (2).
+void ReplaySession::showOutput(int fd, std::span<const std::byte> data) {
   size_t done = 0;
   while (done < data.size()) {
     ssize_t n = ::write(fd, data.data() + done, data.size() - done);
@@ -509,6 +515,15 @@ void ReplaySession::onBufferedSyscalls(ReplayTask& t, schema::BufferedSyscalls::
                                          entries.size());
   switch (sysbuf::enqueue(*t.sysbuf, bytes)) {
     case sysbuf::Enqueued::Ok:
+      // Writes to the program's output among them: shown now, in trace
+      // order (the recording made them while the task executed alone, and
+      // the batch precedes the task's next event).
+      if (eventIndex_ >= echoFrom_)
+        format::forEachBufferedCall(
+            bytes, [&](const format::BufferedCallHeader& h, const std::byte* entry) {
+              if (int fd = format::bufferedEchoFd(h))
+                showOutput(fd, format::bufferedEcho(h, entry));
+            });
       // Stored files the batch maps: the buffer code maps replay's copy.
       for (const sysbuf::MappedFileRef& ref : sysbuf::mappedFiles(bytes)) {
         const std::string& file = blobs_->path(format::BlobHash::fromBytes(ref.hash));

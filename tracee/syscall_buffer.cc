@@ -1,19 +1,20 @@
 #include "syscall_buffer.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <linux/kcmp.h>
 #include <linux/perf_event.h>
-#include <sys/resource.h>
-#include <fmt/format.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/utsname.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -48,8 +49,7 @@ SysbufMemory::~SysbufMemory() {
   if (base_) ::munmap(base_, REC_SYSBUF_SIZE);
 }
 
-void SysbufSpace::noteCode(uint64_t start, uint64_t end, uint64_t offset,
-                           const std::string& file) {
+void SysbufSpace::noteCode(uint64_t start, uint64_t end, uint64_t offset, const std::string& file) {
   // A new mapping replaces whatever lay in its range.
   auto it = code.lower_bound(start);
   if (it != code.begin() && std::prev(it)->second.end > start) --it;
@@ -74,17 +74,16 @@ namespace {
 constexpr uint64_t kSlotsOffset = 16;
 constexpr uint64_t kSlotSize = 32;
 constexpr unsigned kSlotsPerPage = (kPageSize - kSlotsOffset) / kSlotSize;
-constexpr uint64_t kSlotCmp = 19;   // where the displaced `cmp` runs in a slot
-constexpr uint64_t kPatchSize = 9;  // at most: `syscall` (2) + `mov %rax,disp32(%rip)` (7)
-constexpr uint64_t kPatchRead = 16; // what is read at a site to find out (padding after a `ret`)
+constexpr uint64_t kSlotCmp = 19;    // where the displaced `cmp` runs in a slot
+constexpr uint64_t kPatchSize = 9;   // at most: `syscall` (2) + `mov %rax,disp32(%rip)` (7)
+constexpr uint64_t kPatchRead = 16;  // what is read at a site to find out (padding after a `ret`)
 
 // `mov %eax,disp32(%reg)` (no SIB, not rip-relative): a store of the
 // result that runs the same anywhere (ld.so's set_tid_address: `mov
 // %eax,0x2d0(%rbx)`, the tid into the thread's descriptor).
 bool baseDisp32Store(const uint8_t* insn) {
   const uint8_t modrm = insn[1];
-  return insn[0] == 0x89 && (modrm & 0xc0) == 0x80 && (modrm & 0x07) != 0x04 &&
-         (modrm & 0x38) == 0;
+  return insn[0] == 0x89 && (modrm & 0xc0) == 0x80 && (modrm & 0x07) != 0x04 && (modrm & 0x38) == 0;
 }
 
 // The bytes a patch replaces at a site: `syscall` and the compare after it
@@ -189,7 +188,8 @@ std::vector<uint8_t> rdtscSlotCode(uint64_t slot, const SysbufPatch& patch,
   c.insert(c.end(), {0x48, 0x8d, 0xa4, 0x24, 0x80, 0x00, 0x00, 0x00});  // lea 128(%rsp),%rsp
   c.insert(c.end(), displaced.begin(), displaced.end());
   c.push_back(0xe9);  // jmp back after the displaced bytes
-  put32(c, static_cast<int64_t>(patch.site + patch.length) - static_cast<int64_t>(slot + c.size() + 4));
+  put32(c, static_cast<int64_t>(patch.site + patch.length) -
+               static_cast<int64_t>(slot + c.size() + 4));
   while (c.size() < REC_RDTSC_SLOT_SITE) c.push_back(0xcc);
   for (int i = 0; i < 8; ++i) c.push_back(static_cast<uint8_t>(patch.site >> (8 * i)));
   return c;
@@ -264,14 +264,30 @@ void fillPolicy(rec_sysbuf_header& h) {
     }
     const bool vector = p.out_kind == REC_SYSBUF_OUT_IOVEC || p.out_kind == REC_SYSBUF_IN_IOVEC;
     switch (row.buffer.fd) {
-      case sys::BufferFd::NotOutput: p.fd_check = REC_SYSBUF_FD_NOT_OUTPUT; break;
-      case sys::BufferFd::Close: p.fd_check = REC_SYSBUF_FD_CLOSE; break;
-      case sys::BufferFd::PathOpen: p.fd_check = REC_SYSBUF_PATH_OPEN; break;
-      case sys::BufferFd::Quiet: p.fd_check = REC_SYSBUF_FD_READ; break;
-      case sys::BufferFd::MmapAnon: p.fd_check = REC_SYSBUF_MMAP_ANON; break;
-      case sys::BufferFd::Again: p.fd_check = REC_SYSBUF_AGAIN; break;
-      case sys::BufferFd::Brk: p.fd_check = REC_SYSBUF_BRK; break;
-      case sys::BufferFd::SigMask: p.fd_check = REC_SYSBUF_SIGMASK; break;
+      case sys::BufferFd::NotOutput:
+        p.fd_check = REC_SYSBUF_FD_NOT_OUTPUT;
+        break;
+      case sys::BufferFd::Close:
+        p.fd_check = REC_SYSBUF_FD_CLOSE;
+        break;
+      case sys::BufferFd::PathOpen:
+        p.fd_check = REC_SYSBUF_PATH_OPEN;
+        break;
+      case sys::BufferFd::Quiet:
+        p.fd_check = REC_SYSBUF_FD_READ;
+        break;
+      case sys::BufferFd::MmapAnon:
+        p.fd_check = REC_SYSBUF_MMAP_ANON;
+        break;
+      case sys::BufferFd::Again:
+        p.fd_check = REC_SYSBUF_AGAIN;
+        break;
+      case sys::BufferFd::Brk:
+        p.fd_check = REC_SYSBUF_BRK;
+        break;
+      case sys::BufferFd::SigMask:
+        p.fd_check = REC_SYSBUF_SIGMASK;
+        break;
       case sys::BufferFd::Stream:
       case sys::BufferFd::SocketMsg:
         // (fd, buf, len, ...) or (fd, iov, count): a read when it returns
@@ -283,8 +299,8 @@ void fillPolicy(rec_sysbuf_header& h) {
                              p.out_arg == 1
                          ? REC_SYSBUF_FD_READ_STREAM
                          : REC_SYSBUF_FD_WRITE_STREAM;
-        p.nowait = row.buffer.fd == sys::BufferFd::Stream ? REC_SYSBUF_NOWAIT_RWF
-                                                          : REC_SYSBUF_NOWAIT_MSG;
+        p.nowait =
+            row.buffer.fd == sys::BufferFd::Stream ? REC_SYSBUF_NOWAIT_RWF : REC_SYSBUF_NOWAIT_MSG;
         break;
       case sys::BufferFd::Default:
         if (row.fdWrite.data == sys::Data::Buffer || row.fdWrite.data == sys::Data::Iovec)
@@ -390,7 +406,9 @@ bool setsNumberBefore(const uint8_t (&code)[kSetsNumberWindow], long nr) {
   return false;
 }
 
-bool enabledByEnvironment() { return !offByEnvironment("REC_SYSCALL_BUFFER"); }
+bool enabledByEnvironment() {
+  return !offByEnvironment("REC_SYSCALL_BUFFER");
+}
 
 namespace {
 
@@ -426,21 +444,38 @@ bool startCopy(Task& task, SysbufSpace& space, SysbufSpace& from, StraySignals& 
   return mapBuffer(task, space, std::move(buffer), REC_SHIM_REPLAY, strays);
 }
 
-void setOutputFds(SysbufSpace& space, std::span<const long> outputFds) {
+void setOutputFds(SysbufSpace& space, std::span<const OutputFd> outputFds) {
   if (!space.buffer) return;
   rec_sysbuf_header& h = space.buffer->header();
-  uint64_t bits[REC_SYSBUF_OUTPUT_FDS / 64] = {};
+  uint64_t bits[REC_SYSBUF_OUTPUT_FDS / 64] = {}, stderrBits[REC_SYSBUF_OUTPUT_FDS / 64] = {};
   uint32_t high = 0;
-  for (long fd : outputFds) {
-    if (fd < 0) continue;
-    if (fd >= static_cast<long>(REC_SYSBUF_OUTPUT_FDS))
+  for (const OutputFd& o : outputFds) {
+    if (o.fd < 0) continue;
+    if (o.fd >= static_cast<long>(REC_SYSBUF_OUTPUT_FDS)) {
       high = 1;
-    else
-      bits[fd / 64] |= uint64_t{1} << (fd % 64);
+      continue;
+    }
+    bits[o.fd / 64] |= uint64_t{1} << (o.fd % 64);
+    if (o.origin == 2) stderrBits[o.fd / 64] |= uint64_t{1} << (o.fd % 64);
   }
   std::memcpy(h.output_fds, bits, sizeof bits);
+  std::memcpy(h.stderr_fds, stderrBits, sizeof stderrBits);
   h.output_high = high;
   ++h.fd_gen;  // called at every change of the fd table rec sees
+}
+
+void setEchoWindow(SysbufSpace& space, bool open) {
+  if (!space.buffer) return;
+  std::atomic_ref<uint32_t>(space.buffer->header().echo_alone).store(open ? 1 : 0);
+}
+
+bool closeEchoWindow(SysbufSpace& space) {
+  if (!space.buffer) return true;
+  rec_sysbuf_header& h = space.buffer->header();
+  // Dekker with the buffer's echo_begin: our store, a full fence, its flag.
+  std::atomic_ref<uint32_t>(h.echo_alone).store(0, std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  return std::atomic_ref<uint32_t>(h.echo_busy).load(std::memory_order_seq_cst) == 0;
 }
 
 void setFdTables(SysbufSpace& space, bool several) {
@@ -466,8 +501,8 @@ void setWatchedFiles(SysbufSpace& space, std::span<const FileId> files) {
 }
 
 StoredFile StoredFile::of(const struct stat& st) {
-  return {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
-          static_cast<int64_t>(st.st_size),  static_cast<int64_t>(st.st_mtim.tv_sec),
+  return {static_cast<uint64_t>(st.st_dev),         static_cast<uint64_t>(st.st_ino),
+          static_cast<int64_t>(st.st_size),         static_cast<int64_t>(st.st_mtim.tv_sec),
           static_cast<int64_t>(st.st_mtim.tv_nsec), static_cast<int64_t>(st.st_ctim.tv_sec),
           static_cast<int64_t>(st.st_ctim.tv_nsec), {}};
 }
@@ -588,7 +623,8 @@ std::optional<SysbufPatch> planPatch(Task& task, SysbufSpace& space, uint64_t si
   if (auto it = space.signalIps.upper_bound(site); it != space.signalIps.end() && inside(*it))
     return std::nullopt;
   // A moved rip-relative operand must stay within reach from the slot.
-  const std::span<const uint8_t> displaced(code.at.data() + 2, displacedLength(code.at.data(), length));
+  const std::span<const uint8_t> displaced(code.at.data() + 2,
+                                           displacedLength(code.at.data(), length));
   auto reaches = [&](uint64_t slot) {
     return !ripRelativeMove(displaced.data()) || displaced.size() != 7 ||
            movedDisplacement(slot, site, displaced).has_value();
@@ -825,14 +861,14 @@ std::vector<std::pair<uint64_t, uint64_t>> pendingMappings(SysbufSpace& space, u
     at += e.size;
     const bool ok = e.result >= 0 || e.result < -4095;
     // (the rows the buffer makes again on replay: their policy says so)
-    const bool maps = e.nr >= 0 && e.nr < REC_SYSBUF_MAX_NR &&
-                      h.policy[e.nr].fd_check == REC_SYSBUF_MMAP_ANON;
+    const bool maps =
+        e.nr >= 0 && e.nr < REC_SYSBUF_MAX_NR && h.policy[e.nr].fd_check == REC_SYSBUF_MMAP_ANON;
     if (maps && ok && e.args[1])
-      out.emplace_back(static_cast<uint64_t>(e.result),
-                       static_cast<uint64_t>(e.result) +
-                           ((e.args[1] + kPageSize - 1) & ~(kPageSize - 1)));
-    const bool breaks = e.nr >= 0 && e.nr < REC_SYSBUF_MAX_NR &&
-                        h.policy[e.nr].fd_check == REC_SYSBUF_BRK;
+      out.emplace_back(
+          static_cast<uint64_t>(e.result),
+          static_cast<uint64_t>(e.result) + ((e.args[1] + kPageSize - 1) & ~(kPageSize - 1)));
+    const bool breaks =
+        e.nr >= 0 && e.nr < REC_SYSBUF_MAX_NR && h.policy[e.nr].fd_check == REC_SYSBUF_BRK;
     if (breaks) heapEnd = std::max(heapEnd, static_cast<uint64_t>(e.result));
   }
   // (brk keeps a page free above the break: the kernel refuses to grow the
@@ -863,7 +899,8 @@ Enqueued enqueue(SysbufSpace& space, std::span<const std::byte> entries) {
     at += e.size;
   }
   rec_sysbuf_header& h = space.buffer->header();
-  if (entries.size() > REC_SYSBUF_REPLAY_CAPACITY - std::min<size_t>(h.used, REC_SYSBUF_REPLAY_CAPACITY))
+  if (entries.size() >
+      REC_SYSBUF_REPLAY_CAPACITY - std::min<size_t>(h.used, REC_SYSBUF_REPLAY_CAPACITY))
     return Enqueued::Full;
   std::memcpy(space.buffer->entries() + h.used, entries.data(), entries.size());
   h.used = static_cast<uint32_t>(h.used + entries.size());
@@ -936,11 +973,11 @@ std::unique_ptr<DeschedEvent> openDesched(Task& task, SysbufSpace& space, StrayS
   // (not exclude_kernel, which an unprivileged user at perf_event_paranoid
   // 2 could open: such an event counts no context switch at all here)
   task.writeForced(kScratchData, &attr, sizeof attr);
-  const int64_t fd = remoteSyscall(
-      task, SYS_perf_event_open,
-      {kScratchData, static_cast<uint64_t>(tid), static_cast<uint64_t>(-1),
-       static_cast<uint64_t>(-1), PERF_FLAG_FD_CLOEXEC, 0},
-      strays);
+  const int64_t fd =
+      remoteSyscall(task, SYS_perf_event_open,
+                    {kScratchData, static_cast<uint64_t>(tid), static_cast<uint64_t>(-1),
+                     static_cast<uint64_t>(-1), PERF_FLAG_FD_CLOEXEC, 0},
+                    strays);
   if (fd < 0) return nullptr;
   const int64_t high = remoteSyscall(
       task, SYS_fcntl, {static_cast<uint64_t>(fd), F_DUPFD_CLOEXEC, floor, 0, 0, 0}, strays);
@@ -1000,7 +1037,12 @@ void setDeschedAbort(SysbufSpace& space) {
   if (space.buffer) space.buffer->header().desched_abort = 1;
 }
 
-bool blockStreamsByEnvironment() { return !offByEnvironment("REC_SYSBUF_BLOCK_STREAMS"); }
+bool blockStreamsByEnvironment() {
+  return !offByEnvironment("REC_SYSBUF_BLOCK_STREAMS");
+}
+bool echoOutputByEnvironment() {
+  return !offByEnvironment("REC_SYSBUF_ECHO");
+}
 
 void setBlockStreams(SysbufSpace& space, bool on) {
   if (space.buffer && !space.disabled)

@@ -167,7 +167,20 @@ struct FileId {
   uint64_t device = 0;
   uint64_t inode = 0;
 };
-void setOutputFds(SysbufSpace& space, std::span<const long> outputFds);
+// An fd that is the program's stdout (origin 1) or stderr (origin 2).
+struct OutputFd {
+  long fd;
+  int origin;
+};
+void setOutputFds(SysbufSpace& space, std::span<const OutputFd> outputFds);
+// The program's output through the buffer (docs/syscall-buffer.md "The
+// program's output"): opens the window while the buffer's task is about to
+// execute alone (`open`), or closes it. Closing returns whether the task is
+// out of any output write it began (rec starts nothing beside it until so).
+void setEchoWindow(SysbufSpace& space, bool open);
+// REC_SYSBUF_ECHO=off keeps every write to the program's output traced.
+bool echoOutputByEnvironment();
+bool closeEchoWindow(SysbufSpace& space);
 void setWatchedFiles(SysbufSpace& space, std::span<const FileId> files);
 // Record: the files rec stored whole from a private mmap, in the order it
 // stored them (the slots are the same in every process; past
@@ -315,8 +328,9 @@ bool forEachWrite(const std::byte* entry, F&& f) {
   if (e.ranges > REC_SYSBUF_IOV_MAX || e.out_len > REC_SYSBUF_CAPACITY) return false;
   if (!e.ranges) {
     if (!e.out_len) return true;
-    if (!e.zero && e.out_len > static_cast<uint64_t>(end - data)) return false;
-    f(SysbufWrite{e.out_addr, e.out_len, e.zero ? nullptr : data});
+    const bool zero = e.flags & REC_SYSBUF_ENTRY_ZERO;
+    if (!zero && e.out_len > static_cast<uint64_t>(end - data)) return false;
+    f(SysbufWrite{e.out_addr, e.out_len, zero ? nullptr : data});
     return true;
   }
   const std::byte* bytes = data + e.ranges * sizeof(rec_sysbuf_range);
@@ -327,7 +341,7 @@ bool forEachWrite(const std::byte* entry, F&& f) {
     std::memcpy(&r, data + i * sizeof r, sizeof r);
     if (r.len > REC_SYSBUF_CAPACITY) return false;
     total += r.len;
-    if (e.zero) {
+    if (e.flags & REC_SYSBUF_ENTRY_ZERO) {
       f(SysbufWrite{r.addr, r.len, nullptr});
       continue;
     }

@@ -655,7 +655,41 @@ check_vectors() {
   fi
 }
 
+# The program's output through the buffer (docs/syscall-buffer.md "The
+# program's output"): writes to stdout, stderr and their dups are made
+# without a stop while the writer executes alone, and replay shows them in
+# the recorded order: separately, and with rec's stdout and stderr one file
+# (the order between the two streams), and with a child writing beside its
+# parent.
+check_output() {
+  need_program output_mix
+  expect_native_differs "$PROGRAMS/output_mix"
+  record_replay mix --status 0 --expect-out '^out 199 of run [0-9]+$' \
+    --expect-out '^child 299 of run [0-9]+$' -- "$PROGRAMS/output_mix"
+  grep -Eq '^err 199 of run [0-9]+$' "$T/mix.rec.err" || fail "stderr lost lines"
+  "$REC" record -o "$T/both.rec" -- "$PROGRAMS/output_mix" >"$T/both.rec.out" 2>&1 </dev/null ||
+    fail "record with one output file failed"
+  "$REC" replay "$T/both.rec" >"$T/both.replay.out" 2>&1 </dev/null || fail "replay failed"
+  cmp -s "$T/both.rec.out" "$T/both.replay.out" ||
+    fail "stdout and stderr in one file: the replay's order differs from the recording's"
+  local lines buffered
+  lines=$(wc -l <"$T/both.rec.out")
+  ((lines == 1041)) || fail "$lines lines written, expected 1041"
+  "$REC" dump "$T/both.rec" >"$T/both.dump" || fail "rec dump failed"
+  buffered=$(grep -Ec '\] write\([0-9]+, .*\[syscall buffer, no stop\]$' "$T/both.dump")
+  if [[ ${REC_SYSCALL_BUFFER:-on} == off ]]; then
+    ((buffered == 0)) || fail "$buffered writes buffered with REC_SYSCALL_BUFFER=off"
+    return 0
+  fi
+  ((buffered >= 400)) || fail "only $buffered of the output's writes made without a stop"
+  REC_SYSBUF_ECHO=off "$REC" record -o "$T/off.rec" -- "$PROGRAMS/output_mix" \
+    >"$T/off.out" 2>&1 </dev/null || fail "record with REC_SYSBUF_ECHO=off failed"
+  buffered=$("$REC" dump "$T/off.rec" | grep -Ec '\] write\(.*\[syscall buffer, no stop\]$')
+  ((buffered == 0)) || fail "$buffered output writes buffered with REC_SYSBUF_ECHO=off"
+}
+
 t tour check_tour
+t output check_output
 t file_mmaps check_file_mmaps
 t vectors check_vectors
 t ahead check_ahead

@@ -527,7 +527,7 @@ void appendCall(std::vector<std::byte>& out, int32_t nr, int64_t result,
       body.insert(body.end(), p, p + sizeof r);
     }
   }
-  h.zero = zero;
+  h.flags = zero;
   if (!zero)
     for (const auto& [address, bytes] : writes) {
       body.insert(body.end(), bytes.begin(), bytes.end());
@@ -651,8 +651,11 @@ TEST_CASE("buffered syscalls: one event per batch, every entry checked", "[forma
   SECTION("outputs") {
     expectBad(at(entries, offsetof(rec::format::BufferedCallHeader, outLength), 9, 8), 5,
               "output longer than the entry");
-    expectBad(at(entries, offsetof(rec::format::BufferedCallHeader, zero), 2, 4), 5,
-              "bad zero flag 2");
+    expectBad(at(entries, offsetof(rec::format::BufferedCallHeader, flags), 8, 4), 5,
+              "bad flags 8");
+    // An output write that claims to have written memory too.
+    expectBad(at(entries, offsetof(rec::format::BufferedCallHeader, flags), 2, 4), 5,
+              "bad output of the program");
     expectBad(at(entries, offsetof(rec::format::BufferedCallHeader, ranges), 2000, 4), 5,
               "too many ranges");
     expectBad(at(entries, offsetof(rec::format::BufferedCallHeader, ranges), 9, 4), 5,

@@ -201,9 +201,20 @@ struct rec_sysbuf_header {
   uint32_t limit;     /* record: `used` stays at or below it (rec sets it at each stop) */
   uint32_t nowait_rwf; /* RWF_NOWAIT is honoured on pipes and sockets (kernel >= 6.5) */
   /* The fds that are the program's stdout or stderr (recorder/output_fds.h):
-   * replay shows what is written to them, so those writes stay traced. */
+   * replay shows what is written to them, so those writes stay traced but
+   * while echo_alone (below). */
   uint64_t output_fds[REC_SYSBUF_OUTPUT_FDS / 64];
   uint32_t output_high; /* one at REC_SYSBUF_OUTPUT_FDS or above */
+  /* The program's output through the buffer (docs/syscall-buffer.md "The
+   * program's output"): rec sets echo_alone while the task executes alone
+   * (no other task's output can come between its write and rec's next
+   * stop), and clears it before it starts another beside. The buffer code
+   * takes a write to an output fd only then: it sets echo_busy, fences,
+   * reads echo_alone, and clears echo_busy once the entry is written; rec
+   * clears echo_alone, fences, and starts nothing beside while echo_busy. */
+  uint32_t echo_alone;
+  uint32_t echo_busy;
+  uint64_t stderr_fds[REC_SYSBUF_OUTPUT_FDS / 64]; /* of output_fds, stderr's */
   /* Files rec watches (mapped MAP_SHARED, or mapped by an fd open for
    * writing, recorder/shared_files.h): writes to them stay traced, so that
    * their changes reach replay's shared copies. st_dev and st_ino as fstat
@@ -321,8 +332,14 @@ struct rec_sysbuf_entry {
   uint64_t out_addr;
   uint64_t out_len;
   uint32_t ranges;
-  uint32_t zero;
+  uint32_t flags; /* REC_SYSBUF_ENTRY_* */
   unsigned char data[];
 };
+#define REC_SYSBUF_ENTRY_ZERO 1 /* every byte written was zero: none stored */
+/* A write to the program's stdout (or stderr): nothing written to memory;
+ * the `result` bytes it wrote are stored, for replay to show. */
+#define REC_SYSBUF_ENTRY_ECHO_STDOUT 2
+#define REC_SYSBUF_ENTRY_ECHO_STDERR 4
+#define REC_SYSBUF_ENTRY_FLAGS 7
 
 #endif

@@ -152,6 +152,31 @@ static int output_fd(long fd) {
                                      : (int)((h->output_fds[fd / 64] >> (fd % 64)) & 1);
 }
 
+/* The program's output: how replay shows a write to `fd` (an output fd
+ * below REC_SYSBUF_OUTPUT_FDS). */
+static uint32_t echo_flag(long fd) {
+  volatile struct rec_sysbuf_header* h = header();
+  return ((h->stderr_fds[fd / 64] >> (fd % 64)) & 1) ? REC_SYSBUF_ENTRY_ECHO_STDERR
+                                                      : REC_SYSBUF_ENTRY_ECHO_STDOUT;
+}
+
+/* Opens the window of a buffered output write: only while rec lets the task
+ * execute alone (the header's echo_alone, echo_busy: a Dekker handshake with
+ * rec, which clears echo_alone before it starts another task beside). */
+static int echo_begin(void) {
+  volatile struct rec_sysbuf_header* h = header();
+  h->echo_busy = 1;
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  if (h->echo_alone) return 1;
+  h->echo_busy = 0;
+  return 0;
+}
+
+static void echo_end(void) {
+  __atomic_thread_fence(__ATOMIC_SEQ_CST); /* the entry before the window closes */
+  header()->echo_busy = 0;
+}
+
 static int watched(const struct kstat* st) {
   volatile struct rec_sysbuf_header* h = header();
   uint32_t n = h->watched_count;
@@ -446,7 +471,7 @@ static void note_sigmask(void) {
 /* How the call may be made here (VIA_*), or 0: it could block, or rec has
  * something else to note about it. */
 static int fd_allowed(uint8_t check, uint8_t nowait, const uint64_t* args, uint64_t length,
-                      int* zeros) {
+                      int* zeros, uint32_t* echo) {
   long fd = (long)args[0];
   switch (check) {
     case REC_SYSBUF_FD_ANY:
@@ -491,8 +516,14 @@ static int fd_allowed(uint8_t check, uint8_t nowait, const uint64_t* args, uint6
     return stream_fd(c, 0, length, nowait) ? VIA_NOWAIT : 0;
   }
   /* what replay shows as the program's output, or an fd that would become
-   * an alias of it (rec's view of the fd table changes only at its stops) */
-  if (output_fd(fd)) return 0;
+   * an alias of it (rec's view of the fd table changes only at its stops):
+   * only a write, whose bytes the entry stores (echo), is taken */
+  if (output_fd(fd)) {
+    if ((check != REC_SYSBUF_FD_WRITE && check != REC_SYSBUF_FD_WRITE_STREAM) ||
+        fd >= REC_SYSBUF_OUTPUT_FDS)
+      return 0;
+    *echo = echo_flag(fd);
+  }
   if (check == REC_SYSBUF_FD_NOT_OUTPUT) return VIA_CALL;
   if (check == REC_SYSBUF_FD_CLOSE) return (fd_class(fd) & REC_SYSBUF_CLASS_QUIET) ? VIA_CALL : 0;
   /* REC_SYSBUF_FD_WRITE(_STREAM) */
@@ -631,11 +662,19 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     if (most > room) return 0;
     int zeros = 0; /* reading /dev/zero: the output is zeros, no need to look */
     int slot = -1; /* a stored file's mmap: its slot */
-    int via = fd_allowed(p.fd_check, p.nowait, args, length, &zeros);
+    uint32_t echo = 0; /* a write of the program's output: REC_SYSBUF_ENTRY_ECHO_* */
+    int via = fd_allowed(p.fd_check, p.nowait, args, length, &zeros, &echo);
     if (!via && p.fd_check == REC_SYSBUF_MMAP_ANON &&
         room >= sizeof(struct rec_sysbuf_mapped_file) && (slot = stored_file(args)) >= 0)
       via = VIA_CALL;
     if (!via) return 0;
+    /* the output's bytes go into the entry (a write's, from its buffer);
+     * never a call that may block, which would hold the window open */
+    if (echo && (p.out_kind != REC_SYSBUF_OUT_NONE || (ruled & RULE_BLOCKS) ||
+                 (via == VIA_NOWAIT && (h->desched_streams || h->block_streams)) ||
+                 REC_SYSBUF_PAD(length) > room || !echo_begin()))
+      return 0;
+    const int echo_window = echo != 0;
     long result;
     if (ruled & RULE_BLOCKS) {
       const long a[6] = {(long)args[0], (long)args[1], (long)args[2],
@@ -643,8 +682,10 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
       if (!desched_call(desched, (long)nr, a, &result)) return 0;
     } else if (via == VIA_NOWAIT) {
       if (!stream_call(args, p.fd_check == REC_SYSBUF_FD_WRITE_STREAM, p.nowait, iov, count,
-                       &result))
+                       &result)) {
+        if (echo) echo_end();
         return 0;
+      }
     } else if (iov) {
       /* the copy the ranges are taken from: what the kernel used */
       result = untraced6((long)nr, (long)args[0], (long)iov, (long)count, (long)args[3],
@@ -682,6 +723,15 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     unsigned char* const start = e->data + ranges * sizeof *r;
     unsigned char* bytes = start;
     int zero = len >= 64 && (zeros || output_zero(addr, len, r, ranges));
+    if (echo && result > 0) {
+      uint64_t n = (uint64_t)result <= length ? (uint64_t)result : length;
+      copy(bytes, (const void*)args[1], n);
+      bytes += n;
+      zero_fill(bytes, REC_SYSBUF_PAD(n) - n);
+      bytes += REC_SYSBUF_PAD(n) - n;
+    } else {
+      echo = 0;
+    }
     if (len && !zero) {
       if (!ranges) {
         copy(bytes, (const void*)addr, len);
@@ -703,7 +753,7 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     e->out_addr = ranges ? 0 : addr;
     e->out_len = len;
     e->ranges = ranges;
-    e->zero = (uint32_t)zero;
+    e->flags = (zero ? REC_SYSBUF_ENTRY_ZERO : 0) | echo;
     if (slot >= 0) { /* (no output: out_len 0) */
       struct rec_sysbuf_mapped_file* m = (struct rec_sysbuf_mapped_file*)bytes;
       volatile struct rec_sysbuf_file* x = &files()->file[slot];
@@ -720,6 +770,7 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
                         p.fd_check == REC_SYSBUF_FD_NOT_OUTPUT))
       fd_table_changed();
     h->used = (uint32_t)(used + size); /* last: rec reads entries below `used` */
+    if (echo_window) echo_end();
     frame[F_RAX] = (uint64_t)result;
     return 1;
   }
@@ -742,7 +793,7 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     if (p.fd_check == REC_SYSBUF_BRK && !brk_again(e)) return 0;
     if (e->out_len) {
       if (!e->ranges) {
-        if (e->zero)
+        if (e->flags & REC_SYSBUF_ENTRY_ZERO)
           zero_fill((void*)e->out_addr, e->out_len);
         else
           copy((void*)e->out_addr, e->data, e->out_len);
@@ -750,7 +801,7 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
         const struct rec_sysbuf_range* r = (const struct rec_sysbuf_range*)e->data;
         const unsigned char* bytes = e->data + e->ranges * sizeof *r;
         for (uint32_t i = 0; i < e->ranges; ++i) {
-          if (e->zero) {
+          if (e->flags & REC_SYSBUF_ENTRY_ZERO) {
             zero_fill((void*)r[i].addr, r[i].len);
           } else {
             copy((void*)r[i].addr, bytes, r[i].len);

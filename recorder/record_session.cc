@@ -247,6 +247,9 @@ int RecordSession::run() {
   if (options_.verbose && parallel_)
     fmt::print(stderr, "rec: parallel: {} tasks started beside others, at most {} at once\n",
                scheduler_->parallelStarts(), scheduler_->mostAtOnce());
+  if (options_.verbose)
+    fmt::print(stderr, "rec: preemptions in user code: {} ({} interrupts sent again)\n",
+               scheduler_->preemptions(), scheduler_->reinterrupts());
 
   capnp::MallocMessageBuilder footer;
   auto f = footer.initRoot<schema::Footer>();

@@ -93,6 +93,7 @@ bool RecordTask::noteAnnouncedByParent() {
 bool RecordTask::requestInterrupt() {
   if (::ptrace(PTRACE_INTERRUPT, task.tid(), nullptr, nullptr) != 0) return false;
   expect(Expect::InterruptStop);
+  interruptRequested = Clock::now();
   return true;
 }
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "record_task.h"
 
@@ -16,9 +17,14 @@ namespace {
 // A task that keeps making non-blocking syscalls yields to others after this long.
 constexpr auto kTimeslice = std::chrono::milliseconds(20);
 // A task whose timeslice is up is first asked to stop at its next buffered
-// syscall (a free switch point) and given this long to reach one before it is
-// interrupted in user code (which costs a point: record_signals.cc).
-constexpr auto kSwitchGrace = std::chrono::milliseconds(10);
+// syscall (a free switch point); it is interrupted in user code (which costs
+// a point: record_signals.cc) only once it has run this long. A point costs
+// a walk of ~100 single-steps at record (~2.7 ms on this VM) and a chase at
+// replay, and gains nothing in throughput (one task executes at a time), so
+// a CPU-bound thread runs rr's timeslice (50 ms) before one: the thread pool
+// bench took 5 points with 20 ms (+10 ms grace), 2-3 now. Syscall switches
+// (free) keep the 20 ms slice.
+constexpr auto kUserSlice = std::chrono::milliseconds(50);
 // Chaos: how often a syscall becomes a switch point.
 constexpr double kChaosSwitchProbability = 0.3;
 // The scheduler's clock (see TickTimer).
@@ -75,7 +81,10 @@ class TickTimer {
 };
 
 Scheduler::Scheduler(const ChaosOptions& chaos)
-    : chaos_(chaos), pickRandom_(std::random_device{}()), timeslice_(kTimeslice) {
+    : chaos_(chaos),
+      pickRandom_(std::random_device{}()),
+      timeslice_(kTimeslice),
+      dropInterruptTest_(std::getenv("REC_TEST_DROP_INTERRUPT") != nullptr) {
   if (chaos_.enabled) {
     chaosSeed_ = chaos_.seed ? chaos_.seed : std::random_device{}() | 1;
     chaosRandom_.seed(chaosSeed_);
@@ -99,6 +108,11 @@ void Scheduler::noteRunning(RecordTask& t) {
 }
 
 void Scheduler::run(RecordTask& t, Task::Resume how, int signal) {
+  // Test: an interrupt sent while `t` stands at a syscall's entry, which its
+  // exit stop drops (tests/integration/threads.sh preempt_after_syscalls).
+  if (dropInterruptTest_ && how == Task::Resume::Syscall && !ready_.empty() &&
+      !t.expecting(RecordTask::Expect::InterruptStop) && Clock::now() - t.sliceStart >= timeslice_)
+    t.requestInterrupt();
   noteRunning(t);
   lastRun_ = &t;
   if (resumed_) resumed_(t, running_.size() == 1);
@@ -249,8 +263,14 @@ void Scheduler::maybePreempt() {
       t->requestInterrupt();
       continue;
     }
-    if (t->expecting(RecordTask::Expect::InterruptStop)) continue;
-    auto ran = Clock::now() - t->sliceStart;
+    const auto now = Clock::now();
+    // An interrupt that meets another ptrace stop first (a syscall entered
+    // as it came) is dropped by the kernel ("any trap clears pending STOP
+    // trap"), and waiting for it would never preempt the task again. Asked
+    // again, as a new one, once a timeslice passed without it.
+    const bool stale = t->expecting(RecordTask::Expect::InterruptStop);
+    if (stale && now - t->interruptRequested < timeslice_) continue;
+    auto ran = now - t->sliceStart;
     if (ran < timeslice_) continue;
     // A switch at a syscall costs nothing: replay parks the task there. One
     // in user code costs a point: rec single-steps the task for hundreds to
@@ -259,9 +279,16 @@ void Scheduler::maybePreempt() {
     // stops there too. So a task making buffered calls is first asked to make
     // the next one traced. Chaos keeps preempting anywhere: switches inside
     // user code are what shake out races between threads.
-    if (!chaos_.enabled && ran < timeslice_ + kSwitchGrace && t->sysbuf &&
-        sysbuf::stopAtNextCall(*t->sysbuf))
-      continue;
+    if (!chaos_.enabled) {
+      if (t->sysbuf) sysbuf::stopAtNextCall(*t->sysbuf);
+      if (ran < kUserSlice) continue;
+    }
+    if (stale) {
+      // Not while it stands in a ptrace stop rec has not seen yet: that may
+      // be the interrupt's own, and one sent now would stop it once more.
+      if (t->task.kernelState() == 't') continue;
+      ++reinterrupts_;
+    }
     t->requestInterrupt();
   }
 }

@@ -15,13 +15,15 @@
 //
 // A task gives up the CPU at a blocking syscall, after a syscall once its
 // timeslice is used up (or at sched_yield), or by preemption in user code
-// (PTRACE_INTERRUPT, then a point chosen by record_signals.cc). The next
+// (PTRACE_INTERRUPT after a longer slice, then a point chosen by
+// record_signals.cc). The next
 // task is a ready one picked at random (scheduleIfIdle says why). Under
 // --chaos the pick, the timeslice, extra switch points at syscalls and the
 // CPU count sched_getaffinity reports are random from a seed stored in the
 // trace.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -30,7 +32,6 @@
 #include <optional>
 #include <random>
 #include <vector>
-#include <algorithm>
 
 #include "record_session.h"
 #include "task.h"
@@ -51,6 +52,8 @@ class Scheduler {
   // Chaos: the CPU count sched_getaffinity reports; 0: the real one.
   int pretendedCpus() const { return pretendedCpus_; }
   uint64_t preemptions() const { return preemptions_; }
+  // Interrupts sent again because the first never stopped the task.
+  uint64_t reinterrupts() const { return reinterrupts_; }
 
   // The task executing (in parallel recording: one of them), or null.
   RecordTask* current() const { return running_.empty() ? nullptr : running_.front(); }
@@ -61,7 +64,8 @@ class Scheduler {
 
   // Parallel recording: up to `lanes` tasks execute at once, any two of
   // them `independent`. Off (one at a time) unless called.
-  void setParallel(int lanes, std::function<bool(const RecordTask&, const RecordTask&)> independent);
+  void setParallel(int lanes,
+                   std::function<bool(const RecordTask&, const RecordTask&)> independent);
   bool parallel() const { return lanes_ > 1; }
   // Whether `t` (not executing) may be resumed now: nothing executes, or
   // (parallel) a lane is free and `t` is independent of every executing task.
@@ -160,11 +164,14 @@ class Scheduler {
   std::vector<RecordTask*> running_;  // executing (serial: at most one)
   RecordTask* lastRun_ = nullptr;  // the task that ran last (not picked next if another is ready)
   uint64_t preemptions_ = 0;
+  uint64_t reinterrupts_ = 0;
+  // REC_TEST_DROP_INTERRUPT (tests only): provoke a dropped interrupt.
+  bool dropInterruptTest_ = false;
   std::unique_ptr<TickTimer> tick_;
   std::function<void(RecordTask&)> starter_;
   size_t lanes_ = 1;
   std::function<bool(const RecordTask&, const RecordTask&)> independent_;
-  RecordTask* exclusive_ = nullptr;  // parked at a syscall entry until alone
+  RecordTask* exclusive_ = nullptr;    // parked at a syscall entry until alone
   RecordTask* inExclusive_ = nullptr;  // in that syscall now
   std::function<void(RecordTask&)> exclusiveStarter_;
   std::function<void(RecordTask&, bool)> resumed_;

@@ -107,7 +107,35 @@ check_memory_digests_with_threads() {
   done
 }
 
+# A preemption interrupt dropped by the kernel (the thread entered a traced
+# syscall as it came, REC_TEST_DROP_INTERRUPT provokes that) must not leave
+# the recorder waiting for it: the thread then spins on a flag only another
+# thread sets, and only a preemption ends the spin. rec sends the interrupt
+# again after a timeslice without its stop (Scheduler::maybePreempt).
+check_preempt_after_syscalls() {
+  need_program preempt_after_syscalls
+  expect_native_differs "$PROGRAMS/preempt_after_syscalls" 20000
+  local i n resent=0
+  for i in 1 2 3 4; do
+    REC_TEST_DROP_INTERRUPT=1 timeout -k 5 60 "$REC" record -v -o "$T/pas$i.rec" -- \
+      "$PROGRAMS/preempt_after_syscalls" 20000 >"$T/pas$i.out" 2>"$T/pas$i.err" ||
+      fail "record $i failed or hung (status $?): $(tail -n 3 "$T/pas$i.err")"
+    grep -Eq '^done after 20000 calls, spins [0-9]+ [0-9]+$' "$T/pas$i.out" ||
+      fail "record $i printed: $(cat "$T/pas$i.out")"
+    n=$(sed -n 's/.*(\([0-9]*\) interrupts sent again).*/\1/p' "$T/pas$i.err")
+    [[ -n $n ]] || fail "record $i: rec -v did not count its interrupts"
+    resent=$((resent + n))
+    timeout -k 5 120 "$REC" replay "$T/pas$i.rec" >"$T/pas$i.replay" 2>"$T/pas$i.replay.err" ||
+      fail "replay $i failed: $(tail -n 3 "$T/pas$i.replay.err")"
+    cmp -s "$T/pas$i.out" "$T/pas$i.replay" || fail "replay $i printed something else"
+  done
+  # Without the second interrupt every one of these recordings hung.
+  ((resent > 0)) || fail "no interrupt was dropped and sent again: the check tested nothing"
+  note "interrupts sent again after a drop: $resent in 4 recordings"
+}
+
 t threads check_threads
+t preempt_after_syscalls check_preempt_after_syscalls
 t memory_digests_with_threads check_memory_digests_with_threads
 t pi_mutex check_pi_mutex
 t thread_life check_thread_life

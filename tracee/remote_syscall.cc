@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <initializer_list>
+#include <span>
 
 #include "errors.h"
 #include "exit_codes.h"
@@ -97,8 +99,8 @@ std::vector<int64_t> remoteSyscalls(Task& task, const std::vector<RemoteCall>& c
   // result into r12 + index; int3 at the end. No stack, no memory written.
   if (calls.empty() || calls.size() > 4)
     throw RecError(kExitInternal, "rec: a batch of remote syscalls holds 1 to 4 calls");
-  static constexpr int kArgRegs[6] = {7 /* rdi */, 6 /* rsi */, 2 /* rdx */,
-                                      10 /* r10 */, 8 /* r8 */, 9 /* r9 */};
+  static constexpr int kArgRegs[6] = {7 /* rdi */,  6 /* rsi */, 2 /* rdx */,
+                                      10 /* r10 */, 8 /* r8 */,  9 /* r9 */};
   std::vector<uint8_t> code;
   auto imm = [&](uint64_t v, int bytes) {
     for (int i = 0; i < bytes; ++i) code.push_back(static_cast<uint8_t>(v >> (8 * i)));
@@ -243,13 +245,22 @@ void installScratchPage(Task& task, StraySignals& strays, bool withTimeShim, boo
     throw RecError(
         kExitUnsupported,
         fmt::format("cannot map rec's scratch page at {:#x} (error {})", kScratchAddress, addr));
-  const unsigned char code[] = {0x0f, 0x05, 0xcc};  // syscall; int3
-  task.writeForced(kScratchSyscallInsn, code, sizeof code);
-  const unsigned char shimCode[] = {0x0f, 0x05, 0xc3};  // syscall; ret
-  task.writeForced(kScratchShimSyscall, shimCode, sizeof shimCode);
-  const unsigned char batchCode[] = {0x0f, 0x05, 0xff, 0xe3};  // syscall; jmp *%rbx
-  task.writeForced(kScratchBatchSyscall, batchCode, sizeof batchCode);
-  if (withTimeShim) time_shim::writeImage(task);
+  // The page's code and the time shim's image after it, in one write (each
+  // write through /proc/PID/mem is a syscall and a page walk).
+  static_assert(kScratchAddress + kScratchSize == kTimeShimImage);
+  const std::span<const std::byte> image =
+      withTimeShim ? timeShimImage() : std::span<const std::byte>();
+  std::vector<std::byte> bytes(kScratchSize + image.size());
+  auto put = [&](uint64_t address, std::initializer_list<unsigned char> code) {
+    std::memcpy(bytes.data() + (address - kScratchAddress), std::data(code), code.size());
+  };
+  put(kScratchSyscallInsn, {0x0f, 0x05, 0xcc});         // syscall; int3
+  put(kScratchShimSyscall, {0x0f, 0x05, 0xc3});         // syscall; ret
+  put(kScratchBatchSyscall, {0x0f, 0x05, 0xff, 0xe3});  // syscall; jmp *%rbx
+  std::copy(image.begin(), image.end(), bytes.begin() + kScratchSize);
+  // Without the image, only the code before the data area.
+  size_t length = image.empty() ? kScratchData - kScratchAddress : bytes.size();
+  task.writeForced(kScratchAddress, bytes.data(), length);
 }
 
 uint64_t putScratchString(Task& task, const std::string& s) {

@@ -162,6 +162,7 @@ class RecordSession {
   void patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builder s);
   void startBufferAtFallback(RecordTask& t, schema::SyscallEvent::Builder s);
   bool startBuffer(RecordTask& t, SysbufSpace& space, StraySignals& strays);
+  void configureBuffer(RecordTask& t, SysbufSpace& space);
   // A new executable file mapping of `space` (at exec, or an mmap):
   // noted, and the sites earlier processes made buffered calls from patched
   // now, the patches written into `out`.
@@ -175,6 +176,8 @@ class RecordSession {
                      const std::string& readPath, uint64_t start, uint64_t end, uint64_t offset,
                      std::vector<std::pair<SysbufPatch, bool>>& done);
   bool startTimeLog(RecordTask& t, TimeShimSpace& space, StraySignals& strays);
+  bool startTimeLogAndBuffer(RecordTask& t, TimeShimSpace& timeSpace, SysbufSpace& space,
+                             StraySignals& strays);
   void writeTscControl(RecordTask& t);
   uint64_t tscNow();  // the counter rec reports (calibrated from CLOCK_MONOTONIC_RAW)
   std::optional<bool> applySitePatch(RecordTask& t, SysbufSpace& space, const SysbufPatch& patch);

@@ -959,6 +959,12 @@ void RecordSession::startBufferAtFallback(RecordTask& t, schema::SyscallEvent::B
 // files, output fds, whether the fd table is shared).
 bool RecordSession::startBuffer(RecordTask& t, SysbufSpace& space, StraySignals& strays) {
   if (!sysbuf::start(t.task, space, REC_SHIM_RECORD, strays)) return false;
+  configureBuffer(t, space);
+  return true;
+}
+
+// What the in-process buffer is told right after it is mapped.
+void RecordSession::configureBuffer(RecordTask& t, SysbufSpace& space) {
   sysbuf::setWatchedFiles(space, bufferWatchedFiles());
   sysbuf::setStoredFiles(space, storedFiles_);
   sysbuf::setBlockStreams(space, blockStreams_ && !t.sharesMemory);
@@ -974,7 +980,6 @@ bool RecordSession::startBuffer(RecordTask& t, SysbufSpace& space, StraySignals&
     sysbuf::setOutputFds(space, fds);
     sysbuf::setFdTables(space, false);
   }
-  return true;
 }
 
 // Each process reaches ld.so's and libc's syscall sites anew, and the first
@@ -1056,8 +1061,13 @@ void RecordSession::prepatchRdtsc(RecordTask& t, SysbufSpace& space, TimeShimSpa
         t.task, space, site, s->kind == TscInstruction::Rdtscp ? 2 : 1, s->moveLength, at);
     if (!patch) continue;
     StraySignals strays;
+    bool startsBuffer = false;
     if (!timeSpace.log) {
-      if (!startTimeLog(t, timeSpace, strays)) {
+      // The buffer too, when the process has none yet: its first syscall
+      // patch (the sites patched ahead next) would map it in another stop.
+      startsBuffer = !space.buffer;
+      if (!(startsBuffer ? startTimeLogAndBuffer(t, timeSpace, space, strays)
+                         : startTimeLog(t, timeSpace, strays))) {
         absorbStrays(t, strays);
         return;
       }
@@ -1067,7 +1077,7 @@ void RecordSession::prepatchRdtsc(RecordTask& t, SysbufSpace& space, TimeShimSpa
                        &writes);
     absorbStrays(t, strays);
     if (rdtscPatcher_) rdtscPatcher_->noteSite(sysbuf::rdtscFallback(*patch), s->kind);
-    done.emplace_back(*patch, false);
+    done.emplace_back(*patch, startsBuffer);
   }
   // The jumps go into the code read above, written back as one range; the
   // slots, consecutive in their pages, one run each.
@@ -1107,6 +1117,20 @@ bool RecordSession::startTimeLog(RecordTask& t, TimeShimSpace& space, StraySigna
     return false;
   }
   writeTscControl(t);
+  return true;
+}
+
+// Both, in one stop (a process's first rdtsc patch, at exec); neither is on
+// after a failure.
+bool RecordSession::startTimeLogAndBuffer(RecordTask& t, TimeShimSpace& timeSpace,
+                                          SysbufSpace& space, StraySignals& strays) {
+  if (!sysbuf::startWithTimeLog(t.task, space, timeSpace, REC_SHIM_RECORD, strays)) {
+    timeSpace.disabled = true;
+    space.disabled = true;
+    return false;
+  }
+  writeTscControl(t);
+  configureBuffer(t, space);
   return true;
 }
 

@@ -643,15 +643,24 @@ SysbufPatch ReplaySession::replayPatch(ReplayTask& t, schema::BufferPatch::Reade
 // process's time log first when it did).
 SysbufPatch ReplaySession::replayRdtscPatch(ReplayTask& t, schema::BufferPatch::Reader p,
                                             StraySignals& strays) {
-  if (!t.sysbuf || !t.timeSpace || p.getStartsBuffer() || p.getRdtsc() > 2 ||
-      p.getStartsTimeLog() == (t.timeSpace->log != nullptr))
+  // (startsBuffer: the recording mapped the buffer with the log, in one stop)
+  if (!t.sysbuf || !t.timeSpace || p.getRdtsc() > 2 ||
+      p.getStartsTimeLog() == (t.timeSpace->log != nullptr) ||
+      (p.getStartsBuffer() && (!p.getStartsTimeLog() || t.sysbuf->buffer)))
     throw RecError(kExitBadTrace,
                    fmt::format("rec: event #{} patches an rdtsc site where the time shim cannot "
                                "be in that state",
                                eventIndex_));
-  if (p.getStartsTimeLog() && !time_shim::startLog(t.task, *t.timeSpace, REC_SHIM_REPLAY, strays))
+  if (p.getStartsBuffer()) {
+    if (!sysbuf::startWithTimeLog(t.task, *t.sysbuf, *t.timeSpace, REC_SHIM_REPLAY, strays))
+      throw RecError(kExitUnsupported, fmt::format("rec: cannot map the time shim's log and the "
+                                                   "syscall buffer in task {}",
+                                                   t.task.tid()));
+  } else if (p.getStartsTimeLog() &&
+             !time_shim::startLog(t.task, *t.timeSpace, REC_SHIM_REPLAY, strays)) {
     throw RecError(kExitUnsupported,
                    fmt::format("rec: cannot map the time shim's log in task {}", t.task.tid()));
+  }
   const SysbufPatch patch{.site = p.getSite(),
                           .slot = p.getSlot(),
                           .newPage = p.getNewPage(),

@@ -60,6 +60,13 @@ bool startsTimeLog(capnp::List<schema::BufferPatch>::Reader patches) {
   return false;
 }
 
+// A patch that mapped the process's syscall buffer first.
+bool startsBuffer(capnp::List<schema::BufferPatch>::Reader patches) {
+  for (auto p : patches)
+    if (p.getStartsBuffer()) return true;
+  return false;
+}
+
 std::string syscallLine(schema::SyscallEvent::Reader s) {
   std::array<uint64_t, 6> args{};
   auto argList = s.getArgs();
@@ -98,7 +105,7 @@ std::string syscallLine(schema::SyscallEvent::Reader s) {
   if (s.getBufferPatches().size() > 0)
     out += fmt::format(" [{} sites patched ahead]", s.getBufferPatches().size());
   if (s.getStartsTimeLog() || startsTimeLog(s.getBufferPatches())) out += " [time shim on]";
-  if (s.getStartsBuffer()) out += " [buffer mapped]";
+  if (s.getStartsBuffer() || startsBuffer(s.getBufferPatches())) out += " [buffer mapped]";
   if (s.getCompat32()) out += " [int 0x80]";
   return out;
 }
@@ -165,6 +172,7 @@ std::string eventText(schema::Event::Reader e) {
                   ? fmt::format(" [{} sites patched ahead]", x.getBufferPatches().size())
                   : "") +
              (startsTimeLog(x.getBufferPatches()) ? " [time shim on]" : "") +
+             (startsBuffer(x.getBufferPatches()) ? " [buffer mapped]" : "") +
              (x.getCpu() >= 0 ? fmt::format(" [cpu {}]", x.getCpu()) : "");
     }
     case schema::Event::RDTSC: {

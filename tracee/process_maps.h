@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace rec {
@@ -21,6 +22,9 @@ struct MapEntry {
   bool isFile() const { return inode != 0 && !path.empty() && path[0] == '/'; }
 };
 
+// Empty when the file cannot be read (the process is gone).
 std::vector<MapEntry> readMaps(pid_t pid);
+// The lines of a maps file; lines that do not parse are left out.
+std::vector<MapEntry> parseMaps(std::string_view text);
 
 }  // namespace rec

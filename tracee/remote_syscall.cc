@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <initializer_list>
+#include <span>
 
 #include "errors.h"
 #include "exit_codes.h"
@@ -95,10 +97,10 @@ std::vector<int64_t> remoteSyscalls(Task& task, const std::vector<RemoteCall>& c
   // earlier result from r12..r15), the number into eax, rbx = where to come
   // back, a jump to the `syscall; jmp *%rbx` the filter lets through, the
   // result into r12 + index; int3 at the end. No stack, no memory written.
-  if (calls.empty() || calls.size() > 4)
-    throw RecError(kExitInternal, "rec: a batch of remote syscalls holds 1 to 4 calls");
-  static constexpr int kArgRegs[6] = {7 /* rdi */, 6 /* rsi */, 2 /* rdx */,
-                                      10 /* r10 */, 8 /* r8 */, 9 /* r9 */};
+  if (calls.empty() || calls.size() > 8)
+    throw RecError(kExitInternal, "rec: a batch of remote syscalls holds 1 to 8 calls");
+  static constexpr int kArgRegs[6] = {7 /* rdi */,  6 /* rsi */, 2 /* rdx */,
+                                      10 /* r10 */, 8 /* r8 */,  9 /* r9 */};
   std::vector<uint8_t> code;
   auto imm = [&](uint64_t v, int bytes) {
     for (int i = 0; i < bytes; ++i) code.push_back(static_cast<uint8_t>(v >> (8 * i)));
@@ -108,8 +110,8 @@ std::vector<int64_t> remoteSyscalls(Task& task, const std::vector<RemoteCall>& c
     for (int a = 0; a < 6; ++a) {
       int dst = kArgRegs[a];
       int from = c.fromResult[static_cast<size_t>(a)];
-      if (from >= static_cast<int>(i))
-        throw RecError(kExitInternal, "rec: a remote syscall uses a later call's result");
+      if (from >= static_cast<int>(i) || from >= 4)
+        throw RecError(kExitInternal, "rec: a remote syscall uses a result not kept");
       if (from >= 0) {  // mov %r(12+from), %dst
         int src = 12 + from;
         code.push_back(static_cast<uint8_t>(0x48 | ((src >> 3) << 2) | (dst >> 3)));
@@ -130,10 +132,11 @@ std::vector<int64_t> remoteSyscalls(Task& task, const std::vector<RemoteCall>& c
     uint64_t jmpEnd = kScratchBatchCode + code.size() + 5;
     code.push_back(0xe9);
     imm(static_cast<uint32_t>(static_cast<int32_t>(kScratchBatchSyscall - jmpEnd)), 4);
-    // mov %rax, %r(12+i)
-    code.push_back(0x49);
-    code.push_back(0x89);
-    code.push_back(static_cast<uint8_t>(0xc0 | ((12 + i) & 7)));
+    if (i < 4) {  // mov %rax, %r(12+i)
+      code.push_back(0x49);
+      code.push_back(0x89);
+      code.push_back(static_cast<uint8_t>(0xc0 | ((12 + i) & 7)));
+    }
   }
   code.push_back(0xcc);  // int3
   if (code.size() > kScratchAddress + kScratchSize - kScratchBatchCode)
@@ -150,7 +153,8 @@ std::vector<int64_t> remoteSyscalls(Task& task, const std::vector<RemoteCall>& c
   const user_regs_struct& u = at.raw();
   const uint64_t results[4] = {u.r12, u.r13, u.r14, u.r15};
   std::vector<int64_t> out;
-  for (size_t i = 0; i < calls.size(); ++i) out.push_back(static_cast<int64_t>(results[i]));
+  for (size_t i = 0; i < calls.size(); ++i)
+    out.push_back(i < 4 ? static_cast<int64_t>(results[i]) : 0);
   return out;
 }
 
@@ -243,13 +247,22 @@ void installScratchPage(Task& task, StraySignals& strays, bool withTimeShim, boo
     throw RecError(
         kExitUnsupported,
         fmt::format("cannot map rec's scratch page at {:#x} (error {})", kScratchAddress, addr));
-  const unsigned char code[] = {0x0f, 0x05, 0xcc};  // syscall; int3
-  task.writeForced(kScratchSyscallInsn, code, sizeof code);
-  const unsigned char shimCode[] = {0x0f, 0x05, 0xc3};  // syscall; ret
-  task.writeForced(kScratchShimSyscall, shimCode, sizeof shimCode);
-  const unsigned char batchCode[] = {0x0f, 0x05, 0xff, 0xe3};  // syscall; jmp *%rbx
-  task.writeForced(kScratchBatchSyscall, batchCode, sizeof batchCode);
-  if (withTimeShim) time_shim::writeImage(task);
+  // The page's code and the time shim's image after it, in one write (each
+  // write through /proc/PID/mem is a syscall and a page walk).
+  static_assert(kScratchAddress + kScratchSize == kTimeShimImage);
+  const std::span<const std::byte> image =
+      withTimeShim ? timeShimImage() : std::span<const std::byte>();
+  std::vector<std::byte> bytes(kScratchSize + image.size());
+  auto put = [&](uint64_t address, std::initializer_list<unsigned char> code) {
+    std::memcpy(bytes.data() + (address - kScratchAddress), std::data(code), code.size());
+  };
+  put(kScratchSyscallInsn, {0x0f, 0x05, 0xcc});         // syscall; int3
+  put(kScratchShimSyscall, {0x0f, 0x05, 0xc3});         // syscall; ret
+  put(kScratchBatchSyscall, {0x0f, 0x05, 0xff, 0xe3});  // syscall; jmp *%rbx
+  std::copy(image.begin(), image.end(), bytes.begin() + kScratchSize);
+  // Without the image, only the code before the data area.
+  size_t length = image.empty() ? kScratchData - kScratchAddress : bytes.size();
+  task.writeForced(kScratchAddress, bytes.data(), length);
 }
 
 uint64_t putScratchString(Task& task, const std::string& s) {
@@ -261,22 +274,51 @@ uint64_t putScratchString(Task& task, const std::string& s) {
 
 bool mapRecMemoryAt(Task& task, int recFd, uint64_t address, uint64_t size, const char* what,
                     StraySignals& strays) {
-  uint64_t path = putScratchString(task, fmt::format("/proc/{}/fd/{}", ::getpid(), recFd));
-  // One stop for the three (a failed open fails the mmap with EBADF before
-  // it unmaps anything, and the close the same way).
-  constexpr std::array<int8_t, 6> kFdFromOpen = {-1, -1, -1, -1, 0, -1};
-  std::vector<int64_t> got = remoteSyscalls(
-      task,
-      {RemoteCall{SYS_openat, {static_cast<uint64_t>(AT_FDCWD), path, O_RDWR | O_CLOEXEC, 0, 0, 0}},
-       RemoteCall{SYS_mmap,
-                  {address, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, 0, 0},
-                  kFdFromOpen},
-       RemoteCall{SYS_close, {0, 0, 0, 0, 0, 0}, {0, -1, -1, -1, -1, -1}}},
-      strays);
-  if (got[0] < 0) return false;
-  if (got[1] != static_cast<int64_t>(address))
-    throw RecError(kExitInternal,
-                   fmt::format("cannot map {} in task {} ({})", what, task.tid(), got[1]));
+  const RecMemory memory{recFd, address, size, what};
+  return mapRecMemoriesAt(task, std::span(&memory, 1), strays);
+}
+
+bool mapRecMemoriesAt(Task& task, std::span<const RecMemory> memories, StraySignals& strays) {
+  if (memories.empty() || memories.size() > 2)
+    throw RecError(kExitInternal, "rec: 1 or 2 of rec's memories are mapped at once");
+  // Their paths one after another in the scratch data area, in one write.
+  std::string paths;
+  std::vector<uint64_t> pathAt;
+  for (const RecMemory& m : memories) {
+    pathAt.push_back(kScratchData + paths.size());
+    paths += fmt::format("/proc/{}/fd/{}", ::getpid(), m.recFd);
+    paths.push_back('\0');
+  }
+  if (paths.size() > kScratchDataSize)
+    throw RecError(kExitInternal, "rec: paths too long for the scratch page");
+  task.writeForced(kScratchData, paths.data(), paths.size());
+  // One stop for all: the opens, the mmaps, then the closes (a failed open
+  // fails its mmap with EBADF before it unmaps anything, and its close the
+  // same way). The opens' and mmaps' results are the batch's first four.
+  const size_t n = memories.size();
+  std::vector<RemoteCall> calls;
+  for (size_t i = 0; i < n; ++i)
+    calls.push_back(RemoteCall{
+        SYS_openat, {static_cast<uint64_t>(AT_FDCWD), pathAt[i], O_RDWR | O_CLOEXEC, 0, 0, 0}});
+  for (size_t i = 0; i < n; ++i) {
+    const RecMemory& m = memories[i];
+    RemoteCall mmap{SYS_mmap,
+                    {m.address, m.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, 0, 0}};
+    mmap.fromResult[4] = static_cast<int8_t>(i);
+    calls.push_back(mmap);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    RemoteCall close{SYS_close, {0, 0, 0, 0, 0, 0}};
+    close.fromResult[0] = static_cast<int8_t>(i);
+    calls.push_back(close);
+  }
+  std::vector<int64_t> got = remoteSyscalls(task, calls, strays);
+  for (size_t i = 0; i < n; ++i)
+    if (got[i] < 0) return false;
+  for (size_t i = 0; i < n; ++i)
+    if (got[n + i] != static_cast<int64_t>(memories[i].address))
+      throw RecError(kExitInternal, fmt::format("cannot map {} in task {} ({})", memories[i].what,
+                                                task.tid(), got[n + i]));
   return true;
 }
 

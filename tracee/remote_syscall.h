@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -45,8 +46,10 @@ int64_t remoteSyscall(Task& task, int nr, std::array<uint64_t, 6> args, StraySig
 
 // Several syscalls run one after another in a single stop (each ptrace
 // stop costs two context switches): an argument may be the result of an
-// earlier call of the batch (`fromResult[i]` its index, else -1). Up to 4
-// calls; returns their results. Same conditions as remoteSyscall.
+// earlier call of the batch (`fromResult[i]` its index, else -1). Up to 8
+// calls; returns their results, of which only the first 4 are kept (a
+// later call's is 0, and no call can use it). Same conditions as
+// remoteSyscall.
 struct RemoteCall {
   int nr;
   std::array<uint64_t, 6> args;
@@ -93,6 +96,16 @@ uint64_t putScratchString(Task& task, const std::string& s);
 // throws RecError (naming `what`) when the mapping lands elsewhere.
 bool mapRecMemoryAt(Task& task, int recFd, uint64_t address, uint64_t size, const char* what,
                     StraySignals& strays);
+// Several such mappings (at most 2) in one stop: the time shim's log and the
+// syscall buffer, which a process's first patches at exec both need. False
+// when the tracee cannot open one of them.
+struct RecMemory {
+  int recFd;
+  uint64_t address;
+  uint64_t size;
+  const char* what;
+};
+bool mapRecMemoriesAt(Task& task, std::span<const RecMemory> memories, StraySignals& strays);
 
 // Address of a `syscall` instruction in the task's vDSO (0 when none).
 uint64_t findVdsoSyscall(Task& task);

@@ -412,26 +412,48 @@ bool enabledByEnvironment() {
 
 namespace {
 
+void bufferMapped(Task& task, SysbufSpace& space, std::unique_ptr<SysbufMemory> buffer,
+                  uint32_t mode) {
+  buffer->closeFd();
+  space.buffer = std::move(buffer);
+  setMode(task, mode);
+}
+
 bool mapBuffer(Task& task, SysbufSpace& space, std::unique_ptr<SysbufMemory> buffer, uint32_t mode,
                StraySignals& strays) {
   if (!mapRecMemoryAt(task, buffer->fd(), REC_SYSBUF, REC_SYSBUF_SIZE, "the syscall buffer",
                       strays))
     return false;
-  buffer->closeFd();
-  space.buffer = std::move(buffer);
-  setMode(task, mode);
+  bufferMapped(task, space, std::move(buffer), mode);
   return true;
 }
 
-}  // namespace
-
-bool start(Task& task, SysbufSpace& space, uint32_t mode, StraySignals& strays) {
+std::unique_ptr<SysbufMemory> newBuffer() {
   auto buffer = std::make_unique<SysbufMemory>();
   rec_sysbuf_header& h = buffer->header();
   fillPolicy(h);
   h.nowait_rwf = nowaitOnPipes() ? 1 : 0;
   h.limit = REC_SYSBUF_CAPACITY;
-  return mapBuffer(task, space, std::move(buffer), mode, strays);
+  return buffer;
+}
+
+}  // namespace
+
+bool start(Task& task, SysbufSpace& space, uint32_t mode, StraySignals& strays) {
+  return mapBuffer(task, space, newBuffer(), mode, strays);
+}
+
+bool startWithTimeLog(Task& task, SysbufSpace& space, TimeShimSpace& timeSpace, uint32_t mode,
+                      StraySignals& strays) {
+  auto log = std::make_unique<TimeLog>();
+  auto buffer = newBuffer();
+  const RecMemory memories[2] = {
+      {log->fd(), REC_SHIM_LOG, REC_SHIM_LOG_SIZE, "the time shim's log"},
+      {buffer->fd(), REC_SYSBUF, REC_SYSBUF_SIZE, "the syscall buffer"}};
+  if (!mapRecMemoriesAt(task, memories, strays)) return false;
+  time_shim::logMapped(task, timeSpace, std::move(log), mode);
+  bufferMapped(task, space, std::move(buffer), mode);
+  return true;
 }
 
 bool startCopy(Task& task, SysbufSpace& space, SysbufSpace& from, StraySignals& strays) {

@@ -36,6 +36,7 @@
 #include "scoped_fd.h"
 #include "syscall_table.h"
 #include "task.h"
+#include "time_shim.h"
 #include "time_shim/shim_abi.h"
 
 namespace rec {
@@ -139,6 +140,11 @@ bool enabledByEnvironment();
 // in `mode` (REC_SHIM_RECORD or REC_SHIM_REPLAY). False when the task
 // cannot open it (no /proc, another root).
 bool start(Task& task, SysbufSpace& space, uint32_t mode, StraySignals& strays);
+// Both start() and time_shim::startLog, the two mappings in one stop (a
+// process's first patches at exec need both). False when the task cannot
+// open them; neither is on then.
+bool startWithTimeLog(Task& task, SysbufSpace& space, TimeShimSpace& timeSpace, uint32_t mode,
+                      StraySignals& strays);
 
 // Replay's checkpoints (a fork of the process): maps into `task` a new
 // buffer holding what `from`'s holds, in `from`'s mode.

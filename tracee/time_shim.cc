@@ -58,9 +58,13 @@ bool startLog(Task& task, TimeShimSpace& space, uint32_t mode, StraySignals& str
   if (!mapRecMemoryAt(task, log->fd(), REC_SHIM_LOG, REC_SHIM_LOG_SIZE, "the time shim's log",
                       strays))
     return false;
+  logMapped(task, space, std::move(log), mode);
+  return true;
+}
+
+void logMapped(Task& task, TimeShimSpace& space, std::unique_ptr<TimeLog> log, uint32_t mode) {
   task.writeForced(REC_SHIM_CONTROL + offsetof(rec_shim_control, mode), &mode, sizeof mode);
   space.log = std::move(log);
-  return true;
 }
 
 namespace {

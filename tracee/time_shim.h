@@ -70,6 +70,9 @@ void writeImage(Task& task);
 // in `mode` (REC_SHIM_RECORD or REC_SHIM_REPLAY). False when the task cannot
 // open it (no /proc, another root): the shim then stays off.
 bool startLog(Task& task, TimeShimSpace& space, uint32_t mode, StraySignals& strays);
+// The second half of startLog, for a caller that mapped `log` into the task
+// itself (with the syscall buffer, sysbuf::startWithTimeLog).
+void logMapped(Task& task, TimeShimSpace& space, std::unique_ptr<TimeLog> log, uint32_t mode);
 
 // The shim state of a task created with `flags` (sys::cloneFlags) by
 // `parent`. A vfork child shares its parent's shim and log (the parent

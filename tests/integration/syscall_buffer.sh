@@ -385,6 +385,10 @@ check_ahead() {
   execs=$(grep -Ec '\] execve\(".*sysbuf_edge"\) -> .*sites patched ahead\]' dump.out)
   if buffer_on; then
     ((execs == 4)) || fail "$execs of 4 execs had sites patched ahead (ld.so's)"
+    # ld.so's first rdtsc patch mapped the time log and the buffer in one
+    # remote run (docs/syscall-buffer.md "RDTSC without a stop"); replay did the same
+    execs=$(grep -Ec '\] execve\(".*sysbuf_edge"\) -> .*\[time shim on\] \[buffer mapped\]' dump.out)
+    ((execs == 4)) || fail "$execs of 4 execs mapped the time log and the buffer together"
     grep -Eq '\] mmap\(.*PROT_EXEC.* \[[0-9]+ sites patched ahead\]' dump.out ||
       fail "no library mapping had sites patched ahead"
     # the last process: nearly every site it calls was patched ahead

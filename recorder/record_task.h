@@ -214,6 +214,7 @@ class RecordTask {
   std::shared_ptr<TimeShimSpace> timeSpace;  // shared by tasks created with CLONE_VM
   std::shared_ptr<SysbufSpace> sysbuf;        // the syscall buffer's, likewise (null: off)
   std::vector<std::byte> pendingBuffered;     // its buffered syscalls not yet in the trace
+  SysbufHeld pendingHeld;  // or those, still in the buffer, when large (pendingBuffered empty)
   std::unique_ptr<DeschedEvent> desched;      // its desched event (syscall-buffer.md "Blocking")
   bool deschedTried = false;                  // opened once per task (and image)
   ScopedFd pagemap;                          // /proc/TID/pagemap of the current image

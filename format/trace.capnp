@@ -260,6 +260,9 @@ struct SignalEvent {
   frame @8 :List(UInt64);    # a handler's frame: err, trapno, cr2 as the kernel wrote them in its sigcontext
   ptraceStop @9 :Bool;       # the task stopped here for its emulated ptracer: reached as the
                              # disposition says, but nothing is delivered (byPtracer follows if any)
+  frameMemory @10 :MemWrite; # a handler's whole frame as the kernel wrote it, from the handler's rsp
+                             # up (tracee/signals.h HandlerFrame); replay writes it back. Unset in
+                             # older traces: only `frame`'s trap words are written back then
 }
 
 # The recorder switched away from a task in the middle of its user code

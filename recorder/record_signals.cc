@@ -4,6 +4,7 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/perf_event.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -18,9 +19,8 @@
 #include <xxhash.h>
 
 #include <algorithm>
-#include <fstream>
-#include <linux/perf_event.h>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -360,6 +360,15 @@ std::optional<Stop> RecordSession::runTo(RecordTask& t, uint64_t address) {
   }
 }
 
+namespace {
+AddressRange staleXsaveInRedZoneOf(Task& task) {
+  const uint64_t redZone = task.regs().raw().rsp - 128;
+  std::array<uint8_t, 128> bytes{};
+  if (task.read(redZone, bytes.data(), bytes.size()) != bytes.size()) return {};
+  return staleXsaveInRedZone(bytes, redZone);
+}
+}  // namespace
+
 // The point's identity: every general register, the extended registers and
 // a digest of memory (docs/exactness.md), plus the words the in-process
 // check compares and how long the task ran to get there (replay's bound).
@@ -383,6 +392,7 @@ void RecordSession::setPoint(schema::Registers::Builder regs,
   // masked, so that replay, which reads the ranges from the trace, does alike.
   if (AddressRange dead = deadStackInRspPage(t.task.tid(), t.task.regs().raw().rsp); dead.end)
     masked.push_back(dead);
+  if (AddressRange stale = staleXsaveInRedZoneOf(t.task); stale.end) masked.push_back(stale);
   setAddressRanges(state.initPendingOutputs(static_cast<unsigned>(masked.size())), masked);
   MemoryDigest digest = digestMemory(t.task.tid(), excluded, nullptr, masked);
   auto blocks = state.initMemory(static_cast<unsigned>(digest.blocks.size()));
@@ -477,7 +487,8 @@ bool RecordSession::emulateRdtsc(RecordTask& t) {
   if (rdtscp && t.cpu >= 0) aux = (aux & ~0xfffu) | static_cast<unsigned>(t.cpu);
   // (the scale the time shim reports at patched sites, kept above what it
   // reported in this process)
-  if (t.timeSpace && t.timeSpace->log) lastTsc_ = std::max(lastTsc_, t.timeSpace->log->log().last_tsc);
+  if (t.timeSpace && t.timeSpace->log)
+    lastTsc_ = std::max(lastTsc_, t.timeSpace->log->log().last_tsc);
   const uint64_t value = tscNow();
   if (t.timeSpace && t.timeSpace->log) t.timeSpace->log->log().last_tsc = value;
   capnp::MallocMessageBuilder msg;
@@ -655,17 +666,33 @@ void RecordSession::deliverSignal(RecordTask& t, int signo, capnp::MallocMessage
   // Its sigreturn will restore a mask rec does not see.
   t.signalMask.reset();
   t.blockedTrapAction.clear();
+  const uint64_t interruptedRsp = t.task.regs().raw().rsp;
   scheduler_->run(t, Task::Resume::Step, signo);
   Stop stop = t.task.wait();
-  if (stop.kind != StopKind::Signal || stop.signal != SIGTRAP) {
-    // No frame after all (it could not be written: the kernel raises SIGSEGV).
+  bool stepped = stop.kind == StopKind::Signal && stop.signal == SIGTRAP;
+  // Another signal came first, with the frame written (the kernel delivers
+  // the next pending signal before the handler's first instruction), or
+  // there is no frame after all (it could not be written: SIGSEGV).
+  bool framed = stepped || (stop.kind == StopKind::Signal && atHandlerEntry(t.task, signo));
+  if (!framed) {
     emit(t, msg);
     handleStop(t, stop);
     return;
   }
-  FrameTrapWords words = readFrameTrapWords(t.task);
-  auto frame = msg.getRoot<schema::Event>().getSignal().initFrame(3);
-  for (unsigned i = 0; i < 3; ++i) frame.set(i, words[i]);
+  HandlerFrame written = readHandlerFrame(t.task, interruptedRsp);
+  auto signal = msg.getRoot<schema::Event>().getSignal();
+  auto frame = signal.initFrame(3);
+  for (unsigned i = 0; i < 3; ++i) frame.set(i, written.trapWords[i]);
+  if (written.address) {
+    auto memory = signal.initFrameMemory();
+    memory.setAddress(written.address);
+    memory.setData(asData(written.bytes.data(), written.bytes.size()));
+  }
+  if (!stepped) {
+    emit(t, msg);
+    handleStop(t, stop);
+    return;
+  }
   emit(t, msg);
   scheduler_->run(t);
 }

@@ -133,7 +133,7 @@ class ReplaySession {
   void onSignal(ReplayTask& t, schema::SignalEvent::Reader e);
   void onExec(ReplayTask& t, schema::ExecEvent::Reader e);
   void onRdtsc(ReplayTask& t, schema::RdtscEvent::Reader e);
-  static std::optional<FrameTrapWords> recordedFrame(schema::SignalEvent::Reader e);
+  static std::optional<HandlerFrame> recordedFrame(schema::SignalEvent::Reader e);
   void resumeDeliveringPending(ReplayTask& t);
   void onExit(ReplayTask& t, schema::ExitEvent::Reader e);
 
@@ -149,7 +149,7 @@ class ReplaySession {
     std::optional<MemoryDigest> memory;
     uint64_t runNs = 0;  // how long the task ran to get there, when recorded
     PointEntry entry = PointEntry::Jump;
-    std::vector<uint8_t> stack;  // from rsp up, checked in-process (empty in older traces)
+    std::vector<uint8_t> stack;      // from rsp up, checked in-process (empty in older traces)
     bool deadStackExcluded = false;  // the digest leaves out the stack below the red zone
     // While reaching it: the memory block that differed at the last candidate.
     mutable std::optional<uint64_t> suspectBlock;
@@ -249,7 +249,7 @@ class ReplaySession {
   std::vector<pid_t> zombies_;  // exited leaders, reaped once their threads are gone
   // Set when the recording patched RDTSC or this machine does not trap it.
   std::optional<RdtscPatcher> rdtscPatcher_;
-  bool timeShim_ = false;  // the recording had the time shim (time_shim.h)
+  bool timeShim_ = false;       // the recording had the time shim (time_shim.h)
   bool syscallBuffer_ = false;  // ... and the syscall buffer (syscall_buffer.h)
   std::optional<schema::Event::Reader> currentEvent_;  // the event being replayed
   // The last event whose checks passed, for reports: what it takes to

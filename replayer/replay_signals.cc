@@ -239,9 +239,16 @@ void ReplaySession::onSignal(ReplayTask& t, schema::SignalEvent::Reader e) {
   t.park = ReplayTask::Park::Resumable;
 }
 
-std::optional<FrameTrapWords> ReplaySession::recordedFrame(schema::SignalEvent::Reader e) {
+std::optional<HandlerFrame> ReplaySession::recordedFrame(schema::SignalEvent::Reader e) {
   if (e.getFrame().size() != 3) return std::nullopt;
-  return FrameTrapWords{e.getFrame()[0], e.getFrame()[1], e.getFrame()[2]};
+  HandlerFrame frame;
+  frame.trapWords = FrameTrapWords{e.getFrame()[0], e.getFrame()[1], e.getFrame()[2]};
+  if (e.hasFrameMemory()) {
+    frame.address = e.getFrameMemory().getAddress();
+    auto data = e.getFrameMemory().getData();
+    frame.bytes.assign(data.begin(), data.end());
+  }
+  return frame;
 }
 
 // Resumes a Resumable task, delivering its pending signal. Where the
@@ -249,7 +256,7 @@ std::optional<FrameTrapWords> ReplaySession::recordedFrame(schema::SignalEvent::
 // handler and the frame's trap words are made the recorded ones (signals.h).
 void ReplaySession::resumeDeliveringPending(ReplayTask& t) {
   int signo = std::exchange(t.pendingSignal, 0);
-  std::optional<FrameTrapWords> frame = std::exchange(t.pendingFrame, std::nullopt);
+  std::optional<HandlerFrame> frame = std::exchange(t.pendingFrame, std::nullopt);
   t.ptraceStopAtSyscallExit = false;
   if (auto result = std::exchange(t.restartAfterPtraceStop, std::nullopt); result && !signo) {
     // Resumed by its ptracer without a signal: the kernel restarts the
@@ -268,7 +275,11 @@ void ReplaySession::resumeDeliveringPending(ReplayTask& t) {
   if (stop.kind != StopKind::Signal || stop.signal != SIGTRAP)
     diverge(t, fmt::format("to enter the handler of {}", sys::signalName(signo)),
             describeStop(stop));
-  writeFrameTrapWords(t.task, *frame);
+  if (!writeHandlerFrame(t.task, *frame))
+    diverge(
+        t,
+        fmt::format("the handler's frame of {} at {:#x}", sys::signalName(signo), frame->address),
+        fmt::format("it is at {:#x}", t.task.regs().raw().rsp));
   resumeUserCode(t, 0);
 }
 
@@ -306,9 +317,9 @@ void ReplaySession::onRdtsc(ReplayTask& t, schema::RdtscEvent::Reader e) {
   if (e.getStartsTimeLog()) {
     // the recording mapped this process its time log at this trap
     if (!t.timeSpace || t.timeSpace->log)
-      throw RecError(kExitBadTrace,
-                     fmt::format("rec: event #{} starts a time log where there cannot be one",
-                                 eventIndex_));
+      throw RecError(
+          kExitBadTrace,
+          fmt::format("rec: event #{} starts a time log where there cannot be one", eventIndex_));
     StraySignals strays;  // replay's own signals: the recording's come from the trace
     if (!time_shim::startLog(t.task, *t.timeSpace, REC_SHIM_REPLAY, strays))
       throw RecError(kExitUnsupported,

@@ -66,9 +66,9 @@ struct ReplaySession::ReplayTask {
   // The CPU rec pinned the task to (its recorded CPU where this machine has
   // it: docs/parallel.md "CPU placement"); -1: the one it inherited.
   int cpu = -1;
-  int pendingSignal = 0;                       // delivered/raised when the task is next resumed
-  std::optional<FrameTrapWords> pendingFrame;  // and the trap words its handler's frame had
-  int awaitingSignal = 0;                      // a signal rec raised whose delivery stop is due
+  int pendingSignal = 0;                     // delivered/raised when the task is next resumed
+  std::optional<HandlerFrame> pendingFrame;  // and the frame its handler had (signals.h)
+  int awaitingSignal = 0;                    // a signal rec raised whose delivery stop is due
   // The emulated syscall a SkipPending task sits in. Whether it is simply
   // skipped or completed at its exit (to deliver a signal there with the
   // kernel's restart rules) is decided by the task's next event.

@@ -83,7 +83,9 @@ std::string syscallLine(schema::SyscallEvent::Reader s) {
   }
   if (captured > 0)
     out += " (" + std::to_string(captured) + " bytes captured" +
-           (zeros == captured ? ", all zero" : zeros ? ", " + std::to_string(zeros) + " zero" : "") +
+           (zeros == captured ? ", all zero"
+            : zeros           ? ", " + std::to_string(zeros) + " zero"
+                              : "") +
            ")";
   if (s.getRefused()) out += " (refused by rec)";
   if (s.getInSyscallBuffer() && s.hasMapping())
@@ -147,7 +149,11 @@ std::string eventText(schema::Event::Reader e) {
       auto s = e.getSignal();
       return "--- " + cli::signalText(s.getSigno()) + " " + dispositionText(s.getDisposition()) +
              (s.getSynchronous() ? " (synchronous)" : "") +
-             (s.getPtraceStop() ? " (ptrace stop)" : "") + " at " + hex(s.getIp()) + " ---";
+             (s.getPtraceStop() ? " (ptrace stop)" : "") + " at " + hex(s.getIp()) + " ---" +
+             (s.hasFrameMemory() ? fmt::format(" [handler frame of {} bytes at {:#x}]",
+                                               s.getFrameMemory().getData().size(),
+                                               s.getFrameMemory().getAddress())
+                                 : "");
     }
     case schema::Event::EXEC: {
       auto x = e.getExec();
@@ -164,10 +170,10 @@ std::string eventText(schema::Event::Reader e) {
     case schema::Event::RDTSC: {
       auto r = e.getRdtsc();
       // (answered by the time shim at a patched site: no stop)
-      const std::string shim =
-          r.getInLog() ? fmt::format(" [site {:#x}, time shim, no stop]", r.getIp())
-          : r.getStartsTimeLog() ? " [time shim on]"
-                                 : "";
+      const std::string shim = r.getInLog()
+                                   ? fmt::format(" [site {:#x}, time shim, no stop]", r.getIp())
+                               : r.getStartsTimeLog() ? " [time shim on]"
+                                                      : "";
       if (r.getIsRdtscp())
         return "rdtscp = " + hex(r.getValue()) + ", aux " + hex(r.getAux()) + shim;
       return "rdtsc = " + hex(r.getValue()) + shim;
@@ -295,8 +301,8 @@ int runDump(const DumpOptions& options) {
               m.setPath(it != pathOfBlob.end() ? it->second : "?");
             }
             std::vector<format::BufferedWrite> writes;
-            format::forEachBufferedWrite(h, entry,
-                                         [&](const format::BufferedWrite& w) { writes.push_back(w); });
+            format::forEachBufferedWrite(
+                h, entry, [&](const format::BufferedWrite& w) { writes.push_back(w); });
             auto list = s.initWrites(static_cast<unsigned>(writes.size()));
             for (unsigned j = 0; j < writes.size(); ++j) {
               list[j].setAddress(writes[j].address);

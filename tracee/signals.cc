@@ -47,8 +47,8 @@ std::vector<std::byte> readSignalAction(Task& task, int signo, StraySignals& str
   const uint64_t at = (task.regs().raw().rsp - 256 - kKernelSigactionSize) & ~uint64_t{15};
   std::vector<std::byte> saved(kKernelSigactionSize), action(kKernelSigactionSize);
   if (task.read(at, saved.data(), saved.size()) != saved.size()) return {};
-  int64_t result = remoteSyscall(
-      task, SYS_rt_sigaction, {static_cast<uint64_t>(signo), 0, at, 8, 0, 0}, strays);
+  int64_t result =
+      remoteSyscall(task, SYS_rt_sigaction, {static_cast<uint64_t>(signo), 0, at, 8, 0, 0}, strays);
   bool ok = result == 0 && task.read(at, action.data(), action.size()) == action.size();
   task.write(at, saved.data(), saved.size());
   if (!ok) action.clear();
@@ -59,8 +59,8 @@ void restoreForcedSignal(Task& task, int signo, std::span<const std::byte> actio
                          StraySignals& strays) {
   if (action.size() == kKernelSigactionSize) {
     task.writeForced(kScratchData, action.data(), action.size());
-    remoteSyscall(task, SYS_rt_sigaction,
-                  {static_cast<uint64_t>(signo), kScratchData, 0, 8, 0, 0}, strays);
+    remoteSyscall(task, SYS_rt_sigaction, {static_cast<uint64_t>(signo), kScratchData, 0, 8, 0, 0},
+                  strays);
   }
   if (auto mask = readSignalMask(task.tid())) {
     uint64_t blocked = *mask | signalBit(signo);
@@ -87,6 +87,49 @@ FrameTrapWords readFrameTrapWords(Task& task) {
 void writeFrameTrapWords(Task& task, const FrameTrapWords& words) {
   uint64_t uc = task.regs().raw().rdx;
   for (int i = 0; i < 3; ++i) task.write(uc + kOffsets[i], &words[i], 8);
+}
+
+bool atHandlerEntry(Task& task, int signo) {
+  const user_regs_struct& r = task.regs().raw();
+  return r.rdi == static_cast<uint64_t>(signo) && r.rdx == r.rsp + 8;
+}
+
+HandlerFrame readHandlerFrame(Task& task, uint64_t interruptedRsp) {
+  HandlerFrame frame;
+  frame.trapWords = readFrameTrapWords(task);
+  const uint64_t rsp = task.regs().raw().rsp;
+  uint64_t fpstate = 0;
+  task.read(task.regs().raw().rdx + offsetof(ucontext_t, uc_mcontext.fpregs), &fpstate,
+            sizeof fpstate);
+  constexpr size_t kLegacyArea = 512;            // FXSAVE image; its bytes 464..511 are software's
+  constexpr uint32_t kXstateMagic = 0x46505853;  // FP_XSTATE_MAGIC1
+  struct {
+    uint32_t magic1, extendedSize;
+  } software{};
+  if (fpstate <= rsp || fpstate - rsp > (1 << 16)) return frame;  // no frame as expected
+  task.read(fpstate + 464, &software, sizeof software);
+  uint64_t top = fpstate + (software.magic1 == kXstateMagic ? software.extendedSize : kLegacyArea);
+  // The padding up to the interrupted code's red zone, when on the same stack.
+  const uint64_t redZone = interruptedRsp - 128;
+  if (redZone > top && redZone - top < 128) top = redZone;
+  if (top - rsp > (1 << 16)) return frame;
+  frame.bytes.resize(top - rsp);
+  if (task.read(rsp, frame.bytes.data(), frame.bytes.size()) != frame.bytes.size()) {
+    frame.bytes.clear();
+    return frame;
+  }
+  frame.address = rsp;
+  return frame;
+}
+
+bool writeHandlerFrame(Task& task, const HandlerFrame& frame) {
+  if (frame.address == 0) {
+    writeFrameTrapWords(task, frame.trapWords);
+    return true;
+  }
+  if (task.regs().raw().rsp != frame.address) return false;
+  task.write(frame.address, frame.bytes.data(), frame.bytes.size());
+  return true;
 }
 
 }  // namespace rec

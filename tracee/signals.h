@@ -35,9 +35,36 @@ using FrameTrapWords = std::array<uint64_t, 3>;  // err, trapno, cr2
 FrameTrapWords readFrameTrapWords(Task& task);
 void writeFrameTrapWords(Task& task, const FrameTrapWords& words);
 
+// A handler's whole frame as the kernel wrote it: from the handler's rsp up
+// to the frame's top (the end of its XSAVE image, and the alignment padding
+// above it up to the interrupted code's red zone). The kernel leaves parts
+// of it unwritten: XSAVE skips the state components not in use (on AVX-512
+// machines over 1 KiB), and the padding. Those bytes keep what the dead
+// stack held, which differs between recording and replay (a lazy-binding
+// XSAVEC image there has a header that follows the CPU's XINUSE bits), and
+// so may the XSAVE header of the frame itself. The recorder stores the
+// frame and replay writes it back, so that the stack is the same memory.
+struct HandlerFrame {
+  FrameTrapWords trapWords{};
+  uint64_t address = 0;        // the handler's rsp; 0: only the trap words are known
+  std::vector<uint8_t> bytes;  // [address, address + bytes.size())
+};
+// Whether the task stands at the first instruction of a handler of `signo`
+// the kernel just set up: it passes the signal number in rdi and the frame's
+// ucontext, right above the return address, in rdx.
+bool atHandlerEntry(Task& task, int signo);
+// At the first instruction of a handler; `interruptedRsp` is where the
+// signal interrupted the task.
+HandlerFrame readHandlerFrame(Task& task, uint64_t interruptedRsp);
+// Puts the frame back. False when the handler's rsp is not the recorded
+// one (nothing is written then).
+bool writeHandlerFrame(Task& task, const HandlerFrame& frame);
+
 // The task's signal mask (PTRACE_GETSIGMASK), if it can be read.
 std::optional<uint64_t> readSignalMask(pid_t tid);
-inline uint64_t signalBit(int signo) { return uint64_t{1} << (signo - 1); }
+inline uint64_t signalBit(int signo) {
+  return uint64_t{1} << (signo - 1);
+}
 // Signals whose default action is to stop the process (job control).
 inline bool isStopSignal(int signo) {
   return signo == SIGSTOP || signo == SIGTSTP || signo == SIGTTIN || signo == SIGTTOU;

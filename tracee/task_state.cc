@@ -428,6 +428,26 @@ AddressRange deadStackInRspPage(pid_t tid, uint64_t rsp) {
   return {whole.end, rsp - 128};
 }
 
+AddressRange staleXsaveInRedZone(std::span<const uint8_t> bytes, uint64_t redZone) {
+  constexpr uint64_t kCompacted = uint64_t{1} << 63;
+  constexpr uint64_t kSse = 2;
+  const uint64_t end = redZone + bytes.size();
+  for (uint64_t header = (redZone + 63) & ~uint64_t{63}; header + 16 <= end; header += 64) {
+    uint64_t xstateBv, xcompBv;
+    std::memcpy(&xstateBv, &bytes[header - redZone], 8);
+    std::memcpy(&xcompBv, &bytes[header - redZone + 8], 8);
+    const uint64_t components = xcompBv & ~kCompacted;
+    if (!(xcompBv & kCompacted) || !(components & kSse) || components >> 20 ||
+        (xstateBv & ~components))
+      continue;
+    const uint64_t reservedEnd = std::min(end, header + 64);
+    auto reserved = bytes.subspan(header + 16 - redZone, reservedEnd - header - 16);
+    if (!std::all_of(reserved.begin(), reserved.end(), [](uint8_t b) { return b == 0; })) continue;
+    return {header, end};
+  }
+  return {};
+}
+
 MemoryDigest digestMemory(pid_t tid, std::span<const AddressRange> excluded, DigestStats* stats,
                           std::span<const AddressRange> masked) {
   return digestWithin(tid, excluded, stats, {0, ~uint64_t{0}}, masked);

@@ -111,6 +111,16 @@ AddressRange deadStackBelow(pid_t tid, uint64_t rsp);
 // red zone, inside rsp's own page (the digest leaves out whole pages only;
 // this part is masked, hashed as zeros). Empty when there is none.
 AddressRange deadStackInRspPage(pid_t tid, uint64_t rsp);
+// An XSAVEC image's header left in the red zone, [redZone, redZone +
+// bytes.size()), by code that ran deeper before (glibc's lazy-binding
+// trampoline saves the vector registers there): its XSTATE_BV follows the
+// CPU's XINUSE bits, which differ between recording and replay (ptrace stops
+// reset them), and the components it marks unused are not written. The
+// image is dead, but the red zone is live for a leaf function, so only such
+// a header (XCOMP_BV's compacted bit and components, XSTATE_BV within them,
+// zero reserved bytes) and the image above it are left out: from the header
+// to the red zone's end. Empty when there is none.
+AddressRange staleXsaveInRedZone(std::span<const uint8_t> bytes, uint64_t redZone);
 
 // The start of the first block where two digests differ.
 std::optional<uint64_t> firstDifferingBlock(const MemoryDigest& recorded, const MemoryDigest& now);

@@ -148,7 +148,30 @@ check_sigmask_buffered() {
   fi
 }
 
+# A second signal delivered inside the first's handler, with the main
+# thread interrupted in a read: each handler prints its frame's XSAVE header
+# and a hash of the whole image, unwritten parts included. The recorder keeps
+# each handler's frame as the kernel wrote it and replay writes it back
+# (tracee/signals.h HandlerFrame): on AVX-512 machines the unwritten parts
+# and the header differ between runs, and between recording and replay.
+check_nested_frames() {
+  need_program nested_signals
+  expect_native_differs "$PROGRAMS/nested_signals"
+  record_replay nested --status 0 \
+    --expect-out '^SIGUSR1: frame xstate_bv 0x[0-9a-f]+, [0-9]+ bytes, hash [0-9a-f]{16}$' \
+    --expect-out '^SIGUSR2: frame xstate_bv 0x[0-9a-f]+, [0-9]+ bytes, hash [0-9a-f]{16}$' \
+    -- "$PROGRAMS/nested_signals"
+  local lines frames
+  lines=$(grep -c ': frame xstate_bv' "$T/nested.rec.out")
+  ((lines == 6)) || fail "$lines handler lines, expected 6 (3 rounds of 2 signals)"
+  "$REC" dump "$T/nested.rec" >"$T/nested.dump" || fail "rec dump failed"
+  frames=$(grep -Ec -- '--- SIGUSR[12] .*\[handler frame of [0-9]+ bytes at 0x[0-9a-f]+\]$' \
+    "$T/nested.dump")
+  ((frames == 6)) || fail "$frames handler frames kept in the trace, expected 6"
+}
+
 t dispositions check_dispositions
+t nested_frames check_nested_frames
 t sigmask_buffered check_sigmask_buffered
 t mmap_sigchld check_mmap_sigchld
 t forced_fault check_forced_fault

@@ -116,9 +116,14 @@ struct XxhStateFree {
 
 // Bytes an event lent the writer (TraceWriter::writeEvent's `lent`): they
 // come before raw[at] in the chunk.
+// Or borrowed: `view` stays where it lies (rec's mapping of a syscall
+// buffer), and `keep` is held until the chunk is written, then dropped,
+// which tells the lender it may reuse those bytes.
 struct LentBytes {
   size_t at = 0;
   std::vector<std::byte> data;
+  std::span<const std::byte> view;
+  std::shared_ptr<const void> keep;
 };
 
 // kj::OutputStream appending to a byte vector: capnp serialises straight
@@ -144,7 +149,7 @@ class LendingSink final : public kj::OutputStream {
       : out_(out), lent_(lent), lentBytes_(lentBytes), data_(data) {}
   void write(const void* buffer, size_t size) override {
     if (size > 0 && buffer == data_.data() && size == data_.size()) {
-      lent_.push_back(LentBytes{out_.size(), std::move(data_)});
+      lent_.push_back(LentBytes{out_.size(), std::move(data_), {}, {}});
       lentBytes_ += size;
       data_.clear();
       return;
@@ -161,6 +166,33 @@ class LendingSink final : public kj::OutputStream {
   std::vector<LentBytes>& lent_;
   size_t& lentBytes_;
   std::vector<std::byte>& data_;
+};
+
+// The same for a segment borrowed where it lies (`view`, kept by `keep`).
+class BorrowingSink final : public kj::OutputStream {
+ public:
+  BorrowingSink(std::vector<std::byte>& out, std::vector<LentBytes>& lent, size_t& lentBytes,
+                std::span<const std::byte> view, std::shared_ptr<const void>& keep)
+      : out_(out), lent_(lent), lentBytes_(lentBytes), view_(view), keep_(keep) {}
+  void write(const void* buffer, size_t size) override {
+    if (size > 0 && buffer == view_.data() && size == view_.size() && keep_) {
+      lent_.push_back(LentBytes{out_.size(), {}, view_, std::move(keep_)});
+      lentBytes_ += size;
+      return;
+    }
+    auto p = static_cast<const std::byte*>(buffer);
+    out_.insert(out_.end(), p, p + size);
+  }
+  void write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
+    for (auto piece : pieces) write(piece.begin(), piece.size());
+  }
+
+ private:
+  std::vector<std::byte>& out_;
+  std::vector<LentBytes>& lent_;
+  size_t& lentBytes_;
+  std::span<const std::byte> view_;
+  std::shared_ptr<const void>& keep_;
 };
 
 std::string errnoText(int err) {
@@ -401,6 +433,7 @@ struct PendingChunk {
     for (const LentBytes& l : lent) {
       if (l.at > from) out.push_back({raw.data() + from, l.at - from});
       if (!l.data.empty()) out.push_back({l.data.data(), l.data.size()});
+      if (!l.view.empty()) out.push_back({l.view.data(), l.view.size()});
       from = l.at;
     }
     if (raw.size() > from) out.push_back({raw.data() + from, raw.size() - from});
@@ -553,13 +586,28 @@ class TraceWriterImpl final : public TraceWriter {
       sealLocked(lock);
   }
 
+  void writeEvent(capnp::MessageBuilder& event, std::span<const std::byte> borrowed,
+                  std::shared_ptr<const void> keep) override {
+    std::unique_lock lock(mu_);
+    throwIfFailed();
+    appendLocked(lock, event, nullptr, borrowed, &keep);
+    // Its lender waits for `keep` to be dropped before it reuses the bytes:
+    // the chunk goes to the background thread now, not at its age limit.
+    if (current_.messageCount > 0) sealLocked(lock);
+  }
+
   // One event into the open chunk, sealed when full; the bytes `lent`
-  // holds, when its message references them, moved there.
+  // holds, when its message references them, moved there (or `borrowed`,
+  // referenced where they lie and kept alive by `keep`).
   void appendLocked(std::unique_lock<std::mutex>& lock, capnp::MessageBuilder& event,
-                    std::vector<std::byte>* lent) {
+                    std::vector<std::byte>* lent, std::span<const std::byte> borrowed = {},
+                    std::shared_ptr<const void>* keep = nullptr) {
     const size_t before = current_.raw.size(), lentBefore = current_.lent.size(),
                  sizeBefore = current_.size();
-    if (lent) {
+    if (keep) {
+      BorrowingSink sink(current_.raw, current_.lent, current_.lentBytes, borrowed, *keep);
+      capnp::writeMessage(sink, event);
+    } else if (lent) {
       LendingSink sink(current_.raw, current_.lent, current_.lentBytes, *lent);
       capnp::writeMessage(sink, event);
     } else {

@@ -124,6 +124,13 @@ class TraceWriter {
   // 100 MB through here). `lent` comes back empty, often with the capacity
   // of one written earlier, so that refilling it faults no fresh pages.
   virtual void writeEvent(capnp::MessageBuilder& event, std::vector<std::byte>& lent) = 0;
+  // The same for bytes that stay where they lie (rec's mapping of a syscall
+  // buffer, which the program goes on filling elsewhere): the writer holds
+  // `keep` until it has written them, then drops it, which tells the lender
+  // that it may reuse them. The event's chunk is sealed at once, so that
+  // the lender never waits for a chunk's age limit.
+  virtual void writeEvent(capnp::MessageBuilder& event, std::span<const std::byte> borrowed,
+                          std::shared_ptr<const void> keep) = 0;
 
   // Stores data once per trace; returns its hash. Cheap when already stored.
   virtual BlobHash writeBlob(std::span<const std::byte> data, const std::string& path) = 0;

@@ -793,20 +793,32 @@ void RecordSession::pretendCpuCount(RecordTask& t, int64_t result) {
 // ---- The syscall buffer (docs/syscall-buffer.md) ----------------------------
 
 // Moves what the buffer holds into the task's pending entries: the task
-// stopped, and it is the one that ran user code (the only writer).
+// stopped, and it is the one that ran user code (the only writer). A large
+// batch stays where it lies, held for the task, and is lent to the trace
+// writer from there at its next event (no copy: read4k moves 100 MB through
+// here); other batches are copied out.
 void RecordSession::drainSyscallBuffer(RecordTask& t) {
   if (!t.sysbuf || !t.sysbuf->buffer) return;
+  // Smaller batches are copied: a chunk of their own each would cost more.
+  constexpr uint32_t kHeldBatch = 64 << 10;
+  const std::shared_ptr<SysbufMemory>& memory = t.sysbuf->buffer;
   std::vector<std::byte>& pending = t.pendingBuffered;
-  const size_t from = pending.size();
-  sysbuf::drain(*t.sysbuf, pending);
+  const auto [from, at] = sysbuf::take(*t.sysbuf);
+  if (at > from && !t.pendingHeld.extend(*memory, from, at) &&
+      !(pending.empty() && at - from >= kHeldBatch &&
+        t.pendingHeld.hold(memory, t.task.tid(), from, at))) {
+    t.pendingHeld.copyTo(pending);  // (in order: what it held came first)
+    pending.insert(pending.end(), memory->entries() + from, memory->entries() + at);
+  }
   // What a traced openat/close/fcntl teaches rec, a buffered one does too
   // (the buffer only takes those that leave stdout/stderr and their
   // aliases alone, so the buffer's view stayed right meanwhile).
   bool fdTableChanged = false;
-  for (size_t at = from; at + sizeof(rec_sysbuf_entry) <= pending.size();) {
+  const std::byte* entries = memory->entries();
+  for (uint32_t i = from; i + sizeof(rec_sysbuf_entry) <= at;) {
     rec_sysbuf_entry e;
-    std::memcpy(&e, pending.data() + at, sizeof e);
-    at += e.size;
+    std::memcpy(&e, entries + i, sizeof e);
+    i += e.size;  // (whole entries, checked by sysbuf::take)
     const sys::SyscallRow* row = sys::findSyscall(e.nr);
     if (!row || !t.fds) continue;
     std::array<uint64_t, 6> args;
@@ -814,6 +826,7 @@ void RecordSession::drainSyscallBuffer(RecordTask& t) {
     fdTableChanged |= noteFdTable(*t.fds, *row, args, e.result);
   }
   if (fdTableChanged) updateBufferOutputFds(t);
+  sysbuf::rearm(*t.sysbuf, pending.size() + (t.pendingHeld ? t.pendingHeld.bytes().size() : 0));
   // A buffered rt_sigprocmask: its mask, as a traced one's exit teaches it.
   if (auto note = sysbuf::takeSignalMask(*t.sysbuf)) {
     if (RecordTask* owner = note->tid == t.task.tid() ? &t : findTask(note->tid)) {
@@ -847,13 +860,15 @@ void RecordSession::writeBuffered(RecordTask& t, pid_t tid) {
       format::kBufferedEchoStdout == REC_SYSBUF_ENTRY_ECHO_STDOUT &&
       format::kBufferedEchoStderr == REC_SYSBUF_ENTRY_ECHO_STDERR &&
       sizeof(format::BufferedRange) == sizeof(rec_sysbuf_range));
-  const std::vector<std::byte>& pending = t.pendingBuffered;
+  const bool held = static_cast<bool>(t.pendingHeld);
+  const std::span<const std::byte> pending =
+      held ? t.pendingHeld.bytes() : std::span<const std::byte>(t.pendingBuffered);
   if (pending.empty()) return;
   uint32_t count = 0;
   for (size_t at = 0; at + sizeof(rec_sysbuf_entry) <= pending.size(); ++count) {
     rec_sysbuf_entry entry;
     std::memcpy(&entry, pending.data() + at, sizeof entry);
-    at += entry.size;  // (whole entries, checked by sysbuf::drain)
+    at += entry.size;  // (whole entries, checked by sysbuf::take)
   }
   capnp::word first[64] = {};  // (a first segment lent to capnp must be zeroed)
   capnp::MallocMessageBuilder msg(kj::arrayPtr(first, std::size(first)));
@@ -861,11 +876,13 @@ void RecordSession::writeBuffered(RecordTask& t, pid_t tid) {
   e.setTid(tid);
   auto batch = e.initBufferedSyscalls();
   batch.setCount(count);
-  batch.adoptEntries(
-      msg.getOrphanage().referenceExternalData(asData(pending.data(), pending.size())));
-  writer_->writeEvent(msg, t.pendingBuffered);  // moved, not copied
+  batch.adoptEntries(msg.getOrphanage().referenceExternalData(asData(pending.data(), pending.size())));
+  if (held)
+    writer_->writeEvent(msg, pending, t.pendingHeld.lend());  // written from the buffer
+  else
+    writer_->writeEvent(msg, t.pendingBuffered);  // moved, not copied
   if (t.sysbuf && t.sysbuf->buffer && scheduler_->isCurrent(t))
-    t.sysbuf->buffer->header().limit = REC_SYSBUF_CAPACITY;  // nothing pending now
+    sysbuf::rearm(*t.sysbuf, 0);  // nothing pending now
 }
 
 // At the exit of a buffered syscall: patches the site it was made from, so

@@ -212,10 +212,11 @@ class RecordTask {
   int jobStopSignal = 0;  // the signal of its job-control stop (JobStopped)
   std::shared_ptr<OutputFds> fds;
   std::shared_ptr<TimeShimSpace> timeSpace;  // shared by tasks created with CLONE_VM
-  std::shared_ptr<SysbufSpace> sysbuf;       // the syscall buffer's, likewise (null: off)
-  std::vector<std::byte> pendingBuffered;    // its buffered syscalls not yet in the trace
-  std::unique_ptr<DeschedEvent> desched;     // its desched event (syscall-buffer.md "Blocking")
-  bool deschedTried = false;                 // opened once per task (and image)
+  std::shared_ptr<SysbufSpace> sysbuf;        // the syscall buffer's, likewise (null: off)
+  std::vector<std::byte> pendingBuffered;     // its buffered syscalls not yet in the trace
+  SysbufHeld pendingHeld;  // or those, still in the buffer, when large (pendingBuffered empty)
+  std::unique_ptr<DeschedEvent> desched;      // its desched event (syscall-buffer.md "Blocking")
+  bool deschedTried = false;                  // opened once per task (and image)
   ScopedFd pagemap;                          // /proc/TID/pagemap of the current image
   Clock::time_point sliceStart;
   // When the last PTRACE_INTERRUPT for a preemption was sent.

@@ -49,7 +49,76 @@ SysbufMemory::~SysbufMemory() {
   if (base_) ::munmap(base_, REC_SYSBUF_SIZE);
 }
 
-void SysbufSpace::noteCode(uint64_t start, uint64_t end, uint64_t offset, const std::string& file) {
+void SysbufMemory::collectLoans() {
+  const uint64_t back = loansBack_.load(std::memory_order_acquire);
+  while (!loans.empty() && loans.front().seq < back) loans.pop_front();
+}
+
+void SysbufMemory::waitOldestLoan() {
+  if (loans.empty() || (heldBy && loans.size() == 1)) return;
+  const uint64_t seq = loans.front().seq;
+  for (uint64_t back = loansBack_.load(std::memory_order_acquire); back <= seq;
+       back = loansBack_.load(std::memory_order_acquire))
+    loansBack_.wait(back, std::memory_order_acquire);
+  collectLoans();
+}
+
+std::shared_ptr<const void> SysbufMemory::lendHeld(const std::shared_ptr<SysbufMemory>& memory) {
+  memory->heldBy = 0;
+  // The writer returns its loans in the order they were made (one per
+  // chunk, chunks written in order): a count says which are back.
+  return std::shared_ptr<const void>(memory->entries(), [memory](const void*) {
+    memory->loansBack_.fetch_add(1, std::memory_order_release);
+    memory->loansBack_.notify_all();
+  });
+}
+
+void SysbufMemory::dropHeld() {
+  if (!heldBy || loans.empty()) return;
+  loans.pop_back();  // (the held loan is the newest)
+  --loansMade;
+  heldBy = 0;
+}
+
+bool SysbufHeld::hold(const std::shared_ptr<SysbufMemory>& memory, pid_t tid, uint32_t from,
+                      uint32_t to) {
+  if (memory_ || memory->heldBy || from >= to) return false;
+  memory->loans.push_back({from, to, memory->loansMade++});
+  memory->heldBy = tid;
+  memory_ = memory;
+  from_ = from;
+  to_ = to;
+  return true;
+}
+
+bool SysbufHeld::extend(const SysbufMemory& memory, uint32_t from, uint32_t at) {
+  if (memory_.get() != &memory || to_ != from || memory_->loans.empty()) return false;
+  to_ = at;
+  memory_->loans.back().to = at;
+  return true;
+}
+
+std::shared_ptr<const void> SysbufHeld::lend() {
+  auto token = SysbufMemory::lendHeld(memory_);
+  memory_.reset();
+  return token;
+}
+
+void SysbufHeld::copyTo(std::vector<std::byte>& pending) {
+  if (!memory_) return;
+  const auto b = bytes();
+  pending.insert(pending.end(), b.begin(), b.end());
+  release();
+}
+
+void SysbufHeld::release() {
+  if (!memory_) return;
+  memory_->dropHeld();
+  memory_.reset();
+}
+
+void SysbufSpace::noteCode(uint64_t start, uint64_t end, uint64_t offset,
+                           const std::string& file) {
   // A new mapping replaces whatever lay in its range.
   auto it = code.lower_bound(start);
   if (it != code.begin() && std::prev(it)->second.end > start) --it;
@@ -803,11 +872,10 @@ void disable(Task& task, SysbufSpace& space) {
   if (space.buffer) setMode(task, REC_SHIM_OFF);
 }
 
-void drain(SysbufSpace& space, std::vector<std::byte>& pending) {
-  if (!space.buffer) return;
-  const size_t pendingBytes = pending.size();
+std::pair<uint32_t, uint32_t> take(SysbufSpace& space) {
+  if (!space.buffer) return {0, 0};
   rec_sysbuf_header& h = space.buffer->header();
-  uint32_t used = std::min<uint32_t>(h.used, REC_SYSBUF_CAPACITY);
+  uint32_t used = std::min<uint32_t>(h.used, REC_SYSBUF_RECORD_AREA);
   const std::byte* entries = space.buffer->entries();
   // Whole entries only: the program may have written over the buffer.
   uint32_t at = std::min(space.drained, used);
@@ -820,21 +888,49 @@ void drain(SysbufSpace& space, std::vector<std::byte>& pending) {
       throw RecError(kExitInternal, "rec: the syscall buffer was overwritten by the program");
     at += e.size;
   }
-  pending.insert(pending.end(), entries + from, entries + at);
-  const size_t drained = at - from;
-  // A task stopped inside the buffer's code may hold `used` in a register,
-  // about to store it plus its entry: the buffer empties once it is out
-  // (a fault in there leaves it busy for good: the buffer fills, and
-  // every call after is traced).
-  if (h.busy) {
-    space.drained = at;
-  } else {
-    h.used = 0;
-    space.drained = 0;
+  space.drained = at;
+  return {from, at};
+}
+
+void rearm(SysbufSpace& space, size_t pendingBytes) {
+  if (!space.buffer) return;
+  SysbufMemory& m = *space.buffer;
+  rec_sysbuf_header& h = m.header();
+  // Below this much room the program goes on at the start (when nothing
+  // lies there) or waits for the oldest loan: a fill that small would stop
+  // the task again soon for little.
+  constexpr uint32_t kMinRoom = 256 << 10;
+  uint32_t bound = REC_SYSBUF_RECORD_AREA;
+  for (;;) {
+    m.collectLoans();
+    bound = REC_SYSBUF_RECORD_AREA;
+    for (const SysbufMemory::Loan& loan : m.loans)
+      if (loan.from >= space.drained) bound = std::min(bound, loan.from);
+    // A task stopped inside the buffer's code (busy) may hold `used` in a
+    // register, about to store it plus its entry: the buffer stays as it is
+    // until it is out (a fault in there leaves it busy for good: the
+    // buffer fills, and every call after is traced).
+    const bool atStart = space.drained == 0 && h.used == 0;
+    if (!h.busy && !atStart &&
+        (m.loans.empty() ||
+         (bound == REC_SYSBUF_RECORD_AREA && REC_SYSBUF_RECORD_AREA - space.drained < kMinRoom))) {
+      // Empty, or at the end of the ring with every loan behind: from the start.
+      h.used = 0;
+      space.drained = 0;
+      continue;  // (the loans, if any, now lie ahead)
+    }
+    if (bound - space.drained >= kMinRoom || bound == REC_SYSBUF_RECORD_AREA) break;
+    // The oldest loan lies in the way (the ring's last round). A held one
+    // comes back only at its task's event: the program gets the little
+    // room there is, and its calls are traced when it runs out.
+    if (m.heldBy && m.loans.size() == 1) break;
+    m.waitOldestLoan();
   }
-  size_t room = REC_SYSBUF_REPLAY_CAPACITY -
-                std::min<size_t>(pendingBytes + drained, REC_SYSBUF_REPLAY_CAPACITY);
-  h.limit = static_cast<uint32_t>(std::min<size_t>(REC_SYSBUF_CAPACITY, space.drained + room));
+  const size_t pendingRoom =
+      REC_SYSBUF_REPLAY_CAPACITY - std::min<size_t>(pendingBytes, REC_SYSBUF_REPLAY_CAPACITY);
+  size_t limit = std::min<size_t>(space.drained + REC_SYSBUF_CAPACITY, bound);
+  limit = std::min<size_t>(limit, space.drained + pendingRoom);
+  h.limit = static_cast<uint32_t>(limit);
 }
 
 void setTrapSignal(SysbufSpace& space, int signo) {

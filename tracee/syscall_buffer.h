@@ -20,8 +20,10 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <array>
 #include <optional>
@@ -63,9 +65,62 @@ class SysbufMemory {
   }
   std::byte* entries() { return static_cast<std::byte*>(base_) + (REC_SYSBUF_ENTRIES - REC_SYSBUF); }
 
+  // Record: ranges of entries() that stay where they lie until the trace
+  // writer has written them (docs/syscall-buffer.md "Lent, not copied"),
+  // oldest first: the program must not write over them. The newest may be
+  // held by a task (`heldBy`: drained, its event not written yet); the
+  // others are lent to the writer, which returns them in order (`back`).
+  struct Loan {
+    uint32_t from = 0, to = 0;
+    uint64_t seq = 0;
+  };
+  std::deque<Loan> loans;
+  pid_t heldBy = 0;
+  // Forgets the loans the writer has returned.
+  void collectLoans();
+  // Blocks until the oldest loan (lent, not held) is back.
+  void waitOldestLoan();
+  // The held loan goes to the writer: the returned token's drop brings it back.
+  static std::shared_ptr<const void> lendHeld(const std::shared_ptr<SysbufMemory>& memory);
+  // The held loan is given up (its bytes copied elsewhere, or never written).
+  void dropHeld();
+  uint64_t loansMade = 0;
+
  private:
   ScopedFd fd_;
   void* base_ = nullptr;
+  std::atomic<uint64_t> loansBack_{0};
+};
+
+// Record: a task's buffered entries drained but not copied, lying at
+// [from, to) of `memory`'s entries (the task's pending vector is empty
+// meanwhile). Gives its range up when destroyed unwritten.
+class SysbufHeld {
+ public:
+  SysbufHeld() = default;
+  SysbufHeld(const SysbufHeld&) = delete;
+  SysbufHeld& operator=(const SysbufHeld&) = delete;
+  ~SysbufHeld() { release(); }
+  explicit operator bool() const { return memory_ != nullptr; }
+  const std::shared_ptr<SysbufMemory>& memory() const { return memory_; }
+  uint32_t from() const { return from_; }
+  uint32_t to() const { return to_; }
+  std::span<const std::byte> bytes() const {
+    return {memory_->entries() + from_, static_cast<size_t>(to_ - from_)};
+  }
+  // Holds [from, to) of `memory`, when nobody holds any of it.
+  bool hold(const std::shared_ptr<SysbufMemory>& memory, pid_t tid, uint32_t from, uint32_t to);
+  // Extends it by [to, at) when that follows it in the same memory.
+  bool extend(const SysbufMemory& memory, uint32_t from, uint32_t at);
+  // Lends the range to the trace writer: the token keeps it until written.
+  std::shared_ptr<const void> lend();
+  // Copies the range to the end of `pending` and gives it up.
+  void copyTo(std::vector<std::byte>& pending);
+  void release();
+
+ private:
+  std::shared_ptr<SysbufMemory> memory_;
+  uint32_t from_ = 0, to_ = 0;
 };
 
 // A task's desched event (docs/syscall-buffer.md "Blocking"): a perf
@@ -82,7 +137,7 @@ struct DeschedEvent {
 // with CLONE_VM).
 struct SysbufSpace {
   bool disabled = false;  // the program installed a seccomp filter (rec's calls would pass it)
-  std::unique_ptr<SysbufMemory> buffer;  // once started
+  std::shared_ptr<SysbufMemory> buffer;  // once started (and while its lent entries are written)
   uint32_t drained = 0;                  // record: entry bytes already moved out
   struct Page {
     uint64_t address;
@@ -301,12 +356,20 @@ std::shared_ptr<SysbufSpace> forChild(const std::shared_ptr<SysbufSpace>& space,
 // seccomp filter would not see the buffer's calls).
 void disable(Task& task, SysbufSpace& space);
 
-// Record: appends the entries written since the last call to `pending`,
-// as raw bytes (whole entries, in order); sets the header's limit so that a
-// task's pending entries never exceed what replay can queue.
-// A task stopped inside the buffer's code (its busy flag set) may be about to
-// store `used`: the buffer is not emptied then.
-void drain(SysbufSpace& space, std::vector<std::byte>& pending);
+// Record: the entries written since the last call, [from, to) of the
+// buffer's entries() (whole entries, in order, checked), now drained. They
+// stay there until rearm() lets the program write over them: the caller
+// copies them, or holds them (SysbufHeld) first.
+std::pair<uint32_t, uint32_t> take(SysbufSpace& space);
+
+// Record: where the program's next entries go, and the header's limit:
+// from the start once nothing in the buffer is held or lent (a task
+// stopped inside the buffer's code, its busy flag set, may be about to
+// store `used`: not then), else on after the last entry, around the held
+// and lent ranges, as a ring; waits for the writer to return the oldest
+// loan when it leaves too little room. `pendingBytes`: the running task's
+// entries not in the trace yet, which stay below what replay can queue.
+void rearm(SysbufSpace& space, size_t pendingBytes);
 
 // Record, while the task runs: its next call that would go through the
 // buffer is made as a traced syscall instead (a stop), until the next

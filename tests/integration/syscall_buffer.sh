@@ -109,6 +109,54 @@ check_sigterm() {
   cmp -s rec.out replay.out || fail "replay output differs from the recording's"
 }
 
+# Bulk reads (docs/syscall-buffer.md "Lent, not copied"): batches of 64 KiB
+# and more stay in the buffer and are written to the trace from there while
+# the program fills the rest of it as a ring; in one process (the ring goes
+# round), a fork's child beside its parent, two threads sharing a buffer,
+# and a read loop right before an exec.
+check_bulk() {
+  need_program sysbuf_bulk
+  mkdir -p b
+  expect_native_differs "$PROGRAMS/sysbuf_bulk" all b 2>/dev/null
+  record_replay bulk --status 0 --expect-out '^whole [0-9a-f]{16}$' \
+    --expect-out '^child [0-9a-f]{16}$' --expect-out '^parent [0-9a-f]{16}$' \
+    --expect-out '^threads [0-9a-f]{16} [0-9a-f]{16} [0-9a-f]{16}$' \
+    --expect-out '^before exec [0-9a-f]{16}$' --expect-out "^exec'd [0-9a-f]{16}$" \
+    -- "$PROGRAMS/sysbuf_bulk" all b
+  local n
+  n=$(buffered_count bulk.rec)
+  if buffer_on; then
+    # 4096 + 2048 * 2 + 1536 * 2 + 512 + 768 + 1024 blocks of 4 KiB read.
+    ((n >= 12000)) || fail "only $n syscalls went through the buffer"
+  else
+    ((n == 0)) || fail "$n buffered syscalls with REC_SYSCALL_BUFFER=off"
+  fi
+}
+
+# rec stopped while the program reads in bulk: every batch it drained is
+# in the trace (the last ones lent to the writer when the SIGTERM came),
+# and replay prints what the recording printed.
+check_bulk_sigterm() {
+  need_program sysbuf_bulk
+  mkdir -p bt
+  "$REC" record -o bulkterm.rec -- "$PROGRAMS/sysbuf_bulk" forever bt >rec.out 2>rec.err &
+  local pid=$! i
+  for i in $(seq 400); do
+    [ "$(wc -l <rec.out)" -ge 3 ] && break
+    sleep 0.05
+  done
+  [ "$(wc -l <rec.out)" -ge 3 ] || fail "the recording printed less than 3 lines"
+  kill -TERM "$pid"
+  wait "$pid"
+  local status=$?
+  [ "$status" -eq 143 ] || fail "rec record exited $status after SIGTERM, expected 143"
+  timeout 120 "$REC" replay bulkterm.rec >replay.out 2>replay.err
+  status=$?
+  [ "$status" -eq 137 ] || { show "replay stderr" replay.err; fail "replay exited $status, expected 137"; }
+  cmp -s rec.out replay.out || fail "replay output differs from the recording's"
+  uniq rec.out | wc -l | grep -qx 1 || fail "the passes over one file hashed differently"
+}
+
 # A file mapped MAP_SHARED (glibc maps gconv-modules.cache so in every
 # program using iconv, dd included) is watched: writes to it stay traced, so
 # that replay's shared copy changes too; writes to other files and to
@@ -711,4 +759,6 @@ t watched check_watched
 t chaos check_chaos
 t divergence check_divergence
 t sigterm check_sigterm
+t bulk check_bulk
+t bulk_sigterm check_bulk_sigterm
 finish

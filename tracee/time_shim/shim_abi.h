@@ -117,6 +117,10 @@ static inline int rec_shim_system_wide_clock(long clock) {
  * stop rec took without an event), up to the whole mapping. */
 #define REC_SYSBUF_CAPACITY 0x100000UL
 #define REC_SYSBUF_REPLAY_CAPACITY (REC_SYSBUF_SIZE - 0x6000UL)
+/* Recording: the entries' area, used as a ring of such fills: a fill rec
+ * lent to the trace writer stays where it lies until written, and the
+ * program fills the next part meanwhile (`limit` is an offset in it). */
+#define REC_SYSBUF_RECORD_AREA REC_SYSBUF_REPLAY_CAPACITY
 #define REC_SYSBUF_MAX_NR 512
 #define REC_SYSBUF_OUTPUT_FDS 1024
 #define REC_SYSBUF_WATCHED 64 /* files mapped MAP_SHARED the header can name */

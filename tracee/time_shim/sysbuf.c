@@ -636,7 +636,7 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
   uint32_t mode = ((volatile struct rec_shim_control*)REC_SHIM_CONTROL)->sysbuf_mode;
   if (mode == REC_SHIM_RECORD) {
     uint64_t used = h->used, limit = h->limit;
-    if (limit > REC_SYSBUF_CAPACITY || used + sizeof(struct rec_sysbuf_entry) > limit)
+    if (limit > REC_SYSBUF_RECORD_AREA || used + sizeof(struct rec_sysbuf_entry) > limit)
       return 0; /* full: the traced call's stop empties it */
     uint64_t room = limit - used - sizeof(struct rec_sysbuf_entry);
     int ruled = rule_allows(p.rule, args);

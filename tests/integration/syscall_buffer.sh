@@ -374,10 +374,12 @@ check_brk_points() {
   need_program brk_points
   expect_native_differs "$PROGRAMS/brk_points" 2 1000
   # Serial schedule: in parallel recording the two processes run side by
-  # side and nothing preempts them (docs/parallel.md).
+  # side and nothing preempts them (docs/parallel.md). Each round's spin must
+  # outlast the 50 ms after which rec interrupts user code (80 M iterations:
+  # ~80 ms here; a shorter one ends at its next brk, a switch with no point).
   record_replay brkpoints --status 0 --record-env REC_PARALLEL=off \
     --expect-out '^parent [0-9a-f]{16}, child status 0$' \
-    --expect-out '^child [0-9a-f]{16}$' -- "$PROGRAMS/brk_points" 6
+    --expect-out '^child [0-9a-f]{16}$' -- "$PROGRAMS/brk_points" 6 80000000
   "$REC" dump brkpoints.rec >dump.out || fail "rec dump failed"
   local points brks
   points=$(grep -c 'preempted at' dump.out)

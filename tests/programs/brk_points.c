@@ -3,7 +3,7 @@
 // trampoline in the free gap nearest its ip). Two processes take turns on
 // rec's schedule; each round grows the heap with sbrk (brk, made through
 // the syscall buffer: queued in replay, not made yet when replay looks for
-// room for the trampoline), then computes for ~30 ms without a syscall, in
+// room for the trampoline), then computes (30 M iterations by default, ~30 ms) without a syscall, in
 // code placed 4 MiB into the executable's text, past a jump over padding,
 // so that the heap's gap is nearer than the one below the executable. rec
 // interrupts one of them there: a point after buffered brks. Replay must

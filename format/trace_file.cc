@@ -140,57 +140,63 @@ class VectorSink final : public kj::OutputStream {
   std::vector<std::byte>& out_;
 };
 
-// The same, for an event whose one segment is `lent`: that segment is
-// moved into the chunk instead of copied.
-class LendingSink final : public kj::OutputStream {
+// The same, for an event one of whose segments is handed over rather than
+// copied: that segment goes into the chunk's lent list, the rest is copied
+// into the chunk.
+class LendingSinkBase : public kj::OutputStream {
+ public:
+  void write(const void* buffer, size_t size) override {
+    if (size > 0 && tryLend(buffer, size)) {
+      lentBytes_ += size;
+      return;
+    }
+    auto p = static_cast<const std::byte*>(buffer);
+    out_.insert(out_.end(), p, p + size);
+  }
+
+ protected:
+  LendingSinkBase(std::vector<std::byte>& out, std::vector<LentBytes>& lent, size_t& lentBytes)
+      : out_(out), lent_(lent), lentBytes_(lentBytes) {}
+  // Whether the `size` bytes at `buffer` are the segment to hand over (then
+  // added to lent_ at out_'s end).
+  virtual bool tryLend(const void* buffer, size_t size) = 0;
+  std::vector<std::byte>& out_;
+  std::vector<LentBytes>& lent_;
+
+ private:
+  size_t& lentBytes_;
+};
+
+// The segment is `data`, whose vector moves into the chunk.
+class LendingSink final : public LendingSinkBase {
  public:
   LendingSink(std::vector<std::byte>& out, std::vector<LentBytes>& lent, size_t& lentBytes,
               std::vector<std::byte>& data)
-      : out_(out), lent_(lent), lentBytes_(lentBytes), data_(data) {}
-  void write(const void* buffer, size_t size) override {
-    if (size > 0 && buffer == data_.data() && size == data_.size()) {
-      lent_.push_back(LentBytes{out_.size(), std::move(data_), {}, {}});
-      lentBytes_ += size;
-      data_.clear();
-      return;
-    }
-    auto p = static_cast<const std::byte*>(buffer);
-    out_.insert(out_.end(), p, p + size);
-  }
-  void write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
-    for (auto piece : pieces) write(piece.begin(), piece.size());
-  }
+      : LendingSinkBase(out, lent, lentBytes), data_(data) {}
 
  private:
-  std::vector<std::byte>& out_;
-  std::vector<LentBytes>& lent_;
-  size_t& lentBytes_;
+  bool tryLend(const void* buffer, size_t size) override {
+    if (buffer != data_.data() || size != data_.size()) return false;
+    lent_.push_back(LentBytes{out_.size(), std::move(data_), {}, {}});
+    data_.clear();
+    return true;
+  }
   std::vector<std::byte>& data_;
 };
 
-// The same for a segment borrowed where it lies (`view`, kept by `keep`).
-class BorrowingSink final : public kj::OutputStream {
+// The segment is borrowed where it lies (`view`, kept alive by `keep`).
+class BorrowingSink final : public LendingSinkBase {
  public:
   BorrowingSink(std::vector<std::byte>& out, std::vector<LentBytes>& lent, size_t& lentBytes,
                 std::span<const std::byte> view, std::shared_ptr<const void>& keep)
-      : out_(out), lent_(lent), lentBytes_(lentBytes), view_(view), keep_(keep) {}
-  void write(const void* buffer, size_t size) override {
-    if (size > 0 && buffer == view_.data() && size == view_.size() && keep_) {
-      lent_.push_back(LentBytes{out_.size(), {}, view_, std::move(keep_)});
-      lentBytes_ += size;
-      return;
-    }
-    auto p = static_cast<const std::byte*>(buffer);
-    out_.insert(out_.end(), p, p + size);
-  }
-  void write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
-    for (auto piece : pieces) write(piece.begin(), piece.size());
-  }
+      : LendingSinkBase(out, lent, lentBytes), view_(view), keep_(keep) {}
 
  private:
-  std::vector<std::byte>& out_;
-  std::vector<LentBytes>& lent_;
-  size_t& lentBytes_;
+  bool tryLend(const void* buffer, size_t size) override {
+    if (buffer != view_.data() || size != view_.size() || !keep_) return false;
+    lent_.push_back(LentBytes{out_.size(), {}, view_, std::move(keep_)});
+    return true;
+  }
   std::span<const std::byte> view_;
   std::shared_ptr<const void>& keep_;
 };

@@ -674,27 +674,22 @@ void RecordSession::deliverSignal(RecordTask& t, int signo, capnp::MallocMessage
   // the next pending signal before the handler's first instruction), or
   // there is no frame after all (it could not be written: SIGSEGV).
   bool framed = stepped || (stop.kind == StopKind::Signal && atHandlerEntry(t.task, signo));
-  if (!framed) {
-    emit(t, msg);
-    handleStop(t, stop);
-    return;
-  }
-  HandlerFrame written = readHandlerFrame(t.task, interruptedRsp);
-  auto signal = msg.getRoot<schema::Event>().getSignal();
-  auto frame = signal.initFrame(3);
-  for (unsigned i = 0; i < 3; ++i) frame.set(i, written.trapWords[i]);
-  if (written.address) {
-    auto memory = signal.initFrameMemory();
-    memory.setAddress(written.address);
-    memory.setData(asData(written.bytes.data(), written.bytes.size()));
-  }
-  if (!stepped) {
-    emit(t, msg);
-    handleStop(t, stop);
-    return;
+  if (framed) {
+    HandlerFrame written = readHandlerFrame(t.task, interruptedRsp);
+    auto signal = msg.getRoot<schema::Event>().getSignal();
+    auto frame = signal.initFrame(3);
+    for (unsigned i = 0; i < 3; ++i) frame.set(i, written.trapWords[i]);
+    if (written.address) {
+      auto memory = signal.initFrameMemory();
+      memory.setAddress(written.address);
+      memory.setData(asData(written.bytes.data(), written.bytes.size()));
+    }
   }
   emit(t, msg);
-  scheduler_->run(t);
+  if (stepped)
+    scheduler_->run(t);
+  else
+    handleStop(t, stop);
 }
 
 // ---- The desched event (docs/syscall-buffer.md "Blocking") ----------------

@@ -876,7 +876,8 @@ void RecordSession::writeBuffered(RecordTask& t, pid_t tid) {
   e.setTid(tid);
   auto batch = e.initBufferedSyscalls();
   batch.setCount(count);
-  batch.adoptEntries(msg.getOrphanage().referenceExternalData(asData(pending.data(), pending.size())));
+  batch.adoptEntries(
+      msg.getOrphanage().referenceExternalData(asData(pending.data(), pending.size())));
   if (held)
     writer_->writeEvent(msg, pending, t.pendingHeld.lend());  // written from the buffer
   else
@@ -884,6 +885,16 @@ void RecordSession::writeBuffered(RecordTask& t, pid_t tid) {
   if (t.sysbuf && t.sysbuf->buffer && scheduler_->isCurrent(t))
     sysbuf::rearm(*t.sysbuf, 0);  // nothing pending now
 }
+
+namespace {
+// A signal is delivered at the exit of a call with this result: -ERESTART*
+// (one interrupted it), EPIPE (the kernel raised SIGPIPE), EFBIG (SIGXFSZ).
+// Remote syscalls made there (a patch, opening the desched event) would
+// take it in first, and it would come later, elsewhere.
+bool signalDueAtExit(int64_t result) {
+  return (result <= -512 && result >= -516) || result == -EPIPE || result == -EFBIG;
+}
+}  // namespace
 
 // At the exit of a buffered syscall: patches the site it was made from, so
 // that its next calls go through the buffer (noted in the event: replay
@@ -893,11 +904,7 @@ void RecordSession::patchSyscallSite(RecordTask& t, schema::SyscallEvent::Builde
       !(t.row->flags & sys::kBuffered))
     return;
   const Registers& regs = t.task.regs();
-  int64_t result = regs.result();
-  if (result <= -512 && result >= -516) return;  // -ERESTART*: a signal comes first
-  // EPIPE comes with a SIGPIPE (EFBIG with SIGXFSZ) that must be delivered
-  // at this exit: a patch's remote syscalls would take it in first.
-  if (result == -EPIPE || result == -EFBIG) return;
+  if (signalDueAtExit(regs.result())) return;
   // A call the row's rule turns down (prlimit64 setting a limit) would stay
   // traced through the patch: its site is left alone (and replay's special
   // paths for such calls, applyRlimit, need no patch).
@@ -1206,12 +1213,7 @@ void RecordSession::ensureDesched(RecordTask& t) {
   if (blocking_ == sysbuf::Blocking::NoWait || t.deschedTried || !t.sysbuf || !t.sysbuf->buffer ||
       t.sysbuf->disabled || t.compat || !t.row)
     return;
-  const int64_t result = t.task.regs().result();
-  if (result <= -512 && result >= -516) return;  // -ERESTART*: a signal comes first
-  // EPIPE's SIGPIPE (EFBIG's SIGXFSZ) is delivered at this exit: the remote
-  // calls that open the event would take it in first, and it would come
-  // later, elsewhere (as for patchSyscallSite). The next such call opens it.
-  if (result == -EPIPE || result == -EFBIG) return;
+  if (signalDueAtExit(t.task.regs().result())) return;  // the next such call opens it
   if (!sysbuf::mayBlockInBuffer(*t.row, t.args, blocking_ == sysbuf::Blocking::Desched)) return;
   t.deschedTried = true;
   sysbuf::setDeschedStreams(*t.sysbuf, blocking_ == sysbuf::Blocking::Desched);

@@ -255,10 +255,7 @@ void Scheduler::maybePreempt() {
     // Asleep in the buffer (docs/syscall-buffer.md "Blocking in the
     // buffer"): it holds its lane doing nothing, and a task waits. The
     // interrupt turns its call into a traced one, which blocks here instead.
-    // Asked again until it comes: an interrupt that meets another ptrace
-    // stop of the task on its way is dropped by the kernel ("any trap
-    // clears a pending STOP trap"), and the expectation would then wait
-    // forever.
+    // Asked at every tick until it comes (an interrupt can be dropped: below).
     if (t->sysbuf && sysbuf::blockArmed(t->sysbuf.get())) {
       t->requestInterrupt();
       continue;

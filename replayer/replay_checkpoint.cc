@@ -46,12 +46,6 @@ uint64_t blockedSignals(pid_t tid) {
   return 0;
 }
 
-// The whole XSAVE area: PTRACE_SETREGSET takes nothing shorter, and with
-// AVX-512 and AMX it is over 10 KiB.
-std::vector<uint8_t> extendedState(pid_t tid) {
-  return readExtendedRegisters(tid);
-}
-
 void setExtendedState(pid_t tid, std::vector<uint8_t> xsave) {
   if (xsave.empty()) return;
   iovec iov{xsave.data(), xsave.size()};
@@ -209,7 +203,7 @@ bool ReplaySession::copyProcess(ReplaySession& copy, std::vector<ReplayTask*>& t
     bool atEntry = isAtSyscallEntry(t->park);
     ParkedThread parked(t->task, atEntry, t->park == Park::Resumable && t->pendingSignal);
     x.regs = parked.saved();
-    x.xstate = extendedState(t->task.tid());
+    x.xstate = readExtendedRegisters(t->task.tid());
     x.mask = blockedSignals(t->task.tid());
     {
       // The kernel writes the answers into the thread's memory: below its

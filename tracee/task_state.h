@@ -56,7 +56,8 @@ RegisterDelta registerDelta(const user_regs_struct& predicted, const user_regs_s
 user_regs_struct applyRegisterDelta(user_regs_struct predicted, const RegisterDelta& delta);
 
 // The extended registers as PTRACE_GETREGSET NT_X86_XSTATE returns them
-// (XSAVE standard format). Empty when the kernel offers none.
+// (XSAVE standard format), the whole area (PTRACE_SETREGSET takes nothing
+// shorter). Empty when the kernel offers none.
 std::vector<uint8_t> readExtendedRegisters(pid_t tid);
 
 // Name of the first extended register that differs ("xmm3", "mxcsr",

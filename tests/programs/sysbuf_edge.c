@@ -171,7 +171,10 @@ static int fdcache(const char* dir) {
 
 static const char* open_result(int fd) {
   if (fd >= 0) return "ok";
-  return errno == ENOTDIR ? "ENOTDIR" : errno == ELOOP ? "ELOOP" : errno == ENOENT ? "ENOENT" : "other";
+  return errno == ENOTDIR  ? "ENOTDIR"
+         : errno == ELOOP  ? "ELOOP"
+         : errno == ENOENT ? "ENOENT"
+                           : "other";
 }
 
 static int opens(const char* parent) {

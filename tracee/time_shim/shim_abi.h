@@ -156,7 +156,7 @@ static inline int rec_shim_system_wide_clock(long clock) {
 #define REC_SYSBUF_NOWAIT_MSG 2 /* recvfrom/sendto(fd, buf, n, flags, NULL, ...) on a socket,
                                    with MSG_DONTWAIT (and MSG_NOSIGNAL) added to flags */
 #define REC_SYSBUF_FD_CACHE 256
-#define REC_SYSBUF_LOCAL_MOUNTS 8 /* local mounts remembered (header's local_mounts) */
+#define REC_SYSBUF_LOCAL_MOUNTS 8    /* local mounts remembered (header's local_mounts) */
 #define REC_SYSBUF_CLASS_QUIET 1     /* regular file or directory on a local fs, or /dev/null|zero */
 #define REC_SYSBUF_CLASS_QUIET_FILE 2 /* the same without directories */
 #define REC_SYSBUF_CLASS_WATCHED 4   /* a file rec watches (watched[]) */

@@ -289,18 +289,17 @@ static int class_of_statx(const struct kstatx* sx) {
   if (type == S_IFIFO_) return REC_SYSBUF_CLASS_FIFO;
   if (type == 0020000) {
     uint64_t rdev = encode_dev(sx->rdev_major, sx->rdev_minor);
-    return rdev == 0x103   ? REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE
-           : rdev == 0x105 ? REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE |
-                                 REC_SYSBUF_CLASS_ZERO
-                           : 0;
+    return rdev == 0x103 ? REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE
+           : rdev == 0x105
+               ? REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE | REC_SYSBUF_CLASS_ZERO
+               : 0;
   }
   if (type != 0100000 && type != 0040000) return type == S_IFSOCK_ ? -1 : 0;
   if (!local_mount(sx->mnt_id)) return -1;
   if (type == 0040000) return REC_SYSBUF_CLASS_QUIET;
   return REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE |
-         (watched_file(encode_dev(sx->dev_major, sx->dev_minor), sx->ino)
-              ? REC_SYSBUF_CLASS_WATCHED
-              : 0);
+         (watched_file(encode_dev(sx->dev_major, sx->dev_minor), sx->ino) ? REC_SYSBUF_CLASS_WATCHED
+                                                                          : 0);
 }
 
 /* What the fd checks need to know of a file open as `fd`

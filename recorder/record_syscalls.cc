@@ -134,7 +134,12 @@ void RecordSession::enterTracedSyscall(RecordTask& t) {
   // kernel. fork-like calls stay current until their fork event, which
   // names the child first.
   if (t.row->mayBlock() && t.row->hook != sys::Hook::Clone) {
-    if (auto stop = scheduler_->stopUnlessAsleep(t)) {
+    // On another CPU than rec's, beside others (all independent of it:
+    // parallel.md), rec does not spin until it sleeps: whether it does
+    // orders nothing there, and the spin would keep rec from the others'
+    // stops for a cross-CPU wake-up or two. Its exit comes as after a block.
+    const bool farBeside = !scheduler_->alone(t) && !cpus_.empty() && t.cpu != cpus_.front();
+    if (auto stop = farBeside ? std::nullopt : scheduler_->stopUnlessAsleep(t)) {
       handleStop(t, *stop);
       return;
     }
@@ -747,6 +752,7 @@ void RecordSession::onSyscallExit(RecordTask& t) {
     capnp::MallocMessageBuilder msg;
     finishSyscallEvent(t, msg);
     patchSyscallSite(t, msg.getRoot<schema::Event>().getSyscall());
+    if (t.moveWanted) moveAtSyscallExit(t, msg.getRoot<schema::Event>().getSyscall());
     ensureDesched(t);
     emit(t, msg);
     t.returnedFromSyscall(t.task.regs());

@@ -55,6 +55,8 @@ class Scheduler {
   // Interrupts sent again because the first never stopped the task.
   uint64_t reinterrupts() const { return reinterrupts_; }
 
+  // The tasks executing (serial: at most one).
+  const std::vector<RecordTask*>& executing() const { return running_; }
   // The task executing (in parallel recording: one of them), or null.
   RecordTask* current() const { return running_.empty() ? nullptr : running_.front(); }
   bool isCurrent(const RecordTask& t) const {

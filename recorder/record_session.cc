@@ -247,9 +247,10 @@ int RecordSession::run() {
   loop();
   if (options_.verbose && parallel_)
     fmt::print(stderr,
-               "rec: parallel: {} tasks started beside others, at most {} at once; {} processes "
-               "moved to a free CPU\n",
-               scheduler_->parallelStarts(), scheduler_->mostAtOnce(), processMoves_);
+               "rec: parallel: {} tasks started beside others, at most {} at once; {} syscalls "
+               "waited to be alone; {} processes moved to a free CPU\n",
+               scheduler_->parallelStarts(), scheduler_->mostAtOnce(),
+               scheduler_->exclusiveWaits(), processMoves_);
   if (options_.verbose)
     fmt::print(stderr, "rec: preemptions in user code: {} ({} interrupts sent again)\n",
                scheduler_->preemptions(), scheduler_->reinterrupts());

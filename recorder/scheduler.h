@@ -102,6 +102,8 @@ class Scheduler {
   }
   // Lanes started beside an executing task, and the most executing at once.
   uint64_t parallelStarts() const { return parallelStarts_; }
+  // Syscalls that waited for the others to stop (parkExclusive).
+  uint64_t exclusiveWaits() const { return exclusiveWaits_; }
   size_t mostAtOnce() const { return mostAtOnce_; }
 
   // Resumes `t` as the current task; a task that was not current starts a
@@ -179,6 +181,7 @@ class Scheduler {
   std::function<void(RecordTask&, bool)> resumed_;
   std::function<bool(RecordTask&)> closeBeside_;
   uint64_t parallelStarts_ = 0;
+  uint64_t exclusiveWaits_ = 0;
   size_t mostAtOnce_ = 0;
   void noteRunning(RecordTask& t);
 };

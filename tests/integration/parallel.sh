@@ -156,6 +156,20 @@ check_cpu_moves() {
     fail "replay --check failed: $(tail -3 "$T/cpu_moves.check.out")"
 }
 
+# A watched file mapped again and again beside a process that rewrites it
+# (those mmaps need not wait to be alone; the pwrites do): each mapping's
+# contents, summed in memory, replay as recorded.
+check_remap_watched() {
+  need_program parallel
+  expect_native_differs "$PROGRAMS/parallel" remap
+  RECORD_OPTIONS=(--check-memory)
+  parallel_record_replay remap 1 "$PROGRAMS/parallel" remap
+  grep -Eq '^remap final [0-9a-f]{16}, 0 failed$' "$T/remap.rec.out" ||
+    fail "unexpected output: $(cat "$T/remap.rec.out")"
+  "$REC" replay --check "$T/remap.rec" </dev/null >"$T/remap.check.out" 2>&1 ||
+    fail "replay --check failed: $(tail -3 "$T/remap.check.out")"
+}
+
 check_make_j2() {
   command -v make >/dev/null && command -v cc >/dev/null || fail "make and cc are needed"
   mkdir -p src
@@ -176,4 +190,5 @@ t make_j2 check_make_j2
 t cpu_placement check_cpu_placement
 t cpu_placement_one check_cpu_placement_one
 t cpu_moves check_cpu_moves
+t remap_watched check_remap_watched
 finish

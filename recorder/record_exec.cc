@@ -206,7 +206,10 @@ int RecordSession::freeCpuFor(const RecordTask& t) const {
     if (o->task.tgid() == t.task.tgid()) return -1;  // a thread of its own
     auto at = std::find(cpus_.begin(), cpus_.end(), o->cpu);
     if (at == cpus_.end()) continue;
-    const bool runs = scheduler_->isCurrent(*o);
+    // One asleep in a buffered call (a pipe read) holds its lane but not
+    // its CPU: a ping-pong's two processes stay together, as they must
+    // (across CPUs each round costs two wake-ups: 10x the time natively).
+    const bool runs = scheduler_->isCurrent(*o) && !sysbuf::blockArmed(o->sysbuf.get());
     if (runs) ++executing[static_cast<size_t>(at - cpus_.begin())];
     if (o->cpu == t.cpu && (runs || o->state() == RecordTask::State::Ready)) shared = true;
   }

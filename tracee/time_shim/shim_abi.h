@@ -188,7 +188,7 @@ struct rec_sysbuf_rule {
 #define REC_SYSBUF_IN_IOVEC 4    /* a write: nothing written to memory */
 #define REC_SYSBUF_IOV_MAX 1024  /* UIO_MAXIOV: more is EINVAL, left to the traced call */
 struct rec_sysbuf_policy {
-  uint8_t args;     /* arguments compared on replay; 0: not buffered */
+  uint8_t args;     /* 1 + the arguments compared on replay (the id getters have none); 0: not buffered */
   uint8_t fd_check; /* REC_SYSBUF_FD_*, on argument 0 */
   uint8_t out_kind; /* REC_SYSBUF_OUT_* */
   uint8_t out_arg;

@@ -781,7 +781,7 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     /* Not the recorded call: made as a traced syscall, where replay sees
      * the divergence (the entries left unread). */
     if (e->nr != (int32_t)nr) return 0;
-    for (unsigned i = 0; i < p.args; ++i)
+    for (unsigned i = 0; i + 1 < p.args; ++i)
       if (e->args[i] != args[i]) return 0;
     if (p.fd_check == REC_SYSBUF_MMAP_ANON && !mmap_again(e)) return 0;
     /* set_tid_address: the kernel's clear_child_tid must be set in replay

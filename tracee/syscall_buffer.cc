@@ -357,6 +357,9 @@ void fillPolicy(rec_sysbuf_header& h) {
       case sys::BufferFd::SigMask:
         p.fd_check = REC_SYSBUF_SIGMASK;
         break;
+      case sys::BufferFd::ExecMissing:
+        p.fd_check = REC_SYSBUF_EXEC_MISSING;
+        break;
       case sys::BufferFd::Stream:
       case sys::BufferFd::SocketMsg:
         // (fd, buf, len, ...) or (fd, iov, count): a read when it returns

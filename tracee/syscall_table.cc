@@ -302,6 +302,7 @@ constexpr SyscallRow kTable[] = {
   executed(SYS_vfork, "vfork", {}).blocks().hook(Hook::Clone).flags(kResultFromTrace)
       .why("new process; the parent waits for the child's exec or exit"),
   executed(SYS_execve, "execve", {Path, Ptr, Ptr}).hook(Hook::Execve)
+      .buffered(BufferFd::ExecMissing)
       .why("executable and interpreter are stored in the trace"),
   passthrough(SYS_exit, "exit", {Int}).hook(Hook::Exit).flags(kNeverReturns),
   emulated(SYS_wait4, "wait4", {Pid, Ptr, Hex, Ptr}).blocks().hook(Hook::Wait)

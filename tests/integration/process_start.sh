@@ -40,5 +40,35 @@ check_ids() {
   return 0
 }
 
+# execve of a path that does not exist fails in the buffer without a stop
+# (gcc's PATH search for cc1, as and collect2), directly and in execvp's and
+# posix_spawnp's searches from a fork's child and a vfork-like one, each
+# ending in a real exec; EACCES (the file is there) stays traced.
+check_exec_missing() {
+  need_program exec_missing
+  expect_native_differs "$PROGRAMS/exec_missing" 20
+  local mode n
+  for mode in on off; do
+    record_replay "exec_$mode" --status 0 --record-env "REC_SYSCALL_BUFFER=$mode" \
+      --expect-out '^direct: 40 ENOENT, 20 ENOTDIR, 0 other; a file that is no program: Permission denied$' \
+      --expect-out '^posix_spawnp child 2: exit 0$' --expect-out '^execvp child 2: exit 0$' \
+      -- "$PROGRAMS/exec_missing" 20
+    "$REC" dump "$T/exec_$mode.rec" >"$T/exec_$mode.dump" || fail "rec dump failed"
+  done
+  n=$(grep -c '^child [0-9a-f]\{16\}$' "$T/exec_on.rec.out")
+  ((n == 6)) || fail "$n children printed their nonce, expected 6"
+  # 60 direct failures and 4 per PATH search (6 searches); the first call
+  # at each site, and a fork's child's first syscall, stop.
+  n=$(grep -Ec '\] execve\(.*= -1 (ENOENT|ENOTDIR) .*\[syscall buffer, no stop\]' "$T/exec_on.dump")
+  ((n >= 75)) || fail "only $n failed execve calls went through the buffer"
+  grep -Eq '\] execve\("/etc/passwd", .*= -1 EACCES \(Permission denied\)$' "$T/exec_on.dump" ||
+    fail "the EACCES execve is not a traced call"
+  grep -Eq '\] execve\(.*EACCES.*no stop' "$T/exec_on.dump" && fail "the EACCES execve was buffered"
+  n=$(grep -c 'syscall buffer, no stop' "$T/exec_off.dump")
+  ((n == 0)) || fail "$n buffered calls with REC_SYSCALL_BUFFER=off"
+  return 0
+}
+
 t ids check_ids
+t exec_missing check_exec_missing
 finish

@@ -152,6 +152,9 @@ static inline int rec_shim_system_wide_clock(long clock) {
 #define REC_SYSBUF_SIGMASK 22 /* rt_sigprocmask: always; record: the resulting mask (and, when it
                                  blocks the rdtsc trap's signal, that signal's action) goes to
                                  the header's sigmask_* for rec; replay makes it again */
+#define REC_SYSBUF_EXEC_MISSING 23 /* execve of a path that does not exist (an O_PATH open of it
+                                      fails with ENOENT or ENOTDIR): that error is the call's,
+                                      which is not made; any other execve is traced */
 #define REC_SYSBUF_NOWAIT_RWF 1 /* read/write(fd, buf, n) as preadv2/pwritev2(RWF_NOWAIT) */
 #define REC_SYSBUF_NOWAIT_MSG 2 /* recvfrom/sendto(fd, buf, n, flags, NULL, ...) on a socket,
                                    with MSG_DONTWAIT (and MSG_NOSIGNAL) added to flags */

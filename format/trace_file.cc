@@ -71,6 +71,8 @@ constexpr size_t kBlobPeekBytes = 64 << 10;
 constexpr size_t kReadBufferBytes = 1 << 20;
 // decode() keeps its buffer for payloads up to this size.
 constexpr size_t kKeptReadBytes = 16 << 20;
+// Chunks stored raw from this size up are read into place (readStoredInto).
+constexpr size_t kStoredReadMin = 64 << 10;
 // Written lent buffers kept for reuse.
 constexpr size_t kSpareBuffers = 8;
 // The background thread starts writeback after each this many bytes.
@@ -1157,6 +1159,13 @@ class Source {
   virtual uint64_t size() const = 0;
   // Reads exactly len bytes at off (the caller checked off+len <= size()).
   virtual void readAt(uint64_t off, void* buf, size_t len) = 0;
+  // The same into the pieces one after the other (their lengths' sum).
+  virtual void readAt(uint64_t off, std::span<const iovec> pieces) {
+    for (const iovec& p : pieces) {
+      readAt(off, p.iov_base, p.iov_len);
+      off += p.iov_len;
+    }
+  }
 };
 
 class FileSource final : public Source {
@@ -1180,6 +1189,23 @@ class FileSource final : public Source {
       p += n;
       off += static_cast<uint64_t>(n);
       len -= static_cast<size_t>(n);
+    }
+  }
+  using Source::readAt;
+  // One preadv per IOV_MAX pieces; a short read goes on piece by piece.
+  void readAt(uint64_t off, std::span<const iovec> pieces) override {
+    while (!pieces.empty()) {
+      const size_t count = std::min<size_t>(pieces.size(), IOV_MAX);
+      size_t want = 0;
+      for (size_t i = 0; i < count; ++i) want += pieces[i].iov_len;
+      ssize_t n =
+          ::preadv(fd_.get(), pieces.data(), static_cast<int>(count), static_cast<off_t>(off));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 || static_cast<size_t>(n) != want) {
+        Source::readAt(off, pieces.first(count));  // (reports what went wrong)
+      }
+      off += want;
+      pieces = pieces.subspan(count);
     }
   }
 
@@ -1255,6 +1281,7 @@ class TraceReaderImpl final : public TraceReader {
   // chunk after chunk: no allocation, no fresh pages each time); returns
   // the payload's words at its start.
   kj::ArrayPtr<capnp::word> decodeInto(const ChunkInfo& c, kj::Array<capnp::word>& store);
+  bool readStoredInto(const ChunkInfo& c, std::byte* out);
   BlobHash peekBlobHash(const ChunkInfo& c);
   void indexBlobs(const std::vector<ChunkInfo>& chunks);
   void loadEventChunk(size_t i);
@@ -1330,8 +1357,70 @@ void TraceReaderImpl::decode(const ChunkInfo& c, kj::Array<capnp::word>& out) {
   decodeInto(c, out);
 }
 
+// A payload that is one zstd frame of raw blocks, as the writer stores
+// incompressible chunks (writeStored; zstd stores them so too): a 9-byte
+// frame header (4-byte content size, single segment, no checksum), then
+// blocks of at most 128 KiB, each a 3-byte header and its bytes. Its
+// blocks' bytes are the chunk's, in order: they are read straight into
+// `out` (each block with the next block's header, one preadv) instead of
+// into a buffer the decompressor then copies from (read4k's replay: 100 MB
+// copied once less). The sizes decide whether to try (the compressed size
+// is the content's plus headers of 3 bytes); every header read is checked,
+// and anything else (a compressed block) returns false: the caller decodes
+// the payload as any other, over what was read here. The checksum covers
+// the bytes in the file's order, headers included.
+bool TraceReaderImpl::readStoredInto(const ChunkInfo& c, std::byte* out) {
+  constexpr size_t kBlockMax = 128 << 10;  // ZSTD_BLOCKSIZE_MAX
+  constexpr size_t kFrameHeader = 9;
+  const size_t size = c.h.uncompressedSize;
+  const uint64_t csize = c.h.compressedSize;
+  if (size < kStoredReadMin || csize < kFrameHeader + 3 + size ||
+      (csize - size - kFrameHeader) % 3 != 0)
+    return false;
+  const size_t blocks = static_cast<size_t>((csize - size - kFrameHeader) / 3);
+  std::vector<std::byte> headers(kFrameHeader + 3 * blocks);
+  uint64_t off = c.offset + kChunkHeaderSize;
+  source_->readAt(off, headers.data(), kFrameHeader + 3);
+  off += kFrameHeader + 3;
+  if (loadLe<uint32_t>(headers.data()) != 0xFD2FB528 || headers[4] != std::byte{0xA0} ||
+      loadLe<uint32_t>(headers.data() + 5) != size)
+    return false;
+  std::vector<HashPiece> pieces;
+  pieces.reserve(2 * blocks + 1);
+  pieces.push_back({headers.data(), kFrameHeader + 3});
+  size_t done = 0;
+  for (size_t i = 0; i < blocks; ++i) {
+    const std::byte* b = headers.data() + kFrameHeader + 3 * i;
+    const uint32_t bh = static_cast<uint32_t>(b[0]) | static_cast<uint32_t>(b[1]) << 8 |
+                        static_cast<uint32_t>(b[2]) << 16;
+    const size_t len = bh >> 3;
+    const bool last = (bh & 1) != 0;
+    // raw (type 0), at most a block, the last one last and ending the content
+    if (((bh >> 1) & 3) != 0 || len > kBlockMax || len > size - done || last != (i + 1 == blocks) ||
+        (last && done + len != size))
+      return false;
+    std::byte* next = headers.data() + kFrameHeader + 3 * (i + 1);
+    const iovec v[2] = {{out + done, len}, {next, 3}};
+    source_->readAt(off, std::span<const iovec>(v, last ? 1 : 2));
+    off += len + (last ? 0 : 3);
+    pieces.push_back({out + done, len});
+    if (!last) pieces.push_back({next, 3});
+    done += len;
+  }
+#ifndef REC_FORMAT_FUZZING
+  if (xxh3_64(pieces) != c.h.payloadHash) fail(c, "checksum mismatch");
+#endif
+  return true;
+}
+
 kj::ArrayPtr<capnp::word> TraceReaderImpl::decodeInto(const ChunkInfo& c,
                                                       kj::Array<capnp::word>& store) {
+  const size_t words = c.h.uncompressedSize / sizeof(capnp::word);
+  if (store.size() < words) {
+    store = nullptr;
+    store = kj::heapArray<capnp::word>(words);
+  }
+  if (readStoredInto(c, reinterpret_cast<std::byte*>(store.begin()))) return store.slice(0, words);
   // A large blob's payload is read into memory of its own, not kept.
   std::unique_ptr<std::byte[]> once;
   std::byte* at = compressed_.get();
@@ -1356,11 +1445,6 @@ kj::ArrayPtr<capnp::word> TraceReaderImpl::decodeInto(const ChunkInfo& c,
   }
   if (ZSTD_getFrameContentSize(compressed.data(), compressed.size()) != c.h.uncompressedSize) {
     fail(c, "zstd frame size disagrees with the chunk header");
-  }
-  const size_t words = c.h.uncompressedSize / sizeof(capnp::word);
-  if (store.size() < words) {
-    store = nullptr;
-    store = kj::heapArray<capnp::word>(words);
   }
   size_t n = ZSTD_decompressDCtx(dctx_.get(), store.begin(), c.h.uncompressedSize,
                                  compressed.data(), compressed.size());

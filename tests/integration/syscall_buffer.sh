@@ -236,6 +236,42 @@ check_fdcache() {
   fi
 }
 
+# openat's path check (one statx on a mount the buffer knows is local, else
+# an O_PATH open and its fd's checks): files, a directory, failures that
+# cannot block (ENOTDIR, ENOENT) and /dev/null through the buffer; a FIFO,
+# a /proc file and a symlink with O_NOFOLLOW traced; an fd number that was
+# a file and became the FIFO by a buffered close + F_DUPFD must not keep
+# the file's class (its write of 8 KiB, more than PIPE_BUF, is traced).
+check_opens() {
+  need_program sysbuf_edge
+  mkdir -p o
+  expect_native_differs "$PROGRAMS/sysbuf_edge" opens o 2>/dev/null
+  record_replay opens --status 0 --expect-out '^directory ok$' \
+    --expect-out '^file as a directory ENOTDIR$' --expect-out '^symlink, no follow ELOOP$' \
+    --expect-out '^symlink ok$' --expect-out '^missing ENOENT$' --expect-out '^under a file ENOTDIR$' \
+    --expect-out '^/dev/null ok$' --expect-out '^/proc ok$' --expect-out '^fifo ok$' \
+    --expect-out '^fifo as fd [0-9]+: wrote 8192, read 8192$' \
+    --expect-out '^files [0-9a-f]{16}$' -- "$PROGRAMS/sysbuf_edge" opens o
+  (($(grep -c '^fifo as fd' opens.rec.out) == 5)) || fail "not 5 rounds of the FIFO as fd n"
+  "$REC" dump opens.rec >dump.out || fail "rec dump failed"
+  grep -E '\] write\([0-9]+, 0x[0-9a-f]+, 8192\)' dump.out | grep -q 'syscall buffer' &&
+    fail "a write of 8 KiB to the FIFO went through the buffer (the fd kept a file's class)"
+  (($(grep -Ec '\] write\([0-9]+, 0x[0-9a-f]+, 8192\) = 8192$' dump.out) == 5)) ||
+    fail "not 5 traced writes to the FIFO in the dump"
+  grep -E '\] openat\(.*/(fifo|stat)"' dump.out | grep -q 'syscall buffer' &&
+    fail "an open of the FIFO or of /proc went through the buffer"
+  if buffer_on; then
+    (($(grep -Ec '\] openat\(.*O_RDONLY\|O_CLOEXEC, 0\) = [0-9]+ \[syscall buffer, no stop' dump.out) >= 95)) ||
+      fail "fewer than 95 opens of the files went through the buffer"
+    local what
+    for what in 'O_RDONLY\|O_DIRECTORY, 0\) = [0-9]+' 'O_RDONLY\|O_DIRECTORY, 0\) = -1 ENOTDIR' \
+      'O_RDONLY, 0\) = -1 ENOENT' 'O_RDONLY, 0\) = -1 ENOTDIR'; do
+      (($(grep -Ec "\] openat\(.*$what.*\[syscall buffer, no stop" dump.out) >= 4)) ||
+        fail "fewer than 4 opens matching /$what/ went through the buffer"
+    done
+  fi
+}
+
 # Pipes and sockets (docs/syscall-buffer.md "Pipes and sockets"): reads and
 # writes made with RWF_NOWAIT in the buffer; those that would block (EAGAIN)
 # or break (EPIPE: SIGPIPE where the traced write raises it) are traced.
@@ -751,6 +787,7 @@ t ahead_cache check_ahead_cache
 t queries check_queries
 t mmaps check_mmaps
 t fdcache check_fdcache
+t opens check_opens
 t stream check_stream
 t futex check_futex
 t tidaddr check_tidaddr

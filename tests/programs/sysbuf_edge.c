@@ -23,6 +23,17 @@
 //                              a vfork child makes it the plain file again):
 //                              its pwrites must be traced, and the mapping
 //                              printed at the end is the same on replay
+//   sysbuf_edge opens DIR      openat's path check (one statx on a mount
+//                              the buffer knows is local): files with names
+//                              that differ every run, a directory, a file
+//                              opened with O_DIRECTORY (ENOTDIR), a symlink
+//                              with O_NOFOLLOW (ELOOP), a missing path, a
+//                              path under a file, /dev/null, a FIFO and a
+//                              /proc file (both traced); then an fd number
+//                              that was a file becoming the FIFO by a
+//                              buffered close + F_DUPFD: its read (EAGAIN)
+//                              must go traced. Prints what each open gave
+//                              and a hash of what the files held
 //   sysbuf_edge queries N      what a start-up asks N times over (isatty() on
 //                              a file and /dev/null, getcwd, prlimit64 reads,
 //                              one with no old-limit pointer, sysinfo):
@@ -155,6 +166,105 @@ static int fdcache(const char* dir) {
       if (pwrite(n, &bytes[10 * round + i], 1, 100 * round + i) != 1) return 4;
   }
   printf("shared through fd %d %016lx\n", n, fnv(smap, 4096));
+  return 0;
+}
+
+static const char* open_result(int fd) {
+  if (fd >= 0) return "ok";
+  return errno == ENOTDIR  ? "ENOTDIR"
+         : errno == ELOOP  ? "ELOOP"
+         : errno == ENOENT ? "ENOENT"
+                           : "other";
+}
+
+static int opens(const char* parent) {
+  char dir[1024], path[2048], name[64];
+  if (strlen(parent) > 512) return 64;
+  snprintf(dir, sizeof dir, "%s/opensXXXXXX", parent);
+  if (!mkdtemp(dir)) return 2;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  unsigned long seed = (unsigned long)ts.tv_nsec, h = 1469598103934665603ul;
+  /* files written (O_CREAT: traced), then opened and read through the buffer */
+  for (int i = 0; i < 20; ++i) {
+    seed = seed * 6364136223846793005ul + 1442695040888963407ul;
+    snprintf(path, sizeof path, "%s/f%02d", dir, i);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    snprintf(name, sizeof name, "%lx", seed >> 8);
+    if (fd < 0 || write(fd, name, strlen(name)) != (ssize_t)strlen(name)) return 2;
+    close(fd);
+  }
+  char link[2048];
+  snprintf(link, sizeof link, "%s/link", dir);
+  if (symlink("f00", link) != 0) return 2;
+  char fifo[2048];
+  snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+  if (mkfifo(fifo, 0600) != 0) return 2;
+  for (int round = 0; round < 5; ++round) {
+    for (int i = 0; i < 20; ++i) {
+      snprintf(path, sizeof path, "%s/f%02d", dir, i);
+      int fd = open(path, O_RDONLY | O_CLOEXEC);
+      char got[64];
+      ssize_t n = fd < 0 ? -1 : read(fd, got, sizeof got);
+      if (n <= 0) return 3;
+      h = fnv((const unsigned char*)got, (size_t)n) ^ (h * 31);
+      close(fd);
+    }
+    int d = open(dir, O_RDONLY | O_DIRECTORY);
+    printf("directory %s\n", open_result(d));
+    close(d);
+    snprintf(path, sizeof path, "%s/f01", dir);
+    errno = 0;
+    int fd = open(path, O_RDONLY | O_DIRECTORY);
+    printf("file as a directory %s\n", open_result(fd));
+    if (fd >= 0) close(fd);
+    errno = 0;
+    fd = open(link, O_RDONLY | O_NOFOLLOW);
+    printf("symlink, no follow %s\n", open_result(fd));
+    if (fd >= 0) close(fd);
+    fd = open(link, O_RDONLY);
+    printf("symlink %s\n", open_result(fd));
+    if (fd >= 0) close(fd);
+    snprintf(path, sizeof path, "%s/missing-%lx", dir, seed >> 20);
+    errno = 0;
+    fd = open(path, O_RDONLY);
+    printf("missing %s\n", open_result(fd));
+    if (fd >= 0) close(fd);
+    snprintf(path, sizeof path, "%s/f02/below", dir);
+    errno = 0;
+    fd = open(path, O_RDONLY);
+    printf("under a file %s\n", open_result(fd));
+    if (fd >= 0) close(fd);
+    fd = open("/dev/null", O_RDONLY);
+    printf("/dev/null %s\n", open_result(fd));
+    if (fd >= 0) close(fd);
+    fd = open("/proc/self/stat", O_RDONLY);
+    printf("/proc %s\n", open_result(fd));
+    if (fd >= 0) close(fd);
+    /* (O_RDWR: the open does not wait for a writer, and an empty FIFO
+     * with one reads EAGAIN, not end of file) */
+    int f = open(fifo, O_RDWR | O_NONBLOCK);
+    printf("fifo %s\n", open_result(f));
+    if (f < 0) return 4;
+    /* fd n: a file (its class remembered by its read), then the FIFO, to
+     * which a write of more than PIPE_BUF bytes must be traced (a file's
+     * would be buffered) */
+    snprintf(path, sizeof path, "%s/f03", dir);
+    int n = open(path, O_RDWR);
+    char got[64];
+    if (n < 0 || read(n, got, sizeof got) <= 0) return 5;
+    if (close(n) != 0 || fcntl(f, F_DUPFD, n) != n) return 5;
+    static unsigned char block[8192];
+    for (size_t i = 0; i < sizeof block; ++i) block[i] = (unsigned char)(seed >> (i % 48));
+    ssize_t wrote = write(n, block, sizeof block);
+    static unsigned char back[8192];
+    ssize_t got_back = read(f, back, sizeof back);
+    printf("fifo as fd %d: wrote %zd, read %zd\n", n, wrote, got_back);
+    if (got_back > 0) h = fnv(back, (size_t)got_back) ^ (h * 31);
+    close(n);
+    close(f);
+  }
+  printf("files %016lx\n", h);
   return 0;
 }
 
@@ -365,10 +475,11 @@ int main(int argc, char** argv) {
   if (argc >= 3 && strcmp(argv[1], "watched") == 0) return watched(argv[2]);
   if (argc >= 3 && strcmp(argv[1], "fds") == 0) return fds(argv[2]);
   if (argc >= 3 && strcmp(argv[1], "fdcache") == 0) return fdcache(argv[2]);
+  if (argc >= 3 && strcmp(argv[1], "opens") == 0) return opens(argv[2]);
   if (argc >= 3 && strcmp(argv[1], "queries") == 0) return queries(atoi(argv[2]));
   if (argc >= 3 && strcmp(argv[1], "mmaps") == 0) return mmaps(atoi(argv[2]));
   fprintf(stderr,
           "usage: sysbuf_edge diverge | forever FILE | watched DIR | fds DIR | fdcache DIR | "
-          "queries N | mmaps N\n");
+          "opens DIR | queries N | mmaps N\n");
   return 64;
 }

@@ -159,6 +159,7 @@ static inline int rec_shim_system_wide_clock(long clock) {
 #define REC_SYSBUF_NOWAIT_MSG 2 /* recvfrom/sendto(fd, buf, n, flags, NULL, ...) on a socket,
                                    with MSG_DONTWAIT (and MSG_NOSIGNAL) added to flags */
 #define REC_SYSBUF_FD_CACHE 256
+#define REC_SYSBUF_LOCAL_MOUNTS 8    /* local mounts remembered (header's local_mounts) */
 #define REC_SYSBUF_CLASS_QUIET 1     /* regular file or directory on a local fs, or /dev/null|zero */
 #define REC_SYSBUF_CLASS_QUIET_FILE 2 /* the same without directories */
 #define REC_SYSBUF_CLASS_WATCHED 4   /* a file rec watches (watched[]) */
@@ -279,6 +280,15 @@ struct rec_sysbuf_header {
   int32_t sigmask_tid;
   uint64_t sigmask;
   uint8_t sigmask_trap_action[32];
+  /* Record: mounts the fd checks found on a local file system, by statx's
+   * unique mount id (STATX_MNT_ID_UNIQUE, Linux 6.8: never reused while
+   * the system runs, and a mount's file system never changes): a file on
+   * one is classified by one statx instead of fstat and fstatfs, and an
+   * openat's path by one statx instead of an O_PATH open, fstat, fstatfs
+   * and close. Filled by the buffer code only; a new buffer starts empty. */
+  uint32_t local_mount_count;
+  uint32_t reserved_mounts;
+  uint64_t local_mounts[REC_SYSBUF_LOCAL_MOUNTS];
 };
 #define REC_SYSBUF_DESCHED_SIGNAL 30 /* SIGPWR: never delivered to the program */
 

@@ -75,6 +75,13 @@ _Static_assert(sizeof(struct rec_sysbuf_files) <= 0x2000, "the files table leave
 #define F_GETFL_ 3
 #define O_ACCMODE_ 3
 #define AT_FDCWD_ (-100)
+#define SYS_statx 332
+#define AT_SYMLINK_NOFOLLOW_ 0x100
+#define AT_EMPTY_PATH_ 0x1000
+#define AT_STATX_DONT_SYNC_ 0x4000
+#define STATX_TYPE_ 0x1
+#define STATX_INO_ 0x100
+#define STATX_MNT_ID_UNIQUE_ 0x4000
 
 /* Saved registers, as rec_sysbuf_entry pushes them (lowest address first). */
 enum { F_RBX, F_R11, F_RCX, F_R9, F_R8, F_R10, F_RDX, F_RSI, F_RDI, F_RAX };
@@ -130,6 +137,58 @@ struct kstat {
   int64_t unused[3];
 };
 
+/* struct statx, the fields read here */
+struct kstatx {
+  uint32_t mask, blksize;
+  uint64_t attributes;
+  uint32_t nlink, uid, gid;
+  uint16_t mode, pad0;
+  uint64_t ino, size, blocks, attributes_mask;
+  int64_t times[8];
+  uint32_t rdev_major, rdev_minor, dev_major, dev_minor;
+  uint64_t mnt_id;
+  uint64_t spare[13];
+};
+_Static_assert(sizeof(struct kstatx) == 256, "struct statx");
+
+/* statx's device numbers as fstat encodes them (the kernel's new_encode_dev) */
+static uint64_t encode_dev(uint32_t major, uint32_t minor) {
+  return (minor & 0xffu) | ((uint64_t)major << 8) | ((uint64_t)(minor & ~0xffu) << 12);
+}
+
+static int local_mount(uint64_t mnt) {
+  volatile struct rec_sysbuf_header* h = header();
+  uint32_t n = h->local_mount_count;
+  for (uint32_t i = 0; i < n && i < REC_SYSBUF_LOCAL_MOUNTS; ++i)
+    if (h->local_mounts[i] == mnt) return 1;
+  return 0;
+}
+
+static void note_local_mount(uint64_t mnt) {
+  volatile struct rec_sysbuf_header* h = header();
+  uint32_t n = h->local_mount_count;
+  if (n >= REC_SYSBUF_LOCAL_MOUNTS || local_mount(mnt)) return;
+  h->local_mounts[n] = mnt;
+  h->local_mount_count = n + 1; /* (after the id: one task runs in here at a time) */
+}
+
+/* statx of dirfd/path (path 0: of the fd dirfd itself) with the unique
+ * mount id; 0 when made and the kernel gave that id, else the error or 1. */
+static long statx_mount(long dirfd, long path, long flags, struct kstatx* sx) {
+  char empty[1] = {0};
+  if (!path) {
+    path = (long)empty;
+    flags |= AT_EMPTY_PATH_;
+  }
+  long r = untraced6(SYS_statx, dirfd, path, flags | AT_STATX_DONT_SYNC_,
+                     STATX_TYPE_ | STATX_INO_ | STATX_MNT_ID_UNIQUE_, (long)sx, 0);
+  if (r != 0) return r;
+  return (sx->mask & (STATX_TYPE_ | STATX_INO_ | STATX_MNT_ID_UNIQUE_)) ==
+                 (STATX_TYPE_ | STATX_INO_ | STATX_MNT_ID_UNIQUE_)
+             ? 0
+             : 1;
+}
+
 static int local_file_system(long fd) {
   int64_t fs[15]; /* struct statfs: f_type first */
   if (untraced6(SYS_fstatfs, fd, (long)fs, 0, 0, 0, 0) != 0) return 0;
@@ -177,12 +236,16 @@ static void echo_end(void) {
   header()->echo_busy = 0;
 }
 
-static int watched(const struct kstat* st) {
+static int watched_file(uint64_t dev, uint64_t ino) {
   volatile struct rec_sysbuf_header* h = header();
   uint32_t n = h->watched_count;
   for (uint32_t i = 0; i < n && i < REC_SYSBUF_WATCHED; ++i)
-    if (h->watched[i].ino == st->ino && h->watched[i].dev == st->dev) return 1;
+    if (h->watched[i].ino == ino && h->watched[i].dev == dev) return 1;
   return 0;
+}
+
+static int watched(const struct kstat* st) {
+  return watched_file(st->dev, st->ino);
 }
 
 static inline volatile struct rec_sysbuf_files* files(void) {
@@ -218,12 +281,42 @@ static int stored_file(const uint64_t* args) {
   return -1;
 }
 
+/* The class (below) of a file whose statx gave its mount id (statx_mount),
+ * when it needs no more syscalls: -1 when it does (a socket, a file on a
+ * mount not known to be local). */
+static int class_of_statx(const struct kstatx* sx) {
+  uint32_t type = sx->mode & 0170000;
+  if (type == S_IFIFO_) return REC_SYSBUF_CLASS_FIFO;
+  if (type == 0020000) {
+    uint64_t rdev = encode_dev(sx->rdev_major, sx->rdev_minor);
+    return rdev == 0x103 ? REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE
+           : rdev == 0x105
+               ? REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE | REC_SYSBUF_CLASS_ZERO
+               : 0;
+  }
+  if (type != 0100000 && type != 0040000) return type == S_IFSOCK_ ? -1 : 0;
+  if (!local_mount(sx->mnt_id)) return -1;
+  if (type == 0040000) return REC_SYSBUF_CLASS_QUIET;
+  return REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE |
+         (watched_file(encode_dev(sx->dev_major, sx->dev_minor), sx->ino) ? REC_SYSBUF_CLASS_WATCHED
+                                                                          : 0);
+}
+
 /* What the fd checks need to know of a file open as `fd`
  * (REC_SYSBUF_CLASS_* bits): whether its calls cannot block (a regular file
  * or, for QUIET, a directory on a local file system, or /dev/null or
  * /dev/zero), whether rec watches it, and whether it is a pipe or a socket
- * (an AF_UNIX one). -1: fstat failed (not an open fd). */
-static int classify(long fd) {
+ * (an AF_UNIX one). -1: fstat failed (not an open fd). use_statx 0: the
+ * caller's statx already found that one is not enough. */
+static int classify(long fd, int use_statx) {
+  struct kstatx sx;
+  /* (anything else than its answer, older kernels' included: fstat and
+   * fstatfs, as before statx knew mounts) */
+  long known = use_statx ? statx_mount(fd, 0, 0, &sx) : 1;
+  if (known == 0) {
+    int c = class_of_statx(&sx);
+    if (c >= 0) return c;
+  }
   struct kstat st;
   if (untraced6(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) != 0) return -1;
   uint32_t type = st.mode & 0170000;
@@ -245,6 +338,8 @@ static int classify(long fd) {
                               : 0;
   if (type != 0100000 && type != 0040000) return 0;
   if (!local_file_system(fd)) return 0;
+  /* (the fstat and the statx saw the same file: the fd's) */
+  if (known == 0) note_local_mount(sx.mnt_id);
   if (type == 0040000) return REC_SYSBUF_CLASS_QUIET;
   return REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE |
          (watched(&st) ? REC_SYSBUF_CLASS_WATCHED : 0);
@@ -259,7 +354,7 @@ static int fd_class(long fd) {
   uint32_t gen = h->fd_gen;
   int cache = fd < REC_SYSBUF_FD_CACHE && !h->fd_cache_off;
   if (cache && h->fd_class_gen[fd] == gen) return h->fd_class[fd];
-  int c = classify(fd);
+  int c = classify(fd, 1);
   if (c < 0) return 0;
   if (cache) {
     h->fd_class[fd] = (uint8_t)c;
@@ -268,11 +363,14 @@ static int fd_class(long fd) {
   return c;
 }
 
-/* After a buffered call that may have changed the fd table (openat,
- * close, a dup): every remembered class is stale. */
-static void fd_table_changed(void) {
+/* After a buffered call that changed which file the number fd names (the
+ * fd an openat or a dup returned, the fd a close closed): only its
+ * remembered class is stale; the others still name the files they did.
+ * (Bumping fd_gen here instead cost find two untraced syscalls, fstat and
+ * fstatfs, for each later call on any other fd: 180k of them.) */
+static void fd_changed(long fd) {
   volatile struct rec_sysbuf_header* h = header();
-  h->fd_gen = h->fd_gen + 1;
+  if (fd >= 0 && fd < REC_SYSBUF_FD_CACHE) h->fd_class_gen[fd] = h->fd_gen - 1;
 }
 
 /* openat without O_CREAT/O_TRUNC: the path is looked at through an O_PATH
@@ -282,11 +380,24 @@ static void fd_table_changed(void) {
  * the path by another process between the two opens would block: not
  * handled.) */
 static int path_allowed(long dirfd, long path, long flags) {
+  /* On a mount known to be local (or for a FIFO, a device, a symlink with
+   * O_NOFOLLOW), statx of the path says what the O_PATH open and its fd's
+   * checks would, in one syscall instead of four (find makes one open per
+   * directory). With O_DIRECTORY, a path that is not a directory: the real
+   * open fails with ENOTDIR without blocking, as the O_PATH open did. */
+  struct kstatx sx;
+  long known = statx_mount(dirfd, path, (flags & O_NOFOLLOW_) ? AT_SYMLINK_NOFOLLOW_ : 0, &sx);
+  if (known == -ENOENT_ || known == -ENOTDIR_) return 1;
+  if (known == 0) {
+    if ((flags & O_DIRECTORY_) && (sx.mode & 0170000) != 0040000) return 1;
+    int c = class_of_statx(&sx);
+    if (c >= 0) return (c & REC_SYSBUF_CLASS_QUIET) != 0;
+  }
   long fd = untraced6(SYS_openat, dirfd, path,
                       O_PATH_ | O_CLOEXEC_ | (flags & (O_NOFOLLOW_ | O_DIRECTORY_)), 0, 0, 0);
   if (fd == -ENOENT_ || fd == -ENOTDIR_) return 1;
   if (fd < 0) return 0;
-  int c = classify(fd);
+  int c = classify(fd, known != 0);
   untraced6(SYS_close, fd, 0, 0, 0, 0, 0);
   int ok = c > 0 && (c & REC_SYSBUF_CLASS_QUIET);
   return ok;
@@ -787,9 +898,14 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
                                              (uint64_t)(bytes - start));
     e->size = size;
     if (result == 0 && p.fd_check == REC_SYSBUF_SIGMASK) note_sigmask();
-    if (result >= 0 && (p.fd_check == REC_SYSBUF_PATH_OPEN || p.fd_check == REC_SYSBUF_FD_CLOSE ||
-                        p.fd_check == REC_SYSBUF_FD_NOT_OUTPUT))
-      fd_table_changed();
+    /* (a close that fails may have closed the fd all the same: EINTR, EIO;
+     * a result of fcntl other than F_DUPFD's is not an fd: forgetting that
+     * number's class costs one classify at most) */
+    if (p.fd_check == REC_SYSBUF_FD_CLOSE)
+      fd_changed((long)(uint32_t)args[0]); /* (the kernel reads an unsigned int) */
+    else if (result >= 0 &&
+             (p.fd_check == REC_SYSBUF_PATH_OPEN || p.fd_check == REC_SYSBUF_FD_NOT_OUTPUT))
+      fd_changed(result);
     h->used = (uint32_t)(used + size); /* last: rec reads entries below `used` */
     if (echo_window) echo_end();
     frame[F_RAX] = (uint64_t)result;

@@ -197,6 +197,11 @@ struct SyscallEvent {
   # (docs/parallel.md "CPU placement"); replay pins it there. -1: none
   # recorded, it keeps the CPU it inherits.
   newTaskCpu @26 :Int32 = -1;
+  # The CPU the task's process runs on from this syscall's return on: rec
+  # moved it there at this stop (a single-threaded process that computed
+  # while another shared its CPU and a CPU was free: docs/parallel.md "CPU
+  # placement"); replay moves it at the same event. -1: it stays.
+  processCpu @27 :Int32 = -1;
 }
 
 # The syscalls one task made through the syscall buffer without a stop

@@ -158,6 +158,8 @@ void RecordSession::comparePagesWithFile(
 // placement"). A fork's child stays with its parent.
 int RecordSession::cpuAtExec(const RecordTask& t) const {
   if (cpus_.size() < 2 || t.cpu < 0) return t.cpu;
+  static const bool noExecSpread = getenv("REC_XSPREAD_OFF") != nullptr;
+  if (noExecSpread) return t.cpu;
   pid_t parent = 0;
   if (auto it = tasks_.find(t.forkedBy); t.forkedBy && it != tasks_.end())
     parent = it->second->task.tgid();
@@ -181,8 +183,71 @@ int RecordSession::cpuAtExec(const RecordTask& t) const {
 // At the exec stop, before the new image runs an instruction: every CPUID
 // it executes runs on the CPU the Exec event names.
 void RecordSession::pinAtExec(RecordTask& t) {
+  t.moveWanted = false;
   int cpu = cpuAtExec(t);
   if (cpu != t.cpu && pinTask(t.task.tid(), cpu)) t.cpu = cpu;
+}
+
+// How long a task computes in user code on a shared CPU before rec moves
+// its process to a free one: longer than ld.so's gaps between start-up
+// syscalls, short against a compiler's run.
+constexpr auto kComputeBeforeMove = std::chrono::milliseconds(2);
+
+// A CPU the process of `t` may move to while it runs: `t` shares its CPU
+// with another process's task that executes or waits to, and some other CPU
+// has no task executing. Only single-threaded processes move (one thread
+// to pin, as at exec). -1: none.
+int RecordSession::freeCpuFor(const RecordTask& t) const {
+  if (cpus_.size() < 2 || t.cpu < 0) return -1;
+  std::vector<int> executing(cpus_.size(), 0);
+  bool shared = false;
+  for (const auto& [tid, o] : tasks_) {
+    if (o.get() == &t || !o->alive()) continue;
+    if (o->task.tgid() == t.task.tgid()) return -1;  // a thread of its own
+    auto at = std::find(cpus_.begin(), cpus_.end(), o->cpu);
+    if (at == cpus_.end()) continue;
+    // One asleep in a buffered call (a pipe read) holds its lane but not
+    // its CPU: a ping-pong's two processes stay together, as they must
+    // (across CPUs each round costs two wake-ups: 10x the time natively).
+    const bool runs = scheduler_->isCurrent(*o) && !sysbuf::blockArmed(o->sysbuf.get());
+    if (runs) ++executing[static_cast<size_t>(at - cpus_.begin())];
+    if (o->cpu == t.cpu && (runs || o->state() == RecordTask::State::Ready)) shared = true;
+  }
+  if (!shared) return -1;
+  for (size_t i = 0; i < cpus_.size(); ++i)
+    if (cpus_[i] != t.cpu && executing[i] == 0) return cpus_[i];
+  return -1;
+}
+
+// Asks each task that has run user code a while on a CPU it shares, while
+// another CPU idles, to stop at its next syscall (a buffered one becomes
+// traced), where moveAtSyscallExit moves it. Moving at a syscall keeps
+// replay exact: replay moves the process at the same event, so every
+// instruction runs on the same CPU in both. A process moves only after it
+// computed for a while: its start-up stops (exec, ld.so's mmaps) are made
+// on the CPU it was born on, rec's own, where a stop costs no cross-CPU
+// wake-ups (~45 us each on this VM). Whether a task is still worth a
+// tick: one that runs shares a CPU while another idles.
+bool RecordSession::askMoves() {
+  if (!cpuMoves_ || cpus_.size() < 2) return false;
+  bool pending = false;
+  const auto now = Clock::now();
+  for (RecordTask* t : scheduler_->executing()) {
+    if (t->state() != RecordTask::State::Running || !t->sysbuf || freeCpuFor(*t) < 0) continue;
+    pending = true;
+    if (t->moveWanted || now - t->runningSince < kComputeBeforeMove) continue;
+    if (sysbuf::stopAtNextCall(*t->sysbuf)) t->moveWanted = true;
+  }
+  return pending;
+}
+
+void RecordSession::moveAtSyscallExit(RecordTask& t, schema::SyscallEvent::Builder event) {
+  t.moveWanted = false;
+  int cpu = freeCpuFor(t);
+  if (cpu < 0 || !pinTask(t.task.tid(), cpu)) return;
+  t.cpu = cpu;
+  event.setProcessCpu(cpu);
+  ++processMoves_;
 }
 
 void RecordSession::completeExec(RecordTask& t) {

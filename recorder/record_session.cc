@@ -183,6 +183,7 @@ int RecordSession::run() {
   blocking_ = sysbuf::blockingByEnvironment();
   if (!rdtscTrapsHere()) rdtscPatcher_.emplace();
   parallel_ = !offByEnvironment("REC_PARALLEL");
+  cpuMoves_ = !offByEnvironment("REC_CPU_MOVES");
   const size_t mostCpus = cpusByEnvironment();
   blockStreams_ = parallel_ && syscallBuffer_ && sysbuf::blockStreamsByEnvironment();
   echoOutput_ = sysbuf::echoOutputByEnvironment();
@@ -245,8 +246,11 @@ int RecordSession::run() {
 
   loop();
   if (options_.verbose && parallel_)
-    fmt::print(stderr, "rec: parallel: {} tasks started beside others, at most {} at once\n",
-               scheduler_->parallelStarts(), scheduler_->mostAtOnce());
+    fmt::print(stderr,
+               "rec: parallel: {} tasks started beside others, at most {} at once; {} syscalls "
+               "waited to be alone; {} processes moved to a free CPU\n",
+               scheduler_->parallelStarts(), scheduler_->mostAtOnce(),
+               scheduler_->exclusiveWaits(), processMoves_);
   if (options_.verbose)
     fmt::print(stderr, "rec: preemptions in user code: {} ({} interrupts sent again)\n",
                scheduler_->preemptions(), scheduler_->reinterrupts());
@@ -325,7 +329,8 @@ void RecordSession::loop() {
     if (!reaped_.empty()) dropFinishedTasks();
     scheduler_->scheduleIfIdle();
     scheduler_->maybePreempt();
-    scheduler_->tick(deadline_.has_value());
+    const bool movesAsked = askMoves();
+    scheduler_->tick(deadline_.has_value() || movesAsked);
     int status = 0;
     pid_t tid = ::waitpid(-1, &status, __WALL);
     if (tid < 0) {

@@ -144,6 +144,9 @@ class RecordSession {
   // The CPU a process that execs moves to (docs/parallel.md "CPU placement").
   int cpuAtExec(const RecordTask& t) const;
   void pinAtExec(RecordTask& t);
+  int freeCpuFor(const RecordTask& t) const;
+  bool askMoves();
+  void moveAtSyscallExit(RecordTask& t, schema::SyscallEvent::Builder event);
   bool needsExclusive(RecordTask& t);
   bool changesWatchedFile(RecordTask& t) const;
   void refuse(RecordTask& t, int error);
@@ -307,7 +310,9 @@ class RecordSession {
   // REC_SYSBUF_FILE_MMAPS=off (every file mmap traced).
   bool rdtscShim_ = true;
   bool fileMmapsBuffered_ = true;
-  bool parallel_ = true;      // independent processes execute at once (REC_PARALLEL=off: not)
+  bool parallel_ = true;
+  bool cpuMoves_ = true;  // REC_CPU_MOVES=off: a process keeps the CPU of its exec
+  uint64_t processMoves_ = 0;      // independent processes execute at once (REC_PARALLEL=off: not)
   // The CPUs processes may be pinned to, the header's first (REC_CPUS=N:
   // at most N; one: the whole program on the header's CPU).
   std::vector<int> cpus_;

@@ -134,7 +134,12 @@ void RecordSession::enterTracedSyscall(RecordTask& t) {
   // kernel. fork-like calls stay current until their fork event, which
   // names the child first.
   if (t.row->mayBlock() && t.row->hook != sys::Hook::Clone) {
-    if (auto stop = scheduler_->stopUnlessAsleep(t)) {
+    // On another CPU than rec's, beside others (all independent of it:
+    // parallel.md), rec does not spin until it sleeps: whether it does
+    // orders nothing there, and the spin would keep rec from the others'
+    // stops for a cross-CPU wake-up or two. Its exit comes as after a block.
+    const bool farBeside = !scheduler_->alone(t) && !cpus_.empty() && t.cpu != cpus_.front();
+    if (auto stop = farBeside ? std::nullopt : scheduler_->stopUnlessAsleep(t)) {
       handleStop(t, *stop);
       return;
     }
@@ -747,6 +752,7 @@ void RecordSession::onSyscallExit(RecordTask& t) {
     capnp::MallocMessageBuilder msg;
     finishSyscallEvent(t, msg);
     patchSyscallSite(t, msg.getRoot<schema::Event>().getSyscall());
+    if (t.moveWanted) moveAtSyscallExit(t, msg.getRoot<schema::Event>().getSyscall());
     ensureDesched(t);
     emit(t, msg);
     t.returnedFromSyscall(t.task.regs());
@@ -1333,9 +1339,21 @@ bool RecordSession::needsExclusive(RecordTask& t) {
       const auto fd = static_cast<long>(t.args[4]);
       const bool file = !(flags & MAP_ANONYMOUS) && fd >= 0;
       const bool writableFile = file && SharedFiles::openForWriting(t.task.tid(), fd);
-      if ((flags & MAP_TYPE) == MAP_PRIVATE) return writableFile;
-      if (!file || writableFile) t.sharesMemory = true;
-      return true;
+      const bool shared = (flags & MAP_TYPE) != MAP_PRIVATE;
+      if (!shared && !writableFile) return false;
+      if (shared && (!file || writableFile)) {
+        t.sharesMemory = true;
+        return true;
+      }
+      // A file watched already (by an earlier mapping: rec never stops
+      // watching) has had its writes traced and made alone since, so this
+      // mapping needs no quiet moment of its own. Every process that uses
+      // iconv maps glibc's gconv cache so: 31 times in make -j2, each of
+      // which waited for the other compiler to stop.
+      std::optional<SharedFiles::Id> id =
+          SharedFiles::identify(fmt::format("/proc/{}/fd/{}", t.task.tid(), fd));
+      const auto& watched = sharedFiles_.watchedInOrder();
+      return !id || std::find(watched.begin(), watched.end(), *id) == watched.end();
     }
     case sys::Hook::Clone: {
       uint64_t flags = sys::cloneFlags(t.nr, t.args[0]);
@@ -1351,13 +1369,16 @@ bool RecordSession::needsExclusive(RecordTask& t) {
     default:
       break;
   }
-  for (size_t i = 0; i < row.args.size() && i < t.args.size(); ++i) {
+  for (size_t i = 0; i < row.args.size() && i < t.args.size(); ++i)
     // A signal to another task reaches it where it runs: kept in order.
     if (row.args[i] == sys::Arg::Signal) return true;
-    // The program's output, which replay shows in trace order.
-    if (row.args[i] == sys::Arg::Fd && t.fds && t.fds->originOf(static_cast<long>(t.args[i])))
-      return true;
-  }
+  // The program's output, which replay shows in trace order. Only a call
+  // that writes through the fd: one that asks about it (a TCGETS on stderr,
+  // which each of make -j2's compilers makes three times) shows nothing,
+  // and waiting to be alone for it held a compiler for up to 20 ms.
+  if (row.fdWrite.data != sys::Data::None && row.fdWrite.fdArg < t.args.size() && t.fds &&
+      t.fds->originOf(static_cast<long>(t.args[row.fdWrite.fdArg])))
+    return true;
   if (sharedFiles_.watching() && changesWatchedFile(t)) return true;
   for (const std::string& s : t.strings) {
     // Another process's memory as a file: serial from here on.

@@ -76,6 +76,7 @@ void RecordTask::setState(State to) {
 
 void RecordTask::resume(Task::Resume how, int signal) {
   setState(how == Task::Resume::Syscall ? State::InSyscall : State::Running);
+  if (how != Task::Resume::Syscall) runningSince = Clock::now();
   lastResumeSignal_ = signal;
   task.resume(how, signal);
 }

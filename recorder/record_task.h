@@ -219,6 +219,11 @@ class RecordTask {
   bool deschedTried = false;                  // opened once per task (and image)
   ScopedFd pagemap;                          // /proc/TID/pagemap of the current image
   Clock::time_point sliceStart;
+  // Since when it runs user code (resumed Running), and whether rec moves
+  // its process to a free CPU at its next syscall's return
+  // (docs/parallel.md "CPU placement": moves while running).
+  Clock::time_point runningSince;
+  bool moveWanted = false;
   // When the last PTRACE_INTERRUPT for a preemption was sent.
   Clock::time_point interruptRequested;
 

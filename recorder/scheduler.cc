@@ -163,6 +163,12 @@ bool Scheduler::mayStart(const RecordTask& t) const {
 void Scheduler::parkExclusive(RecordTask& t) {
   release(t);
   exclusive_ = &t;
+  ++exclusiveWaits_;
+  // The others stop at their next buffered call instead of running on to
+  // their next traced one or their timeslice's end: a compiler parked at
+  // its mmap of glibc's gconv cache waited for the other one for up to 20 ms.
+  for (RecordTask* r : running_)
+    if (r->sysbuf) sysbuf::stopAtNextCall(*r->sysbuf);
 }
 
 void Scheduler::scheduleIfIdle() {

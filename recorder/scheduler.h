@@ -55,6 +55,8 @@ class Scheduler {
   // Interrupts sent again because the first never stopped the task.
   uint64_t reinterrupts() const { return reinterrupts_; }
 
+  // The tasks executing (serial: at most one).
+  const std::vector<RecordTask*>& executing() const { return running_; }
   // The task executing (in parallel recording: one of them), or null.
   RecordTask* current() const { return running_.empty() ? nullptr : running_.front(); }
   bool isCurrent(const RecordTask& t) const {
@@ -100,6 +102,8 @@ class Scheduler {
   }
   // Lanes started beside an executing task, and the most executing at once.
   uint64_t parallelStarts() const { return parallelStarts_; }
+  // Syscalls that waited for the others to stop (parkExclusive).
+  uint64_t exclusiveWaits() const { return exclusiveWaits_; }
   size_t mostAtOnce() const { return mostAtOnce_; }
 
   // Resumes `t` as the current task; a task that was not current starts a
@@ -177,6 +181,7 @@ class Scheduler {
   std::function<void(RecordTask&, bool)> resumed_;
   std::function<bool(RecordTask&)> closeBeside_;
   uint64_t parallelStarts_ = 0;
+  uint64_t exclusiveWaits_ = 0;
   size_t mostAtOnce_ = 0;
   void noteRunning(RecordTask& t);
 };

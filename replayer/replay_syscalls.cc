@@ -748,6 +748,8 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
     return;
   }
   reachSeccomp(t, describeRecordedSyscall(e));
+  // Its user code from this syscall's return on ran on the CPU rec moved it to.
+  pinRecorded(t, e.getProcessCpu());
   checkBufferConsumed(t);
   checkSyscallMatches(t, e);
   if (row && row->hook == sys::Hook::SigSuspend && !e.getRefused()) {

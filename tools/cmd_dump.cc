@@ -106,6 +106,7 @@ std::string syscallLine(schema::SyscallEvent::Reader s) {
     out += fmt::format(" [{} sites patched ahead]", s.getBufferPatches().size());
   if (s.getStartsTimeLog() || startsTimeLog(s.getBufferPatches())) out += " [time shim on]";
   if (s.getStartsBuffer() || startsBuffer(s.getBufferPatches())) out += " [buffer mapped]";
+  if (s.getProcessCpu() >= 0) out += fmt::format(" [process moved to cpu {}]", s.getProcessCpu());
   if (s.getCompat32()) out += " [int 0x80]";
   return out;
 }

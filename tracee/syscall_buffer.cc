@@ -307,7 +307,7 @@ void fillPolicy(rec_sysbuf_header& h) {
   for (const sys::SyscallRow& row : sys::allSyscalls()) {
     if (!(row.flags & sys::kBuffered) || row.number >= REC_SYSBUF_MAX_NR) continue;
     rec_sysbuf_policy p{};
-    p.args = row.argCount;
+    p.args = static_cast<uint8_t>(row.argCount + 1);  // (0 means not buffered)
     const sys::OutParam& out = row.outs[0];
     if (row.buffer.fd == sys::BufferFd::Quiet) {
       // the rule's requests write nothing on such an fd: no output
@@ -356,6 +356,9 @@ void fillPolicy(rec_sysbuf_header& h) {
         break;
       case sys::BufferFd::SigMask:
         p.fd_check = REC_SYSBUF_SIGMASK;
+        break;
+      case sys::BufferFd::ExecMissing:
+        p.fd_check = REC_SYSBUF_EXEC_MISSING;
         break;
       case sys::BufferFd::Stream:
       case sys::BufferFd::SocketMsg:

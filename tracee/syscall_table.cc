@@ -220,9 +220,9 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_open, "open", {Path, OpenFlags, Mode}).blocks().fd()
       .why("may block on a FIFO"),
   emulated(SYS_close, "close", {Fd}).hook(Hook::Close).buffered(BufferFd::Close),
-  emulated(SYS_stat, "stat", {Path, Ptr}).out(fixed(1, kStat)),
+  emulated(SYS_stat, "stat", {Path, Ptr}).out(fixed(1, kStat)).buffered(),
   emulated(SYS_fstat, "fstat", {Fd, Ptr}).out(fixed(1, kStat)).buffered(),
-  emulated(SYS_lstat, "lstat", {Path, Ptr}).out(fixed(1, kStat)),
+  emulated(SYS_lstat, "lstat", {Path, Ptr}).out(fixed(1, kStat)).buffered(),
   emulated(SYS_poll, "poll", {Ptr, Uint, Int}).blocks().out(argTimes(0, 1, kPollfd)),
   emulated(SYS_lseek, "lseek", {Fd, Int, Whence}).buffered(),
   executed(SYS_mmap, "mmap", {Ptr, Size, Prot, MapFlags, Fd, Hex}).hook(Hook::Mmap)
@@ -302,12 +302,13 @@ constexpr SyscallRow kTable[] = {
   executed(SYS_vfork, "vfork", {}).blocks().hook(Hook::Clone).flags(kResultFromTrace)
       .why("new process; the parent waits for the child's exec or exit"),
   executed(SYS_execve, "execve", {Path, Ptr, Ptr}).hook(Hook::Execve)
+      .buffered(BufferFd::ExecMissing)
       .why("executable and interpreter are stored in the trace"),
   passthrough(SYS_exit, "exit", {Int}).hook(Hook::Exit).flags(kNeverReturns),
   emulated(SYS_wait4, "wait4", {Pid, Ptr, Hex, Ptr}).blocks().hook(Hook::Wait)
       .out(fixed(1, 4), fixed(3, kRusage)),
   emulated(SYS_kill, "kill", {Pid, Signal}).why(kSignalSend),
-  emulated(SYS_uname, "uname", {Ptr}).out(fixed(0, kUtsname)),
+  emulated(SYS_uname, "uname", {Ptr}).out(fixed(0, kUtsname)).buffered(),
   emulated(SYS_semget, "semget", {Int, Int, Hex}),
   emulated(SYS_semop, "semop", {Int, Ptr, Size}).blocks(),
   emulated(SYS_semctl, "semctl", {Int, Int, Int, Hex})
@@ -349,22 +350,22 @@ constexpr SyscallRow kTable[] = {
       .out(fixed(0, kTimeval), fixed(1, kTimezone))
       .hook(Hook::TimeAtEntry),
   emulated(SYS_getrlimit, "getrlimit", {Int, Ptr}).out(fixed(1, kRlimit)),
-  emulated(SYS_getrusage, "getrusage", {Int, Ptr}).out(fixed(1, kRusage)),
+  emulated(SYS_getrusage, "getrusage", {Int, Ptr}).out(fixed(1, kRusage)).buffered(),
   emulated(SYS_sysinfo, "sysinfo", {Ptr}).out(fixed(0, kSysinfo)).buffered(),
-  emulated(SYS_times, "times", {Ptr}).out(fixed(0, kTms)),
+  emulated(SYS_times, "times", {Ptr}).out(fixed(0, kTms)).buffered(),
   emulated(SYS_ptrace, "ptrace", {Int, Pid, Ptr, Ptr}).hook(Hook::Ptrace)
       .why("rec is the kernel's tracer of every task: it plays the tracer's part between tracees "
            "(docs/ptrace-emulation.md)"),
-  emulated(SYS_getuid, "getuid", {}),
+  emulated(SYS_getuid, "getuid", {}).buffered(),
   emulated(SYS_syslog, "syslog", {Int, Ptr, Int}).out(byResult(1)),
-  emulated(SYS_getgid, "getgid", {}),
+  emulated(SYS_getgid, "getgid", {}).buffered(),
   emulated(SYS_setuid, "setuid", {Int}),
   emulated(SYS_setgid, "setgid", {Int}),
-  emulated(SYS_geteuid, "geteuid", {}),
-  emulated(SYS_getegid, "getegid", {}),
+  emulated(SYS_geteuid, "geteuid", {}).buffered(),
+  emulated(SYS_getegid, "getegid", {}).buffered(),
   emulated(SYS_setpgid, "setpgid", {Pid, Pid}),
   emulated(SYS_getppid, "getppid", {}),
-  emulated(SYS_getpgrp, "getpgrp", {}),
+  emulated(SYS_getpgrp, "getpgrp", {}).buffered(),
   emulated(SYS_setsid, "setsid", {}),
   emulated(SYS_setreuid, "setreuid", {Int, Int}),
   emulated(SYS_setregid, "setregid", {Int, Int}),
@@ -374,10 +375,10 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_getresuid, "getresuid", {Ptr, Ptr, Ptr}).out(fixed(0, 4), fixed(1, 4), fixed(2, 4)),
   emulated(SYS_setresgid, "setresgid", {Int, Int, Int}),
   emulated(SYS_getresgid, "getresgid", {Ptr, Ptr, Ptr}).out(fixed(0, 4), fixed(1, 4), fixed(2, 4)),
-  emulated(SYS_getpgid, "getpgid", {Pid}),
+  emulated(SYS_getpgid, "getpgid", {Pid}).buffered(),
   emulated(SYS_setfsuid, "setfsuid", {Int}),
   emulated(SYS_setfsgid, "setfsgid", {Int}),
-  emulated(SYS_getsid, "getsid", {Pid}),
+  emulated(SYS_getsid, "getsid", {Pid}).buffered(),
   emulated(SYS_capget, "capget", {Ptr, Ptr}).flags(kOutputsOnError)
       .why("writes the header's version (also when failing) and one or two data structs by it"),
   emulated(SYS_capset, "capset", {Ptr, Ptr}),

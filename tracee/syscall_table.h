@@ -186,6 +186,8 @@ enum class BufferFd : uint8_t {
               // must be the recorded one (as replay checks a traced one)
   SigMask,    // rt_sigprocmask: never blocks; the buffer leaves the resulting mask in its
               // header for the recorder (the rdtsc trap's signal); replay makes it again
+  ExecMissing,  // execve: only when its path does not exist (an O_PATH open fails with ENOENT
+                // or ENOTDIR), answered with that error without making the call
 };
 struct BufferRule {
   BufferFd fd = BufferFd::Default;

@@ -133,6 +133,43 @@ check_cpu_placement_one() {
     fail "more than one APIC id seen: $(cat "$T/cpu_tree.rec.out")"
 }
 
+# Two forked processes that compute on their parent's CPU, with a buffered
+# pread every few ms: rec moves one to the free CPU at a syscall, records
+# the move, and replay moves it at the same event; each keeps every round's
+# APIC id in memory, which --check-memory compares at each event.
+check_cpu_moves() {
+  need_program cpu_tree
+  (($(nproc) >= 2)) || { note "one CPU: nothing to move to"; return 0; }
+  expect_native_differs "$PROGRAMS/cpu_tree" pair 2
+  RECORD_OPTIONS=(--check-memory)
+  REC_CPUS=all parallel_record_replay cpu_moves 1 "$PROGRAMS/cpu_tree" pair 2
+  grep -q '^pairs reaped, 0 failed$' "$T/cpu_moves.rec.out" || fail "a child failed"
+  grep -Eq 'moved to a free CPU' "$T/cpu_moves.rec.err" || fail "no move count in rec -v's output"
+  "$REC" dump "$T/cpu_moves.rec" >"$T/cpu_moves.dump" || fail "rec dump failed"
+  local moves
+  moves=$(grep -c '\[process moved to cpu [0-9]*\]' "$T/cpu_moves.dump")
+  note "$moves moves; $(grep -o 'changes [0-9]*' "$T/cpu_moves.rec.out" | tr '\n' ' ')"
+  ((moves >= 1)) || fail "no process moved: $(grep 'moved to a free' "$T/cpu_moves.rec.err")"
+  grep -Eq 'changes [1-9]' "$T/cpu_moves.rec.out" ||
+    fail "no process saw its APIC id change: $(cat "$T/cpu_moves.rec.out")"
+  "$REC" replay --check "$T/cpu_moves.rec" </dev/null >"$T/cpu_moves.check.out" 2>&1 ||
+    fail "replay --check failed: $(tail -3 "$T/cpu_moves.check.out")"
+}
+
+# A watched file mapped again and again beside a process that rewrites it
+# (those mmaps need not wait to be alone; the pwrites do): each mapping's
+# contents, summed in memory, replay as recorded.
+check_remap_watched() {
+  need_program parallel
+  expect_native_differs "$PROGRAMS/parallel" remap
+  RECORD_OPTIONS=(--check-memory)
+  parallel_record_replay remap 1 "$PROGRAMS/parallel" remap
+  grep -Eq '^remap final [0-9a-f]{16}, 0 failed$' "$T/remap.rec.out" ||
+    fail "unexpected output: $(cat "$T/remap.rec.out")"
+  "$REC" replay --check "$T/remap.rec" </dev/null >"$T/remap.check.out" 2>&1 ||
+    fail "replay --check failed: $(tail -3 "$T/remap.check.out")"
+}
+
 check_make_j2() {
   command -v make >/dev/null && command -v cc >/dev/null || fail "make and cc are needed"
   mkdir -p src
@@ -152,4 +189,6 @@ t output_order check_output_order
 t make_j2 check_make_j2
 t cpu_placement check_cpu_placement
 t cpu_placement_one check_cpu_placement_one
+t cpu_moves check_cpu_moves
+t remap_watched check_remap_watched
 finish

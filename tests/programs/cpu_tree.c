@@ -7,11 +7,17 @@
 //                     then a fork without exec that prints from the
 //                     parent's CPU; reaps them all
 //   cpu_tree leaf I   hashes for a while (keeps its CPU busy), prints
+//   cpu_tree pair N   forks N children without exec (they start on their
+//                     parent's CPU) that hash in rounds of a few ms with a
+//                     pread of a file between rounds, reading their APIC ids
+//                     each round: rec may move one to a free CPU at a
+//                     syscall (docs/parallel.md), which it then reports
 //
 // Each process keeps its APIC ids in memory (as ld.so does) and checks them
 // again after its work: a process moved to another CPU midway says so.
 #define _GNU_SOURCE
 #include <cpuid.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -63,13 +69,52 @@ static void report(const char* who, int index, long rounds) {
   fflush(stdout);
 }
 
+// Rounds of work with a syscall between them; every round's APIC id stays
+// in memory (--check-memory compares it with replay's at each event).
+static void pairChild(int index, int fd) {
+  static volatile unsigned seenApic[40];
+  uint64_t seed = 0;
+  if (getrandom(&seed, sizeof seed, 0) != sizeof seed) abort();
+  uint64_t h = seed;
+  int changes = 0;
+  for (int round = 0; round < 40; ++round) {
+    seenApic[round] = readIds().apic;
+    if (round > 0 && seenApic[round] != seenApic[round - 1]) ++changes;
+    h = hashWork(h, 2L * 1000 * 1000);
+    char byte;
+    if (pread(fd, &byte, 1, round % 4) != 1) abort();
+    h += (unsigned char)byte;
+  }
+  printf("pair %d pid %d first apic %u last apic %u changes %d hash %016llx\n", index,
+         (int)getpid(), seenApic[0], seenApic[39], changes, (unsigned long long)h);
+  fflush(stdout);
+}
+
 int main(int argc, char** argv) {
+  if (argc == 3 && strcmp(argv[1], "pair") == 0) {
+    int fd = open("/proc/self/exe", O_RDONLY);
+    if (fd < 0) abort();
+    int n = atoi(argv[2]);
+    for (int i = 0; i < n; ++i) {
+      pid_t pid = fork();
+      if (pid < 0) abort();
+      if (pid == 0) {
+        pairChild(i + 1, fd);
+        _exit(0);
+      }
+    }
+    int status, bad = 0;
+    while (wait(&status) > 0)
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++bad;
+    printf("pairs reaped, %d failed\n", bad);
+    return bad != 0;
+  }
   if (argc == 3 && strcmp(argv[1], "leaf") == 0) {
     report("leaf", atoi(argv[2]), 30L * 1000 * 1000);
     return 0;
   }
   if (argc != 3 || strcmp(argv[1], "tree") != 0) {
-    fprintf(stderr, "usage: cpu_tree tree N | cpu_tree leaf I\n");
+    fprintf(stderr, "usage: cpu_tree tree N | cpu_tree leaf I | cpu_tree pair N\n");
     return 2;
   }
   int n = atoi(argv[2]);

@@ -7,6 +7,10 @@
 //                      SIGUSR1; it prints how far it got
 //   parallel shared    parent and child increment a MAP_SHARED anonymous
 //                      counter without locks; the total depends on the race
+//   parallel remap     a file the parent mapped shared (so rec watches it):
+//                      one child maps it again and again and reads it while
+//                      another keeps rewriting it with pwrite
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -158,6 +162,59 @@ static int shared(void) {
   return 0;
 }
 
+// Mappings of a watched file made beside other processes (a file mapped
+// shared is watched for good, so later mappings of it need not wait to be
+// alone; docs/parallel.md): what each mapping shows must be on replay what
+// it was when recorded, whichever pwrite came before it.
+static int remap(void) {
+  char path[] = "/tmp/rec-remap-XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) abort();
+  uint64_t values[512] = {0};
+  values[0] = randomSeed();
+  writeAll(fd, values, sizeof values);
+  close(fd);
+  int ro = open(path, O_RDONLY);
+  if (ro < 0) abort();
+  const uint64_t* first = mmap(NULL, sizeof values, PROT_READ, MAP_SHARED, ro, 0);
+  if (first == MAP_FAILED) abort();
+  pid_t writer = fork();
+  if (writer == 0) {
+    int rw = open(path, O_WRONLY);
+    if (rw < 0) abort();
+    uint64_t v = randomSeed();
+    for (int i = 0; i < 300; ++i) {
+      v = hashWork(v, 20000);
+      if (pwrite(rw, &v, sizeof v, (off_t)(i % 512) * 8) != sizeof v) abort();
+    }
+    _exit(0);
+  }
+  pid_t reader = fork();
+  if (reader == 0) {
+    uint64_t sum = 0;
+    for (int i = 0; i < 300; ++i) {
+      int again = open(path, O_RDONLY);
+      if (again < 0) abort();
+      const volatile uint64_t* m = mmap(NULL, sizeof values, PROT_READ, MAP_SHARED, again, 0);
+      if (m == MAP_FAILED) abort();
+      close(again);
+      for (int j = 0; j < 512; ++j) sum = sum * 31 + m[j];
+      munmap((void*)m, sizeof values);
+      sum = hashWork(sum, 5000);
+    }
+    printf("remap reader sum %016llx\n", (unsigned long long)sum);
+    _exit(0);
+  }
+  int status, bad = 0;
+  while (wait(&status) > 0)
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++bad;
+  uint64_t last = 0;
+  for (int j = 0; j < 512; ++j) last = last * 31 + first[j];
+  printf("remap final %016llx, %d failed\n", (unsigned long long)last, bad);
+  unlink(path);
+  return bad != 0;
+}
+
 int main(int argc, char** argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   const char* mode = argc > 1 ? argv[1] : "";
@@ -165,6 +222,7 @@ int main(int argc, char** argv) {
   if (!strcmp(mode, "tree")) return tree();
   if (!strcmp(mode, "signal")) return signalMode();
   if (!strcmp(mode, "shared")) return shared();
-  fprintf(stderr, "usage: parallel pingpong|tree|signal|shared\n");
+  if (!strcmp(mode, "remap")) return remap();
+  fprintf(stderr, "usage: parallel pingpong|tree|signal|shared|remap\n");
   return 2;
 }

@@ -152,6 +152,9 @@ static inline int rec_shim_system_wide_clock(long clock) {
 #define REC_SYSBUF_SIGMASK 22 /* rt_sigprocmask: always; record: the resulting mask (and, when it
                                  blocks the rdtsc trap's signal, that signal's action) goes to
                                  the header's sigmask_* for rec; replay makes it again */
+#define REC_SYSBUF_EXEC_MISSING 23 /* execve of a path that does not exist (an O_PATH open of it
+                                      fails with ENOENT or ENOTDIR): that error is the call's,
+                                      which is not made; any other execve is traced */
 #define REC_SYSBUF_NOWAIT_RWF 1 /* read/write(fd, buf, n) as preadv2/pwritev2(RWF_NOWAIT) */
 #define REC_SYSBUF_NOWAIT_MSG 2 /* recvfrom/sendto(fd, buf, n, flags, NULL, ...) on a socket,
                                    with MSG_DONTWAIT (and MSG_NOSIGNAL) added to flags */
@@ -189,7 +192,7 @@ struct rec_sysbuf_rule {
 #define REC_SYSBUF_IN_IOVEC 4    /* a write: nothing written to memory */
 #define REC_SYSBUF_IOV_MAX 1024  /* UIO_MAXIOV: more is EINVAL, left to the traced call */
 struct rec_sysbuf_policy {
-  uint8_t args;     /* arguments compared on replay; 0: not buffered */
+  uint8_t args;     /* 1 + the arguments compared on replay (the id getters have none); 0: not buffered */
   uint8_t fd_check; /* REC_SYSBUF_FD_*, on argument 0 */
   uint8_t out_kind; /* REC_SYSBUF_OUT_* */
   uint8_t out_arg;

@@ -403,6 +403,19 @@ static int path_allowed(long dirfd, long path, long flags) {
   return ok;
 }
 
+/* execve: the error it would fail with when its path does not exist
+ * (ENOENT, ENOTDIR: the same lookup as an O_PATH open's, symlinks followed),
+ * or 0: the file is there (or the lookup failed otherwise), so the call is
+ * made traced. gcc's execvp tries each PATH directory for cc1, as and
+ * collect2: make -j2 ~90 such calls, two stops each. (A file put at the
+ * path between the lookup and the call is as if it came a moment later.) */
+static long exec_missing(long path) {
+  long fd = untraced6(SYS_openat, AT_FDCWD_, path, O_PATH_ | O_CLOEXEC_, 0, 0, 0);
+  if (fd == -ENOENT_ || fd == -ENOTDIR_) return fd;
+  if (fd >= 0) untraced6(SYS_close, fd, 0, 0, 0, 0, 0);
+  return 0;
+}
+
 /* The desched event (docs/syscall-buffer.md "Blocking"): the calling
  * thread's perf context-switch event, or -1 when it has none, blocks the
  * desched signal (it would never interrupt the call), or the fd at that
@@ -593,6 +606,8 @@ static int fd_allowed(uint8_t check, uint8_t nowait, const uint64_t* args, uint6
       return VIA_CALL; /* (replay makes it again for its effect) */
     case REC_SYSBUF_BRK:
       return VIA_CALL; /* (the heap: replay makes it again, brk_again) */
+    case REC_SYSBUF_EXEC_MISSING:
+      return VIA_CALL; /* (only once exec_missing found the path missing) */
     case REC_SYSBUF_SIGMASK: {
       /* A signal pending when a call unblocks it is delivered before the
        * call returns (POSIX); made here, it would stop the task in the
@@ -774,6 +789,10 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     int zeros = 0; /* reading /dev/zero: the output is zeros, no need to look */
     int slot = -1; /* a stored file's mmap: its slot */
     uint32_t echo = 0; /* a write of the program's output: REC_SYSBUF_ENTRY_ECHO_* */
+    /* execve of a missing path: its error, the call not made */
+    long missing = 0;
+    if (p.fd_check == REC_SYSBUF_EXEC_MISSING && !(missing = exec_missing((long)args[0])))
+      return 0;
     int via = fd_allowed(p.fd_check, p.nowait, args, length, &zeros, &echo);
     if (!via && p.fd_check == REC_SYSBUF_MMAP_ANON &&
         room >= sizeof(struct rec_sysbuf_mapped_file) && (slot = stored_file(args)) >= 0)
@@ -787,7 +806,9 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
       return 0;
     const int echo_window = echo != 0;
     long result;
-    if (ruled & RULE_BLOCKS) {
+    if (missing) {
+      result = missing;
+    } else if (ruled & RULE_BLOCKS) {
       const long a[6] = {(long)args[0], (long)args[1], (long)args[2],
                          (long)args[3], (long)args[4], (long)args[5]};
       if (!desched_call(desched, (long)nr, a, &result)) return 0;
@@ -897,7 +918,7 @@ __attribute__((visibility("hidden"), used)) int rec_sysbuf_handle(uint64_t* fram
     /* Not the recorded call: made as a traced syscall, where replay sees
      * the divergence (the entries left unread). */
     if (e->nr != (int32_t)nr) return 0;
-    for (unsigned i = 0; i < p.args; ++i)
+    for (unsigned i = 0; i + 1 < p.args; ++i)
       if (e->args[i] != args[i]) return 0;
     if (p.fd_check == REC_SYSBUF_MMAP_ANON && !mmap_again(e)) return 0;
     /* set_tid_address: the kernel's clear_child_tid must be set in replay

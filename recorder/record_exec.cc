@@ -158,8 +158,6 @@ void RecordSession::comparePagesWithFile(
 // placement"). A fork's child stays with its parent.
 int RecordSession::cpuAtExec(const RecordTask& t) const {
   if (cpus_.size() < 2 || t.cpu < 0) return t.cpu;
-  static const bool noExecSpread = getenv("REC_XSPREAD_OFF") != nullptr;
-  if (noExecSpread) return t.cpu;
   pid_t parent = 0;
   if (auto it = tasks_.find(t.forkedBy); t.forkedBy && it != tasks_.end())
     parent = it->second->task.tgid();
@@ -229,10 +227,14 @@ int RecordSession::freeCpuFor(const RecordTask& t) const {
 // wake-ups (~45 us each on this VM). Whether a task is still worth a
 // tick: one that runs shares a CPU while another idles.
 bool RecordSession::askMoves() {
-  if (!cpuMoves_ || cpus_.size() < 2) return false;
+  const std::vector<RecordTask*>& executing = scheduler_->executing();
+  // Sharing a CPU takes a second task executing or waiting to: a lone
+  // program is not ticked for this.
+  if (!cpuMoves_ || cpus_.size() < 2 || (executing.size() < 2 && !scheduler_->othersWaiting()))
+    return false;
   bool pending = false;
   const auto now = Clock::now();
-  for (RecordTask* t : scheduler_->executing()) {
+  for (RecordTask* t : executing) {
     if (t->state() != RecordTask::State::Running || !t->sysbuf || freeCpuFor(*t) < 0) continue;
     pending = true;
     if (t->moveWanted || now - t->runningSince < kComputeBeforeMove) continue;

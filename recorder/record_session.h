@@ -310,9 +310,9 @@ class RecordSession {
   // REC_SYSBUF_FILE_MMAPS=off (every file mmap traced).
   bool rdtscShim_ = true;
   bool fileMmapsBuffered_ = true;
-  bool parallel_ = true;
-  bool cpuMoves_ = true;  // REC_CPU_MOVES=off: a process keeps the CPU of its exec
-  uint64_t processMoves_ = 0;      // independent processes execute at once (REC_PARALLEL=off: not)
+  bool parallel_ = true;   // independent processes execute at once (REC_PARALLEL=off: not)
+  bool cpuMoves_ = true;   // REC_CPU_MOVES=off: a process keeps the CPU of its exec
+  uint64_t processMoves_ = 0;
   // The CPUs processes may be pinned to, the header's first (REC_CPUS=N:
   // at most N; one: the whole program on the header's CPU).
   std::vector<int> cpus_;

@@ -34,6 +34,11 @@ check_ids() {
     traced=$(grep -Ec "\] $name\(" "$T/ids_off.dump")
     ((traced >= 80)) || fail "only $traced $name calls in the recording without the buffer"
   done
+  # Pipe ends closed without a stop: 20 rounds of two in main (the first
+  # close at each site stops).
+  n=$(grep -Ec '\] close\([0-9]+\) = 0 \[syscall buffer, no stop\]' "$T/ids_on.dump")
+  ((n >= 35)) || fail "only $n pipe closes went through the buffer"
+  grep -q '^pipes [0-9a-f]\{16\}$' "$T/ids_on.rec.out" || fail "no pipes line"
   # A failed stat's errno comes back through the buffer.
   grep -Eq '\] stat\(.*= -1 ENOENT .*\[syscall buffer, no stop\]' "$T/ids_on.dump" ||
     fail "no failed stat went through the buffer"

@@ -4,10 +4,11 @@
 // ret`, sites patched with the padding after the `ret`), the process-group
 // getters, stat/lstat (raw, from inline sites) of files that exist and do
 // not, getrusage, uname and times; in main, in threads and in a forked
-// child. The traced getpid, getppid, gettid and getrandom go into the same
-// hash. Each round folds the answers into a hash that is printed; a random
-// nonce and the pids make the output differ natively, so a replay that did
-// not hand back the recorded answers prints something else.
+// child; pipes closed at both ends. The traced getpid, getppid, gettid and
+// getrandom go into the same hash. Each round folds the answers into a hash
+// that is printed; a random nonce and the pids make the output differ
+// natively, so a replay that did not hand back the recorded answers prints
+// something else.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -78,6 +79,41 @@ static uint64_t round_of(const char* path, uint64_t h) {
   return h;
 }
 
+// Pipes opened and closed (a pipe's close never blocks: buffered, as make
+// closes its jobs' pipe ends), a reader seeing EOF after the writer's close,
+// here and across a fork.
+static uint64_t pipes_of(int rounds, uint64_t h) {
+  for (int i = 0; i < rounds; ++i) {
+    int fds[2];
+    if (pipe(fds) != 0) return 0;
+    char byte = (char)('a' + i % 26), got[2] = {0, 0};
+    h = fold(h, (uint64_t)write(fds[1], &byte, 1));
+    h = fold(h, (uint64_t)close(fds[1]));
+    h = fold(h, (uint64_t)read(fds[0], got, 2));
+    h = fold(h, (uint64_t)got[0]);
+    h = fold(h, (uint64_t)read(fds[0], got, 2));  // EOF: the only writer closed
+    h = fold(h, (uint64_t)close(fds[0]));
+  }
+  int fds[2];
+  if (pipe(fds) != 0) return 0;
+  pid_t child = fork();
+  if (child == 0) {
+    close(fds[0]);
+    char text[] = "from the child";
+    write(fds[1], text, sizeof text);
+    close(fds[1]);
+    _exit(0);
+  }
+  close(fds[1]);
+  char got[64];
+  ssize_t n, total = 0;
+  while ((n = read(fds[0], got, sizeof got)) > 0) total += n;  // until the child's close
+  h = fold(h, (uint64_t)total);
+  close(fds[0]);
+  waitpid(child, NULL, 0);
+  return h;
+}
+
 struct Work {
   const char* path;
   int rounds;
@@ -98,6 +134,7 @@ int main(int argc, char** argv) {
   uint64_t h = nonce;
   for (int i = 0; i < rounds; ++i) h = round_of(argv[0], h);
   printf("main %016llx\n", (unsigned long long)h);
+  printf("pipes %016llx\n", (unsigned long long)pipes_of(rounds, nonce));
   struct Work works[2] = {{argv[0], rounds, 1}, {argv[0], rounds, 2}};
   // One at a time: a site is patched while no other thread of the process
   // runs user code (rec knows where each one stands), here main's join.

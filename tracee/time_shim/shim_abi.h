@@ -132,7 +132,8 @@ static inline int rec_shim_system_wide_clock(long clock) {
 #define REC_SYSBUF_FD_WRITE 2    /* a regular file (not watched) or /dev/null|zero, not an alias
                                     of the program's stdout/stderr */
 #define REC_SYSBUF_FD_NOT_OUTPUT 3 /* not an alias of the program's stdout/stderr */
-#define REC_SYSBUF_FD_CLOSE 4    /* that, and a regular file, directory or /dev/null|zero */
+#define REC_SYSBUF_FD_CLOSE 4    /* that, and a regular file, directory or /dev/null|zero, or a
+                                    pipe or FIFO */
 #define REC_SYSBUF_PATH_OPEN 5   /* arguments 0 and 1 (openat) name a regular file, directory or
                                     /dev/null|zero on a local file system (an O_PATH open first) */
 #define REC_SYSBUF_FD_READ_STREAM 6  /* REC_SYSBUF_FD_READ, or a pipe or socket, made without

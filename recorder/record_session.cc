@@ -47,13 +47,12 @@ volatile sig_atomic_t gRecordStopRequested = 0;
 volatile sig_atomic_t gRecordTimeoutExpired = 0;
 
 namespace {
-// REC_CPUS=N: the program's processes use at most N CPUs, `all`: every CPU
-// rec may use (0). Unset: one, the whole program on the header's CPU: under
-// load, a second CPU made make -j2's recording slower (cross-CPU ptrace stops
-// and preemption points; docs/parallel.md "CPU placement").
+// REC_CPUS=N: the program's processes use at most N CPUs, `all` (the
+// default): every CPU rec may use (0). REC_CPUS=1 keeps the whole program on
+// the header's CPU (docs/parallel.md "CPU placement").
 size_t cpusByEnvironment() {
   const char* value = ::getenv("REC_CPUS");
-  if (!value || !*value) return 1;
+  if (!value || !*value) return 0;
   if (std::string_view(value) == "all") return 0;
   char* end = nullptr;
   long n = std::strtol(value, &end, 10);

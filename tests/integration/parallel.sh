@@ -95,9 +95,9 @@ check_output_order() {
 # A CPU per process (docs/parallel.md "CPU placement"): children that exec
 # spread over the CPUs, each process reads its APIC ids with CPUID (which
 # cannot be trapped) and keeps them in memory; --check-memory replay must
-# run each on its recorded CPU. REC_CPUS=all here (the allcpus variant
-# runs every check so); with REC_CPUS=1, the default, all of them share the
-# header's CPU.
+# run each on its recorded CPU. REC_CPUS=all here (the default; the onecpu
+# variant runs the other checks with REC_CPUS=1, where all of them share the
+# header's CPU).
 check_cpu_placement() {
   need_program cpu_tree
   expect_native_differs "$PROGRAMS/cpu_tree" tree 4

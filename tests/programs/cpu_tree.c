@@ -69,6 +69,15 @@ static void report(const char* who, int index, long rounds) {
   fflush(stdout);
 }
 
+// Waits for every child; says how many failed. The exit status: 1 if any.
+static int reapAll(const char* who) {
+  int status, bad = 0;
+  while (wait(&status) > 0)
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++bad;
+  printf("%s reaped, %d failed\n", who, bad);
+  return bad != 0;
+}
+
 // Rounds of work with a syscall between them; every round's APIC id stays
 // in memory (--check-memory compares it with replay's at each event).
 static void pairChild(int index, int fd) {
@@ -103,11 +112,7 @@ int main(int argc, char** argv) {
         _exit(0);
       }
     }
-    int status, bad = 0;
-    while (wait(&status) > 0)
-      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++bad;
-    printf("pairs reaped, %d failed\n", bad);
-    return bad != 0;
+    return reapAll("pairs");
   }
   if (argc == 3 && strcmp(argv[1], "leaf") == 0) {
     report("leaf", atoi(argv[2]), 30L * 1000 * 1000);
@@ -135,9 +140,5 @@ int main(int argc, char** argv) {
     report("forked", 0, 1000 * 1000);
     _exit(0);
   }
-  int status, bad = 0;
-  while (wait(&status) > 0)
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++bad;
-  printf("root reaped, %d failed\n", bad);
-  return bad != 0;
+  return reapAll("root");
 }

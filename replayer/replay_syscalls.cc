@@ -741,6 +741,7 @@ void ReplaySession::onSyscall(ReplayTask& t, schema::SyscallEvent::Reader e) {
   bool executed = row && row->support == sys::Support::Executed && !e.getRefused() && !failed;
   if (t.park == ReplayTask::Park::InKernel) {
     // An executed blocking syscall (vfork) started at its SyscallEnter event.
+    pinRecorded(t, e.getProcessCpu());
     waitSyscallExit(t);
     completeForkLike(t, e);
     t.park = ReplayTask::Park::Resumable;

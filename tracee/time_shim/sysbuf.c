@@ -244,10 +244,6 @@ static int watched_file(uint64_t dev, uint64_t ino) {
   return 0;
 }
 
-static int watched(const struct kstat* st) {
-  return watched_file(st->dev, st->ino);
-}
-
 static inline volatile struct rec_sysbuf_files* files(void) {
   return (volatile struct rec_sysbuf_files*)REC_SYSBUF_FILES;
 }
@@ -267,7 +263,7 @@ static int stored_file(const uint64_t* args) {
   if (fd < 0 || n == 0) return -1;
   struct kstat st;
   if (untraced6(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) != 0 || (st.mode & 0170000) != 0100000 ||
-      watched(&st))
+      watched_file(st.dev, st.ino))
     return -1;
   long fl = untraced6(SYS_fcntl, fd, F_GETFL_, 0, 0, 0, 0);
   if (fl < 0 || (fl & O_ACCMODE_) != 0 /* O_RDONLY */) return -1;
@@ -281,25 +277,38 @@ static int stored_file(const uint64_t* args) {
   return -1;
 }
 
-/* The class (below) of a file whose statx gave its mount id (statx_mount),
- * when it needs no more syscalls: -1 when it does (a socket, a file on a
- * mount not known to be local). */
-static int class_of_statx(const struct kstatx* sx) {
-  uint32_t type = sx->mode & 0170000;
+/* The class (below) of a file of type `type` (st_mode's S_IFMT bits) that
+ * is not a socket, as far as its type and device tell: FILE_OR_DIR when it
+ * is a regular file or a directory, whose class depends on its file system
+ * (local_class). */
+#define FILE_OR_DIR (-2)
+static int special_class(uint32_t type, uint64_t rdev) {
   if (type == S_IFIFO_) return REC_SYSBUF_CLASS_FIFO;
-  if (type == 0020000) {
-    uint64_t rdev = encode_dev(sx->rdev_major, sx->rdev_minor);
-    return rdev == 0x103 ? REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE
-           : rdev == 0x105
-               ? REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE | REC_SYSBUF_CLASS_ZERO
-               : 0;
-  }
-  if (type != 0100000 && type != 0040000) return type == S_IFSOCK_ ? -1 : 0;
-  if (!local_mount(sx->mnt_id)) return -1;
+  if (type == 0020000) /* /dev/null, /dev/zero */
+    return rdev == 0x103   ? REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE
+           : rdev == 0x105 ? REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE |
+                                 REC_SYSBUF_CLASS_ZERO
+                           : 0;
+  return type == 0100000 || type == 0040000 ? FILE_OR_DIR : 0;
+}
+
+/* The class of a regular file or directory on a local file system. */
+static int local_class(uint32_t type, uint64_t dev, uint64_t ino) {
   if (type == 0040000) return REC_SYSBUF_CLASS_QUIET;
   return REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE |
-         (watched_file(encode_dev(sx->dev_major, sx->dev_minor), sx->ino) ? REC_SYSBUF_CLASS_WATCHED
-                                                                          : 0);
+         (watched_file(dev, ino) ? REC_SYSBUF_CLASS_WATCHED : 0);
+}
+
+/* The class of a file whose statx gave its mount id (statx_mount), when it
+ * needs no more syscalls: -1 when it does (a socket, a file on a mount not
+ * known to be local). */
+static int class_of_statx(const struct kstatx* sx) {
+  uint32_t type = sx->mode & 0170000;
+  if (type == S_IFSOCK_) return -1;
+  int c = special_class(type, encode_dev(sx->rdev_major, sx->rdev_minor));
+  if (c != FILE_OR_DIR) return c;
+  if (!local_mount(sx->mnt_id)) return -1;
+  return local_class(type, encode_dev(sx->dev_major, sx->dev_minor), sx->ino);
 }
 
 /* What the fd checks need to know of a file open as `fd`
@@ -320,7 +329,6 @@ static int classify(long fd, int use_statx) {
   struct kstat st;
   if (untraced6(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) != 0) return -1;
   uint32_t type = st.mode & 0170000;
-  if (type == S_IFIFO_) return REC_SYSBUF_CLASS_FIFO;
   if (type == S_IFSOCK_) {
     int domain = 0;
     uint32_t size = sizeof domain;
@@ -331,18 +339,12 @@ static int classify(long fd, int use_statx) {
                 ? REC_SYSBUF_CLASS_UNIX
                 : 0);
   }
-  if (type == 0020000) /* /dev/null, /dev/zero */
-    return st.rdev == 0x103   ? REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE
-           : st.rdev == 0x105 ? REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE |
-                                    REC_SYSBUF_CLASS_ZERO
-                              : 0;
-  if (type != 0100000 && type != 0040000) return 0;
+  int c = special_class(type, st.rdev);
+  if (c != FILE_OR_DIR) return c;
   if (!local_file_system(fd)) return 0;
   /* (the fstat and the statx saw the same file: the fd's) */
   if (known == 0) note_local_mount(sx.mnt_id);
-  if (type == 0040000) return REC_SYSBUF_CLASS_QUIET;
-  return REC_SYSBUF_CLASS_QUIET | REC_SYSBUF_CLASS_QUIET_FILE |
-         (watched(&st) ? REC_SYSBUF_CLASS_WATCHED : 0);
+  return local_class(type, st.dev, st.ino);
 }
 
 /* classify(), remembered per fd until the fd table changes (fd_gen): two

@@ -77,20 +77,29 @@ check_divergence() {
 
 # rec stopped by SIGTERM while the program writes through the buffer: every
 # byte in the file is a write in the trace, and replay ends the same way.
-check_sigterm() {
-  need_program sysbuf_edge
-  "$REC" record -o term.rec -- "$PROGRAMS/sysbuf_edge" forever "$T/data" >rec.out 2>rec.err &
+# record_until_sigterm TRACE LINES TRIES CMD...: records CMD in the
+# background until it has printed LINES lines (polled TRIES times, 50 ms
+# apart), then stops rec with SIGTERM, which must exit 143.
+record_until_sigterm() {
+  local trace=$1 lines=$2 tries=$3
+  shift 3
+  "$REC" record -o "$trace" -- "$@" >rec.out 2>rec.err &
   local pid=$! i
-  for i in $(seq 200); do
-    [ "$(wc -l <rec.out)" -ge 2 ] && break
+  for i in $(seq "$tries"); do
+    [ "$(wc -l <rec.out)" -ge "$lines" ] && break
     sleep 0.05
   done
-  [ "$(wc -l <rec.out)" -ge 2 ] || fail "the recording printed nothing"
+  [ "$(wc -l <rec.out)" -ge "$lines" ] || fail "the recording printed less than $lines lines"
   kill -TERM "$pid"
   wait "$pid"
   local status=$?
   [ "$status" -eq 143 ] || fail "rec record exited $status after SIGTERM, expected 143"
-  local size writes
+}
+
+check_sigterm() {
+  need_program sysbuf_edge
+  record_until_sigterm term.rec 2 200 "$PROGRAMS/sysbuf_edge" forever "$T/data"
+  local size writes status
   size=$(stat -c %s "$T/data")
   "$REC" dump term.rec >dump.out || fail "rec dump failed"
   # The program's 1-byte writes (its stdout gets whole lines).
@@ -139,17 +148,8 @@ check_bulk() {
 check_bulk_sigterm() {
   need_program sysbuf_bulk
   mkdir -p bt
-  "$REC" record -o bulkterm.rec -- "$PROGRAMS/sysbuf_bulk" forever bt >rec.out 2>rec.err &
-  local pid=$! i
-  for i in $(seq 400); do
-    [ "$(wc -l <rec.out)" -ge 3 ] && break
-    sleep 0.05
-  done
-  [ "$(wc -l <rec.out)" -ge 3 ] || fail "the recording printed less than 3 lines"
-  kill -TERM "$pid"
-  wait "$pid"
-  local status=$?
-  [ "$status" -eq 143 ] || fail "rec record exited $status after SIGTERM, expected 143"
+  record_until_sigterm bulkterm.rec 3 400 "$PROGRAMS/sysbuf_bulk" forever bt
+  local status
   timeout 120 "$REC" replay bulkterm.rec >replay.out 2>replay.err
   status=$?
   [ "$status" -eq 137 ] || { show "replay stderr" replay.err; fail "replay exited $status, expected 137"; }

@@ -323,6 +323,17 @@ struct ExitEvent {
                                   # task to that entry before killing it
 }
 
+# When the task ran, in the recording, up to the stop that begins its event
+# (a traced syscall's entry, its exit): rec last resumed it when `from` events had been
+# written, and saw it stopped when `to` had. Events from..to-1 are other
+# tasks' made while it ran, so they cannot change what it computed (only
+# independent tasks execute at once: docs/parallel.md); replay may run it
+# beside them (docs/parallel.md "Parallel replay").
+struct RunSpan {
+  from @0 :UInt64;
+  to @1 :UInt64;
+}
+
 struct Event {
   tid @0 :Int32;         # recorded thread id of the task the event belongs to
   union {
@@ -338,6 +349,8 @@ struct Event {
   memory @8 :List(MemoryBlock);  # --check-memory: digest of the writable memory when the event happened
   pendingOutputs @9 :List(AddressRange);  # --check-memory: bytes hashed as zeros in memory (what
                                  # other threads' blocked syscalls may write; PointState.pendingOutputs)
+  run @11 :RunSpan;      # a traced syscall's first event (syscall, syscallEnter, exec), an exit; absent in
+                         # traces before 2026-12-03: replay runs the task only at its event's turn
 }
 
 struct Blob {

@@ -718,6 +718,7 @@ class TraceWriterImpl final : public TraceWriter {
   }
 
   uint64_t eventCount() const override { return eventCount_; }
+  const uint64_t* eventCounter() const override { return &eventCount_; }
 
  private:
   std::chrono::milliseconds maxAge() const {
@@ -1257,15 +1258,13 @@ class TraceReaderImpl final : public TraceReader {
 
   std::optional<schema::Event::Reader> nextEvent() override;
   uint64_t nextEventIndex() const override { return nextEvent_; }
-  void rewind() override {
-    nextEvent_ = 0;
-    loadedChunk_ = SIZE_MAX;
-    eventMessage_.reset();
-  }
+  void rewind() override { seek(0); }
   void seek(uint64_t index) override {
     nextEvent_ = std::min(index, stats_.eventCount);
     eventMessage_.reset();
+    peekMessage_.reset();
   }
+  std::optional<schema::Event::Reader> peekAhead(uint64_t index) override;
 
   bool hasBlob(const BlobHash& hash) const override { return blobs_.count(hash) != 0; }
   std::vector<std::byte> readBlob(const BlobHash& hash) override;
@@ -1284,7 +1283,23 @@ class TraceReaderImpl final : public TraceReader {
   bool readStoredInto(const ChunkInfo& c, std::byte* out);
   BlobHash peekBlobHash(const ChunkInfo& c);
   void indexBlobs(const std::vector<ChunkInfo>& chunks);
-  void loadEventChunk(size_t i);
+  // An event chunk decoded, and where its messages start (in words, one per
+  // message plus the end).
+  struct LoadedChunk {
+    size_t chunk = SIZE_MAX;
+    kj::Array<capnp::word> store;
+    kj::ArrayPtr<capnp::word> words;  // the payload, in store
+    std::vector<size_t> offsets;
+  };
+  size_t chunkOf(uint64_t event) const;
+  void loadEventChunk(size_t i, LoadedChunk& into);
+  // The loaded chunk `i`: one already loaded, or loaded after the last one
+  // (look-ahead, while the loaded chunks' bytes stay under the limit), or
+  // the only one. Null when look-ahead would go past the limit.
+  LoadedChunk* loaded(size_t i, bool lookingAhead);
+  static kj::ArrayPtr<const capnp::word> messageWords(const LoadedChunk& c, size_t k) {
+    return {c.words.begin() + c.offsets[k], c.offsets[k + 1] - c.offsets[k]};
+  }
 
   std::string name_;
   std::unique_ptr<Source> source_;
@@ -1303,16 +1318,19 @@ class TraceReaderImpl final : public TraceReader {
   std::vector<ChunkInfo> eventChunks_;
   std::unordered_map<BlobHash, ChunkInfo, BlobHashHasher> blobs_;
 
-  // Sequential event access.
+  // Sequential event access, and look-ahead: consecutive decoded chunks,
+  // from the one nextEvent() reads on to the furthest one peeked at; their
+  // stores are kept for the next chunks (a replay reads chunk after chunk:
+  // no allocation, no fresh pages each time).
   uint64_t nextEvent_ = 0;
-  size_t loadedChunk_ = SIZE_MAX;
-  kj::Array<capnp::word> chunkStore_;
-  kj::ArrayPtr<capnp::word> chunkWords_;  // the loaded chunk's, in chunkStore_
+  std::deque<LoadedChunk> loaded_;
+  std::vector<LoadedChunk> spare_;
+  size_t loadedBytes_ = 0;
   // Compressed payloads read by decode(), uninitialised, kept for the next.
   std::unique_ptr<std::byte[]> compressed_;
   size_t compressedSize_ = 0;
-  std::vector<size_t> messageOffsets_;  // in words, one per message plus the end
   std::optional<capnp::FlatArrayMessageReader> eventMessage_;
+  std::optional<capnp::FlatArrayMessageReader> peekMessage_;
 };
 
 // Streams the payload through XXH3 with a fixed buffer (payloads can be large)
@@ -1662,19 +1680,19 @@ void TraceReaderImpl::indexBlobs(const std::vector<ChunkInfo>& chunks) {
   }
 }
 
-void TraceReaderImpl::loadEventChunk(size_t i) {
+void TraceReaderImpl::loadEventChunk(size_t i, LoadedChunk& into) {
   const ChunkInfo& c = eventChunks_[i];
-  eventMessage_.reset();
-  loadedChunk_ = SIZE_MAX;
-  chunkWords_ = nullptr;
-  chunkWords_ = decodeInto(c, chunkStore_);
+  into.chunk = SIZE_MAX;
+  into.words = nullptr;
+  into.words = decodeInto(c, into.store);
   // Find and validate every message now, so a bad chunk fails as a whole
   // and the count agrees with the index built by open().
-  messageOffsets_.clear();
+  std::vector<size_t>& offsets = into.offsets;
+  offsets.clear();
   size_t pos = 0;
   try {
-    while (pos < chunkWords_.size()) {
-      kj::ArrayPtr<const capnp::word> rest(chunkWords_.begin() + pos, chunkWords_.size() - pos);
+    while (pos < into.words.size()) {
+      kj::ArrayPtr<const capnp::word> rest(into.words.begin() + pos, into.words.size() - pos);
       capnp::FlatArrayMessageReader message(rest, readerOptions(rest.size()));
       auto event = message.getRoot<schema::Event>();
       if (!validateCommonSyscall(event) && !validateBufferedSyscalls(event))
@@ -1686,42 +1704,78 @@ void TraceReaderImpl::loadEventChunk(size_t i) {
             std::span(reinterpret_cast<const std::byte*>(entries.begin()), entries.size()),
             b.getCount());
         if (!problem.empty())
-          fail(c, "event " + std::to_string(c.firstEvent + messageOffsets_.size()) + ": " +
-                      problem);
+          fail(c, "event " + std::to_string(c.firstEvent + offsets.size()) + ": " + problem);
       }
-      messageOffsets_.push_back(pos);
-      pos = static_cast<size_t>(message.getEnd() - chunkWords_.begin());
-      if (messageOffsets_.size() > c.h.messageCount) break;
+      offsets.push_back(pos);
+      pos = static_cast<size_t>(message.getEnd() - into.words.begin());
+      if (offsets.size() > c.h.messageCount) break;
     }
   } catch (const kj::Exception& e) {
     fail(c, "bad event message: " + std::string(e.getDescription().cStr()));
   }
-  if (messageOffsets_.size() != c.h.messageCount || pos != chunkWords_.size()) {
-    fail(c, "holds " + std::to_string(messageOffsets_.size()) + " messages, header says " +
+  if (offsets.size() != c.h.messageCount || pos != into.words.size()) {
+    fail(c, "holds " + std::to_string(offsets.size()) + " messages, header says " +
                 std::to_string(c.h.messageCount));
   }
-  messageOffsets_.push_back(pos);
-  loadedChunk_ = i;
+  offsets.push_back(pos);
+  into.chunk = i;
+}
+
+// Chunks are sorted by firstEvent.
+size_t TraceReaderImpl::chunkOf(uint64_t event) const {
+  auto it = std::upper_bound(eventChunks_.begin(), eventChunks_.end(), event,
+                             [](uint64_t v, const ChunkInfo& c) { return v < c.firstEvent; });
+  return static_cast<size_t>(it - eventChunks_.begin()) - 1;
+}
+
+TraceReaderImpl::LoadedChunk* TraceReaderImpl::loaded(size_t i, bool lookingAhead) {
+  if (!loaded_.empty() && i >= loaded_.front().chunk && i <= loaded_.back().chunk)
+    return &loaded_[i - loaded_.front().chunk];
+  const bool follows = !loaded_.empty() && i == loaded_.back().chunk + 1;
+  if (lookingAhead && (!follows || loadedBytes_ >= kLookAheadBytes)) return nullptr;
+  if (!follows) {
+    for (auto& c : loaded_) spare_.push_back(std::move(c));
+    loaded_.clear();
+    loadedBytes_ = 0;
+  }
+  LoadedChunk chunk;
+  if (!spare_.empty()) {
+    chunk = std::move(spare_.back());
+    spare_.pop_back();
+  }
+  loadEventChunk(i, chunk);
+  loadedBytes_ += chunk.words.size() * sizeof(capnp::word);
+  loaded_.push_back(std::move(chunk));
+  return &loaded_.back();
 }
 
 std::optional<schema::Event::Reader> TraceReaderImpl::nextEvent() {
   eventMessage_.reset();
   if (nextEvent_ >= stats_.eventCount) return std::nullopt;
-  // Chunks are sorted by firstEvent; usually the loaded one or the next.
-  size_t i = loadedChunk_;
-  if (i == SIZE_MAX || nextEvent_ < eventChunks_[i].firstEvent ||
-      nextEvent_ >= eventChunks_[i].firstEvent + eventChunks_[i].h.messageCount) {
-    auto it = std::upper_bound(eventChunks_.begin(), eventChunks_.end(), nextEvent_,
-                               [](uint64_t v, const ChunkInfo& c) { return v < c.firstEvent; });
-    i = static_cast<size_t>(it - eventChunks_.begin()) - 1;
-    loadEventChunk(i);
+  const size_t i = chunkOf(nextEvent_);
+  // Chunks before this one are done with (a look-ahead stays behind it).
+  while (!loaded_.empty() && loaded_.front().chunk < i) {
+    loadedBytes_ -= loaded_.front().words.size() * sizeof(capnp::word);
+    spare_.push_back(std::move(loaded_.front()));
+    loaded_.pop_front();
   }
-  size_t k = static_cast<size_t>(nextEvent_ - eventChunks_[i].firstEvent);
-  kj::ArrayPtr<const capnp::word> words(chunkWords_.begin() + messageOffsets_[k],
-                                        messageOffsets_[k + 1] - messageOffsets_[k]);
+  if (spare_.size() > 2) spare_.resize(2);
+  const LoadedChunk& chunk = *loaded(i, false);
+  const auto words = messageWords(chunk, nextEvent_ - eventChunks_[i].firstEvent);
   eventMessage_.emplace(words, readerOptions(words.size()));
   ++nextEvent_;
   return eventMessage_->getRoot<schema::Event>();
+}
+
+std::optional<schema::Event::Reader> TraceReaderImpl::peekAhead(uint64_t index) {
+  peekMessage_.reset();
+  if (index >= stats_.eventCount) return std::nullopt;
+  const size_t i = chunkOf(index);
+  const LoadedChunk* chunk = loaded(i, true);
+  if (!chunk) return std::nullopt;
+  const auto words = messageWords(*chunk, index - eventChunks_[i].firstEvent);
+  peekMessage_.emplace(words, readerOptions(words.size()));
+  return peekMessage_->getRoot<schema::Event>();
 }
 
 std::vector<std::byte> TraceReaderImpl::readBlob(const BlobHash& hash) {

@@ -151,6 +151,9 @@ class TraceWriter {
   virtual void finish(capnp::MessageBuilder& footer) = 0;
 
   virtual uint64_t eventCount() const = 0;
+  // Where the writer keeps that count, for the tracer's clocks
+  // (Task::setRunClock); valid for the writer's lifetime.
+  virtual const uint64_t* eventCounter() const = 0;
 
   // Keeps the background thread off `cpu` (the CPU the tracer and the
   // tracees are pinned to) when another CPU is allowed; no-op otherwise.
@@ -199,6 +202,13 @@ class TraceReader {
   virtual void rewind() = 0;
   // The next nextEvent() returns event `index` (the end when past it).
   virtual void seek(uint64_t index) = 0;
+  // Look-ahead (parallel replay): event `index`, from the chunk nextEvent()
+  // reads now or one after it, decoded once for both. Valid until the next
+  // call of any of these four. nullopt past the end, before the chunk
+  // nextEvent() reads, or when the chunks decoded ahead hold
+  // kLookAheadBytes already; throws FormatError for a damaged chunk.
+  virtual std::optional<schema::Event::Reader> peekAhead(uint64_t index) = 0;
+  static constexpr size_t kLookAheadBytes = 64 << 20;
 
   virtual bool hasBlob(const BlobHash& hash) const = 0;
   // Throws FormatError if absent.

@@ -296,6 +296,7 @@ RecordTask& RecordSession::taskFor(pid_t tid) {
   if (it != tasks_.end()) return *it->second;
   // A new child can report its first stop before its parent's fork event.
   auto t = std::make_unique<RecordTask>(tid, tid);
+  t->task.setRunClock(writer_->eventCounter());
   auto& ref = *t;
   tasks_[tid] = std::move(t);
   ++tasksSeen_;
@@ -356,6 +357,7 @@ void RecordSession::emit(RecordTask& t, capnp::MallocMessageBuilder& msg, pid_t 
       auto e = enter.initRoot<schema::Event>();
       e.setTid(u->task.tid());
       e.initSyscallEnter().setNumber(u->nr);
+      attachRunSpan(*u, e);
       attachMemoryDigest(*u, enter, u->entryDigest, u->entryMasked);
       writeTimeLog(*u, u->task.tid());
       writeBuffered(*u, u->task.tid());
@@ -369,8 +371,23 @@ void RecordSession::emit(RecordTask& t, capnp::MallocMessageBuilder& msg, pid_t 
   writeTimeLog(t, tid);
   if (scheduler_->isCurrent(t)) drainSyscallBuffer(t);
   writeBuffered(t, tid);
-  msg.getRoot<schema::Event>().setTid(tid);
+  auto event = msg.getRoot<schema::Event>();
+  event.setTid(tid);
+  bool endsRun = (event.isSyscall() && !event.getSyscall().getBuffered()) ||
+                 event.isSyscallEnter() || event.isExec() || event.isExit();
+  if (endsRun) attachRunSpan(t, event);
   writer_->writeEvent(msg);
+}
+
+// The first event of a traced syscall, or a task's exit, says when its task
+// ran up to the syscall's entry or the exit (trace.capnp RunSpan): once per
+// stop.
+void RecordSession::attachRunSpan(RecordTask& t, schema::Event::Builder event) {
+  if (auto span = std::exchange(t.runSpan, std::nullopt)) {
+    auto run = event.initRun();
+    run.setFrom(span->from);
+    run.setTo(span->to);
+  }
 }
 
 // The time shim's answers since the task's last event, as syscall events

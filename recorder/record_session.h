@@ -232,6 +232,7 @@ class RecordSession {
 
   // Event output. Every event goes through emit(), which first announces the
   // syscalls other tasks are blocked in, so replay runs them up to there.
+  void attachRunSpan(RecordTask& t, schema::Event::Builder event);
   void emit(RecordTask& t, capnp::MallocMessageBuilder& msg, pid_t tidOverride = 0);
   bool siblingExecing(const RecordTask& t) const;
   void forget(RecordTask& t);

@@ -55,6 +55,7 @@ void RecordSession::onSeccomp(RecordTask& t) {
     injectHeldSignal(t);
     return;
   }
+  t.runSpan = RecordTask::RunSpan{t.task.resumedAt(), writer_->eventCount()};
   const Registers& regs = t.task.regs();
   t.compat = t.task.eventMessage() == sys::kSeccompCompatData;
   t.entryRegs = regs.raw();

@@ -17,6 +17,7 @@
 
 #include "code_patch.h"
 #include "cpu_info.h"
+#include "environment.h"
 #include "errors.h"
 #include "exit_codes.h"
 #include "process_maps.h"
@@ -32,7 +33,8 @@
 
 namespace rec {
 
-ReplaySession::ReplaySession(ReplayOptions options) : options_(std::move(options)) {}
+ReplaySession::ReplaySession(ReplayOptions options)
+    : options_(std::move(options)), parallel_(!offByEnvironment("REC_REPLAY_PARALLEL")) {}
 
 ReplaySession::~ReplaySession() {
   killAll();
@@ -136,10 +138,17 @@ bool ReplaySession::step() {
     start(*event);
     started_ = true;
   }
+  collectDue();
   dispatch(*event);
-  releaseIfDead(event->getTid());
+  int tid = event->getTid();
+  releaseIfDead(tid);
   nextIndex_ = eventIndex_ + 1;
-  if (observer_) observer_->eventDone(eventIndex_, *event);
+  if (observer_) {
+    observer_->eventDone(eventIndex_, *event);
+    return true;
+  }
+  if (auto it = tasks_.find(tid); it != tasks_.end()) considerAhead(*it->second);
+  reconsiderDue();
   return true;
 }
 
@@ -152,6 +161,9 @@ int ReplaySession::finish() {
   }
   if (!initialExited_) throw RecError(kExitBadTrace, "rec: trace ends before the program exited");
   killAll();
+  if (options_.verbose)
+    fmt::print(stderr, "rec: {} run(s) started ahead of their turn (parallel replay)\n",
+               startedAhead_);
   if (WIFEXITED(initialStatus_)) return WEXITSTATUS(initialStatus_);
   if (WIFSIGNALED(initialStatus_)) return 128 + WTERMSIG(initialStatus_);
   return kExitInternal;
@@ -280,8 +292,12 @@ void ReplaySession::dispatch(schema::Event::Reader event) {
     throw RecError(kExitBadTrace, fmt::format("rec: trace event #{} is for task {} after it exited",
                                               eventIndex_, event.getTid()));
   followTask(t);
+  t.lastEventIndex = eventIndex_;
+  // Handed to the task when it started ahead toward a later event.
+  const bool queuedEarly = eventIndex_ < t.queuedUpTo;
   switch (event.which()) {
     case schema::Event::SYSCALL:
+      if (queuedEarly && event.getSyscall().getBuffered()) break;
       if (event.getSyscall().getInSyscallBuffer())
         throw RecError(kExitBadTrace,
                        fmt::format("rec: event #{} is a buffered syscall of the format before "
@@ -302,13 +318,17 @@ void ReplaySession::dispatch(schema::Event::Reader event) {
       onExec(t, event.getExec());
       break;
     case schema::Event::RDTSC:
+      if (queuedEarly && event.getRdtsc().getInLog()) break;
       onRdtsc(t, event.getRdtsc());
       break;
     case schema::Event::EXIT:
       onExit(t, event.getExit());
       break;
     case schema::Event::BUFFERED_SYSCALLS:
-      onBufferedSyscalls(t, event.getBufferedSyscalls());
+      if (queuedEarly)
+        showBuffered(event.getBufferedSyscalls());
+      else
+        onBufferedSyscalls(t, event.getBufferedSyscalls());
       break;
     case schema::Event::PREEMPT: {
       auto p = event.getPreempt();
@@ -369,10 +389,17 @@ bool ReplaySession::compatPassthrough(ReplayTask& t) {
 // dropping signals the kernel generates during replay (a real child's
 // SIGCHLD, ...): the recording's asynchronous signals come from the trace.
 Stop ReplaySession::advance(ReplayTask& t) {
-  using Park = ReplayTask::Park;
-  if (t.park == Park::Initial) {
+  if (auto stop = std::exchange(t.aheadStop, std::nullopt)) return *stop;
+  if (std::exchange(t.runningAhead, false)) return awaitStop(t);
+  if (t.park == ReplayTask::Park::Initial) {
     if (auto death = advanceInitial(t)) return *death;
   }
+  beginRun(t);
+  return awaitStop(t);
+}
+
+void ReplaySession::beginRun(ReplayTask& t) {
+  using Park = ReplayTask::Park;
   if (t.park == Park::SkipPending) {
     skipSyscall(t);
     resumeUserCode(t, 0);
@@ -383,6 +410,9 @@ Stop ReplaySession::advance(ReplayTask& t) {
   }
   t.lastExecutedNumber = -1;
   t.park = Park::Resumable;
+}
+
+Stop ReplaySession::awaitStop(ReplayTask& t) {
   for (;;) {
     Stop stop = t.task.wait();
     if (observerClaims(t, stop)) {

@@ -2,8 +2,11 @@
 // to the point of its next recorded event and injecting what the recording
 // saw (syscall results and memory, signals, time stamps).
 //
-// Invariant: between events every live task is stopped; processing an event
-// resumes only the task it names, so tasks interleave exactly as recorded.
+// Invariant: processing an event resumes only the task it names, so tasks
+// interleave as recorded. Between events every live task is stopped, except
+// those that parallel replay started toward their next event ahead of its
+// turn, where the recording ran them beside the events in between
+// (replay_ahead.cc; docs/parallel.md "Parallel replay").
 //
 // run() replays everything. A debugger drives the same replay step by step
 // instead: open(), then step() event by event, with a ReplayObserver seeing
@@ -17,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <queue>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -24,6 +28,7 @@
 #include "blob_files.h"
 #include "code_patch.h"
 #include "debug_registers.h"
+#include "event_window.h"
 #include "rdtsc_sites.h"
 #include "signals.h"
 #include "syscall_buffer.h"
@@ -138,6 +143,15 @@ class ReplaySession {
   void onExit(ReplayTask& t, schema::ExitEvent::Reader e);
 
   Stop advance(ReplayTask& t);
+  void beginRun(ReplayTask& t);
+  Stop awaitStop(ReplayTask& t);
+  // Parallel replay (replay_ahead.cc).
+  void considerAhead(ReplayTask& t);
+  void reconsiderDue();
+  void collectDue();
+  void queueEarly(ReplayTask& t, uint64_t index);
+  void enqueueBuffered(ReplayTask& t, schema::BufferedSyscalls::Reader b);
+  void showBuffered(schema::BufferedSyscalls::Reader b);
   bool compatPassthrough(ReplayTask& t);
   void skipSyscall(ReplayTask& t);
   // A point in user code as recorded, and reaching it (replay_points.cc).
@@ -247,6 +261,19 @@ class ReplaySession {
   void disarmPointBreakpoints() {
     while (!pointBreakpoints_.empty()) pointBreakpoints_.pop_back();
   }
+  // Parallel replay: off with REC_REPLAY_PARALLEL=off or a debugger.
+  bool parallel_ = true;
+  std::unique_ptr<EventWindow> window_;  // read on the first chance to run ahead
+  struct Due {
+    uint64_t index;
+    int tid;
+    uint64_t taskEvent;  // the task's lastEventIndex when queued (stale once it moved on)
+    bool operator>(const Due& o) const { return index > o.index; }
+  };
+  using DueQueue = std::priority_queue<Due, std::vector<Due>, std::greater<Due>>;
+  DueQueue reconsider_;  // tasks whose next run may start once the replay is there
+  DueQueue collect_;     // tasks running ahead, to be stopped before the replay is there
+  uint64_t startedAhead_ = 0;
   std::vector<pid_t> zombies_;  // exited leaders, reaped once their threads are gone
   // Set when the recording patched RDTSC or this machine does not trap it.
   std::optional<RdtscPatcher> rdtscPatcher_;

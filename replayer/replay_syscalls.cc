@@ -157,6 +157,7 @@ void ReplaySession::runForkLike(ReplayTask& t, int recordedChild, int32_t idSeen
   task->childTidValue = idSeen;
   t.parentTidValue = idSeen;
   tasks_[recordedChild] = std::move(task);
+  reconsider_.push({0, recordedChild, 0});  // its first run may start ahead (replay_ahead.cc)
   t.task.resume(Task::Resume::Syscall);
   t.park = ReplayTask::Park::InKernel;
 }
@@ -499,6 +500,27 @@ void ReplaySession::queueTimeAnswer(ReplayTask& t, const rec_shim_entry& entry) 
 // them back as the task runs to its next event. Whatever the previous batch
 // left unread, the program did not ask for again.
 void ReplaySession::onBufferedSyscalls(ReplayTask& t, schema::BufferedSyscalls::Reader b) {
+  enqueueBuffered(t, b);
+  showBuffered(b);
+}
+
+// Writes to the program's output among a batch: shown at the batch's turn,
+// in trace order (the recording made them while the task executed alone,
+// and the batch precedes the task's next event), also when the batch was
+// queued earlier for a task that ran ahead.
+void ReplaySession::showBuffered(schema::BufferedSyscalls::Reader b) {
+  if (eventIndex_ < echoFrom_) return;
+  auto entries = b.getEntries();
+  const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(entries.begin()),
+                                         entries.size());
+  format::forEachBufferedCall(bytes,
+                              [&](const format::BufferedCallHeader& h, const std::byte* entry) {
+                                if (int fd = format::bufferedEchoFd(h))
+                                  showOutput(fd, format::bufferedEcho(h, entry));
+                              });
+}
+
+void ReplaySession::enqueueBuffered(ReplayTask& t, schema::BufferedSyscalls::Reader b) {
   if (!t.sysbuf || !t.sysbuf->buffer)
     throw RecError(kExitBadTrace,
                    fmt::format("rec: event #{} holds buffered syscalls of task {}, which has no "
@@ -515,15 +537,6 @@ void ReplaySession::onBufferedSyscalls(ReplayTask& t, schema::BufferedSyscalls::
                                          entries.size());
   switch (sysbuf::enqueue(*t.sysbuf, bytes)) {
     case sysbuf::Enqueued::Ok:
-      // Writes to the program's output among them: shown now, in trace
-      // order (the recording made them while the task executed alone, and
-      // the batch precedes the task's next event).
-      if (eventIndex_ >= echoFrom_)
-        format::forEachBufferedCall(
-            bytes, [&](const format::BufferedCallHeader& h, const std::byte* entry) {
-              if (int fd = format::bufferedEchoFd(h))
-                showOutput(fd, format::bufferedEcho(h, entry));
-            });
       // Stored files the batch maps: the buffer code maps replay's copy.
       for (const sysbuf::MappedFileRef& ref : sysbuf::mappedFiles(bytes)) {
         const std::string& file = blobs_->path(format::BlobHash::fromBytes(ref.hash));

@@ -106,6 +106,14 @@ struct ReplaySession::ReplayTask {
     int64_t fd = -1;
   };
   std::optional<MappedFile> mappedFile;
+  // Parallel replay (replay_ahead.cc): resumed toward its next event ahead
+  // of that event's turn, and then the stop it reached, collected before
+  // the trace gets to what happened after it in the recording.
+  bool runningAhead = false;
+  std::optional<Stop> aheadStop;
+  uint64_t queuedUpTo = 0;      // its queued events (buffered batches, time answers) before
+                                // this index were handed to it when it started ahead
+  uint64_t lastEventIndex = 0;  // of its last replayed event
 };
 
 }  // namespace rec

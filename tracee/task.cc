@@ -270,6 +270,7 @@ void Task::clearPushedTrapFlag() {
 }
 
 void Task::resume(Resume how, int signal) {
+  if (runClock_) resumedAt_ = *runClock_;
   if (how == Resume::Step) notePushfStep();
   knownCode_.reset();
   if (regsDirty_) {

@@ -122,6 +122,11 @@ class Task : public sys::MemoryReader {
   enum class Resume { Cont, Syscall, Step };  // Step: PTRACE_SINGLESTEP (one instruction)
   // Writes back dirty registers and resumes, delivering `signal` (0: none).
   void resume(Resume how, int signal = 0);
+  // A logical clock of the owner's (the recorder's: events written so far),
+  // read at every resume, so the owner knows what it did while the task ran
+  // (docs/parallel.md "Parallel replay"). It must outlive the task.
+  void setRunClock(const uint64_t* clock) { runClock_ = clock; }
+  uint64_t resumedAt() const { return resumedAt_; }  // the clock at the last resume
   // At a group-stop: PTRACE_LISTEN, the task stays stopped (job control)
   // until SIGCONT or SIGKILL, which the next wait reports.
   void listen();
@@ -153,6 +158,8 @@ class Task : public sys::MemoryReader {
 
  private:
   pid_t tid_;
+  const uint64_t* runClock_ = nullptr;
+  uint64_t resumedAt_ = 0;
   pid_t tgid_;
   Registers regs_;
   bool regsValid_ = false;

@@ -1,17 +1,20 @@
 # Parallel recording (REC_PARALLEL=on, docs/parallel.md): processes that
-# share no memory execute at the same time while recorded; replay stays
-# serial and exact. Each check records with -v (whose last lines count the
-# tasks started beside others), replays, and compares output and status byte
-# for byte; the hazards (a shared counter, a signal to a running process,
-# wait4 reaping) each have one.
+# share no memory execute at the same time while recorded, and run beside
+# each other's events on replay where they did when recorded ("Parallel
+# replay"). Each check records with -v (whose last lines count the tasks
+# started beside others), replays with parallel replay on and off, and
+# compares output and status byte for byte; the hazards (a shared counter,
+# a signal to a running process, wait4 reaping) each have one.
 # shellcheck source=lib.bash
 source "$TESTLIB"
 
 # parallel_record_replay NAME MIN_BESIDE CMD...: MIN_BESIDE is the least
 # number of tasks the recording must have started beside others (0: the
 # parallel path must not be taken at all). RECORD_OPTIONS: more options for
-# `rec record`.
+# `rec record`; MIN_AHEAD: the least number of runs the replay must start
+# ahead of their turn (rec replay -v).
 RECORD_OPTIONS=()
+MIN_AHEAD=0
 parallel_record_replay() {
   local name=$1 least=$2
   shift 2
@@ -36,6 +39,17 @@ parallel_record_replay() {
   cmp -s "$T/$name.rec.out" "$T/$name.replay.out" ||
     fail "replay's stdout differs: $(diff "$T/$name.rec.out" "$T/$name.replay.out" | head -5)"
   [[ ! -s $T/$name.replay.err ]] || fail "replay wrote to stderr: $(head -3 "$T/$name.replay.err")"
+  REC_REPLAY_PARALLEL=off timeout -k 5 "$REC_TIMEOUT" "$REC" replay "$T/$name.rec" </dev/null \
+    >"$T/$name.serial.out" 2>"$T/$name.serial.err" ||
+    { show "serial replay stderr" "$T/$name.serial.err"; fail "serial replay failed"; }
+  cmp -s "$T/$name.rec.out" "$T/$name.serial.out" ||
+    fail "serial replay's stdout differs: $(diff "$T/$name.rec.out" "$T/$name.serial.out" | head -5)"
+  local ahead
+  ahead=$(timeout -k 5 "$REC_TIMEOUT" "$REC" replay -v "$T/$name.rec" </dev/null 2>&1 >/dev/null |
+    sed -nE 's/^rec: ([0-9]+) run\(s\) started ahead of their turn.*/\1/p')
+  [[ -n $ahead ]] || fail "no parallel replay summary in rec replay -v's output"
+  note "replay: $ahead runs started ahead of their turn"
+  ((ahead >= MIN_AHEAD)) || fail "only $ahead runs started ahead on replay ($MIN_AHEAD expected)"
 }
 
 # Reads that find the pipe empty made traced: each round the two processes
@@ -145,7 +159,7 @@ check_cpu_moves() {
   (($(nproc) >= 2)) || { note "one CPU: nothing to move to"; return 0; }
   expect_native_differs "$PROGRAMS/cpu_tree" pair 2
   RECORD_OPTIONS=(--check-memory)
-  REC_CPUS=all parallel_record_replay cpu_moves 1 "$PROGRAMS/cpu_tree" pair 2
+  MIN_AHEAD=1 REC_CPUS=all parallel_record_replay cpu_moves 1 "$PROGRAMS/cpu_tree" pair 2
   grep -q '^pairs reaped, 0 failed$' "$T/cpu_moves.rec.out" || fail "a child failed"
   grep -Eq 'moved to a free CPU' "$T/cpu_moves.rec.err" || fail "no move count in rec -v's output"
   "$REC" dump "$T/cpu_moves.rec" >"$T/cpu_moves.dump" || fail "rec dump failed"
@@ -180,7 +194,7 @@ check_make_j2() {
     printf 'int f%d(int x) { int s = 0; for (int i = 0; i < x; ++i) s += i * %d; return s; }\n' "$i" "$i" >"src/f$i.c"
   done
   printf 'all: f1.o f2.o f3.o f4.o\n%%.o: src/%%.c\n\tcc -O1 -c -o $@ $<\n' >Makefile
-  parallel_record_replay make_j2 1 make -j2 -s
+  MIN_AHEAD=1 parallel_record_replay make_j2 1 make -j2 -s
 }
 
 t pingpong check_pingpong

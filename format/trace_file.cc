@@ -1293,9 +1293,10 @@ class TraceReaderImpl final : public TraceReader {
   };
   size_t chunkOf(uint64_t event) const;
   void loadEventChunk(size_t i, LoadedChunk& into);
-  // The loaded chunk `i`: one already loaded, or loaded after the last one
-  // (look-ahead, while the loaded chunks' bytes stay under the limit), or
-  // the only one. Null when look-ahead would go past the limit.
+  // The loaded chunk `i`: one already loaded, or loaded with those between
+  // after the last one (look-ahead, while the loaded chunks' bytes stay
+  // under the limit), or the only one. Null when look-ahead would go past
+  // the limit or back before the first one.
   LoadedChunk* loaded(size_t i, bool lookingAhead);
   static kj::ArrayPtr<const capnp::word> messageWords(const LoadedChunk& c, size_t k) {
     return {c.words.begin() + c.offsets[k], c.offsets[k + 1] - c.offsets[k]};
@@ -1731,21 +1732,27 @@ size_t TraceReaderImpl::chunkOf(uint64_t event) const {
 TraceReaderImpl::LoadedChunk* TraceReaderImpl::loaded(size_t i, bool lookingAhead) {
   if (!loaded_.empty() && i >= loaded_.front().chunk && i <= loaded_.back().chunk)
     return &loaded_[i - loaded_.front().chunk];
-  const bool follows = !loaded_.empty() && i == loaded_.back().chunk + 1;
-  if (lookingAhead && (!follows || loadedBytes_ >= kLookAheadBytes)) return nullptr;
-  if (!follows) {
+  // (sequential reading skips chunks it jumps over: a seek)
+  const bool ahead = !loaded_.empty() && i > loaded_.back().chunk &&
+                     (lookingAhead || i == loaded_.back().chunk + 1);
+  if (lookingAhead && !ahead) return nullptr;
+  if (!ahead) {
     for (auto& c : loaded_) spare_.push_back(std::move(c));
     loaded_.clear();
     loadedBytes_ = 0;
   }
-  LoadedChunk chunk;
-  if (!spare_.empty()) {
-    chunk = std::move(spare_.back());
-    spare_.pop_back();
+  // The chunks up to `i`, one after another (they stay consecutive).
+  for (size_t next = ahead ? loaded_.back().chunk + 1 : i; next <= i; ++next) {
+    if (lookingAhead && loadedBytes_ >= kLookAheadBytes) return nullptr;
+    LoadedChunk chunk;
+    if (!spare_.empty()) {
+      chunk = std::move(spare_.back());
+      spare_.pop_back();
+    }
+    loadEventChunk(next, chunk);
+    loadedBytes_ += chunk.words.size() * sizeof(capnp::word);
+    loaded_.push_back(std::move(chunk));
   }
-  loadEventChunk(i, chunk);
-  loadedBytes_ += chunk.words.size() * sizeof(capnp::word);
-  loaded_.push_back(std::move(chunk));
   return &loaded_.back();
 }
 

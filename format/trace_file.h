@@ -203,7 +203,7 @@ class TraceReader {
   // The next nextEvent() returns event `index` (the end when past it).
   virtual void seek(uint64_t index) = 0;
   // Look-ahead (parallel replay): event `index`, from the chunk nextEvent()
-  // reads now or one after it, decoded once for both. Valid until the next
+  // reads now or a later one, decoded once for both. Valid until the next
   // call of any of these four. nullopt past the end, before the chunk
   // nextEvent() reads, or when the chunks decoded ahead hold
   // kLookAheadBytes already; throws FormatError for a damaged chunk.

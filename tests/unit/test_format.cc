@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 #include <thread>
@@ -240,6 +241,83 @@ TEST_CASE("random events round trip", "[format]") {
     }
     CHECK_THROWS_AS(r->readBlob(BlobHash{1, 2}), FormatError);
   }
+}
+
+// Parallel replay's look-ahead: events ahead of nextEvent() read from the
+// same decoded chunks, in any order within them, while sequential reading
+// goes on unchanged.
+TEST_CASE("peekAhead reads ahead without disturbing nextEvent", "[format]") {
+  TempDir dir("rec-format");
+  WriterOptions options;
+  options.maxEventsPerChunk = 7;
+  std::string path = dir.file("ahead.rec");
+  Written w = writeTrace(path, 99, 200, options);
+  auto r = TraceReader::open(path);
+  CHECK_FALSE(r->peekAhead(0));  // nothing decoded yet: no look-ahead
+  std::mt19937_64 rng(5);
+  for (uint64_t i = 0; i < 200; ++i) {
+    auto e = r->nextEvent();
+    REQUIRE(e);
+    REQUIRE(text(*e) == w.events[i]);
+    // Ahead, backward within what is decoded, and the event just read.
+    for (uint64_t k : {i + 1 + rng() % 60, i + 1 + rng() % 10, i}) {
+      CAPTURE(i, k);
+      auto ahead = r->peekAhead(k);
+      if (k >= 200) {
+        CHECK_FALSE(ahead);
+      } else {
+        REQUIRE(ahead);
+        CHECK(text(*ahead) == w.events[k]);
+      }
+    }
+  }
+  CHECK_FALSE(r->nextEvent());
+  // A chunk before the one being read is no longer decoded.
+  r->seek(100);
+  REQUIRE(r->nextEvent());
+  CHECK_FALSE(r->peekAhead(10));
+  CHECK(text(*r->peekAhead(101)) == w.events[101]);
+}
+
+// A damaged chunk ahead fails the look-ahead as it will fail nextEvent().
+TEST_CASE("peekAhead reports a damaged chunk ahead", "[format]") {
+  TempDir dir("rec-format");
+  WriterOptions options;
+  options.maxEventsPerChunk = 4;
+  std::string path = dir.file("damaged.rec");
+  Written w = writeTrace(path, 7, 40, options);
+  std::vector<std::byte> bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    std::vector<char> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    bytes.resize(raw.size());
+    std::memcpy(bytes.data(), raw.data(), raw.size());
+  }
+  auto intact = TraceReader::openBytes(bytes, "intact");
+  // The last event chunk's payload, found through the footer's index.
+  REQUIRE(intact->footer());
+  uint64_t lastEvents = 0;
+  for (auto c : intact->footer()->getChunks())
+    if (c.getEventCount() > 0) lastEvents = c.getOffset();
+  REQUIRE(lastEvents > 0);
+  auto damaged = flipBit(bytes, (lastEvents + rec::format::kChunkHeaderSize + 2) * 8 + 3);
+  std::unique_ptr<TraceReader> r;
+  try {
+    r = TraceReader::openBytes(damaged, "damaged");
+  } catch (const FormatError&) {
+    FAIL("open checks only chunk headers: the damaged payload must open");
+    return;
+  }
+  REQUIRE(r->nextEvent());
+  bool threw = false;
+  for (uint64_t k = 1; k < 40 && !threw; ++k) {
+    try {
+      if (!r->peekAhead(k)) break;
+    } catch (const FormatError&) {
+      threw = true;
+    }
+  }
+  CHECK(threw);
 }
 
 TEST_CASE("large blob round trip", "[format]") {

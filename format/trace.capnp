@@ -57,6 +57,8 @@ struct Header {
                                 # one where it may (lsl and getcpu show it without a syscall)
   checkMemory @17 :Bool;        # `rec record --check-memory`: events carry a digest of the program's memory
   syscallBuffer @18 :Bool;      # the syscall buffer was on (docs/syscall-buffer.md)
+  runSpans @19 :Bool;           # each task's first event after a run of its user code carries a
+                                # RunSpan (parallel replay needs them; older traces replay serially)
 }
 
 # One register file, the kernel's struct user_regs_struct: raw, or (at a
@@ -323,15 +325,23 @@ struct ExitEvent {
                                   # task to that entry before killing it
 }
 
-# When the task ran, in the recording, up to the stop that begins its event
-# (a traced syscall's entry, its exit): rec last resumed it when `from` events had been
-# written, and saw it stopped when `to` had. Events from..to-1 are other
-# tasks' made while it ran, so they cannot change what it computed (only
-# independent tasks execute at once: docs/parallel.md); replay may run it
-# beside them (docs/parallel.md "Parallel replay").
+# When the task ran, in the recording, before its event: rec last resumed
+# it when `from` events had been written, and saw the stop that ended its
+# run of user code (a syscall's entry, a signal, an interrupt, its exit)
+# when `to` had. Events from..to-1 are other tasks' written while it ran;
+# those whose own runs overlap its run ran beside it, which only tasks
+# that cannot change each other's memory do (docs/parallel.md). Replay may
+# run it beside them too ("Parallel replay"). The sequence numbers order
+# the resume and the stop among all of rec's resumes and stops, which
+# event counts cannot (many happen between two events): another task's run
+# overlapped this one if it stopped after this one was resumed.
 struct RunSpan {
   from @0 :UInt64;
   to @1 :UInt64;
+  memoryPrivate @2 :Bool;  # no other task could write its memory (no threads, no shared mappings,
+                           # no ptracer)
+  resumedSeq @3 :UInt64;
+  stoppedSeq @4 :UInt64;
 }
 
 struct Event {
@@ -349,8 +359,8 @@ struct Event {
   memory @8 :List(MemoryBlock);  # --check-memory: digest of the writable memory when the event happened
   pendingOutputs @9 :List(AddressRange);  # --check-memory: bytes hashed as zeros in memory (what
                                  # other threads' blocked syscalls may write; PointState.pendingOutputs)
-  run @11 :RunSpan;      # a traced syscall's first event (syscall, syscallEnter, exec), an exit; absent in
-                         # traces before 2026-12-03: replay runs the task only at its event's turn
+  run @11 :RunSpan;      # the task's first event after a run of its user code (Header.runSpans);
+                         # absent on its other events
 }
 
 struct Blob {

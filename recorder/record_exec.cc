@@ -475,7 +475,6 @@ int selfKillSyscall(Task& task) {
 // that replay lets the task die before those joiners run on.
 void RecordSession::onExitEvent(RecordTask& t) {
   int status = static_cast<int>(t.task.eventMessage());
-  t.runSpan = RecordTask::RunSpan{t.task.resumedAt(), writer_->eventCount()};
   t.syscallAtDeath = selfKillSyscall(t.task);
   if (t.ptrace.tracer && (t.ptrace.options & PTRACE_O_TRACEEXIT)) {
     // PTRACE_O_TRACEEXIT: its emulated ptracer sees the exit stop first; the

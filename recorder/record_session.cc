@@ -160,6 +160,7 @@ void RecordSession::writeHeader(const std::string& executable, int cpuNumber) {
   h.setRdtscPatched(rdtscPatcher_.has_value());
   h.setTimeShim(timeShim_);
   h.setSyscallBuffer(syscallBuffer_);
+  h.setRunSpans(true);
   h.setCpuNumber(cpuNumber);
   h.setCheckMemory(options_.checkMemory);
   env_ = std::move(env);
@@ -296,7 +297,7 @@ RecordTask& RecordSession::taskFor(pid_t tid) {
   if (it != tasks_.end()) return *it->second;
   // A new child can report its first stop before its parent's fork event.
   auto t = std::make_unique<RecordTask>(tid, tid);
-  t->task.setRunClock(writer_->eventCounter());
+  t->task.setRunClock(writer_->eventCounter(), &tracerSequence_);
   auto& ref = *t;
   tasks_[tid] = std::move(t);
   ++tasksSeen_;
@@ -373,21 +374,33 @@ void RecordSession::emit(RecordTask& t, capnp::MallocMessageBuilder& msg, pid_t 
   writeBuffered(t, tid);
   auto event = msg.getRoot<schema::Event>();
   event.setTid(tid);
-  bool endsRun = (event.isSyscall() && !event.getSyscall().getBuffered()) ||
-                 event.isSyscallEnter() || event.isExec() || event.isExit();
-  if (endsRun) attachRunSpan(t, event);
+  attachRunSpan(t, event);
   writer_->writeEvent(msg);
 }
 
-// The first event of a traced syscall, or a task's exit, says when its task
-// ran up to the syscall's entry or the exit (trace.capnp RunSpan): once per
-// stop.
+// The task's first event after a run says when it ran (trace.capnp RunSpan),
+// and whether its memory is its own.
 void RecordSession::attachRunSpan(RecordTask& t, schema::Event::Builder event) {
   if (auto span = std::exchange(t.runSpan, std::nullopt)) {
     auto run = event.initRun();
     run.setFrom(span->from);
     run.setTo(span->to);
+    run.setResumedSeq(span->resumedSeq);
+    run.setStoppedSeq(span->stoppedSeq);
+    // No other live task shares its address space (threads, CLONE_VM: the
+    // time shim's space is theirs too), nothing maps memory it can write,
+    // and no ptracer reads or writes it.
+    run.setMemoryPrivate(!t.sharesMemory && !t.vforkChild && !t.vforkParent && !t.ptrace.tracer &&
+                         ptraceTracees_ == 0 && t.timeSpace && t.timeSpace.use_count() == 1);
   }
+}
+
+// Memory another process can write: the whole thread group's (threads it
+// creates later inherit the mark, as children do).
+void RecordSession::markSharesMemory(RecordTask& t) {
+  for (auto& [tid, u] : tasks_)
+    if (u->task.tgid() == t.task.tgid()) u->sharesMemory = true;
+  t.sharesMemory = true;
 }
 
 // The time shim's answers since the task's last event, as syscall events
@@ -431,6 +444,12 @@ void RecordSession::handleStop(RecordTask& t, const Stop& stop) {
   // Only a task running user code writes the buffer (one at a time): what
   // it holds now is this task's.
   if (t.state() == RecordTask::State::Running) drainSyscallBuffer(t);
+  // A stop that ends a run of user code (a syscall's entry, a signal, an
+  // interrupt, its exit) gives the span its next event carries; one that
+  // ends the kernel's side of a syscall keeps the span of the run before.
+  if (!t.runSpan || t.task.lastResumeRanUserCode())
+    t.runSpan = RecordTask::RunSpan{t.task.resumedAt(), writer_->eventCount(),
+                                    t.task.resumedSeq(), ++tracerSequence_};
   if (stop.kind == StopKind::Exited) {
     onExited(t, stop.status);
     return;

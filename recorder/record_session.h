@@ -233,6 +233,7 @@ class RecordSession {
   // Event output. Every event goes through emit(), which first announces the
   // syscalls other tasks are blocked in, so replay runs them up to there.
   void attachRunSpan(RecordTask& t, schema::Event::Builder event);
+  void markSharesMemory(RecordTask& t);
   void emit(RecordTask& t, capnp::MallocMessageBuilder& msg, pid_t tidOverride = 0);
   bool siblingExecing(const RecordTask& t) const;
   void forget(RecordTask& t);
@@ -265,6 +266,7 @@ class RecordSession {
   // Emulated ptrace: tasks traced by another (a fast path when none), and
   // the CLD_TRAPPED siginfo of each SIGCHLD rec sent a tracer's thread group.
   int ptraceTracees_ = 0;
+  uint64_t tracerSequence_ = 0;  // stepped at each resume and each stop seen (Task::setRunClock)
   std::map<pid_t, std::deque<siginfo_t>> ptraceSigchld_;
   // Exits of tracees whose tracer is not their parent, per tracer thread group.
   std::map<pid_t, std::deque<PtraceZombie>> ptraceZombies_;

@@ -55,7 +55,6 @@ void RecordSession::onSeccomp(RecordTask& t) {
     injectHeldSignal(t);
     return;
   }
-  t.runSpan = RecordTask::RunSpan{t.task.resumedAt(), writer_->eventCount()};
   const Registers& regs = t.task.regs();
   t.compat = t.task.eventMessage() == sys::kSeccompCompatData;
   t.entryRegs = regs.raw();
@@ -1327,7 +1326,7 @@ bool RecordSession::needsExclusive(RecordTask& t) {
     case sys::Hook::Ptrace:
       return true;
     case sys::Hook::ShmAt:
-      t.sharesMemory = true;
+      markSharesMemory(t);
       return true;
     case sys::Hook::Mmap: {
       // A mapping that shows a file's later changes (shared, or private of
@@ -1343,7 +1342,7 @@ bool RecordSession::needsExclusive(RecordTask& t) {
       const bool shared = (flags & MAP_TYPE) != MAP_PRIVATE;
       if (!shared && !writableFile) return false;
       if (shared && (!file || writableFile)) {
-        t.sharesMemory = true;
+        markSharesMemory(t);
         return true;
       }
       // A file watched already (by an earlier mapping: rec never stops
@@ -1362,7 +1361,7 @@ bool RecordSession::needsExclusive(RecordTask& t) {
       // others waiting until rec interrupts it (its calls stay traced).
       if ((flags & CLONE_THREAD) && t.sysbuf) sysbuf::setBlockStreams(*t.sysbuf, false);
       if ((flags & CLONE_VM) && !(flags & (CLONE_THREAD | CLONE_VFORK))) {
-        t.sharesMemory = true;
+        markSharesMemory(t);
         return true;
       }
       break;

@@ -226,11 +226,13 @@ class RecordTask {
   bool moveWanted = false;
   // When the last PTRACE_INTERRUPT for a preemption was sent.
   Clock::time_point interruptRequested;
-  // Events written when rec last resumed it before its current syscall's
-  // entry, and when rec saw that entry: the run span its syscall's first
-  // event carries (trace.capnp RunSpan; docs/parallel.md "Parallel replay").
+  // Events written when rec last resumed it before the stop that ended its
+  // last run of user code, and when rec saw that stop: the run span its
+  // next event carries (trace.capnp RunSpan; docs/parallel.md "Parallel
+  // replay").
   struct RunSpan {
     uint64_t from = 0, to = 0;
+    uint64_t resumedSeq = 0, stoppedSeq = 0;
   };
   std::optional<RunSpan> runSpan;
 

@@ -15,15 +15,21 @@ EventWindow::Entry EventWindow::classify(uint64_t index, schema::Event::Reader e
                 (e.isRdtsc() && e.getRdtsc().getInLog());
   if (queued) {
     entry.kind = Kind::Queued;
-  } else if (e.hasRun() &&
-             (e.isSyscall() || e.isSyscallEnter() || e.isExec() ||
-              // (a task killed from outside stopped where it was killed: the
-              // replay kills it at its turn, so it must not run on before)
-              (e.isExit() && WIFEXITED(e.getExit().getWaitStatus())))) {
-    entry.kind = Kind::RunsTo;
-    entry.runFrom = e.getRun().getFrom();
-    entry.runTo = e.getRun().getTo();
+    return entry;
   }
+  if (!e.hasRun()) return entry;
+  entry.hasRun = true;
+  entry.runFrom = e.getRun().getFrom();
+  entry.runTo = e.getRun().getTo();
+  entry.memoryPrivate = e.getRun().getMemoryPrivate();
+  entry.resumedSeq = e.getRun().getResumedSeq();
+  entry.stoppedSeq = e.getRun().getStoppedSeq();
+  // Those whose replay starts by running the task to a syscall's entry or
+  // its exit (a task killed from outside stopped where it was killed: the
+  // replay kills it at its turn, so it must not run on before).
+  if (e.isSyscall() || e.isSyscallEnter() || e.isExec() ||
+      (e.isExit() && WIFEXITED(e.getExit().getWaitStatus())))
+    entry.kind = Kind::RunsTo;
   return entry;
 }
 
@@ -35,12 +41,16 @@ void EventWindow::extendTo(uint64_t index, uint64_t next) {
     try {
       auto e = reader_.peekAhead(end_);
       if (!e) break;  // the end, or as far as the reader decodes ahead for now
-      byTask_[e->getTid()].push_back(classify(end_, *e));
+      const Entry entry = classify(end_, *e);
+      byTask_[e->getTid()].push_back(entry);
+      if (entry.hasRun)
+        runs_.push_back({entry.index, entry.stoppedSeq, e->getTid(), entry.memoryPrivate});
       ++end_;
     } catch (const format::FormatError&) {
       damaged_ = true;
     }
   }
+  while (!runs_.empty() && runs_.front().index < next) runs_.pop_front();
   // Tasks nobody asks about again (dead ones) would keep their entries.
   if (next >= pruned_ + reach_) {
     pruned_ = next;
@@ -57,6 +67,17 @@ const std::deque<EventWindow::Entry>& EventWindow::eventsOf(int tid, uint64_t ne
   auto& events = byTask_[tid];
   while (!events.empty() && events.front().index < next) events.pop_front();
   return events;
+}
+
+uint64_t EventWindow::firstConflict(int tid, uint64_t from, uint64_t to, uint64_t resumedSeq) {
+  extendTo(to, from);
+  // (runs_ holds the window's events from `from` on, in order)
+  for (const Ran& r : runs_) {
+    if (r.index >= to) break;
+    if (r.index >= from && r.tid != tid && !r.memoryPrivate && r.stoppedSeq < resumedSeq)
+      return r.index;
+  }
+  return std::min(to, end_);
 }
 
 schema::Event::Reader EventWindow::at(uint64_t index) {

@@ -22,7 +22,10 @@ class EventWindow {
   struct Entry {
     uint64_t index = 0;
     Kind kind = Kind::Other;
-    uint64_t runFrom = 0, runTo = 0;  // RunsTo: trace.capnp RunSpan
+    bool hasRun = false;  // the task ran before it (trace.capnp RunSpan):
+    uint64_t runFrom = 0, runTo = 0;
+    uint64_t resumedSeq = 0, stoppedSeq = 0;
+    bool memoryPrivate = false;
   };
 
   // Looks `reach` events past the first one not yet replayed (less where
@@ -37,6 +40,13 @@ class EventWindow {
   uint64_t reach() const { return reach_; }
   // Event `index`: valid until the next call.
   schema::Event::Reader at(uint64_t index);
+  // The first event in [from, to) that replay cannot apply while task `tid`
+  // (whose memory is its own) runs ahead on a run resumed at sequence
+  // `resumedSeq`: another task's whose own run (replayed when its event is
+  // applied) may write memory others see (not memoryPrivate), and ended,
+  // in the recording, before that run began, so that nothing says the two
+  // are independent. `to` if none (or as far as the window reaches).
+  uint64_t firstConflict(int tid, uint64_t from, uint64_t to, uint64_t resumedSeq);
 
  private:
   void extendTo(uint64_t index, uint64_t next);
@@ -48,6 +58,12 @@ class EventWindow {
   uint64_t pruned_ = 0;
   bool damaged_ = false;
   std::unordered_map<int, std::deque<Entry>> byTask_;
+  struct Ran {  // every event with a run span, in trace order
+    uint64_t index, stoppedSeq;
+    int tid;
+    bool memoryPrivate;
+  };
+  std::deque<Ran> runs_;
 };
 
 }  // namespace rec

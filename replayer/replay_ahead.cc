@@ -1,16 +1,21 @@
 // Parallel replay (docs/parallel.md "Parallel replay"): a task that the
 // recording ran beside other tasks' events runs beside their replay too.
 //
-// Each traced syscall's first event carries its run span (trace.capnp
-// RunSpan): rec resumed the task when `from` events had been written and
-// saw it stopped at the syscall's entry when `to` had. Events from..to-1
-// are other tasks' made while it ran, which parallel recording allows only
-// for tasks that cannot change what it computes (they share no memory, and
-// whatever replay does to a task's memory on another's behalf, such as a
-// watched file's write, is made alone). So once the replay has applied the
-// events before `from`, the task may run toward that entry, provided that
-// it stops there before the replay applies event `to`. Events are still
-// applied one at a time in trace order; only the tasks' user code overlaps.
+// A task's first event after each run of its user code carries the run's
+// span (trace.capnp RunSpan): rec resumed the task when `from` events had
+// been written and saw the stop that ended the run when `to` had. A task
+// whose memory is its own (memoryPrivate: no threads, no shared mappings,
+// no ptracer) computes nothing from events from..to-1 that it did not
+// compute when recorded: they touch other tasks' memory, and what replay
+// does to a task on another's behalf (a watched file's write) is made
+// alone, after the task stopped. So once the replay has applied the events
+// before `from`, the task may run toward its stop, provided that it stops
+// there before the replay applies event `to`, and before any event whose
+// task ran, when recorded, wholly before this run began while able to
+// write memory others see (EventWindow::firstConflict): replay runs that
+// task's code at its event, which may then come after this task's reads
+// instead of before. Events are still applied one at a time in trace
+// order; only the tasks' user code overlaps.
 #include <fmt/format.h>
 
 #include "replay_task.h"
@@ -20,7 +25,7 @@ namespace rec {
 namespace {
 // How far past the event being replayed the window looks for a task's next
 // run: make -j2's compilers run through a few hundred events of each other.
-constexpr uint64_t kAheadReach = 256;
+constexpr uint64_t kAheadReach = 4096;
 }  // namespace
 
 // After the task's event (or when its reconsideration is due): starts it
@@ -28,7 +33,7 @@ constexpr uint64_t kAheadReach = 256;
 // look again.
 void ReplaySession::considerAhead(ReplayTask& t) {
   using Park = ReplayTask::Park;
-  if (!parallel_ || observer_ || t.runningAhead || t.aheadStop) return;
+  if (!parallel_ || !runSpans_ || observer_ || t.runningAhead || t.aheadStop) return;
   if (t.park == Park::Initial) {
     // A new child: collect its first stop now, as its first run would.
     if (auto death = advanceInitial(t)) {
@@ -57,19 +62,26 @@ void ReplaySession::considerAhead(ReplayTask& t) {
   }
   const EventWindow::Entry target = *it;
   // Resumed before its last event was written: not one run from there.
-  if (target.kind != EventWindow::Kind::RunsTo || target.runFrom <= t.lastEventIndex ||
-      target.runTo > target.index)
+  if (target.kind != EventWindow::Kind::RunsTo || !target.memoryPrivate ||
+      target.runFrom <= t.lastEventIndex || target.runTo > target.index)
     return;
   if (target.runTo <= nextIndex_) return;  // nothing left to overlap
   if (target.runFrom > nextIndex_) {
     reconsider_.push({target.runFrom, t.recordedTid, t.lastEventIndex});
     return;
   }
+  // It must stop before the first event it might not be independent of.
+  const uint64_t collectAt =
+      window_->firstConflict(t.recordedTid, nextIndex_, target.runTo, target.resumedSeq);
+  if (collectAt <= nextIndex_) {
+    reconsider_.push({nextIndex_ + 1, t.recordedTid, t.lastEventIndex});
+    return;
+  }
   for (uint64_t index : queued) queueEarly(t, index);
   t.queuedUpTo = target.index;
   beginRun(t);
   t.runningAhead = true;
-  collect_.push({target.runTo, t.recordedTid, t.lastEventIndex});
+  collect_.push({collectAt, t.recordedTid, t.lastEventIndex});
   ++startedAhead_;
 }
 

@@ -240,6 +240,7 @@ void ReplaySession::start(schema::Event::Reader first) {
   if (header.getRdtscPatched() || !rdtscTrapsHere()) rdtscPatcher_.emplace();
   timeShim_ = header.getTimeShim();
   syscallBuffer_ = header.getSyscallBuffer();
+  runSpans_ = header.getRunSpans();
   if (header.getScratchAddress() != kScratchAddress)
     throw RecError(kExitBadTrace, "rec: trace uses a different scratch address");
   pid_t pid = spawnTraced(spawn);

@@ -263,6 +263,7 @@ class ReplaySession {
   }
   // Parallel replay: off with REC_REPLAY_PARALLEL=off or a debugger.
   bool parallel_ = true;
+  bool runSpans_ = false;  // the trace's events carry their run spans (Header.runSpans)
   std::unique_ptr<EventWindow> window_;  // read on the first chance to run ahead
   struct Due {
     uint64_t index;

@@ -271,6 +271,8 @@ void Task::clearPushedTrapFlag() {
 
 void Task::resume(Resume how, int signal) {
   if (runClock_) resumedAt_ = *runClock_;
+  if (sequence_) resumedSeq_ = ++*sequence_;
+  lastResumeUser_ = how != Resume::Syscall;
   if (how == Resume::Step) notePushfStep();
   knownCode_.reset();
   if (regsDirty_) {

@@ -122,11 +122,19 @@ class Task : public sys::MemoryReader {
   enum class Resume { Cont, Syscall, Step };  // Step: PTRACE_SINGLESTEP (one instruction)
   // Writes back dirty registers and resumes, delivering `signal` (0: none).
   void resume(Resume how, int signal = 0);
-  // A logical clock of the owner's (the recorder's: events written so far),
-  // read at every resume, so the owner knows what it did while the task ran
-  // (docs/parallel.md "Parallel replay"). It must outlive the task.
-  void setRunClock(const uint64_t* clock) { runClock_ = clock; }
-  uint64_t resumedAt() const { return resumedAt_; }  // the clock at the last resume
+  // Logical clocks of the owner's (the recorder's: events written so far,
+  // and a sequence it also steps at each stop it sees), read (the sequence
+  // stepped) at every resume, so the owner knows what it did while the
+  // task ran (docs/parallel.md "Parallel replay"). They must outlive the task.
+  void setRunClock(const uint64_t* clock, uint64_t* sequence) {
+    runClock_ = clock;
+    sequence_ = sequence;
+  }
+  uint64_t resumedAt() const { return resumedAt_; }    // the clock at the last resume
+  uint64_t resumedSeq() const { return resumedSeq_; }  // the sequence's value then
+  // Whether the last resume ran user code (Cont, Step), not only the
+  // kernel's side of a syscall (Syscall).
+  bool lastResumeRanUserCode() const { return lastResumeUser_; }
   // At a group-stop: PTRACE_LISTEN, the task stays stopped (job control)
   // until SIGCONT or SIGKILL, which the next wait reports.
   void listen();
@@ -159,7 +167,9 @@ class Task : public sys::MemoryReader {
  private:
   pid_t tid_;
   const uint64_t* runClock_ = nullptr;
-  uint64_t resumedAt_ = 0;
+  uint64_t* sequence_ = nullptr;
+  uint64_t resumedAt_ = 0, resumedSeq_ = 0;
+  bool lastResumeUser_ = true;
   pid_t tgid_;
   Registers regs_;
   bool regsValid_ = false;

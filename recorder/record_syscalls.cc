@@ -819,12 +819,13 @@ void RecordSession::drainSyscallBuffer(RecordTask& t) {
   // What a traced openat/close/fcntl teaches rec, a buffered one does too
   // (the buffer only takes those that leave stdout/stderr and their
   // aliases alone, so the buffer's view stayed right meanwhile).
-  bool fdTableChanged = false;
+  bool fdTableChanged = false, output = false;
   const std::byte* entries = memory->entries();
   for (uint32_t i = from; i + sizeof(rec_sysbuf_entry) <= at;) {
     rec_sysbuf_entry e;
     std::memcpy(&e, entries + i, sizeof e);
     i += e.size;  // (whole entries, checked by sysbuf::take)
+    output |= (e.flags & (REC_SYSBUF_ENTRY_ECHO_STDOUT | REC_SYSBUF_ENTRY_ECHO_STDERR)) != 0;
     const sys::SyscallRow* row = sys::findSyscall(e.nr);
     if (!row || !t.fds) continue;
     std::array<uint64_t, 6> args;
@@ -840,6 +841,13 @@ void RecordSession::drainSyscallBuffer(RecordTask& t) {
       owner->blockedTrapAction = std::move(note->trapAction);
     }
   }
+  // The program's output goes into the trace now, not at the task's next
+  // event: others' output may come first (a ptraced child's stop brings no
+  // event of its own until its tracer resumes it), and replay shows output
+  // in trace order. Not where threads share the buffer: replay hands their
+  // batches back through one queue, each thread's right before its event.
+  if (output && t.sysbuf.use_count() == 1)
+    writeBuffered(t, t.formerTid ? t.formerTid : t.task.tid());
 }
 
 // The task's buffered syscalls, as one BufferedSyscalls event holding the

@@ -11,9 +11,7 @@ namespace rec {
 
 EventWindow::Entry EventWindow::classify(uint64_t index, schema::Event::Reader e) {
   Entry entry{index, Kind::Other};
-  bool queued = e.isBufferedSyscalls() || (e.isSyscall() && e.getSyscall().getBuffered()) ||
-                (e.isRdtsc() && e.getRdtsc().getInLog());
-  if (queued) {
+  if (queued(e)) {
     entry.kind = Kind::Queued;
     return entry;
   }

@@ -28,6 +28,13 @@ class EventWindow {
     bool memoryPrivate = false;
   };
 
+  // Whether the event is handed to its task without a stop (a batch of
+  // buffered syscalls, a time answer): the task reads it on its way.
+  static bool queued(schema::Event::Reader e) {
+    return e.isBufferedSyscalls() || (e.isSyscall() && e.getSyscall().getBuffered()) ||
+           (e.isRdtsc() && e.getRdtsc().getInLog());
+  }
+
   // Looks `reach` events past the first one not yet replayed (less where
   // the chunks ahead are large: TraceReader::kLookAheadBytes).
   EventWindow(format::TraceReader& reader, uint64_t reach) : reader_(reader), reach_(reach) {}

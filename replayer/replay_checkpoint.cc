@@ -377,6 +377,7 @@ bool ReplaySession::copyProcess(ReplaySession& copy, std::vector<ReplayTask*>& t
     c.lastBufferedEvent = t->lastBufferedEvent;
     c.sysbuf = newSysbuf;
     c.lastSysbufEvent = t->lastSysbufEvent;
+    c.lastStopEvent = t->lastStopEvent;
     // Its registers, in the same kind of stop.
     if (isAtSyscallEntry(t->park)) {
       Registers again = x.regs;

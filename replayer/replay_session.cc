@@ -296,6 +296,7 @@ void ReplaySession::dispatch(schema::Event::Reader event) {
   t.lastEventIndex = eventIndex_;
   // Handed to the task when it started ahead toward a later event.
   const bool queuedEarly = eventIndex_ < t.queuedUpTo;
+  if (!EventWindow::queued(event)) t.lastStopEvent = eventIndex_;
   switch (event.which()) {
     case schema::Event::SYSCALL:
       if (queuedEarly && event.getSyscall().getBuffered()) break;
@@ -345,13 +346,19 @@ void ReplaySession::dispatch(schema::Event::Reader event) {
 
 void ReplaySession::diverge(ReplayTask& t, const std::string& expected, const std::string& actual) {
   std::string where;
+  const uint64_t ip = t.task.regs().ip();
   try {
-    where = describeCodeAddress(t.task.tid(), t.task.regs().ip(), [this](const std::string& path) {
+    where = describeCodeAddress(t.task.tid(), ip, [this](const std::string& path) {
       return blobs_->pathForRecorded(path);
     });
   } catch (const RecError&) {
     where = "unknown address";
   }
+  // rec's own code in the task has no symbols: say whose it is.
+  for (const AddressRange& pages : kRecPages)
+    if (ip >= pages.start && ip < pages.end)
+      where += " (rec's syscall buffer and time shim, entered from one of the program's patched "
+               "syscall sites)";
   throw RecError(
       kExitDivergence,
       fmt::format("rec: replay diverged at event #{} (task {}): expected {}, but the "

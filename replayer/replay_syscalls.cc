@@ -526,7 +526,10 @@ void ReplaySession::enqueueBuffered(ReplayTask& t, schema::BufferedSyscalls::Rea
                    fmt::format("rec: event #{} holds buffered syscalls of task {}, which has no "
                                "syscall buffer",
                                eventIndex_, t.recordedTid));
-  bool batchStarts = eventIndex_ != t.lastSysbufEvent + 1;
+  // One batch from the task's last event to its next, though other tasks'
+  // events may come between its parts (rec writes a part holding the
+  // program's output as soon as it drains it, so that output stays in order).
+  bool batchStarts = t.lastSysbufEvent == UINT64_MAX - 1 || t.lastStopEvent > t.lastSysbufEvent;
   t.lastSysbufEvent = eventIndex_;
   if (batchStarts) {
     checkBufferConsumed(t);

@@ -91,6 +91,7 @@ struct ReplaySession::ReplayTask {
   uint64_t lastBufferedEvent = UINT64_MAX - 1;  // index of its last time shim answer
   std::shared_ptr<SysbufSpace> sysbuf;          // the syscall buffer's, likewise (null: off)
   uint64_t lastSysbufEvent = UINT64_MAX - 1;    // index of its last buffered syscall
+  uint64_t lastStopEvent = 0;  // index of its last event that was not a batch or time answer
   // Registers recorded at the entry of its current and previous syscall
   // (the previous one predicts the current one: task_state.h).
   std::optional<user_regs_struct> entryRegs;

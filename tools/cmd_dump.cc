@@ -147,13 +147,6 @@ std::string eventName(schema::Event::Reader e) {
   }
 }
 
-// Other tasks' events made while this task ran to its syscall (trace.capnp
-// RunSpan): parallel replay runs it beside them too.
-std::string runText(schema::Event::Reader e) {
-  if (!e.hasRun() || e.getRun().getTo() <= e.getRun().getFrom()) return "";
-  return fmt::format(" [ran beside #{}..#{}]", e.getRun().getFrom(), e.getRun().getTo() - 1);
-}
-
 std::string eventText(schema::Event::Reader e) {
   switch (e.which()) {
     case schema::Event::SYSCALL:
@@ -260,7 +253,7 @@ int runDump(const DumpOptions& options) {
         line += '\n';
       } else {
         line = "#" + std::to_string(index) + (call >= 0 ? "." + std::to_string(call) : "") + " [" +
-               std::to_string(event.getTid()) + "] " + eventText(event) + runText(event) + "\n";
+               std::to_string(event.getTid()) + "] " + eventText(event) + "\n";
         if (options.showWrites && event.isSyscall()) {
           for (auto w : event.getSyscall().getWrites()) hexdump(line, w.getAddress(), w.getData());
         }

@@ -269,7 +269,7 @@ constexpr SyscallRow kTable[] = {
   emulated(SYS_alarm, "alarm", {Uint}).why("the SIGALRM it arms is recorded as an asynchronous signal"),
   emulated(SYS_setitimer, "setitimer", {Int, Ptr, Ptr}).out(fixed(2, kItimerval))
       .why("timer signals are recorded as asynchronous signals"),
-  emulated(SYS_getpid, "getpid", {}).why("replay runs under other ids: the recorded id is returned"),
+  emulated(SYS_getpid, "getpid", {}).why("replay runs under other ids: the recorded id is returned").buffered(),
   emulated(SYS_sendfile, "sendfile", {Fd, Fd, Ptr, Size}).blocks().out(fixed(2, 8))
       .writesFd(byKernel(0)),
   emulated(SYS_socket, "socket", {Socket, Socket, Int}).fd(),

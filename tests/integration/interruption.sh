@@ -63,8 +63,8 @@ check_divergence() {
   # RDRAND's value is in a register by the first syscall after it: replay
   # notices there, by another syscall or, when that one is the same, by the
   # register that differs.
-  local what="expected getp?pid\(\), but the program made getp?pid\(\)"
-  what+="|expected getp?pid\(\) with every register as recorded, but the program arrived with [a-z0-9]+ = 0x[0-9a-f]+ \(recorded 0x[0-9a-f]+\)"
+  local what="expected get(ppid|tid)\(\), but the program made get(ppid|tid)\(\)"
+  what+="|expected get(ppid|tid)\(\) with every register as recorded, but the program arrived with [a-z0-9]+ = 0x[0-9a-f]+ \(recorded 0x[0-9a-f]+\)"
   grep -Eq "diverged at event #[0-9]+ \(task [0-9]+\): ($what) at 0x[0-9a-f]+ \(.*\+0x[0-9a-f]+ in .*; the last event that matched was #[0-9]+ " replay.err ||
     { show "replay stderr" replay.err; fail "the report does not name the event, the syscalls or register, the code and the last event that matched"; }
 }

@@ -197,7 +197,10 @@ check_remap_watched() {
 # run ahead of its turn. (Before the recorder said which tasks' memory is
 # their own, a worker ran ahead while a parent thread's code, which the
 # recording ran before the worker's run, replayed beside it: --check found
-# the semaphore's page changed.) Replayed with --check.
+# the semaphore's page changed.) Replayed with --check. The interpreter's
+# switch interval is long: with its default 5 ms, threads waiting for the
+# GIL with timeouts make recordings under load that replay to a divergence
+# (exit 75), with or without parallel replay (README known limits).
 check_python_pool() {
   command -v python3 >/dev/null || fail "python3 is needed"
   cat >pool.py <<'PY'
@@ -208,6 +211,8 @@ def work(n):
         s = (s * 31 + i) % 1000003
     return s ^ os.getpid()
 if __name__ == "__main__":
+    import sys
+    sys.setswitchinterval(10)
     with multiprocessing.Pool(2) as p:
         print(sum(p.map(work, range(8))), random.random())
 PY

@@ -6,8 +6,8 @@
 source "$TESTLIB"
 
 # The names whose calls tests/programs/sysbuf_ids makes from glibc's wrappers.
-# (getpid, getppid, gettid and getrandom stay traced: docs/syscall-buffer.md)
-IDS_CALLS=(getuid getgid geteuid getegid getpgrp getpgid getsid stat lstat getrusage uname times)
+# (getppid, gettid and getrandom stay traced: docs/syscall-buffer.md)
+IDS_CALLS=(getpid getuid getgid geteuid getegid getpgrp getpgid getsid stat lstat getrusage uname times)
 
 check_ids() {
   need_program sysbuf_ids

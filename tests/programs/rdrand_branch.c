@@ -1,6 +1,9 @@
 // Makes a divergence on purpose: RDRAND cannot be trapped, so it returns
 // other values on replay, and this program then makes other syscalls
-// (getpid or getppid, 32 times by its bits). Replay must stop and report it.
+// (gettid or getppid, 32 times by its bits: both traced, where replay
+// names glibc's code; a divergence inside the syscall buffer is
+// syscall_buffer.sh's). Replay must stop and report it.
+#define _GNU_SOURCE
 #include <stdio.h>
 #include <unistd.h>
 
@@ -17,7 +20,7 @@ int main(void) {
   unsigned long long bits = rdrand64();
   for (int i = 0; i < 32; ++i) {
     if ((bits >> i) & 1)
-      printf("%d getpid %d\n", i, (int)getpid());
+      printf("%d gettid %d\n", i, (int)gettid());
     else
       printf("%d getppid %d\n", i, (int)getppid());
   }

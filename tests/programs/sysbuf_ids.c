@@ -1,10 +1,10 @@
 // What every process start asks and never blocks on, through the syscall
 // buffer from glibc's own wrappers (docs/syscall-buffer.md "Per-process
-// start-up calls"): the user and group id getters (`mov $NR,%eax; syscall;
-// ret`, sites patched with the padding after the `ret`), the process-group
-// getters, stat/lstat (raw, from inline sites) of files that exist and do
-// not, getrusage, uname and times; in main, in threads and in a forked
-// child; pipes closed at both ends. The traced getpid, getppid, gettid and
+// start-up calls"): getpid, the user and group id getters (`mov $NR,%eax;
+// syscall; ret`, sites patched with the padding after the `ret`), the
+// process-group getters, stat/lstat (raw, from inline sites) of files that
+// exist and do not, getrusage, uname and times; in main, in threads and in
+// a forked child; pipes closed at both ends. The traced getppid, gettid and
 // getrandom go into the same hash. Each round folds the answers into a hash
 // that is printed; a random nonce and the pids make the output differ
 // natively, so a replay that did not hand back the recorded answers prints

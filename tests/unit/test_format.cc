@@ -246,12 +246,19 @@ TEST_CASE("random events round trip", "[format]") {
 // Parallel replay's look-ahead: events ahead of nextEvent() read from the
 // same decoded chunks, in any order within them, while sequential reading
 // goes on unchanged.
+namespace {
+// A trace of `count` random events, `perChunk` to a chunk, at `path`.
+Written writeSmallChunks(const std::string& path, uint64_t seed, size_t count, size_t perChunk) {
+  WriterOptions options;
+  options.maxEventsPerChunk = perChunk;
+  return writeTrace(path, seed, count, options);
+}
+}  // namespace
+
 TEST_CASE("peekAhead reads ahead without disturbing nextEvent", "[format]") {
   TempDir dir("rec-format");
-  WriterOptions options;
-  options.maxEventsPerChunk = 7;
   std::string path = dir.file("ahead.rec");
-  Written w = writeTrace(path, 99, 200, options);
+  Written w = writeSmallChunks(path, 99, 200, 7);
   auto r = TraceReader::open(path);
   CHECK_FALSE(r->peekAhead(0));  // nothing decoded yet: no look-ahead
   std::mt19937_64 rng(5);
@@ -282,17 +289,9 @@ TEST_CASE("peekAhead reads ahead without disturbing nextEvent", "[format]") {
 // A damaged chunk ahead fails the look-ahead as it will fail nextEvent().
 TEST_CASE("peekAhead reports a damaged chunk ahead", "[format]") {
   TempDir dir("rec-format");
-  WriterOptions options;
-  options.maxEventsPerChunk = 4;
   std::string path = dir.file("damaged.rec");
-  Written w = writeTrace(path, 7, 40, options);
-  std::vector<std::byte> bytes;
-  {
-    std::ifstream in(path, std::ios::binary);
-    std::vector<char> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    bytes.resize(raw.size());
-    std::memcpy(bytes.data(), raw.data(), raw.size());
-  }
+  writeSmallChunks(path, 7, 40, 4);
+  std::vector<std::byte> bytes = readFile(path);
   auto intact = TraceReader::openBytes(bytes, "intact");
   // The last event chunk's payload, found through the footer's index.
   REQUIRE(intact->footer());

@@ -448,8 +448,8 @@ void RecordSession::handleStop(RecordTask& t, const Stop& stop) {
   // interrupt, its exit) gives the span its next event carries; one that
   // ends the kernel's side of a syscall keeps the span of the run before.
   if (!t.runSpan || t.task.lastResumeRanUserCode())
-    t.runSpan = RecordTask::RunSpan{t.task.resumedAt(), writer_->eventCount(),
-                                    t.task.resumedSeq(), ++tracerSequence_};
+    t.runSpan = RecordTask::RunSpan{t.task.resumedAt(), writer_->eventCount(), t.task.resumedSeq(),
+                                    ++tracerSequence_};
   if (stop.kind == StopKind::Exited) {
     onExited(t, stop.status);
     return;

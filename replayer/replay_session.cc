@@ -25,8 +25,8 @@
 #include "remote_syscall.h"
 #include "replay_observer.h"
 #include "replay_task.h"
-#include "signals.h"
 #include "seccomp_filter.h"
+#include "signals.h"
 #include "spawn.h"
 #include "symbolize.h"
 #include "syscall_table.h"
@@ -357,8 +357,9 @@ void ReplaySession::diverge(ReplayTask& t, const std::string& expected, const st
   // rec's own code in the task has no symbols: say whose it is.
   for (const AddressRange& pages : kRecPages)
     if (ip >= pages.start && ip < pages.end)
-      where += " (rec's syscall buffer and time shim, entered from one of the program's patched "
-               "syscall sites)";
+      where +=
+          " (rec's syscall buffer and time shim, entered from one of the program's patched "
+          "syscall sites)";
   throw RecError(
       kExitDivergence,
       fmt::format("rec: replay diverged at event #{} (task {}): expected {}, but the "

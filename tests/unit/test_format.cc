@@ -3,6 +3,7 @@
 #include <capnp/serialize.h>
 #include <kj/string.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -17,12 +18,10 @@
 #include <thread>
 #include <vector>
 
-#include "temp_dir.h"
 #include "buffered_calls.h"
 #include "fast_hash.h"
+#include "temp_dir.h"
 #include "trace_file.h"
-
-#include <xxhash.h>
 
 namespace fs = std::filesystem;
 using rec::format::BlobHash;

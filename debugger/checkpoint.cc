@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
-#include <fstream>
+#include <sstream>
+
+#include "process_maps.h"
 
 namespace rec::dbg {
 
@@ -73,7 +75,7 @@ CheckpointStats CheckpointStore::stats() const {
       if (task.recordedTid != task.recordedPid) continue;  // once per process
       // Private_Dirty: pages this process has written since it was forked
       // (or never shared); what the checkpoint really costs.
-      std::ifstream in(fmt::format("/proc/{}/smaps_rollup", task.tid));
+      std::istringstream in(readProcFile(fmt::format("/proc/{}/smaps_rollup", task.tid)));
       std::string key;
       uint64_t kb;
       std::string unit;

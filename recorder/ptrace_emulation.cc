@@ -17,11 +17,11 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <fstream>
 #include <sstream>
 
 #include "errors.h"
 #include "exit_codes.h"
+#include "process_maps.h"
 #include "record_session.h"
 #include "record_task.h"
 #include "scheduler.h"
@@ -40,8 +40,7 @@ constexpr uint64_t kDebugRegOffset = offsetof(struct user, u_debugreg);
 
 // The parent process of `tid`, from /proc (0 when unknown).
 pid_t parentOf(pid_t tid) {
-  std::ifstream stat(fmt::format("/proc/{}/stat", tid));
-  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const std::string text = readProcFile(fmt::format("/proc/{}/stat", tid));
   size_t close = text.rfind(')');
   if (close == std::string::npos) return 0;
   std::istringstream rest(text.substr(close + 1));

@@ -20,7 +20,7 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
+#include <sstream>
 #include <map>
 #include <set>
 
@@ -711,7 +711,7 @@ bool deschedEchoPending(RecordTask& t) {
 
 // Whether `signo` is pending for the thread itself (not the process).
 bool threadSignalPending(pid_t tid, int signo) {
-  std::ifstream status(fmt::format("/proc/{}/status", tid));
+  std::istringstream status(readProcFile(fmt::format("/proc/{}/status", tid)));
   std::string line;
   while (std::getline(status, line))
     if (line.rfind("SigPnd:", 0) == 0)

@@ -21,7 +21,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
-#include <fstream>
+#include <sstream>
 
 #include "buffered_calls.h"
 #include "code_patch.h"
@@ -719,7 +719,7 @@ bool RecordSession::noteFdTable(OutputFds& fds, const sys::SyscallRow& row,
 }
 
 int RecordSession::originInProcessOf(RecordTask& t, uint64_t pidfd, uint64_t fd) {
-  std::ifstream info(fmt::format("/proc/{}/fdinfo/{}", t.task.tid(), pidfd));
+  std::istringstream info(readProcFile(fmt::format("/proc/{}/fdinfo/{}", t.task.tid(), pidfd)));
   std::string line;
   pid_t pid = 0;
   while (std::getline(info, line))

@@ -7,8 +7,9 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <fstream>
+#include <sstream>
 
+#include "process_maps.h"
 #include "scoped_fd.h"
 
 namespace rec {
@@ -23,7 +24,7 @@ namespace {
 
 // The file position of `fd` in task `tid` (/proc/PID/fdinfo), or -1.
 int64_t filePosition(pid_t tid, long fd) {
-  std::ifstream info(fmt::format("/proc/{}/fdinfo/{}", tid, fd));
+  std::istringstream info(readProcFile(fmt::format("/proc/{}/fdinfo/{}", tid, fd)));
   std::string key;
   int64_t value;
   while (info >> key >> value)

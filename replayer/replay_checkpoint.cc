@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <fstream>
+#include <sstream>
 #include <map>
 
 #include "errors.h"
@@ -39,7 +39,7 @@ namespace rec {
 namespace {
 
 uint64_t blockedSignals(pid_t tid) {
-  std::ifstream status(fmt::format("/proc/{}/status", tid));
+  std::istringstream status(readProcFile(fmt::format("/proc/{}/status", tid)));
   std::string line;
   while (std::getline(status, line))
     if (line.rfind("SigBlk:", 0) == 0) return std::stoull(line.substr(7), nullptr, 16);
@@ -141,6 +141,9 @@ class ParkedThread {
 std::unique_ptr<ReplaySession> ReplaySession::fork() {
   using Park = ReplayTask::Park;
   if (!started_ || activePatch_) return nullptr;
+  // (a debugger's replay, which forks, never runs tasks ahead)
+  for (auto& [id, t] : tasks_)
+    if (t->runningAhead || t->aheadStop) return nullptr;
   for (auto& [id, t] : tasks_) {
     if (t->park == Park::Dead) continue;
     // Inside a real blocking syscall (a vfork parent), or dying: no state to copy.

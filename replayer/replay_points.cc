@@ -20,7 +20,6 @@
 #include <cstddef>
 #include <cstring>
 #include <cstdlib>
-#include <fstream>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -68,7 +67,7 @@ uint64_t freePagesNear(const std::vector<MapEntry>& maps, uint64_t ip) {
 
 // The process's start_brk (/proc/TID/stat field 47), or 0.
 uint64_t startBrkOf(pid_t tid) {
-  std::ifstream stat(fmt::format("/proc/{}/stat", tid));
+  std::istringstream stat(readProcFile(fmt::format("/proc/{}/stat", tid)));
   std::string line;
   std::getline(stat, line);
   const auto close = line.rfind(')');
@@ -133,7 +132,7 @@ class WaitTicker {
 
 // CPU time the task has used, from /proc/TID/schedstat.
 std::chrono::nanoseconds cpuTime(pid_t tid) {
-  std::ifstream in(fmt::format("/proc/{}/schedstat", tid));
+  std::istringstream in(readProcFile(fmt::format("/proc/{}/schedstat", tid)));
   uint64_t ns = 0;
   in >> ns;
   return std::chrono::nanoseconds(ns);

@@ -59,9 +59,11 @@ std::vector<MapEntry> parseMaps(std::string_view text) {
 // and an ifstream with sscanf per line cost ~30 us of rec's time each
 // (perf, 100 x /bin/true).
 std::vector<MapEntry> readMaps(pid_t pid) {
-  char path[32];
-  *fmt::format_to_n(path, sizeof path - 1, "/proc/{}/maps", pid).out = '\0';
-  ScopedFd fd(::open(path, O_RDONLY | O_CLOEXEC));
+  return parseMaps(readProcFile(fmt::format("/proc/{}/maps", pid)));
+}
+
+std::string readProcFile(const std::string& path) {
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return {};
   std::string text;
   size_t used = 0;
@@ -70,11 +72,12 @@ std::vector<MapEntry> readMaps(pid_t pid) {
     if (used == text.size()) text.resize(text.size() * 2);
     ssize_t n = ::read(fd.get(), text.data() + used, text.size() - used);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
+    if (n < 0) return {};  // (ESRCH: gone meanwhile)
+    if (n == 0) break;
     used += static_cast<size_t>(n);
   }
   text.resize(used);
-  return parseMaps(text);
+  return text;
 }
 
 }  // namespace rec

@@ -1,4 +1,4 @@
-// /proc/PID/maps, parsed.
+// /proc/PID/maps, parsed; and reading /proc files whole.
 #pragma once
 
 #include <sys/types.h>
@@ -21,6 +21,11 @@ struct MapEntry {
 
   bool isFile() const { return inode != 0 && !path.empty() && path[0] == '/'; }
 };
+
+// A /proc file's whole text; empty when it cannot be read (the process is
+// gone: a read then fails with ESRCH, which an ifstream throws as an
+// internal error).
+std::string readProcFile(const std::string& path);
 
 // Empty when the file cannot be read (the process is gone).
 std::vector<MapEntry> readMaps(pid_t pid);

@@ -6,9 +6,10 @@
 #include <ucontext.h>
 
 #include <cstddef>
-#include <fstream>
+#include <sstream>
 #include <string>
 
+#include "process_maps.h"
 #include "task.h"
 
 namespace rec {
@@ -16,7 +17,7 @@ namespace rec {
 namespace {
 // Whether `signo` is in the signal mask named `field` of /proc/TID/status.
 bool statusMaskHas(pid_t tid, const char* field, int signo) {
-  std::ifstream in(fmt::format("/proc/{}/status", tid));
+  std::istringstream in(readProcFile(fmt::format("/proc/{}/status", tid)));
   std::string line;
   std::string prefix = std::string(field) + ":";
   while (std::getline(in, line)) {

@@ -399,8 +399,7 @@ void RecordSession::attachRunSpan(RecordTask& t, schema::Event::Builder event) {
 // creates later inherit the mark, as children do).
 void RecordSession::markSharesMemory(RecordTask& t) {
   for (auto& [tid, u] : tasks_)
-    if (u->task.tgid() == t.task.tgid()) u->sharesMemory = true;
-  t.sharesMemory = true;
+    if (u->task.tgid() == t.task.tgid()) u->sharesMemory = true;  // (t among them)
 }
 
 // The time shim's answers since the task's last event, as syscall events

@@ -57,31 +57,31 @@ void ReplaySession::considerAhead(ReplayTask& t) {
   if (it == events.end()) {
     // Its next run lies beyond the window: look again halfway there.
     if (!window_->reachesEnd())
-      reconsider_.push({nextIndex_ + window_->reach() / 2, t.recordedTid, t.lastEventIndex});
+      reconsider_.push({nextIndex_ + window_->reach() / 2, t.recordedTid, t.lastStopEvent});
     return;
   }
   const EventWindow::Entry target = *it;
   // Resumed before its last event was written: not one run from there.
   if (target.kind != EventWindow::Kind::RunsTo || !target.memoryPrivate ||
-      target.runFrom <= t.lastEventIndex || target.runTo > target.index)
+      target.runFrom <= t.lastStopEvent || target.runTo > target.index)
     return;
   if (target.runTo <= nextIndex_) return;  // nothing left to overlap
   if (target.runFrom > nextIndex_) {
-    reconsider_.push({target.runFrom, t.recordedTid, t.lastEventIndex});
+    reconsider_.push({target.runFrom, t.recordedTid, t.lastStopEvent});
     return;
   }
   // It must stop before the first event it might not be independent of.
   const uint64_t collectAt =
       window_->firstConflict(t.recordedTid, nextIndex_, target.runTo, target.resumedSeq);
   if (collectAt <= nextIndex_) {
-    reconsider_.push({nextIndex_ + 1, t.recordedTid, t.lastEventIndex});
+    reconsider_.push({nextIndex_ + 1, t.recordedTid, t.lastStopEvent});
     return;
   }
   for (uint64_t index : queued) queueEarly(t, index);
   t.queuedUpTo = target.index;
   beginRun(t);
   t.runningAhead = true;
-  collect_.push({collectAt, t.recordedTid, t.lastEventIndex});
+  collect_.push({collectAt, t.recordedTid, t.lastStopEvent});
   ++startedAhead_;
 }
 
@@ -90,7 +90,7 @@ void ReplaySession::reconsiderDue() {
     Due due = reconsider_.top();
     reconsider_.pop();
     auto it = tasks_.find(due.tid);
-    if (it != tasks_.end() && it->second->lastEventIndex == due.taskEvent)
+    if (it != tasks_.end() && it->second->lastStopEvent == due.taskEvent)
       considerAhead(*it->second);
   }
 }

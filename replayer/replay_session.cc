@@ -293,13 +293,16 @@ void ReplaySession::dispatch(schema::Event::Reader event) {
     throw RecError(kExitBadTrace, fmt::format("rec: trace event #{} is for task {} after it exited",
                                               eventIndex_, event.getTid()));
   followTask(t);
-  t.lastEventIndex = eventIndex_;
-  // Handed to the task when it started ahead toward a later event.
-  const bool queuedEarly = eventIndex_ < t.queuedUpTo;
+  if (EventWindow::queued(event) && eventIndex_ < t.queuedUpTo) {
+    // Handed to the task when it started ahead toward a later event: only
+    // the program's output it holds is left to show, in trace order.
+    if (event.isBufferedSyscalls()) showBuffered(event.getBufferedSyscalls());
+    noteMatched(t, event);
+    return;
+  }
   if (!EventWindow::queued(event)) t.lastStopEvent = eventIndex_;
   switch (event.which()) {
     case schema::Event::SYSCALL:
-      if (queuedEarly && event.getSyscall().getBuffered()) break;
       if (event.getSyscall().getInSyscallBuffer())
         throw RecError(kExitBadTrace,
                        fmt::format("rec: event #{} is a buffered syscall of the format before "
@@ -320,17 +323,13 @@ void ReplaySession::dispatch(schema::Event::Reader event) {
       onExec(t, event.getExec());
       break;
     case schema::Event::RDTSC:
-      if (queuedEarly && event.getRdtsc().getInLog()) break;
       onRdtsc(t, event.getRdtsc());
       break;
     case schema::Event::EXIT:
       onExit(t, event.getExit());
       break;
     case schema::Event::BUFFERED_SYSCALLS:
-      if (queuedEarly)
-        showBuffered(event.getBufferedSyscalls());
-      else
-        onBufferedSyscalls(t, event.getBufferedSyscalls());
+      onBufferedSyscalls(t, event.getBufferedSyscalls());
       break;
     case schema::Event::PREEMPT: {
       auto p = event.getPreempt();

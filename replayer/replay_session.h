@@ -268,7 +268,7 @@ class ReplaySession {
   struct Due {
     uint64_t index;
     int tid;
-    uint64_t taskEvent;  // the task's lastEventIndex when queued (stale once it moved on)
+    uint64_t taskEvent;  // the task's lastStopEvent when queued (stale once it moved on)
     bool operator>(const Due& o) const { return index > o.index; }
   };
   using DueQueue = std::priority_queue<Due, std::vector<Due>, std::greater<Due>>;

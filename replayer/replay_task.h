@@ -112,9 +112,8 @@ struct ReplaySession::ReplayTask {
   // the trace gets to what happened after it in the recording.
   bool runningAhead = false;
   std::optional<Stop> aheadStop;
-  uint64_t queuedUpTo = 0;      // its queued events (buffered batches, time answers) before
-                                // this index were handed to it when it started ahead
-  uint64_t lastEventIndex = 0;  // of its last replayed event
+  uint64_t queuedUpTo = 0;  // its queued events (buffered batches, time answers) before
+                            // this index were handed to it when it started ahead
 };
 
 }  // namespace rec

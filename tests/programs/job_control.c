@@ -6,7 +6,8 @@
 // With "threads", the child has a second thread blocked in a read on a
 // pipe when it stops: the parent writes to that pipe while the child is
 // stopped (nothing reads it until SIGCONT), and SIGCONT may be delivered to
-// either thread. The child's exit status comes from the clock, so the output
+// either thread. The child's exit status comes from the clock (1 of 100
+// values), and the parent prints the clock's nanoseconds too, so the output
 // differs on every native run.
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -54,6 +55,7 @@ int main(int argc, char** argv) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   int code = (int)(ts.tv_nsec / 1000 % 100) + 1;
+  printf("parent: started at ns %ld\n", ts.tv_nsec);
   int ready[2];
   CHECK(pipe(ready) == 0);
   pid_t child = fork();
